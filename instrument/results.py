@@ -1,0 +1,153 @@
+"""Shared pieces of every result: metadata, JSON conversion and the printable `Table`.
+
+Results are frozen dataclasses of numbers, strings, tuples and DataFrames, with no reference to the
+model or the data. Every result type offers ``to_dict()`` (JSON-serialisable) and ``from_dict()``;
+``summary()`` returns a `Table`, and rounding happens only when a `Table` is rendered.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from instrument import __version__
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Provenance of a result (lavaan's ``version`` and ``Options`` slots).
+
+    Attributes
+    ----------
+    version : str
+        Version of `instrument` that produced the result.
+    options : dict
+        The options actually used (after defaults were resolved).
+    seed : int or None
+        Random seed, where randomness was involved.
+    data_hash : str
+        SHA-256 (first 16 hex digits) of the input data, see `hash_frame`.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    data_hash: str = ""
+    version: str = __version__
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Meta":
+        return cls(options=dict(d.get("options", {})), seed=d.get("seed"),
+                   data_hash=d.get("data_hash", ""), version=d.get("version", __version__))
+
+
+def hash_frame(df: pd.DataFrame) -> str:
+    """Stable hash of a DataFrame's values, index and column names (first 16 hex digits)."""
+    h = hashlib.sha256()
+    h.update(",".join(map(str, df.columns)).encode())
+    h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/pandas objects (recursively) into JSON-serialisable Python objects.
+
+    DataFrames become ``{"__frame__": "records", "columns": [...], "data": [[...], ...]}`` so that
+    `from_jsonable` restores them with their column order; NaN becomes ``None``.
+    """
+    if isinstance(obj, pd.DataFrame):
+        return {"__frame__": "records", "columns": [str(c) for c in obj.columns],
+                "data": [[to_jsonable(v) for v in row] for row in obj.itertuples(index=False)]}
+    if isinstance(obj, pd.Series):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if obj is pd.NA or obj is None:
+        return None
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    return obj
+
+
+def from_jsonable(obj: Any) -> Any:
+    """Inverse of `to_jsonable` for DataFrames (other values are returned unchanged)."""
+    if isinstance(obj, Mapping) and obj.get("__frame__") == "records":
+        df = pd.DataFrame(obj["data"], columns=obj["columns"])
+        return df.fillna(value=np.nan) if len(df) else df
+    if isinstance(obj, Mapping):
+        return {k: from_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_jsonable(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """JSON text of any result (via `to_jsonable`), with sorted keys for byte-stable output."""
+    return json.dumps(to_jsonable(obj), sort_keys=True, allow_nan=False, **kw)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A printable table, like statsmodels' ``Summary``: a title, a DataFrame and notes.
+
+    Numbers are rounded only here, when rendered, to ``digits`` decimals.
+    """
+
+    title: str
+    frame: pd.DataFrame
+    notes: Sequence[str] = ()
+    digits: int = 3
+
+    def _formatted(self) -> pd.DataFrame:
+        def fmt(v: Any) -> str:
+            if isinstance(v, (float, np.floating)):
+                return "" if math.isnan(v) else f"{v:.{self.digits}f}"
+            return "" if v is None else str(v)
+        return self.frame.map(fmt) if len(self.frame) else self.frame.astype(str)
+
+    def as_text(self) -> str:
+        body = self._formatted().to_string(index=False) if len(self.frame) else "(empty)"
+        lines = [self.title, "=" * len(self.title), body]
+        lines += [f"Note. {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        f = self._formatted()
+        head = "| " + " | ".join(map(str, f.columns)) + " |"
+        sep = "|" + "---|" * len(f.columns)
+        rows = ["| " + " | ".join(r) + " |" for r in f.astype(str).values.tolist()]
+        return "\n".join([f"**{self.title}**", "", head, sep, *rows, *[f"\n*Note.* {n}" for n in self.notes]])
+
+    def as_html(self) -> str:
+        import html
+        f = self._formatted()
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in f.columns)
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>"
+                       for r in f.values.tolist())
+        notes = "".join(f"<p class='note'><em>Note.</em> {html.escape(n)}</p>" for n in self.notes)
+        return (f"<table class='apa'><caption>{html.escape(self.title)}</caption>"
+                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{notes}")
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()

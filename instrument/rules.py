@@ -48,3 +48,29 @@ class Rule:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- linker (predictive validity, issue 10) -------------------------------------------------------
+CHRONIC_ABSENCE = Rule(
+    "days_absent.share", 0.10, ">=",
+    "Every Student Succeeds Act (2015) state reporting of chronic absenteeism, U.S. Department of "
+    "Education, Civil Rights Data Collection definition: a student who misses 10% or more of the "
+    "days enrolled, for any reason; Attendance Works (2014), 'Chronic absence: missing 10% or more "
+    "of school for any reason', https://www.attendanceworks.org/chronic-absence/the-problem/",
+    note="Counts excused, unexcused and disciplinary absences; the denominator is days enrolled, "
+         "not days in the school year.")
+FEW_CLUSTERS_CR1 = Rule(
+    "n.clusters", 42, ">=",
+    "Angrist, J. D., & Pischke, J.-S. (2009). Mostly Harmless Econometrics, sec. 8.2.3; Cameron, "
+    "A. C., & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference. Journal of "
+    "Human Resources, 50(2), 317-372. https://doi.org/10.3368/jhr.50.2.317",
+    note="Below about 42 clusters CR1 standard errors are too small; prefer CR2 with "
+         "Satterthwaite degrees of freedom (Pustejovsky & Tipton, 2018).")
+BRIGHT_SPOT_TOP_SHARE = Rule(
+    "residual.share.top", 0.20, "<=",
+    "Stage 2 design of the family-engagement study: 'Bright Spot' schools are those in the top 20% "
+    "of engagement relative to the score predicted from their demographics, in two consecutive "
+    "years (positive-deviance sampling; Pascale, Sternin & Sternin, 2010, The Power of Positive "
+    "Deviance, Harvard Business Press).",
+    note="A school passes when the share of schools with a larger residual is at most 20% in "
+         "every year considered.")

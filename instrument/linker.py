@@ -525,11 +525,12 @@ class LinkResult:
     def summary(self) -> Table:
         dep = f"change in {self.outcome}" if self.change else self.outcome
         rows = []
-        for r in self.effects.itertuples(index=False):
-            rows.append({"predictor": r.predictor, "b": r.b, "b per SD": r.b_per_sd,
-                         "P10": r.p10, "P90": r.p90, "P10->P90 (pts)": r.contrast_pp,
-                         "95% CI": f"[{r._asdict()['ci_lower_pp']:.1f}, {r._asdict()['ci_upper_pp']:.1f}]",
-                         "per 1,000 students": r.per_1000, "df": r.df})
+        for r in self.effects.to_dict("records"):
+            rows.append({"predictor": r["predictor"], "b per SD (pts)": 100 * r["b_per_sd"],
+                         "beta (std)": r["beta_std"],
+                         "P10": r["p10"], "P90": r["p90"], "P10->P90 (pts)": r["contrast_pp"],
+                         "95% CI": f"[{r['ci.lower_pp']:.1f}, {r['ci.upper_pp']:.1f}]",
+                         "per 1,000 students": r["per_1000"], "df": r["df"]})
         frame = pd.DataFrame(rows)
         s = self.score
         notes = [f"{self.form} form, construct {self.construct}; {dep} regressed on the school "
@@ -545,7 +546,7 @@ class LinkResult:
                  f"{self.sample['n_only_in_scores']} without outcomes, "
                  f"{self.sample['n_only_in_outcomes']} without scores, "
                  f"{self.sample['n_missing_values']} with missing values.", *self.notes]
-        return Table(f"Predictive validity: {dep}", frame.rename(columns=lambda c: c), notes, 2)
+        return Table(f"Predictive validity: {dep}", frame, notes, 2)
 
 
 def _effects_table(fit: ClusterFit, data: pd.DataFrame, y: np.ndarray, predictors: Sequence[str],
@@ -796,3 +797,430 @@ def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = 
                              "reliability_residualised": r.disattenuation["reliability_residualised"],
                              "est_corrected": r.disattenuation["est_corrected"]})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bright Spots (Stage 2's positive-deviance finder)
+# ------------------------------------------------------------------------------------------------
+_FRAMES_BRIGHT = ("schools", "partners", "model")
+
+
+@dataclass(frozen=True)
+class BrightSpotResult:
+    """Schools whose engagement score beats the score predicted from their characteristics.
+
+    Attributes
+    ----------
+    schools : DataFrame
+        One row per school x year: ``school_id district_id year score expected residual rank
+        rank_share flagged bright_spot`` (``flagged``: in the top share that year;
+        ``bright_spot``: flagged in every year considered).
+    partners : DataFrame
+        ``bright_spot_id partner_id district_id rank distance bright_spot_score partner_score``:
+        up to ``n_partners`` comparison schools per Bright Spot (same district, same
+        ``match_exact`` values, not a Bright Spot, score at or below the median, nearest by
+        Mahalanobis distance on the numeric predictors).
+    model : DataFrame
+        ``year term est`` of the OLS prediction of the score from the predictors, per year.
+    r_squared : dict
+        Year -> R-squared of that model.
+    years : tuple
+        The years considered (``(None,)`` when scores have no ``year`` column).
+    top_share : float
+    rule : Rule
+    form, construct : str
+    predictors, match_exact : tuple of str
+    sample : dict
+        Counts and ids of schools left out (suppressed, unmatched, missing predictors, not present
+        in every year).
+    notes : tuple of str
+    meta : Meta
+    """
+
+    schools: pd.DataFrame
+    partners: pd.DataFrame
+    model: pd.DataFrame
+    r_squared: Mapping[str, float]
+    years: tuple
+    top_share: float
+    rule: Rule
+    form: str
+    construct: str
+    predictors: tuple[str, ...]
+    match_exact: tuple[str, ...]
+    sample: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def bright_spot_ids(self) -> list[str]:
+        """Ids of the Bright Spot schools, sorted."""
+        return sorted(self.schools.loc[self.schools["bright_spot"], "school_id"].unique())
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("meta", "rule")}
+        d["rule"] = self.rule.to_dict()
+        d["meta"] = self.meta.to_dict()
+        return to_jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BrightSpotResult":
+        kw = dict(from_jsonable(dict(d)))
+        kw["meta"] = Meta.from_dict(d.get("meta", {}))
+        kw["rule"] = Rule(**d["rule"])
+        for k in ("years", "predictors", "match_exact", "notes"):
+            kw[k] = tuple(kw.get(k, ()))
+        if "schools" in kw and len(kw["schools"]):
+            for c in ("flagged", "bright_spot"):
+                kw["schools"][c] = kw["schools"][c].astype(bool)
+        return cls(**kw)
+
+    def summary(self) -> Table:
+        last = self.years[-1]
+        s = self.schools
+        cur = s[(s["bright_spot"]) & ((s["year"] == last) if last is not None else True)]
+        rows = []
+        for r in cur.sort_values("residual", ascending=False).itertuples(index=False):
+            p = self.partners[self.partners["bright_spot_id"] == r.school_id]
+            rows.append({"school": r.school_id, "district": r.district_id, "score": r.score,
+                         "expected": r.expected, "residual": r.residual,
+                         "partners": ", ".join(p.sort_values("rank")["partner_id"].astype(str))})
+        yrs = ", ".join(str(y) for y in self.years if y is not None) or "one cross-section"
+        notes = [f"Score ({self.form} form, {self.construct}) predicted from "
+                 f"{', '.join(self.predictors)} by OLS; Bright Spots are in the top "
+                 f"{100 * self.top_share:.0f}% of actual - expected in every year ({yrs}); "
+                 f"{self.rule.source}", *self.notes]
+        return Table("Bright Spot schools", pd.DataFrame(rows), notes, 1)
+
+
+def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
+                 predictors: Sequence[str] = ("poverty", "el_share", "grade_band", "enrollment",
+                                              "locale"),
+                 top_share: float = BRIGHT_SPOT_TOP_SHARE.threshold,
+                 years: Sequence[Any] | None = None, construct: str = "overall",
+                 form: str = "teacher", n_partners: int = 3,
+                 match_exact: Sequence[str] = ("grade_band",),
+                 rates_in: str = "proportion") -> BrightSpotResult:
+    """Find Bright Spot schools (engagement above what their demographics predict) and partners.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Long school scores; an optional ``year`` column holds several years.
+    outcomes : DataFrame
+        School characteristics (``school_id district_id`` + ``predictors``); with a ``year``
+        column it is matched by school and year, otherwise the same row serves every year.
+    predictors : sequence of str
+        Characteristics the expected score is predicted from (text columns dummy-coded).
+    top_share : float
+        Share of schools flagged each year (0.20 = top 20%, `instrument.rules.BRIGHT_SPOT_TOP_SHARE`).
+    years : sequence, optional
+        Years that must all be flagged; default the last two years present (or the only one).
+    construct, form : str
+        Which score.
+    n_partners : int
+        Matched partner schools proposed per Bright Spot.
+    match_exact : sequence of str
+        Columns a partner must share with the Bright Spot (besides the district).
+    rates_in : {"proportion", "percent"}
+
+    Returns
+    -------
+    BrightSpotResult
+
+    Notes
+    -----
+    Each year: ``score = X b + r`` by OLS on the predictors; ``expected = X b``,
+    ``residual = score - expected``; ``rank`` 1 is the largest residual and a school is flagged
+    when ``rank / n <= top_share``. A Bright Spot is flagged in every year considered (so it
+    must be present in all of them). Partners come from the last year: same district and
+    ``match_exact`` values, not Bright Spots, ``score <= median(score)`` of all schools that year,
+    ordered by the Mahalanobis distance ``sqrt((z_b - z_p)' S^+ (z_b - z_p))`` on the numeric
+    predictors, ``S`` their sample covariance over all schools that year (pseudo-inverse).
+    """
+    _choice("form", form, FORMS)
+    _choice("rates_in", rates_in, RATES_IN)
+    if not (isinstance(top_share, (int, float)) and 0 < top_share < 1):
+        raise ValueError(f"top_share= must be a number in (0, 1); got {top_share!r}.")
+    if not (isinstance(n_partners, int) and n_partners >= 0):
+        raise ValueError(f"n_partners= must be a non-negative integer; got {n_partners!r}.")
+    for name, val in (("predictors", predictors), ("match_exact", match_exact)):
+        if isinstance(val, str):
+            raise ValueError(f"{name}= must be a sequence of column names; got the string {val!r}.")
+    predictors, match_exact = tuple(predictors), tuple(match_exact)
+    _require(scores, SCORE_COLUMNS, "scores")
+    _require(outcomes, [*OUTCOME_COLUMNS, *predictors, *match_exact], "outcomes")
+    sel = scores[(scores["form"] == form) & (scores["construct"] == construct)].copy()
+    if sel.empty:
+        raise ValueError(f"scores has no rows for form={form!r}, construct={construct!r}.")
+    has_year = "year" in sel.columns
+    if not has_year:
+        sel["year"] = None
+    avail = sorted(sel["year"].dropna().unique().tolist()) if has_year else [None]
+    if years is None:
+        use = tuple(avail[-2:])
+    else:
+        use = tuple(years)
+        bad = [y for y in use if y not in avail]
+        if bad or not use:
+            raise ValueError(f"years= {list(use)} not all in the scores' years {avail}.")
+    out = check_rates(outcomes, rates_in=rates_in)
+    out["school_id"] = out["school_id"].astype(str)
+    sel["school_id"] = sel["school_id"].astype(str)
+    o_year = has_year and "year" in out.columns
+    key = ["school_id", "year"] if o_year else ["school_id"]
+    if out.duplicated(key).any():
+        raise ValueError(f"outcomes has several rows per {' x '.join(key)}: school_id(s) "
+                         f"{_ids(out.loc[out.duplicated(key), 'school_id'].unique())}.")
+    if sel.duplicated(["school_id", "year"]).any():
+        raise ValueError("scores has several rows per school (and year) for this form/construct: "
+                         f"school_id(s) {_ids(sel.loc[sel.duplicated(['school_id', 'year']), 'school_id'].unique())}.")
+    numeric = [c for c in predictors if not _is_categorical(out[c])]
+    acc: dict[str, Any] = {"suppressed_ids": {}, "only_in_scores": {}, "missing_values": {}}
+    frames, model_rows, r2 = [], [], {}
+    for yr in use:
+        sy = sel[sel["year"] == yr] if has_year else sel
+        supp = sy["suppressed"].fillna(False).astype(bool)
+        acc["suppressed_ids"][str(yr)] = sorted(sy.loc[supp, "school_id"])
+        sy = sy.loc[~supp, ["school_id", "score", "year"]]
+        oy = out[out["year"] == yr].drop(columns="year") if o_year else out
+        acc["only_in_scores"][str(yr)] = sorted(set(sy["school_id"]) - set(oy["school_id"]))
+        m = sy.merge(oy, on="school_id", how="inner")
+        cols = list(dict.fromkeys([*predictors, *match_exact, "district_id"]))
+        miss = m[["score", *cols]].isna().any(axis=1)
+        acc["missing_values"][str(yr)] = sorted(m.loc[miss, "school_id"])
+        m = m.loc[~miss].reset_index(drop=True)
+        X, names = design_matrix(m, predictors)
+        if len(m) <= X.shape[1]:
+            raise ValueError(f"year {yr}: only {len(m)} schools for {X.shape[1]} coefficients.")
+        b = np.linalg.lstsq(X, m["score"].to_numpy(float), rcond=None)[0]
+        m["expected"] = X @ b
+        m["residual"] = m["score"] - m["expected"]
+        m["rank"] = m["residual"].rank(ascending=False, method="first").astype(int)
+        m["rank_share"] = m["rank"] / len(m)
+        m["flagged"] = [bool(v <= top_share) for v in m["rank_share"]]
+        y_all = m["score"].to_numpy(float)
+        r2[str(yr)] = float(1 - np.sum(m["residual"] ** 2) / np.sum((y_all - y_all.mean()) ** 2))
+        model_rows += [{"year": yr, "term": t, "est": float(e)} for t, e in zip(names, b)]
+        frames.append(m)
+    present = set.intersection(*[set(f["school_id"]) for f in frames])
+    flagged_all = set.intersection(*[set(f.loc[f["flagged"], "school_id"]) for f in frames])
+    acc["not_in_every_year"] = sorted(set.union(*[set(f["school_id"]) for f in frames]) - present)
+    keep = ["school_id", "district_id", "year", "score", "expected", "residual", "rank",
+            "rank_share", "flagged"]
+    schools = pd.concat([f[keep] for f in frames], ignore_index=True)
+    schools["bright_spot"] = schools["school_id"].isin(flagged_all)
+    # partners, from the last year
+    last = frames[-1]
+    med = float(np.median(last["score"]))
+    Z = last[numeric].to_numpy(float)
+    Sinv = np.linalg.pinv(np.atleast_2d(np.cov(Z, rowvar=False))) if numeric else np.zeros((0, 0))
+    pool = last[~last["school_id"].isin(flagged_all) & (last["score"] <= med)]
+    prow, no_partner = [], []
+    for r in last[last["school_id"].isin(flagged_all)].itertuples(index=False):
+        rd = r._asdict()
+        cand = pool[pool["district_id"] == rd["district_id"]]
+        for c in match_exact:
+            cand = cand[cand[c] == rd[c]]
+        if cand.empty or n_partners == 0:
+            no_partner.append(rd["school_id"])
+            continue
+        d = cand[numeric].to_numpy(float) - np.array([rd[c] for c in numeric], float)
+        dist = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, Sinv, d), 0.0))
+        order = np.argsort(dist, kind="stable")[:n_partners]
+        for k, i in enumerate(order, start=1):
+            prow.append({"bright_spot_id": rd["school_id"], "partner_id": cand["school_id"].iloc[i],
+                         "district_id": rd["district_id"], "rank": k, "distance": float(dist[i]),
+                         "bright_spot_score": float(rd["score"]),
+                         "partner_score": float(cand["score"].iloc[i])})
+    partners = pd.DataFrame(prow, columns=["bright_spot_id", "partner_id", "district_id", "rank",
+                                           "distance", "bright_spot_score", "partner_score"])
+    notes = []
+    if no_partner:
+        notes.append(f"{len(no_partner)} Bright Spot(s) have no partner school in their district "
+                     f"meeting the criteria: {_ids(no_partner)}.")
+    if len(use) < 2:
+        notes.append("Only one year was available: Bright Spots are flagged on a single year, not "
+                     "two in a row.")
+    acc["n_bright_spots"] = len(flagged_all)
+    opts = {"predictors": list(predictors), "top_share": top_share, "years": list(use),
+            "construct": construct, "form": form, "n_partners": n_partners,
+            "match_exact": list(match_exact), "rates_in": rates_in}
+    return BrightSpotResult(schools=schools, partners=partners, model=pd.DataFrame(model_rows),
+                            r_squared=r2, years=use, top_share=float(top_share),
+                            rule=BRIGHT_SPOT_TOP_SHARE, form=form, construct=construct,
+                            predictors=predictors, match_exact=match_exact, sample=acc,
+                            notes=tuple(notes),
+                            meta=Meta(options=opts, data_hash=hash_frame(schools)))
+
+
+# ------------------------------------------------------------------------------------------------
+# simulation helpers (documented data generators for tests, benchmarks and examples)
+# ------------------------------------------------------------------------------------------------
+SIM_CONSTRUCTS = ("mindsets", "leadership", "communication", "relationships", "language_culture")
+SIM_BANDS = ((20.0, "very weak"), (40.0, "weak"), (60.0, "moderate"), (80.0, "strong"),
+             (math.inf, "very strong"))
+_SIM_MIN_N = 5  # simulated suppression threshold (the scores stage owns the real rule)
+
+
+def _sim_schools(rng: np.random.Generator, n_schools: int, n_districts: int) -> pd.DataFrame:
+    if n_districts < 2 or n_schools < 2 * n_districts:
+        raise ValueError("need n_districts >= 2 and n_schools >= 2 * n_districts; got "
+                         f"n_schools={n_schools}, n_districts={n_districts}.")
+    extra = rng.multinomial(n_schools - 2 * n_districts, rng.dirichlet(np.full(n_districts, 2.0)))
+    sizes = 2 + extra
+    dist = np.repeat(np.arange(n_districts), sizes)
+    d_pov = rng.normal(0, 0.8, n_districts)[dist]
+    poverty = 1 / (1 + np.exp(-(d_pov + rng.normal(0, 0.8, n_schools))))
+    el = np.clip(0.6 * poverty * rng.beta(2, 5, n_schools) + rng.beta(1, 12, n_schools), 0, 1)
+    band = rng.choice(["elementary", "middle", "high"], n_schools, p=[0.5, 0.3, 0.2])
+    base = np.select([band == "elementary", band == "middle"], [450, 650], 1100)
+    enrollment = np.maximum(60, np.round(base * np.exp(rng.normal(0, 0.4, n_schools)))).astype(int)
+    locale = np.array(["city", "suburb", "town", "rural"])[rng.integers(0, 4, n_districts)][dist]
+    return pd.DataFrame({"school_id": [f"S{i + 1:04d}" for i in range(n_schools)],
+                         "district_id": [f"D{d + 1:03d}" for d in dist], "grade_band": band,
+                         "enrollment": enrollment, "poverty": poverty, "el_share": el,
+                         "locale": locale, "_dist": dist})
+
+
+def _sim_score_rows(rng: np.random.Generator, schools: pd.DataFrame, form: str, construct: str,
+                    true_score: np.ndarray, reliability: float) -> pd.DataFrame:
+    n_sch = len(schools)
+    lo, hi = (3, 41) if form == "teacher" else (4, 90)
+    n = rng.integers(lo, hi, n_sch)
+    var_true = 400.0
+    if reliability >= 1:
+        err_var = np.zeros(n_sch)
+    else:
+        c = var_true * (1 - reliability) / reliability / np.mean(1.0 / n)
+        err_var = c / n
+    score = np.clip(true_score + rng.normal(0, 1, n_sch) * np.sqrt(err_var), 1, 99)
+    supp = n < _SIM_MIN_N
+    roster = n + rng.integers(0, 15, n_sch)
+    band = [next(name for cut, name in SIM_BANDS if s < cut) for s in score]
+    df = pd.DataFrame({"school_id": schools["school_id"], "district_id": schools["district_id"],
+                       "form": form, "construct": construct, "n": n, "response_rate": n / roster,
+                       "mean": 3.0 + (score - 50.0) / 40.0, "se": np.sqrt(err_var) / 40.0,
+                       "reliability": var_true / (var_true + err_var), "score": score,
+                       "band": band, "suppressed": supp,
+                       "suppression_reason": np.where(supp, f"fewer than {_SIM_MIN_N} respondents", "")})
+    df.loc[supp, ["mean", "se", "score"]] = np.nan
+    df["band"] = df["band"].astype(object)
+    df.loc[supp, "band"] = None
+    return df
+
+
+def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float = -0.001,
+                       seed: int = 0, *, reliability: float = 1.0
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate school scores and outcomes (DATA_CONTRACT formats) with a known score effect.
+
+    Parameters
+    ----------
+    n_schools, n_districts : int
+        Schools are spread over districts of unequal size (at least 2 each).
+    beta : float
+        True effect of one point of the teacher-form overall score (1-99 scale) on the current
+        chronic-absence rate (a proportion), given the prior rate, poverty and grade band.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    reliability : float
+        Reliability of the observed school scores (1 = scores measured without error). Each school's
+        error variance is inversely proportional to its number of respondents.
+
+    Returns
+    -------
+    scores : DataFrame
+        Long scores for forms teacher and family, constructs `SIM_CONSTRUCTS` and ``"overall"``;
+        schools with fewer than 5 respondents are suppressed.
+    outcomes : DataFrame
+        One row per school with the contract's columns.
+
+    Notes
+    -----
+    Latent engagement ``z`` (district + school components, lower with poverty, truncated to
+    +-2.4 SD so that true scores stay inside 1..99) gives the true score ``50 + 20 z``. Current
+    chronic absence is ``0.05 + 0.8 prior + beta (true score - 50) + 0.05 poverty + 0.02 [high]
+    + district shock (SD .015) + school error (SD .015 (0.5 + poverty))`` - so with
+    ``reliability=1`` the regression of `link` with its default controls is correctly specified
+    and its score coefficient estimates ``beta`` exactly. The other outcomes depend on the score
+    with fixed effects (ELA +0.0005, math +0.0006 per point; attendance through absence).
+    """
+    if not 0 < reliability <= 1:
+        raise ValueError(f"reliability= must be in (0, 1]; got {reliability!r}.")
+    rng = np.random.default_rng(seed)
+    sch = _sim_schools(rng, n_schools, n_districts)
+    dist = sch["_dist"].to_numpy()
+    pov = sch["poverty"].to_numpy()
+    z = rng.normal(0, 0.5, n_districts)[dist] + rng.normal(0, 0.8, n_schools) - 0.8 * (pov - 0.5)
+    z = np.clip((z - z.mean()) / z.std(), -2.4, 2.4)
+    true = 50.0 + 20.0 * z
+    rows = []
+    for form, rho in (("teacher", 1.0), ("family", 0.6)):
+        zf = rho * z + math.sqrt(1 - rho ** 2) * rng.normal(0, 1, n_schools)
+        rows.append(_sim_score_rows(rng, sch, form, "overall",
+                                    true if form == "teacher" else 50 + 20 * np.clip(zf, -2.4, 2.4),
+                                    reliability))
+        for c in SIM_CONSTRUCTS:
+            zc = np.clip(0.8 * zf + 0.6 * rng.normal(0, 1, n_schools), -2.4, 2.4)
+            rows.append(_sim_score_rows(rng, sch, form, c, 50 + 20 * zc, reliability))
+    scores = pd.concat(rows, ignore_index=True)
+    high = (sch["grade_band"] == "high").to_numpy(float)
+    d_prior = rng.normal(0, 0.02, n_districts)[dist]
+    ca_prior = 0.10 + 0.15 * pov + d_prior + rng.normal(0, 0.02, n_schools)
+    ca = (0.05 + 0.8 * ca_prior + beta * (true - 50) + 0.05 * pov + 0.02 * high
+          + rng.normal(0, 0.015, n_districts)[dist] + rng.normal(0, 1, n_schools) * 0.015 * (0.5 + pov))
+    ca_prior, ca = np.clip(ca_prior, 0.001, 0.999), np.clip(ca, 0.001, 0.999)
+    att_prior = np.clip(0.96 - 0.25 * (ca_prior - 0.15) + rng.normal(0, 0.005, n_schools), 0, 1)
+    att = np.clip(0.96 - 0.25 * (ca - 0.15) + rng.normal(0, 0.005, n_schools), 0, 1)
+    out = sch.drop(columns="_dist").copy()
+    out["attendance"], out["attendance_prior"] = att, att_prior
+    out["chronic_absence"], out["chronic_absence_prior"] = ca, ca_prior
+    for subj, eff in (("ela", 0.0005), ("math", 0.0006)):
+        prior = np.clip(0.55 - 0.35 * pov + rng.normal(0, 0.05, n_schools), 0.001, 0.999)
+        cur = np.clip(0.03 + 0.9 * prior + eff * (true - 50) + rng.normal(0, 0.03, n_schools),
+                      0.001, 0.999)
+        out[f"{subj}_proficiency"], out[f"{subj}_proficiency_prior"] = cur, prior
+    tsub = scores[(scores["form"] == "teacher") & (scores["construct"] == "overall")]
+    fsub = scores[(scores["form"] == "family") & (scores["construct"] == "overall")]
+    out["roster_teachers"] = (tsub["n"].to_numpy() / tsub["response_rate"].to_numpy()).round().astype(int)
+    out["roster_families"] = np.maximum(fsub["n"].to_numpy(), (0.8 * out["enrollment"]).astype(int))
+    return scores, out
+
+
+def simulate_bright_spot_data(n_schools: int = 300, n_districts: int = 30, n_planted: int = 20,
+                              seed: int = 0, *, years: Sequence[int] = (2024, 2025),
+                              lift: float = 20.0, school_sd: float = 6.0, year_sd: float = 6.0
+                              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Simulate yearly teacher overall scores with planted over-performing schools.
+
+    Each year ``score = 50 - 25 (poverty - .5) - 20 (el_share - .1) + 3 [middle] + 5 [high]
+    + u_school (SD school_sd) + e_year (SD year_sd) + lift [planted]`` (clipped to 1..99), so the
+    planted schools sit ``lift`` points above what their characteristics predict in every year.
+
+    Returns
+    -------
+    scores : DataFrame
+        Long scores with a ``year`` column (form teacher, construct overall).
+    outcomes : DataFrame
+        School characteristics (one row per school, no year column).
+    planted : list of str
+        Ids of the planted schools.
+    """
+    rng = np.random.default_rng(seed)
+    sch = _sim_schools(rng, n_schools, n_districts)
+    planted_idx = rng.choice(n_schools, n_planted, replace=False)
+    plant = np.zeros(n_schools)
+    plant[planted_idx] = lift
+    gb = sch["grade_band"].to_numpy()
+    base = (50 - 25 * (sch["poverty"].to_numpy() - 0.5) - 20 * (sch["el_share"].to_numpy() - 0.1)
+            + 3 * (gb == "middle") + 5 * (gb == "high") + rng.normal(0, school_sd, n_schools) + plant)
+    rows = []
+    for yr in years:
+        sc = np.clip(base + rng.normal(0, year_sd, n_schools), 1, 99)
+        rows.append(pd.DataFrame({"school_id": sch["school_id"], "district_id": sch["district_id"],
+                                  "form": "teacher", "construct": "overall", "year": int(yr),
+                                  "n": 20, "score": sc, "suppressed": False,
+                                  "suppression_reason": ""}))
+    out = sch.drop(columns="_dist")
+    return pd.concat(rows, ignore_index=True), out, sorted(sch["school_id"].iloc[planted_idx])

@@ -67,10 +67,11 @@ FEW_CLUSTERS_CR1 = Rule(
     note="Below about 42 clusters CR1 standard errors are too small; prefer CR2 with "
          "Satterthwaite degrees of freedom (Pustejovsky & Tipton, 2018).")
 BRIGHT_SPOT_TOP_SHARE = Rule(
-    "residual.share.top", 0.20, "<=",
+    "residual.rank.share", 0.20, "<=",
     "Stage 2 design of the family-engagement study: 'Bright Spot' schools are those in the top 20% "
     "of engagement relative to the score predicted from their demographics, in two consecutive "
     "years (positive-deviance sampling; Pascale, Sternin & Sternin, 2010, The Power of Positive "
     "Deviance, Harvard Business Press).",
-    note="A school passes when the share of schools with a larger residual is at most 20% in "
-         "every year considered.")
+    note="A school passes in a year when its residual rank (1 = largest actual - expected score) "
+         "divided by the number of schools is at most 0.20; a Bright Spot passes in every year "
+         "considered (the last two years when several exist).")

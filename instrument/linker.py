@@ -1094,13 +1094,14 @@ def _sim_score_rows(rng: np.random.Generator, schools: pd.DataFrame, form: str, 
     else:
         c = var_true * (1 - reliability) / reliability / np.mean(1.0 / n)
         err_var = c / n
-    score = np.clip(true_score + rng.normal(0, 1, n_sch) * np.sqrt(err_var), 1, 99)
+    raw = true_score + rng.normal(0, 1, n_sch) * np.sqrt(err_var)
+    score = np.clip(raw, 1, 99)  # the reporting scale is clipped; the raw mean is not
     supp = n < _SIM_MIN_N
     roster = n + rng.integers(0, 15, n_sch)
     band = [next(name for cut, name in SIM_BANDS if s < cut) for s in score]
     df = pd.DataFrame({"school_id": schools["school_id"], "district_id": schools["district_id"],
                        "form": form, "construct": construct, "n": n, "response_rate": n / roster,
-                       "mean": 3.0 + (score - 50.0) / 40.0, "se": np.sqrt(err_var) / 40.0,
+                       "mean": 3.0 + (raw - 50.0) / 40.0, "se": np.sqrt(err_var) / 40.0,
                        "reliability": var_true / (var_true + err_var), "score": score,
                        "band": band, "suppressed": supp,
                        "suppression_reason": np.where(supp, f"fewer than {_SIM_MIN_N} respondents", "")})

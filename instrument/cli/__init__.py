@@ -20,6 +20,9 @@ def _register() -> None:
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    from instrument.cli import link as _link
+
+    main.add_command(_link.link)
 
 
 _register()

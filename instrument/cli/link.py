@@ -1,0 +1,52 @@
+"""`instrument link SCORES OUTCOMES`: predictive validity of a school score for an outcome."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _read_table(path: str):
+    import pandas as pd
+
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext == ".csv":
+        return pd.read_csv(p, dtype={"school_id": str, "district_id": str})
+    if ext == ".parquet":
+        return pd.read_parquet(p)
+    if ext in (".xlsx", ".xls"):
+        return pd.read_excel(p, dtype={"school_id": str, "district_id": str})
+    raise click.BadParameter(f"{path}: expected a .csv, .parquet or .xlsx file; got {ext or 'no extension'!r}.")
+
+
+@click.command()
+@click.argument("scores", type=click.Path(exists=True, dir_okay=False))
+@click.argument("outcomes", type=click.Path(exists=True, dir_okay=False))
+@click.option("--outcome", default="chronic_absence", show_default=True,
+              type=click.Choice(["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"]))
+@click.option("--construct", default="overall", show_default=True, help="Construct id or 'overall'.")
+@click.option("--form", default="teacher", show_default=True, type=click.Choice(["teacher", "family"]))
+@click.option("--se-type", default="CR2", show_default=True, type=click.Choice(["CR2", "CR1"]))
+@click.option("--weights", default=None, help="Outcomes column used as WLS weights, e.g. enrollment.")
+@click.option("--change", is_flag=True, help="Model the change from the prior year.")
+@click.option("--rates-in", default="proportion", show_default=True,
+              type=click.Choice(["proportion", "percent"]))
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+              help="Write the full result as JSON here.")
+def link(scores: str, outcomes: str, outcome: str, construct: str, form: str, se_type: str,
+         weights: str | None, change: bool, rates_in: str, json_out: str | None) -> None:
+    """Regress a school OUTCOME on the school score (cluster-robust by district)."""
+    from instrument.linker import link as run_link
+    from instrument.results import dumps
+
+    try:
+        res = run_link(_read_table(scores), _read_table(outcomes), outcome=outcome,
+                       construct=construct, form=form, se_type=se_type, weights=weights,
+                       change=change, rates_in=rates_in)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(res.summary().as_text())
+    if json_out:
+        Path(json_out).write_text(dumps(res, indent=1))
+        click.echo(f"Result written to {json_out}")

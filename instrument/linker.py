@@ -1112,7 +1112,8 @@ def _sim_score_rows(rng: np.random.Generator, schools: pd.DataFrame, form: str, 
 
 
 def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float = -0.001,
-                       seed: int = 0, *, reliability: float = 1.0
+                       seed: int = 0, *, reliability: float = 1.0,
+                       forms: Sequence[str] = FORMS, constructs: Sequence[str] = SIM_CONSTRUCTS
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate school scores and outcomes (DATA_CONTRACT formats) with a known score effect.
 
@@ -1128,6 +1129,9 @@ def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float 
     reliability : float
         Reliability of the observed school scores (1 = scores measured without error). Each school's
         error variance is inversely proportional to its number of respondents.
+    forms, constructs : sequence of str
+        Forms and constructs (besides ``"overall"``) to simulate; fewer is faster. The outcomes
+        depend only on the teacher overall score, which is always simulated.
 
     Returns
     -------
@@ -1158,11 +1162,13 @@ def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float 
     true = 50.0 + 20.0 * z
     rows = []
     for form, rho in (("teacher", 1.0), ("family", 0.6)):
+        if form not in forms and form != "teacher":
+            continue
         zf = rho * z + math.sqrt(1 - rho ** 2) * rng.normal(0, 1, n_schools)
         rows.append(_sim_score_rows(rng, sch, form, "overall",
                                     true if form == "teacher" else 50 + 20 * np.clip(zf, -2.4, 2.4),
                                     reliability))
-        for c in SIM_CONSTRUCTS:
+        for c in constructs:
             zc = np.clip(0.8 * zf + 0.6 * rng.normal(0, 1, n_schools), -2.4, 2.4)
             rows.append(_sim_score_rows(rng, sch, form, c, 50 + 20 * zc, reliability))
     scores = pd.concat(rows, ignore_index=True)
@@ -1185,7 +1191,8 @@ def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float 
     tsub = scores[(scores["form"] == "teacher") & (scores["construct"] == "overall")]
     fsub = scores[(scores["form"] == "family") & (scores["construct"] == "overall")]
     out["roster_teachers"] = (tsub["n"].to_numpy() / tsub["response_rate"].to_numpy()).round().astype(int)
-    out["roster_families"] = np.maximum(fsub["n"].to_numpy(), (0.8 * out["enrollment"]).astype(int))
+    fam_n = fsub["n"].to_numpy() if len(fsub) else 0
+    out["roster_families"] = np.maximum(fam_n, (0.8 * out["enrollment"]).astype(int))
     return scores, out
 
 

@@ -84,6 +84,24 @@ class CheckClubSandwich:
         assert_allclose(self.linked.vcov.drop(columns="term").to_numpy(),
                         np.array(self.ref["CR2"]["vcov"]), rtol=RTOL_CLUBSANDWICH)
 
+    def test_p10_p90_contrasts(self):
+        ref = self.ref["contrasts"]
+        eff = self.linked.effects.set_index("predictor").loc[["score", "poverty"]]
+        assert_allclose(eff["p10"], ref["p10"], rtol=RTOL_CLOSED_FORM)
+        assert_allclose(eff["p90"], ref["p90"], rtol=RTOL_CLOSED_FORM)
+        for ours, theirs in (("contrast", "est"), ("se", "se"), ("df", "df"),
+                             ("ci.lower", "ci_lower"), ("ci.upper", "ci_upper")):
+            assert_allclose(eff[ours], ref[theirs][:2], rtol=RTOL_CLUBSANDWICH, err_msg=ours)
+
+    def test_band_predictions(self):
+        ref = self.ref["contrasts"]
+        bands = self.linked.bands
+        assert list(bands["band"]) == ref["names"][2:]
+        assert_allclose(bands["midpoint"], ref["band_midpoint"], rtol=RTOL_CLOSED_FORM)
+        for ours, theirs in (("predicted", "est"), ("se", "se"), ("df", "df"),
+                             ("ci.lower", "ci_lower"), ("ci.upper", "ci_upper")):
+            assert_allclose(bands[ours], ref[theirs][2:], rtol=RTOL_CLUBSANDWICH, err_msg=ours)
+
     def test_cr1_is_clubsandwich_cr1s(self):
         assert_allclose(self.cr1.vcov, np.array(self.ref["CR1S"]["vcov"]), rtol=RTOL_CLUBSANDWICH)
         assert_allclose(self.cr1.df, self.ref["CR1S"]["df"], rtol=0)

@@ -52,7 +52,6 @@ Econometrics, vol. 5, ch. 59, eq. (3.5)-(3.6). https://doi.org/10.1016/S1573-441
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -420,7 +419,8 @@ def _assemble(scores: pd.DataFrame, outcomes: pd.DataFrame, *, form: str, constr
     sid, oid = set(sel["school_id"].astype(str)), set(out["school_id"])
     only_scores = sorted(sid - oid)
     only_outcomes = sorted(oid - sid)
-    merged = shown.merge(out, on="school_id", how="inner")
+    # score-side columns keep their names if outcomes happens to carry the same ones
+    merged = shown.merge(out, on="school_id", how="inner", suffixes=("", "_outcomes"))
     cols = list(dict.fromkeys(["score", *needed]))
     miss = merged[cols].isna().any(axis=1)
     missing = {str(r["school_id"]): [c for c in cols if pd.isna(r[c])]
@@ -677,8 +677,20 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
     interval ``contrast +- t(df, .975) |x90 - x10| SE(b)`` using the cluster-robust SE and the
     coefficient's df. Percentage points are ``100 x`` and students per 1,000 are ``1000 x`` the
     contrast in proportions. Standardised effects: ``b_per_sd = b SD(x)``,
-    ``beta_std = b SD(x) / SD(y)`` (unweighted sample SDs). See `cr2_vcov`, `satterthwaite_df` and
-    `_disattenuate` for the formulas.
+    ``beta_std = b SD(x) / SD(y)`` (unweighted sample SDs). Reporting bands: the predicted outcome
+    at the median score of the schools in each band, every other model-matrix column at its
+    (unweighted) sample mean, with the CI of that linear combination (its own Satterthwaite df).
+
+    Reliability correction (errors in one regressor, classical measurement error independent of
+    the controls ``Z`` and the outcome): ``plim b = beta lambda_z`` with
+    ``lambda_z = (lambda - R2) / (1 - R2)``, ``R2`` the R-squared of the score on ``Z`` and
+    ``lambda`` the pooled reliability of the school means, ``1 - mean(se^2) / var(mean)`` (or the
+    mean of the ``reliability`` column when ``se`` is missing); ``est_corrected = b / lambda_z``
+    and its interval is the CI of ``b`` divided by ``lambda_z`` (``lambda`` treated as known).
+    Fuller (1987, sec. 2.2); Bound, Brown & Mathiowetz (2001, sec. 3.1); Wooldridge (2010),
+    Econometric Analysis of Cross Section and Panel Data, 2nd ed., sec. 4.4.2.
+
+    See `cr2_vcov` and `satterthwaite_df` for the covariance and df formulas.
 
     Examples
     --------
@@ -752,7 +764,8 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
                       vcov=vcov, effects=eff, bands=bands, disattenuation=dis, sample=s.accounting,
                       nobs=fit.nobs, n_clusters=fit.n_clusters, r_squared=fit.r_squared,
                       notes=tuple(notes),
-                      meta=Meta(options=opts, data_hash=hash_frame(data[["school_id", "score", *needed]])))
+                      meta=Meta(options=opts,
+                                data_hash=hash_frame(data[["school_id", "score", *needed]])))
 
 
 def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chronic_absence",
@@ -973,8 +986,9 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
         raise ValueError(f"outcomes has several rows per {' x '.join(key)}: school_id(s) "
                          f"{_ids(out.loc[out.duplicated(key), 'school_id'].unique())}.")
     if sel.duplicated(["school_id", "year"]).any():
+        dup = sel.loc[sel.duplicated(["school_id", "year"]), "school_id"].unique()
         raise ValueError("scores has several rows per school (and year) for this form/construct: "
-                         f"school_id(s) {_ids(sel.loc[sel.duplicated(['school_id', 'year']), 'school_id'].unique())}.")
+                         f"school_id(s) {_ids(dup)}.")
     numeric = [c for c in predictors if not _is_categorical(out[c])]
     acc: dict[str, Any] = {"suppressed_ids": {}, "only_in_scores": {}, "missing_values": {}}
     frames, model_rows, r2 = [], [], {}
@@ -1190,7 +1204,8 @@ def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float 
         out[f"{subj}_proficiency"], out[f"{subj}_proficiency_prior"] = cur, prior
     tsub = scores[(scores["form"] == "teacher") & (scores["construct"] == "overall")]
     fsub = scores[(scores["form"] == "family") & (scores["construct"] == "overall")]
-    out["roster_teachers"] = (tsub["n"].to_numpy() / tsub["response_rate"].to_numpy()).round().astype(int)
+    out["roster_teachers"] = np.round(tsub["n"].to_numpy() / tsub["response_rate"].to_numpy()
+                                      ).astype(int)
     fam_n = fsub["n"].to_numpy() if len(fsub) else 0
     out["roster_families"] = np.maximum(fam_n, (0.8 * out["enrollment"]).astype(int))
     return scores, out

@@ -208,6 +208,9 @@ def test_poverty_contrast_side_by_side():
     d = np.percentile(eff.loc["poverty", ["p10", "p90"]].to_numpy(), [0, 100])
     assert_allclose(eff.loc["poverty", "contrast"], pov["est"] * (d[1] - d[0]), rtol=RTOL_CLOSED_FORM)
     assert eff.loc["score", "contrast_pp"] < 0
+    text = res.headline()
+    assert f"{abs(eff.loc['score', 'contrast_pp']):.1f} percentage points lower" in text
+    assert f"poverty: {eff.loc['poverty', 'contrast_pp']:.1f} points higher" in text
 
 
 def test_change_model_equals_level_model_with_prior_control():

@@ -410,7 +410,7 @@ def _assemble(scores: pd.DataFrame, outcomes: pd.DataFrame, *, form: str, constr
     if len(dupo):
         raise ValueError(f"outcomes has several rows for school_id(s) {_ids(dupo.unique())}.")
     out = check_rates(outcomes, rates_in=rates_in)
-    supp = sel["suppressed"].fillna(False).astype(bool)
+    supp = _as_bool(sel["suppressed"], "scores column 'suppressed'", sel["school_id"])
     suppressed_ids = sorted(sel.loc[supp, "school_id"].astype(str))
     shown = sel.loc[~supp, ["school_id", "score", *[c for c in ("mean", "se", "reliability", "band", "n")
                                                     if c in sel.columns]]].copy()
@@ -433,6 +433,23 @@ def _assemble(scores: pd.DataFrame, outcomes: pd.DataFrame, *, form: str, constr
            "n_missing_values": len(missing), "missing_values": missing,
            "n_used": int(len(data))}
     return _Sample(data, acc)
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+              "t": True, "f": False, "1.0": True, "0.0": False}
+
+
+def _as_bool(s: pd.Series, what: str, ids: pd.Series) -> pd.Series:
+    """Booleans from a bool, 0/1 or text column (e.g. read from CSV); missing means False."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).astype(bool)
+    txt = s.astype("string").str.strip().str.lower()
+    out = txt.map(_BOOL_TEXT)
+    bad = txt.notna() & out.isna()
+    if bad.any():
+        raise ValueError(f"{what} must be true/false; school_id(s) {_ids(ids[bad])} have "
+                         f"{_ids(s[bad].unique())}.")
+    return out.fillna(False).astype(bool)
 
 
 def _resolve_controls(controls: Sequence[str], outcome: str) -> tuple[str, ...]:
@@ -1027,7 +1044,7 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
     frames, model_rows, r2 = [], [], {}
     for yr in use:
         sy = sel[sel["year"] == yr] if has_year else sel
-        supp = sy["suppressed"].fillna(False).astype(bool)
+        supp = _as_bool(sy["suppressed"], "scores column 'suppressed'", sy["school_id"])
         acc["suppressed_ids"][str(yr)] = sorted(sy.loc[supp, "school_id"])
         sy = sy.loc[~supp, ["school_id", "score", "year"]]
         oy = out[out["year"] == yr].drop(columns="year") if o_year else out

@@ -359,6 +359,15 @@ def test_bad_weights_and_missing_columns():
         link(s, pd.concat([o, o.iloc[[0]]]))
 
 
+def test_suppressed_flag_read_as_text():
+    s, o = simulate_link_data(60, 6, seed=15)
+    txt = s.assign(suppressed=s["suppressed"].map({True: "TRUE", False: "false"}))
+    assert dumps(link(txt, o).coefficients) == dumps(link(s, o).coefficients)
+    bad = s.assign(suppressed=s["suppressed"].map({True: "maybe", False: "false"}))
+    with pytest.raises(ValueError, match="scores column 'suppressed' must be true/false.*maybe"):
+        link(bad, o)
+
+
 def test_cr1_few_clusters_note():
     s, o = simulate_link_data(60, 6, seed=14)
     assert any("CR1 standard errors may be too small" in n for n in link(s, o, se_type="CR1").notes)

@@ -65,7 +65,8 @@ from instrument.rules import BRIGHT_SPOT_TOP_SHARE, CHRONIC_ABSENCE, FEW_CLUSTER
 __all__ = [
     "OUTCOMES", "SE_TYPES", "DEFAULT_CONTROLS", "LinkResult", "BrightSpotResult", "ClusterFit",
     "link", "sensitivity", "bright_spots", "check_rates", "chronic_absence_rate",
-    "simulate_link_data", "design_matrix", "cr2_vcov", "satterthwaite_df", "cluster_fit",
+    "simulate_link_data", "simulate_bright_spot_data", "design_matrix", "cr2_vcov",
+    "satterthwaite_df", "cluster_fit",
 ]
 
 OUTCOMES = ("chronic_absence", "attendance", "ela_proficiency", "math_proficiency")

@@ -413,13 +413,14 @@ def _assemble(scores: pd.DataFrame, outcomes: pd.DataFrame, *, form: str, constr
     out = check_rates(outcomes, rates_in=rates_in)
     supp = _as_bool(sel["suppressed"], "scores column 'suppressed'", sel["school_id"])
     suppressed_ids = sorted(sel.loc[supp, "school_id"].astype(str))
-    shown = sel.loc[~supp, ["school_id", "score", *[c for c in ("mean", "se", "reliability", "band", "n")
-                                                    if c in sel.columns]]].copy()
+    extra = [c for c in ("mean", "se", "reliability", "band", "n") if c in sel.columns]
+    shown = sel.loc[~supp, ["school_id", "score", *extra]].copy()
     shown["school_id"] = shown["school_id"].astype(str)
     out["school_id"] = out["school_id"].astype(str)
-    sid, oid = set(sel["school_id"].astype(str)), set(out["school_id"])
+    # every score row is counted once: suppressed, shown without outcomes, missing values, or used
+    sid, oid = set(shown["school_id"]), set(out["school_id"])
+    only_outcomes = sorted(oid - set(sel["school_id"].astype(str)))
     only_scores = sorted(sid - oid)
-    only_outcomes = sorted(oid - sid)
     # score-side columns keep their names if outcomes happens to carry the same ones
     merged = shown.merge(out, on="school_id", how="inner", suffixes=("", "_outcomes"))
     cols = list(dict.fromkeys(["score", *needed]))
@@ -460,9 +461,6 @@ def _resolve_controls(controls: Sequence[str], outcome: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------------
 # LinkResult
 # ------------------------------------------------------------------------------------------------
-_FRAMES_LINK = ("coefficients", "effects", "bands", "vcov")
-
-
 @dataclass(frozen=True)
 class LinkResult:
     """Predictive validity of one score for one outcome (`link`).
@@ -866,9 +864,6 @@ def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = 
 # ------------------------------------------------------------------------------------------------
 # Bright Spots (Stage 2's positive-deviance finder)
 # ------------------------------------------------------------------------------------------------
-_FRAMES_BRIGHT = ("schools", "partners", "model")
-
-
 @dataclass(frozen=True)
 class BrightSpotResult:
     """Schools whose engagement score beats the score predicted from their characteristics.

@@ -314,20 +314,24 @@ def test_unmatched_suppressed_and_missing_are_reported():
     s, o = simulate_link_data(80, 8, seed=11)
     t = (s["form"] == "teacher") & (s["construct"] == "overall")
     n_supp = int(s.loc[t, "suppressed"].sum())
-    o2 = o[~o["school_id"].isin(["S0002", "S0003"])].copy()        # scores without outcomes
+    supp = set(s.loc[t & s["suppressed"], "school_id"])
+    gone = [i for i in ("S0002", "S0003", "S0004", "S0005") if i not in supp][:2]
+    o2 = o[~o["school_id"].isin(gone)].copy()                      # scores without outcomes
     extra = o.iloc[[0]].assign(school_id="X9999")                   # outcome without a score
     o2 = pd.concat([o2, extra], ignore_index=True)
     o2.loc[o2["school_id"] == "S0010", "poverty"] = np.nan         # missing control
     res = link(s, o2)
     smp = res.sample
     assert smp["n_suppressed"] == n_supp and len(smp["suppressed_ids"]) == n_supp
-    assert smp["only_in_scores"] == ["S0002", "S0003"]
+    assert smp["only_in_scores"] == gone
     assert smp["only_in_outcomes"] == ["X9999"]
-    used_expected = 80 - n_supp - len({"S0002", "S0003"} - set(smp["suppressed_ids"]))
+    used_expected = 80 - n_supp - 2
     if "S0010" not in smp["suppressed_ids"]:
         assert smp["missing_values"] == {"S0010": ["poverty"]}
         used_expected -= 1
     assert res.nobs == smp["n_used"] == used_expected
+    assert smp["n_scores"] == (smp["n_suppressed"] + smp["n_only_in_scores"]
+                               + smp["n_missing_values"] + smp["n_used"])
     assert "suppressed" in res.summary().as_text()
 
 

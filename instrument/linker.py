@@ -582,19 +582,26 @@ class LinkResult:
                          "per 1,000 students": r["per_1000"], "df": r["df"]})
         frame = pd.DataFrame(rows)
         s = self.score
+        ptxt = "p < .001" if s["pvalue"] < 0.001 else f"p = {s['pvalue']:.3f}"
         notes = [f"{self.form} form, construct {self.construct}; {dep} regressed on the school "
                  f"score with controls {', '.join(self.controls) or 'none'}; "
                  f"{'WLS weights ' + self.weights if self.weights else 'OLS'}; {self.se_type} "
                  f"standard errors clustered by district ({self.n_clusters} districts, "
                  f"{self.nobs} schools).",
                  f"score: b = {s['est']:.5f}, SE = {s['se']:.5f}, t({s['df']:.1f}) = {s['t']:.2f}, "
-                 f"p = {s['pvalue']:.4f}; corrected for unreliability (reliability of residualised "
+                 f"{ptxt}; corrected for unreliability (reliability of residualised "
                  f"score {self.disattenuation.get('reliability_residualised', float('nan')):.3f}): "
                  f"b = {self.disattenuation.get('est_corrected', float('nan')):.5f}.",
                  f"Excluded: {self.sample['n_suppressed']} suppressed, "
                  f"{self.sample['n_only_in_scores']} without outcomes, "
                  f"{self.sample['n_only_in_outcomes']} without scores, "
                  f"{self.sample['n_missing_values']} with missing values.", *self.notes]
+        if len(self.bands):
+            notes.append("Predicted " + dep.replace("_", " ") + " by reporting band (score at the "
+                         "band's median, controls at their means): " + "; ".join(
+                             f"{b['band']} {b['predicted_pp']:.1f}% "
+                             f"[{100 * b['ci.lower']:.1f}, {100 * b['ci.upper']:.1f}]"
+                             for b in self.bands.to_dict("records")) + ".")
         return Table(f"Predictive validity: {dep}", frame, notes, 2)
 
 

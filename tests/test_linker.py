@@ -48,9 +48,14 @@ class CheckClubSandwich:
     case: str
     weights: bool
 
+    singleton = False  # move the last school into its own district
+
     @pytest.fixture(autouse=True)
     def _setup(self, refdata):
         d, refs = refdata
+        if self.singleton:
+            d = d.copy()
+            d.loc[len(d) - 1, "district_id"] = "D09"
         self.ref = refs[self.case]
         self.X, self.names = design_matrix(d, ["score", "poverty", "grade_band"])
         w = d["enrollment"].to_numpy(float) if self.weights else None
@@ -117,6 +122,10 @@ class TestClubSandwichOLS(CheckClubSandwich):
 
 class TestClubSandwichWLS(CheckClubSandwich):
     case, weights = "weighted", True
+
+
+class TestClubSandwichSingletonCluster(CheckClubSandwich):
+    case, weights, singleton = "singleton", True, True
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,7 +149,8 @@ def check_rates(outcomes: pd.DataFrame, columns: Sequence[str] | None = None, *,
     columns : sequence of str, optional
         Columns to check; default every column of `RATE_COLUMNS` present.
     rates_in : {"proportion", "percent"}
-        How rates are stored. ``"percent"`` values must lie in [0, 100] and are divided by 100.
+        How rates are stored. ``"percent"`` values must lie in [0, 100] and are divided by 100;
+        a checked column whose values are all <= 1 is then an error (mixed scales).
 
     Returns
     -------
@@ -166,6 +167,7 @@ def check_rates(outcomes: pd.DataFrame, columns: Sequence[str] | None = None, *,
     cols = [c for c in (columns if columns is not None else RATE_COLUMNS) if c in outcomes.columns]
     out = outcomes.copy()
     hi = 1.0 if rates_in == "proportion" else 100.0
+    looks_prop: list[str] = []
     for c in cols:
         v = pd.to_numeric(out[c], errors="coerce")
         nonnum = out[c].notna() & v.isna()
@@ -180,6 +182,13 @@ def check_rates(outcomes: pd.DataFrame, columns: Sequence[str] | None = None, *,
                              f"school_id(s) {_ids(out.loc[bad, 'school_id'])} have "
                              f"{_ids(v[bad].tolist())}.{hint}")
         out[c] = v / 100.0 if rates_in == "percent" else v
+        if rates_in == "percent" and v.notna().any() and v.max() <= 1 and v.max() > 0:
+            looks_prop.append(c)
+    if looks_prop:
+        raise ValueError(f"rates_in='percent' was declared but outcomes column(s) {looks_prop} "
+                         "are all <= 1, as proportions would be; store every rate on one scale "
+                         "(convert those columns to percentages, or pass rates_in='proportion' "
+                         "with all rates as proportions).")
     return out
 
 

@@ -15,7 +15,7 @@ from scipy import stats
 import instrument as ins
 from instrument.cli import main
 from instrument.linker import (
-    BrightSpotResult, LinkResult, bright_spots, check_rates, chronic_absence_rate, cluster_fit,
+    RATE_COLUMNS, BrightSpotResult, LinkResult, bright_spots, check_rates, chronic_absence_rate, cluster_fit,
     design_matrix, link, sensitivity, simulate_bright_spot_data, simulate_link_data,
 )
 from instrument.results import Table, dumps
@@ -308,11 +308,14 @@ def test_rates_out_of_range_name_column_and_schools():
 def test_percent_rates_converted_when_declared():
     s, o = simulate_link_data(60, 6, seed=10)
     pct = o.copy()
-    for c in ("chronic_absence", "chronic_absence_prior", "poverty", "el_share"):
+    for c in RATE_COLUMNS:
         pct[c] = 100 * pct[c]
     a, b = link(s, o), link(s, pct, rates_in="percent")
     assert_allclose(b.coefficients["est"], a.coefficients["est"], rtol=1e-9)
     assert_allclose(check_rates(pct, rates_in="percent")["poverty"], o["poverty"], rtol=1e-12)
+    mixed = pct.assign(el_share=o["el_share"])           # one column left as proportions
+    with pytest.raises(ValueError, match=r"rates_in='percent'.*\['el_share'\].*all <= 1"):
+        link(s, mixed, rates_in="percent")
     over = pct.copy()
     over.loc[0, "poverty"] = 140
     with pytest.raises(ValueError, match=r"'poverty' must be a percent in \[0, 100\].*S0001"):

@@ -75,3 +75,23 @@ BRIGHT_SPOT_TOP_SHARE = Rule(
     note="A school passes in a year when its residual rank (1 = largest actual - expected score) "
          "divided by the number of schools is at most 0.20; a Bright Spot passes in every year "
          "considered (the last two years when several exist).")
+# --- policy: rollups, reliability targets, change (instrument/policy.py) ---------------------
+REL_SCHOOL_MEAN_70 = Rule(
+    "reliability", 0.70, ">=",
+    "Nunnally, J. C., & Bernstein, I. H. (1994). Psychometric theory (3rd ed.), p. 265: .70 for "
+    "group-level research use")
+REL_SCHOOL_MEAN_80 = Rule(
+    "reliability", 0.80, ">=",
+    "Nunnally & Bernstein (1994), p. 265: .80 for applied decisions about groups")
+MIN_SCHOOLS_ROLLUP = Rule(
+    "n.schools", 3, ">=",
+    "Same rule-of-three as small-cell suppression of aggregates: a district mean of fewer than "
+    "three schools reveals single schools (NCES Statistical Standard 4-2, 2012)")
+PRIVACY_MIN_N = Rule(
+    "n", 10, ">=",
+    "US Department of Education (2017), ESSA state report card guidance: minimum n of 10 is the "
+    "most common state n-size for public reporting")
+RELIABLE_CHANGE = Rule(
+    "abs(z)", 1.96, ">=",
+    "Jacobson, N. S., & Truax, P. (1991). Clinical significance. J. Consult. Clin. Psychol., "
+    "59(1), 12-19. https://doi.org/10.1037/0022-006X.59.1.12")

@@ -114,8 +114,9 @@ def residuals(model: Model, x: np.ndarray, stats: SampleStats, *, type: str = "r
     type : {"raw", "cor.bentler", "cor.bollen", "standardized"}
         ``raw``: S - Sigma (and m - mu); ``cor.bentler``: raw / sqrt(s_ii s_jj) with sample SDs;
         ``cor.bollen``: cor(S) - cor(Sigma); ``standardized``: raw / SE(raw), where
-        ACOV(raw) = (Gamma_NT(S) - Delta V Delta') / n_g with V the (unit) covariance of the
-        estimates (lavaan ``residuals(fit, type = "standardized")``, ``lav_residuals_acov``).
+        ACOV(raw) = Q Gamma_NT(S) Q' / n_g with Q = I - (n_g/N) Delta A0^-1 Delta' W(Sigma),
+        A0 the unit expected information and W the (structured) h1 information at Sigma-hat
+        (Ogasawara, 2001; lavaan ``lav_residuals_acov``, z.type = "standardized").
     """
     imps = model.implied(x)
     out = []
@@ -138,10 +139,13 @@ def residuals(model: Model, x: np.ndarray, stats: SampleStats, *, type: str = "r
             if vcov_x is None or ntotal is None:
                 raise ValueError("standardized residuals need vcov_x and ntotal")
             ms = imp.mu is not None
-            Gam = gamma_nt(S, ms, model.vr, model.vc)
             D = deltas[g]
-            # vcov_x is the covariance of x (already divided by N); per-group scaling to n_g
-            acov = (Gam - gs.n * (D @ vcov_x @ D.T)) / gs.n
+            gw = gs.n / stats.ntotal
+            acov_obs = gamma_nt(S, ms, model.vr, model.vc) / gs.n
+            A1 = moment_weight(imp.sigma, ms, model.vr, model.vc)
+            A0inv = vcov_x * ntotal            # inverse unit expected information
+            Q = np.eye(D.shape[0]) - gw * (D @ A0inv @ D.T) @ A1
+            acov = Q @ acov_obs @ Q.T
             se = np.sqrt(np.clip(np.diag(acov), 0, None))
             p = model.p
             off = p if ms else 0

@@ -140,10 +140,47 @@ class MLObjective:
             g += w * (D.T @ gm)
         return g
 
+    def gradient_and_information(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and unit expected information sharing one evaluation of Delta."""
+        deltas = self.model.delta(x)
+        return (self.gradient(x, deltas=deltas),
+                self.expected_information(x, deltas=deltas))
+
     def expected_information(self, x: np.ndarray, deltas: list | None = None) -> np.ndarray:
         """Unit expected information sum_g w_g Delta_g' W_g Delta_g (E[Hessian of F] / 2)."""
         return expected_information(self.model, x, self.stats, likelihood=self.likelihood,
                                     deltas=deltas)
+
+
+def _unvech(D: np.ndarray, p: int, vr: np.ndarray, vc: np.ndarray) -> np.ndarray:
+    """Columns of D (vech of symmetric matrices) -> array (k, p, p)."""
+    k = D.shape[1]
+    out = np.zeros((k, p, p))
+    out[:, vr, vc] = D.T
+    out[:, vc, vr] = D.T
+    return out
+
+
+def weighted_delta(model: Model, sigma: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """W @ D for the normal-theory weight W of `moment_weight`, without forming W.
+
+    Notes
+    -----
+    For a column d = [d_mu, vech(dSigma)]: W d = [Sigma^-1 d_mu, 1/2 D'vec(Sigma^-1 dSigma
+    Sigma^-1)], and D'vec(M) is vech(M) with the off-diagonal elements doubled.
+    """
+    p = model.p
+    vr, vc = model.vr, model.vc
+    Si = np.linalg.inv(sigma)
+    off = p if model.meanstructure else 0
+    dS = _unvech(D[off:], p, vr, vc)
+    M = Si @ dS @ Si
+    w = np.where(vr == vc, 0.5, 1.0)
+    out = np.empty_like(D)
+    out[off:] = (M[:, vr, vc] * w).T
+    if off:
+        out[:off] = Si @ D[:off]
+    return out
 
 
 def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
@@ -152,16 +189,16 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
 
     Notes
     -----
-    lavaan's ``lav_model_information_expected`` (ML, structured h1). The covariance matrix of
-    the estimates is its inverse divided by N (N - G with wishart).
+    lavaan's ``lav_model_information_expected`` (ML, structured h1), W from `moment_weight`
+    at the implied moments. The covariance matrix of the estimates is its inverse divided by N
+    (N - G with wishart).
     """
     deltas = model.delta(x) if deltas is None else deltas
     n = np.array([g.n - (1 if likelihood == "wishart" else 0) for g in stats.groups], float)
     w = n / n.sum()
     info = np.zeros((model.nx, model.nx))
     for wg, D, imp in zip(w, deltas, model.implied(x)):
-        W = moment_weight(imp.sigma, model.meanstructure, model.vr, model.vc)
-        info += wg * (D.T @ W @ D)
+        info += wg * (D.T @ weighted_delta(model, imp.sigma, D))
     return 0.5 * (info + info.T)
 
 
@@ -236,13 +273,17 @@ def optimize(objective, x0: np.ndarray, *, max_iter: int = 500, gtol: float = 1e
     message = ""
     stall = 0
     for it in range(1, max_iter + 1):
-        g = objective.gradient(x)
+        if hasattr(objective, "gradient_and_information"):
+            g, info = objective.gradient_and_information(x)
+        else:
+            g, info = objective.gradient(x), None
         gmax = float(np.max(np.abs(g))) if len(g) else 0.0
         if gmax < gtol:
             converged = True
             it -= 1
             break
-        info = objective.expected_information(x)
+        if info is None:
+            info = objective.expected_information(x)
         try:
             step = np.linalg.solve(2.0 * info, g)
         except np.linalg.LinAlgError:

@@ -312,69 +312,66 @@ class Model:
         f = self.pt.frame
         vals = self.fixed_values.copy()
         user_start = f["start"].to_numpy(float)
+        lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+        grp_a, free_a = f["group"].to_numpy(), f["free"].to_numpy()
+        ust_a = f["ustart"].to_numpy(float)
         ovi = {v: i for i, v in enumerate(self.ov_names)}
         lvi = {v: i for i, v in enumerate(self.lv_names)}
         for g, gs in enumerate(stats.groups):
             S, mean = gs.cov, gs.mean
-            rows_g = np.flatnonzero(f["group"].to_numpy() == g + 1)
-            sub = f.iloc[rows_g]
+            rows_g = np.flatnonzero(grp_a == g + 1)
             lam, psi = {}, {}
+            comm = np.zeros(self.p)
             for lv in self.lv_names:
-                ind = sub[(sub.op == "=~") & (sub.lhs == lv) & sub.rhs.isin(list(ovi))]
-                idx = [ovi[v] for v in ind.rhs]
+                ind = [r for r in rows_g if op_a[r] == "=~" and lhs_a[r] == lv and rhs_a[r] in ovi]
+                idx = [ovi[rhs_a[r]] for r in ind]
                 if not idx:
                     continue
-                Sf = S[np.ix_(idx, idx)]
+                d = np.diag(S)[idx].copy()
                 if len(idx) >= 2:
-                    d = np.diag(Sf).copy()
+                    Sf = S[np.ix_(idx, idx)]
                     try:
                         h = 1.0 - 1.0 / np.diag(np.linalg.inv(Sf)) / d
                     except np.linalg.LinAlgError:
                         h = np.full(len(idx), 0.5)
-                    h = np.clip(h, 0.05, 0.95) * d
                     R = Sf.copy()
-                    np.fill_diagonal(R, h)
-                    for _ in range(20):
+                    np.fill_diagonal(R, np.clip(h, 0.05, 0.95) * d)
+                    for _ in range(10):
                         w, V = np.linalg.eigh(R)
                         l1 = V[:, -1] * np.sqrt(max(w[-1], 1e-8))
                         np.fill_diagonal(R, np.clip(l1 ** 2, 0.05 * d, 0.95 * d))
                     if l1.sum() < 0:
                         l1 = -l1
                 else:
-                    l1 = np.array([np.sqrt(S[idx[0], idx[0]] * 0.5)])
-                ests = ind.free.to_numpy() > 0
-                fixedv = ind.ustart.to_numpy(float)
-                # scale so that the first fixed loading holds its fixed value
-                scale_k = np.flatnonzero(~ests)
-                if len(scale_k) and abs(l1[scale_k[0]]) > 1e-8 and fixedv[scale_k[0]] != 0:
-                    c = l1[scale_k[0]] / fixedv[scale_k[0]]
-                    psi[lv] = c * c
-                    lam_std = l1 / c
-                else:
-                    psi[lv] = 1.0
-                    lam_std = l1
-                for k, (ri, v) in enumerate(zip(ind.index, ind.rhs)):
-                    lam[(lv, v)] = lam_std[k]
-            for ri in rows_g:
-                r = f.iloc[ri]
-                if r.free == 0:
+                    l1 = np.sqrt(np.maximum(d * 0.5, 1e-8))
+                fixed_k = [k for k, r in enumerate(ind) if free_a[r] == 0]
+                c = 1.0
+                if fixed_k:
+                    k0 = fixed_k[0]
+                    fv = ust_a[ind[k0]]
+                    if abs(l1[k0]) > 1e-8 and fv != 0:
+                        c = l1[k0] / fv
+                psi[lv] = c * c
+                for k, r in enumerate(ind):
+                    lam[r] = l1[k] / c
+                comm[idx] += l1 ** 2
+            for r in rows_g:
+                if free_a[r] == 0:
                     continue
-                if not np.isnan(user_start[ri]):
-                    vals[ri] = user_start[ri]
-                elif r.op == "=~" and (r.lhs, r.rhs) in lam:
-                    vals[ri] = lam[(r.lhs, r.rhs)]
-                elif r.op == "=~":
-                    vals[ri] = 1.0
-                elif r.op == "~~" and r.lhs == r.rhs and r.lhs in ovi:
-                    i = ovi[r.lhs]
-                    comm = sum(lam.get((lv, r.lhs), 0.0) ** 2 * psi.get(lv, 1.0) for lv in self.lv_names)
-                    vals[ri] = max(S[i, i] - comm, 0.1 * S[i, i]) if S[i, i] > 0 else 1.0
-                elif r.op == "~~" and r.lhs == r.rhs and r.lhs in lvi:
-                    vals[ri] = psi.get(r.lhs, 0.05) if self.ngroups == 1 or g == 0 else psi.get(r.lhs, 0.05)
-                elif r.op == "~1" and r.lhs in ovi:
-                    vals[ri] = mean[ovi[r.lhs]]
+                op, lhs = op_a[r], lhs_a[r]
+                if not np.isnan(user_start[r]):
+                    vals[r] = user_start[r]
+                elif op == "=~":
+                    vals[r] = lam.get(r, 1.0)
+                elif op == "~~" and lhs == rhs_a[r] and lhs in ovi:
+                    i = ovi[lhs]
+                    vals[r] = max(S[i, i] - comm[i], 0.1 * S[i, i]) if S[i, i] > 0 else 1.0
+                elif op == "~~" and lhs == rhs_a[r] and lhs in lvi:
+                    vals[r] = psi.get(lhs, 0.05)
+                elif op == "~1" and lhs in ovi:
+                    vals[r] = mean[ovi[lhs]]
                 else:
-                    vals[ri] = 0.0
+                    vals[r] = 0.0
         # equality classes: average over the rows of a class
         x = np.zeros(self.nx)
         cnt = np.zeros(self.nx)

@@ -21,7 +21,7 @@ from instrument.estimate.post import r2 as _r2, standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
 from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
 from instrument.fit import srmr as _srmr
-from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable
+from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.syntax import parse_syntax
 
@@ -131,8 +131,11 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     if group is not None and group not in data.columns:
         raise ValueError(f"group={group!r} is not a column of the data")
     # observed variables of the model (without building groups yet)
-    probe = build_partable(rows, ngroups=1, ov_names=list(data.columns))
-    ov = list(probe.ov_names)
+    ov, _ = model_variables(rows)
+    missing_cols = [v for v in ov if v not in data.columns]
+    if missing_cols:
+        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
+                         f"the data (columns: {list(data.columns)})")
     non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(data[v])]
     if non_num:
         raise ValueError(f"column(s) {non_num} must be numeric")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from instrument.syntax import SyntaxRow, parse_syntax
 
-__all__ = ["ParTable", "build_partable", "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
+__all__ = ["ParTable", "build_partable", "model_variables", "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
 
 GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
                      "lv.variances", "lv.covariances", "regressions", "thresholds")
@@ -84,6 +84,28 @@ class ParTable:
         return cls(f, tuple(d["ov_names"]), tuple(d["lv_names"]), int(d["ngroups"]),
                    tuple(d["group_labels"]), bool(d["meanstructure"]),
                    tuple(tuple(c) for c in d.get("constraints", [])), dict(d.get("options", {})))
+
+
+def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
+    """Observed and latent variable names of parsed syntax, in lavaan's order: latent variables
+    in order of their ``=~``; observed: indicators in ``=~`` order, then others as they appear."""
+    lvs: list[str] = []
+    for r in rows:
+        if r.op == "=~" and r.lhs not in lvs:
+            lvs.append(r.lhs)
+    lvset = set(lvs)
+    ovs: list[str] = []
+    for r in rows:
+        if r.op == "=~" and r.rhs not in lvset and r.rhs not in ovs:
+            ovs.append(r.rhs)
+    for r in rows:
+        if r.op == "==":
+            continue
+        cands = [r.lhs] + ([r.rhs] if r.op not in ("|", "~1") and r.rhs else [])
+        for v in cands:
+            if v not in lvset and v not in ovs:
+                ovs.append(v)
+    return ovs, lvs
 
 
 def _per_group(vals: tuple | None, ngroups: int, row: SyntaxRow, what: str) -> list:
@@ -180,20 +202,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         str(g + 1) for g in range(ngroups))
     constraints = tuple((r.lhs, r.rhs) for r in rows if r.op == "==")
     rows = [r for r in rows if r.op != "=="]
-    lvs: list[str] = []
-    for r in rows:
-        if r.op == "=~" and r.lhs not in lvs:
-            lvs.append(r.lhs)
+    ovs, lvs = model_variables(rows)
     lvset = set(lvs)
-    ovs: list[str] = []
-    for r in rows:
-        if r.op == "=~" and r.rhs not in lvset and r.rhs not in ovs:
-            ovs.append(r.rhs)
-    for r in rows:
-        cands = [r.lhs] + ([r.rhs] if r.op not in ("|", "~1") and r.rhs else [])
-        for v in cands:
-            if v not in lvset and v not in ovs:
-                ovs.append(v)
     if ov_names is not None:
         missing = [v for v in ovs if v not in set(ov_names)]
         if missing:

@@ -141,10 +141,18 @@ class MLObjective:
         return g
 
     def gradient_and_information(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and unit expected information sharing one evaluation of Delta."""
-        deltas = self.model.delta(x)
-        return (self.gradient(x, deltas=deltas),
-                self.expected_information(x, deltas=deltas))
+        """Gradient and unit expected information sharing one evaluation of Delta (compact,
+        per-group columns only, mapped to x through ``model.group_K``)."""
+        mdl = self.model
+        g = np.zeros(mdl.nx)
+        info = np.zeros((mdl.nx, mdl.nx))
+        imps = mdl.implied(x)
+        for w, Dc, Kg, gm, imp in zip(self.w, mdl.delta_compact(x), mdl.group_K,
+                                      self.moment_gradients(x), imps):
+            g += w * (Kg.T @ (Dc.T @ gm))
+            Ic = Dc.T @ weighted_delta(mdl, imp.sigma, Dc)
+            info += w * (Kg.T @ Ic @ Kg)
+        return g, 0.5 * (info + info.T)
 
     def expected_information(self, x: np.ndarray, deltas: list | None = None) -> np.ndarray:
         """Unit expected information sum_g w_g Delta_g' W_g Delta_g (E[Hessian of F] / 2)."""

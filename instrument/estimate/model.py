@@ -159,14 +159,21 @@ class Model:
         # per group: for each free row of the group, (type, i, j, x-col via K)
         freepos = {r: k for k, r in enumerate(self.free_rows)}
         self.group_free = []
+        self.group_cols = []   # global free-row positions of each group's local columns
         for s in self.specs:
             d = {}
+            glob = sorted(freepos[r] for rows, _, _ in s.entries.values() for r in rows
+                          if r in freepos)
+            loc = {c: t for t, c in enumerate(glob)}
             for k, (rows, ii, jj) in s.entries.items():
                 sel = [t for t, r in enumerate(rows) if r in freepos]
-                d[k] = (np.array([freepos[rows[t]] for t in sel], dtype=int),
+                d[k] = (np.array([loc[freepos[rows[t]]] for t in sel], dtype=int),
                         ii[sel] if len(sel) else np.zeros(0, int),
                         jj[sel] if len(sel) else np.zeros(0, int))
             self.group_free.append(d)
+            self.group_cols.append(np.array(glob, dtype=int))
+        # K restricted to each group's columns
+        self.group_K = [self.K[c] for c in self.group_cols]
 
     # ------------------------------------------------------------------ parameters
     def x_to_partable(self, x: np.ndarray) -> np.ndarray:
@@ -232,18 +239,28 @@ class Model:
         return self.p * (self.p + 1) // 2 + (self.p if self.meanstructure else 0)
 
     def delta(self, x: np.ndarray, *, wrt: str = "x") -> list[np.ndarray]:
+        """Jacobian of the moment vector per group (see `delta_compact` for the formulas)."""
+        out = []
+        for g, Dc in enumerate(self.delta_compact(x)):
+            if wrt == "free":
+                D = np.zeros((Dc.shape[0], len(self.free_rows)))
+                D[:, self.group_cols[g]] = Dc
+                out.append(D)
+            else:
+                out.append(Dc @ self.group_K[g])
+        return out
+
+    def delta_compact(self, x: np.ndarray) -> list[np.ndarray]:
         """Jacobian of the moment vector per group with respect to x.
 
-        Parameters
-        ----------
-        x : ndarray (nx,)
-        wrt : {"x", "free"}
-            ``"x"`` (default) differentiates with respect to the unique free parameters x;
-            ``"free"`` with respect to every free table row (before equality constraints).
+        Compact form: per group only the columns of the free table rows of that group
+        (``model.group_cols[g]`` gives their positions among all free rows; ``model.group_K[g]``
+        maps them to x). `delta` expands it: ``wrt="x"`` (default) gives d m_g / d x,
+        ``wrt="free"`` the derivative with respect to every free table row.
 
         Returns
         -------
-        list of ndarray, per group shape (p* [+ p], nx)
+        list of ndarray, per group shape (p* [+ p], n_free_in_group)
             Rows are ``[mu (only with a mean structure), vech(Sigma)]`` with lavaan's vech order
             (lower triangle column by column); lavaan's ``computeDelta``.
 
@@ -258,14 +275,13 @@ class Model:
         d mu_r / d beta_kl = M_rk a_l.
         """
         x = np.asarray(x, float)
-        nfree = len(self.free_rows)
         vr, vc = self.vr, self.vc
         ps = len(vr)
         p = self.p
         off = p if self.meanstructure else 0
         out = []
-        for mats, gf in zip(self.matrices(x), self.group_free):
-            D = np.zeros((off + ps, nfree))
+        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+            D = np.zeros((off + ps, len(gc)))
             L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
             M = L @ Bi
             A = Bi @ mats["psi"] @ Bi.T
@@ -299,7 +315,7 @@ class Model:
                 cols, k, _ = gf[_ALPHA]
                 if len(cols):
                     D[:p, cols] = M[:, k]
-            out.append(D if wrt == "free" else D @ self.K)
+            out.append(D)
         return out
 
     # ------------------------------------------------------------------ starting values

@@ -170,8 +170,11 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
                likelihood: str = "normal") -> pd.DataFrame:
     """Modification indices for fixed-to-zero parameters (lavaan ``modindices()``).
 
-    Candidates (per group): every loading of every observed variable on every factor that is not
-    in the model, and every covariance between two observed variables that is not in the model.
+    Candidates (per group): every loading of every observed variable on every factor and every
+    covariance between two observed variables that is not free in the model (fixed ones, such as
+    marker loadings, are released at their fixed value). Candidates whose release is not
+    identified (V ~ 0, e.g. a marker loading in a single group) are dropped, as lavaan's
+    ``na.remove = TRUE`` does.
 
     Returns
     -------
@@ -193,42 +196,55 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     ngroups = model.ngroups
     ov, lv = model.ov_names, model.lv_names
     have = set(zip(f["lhs"], f["op"], f["rhs"], f["group"]))
-    cands = []
+    new = []
     for g in range(1, ngroups + 1):
         for a in lv:
             for v in ov:
                 if (a, "=~", v, g) not in have:
-                    cands.append((a, "=~", v, g))
+                    new.append((a, "=~", v, g))
         for i in range(len(ov)):
             for j in range(i + 1, len(ov)):
                 a, b = ov[i], ov[j]
                 if (a, "~~", b, g) not in have and (b, "~~", a, g) not in have:
-                    cands.append((a, "~~", b, g))
-    # extended table: add candidates as free rows, evaluate at (x, 0)
+                    new.append((a, "~~", b, g))
     from instrument.partable import ParTable  # local to avoid cycles
+    from instrument.estimate.ml import MLObjective
+    vals = model.x_to_partable(x)
     ext = f.copy()
+    ext["est"] = vals
+    # fixed loadings and (co)variances of the table are candidates too (freed at their value)
+    fixed_cand = ((ext["free"].to_numpy() == 0) & ext["op"].isin(["=~", "~~"]).to_numpy()
+                  & ~(ext["lhs"].isin(lv) & (ext["op"] == "~~")).to_numpy())
     add = pd.DataFrame([dict(lhs=a, op=o, rhs=b, user=0, block=g, group=g, free=1, ustart=np.nan,
-                             exo=0, label="", plabel="", start=np.nan, est=np.nan, se=np.nan)
-                        for a, o, b, g in cands])
-    ext = pd.concat([ext, add], ignore_index=True)
+                             exo=0, label="", plabel="", start=np.nan, est=0.0, se=np.nan)
+                        for a, o, b, g in new])
+    ext.loc[fixed_cand, "free"] = 1
+    ext.loc[fixed_cand, "label"] = ""
+    ext = pd.concat([ext, add], ignore_index=True) if len(add) else ext
     ext["id"] = np.arange(1, len(ext) + 1)
+    is_cand = np.concatenate([fixed_cand, np.ones(len(add), bool)])
     ext["free"] = np.where(ext["free"] > 0, np.cumsum(ext["free"] > 0), 0)
     pt2 = ParTable(ext, model.pt.ov_names, model.pt.lv_names, model.pt.ngroups,
                    model.pt.group_labels, model.pt.meanstructure, model.pt.constraints)
     m2 = Model.from_partable(pt2)
+    x2 = m2.partable_to_x(ext["est"].to_numpy(float))
+    cand_col = np.zeros(m2.nx, bool)
+    cand_col[m2.x_col[is_cand[m2.free_rows]]] = True
+    kx, kc = np.flatnonzero(~cand_col), np.flatnonzero(cand_col)
+    rows_c = m2.x_rows[kc]
+    cands = [(ext["lhs"].iat[r], ext["op"].iat[r], ext["rhs"].iat[r], int(ext["group"].iat[r]))
+             for r in rows_c]
     nc = len(cands)
-    x2 = np.concatenate([x, np.zeros(nc)])
-    from instrument.estimate.ml import MLObjective
     obj = MLObjective(m2, stats, likelihood)
     D2 = m2.delta(x2)
     grad = obj.gradient(x2, deltas=D2)
     info = expected_information(m2, x2, stats, likelihood=likelihood, deltas=D2)
-    k = model.nx
-    Ixx, Ixc, Icc = info[:k, :k], info[:k, k:], info[k:, k:]
+    Ixx, Ixc, Icc = info[np.ix_(kx, kx)], info[np.ix_(kx, kc)], info[np.ix_(kc, kc)]
     V = np.diag(Icc) - np.einsum("ij,ij->j", Ixc, np.linalg.solve(Ixx, Ixc))
-    score = -0.5 * grad[k:]
+    score = -0.5 * grad[kc]
     N = obj.N
     with np.errstate(divide="ignore", invalid="ignore"):
+        V = np.where(V > 1e-8 * np.maximum(np.diag(Icc), 1e-300), V, np.nan)
         mi = N * score ** 2 / V
         epc = score / V
     sds = _group_sds(model, x)
@@ -243,10 +259,12 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
         else:
             slv[t] = epc[t]
             sall[t] = epc[t] / (s["th"][ovi[a]] * s["th"][ovi[b]])
-    return pd.DataFrame({"lhs": [c[0] for c in cands], "op": [c[1] for c in cands],
-                         "rhs": [c[2] for c in cands], "group": [c[3] for c in cands],
-                         "mi": mi, "epc": epc, "sepc.lv": slv, "sepc.all": sall,
-                         "sepc.nox": sall})
+    out = pd.DataFrame({"lhs": [c[0] for c in cands], "op": [c[1] for c in cands],
+                        "rhs": [c[2] for c in cands], "group": [c[3] for c in cands],
+                        "mi": mi, "epc": epc, "sepc.lv": slv, "sepc.all": sall,
+                        "sepc.nox": sall})
+    # lavaan's na.remove: candidates whose release is not identified (V ~ 0) are dropped
+    return out[np.isfinite(out["mi"].to_numpy())].reset_index(drop=True)
 
 
 def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],

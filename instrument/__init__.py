@@ -9,4 +9,6 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from instrument.cfa import cfa  # noqa: E402
+
+__all__ = ["__version__", "cfa"]

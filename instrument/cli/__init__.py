@@ -20,6 +20,9 @@ def _register() -> None:
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    from instrument.cli import cfa as _cfa
+
+    main.add_command(_cfa.cfa)
 
 
 _register()

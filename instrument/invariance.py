@@ -174,6 +174,11 @@ def rules_for(step: str, rule_set: str, *, ntotal: int, group_sizes: Sequence[in
     raise ValueError(f"rule_set= must be one of {', '.join(map(repr, RULE_SETS))}; got {rule_set!r}.")
 
 
+def short_citation(source: str) -> str:
+    """``"Chen, F. F. (2007). Sensitivity ..."`` -> ``"Chen, F. F. (2007)"``."""
+    return source.split(")")[0] + ")" if "(" in source else source
+
+
 def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, estimator: str,
             ngroups: int) -> tuple[bool, str]:
     """Apply Δ-fit rules; return (holds, text naming each rule, its value and any caveat)."""
@@ -192,8 +197,7 @@ def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, esti
         caveats.append(f"derived for two groups, applied here to {ngroups}")
     if ngroups < 10 and rules.RUTKOWSKI_SVETINA_2014 in sources:
         caveats.append(f"derived for 10-20 groups, applied here to {ngroups}")
-    cite = "; ".join(sorted({r.source.split(". ")[0] + ")" if "(" in r.source else r.source
-                             for r in rule_list}))
+    cite = "; ".join(sorted({short_citation(r.source) for r in rule_list}))
     text = f"{'holds' if ok else 'does not hold'}: " + ", ".join(parts) + f" [{cite}]"
     if caveats:
         text += ". Caution: " + "; ".join(caveats) + "."
@@ -249,6 +253,81 @@ def score_tests(score: np.ndarray, information: np.ndarray, R: np.ndarray, n: in
         uni[r] = n * score @ Zp @ score
         epc[r] = Zp @ score
     return total, uni, epc
+
+
+def _param_name(lhs: str, op: str, rhs: str) -> str:
+    """lavaan's ``group.partial`` spelling of a parameter: ``x3~1``, ``visual=~x2``, ``x1~~x1``."""
+    return f"{lhs}~1" if op == "~1" else f"{lhs}{op}{rhs}"
+
+
+def score_test_equality(fit: Any) -> pd.DataFrame:
+    """lavaan's ``lavTestScore()`` for every equality constraint of a fitted (ML) model.
+
+    Returns
+    -------
+    DataFrame
+        One row per constraint: ``lhs`` and ``rhs`` (lavaan's ``.pK.`` plabels of the two
+        parameters), ``parameter`` (``group.partial`` spelling, e.g. ``x3~1``), ``lhs_group``,
+        ``rhs_group``, ``X2``, ``df`` (1), ``pvalue`` and ``epc`` (expected change of the
+        second parameter when the constraint is released). The total test is in
+        ``.attrs["total"]`` as ``{"X2", "df", "pvalue"}``.
+
+    Notes
+    -----
+    Constraints are written as lavaan writes them: the first parameter of each equality class
+    against each other member. The score is the gradient of logl/N with respect to the free
+    parameters (``-1/2 dF/dθ``) and the information the unit expected information, both for the
+    model without the constraints evaluated at the constrained estimates; see `score_tests`.
+    """
+    from instrument.estimate.ml import MLObjective
+
+    if _estimator(fit) != "ML":
+        import warnings
+        warnings.warn("score tests use the ML (standard) information; for "
+                      f"{_estimator(fit)} fits this is lavaan's fallback too.", stacklevel=2)
+    model, x, stats = fit._rebuilt()
+    obj = MLObjective(model, stats)
+    deltas = model.delta(x, wrt="free")
+    grads = obj.moment_gradients(x)
+    k = len(model.free_rows)
+    score = np.zeros(k)
+    info = np.zeros((k, k))
+    from instrument.estimate.ml import weighted_delta
+    for w, D, gm, imp in zip(obj.w, deltas, grads, model.implied(x)):
+        score += -0.5 * w * (D.T @ gm)
+        info += w * (D.T @ weighted_delta(model, imp.sigma, D))
+    info = 0.5 * (info + info.T)
+    pt = fit.partable
+    rows_R, meta_rows = [], []
+    for col in range(model.nx):
+        members = np.flatnonzero(model.x_col == col)
+        for other in members[1:]:
+            r = np.zeros(k)
+            r[members[0]], r[other] = 1.0, -1.0
+            rows_R.append(r)
+            a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
+            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
+                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
+                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"]),
+                              "_b": other})
+    if not rows_R:
+        raise ValueError("the model has no equality constraints to test.")
+    R = np.array(rows_R)
+    n = int(sum(g.n for g in stats.groups))
+    total, uni, epc = score_tests(score, info, R, n)
+    out = pd.DataFrame(meta_rows)
+    out["X2"] = uni
+    out["df"] = 1
+    out["pvalue"] = stats_chi2_sf(uni, 1)
+    out["epc"] = [epc[i, b] for i, b in enumerate(out["_b"])]
+    out = out.drop(columns="_b")
+    out.attrs["total"] = {"X2": total, "df": len(R), "pvalue": float(stats_chi2_sf(total, len(R)))}
+    return out
+
+
+def stats_chi2_sf(x: Any, df: int) -> Any:
+    """Upper-tail χ² probability (scipy)."""
+    return stats.chi2.sf(x, df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,20 +397,22 @@ class InvarianceResult:
                    meta=Meta.from_dict(d["meta"]))
 
     # -- partial invariance ----------------------------------------------------------------
-    def partial(self, step: str = "scalar", *, max_release: int | None = None,
+    def partial(self, step: str | None = None, *, max_release: int | None = None,
                 rule_set: str | None = None) -> "InvarianceResult":
-        """Release constraints of ``step`` one at a time, by score test, until the rule is met.
+        """Release constraints one at a time, by score test, until each step's rule is met.
 
-        Each round computes lavaan's univariate score tests (`score_tests`) for the step's
-        constraints in the current model, frees the parameter with the largest X² (adds it to
-        ``group_partial``), refits and re-applies the verdict against the previous accepted
-        step. Stops when the verdict holds, when no constraint has p < .05, or after
-        ``max_release`` releases (default: half of that step's constraints). Warns when more than
+        For ``step`` (every constrained step in ladder order when None): while the step's
+        verdict against the step before fails, compute lavaan's univariate score tests
+        (`score_test_equality`) for the constraints the step adds (e.g. intercepts for
+        "scalar"), free the one with the largest X² (add it to ``group_partial``) and refit.
+        Stops when the verdict holds, when no remaining constraint has p < .05, or after
+        ``max_release`` releases (default: half of the step's constraints). Later steps are
+        refitted with the releases carried forward. Warns when more than
         `rules.PARTIAL_MAX_FREED_SHARE` of a factor's indicators are freed or fewer than
         `rules.PARTIAL_MIN_INVARIANT` stay invariant.
 
-        Returns a new InvarianceResult whose ladder has the partial model in place of ``step``
-        (named ``"<step> (partial)"``) and whose ``releases`` lists each release.
+        Returns a new InvarianceResult: steps with releases are named ``"<step> (partial)"``,
+        and ``releases`` lists each release (round, step, parameter, X2, pvalue).
         """
         return _partial(self, step, max_release=max_release, rule_set=rule_set or self.rule_set)
 
@@ -414,6 +495,9 @@ def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str
         base = r["step"].replace(" (partial)", "")
         ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal, group_sizes=group_sizes),
                            estimator=estimator, ngroups=ngroups)
+        if rows[i - 1].get("holds") is False:
+            text += (f" Compared with {rows[i - 1]['step']!r}, which did not hold: read this step "
+                     "as conditional on releasing that step's constraints (see partial()).")
         r["holds"], r["verdict"] = ok, text
 
 
@@ -432,7 +516,7 @@ def _assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: st
                             group_labels=labels, rule_set=rule_set, estimator=estimator,
                             fits=dict(zip(names, fits)),
                             releases=releases if releases is not None else
-                            pd.DataFrame(columns=["round", "parameter", "X2", "pvalue"]),
+                            pd.DataFrame(columns=["round", "step", "parameter", "X2", "pvalue"]),
                             meta=meta, _call=call)
 
 
@@ -530,73 +614,79 @@ def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int |
 # Partial invariance and latent means
 # ---------------------------------------------------------------------------------------------
 
-_STEP_OP = {"metric": "=~", "scalar": "~1", "strict": "~~", "means": "~1"}
+def constraint_type(parameter: str, ov_names: Sequence[str]) -> str:
+    """The ``group.equal`` type a ``group.partial``-style parameter belongs to."""
+    ov = set(ov_names)
+    if "=~" in parameter:
+        return "loadings"
+    if parameter.endswith("~1"):
+        return "intercepts" if parameter[:-2] in ov else "means"
+    if "~~" in parameter:
+        a, b = parameter.split("~~")
+        if a in ov:
+            return "residuals" if a == b else "residual.covariances"
+        return "lv.variances" if a == b else "lv.covariances"
+    return "regressions"
 
 
-def _partial(res: InvarianceResult, step: str, *, max_release: int | None,
+def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Sequence[str]) -> Any:
+    from instrument.cfa import cfa
+
+    return cfa(call["model"], call["data"], group=call["group"], group_equal=_equal_for(steps, step),
+               group_partial=tuple(partial), estimator=call["estimator"],
+               group_order=call["group_order"], **call["cfa_options"])
+
+
+def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None,
              rule_set: str) -> InvarianceResult:
-    from instrument.cfa import cfa, score_test_equality
-
     call = res._call
     if not call:
         raise ValueError("partial() needs the ladder's data: call it on the result of "
                          "invariance(), not on one read back from JSON.")
-    names = list(res.table["step"])
-    if step not in names or step == "configural":
-        raise ValueError(f"step= must be a constrained step of this ladder {names[1:]}; got {step!r}.")
-    idx = names.index(step)
-    prev_fit = res.fits[names[idx - 1]]
     steps = list(call["steps"])
-    equal = _equal_for(steps, step)
+    names = [n.replace(" (partial)", "") for n in res.table["step"]]
+    if step is not None and (step not in names or step == "configural"):
+        raise ValueError(f"step= must be a constrained step of this ladder {names[1:]}; got {step!r}.")
+    todo = [step] if step is not None else names[1:]
+    fits = [res.fits[n] for n in res.table["step"]]
     partial = list(call["group_partial"])
-    sizes = [int(s["n"]) for s in prev_fit.sample]
-    fit = res.fits[step]
-    own = _step_ops(step)
-    n_own = None
-    releases = []
-    while True:
-        row_ok = _holds(prev_fit, fit, step, rule_set, res.estimator, sizes)
-        if row_ok:
-            break
-        tests = score_test_equality(fit)
-        tests = tests[tests["parameter"].map(lambda p: _is_step_param(p, own))
-                      & ~tests["parameter"].isin(partial)]
-        if n_own is None:
-            n_own = len(tests)
-            limit = max_release if max_release is not None else max(1, n_own // 2)
-        if tests.empty or len(releases) >= limit:
-            break
-        top = tests.sort_values("X2", ascending=False).iloc[0]
-        if top["pvalue"] >= rules.LRT_ALPHA.threshold:
-            break
-        partial.append(top["parameter"])
-        releases.append({"round": len(releases) + 1, "parameter": top["parameter"],
-                         "X2": float(top["X2"]), "pvalue": float(top["pvalue"])})
-        fit = cfa(call["model"], call["data"], group=call["group"], group_equal=equal,
-                  group_partial=tuple(partial), estimator=call["estimator"],
-                  group_order=call["group_order"], **call["cfa_options"])
-    new_names = names[: idx] + [f"{step} (partial)" if releases else step]
-    new_fits = [res.fits[n] for n in names[: idx]] + [fit]
-    rel = pd.DataFrame(releases, columns=["round", "parameter", "X2", "pvalue"])
-    out = _assemble(new_names, new_fits, rule_set=rule_set, estimator=res.estimator,
+    sizes = [int(s["n"]) for s in fits[0].sample]
+    releases = [] if res.releases is None else res.releases.to_dict("records")
+    released_at: dict[str, bool] = {n: n != r for n, r in zip(names, res.table["step"])}
+    for st in todo:
+        idx = names.index(st)
+        kinds = STEP_EQUAL[st]
+        fit = fits[idx]
+        limit, n_rel = max_release, 0
+        while not _holds(fits[idx - 1], fit, st, rule_set, res.estimator, sizes):
+            tests = score_test_equality(fit)
+            tests = tests[tests["parameter"].map(
+                lambda q: constraint_type(q, fit.ov_names) in kinds) & ~tests["parameter"].isin(partial)]
+            if limit is None:
+                limit = max(1, len(tests) // 2)
+            if tests.empty or n_rel >= limit:
+                break
+            top = tests.sort_values("X2", ascending=False).iloc[0]
+            if top["pvalue"] >= rules.LRT_ALPHA.threshold:
+                break
+            partial.append(top["parameter"])
+            n_rel += 1
+            releases.append({"round": len(releases) + 1, "step": st, "parameter": top["parameter"],
+                             "X2": float(top["X2"]), "pvalue": float(top["pvalue"])})
+            fit = _refit(call, steps, st, partial)
+        fits[idx] = fit
+        released_at[st] = released_at[st] or n_rel > 0
+        # later steps carry the releases forward
+        for j in range(idx + 1, len(names)):
+            fits[j] = _refit(call, steps, names[j], partial)
+    new_names = [f"{n} (partial)" if released_at[n] else n for n in names]
+    rel = pd.DataFrame(releases, columns=["round", "step", "parameter", "X2", "pvalue"])
+    out = _assemble(new_names, fits, rule_set=rule_set, estimator=res.estimator,
                     labels=res.group_labels, sizes=sizes,
-                    meta=replace(res.meta, options={**res.meta.options, "partial_step": step,
-                                                    "group_partial": partial}),
+                    meta=replace(res.meta, options={**res.meta.options, "group_partial": partial}),
                     call={**call, "group_partial": tuple(partial)}, releases=rel)
-    _warn_freed_share(fit, partial)
+    _warn_freed_share(fits[-1], partial)
     return out
-
-
-def _step_ops(step: str) -> str:
-    return _STEP_OP.get(step, "")
-
-
-def _is_step_param(parameter: str, op: str) -> bool:
-    if op == "~1":
-        return parameter.endswith("~1")
-    if op == "~~":
-        return "~~" in parameter
-    return op in parameter
 
 
 def _holds(prev_fit: Any, fit: Any, step: str, rule_set: str, estimator: str,

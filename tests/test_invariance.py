@@ -227,3 +227,20 @@ class TestErrors:
             invariance(HS_MODEL, _hs(), group="school", rule_set="hu")
         with pytest.raises(ValueError, match="is not a column"):
             invariance(HS_MODEL, _hs(), group="nope")
+
+
+def test_cli_invariance(tmp_path):
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+
+    out = tmp_path / "inv.json"
+    res = CliRunner().invoke(main, ["invariance", HS_MODEL, str(FIX / "HolzingerSwineford1939.csv"),
+                                    "--group", "school", "--partial", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "scalar (partial)" in res.output
+    back = InvarianceResult.from_dict(json.loads(out.read_text()))
+    assert list(back.releases["parameter"]) == ["x3~1", "x7~1"]
+    bad = CliRunner().invoke(main, ["invariance", HS_MODEL, str(FIX / "HolzingerSwineford1939.csv"),
+                                    "--group", "nope"])
+    assert bad.exit_code != 0 and "is not a column" in bad.output

@@ -23,6 +23,9 @@ def _register() -> None:
     from instrument.cli import cfa as _cfa
 
     main.add_command(_cfa.cfa)
+    from instrument.cli import invariance as _invariance
+
+    main.add_command(_invariance.invariance)
 
 
 _register()

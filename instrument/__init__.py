@@ -14,3 +14,6 @@ __all__ = ["__version__"]
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402  (linker)
 
 __all__ += ["link", "sensitivity", "bright_spots"]
+from instrument.cfa import cfa  # noqa: E402
+
+__all__ = ["__version__", "cfa"]

@@ -1,0 +1,42 @@
+"""`instrument invariance MODEL DATA --group COL [--steps ...] [--partial] [--json OUT]`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from instrument.cli._common import model_text, read_data, split_list
+
+
+@click.command("invariance")
+@click.argument("model")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--group", required=True, help="Column defining the groups, e.g. language.")
+@click.option("--steps", default="configural,metric,scalar,strict", show_default=True,
+              help="Comma-separated rungs of the ladder.")
+@click.option("--estimator", type=click.Choice(["ML", "MLR"]), default="ML", show_default=True)
+@click.option("--rule-set", type=click.Choice(["chen2007", "cheung_rensvold2002",
+                                               "rutkowski_svetina2014", "lrt"]),
+              default="chen2007", show_default=True, help="Which delta-fit rules decide.")
+@click.option("--partial/--no-partial", default=False,
+              help="Release constraints by score test where a step does not hold.")
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+              help="Write the ladder (with every fit) as JSON.")
+def invariance(model: str, data: str, group: str, steps: str, estimator: str, rule_set: str,
+               partial: bool, json_out: str | None) -> None:
+    """Fit the measurement-invariance ladder of MODEL on DATA (a CSV) across --group."""
+    from instrument.invariance import invariance as run
+    from instrument.results import dumps
+    from instrument.syntax import ModelSyntaxError
+
+    try:
+        res = run(model_text(model), read_data(data), group=group, steps=split_list(steps),
+                  estimator=estimator, rule_set=rule_set)
+        if partial:
+            res = res.partial()
+    except (ModelSyntaxError, ValueError, NotImplementedError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(res.summary().as_text())
+    if json_out:
+        Path(json_out).write_text(dumps(res.to_dict(), indent=1))
+        click.echo(f"Result written to {json_out}")

@@ -1,0 +1,105 @@
+"""Formula layer of the invariance module against lavaan's recorded numbers (no model fitting).
+
+lavTestLRT's difference tests, its RMSEA column and the Satorra–Bentler (2001) scaled difference
+are applied to the χ² and scaling factors lavaan recorded, and must reproduce lavaan's table.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from instrument import invariance as inv
+from instrument import rules
+
+FIX = Path(__file__).parent / "fixtures" / "invariance"
+RTOL_CHISQ = 1e-6  # shared/refs/README.md, "Suggested tolerances"
+HS = json.loads((FIX / "b_hs_invariance.json").read_text())
+N_HS, G_HS = 301, 2
+
+
+def _pairs(table):
+    return list(zip(table[:-1], table[1:]))
+
+
+@pytest.mark.parametrize("i", range(1, 5))
+def test_plain_difference_and_rmsea_column(i):
+    rows = HS["ML"]["lrt_successive"]
+    prev, row = rows[i - 1], rows[i]
+    d, ddf, p = inv.chisq_diff(row["Chisq"], row["Df"], prev["Chisq"], prev["Df"])
+    assert_allclose(d, row["Chisq diff"], rtol=RTOL_CHISQ)
+    assert ddf == row["Df diff"]
+    assert_allclose(p, row["Pr(>Chisq)"], rtol=1e-6)
+    assert_allclose(inv.rmsea_diff(d, ddf, N_HS, G_HS), row["RMSEA"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(1, 5))
+def test_satorra_bentler_2001_from_lavaan_scaling_factors(i):
+    steps = ["configural", "metric", "scalar", "strict", "means"]
+    fit = HS["MLR"]["fit"]
+    rows = HS["MLR"]["lrt_successive_satorra_bentler_2001"]
+    a, b = fit[steps[i - 1]], fit[steps[i]]
+    t, ddf, p = inv.satorra_bentler_2001(b["chisq"], b["df"], b["chisq.scaling.factor"],
+                                         a["chisq"], a["df"], a["chisq.scaling.factor"])
+    assert_allclose(t, rows[i]["Chisq diff"], rtol=RTOL_CHISQ)
+    assert_allclose(p, rows[i]["Pr(>Chisq)"], rtol=1e-6)
+
+
+def test_sb2001_headline_numbers():
+    rows = HS["MLR"]["lrt_successive_satorra_bentler_2001"]
+    assert round(rows[1]["Chisq diff"], 3) == 6.567 and round(rows[2]["Chisq diff"], 3) == 40.838
+
+
+class TestRules:
+    def test_chen_picks_large_sample_rules_for_hs(self):
+        # N = 301 > 300 and groups 156/145 are of similar size
+        got = inv.rules_for("metric", "chen2007", ntotal=301, group_sizes=[156, 145])
+        assert got[0] is rules.DELTA_CFI_CHEN and got[2] is rules.DELTA_SRMR_CHEN_METRIC
+        got = inv.rules_for("scalar", "chen2007", ntotal=301, group_sizes=[156, 145])
+        assert got[2] is rules.DELTA_SRMR_CHEN_SCALAR
+
+    def test_chen_small_or_unequal(self):
+        got = inv.rules_for("scalar", "chen2007", ntotal=2436, group_sizes=[805, 1631])
+        assert got[0] is rules.DELTA_CFI_CHEN_SMALL
+        got = inv.rules_for("metric", "chen2007", ntotal=200, group_sizes=[100, 100])
+        assert got[1] is rules.DELTA_RMSEA_CHEN_SMALL
+
+    def test_unknown_rule_set(self):
+        with pytest.raises(ValueError, match="rule_set= must be one of"):
+            inv.rules_for("metric", "hu_bentler", ntotal=300, group_sizes=[150, 150])
+
+    @pytest.mark.parametrize("i,expected", [(0, True), (1, False)])
+    def test_verdict_on_lavaan_deltas(self, i, expected):
+        # configural -> metric holds (ΔCFI -.0025), metric -> scalar fails (ΔCFI -.0385)
+        d = HS["ML"]["delta"][i]
+        delta = {"cfi.delta": d["cfi"], "rmsea.delta": d["rmsea"], "srmr.delta": d["srmr"]}
+        step = d["to"]
+        ok, text = inv.verdict(delta, inv.rules_for(step, "chen2007", ntotal=301,
+                                                    group_sizes=[156, 145]),
+                               estimator="ML", ngroups=2)
+        assert ok is expected
+        assert "Chen" in text and ("holds" if expected else "does not hold") in text
+
+    def test_verdict_warns_outside_derivation_conditions(self):
+        delta = {"cfi.delta": -0.001, "rmsea.delta": 0.0, "srmr.delta": 0.0}
+        r = inv.rules_for("metric", "chen2007", ntotal=1000, group_sizes=[500, 500])
+        _, text = inv.verdict(delta, r, estimator="WLSMV", ngroups=2)
+        assert "outside the conditions" in text
+        _, text = inv.verdict(delta, r, estimator="ML", ngroups=5)
+        assert "applied here to 5" in text
+        _, text = inv.verdict(delta, inv.rules_for("metric", "rutkowski_svetina2014", ntotal=1000,
+                                                   group_sizes=[500, 500]),
+                              estimator="ML", ngroups=2)
+        assert "10-20 groups" in text
+
+
+def test_score_tests_formula_on_a_toy_problem():
+    # Two parameters constrained equal; information identity; score (1, -1)/sqrt(n):
+    # releasing the only constraint gives X² = n g'g.
+    n = 100
+    g = np.array([0.1, -0.1])
+    total, uni, epc = inv.score_tests(g, np.eye(2), np.array([[1.0, -1.0]]), n)
+    assert_allclose(total, n * g @ g)
+    assert_allclose(uni, [n * g @ g])
+    assert_allclose(epc[0], g)

@@ -10,10 +10,13 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
 __all__ = ["__version__"]
-
-from instrument.linker import bright_spots, link, sensitivity  # noqa: E402  (linker)
-
-__all__ += ["link", "sensitivity", "bright_spots"]
+# Each stage adds an import line and an ``__all__ +=`` line (union merges keep every stage's).
 from instrument.cfa import cfa  # noqa: E402
-
-__all__ = ["__version__", "cfa"]
+__all__ += ["cfa"]
+from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
+__all__ += ["link", "sensitivity", "bright_spots"]
+from instrument.invariance import invariance  # noqa: E402
+__all__ += ["invariance"]
+from instrument.policy import (change, classification_accuracy, convergence,  # noqa: E402
+                               rollup, variance_components)
+__all__ += ["rollup", "classification_accuracy", "convergence", "change", "variance_components"]

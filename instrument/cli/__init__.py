@@ -17,9 +17,11 @@ def main() -> None:
 
 def _register() -> None:
     """Attach every command module's commands to ``main``."""
+    from instrument.cli import report as _report
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    main.add_command(_report.report)
 
 
 _register()

@@ -1,0 +1,337 @@
+"""Reports render from a stored results file alone (tests/fixtures/report/results_example.json).
+
+The fixture is a rendering fixture with made-up numbers (see its SOURCE.md); these tests check
+the machinery: sections, tables, figures, numbers traced to the results, privacy, suppression and
+"not available" sections. PDF tests need Chromium and fail (never skip) without it.
+"""
+from __future__ import annotations
+
+import copy
+from html import escape as html_escape
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from instrument.cli import main
+from instrument.report import (BRIEF_SECTIONS, NOT_AVAILABLE, TECHNICAL_SECTIONS, PdfUnavailable,
+                               PrivacyError, load_results, render, render_html)
+from instrument.report.adapters import as_frame, read_all, read_invariance, read_scores, scrub
+from instrument.report.pdf import find_chromium
+from instrument.results import from_jsonable, to_jsonable
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "results_example.json"
+RID = "RID-7f3a-000"  # a respondent id value that must never be printed
+
+
+@pytest.fixture(scope="module")
+def payload() -> dict:
+    return load_results(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def results(payload) -> dict:
+    return payload["results"]
+
+
+@pytest.fixture(scope="module")
+def html(results) -> dict[str, str]:
+    return {k: render_html(results, k) for k in ("technical", "brief", "cards")}
+
+
+def _frame(obj) -> pd.DataFrame:
+    return from_jsonable(obj)
+
+
+def _cards(text: str) -> dict[str, str]:
+    """school_id -> the HTML of its card."""
+    parts = re.split(r'<section class="card" id="school-', text)[1:]
+    return {p.split('"', 1)[0]: p for p in parts}
+
+
+def _form_chunk(card: str, form: str) -> str:
+    for chunk in card.split('<div class="form">')[1:]:
+        if f"<h3>{form.capitalize()} survey</h3>" in chunk:
+            return chunk
+    raise AssertionError(f"no {form} block in card")
+
+
+# ------------------------------------------------------------------------------------------------
+class TestTechnical:
+    def test_five_sources_of_evidence(self, html):
+        for i, s in enumerate(TECHNICAL_SECTIONS, 1):
+            assert f"<h2>{i}. {s}</h2>" in html["technical"]
+
+    def test_tables_and_figures(self, html):
+        t = html["technical"]
+        for title in ("Blueprint: scale items by construct and Stage 2 finding",
+                      "Status of the Spanish translation", "Cognitive-interview notes",
+                      "Fit of the confirmatory factor models", "Factor loadings, teacher form",
+                      "Measurement invariance ladder, family form",
+                      "Reliability of the construct scores", "ICC(1) and ICC(2)",
+                      "Minimum respondents per school", "coefficient of the school score",
+                      "10th and 90th percentile", "Schools reported and suppressed",
+                      "Classification accuracy by band"):
+            assert title in t, title
+        for title in ("Category use, teacher form", "Standardised loadings, family form",
+                      "Reliability of the school mean by number of respondents",
+                      "Change in fit across the invariance steps",
+                      "Validity coefficients by outcome", "P10→P90 contrasts"):
+            assert re.search(r"<figcaption>.*?" + re.escape(title), t), title
+        assert t.count("<img src='data:image/svg+xml;base64,") == 8
+        assert t.count("<table class='apa'>") >= 17
+        # APA numbering is consecutive
+        nums = [int(n) for n in re.findall(r"<span class='tnum'>Table (\d+)</span>", t)]
+        assert nums == list(range(1, len(nums) + 1))
+        assert NOT_AVAILABLE not in t
+
+    def test_numbers_come_from_results(self, html, results):
+        t = html["technical"]
+        fm = results["cfa"]["teacher"]["fit_measures"]
+        for k in ("cfi", "rmsea", "srmr", "chisq"):
+            assert f"<td>{fm[k]:.3f}</td>" in t, k
+        rel = _frame(results["reliability"])
+        for a in rel["alpha"]:
+            assert f"<td>{a:.3f}</td>" in t
+        inv = _frame(results["invariance"]["family"]["table"])
+        assert f"<td>{inv['cfi.delta'].iloc[2]:.3f}</td>" in t
+        assert html_escape(inv["verdict"].iloc[2], quote=False) in t
+        icc = _frame(results["multilevel"]["icc"])
+        assert f"<td>{icc['icc1'].iloc[0]:.3f}</td>" in t
+
+    def test_fit_cutoffs_are_heuristics_with_source(self, html):
+        t = html["technical"]
+        assert "not applied as verdicts" in t
+        assert "cfi &gt;= 0.95" in t and "Hu, L., &amp; Bentler, P. M. (1999)" in t
+
+    def test_blueprint_counts_items(self, html, results):
+        items = _frame(results["bank"]["items"])
+        assert f"{len(items)} items covering {items['construct'].nunique()} constructs" in \
+            html["technical"]
+
+    def test_fixture_labelled(self, html):
+        for t in html.values():
+            assert "Example rendered from a fixture" in t
+
+
+class TestBrief:
+    def test_sections_and_charts(self, html):
+        b = html["brief"]
+        for s in BRIEF_SECTIONS:
+            assert f"<h2>{s}</h2>" in b
+        assert 1 <= b.count("<img src='data:image/svg+xml;base64,") <= 2
+
+    def test_numbers_come_from_results(self, html, results):
+        b = html["brief"]
+        eff = _frame(results["linker"][0]["effects"])
+        sc = eff[eff["predictor"] == "score"].iloc[0]
+        assert f"{sc['contrast_pp']:.1f} percentage points" in b
+        assert f"{sc['ci.lower_pp']:.1f} to {sc['ci.upper_pp']:.1f}" in b
+        rel = _frame(results["reliability"])
+        assert f"from {rel['alpha'].min():.2f} to {rel['alpha'].max():.2f}" in b
+        mk = _frame(results["multilevel"]["min_k"])
+        t = mk[(mk["form"] == "teacher") & (mk["target"] == mk["target"].min())]
+        assert f'<span class="big">{int(t["k"].max())}</span>' in b
+
+
+class TestCards:
+    def test_one_card_per_school(self, html, results):
+        s = _frame(results["scores"])
+        cards = _cards(html["cards"])
+        assert sorted(cards) == sorted(s["school_id"].unique())
+        assert "break-before: page" in html["cards"]
+
+    def test_scores_and_bands_shown(self, html, results):
+        s = _frame(results["scores"])
+        row = s[~s["suppressed"]].iloc[0]
+        chunk = _form_chunk(_cards(html["cards"])[row["school_id"]], row["form"])
+        assert f"{row['score']:.0f} · {row['band']}" in chunk
+        assert f"Respondents: {row['n']}" in chunk
+
+    def test_suppressed_schools_show_no_scores(self, html, results):
+        s = _frame(results["scores"])
+        supp = s[s["suppressed"]].groupby(["school_id", "form"]).size().index
+        assert len(supp) >= 2
+        cards = _cards(html["cards"])
+        for sid, form in supp:
+            chunk = _form_chunk(cards[sid], form)
+            assert "Not reported: fewer than 10 respondents" in chunk
+            assert 'class="fill"' not in chunk and 'class="track"' not in chunk
+            assert not re.search(r"\d+ · (Very Weak|Weak|Neutral|Strong|Very Strong)", chunk)
+
+    def test_suppressed_rows_blanked_even_if_input_has_scores(self, results):
+        bad = copy.deepcopy(results)
+        s = _frame(bad["scores"])
+        i = s.index[s["suppressed"]][0]
+        s.loc[i, ["score", "mean"]] = [77.7, 3.9]
+        s.loc[i, "band"] = "Strong"
+        bad["scores"] = to_jsonable(s)
+        chunk = _form_chunk(_cards(render_html(bad, "cards"))[s.loc[i, "school_id"]],
+                            s.loc[i, "form"])
+        assert "77" not in chunk and "Strong" not in chunk
+        sec = read_scores(bad)
+        assert math.isnan(sec["table"].loc[i, "score"]) and sec["table"].loc[i, "band"] is None
+
+
+@pytest.fixture(scope="module")
+def leaky(results) -> dict:
+    r = copy.deepcopy(results)
+    s = _frame(r["scores"])
+    s.insert(0, "respondent_id", [f"{RID}{i}" for i in range(len(s))])
+    r["scores"] = to_jsonable(s)
+    r["item_analysis"]["respondent_id"] = [f"{RID}x", f"{RID}y"]
+    cu = pd.DataFrame(r["item_analysis"]["category_use"]["data"],
+                      columns=r["item_analysis"]["category_use"]["columns"])
+    cu["Respondent_ID"] = f"{RID}z"
+    r["item_analysis"]["category_use"] = to_jsonable(cu)
+    r["bank"]["cognitive_interviews"]["columns"].append("respondent_id")
+    for row in r["bank"]["cognitive_interviews"]["data"]:
+        row.append(f"{RID}ci")
+    return r
+
+
+class TestPrivacy:
+    @pytest.mark.parametrize("kind", ["technical", "brief", "cards"])
+    def test_no_respondent_id_in_any_report(self, leaky, kind):
+        t = render_html(leaky, kind)
+        assert "respondent_id" not in t.lower()
+        assert RID not in t
+
+    def test_scrub_drops_keys_and_columns(self, leaky):
+        clean = scrub(leaky)
+        assert "respondent_id" not in json.dumps(clean).lower()
+        assert RID not in json.dumps(clean)
+
+    def test_last_check_refuses_to_print_an_identifier(self, results):
+        with pytest.raises(PrivacyError, match="respondent identifiers"):
+            render_html(results, "brief", title="respondent_id list")
+
+
+class TestNotAvailable:
+    def test_missing_sections_say_not_available(self, results):
+        part = {k: v for k, v in results.items() if k not in ("linker", "multilevel")}
+        t = render_html(part, "technical")
+        rel = t.split("<h2>4.")[1].split("<h2>5.")[0]
+        assert NOT_AVAILABLE in rel.lower() and "<table" not in rel and "<img" not in rel
+        sm = t.split("<h3>Reliability of school means</h3>")[1].split("</section>")[0]
+        assert NOT_AVAILABLE in sm.lower() and "<table" not in sm
+        b = render_html(part, "brief")
+        pred = b.split('<section id="predicts">')[1].split("</section>")[0]
+        assert NOT_AVAILABLE in pred.lower() and "percentage points" not in pred
+
+    def test_empty_results_render_without_numbers(self):
+        t = render_html({}, "technical")
+        for s in TECHNICAL_SECTIONS:
+            assert s in t
+        assert t.lower().count(NOT_AVAILABLE) >= 9
+        assert "<table" not in t and "<img" not in t
+        c = render_html({}, "cards")
+        assert NOT_AVAILABLE in c.lower() and 'class="fill"' not in c
+        b = render_html({}, "brief")
+        assert b.lower().count(NOT_AVAILABLE) >= 3 and "<img" not in b
+
+    def test_failed_stage_is_named(self, payload):
+        p = copy.deepcopy(payload)
+        del p["results"]["linker"]
+        p["stages"] = [s for s in p["stages"] if s["name"] != "linker"] + [
+            {"name": "linker", "status": "failed", "message": "ValueError: outcomes lack poverty"}]
+        t = render_html(p, "technical")
+        assert ("not available in this run (stage failed: valueerror: outcomes lack poverty)"
+                in t.lower())
+        assert "Stages that did not complete in this run" in t
+
+
+class TestAdapters:
+    def test_frame_encodings(self):
+        df = pd.DataFrame({"a": [1.0, None], "b": ["x", "y"]})
+        for enc in (df, to_jsonable(df), df.to_dict("records"), {"table": to_jsonable(df)}):
+            out = as_frame(enc)
+            assert list(out.columns) == ["a", "b"] and out["b"].tolist() == ["x", "y"]
+        assert as_frame(None) is None and as_frame({"x": 1}) is None
+
+    def test_invariance_delta_aliases_and_single_result(self):
+        t = pd.DataFrame({"step": ["configural", "metric"], "cfi": [0.95, 0.949],
+                          "delta_cfi": [None, -0.001], "delta_rmsea": [None, 0.0],
+                          "verdict": ["baseline", "holds"]})
+        sec = read_invariance({"invariance": {"table": to_jsonable(t)}})
+        lad = sec["ladders"]["model"]["table"]
+        assert "cfi.delta" in lad.columns and "rmsea.delta" in lad.columns
+
+    def test_each_reader_reports_availability(self, results):
+        secs = read_all(results)
+        assert all(s.available for s in secs.values()), {k: s.reason for k, s in secs.items()}
+        assert not any(s.available for s in read_all({}).values())
+
+
+class TestRenderAPI:
+    def test_bad_options(self, results, tmp_path):
+        with pytest.raises(ValueError, match="kind= must be one of 'technical', 'brief', "
+                                             "'cards'; got 'policy'"):
+            render(results, "policy", tmp_path)
+        with pytest.raises(ValueError, match="formats= must be"):
+            render(results, "brief", tmp_path, formats=("docx",))
+
+    def test_same_results_same_bytes(self, results):
+        assert render_html(results, "technical") == render_html(results, "technical")
+
+    def test_html_only(self, results, tmp_path):
+        out = render(results, "brief", tmp_path, formats=("html",))
+        assert out == [tmp_path / "policy_brief.html"]
+        assert out[0].read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+    def test_pdf_missing_tool_is_a_clear_error(self, results, tmp_path, monkeypatch):
+        monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "no-such-chromium"))
+        with pytest.raises(PdfUnavailable, match="apt-get install -y chromium"):
+            render(results, "brief", tmp_path)
+        assert (tmp_path / "policy_brief.html").is_file()
+
+
+def _pdf_pages(path: Path) -> int:
+    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
+
+
+class TestPdf:
+    """Chromium prints the PDFs; without it these fail with the install hint."""
+
+    @pytest.fixture(autouse=True)
+    def _need_chromium(self):
+        if find_chromium() is None:
+            pytest.fail("Chromium is required for the PDF tests: apt-get install -y chromium")
+
+    def test_brief_pdf_two_to_four_pages(self, results, tmp_path):
+        paths = render(results, "brief", tmp_path)
+        assert [p.suffix for p in paths] == [".html", ".pdf"]
+        assert paths[1].read_bytes()[:5] == b"%PDF-"
+        assert 2 <= _pdf_pages(paths[1]) <= 4
+
+    def test_cards_pdf_one_page_per_school(self, results, tmp_path):
+        pdf = render(results, "cards", tmp_path, formats=("pdf",))[0]
+        assert not (tmp_path / "school_cards.html").exists()
+        assert _pdf_pages(pdf) == _frame(results["scores"])["school_id"].nunique()
+
+
+class TestCli:
+    def test_report_command(self, tmp_path):
+        r = CliRunner().invoke(main, ["report", str(FIXTURE), "--kind", "cards", "--out",
+                                      str(tmp_path), "--no-pdf"])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "school_cards.html").is_file()
+        assert not (tmp_path / "school_cards.pdf").exists()
+
+    def test_bad_json_names_line_and_column(self, tmp_path):
+        bad = tmp_path / "results.json"
+        bad.write_text('{"results": {\n  "cfa": ]\n}')
+        r = CliRunner().invoke(main, ["report", str(bad), "--no-pdf"])
+        assert r.exit_code != 0
+        assert "line 2, column" in r.output and "not valid JSON" in r.output
+
+    def test_explicit_pdf_without_chromium_fails_clearly(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "nope"))
+        r = CliRunner().invoke(main, ["report", str(FIXTURE), "--kind", "brief", "--out",
+                                      str(tmp_path), "--pdf"])
+        assert r.exit_code == 1
+        assert "PDF failed" in r.output and "apt-get install -y chromium" in r.output

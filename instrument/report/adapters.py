@@ -193,10 +193,15 @@ def read_bank(results: Mapping[str, Any]) -> Section:
     miss = _has(items, ("item_id", "construct", "form", "finding", "translation_status"))
     if items is None or miss:
         return _unavailable("bank", f"bank items lack {', '.join(miss)}")
-    blueprint = (items.groupby(["construct", "finding", "form"]).size().unstack("form", fill_value=0)
+    forms = [str(f) for f in dict.fromkeys(items["form"])]
+    blueprint = (items.groupby(["construct", "finding", "form"], sort=False).size()
+                 .unstack("form", fill_value=0).reindex(columns=forms, fill_value=0)
                  .reset_index())
     blueprint.columns.name = None
-    forms = [c for c in blueprint.columns if c not in ("construct", "finding")]
+    corder = {c: i for i, c in enumerate(dict.fromkeys(items["construct"]))}
+    forder = {c: i for i, c in enumerate(dict.fromkeys(items["finding"]))}
+    blueprint = blueprint.sort_values(["construct", "finding"], key=lambda s: s.map(
+        corder if s.name == "construct" else forder)).reset_index(drop=True)
     blueprint["total"] = blueprint[forms].sum(axis=1)
     translation = (items.groupby(["form", "translation_status"]).size()
                    .unstack("translation_status", fill_value=0).reset_index())

@@ -75,13 +75,13 @@ def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
     wide = cu.pivot_table(index="item_id", columns="category", values="share", aggfunc="first",
                           sort=False).fillna(0.0)
     cats = sorted(wide.columns)
-    cmap = plt.get_cmap("RdBu", max(len(cats), 3))
+    shades = plt.get_cmap("YlGnBu")(np.linspace(0.15, 0.95, len(cats)))
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.2 * len(wide)))
         left = np.zeros(len(wide))
         for i, c in enumerate(cats):
             v = wide[c].to_numpy(float)
-            ax.barh(range(len(wide)), v, left=left, color=cmap(i / max(len(cats) - 1, 1)),
+            ax.barh(range(len(wide)), v, left=left, color=shades[i],
                     edgecolor="white", linewidth=0.4, label=str(c))
             left += v
         ax.set_yticks(range(len(wide)), wide.index)
@@ -153,13 +153,12 @@ def invariance_delta(ladders: Mapping[str, pd.DataFrame],
                 ax.bar(x, v, width=width, label=lab, color=(ACCENT, ACCENT2, GREY)[i % 3])
             if key in cutoffs:
                 thr, src = cutoffs[key]
-                ax.axhline(thr, color=INK, lw=0.8, ls="--")
-                ax.text(len(steps) - 0.5, thr, f"{thr:+g}\n{src}", fontsize=6, ha="right",
-                        va="bottom" if thr > 0 else "top")
+                ax.axhline(thr, color=INK, lw=0.8, ls="--", label=f"{thr:+g} ({src})")
             ax.axhline(0, color=GREY, lw=0.6)
             ax.set_xticks(range(len(steps)), steps, rotation=20)
             ax.set_title("Δ" + key.split(".")[0].upper() + " against the previous step")
-        axes[0][0].legend(fontsize=7, frameon=False)
+        for ax in axes[0]:
+            ax.legend(fontsize=6, frameon=False, loc="best")
         fig.tight_layout()
         return _uri(fig)
 

@@ -245,11 +245,16 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         targets: list[tuple[float, str]] = []
         if ml["min_k"] is not None:
             mk = ml["min_k"]
-            out["min_k"] = num.table(Table(
-                "Minimum respondents per school for a reliable school mean", mk,
-                ["k: smallest number of respondents whose school mean reaches the target "
-                 "reliability."], 2))
             src = mk["source"].iloc[0] if "source" in mk.columns and len(mk) else ""
+            idx = [c for c in ("form", "construct") if c in mk.columns]
+            wide = mk.pivot_table(index=idx, columns="target", values="k", aggfunc="first",
+                                  sort=False)
+            wide.columns = [f"k for {float(t):.2f}" for t in wide.columns]
+            wide = wide.reset_index()
+            out["min_k"] = num.table(Table(
+                "Minimum respondents per school for a reliable school mean", _tidy_k(wide),
+                ["k for r: smallest number of respondents whose school mean reaches reliability "
+                 "r" + (f" (targets: {src})." if src else ".")], 0))
             targets = [(float(t), f"{float(t):.2f}" + (f" ({src})" if src else ""))
                        for t in sorted(set(mk["target"].astype(float)))]
         out["k_fig"] = num.figure(
@@ -263,6 +268,14 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     return out
 
 
+def _tidy_k(f: pd.DataFrame) -> pd.DataFrame:
+    f = f.copy()
+    for c in f.columns:
+        if str(c).startswith("k for "):
+            f[c] = [None if x != x else int(x) for x in f[c].astype(float)]
+    return f
+
+
 def _rules_value(name: str, default: float) -> float:
     r = getattr(_rules, name, None)
     return float(r.threshold) if isinstance(r, _rules.Rule) else default
@@ -272,13 +285,22 @@ def _relations(s: Section, num: _Numberer) -> dict:
     if not s.available:
         return {"na": s.reason}
     c = s["coefficients"]
+    same = [k for k in ("form", "construct", "se_type") if k in c.columns and c[k].nunique() == 1]
     keep = [k for k in ("outcome", "form", "construct", "est", "se", "df", "pvalue", "ci.lower",
-                        "ci.upper", "nobs", "n_clusters", "se_type") if k in c.columns]
+                        "ci.upper", "nobs", "n_clusters", "se_type")
+            if k in c.columns and k not in same]
+    common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
+    c = c.copy()
+    for k, d in (("df", 1), ("pvalue", 4)):
+        if k in c.columns:
+            c[k] = [_fmt(v, d) for v in c[k]]
     out = {"coefficients": num.table(Table(
         "Predictive validity: coefficient of the school score", c[keep],
-        ["One regression per outcome with the school score, the outcome's prior value and "
-         "school controls; standard errors clustered by district (se_type). est: change in the "
-         "outcome (a proportion) per point of the 1-99 score."], 5)),
+        [(f"All rows: {common}. " if common else "")
+         + "One regression per outcome with the school score, the outcome's prior value and "
+         "school controls; standard errors clustered by district (se_type; nobs schools in "
+         "n_clusters districts). est: change in the outcome (a proportion) per point of the "
+         "1-99 score."], 5)),
         "forest": num.figure(fig.forest_plot(c), "Validity coefficients by outcome",
                              "Coefficient of the school score scaled to one standard deviation "
                              "of the score, with its 95% confidence interval.",

@@ -335,3 +335,15 @@ class TestCli:
                                       str(tmp_path), "--pdf"])
         assert r.exit_code == 1
         assert "PDF failed" in r.output and "apt-get install -y chromium" in r.output
+
+
+def test_committed_example_is_labelled_and_complete():
+    ex = Path(__file__).parents[1] / "reports" / "example"
+    for name, heads in (("technical_report.html", TECHNICAL_SECTIONS),
+                        ("policy_brief.html", BRIEF_SECTIONS), ("school_cards.html", ())):
+        t = (ex / name).read_text(encoding="utf-8")
+        assert "Example rendered from a fixture" in t and "RENDERING FIXTURE" in t
+        assert "respondent_id" not in t.lower()
+        for h in heads:
+            assert h in t
+    assert (ex / "policy_brief.pdf").read_bytes()[:5] == b"%PDF-"

@@ -97,7 +97,7 @@ def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
 
 def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (),
                      curve: pd.DataFrame | None = None, k_max: int = 60,
-                     title: str = "") -> str | None:
+                     title: str = "", by_form: bool = False) -> str | None:
     """Reliability of a school mean against respondents per school, one line per construct.
 
     Uses the ``curve`` table when the results give one, else Spearman-Brown from ICC(1):
@@ -106,19 +106,28 @@ def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (
     if icc is None or not len(icc):
         return None
     k = np.arange(1, k_max + 1)
+    forms = list(dict.fromkeys(icc["form"])) if "form" in icc.columns else [""]
+    seen: set[str] = set()
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.0, 3.4))
-        for r in icc.itertuples(index=False):
-            d = r._asdict()
-            lab = " / ".join(x for x in (str(d.get("form") or ""), str(d["construct"])) if x)
+        for r in icc.to_dict("records"):
+            form = str(r.get("form") or "")
+            lab = " / ".join(x for x in (form, str(r["construct"])) if x)
+            style: dict = {"lw": 1.2, "label": lab}
+            if by_form:
+                style = {"lw": 1.0, "color": (ACCENT, ACCENT2, GREY)[forms.index(form) % 3],
+                         "label": None if form in seen else f"{form or 'all'} form, each line "
+                                                           "one construct"}
+                seen.add(form)
+            elif form != (forms[0] if forms else ""):
+                style["ls"] = "--"
             if curve is not None:
-                sel = curve[(curve["construct"] == d["construct"])
-                            & ((curve["form"] == d.get("form")) if "form" in curve else True)]
-                ax.plot(sel["k"], sel["reliability"], lw=1.2, label=lab)
+                sel = curve[(curve["construct"] == r["construct"])
+                            & ((curve["form"] == r.get("form")) if "form" in curve else True)]
+                ax.plot(sel["k"], sel["reliability"], **style)
             else:
-                i1 = float(d["icc1"])
-                ax.plot(k, k * i1 / (1 + (k - 1) * i1), lw=1.2,
-                        ls="-" if d.get("form") in ("teacher", "") else "--", label=lab)
+                i1 = float(r["icc1"])
+                ax.plot(k, k * i1 / (1 + (k - 1) * i1), **style)
         for t, lab in targets:
             ax.axhline(t, color=GREY, lw=0.8, ls=":")
             ax.text(k_max, t, f" {lab}", va="center", fontsize=7, color=GREY)
@@ -126,7 +135,8 @@ def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (
         ax.set_xlim(1, k_max)
         ax.set_xlabel("respondents per school (k)")
         ax.set_ylabel("reliability of the school mean")
-        ax.legend(fontsize=6, ncols=2, frameon=False, loc="lower right")
+        ax.legend(fontsize=6 if not by_form else 7, ncols=1 if by_form else 2, frameon=False,
+                  loc="lower right")
         ax.set_title(title)
         return _uri(fig)
 

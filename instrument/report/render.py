@@ -115,6 +115,19 @@ def _label(form: str) -> str:
     return form.capitalize() if form else ""
 
 
+OUTCOME_LABELS = {"chronic_absence": "chronic absenteeism", "attendance": "attendance",
+                  "ela_proficiency": "ELA proficiency", "math_proficiency": "math proficiency"}
+
+
+def _plain_outcome(label: str) -> str:
+    """'chronic_absence (change)' -> 'Change in chronic absenteeism' (plain language)."""
+    change = label.endswith(" (change)")
+    base = label[: -len(" (change)")] if change else label
+    name = OUTCOME_LABELS.get(base, base.replace("_", " "))
+    text = f"change in {name}" if change else name
+    return text[:1].upper() + text[1:]
+
+
 def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
     return list(dict.fromkeys(r.source for r in rs))
 
@@ -260,8 +273,8 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         out["k_fig"] = num.figure(
             fig.reliability_vs_k(ml["icc"], targets, ml["curve"]),
             "Reliability of the school mean by number of respondents",
-            "Spearman-Brown from ICC(1): k ICC1 / (1 + (k - 1) ICC1); solid lines teacher form, "
-            "dashed lines family form." if ml["curve"] is None else "",
+            ("Spearman-Brown from ICC(1): k ICC1 / (1 + (k - 1) ICC1). " if ml["curve"] is None
+             else "") + "Solid lines: first form in the results; dashed: the other.",
             alt="Line chart of school-mean reliability against respondents per school")
     else:
         out["icc_na"] = ml.reason
@@ -424,7 +437,8 @@ def _brief(secs: Mapping[str, Section]) -> dict:
         if ml["min_k"] is not None:
             targets = [(float(t), f"{float(t):.2f}") for t in
                        sorted(set(ml["min_k"]["target"].astype(float)))]
-        ctx["k_fig"] = num.figure(fig.reliability_vs_k(ml["icc"], targets, ml["curve"]),
+        ctx["k_fig"] = num.figure(fig.reliability_vs_k(ml["icc"], targets, ml["curve"],
+                                                       by_form=True),
                                   "How school scores become more reliable with more respondents",
                                   alt="Reliability of a school's score against respondents")
     if not rel.available and not ml.available:
@@ -439,13 +453,14 @@ def _brief(secs: Mapping[str, Section]) -> dict:
             if not len(sc):
                 continue
             sc = sc.iloc[0]
-            lines.append({"outcome": outcome.replace("_", " "),
+            lines.append({"outcome": _plain_outcome(outcome),
                           "score": _fmt(sc["contrast_pp"], 1),
                           "score_ci": (_fmt(sc["ci.lower_pp"], 1), _fmt(sc["ci.upper_pp"], 1)),
                           "poverty": _fmt(pv.iloc[0]["contrast_pp"], 1) if len(pv) else None})
         ctx["predicts"] = lines
         ctx["contrast_fig"] = num.figure(
-            fig.contrast_chart(e), "Difference between schools at the 10th and 90th percentile",
+            fig.contrast_chart(e.assign(outcome=[_plain_outcome(o) for o in e["outcome"]])),
+            "Difference between schools at the 10th and 90th percentile",
             "Bars: predicted difference in the outcome, in percentage points; lines: 95% "
             "confidence intervals.", alt="Bar chart of P10 to P90 contrasts")
     else:

@@ -56,7 +56,7 @@ def _cards(text: str) -> dict[str, str]:
 def _form_chunk(card: str, form: str) -> str:
     for chunk in card.split('<div class="form">')[1:]:
         if f"<h3>{form.capitalize()} survey</h3>" in chunk:
-            return chunk
+            return chunk.split('<div class="card-foot">')[0]
     raise AssertionError(f"no {form} block in card")
 
 
@@ -161,6 +161,7 @@ class TestCards:
             chunk = _form_chunk(cards[sid], form)
             assert "Not reported: fewer than 10 respondents" in chunk
             assert 'class="fill"' not in chunk and 'class="track"' not in chunk
+            assert "Respondents:" not in chunk  # small counts are not shown either
             assert not re.search(r"\d+ · (Very Weak|Weak|Neutral|Strong|Very Strong)", chunk)
 
     def test_suppressed_rows_blanked_even_if_input_has_scores(self, results):
@@ -347,3 +348,39 @@ def test_committed_example_is_labelled_and_complete():
         for h in heads:
             assert h in t
     assert (ex / "policy_brief.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+class TestMinimalInputs:
+    """Partial stage outputs render what they have and say what is missing."""
+
+    def test_fit_without_estimates_and_bare_ladder(self):
+        r = {"cfa": {"fit_measures": {"chisq": 12.5, "df": 8.0, "cfi": 0.987}},
+             "invariance": {"table": [{"step": "configural", "cfi": 0.99},
+                                      {"step": "metric", "cfi": 0.985}]}}
+        t = render_html(r, "technical")
+        assert "<td>12.500</td>" in t and "<td>8</td>" in t and "<td>0.987</td>" in t
+        load = t.split("<h3>Factor loadings</h3>")[1].split("<h3>")[0]
+        assert "no parameter estimates" in load and "<table" not in load
+        inv = t.split("<h3>Measurement invariance</h3>")[1].split("<h3>")[0]
+        assert "<td>0.985</td>" in inv and "<img" not in inv
+
+    def test_multigroup_loadings(self):
+        est = pd.DataFrame({"lhs": ["f"] * 4, "op": ["=~"] * 4, "rhs": ["x1", "x2"] * 2,
+                            "group": [1, 1, 2, 2], "est": [1.0, 0.8, 1.0, 0.9],
+                            "std.all": [0.7, 0.6, 0.71, 0.65]})
+        t = render_html({"cfa": {"teacher": {"fit_measures": {"cfi": 0.99},
+                                             "estimates": to_jsonable(est)}}}, "technical")
+        assert "Standardised loadings, teacher form (group 1)" in t
+        assert "<td>0.650</td>" in t  # the table keeps every group
+
+    def test_scores_with_only_required_columns_and_unknown_bands(self):
+        s = pd.DataFrame({"school_id": ["A", "A", "B"], "form": ["teacher"] * 3,
+                          "construct": ["mindsets", "overall", "overall"], "n": [12, 12, 3],
+                          "score": [30.0, 70.0, None], "band": ["low", "high", None],
+                          "suppressed": [False, False, True]})
+        c = render_html({"scores": s.to_dict("records")}, "cards")
+        cards = _cards(c)
+        assert sorted(cards) == ["A", "B"]
+        assert "30 · low" in cards["A"] and "70 · high" in cards["A"]
+        assert "Not reported: suppressed" in cards["B"] and "roster unknown" in cards["A"]
+        assert c.index(">low</span>") < c.index(">high</span>")  # legend ordered by score

@@ -204,14 +204,20 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             ld = d["loadings"]
             if ld is None or not len(ld):
                 continue
-            keep = [c for c in ("lhs", "rhs", "est", "se", "std.all") if c in ld.columns]
+            groups = list(dict.fromkeys(ld["group"])) if "group" in ld.columns else []
+            keep = [c for c in ("group" if len(groups) > 1 else "", "lhs", "rhs", "est", "se",
+                                "std.all") if c in ld.columns]
             t = ld[keep].rename(columns={"lhs": "factor", "rhs": "item"})
             loads.append(num.table(Table(f"Factor loadings, {form} form", t,
                                          ["est: unstandardised; std.all: completely "
                                           "standardised (lavaan)."], 3)))
-            heat.append(num.figure(fig.loading_heatmap(ld), f"Standardised loadings, {form} form",
+            first = ld[ld["group"] == groups[0]] if len(groups) > 1 else ld
+            heat.append(num.figure(fig.loading_heatmap(first), f"Standardised loadings, {form} form"
+                                   + (f" (group {groups[0]})" if len(groups) > 1 else ""),
                                    alt=f"Heatmap of standardised loadings, {form} form"))
         out["loadings"], out["heatmaps"] = loads, heat
+        if not loads:
+            out["loadings_na"] = NOT_AVAILABLE + " (no parameter estimates in the results)"
     else:
         out["fit_na"] = cfa.reason
     inv = secs["invariance"]
@@ -483,7 +489,8 @@ def _cards(secs: Mapping[str, Section]) -> dict:
     if not sc.available:
         return {"cards_na": sc.reason, "schools": []}
     t = sc["table"]
-    colours = fig.band_colours(sc["bands"])
+    bands = _band_order(t, sc["bands"])
+    colours = fig.band_colours(bands)
     schools = []
     for sid, g in t.groupby("school_id", sort=True):
         forms = []
@@ -511,8 +518,16 @@ def _cards(secs: Mapping[str, Section]) -> dict:
         schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
                         "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
                         "forms": forms})
-    legend = [{"band": b, "colour": colours[b]} for b in sc["bands"]]
+    legend = [{"band": b, "colour": colours[b]} for b in bands]
     return {"schools": schools, "legend": legend}
+
+
+def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
+    """The declared band names when they cover every band shown, else bands by mean score."""
+    shown = t.loc[~t["suppressed"], ["band", "score"]].dropna()
+    if set(shown["band"]) <= set(declared):
+        return tuple(declared)
+    return tuple(shown.groupby("band")["score"].mean().sort_values().index.astype(str))
 
 
 def _reason(text: str) -> str:
@@ -650,6 +665,12 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
         if "html" not in formats:
             html_path.unlink()
     return written
+
+
+def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
+               formats: Sequence[str] = FORMATS, **kw: Any) -> dict[str, list[Path]]:
+    """`render` every kind into ``out_dir``; returns kind -> files written."""
+    return {k: render(results, k, out_dir, formats, **kw) for k in KINDS}
 
 
 def load_results(path: str | Path) -> Mapping[str, Any]:

@@ -384,3 +384,13 @@ class TestMinimalInputs:
         assert "30 · low" in cards["A"] and "70 · high" in cards["A"]
         assert "Not reported: suppressed" in cards["B"] and "roster unknown" in cards["A"]
         assert c.index(">low</span>") < c.index(">high</span>")  # legend ordered by score
+
+
+def test_linker_results_found_in_nested_containers(results):
+    links = results["linker"]
+    for shape in (links, {"results": links}, {"teacher": {d["outcome"]: d for d in links}},
+                  links[0]):
+        sec = read_all({"linker": shape})["linker"]
+        assert sec.available
+        n = 1 if shape is links[0] else len(links)
+        assert len(sec["coefficients"]) == n

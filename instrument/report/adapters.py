@@ -53,9 +53,11 @@ Keys read, by section
     ``construct``, ``n``, ``response_rate``, ``mean``, ``se``, ``reliability``, ``score``,
     ``band``, ``suppressed``, ``suppression_reason``), as a frame or under ``"scores"``/
     ``"table"``; optionally ``school_name`` and ``bands`` (ordered band names) beside it.
-    Suppressed rows have their ``mean``, ``se``, ``score``, ``band`` blanked here whatever the input.
+    Suppressed rows have their ``mean``, ``se``, ``score``, ``band`` blanked here, whatever
+    the input says.
 ``results["linker"]`` (relations to other variables)
-    one LinkResult ``to_dict()`` or a list / mapping of them (optionally under ``"results"``):
+    one LinkResult ``to_dict()`` or lists / mappings of them, up to two levels deep (e.g.
+    ``{"results": [...]}`` or ``{"teacher": {"chronic_absence": ...}}``); each has
     ``outcome``, ``construct``, ``form``, ``change``, ``se_type``, ``nobs``, ``n_clusters``,
     ``coefficients`` (frame ``term est se t df pvalue ci.lower ci.upper``; the score's term is
     ``"score"``), ``effects`` (frame ``predictor b sd b_per_sd beta_std p10 p90 contrast_pp
@@ -350,15 +352,24 @@ def _is_link(d: Mapping) -> bool:
     return "effects" in d and "coefficients" in d
 
 
+def _collect_links(obj: Any, depth: int = 0) -> list[Mapping]:
+    """LinkResult dicts found in one result, a list, or mappings of them (two levels deep)."""
+    if isinstance(obj, Mapping):
+        if _is_link(obj):
+            return [obj]
+        vals = list(obj.values())
+    elif isinstance(obj, list):
+        vals = obj
+    else:
+        return []
+    if depth >= 2:
+        return []
+    return [d for v in vals for d in _collect_links(v, depth + 1)]
+
+
 def read_linker(results: Mapping[str, Any]) -> Section:
     """Relations to other variables: score coefficients and P10->P90 contrasts per outcome."""
-    lk = results.get("linker")
-    if isinstance(lk, Mapping) and "results" in lk:
-        lk = lk["results"]
-    if isinstance(lk, list):
-        links = [d for d in lk if isinstance(d, Mapping) and _is_link(d)]
-    else:
-        links = list(per_label(lk, _is_link).values())
+    links = _collect_links(results.get("linker"))
     rows, effects = [], []
     for d in links:
         coef = as_frame(d["coefficients"])
@@ -372,7 +383,8 @@ def read_linker(results: Mapping[str, Any]) -> Section:
         label = str(d.get("outcome", "")) + (" (change)" if d.get("change") else "")
         sd = _num(eff.loc[eff["predictor"] == "score", "sd"].iloc[0]) if (
             "sd" in eff.columns and (eff["predictor"] == "score").any()) else math.nan
-        rows.append({"outcome": label, "form": d.get("form", ""), "construct": d.get("construct", ""),
+        rows.append({"outcome": label, "form": d.get("form", ""),
+                     "construct": d.get("construct", ""),
                      "est": _num(sc["est"]), "se": _num(sc.get("se")), "df": _num(sc.get("df")),
                      "pvalue": _num(sc.get("pvalue")), "ci.lower": _num(sc["ci.lower"]),
                      "ci.upper": _num(sc["ci.upper"]), "sd": sd,

@@ -394,3 +394,18 @@ def test_linker_results_found_in_nested_containers(results):
         assert sec.available
         n = 1 if shape is links[0] else len(links)
         assert len(sec["coefficients"]) == n
+
+
+def test_reads_real_linker_output():
+    """LinkResult.to_dict() from the linker stage's own code renders, numbers traced."""
+    links = json.loads((FIXTURE.parent / "linker_real.json").read_text())
+    t = render_html({"linker": links}, "technical")
+    for d in links:
+        coef = _frame(d["coefficients"]).set_index("term").loc["score"]
+        eff = _frame(d["effects"]).set_index("predictor")
+        assert f"<td>{coef['est']:.5f}</td>" in t
+        assert f"<td>{eff.loc['score', 'contrast_pp']:.2f}</td>" in t
+        assert f"<td>{eff.loc['poverty', 'ci.upper_pp']:.2f}</td>" in t
+    b = render_html({"linker": links}, "brief")
+    eff = _frame(links[0]["effects"]).set_index("predictor")
+    assert f"{eff.loc['score', 'contrast_pp']:.1f} percentage points" in b

@@ -409,3 +409,12 @@ def test_reads_real_linker_output():
     b = render_html({"linker": links}, "brief")
     eff = _frame(links[0]["effects"]).set_index("predictor")
     assert f"{eff.loc['score', 'contrast_pp']:.1f} percentage points" in b
+
+
+def test_reads_real_classification_output():
+    c = json.loads((FIXTURE.parent / "classification_real.json").read_text())
+    for where in ({"classification": c}, {"policy": {"classification": c}}):
+        t = render_html(where, "technical")
+        assert f"accuracy of the reporting bands is {c['overall']['accuracy']:.2f}" in t
+        bb = _frame(c["by_band"])
+        assert f"<td>{bb['consistency'].iloc[0]:.3f}</td>" in t

@@ -418,3 +418,15 @@ def test_reads_real_classification_output():
         assert f"accuracy of the reporting bands is {c['overall']['accuracy']:.2f}" in t
         bb = _frame(c["by_band"])
         assert f"<td>{bb['consistency'].iloc[0]:.3f}</td>" in t
+
+
+def test_pipeline_stage_renders_every_kind(results, tmp_path, monkeypatch):
+    from instrument.report.render import pipeline_stage
+
+    monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "none"))  # HTML only, quickly
+    out = pipeline_stage({"results": from_jsonable(results), "out_dir": tmp_path})
+    assert out["pdf"] is False and "apt-get install -y chromium" in out["note"]
+    assert sorted(Path(f).name for f in out["files"]) == [
+        "policy_brief.html", "school_cards.html", "technical_report.html"]
+    assert "Evidence based on internal structure" in (tmp_path / "reports" /
+                                                      "technical_report.html").read_text()

@@ -673,6 +673,25 @@ def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
     return {k: render(results, k, out_dir, formats, **kw) for k in KINDS}
 
 
+def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
+    """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results so far.
+
+    Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
+    result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
+    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "note": str}``.
+    """
+    from instrument.report.pdf import INSTALL_HINT, find_chromium
+    from instrument.results import to_jsonable
+
+    results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
+               if k != "reports"}
+    out = Path(ctx.get("out_dir", ".")) / "reports"
+    pdf = find_chromium() is not None
+    files = render_all(results, out, ("html", "pdf") if pdf else ("html",))
+    return {"files": [str(p) for ps in files.values() for p in ps], "pdf": pdf,
+            "note": "" if pdf else "HTML only: " + INSTALL_HINT}
+
+
 def load_results(path: str | Path) -> Mapping[str, Any]:
     """Read a ``results.json`` (whole payload or bare results) with a clear error when broken."""
     p = Path(path)

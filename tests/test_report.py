@@ -430,3 +430,14 @@ def test_pipeline_stage_renders_every_kind(results, tmp_path, monkeypatch):
         "policy_brief.html", "school_cards.html", "technical_report.html"]
     assert "Evidence based on internal structure" in (tmp_path / "reports" /
                                                       "technical_report.html").read_text()
+
+
+def test_identifier_value_leaking_elsewhere_is_refused(results):
+    """A respondent id value that reached another field is caught by the last check."""
+    r = copy.deepcopy(results)
+    r["bank"]["respondent_id"] = ["RX-991"]
+    r["bank"]["cognitive_interviews"]["data"][0][-1] = "Said by RX-991 in round 1."
+    with pytest.raises(PrivacyError, match="identifier value"):
+        render_html(r, "technical")
+    r["bank"]["respondent_id"] = [1, 2, 3]  # numeric ids are not matched against counts
+    render_html(r, "technical")

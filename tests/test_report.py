@@ -145,6 +145,10 @@ class TestCards:
         assert sorted(cards) == sorted(s["school_id"].unique())
         assert "break-before: page" in html["cards"]
 
+    def test_construct_labels_from_the_bank(self, html):
+        assert "<span>Language and culture</span>" in html["cards"]
+        assert "<span>Overall</span>" in html["cards"]
+
     def test_scores_and_bands_shown(self, html, results):
         s = _frame(results["scores"])
         row = s[~s["suppressed"]].iloc[0]

@@ -490,6 +490,9 @@ def _cards(secs: Mapping[str, Section]) -> dict:
     if not sc.available:
         return {"cards_na": sc.reason, "schools": []}
     t = sc["table"]
+    cons = secs["bank"].get("constructs") if secs["bank"].available else None
+    names = ({str(r["construct"]): str(r["label_en"]) for r in cons.to_dict("records")
+              if r.get("label_en")} if cons is not None and "label_en" in cons.columns else {})
     bands = _band_order(t, sc["bands"])
     colours = fig.band_colours(bands)
     schools = []
@@ -501,12 +504,16 @@ def _cards(secs: Mapping[str, Section]) -> dict:
             all_supp = bool(h["suppressed"].all())
             rows = []
             for r in h.to_dict("records"):
+                r["label"] = names.get(str(r["construct"]), str(r["construct"]).replace("_", " ")
+                                       .capitalize())
                 if r["suppressed"]:
-                    rows.append({"construct": r["construct"], "suppressed": True,
+                    rows.append({"construct": r["construct"], "label": r["label"],
+                                 "suppressed": True,
                                  "reason": _reason(r["suppression_reason"])})
                 else:
                     s = float(r["score"])
-                    rows.append({"construct": r["construct"], "suppressed": False,
+                    rows.append({"construct": r["construct"], "label": r["label"],
+                                 "suppressed": False,
                                  "score": _fmt(s, 0), "width": f"{max(min(s, 99), 1):.0f}",
                                  "band": r["band"], "colour": colours.get(r["band"], "#999999"),
                                  "rel": _fmt(r.get("reliability"))})

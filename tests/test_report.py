@@ -445,3 +445,26 @@ def test_identifier_value_leaking_elsewhere_is_refused(results):
         render_html(r, "technical")
     r["bank"]["respondent_id"] = [1, 2, 3]  # numeric ids are not matched against counts
     render_html(r, "technical")
+
+
+def test_short_citations():
+    from instrument.report.render import _short_cite
+
+    assert _short_cite("Chen, F. F. (2007). Sensitivity of goodness of fit.") == "Chen (2007)"
+    assert _short_cite("Hu, L., & Bentler, P. M. (1999). Cutoff.") == "Hu & Bentler (1999)"
+    assert _short_cite("Marsh, H. W., Hau, K.-T., & Wen, Z. (2004). In search.") == \
+        "Marsh et al. (2004)"
+    assert _short_cite("Conventional .05 level") == "Conventional .05 level"
+
+
+def test_invariance_limits_drawn_only_from_named_rules(results, monkeypatch):
+    from instrument import rules
+
+    r = {"invariance": results["invariance"]}
+    for name in ("DELTA_CFI_CHEN", "DELTA_RMSEA_CHEN"):
+        monkeypatch.delattr(rules, name, raising=False)
+    assert "Dashed lines" not in render_html(r, "technical")
+    monkeypatch.setattr(rules, "DELTA_CFI_CHEN", rules.Rule(
+        "cfi.delta", -0.01, ">=", "Chen, F. F. (2007). Sensitivity."), raising=False)
+    t = render_html(r, "technical")
+    assert "Dashed lines: cfi.delta -0.01 (Chen (2007))" in t

@@ -239,12 +239,18 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             tabs.append(num.table(Table(f"Measurement invariance ladder, {form} form", t[keep],
                                         notes, 3)))
             deltas[form] = t
-        cut = {"cfi.delta": (_rules_value("DELTA_CFI_CHEN", -0.010), "Chen (2007)"),
-               "rmsea.delta": (_rules_value("DELTA_RMSEA_CHEN", 0.015), "Chen (2007)")}
+        cut = {}
+        for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
+            r = getattr(_rules, name, None)
+            if isinstance(r, _rules.Rule):
+                cut[key] = (float(r.threshold), _short_cite(r.source))
         out["invariance"] = tabs
         out["invariance_fig"] = num.figure(
             fig.invariance_delta(deltas, cut), "Change in fit across the invariance steps",
-            "Dashed lines: Chen's (2007) heuristic limits for ΔCFI and ΔRMSEA, for orientation.",
+            ("Dashed lines: " + "; ".join(f"{k} {v[0]:+g} ({v[1]})" for k, v in cut.items())
+             + ", heuristic limits shown for orientation; the verdict column of the ladder "
+             "gives the rule actually applied." if cut else
+             "The verdict column of the ladder gives the rule applied at each step."),
             alt="Bar chart of delta CFI and delta RMSEA per invariance step")
     else:
         out["invariance_na"] = inv.reason
@@ -296,9 +302,18 @@ def _tidy_k(f: pd.DataFrame) -> pd.DataFrame:
     return f
 
 
-def _rules_value(name: str, default: float) -> float:
-    r = getattr(_rules, name, None)
-    return float(r.threshold) if isinstance(r, _rules.Rule) else default
+def _short_cite(source: str) -> str:
+    """'Chen, F. F. (2007). Sensitivity ...' -> 'Chen (2007)'; the source itself otherwise."""
+    m = re.match(r"\s*([^,(]+?),(.*?)\((\d{4})\)", source)
+    if not m:
+        return source
+    first, rest, year = m.group(1).strip(), m.group(2), m.group(3)
+    if "&" not in rest:
+        return f"{first} ({year})"
+    before, after = rest.split("&", 1)
+    if before.count(".,") > 1:
+        return f"{first} et al. ({year})"
+    return f"{first} & {after.strip().split(',')[0]} ({year})"
 
 
 def _relations(s: Section, num: _Numberer) -> dict:

@@ -46,6 +46,30 @@ FIT_COLUMNS = ("chisq", "df", "pvalue", "chisq.scaled", "cfi", "cfi.robust", "tl
                "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.robust", "srmr")
 
 
+#: Works cited in the technical report's fixed text (rule sources are added from `rules`).
+REFERENCES = (
+    "American Educational Research Association, American Psychological Association, & National "
+    "Council on Measurement in Education. (2014). Standards for educational and psychological "
+    "testing. American Educational Research Association.",
+    "Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: "
+    "Implications for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), "
+    "Multilevel theory, research, and methods in organizations (pp. 349-381). Jossey-Bass.",
+    "Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
+    "invariance. Structural Equation Modeling, 14(3), 464-504. "
+    "https://doi.org/10.1080/10705510701301834",
+    "International Test Commission. (2017). The ITC guidelines for translating and adapting "
+    "tests (2nd ed.).",
+    "Livingston, S. A., & Lewis, C. (1995). Estimating the consistency and accuracy of "
+    "classifications based on test scores. Journal of Educational Measurement, 32(2), 179-197.",
+    "Marsh, H. W., Hau, K.-T., & Wen, Z. (2004). In search of golden rules: Comment on "
+    "hypothesis-testing approaches to setting cutoff values for fit indexes and dangers in "
+    "overgeneralizing Hu and Bentler's (1999) findings. Structural Equation Modeling, 11(3), "
+    "320-341. https://doi.org/10.1207/s15328007sem1103_2",
+    "Rudner, L. M. (2001). Computing the expected proportions of misclassified examinees. "
+    "Practical Assessment, Research & Evaluation, 7(14).",
+)
+
+
 class PrivacyError(RuntimeError):
     """A rendered report would contain a respondent identifier."""
 
@@ -406,6 +430,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
                                                       for k, v in stages.items()]), (), 0))
     heur = _rules.FIT_HEURISTICS
     ctx["rules"] = [r.describe() for r in heur]
+    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(heur)))
     return ctx
 
 

@@ -468,3 +468,18 @@ def test_invariance_limits_drawn_only_from_named_rules(results, monkeypatch):
         "cfi.delta", -0.01, ">=", "Chen, F. F. (2007). Sensitivity."), raising=False)
     t = render_html(r, "technical")
     assert "Dashed lines: cfi.delta -0.01 (Chen (2007))" in t
+
+
+def test_text_from_results_is_escaped(results):
+    r = copy.deepcopy(results)
+    evil = "<script>alert('x')</script>"
+    cons = _frame(r["bank"]["constructs"])
+    cons.loc[0, "description"] = evil
+    r["bank"]["constructs"] = to_jsonable(cons)
+    r["bank"]["cognitive_interviews"]["data"][0][-1] = evil
+    s = _frame(r["scores"])
+    s.loc[0, "district_id"] = evil
+    r["scores"] = to_jsonable(s)
+    for kind in ("technical", "brief", "cards"):
+        t = render_html(r, kind, title=evil)
+        assert "<script>" not in t and "&lt;script&gt;" in t

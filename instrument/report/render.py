@@ -183,6 +183,8 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     if cog is not None and len(cog):
         out["cognitive"] = num.table(Table("Cognitive-interview notes", cog,
                                            ["Notes recorded in the item bank."], 0))
+    elif not bank.available:
+        out["cognitive_na"] = bank.reason
     else:
         out["cognitive_na"] = NOT_AVAILABLE + " (no cognitive-interview notes in the results)"
     if not ia.available:

@@ -726,7 +726,7 @@ def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
 
 
 def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
-    """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results so far.
+    """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results.
 
     Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
     result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with

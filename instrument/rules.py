@@ -148,3 +148,17 @@ PARTIAL_MIN_INVARIANT = Rule(
     "Byrne, B. M., Shavelson, R. J., & Muthen, B. (1989). Testing for the equivalence of factor "
     "covariance and mean structures. Psychological Bulletin, 105(3), 456-466. "
     "https://doi.org/10.1037/0033-2909.105.3.456")
+# --- report: fit heuristics quoted (not applied as verdicts) in the technical report ----------
+_HU_BENTLER_1999 = (
+    "Hu, L., & Bentler, P. M. (1999). Cutoff criteria for fit indexes in covariance structure "
+    "analysis: Conventional criteria versus new alternatives. Structural Equation Modeling, 6(1), "
+    "1-55. https://doi.org/10.1080/10705519909540118")
+_HEURISTIC_NOTE = (
+    "Derived for ML estimation of continuous, normal indicators in simulated CFA models; a "
+    "heuristic, not a test (Marsh, Hau & Wen, 2004, Structural Equation Modeling, 11(3), 320-341. "
+    "https://doi.org/10.1207/s15328007sem1103_2)")
+FIT_CFI_HU_BENTLER = Rule("cfi", 0.95, ">=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
+FIT_TLI_HU_BENTLER = Rule("tli", 0.95, ">=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
+FIT_RMSEA_HU_BENTLER = Rule("rmsea", 0.06, "<=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
+FIT_SRMR_HU_BENTLER = Rule("srmr", 0.08, "<=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
+FIT_HEURISTICS = (FIT_CFI_HU_BENTLER, FIT_TLI_HU_BENTLER, FIT_RMSEA_HU_BENTLER, FIT_SRMR_HU_BENTLER)

@@ -17,6 +17,7 @@ def main() -> None:
 
 def _register() -> None:
     """Attach every command module's commands to ``main``."""
+    from instrument.cli import report as _report
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
@@ -29,6 +30,7 @@ def _register() -> None:
     from instrument.cli import invariance as _invariance
 
     main.add_command(_invariance.invariance)
+    main.add_command(_report.report)
 
 
 _register()

@@ -1,0 +1,45 @@
+"""`instrument report RESULTS --kind technical|brief|cards [--out DIR] [--pdf/--no-pdf]`."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", type=click.Choice(["technical", "brief", "cards", "all"]),
+              default="technical", show_default=True, help="Which report to render.")
+@click.option("--out", "out_dir", default="reports", show_default=True,
+              type=click.Path(file_okay=False), help="Folder to write the report to.")
+@click.option("--pdf/--no-pdf", "pdf", default=None,
+              help="Also print a PDF with headless Chromium. Default: when Chromium is found; "
+                   "--pdf fails if it is not.")
+@click.option("--title", default=None, help="Document title (a default per kind).")
+@click.option("--label", default=None, help="A label printed in the report header.")
+def report(results: str, kind: str, out_dir: str, pdf: bool | None, title: str | None,
+           label: str | None) -> None:
+    """Render a report from a RESULTS file (results.json of `instrument validate`)."""
+    from instrument.report import KINDS, PdfUnavailable, find_chromium, load_results, render
+
+    try:
+        data = load_results(results)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    want_pdf = pdf if pdf is not None else find_chromium() is not None
+    if pdf is None and not want_pdf:
+        click.echo("Note: no Chromium found, so no PDF (install with `apt-get install -y "
+                   "chromium`); writing HTML only.", err=True)
+    failed = False
+    for k in (KINDS if kind == "all" else (kind,)):
+        try:
+            paths = render(data, k, out_dir, ("html", "pdf") if want_pdf else ("html",),
+                           title=title, label=label)
+        except PdfUnavailable as exc:
+            click.echo(f"{k}: HTML written, PDF failed: {exc}", err=True)
+            failed = True
+            continue
+        for p in paths:
+            click.echo(f"wrote {p}")
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,446 @@
+"""Adapters: the one place where the report reads keys of the results dict.
+
+Reports are rendered from the ``results`` part of ``results.json`` alone (a mapping stage name ->
+that stage's ``to_dict()`` output, see `instrument.pipeline.validate`). Each section of a report has
+one small ``read_*`` function here that turns its stage's output into a `Section`: plain DataFrames
+and numbers in a fixed shape. When the key is missing (the stage did not run, failed, or its
+output lacks what the section needs) the section is marked unavailable with the reason, and the
+templates print "not available in this run"; no number is ever made up. When a stage's real output
+changes shape, only its reader below needs to change.
+
+Frames may be given in any of these encodings (`as_frame`): a DataFrame, the
+``{"__frame__": "records", "columns": [...], "data": [[...]]}`` encoding of
+`instrument.results.to_jsonable`, a list of records (dicts), or a dict holding one of those under
+``"table"``. "Per form" means either one result or a mapping label -> result (e.g.
+``{"teacher": ..., "family": ...}``).
+
+Keys read, by section
+---------------------
+``results["bank"]`` (test content; response processes)
+    ``items``: frame with ``item_id``, ``construct``, ``form``, ``finding``, ``translation_status``
+    and optionally ``text_en``, ``text_es``, ``reverse``, ``scale``, ``translation_notes``.
+    ``constructs`` (optional): frame ``construct``, ``label_en``, ``description``.
+    ``cognitive_interviews`` (optional): frame ``item_id``, ``round``, ``note`` (and ``form``).
+    The blueprint (items per construct x finding, per form) and the translation status counts are
+    counted from ``items``.
+``results["item_analysis"]`` (response processes)
+    ``items`` (optional): frame ``form``, ``item_id``, ``construct``, ``n``, ``mean``, ``sd``,
+    ``missing`` (share), ``citc`` (corrected item-total correlation).
+    ``category_use``: frame ``form``, ``item_id``, ``category`` (code), ``label`` (optional),
+    ``share`` (proportion of answers in that category).
+``results["cfa"]`` (internal structure), per form
+    a CFAResult ``to_dict()``: ``fit_measures`` (dict with lavaan's ``fitMeasures()`` names:
+    ``chisq``, ``df``, ``pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
+    ``rmsea.ci.upper``, ``srmr``, scaled/robust variants ``chisq.scaled``, ``cfi.robust``,
+    ``rmsea.robust``, ...; ``ntotal``), ``estimates`` (frame with ``lhs op rhs est se std.all``;
+    the ``=~`` rows are the loadings), optionally ``estimator`` or ``meta.options.estimator``.
+``results["reliability"]`` (internal structure), per form or one frame with a ``form`` column
+    frame with ``construct``, ``alpha``, ``alpha.ci.lower``, ``alpha.ci.upper``, ``omega`` and
+    optionally ``alpha.ordinal``, ``n``, ``n_items``.
+``results["invariance"]`` (internal structure), per form
+    an InvarianceResult ``to_dict()``: ``table`` with one row per step: ``step``, ``chisq``,
+    ``df``, ``cfi``, ``rmsea``, ``srmr``, ``cfi.delta``, ``rmsea.delta``, ``srmr.delta`` (or
+    ``delta_cfi``, ``delta_rmsea``, ``delta_srmr``), ``verdict``, optionally ``rule`` and
+    ``holds``; ``group_labels``, ``estimator``, ``rule_set`` (optional).
+``results["multilevel"]`` (internal structure)
+    ``icc``: frame ``form``, ``construct``, ``icc1``, ``icc2`` and optionally ``k`` (mean
+    respondents per school); ``min_k`` (optional): frame ``form``, ``construct``, ``target``
+    (reliability of the school mean), ``k`` (minimum respondents), optionally ``source``;
+    ``curve`` (optional): frame ``form``, ``construct``, ``k``, ``reliability``. Without
+    ``curve`` the figure draws the Spearman-Brown curve k ICC1 / (1 + (k - 1) ICC1) from ``icc1``.
+``results["scores"]`` (consequences; brief; score cards)
+    the school scores long table of DATA_CONTRACT.md (``school_id``, ``district_id``, ``form``,
+    ``construct``, ``n``, ``response_rate``, ``mean``, ``se``, ``reliability``, ``score``,
+    ``band``, ``suppressed``, ``suppression_reason``), as a frame or under ``"scores"``/
+    ``"table"``; optionally ``school_name`` and ``bands`` (ordered band names) beside it.
+    Suppressed rows have their ``mean``, ``se``, ``score``, ``band`` blanked here, whatever
+    the input says.
+``results["linker"]`` (relations to other variables)
+    one LinkResult ``to_dict()`` or lists / mappings of them, up to two levels deep (e.g.
+    ``{"results": [...]}`` or ``{"teacher": {"chronic_absence": ...}}``); each has
+    ``outcome``, ``construct``, ``form``, ``change``, ``se_type``, ``nobs``, ``n_clusters``,
+    ``coefficients`` (frame ``term est se t df pvalue ci.lower ci.upper``; the score's term is
+    ``"score"``), ``effects`` (frame ``predictor b sd b_per_sd beta_std p10 p90 contrast_pp
+    ci.lower_pp ci.upper_pp``; predictors ``score`` and ``poverty``).
+``results["classification"]`` or ``results["policy"]["classification"]`` (consequences)
+    a ClassificationAccuracy ``to_dict()``: ``overall`` (``accuracy``, ``consistency``,
+    ``n_schools``), ``by_band`` frame.
+
+Respondent identifiers never reach a section: `scrub` removes every ``respondent_id`` key and
+column from the whole results dict before any reader runs.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from instrument.results import from_jsonable
+
+NOT_AVAILABLE = "not available in this run"
+FORBIDDEN_KEYS = frozenset({"respondent_id"})
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one report section needs, read from the results (or why it is unavailable)."""
+
+    key: str
+    available: bool
+    reason: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, k: str) -> Any:
+        return self.data[k]
+
+    def get(self, k: str, default: Any = None) -> Any:
+        return self.data.get(k, default)
+
+
+def _unavailable(key: str, why: str = "") -> Section:
+    return Section(key, False, NOT_AVAILABLE + (f" ({why})" if why else ""))
+
+
+# --------------------------------------------------------------------------------------------
+# Generic readers
+# --------------------------------------------------------------------------------------------
+def scrub(obj: Any) -> Any:
+    """Copy of ``obj`` with every respondent identifier key or column removed (recursively)."""
+    if isinstance(obj, pd.DataFrame):
+        drop = [c for c in obj.columns if str(c).lower() in FORBIDDEN_KEYS]
+        return obj.drop(columns=drop)
+    if isinstance(obj, Mapping):
+        if obj.get("__frame__") == "records":
+            cols = list(obj.get("columns", []))
+            keep = [i for i, c in enumerate(cols) if str(c).lower() not in FORBIDDEN_KEYS]
+            return {"__frame__": "records", "columns": [cols[i] for i in keep],
+                    "data": [[row[i] for i in keep] for row in obj.get("data", [])]}
+        return {k: scrub(v) for k, v in obj.items() if str(k).lower() not in FORBIDDEN_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [scrub(v) for v in obj]
+    return obj
+
+
+def as_frame(obj: Any) -> pd.DataFrame | None:
+    """A DataFrame from any of the accepted encodings, or None."""
+    if obj is None:
+        return None
+    if isinstance(obj, pd.DataFrame):
+        return obj.copy()
+    if isinstance(obj, Mapping):
+        if obj.get("__frame__") == "records":
+            return from_jsonable(obj)
+        if "table" in obj:
+            return as_frame(obj["table"])
+        return None
+    if isinstance(obj, list) and all(isinstance(r, Mapping) for r in obj):
+        return pd.DataFrame(list(obj))
+    return None
+
+
+def per_label(obj: Any, is_one: Callable[[Mapping], bool]) -> dict[str, Any]:
+    """``{label: result}`` from one result (label "") or a mapping label -> result."""
+    if not isinstance(obj, Mapping):
+        return {}
+    if is_one(obj):
+        return {"": obj}
+    return {str(k): v for k, v in obj.items() if isinstance(v, Mapping) and is_one(v)}
+
+
+def frame_per_label(obj: Any, label: str = "form") -> pd.DataFrame | None:
+    """One frame from a frame, or from a mapping label -> frame (adding a ``label`` column)."""
+    f = as_frame(obj)
+    if f is not None:
+        return f
+    if isinstance(obj, Mapping):
+        parts = []
+        for k, v in obj.items():
+            g = as_frame(v)
+            if g is not None:
+                if label not in g.columns:
+                    g.insert(0, label, str(k))
+                parts.append(g)
+        if parts:
+            return pd.concat(parts, ignore_index=True)
+    return None
+
+
+def _has(f: pd.DataFrame | None, cols: tuple[str, ...]) -> list[str]:
+    if f is None:
+        return list(cols)
+    return [c for c in cols if c not in f.columns]
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+# --------------------------------------------------------------------------------------------
+# Section readers (one per section; adapt here when a stage's output changes shape)
+# --------------------------------------------------------------------------------------------
+def read_bank(results: Mapping[str, Any]) -> Section:
+    """Test content: items, blueprint counts, translation status; cognitive-interview notes."""
+    b = results.get("bank")
+    if not isinstance(b, Mapping):
+        return _unavailable("bank")
+    items = as_frame(b.get("items"))
+    miss = _has(items, ("item_id", "construct", "form", "finding", "translation_status"))
+    if items is None or miss:
+        return _unavailable("bank", f"bank items lack {', '.join(miss)}")
+    forms = [str(f) for f in dict.fromkeys(items["form"])]
+    blueprint = (items.groupby(["construct", "finding", "form"], sort=False).size()
+                 .unstack("form", fill_value=0).reindex(columns=forms, fill_value=0)
+                 .reset_index())
+    blueprint.columns.name = None
+    corder = {c: i for i, c in enumerate(dict.fromkeys(items["construct"]))}
+    forder = {c: i for i, c in enumerate(dict.fromkeys(items["finding"]))}
+    blueprint = blueprint.sort_values(["construct", "finding"], key=lambda s: s.map(
+        corder if s.name == "construct" else forder)).reset_index(drop=True)
+    blueprint["total"] = blueprint[forms].sum(axis=1)
+    translation = (items.groupby(["form", "translation_status"]).size()
+                   .unstack("translation_status", fill_value=0).reset_index())
+    translation.columns.name = None
+    order = [s for s in ("draft", "reviewed", "back-translated") if s in translation.columns]
+    translation = translation[["form", *order,
+                               *[c for c in translation.columns if c not in ("form", *order)]]]
+    notes_col = "translation_notes" if "translation_notes" in items.columns else None
+    tnotes = (items.loc[items[notes_col].fillna("").astype(str).str.len() > 0,
+                        ["item_id", "translation_status", notes_col]]
+              .rename(columns={notes_col: "reviewer notes"}) if notes_col else None)
+    cog = as_frame(b.get("cognitive_interviews"))
+    if cog is not None and _has(cog, ("item_id", "note")):
+        cog = None
+    return Section("bank", True, data={
+        "items": items, "blueprint": blueprint, "forms": forms, "translation": translation,
+        "translation_notes": tnotes, "cognitive": cog,
+        "constructs": as_frame(b.get("constructs")),
+        "n_items": len(items), "n_constructs": items["construct"].nunique(),
+        "n_findings": items["finding"].nunique()})
+
+
+def read_item_analysis(results: Mapping[str, Any]) -> Section:
+    """Response processes: item statistics and category use."""
+    ia = results.get("item_analysis")
+    if not isinstance(ia, Mapping):
+        return _unavailable("item_analysis")
+    cu = frame_per_label(ia.get("category_use"))
+    if cu is not None and _has(cu, ("item_id", "category", "share")):
+        cu = None
+    stats = frame_per_label(ia.get("items"))
+    if cu is None and stats is None:
+        return _unavailable("item_analysis", "no item statistics or category use in the results")
+    if cu is not None and "form" not in cu.columns:
+        cu.insert(0, "form", "")
+    return Section("item_analysis", True, data={"category_use": cu, "items": stats})
+
+
+def _is_fit(d: Mapping) -> bool:
+    return "fit_measures" in d
+
+
+def _estimator(d: Mapping) -> str:
+    e = d.get("estimator") or (d.get("meta") or {}).get("options", {}).get("estimator")
+    return str(e) if e else ""
+
+
+def read_cfa(results: Mapping[str, Any]) -> Section:
+    """Internal structure: fit measures and standardised loadings per form."""
+    fits = per_label(results.get("cfa"), _is_fit)
+    if not fits:
+        return _unavailable("cfa")
+    out = {}
+    for label, d in fits.items():
+        est = as_frame(d.get("estimates"))
+        if est is not None and not _has(est, ("lhs", "op", "rhs", "est")):
+            load = est[est["op"] == "=~"].copy()
+        else:
+            load = None
+        out[label or "model"] = {"fit_measures": {k: _num(v) for k, v in
+                                                  (d.get("fit_measures") or {}).items()},
+                                 "estimates": est, "loadings": load, "estimator": _estimator(d),
+                                 "converged": d.get("converged")}
+    return Section("cfa", True, data={"fits": out})
+
+
+def read_reliability(results: Mapping[str, Any]) -> Section:
+    """Internal structure: alpha with CI and omega per construct."""
+    f = frame_per_label(results.get("reliability"))
+    miss = _has(f, ("construct",))
+    if f is None or miss or not ({"alpha", "omega"} & set(f.columns)):
+        return _unavailable("reliability")
+    return Section("reliability", True, data={"table": f})
+
+
+_DELTA_ALIASES = {"delta_cfi": "cfi.delta", "delta_rmsea": "rmsea.delta",
+                  "delta_srmr": "srmr.delta", "delta_tli": "tli.delta"}
+
+
+def read_invariance(results: Mapping[str, Any]) -> Section:
+    """Internal structure: the invariance ladder per form (Δ-fit and verdict per step)."""
+    ladders = per_label(results.get("invariance"), lambda d: "table" in d)
+    out = {}
+    for label, d in ladders.items():
+        t = as_frame(d.get("table"))
+        if t is None or _has(t, ("step",)):
+            continue
+        t = t.rename(columns=_DELTA_ALIASES)
+        out[label or "model"] = {"table": t, "estimator": str(d.get("estimator") or ""),
+                                 "rule_set": str(d.get("rule_set") or ""),
+                                 "groups": [str(g) for g in d.get("group_labels") or []]}
+    if not out:
+        return _unavailable("invariance")
+    return Section("invariance", True, data={"ladders": out})
+
+
+def read_multilevel(results: Mapping[str, Any]) -> Section:
+    """Internal structure: ICC(1), ICC(2) and the minimum respondents per school."""
+    m = results.get("multilevel")
+    if not isinstance(m, Mapping):
+        return _unavailable("multilevel")
+    icc = frame_per_label(m.get("icc"))
+    if icc is None or _has(icc, ("construct", "icc1")):
+        return _unavailable("multilevel", "no ICC table in the results")
+    if "form" not in icc.columns:
+        icc.insert(0, "form", "")
+    min_k = frame_per_label(m.get("min_k"))
+    if min_k is not None and _has(min_k, ("construct", "target", "k")):
+        min_k = None
+    curve = frame_per_label(m.get("curve"))
+    if curve is not None and _has(curve, ("construct", "k", "reliability")):
+        curve = None
+    return Section("multilevel", True, data={"icc": icc, "min_k": min_k, "curve": curve})
+
+
+SCORE_COLUMNS = ("school_id", "district_id", "form", "construct", "n", "response_rate", "mean",
+                 "se", "reliability", "score", "band", "suppressed", "suppression_reason")
+DEFAULT_BANDS = ("Very Weak", "Weak", "Neutral", "Strong", "Very Strong")
+
+
+def read_scores(results: Mapping[str, Any]) -> Section:
+    """School scores (DATA_CONTRACT long table), suppressed rows blanked."""
+    s = results.get("scores")
+    f = as_frame(s)
+    if f is None and isinstance(s, Mapping):
+        f = as_frame(s.get("scores"))
+    miss = _has(f, ("school_id", "form", "construct", "n", "score", "band", "suppressed"))
+    if f is None or miss:
+        return _unavailable("scores", f"school scores lack {', '.join(miss)}" if f is not None
+                            else "")
+    for c in SCORE_COLUMNS:
+        if c not in f.columns:
+            f[c] = "" if c in ("suppression_reason", "district_id") else np.nan
+    f["suppressed"] = f["suppressed"].map(lambda v: bool(v) if v is not None and v == v else True)
+    for c in ("mean", "se", "score", "reliability"):
+        f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+        f.loc[f["suppressed"], c] = np.nan
+    f["band"] = f["band"].astype(object)
+    f.loc[f["suppressed"], "band"] = None
+    f["suppression_reason"] = f["suppression_reason"].fillna("").astype(str)
+    bands = tuple(s.get("bands")) if isinstance(s, Mapping) and s.get("bands") else DEFAULT_BANDS
+    return Section("scores", True, data={"table": f, "bands": bands})
+
+
+def _is_link(d: Mapping) -> bool:
+    return "effects" in d and "coefficients" in d
+
+
+def _collect_links(obj: Any, depth: int = 0) -> list[Mapping]:
+    """LinkResult dicts found in one result, a list, or mappings of them (two levels deep)."""
+    if isinstance(obj, Mapping):
+        if _is_link(obj):
+            return [obj]
+        vals = list(obj.values())
+    elif isinstance(obj, list):
+        vals = obj
+    else:
+        return []
+    if depth >= 2:
+        return []
+    return [d for v in vals for d in _collect_links(v, depth + 1)]
+
+
+def read_linker(results: Mapping[str, Any]) -> Section:
+    """Relations to other variables: score coefficients and P10->P90 contrasts per outcome."""
+    links = _collect_links(results.get("linker"))
+    rows, effects = [], []
+    for d in links:
+        coef = as_frame(d["coefficients"])
+        eff = as_frame(d["effects"])
+        if coef is None or eff is None or _has(coef, ("term", "est", "ci.lower", "ci.upper")):
+            continue
+        sc = coef[coef["term"] == "score"]
+        if not len(sc):
+            continue
+        sc = sc.iloc[0]
+        label = str(d.get("outcome", "")) + (" (change)" if d.get("change") else "")
+        sd = _num(eff.loc[eff["predictor"] == "score", "sd"].iloc[0]) if (
+            "sd" in eff.columns and (eff["predictor"] == "score").any()) else math.nan
+        rows.append({"outcome": label, "form": d.get("form", ""),
+                     "construct": d.get("construct", ""),
+                     "est": _num(sc["est"]), "se": _num(sc.get("se")), "df": _num(sc.get("df")),
+                     "pvalue": _num(sc.get("pvalue")), "ci.lower": _num(sc["ci.lower"]),
+                     "ci.upper": _num(sc["ci.upper"]), "sd": sd,
+                     "nobs": d.get("nobs"), "n_clusters": d.get("n_clusters"),
+                     "se_type": d.get("se_type", "")})
+        if not _has(eff, ("predictor", "contrast_pp", "ci.lower_pp", "ci.upper_pp")):
+            e = eff[["predictor", *[c for c in ("p10", "p90", "contrast_pp", "ci.lower_pp",
+                                                "ci.upper_pp") if c in eff.columns]]].copy()
+            e.insert(0, "outcome", label)
+            effects.append(e)
+    if not rows:
+        return _unavailable("linker")
+    return Section("linker", True, data={
+        "coefficients": pd.DataFrame(rows),
+        "effects": pd.concat(effects, ignore_index=True) if effects else None})
+
+
+def read_classification(results: Mapping[str, Any]) -> Section:
+    """Consequences: expected accuracy and consistency of the reporting bands."""
+    c = results.get("classification")
+    if c is None and isinstance(results.get("policy"), Mapping):
+        c = results["policy"].get("classification")
+    if not isinstance(c, Mapping) or not isinstance(c.get("overall"), Mapping):
+        return _unavailable("classification")
+    return Section("classification", True, data={
+        "overall": {k: _num(v) for k, v in c["overall"].items()},
+        "by_band": as_frame(c.get("by_band"))})
+
+
+def stage_messages(payload: Mapping[str, Any]) -> dict[str, str]:
+    """Stage name -> status message from a full ``results.json`` payload's ``stages`` list."""
+    out = {}
+    for s in payload.get("stages", []) or []:
+        if isinstance(s, Mapping) and s.get("status") != "ok":
+            msg = f"{s.get('status')}: {s.get('message', '')}".strip(": ")
+            out[str(s.get("name"))] = re.sub("respondent_id", "[identifier removed]", msg,
+                                             flags=re.IGNORECASE)
+    return out
+
+
+READERS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
+    "bank": read_bank, "item_analysis": read_item_analysis, "cfa": read_cfa,
+    "reliability": read_reliability, "invariance": read_invariance,
+    "multilevel": read_multilevel, "scores": read_scores, "linker": read_linker,
+    "classification": read_classification,
+}
+
+
+def read_all(results: Mapping[str, Any], stages: Mapping[str, str] | None = None
+             ) -> dict[str, Section]:
+    """Every section, each read from the (scrubbed) results; unavailable ones carry the reason."""
+    clean = scrub(results)
+    out = {}
+    for key, fn in READERS.items():
+        sec = fn(clean)
+        if not sec.available and stages and stages.get(key):
+            sec = Section(key, False, f"{NOT_AVAILABLE} (stage {stages[key]})")
+        out[key] = sec
+    return out

@@ -1,0 +1,223 @@
+"""Figures for the reports, drawn with matplotlib (Agg) from section data and embedded inline.
+
+Each function takes the DataFrames a `instrument.report.adapters` reader returns and gives a
+``data:image/svg+xml;base64,...`` URI (an ``<img>`` source), so a report is one self-contained
+HTML file. SVG output is made byte-stable (fixed hash salt, no date) so re-rendering the same
+results gives the same file. Functions return None when there is nothing to draw.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+BAND_COLOURS = ("#c0392b", "#e67e22", "#bdb76b", "#5dade2", "#1f618d")  # weakest -> strongest
+INK, GREY, ACCENT, ACCENT2 = "#222222", "#8c8c8c", "#1f618d", "#b9770e"
+
+_RC = {"svg.hashsalt": "instrument-report", "svg.fonttype": "none", "font.size": 9,
+       "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10,
+       "font.family": "DejaVu Sans"}
+
+
+def band_colours(bands: Sequence[str]) -> dict[str, str]:
+    """Colour of each band name, weakest to strongest (five bands; more reuse the ends)."""
+    n = len(bands)
+    idx = np.round(np.linspace(0, len(BAND_COLOURS) - 1, n)).astype(int) if n else []
+    return {b: BAND_COLOURS[i] for b, i in zip(bands, idx)}
+
+
+def _uri(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def loading_heatmap(loadings: pd.DataFrame, title: str = "") -> str | None:
+    """Heatmap of standardised loadings (``std.all`` of the ``=~`` rows): items x factors."""
+    if loadings is None or not len(loadings):
+        return None
+    col = "std.all" if "std.all" in loadings.columns else "est"
+    items = list(dict.fromkeys(loadings["rhs"]))
+    facs = list(dict.fromkeys(loadings["lhs"]))
+    m = np.full((len(items), len(facs)), np.nan)
+    for lhs, rhs, v in zip(loadings["lhs"], loadings["rhs"], loadings[col]):
+        m[items.index(rhs), facs.index(lhs)] = float(v)
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(1.2 + 1.0 * len(facs), 0.8 + 0.2 * len(items)))
+        im = ax.imshow(np.ma.masked_invalid(m), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(facs)), facs, rotation=30, ha="right")
+        ax.set_yticks(range(len(items)), items)
+        for i in range(len(items)):
+            for j in range(len(facs)):
+                if not math.isnan(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if m[i, j] > 0.6 else INK)
+        fig.colorbar(im, ax=ax, fraction=0.05, label=f"standardised loading ({col})")
+        ax.set_title(title)
+        for s in ax.spines.values():
+            s.set_visible(False)
+        return _uri(fig)
+
+
+def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
+    """Stacked horizontal bars: share of answers in each response category, one bar per item."""
+    if cu is None or not len(cu):
+        return None
+    wide = cu.pivot_table(index="item_id", columns="category", values="share", aggfunc="first",
+                          sort=False).fillna(0.0)
+    cats = sorted(wide.columns)
+    shades = plt.get_cmap("YlGnBu")(np.linspace(0.15, 0.95, len(cats)))
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.2 * len(wide)))
+        left = np.zeros(len(wide))
+        for i, c in enumerate(cats):
+            v = wide[c].to_numpy(float)
+            ax.barh(range(len(wide)), v, left=left, color=shades[i],
+                    edgecolor="white", linewidth=0.4, label=str(c))
+            left += v
+        ax.set_yticks(range(len(wide)), wide.index)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of answers")
+        ax.legend(title="category", ncols=len(cats), loc="lower center",
+                  bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=7, title_fontsize=7)
+        if title:
+            ax.set_title(title, pad=28)
+        return _uri(fig)
+
+
+def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (),
+                     curve: pd.DataFrame | None = None, k_max: int = 60,
+                     title: str = "", by_form: bool = False) -> str | None:
+    """Reliability of a school mean against respondents per school, one line per construct.
+
+    Uses the ``curve`` table when the results give one, else Spearman-Brown from ICC(1):
+    k ICC1 / (1 + (k - 1) ICC1) (Bliese, 2000). ``targets`` are (reliability, label) lines.
+    """
+    if icc is None or not len(icc):
+        return None
+    k = np.arange(1, k_max + 1)
+    forms = list(dict.fromkeys(icc["form"])) if "form" in icc.columns else [""]
+    seen: set[str] = set()
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.0, 3.4))
+        for r in icc.to_dict("records"):
+            form = str(r.get("form") or "")
+            lab = " / ".join(x for x in (form, str(r["construct"])) if x)
+            style: dict = {"lw": 1.2, "label": lab}
+            if by_form:
+                style = {"lw": 1.0, "color": (ACCENT, ACCENT2, GREY)[forms.index(form) % 3],
+                         "label": None if form in seen else f"{form or 'all'} form, each line "
+                                                           "one construct"}
+                seen.add(form)
+            elif form != (forms[0] if forms else ""):
+                style["ls"] = "--"
+            if curve is not None:
+                sel = curve[(curve["construct"] == r["construct"])
+                            & ((curve["form"] == r.get("form")) if "form" in curve else True)]
+                ax.plot(sel["k"], sel["reliability"], **style)
+            else:
+                i1 = float(r["icc1"])
+                ax.plot(k, k * i1 / (1 + (k - 1) * i1), **style)
+        for t, lab in targets:
+            ax.axhline(t, color=GREY, lw=0.8, ls=":")
+            ax.text(k_max, t, f" {lab}", va="center", fontsize=7, color=GREY)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(1, k_max)
+        ax.set_xlabel("respondents per school (k)")
+        ax.set_ylabel("reliability of the school mean")
+        ax.legend(fontsize=6 if not by_form else 7, ncols=1 if by_form else 2, frameon=False,
+                  loc="lower right")
+        ax.set_title(title)
+        return _uri(fig)
+
+
+def invariance_delta(ladders: Mapping[str, pd.DataFrame],
+                     cutoffs: Mapping[str, tuple[float, str]] = {}) -> str | None:
+    """Δ-fit (ΔCFI, ΔRMSEA) per invariance step and form; dashed lines at the rule thresholds."""
+    keys = [k for k in ("cfi.delta", "rmsea.delta")
+            if any(k in t.columns for t in ladders.values())]
+    if not keys:
+        return None
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            width = 0.8 / max(len(ladders), 1)
+            steps: list[str] = []
+            for t in ladders.values():
+                steps += [s for s in t["step"] if s not in steps]
+            for i, (lab, t) in enumerate(ladders.items()):
+                if key not in t.columns:
+                    continue
+                x = [steps.index(s) + (i - (len(ladders) - 1) / 2) * width for s in t["step"]]
+                v = pd.to_numeric(t[key], errors="coerce").fillna(0.0).to_numpy(float)
+                ax.bar(x, v, width=width, label=lab, color=(ACCENT, ACCENT2, GREY)[i % 3])
+            if key in cutoffs:
+                thr, src = cutoffs[key]
+                ax.axhline(thr, color=INK, lw=0.8, ls="--", label=f"{thr:+g} ({src})")
+            ax.axhline(0, color=GREY, lw=0.6)
+            ax.set_xticks(range(len(steps)), steps, rotation=20)
+            ax.set_title("Δ" + key.split(".")[0].upper() + " against the previous step")
+        for ax in axes[0]:
+            ax.legend(fontsize=6, frameon=False, loc="best")
+        fig.tight_layout()
+        return _uri(fig)
+
+
+def forest_plot(coef: pd.DataFrame) -> str | None:
+    """Forest plot of the score's coefficient per outcome: percentage points per SD of the score.
+
+    The point is ``100 * est * sd`` and the interval ``100 * ci * sd`` (``sd`` of the school
+    score from the linker's effects table); without ``sd`` the raw coefficient is drawn.
+    """
+    if coef is None or not len(coef):
+        return None
+    per_sd = coef["sd"].notna().all()
+    f = 100 * coef["sd"] if per_sd else 1.0
+    est, lo, hi = coef["est"] * f, coef["ci.lower"] * f, coef["ci.upper"] * f
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.45 * len(coef)))
+        y = np.arange(len(coef))
+        ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="s", color=ACCENT, ecolor=INK,
+                    capsize=3, ms=5)
+        ax.axvline(0, color=GREY, lw=0.8, ls="--")
+        ax.set_yticks(y, [f"{o} ({fm})" if fm else str(o)
+                          for o, fm in zip(coef["outcome"], coef.get("form", [""] * len(coef)))])
+        ax.invert_yaxis()
+        ax.set_xlabel("percentage points per SD of the school score (95% CI)" if per_sd
+                      else "coefficient of the score (95% CI)")
+        return _uri(fig)
+
+
+def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str | None:
+    """P10 -> P90 contrasts with 95% CIs: the engagement score against poverty, per outcome."""
+    if effects is None or not len(effects):
+        return None
+    outcomes = list(dict.fromkeys(effects["outcome"]))
+    preds = [p for p in ("score", "poverty") if p in set(effects["predictor"])]
+    labels = labels or {"score": "family engagement score", "poverty": "poverty"}
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.2, 0.9 + 0.55 * len(outcomes)))
+        h = 0.8 / max(len(preds), 1)
+        for i, p in enumerate(preds):
+            sel = effects[effects["predictor"] == p].set_index("outcome").reindex(outcomes)
+            y = np.arange(len(outcomes)) + (i - (len(preds) - 1) / 2) * h
+            v = sel["contrast_pp"].to_numpy(float)
+            err = [v - sel["ci.lower_pp"].to_numpy(float), sel["ci.upper_pp"].to_numpy(float) - v]
+            ax.barh(y, v, height=h, color=(ACCENT, ACCENT2)[i % 2], label=labels.get(p, p),
+                    xerr=err, error_kw={"ecolor": INK, "capsize": 2, "lw": 0.8})
+        ax.axvline(0, color=INK, lw=0.8)
+        ax.set_yticks(range(len(outcomes)), outcomes)
+        ax.invert_yaxis()
+        ax.set_xlabel("change in outcome from 10th to 90th percentile (percentage points, 95% CI)")
+        ax.legend(frameon=False, fontsize=7, loc="best")
+        return _uri(fig)

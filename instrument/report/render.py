@@ -1,0 +1,757 @@
+"""Render the technical report, the policy brief and the school score cards from results alone.
+
+`render` reads the ``results`` dict through `instrument.report.adapters` (one reader per section),
+builds APA-style tables (`instrument.results.Table.as_html`) and matplotlib figures
+(`instrument.report.figures`), fills a Jinja2 template (autoescape on) and writes HTML, then PDF
+through headless Chromium (`instrument.report.pdf`). Every number printed comes from the results;
+a section whose results are missing says "not available in this run".
+"""
+from __future__ import annotations
+
+import html as _html
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from instrument import rules as _rules
+from instrument.report import figures as fig
+from instrument.report.adapters import (NOT_AVAILABLE, FORBIDDEN_KEYS, Section, read_all,
+                                        scrub, stage_messages)
+from instrument.report.pdf import html_to_pdf
+from instrument.results import Table
+
+KINDS = ("technical", "brief", "cards")
+FORMATS = ("html", "pdf")
+FILE_STEMS = {"technical": "technical_report", "brief": "policy_brief", "cards": "school_cards"}
+
+#: Headings of the technical report: the five sources of validity evidence (AERA, APA & NCME, 2014).
+TECHNICAL_SECTIONS = (
+    "Evidence based on test content",
+    "Evidence based on response processes",
+    "Evidence based on internal structure",
+    "Evidence based on relations to other variables",
+    "Evidence based on consequences of testing",
+)
+BRIEF_SECTIONS = ("What the instrument measures", "How reliable school scores are",
+                  "What the scores predict", "Using the scores well")
+
+FIT_COLUMNS = ("chisq", "df", "pvalue", "chisq.scaled", "cfi", "cfi.robust", "tli", "tli.robust",
+               "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.robust", "srmr")
+
+
+#: Works cited in the technical report's fixed text (rule sources are added from `rules`).
+REFERENCES = (
+    "American Educational Research Association, American Psychological Association, & National "
+    "Council on Measurement in Education. (2014). Standards for educational and psychological "
+    "testing. American Educational Research Association.",
+    "Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: "
+    "Implications for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), "
+    "Multilevel theory, research, and methods in organizations (pp. 349-381). Jossey-Bass.",
+    "Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
+    "invariance. Structural Equation Modeling, 14(3), 464-504. "
+    "https://doi.org/10.1080/10705510701301834",
+    "International Test Commission. (2017). The ITC guidelines for translating and adapting "
+    "tests (2nd ed.).",
+    "Livingston, S. A., & Lewis, C. (1995). Estimating the consistency and accuracy of "
+    "classifications based on test scores. Journal of Educational Measurement, 32(2), 179-197.",
+    "Marsh, H. W., Hau, K.-T., & Wen, Z. (2004). In search of golden rules: Comment on "
+    "hypothesis-testing approaches to setting cutoff values for fit indexes and dangers in "
+    "overgeneralizing Hu and Bentler's (1999) findings. Structural Equation Modeling, 11(3), "
+    "320-341. https://doi.org/10.1207/s15328007sem1103_2",
+    "Rudner, L. M. (2001). Computing the expected proportions of misclassified examinees. "
+    "Practical Assessment, Research & Evaluation, 7(14).",
+)
+
+
+class PrivacyError(RuntimeError):
+    """A rendered report would contain a respondent identifier."""
+
+
+class _Numberer:
+    """APA numbering of tables and figures within one document."""
+
+    def __init__(self) -> None:
+        self.tables = 0
+        self.figures = 0
+
+    def table(self, t: Table) -> Markup:
+        self.tables += 1
+        t = Table(t.title, _tidy(t.frame), [" ".join(t.notes)] if t.notes else [], t.digits)
+        body = t.as_html()
+        cap = f"<caption>{_html.escape(t.title)}</caption>"
+        new = (f"<caption><span class='tnum'>Table {self.tables}</span>"
+               f"<span class='ttitle'>{_html.escape(t.title)}</span></caption>")
+        return Markup(f"<div class='table-wrap'>{body.replace(cap, new, 1)}</div>")
+
+    def figure(self, uri: str | None, title: str, note: str = "", alt: str = "") -> Markup:
+        if not uri:
+            return Markup("")
+        self.figures += 1
+        n = f"<p class='note'><em>Note.</em> {_html.escape(note)}</p>" if note else ""
+        return Markup(f"<figure><figcaption><span class='tnum'>Figure {self.figures}</span>"
+                      f"<span class='ttitle'>{_html.escape(title)}</span></figcaption>"
+                      f"<img src='{uri}' alt='{_html.escape(alt or title)}'>{n}</figure>")
+
+
+COUNT_COLUMNS = frozenset({"df", "n", "k", "nobs", "n_clusters", "npar", "ntotal", "schools",
+                           "reported", "suppressed", "n_items", "round", "category", "total",
+                           "n_schools", "df.diff"})
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts (df, n, k, ...) shown without decimals when every value is a whole number."""
+    f = frame.copy()
+    for c in f.columns:
+        col = f[c]
+        if (str(c) in COUNT_COLUMNS or str(c).endswith(" items")) and \
+                pd.api.types.is_float_dtype(col):
+            v = col.dropna()
+            if len(v) and bool(np.all(np.equal(np.mod(v.to_numpy(float), 1), 0))):
+                f[c] = [None if x != x else int(x) for x in col]
+    return f
+
+
+def _whole(v: Any, key: str) -> Any:
+    """A count (df, n, ...) as int when it is a whole number, else unchanged."""
+    if key in COUNT_COLUMNS and isinstance(v, (int, float)) and v == v and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    """Number for running text; an en dash when missing."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "–" if v is None else str(v)
+    if math.isnan(f):
+        return "–"
+    return f"{f:.{digits}f}"
+
+
+def _label(form: str) -> str:
+    return form.capitalize() if form else ""
+
+
+OUTCOME_LABELS = {"chronic_absence": "chronic absenteeism", "attendance": "attendance",
+                  "ela_proficiency": "ELA proficiency", "math_proficiency": "math proficiency"}
+
+
+def _plain_outcome(label: str) -> str:
+    """'chronic_absence (change)' -> 'Change in chronic absenteeism' (plain language)."""
+    change = label.endswith(" (change)")
+    base = label[: -len(" (change)")] if change else label
+    name = OUTCOME_LABELS.get(base, base.replace("_", " "))
+    text = f"change in {name}" if change else name
+    return text[:1].upper() + text[1:]
+
+
+def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
+    return list(dict.fromkeys(r.source for r in rs))
+
+
+# --------------------------------------------------------------------------------------------
+# Technical report
+# --------------------------------------------------------------------------------------------
+def _content(s: Section, num: _Numberer) -> dict:
+    if not s.available:
+        return {"na": s.reason}
+    bp = s["blueprint"].rename(columns={f: f"{f} items" for f in s["forms"]})
+    out = {"blueprint": num.table(Table(
+        "Blueprint: scale items by construct and Stage 2 finding", bp,
+        [f"{s['n_items']} items covering {s['n_constructs']} constructs and {s['n_findings']} "
+         "findings. Counts from the item bank."], 0)),
+        "translation": num.table(Table(
+            "Status of the Spanish translation (ITC Guidelines for Translating and Adapting "
+            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))}
+    if s["translation_notes"] is not None and len(s["translation_notes"]):
+        out["translation_notes"] = num.table(Table("Translation reviewer notes",
+                                                   s["translation_notes"], (), 0))
+    return out
+
+
+def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
+    out: dict[str, Any] = {}
+    cog = bank.get("cognitive") if bank.available else None
+    if cog is not None and len(cog):
+        out["cognitive"] = num.table(Table("Cognitive-interview notes", cog,
+                                           ["Notes recorded in the item bank."], 0))
+    elif not bank.available:
+        out["cognitive_na"] = bank.reason
+    else:
+        out["cognitive_na"] = NOT_AVAILABLE + " (no cognitive-interview notes in the results)"
+    if not ia.available:
+        out["na"] = ia.reason
+        return out
+    figs = []
+    cu = ia["category_use"]
+    if cu is not None:
+        for form, g in cu.groupby("form", sort=False):
+            figs.append(num.figure(fig.category_use_bars(g),
+                                   f"Category use, {form} form" if form else "Category use",
+                                   "Share of answers in each response category (1 = lowest).",
+                                   alt=f"Stacked bars of category use per item, {form} form"))
+    out["figures"] = figs
+    st = ia["items"]
+    if st is not None and len(st):
+        out["items"] = num.table(Table("Item statistics", st,
+                                       ["citc: corrected item-total correlation; missing: share "
+                                        "of respondents who did not answer."], 2))
+    return out
+
+
+def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
+    out: dict[str, Any] = {}
+    cfa = secs["cfa"]
+    heur = _rules.FIT_HEURISTICS
+    heur_note = ("Conventional heuristics, shown for orientation and not applied as verdicts: "
+                 + "; ".join(f"{r.key} {r.op} {r.threshold:g}" for r in heur)
+                 + f" ({'; '.join(_rule_sources(heur))}). {heur[0].note}.")
+    if cfa.available:
+        fits = cfa["fits"]
+        keys = [k for k in FIT_COLUMNS if any(k in d["fit_measures"] for d in fits.values())]
+        frame = pd.DataFrame({"measure": ["estimator", *keys],
+                              **{form: [d["estimator"] or "–",
+                                        *[_whole(d["fit_measures"].get(k, float("nan")), k)
+                                          for k in keys]]
+                                 for form, d in fits.items()}})
+        frame[list(fits)] = frame[list(fits)].astype(object)
+        out["fit"] = num.table(Table("Fit of the confirmatory factor models", frame,
+                                     ["Fit measures named as in lavaan's fitMeasures(); one "
+                                      "column per model.", heur_note], 3))
+        loads, heat = [], []
+        for form, d in cfa["fits"].items():
+            ld = d["loadings"]
+            if ld is None or not len(ld):
+                continue
+            groups = list(dict.fromkeys(ld["group"])) if "group" in ld.columns else []
+            keep = [c for c in ("group" if len(groups) > 1 else "", "lhs", "rhs", "est", "se",
+                                "std.all") if c in ld.columns]
+            t = ld[keep].rename(columns={"lhs": "factor", "rhs": "item"})
+            loads.append(num.table(Table(f"Factor loadings, {form} form", t,
+                                         ["est: unstandardised; std.all: completely "
+                                          "standardised (lavaan)."], 3)))
+            first = ld[ld["group"] == groups[0]] if len(groups) > 1 else ld
+            heat.append(num.figure(fig.loading_heatmap(first), f"Standardised loadings, {form} form"
+                                   + (f" (group {groups[0]})" if len(groups) > 1 else ""),
+                                   alt=f"Heatmap of standardised loadings, {form} form"))
+        out["loadings"], out["heatmaps"] = loads, heat
+        if not loads:
+            out["loadings_na"] = NOT_AVAILABLE + " (no parameter estimates in the results)"
+    else:
+        out["fit_na"] = cfa.reason
+    inv = secs["invariance"]
+    if inv.available:
+        tabs, deltas = [], {}
+        for form, d in inv["ladders"].items():
+            t = d["table"]
+            keep = [c for c in ("step", "chisq", "df", "cfi", "rmsea", "srmr", "cfi.delta",
+                                "rmsea.delta", "srmr.delta", "verdict", "rule") if c in t.columns]
+            notes = []
+            if d["groups"]:
+                notes.append(f"Groups: {', '.join(d['groups'])}.")
+            if d["estimator"] or d["rule_set"]:
+                notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
+                             f"{d['rule_set'] or 'not recorded'}.")
+            notes.append("Each step is compared with the one before; the verdict quotes the rule "
+                         "applied as recorded in the results.")
+            tabs.append(num.table(Table(f"Measurement invariance ladder, {form} form", t[keep],
+                                        notes, 3)))
+            deltas[form] = t
+        cut = {}
+        for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
+            r = getattr(_rules, name, None)
+            if isinstance(r, _rules.Rule):
+                cut[key] = (float(r.threshold), _short_cite(r.source))
+        out["invariance"] = tabs
+        out["invariance_fig"] = num.figure(
+            fig.invariance_delta(deltas, cut), "Change in fit across the invariance steps",
+            ("Dashed lines: " + "; ".join(f"{k} {v[0]:+g} ({v[1]})" for k, v in cut.items())
+             + ", heuristic limits shown for orientation; the verdict column of the ladder "
+             "gives the rule actually applied." if cut else
+             "The verdict column of the ladder gives the rule applied at each step."),
+            alt="Bar chart of delta CFI and delta RMSEA per invariance step")
+    else:
+        out["invariance_na"] = inv.reason
+    rel = secs["reliability"]
+    if rel.available:
+        out["reliability"] = num.table(Table(
+            "Reliability of the construct scores", rel["table"],
+            ["alpha: Cronbach's alpha with its confidence interval (alpha.ci.lower, "
+             "alpha.ci.upper); omega: McDonald's omega from the factor model."], 3))
+    else:
+        out["reliability_na"] = rel.reason
+    ml = secs["multilevel"]
+    if ml.available:
+        out["icc"] = num.table(Table(
+            "Agreement within schools: ICC(1) and ICC(2)", ml["icc"],
+            ["ICC(1): share of variance between schools; ICC(2): reliability of the school "
+             "mean at the average number of respondents k (Bliese, 2000)."], 3))
+        targets: list[tuple[float, str]] = []
+        if ml["min_k"] is not None:
+            mk = ml["min_k"]
+            src = mk["source"].iloc[0] if "source" in mk.columns and len(mk) else ""
+            idx = [c for c in ("form", "construct") if c in mk.columns]
+            wide = mk.pivot_table(index=idx, columns="target", values="k", aggfunc="first",
+                                  sort=False)
+            wide.columns = [f"k for {float(t):.2f}" for t in wide.columns]
+            wide = wide.reset_index()
+            out["min_k"] = num.table(Table(
+                "Minimum respondents per school for a reliable school mean", _tidy_k(wide),
+                ["k for r: smallest number of respondents whose school mean reaches reliability "
+                 "r" + (f" (targets: {src})." if src else ".")], 0))
+            targets = [(float(t), f"{float(t):.2f}" + (f" ({src})" if src else ""))
+                       for t in sorted(set(mk["target"].astype(float)))]
+        out["k_fig"] = num.figure(
+            fig.reliability_vs_k(ml["icc"], targets, ml["curve"]),
+            "Reliability of the school mean by number of respondents",
+            ("Spearman-Brown from ICC(1): k ICC1 / (1 + (k - 1) ICC1). " if ml["curve"] is None
+             else "") + "Solid lines: first form in the results; dashed: the other.",
+            alt="Line chart of school-mean reliability against respondents per school")
+    else:
+        out["icc_na"] = ml.reason
+    return out
+
+
+def _tidy_k(f: pd.DataFrame) -> pd.DataFrame:
+    f = f.copy()
+    for c in f.columns:
+        if str(c).startswith("k for "):
+            f[c] = [None if x != x else int(x) for x in f[c].astype(float)]
+    return f
+
+
+def _short_cite(source: str) -> str:
+    """'Chen, F. F. (2007). Sensitivity ...' -> 'Chen (2007)'; the source itself otherwise."""
+    m = re.match(r"\s*([^,(]+?),(.*?)\((\d{4})\)", source)
+    if not m:
+        return source
+    first, rest, year = m.group(1).strip(), m.group(2), m.group(3)
+    if "&" not in rest:
+        return f"{first} ({year})"
+    before, after = rest.split("&", 1)
+    if before.count(".,") > 1:
+        return f"{first} et al. ({year})"
+    return f"{first} & {after.strip().split(',')[0]} ({year})"
+
+
+def _relations(s: Section, num: _Numberer) -> dict:
+    if not s.available:
+        return {"na": s.reason}
+    c = s["coefficients"]
+    same = [k for k in ("form", "construct", "se_type") if k in c.columns and c[k].nunique() == 1]
+    keep = [k for k in ("outcome", "form", "construct", "est", "se", "df", "pvalue", "ci.lower",
+                        "ci.upper", "nobs", "n_clusters", "se_type")
+            if k in c.columns and k not in same]
+    common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
+    c = c.copy()
+    for k, d in (("df", 1), ("pvalue", 4)):
+        if k in c.columns:
+            c[k] = [_fmt(v, d) for v in c[k]]
+    out = {"coefficients": num.table(Table(
+        "Predictive validity: coefficient of the school score", c[keep],
+        [(f"All rows: {common}. " if common else "")
+         + "One regression per outcome with the school score, the outcome's prior value and "
+         "school controls; standard errors clustered by district (se_type; nobs schools in "
+         "n_clusters districts). est: change in the outcome (a proportion) per point of the "
+         "1-99 score."], 5)),
+        "forest": num.figure(fig.forest_plot(c), "Validity coefficients by outcome",
+                             "Coefficient of the school score scaled to one standard deviation "
+                             "of the score, with its 95% confidence interval.",
+                             alt="Forest plot of the score coefficient per outcome")}
+    e = s["effects"]
+    if e is not None and len(e):
+        out["contrasts"] = num.table(Table(
+            "Predicted outcome difference between the 10th and 90th percentile (P10→P90)", e,
+            ["contrast_pp: predicted change in percentage points when the predictor moves from "
+             "its 10th to its 90th percentile, others fixed; ci: 95% interval."], 2))
+        out["contrast_fig"] = num.figure(fig.contrast_chart(e),
+                                         "P10→P90 contrasts: engagement score and poverty",
+                                         alt="Bar chart of P10 to P90 contrasts with intervals")
+    return out
+
+
+def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
+    out: dict[str, Any] = {}
+    if scores.available:
+        t = scores["table"]
+        per = (t.groupby(["school_id", "form"])["suppressed"].all().reset_index()
+               .groupby("form")["suppressed"].agg(["size", "sum"]).reset_index()
+               .rename(columns={"size": "schools", "sum": "suppressed"}))
+        per["reported"] = per["schools"] - per["suppressed"]
+        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
+        out["suppression"] = num.table(Table(
+            "Schools reported and suppressed, by form", per[["form", "schools", "reported",
+                                                             "suppressed"]],
+            ["A school's form is suppressed when all its constructs are; reasons recorded: "
+             + ("; ".join(reasons) if reasons else "none") + "."], 0))
+        shown = t[~t["suppressed"]]
+        if len(shown):
+            bands = (shown.groupby(["form", "band"]).size().unstack("band", fill_value=0)
+                     .reindex(columns=[b for b in scores["bands"] if b in set(shown["band"])])
+                     .reset_index())
+            bands.columns.name = None
+            out["bands"] = num.table(Table("Reported school x construct results by band", bands,
+                                           ["Counts of reported results."], 0))
+    else:
+        out["scores_na"] = scores.reason
+    if cls.available:
+        o = cls["overall"]
+        out["classification_text"] = (
+            f"Expected classification accuracy of the reporting bands is {_fmt(o.get('accuracy'))}"
+            f" and consistency {_fmt(o.get('consistency'))} over "
+            f"{_fmt(o.get('n_schools'), 0)} schools.")
+        if cls["by_band"] is not None:
+            out["classification"] = num.table(Table("Classification accuracy by band",
+                                                    cls["by_band"],
+                                                    ["Rudner (2001); Livingston & Lewis (1995)."],
+                                                    3))
+    else:
+        out["classification_na"] = cls.reason
+    return out
+
+
+def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
+    num = _Numberer()
+    ctx = {"content": _content(secs["bank"], num),
+           "processes": _processes(secs["bank"], secs["item_analysis"], num),
+           "structure": _structure(secs, num),
+           "relations": _relations(secs["linker"], num),
+           "consequences": _consequences(secs["scores"], secs["classification"], num),
+           "sections": TECHNICAL_SECTIONS}
+    if stages:
+        ctx["stages"] = num.table(Table("Stages that did not complete in this run",
+                                        pd.DataFrame([{"stage": k, "status": v}
+                                                      for k, v in stages.items()]), (), 0))
+    heur = _rules.FIT_HEURISTICS
+    ctx["rules"] = [r.describe() for r in heur]
+    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(heur)))
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# Policy brief
+# --------------------------------------------------------------------------------------------
+def _brief(secs: Mapping[str, Section]) -> dict:
+    num = _Numberer()
+    ctx: dict[str, Any] = {"sections": BRIEF_SECTIONS}
+    b = secs["bank"]
+    if b.available:
+        items = b["items"]
+        cons = b.get("constructs")
+        labels = ({r["construct"]: (r.get("label_en") or r["construct"], r.get("description", ""))
+                   for r in cons.to_dict("records")} if cons is not None else {})
+        ctx["constructs"] = [{"name": labels.get(c, (c, ""))[0], "description":
+                              labels.get(c, (c, ""))[1],
+                              "items": {f: int(((items["construct"] == c)
+                                                & (items["form"] == f)).sum())
+                                        for f in b["forms"]}}
+                             for c in dict.fromkeys(items["construct"])]
+        ctx["forms"] = b["forms"]
+        ctx["n_items"] = b["n_items"]
+    else:
+        ctx["measures_na"] = b.reason
+    rel, ml = secs["reliability"], secs["multilevel"]
+    if rel.available and "alpha" in rel["table"].columns:
+        a = rel["table"]["alpha"].astype(float)
+        ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
+    if ml.available:
+        icc = ml["icc"]
+        facts = []
+        for form, g in icc.groupby("form", sort=False):
+            f = {"form": form or "all", "icc2": None, "k": None, "min_k": None, "target": None}
+            if "icc2" in g.columns:
+                f["icc2"] = (_fmt(g["icc2"].astype(float).min()),
+                             _fmt(g["icc2"].astype(float).max()))
+            if "k" in g.columns:
+                f["k"] = _fmt(g["k"].astype(float).mean(), 0)
+            mk = ml["min_k"]
+            if mk is not None:
+                sel = mk[(mk["form"] == form)] if "form" in mk.columns else mk
+                if len(sel):
+                    tgt = float(sel["target"].astype(float).min())
+                    f["target"] = _fmt(tgt)
+                    f["min_k"] = _fmt(sel.loc[sel["target"].astype(float) == tgt, "k"]
+                                      .astype(float).max(), 0)
+            facts.append(f)
+        ctx["school_reliability"] = facts
+        targets = []
+        if ml["min_k"] is not None:
+            targets = [(float(t), f"{float(t):.2f}") for t in
+                       sorted(set(ml["min_k"]["target"].astype(float)))]
+        ctx["k_fig"] = num.figure(fig.reliability_vs_k(ml["icc"], targets, ml["curve"],
+                                                       by_form=True),
+                                  "How school scores become more reliable with more respondents",
+                                  alt="Reliability of a school's score against respondents")
+    if not rel.available and not ml.available:
+        ctx["reliability_na"] = f"{NOT_AVAILABLE}"
+    lk = secs["linker"]
+    if lk.available and lk["effects"] is not None:
+        e = lk["effects"]
+        lines = []
+        for outcome in dict.fromkeys(e["outcome"]):
+            sc = e[(e["outcome"] == outcome) & (e["predictor"] == "score")]
+            pv = e[(e["outcome"] == outcome) & (e["predictor"] == "poverty")]
+            if not len(sc):
+                continue
+            sc = sc.iloc[0]
+            lines.append({"outcome": _plain_outcome(outcome),
+                          "score": _fmt(sc["contrast_pp"], 1),
+                          "score_ci": (_fmt(sc["ci.lower_pp"], 1), _fmt(sc["ci.upper_pp"], 1)),
+                          "poverty": _fmt(pv.iloc[0]["contrast_pp"], 1) if len(pv) else None})
+        ctx["predicts"] = lines
+        ctx["contrast_fig"] = num.figure(
+            fig.contrast_chart(e.assign(outcome=[_plain_outcome(o) for o in e["outcome"]])),
+            "Difference between schools at the 10th and 90th percentile",
+            "Bars: predicted difference in the outcome, in percentage points; lines: 95% "
+            "confidence intervals.", alt="Bar chart of P10 to P90 contrasts")
+    else:
+        ctx["predicts_na"] = lk.reason if not lk.available else NOT_AVAILABLE
+    sc = secs["scores"]
+    if sc.available:
+        t = sc["table"]
+        ctx["n_schools"] = int(t["school_id"].nunique())
+        ctx["n_suppressed"] = int(t.groupby(["school_id", "form"])["suppressed"].all().sum())
+        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
+        ctx["suppression_reasons"] = reasons
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# School score cards
+# --------------------------------------------------------------------------------------------
+def _cards(secs: Mapping[str, Section]) -> dict:
+    sc = secs["scores"]
+    if not sc.available:
+        return {"cards_na": sc.reason, "schools": []}
+    t = sc["table"]
+    cons = secs["bank"].get("constructs") if secs["bank"].available else None
+    names = ({str(r["construct"]): str(r["label_en"]) for r in cons.to_dict("records")
+              if r.get("label_en")} if cons is not None and "label_en" in cons.columns else {})
+    bands = _band_order(t, sc["bands"])
+    colours = fig.band_colours(bands)
+    schools = []
+    for sid, g in t.groupby("school_id", sort=True):
+        forms = []
+        for form, h in g.groupby("form", sort=False):
+            n = h["n"].astype(float).max()
+            rr = h["response_rate"].astype(float).max() if "response_rate" in h else math.nan
+            all_supp = bool(h["suppressed"].all())
+            rows = []
+            for r in h.to_dict("records"):
+                r["label"] = names.get(str(r["construct"]), str(r["construct"]).replace("_", " ")
+                                       .capitalize())
+                if r["suppressed"]:
+                    rows.append({"construct": r["construct"], "label": r["label"],
+                                 "suppressed": True,
+                                 "reason": _reason(r["suppression_reason"])})
+                else:
+                    s = float(r["score"])
+                    rows.append({"construct": r["construct"], "label": r["label"],
+                                 "suppressed": False,
+                                 "score": _fmt(s, 0), "width": f"{max(min(s, 99), 1):.0f}",
+                                 "band": r["band"], "colour": colours.get(r["band"], "#999999"),
+                                 "rel": _fmt(r.get("reliability"))})
+            rows.sort(key=lambda x: x["construct"] == "overall")
+            forms.append({"form": form, "n": _fmt(n, 0),
+                          "rate": (f"{100 * rr:.0f}%" if rr == rr else "roster unknown"),
+                          "suppressed": all_supp,
+                          "reason": _reason(h["suppression_reason"].iloc[0]) if all_supp else "",
+                          "rows": rows})
+        schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
+                        "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
+                        "forms": forms})
+    legend = [{"band": b, "colour": colours[b]} for b in bands]
+    return {"schools": schools, "legend": legend}
+
+
+def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
+    """The declared band names when they cover every band shown, else bands by mean score."""
+    shown = t.loc[~t["suppressed"], ["band", "score"]].dropna()
+    if set(shown["band"]) <= set(declared):
+        return tuple(declared)
+    return tuple(shown.groupby("band")["score"].mean().sort_values().index.astype(str))
+
+
+def _reason(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        return "Not reported: suppressed"
+    return "Not reported: " + text
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("instrument.report", "templates"),
+                      autoescape=select_autoescape(("html", "xml"), default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _fmt
+    return env
+
+
+def _css() -> str:
+    return (Path(__file__).with_name("static") / "report.css").read_text()
+
+
+def _check_private(text: str, banned: Sequence[str]) -> None:
+    low = text.lower()
+    for key in FORBIDDEN_KEYS:
+        if key in low:
+            raise PrivacyError(f"The rendered report contains '{key}'; respondent identifiers "
+                               "must never be printed.")
+    for v in banned:
+        if re.search(r"(?<![\w-])" + re.escape(v) + r"(?![\w-])", text):
+            raise PrivacyError("The rendered report contains a respondent identifier value.")
+
+
+def _id_values(obj: Any, out: set[str]) -> set[str]:
+    """Every value stored under a respondent-id key or column (to assert none is printed)."""
+    if isinstance(obj, Mapping):
+        if obj.get("__frame__") == "records":
+            cols = [str(c).lower() for c in obj.get("columns", [])]
+            for i, c in enumerate(cols):
+                if c in FORBIDDEN_KEYS:
+                    out.update(str(r[i]) for r in obj.get("data", []) if r[i] is not None)
+        for k, v in obj.items():
+            if str(k).lower() in FORBIDDEN_KEYS:
+                vals = v if isinstance(v, (list, tuple)) else [v]
+                out.update(str(x) for x in vals if x is not None and not isinstance(x, Mapping))
+            else:
+                _id_values(v, out)
+    elif isinstance(obj, pd.DataFrame):
+        for c in obj.columns:
+            if str(c).lower() in FORBIDDEN_KEYS:
+                out.update(str(x) for x in obj[c].dropna())
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _id_values(v, out)
+    return out
+
+
+def render_html(results: Mapping[str, Any], kind: str = "technical", *,
+                title: str | None = None, label: str | None = None) -> str:
+    """The HTML text of one report (see `render`)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind= must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}.")
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results must be a mapping of stage name -> result; got "
+                        f"{type(results).__name__}.")
+    stages: dict[str, str] = {}
+    if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
+        stages = stage_messages(results)
+        results = results["results"]
+    banned = sorted(_id_values(results, set()))
+    clean = scrub(results)
+    secs = read_all(clean, stages)
+    fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
+    ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs),
+           "cards": lambda: _cards(secs)}[kind]()
+    default_titles = {"technical": "Technical report: validity evidence for the school-family "
+                                   "partnership instrument",
+                      "brief": "Policy brief: measuring school-family partnership practice",
+                      "cards": "School score cards"}
+    ctx.update({"title": title or default_titles[kind], "label": label, "fixture": fixture,
+                "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind})
+    text = _env().get_template(f"{kind}.html").render(**ctx)
+    # Identifier values are checked as whole tokens when they hold a letter (numeric ids would
+    # collide with counts; they are covered by dropping their key or column before rendering).
+    _check_private(text, [b for b in banned if len(b) >= 4 and re.search(r"[A-Za-z]", b)])
+    return text
+
+
+def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | Path = "reports",
+           formats: Sequence[str] = FORMATS, *, title: str | None = None,
+           label: str | None = None) -> list[Path]:
+    """Render one report from a results dict and write it to ``out_dir``.
+
+    Parameters
+    ----------
+    results : mapping
+        The ``results`` part of ``results.json`` (stage name -> that stage's ``to_dict()``), or
+        the whole payload ``{"stages": [...], "results": {...}}`` (then stages that did not
+        complete are listed and named where their section is unavailable). See
+        `instrument.report.adapters` for the keys each section reads.
+    kind : {"technical", "brief", "cards"}
+        The technical report (five sources of validity evidence), the policy brief, or one
+        score card per school.
+    out_dir : path
+        Folder to write to (created if needed); files are ``technical_report``,
+        ``policy_brief`` or ``school_cards`` with ``.html`` / ``.pdf``.
+    formats : sequence of {"html", "pdf"}
+        PDF is printed from the HTML by headless Chromium; raises
+        `instrument.report.pdf.PdfUnavailable` (after the HTML is written) when none is found.
+    title, label : str, optional
+        Document title; a label printed in the header (e.g. "Example rendered from a fixture").
+
+    Returns
+    -------
+    list of Path
+        The files written, HTML first.
+
+    Raises
+    ------
+    PrivacyError
+        If the rendered text would contain a respondent identifier (never expected: identifiers
+        are dropped before rendering; this is the last check).
+    """
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"formats= must be a non-empty subset of {FORMATS}; got {tuple(formats)}.")
+    text = render_html(results, kind, title=title, label=label)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path = out / f"{FILE_STEMS[kind]}.html"
+    html_path.write_text(text, encoding="utf-8")
+    written = [html_path] if "html" in formats else []
+    if "pdf" in formats:
+        written.append(html_to_pdf(html_path, out / f"{FILE_STEMS[kind]}.pdf"))
+        if "html" not in formats:
+            html_path.unlink()
+    return written
+
+
+def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
+               formats: Sequence[str] = FORMATS, **kw: Any) -> dict[str, list[Path]]:
+    """`render` every kind into ``out_dir``; returns kind -> files written."""
+    return {k: render(results, k, out_dir, formats, **kw) for k in KINDS}
+
+
+def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
+    """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results.
+
+    Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
+    result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
+    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "note": str}``.
+    """
+    from instrument.report.pdf import INSTALL_HINT, find_chromium
+    from instrument.results import to_jsonable
+
+    results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
+               if k != "reports"}
+    out = Path(ctx.get("out_dir", ".")) / "reports"
+    pdf = find_chromium() is not None
+    files = render_all(results, out, ("html", "pdf") if pdf else ("html",))
+    return {"files": [str(p) for ps in files.values() for p in ps], "pdf": pdf,
+            "note": "" if pdf else "HTML only: " + INSTALL_HINT}
+
+
+def load_results(path: str | Path) -> Mapping[str, Any]:
+    """Read a ``results.json`` (whole payload or bare results) with a clear error when broken."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no such results file.") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: line {exc.lineno}, column {exc.colno}: not valid JSON "
+                         f"({exc.msg}); expected the results.json written by "
+                         "`instrument validate`.") from None

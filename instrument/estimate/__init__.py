@@ -1,0 +1,1 @@
+"""Estimation: sample statistics, objectives and optimisers."""

@@ -134,28 +134,47 @@ def _grid(th: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full((P, 1), -_BIG), th, np.full((P, 1), _BIG)], axis=1)
 
 
-def _cell_quantities(rho: np.ndarray, g1: np.ndarray, g2: np.ndarray, *, hessian: bool = True):
+def _cell_quantities(rho: np.ndarray, g1: np.ndarray, g2: np.ndarray, *, derivs: int = 2):
     """Cell probabilities PI and their rho-derivatives for P tables at once.
 
-    g1: (P, K1+1) limits of item 1, g2: (P, K2+1) limits of item 2, rho: (P,).
-    Returns PI (clipped at sqrt(eps), as lavaan), phi = dPI/drho and gnorm = d2PI/drho2.
+    g1: (P, K1+1) limits of item 1, g2: (P, K2+1) limits of item 2 (first/last = -+BIG),
+    rho: (P,). Returns PI (floored at sqrt(eps), as lavaan), phi = dPI/drho (``derivs >= 1``)
+    and gnorm = d2PI/drho2 (``derivs == 2``). Only the interior corners are evaluated; the
+    border corners are closed-form (0, or the univariate margins).
     """
     P, n1 = g1.shape
     n2 = g2.shape[1]
-    X = np.broadcast_to(g1[:, :, None], (P, n1, n2))
-    Y = np.broadcast_to(g2[:, None, :], (P, n1, n2))
-    R = np.broadcast_to(rho[:, None, None], (P, n1, n2))
-    BI = pbivnorm(X, Y, R)
+    t1, t2 = g1[:, 1:-1], g2[:, 1:-1]
+    X = np.broadcast_to(t1[:, :, None], (P, n1 - 2, n2 - 2))
+    Y = np.broadcast_to(t2[:, None, :], (P, n1 - 2, n2 - 2))
+    R = np.broadcast_to(rho[:, None, None], (P, n1 - 2, n2 - 2))
+    BI = np.zeros((P, n1, n2))
+    BI[:, 1:-1, 1:-1] = pbivnorm(X, Y, R)
+    BI[:, -1, 1:-1] = ndtr(t2)
+    BI[:, 1:-1, -1] = ndtr(t1)
+    BI[:, -1, -1] = 1.0
     PI = BI[:, 1:, 1:] - BI[:, 1:, :-1] - BI[:, :-1, 1:] + BI[:, :-1, :-1]
     PI = np.maximum(PI, _SQRT_EPS)
+    if derivs == 0:
+        return PI, None, None
+
+    def corners(inner):
+        full = np.zeros((P, n1, n2))
+        full[:, 1:-1, 1:-1] = inner
+        return full[:, 1:, 1:] - full[:, 1:, :-1] - full[:, :-1, 1:] + full[:, :-1, :-1]
+
     D = dbivnorm(X, Y, R)
-    phi = D[:, 1:, 1:] - D[:, 1:, :-1] - D[:, :-1, 1:] + D[:, :-1, :-1]
-    if not hessian:
+    phi = corners(D)
+    if derivs == 1:
         return PI, phi, None
     r2 = 1.0 - R * R
     G = D * (X * Y * r2 - R * (X * X - 2.0 * R * X * Y + Y * Y) + R * r2) / (r2 * r2)
-    gnorm = G[:, 1:, 1:] - G[:, 1:, :-1] - G[:, :-1, 1:] + G[:, :-1, :-1]
-    return PI, phi, gnorm
+    return PI, phi, corners(G)
+
+
+def _pc_loglik_f(rho, freq, g1, g2):
+    PI = _cell_quantities(rho, g1, g2, derivs=0)[0]
+    return np.sum(freq * np.log(PI), axis=(1, 2))
 
 
 def _pc_loglik(rho, freq, g1, g2):
@@ -243,16 +262,23 @@ def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
     fgh = lambda r: _pc_loglik(r, freq, g1, g2)
     rho, ok = _maximise_1d(fgh, rho0, -_RHO_BOUND, _RHO_BOUND)
     # guard against a spurious stationary point where floored cell probabilities make the
-    # likelihood flat (near +-1): compare with a coarse grid and restart from its best point
-    f_hat = fgh(rho)[0]
-    grid = np.linspace(-0.95, 0.95, 39)
-    f_grid = np.stack([fgh(np.full(P, r))[0] for r in grid], axis=1)
-    better = f_grid.max(axis=1) > f_hat + 1e-9 * np.abs(f_hat)
-    if better.any():
-        r2, ok2 = _maximise_1d(lambda r: _pc_loglik(r, freq[better], g1[better], g2[better]),
-                               grid[np.argmax(f_grid[better], axis=1)], -_RHO_BOUND, _RHO_BOUND,
-                               max_step=0.05)
-        rho[better], ok[better] = r2, ok2
+    # likelihood flat (near +-1): for tables whose curvature vanished, compare with a coarse
+    # grid and restart from its best point
+    f_hat, _g, h_hat = fgh(rho)
+    n_tab = freq.sum(axis=(1, 2))
+    flat = np.abs(h_hat) < 1e-6 * np.maximum(n_tab, 1.0)
+    if flat.any():
+        sub = np.flatnonzero(flat)
+        grid = np.linspace(-0.95, 0.95, 39)
+        f_grid = np.stack([_pc_loglik_f(np.full(len(sub), r), freq[sub], g1[sub], g2[sub])
+                           for r in grid], axis=1)
+        better = f_grid.max(axis=1) > f_hat[sub] + 1e-9 * np.abs(f_hat[sub])
+        if better.any():
+            idx = sub[better]
+            r2, ok2 = _maximise_1d(lambda r: _pc_loglik(r, freq[idx], g1[idx], g2[idx]),
+                                   grid[np.argmax(f_grid[better], axis=1)], -_RHO_BOUND,
+                                   _RHO_BOUND, max_step=0.05)
+            rho[idx], ok[idx] = r2, ok2
     if not ok.all():
         bad = np.flatnonzero(~ok)
         for p in bad:  # fall back to a bounded scalar search for the few stubborn ones
@@ -540,7 +566,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     if oo:
         rho_oo = np.array([COR[i, j] for _, j, i in oo])
         g1, g2 = _grid(T1), _grid(T2)
-        PI, phi, _ = _cell_quantities(rho_oo, g1, g2, hessian=False)
+        PI, phi, _ = _cell_quantities(rho_oo, g1, g2, derivs=1)
         good = PI > _SQRT_EPS
         inv_pi = np.where(good, 1.0 / PI, 0.0)
         sc_rho_cell = phi * inv_pi                                   # (P, K, K)
@@ -558,14 +584,19 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
                                                                         wgt[:, 1:, :])
         A2 = np.einsum("pka,pak->pk", D2, wgt[:, :, :-1]) - np.einsum("pka,pak->pk", D2,
                                                                         wgt[:, :, 1:])
-        flat = sc_rho_cell.reshape(len(oo), -1)
+        # case-wise correlation scores: a lookup of each row's cell in its pair's table; a
+        # missing value points at an extra zero cell (lavaan: NA scores count as 0)
+        flat = np.concatenate([sc_rho_cell.reshape(len(oo), -1), np.zeros((len(oo), 1))], 1)
+        jj = np.array([j for _, j, _i in oo])
+        ii = np.array([i for _, _j, i in oo])
+        qq = np.array([q for q, _j, _i in oo])
+        codes = np.stack([vars_[k].codes if vars_[k].kind == "ordered"
+                          else np.zeros(n, np.int64) for k in range(p)], axis=1)
+        cj, ci = codes[:, jj], codes[:, ii]
+        cell = np.where((cj >= 0) & (ci >= 0), cj * Kmax + ci, Kmax * Kmax)
+        SC[:, off + qq] = flat[np.arange(len(oo))[None, :], cell]
         for m, (q, j, i) in enumerate(oo):
             vj, vi = vars_[j], vars_[i]
-            cj, ci = vj.codes, vi.codes
-            ok = (cj >= 0) & (ci >= 0)
-            col = np.zeros(n)
-            col[ok] = flat[m, cj[ok] * Kmax + ci[ok]]
-            SC[:, off + q] = col
             A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
             A21[q, vi.th_start:vi.th_start + vi.ncat - 1] = A2[m, :vi.ncat - 1]
 
@@ -601,23 +632,31 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     INNER = SC.T @ SC
     n11 = nth + nvar_cols
-    A11 = np.zeros((n11, n11))
+    A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
     for k, v in enumerate(vars_):
         idx = list(range(v.th_start, v.th_start + ((v.ncat - 1) if v.kind == "ordered" else 1)))
         if v.kind == "numeric":
             idx.append(var_col[k])
-        A11[np.ix_(idx, idx)] = INNER[np.ix_(idx, idx)]
+        A11_inv[np.ix_(idx, idx)] = np.linalg.inv(INNER[np.ix_(idx, idx)])
     a22 = np.diag(INNER)[off:]
     if np.any(a22 == 0):
         raise ValueError("cannot compute NACOV: a correlation has all-zero case-wise scores "
                          "(no complete pairs?)")
-    A11_inv = np.linalg.inv(A11)
     A22_inv = 1.0 / a22
-    Binv = np.zeros_like(INNER)
-    Binv[:n11, :n11] = A11_inv
-    Binv[off:, :n11] = -(A22_inv[:, None] * A21) @ A11_inv
-    Binv[off:, off:] = np.diag(A22_inv)
-    W = Binv @ INNER @ Binv.T
+    # W = B^-1 INNER B^-T with B^-1 = [[A11^-1, 0], [C, diag(A22^-1)]], C = -A22^-1 A21 A11^-1,
+    # multiplied out block by block (cheaper than two dense products)
+    C = -(A22_inv[:, None] * A21) @ A11_inv
+    I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
+    W11 = A11_inv @ I11 @ A11_inv.T
+    CI11 = C @ I11
+    W21 = CI11 @ A11_inv.T + (A22_inv[:, None] * I21) @ A11_inv.T
+    DI21C = (A22_inv[:, None] * I21) @ C.T
+    W22 = CI11 @ C.T + DI21C + DI21C.T + A22_inv[:, None] * I22 * A22_inv[None, :]
+    W = np.empty_like(INNER)
+    W[:n11, :n11] = W11
+    W[off:, :n11] = W21
+    W[:n11, off:] = W21.T
+    W[off:, off:] = W22
     if Hmat is not None:
         W = Hmat @ W @ Hmat.T
         flip = np.array([vars_[k].th_start for k in num_idx])

@@ -14,11 +14,16 @@ model. Per group it returns a frozen `SampleStatsOrdinal` holding
 * ``WLS_V`` -- the DWLS weight ``diag(1 / diag(NACOV))`` (``lavInspect(fit, "wls.v")``), and
   ``WLS_W_full`` -- the full WLS weight ``NACOV^-1``.
 
-The DWLS objective a later WLSMV estimator plugs into the CFA engine is then, per group g,
+The DWLS objective a later WLSMV estimator plugs into the CFA engine is, per group g,
 ``F_g = (s_g - sigma_g(theta))' WLS_V_g (s_g - sigma_g(theta))`` with ``sigma_g`` the model's
-thresholds (``tau`` scaled by the delta parameterisation) and implied correlations in the same
-order, and ``chisq = sum_g n_g F_g`` (lavaan's internal ``fx = sum_g (n_g / N) F_g / 2``, so
-``chisq = 2 N fx``). The tests check this against lavaan's ``wls.est`` and ``chisq``.
+thresholds and implied correlations in the same order (lavaan's ``wls.est``). lavaan then takes
+``fx_g = 0.5 (n_g - 1) / n_g F_g``, ``fx = sum_g (n_g / N) fx_g`` and ``chisq = 2 N fx``, i.e.
+
+    chisq = sum_g (n_g - 1) F_g
+
+(``lav_model_objective`` for estimator WLS/DWLS/ULS; note the ``n_g - 1``: "chisq = N F" is off
+by the factor (N-1)/N). `dwls_fx` computes exactly this; the tests check it against lavaan's
+``chisq`` with lavaan's own ``wls.est``.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ __all__ = [
     "polychoric",
     "polychoric_pairs",
     "ordinal_alpha",
+    "dwls_fx",
     "MISSING_OPTIONS",
 ]
 
@@ -1095,3 +1101,50 @@ def ordinal_alpha(df_items: pd.DataFrame, *, missing: str = "listwise") -> float
     R = polychoric(df_items, missing=missing).to_numpy()
     rbar = R[np.tril_indices(k, -1)].mean()
     return float(k * rbar / (1.0 + (k - 1) * rbar))
+
+
+def dwls_fx(stats: "CategoricalSampleStats", wls_est: Sequence[np.ndarray], *,
+            weight: str = "DWLS") -> dict[str, Any]:
+    """lavaan's DWLS (or WLS) fit function and chi-square for given model-implied moments.
+
+    Parameters
+    ----------
+    stats : CategoricalSampleStats
+        From `sample_stats_ordinal`.
+    wls_est : sequence of ndarray
+        Per group, the model-implied moment vector ``sigma_g(theta)`` in the order of
+        ``stats.groups[g].wls_obs`` (lavaan's ``lavInspect(fit, "wls.est")``).
+    weight : {"DWLS", "WLS"}
+        ``WLS_V`` (diagonal) or the full ``NACOV^-1``.
+
+    Returns
+    -------
+    dict
+        ``F`` (per-group quadratic forms), ``fx.group``, ``fx`` and ``chisq``.
+
+    Notes
+    -----
+    ``F_g = (s_g - sigma_g)' W_g (s_g - sigma_g)``; ``fx.group = 0.5 (n_g - 1) / n_g F_g``;
+    ``fx = sum_g (n_g / N) fx.group``; ``chisq = 2 N fx = sum_g (n_g - 1) F_g``
+    (lavaan 0.6-14 ``lav_model_objective`` and ``estimator.DWLS``).
+    """
+    if weight not in ("DWLS", "WLS"):
+        raise ValueError(f"weight= must be one of 'DWLS', 'WLS'; got {weight!r}.")
+    if len(wls_est) != stats.ngroups:
+        raise ValueError(f"wls_est= has {len(wls_est)} groups; the sample statistics have "
+                         f"{stats.ngroups}.")
+    F, fxg = [], []
+    for g, est in zip(stats.groups, wls_est):
+        est = np.asarray(est, float)
+        if est.shape != g.wls_obs.shape:
+            raise ValueError(f"wls_est= for group {g.group!r} has length {est.size}; expected "
+                             f"{g.wls_obs.size} (see wls_obs_names).")
+        if g.NACOV is None:
+            raise ValueError("the sample statistics were computed with nacov=False.")
+        d = g.wls_obs - est
+        W = g.WLS_V if weight == "DWLS" else g.WLS_W_full
+        F.append(float(d @ W @ d))
+        fxg.append(0.5 * (g.n - 1) / g.n * F[-1])
+    n = np.array([g.n for g in stats.groups], float)
+    fx = float(np.sum(n / n.sum() * np.array(fxg)))
+    return {"F": F, "fx.group": fxg, "fx": fx, "chisq": 2.0 * n.sum() * fx}

@@ -334,3 +334,25 @@ def test_sample_stats_object_is_frozen():
     with pytest.raises(AttributeError):
         g.n = 3
     assert g.NACOV is None and g.WLS_V is None
+
+
+class TestSim40:
+    """40 items x 5 categories, N = 5000 (shared/refs case g data): the path the benchmark times."""
+
+    @classmethod
+    def setup_class(cls):
+        cls.ref = REFS["sim40"]
+        df = pd.read_csv(FIX / "sim_5f40i_n5000_ordinal5.csv")
+        cls.ours = sample_stats_ordinal(df, ov_names=[f"y{i}" for i in range(1, 41)]).groups[0]
+
+    def test_wls_obs(self):
+        assert list(self.ours.wls_obs_names) == self.ref["wls_obs_names"]
+        ref = np.array([self.ref["wls_obs"][k] for k in self.ref["wls_obs_names"]])
+        assert_allclose(self.ours.wls_obs, ref, rtol=RTOL_WLS_OBS, atol=ATOL_WLS_OBS)
+
+    def test_nacov_parts(self):
+        G = self.ours.NACOV
+        assert_allclose(np.diag(G), self.ref["gamma_diag"], rtol=RTOL_NACOV, atol=ATOL_NACOV)
+        assert_allclose(G[0], self.ref["gamma_row1"], rtol=RTOL_NACOV, atol=ATOL_NACOV)
+        assert_allclose(G[-1], self.ref["gamma_row_last"], rtol=RTOL_NACOV, atol=ATOL_NACOV)
+        assert_allclose(np.diag(self.ours.WLS_V), self.ref["wls_v_diag"], rtol=RTOL_WLS_V)

@@ -428,17 +428,50 @@ def _polyserial_scores(rho, v_num: _Var, v_ord: _Var):
 
 
 def _pearson_fit(y1, y2, m1, v1, m2, v2) -> float:
+    """Correlation of two continuous variables with fixed means and variances.
+
+    Complete data: the Pearson correlation. With missing values (pairwise): lavaan's
+    ``lav_bvreg_cor_twostep_fit`` maximises the bivariate normal log-likelihood of the complete
+    pairs over rho from the pairwise Pearson correlation, leaving out rows whose density (on the
+    raw scale) is below ``sqrt(eps)``. That rule makes the log-likelihood jump where a row crosses
+    the cut-off, so, like lavaan's local optimiser, this runs Newton's method from the Pearson
+    start (gradient exact, curvature by central differences) and stops at the nearby stationary
+    point rather than at a jump.
+    """
     ok = ~(np.isnan(y1) | np.isnan(y2))
     if ok.all():
         return float(np.corrcoef(y1, y2)[0, 1])
-    z1 = (y1[ok] - m1) / np.sqrt(v1)
-    z2 = (y2[ok] - m2) / np.sqrt(v2)
-    n = ok.sum()
-    s11, s12, s22 = z1 @ z1, z1 @ z2, z2 @ z2
+    a, b = y1[ok] - m1, y2[ok] - m2
+    s1, s2 = np.sqrt(v1), np.sqrt(v2)
+    z1, z2 = a / s1, b / s2
+    const = np.log(2.0 * np.pi * s1 * s2)
 
+    def grad(r):
+        r2 = 1.0 - r * r
+        q = (z1 * z1 - 2.0 * r * z1 * z2 + z2 * z2) / r2
+        keep = (-0.5 * q - 0.5 * np.log(r2) - const) >= np.log(_SQRT_EPS)
+        zq = q * r2
+        g = r / r2 + z1 * z2 / r2 - zq * r / (r2 * r2)
+        return float(np.sum(g[keep]))
+
+    rho = float(np.corrcoef(a, b)[0, 1])
+    if not np.isfinite(rho) or abs(rho) >= 1:
+        rho = 0.0
+    for _ in range(50):
+        h = 1e-6
+        curv = (grad(rho + h) - grad(rho - h)) / (2.0 * h)
+        if not curv < 0:
+            break
+        step = -grad(rho) / curv
+        new = float(np.clip(rho + step, -_RHO_BOUND, _RHO_BOUND))
+        if abs(new - rho) < 1e-13:
+            return new
+        rho = new
+    # fall back to a bounded search on the (discontinuous) log-likelihood
     def negll(r):
         r2 = 1.0 - r * r
-        return 0.5 * n * np.log(r2) + (s11 - 2 * r * s12 + s22) / (2.0 * r2)
+        ll = -0.5 * (z1 * z1 - 2.0 * r * z1 * z2 + z2 * z2) / r2 - 0.5 * np.log(r2) - const
+        return -float(np.sum(ll[ll >= np.log(_SQRT_EPS)]))
     return float(minimize_scalar(negll, bounds=(-_RHO_BOUND, _RHO_BOUND), method="bounded",
                                  options={"xatol": 1e-12}).x)
 

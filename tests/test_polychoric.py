@@ -342,6 +342,24 @@ def test_unknown_columns():
         sample_stats_ordinal(EDGE, ov_names=["e1", "e2"], ordered=["e9"])
 
 
+def test_text_column_rejected():
+    df = EDGE.assign(e1=EDGE.e1.map({1: "never", 2: "rarely", 4: "often", 5: "very", 6: "always"}))
+    with pytest.raises(ValueError, match="ordered column 'e1' holds text"):
+        sample_stats_ordinal(df)
+    df["e1"] = pd.Categorical(df["e1"], categories=["never", "rarely", "sometimes", "often",
+                                                    "very", "always"], ordered=True)
+    g = sample_stats_ordinal(df, nacov=False).groups[0]
+    assert g.levels[0] == ("never", "rarely", "often", "very", "always")
+    assert_allclose(g.th[:4], sample_stats_ordinal(EDGE, nacov=False).groups[0].th[:4], atol=0)
+
+
+def test_single_string_ordered_and_group_in_ov_names():
+    g = sample_stats_ordinal(BFI_AC, ov_names=["A1", "age"], ordered="A1", nacov=False).groups[0]
+    assert g.ov_types == ("ordered", "numeric")
+    with pytest.raises(ValueError, match="also listed in ov_names"):
+        sample_stats_ordinal(BFI_AC, ov_names=["A1", "gender"], group="gender")
+
+
 def test_sample_stats_object_is_frozen():
     g = sample_stats_ordinal(EDGE, nacov=False).groups[0]
     assert isinstance(g, SampleStatsOrdinal)

@@ -955,6 +955,10 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
         raise ValueError(f"ov_names: column(s) {missing_cols} not found in data.")
     if len(names) < 1:
         raise ValueError("ov_names: need at least one variable.")
+    if group is not None and group in names:
+        raise ValueError(f"group= column {group!r} is also listed in ov_names.")
+    if isinstance(ordered, str):
+        ordered = [ordered]
     if ordered is True:
         ord_set = set(names)
     elif ordered is None or ordered is False:
@@ -980,7 +984,15 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
     enc: dict[str, tuple[np.ndarray, tuple]] = {}
     for nm in names:
         if nm in ord_set:
-            codes, lv = _encode_ordinal(df[nm])
+            col = df[nm]
+            if not (isinstance(col.dtype, pd.CategoricalDtype)
+                    or pd.api.types.is_numeric_dtype(col)):
+                bad = col.dropna()
+                raise ValueError(
+                    f"ordered column {nm!r} holds text (e.g. {bad.iloc[0]!r} in row "
+                    f"{bad.index[0]!r}); expected integer codes or an ordered pandas Categorical "
+                    "whose categories are in response order.")
+            codes, lv = _encode_ordinal(col)
             if len(lv) < 2:
                 raise ValueError(f"ordered variable {nm!r} has {len(lv)} observed category; "
                                  "need at least 2.")

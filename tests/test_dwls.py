@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.dwls import dwls_information, dwls_scaled_shifted, dwls_vcov_robust
+from instrument.estimate.dwls import (
+    dwls_baseline,
+    dwls_information,
+    dwls_scaled_shifted,
+    dwls_vcov_robust,
+)
 from instrument.estimate.polychoric import dwls_fx, sample_stats_ordinal
 
 FIX = Path(__file__).parent / "fixtures" / "polychoric"
@@ -59,6 +64,19 @@ class CheckDwls:
         assert_allclose(out["chisq.scaling.factor"], ss["scaling.factor"], rtol=RTOL_CHISQ)
         assert_allclose(out["chisq.shift.parameters"], ss["shift.parameter"], rtol=RTOL_CHISQ)
         assert_allclose(out["chisq.scaled"], ss["stat"], rtol=RTOL_CHISQ)
+
+    def test_baseline(self):
+        out = dwls_baseline(self.stats)
+        ref = self.rob["baseline"]
+        assert out["baseline.df"] == ref["df"]
+        assert_allclose(out["baseline.chisq"], ref["chisq"], rtol=RTOL_CHISQ)
+        ss = ref["scaled_shifted"]
+        assert_allclose(out["baseline.chisq.scaled"], ss["stat"], rtol=RTOL_CHISQ)
+        assert_allclose(out["baseline.chisq.scaling.factor"], ss["scaling.factor"],
+                        rtol=RTOL_CHISQ)
+        assert_allclose(out["baseline.chisq.shift.parameters"], ss["shift.parameter"],
+                        rtol=RTOL_CHISQ)
+        assert_allclose(out["trace.UGamma2"], ss["trace.UGamma2"], rtol=RTOL_CHISQ)
 
     def test_information_is_symmetric_pd(self):
         E = dwls_information(self.delta, self.stats)

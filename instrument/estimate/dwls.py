@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import chi2
 
-from instrument.estimate.polychoric import CategoricalSampleStats
+from instrument.estimate.polychoric import CategoricalSampleStats, dwls_fx
 
-__all__ = ["dwls_information", "dwls_vcov_robust", "dwls_scaled_shifted"]
+__all__ = ["dwls_information", "dwls_vcov_robust", "dwls_scaled_shifted", "dwls_baseline"]
 
 
 def _check(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> list[np.ndarray]:
@@ -164,3 +164,52 @@ def dwls_scaled_shifted(chisq: float, df: int, delta: Sequence[np.ndarray],
     return {"trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.scaling.factor": float(1.0 / a),
             "chisq.shift.parameters": float(b), "chisq.scaled": float(stat),
             "pvalue.scaled": float(chi2.sf(stat, df))}
+
+
+def dwls_baseline(stats: CategoricalSampleStats) -> dict[str, float]:
+    """The WLSMV baseline (independence) model's test, computed from the sample statistics alone.
+
+    Parameters
+    ----------
+    stats : CategoricalSampleStats
+
+    Returns
+    -------
+    dict
+        ``baseline.chisq``, ``baseline.df`` and, from `dwls_scaled_shifted`,
+        ``baseline.chisq.scaled``, ``baseline.chisq.scaling.factor``,
+        ``baseline.chisq.shift.parameters``, ``baseline.pvalue.scaled``, ``trace.UGamma``,
+        ``trace.UGamma2``.
+
+    Notes
+    -----
+    lavaan's baseline for categorical data frees the thresholds (and the means and variances of
+    continuous variables) in every group and fixes all correlations (covariances) at 0, with no
+    cross-group constraints. The free part then fits exactly, so
+    ``F_g = sum_{i<j} w_ij r_ij^2`` over the correlation elements of ``wls_obs`` with their
+    DWLS weights, ``chisq = sum_g (n_g - 1) F_g`` and ``df = sum_g p_g (p_g - 1) / 2``. Delta is
+    the identity on each group's threshold/mean/variance rows and 0 on its correlation rows.
+    """
+    # free in the baseline: thresholds (and -means) plus the variances of numeric variables,
+    # which come first in wls_obs; the p(p-1)/2 correlations follow
+    nfree = [g.nth + sum(t == "numeric" for t in g.ov_types) for g in stats.groups]
+    ncorr = [len(g.wls_obs) - k for g, k in zip(stats.groups, nfree)]
+    tot_free = sum(nfree)
+    delta, est, off = [], [], 0
+    for g, k, nf in zip(stats.groups, ncorr, nfree):
+        D = np.zeros((len(g.wls_obs), tot_free))
+        D[:nf, off:off + nf] = np.eye(nf)
+        off += nf
+        delta.append(D)
+        e = g.wls_obs.copy()
+        e[nf:] = 0.0
+        est.append(e)
+    chisq = dwls_fx(stats, est)["chisq"]
+    df = int(sum(ncorr))
+    ss = dwls_scaled_shifted(chisq, df, delta, stats)
+    return {"baseline.chisq": float(chisq), "baseline.df": df,
+            "baseline.chisq.scaled": ss["chisq.scaled"],
+            "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
+            "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"],
+            "baseline.pvalue.scaled": ss["pvalue.scaled"],
+            "trace.UGamma": ss["trace.UGamma"], "trace.UGamma2": ss["trace.UGamma2"]}

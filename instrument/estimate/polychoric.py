@@ -23,7 +23,9 @@ thresholds and implied correlations in the same order (lavaan's ``wls.est``). la
 
 (``lav_model_objective`` for estimator WLS/DWLS/ULS; note the ``n_g - 1``: "chisq = N F" is off
 by the factor (N-1)/N). `dwls_fx` computes exactly this; the tests check it against lavaan's
-``chisq`` with lavaan's own ``wls.est``.
+``chisq`` with lavaan's own ``wls.est``. The remaining model-free WLSMV algebra (robust
+covariance of the estimates, scaled-shifted test, baseline model) is in
+`instrument.estimate.dwls`; it needs only the model Jacobian ``Delta`` from the engine.
 """
 from __future__ import annotations
 

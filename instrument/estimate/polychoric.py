@@ -29,7 +29,7 @@ covariance of the estimates, scaled-shifted test, baseline model) is in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -512,6 +512,15 @@ def _onehot(codes: np.ndarray, K: int) -> np.ndarray:
 
 
 def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dict[str, Any]:
+    """Step 2 (correlations) and step 3 (their joint asymptotic covariance) for one group.
+
+    Ordinal pairs are done all at once: their tables come from one cross product of one-hot
+    codes, their correlations from `polychoric_pairs`, and every case-wise quantity of a pair is
+    a function of the row's cell only, so scores are table lookups and the threshold cross
+    products (A21) are sums over cells weighted by the counts. Pairs with a numeric variable
+    (rare in survey data) are done one by one. Returns ``COR`` and, if asked, ``ACOV`` (the
+    covariance of the moment vector, before multiplying by n).
+    """
     p = len(vars_)
     pairs = _pair_index(p)
     pstar = len(pairs)
@@ -1030,7 +1039,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
                     where = "" if lab is None else f" in group {lab!r}"
                     raise ValueError(f"some categories of variable {nm!r} are empty{where}; "
                                      f"frequencies are {freq.tolist()} for levels "
-                                     f"{list(enc[nm][1])} (lavaan stops here too).")
+                                     f"{list(enc[nm][1])} (lavaan stops here too); recode the data so that every "
+                                     "group uses every category, e.g. merge a rare category "
+                                     "with its neighbour in all groups.")
                 vars_.append(_Var(nm, "ordered", codes, K, None,
                                   _thresholds_from_codes(codes, K), 1.0))
             else:
@@ -1045,7 +1056,6 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
 
 
 def _assemble(lab, n, vars_, res, names, enc) -> SampleStatsOrdinal:
-    p = len(vars_)
     COR = res["COR"]
     sds = np.sqrt([v.var for v in vars_])
     COV = COR * np.outer(sds, sds)

@@ -335,6 +335,16 @@ def test_category_empty_in_one_group():
         sample_stats_ordinal(df, ov_names=["e1", "e2"], group="grp")
 
 
+def test_category_removed_by_listwise_deletion_is_dropped():
+    df = EDGE.copy()
+    df.loc[df.e1 == 6, "e5"] = np.nan  # lavaan stops here; we analyse the complete rows
+    g = sample_stats_ordinal(df, ov_names=["e1", "e2", "e5"], nacov=False).groups[0]
+    assert g.levels[0] == (1, 2, 4, 5)
+    ref = sample_stats_ordinal(df.dropna(subset=["e5"]).assign(e1=lambda d: d.e1),
+                               ov_names=["e1", "e2", "e5"], nacov=False).groups[0]
+    assert_allclose(g.wls_obs, ref.wls_obs, atol=0)
+
+
 def test_unknown_columns():
     with pytest.raises(ValueError, match=r"column\(s\) \['zz'\] not found"):
         sample_stats_ordinal(EDGE, ov_names=["e1", "zz"])

@@ -933,7 +933,11 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
     -----
     Step 1, per variable: thresholds ``Phi^-1`` of cumulative proportions of the observed
     categories (a category nobody chose does not exist for lavaan; unequal numbers of categories
-    across items are fine), or mean and ML variance. Step 2, per pair with step-1 values fixed:
+    across items are fine), or mean and ML variance. Categories are those present in the rows
+    used (after listwise deletion) across all groups; a category present overall but empty in one
+    group is an error, as in lavaan. One deliberate difference: lavaan takes the categories
+    *before* listwise deletion and stops if deletion empties one; here the category is simply
+    absent (the result equals lavaan's on the complete rows). Step 2, per pair with step-1 values fixed:
     polychoric (`polychoric_pairs`), polyserial or Pearson maximum-likelihood correlation.
     Step 3 (Muthen, 1984; lavaan ``muthen1984``): with ``S`` the n x m matrix of case-wise scores
     of the step-1 and step-2 log-likelihoods (thresholds, numeric variances, correlations),

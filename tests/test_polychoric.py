@@ -398,3 +398,10 @@ class TestSim40:
         assert_allclose(G[0], self.ref["gamma_row1"], rtol=RTOL_NACOV, atol=ATOL_NACOV)
         assert_allclose(G[-1], self.ref["gamma_row_last"], rtol=RTOL_NACOV, atol=ATOL_NACOV)
         assert_allclose(np.diag(self.ours.WLS_V), self.ref["wls_v_diag"], rtol=RTOL_WLS_V)
+
+
+def test_row_blocks_do_not_change_nacov(monkeypatch):
+    import instrument.estimate.polychoric as pc
+    full = sample_stats_ordinal(EDGE).groups[0].NACOV
+    monkeypatch.setattr(pc, "_ROW_BLOCK", 37)
+    assert_allclose(sample_stats_ordinal(EDGE).groups[0].NACOV, full, rtol=1e-12, atol=1e-14)

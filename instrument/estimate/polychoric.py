@@ -59,6 +59,7 @@ _BIG = 50.0          # stands in for +-Inf thresholds in padded grids: Phi(50) =
 _RHO_BOUND = 0.999   # lavaan's nlminb box for polychoric and Pearson correlations
 _RHO_BOUND_PS = 0.995  # ... and for polyserial correlations
 _ZERO_ADD_2X2 = 0.5  # lavaan's zero.add[1] (2 x 2 tables); zero.add[2] = 0 for larger tables
+_ROW_BLOCK = 4096    # rows per block of case-wise scores (bounds memory for large N)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,17 +342,14 @@ def _numeric_margin(y: np.ndarray) -> tuple[float, float]:
     return mu, float(np.mean((y[ok] - mu) ** 2))
 
 
-def _uvord_scores(v: _Var) -> np.ndarray:
-    """Case-wise scores of the probit log-likelihood w.r.t. the thresholds (N, K-1)."""
-    K = v.ncat
-    th = v.th
+def _uvord_scores(codes: np.ndarray, th: np.ndarray, K: int) -> np.ndarray:
+    """Case-wise scores of the probit log-likelihood w.r.t. the thresholds (rows, K-1); rows
+    with a missing value (code -1) score 0."""
     dens = np.exp(-0.5 * th * th) / np.sqrt(2 * np.pi)
-    cum = np.concatenate([[0.0], ndtr(th), [1.0]])
-    pi = np.diff(cum)
-    N = len(v.codes)
-    sc = np.zeros((N, K - 1))
-    obs = v.codes >= 0
-    c = v.codes[obs]
+    pi = np.diff(np.concatenate([[0.0], ndtr(th), [1.0]]))
+    sc = np.zeros((len(codes), K - 1))
+    obs = codes >= 0
+    c = codes[obs]
     rows = np.flatnonzero(obs)
     up = c < K - 1
     sc[rows[up], c[up]] += dens[c[up]] / pi[c[up]]
@@ -601,17 +599,17 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         return out
 
     # ---- case-wise scores ----------------------------------------------------------------------
+    # Columns of the n x ncol score matrix S: thresholds (means), numeric variances, correlations.
+    # S is never held whole: columns from numeric variables are kept as vectors (`dense`), the
+    # ordinal ones are rebuilt per block of rows, and INNER = S'S is accumulated block by block.
     nvar_cols = len(num_idx)
-    SC = np.zeros((n, nth + nvar_cols + pstar))
-    for k, v in enumerate(vars_):
-        if v.kind == "ordered":
-            SC[:, v.th_start:v.th_start + v.ncat - 1] = _uvord_scores(v)
-        else:
-            s_mu, s_var = _uvreg_scores(v)
-            SC[:, v.th_start] = s_mu
-            SC[:, var_col[k]] = s_var
-    A21 = np.zeros((pstar, nth + nvar_cols))
     off = nth + nvar_cols
+    ncol = off + pstar
+    dense: dict[int, np.ndarray] = {}
+    for k, v in enumerate(vars_):
+        if v.kind == "numeric":
+            dense[v.th_start], dense[var_col[k]] = _uvreg_scores(v)
+    A21 = np.zeros((pstar, nth + nvar_cols))
 
     if oo:
         rho_oo = np.array([COR[i, j] for _, j, i in oo])
@@ -642,9 +640,6 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         qq = np.array([q for q, _j, _i in oo])
         codes = np.stack([vars_[k].codes if vars_[k].kind == "ordered"
                           else np.zeros(n, np.int64) for k in range(p)], axis=1)
-        cj, ci = codes[:, jj], codes[:, ii]
-        cell = np.where((cj >= 0) & (ci >= 0), cj * Kmax + ci, Kmax * Kmax)
-        SC[:, off + qq] = flat[np.arange(len(oo))[None, :], cell]
         for m, (q, j, i) in enumerate(oo):
             vj, vi = vars_[j], vars_[i]
             A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
@@ -652,7 +647,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     Hmat = None
     if num_idx:
-        Hmat = np.eye(SC.shape[1])
+        Hmat = np.eye(ncol)
     VAR = np.array([v.var for v in vars_])
     for q, (j, i) in enumerate(pairs):
         vj, vi = vars_[j], vars_[i]
@@ -661,7 +656,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         rho = COR[i, j]
         if vj.kind == "numeric" and vi.kind == "numeric":
             d_mu1, d_var1, d_mu2, d_var2, d_rho = _pearson_scores(rho, vi, vj)
-            SC[:, off + q] = d_rho
+            dense[off + q] = d_rho
             A21[q, vi.th_start] = d_rho @ d_mu1
             A21[q, vj.th_start] = d_rho @ d_mu2
             A21[q, var_col[i]] = d_rho @ d_var1
@@ -673,14 +668,28 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             kn, ko = (j, i) if vj.kind == "numeric" else (i, j)
             vn, vo = vars_[kn], vars_[ko]
             d_mu, d_var, d_th, d_rho = _polyserial_scores(rho, vn, vo)
-            SC[:, off + q] = d_rho
+            dense[off + q] = d_rho
             A21[q, vn.th_start] = d_rho @ d_mu
             A21[q, vo.th_start:vo.th_start + vo.ncat - 1] = d_rho @ d_th
             A21[q, var_col[kn]] = d_rho @ d_var
             Hmat[off + q, var_col[kn]] = rho / (2 * np.sqrt(VAR[kn]))
             Hmat[off + q, off + q] = np.sqrt(VAR[kn])
 
-    INNER = SC.T @ SC
+    INNER = np.zeros((ncol, ncol))
+    for start in range(0, n, _ROW_BLOCK):
+        rows = slice(start, min(n, start + _ROW_BLOCK))
+        S = np.zeros((rows.stop - rows.start, ncol))
+        for v in vars_:
+            if v.kind == "ordered":
+                S[:, v.th_start:v.th_start + v.ncat - 1] = _uvord_scores(v.codes[rows], v.th,
+                                                                          v.ncat)
+        for col, vec in dense.items():
+            S[:, col] = vec[rows]
+        if oo:
+            cj, ci = codes[rows][:, jj], codes[rows][:, ii]
+            cell = np.where((cj >= 0) & (ci >= 0), cj * Kmax + ci, Kmax * Kmax)
+            S[:, off + qq] = flat[np.arange(len(oo))[None, :], cell]
+        INNER += S.T @ S
     n11 = nth + nvar_cols
     A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
     for k, v in enumerate(vars_):

@@ -142,6 +142,7 @@ class CheckSampleStats:
 
     def test_round_trip(self):
         back = CategoricalSampleStats.from_dict(json.loads(json.dumps(self.ours.to_dict())))
+        assert back == self.ours
         for a, b in zip(self.ours.groups, back.groups):
             assert a.wls_obs_names == b.wls_obs_names and a.levels == b.levels
             assert_allclose(a.NACOV, b.NACOV, rtol=0, atol=0)

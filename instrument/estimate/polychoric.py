@@ -38,7 +38,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
 from instrument.estimate.bvnorm import dbivnorm, pbivnorm
-from instrument.results import Table, from_jsonable, to_jsonable
+from instrument.results import Table, dumps, from_jsonable, to_jsonable
 
 __all__ = [
     "SampleStatsOrdinal",
@@ -733,7 +733,7 @@ def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleStatsOrdinal:
     """Two-step sample statistics of one group for WLSMV (lavaan's ``lavSampleStats`` slots).
 
@@ -800,6 +800,14 @@ class SampleStatsOrdinal:
     zero_cell_tables: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the JSON forms are equal (arrays compared element by element)."""
+        if not isinstance(other, SampleStatsOrdinal):
+            return NotImplemented
+        return dumps(self.to_dict()) == dumps(other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def WLS_VD(self) -> np.ndarray | None:
         """Diagonal of `WLS_V` (lavaan's ``WLS.VD``)."""
@@ -863,13 +871,20 @@ class SampleStatsOrdinal:
         return Table(title, frame, notes=(f"n = {self.n}",) + tuple(self.warnings), digits=4)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CategoricalSampleStats:
     """Per-group `SampleStatsOrdinal` plus the totals (like the engine's ``SampleStats``)."""
 
     groups: tuple[SampleStatsOrdinal, ...]
     missing: str = "listwise"
     group_var: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CategoricalSampleStats):
+            return NotImplemented
+        return dumps(self.to_dict()) == dumps(other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def ngroups(self) -> int:

@@ -406,3 +406,10 @@ def test_row_blocks_do_not_change_nacov(monkeypatch):
     full = sample_stats_ordinal(EDGE).groups[0].NACOV
     monkeypatch.setattr(pc, "_ROW_BLOCK", 37)
     assert_allclose(sample_stats_ordinal(EDGE).groups[0].NACOV, full, rtol=1e-12, atol=1e-14)
+
+
+def test_full_wls_weight_matches_lavaan_wls():
+    """estimator = "WLS": lavaan's wls.v is the inverse of NACOV."""
+    ref = _mat(REFS["edge"]["wls_v_full_WLS"])
+    ours = sample_stats_ordinal(EDGE).groups[0].WLS_W_full
+    assert_allclose(ours, ref, rtol=1e-5, atol=1e-7 * np.abs(ref).max())

@@ -549,28 +549,32 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         T1 = np.stack([th_pad[j] for _, j, _i in oo])
         T2 = np.stack([th_pad[i] for _, _j, i in oo])
         # lavaan's start: Pearson correlation of the codes on complete pairs
-        start = np.zeros(len(oo))
+        a = np.arange(Kmax, dtype=float)
+        tot = freq.sum(axis=(1, 2))
+        safe = np.maximum(tot, 1.0)
+        ra, cb = freq.sum(2), freq.sum(1)
+        ma, mb = ra @ a / safe, cb @ a / safe
+        cov = np.einsum("a,pab,b->p", a, freq, a) / safe - ma * mb
+        va, vb = ra @ (a * a) / safe - ma * ma, cb @ (a * a) / safe - mb * mb
+        ok = (va > 0) & (vb > 0)
+        start = np.where(ok, cov / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         rho = np.full(len(oo), np.nan)
         fit_freq = freq.copy()
-        for m, (q, j, i) in enumerate(oo):
-            vj, vi = vars_[j], vars_[i]
-            if np.any(freq[m, :vj.ncat, :vi.ncat] == 0):
-                zero_cells.append((vj.name, vi.name))
-            if vj.ncat == 2 and vi.ncat == 2:
-                f2, closed = _special_2x2(freq[m, :2, :2], vj.th[0], vi.th[0])
-                fit_freq[m, :2, :2] = f2
-                if closed is not None:
-                    rho[m] = closed
-                    if abs(closed) == 1.0:
-                        warn.append(f"two empty cells in 2x2 table of {vj.name} x {vi.name}")
-            a = np.arange(Kmax, dtype=float)
-            tot = freq[m].sum()
-            if tot > 0:
-                ma, mb = freq[m].sum(1) @ a / tot, freq[m].sum(0) @ a / tot
-                cov = a @ freq[m] @ a / tot - ma * mb
-                va = freq[m].sum(1) @ (a * a) / tot - ma * ma
-                vb = freq[m].sum(0) @ (a * a) / tot - mb * mb
-                start[m] = cov / np.sqrt(va * vb) if va > 0 and vb > 0 else 0.0
+        n1 = np.array([vars_[j].ncat for _, j, _i in oo])
+        n2 = np.array([vars_[i].ncat for _, _j, i in oo])
+        inside = (np.arange(Kmax)[None, :, None] < n1[:, None, None]) & \
+                 (np.arange(Kmax)[None, None, :] < n2[:, None, None])
+        has_zero = np.any((freq == 0) & inside, axis=(1, 2))
+        for m in np.flatnonzero(has_zero):
+            zero_cells.append((vars_[oo[m][1]].name, vars_[oo[m][2]].name))
+        for m in np.flatnonzero((n1 == 2) & (n2 == 2)):
+            vj, vi = vars_[oo[m][1]], vars_[oo[m][2]]
+            f2, closed = _special_2x2(freq[m, :2, :2], vj.th[0], vi.th[0])
+            fit_freq[m, :2, :2] = f2
+            if closed is not None:
+                rho[m] = closed
+                if abs(closed) == 1.0:
+                    warn.append(f"two empty cells in 2x2 table of {vj.name} x {vi.name}")
         todo = np.isnan(rho)
         if todo.any():
             rho[todo] = polychoric_pairs(fit_freq[todo], T1[todo], T2[todo], start=start[todo])

@@ -5,6 +5,9 @@ Data: benchmarks/data/sim_5f40i_n5000_ordinal5.csv (copy of shared/refs/data, ca
 data (shared/refs case g); its sample-statistics step is the bulk of that.
 
 Run from the worktree root:  /work/venv/bin/python benchmarks/bench_polychoric.py [reps]
+It times the default BLAS threading and one BLAS thread (threadpoolctl): on a busy shared
+machine a multi-threaded BLAS spinning against other processes makes the two matrix products
+(one-hot cross product, S'S) several times slower.
 """
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ DATA = Path(__file__).parent / "data" / "sim_5f40i_n5000_ordinal5.csv"
 
 
 def main(reps: int = 5) -> None:
+    print("-- default BLAS threads")
+    run(reps)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        print("-- one BLAS thread")
+        run(reps)
+
+
+def run(reps: int) -> None:
     df = pd.read_csv(DATA)
     items = [f"y{i}" for i in range(1, 41)]
     times, times_est = [], []

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import optimize
 
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
-from instrument.rules import Rule
+from instrument.rules import SCHOOL_MEAN_RELIABILITY, SCHOOL_MEAN_RELIABILITY_HIGH, Rule
 
 __all__ = ["ICCResult", "icc", "icc_table", "mean_reliability", "min_cluster_size",
            "split_half_reliability", "SplitHalfResult", "MUMLResult", "muml_covariances"]
@@ -180,6 +180,10 @@ class ICCResult:
                 ("mean_j tau00/(tau00+sigma2/n_j)", self.reliability_rb),
                 ("tau00 (REML)", self.tau00), ("sigma2 (REML)", self.sigma2),
                 ("MSB", self.MSB), ("MSW", self.MSW), ("n0", self.n0), ("N/J", self.nbar)]
+        if 0 < self.icc1 < 1:
+            for rule in (SCHOOL_MEAN_RELIABILITY, SCHOOL_MEAN_RELIABILITY_HIGH):
+                rows.append((f"respondents per school for reliability {rule.threshold:.2f} "
+                             "(REML ICC(1))", float(min_cluster_size(self.icc1, rule))))
         return Table(f"Intraclass correlation of {self.value} by {self.cluster} "
                      f"(N = {self.N}, J = {self.J}, n_j {self.n_min}-{self.n_max})",
                      pd.DataFrame(rows, columns=["quantity", "value"]),

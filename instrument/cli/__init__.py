@@ -17,9 +17,12 @@ def main() -> None:
 
 def _register() -> None:
     """Attach every command module's commands to ``main``."""
+    from instrument.cli import reliability as _reliability
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    main.add_command(_reliability.reliability)
+    main.add_command(_reliability.icc)
 
 
 _register()

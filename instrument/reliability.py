@@ -359,6 +359,7 @@ def reliability(df: pd.DataFrame, scales: Mapping[str, Sequence[str]], *,
         raise ValueError("scales= must be a non-empty mapping construct -> list of item columns.")
     reverse = list(reverse)
     all_items = [it for its in scales.values() for it in its]
+    _numeric_items(df, list(dict.fromkeys(all_items)), "df")
     unknown = [r for r in reverse if r not in all_items]
     if unknown:
         raise ValueError(f"reverse= item(s) {unknown} are in no scale of scales=.")

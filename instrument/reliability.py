@@ -25,7 +25,7 @@ from scipy import stats
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 
 __all__ = ["AlphaResult", "alpha", "feldt_ci", "reliability", "reverse_items", "omega",
-           "bootstrap_ci"]
+           "omega_from_estimates", "lisrel_from_estimates", "bootstrap_ci"]
 
 _USE = ("pairwise", "listwise")
 
@@ -553,3 +553,60 @@ def bootstrap_ci(data: pd.DataFrame, statistic: Callable[[pd.DataFrame], Any], *
     return pd.DataFrame({"name": list(est.index), "est": est.to_numpy(), "ci.lower": lo,
                          "ci.upper": hi, "se": M.std(axis=0, ddof=1),
                          "n_boot": len(reps), "n_failed": failed})
+
+
+def lisrel_from_estimates(estimates: pd.DataFrame, *, group: Any = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Lambda, Psi and Theta of a CFA from a lavaan-style parameter table.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        ``parameterEstimates()`` columns ``lhs op rhs est`` (optionally ``group``): rows with
+        ``op == "=~"`` give loadings, ``"~~"`` between factors give Psi, ``"~~"`` between observed
+        variables give Theta; other rows (intercepts, thresholds, ``:=``) are ignored.
+    group : optional
+        Which group to use when ``estimates`` has several (value of its ``group`` column).
+
+    Returns
+    -------
+    (Lambda, Psi, Theta) : DataFrames
+        Items x factors, factors x factors, items x items, in order of first appearance.
+    """
+    need = {"lhs", "op", "rhs", "est"}
+    if not isinstance(estimates, pd.DataFrame) or not need <= set(estimates.columns):
+        raise ValueError(f"estimates= must be a DataFrame with columns {sorted(need)}.")
+    pe = estimates
+    if "group" in pe.columns and pe["group"].nunique() > 1:
+        if group is None:
+            raise ValueError(f"estimates= has groups {list(pd.unique(pe['group']))}; pass group=.")
+        pe = pe[pe["group"] == group]
+        if pe.empty:
+            raise ValueError(f"group={group!r} does not occur in estimates=.")
+    meas = pe[pe["op"] == "=~"]
+    factors = list(dict.fromkeys(meas["lhs"]))
+    items = [i for i in dict.fromkeys(meas["rhs"]) if i not in factors]  # no higher-order part
+    L = pd.DataFrame(0.0, index=items, columns=factors)
+    for r in meas.itertuples(index=False):
+        if r.rhs in items:
+            L.at[r.rhs, r.lhs] = float(r.est)
+    P = pd.DataFrame(0.0, index=factors, columns=factors)
+    T = pd.DataFrame(0.0, index=items, columns=items)
+    for r in pe[pe["op"] == "~~"].itertuples(index=False):
+        if r.lhs in factors and r.rhs in factors:
+            P.at[r.lhs, r.rhs] = P.at[r.rhs, r.lhs] = float(r.est)
+        elif r.lhs in items and r.rhs in items:
+            T.at[r.lhs, r.rhs] = T.at[r.rhs, r.lhs] = float(r.est)
+    return L, P, T
+
+
+def omega_from_estimates(estimates: pd.DataFrame, sample_cov: pd.DataFrame | None = None, *,
+                         group: Any = None, tau_eq: bool = False) -> pd.Series:
+    """`omega` per factor from a lavaan-style parameter table (see `lisrel_from_estimates`).
+
+    Pass the sample covariance (divisor N) for compRelSEM's default ``obs.var = TRUE``; omit it
+    for the model-implied denominator. An adapter for a fitted CFA is then
+    ``omega_from_estimates(fit.estimates, fit.sample_cov if obs_var else None)``.
+    """
+    L, P, T = lisrel_from_estimates(estimates, group=group)
+    return omega(L, P, T, sample_cov, tau_eq=tau_eq)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument import alpha, bootstrap_ci, omega, reliability, reverse_items
+from instrument import alpha, bootstrap_ci, omega, omega_from_estimates, reliability, reverse_items
 from instrument.reliability import AlphaResult, feldt_ci
 from instrument.results import dumps
 
@@ -203,6 +203,21 @@ def test_omega_hs_comprelsem():
                     atol=ATOL_OMEGA)
     # model-implied variant equals omega computed with lavaan's implied covariance as "S"
     assert_allclose(omega(L, P, T), omega(L, P, T, Sig), atol=1e-6)
+
+
+def test_omega_from_lavaan_parameter_table():
+    h = json.loads((FIX / "h_extras.json").read_text())
+    a = json.loads((FIX / "a_hs_cfa_ml_trimmed.json").read_text())["ml"]
+    pe = pd.DataFrame(a["parameter_estimates"])
+    L, P, T, S, _ = _hs_parts()
+    w = omega_from_estimates(pe, S)
+    assert list(w.index) == ["visual", "textual", "speed"]
+    assert_allclose(w, [h["compRelSEM_omega"][f] for f in w.index], atol=ATOL_OMEGA)
+    assert_allclose(omega_from_estimates(pe), omega(L, P, T), atol=1e-15)
+    two = pd.concat([pe.assign(group=1), pe.assign(group=2)])
+    with pytest.raises(ValueError, match="pass group="):
+        omega_from_estimates(two)
+    assert_allclose(omega_from_estimates(two, S, group=2), w, atol=1e-15)
 
 
 def test_omega_correlated_residuals_enter_implied_denominator():

@@ -416,6 +416,13 @@ def _minres_values(R: np.ndarray, n_factors: int = 1) -> np.ndarray:
     return np.sort(np.linalg.eigvalsh(Rr))[::-1]
 
 
+def _smc_values(R: np.ndarray) -> np.ndarray:
+    """Eigenvalues of ``R`` with squared multiple correlations on the diagonal (psych ``SMC=TRUE``)."""
+    Rr = R.copy()
+    np.fill_diagonal(Rr, _smc(R))
+    return np.sort(np.linalg.eigvalsh(Rr))[::-1]
+
+
 @dataclass(frozen=True)
 class ParallelResult:
     """Horn's parallel analysis (psych ``fa.parallel(fa = "fa")``).
@@ -450,14 +457,15 @@ class ParallelResult:
         return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
+        diag = "SMCs" if self.meta.options.get("smc") else "1-factor minres communalities"
         return Table(f"Parallel analysis: {self.n_factors} factor(s) suggested", self.values,
-                     notes=(f"Eigenvalues of the reduced correlation matrix (1-factor minres "
-                            f"communalities) vs the {self.quant:.0%} quantile of {self.n_iter} "
+                     notes=(f"Eigenvalues of the reduced correlation matrix ({diag}) vs the {self.quant:.0%} quantile of {self.n_iter} "
                             f"random normal data sets of n = {self.n_obs} (seed {self.seed}).",))
 
 
 def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str = "minres",
-                      quant: float = 0.95, use: str = "pairwise") -> ParallelResult:
+                      quant: float = 0.95, use: str = "pairwise",
+                      smc: bool = False) -> ParallelResult:
     """Horn's parallel analysis for the number of common factors, as psych ``fa.parallel``.
 
     Parameters
@@ -473,6 +481,10 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
     quant : float
         Quantile of the simulated eigenvalues that an observed eigenvalue must exceed.
     use : {"pairwise", "listwise"}
+    smc : bool
+        psych's ``SMC=`` argument: ``False`` (default) puts the communalities of a one-factor
+        minres fit on the diagonal; ``True`` puts the squared multiple correlations there
+        (the textbook "reduced correlation matrix").
 
     Returns
     -------
@@ -506,11 +518,14 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
     p = R.shape[0]
     rng = np.random.default_rng(seed)
     sims = np.empty((int(n_iter), p))
+    if not isinstance(smc, bool):
+        raise ValueError(f"smc= must be True or False; got {smc!r}.")
+    values_of = _smc_values if smc else _minres_values
     with _single_thread_blas():  # many tiny problems: BLAS threads only add contention
-        observed = _minres_values(R)
+        observed = values_of(R)
         for i in range(int(n_iter)):
             Z = rng.standard_normal((n, p))
-            sims[i] = _minres_values(np.corrcoef(Z, rowvar=False))
+            sims[i] = values_of(np.corrcoef(Z, rowvar=False))
     crit = np.quantile(sims, quant, axis=0)
     above = observed > crit
     nf = int(p if above.all() else np.argmin(above))
@@ -519,5 +534,5 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
     return ParallelResult(n_factors=nf, values=values, n_iter=int(n_iter), seed=int(seed),
                           quant=float(quant), n_obs=n,
                           meta=Meta(options={"fm": fm, "quant": quant, "n_iter": int(n_iter),
-                                             "use": use}, seed=int(seed),
+                                             "use": use, "smc": smc}, seed=int(seed),
                                     data_hash=hash_frame(df)))

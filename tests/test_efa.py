@@ -172,3 +172,14 @@ def test_shim_restores_factor_analyzer():
     before = fa_mod.check_array
     efa(HS, 2)
     assert fa_mod.check_array is before
+
+
+def test_parallel_smc_variant_by_hand():
+    pa = parallel_analysis(HS, n_iter=20, seed=1, smc=True)
+    R = HS.corr().to_numpy()
+    Rr = R.copy()
+    np.fill_diagonal(Rr, 1 - 1 / np.diag(np.linalg.inv(R)))
+    assert_allclose(pa.values["observed"], np.sort(np.linalg.eigvalsh(Rr))[::-1], atol=1e-12)
+    assert pa.n_factors == 3
+    with pytest.raises(ValueError, match="smc= must be True or False"):
+        parallel_analysis(HS, n_iter=2, seed=1, smc="yes")

@@ -212,17 +212,17 @@ class AlphaResult:
         return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
-        top = pd.DataFrame({
-            "statistic": ["raw_alpha", "std.alpha", "G6(smc)", "average_r", "ase",
-                          "Feldt lower", "Feldt upper", "Duhachek lower", "Duhachek upper"],
-            "value": [self.raw_alpha, self.std_alpha, self.g6, self.average_r, self.ase,
-                      *self.feldt_ci, *self.duhachek_ci]})
-        items = self.item_stats.merge(self.alpha_drop[["item", "raw_alpha"]], on="item")
+        items = self.item_stats[["item", "n", "mean", "sd", "raw.r", "r.drop"]].merge(
+            self.alpha_drop[["item", "raw_alpha"]], on="item")
         items = items.rename(columns={"raw_alpha": "alpha if deleted"})
-        frame = pd.concat([top, items], axis=0, ignore_index=True)
+        lv = f"{self.level:.0%}"
+        notes = (f"raw alpha = {self.raw_alpha:.3f}, standardized = {self.std_alpha:.3f}, "
+                 f"average r = {self.average_r:.3f}, G6 = {self.g6:.3f}.",
+                 f"{lv} CI Feldt [{self.feldt_ci[0]:.3f}, {self.feldt_ci[1]:.3f}]; Duhachek "
+                 f"[{self.duhachek_ci[0]:.3f}, {self.duhachek_ci[1]:.3f}] (ase {self.ase:.4f}).",
+                 "r.drop = corrected item-total (item-rest) correlation.")
         return Table(f"Cronbach's alpha ({self.n_items} items, n = {self.n}, use = {self.use})",
-                     frame, notes=(f"{self.level:.0%} CIs: Feldt (1965) and Duhachek & Iacobucci "
-                                   "(2004); r.drop = corrected item-total correlation.",))
+                     items, notes=notes)
 
 
 def alpha(df_items: pd.DataFrame, *, use: str = "pairwise", level: float = 0.95) -> AlphaResult:

@@ -242,7 +242,7 @@ def test_alpha_roundtrip_and_summary():
     assert b.raw_alpha == a.raw_alpha
     pd.testing.assert_frame_equal(b.item_stats, a.item_stats)
     txt = a.summary().as_text()
-    assert "raw_alpha" in txt and "N5" in txt
+    assert "raw alpha = " in txt and "N5" in txt and "alpha if deleted" in txt
 
 
 def test_bad_options():

@@ -41,6 +41,9 @@ def _clean(df: pd.DataFrame, value: str | Sequence[str], cluster: str) -> pd.Dat
     if d[cluster].nunique() < 2:
         raise ValueError(f"cluster= column {cluster!r} needs at least 2 clusters with data; got "
                          f"{d[cluster].nunique()}.")
+    if len(d) <= d[cluster].nunique():
+        raise ValueError(f"every cluster of {cluster!r} has a single respondent with data; "
+                         "within-cluster variance cannot be estimated.")
     return d
 
 
@@ -246,7 +249,8 @@ def icc(df: pd.DataFrame, value: str, cluster: str) -> ICCResult:
         logLik_ml=ml["logLik"], intercept=reml["intercept"],
         icc1_anova_n0=float((MSB - MSW) / (MSB + (n0 - 1) * MSW)),
         icc1_anova_nbar=float((MSB - MSW) / (MSB + (nbar - 1) * MSW)),
-        tau00_anova=float((MSB - MSW) / n0), icc2=float((MSB - MSW) / MSB),
+        tau00_anova=float((MSB - MSW) / n0),
+        icc2=float((MSB - MSW) / MSB) if MSB > 0 else float("nan"),
         icc2_sb=float(mean_reliability(i1, nbar)),
         reliability_rb=float(np.mean(reml["tau00"] / (reml["tau00"] + reml["sigma2"] / nj))),
         meta=Meta(options={"value": value, "cluster": cluster}, data_hash=hash_frame(d)))

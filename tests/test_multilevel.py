@@ -109,6 +109,18 @@ def test_reml_exact_on_balanced_data_equals_anova():
     assert_allclose(r.icc1, r.icc1_anova_n0, atol=1e-7)
 
 
+def test_boundary_no_cluster_variance():
+    # nearly identical cluster means: MSB < MSW, REML/ML put tau00 on the boundary 0
+    g = np.repeat(np.arange(10), 4)
+    y = np.tile([-1.0, 0.0, 0.5, 0.5], 10) + 0.05 * (g % 2)
+    r = icc(pd.DataFrame({"y": y, "g": g}), "y", "g")
+    assert r.tau00 == 0.0 and r.icc1 == 0.0 and r.icc1_ml == 0.0
+    assert r.icc1_anova_n0 < 0 and r.icc2 < 0  # the ANOVA estimators may be negative
+    assert "respondents per school" not in r.summary().as_text()
+    with pytest.raises(ValueError, match="single respondent"):
+        icc(pd.DataFrame({"y": [1.0, 2, 3], "g": [1, 2, 3]}), "y", "g")
+
+
 def test_mean_reliability_and_min_k():
     assert_allclose(mean_reliability(0.2, 1), 0.2)
     assert_allclose(mean_reliability(0.2, [4, 16]), [0.5, 0.8])

@@ -10,8 +10,9 @@ Reverse-keyed items must be recoded (``min + max - x``) before any of this: alph
 keying are meaningless (a CFA on raw coding only flips loading signs, and omega's ``(sum lambda)^2``
 then cancels true variance).
 
-Not here (they need polychoric correlations, built elsewhere): ordinal alpha (``k rbar/(1+(k-1)rbar)``
-on the polychoric matrix) and categorical omega (Green & Yang 2009, ``compRelSEM`` on a WLSMV fit).
+Not here (they need polychoric correlations, built elsewhere): computing ordinal alpha from data
+(`alpha_from_matrix` applies the formula once a polychoric matrix is available) and categorical
+omega (Green & Yang 2009, ``compRelSEM`` on a WLSMV fit, which needs thresholds and the model).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from scipy import stats
 
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 
-__all__ = ["AlphaResult", "alpha", "feldt_ci", "reliability", "reverse_items", "omega",
+__all__ = ["AlphaResult", "alpha", "alpha_from_matrix", "feldt_ci", "reliability", "reverse_items", "omega",
            "omega_from_estimates", "lisrel_from_estimates", "bootstrap_ci"]
 
 _USE = ("pairwise", "listwise")
@@ -131,6 +132,28 @@ def feldt_ci(alpha_value: float, n: int, k: int, level: float = 0.95) -> tuple[f
     d1, d2 = n - 1, (n - 1) * (k - 1)
     return (1 - (1 - alpha_value) * stats.f.ppf(1 - p / 2, d1, d2),
             1 - (1 - alpha_value) * stats.f.ppf(p / 2, d1, d2))
+
+
+def alpha_from_matrix(m: pd.DataFrame | np.ndarray) -> float:
+    """Coefficient alpha of a covariance or correlation matrix: ``k/(k-1) (1 - tr M / 1'M1)``.
+
+    On a correlation matrix this is standardized alpha ``k rbar / (1 + (k-1) rbar)``; on a
+    polychoric matrix of reverse-keyed items it is ordinal alpha (Zumbo, Gadermann & Zeisser,
+    2007). Computing polychorics is not part of this module.
+
+    References
+    ----------
+    Zumbo, B. D., Gadermann, A. M., & Zeisser, C. (2007). Ordinal versions of coefficients alpha
+    and theta for Likert rating scales. Journal of Modern Applied Statistical Methods, 6(1), 21-29.
+    https://doi.org/10.22237/jmasm/1177992180
+    """
+    M = np.asarray(m, dtype=float)
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 2:
+        raise ValueError(f"m= must be a square matrix of at least 2 items; got shape {M.shape}.")
+    if not np.allclose(M, M.T, atol=1e-10):
+        raise ValueError("m= must be symmetric.")
+    k = M.shape[0]
+    return float(k / (k - 1) * (1 - np.trace(M) / M.sum()))
 
 
 def _alpha_parts(C: np.ndarray, R: np.ndarray) -> dict[str, float]:

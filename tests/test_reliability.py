@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument import alpha, bootstrap_ci, omega, omega_from_estimates, reliability, reverse_items
-from instrument.reliability import AlphaResult, feldt_ci
+from instrument.reliability import AlphaResult, alpha_from_matrix, feldt_ci
 from instrument.results import dumps
 
 FIX = Path(__file__).parent / "fixtures" / "reliability"
@@ -139,6 +139,18 @@ def test_reverse_items_range_and_errors():
     assert_allclose(out["b"], df["b"])
     with pytest.raises(ValueError, match=r"column 'a', row 2: value 4.0 is outside"):
         reverse_items(df, ["a"], score_range=(1, 3))
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_ordinal_alpha_formula_on_lavaan_polychorics(factor):
+    p = D["per_factor"][factor]
+    pc = pd.read_csv(FIX / "c_bfi_polychoric.csv", index_col="item")  # raw coding
+    keys = np.array([-1.0 if it in BFI_REVERSED else 1.0 for it in p["items"]])
+    block = pc.loc[p["items"], p["items"]] * np.outer(keys, keys)  # reversing flips the sign
+    # lavCor on the reversed data (case d) vs on the raw data (case c): optimiser-level agreement
+    assert_allclose(alpha_from_matrix(block), p["ordinal"]["alpha_from_lavaan_polychoric"],
+                    atol=1e-6)
+    assert_allclose(alpha_from_matrix(BFIR[p["items"]].corr()), p["std_alpha"], atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

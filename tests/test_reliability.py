@@ -149,7 +149,7 @@ def test_ordinal_alpha_formula_on_lavaan_polychorics(factor):
     block = pc.loc[p["items"], p["items"]] * np.outer(keys, keys)  # reversing flips the sign
     # lavCor on the reversed data (case d) vs on the raw data (case c): optimiser-level agreement
     assert_allclose(alpha_from_matrix(block), p["ordinal"]["alpha_from_lavaan_polychoric"],
-                    atol=1e-6)
+                    atol=1e-8)
     assert_allclose(alpha_from_matrix(BFIR[p["items"]].corr()), p["std_alpha"], atol=1e-12)
 
 

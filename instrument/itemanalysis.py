@@ -30,9 +30,10 @@ class ItemAnalysis:
     ----------
     items : DataFrame
         One row per group and item: ``group item n missing_share mean sd floor ceiling r.drop
-        n_categories n_empty n_sparse flags``. ``group`` is ``"(all)"`` for the whole sample;
+        alpha.drop n_categories n_empty n_sparse flags``. ``group`` is ``"(all)"`` for the whole sample;
         ``floor``/``ceiling`` are the shares answering the lowest/highest category; ``r.drop``
-        the corrected item-total (item-rest) correlation; ``flags`` the keys of the rules the
+        the corrected item-total (item-rest) correlation; ``alpha.drop`` raw alpha of the other
+        items (psych ``alpha.drop``); ``flags`` the keys of the rules the
         item fails, joined with ``"; "`` (empty when none).
     distribution : DataFrame
         One row per group, item and category: ``group item category count share``
@@ -65,31 +66,34 @@ class ItemAnalysis:
 
     def summary(self) -> Table:
         cols = ["group", "item", "n", "missing_share", "mean", "sd", "floor", "ceiling", "r.drop",
-                "n_sparse", "flags"]
+                "alpha.drop", "n_sparse", "flags"]
         f = self.items[cols]
         if (f["group"] == ALL_GROUPS).all():
             f = f.drop(columns="group")
         return Table("Item analysis", f, notes=tuple(r.describe() for r in self.rules))
 
 
-def _r_drop(x: pd.DataFrame) -> np.ndarray:
-    """Item-rest correlations from pairwise covariances (psych ``r.drop``)."""
+def _r_drop(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Item-rest correlations and alpha if item deleted, from pairwise covariances (psych)."""
     k = x.shape[1]
+    out, adrop = np.full(k, np.nan), np.full(k, np.nan)
     if k < 2:
-        return np.full(k, np.nan)
+        return out, adrop
     C = x.cov().to_numpy()
-    out = np.empty(k)
     for i in range(k):
         keep = [j for j in range(k) if j != i]
-        denom = C[i, i] * C[np.ix_(keep, keep)].sum()
+        Ck = C[np.ix_(keep, keep)]
+        denom = C[i, i] * Ck.sum()
         out[i] = (C[:, i].sum() - C[i, i]) / np.sqrt(denom) if denom > 0 else np.nan
-    return out
+        if k > 2 and Ck.sum() > 0:
+            adrop[i] = (k - 1) / (k - 2) * (1 - np.trace(Ck) / Ck.sum())
+    return out, adrop
 
 
 def _one_group(x: pd.DataFrame, keyed: pd.DataFrame, cats: Mapping[str, list[float]],
                label: str) -> tuple[list[dict], list[dict]]:
     rows, dist = [], []
-    rdrop = _r_drop(keyed)
+    rdrop, adrop = _r_drop(keyed)
     for j, it in enumerate(x.columns):
         col = x[it]
         obs = col.dropna()
@@ -117,6 +121,7 @@ def _one_group(x: pd.DataFrame, keyed: pd.DataFrame, cats: Mapping[str, list[flo
                      "mean": float(obs.mean()) if n else np.nan,
                      "sd": float(obs.std()) if n > 1 else np.nan,
                      "floor": float(floor), "ceiling": float(ceiling), "r.drop": float(rdrop[j]),
+                     "alpha.drop": float(adrop[j]),
                      "n_categories": len(codes), "n_empty": int((cnt == 0).sum()),
                      "n_sparse": int(sum(not (ITEM_MIN_CATEGORY_COUNT.passes(c)
                                               and ITEM_MIN_CATEGORY_SHARE.passes(s))

@@ -86,6 +86,8 @@ def test_r_drop_matches_psych_on_bfi():
     assert ia.items.loc[0, "r.drop"] > ITEM_MIN_ITEM_REST_R.threshold
     assert_allclose(ia.items.loc[0, "mean"], raw["A1"].mean(), atol=ATOL_FORMULA)
     assert_allclose(alpha(bfir[d["items"]]).item_stats["r.drop"], ia.items["r.drop"], atol=1e-12)
+    assert_allclose(ia.items["alpha.drop"], list(d["alpha_if_deleted_hand"].values()),
+                    atol=ATOL_FORMULA)
 
 
 def test_roundtrip_summary_and_errors(toy):

@@ -20,3 +20,15 @@ __all__ += ["invariance"]
 from instrument.policy import (change, classification_accuracy, convergence,  # noqa: E402
                                rollup, variance_components)
 __all__ += ["rollup", "classification_accuracy", "convergence", "change", "variance_components"]
+
+# reliability, EFA, item analysis, school aggregation (helper `reliability`)
+from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
+from instrument.itemanalysis import item_analysis  # noqa: E402
+from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
+                                   muml_covariances, split_half_reliability)
+from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402
+                                    omega_from_estimates, reliability, reverse_items)
+
+__all__ += ["alpha", "reliability", "omega", "omega_from_estimates", "reverse_items", "bootstrap_ci", "efa", "kmo",
+            "bartlett", "parallel_analysis", "item_analysis", "icc", "mean_reliability",
+            "min_cluster_size", "split_half_reliability", "muml_covariances"]

@@ -162,3 +162,39 @@ FIT_TLI_HU_BENTLER = Rule("tli", 0.95, ">=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
 FIT_RMSEA_HU_BENTLER = Rule("rmsea", 0.06, "<=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
 FIT_SRMR_HU_BENTLER = Rule("srmr", 0.08, "<=", _HU_BENTLER_1999, _HEURISTIC_NOTE)
 FIT_HEURISTICS = (FIT_CFI_HU_BENTLER, FIT_TLI_HU_BENTLER, FIT_RMSEA_HU_BENTLER, FIT_SRMR_HU_BENTLER)
+# --- reliability / item analysis / school aggregation (helper `reliability`) -----------------
+ITEM_MIN_CATEGORY_COUNT = Rule(
+    "category.n", 10, ">=",
+    "Linacre, J. M. (2002). Optimizing rating scale category effectiveness. Journal of Applied "
+    "Measurement, 3(1), 85-106 (guideline 1: at least 10 observations per category)",
+    note="Applied to every response category of an item; an empty category has n = 0.")
+ITEM_MIN_CATEGORY_SHARE = Rule(
+    "category.share", 0.05, ">=",
+    "Common practice in rating-scale diagnostics (categories chosen by < 5% of respondents are "
+    "sparse); cf. Linacre (2002), Journal of Applied Measurement, 3(1), 85-106",
+    note="A convention, not a derived bound; collapse sparse adjacent categories before WLSMV.")
+ITEM_MAX_FLOOR_CEILING = Rule(
+    "floor_ceiling.share", 0.15, "<=",
+    "Terwee, C. B., et al. (2007). Quality criteria were proposed for measurement properties of "
+    "health status questionnaires. Journal of Clinical Epidemiology, 60(1), 34-42. "
+    "https://doi.org/10.1016/j.jclinepi.2006.03.012",
+    note="Terwee et al. define it for scale scores (> 15% at the lowest or highest possible "
+         "score); applied here to each item's extreme categories.")
+ITEM_MIN_ITEM_REST_R = Rule(
+    "r.drop", 0.30, ">=",
+    "Nunnally, J. C., & Bernstein, I. H. (1994). Psychometric theory (3rd ed.). McGraw-Hill; "
+    "Ebel, R. L. (1954). Procedures for the analysis of classroom tests. Educational and "
+    "Psychological Measurement, 14(2), 352-364",
+    note="Corrected item-total (item-rest) correlation; Ebel's .30 was for achievement items.")
+SCHOOL_MEAN_RELIABILITY = Rule(
+    "icc2", 0.70, ">=",
+    "Klein, K. J., et al. (2000). Multilevel analytical techniques: Commonalities, differences, "
+    "and continuing questions. In Klein & Kozlowski (Eds.), Multilevel theory, research, and "
+    "methods in organizations (pp. 512-553). Jossey-Bass; LeBreton, J. M., & Senter, J. L. "
+    "(2008). Organizational Research Methods, 11(4), 815-852",
+    note="Reliability of a school mean (ICC(2) or Spearman-Brown at the school's n).")
+SCHOOL_MEAN_RELIABILITY_HIGH = Rule(
+    "icc2", 0.80, ">=",
+    "Nunnally, J. C., & Bernstein, I. H. (1994). Psychometric theory (3rd ed.). McGraw-Hill "
+    "(.80 for research comparisons between groups)",
+    note="Stricter target for reporting school-level scores.")

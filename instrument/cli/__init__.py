@@ -31,6 +31,12 @@ def _register() -> None:
 
     main.add_command(_invariance.invariance)
     main.add_command(_report.report)
+    from instrument.cli import reliability as _reliability
+    from instrument.cli import validate as _validate
+
+    main.add_command(_validate.validate)
+    main.add_command(_reliability.reliability)
+    main.add_command(_reliability.icc)
 
 
 _register()

@@ -105,7 +105,7 @@ class VarianceComponents:
                 return m
         return None
 
-    def advice(self, targets: Sequence[rules.Rule] = (rules.REL_SCHOOL_MEAN_70, rules.REL_SCHOOL_MEAN_80),
+    def advice(self, targets: Sequence[rules.Rule] = (rules.SCHOOL_MEAN_RELIABILITY, rules.SCHOOL_MEAN_RELIABILITY_HIGH),
                respondents: Sequence[int] = (5, 10, 20, 40)) -> pd.DataFrame:
         """Minimum schools per district for each target reliability and respondents per school."""
         rows = []

@@ -76,13 +76,6 @@ BRIGHT_SPOT_TOP_SHARE = Rule(
          "divided by the number of schools is at most 0.20; a Bright Spot passes in every year "
          "considered (the last two years when several exist).")
 # --- policy: rollups, reliability targets, change (instrument/policy.py) ---------------------
-REL_SCHOOL_MEAN_70 = Rule(
-    "reliability", 0.70, ">=",
-    "Nunnally, J. C., & Bernstein, I. H. (1994). Psychometric theory (3rd ed.), p. 265: .70 for "
-    "group-level research use")
-REL_SCHOOL_MEAN_80 = Rule(
-    "reliability", 0.80, ">=",
-    "Nunnally & Bernstein (1994), p. 265: .80 for applied decisions about groups")
 MIN_SCHOOLS_ROLLUP = Rule(
     "n.schools", 3, ">=",
     "Same rule-of-three as small-cell suppression of aggregates: a district mean of fewer than "

@@ -31,7 +31,7 @@ class TestVarianceComponentsAgainstLme4:
         assert v.district_reliability(2 * m, k) > v.district_reliability(m, k)
 
     def test_min_schools_reaches_target(self):
-        m = self.ours.min_schools(rules.REL_SCHOOL_MEAN_70, 20)
+        m = self.ours.min_schools(rules.SCHOOL_MEAN_RELIABILITY, 20)
         assert m is not None
         assert self.ours.district_reliability(m, 20) >= 0.70 > self.ours.district_reliability(m - 1, 20)
 

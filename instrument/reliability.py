@@ -633,3 +633,18 @@ def omega_from_estimates(estimates: pd.DataFrame, sample_cov: pd.DataFrame | Non
     """
     L, P, T = lisrel_from_estimates(estimates, group=group)
     return omega(L, P, T, sample_cov, tau_eq=tau_eq)
+
+
+def omega_from_fit(fit: Any, *, obs_var: bool = True, group: int = 1) -> pd.Series:
+    """McDonald's ω per factor of a fitted CFA (`instrument.cfa`), semTools ``compRelSEM``.
+
+    ``obs_var=True`` (compRelSEM's default) divides by the sum of the sample covariance block
+    (divisor N); ``obs_var=False`` by the model-implied one. Reverse-key items before fitting:
+    with mixed-sign loadings ω is meaningless.
+    """
+    names = list(fit.ov_names)
+    S = pd.DataFrame(np.asarray(fit.sample[group - 1]["cov"], float), index=names, columns=names)
+    est = fit.estimates
+    if "group" in est.columns and est["group"].nunique() > 1:
+        est = est[est["group"] == group]
+    return omega_from_estimates(est, S if obs_var else None)

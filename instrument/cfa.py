@@ -200,7 +200,7 @@ def _data_warnings(stats: SampleStats, labels) -> list[str]:
 def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
                  information: str = "expected", se: str = "standard",
                  meta: Meta | None = None, extra_warnings: Sequence[str] = (),
-                 x0: np.ndarray | None = None) -> CFAResult:
+                 x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
     """Fit a prepared parameter table to sample statistics by ML and assemble the result.
 
     This is `cfa()` after the data step; invariance and other modules call it with tables they
@@ -212,7 +212,7 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
     if x0 is None:
         x0 = model.start_x(stats)
     try:
-        res = optimize(obj, x0)
+        res = optimize(obj, x0, max_iter=max_iter)
         x, converged, iters = res.x, res.converged, res.iterations
         if not converged:
             warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
@@ -328,6 +328,17 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
     G = stats.ngroups
     p = model.p
     nx = model.nx
+    if not obj.sample_pd:
+        # log|S| undefined: the likelihood-ratio measures do not exist
+        nan = float("nan")
+        fm = {"npar": nx, "df": G * model.nstat() - nx, "ntotal": stats.ntotal}
+        for k in ("fmin", "chisq", "pvalue", "baseline.chisq", "baseline.pvalue", "cfi", "tli",
+                  "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni", "logl", "unrestricted.logl", "aic",
+                  "bic", "bic2", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
+                  "rmsea.notclose.pvalue", "srmr", "srmr_bentler", "srmr_bentler_nomean"):
+            fm[k] = nan
+        fm["baseline.df"] = G * (p * (p - 1) // 2)
+        return fm, [nan] * G
     Fg = obj.group_values(x)
     F = float(obj.w @ Fg)
     N_eff = obj.N

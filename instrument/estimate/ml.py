@@ -86,9 +86,16 @@ class MLObjective:
         self.w = self.n / self.N
         self.means = [g.mean for g in stats.groups]
         self.logdetS = []
+        self.sample_pd = True
         for S in self.S:
-            sign, ld = np.linalg.slogdet(S)
-            self.logdetS.append(ld if sign > 0 else np.nan)
+            ev = np.linalg.eigvalsh(S)
+            if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
+                # not positive definite: F is only defined up to the constant log|S|;
+                # optimise with 0 in its place (the chi-square is then undefined)
+                self.sample_pd = False
+                self.logdetS.append(0.0)
+            else:
+                self.logdetS.append(float(np.sum(np.log(ev))))
         self.ngroups = G
 
     def group_values(self, x: np.ndarray) -> np.ndarray:

@@ -294,6 +294,10 @@ def test_same_input_same_bytes():
     a = quiet(cfa, HS_MODEL, hs)
     b = quiet(cfa, HS_MODEL, hs)
     assert dumps(a.to_dict()) == dumps(b.to_dict())
+    back = CFAResult.from_dict(json.loads(dumps(a.to_dict())))
+    assert back == a and back.implied[0]["mean"] is None
+    assert_allclose(back.residuals("standardized")["cov"].to_numpy(),
+                    a.residuals("standardized")["cov"].to_numpy(), equal_nan=True)
     assert a.meta.data_hash and a.meta.options["likelihood"] == "normal"
 
 

@@ -20,7 +20,7 @@ from instrument.estimate.model import Model
 from instrument.estimate.post import r2 as _r2, standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
 from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
-from instrument.fit import srmr as _srmr
+from instrument.fit import other as _other, srmr as _srmr
 from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.syntax import parse_syntax
@@ -335,7 +335,9 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         for k in ("fmin", "chisq", "pvalue", "baseline.chisq", "baseline.pvalue", "cfi", "tli",
                   "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni", "logl", "unrestricted.logl", "aic",
                   "bic", "bic2", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
-                  "rmsea.notclose.pvalue", "srmr", "srmr_bentler", "srmr_bentler_nomean"):
+                  "rmsea.notclose.pvalue", "srmr", "srmr_bentler", "srmr_bentler_nomean",
+                  "rmr", "rmr_nomean", "crmr", "crmr_nomean", "srmr_mplus", "srmr_mplus_nomean",
+                  "cn_05", "cn_01", "gfi", "agfi", "pgfi", "mfi", "ecvi"):
             fm[k] = nan
         fm["baseline.df"] = G * (p * (p - 1) // 2)
         return fm, [nan] * G
@@ -369,6 +371,18 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         srn.append(b)
     ns = [gs.n for gs in stats.groups]
     srmr = _srmr.srmr(sr, ns)
+    other = {}
+    for name, fn in (("rmr", _other.rmr_group), ("crmr", _other.crmr_group),
+                     ("srmr_mplus", _other.srmr_mplus_group)):
+        vals = [fn(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
+                for gs, imp, S in zip(stats.groups, imps, obj.S)]
+        other[name] = _srmr.srmr([v[0] for v in vals], ns)
+        other[name + "_nomean"] = _srmr.srmr([v[1] for v in vals], ns)
+    gfis = []
+    for gs, imp, S in zip(stats.groups, imps, obj.S):
+        a, b = _other.gfi_group(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
+        gfis.append(1.0 - a / b)
+    gfi = _srmr.srmr(gfis, ns)
     fm = {
         "npar": nx, "fmin": F / 2.0, "chisq": chisq, "df": df,
         "pvalue": _chisq.chisq_pvalue(chisq, df),
@@ -387,7 +401,14 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         "rmsea.close.h0": 0.05,
         "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, n_rmsea, ngroups=G),
         "rmsea.notclose.h0": 0.08,
+        "rmr": other["rmr"], "rmr_nomean": other["rmr_nomean"],
         "srmr": srmr, "srmr_bentler": srmr,
         "srmr_bentler_nomean": _srmr.srmr(srn, ns),
+        "crmr": other["crmr"], "crmr_nomean": other["crmr_nomean"],
+        "srmr_mplus": other["srmr_mplus"], "srmr_mplus_nomean": other["srmr_mplus_nomean"],
+        "cn_05": _other.hoelter_cn(chisq, df, N_eff, alpha=0.05),
+        "cn_01": _other.hoelter_cn(chisq, df, N_eff, alpha=0.01),
+        "gfi": gfi, "agfi": _other.agfi(gfi, nstat, df), "pgfi": _other.pgfi(gfi, nstat, df),
+        "mfi": _other.mfi(chisq, df, N_eff), "ecvi": _other.ecvi(chisq, nx, N_eff),
     }
     return fm, sr

@@ -151,3 +151,17 @@ def test_chisq_wishart_relation():
     a = quiet(cfa, HS_MODEL, hs())
     w = quiet(cfa, HS_MODEL, hs(), likelihood="wishart")
     assert_allclose(w.fit_measures["chisq"], a.fit_measures["chisq"] * 300 / 301, rtol=RTOL_CHISQ)
+
+
+@pytest.mark.parametrize("key,kw,rtol", [
+    ("meanstructure", {"meanstructure": True}, 1e-6),
+    # residual-based measures of the two-group model move ~1e-6 with lavaan's looser optimum
+    ("scalar_two_groups", {"group": "school", "group_equal": ("loadings", "intercepts")}, 1e-5),
+])
+def test_other_fit_measures(key, kw, rtol):
+    """rmr, crmr, srmr_mplus (with/without means), Hoelter CN, GFI/AGFI/PGFI, MFI, ECVI, ..."""
+    fit = quiet(cfa, HS_MODEL, hs(), **kw)
+    r = ref("extra_lavaan.json")["other_measures"][key]
+    assert len(r) == 23
+    for k, v in r.items():
+        assert_allclose(fit.fit_measures[k], v, rtol=rtol, err_msg=k)

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from instrument.cfa_result import CFAResult
-from instrument.estimate.ml import (MLObjective, expected_information, observed_information,
+from instrument.estimate.ml import (MLObjective, expected_information, hessian_information,
                                     optimize)
 from instrument.estimate.model import Model
 from instrument.estimate.post import r2 as _r2, standardized
@@ -228,7 +228,7 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
             if information == "expected":
                 info = expected_information(model, x, stats, likelihood=likelihood)
             else:
-                info = observed_information(obj, x)
+                info = hessian_information(obj, x)
             ev = np.linalg.eigvalsh(info)
             if ev[0] <= 1e-10 * max(abs(ev[-1]), 1e-300):
                 warn.append("the information matrix is singular (smallest eigenvalue "

@@ -181,8 +181,14 @@ def test_gradient_and_information(model, kw):
     # model fits; it must be symmetric and the optimiser must reach a zero gradient
     res = optimize(obj, x)
     assert res.converged and res.grad_max < 1e-9
-    H = observed_information(obj, res.x)
+    H = observed_information(m, res.x, st)
     assert_allclose(H, H.T, atol=1e-12)
+    # analytic check of the Hessian: differences of the objective itself
+    k = 0
+    e = np.zeros(m.nx)
+    e[k] = 1e-4
+    num = (obj.value(res.x + e) - 2 * obj.value(res.x) + obj.value(res.x - e)) / 1e-8
+    assert_allclose(2 * H[k, k], num, rtol=1e-4)
 
 
 def test_optimizer_is_generic():

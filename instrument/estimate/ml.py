@@ -14,7 +14,8 @@ from instrument.estimate.model import Model
 from instrument.estimate.samplestats import SampleStats
 
 __all__ = ["MLObjective", "OptimResult", "optimize", "expected_information",
-           "observed_information", "gamma_nt", "moment_weight"]
+           "observed_information", "hessian_information", "weighted_delta", "gamma_nt",
+           "moment_weight"]
 
 
 def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,
@@ -217,9 +218,16 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
     return 0.5 * (info + info.T)
 
 
-def observed_information(objective: MLObjective, x: np.ndarray, *, h: float = 1e-5) -> np.ndarray:
-    """Observed information per observation: half the Hessian of F, from central differences of
-    the analytic gradient (Richardson-extrapolated, error O(h^4)).
+def observed_information(model: Model, x: np.ndarray, stats: SampleStats, *,
+                         likelihood: str = "normal") -> np.ndarray:
+    """Observed information per observation of the ML discrepancy (half its Hessian); see
+    `hessian_information`, which works for any objective with a ``gradient``."""
+    return hessian_information(MLObjective(model, stats, likelihood), x)
+
+
+def hessian_information(objective, x: np.ndarray, *, h: float = 1e-5) -> np.ndarray:
+    """Observed information per observation: half the Hessian of the objective, from central
+    differences of its analytic gradient (Richardson-extrapolated, error O(h^4)).
 
     Notes
     -----

@@ -170,7 +170,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
                         std_lv=std_lv, group_equal=tuple(group_equal),
                         group_partial=tuple(group_partial))
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
-    options = dict(estimator="ML", group=group, group_equal=list(group_equal),
+    options = dict(estimator="ML", group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv),
                    meanstructure=bool(pt.meanstructure), likelihood=likelihood,
                    information=information, se=se, missing=missing,

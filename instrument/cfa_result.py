@@ -125,10 +125,9 @@ class CFAResult:
         from instrument.estimate.model import Model
         from instrument.estimate.samplestats import GroupStats, SampleStats
         from instrument.partable import PARTABLE_COLUMNS, ParTable
-        opts = self.meta.options
+        meanstructure = bool((self.partable["op"] == "~1").any())
         pt = ParTable(self.partable[list(PARTABLE_COLUMNS)].copy(), self.ov_names, self.lv_names,
-                      len(self.group_labels), self.group_labels,
-                      bool(opts.get("meanstructure", False)), self.constraints)
+                      len(self.group_labels), self.group_labels, meanstructure, self.constraints)
         model = Model.from_partable(pt)
         x = model.partable_to_x(self.partable["est"].to_numpy(float))
         stats = SampleStats([GroupStats(int(s["n"]), np.asarray(s["cov"], float),

@@ -196,8 +196,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
-    if ngroups > 1:
-        meanstructure = True
+    if ngroups > 1 or any(r.op == "~1" for r in rows):
+        meanstructure = True    # lavaan: groups or user intercepts switch the mean structure on
     group_labels = tuple(group_labels) if group_labels is not None else tuple(
         str(g + 1) for g in range(ngroups))
     constraints = tuple((r.lhs, r.rhs) for r in rows if r.op == "==")

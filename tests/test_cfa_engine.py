@@ -323,3 +323,23 @@ def test_cli_cfa(tmp_path):
                     rtol=RTOL_CHISQ)
     res = CliRunner().invoke(main, ["cfa", "f =~ x1 + + x2", str(FIX / "HolzingerSwineford1939.csv")])
     assert res.exit_code != 0 and "line 1" in res.output
+
+
+def test_explicit_equality_constraint_equals_shared_label():
+    hs = data("HolzingerSwineford1939.csv")
+    a = quiet(cfa, "visual =~ x1 + a*x2 + b*x3\n a == b\n textual =~ x4 + x5 + x6", hs)
+    b = quiet(cfa, "visual =~ x1 + a*x2 + a*x3\n textual =~ x4 + x5 + x6", hs)
+    assert a.fit_measures["npar"] == b.fit_measures["npar"] == 12
+    assert_allclose(a.fit_measures["chisq"], b.fit_measures["chisq"], rtol=1e-10)
+    assert_allclose(a.estimates["se"], b.estimates["se"], rtol=1e-8)
+
+
+def test_user_intercepts_switch_on_meanstructure_and_thresholds_parse():
+    pt = build_partable("f =~ x1 + x2 + x3\n x1 ~ 1")
+    assert pt.meanstructure and (pt.frame.op == "~1").sum() == 4
+    pt = build_partable("f =~ y1 + y2 + y3\n y1 | t1 + t2", ordered=("y1",))
+    th = pt.frame[pt.frame.op == "|"]
+    assert list(th.rhs) == ["t1", "t2"] and (th.free > 0).all()
+    assert not ((pt.frame.op == "~~") & (pt.frame.lhs == "y1")).any()
+    with pytest.raises(NotImplementedError, match="thresholds"):
+        cfa("f =~ x1 + x2 + x3\n x1 | t1", data("HolzingerSwineford1939.csv"))

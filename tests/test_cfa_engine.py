@@ -343,3 +343,18 @@ def test_user_intercepts_switch_on_meanstructure_and_thresholds_parse():
     assert not ((pt.frame.op == "~~") & (pt.frame.lhs == "y1")).any()
     with pytest.raises(NotImplementedError, match="thresholds"):
         cfa("f =~ x1 + x2 + x3\n x1 | t1", data("HolzingerSwineford1939.csv"))
+
+
+def test_factor_scores_multigroup_match_single_group_fits():
+    """Configural groups are independent: group-wise scores equal those of a one-group fit."""
+    hs = data("HolzingerSwineford1939.csv")
+    conf = quiet(cfa, HS_MODEL, hs, group="school")
+    for lab in ("Pasteur", "Grant-White"):
+        sub = hs[hs.school == lab]
+        one = quiet(cfa, HS_MODEL, sub, meanstructure=True)
+        for method in ("regression", "Bartlett"):
+            a = conf.factor_scores(hs, method=method).loc[sub.index]
+            b = one.factor_scores(sub, method=method)
+            assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="method="):
+        conf.factor_scores(hs, method="bartlett")

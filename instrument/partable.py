@@ -210,8 +210,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             raise ValueError(f"observed variable(s) {missing} of the model are not columns of the "
                              f"data (columns: {list(ov_names)})")
     # endogenous latent variables (lhs of a regression among latents, or indicated by a latent)
-    endo = {r.lhs for r in rows if r.op == "~" and r.lhs in lvset}
-    endo |= {r.rhs for r in rows if r.op == "=~" and r.rhs in lvset}
+    reg_y = {r.lhs for r in rows if r.op == "~" and r.lhs in lvset}
+    endo = reg_y | {r.rhs for r in rows if r.op == "=~" and r.rhs in lvset}
     marker_of: dict[str, str] = {}
     for r in rows:
         if r.op == "=~" and r.lhs not in marker_of:
@@ -256,7 +256,10 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             if (f, "~~", f) not in have:
                 add(f, "~~", f, 0, g, not std_lv, 1.0)
         if auto_cov_lv:
-            for blockset in ([f for f in lvs if f not in endo], [f for f in lvs if f in endo]):
+            # auto.cov.lv.x among exogenous latents; auto.cov.y among latents that are the
+            # dependent variable of a regression; none for latents indicated by latents
+            lv_y = [f for f in lvs if f in reg_y]
+            for blockset in ([f for f in lvs if f not in endo], lv_y):
                 for i in range(len(blockset)):
                     for j in range(i + 1, len(blockset)):
                         a, b = blockset[i], blockset[j]

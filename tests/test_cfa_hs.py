@@ -129,6 +129,8 @@ def _extra_case(key, **kw):
 TestObservedInformation = _extra_case("observed", information="observed")
 TestLabelsRegression = _extra_case("labels_regression")
 TestFixedFree = _extra_case("fixed_free")
+TestSecondOrder = _extra_case("second_order")
+TestTwoOutcomesStdLV = _extra_case("two_outcomes_stdlv", std_lv=True)
 TestMultigroupMisc = _extra_case(
     "multigroup_misc", group="school",
     group_equal=("intercepts", "lv.variances", "residual.covariances", "lv.covariances"))
@@ -165,3 +167,10 @@ def test_other_fit_measures(key, kw, rtol):
     assert len(r) == 23
     for k, v in r.items():
         assert_allclose(fit.fit_measures[k], v, rtol=rtol, err_msg=k)
+
+
+def test_r2_of_endogenous_latents():
+    fit = quiet(cfa, ref("extra_lavaan.json")["two_outcomes_stdlv"]["model"], hs(), std_lv=True)
+    for k, v in ref("extra_lavaan.json")["two_outcomes_stdlv"]["r2"].items():
+        assert_allclose(fit.r2[k], v, atol=ATOL_EST, err_msg=k)
+    assert "textual" in fit.r2 and "visual" not in fit.r2

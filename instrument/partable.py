@@ -187,7 +187,9 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     (``auto.cov.lv.x``), the intercepts and the latent means, all repeated per group. A parameter
     held equal by `group_equal` gets the label ``.pN.`` where N is the ``id`` of its group-1 row,
     in every group. Latent means are fixed at 0 unless ``"intercepts"`` is in `group_equal` and
-    ``"means"`` is not; then they are free in groups 2..G.
+    ``"means"`` is not; then they are free in groups 2..G. Likewise with ``std_lv`` the latent
+    variances are fixed at 1 unless ``"loadings"`` is in `group_equal`; then they are free in
+    groups 2..G.
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
@@ -252,9 +254,11 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         for v in ovs:
             if (v, "~~", v) not in have and v not in ordered:
                 add(v, "~~", v, 0, g, True, math.nan)
+        # std.lv with equal loadings: latent variances stay 1 in group 1 only (lavaan 0.6)
+        free_lv_var = not std_lv or (g > 0 and "loadings" in group_equal)
         for f in lvs:
             if (f, "~~", f) not in have:
-                add(f, "~~", f, 0, g, not std_lv, 1.0)
+                add(f, "~~", f, 0, g, free_lv_var, 1.0)
         if auto_cov_lv:
             # auto.cov.lv.x among exogenous latents; auto.cov.y among latents that are the
             # dependent variable of a regression; none for latents indicated by latents
@@ -289,13 +293,13 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             j = first.get((r.lhs, r.op, r.rhs))
             if j is None or i == j:
                 continue
-            if t == "means":
-                # equal to group 1's fixed zero: fixed in every group
-                if frame.at[j, "free"] == 0:
+            if frame.at[j, "free"] == 0:
+                # equal to a fixed group-1 value (latent means 0, std.lv variances 1): fixed
+                if r.free and not r.label:
                     frame.at[i, "free"] = 0
                     frame.at[i, "ustart"] = frame.at[j, "ustart"]
                 continue
-            if frame.at[j, "free"] == 0 or r.free == 0 or r.label or frame.at[j, "label"]:
+            if r.free == 0 or r.label or frame.at[j, "label"]:
                 continue
             lab = frame.at[j, "plabel"]
             labels[i] = lab

@@ -130,6 +130,8 @@ TestObservedInformation = _extra_case("observed", information="observed")
 TestLabelsRegression = _extra_case("labels_regression")
 TestFixedFree = _extra_case("fixed_free")
 TestSecondOrder = _extra_case("second_order")
+TestStdLVEqualLVVariances = _extra_case("stdlv_equal_lv_variances", group="school", std_lv=True,
+                                        group_equal=("loadings", "lv.variances"))
 TestTwoOutcomesStdLV = _extra_case("two_outcomes_stdlv", std_lv=True)
 TestMultigroupMisc = _extra_case(
     "multigroup_misc", group="school",
@@ -174,3 +176,20 @@ def test_r2_of_endogenous_latents():
     for k, v in ref("extra_lavaan.json")["two_outcomes_stdlv"]["r2"].items():
         assert_allclose(fit.r2[k], v, atol=ATOL_EST, err_msg=k)
     assert "textual" in fit.r2 and "visual" not in fit.r2
+
+
+@pytest.mark.parametrize("key,kw", [
+    ("means_model", {"group_equal": ("loadings", "intercepts", "residuals", "means")}),
+    ("stdlv_metric", {"group_equal": ("loadings",), "std_lv": True}),
+])
+def test_modindices_fixed_parameters(key, kw):
+    """Fixed latent means get MIs; fixed (std.lv) latent variances are left out, as in lavaan."""
+    fit = quiet(cfa, HS_MODEL, hs(), group="school", **kw)
+    mi = fit.modindices()
+    refmi = ref("extra_lavaan.json")["mi_fixed"][key]
+    assert len(mi) == len(refmi)
+    for p in refmi:
+        r = mi[(mi.lhs == p["lhs"]) & (mi.op == p["op"]) & (mi.rhs == (p["rhs"] or ""))
+               & (mi.group == p["group"])].iloc[0]
+        for k in ("mi", "epc", "sepc.lv", "sepc.all"):
+            assert_allclose(r[k], p[k], rtol=RTOL_SE, atol=1e-4, err_msg=f"{p} {k}")

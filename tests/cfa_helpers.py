@@ -54,14 +54,16 @@ class CheckAgainstLavaan:
 
     fm_keys: tuple = ()
     est_atol = ATOL_EST
+    # residual-based measures (srmr) follow lavaan's optimiser tolerance, not its chi-square
+    fm_rtol: dict = {}
 
     def test_fit_measures(self):
         fm = self.ref["fit_measures"]
         keys = self.fm_keys or tuple(k for k in fm if k in self.ours.fit_measures)
         assert keys
         for k in keys:
-            assert_allclose(self.ours.fit_measures[k], fm[k], rtol=RTOL_CHISQ, atol=1e-12,
-                            err_msg=k)
+            assert_allclose(self.ours.fit_measures[k], fm[k], rtol=self.fm_rtol.get(k, RTOL_CHISQ),
+                            atol=1e-12, err_msg=k)
 
     def test_estimates_and_se(self):
         pe = self.ref.get("parameter_estimates")

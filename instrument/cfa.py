@@ -144,8 +144,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     keep = df.notna().all(axis=1).to_numpy()
     df = df.loc[keep]
     warn: list[str] = []
-    if (~keep).any():
-        warn.append(f"{int((~keep).sum())} row(s) with missing values were removed (listwise)")
+    n_dropped = int((~keep).sum())
     if group is not None:
         appear = list(pd.unique(df[group]))
         if group_order is not None:
@@ -174,7 +173,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
                    group_partial=list(group_partial), std_lv=bool(std_lv),
                    meanstructure=bool(pt.meanstructure), likelihood=likelihood,
                    information=information, se=se, missing=missing,
-                   group_labels=group_labels)
+                   group_labels=group_labels, nobs_dropped_listwise=n_dropped)
     meta = Meta(options=options, data_hash=hash_frame(data[cols]))
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
                         meta=meta, extra_warnings=warn)

@@ -254,5 +254,8 @@ class CFAResult:
         notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
                  f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
+        if opts.get("nobs_dropped_listwise"):
+            notes.append(f"{opts['nobs_dropped_listwise']} row(s) with missing values were "
+                         "removed (listwise).")
         notes += [f"Warning: {w}" for w in self.warnings]
         return Table("Confirmatory factor analysis (lavaan-compatible ML)", frame, tuple(notes))

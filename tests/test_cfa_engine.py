@@ -358,3 +358,11 @@ def test_factor_scores_multigroup_match_single_group_fits():
             assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="method="):
         conf.factor_scores(hs, method="bartlett")
+
+
+def test_listwise_deletion_is_noted():
+    hs = data("HolzingerSwineford1939.csv").copy()
+    hs.loc[[0, 5], "x2"] = np.nan
+    fit = quiet(cfa, HS_MODEL, hs)
+    assert fit.fit_measures["ntotal"] == 299 and fit.meta.options["nobs_dropped_listwise"] == 2
+    assert "2 row(s) with missing values were removed" in fit.summary().as_text()

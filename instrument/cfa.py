@@ -19,6 +19,7 @@ from instrument.estimate.ml import (MLObjective, expected_information, hessian_i
 from instrument.estimate.model import Model
 from instrument.estimate.post import r2 as _r2, standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import in_lavaan_order
 from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
 from instrument.fit import other as _other, srmr as _srmr
 from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
@@ -339,7 +340,7 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
                   "cn_05", "cn_01", "gfi", "agfi", "pgfi", "mfi", "ecvi"):
             fm[k] = nan
         fm["baseline.df"] = G * (p * (p - 1) // 2)
-        return fm, [nan] * G
+        return in_lavaan_order(fm), [nan] * G
     Fg = obj.group_values(x)
     F = float(obj.w @ Fg)
     N_eff = obj.N
@@ -410,4 +411,4 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         "gfi": gfi, "agfi": _other.agfi(gfi, nstat, df), "pgfi": _other.pgfi(gfi, nstat, df),
         "mfi": _other.mfi(chisq, df, N_eff), "ecvi": _other.ecvi(chisq, nx, N_eff),
     }
-    return fm, sr
+    return in_lavaan_order(fm), sr

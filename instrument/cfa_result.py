@@ -180,6 +180,30 @@ class CFAResult:
                                                                          index=self.ov_names)})
         return out[0] if self.ngroups == 1 else out
 
+    def standardized_solution(self, *, type: str = "std.all") -> pd.DataFrame:
+        """lavaan's ``standardizedSolution()``: ``lhs op rhs group est.std se z pvalue ci.lower
+        ci.upper`` with delta-method standard errors (95% intervals).
+
+        Parameters
+        ----------
+        type : {"std.all", "std.lv"}
+        """
+        from scipy import stats as st
+
+        from instrument.estimate.post import standardized_se
+        model, x, _ = self._rebuilt()
+        vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
+        est, se = standardized_se(model, x, vcx, type=type)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, est / se, np.nan)
+        q = st.norm.ppf(0.975)
+        p = self.partable
+        return pd.DataFrame({"lhs": p["lhs"].to_numpy(), "op": p["op"].to_numpy(),
+                             "rhs": p["rhs"].to_numpy(), "group": p["group"].to_numpy(),
+                             "est.std": est, "se": se, "z": z,
+                             "pvalue": 2 * st.norm.sf(np.abs(z)),
+                             "ci.lower": est - q * se, "ci.upper": est + q * se})
+
     def modindices(self, *, sort: bool = True, minimum_value: float = 0.0) -> pd.DataFrame:
         """Modification indices for fixed-to-zero loadings and residual covariances
         (lavaan ``modindices()``: columns ``lhs op rhs group mi epc sepc.lv sepc.all sepc.nox``).

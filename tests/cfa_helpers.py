@@ -83,6 +83,11 @@ class CheckAgainstLavaan:
         ss = self.ref.get("standardized_solution")
         if ss is None:
             return
+        sol = self.ours.standardized_solution() if "se" in ss[0] else None
         for p in ss:
             r = row(self.ours.estimates, p["lhs"], p["op"], p["rhs"], p.get("group", 1))
             assert_allclose(r["std.all"], p["est.std"], atol=ATOL_EST, err_msg=str(p))
+            if sol is not None:
+                s = row(sol, p["lhs"], p["op"], p["rhs"], p.get("group", 1))
+                assert_allclose(s["est.std"], p["est.std"], atol=ATOL_EST, err_msg=str(p))
+                assert_allclose(s["se"], p["se"], rtol=RTOL_SE, atol=1e-7, err_msg=str(p))

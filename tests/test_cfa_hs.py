@@ -118,7 +118,9 @@ def _extra_case(key, fm_rtol=None, **kw):
             e = ref("extra_lavaan.json")[key]
             cls.ref = {"fit_measures": e["fit_measures"],
                        "parameter_estimates": [p for p in e["pe"] if p["op"] not in ("==",)],
-                       "standardized_solution": [dict(p, **{"est.std": p["std.all"]})
+                       "standardized_solution": [{"lhs": p["lhs"], "op": p["op"], "rhs": p["rhs"],
+                                                  "group": p.get("group", 1),
+                                                  "est.std": p["std.all"]}
                                                  for p in e["pe"] if p["op"] != "=="]}
             model = e.get("model", HS_MODEL)
             cls.ours = quiet(cfa, model, hs(), **kw)

@@ -319,3 +319,31 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
 def normal_p(z):
     """Two-sided normal p value."""
     return 2.0 * _st.norm.sf(np.abs(z))
+
+
+def standardized_se(model: Model, x: np.ndarray, vcov_x: np.ndarray, *,
+                    type: str = "std.all") -> tuple[np.ndarray, np.ndarray]:
+    """Standardized estimates of every table row and their delta-method standard errors.
+
+    Notes
+    -----
+    SE = sqrt(diag(J V J')) with J = d std / d x (central differences of the closed-form
+    standardization, Richardson-extrapolated) and V the covariance of x; lavaan's
+    ``standardizedSolution()`` (``lav_standardize_*`` with its analytic Jacobian).
+    """
+    if type not in ("std.all", "std.lv"):
+        raise ValueError(f"type= must be one of 'std.lv', 'std.all'; got {type!r}")
+    k = 1 if type == "std.all" else 0
+    est = standardized(model, x)[k]
+    J = np.zeros((len(est), len(x)))
+    for i in range(len(x)):
+        h = 1e-5 * max(1.0, abs(x[i]))
+        e = np.zeros(len(x))
+        e[i] = h
+        d1 = (standardized(model, x + e)[k] - standardized(model, x - e)[k]) / (2 * h)
+        d2 = (standardized(model, x + 2 * e)[k] - standardized(model, x - 2 * e)[k]) / (4 * h)
+        J[:, i] = (4 * d1 - d2) / 3
+    var = np.einsum("ij,jk,ik->i", J, vcov_x, J)
+    se = np.sqrt(np.clip(var, 0, None))
+    se[np.abs(J).max(axis=1) < 1e-12] = 0.0       # fixed after standardization
+    return est, se

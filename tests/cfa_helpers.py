@@ -90,4 +90,4 @@ class CheckAgainstLavaan:
             if sol is not None:
                 s = row(sol, p["lhs"], p["op"], p["rhs"], p.get("group", 1))
                 assert_allclose(s["est.std"], p["est.std"], atol=ATOL_EST, err_msg=str(p))
-                assert_allclose(s["se"], p["se"], rtol=RTOL_SE, atol=1e-7, err_msg=str(p))
+                assert_allclose(s["se"], p["se"], rtol=RTOL_SE, atol=0, err_msg=str(p))

@@ -345,5 +345,5 @@ def standardized_se(model: Model, x: np.ndarray, vcov_x: np.ndarray, *,
         J[:, i] = (4 * d1 - d2) / 3
     var = np.einsum("ij,jk,ik->i", J, vcov_x, J)
     se = np.sqrt(np.clip(var, 0, None))
-    se[np.abs(J).max(axis=1) < 1e-12] = 0.0       # fixed after standardization
+    se[se < 1e-9] = 0.0       # constant after standardization (e.g. std.lv variances): 0
     return est, se

@@ -5,16 +5,25 @@ time of (1) the 40-item N = 5000 ML fit with SEs and fit measures and (2) the 4-
 ladder (configural, metric, scalar, strict; 2 groups by ``grp``) beside lavaan 0.6-14's medians
 (0.387 s and 6.24 s on a 2-core EPYC, reference BLAS) and the speed-up. No assertions: timings
 depend on the machine.
+
+BLAS is limited to one thread (set before numpy loads), as lavaan's reference timings used R's
+single-threaded reference BLAS; for these small matrices threads only add overhead, and on a busy
+machine they oversubscribe the cores. Override with e.g. ``OPENBLAS_NUM_THREADS=2``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
-import time
-import warnings
-from pathlib import Path
+import os
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,6 +77,9 @@ def main(argv=None) -> None:
         ref = ref["median_s"] if isinstance(ref, dict) else ref
         rows.append((name, ours, float(ref)))
     w = max(len(r[0]) for r in rows)
+    print(f"BLAS threads: {os.environ.get('OPENBLAS_NUM_THREADS')}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are only comparable on "
+          "an idle machine)")
     print(f"{'task':<{w}}  {'instrument s':>12}  {'lavaan s':>9}  {'speed-up':>8}")
     for name, ours, ref in rows:
         print(f"{name:<{w}}  {ours:12.3f}  {ref:9.3f}  {ref / ours:7.1f}x")

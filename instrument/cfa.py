@@ -284,10 +284,12 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
     ptf["se"] = se_rows
     ptf["start"] = model.x_to_partable(x0)
     names = []
+    lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+    grp_a = f["group"].to_numpy()
     for r in model.x_rows:
-        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
-        if f["group"].iat[r] > 1:
-            nm += f".g{f['group'].iat[r]}"
+        nm = f"{lhs_a[r]}{op_a[r]}{rhs_a[r]}"
+        if grp_a[r] > 1:
+            nm += f".g{grp_a[r]}"
         names.append(nm)
     vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
                       index=names, columns=names)

@@ -277,34 +277,33 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             for f in lvs:
                 if (f, "~1", "") not in have:
                     add(f, "~1", "", 0, g, free_means, 0.0)
-    frame = pd.DataFrame(recs)
-    frame.insert(0, "id", np.arange(1, len(frame) + 1))
-    frame["plabel"] = [f".p{i}." for i in frame["id"]]
-    # group equality labels
+    for k, rec in enumerate(recs):
+        rec["id"] = k + 1
+        rec["plabel"] = f".p{k + 1}."
+    # group equality labels (on the records: fast for large multi-group tables)
     if ngroups > 1 and group_equal:
         partial = {_partial_key(s) for s in group_partial}
-        g1 = frame[frame.group == 1]
-        first = {(r.lhs, r.op, r.rhs): i for i, r in g1.iterrows()}
-        labels = frame["label"].tolist()
-        for i, r in frame.iterrows():
-            t = _equal_type(r.op, r.lhs, r.rhs, lvset)
-            if t not in group_equal or (r.lhs, r.op, r.rhs) in partial:
+        first = {(r["lhs"], r["op"], r["rhs"]): k for k, r in enumerate(recs) if r["group"] == 1}
+        orig_label = [r["label"] for r in recs]
+        for i, r in enumerate(recs):
+            key = (r["lhs"], r["op"], r["rhs"])
+            t = _equal_type(r["op"], r["lhs"], r["rhs"], lvset)
+            if t not in group_equal or key in partial:
                 continue
-            j = first.get((r.lhs, r.op, r.rhs))
+            j = first.get(key)
             if j is None or i == j:
                 continue
-            if frame.at[j, "free"] == 0:
+            rj = recs[j]
+            if rj["free"] == 0:
                 # equal to a fixed group-1 value (latent means 0, std.lv variances 1): fixed
-                if r.free and not r.label:
-                    frame.at[i, "free"] = 0
-                    frame.at[i, "ustart"] = frame.at[j, "ustart"]
+                if r["free"] and not orig_label[i]:
+                    r["free"] = 0
+                    r["ustart"] = rj["ustart"]
                 continue
-            if r.free == 0 or r.label or frame.at[j, "label"]:
+            if r["free"] == 0 or orig_label[i] or orig_label[j]:
                 continue
-            lab = frame.at[j, "plabel"]
-            labels[i] = lab
-            labels[j] = lab
-        frame["label"] = labels
+            r["label"] = rj["label"] = rj["plabel"]
+    frame = pd.DataFrame(recs)
     frame["free"] = np.where(frame["free"] > 0, np.cumsum(frame["free"] > 0), 0)
     frame["est"] = np.nan
     frame["se"] = np.nan

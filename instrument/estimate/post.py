@@ -232,8 +232,8 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     cand_col[m2.x_col[is_cand[m2.free_rows]]] = True
     kx, kc = np.flatnonzero(~cand_col), np.flatnonzero(cand_col)
     rows_c = m2.x_rows[kc]
-    cands = [(ext["lhs"].iat[r], ext["op"].iat[r], ext["rhs"].iat[r], int(ext["group"].iat[r]))
-             for r in rows_c]
+    e_l, e_o, e_r, e_g = (ext[c].to_numpy() for c in ("lhs", "op", "rhs", "group"))
+    cands = [(e_l[r], e_o[r], e_r[r], int(e_g[r])) for r in rows_c]
     nc = len(cands)
     obj = MLObjective(m2, stats, likelihood)
     D2 = m2.delta(x2)

@@ -268,12 +268,17 @@ class CFAResult:
             name = f"{r['lhs']} {r['op']} {r['rhs']}".strip()
             if r["label"]:
                 name += f" ({r['label']})"
-            recs.append({"section": sec, "parameter": name, "est": r["est"], "se": r["se"],
+            fixed = not np.isfinite(r["z"])      # fixed parameters: no se/z/p, as lavaan prints
+            recs.append({"section": sec, "parameter": name, "est": r["est"],
+                         "se": np.nan if fixed else r["se"],
                          "z": r["z"], "pvalue": r["pvalue"], "std.lv": r["std.lv"],
                          "std.all": r["std.all"]})
         frame = pd.DataFrame(recs, columns=["section", "parameter", "est", "se", "z", "pvalue",
                                             "std.lv", "std.all"])
-        n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
+        if self.ngroups == 1:
+            n = str(self.sample[0]["n"])
+        else:
+            n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
         opts = self.meta.options
         notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "

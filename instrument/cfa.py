@@ -15,7 +15,7 @@ from scipy import stats as _st
 
 from instrument.cfa_result import CFAResult
 from instrument.estimate.ml import (MLObjective, expected_information, hessian_information,
-                                    optimize)
+                                    optimize, single_threaded_blas)
 from instrument.estimate.model import Model
 from instrument.estimate.post import r2 as _r2, standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
@@ -204,8 +204,18 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
     """Fit a prepared parameter table to sample statistics by ML and assemble the result.
 
     This is `cfa()` after the data step; invariance and other modules call it with tables they
-    built themselves.
+    built themselves. BLAS runs single-threaded while fitting.
     """
+    with single_threaded_blas():
+        return _fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
+                             meta=meta, extra_warnings=extra_warnings, x0=x0,
+                             max_iter=max_iter)
+
+
+def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
+                 information: str = "expected", se: str = "standard",
+                 meta: Meta | None = None, extra_warnings: Sequence[str] = (),
+                 x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
     warn = list(extra_warnings) + _data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     obj = MLObjective(model, stats, likelihood)

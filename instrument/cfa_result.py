@@ -193,7 +193,9 @@ class CFAResult:
         from instrument.estimate.post import standardized_se
         model, x, _ = self._rebuilt()
         vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
-        est, se = standardized_se(model, x, vcx, type=type)
+        from instrument.estimate.ml import single_threaded_blas
+        with single_threaded_blas():
+            est, se = standardized_se(model, x, vcx, type=type)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(se > 0, est / se, np.nan)
         q = st.norm.ppf(0.975)
@@ -209,8 +211,11 @@ class CFAResult:
         (lavaan ``modindices()``: columns ``lhs op rhs group mi epc sepc.lv sepc.all sepc.nox``).
         """
         from instrument.estimate.post import modindices
+        from instrument.estimate.ml import single_threaded_blas
         model, x, stats = self._rebuilt()
-        mi = modindices(model, x, stats, likelihood=self.meta.options.get("likelihood", "normal"))
+        with single_threaded_blas():
+            mi = modindices(model, x, stats,
+                            likelihood=self.meta.options.get("likelihood", "normal"))
         mi = mi[mi["mi"] >= minimum_value]
         if sort:
             mi = mi.sort_values("mi", ascending=False, kind="stable")

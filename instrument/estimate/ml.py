@@ -13,9 +13,24 @@ import numpy as np
 from instrument.estimate.model import Model
 from instrument.estimate.samplestats import SampleStats
 
-__all__ = ["MLObjective", "OptimResult", "optimize", "expected_information",
+__all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas", "expected_information",
            "observed_information", "hessian_information", "weighted_delta", "gamma_nt",
            "moment_weight"]
+
+
+def single_threaded_blas():
+    """Context limiting BLAS to one thread while fitting.
+
+    The matrices of a CFA are small (p up to a few hundred), so BLAS threads only add overhead,
+    and on a shared machine they oversubscribe the cores (measured: 30x slower under load).
+    lavaan's reference timings also used single-threaded BLAS.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,

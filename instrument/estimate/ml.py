@@ -13,8 +13,8 @@ import numpy as np
 from instrument.estimate.model import Model
 from instrument.estimate.samplestats import SampleStats
 
-__all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas", "expected_information",
-           "observed_information", "hessian_information", "weighted_delta", "gamma_nt",
+__all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas",
+           "expected_information", "observed_information", "hessian_information", "weighted_delta", "gamma_nt",
            "moment_weight"]
 
 

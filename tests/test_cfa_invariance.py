@@ -1,6 +1,7 @@
 """HS invariance over school (refs case b) and the large single-group fits (cases c and g)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
@@ -116,3 +117,14 @@ def test_bfi_gender_invariance(step, ge):
             rr = row(fit.estimates, p["lhs"], "~1", "", p["group"])
             assert_allclose(rr["est"], p["est"], atol=ATOL_EST)
             assert_allclose(rr["se"], p["se"], rtol=RTOL_SE, atol=1e-12)
+
+
+def test_standardized_residuals_two_groups(fits):
+    """lavaan residuals(type = "standardized") per group, covariances and means."""
+    refz = ref("extra_lavaan.json")["std_resid_scalar"]
+    ours = fits["scalar"].residuals("standardized")
+    for g, lab in enumerate(("Pasteur", "Grant-White")):
+        zc = np.array(refz[lab]["cov"], float)
+        off = ~np.eye(9, dtype=bool)
+        assert_allclose(ours[g]["cov"].to_numpy()[off], zc[off], rtol=RTOL_SE, atol=1e-4)
+        assert_allclose(ours[g]["mean"].to_numpy(), refz[lab]["mean"], rtol=RTOL_SE, atol=1e-4)

@@ -150,8 +150,9 @@ def residuals(model: Model, x: np.ndarray, stats: SampleStats, *, type: str = "r
             p = model.p
             off = p if ms else 0
             vec = rc[model.vr, model.vc]
+            sec = se[off:]
             with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(se > 1e-12 * max(1.0, se.max()), vec / se[off:], np.nan)
+                z = np.where(sec > 1e-12 * max(1.0, sec.max()), vec / sec, np.nan)
             Z = np.zeros((p, p))
             Z[model.vr, model.vc] = z
             Z[model.vc, model.vr] = z

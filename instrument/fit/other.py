@@ -54,9 +54,12 @@ def srmr_mplus_group(S, sigma, mean=None, mu=None) -> tuple[float, float]:
 
 
 def hoelter_cn(chisq: float, df: float, n: float, *, alpha: float = 0.05) -> float:
-    """Hoelter's critical N: qchisq(1 - alpha, df) / (chisq / N) + 1 (Hoelter, 1983)."""
-    if df <= 0 or chisq <= 0:
-        return math.nan
+    """Hoelter's critical N: qchisq(1 - alpha, df) / (chisq / N) + 1 (Hoelter, 1983); 1 when
+    df = 0, as lavaan reports."""
+    if df <= 0:
+        return 1.0
+    if chisq <= 0:
+        return math.inf
     return float(stats.chi2.ppf(1 - alpha, df) / (chisq / n) + 1.0)
 
 
@@ -84,8 +87,9 @@ def gfi_group(S, sigma, mean=None, mu=None) -> tuple[float, float]:
 
 
 def agfi(gfi: float, nstat: float, df: float) -> float:
-    """AGFI = 1 - (nstat / df)(1 - GFI), nstat the number of sample moments."""
-    return 1.0 - (nstat / df) * (1.0 - gfi) if df > 0 else math.nan
+    """AGFI = 1 - (nstat / df)(1 - GFI), nstat the number of sample moments; 1 when df = 0,
+    as lavaan reports."""
+    return 1.0 - (nstat / df) * (1.0 - gfi) if df > 0 else 1.0
 
 
 def pgfi(gfi: float, nstat: float, df: float) -> float:

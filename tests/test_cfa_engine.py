@@ -366,3 +366,22 @@ def test_listwise_deletion_is_noted():
     fit = quiet(cfa, HS_MODEL, hs)
     assert fit.fit_measures["ntotal"] == 299 and fit.meta.options["nobs_dropped_listwise"] == 2
     assert "2 row(s) with missing values were removed" in fit.summary().as_text()
+
+
+@pytest.mark.parametrize("model,kw", [
+    (STRUCT, {"meanstructure": True}),
+    (HS_MODEL + "\n g =~ visual + textual + speed", {}),
+    (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings", "intercepts")}),
+])
+def test_factored_weight_equals_generic(model, kw):
+    from instrument.estimate.ml import weighted_delta, weighted_delta_factored
+    m, st, x = _setup(model, **kw)
+    for Dc, (fa, fb), imp in zip(m.delta_compact(x), m.delta_factors(x), m.implied(x)):
+        # the factors reproduce Delta ...
+        dS = np.einsum("it,jt->tij", fa, fb)
+        dS = dS + dS.transpose(0, 2, 1)
+        off = m.p if m.meanstructure else 0
+        assert_allclose(dS[:, m.vr, m.vc].T, Dc[off:], atol=1e-12)
+        # ... and the weighted Jacobian
+        assert_allclose(weighted_delta_factored(m, imp.sigma, Dc, fa, fb),
+                        weighted_delta(m, imp.sigma, Dc), atol=1e-12)

@@ -14,7 +14,7 @@ from instrument.estimate.model import Model
 from instrument.estimate.samplestats import SampleStats
 
 __all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas",
-           "expected_information", "observed_information", "hessian_information", "weighted_delta", "gamma_nt",
+           "expected_information", "observed_information", "weighted_delta_factored", "hessian_information", "weighted_delta", "gamma_nt",
            "moment_weight"]
 
 
@@ -170,10 +170,11 @@ class MLObjective:
         g = np.zeros(mdl.nx)
         info = np.zeros((mdl.nx, mdl.nx))
         imps = mdl.implied(x)
-        for w, Dc, Kg, gm, imp in zip(self.w, mdl.delta_compact(x), mdl.group_K,
-                                      self.moment_gradients(x), imps):
+        for w, Dc, (fa, fb), Kg, gm, imp in zip(self.w, mdl.delta_compact(x),
+                                                mdl.delta_factors(x), mdl.group_K,
+                                                self.moment_gradients(x), imps):
             g += w * (Kg.T @ (Dc.T @ gm))
-            Ic = Dc.T @ weighted_delta(mdl, imp.sigma, Dc)
+            Ic = Dc.T @ weighted_delta_factored(mdl, imp.sigma, Dc, fa, fb)
             info += w * (Kg.T @ Ic @ Kg)
         return g, 0.5 * (info + info.T)
 
@@ -214,6 +215,29 @@ def weighted_delta(model: Model, sigma: np.ndarray, D: np.ndarray) -> np.ndarray
     return out
 
 
+def weighted_delta_factored(model: Model, sigma: np.ndarray, D: np.ndarray, fa: np.ndarray,
+                            fb: np.ndarray) -> np.ndarray:
+    """W @ D like `weighted_delta`, from the rank-2 factors of `Model.delta_factors`.
+
+    Notes
+    -----
+    With u = Sigma^-1 a and v = Sigma^-1 b, Sigma^-1 dSigma Sigma^-1 = u v' + v u', so each
+    column costs O(p^2) instead of O(p^3).
+    """
+    p = model.p
+    vr, vc = model.vr, model.vc
+    Si = np.linalg.inv(sigma)
+    off = p if model.meanstructure else 0
+    U = Si @ fa
+    V = Si @ fb
+    w = np.where(vr == vc, 0.5, 1.0)[:, None]
+    out = np.empty_like(D)
+    out[off:] = w * (U[vr] * V[vc] + V[vr] * U[vc])
+    if off:
+        out[:off] = Si @ D[:off]
+    return out
+
+
 def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
                          likelihood: str = "normal", deltas: list | None = None) -> np.ndarray:
     """Expected (Fisher) information per observation: sum_g (n_g/N) Delta_g' W_g Delta_g.
@@ -224,10 +248,15 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
     at the implied moments. The covariance matrix of the estimates is its inverse divided by N
     (N - G with wishart).
     """
-    deltas = model.delta(x) if deltas is None else deltas
     n = np.array([g.n - (1 if likelihood == "wishart" else 0) for g in stats.groups], float)
     w = n / n.sum()
     info = np.zeros((model.nx, model.nx))
+    if deltas is None:       # fast path: compact columns and rank-2 factors
+        for wg, Dc, (fa, fb), Kg, imp in zip(w, model.delta_compact(x), model.delta_factors(x),
+                                             model.group_K, model.implied(x)):
+            Ic = Dc.T @ weighted_delta_factored(model, imp.sigma, Dc, fa, fb)
+            info += wg * (Kg.T @ Ic @ Kg)
+        return 0.5 * (info + info.T)
     for wg, D, imp in zip(w, deltas, model.implied(x)):
         info += wg * (D.T @ weighted_delta(model, imp.sigma, D))
     return 0.5 * (info + info.T)

@@ -25,12 +25,20 @@ def single_threaded_blas():
     and on a shared machine they oversubscribe the cores (measured: 30x slower under load).
     lavaan's reference timings also used single-threaded BLAS.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _CONTROLLER = ThreadpoolController()   # scans the loaded libraries once
+        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            _CONTROLLER = False
+    if _CONTROLLER is False:
         import contextlib
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER = None
 
 
 def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,

@@ -5,7 +5,6 @@ Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
 """
 from __future__ import annotations
 
-import math
 import warnings as _warnings
 from typing import Sequence
 
@@ -17,7 +16,7 @@ from instrument.cfa_result import CFAResult
 from instrument.estimate.ml import (MLObjective, expected_information, hessian_information,
                                     optimize, single_threaded_blas)
 from instrument.estimate.model import Model
-from instrument.estimate.post import r2 as _r2, standardized
+from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
 from instrument.fit import in_lavaan_order
 from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea

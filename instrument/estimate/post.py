@@ -209,7 +209,6 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
                 a, b = ov[i], ov[j]
                 if (a, "~~", b, g) not in have and (b, "~~", a, g) not in have:
                     new.append((a, "~~", b, g))
-    from instrument.partable import ParTable  # local to avoid cycles
     from instrument.estimate.ml import MLObjective
     vals = model.x_to_partable(x)
     ext = f.copy()

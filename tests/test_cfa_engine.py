@@ -385,3 +385,12 @@ def test_factored_weight_equals_generic(model, kw):
         # ... and the weighted Jacobian
         assert_allclose(weighted_delta_factored(m, imp.sigma, Dc, fa, fb),
                         weighted_delta(m, imp.sigma, Dc), atol=1e-12)
+
+
+def test_partable_round_trip():
+    from instrument.partable import ParTable
+    pt = build_partable(HS_MODEL, ngroups=2, group_equal=("loadings",), group_labels=("a", "b"))
+    back = ParTable.from_dict(json.loads(dumps(pt.to_dict())))
+    pd.testing.assert_frame_equal(back.frame, pt.frame, check_dtype=False)
+    assert back.group_labels == ("a", "b") and back.meanstructure and back.ov_names == pt.ov_names
+    assert Model.from_partable(back).nx == Model.from_partable(pt).nx

@@ -318,6 +318,50 @@ class Model:
             out.append(D)
         return out
 
+    def delta_factors(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Rank-2 factors of each compact Delta column: dSigma_t = a_t b_t' + b_t a_t'.
+
+        Returns
+        -------
+        list of (a, b), per group two arrays (p, n_free_in_group); columns of mean parameters
+        (nu, alpha) are zero. Used to apply the normal-theory weight in O(p^2) per column
+        (see `instrument.estimate.ml.weighted_delta_factored`).
+
+        Notes
+        -----
+        lambda_ij: a = e_i, b = G_.j; psi_kl: a = M_.k, b = M_.l (b = M_.k / 2 if k = l);
+        theta_kl: a = e_k, b = e_l (e_k / 2 if k = l); beta_kl: a = M_.k, b = H_l. (notation of
+        `delta_compact`).
+        """
+        x = np.asarray(x, float)
+        p = self.p
+        eye = np.eye(p)
+        out = []
+        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+            fa = np.zeros((p, len(gc)))
+            fb = np.zeros((p, len(gc)))
+            L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
+            M = L @ Bi
+            A = Bi @ mats["psi"] @ Bi.T
+            cols, i, j = gf[_LAMBDA]
+            if len(cols):
+                fa[:, cols] = eye[:, i]
+                fb[:, cols] = (L @ A)[:, j]
+            cols, k, l = gf[_PSI]
+            if len(cols):
+                fa[:, cols] = M[:, k]
+                fb[:, cols] = M[:, l] * np.where(k == l, 0.5, 1.0)
+            cols, k, l = gf[_THETA]
+            if len(cols):
+                fa[:, cols] = eye[:, k]
+                fb[:, cols] = eye[:, l] * np.where(k == l, 0.5, 1.0)
+            cols, k, l = gf[_BETA]
+            if len(cols):
+                fa[:, cols] = M[:, k]
+                fb[:, cols] = (A @ L.T)[l].T
+            out.append((fa, fb))
+        return out
+
     # ------------------------------------------------------------------ starting values
     def start_x(self, stats: SampleStats) -> np.ndarray:
         """Starting values: one-factor principal-axis loadings per factor (scaled to the marker),

@@ -48,3 +48,12 @@ class Rule:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- bank (item bank schema) ---------------------------------------------------------------
+MIN_ITEMS_PER_CONSTRUCT = Rule(
+    "items.per.construct", 3, ">=",
+    "Bollen, K. A. (1989). Structural Equations with Latent Variables. Wiley, p. 244 "
+    "(three-indicator rule)",
+    note="A construct needs at least three items on a form for its one-factor model to be "
+         "identified on its own; the shipped bank aims for 5-8.")

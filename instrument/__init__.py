@@ -10,3 +10,4 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+from instrument.bank import BankError, check_bank, load_bank  # noqa: E402,F401  (bank)

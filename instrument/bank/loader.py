@@ -625,7 +625,9 @@ class _Checker:
                     revisions=pd.DataFrame(revs, columns=rev_cols) if revs else empty_frame(rev_cols),
                     cognitive_interviews=(pd.DataFrame(cis, columns=ci_cols) if cis
                                           else empty_frame(ci_cols)),
-                    languages=tuple(langs), name=self.meta.get("name", ""),
+                    languages=tuple(langs),
+                    missing_codes={c: dict(m["label"]) for c, m in self.missing.items()},
+                    name=self.meta.get("name", ""),
                     version=self.meta.get("version", ""), path=str(self.folder))
 
 

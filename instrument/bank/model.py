@@ -125,6 +125,8 @@ class Bank:
         ``item_id``, ``round``, ``date``, ``language``, ``participants``, ``note``, ``action``.
     languages : tuple of str
         Language codes; the first is the source language.
+    missing_codes : dict
+        Every declared missing-data code -> {language: label}.
     name, version, path : str
         The bank's name, content version and folder.
     """
@@ -139,6 +141,7 @@ class Bank:
     revisions: pd.DataFrame
     cognitive_interviews: pd.DataFrame
     languages: tuple[str, ...] = ("en", "es")
+    missing_codes: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     name: str = ""
     version: str = ""
     path: str = ""
@@ -182,6 +185,9 @@ class Bank:
     def n_categories(self, item_id: str) -> int:
         """Number of response categories of a scale item (missing codes not counted)."""
         return self.scale_of(item_id).n_categories
+
+    def _missing_label(self, code: int, lang: str) -> str:
+        return self.missing_codes.get(code, {}).get(lang, "")
 
     # ---------------------------------------------------------------- syntax
     def model_syntax(self, form: str = "teacher", constructs: Sequence[str] | None = None) -> str:
@@ -332,8 +338,11 @@ class Bank:
                 crow = self.constructs.set_index("construct").loc[c]
                 out.append(f"{crow[f'label_{lang}']} ({c}, {len(sel)} {t['items']})")
                 out.append("-" * min(width, len(out[-1])))
-                for iid, txt, rev in zip(sel["item_id"], sel[f"text_{lang}"], sel["reverse"]):
-                    head = f"  {iid:<10} " + ("(R) " if rev else "")
+                mixed = sel["scale"].nunique() > 1
+                for iid, txt, rev, sid in zip(sel["item_id"], sel[f"text_{lang}"], sel["reverse"],
+                                              sel["scale"]):
+                    head = (f"  {iid:<10} " + ("(R) " if rev else "")
+                            + (f"[{sid}] " if mixed else ""))
                     out += textwrap.wrap(txt, width, initial_indent=head,
                                          subsequent_indent=" " * 13)
                 for sid in dict.fromkeys(sel["scale"]):
@@ -344,6 +353,22 @@ class Bank:
                     out += textwrap.wrap(" | ".join(opts), width,
                                          initial_indent=f"  {t['options']} ({sid}): ",
                                          subsequent_indent=" " * 6)
+                out.append("")
+            bg = self.background[self.background["form"] == fm]
+            if construct is None and len(bg):
+                head = "Preguntas de contexto" if es else "Background questions"
+                out += [f"{head} ({len(bg)})", "-" * (len(head) + 4)]
+                for _, b in bg.iterrows():
+                    out += textwrap.wrap(b[f"text_{lang}"], width,
+                                         initial_indent=f"  {b['item_id']:<10} ",
+                                         subsequent_indent=" " * 13)
+                    if b["type"] == "choice":
+                        opts = [f"{k} {lab}" for k, lab in zip(b["codes"], b[f"labels_{lang}"])]
+                    else:
+                        opts = [f"{b['min']}-{b['max']}"]
+                    opts += [f"{k} {self._missing_label(k, lang)}" for k in b["missing_codes"]]
+                    out += textwrap.wrap(" | ".join(opts), width, initial_indent=" " * 13,
+                                         subsequent_indent=" " * 13)
                 out.append("")
             if self.items[(self.items["form"] == fm) & self.items["reverse"]].shape[0]:
                 out += [t["rev"], ""]

@@ -20,6 +20,7 @@ def _register() -> None:
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    from instrument.cli import items as _items; main.add_command(_items.items)
 
 
 _register()

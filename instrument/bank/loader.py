@@ -118,7 +118,7 @@ class _Checker:
                 out[lang] = " ".join(v[lang].split())
         for lang in self.languages:
             if lang not in v:
-                self.add(file, v.line, f"{what}: missing {S.language_name(lang)} '{key}'; "
+                self.add(file, d.line_of(key), f"{what}: missing {S.language_name(lang)} '{key}'; "
                                        f"expected text in every language declared in "
                                        f"{MANIFEST_NAME} ({', '.join(self.languages)})")
         return out
@@ -313,7 +313,7 @@ class _Checker:
                 for lang in self.languages:
                     labs = labels.get(lang)
                     if labs is None:
-                        self.add(f, labels.line, f"{what}: no {S.language_name(lang)} labels; "
+                        self.add(f, sd.line_of("labels"), f"{what}: no {S.language_name(lang)} labels; "
                                                  "expected one label per code in every language "
                                                  f"({', '.join(self.languages)})")
                         entry["ok"] = False
@@ -455,7 +455,7 @@ class _Checker:
         for lang in targets:
             entry = tr.get(lang)
             if entry is None:
-                self.add(f, tr.line, f"{what}: no translation record for "
+                self.add(f, it.line_of("translation"), f"{what}: no translation record for "
                                      f"{S.language_name(lang)}; expected {lang}: {{status: "
                                      f"{' | '.join(S.TRANSLATION_STATUSES)}}}")
                 continue

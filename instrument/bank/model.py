@@ -261,8 +261,10 @@ class Bank:
             bad = s.notna() & ~valid & ~num.isin(sc.missing_codes)
             if bad.any():
                 row = bad.idxmax()
+                value = s[row].item() if hasattr(s[row], "item") else s[row]
+                row = row.item() if hasattr(row, "item") else row
                 raise ValueError(
-                    f"Column '{item_id}', row {row!r}: value {s[row]!r} is not a code of scale "
+                    f"Column '{item_id}', row {row!r}: value {value!r} is not a code of scale "
                     f"'{sc.id}' ({sc.min}..{sc.max}) or one of its missing codes "
                     f"({', '.join(map(str, sc.missing_codes)) or 'none'}); cannot reverse-code it.")
             flipped = (sc.min + sc.max) - num

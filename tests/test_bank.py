@@ -21,7 +21,8 @@ CONSTRUCTS = ("mindsets", "leadership", "communication", "relationships", "langu
 ITEMS_PER_FORM = (5, 8)          # DESIGN.md / issue 3: 5-8 items per construct and form
 STEMS = {"mindsets": "mind", "leadership": "lead", "communication": "comm",
          "relationships": "rel", "language_culture": "lang"}
-LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*) =~ ([A-Za-z][A-Za-z0-9_]*(?: \+ [A-Za-z][A-Za-z0-9_]*)*)$")
+NAME = r"[A-Za-z][A-Za-z0-9_]*"
+LINE = re.compile(rf"^({NAME}) =~ ({NAME}(?: \+ {NAME})*)$")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def test_contract_columns_and_types(bank):
     assert {"item_id", "construct", "form", "scale", "reverse", "text_en", "text_es", "finding",
             "translation_status"} <= set(bank.items.columns)
     assert bank.items["reverse"].dtype == bool
-    assert {"item_id", "form", "scale", "type", "text_en", "text_es"} <= set(bank.background.columns)
+    assert ({"item_id", "form", "scale", "type", "text_en", "text_es"}
+            <= set(bank.background.columns))
     for sc in bank.scales.values():
         assert isinstance(sc, Scale)
         assert sc.codes == tuple(range(1, len(sc.codes) + 1))
@@ -167,7 +169,8 @@ def test_model_syntax_subset_and_bad_options(bank):
     assert bank.model_syntax("family", constructs=["relationships", "mindsets"]).splitlines() == [
         "relationships =~ " + " + ".join(bank.items_for("family", "relationships")),
         "mindsets =~ " + " + ".join(bank.items_for("family", "mindsets"))]
-    with pytest.raises(ValueError, match=r"form= must be one of 'teacher', 'family'; got 'parent'\."):
+    with pytest.raises(ValueError,
+                       match=r"form= must be one of 'teacher', 'family'; got 'parent'\."):
         bank.model_syntax(form="parent")
     with pytest.raises(ValueError, match=r"constructs= must be one of .*got 'trust'"):
         bank.model_syntax(form="teacher", constructs=["trust"])

@@ -1,4 +1,4 @@
-"""Broken copies of the shipped bank are reported as `file:line: what was expected`, never a traceback.
+"""Broken copies of the shipped bank give `file:line: what was expected`, never a traceback.
 
 Each case copies the shipped bank into tmp_path, breaks one file in one way, and checks that
 `check_bank`, `load_bank` (BankError) and `instrument items check` all name the file, the line
@@ -57,13 +57,15 @@ CASES = {
         ["invalid YAML", "mapping values are not allowed here", "expected well-formed YAML"]),
     "duplicate_id": (
         "teacher.yaml", [("  - id: t_mind_3\n", "  - id: t_mind_2\n")],
-        "- id: t_mind_2", None, ["duplicate item id 't_mind_2'", "first defined at", "expected every item id to be unique"]),
+        "- id: t_mind_2", None,
+        ["duplicate item id 't_mind_2'", "first defined at", "expected every item id to be unique"]),
     "unknown_scale": (
         "teacher.yaml", [(T_MIND_3, T_MIND_3.replace("agree4", "agree5"))],
         "scale: agree5", 0, ["unknown scale 'agree5'", "expected one of agree4, freq5, times5"]),
     "missing_translation": (
         "family.yaml",
-        [("      es: Cuando comparto ideas sobre mi hijo(a), la escuela las toma en cuenta.\n", "")],
+        [("      es: Cuando comparto ideas sobre mi hijo(a), la escuela las toma en cuenta.\n",
+          "")],
         "en: When I share ideas about my child, the school takes them into account.", -1,
         ["item f_mind_3", "missing Spanish ('es') 'text'", "expected text in every language"]),
     "too_few_items": (
@@ -111,7 +113,8 @@ CASES = {
         ["item f_lead_6", "translation status 'checked'", "expected one of draft, reviewed, "
          "back-translated"]),
     "duplicate_yaml_key": (
-        "constructs.yaml", [("  - id: relationships\n", "  - id: relationships\n    id: rapport\n")],
+        "constructs.yaml",
+        [("  - id: relationships\n", "  - id: relationships\n    id: rapport\n")],
         "id: rapport", 0, ["duplicate key 'id'", "expected each key once"]),
     "missing_file": (
         "bank.yaml", [("background: background.yaml", "background: backgrounds.yaml")],

@@ -118,7 +118,8 @@ class _Checker:
                 out[lang] = " ".join(v[lang].split())
         for lang in self.languages:
             if lang not in v:
-                self.add(file, d.line_of(key), f"{what}: missing {S.language_name(lang)} '{key}'; "
+                self.add(file, d.line_of(key),
+                         f"{what}: missing {S.language_name(lang)} '{key}'; "
                                        f"expected text in every language declared in "
                                        f"{MANIFEST_NAME} ({', '.join(self.languages)})")
         return out
@@ -313,7 +314,8 @@ class _Checker:
                 for lang in self.languages:
                     labs = labels.get(lang)
                     if labs is None:
-                        self.add(f, sd.line_of("labels"), f"{what}: no {S.language_name(lang)} labels; "
+                        self.add(f, sd.line_of("labels"),
+                                 f"{what}: no {S.language_name(lang)} labels; "
                                                  "expected one label per code in every language "
                                                  f"({', '.join(self.languages)})")
                         entry["ok"] = False
@@ -622,7 +624,8 @@ class _Checker:
                         r[k] = " ".join(r[k].split())
         return Bank(constructs=cons, scales=scales, items=items, background=bg,
                     forms=tuple(self.forms), findings=finds, form_info=finfo,
-                    revisions=pd.DataFrame(revs, columns=rev_cols) if revs else empty_frame(rev_cols),
+                    revisions=(pd.DataFrame(revs, columns=rev_cols) if revs
+                               else empty_frame(rev_cols)),
                     cognitive_interviews=(pd.DataFrame(cis, columns=ci_cols) if cis
                                           else empty_frame(ci_cols)),
                     languages=tuple(langs),

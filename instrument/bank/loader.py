@@ -407,10 +407,10 @@ class _Checker:
         if not items:
             self.add(f, data.line_of("items"), "items: empty list; expected the form's items")
         for i, it in enumerate(items):
-            if not self.fields(it, S.ITEM, f"item #{i + 1}", f, items.line_of(i)):
-                continue
-            iid = it.get("id")
+            iid = it.get("id") if isinstance(it, dict) else None
             what = f"item {iid}" if S.kind_ok("id", iid) else f"item #{i + 1}"
+            if not self.fields(it, S.ITEM, what, f, items.line_of(i)):
+                continue
             ok = S.kind_ok("id", iid) and self.unique_id(iid, f, it.line_of("id"), "item")
             if ok and form_ok:
                 self.check_id_prefix(iid, form, f, it.line_of("id"), "item")
@@ -496,11 +496,10 @@ class _Checker:
         if not isinstance(items, list):
             return
         for i, it in enumerate(items):
-            if not self.fields(it, S.BACKGROUND_ITEM, f"background item #{i + 1}", f,
-                               items.line_of(i)):
-                continue
-            iid = it.get("id")
+            iid = it.get("id") if isinstance(it, dict) else None
             what = f"background item {iid}" if S.kind_ok("id", iid) else f"background item #{i+1}"
+            if not self.fields(it, S.BACKGROUND_ITEM, what, f, items.line_of(i)):
+                continue
             if S.kind_ok("id", iid):
                 self.unique_id(iid, f, it.line_of("id"), "background item")
             form = it.get("form")
@@ -660,7 +659,13 @@ def check_bank(path: str | Path | None = None) -> list[BankProblem]:
     folder, manifest = _resolve(path)
     checker = _Checker(folder, manifest)
     checker.run()
-    return checker.problems
+    return _in_file_order(checker.problems)
+
+
+def _in_file_order(problems: list[BankProblem]) -> list[BankProblem]:
+    """Problems grouped by file (in the order files were read), by line within a file."""
+    order = {f: i for i, f in enumerate(dict.fromkeys(p.file for p in problems))}
+    return sorted(problems, key=lambda p: (order[p.file], p.line or 0))
 
 
 def load_bank(path: str | Path | None = None) -> Bank:
@@ -692,5 +697,5 @@ def load_bank(path: str | Path | None = None) -> Bank:
     checker = _Checker(folder, manifest)
     checker.run()
     if checker.problems:
-        raise BankError(checker.problems)
+        raise BankError(_in_file_order(checker.problems))
     return checker.build()

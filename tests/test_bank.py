@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 import instrument as ins
 from instrument.bank import Bank, Scale, shipped_bank_path
 from instrument.cli import main
+from instrument.results import dumps
 from instrument.rules import MIN_ITEMS_PER_CONSTRUCT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,3 +285,16 @@ def test_summary_table(bank):
     assert list(t.frame["construct"]) == list(CONSTRUCTS)
     assert t.frame["teacher"].sum() == len(bank.items_for("teacher"))
     assert "Translation status" in t.as_text()
+
+
+def test_bank_round_trips_through_json(bank):
+    back = Bank.from_dict(json.loads(dumps(bank)))
+    for name in Bank._FRAMES:
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(bank, name),
+                                      check_dtype=False, obj=name)
+    assert back.items["reverse"].dtype == bool
+    assert back.scales == bank.scales
+    assert back.missing_codes == bank.missing_codes
+    assert (back.forms, back.languages, back.name) == (bank.forms, bank.languages, bank.name)
+    assert back.model_syntax("family") == bank.model_syntax("family")
+    assert back.show(form="family", lang="es") == bank.show(form="family", lang="es")

@@ -146,6 +146,42 @@ class Bank:
     version: str = ""
     path: str = ""
 
+    _FRAMES = ("constructs", "items", "background", "findings", "form_info", "revisions",
+               "cognitive_interviews")
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (see `instrument.results.to_jsonable`); `from_dict` inverts it."""
+        from instrument.results import to_jsonable
+
+        d = {k: to_jsonable(getattr(self, k)) for k in self._FRAMES}
+        d["scales"] = {k: v.to_dict() for k, v in self.scales.items()}
+        d["missing_codes"] = [{"code": int(c), "label": dict(lab)}
+                              for c, lab in self.missing_codes.items()]
+        d.update(forms=list(self.forms), languages=list(self.languages), name=self.name,
+                 version=self.version, path=self.path)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Bank":
+        """Rebuild a `Bank` from `to_dict` output (after a JSON round trip)."""
+        from instrument.results import from_jsonable
+
+        frames = {k: from_jsonable(d[k]) for k in cls._FRAMES}
+        items = frames["items"]
+        items["reverse"] = items["reverse"].astype(bool)
+        bg = frames["background"]
+        for col in bg.columns:
+            if col in ("codes", "missing_codes") or col.startswith("labels_"):
+                bg[col] = bg[col].map(tuple)
+        bg["scale"] = None
+        for col in ("min", "max"):
+            bg[col] = bg[col].astype("Int64")
+        return cls(**frames, scales={k: Scale.from_dict(v) for k, v in d["scales"].items()},
+                   forms=tuple(d["forms"]), languages=tuple(d["languages"]),
+                   missing_codes={int(m["code"]): dict(m["label"]) for m in d["missing_codes"]},
+                   name=d.get("name", ""), version=d.get("version", ""), path=d.get("path", ""))
+
     # ---------------------------------------------------------------- look-ups
     def _check_form(self, form: str | None, *, allow_none: bool = False) -> None:
         if form is None and allow_none:

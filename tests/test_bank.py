@@ -4,6 +4,9 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -298,3 +301,27 @@ def test_bank_round_trips_through_json(bank):
     assert (back.forms, back.languages, back.name) == (bank.forms, bank.languages, bank.name)
     assert back.model_syntax("family") == bank.model_syntax("family")
     assert back.show(form="family", lang="es") == bank.show(form="family", lang="es")
+
+
+def test_bank_ships_in_the_built_package_and_loads_from_there(tmp_path):
+    """Build the package (setuptools build_py) from a copy of the source and load the bank."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "instrument", src / "instrument", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    build = tmp_path / "build"
+    done = subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q",
+                           "build_py", "--build-lib", str(build)], cwd=src, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import instrument as ins; "
+             "b = ins.load_bank(); print(b.path); print(len(b.items), len(b.background))")
+    run = subprocess.run([sys.executable, "-c", probe, str(build)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    path, counts = run.stdout.splitlines()
+    assert Path(path) == build / "instrument" / "items"
+    bank = ins.load_bank()
+    assert counts == f"{len(bank.items)} {len(bank.background)}"

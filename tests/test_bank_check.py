@@ -116,6 +116,10 @@ CASES = {
         "constructs.yaml",
         [("  - id: relationships\n", "  - id: relationships\n    id: rapport\n")],
         "id: rapport", 0, ["duplicate key 'id'", "expected each key once"]),
+    "form_without_items": (
+        "bank.yaml", [("items: [teacher.yaml, family.yaml]", "items: [teacher.yaml]")],
+        "- id: family", 0,
+        ["form 'family' has no items file", "expected a file in files.items with 'form: family'"]),
     "missing_file": (
         "bank.yaml", [("background: background.yaml", "background: backgrounds.yaml")],
         "background: backgrounds.yaml", 0,
@@ -207,3 +211,17 @@ def test_bank_problem_round_trips():
     p = BankProblem("a/teacher.yaml", 12, "unknown scale 'x'; expected one of agree4")
     assert BankProblem.from_dict(p.to_dict()) == p
     assert str(p) == "a/teacher.yaml:12: unknown scale 'x'; expected one of agree4"
+
+
+def test_empty_manifest_is_reported(tmp_path):
+    root = _copy(tmp_path)
+    (root / "bank.yaml").write_text("# nothing here\n", encoding="utf-8")
+    (p,) = ins.check_bank(root)
+    assert str(p).startswith(f"{root / 'bank.yaml'}:1: file is empty; expected a mapping")
+
+
+def test_empty_item_file_is_reported(tmp_path):
+    root = _copy(tmp_path)
+    (root / "family.yaml").write_text("", encoding="utf-8")
+    msgs = [str(p) for p in ins.check_bank(root)]
+    assert f"{root / 'family.yaml'}:1: file is empty; expected a mapping" in "\n".join(msgs)

@@ -162,6 +162,9 @@ class _Checker:
             return None, shown
         data, probs = read_yaml(p, shown)
         self.problems += probs
+        if data is None and not probs:
+            self.add(shown, 1, f"file is empty; expected {S.EXPECT['map']} (see the comments "
+                               f"at the top of {MANIFEST_NAME} for the bank's layout)")
         return data, shown
 
     # ------------------------------------------------------------ files
@@ -173,9 +176,11 @@ class _Checker:
             return
         data, probs = read_yaml(self.manifest_path, mf)
         self.problems += probs
-        if data is None and not probs:
-            self.add(mf, 1, f"file is empty; expected {S.EXPECT['map']} with "
-                            f"{', '.join(f.name for f in S.MANIFEST)}")
+        if data is None:
+            if not probs:
+                self.add(mf, 1, f"file is empty; expected {S.EXPECT['map']} with "
+                                f"{', '.join(f.name for f in S.MANIFEST)}")
+            return
         if not self.fields(data, S.MANIFEST, "bank manifest", mf, 1):
             return
         self.meta = {"name": data.get("name") if self.good(data, "name", "text") else "",

@@ -10,4 +10,5 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
 __all__ = ["__version__"]
-from instrument.bank import BankError, check_bank, load_bank  # noqa: E402,F401  (bank)
+from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
+__all__ += ["load_bank", "check_bank", "BankError"]

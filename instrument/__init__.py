@@ -32,3 +32,5 @@ from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402
 __all__ += ["alpha", "reliability", "omega", "omega_from_estimates", "reverse_items", "bootstrap_ci", "efa", "kmo",
             "bartlett", "parallel_analysis", "item_analysis", "icc", "mean_reliability",
             "min_cluster_size", "split_half_reliability", "muml_covariances"]
+from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
+__all__ += ["load_bank", "check_bank", "BankError"]

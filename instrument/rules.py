@@ -191,3 +191,10 @@ SCHOOL_MEAN_RELIABILITY_HIGH = Rule(
     "Nunnally, J. C., & Bernstein, I. H. (1994). Psychometric theory (3rd ed.). McGraw-Hill "
     "(.80 for research comparisons between groups)",
     note="Stricter target for reporting school-level scores.")
+# --- bank (item bank schema) ---------------------------------------------------------------
+MIN_ITEMS_PER_CONSTRUCT = Rule(
+    "items.per.construct", 3, ">=",
+    "Bollen, K. A. (1989). Structural Equations with Latent Variables. Wiley, p. 244 "
+    "(three-indicator rule)",
+    note="A construct needs at least three items on a form for its one-factor model to be "
+         "identified on its own; the shipped bank aims for 5-8.")

@@ -37,6 +37,7 @@ def _register() -> None:
     main.add_command(_validate.validate)
     main.add_command(_reliability.reliability)
     main.add_command(_reliability.icc)
+    from instrument.cli import items as _items; main.add_command(_items.items)
 
 
 _register()

@@ -5,7 +5,8 @@
 item named by the bank's ``item_id``. Item codes are the integer codes of the item's own response
 scale as the respondent answered it (reverse-keyed items are NOT recoded here; use
 ``bank.recode_reverse``), stored as float64 with NaN for missing so that numeric code can use them
-without nullable dtypes. Respondent ids stay in this ingest-stage object; scores and reports drop
+without nullable dtypes; id and text columns have pandas' ``str`` dtype (`normalize_dtypes`).
+Respondent ids stay in this ingest-stage object; scores and reports drop
 them (`ResponseSet.without_ids`).
 """
 from __future__ import annotations
@@ -21,6 +22,22 @@ from instrument.results import Table, from_jsonable, to_jsonable
 ID_COLUMNS = ("respondent_id", "school_id", "district_id", "language")
 FORMS = ("teacher", "family")
 LANGUAGES = ("en", "es")
+TEXT_DTYPE = "str"  # pandas' default string dtype (missing = NaN)
+
+
+def normalize_dtypes(data: pd.DataFrame, items: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """Copy of ``data`` with the id columns and text columns as ``str`` and items as float64.
+
+    Simulated and ingested data pass through here, so both have the same dtypes.
+    """
+    out = data.copy()
+    item_set = set(items)
+    for c in out.columns:
+        if c in item_set:
+            out[c] = out[c].astype("float64")
+        elif c in ID_COLUMNS or out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].astype(TEXT_DTYPE)
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,12 +112,8 @@ class ResponseSet:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ResponseSet":
-        data = from_jsonable(d["data"])
         items = tuple(d["items"])
-        for c in items:
-            data[c] = data[c].astype("float64")
-        for c in ("respondent_id", "school_id", "district_id", "language"):
-            data[c] = data[c].astype(object)
+        data = normalize_dtypes(from_jsonable(d["data"]), items)
         q = from_jsonable(d.get("quarantine")) if d.get("quarantine") is not None else None
         kw = {} if q is None else {"quarantine": q}
         return cls(form=d["form"], data=data, items=items, source=d.get("source", ""), **kw)

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import special, stats
 
 from instrument.population import OUTCOMES, PopulationPlan, load_plan
-from instrument.responses import ResponseSet
+from instrument.responses import ResponseSet, normalize_dtypes
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 
 Z90_MINUS_Z10 = float(stats.norm.ppf(0.9) - stats.norm.ppf(0.1))  # 2.5631...
@@ -336,10 +336,9 @@ def _simulate_form(form: str, fspec: Mapping[str, Any], bank: Any, schools: pd.D
         lo = np.array([lo_hi[b][0] for b in band])
         hi = np.array([lo_hi[b][1] for b in band])
         data["child_grade"] = (lo + np.floor(rng.random(N) * (hi - lo + 1))).astype(np.int64)
-    for c in ("respondent_id", "school_id", "district_id"):
-        data[c] = data[c].astype(object)
     item_ids = items["item_id"].tolist()
-    data = pd.concat([data, pd.DataFrame(codes, columns=item_ids)], axis=1)
+    data = normalize_dtypes(pd.concat([data, pd.DataFrame(codes, columns=item_ids)], axis=1),
+                            item_ids)
     rs = ResponseSet(form=form, data=data, items=tuple(item_ids), source="simulated")
     icc_df = pd.DataFrame({"form": form, "construct": constructs, "icc": icc})
     return rs, roster, icc_df, R, u

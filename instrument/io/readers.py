@@ -1,0 +1,197 @@
+"""Chunked readers of fielded files. Each yields raw object-dtype DataFrames of data rows.
+
+Every reader returns a `Source`: the header (column names as in the file), an iterator of chunks
+(DataFrames with those columns, values as read: str, int, float, None/NaN), value labels per column
+(SPSS/Stata only) and the number of header rows. Nothing is evaluated: spreadsheet formulas are not
+computed (the cached value is read; a formula without one is reported by its cell), YAML is never
+read here, nothing is unpickled.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+FORMATS = ("csv", "qualtrics", "xlsx", "sav", "dta", "parquet")
+SUFFIX_FORMAT = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
+                 ".sav": "sav", ".zsav": "sav", ".dta": "dta", ".parquet": "parquet",
+                 ".pq": "parquet"}
+FORMULA_MARK = "__formula_without_cached_value__"
+
+
+class IngestError(ValueError):
+    """A file that cannot be ingested; the message names file, row/column and what was expected."""
+
+
+@dataclass
+class Source:
+    path: Path
+    format: str
+    columns: list[str]
+    chunks: Iterator[pd.DataFrame]
+    value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
+    header_rows: int = 1
+
+
+def detect_format(path: Path, fmt: str | None) -> str:
+    """The reader to use: ``fmt`` if given, else by suffix; a CSV whose 2nd and 3rd lines are
+    Qualtrics' question-text and ImportId rows is read as ``"qualtrics"``."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise IngestError(f"{path}: format= must be one of {FORMATS}; got {fmt!r}.")
+        return fmt
+    f = SUFFIX_FORMAT.get(path.suffix.lower())
+    if f is None:
+        raise IngestError(f"{path}: unknown file type {path.suffix!r}; expected one of "
+                          f"{sorted(SUFFIX_FORMAT)} or format=.")
+    if f == "csv" and _looks_like_qualtrics(path):
+        return "qualtrics"
+    return f
+
+
+def _looks_like_qualtrics(path: Path) -> bool:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rd = csv.reader(fh)
+            rows = [next(rd, None) for _ in range(3)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return rows[2] is not None and any('"ImportId"' in (v or "") for v in rows[2])
+
+
+def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str) -> Source:
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        head = pd.read_csv(path, dtype=str, nrows=0, sep=sep, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"{path}: the file is empty; expected a header row.") from None
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a "
+                          "UTF-8 CSV.") from None
+    cols = [str(c) for c in head.columns]
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        to_skip = skip_data_rows
+        try:
+            reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, sep=sep,
+                                 chunksize=chunksize, encoding="utf-8-sig")
+            for ch in reader:
+                ch = ch.astype(object)
+                if to_skip:
+                    k = min(to_skip, len(ch))
+                    ch = ch.iloc[k:]
+                    to_skip -= k
+                yield ch.reset_index(drop=True)
+        except pd.errors.ParserError as exc:
+            raise IngestError(f"{path}: malformed CSV ({exc}); expected {len(cols)} fields per "
+                              "row as in the header.") from None
+    return Source(path, fmt, cols, chunks(), header_rows=1 + skip_data_rows)
+
+
+def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+    import zipfile
+    try:
+        wb_v = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb_f = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise IngestError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
+    if sheet is not None and sheet not in wb_v.sheetnames:
+        raise IngestError(f"{path}: sheet {sheet!r} not found; expected one of {wb_v.sheetnames}.")
+    ws_v = wb_v[sheet] if sheet else wb_v.worksheets[0]
+    ws_f = wb_f[ws_v.title]
+    it_v = ws_v.iter_rows(values_only=True)
+    it_f = ws_f.iter_rows(values_only=True)
+    header = next(it_v, None)
+    next(it_f, None)
+    if header is None:
+        raise IngestError(f"{path}: sheet {ws_v.title!r} is empty; expected a header row.")
+    while header and header[-1] is None:
+        header = header[:-1]
+    cols = ["" if h is None else str(h) for h in header]
+    W = len(cols)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        buf: list[list[Any]] = []
+        for rv, rf in zip(it_v, it_f):
+            row = list(rv[:W]) + [None] * max(0, W - len(rv))
+            for j, (v, f) in enumerate(zip(row, rf[:W])):
+                if v is None and isinstance(f, str) and f.startswith("="):
+                    row[j] = FORMULA_MARK  # formula never calculated: no cached value to read
+            buf.append(row)
+            if len(buf) >= chunksize:
+                yield pd.DataFrame(buf, columns=cols, dtype=object)
+                buf = []
+        if buf:
+            yield pd.DataFrame(buf, columns=cols, dtype=object)
+        wb_v.close()
+        wb_f.close()
+    return Source(path, "xlsx", cols, chunks())
+
+
+def _readstat(path: Path, chunksize: int, fmt: str) -> Source:
+    import pyreadstat
+    fn = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
+    kw = {"user_missing": True} if fmt == "sav" else {}
+    try:
+        _, meta = fn(str(path), metadataonly=True, **kw)
+    except Exception as exc:  # pyreadstat raises its own ReadstatError / PyreadstatError
+        raise IngestError(f"{path}: not a readable {fmt} file ({exc}).") from None
+    cols = list(meta.column_names)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for df, _ in pyreadstat.read_file_in_chunks(fn, str(path), chunksize=chunksize,
+                                                    apply_value_formats=False, **kw):
+            yield df.astype(object).reset_index(drop=True)
+    return Source(path, fmt, cols, chunks(),
+                  value_labels={k: dict(v) for k, v in meta.variable_value_labels.items()})
+
+
+def _parquet(path: Path, chunksize: int) -> Source:
+    import pyarrow.parquet as pq
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid and others
+        raise IngestError(f"{path}: not a readable parquet file ({exc}).") from None
+    cols = list(pf.schema_arrow.names)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for batch in pf.iter_batches(batch_size=chunksize):
+            df = batch.to_pandas()
+            yield df.astype(object).where(df.notna(), None).reset_index(drop=True)
+    return Source(path, "parquet", cols, chunks())
+
+
+def open_source(path: Path, fmt: str, *, chunksize: int, sheet: str | None = None) -> Source:
+    if not path.exists():
+        raise IngestError(f"{path}: file not found.")
+    if fmt == "csv":
+        return _csv(path, chunksize, 0, "csv")
+    if fmt == "qualtrics":
+        return _csv(path, chunksize, 2, "qualtrics")
+    if fmt == "xlsx":
+        return _xlsx(path, chunksize, sheet)
+    if fmt in ("sav", "dta"):
+        return _readstat(path, chunksize, fmt)
+    if fmt == "parquet":
+        return _parquet(path, chunksize)
+    raise IngestError(f"{path}: format= must be one of {FORMATS}; got {fmt!r}.")
+
+
+def is_blank(v: Any) -> bool:
+    """True for None, NaN and whitespace-only strings."""
+    if v is None:
+        return True
+    if isinstance(v, float) and np.isnan(v):
+        return True
+    if isinstance(v, str) and not v.strip():
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False

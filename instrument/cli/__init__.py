@@ -20,6 +20,10 @@ def _register() -> None:
     from instrument.cli import validate as _validate
 
     main.add_command(_validate.validate)
+    from instrument.cli import data as _data  # simulate / ingest / scores (issue 9)
+
+    for _cmd in (_data.simulate, _data.ingest, _data.scores):
+        main.add_command(_cmd)
 
 
 _register()

@@ -454,20 +454,50 @@ def simulate(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = None
                       truth=truth, meta=meta)
 
 
-def expected_icc_of_mean(truth: Truth, form: str, construct: str, bank: Any) -> tuple[float, float]:
-    """Between-school variance of a respondent's mean item code, and its within-school variance.
+def implied_code_covariance(truth: Truth, form: str, construct: str) -> pd.DataFrame:
+    """Model-implied covariance matrix of the (reverse-recoded) codes of one construct's items.
 
-    The model-implied ICC of the raw construct mean (reverse-recoded items, English respondents,
-    no missing data) is ``between / (between + within)``.
+    English respondents, no missing data; codes counted as 1 + number of thresholds exceeded.
+
+    Notes
+    -----
+    ``corr(x*_j, x*_l) = lambda_j lambda_l`` (the construct's latent score has variance 1), so
+    ``Cov(code_j, code_l) = sum_k sum_m [P(x*_j > tau_jk, x*_l > tau_lm) - P(x*_j > tau_jk)
+    P(x*_l > tau_lm)]`` with bivariate-normal probabilities (Olsson, 1979, Psychometrika 44(4),
+    443-460, for the latent-response model of ordinal items).
+    """
+    it = truth.items[(truth.items["form"] == form) & (truth.items["construct"] == construct)]
+    lam = it["loading"].to_numpy()
+    taus = [np.asarray(t, float) for t in it["thresholds"]]
+    J = len(lam)
+    cov = np.zeros((J, J))
+    for a in range(J):
+        pa = stats.norm.sf(taus[a])
+        t = np.maximum.outer(taus[a], taus[a])
+        cov[a, a] = float((stats.norm.sf(t) - np.outer(pa, pa)).sum())
+        for b in range(a + 1, J):
+            pb = stats.norm.sf(taus[b])
+            r = lam[a] * lam[b]
+            mvn = stats.multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]])
+            pts = np.array([[-ta, -tb] for ta in taus[a] for tb in taus[b]])
+            joint = np.atleast_1d(mvn.cdf(pts))
+            cov[a, b] = cov[b, a] = float(joint.sum() - np.outer(pa, pb).sum())
+    ids = it["item_id"].tolist()
+    return pd.DataFrame(cov, index=ids, columns=ids)
+
+
+def expected_icc_of_mean(truth: Truth, form: str, construct: str) -> tuple[float, float]:
+    """Between-school and within-school variance of a respondent's mean item code (model-implied).
+
+    The ICC of the raw construct mean (reverse-recoded items, English respondents, no missing
+    data) is ``between / (between + within)``.
 
     Notes
     -----
     Given the school effect ``u ~ N(0, ICC)``, ``x*_j | u ~ N(lambda_j u, 1 - lambda_j^2 ICC)`` and
-    ``E[code_j | u] = min code + sum_k Phi((lambda_j u - tau_jk) / sqrt(1 - lambda_j^2 ICC))``.
-    The between variance is ``Var_u(mean_j E[code_j | u])`` (Gauss-Hermite quadrature, 60 nodes).
-    The total variance of the mean code uses bivariate-normal probabilities:
-    ``Cov(code_j, code_l) = sum_k sum_m [P(x*_j > tau_jk, x*_l > tau_lm) - P(.)P(.)]`` with
-    ``corr(x*_j, x*_l) = lambda_j lambda_l``.
+    ``E[code_j | u] = 1 + sum_k Phi((lambda_j u - tau_jk) / sqrt(1 - lambda_j^2 ICC))``.
+    The between variance is ``Var_u(mean_j E[code_j | u])`` (Gauss-Hermite quadrature, 60 nodes);
+    the total is ``sum(implied_code_covariance) / J^2``.
     """
     it = truth.items[(truth.items["form"] == form) & (truth.items["construct"] == construct)]
     icc = float(truth.icc.set_index(["form", "construct"]).loc[(form, construct), "icc"])
@@ -482,23 +512,5 @@ def expected_icc_of_mean(truth: Truth, form: str, construct: str, bank: Any) -> 
         m += stats.norm.cdf((lj * u[:, None] - tj[None, :]) / sd).sum(axis=1)
     m /= len(lam)
     between = float(np.sum(wts * (m - np.sum(wts * m)) ** 2))
-    J = len(lam)
-    cov = np.zeros((J, J))
-    for a in range(J):
-        pa = stats.norm.sf(taus[a])
-        for b in range(a, J):
-            pb = stats.norm.sf(taus[b])
-            if a == b:
-                # Var(sum_k 1(x > tau_k)) = sum_k sum_m [P(x > max) - P P]
-                t = np.maximum.outer(taus[a], taus[a])
-                cov[a, a] = float((stats.norm.sf(t) - np.outer(pa, pb)).sum())
-                continue
-            r = lam[a] * lam[b]
-            mvn = stats.multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]])
-            s = 0.0
-            for k, ta in enumerate(taus[a]):
-                for mm, tb in enumerate(taus[b]):
-                    s += float(mvn.cdf([-ta, -tb])) - pa[k] * pb[mm]
-            cov[a, b] = cov[b, a] = s
-    total = float(cov.sum()) / J ** 2
+    total = float(implied_code_covariance(truth, form, construct).to_numpy().sum()) / len(lam) ** 2
     return between, total - between

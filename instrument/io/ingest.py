@@ -223,6 +223,14 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
     return code_u[pos], bad_u[pos], {k: r for k, (_, r) in res.items() if r}
 
 
+def _language(v: Any, values: Mapping[str, str]) -> str | None:
+    """"en"/"es" from a language cell ("EN", "es-MX", "Español", ...); None when unknown."""
+    t = _norm(v)
+    if t in values:
+        return values[t]
+    return values.get(re.split(r"[-_]", t)[0])
+
+
 def _id_text(v: Any) -> Any:
     """Ids as text: 101.0 -> "101"; blank -> None."""
     if is_blank(v):
@@ -435,7 +443,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         did = col("district_id").map(_id_text) if ("district_id" in have) else pd.Series(
             [None] * n, dtype=object)
         lang_raw = col("language")
-        lang = lang_raw.map(lambda v: None if is_blank(v) else lang_values.get(_norm(v)))
+        lang = lang_raw.map(lambda v: None if is_blank(v) else _language(v, lang_values))
         add(lang.isna().to_numpy(), inv.get("language", "language"), lang_raw,
             lambda v: f"language {v!r} is not recognised; expected en or es")
         if "form" in have:

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 import operator
 
-from instrument.io.readers import (FORMULA_MARK, IngestError, Source, detect_format, is_blank,
+from instrument.io.readers import (Formula, IngestError, Source, detect_format, is_blank,
                                    open_source)
 from instrument.io.safe import safe_to_csv
 from instrument.responses import FORMS, ResponseSet, normalize_dtypes
@@ -185,7 +185,7 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
         if is_blank(v):
             res[v] = (np.nan, "")
             continue
-        if isinstance(v, str) and v == FORMULA_MARK:
+        if isinstance(v, Formula):
             res[v] = (np.nan, "formula without a cached value (formulas are not evaluated); "
                               "expected a code or label")
             continue

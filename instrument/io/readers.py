@@ -20,7 +20,10 @@ FORMATS = ("csv", "qualtrics", "xlsx", "sav", "dta", "parquet")
 SUFFIX_FORMAT = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx",
                  ".sav": "sav", ".zsav": "sav", ".dta": "dta", ".parquet": "parquet",
                  ".pq": "parquet"}
-FORMULA_MARK = "__formula_without_cached_value__"
+
+
+class Formula(str):
+    """Text of a spreadsheet formula that has no cached value (it is never evaluated)."""
 
 
 class IngestError(ValueError):
@@ -122,7 +125,7 @@ def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
             row = list(rv[:W]) + [None] * max(0, W - len(rv))
             for j, (v, f) in enumerate(zip(row, rf[:W])):
                 if v is None and isinstance(f, str) and f.startswith("="):
-                    row[j] = FORMULA_MARK  # formula never calculated: no cached value to read
+                    row[j] = Formula(f)  # formula never calculated: no cached value to read
             buf.append(row)
             if len(buf) >= chunksize:
                 yield pd.DataFrame(buf, columns=cols, dtype=object)

@@ -30,13 +30,15 @@ def normalize_dtypes(data: pd.DataFrame, items: tuple[str, ...] | list[str]) -> 
 
     Simulated and ingested data pass through here, so both have the same dtypes.
     """
-    out = data.copy()
+    out = data.copy(deep=False)  # copy-on-write: columns are replaced, never modified in place
     item_set = set(items)
     for c in out.columns:
         if c in item_set:
-            out[c] = out[c].astype("float64")
+            if out[c].dtype != np.float64:
+                out[c] = out[c].astype("float64")
         elif c in ID_COLUMNS or out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].astype(TEXT_DTYPE)
+            if out[c].dtype != TEXT_DTYPE:
+                out[c] = out[c].astype(TEXT_DTYPE)
     return out
 
 

@@ -176,8 +176,7 @@ def _describe_scale(scale_id: str, codes: set, missing: set) -> str:
 def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing: set,
                 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Codes (float, NaN = missing), bad mask and {bad value: reason} for one item column."""
-    arr = values.to_numpy(dtype=object).copy()
-    arr[pd.isna(arr)] = None
+    arr = _blank_filled(values).to_numpy(dtype=object)
     uniq = pd.unique(arr)
     res: dict[Any, tuple[float, str]] = {}
     desc = None
@@ -223,12 +222,48 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
     return code_u[pos], bad_u[pos], {k: r for k, (_, r) in res.items() if r}
 
 
+def _blank_filled(values: pd.Series) -> pd.Series:
+    """Missing cells (None/NaN/NA) as "" so that unique values are hashable and comparable."""
+    if values.dtype == object and values.hasnans:
+        return values.fillna("")
+    if values.dtype != object and not pd.api.types.is_string_dtype(values.dtype):
+        return values.astype(object).where(values.notna(), "")
+    return values.fillna("") if values.hasnans else values
+
+
+def _map_unique(values: pd.Series, fn: Any) -> np.ndarray:
+    """``fn`` applied once per distinct value, broadcast back (object array)."""
+    v = _blank_filled(values)
+    uniq = pd.unique(v.to_numpy(dtype=object))
+    mapped = np.empty(len(uniq), dtype=object)
+    mapped[:] = [fn(u) for u in uniq]
+    return mapped[pd.Index(uniq, dtype=object).get_indexer(v.to_numpy(dtype=object))]
+
+
+def _ids(values: pd.Series) -> pd.Series:
+    """Id cells as text (101.0 -> "101"), blank -> missing; vectorised for text columns."""
+    if pd.api.types.is_string_dtype(values.dtype) or pd.api.types.infer_dtype(
+            values, skipna=True) in ("string", "empty"):
+        out = values.astype("str").str.strip()
+        return out.where(out != "", None).astype("str")
+    return pd.Series(_map_unique(values, _id_text), index=values.index).astype("str")
+
+
 def _language(v: Any, values: Mapping[str, str]) -> str | None:
     """"en"/"es" from a language cell ("EN", "es-MX", "Español", ...); None when unknown."""
     t = _norm(v)
     if t in values:
         return values[t]
     return values.get(re.split(r"[-_]", t)[0])
+
+
+def _number(v: Any) -> float:
+    """A cell as a float (NaN when blank or not a number)."""
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str) and _NUMBER.match(v.strip()):
+        return float(v.strip())
+    return float("nan")
 
 
 def _id_text(v: Any) -> Any:
@@ -388,7 +423,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     J = len(items)
 
     # --- rows, chunk by chunk --------------------------------------------------------------------
-    seen_ids: dict[str, int] = {}
+    seen_ids = pd.Series(dtype=np.int64)  # respondent id -> first data row
     used_parts: list[pd.DataFrame] = []
     q_parts: list[pd.DataFrame] = []
     flag_parts: list[pd.DataFrame] = []
@@ -418,37 +453,36 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                 reasons = [reason(v) if callable(reason) else reason for v in vals]
                 problems.append((idx, column, vals, reasons))
 
-        rid = col("respondent_id").map(_id_text)
+        rid = _ids(col("respondent_id"))
         add(rid.isna().to_numpy(), inv.get("respondent_id", "respondent_id"), rid,
             "missing respondent id: expected a non-blank id")
-        dup = np.zeros(n, bool)
-        first_seen = {}
-        for k, v in enumerate(rid.tolist()):
-            if v is None:
-                continue
-            if v in seen_ids:
-                dup[k] = True
-                first_seen[k] = seen_ids[v]
-            else:
-                seen_ids[v] = int(rows[k])
+        row_s = pd.Series(rows, index=rid.index)
+        prev = rid.map(seen_ids) if len(seen_ids) else pd.Series(np.nan, index=rid.index)
+        valid = rid.notna()
+        first_here = row_s[valid].groupby(rid[valid].to_numpy()).transform("first")
+        first = prev.fillna(first_here.reindex(rid.index))
+        dup = (valid & (prev.notna() | rid.duplicated(keep="first"))).to_numpy()
         if dup.any():
             idx = np.flatnonzero(dup)
             problems.append((idx, inv.get("respondent_id", "respondent_id"),
                              rid.iloc[idx].tolist(),
-                             [f"duplicate respondent id: first seen on row {first_seen[k]}; "
+                             [f"duplicate respondent id: first seen on row {int(first.iloc[k])}; "
                               "expected unique ids" for k in idx]))
-        sid = col("school_id").map(_id_text)
+        new_ids = valid.to_numpy() & ~dup
+        seen_ids = pd.concat([seen_ids, pd.Series(rows[new_ids], index=rid[new_ids].to_numpy())])
+        sid = _ids(col("school_id"))
         add(sid.isna().to_numpy(), inv.get("school_id", "school_id"), sid,
             "missing school id: expected a non-blank school id")
-        did = col("district_id").map(_id_text) if ("district_id" in have) else pd.Series(
-            [None] * n, dtype=object)
+        did = _ids(col("district_id")) if ("district_id" in have) else pd.Series(
+            [None] * n, dtype="str")
         lang_raw = col("language")
-        lang = lang_raw.map(lambda v: None if is_blank(v) else _language(v, lang_values))
+        lang = pd.Series(_map_unique(lang_raw, lambda v: None if is_blank(v)
+                                     else _language(v, lang_values)), index=lang_raw.index)
         add(lang.isna().to_numpy(), inv.get("language", "language"), lang_raw,
             lambda v: f"language {v!r} is not recognised; expected en or es")
         if "form" in have:
             fr = col("form")
-            fm = fr.map(lambda v: None if is_blank(v) else _norm(v))
+            fm = pd.Series(_map_unique(fr, lambda v: None if is_blank(v) else _norm(v)))
             add((fm.notna() & (fm != form)).to_numpy(), inv.get("form", "form"), fr,
                 lambda v: f"form {v!r} does not match the form ingested ({form!r})")
 
@@ -466,14 +500,13 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         for b in bg_cols:
             raw = col(b)
             if b in NUMERIC_BACKGROUND:
-                blank = raw.map(is_blank).to_numpy(bool)
-                num = pd.to_numeric(raw.map(lambda v: None if is_blank(v) else v),
-                                    errors="coerce")
-                add(num.isna().to_numpy() & ~blank, inv[b], raw,
+                num = _map_unique(raw, _number).astype(float)
+                blank = _map_unique(raw, is_blank).astype(bool)
+                add(np.isnan(num) & ~blank, inv[b], raw,
                     lambda v, b=b: f"{b} {v!r} is not a number")
-                bg[b] = num.to_numpy(float)
+                bg[b] = num
             else:
-                bg[b] = raw.map(lambda v: None if is_blank(v) else str(v)).to_numpy(object)
+                bg[b] = _map_unique(raw, lambda v: None if is_blank(v) else str(v))
 
         # quality flags
         fl_rows, fl_names, fl_detail = [], [], []
@@ -488,9 +521,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                              f"({straightline.describe()})")
         if "duration" in have:
             raw = col("duration")
-            blank = raw.map(is_blank).to_numpy(bool)
-            dur = pd.to_numeric(raw.map(lambda v: None if is_blank(v) else v),
-                                errors="coerce").to_numpy(float)
+            blank = _map_unique(raw, is_blank).astype(bool)
+            dur = _map_unique(raw, _number).astype(float)
             add(~np.isfinite(dur) & ~blank, inv.get("duration", "duration"), raw,
                 lambda v: f"duration {v!r} is not a number of seconds")
             spi = dur / J
@@ -517,10 +549,10 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                                          "value": ["" if is_blank(v) else str(v) for v in vals],
                                          "reason": reasons}))
         keep = ~bad_rows
-        part = pd.DataFrame({"respondent_id": rid.to_numpy(object)[keep],
-                             "school_id": sid.to_numpy(object)[keep],
-                             "district_id": did.to_numpy(object)[keep],
-                             "language": lang.to_numpy(object)[keep]})
+        part = pd.DataFrame({"respondent_id": rid[keep].to_numpy(),
+                             "school_id": sid[keep].to_numpy(),
+                             "district_id": did.to_numpy()[keep],
+                             "language": lang.to_numpy(object)[keep]}).astype("str")
         for b, v in bg.items():
             part[b] = v[keep]
         part = pd.concat([part, pd.DataFrame(codes[keep], columns=items)], axis=1)

@@ -83,7 +83,6 @@ def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str) -> Source:
             reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, sep=sep,
                                  chunksize=chunksize, encoding="utf-8-sig")
             for ch in reader:
-                ch = ch.astype(object)
                 if to_skip:
                     k = min(to_skip, len(ch))
                     ch = ch.iloc[k:]

@@ -104,6 +104,22 @@ class Simulation:
     truth: Truth
     meta: Meta = field(default_factory=Meta)
 
+    def to_dict(self) -> dict:
+        return to_jsonable({"teacher": self.teacher.to_dict(), "family": self.family.to_dict(),
+                            "outcomes": self.outcomes, "truth": self.truth.to_dict(),
+                            "meta": self.meta.to_dict()})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Simulation":
+        outcomes = from_jsonable(d["outcomes"])
+        for c in ("school_id", "district_id", "grade_band", "locale"):
+            outcomes[c] = outcomes[c].astype("str")
+        for c in ("enrollment", "roster_teachers", "roster_families"):
+            outcomes[c] = outcomes[c].astype(np.int64)
+        return cls(teacher=ResponseSet.from_dict(d["teacher"]),
+                   family=ResponseSet.from_dict(d["family"]), outcomes=outcomes,
+                   truth=Truth.from_dict(d["truth"]), meta=Meta.from_dict(d["meta"]))
+
     def responses(self, form: str) -> ResponseSet:
         return {"teacher": self.teacher, "family": self.family}[form]
 

@@ -198,6 +198,19 @@ def test_sav_with_matching_labels_and_bad_rows(toy_bank, tmp_path, fam):
     assert q.loc[2, "reason"] == "language 'de' is not recognised; expected en or es"
 
 
+def test_sav_user_missing_codes_are_missing(toy_bank, tmp_path, fam):
+    fam.loc[0, "f_comm_3"] = 9                     # declared user-missing in the file
+    fam.loc[1, "f_comm_3"] = 8                     # not declared: out of range
+    p = tmp_path / "f.sav"
+    pyreadstat.write_sav(fam, str(p), missing_ranges={"f_comm_3": [9]})
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    assert res.quarantine["row"].tolist() == [2]
+    assert res.quarantine.loc[0, "reason"].startswith("code 8 is out of range; expected scale "
+                                                      "'freq5': codes 1..5")
+    assert np.isnan(res.responses.data.loc[0, "f_comm_3"])
+
+
 def test_dta_wrong_form_column(toy_bank, tmp_path, fam):
     fam["form"] = "family"
     fam.loc[3, "form"] = "teacher"
@@ -297,6 +310,9 @@ def test_qualtrics_round_trip_with_text_labels(sim, toy_bank, tmp_path):
     got = res.responses.data
     assert "IPAddress" not in got.columns and "duration" not in got.columns
     pd.testing.assert_frame_equal(got, d)
+    back = ins.IngestResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    pd.testing.assert_frame_equal(back.responses.data, got)
+    assert (back.read, back.used, back.quarantined) == (res.read, res.used, res.quarantined)
 
 
 def test_qualtrics_flags_and_exclusions(sim, toy_bank, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from scipy import stats
 
 import instrument as ins
 from instrument.population import PlanError, load_plan
+from instrument.results import dumps
 from instrument.scores import _icc1_anova
 from instrument.simulate import (Simulation, Truth, Z90_MINUS_Z10, expected_icc_of_mean,
                                  implied_code_covariance, simulate)
@@ -150,6 +152,10 @@ class TestReproducible:
         assert np.allclose(t2.schools["engagement"], sim.truth.schools["engagement"])
         rs = ins.ResponseSet.from_dict(sim.family.to_dict())
         pd.testing.assert_frame_equal(rs.data, sim.family.data)
+        back = Simulation.from_dict(json.loads(dumps(sim)))
+        pd.testing.assert_frame_equal(back.teacher.data, sim.teacher.data)
+        pd.testing.assert_frame_equal(back.outcomes, sim.outcomes)
+        assert back.meta.seed == sim.meta.seed
 
     def test_default_plan_is_fast_and_shaped(self, toy_bank):
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from instrument.io.readers import (Formula, IngestError, Source, detect_format, 
                                    open_source)
 from instrument.io.safe import safe_to_csv
 from instrument.responses import FORMS, ResponseSet, normalize_dtypes
-from instrument.results import Table
+from instrument.results import Table, from_jsonable, to_jsonable
 from instrument.rules import MIN_SECONDS_PER_ITEM, STRAIGHTLINE_MIN_ITEMS, Rule
 
 QUARANTINE_COLUMNS = ("row", "column", "value", "reason")
@@ -94,6 +94,20 @@ class IngestResult:
     path: str
     format: str
     quarantine_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return to_jsonable({"responses": self.responses.to_dict(), "quarantine": self.quarantine,
+                            "flags": self.flags, "read": self.read, "used": self.used,
+                            "quarantined": self.quarantined, "path": self.path,
+                            "format": self.format, "quarantine_path": self.quarantine_path})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "IngestResult":
+        q = from_jsonable(d["quarantine"])
+        f = from_jsonable(d["flags"])
+        return cls(responses=ResponseSet.from_dict(d["responses"]), quarantine=q, flags=f,
+                   read=int(d["read"]), used=int(d["used"]), quarantined=int(d["quarantined"]),
+                   path=d["path"], format=d["format"], quarantine_path=d.get("quarantine_path"))
 
     def summary(self) -> Table:
         reasons = (self.quarantine.assign(reason=self.quarantine["reason"].str.split(":").str[0])
@@ -174,8 +188,12 @@ def _describe_scale(scale_id: str, codes: set, missing: set) -> str:
 
 
 def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing: set,
+                file_missing: list[tuple[float, float]] = (),
                 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Codes (float, NaN = missing), bad mask and {bad value: reason} for one item column."""
+    """Codes (float, NaN = missing), bad mask and {bad value: reason} for one item column.
+
+    ``file_missing`` are user-missing ranges declared in an SPSS file for this column: values in
+    them are missing answers, like the scale's own missing codes."""
     arr = _blank_filled(values).to_numpy(dtype=object)
     uniq = pd.unique(arr)
     res: dict[Any, tuple[float, str]] = {}
@@ -199,7 +217,7 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
                 res[v] = (np.nan, f"code {v!r} is not an integer; expected {desc}")
             elif int(num) in codes:
                 res[v] = (float(int(num)), "")
-            elif int(num) in missing:
+            elif int(num) in missing or any(lo <= num <= hi for lo, hi in file_missing):
                 res[v] = (np.nan, "")
             else:
                 res[v] = (np.nan, f"code {int(num)} is out of range; expected {desc}")
@@ -490,7 +508,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         for j, it in enumerate(items):
             lut, cset, mset = lookups[it]
             v = col(it)
-            codes[:, j], bad, reasons = _parse_item(v, item_scale[it], lut, cset, mset)
+            codes[:, j], bad, reasons = _parse_item(v, item_scale[it], lut, cset, mset,
+                                                    src.user_missing.get(inv.get(it, it), ()))
             add(bad, inv.get(it, it), v, lambda x, r=reasons: r[x])
         answered = np.isfinite(codes).sum(axis=1)
         add(answered == 0, "", pd.Series([""] * n, dtype=object),

@@ -37,6 +37,7 @@ class Source:
     columns: list[str]
     chunks: Iterator[pd.DataFrame]
     value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
+    user_missing: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     header_rows: int = 1
 
 
@@ -151,7 +152,9 @@ def _readstat(path: Path, chunksize: int, fmt: str) -> Source:
                                                     apply_value_formats=False, **kw):
             yield df.astype(object).reset_index(drop=True)
     return Source(path, fmt, cols, chunks(),
-                  value_labels={k: dict(v) for k, v in meta.variable_value_labels.items()})
+                  value_labels={k: dict(v) for k, v in meta.variable_value_labels.items()},
+                  user_missing={k: [(float(r["lo"]), float(r["hi"])) for r in v]
+                                for k, v in (getattr(meta, "missing_ranges", None) or {}).items()})
 
 
 def _parquet(path: Path, chunksize: int) -> Source:

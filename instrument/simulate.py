@@ -530,3 +530,18 @@ def expected_icc_of_mean(truth: Truth, form: str, construct: str) -> tuple[float
     between = float(np.sum(wts * (m - np.sum(wts * m)) ** 2))
     total = float(implied_code_covariance(truth, form, construct).to_numpy().sum()) / len(lam) ** 2
     return between, total - between
+
+
+def pipeline_stage(ctx: dict) -> dict:
+    """The ``simulate_or_ingest`` stage of `instrument.pipeline.validate` (for the lead to register).
+
+    Reads ``ctx["plan_path"]`` (None = shipped default plan), uses ``ctx["bank"]`` when present
+    (else the shipped bank), simulates, writes teacher.csv, family.csv, outcomes.csv and truth.json
+    under ``ctx["out_dir"] / "data"``, stores the `Simulation` in ``ctx["simulation"]`` and returns a
+    JSON-able summary (no respondent ids).
+    """
+    sim = simulate(ctx.get("plan_path"), bank=ctx.get("bank"))
+    ctx["simulation"] = sim
+    paths = sim.write(Path(ctx["out_dir"]) / "data")
+    return {"summary": sim.summary().frame, "meta": sim.meta.to_dict(),
+            "files": {k: str(v) for k, v in paths.items()}}

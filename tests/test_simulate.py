@@ -292,3 +292,13 @@ class TestRecovery:
         # the poverty contrast holds on the poverty share's own P90 vs P10
         z = o["poverty_z"]
         assert np.isclose(np.quantile(z, .9) - np.quantile(z, .1), Z90_MINUS_Z10, atol=0.15)
+
+
+def test_pipeline_stage(toy_bank, tmp_path):
+    from instrument.simulate import pipeline_stage
+    ctx = {"plan_path": None, "bank": toy_bank, "out_dir": tmp_path}
+    out = pipeline_stage(ctx)
+    assert isinstance(ctx["simulation"], Simulation)
+    assert (tmp_path / "data" / "truth.json").exists()
+    assert out["meta"]["seed"] == 20261125
+    assert "respondent_id" not in json.dumps(out, default=str)

@@ -5,7 +5,6 @@ Nothing in the output identifies a respondent: rows are school x form x construc
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import numpy as np

@@ -275,7 +275,6 @@ def qualtrics_export(df: pd.DataFrame, bank, path, *, durations=None) -> dict:
         "UserLanguage": np.where(df["language"] == "es", "ES-ES", "EN")})
     for it in items:
         sc = bank.scales[scale_of[it]]
-        labs = np.where(df["language"].to_numpy() == "es", None, None)
         vals = []
         for v, lang in zip(df[it], df["language"]):
             if np.isnan(v):
@@ -284,7 +283,6 @@ def qualtrics_export(df: pd.DataFrame, bank, path, *, durations=None) -> dict:
                 labels = sc.labels_es if lang == "es" else sc.labels_en
                 vals.append(labels[list(sc.codes).index(int(v))])
         out[qnames[it]] = vals
-        del labs
     for b in ("years_at_school", "child_grade"):
         if b in df.columns:
             out[b] = df[b].to_numpy()

@@ -15,15 +15,15 @@ was expected.
 """
 from __future__ import annotations
 
+import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import yaml
-import operator
 
 from instrument.io.readers import (Formula, IngestError, Source, detect_format, is_blank,
                                    open_source)

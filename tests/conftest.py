@@ -1,9 +1,14 @@
 """Shared fixtures: a small fake item bank satisfying the narrow seam used by simulate, ingest and
 scores (``bank.items``, ``bank.scales``, ``bank.items_for``, ``bank.recode_reverse``), so these tests
-run before the real bank lands and can later be run against it too."""
+run before the real bank lands and can later be run against it too.
+
+Set ``INSTRUMENT_TEST_BANK=real`` to run the same tests with the shipped bank
+(``instrument.bank.load_bank()``) in place of the toy bank."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import os
 
 import pandas as pd
 import pytest
@@ -64,4 +69,7 @@ class ToyBank:
 
 @pytest.fixture(scope="session")
 def toy_bank():
+    if os.environ.get("INSTRUMENT_TEST_BANK") == "real":
+        from instrument.bank import load_bank
+        return load_bank()
     return ToyBank()

@@ -48,6 +48,18 @@ def write(df: pd.DataFrame, path, fmt: str) -> None:
         df.to_parquet(path)
 
 
+def scale_of(bank, item):
+    sid = bank.items.set_index("item_id").loc[item, "scale"]
+    return sid, bank.scales[sid]
+
+
+def expected_scale(bank, item) -> str:
+    """The 'expected ...' text of an item's scale, as ingest words it."""
+    sid, sc = scale_of(bank, item)
+    ms = ", ".join(str(m) for m in sorted(sc.missing_codes))
+    return f"scale '{sid}': codes {min(sc.codes)}..{max(sc.codes)} or missing codes {ms}"
+
+
 def check_accounting(res) -> None:
     assert res.read == res.used + res.quarantined
     assert res.used == len(res.responses.data)
@@ -134,8 +146,7 @@ def test_csv_row_problems(toy_bank, tmp_path, fam):
     check_accounting(res)
     q = res.quarantine.set_index("row")
     assert res.quarantined == 5 and res.read == len(fam)
-    assert q.loc[1, "reason"] == ("code 7 is out of range; expected scale 'agree4': codes 1..4 or "
-                                  "missing codes -99, -98")
+    assert q.loc[1, "reason"] == f"code 7 is out of range; expected {expected_scale(toy_bank, 'f_mind_2')}"
     assert q.loc[1, "column"] == "f_mind_2" and q.loc[1, "value"] == "7.0"
     assert q.loc[2, "reason"].startswith("duplicate respondent id: first seen on row 1")
     assert q.loc[3, "reason"] == "missing school id: expected a non-blank school id"
@@ -150,8 +161,9 @@ def test_csv_row_problems(toy_bank, tmp_path, fam):
 
 def test_xlsx_text_labels_formulas_and_injection(toy_bank, tmp_path, fam):
     fam = fam.astype({c: object for c in ["f_mind_1", "f_mind_2", "f_comm_2"]})
-    fam.loc[0, "f_mind_1"] = "Strongly agree"      # English label -> 4
-    fam.loc[1, "f_mind_1"] = "muy en desacuerdo"   # Spanish label, any case -> 1
+    sid1, sc1 = scale_of(toy_bank, "f_mind_1")
+    fam.loc[0, "f_mind_1"] = sc1.labels_en[-1]             # English label -> top code
+    fam.loc[1, "f_mind_1"] = sc1.labels_es[0].upper()      # Spanish label, any case -> 1
     fam.loc[2, "f_mind_2"] = "Agreee"              # maps to no code
     fam.loc[3, "f_comm_2"] = "=HYPERLINK(\"http://x\",\"y\")"  # a formula (never evaluated)
     fam.loc[6, "f_mind_2"] = "@SUM(1+1)"            # text that a spreadsheet would run
@@ -161,10 +173,11 @@ def test_xlsx_text_labels_formulas_and_injection(toy_bank, tmp_path, fam):
     res = ingest(p, bank=toy_bank, form="family", quarantine_dir=tmp_path)
     check_accounting(res)
     kept = res.responses.data.set_index("respondent_id")
-    assert kept.loc[fam.loc[0, "respondent_id"], "f_mind_1"] == 4
-    assert kept.loc[fam.loc[1, "respondent_id"], "f_mind_1"] == 1
+    assert kept.loc[fam.loc[0, "respondent_id"], "f_mind_1"] == max(sc1.codes)
+    assert kept.loc[fam.loc[1, "respondent_id"], "f_mind_1"] == min(sc1.codes)
     q = res.quarantine.set_index("row")
-    assert q.loc[3, "reason"].startswith("text 'Agreee' maps to no code of scale 'agree4'")
+    sid2, _ = scale_of(toy_bank, "f_mind_2")
+    assert q.loc[3, "reason"].startswith(f"text 'Agreee' maps to no code of scale '{sid2}'")
     assert q.loc[4, "column"] == "f_comm_2"
     assert q.loc[5, "reason"].startswith("formula without a cached value")
     assert q.loc[7, "value"] == "@SUM(1+1)"
@@ -176,25 +189,27 @@ def test_xlsx_text_labels_formulas_and_injection(toy_bank, tmp_path, fam):
 
 def test_sav_value_labels_contradict_bank(toy_bank, tmp_path, fam):
     p = tmp_path / "f.sav"
-    labels = {1: "Strongly agree", 2: "Agree", 3: "Disagree", 4: "Strongly disagree"}
+    sid, sc = scale_of(toy_bank, "f_mind_2")
+    labels = dict(zip(sc.codes, reversed(sc.labels_en)))   # coded in the opposite direction
     pyreadstat.write_sav(fam, str(p), variable_value_labels={"f_mind_2": labels})
-    with pytest.raises(IngestError, match=r"f\.sav: column 'f_mind_2': value label of code 1 is "
-                                          r"'Strongly agree', but the bank's scale 'agree4' labels "
-                                          r"code 1 'Strongly disagree'"):
+    with pytest.raises(IngestError, match=(
+            rf"f\.sav: column 'f_mind_2': value label of code 1 is '{sc.labels_en[-1]}', but the "
+            rf"bank's scale '{sid}' labels code 1 '{sc.labels_en[0]}'")):
         ingest(p, bank=toy_bank, form="family")
 
 
 def test_sav_with_matching_labels_and_bad_rows(toy_bank, tmp_path, fam):
-    fam.loc[0, "f_lang_1"] = 5
+    fam.loc[0, "f_lang_1"] = 9
     fam.loc[1, "language"] = "de"
     p = tmp_path / "f.sav"
-    labels = {1: "Strongly disagree", 2: "Disagree", 3: "Agree", 4: "Strongly agree",
-              -99: "Prefer not to say"}
+    _, sc = scale_of(toy_bank, "f_lang_1")
+    labels = {**dict(zip(sc.codes, sc.labels_en)), **dict(zip(sc.missing_codes,
+                                                              sc.missing_labels))}
     pyreadstat.write_sav(fam, str(p), variable_value_labels={"f_lang_1": labels})
     res = ingest(p, bank=toy_bank, form="family")
     check_accounting(res)
     q = res.quarantine.set_index("row")
-    assert q.loc[1, "reason"].startswith("code 5 is out of range")
+    assert q.loc[1, "reason"].startswith("code 9 is out of range")
     assert q.loc[2, "reason"] == "language 'de' is not recognised; expected en or es"
 
 
@@ -206,8 +221,8 @@ def test_sav_user_missing_codes_are_missing(toy_bank, tmp_path, fam):
     res = ingest(p, bank=toy_bank, form="family")
     check_accounting(res)
     assert res.quarantine["row"].tolist() == [2]
-    assert res.quarantine.loc[0, "reason"].startswith("code 8 is out of range; expected scale "
-                                                      "'freq5': codes 1..5")
+    assert res.quarantine.loc[0, "reason"] == (
+        f"code 8 is out of range; expected {expected_scale(toy_bank, 'f_comm_3')}")
     assert np.isnan(res.responses.data.loc[0, "f_comm_3"])
 
 
@@ -233,7 +248,8 @@ def test_parquet_non_integer_code_and_empty_school(toy_bank, tmp_path, fam):
     res = ingest(p, bank=toy_bank, form="family")
     check_accounting(res)
     q = res.quarantine.set_index("row")
-    assert q.loc[1, "reason"].startswith("code 2.5 is not an integer; expected scale 'freq5'")
+    assert q.loc[1, "reason"] == (
+        f"code 2.5 is not an integer; expected {expected_scale(toy_bank, 'f_comm_4')}")
     assert q.loc[2, "reason"].startswith("missing school id")
 
 
@@ -316,10 +332,10 @@ def test_qualtrics_round_trip_with_text_labels(sim, toy_bank, tmp_path):
 def test_qualtrics_flags_and_exclusions(sim, toy_bank, tmp_path):
     d = sim.family.data.copy().iloc[:20].reset_index(drop=True)
     items = list(sim.family.items)
-    d.loc[0, items] = 3.0                               # straight-lining (12 items)
-    d.loc[1, items] = [1.0, 2.0, 3.0] * 4
+    d.loc[0, items] = 3.0                               # straight-lining (>= 10 items)
+    d.loc[1, items] = np.resize([1.0, 2.0, 3.0], len(items))
     durations = np.full(len(d), 600)
-    durations[1] = 12                                   # 1 s per item: too fast
+    durations[1] = len(items)                           # 1 s per item: too fast
     p = tmp_path / "qualtrics.csv"
     mapping = qualtrics_export(d, toy_bank, p, durations=durations)
     flagged = ingest(p, bank=toy_bank, form="family", mapping=mapping)
@@ -327,7 +343,7 @@ def test_qualtrics_flags_and_exclusions(sim, toy_bank, tmp_path):
     assert flagged.quarantined == 0
     f = flagged.flags.set_index("row")
     assert f.loc[1, "flag"] == "straightlining" and f.loc[2, "flag"] == "too_fast"
-    assert "12.00" not in f.loc[2, "detail"] and "1.00 s/item" in f.loc[2, "detail"]
+    assert "1.00 s/item" in f.loc[2, "detail"]
     assert not f["excluded"].any()
     excluded = ingest(p, bank=toy_bank, form="family", mapping=mapping,
                       exclude_flags=("straightlining", "too_fast"))
@@ -351,10 +367,11 @@ def test_qualtrics_unmapped_label_and_missing_label(sim, toy_bank, tmp_path):
     assert res.quarantine["row"].tolist() == [1]
     assert res.quarantine.loc[0, "column"] == "Q1_1"
     fixed = ingest(p, bank=toy_bank, form="family",
-                   mapping={**mapping, "labels": {"agree4": {"Totally agree": 4}}})
+                   mapping={**mapping, "labels": {scale_of(toy_bank, sim.family.items[0])[0]:
+                                                  {"Totally agree": 2}}})
     assert fixed.quarantined == 0
-    assert fixed.responses.data.loc[0, "f_mind_1"] == 4
-    assert np.isnan(fixed.responses.data.loc[1, "f_mind_2"])
+    assert fixed.responses.data.loc[0, sim.family.items[0]] == 2
+    assert np.isnan(fixed.responses.data.loc[1, sim.family.items[1]])
 
 
 def test_mapping_errors(toy_bank, tmp_path, fam):

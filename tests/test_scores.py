@@ -59,20 +59,39 @@ def make_responses(toy_bank, sizes: dict[str, int], *, seed=0, school_sd=0.6, fo
     return ResponseSet(form=form, data=data, items=tuple(items))
 
 
+def constructs(bank, form="teacher"):
+    return list(dict.fromkeys(bank.items[bank.items["form"] == form]["construct"]))
+
+
+def icc_all(bank, value, form="teacher"):
+    return {c: value for c in constructs(bank, form) + ["overall"]}
+
+
 class TestRespondentScores:
     def test_reverse_recoding_and_item_share(self, toy_bank):
+        it = toy_bank.items[toy_bank.items["form"] == "teacher"]
+        rev = it[it["reverse"]].iloc[0]
+        c = rev["construct"]
+        items = toy_bank.items_for("teacher", c)
+        k = len(items)
+        top = max(toy_bank.scales[rev["scale"]].codes)
         rs = make_responses(toy_bank, {"S1": 3})
         d = rs.data.copy()
-        d.loc[0, ["t_mind_1", "t_mind_2", "t_mind_3", "t_mind_4"]] = [4, 3, 4, 1]  # t_mind_4 reversed
-        d.loc[1, ["t_mind_1", "t_mind_2", "t_mind_3", "t_mind_4"]] = [2, np.nan, np.nan, np.nan]
-        d.loc[2, ["t_mind_1", "t_mind_2", "t_mind_3", "t_mind_4"]] = [2, 3, np.nan, np.nan]
+        first = [i for i in items if i != rev["item_id"]][0]
+        d.loc[0, items] = 2.0
+        d.loc[0, rev["item_id"]] = 1.0                  # reverse-keyed: recoded to top
+        d.loc[1, items] = np.nan
+        d.loc[1, items[: (k - 1) // 2]] = 2.0           # fewer than half answered
+        d.loc[2, items] = np.nan
+        half = [first] + [i for i in items if i not in (first, rev["item_id"])][: -(-k // 2) - 1]
+        d.loc[2, half] = 3.0                            # exactly ceil(k/2) answered
         rs = ResponseSet(form="teacher", data=d, items=rs.items)
         sc = respondent_scores(rs, bank=toy_bank)
         assert "respondent_id" not in sc.columns
-        assert sc.loc[0, "mindsets"] == pytest.approx((4 + 3 + 4 + 4) / 4)
-        assert np.isnan(sc.loc[1, "mindsets"])          # 1 of 4 answered < .5
-        assert sc.loc[2, "mindsets"] == pytest.approx(2.5)  # 2 of 4 answered = .5 passes
-        cons = ["mindsets", "communication", "language_culture"]
+        assert sc.loc[0, c] == pytest.approx((2 * (k - 1) + top) / k)
+        assert np.isnan(sc.loc[1, c])
+        assert sc.loc[2, c] == pytest.approx(3.0)
+        cons = constructs(toy_bank)
         assert sc.loc[0, "overall"] == pytest.approx(sc.loc[0, cons].mean())
         assert sc.loc[1, "overall"] == pytest.approx(sc.loc[1, cons].mean())  # 2 of 3 constructs
 
@@ -87,11 +106,9 @@ class TestScaleAndBands:
 
     def test_given_benchmark(self, toy_bank):
         rs = make_responses(toy_bank, {f"S{i}": 30 for i in range(6)}, seed=1)
-        raw = school_scores(rs, bank=toy_bank, icc1={c: 0.3 for c in
-                            ["mindsets", "communication", "language_culture", "overall"]})
+        raw = school_scores(rs, bank=toy_bank, icc1=icc_all(toy_bank, 0.3))
         m = raw[raw["construct"] == "communication"].set_index("school_id")["mean"]
-        bm = {c: {"mean": float(m["S0"]), "sd": 0.1} for c in
-              ["mindsets", "communication", "language_culture", "overall"]}
+        bm = {c: {"mean": float(m["S0"]), "sd": 0.1} for c in icc_all(toy_bank, 0)}
         sc = school_scores(rs, bank=toy_bank, benchmark=bm, icc1={c: 0.3 for c in bm})
         s = sc[sc["construct"] == "communication"].set_index("school_id")
         assert s.loc["S0", "score"] == pytest.approx(50.0)
@@ -101,11 +118,12 @@ class TestScaleAndBands:
 
     def test_default_benchmark_is_shown_schools(self, toy_bank):
         rs = make_responses(toy_bank, {f"S{i}": 25 for i in range(30)}, seed=2, school_sd=0.3)
-        sc = school_scores(rs, bank=toy_bank)
+        show_all = Rule("reliability.school_mean", 0.0, ">=", "test: precision gate always passes")
+        sc = school_scores(rs, bank=toy_bank, min_reliability=show_all)
         shown = sc[~sc["suppressed"] & (sc["construct"] == "overall")]
-        assert not (shown["score"].isin([1.0, 99.0])).any()
-        assert shown["score"].mean() == pytest.approx(50.0)
-        assert shown["score"].std(ddof=1) == pytest.approx(20.0)
+        assert len(shown) == 30
+        m = shown["mean"]
+        assert_allclose(shown["score"], np.clip(50 + 20 * (m - m.mean()) / m.std(ddof=1), 1, 99))
         bt = benchmark_table(sc).set_index("construct")
         assert bt.loc["overall", "n_schools"] == len(shown)
 
@@ -117,12 +135,13 @@ class TestScaleAndBands:
 
     def test_se_and_reliability(self, toy_bank):
         rs = make_responses(toy_bank, {"S1": 15, "S2": 20, "S3": 11}, seed=4)
-        icc = {c: 0.2 for c in ["mindsets", "communication", "language_culture", "overall"]}
+        icc = icc_all(toy_bank, 0.2)
+        c0 = constructs(toy_bank)[0]
         sc = school_scores(rs, bank=toy_bank, icc1=icc, min_reliability=Rule(
             "reliability.school_mean", 0.0, ">=", "test: show every school"))
         r = respondent_scores(rs, bank=toy_bank)
-        s = sc[sc["construct"] == "mindsets"].set_index("school_id")
-        g = r.groupby("school_id")["mindsets"]
+        s = sc[sc["construct"] == c0].set_index("school_id")
+        g = r.groupby("school_id")[c0]
         assert_allclose(s["se"], (g.std(ddof=1) / np.sqrt(g.count())).reindex(s.index))
         assert_allclose(s["reliability"], s["n"] * 0.2 / (1 + (s["n"] - 1) * 0.2))
 
@@ -137,7 +156,9 @@ class TestSuppression:
     reliability < .70); S_reliable has a low rate (.20 < .50) but reliability >= .70 -> shown;
     S_none has no respondents at all."""
 
-    ICC = {c: 0.05 for c in ["mindsets", "communication", "language_culture", "overall"]}
+    @pytest.fixture(autouse=True)
+    def _icc(self, toy_bank):
+        self.ICC = {**icc_all(toy_bank, 0.05), **icc_all(toy_bank, 0.05, "family")}
 
     @pytest.fixture
     def case(self, toy_bank):

@@ -185,10 +185,14 @@ class TestRecovery:
             assert np.allclose(observed.to_numpy(), expected, atol=ATOL_CATEGORY_SHARE), row.item_id
 
     def test_reverse_item_generated_reversed(self, toy_bank):
+        it = toy_bank.items[toy_bank.items["form"] == "teacher"]
+        rev = it[it["reverse"]].iloc[0]
+        same = it[(it["construct"] == rev["construct"]) & ~it["reverse"]]["item_id"].iloc[0]
+        pair = [same, rev["item_id"]]
         sim = simulate(big_teacher_spec(), seed=3, bank=toy_bank)
         d = sim.teacher.data
-        raw = d[["t_mind_1", "t_mind_4"]].corr().iloc[0, 1]
-        rec = toy_bank.recode_reverse(d, form="teacher")[["t_mind_1", "t_mind_4"]].corr().iloc[0, 1]
+        raw = d[pair].corr().iloc[0, 1]
+        rec = toy_bank.recode_reverse(d, form="teacher")[pair].corr().iloc[0, 1]
         assert raw < -0.1 and rec > 0.1 and np.isclose(raw, -rec)
 
     def test_icc_of_construct_means(self, toy_bank):
@@ -207,12 +211,13 @@ class TestRecovery:
 
     def test_loadings_via_principal_axis(self, toy_bank):
         spec = big_teacher_spec(icc=0.02)
-        spec["simulation"]["forms"]["teacher"]["items"] = {
-            "t_comm_1": {"loading": 0.40}, "t_comm_2": {"loading": 0.85},
-            "t_comm_3": {"loading": 0.55}, "t_comm_4": {"loading": 0.70}}
-        sim = simulate(spec, seed=9, bank=toy_bank)
         items = toy_bank.items_for("teacher", "communication")
-        x = sim.teacher.data[items].to_numpy(float)
+        planted = np.linspace(0.35, 0.85, len(items))[np.random.default_rng(0).permutation(
+            len(items))]
+        spec["simulation"]["forms"]["teacher"]["items"] = {
+            i: {"loading": float(v)} for i, v in zip(items, planted)}
+        sim = simulate(spec, seed=9, bank=toy_bank)
+        x = toy_bank.recode_reverse(sim.teacher.data, form="teacher")[items].to_numpy(float)
 
         def principal_axis(R, iters=200):
             R = np.array(R, float)
@@ -244,14 +249,16 @@ class TestRecovery:
         f["spanish_share"] = {"base": 0.5, "per_el_share": 0.0}
         f["icc"] = {"default": 0.02}
         f["missing"] = {"mcar": 0.0}
-        f["items"] = {"f_comm_2": {"loading": 0.7}, "f_comm_3": {"loading": 0.7},
-                      "f_lang_1": {"loading": 0.7}}
+        comm = toy_bank.items_for("family", "communication")
+        lang = toy_bank.items_for("family", "language_culture")
+        f["items"] = {comm[1]: {"loading": 0.7}, comm[2]: {"loading": 0.7},
+                      lang[0]: {"loading": 0.7}}
         f["dif"] = [{"item": "communication[2]", "threshold_shift": 0.5},
-                    {"item": "f_lang_1", "loading_diff": -0.4}]
+                    {"item": lang[0], "loading_diff": -0.4}]
         sim = simulate(s, seed=21, bank=toy_bank)
-        d = sim.family.data
+        d = toy_bank.recode_reverse(sim.family.data, form="family")   # construct-aligned codes
         es = d["language"] == "es"
-        assert set(sim.truth.dif["item_id"]) == {"f_comm_2", "f_lang_1"}
+        assert set(sim.truth.dif["item_id"]) == {comm[1], lang[0]}
 
         def probit_gap(item):
             gaps = []
@@ -261,16 +268,16 @@ class TestRecovery:
                 gaps.append(stats.norm.ppf(p_es) - stats.norm.ppf(p_en))
             return float(np.mean(gaps))
 
-        shift = probit_gap("f_comm_2") - probit_gap("f_comm_3")
+        shift = probit_gap(comm[1]) - probit_gap(comm[2])
         assert abs(shift - 0.5) < ATOL_DIF_SHIFT, shift
-        assert abs(probit_gap("f_comm_3")) < ATOL_DIF_SHIFT / 2
+        assert abs(probit_gap(comm[2])) < ATOL_DIF_SHIFT / 2
 
         def item_rest(item, mask):
-            rest = [i for i in toy_bank.items_for("family", "language_culture") if i != item]
+            rest = [i for i in lang if i != item]
             return np.corrcoef(d.loc[mask, item], d.loc[mask, rest].mean(axis=1))[0, 1]
 
-        assert item_rest("f_lang_1", ~es) - item_rest("f_lang_1", es) > 0.15
-        assert abs(item_rest("f_lang_2", ~es) - item_rest("f_lang_2", es)) < 0.06
+        assert item_rest(lang[0], ~es) - item_rest(lang[0], es) > 0.15
+        assert abs(item_rest(lang[1], ~es) - item_rest(lang[1], es)) < 0.06
 
     def test_outcome_effects(self, toy_bank):
         s = tiny_spec()

@@ -406,3 +406,31 @@ def test_neutralize_cell(value, expected):
 
 def test_public_api_exports():
     assert ins.ingest is ingest and ins.IngestResult is not None
+
+
+class WithBackground:
+    """The test bank plus a `background` table (as the shipped bank has)."""
+
+    def __init__(self, bank, background):
+        self._bank = bank
+        self.background = background
+
+    def __getattr__(self, name):
+        return getattr(self._bank, name)
+
+
+def test_bank_background_columns(toy_bank, tmp_path, fam):
+    bg = pd.DataFrame({"item_id": ["x_bg_years", "x_bg_role"], "form": "family",
+                       "type": ["integer", "choice"]})
+    bank = WithBackground(toy_bank, bg)
+    fam["x_bg_years"] = "3"
+    fam.loc[4, "x_bg_years"] = "three"
+    fam["x_bg_role"] = "parent"
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    res = ingest(p, bank=bank, form="family")
+    check_accounting(res)
+    assert res.quarantine["row"].tolist() == [5]
+    assert res.quarantine.loc[0, "reason"] == "x_bg_years 'three' is not a number"
+    d = res.responses.data
+    assert d["x_bg_years"].dtype == np.int64 and (d["x_bg_role"] == "parent").all()

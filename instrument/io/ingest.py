@@ -382,6 +382,9 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     bank_bg = getattr(bank, "background", None)
     if isinstance(bank_bg, pd.DataFrame) and "item_id" in bank_bg.columns:
         bg_extra += [b for b in bank_bg["item_id"] if b not in bg_extra]
+    numeric_bg = set(NUMERIC_BACKGROUND)
+    if isinstance(bank_bg, pd.DataFrame) and {"item_id", "type"} <= set(bank_bg.columns):
+        numeric_bg |= set(bank_bg.loc[bank_bg["type"].isin(["integer", "number"]), "item_id"])
 
     # --- columns: rename, then file-level checks ------------------------------------------------
     rename = {}
@@ -518,7 +521,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         bg = {}
         for b in bg_cols:
             raw = col(b)
-            if b in NUMERIC_BACKGROUND:
+            if b in numeric_bg:
                 num = _map_unique(raw, _number).astype(float)
                 blank = _map_unique(raw, is_blank).astype(bool)
                 add(np.isnan(num) & ~blank, inv[b], raw,
@@ -584,7 +587,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         data = pd.DataFrame(columns=["respondent_id", "school_id", "district_id", "language",
                                      *bg_cols, *items])
     for b in bg_cols:
-        if b in NUMERIC_BACKGROUND:
+        if b in numeric_bg:
             v = data[b].astype(float)
             if len(v) and v.notna().all() and (v == np.round(v)).all():
                 data[b] = v.astype(np.int64)

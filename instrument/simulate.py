@@ -77,6 +77,19 @@ class Truth:
     effects: pd.DataFrame
     dif: pd.DataFrame
 
+    def summary(self) -> Table:
+        """Generating values by form x construct: ICC, mean loading, items, DIF items."""
+        it = self.items.groupby(["form", "construct"], sort=False).agg(
+            items=("item_id", "size"), mean_loading=("loading", "mean"))
+        frame = self.icc.merge(it.reset_index(), on=["form", "construct"])
+        dif = self.dif.merge(self.items[["item_id", "construct"]], on="item_id")
+        frame["dif_items"] = [", ".join(dif.loc[(dif["form"] == r.form)
+                                                & (dif["construct"] == r.construct), "item_id"])
+                              for r in frame.itertuples()]
+        eff = "; ".join(f"{r.outcome} ~ {r.predictor}: {r.p90_p10:+g} (P90-P10)"
+                        for r in self.effects.itertuples())
+        return Table("Simulation truth", frame, notes=(f"True effects on outcomes: {eff}.",))
+
     def to_dict(self) -> dict:
         fc = {f: {"constructs": list(m.columns), "values": m.to_numpy().tolist()}
               for f, m in self.factor_correlation.items()}

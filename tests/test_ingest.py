@@ -434,3 +434,14 @@ def test_bank_background_columns(toy_bank, tmp_path, fam):
     assert res.quarantine.loc[0, "reason"] == "x_bg_years 'three' is not a number"
     d = res.responses.data
     assert d["x_bg_years"].dtype == np.int64 and (d["x_bg_role"] == "parent").all()
+
+
+def test_latin1_csv_needs_declared_encoding(toy_bank, tmp_path, fam):
+    fam["district_id"] = "Distrito Peñasco"
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False, encoding="latin-1")
+    with pytest.raises(IngestError, match=r"f\.csv: not utf-8-sig text .*'encoding: latin-1'"):
+        ingest(p, bank=toy_bank, form="family")
+    res = ingest(p, bank=toy_bank, form="family", mapping={"encoding": "latin-1"})
+    check_accounting(res)
+    assert (res.responses.data["district_id"] == "Distrito Peñasco").all()

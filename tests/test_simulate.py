@@ -146,6 +146,11 @@ class TestReproducible:
 
     def test_truth_round_trips_json(self, toy_bank):
         sim = simulate("tiny", bank=toy_bank)
+        tab = sim.truth.summary().frame
+        assert len(tab) == len(sim.truth.icc)
+        assert "communication" in tab.loc[tab["form"] == "family", "construct"].tolist()
+        assert any(tab["dif_items"] != "")
+        assert "chronic_absence ~ engagement: -0.062" in sim.truth.summary().as_text()
         t2 = Truth.from_dict(sim.truth.to_dict())
         pd.testing.assert_frame_equal(t2.icc, sim.truth.icc)
         pd.testing.assert_frame_equal(t2.dif, sim.truth.dif)

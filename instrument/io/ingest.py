@@ -52,7 +52,7 @@ LANGUAGE_VALUES = {"en": "en", "eng": "en", "english": "en", "inglés": "en", "i
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MAPPING_KEYS = ("columns", "labels", "language_values", "defaults", "ignore", "background",
-                 "sheet", "format")
+                 "sheet", "format", "encoding")
 
 
 def _passes(rule: Rule, x: np.ndarray) -> np.ndarray:
@@ -116,6 +116,8 @@ class IngestResult:
         return Table(f"Ingest of {Path(self.path).name} ({self.format}, {self.responses.form} form)",
                      reasons, notes=(f"read {self.read} = used {self.used} + quarantined "
                                      f"{self.quarantined} data rows.",
+                                     "Quarantine 'row' = 1-based data row: 1 is the first record "
+                                     "after the header row(s).",
                                      f"{len(self.flags)} flagged row(s) "
                                      f"({int(self.flags['excluded'].sum()) if len(self.flags) else 0}"
                                      " excluded)."))
@@ -128,7 +130,8 @@ def load_mapping(mapping: str | Path | Mapping[str, Any] | None) -> dict[str, An
     district_id, language, form, duration or a background name), ``labels`` (scale id or "*" ->
     {text label: code}), ``language_values`` ({file value: "en"|"es"}), ``defaults`` (column ->
     constant for a column the file lacks, e.g. ``language: en``), ``ignore`` (file columns to skip),
-    ``background`` (extra background columns to keep as text), ``sheet`` (xlsx sheet), ``format``.
+    ``background`` (extra background columns to keep as text), ``sheet`` (xlsx sheet), ``format``,
+    ``encoding`` (of a CSV; default UTF-8 with or without BOM).
     """
     if mapping is None:
         return {}
@@ -371,8 +374,9 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     if not isinstance(chunksize, int) or chunksize < 1:
         raise ValueError(f"chunksize= must be a positive integer; got {chunksize!r}.")
     mp = load_mapping(mapping)
-    fmt = detect_format(path, format or mp.get("format"))
-    src = open_source(path, fmt, chunksize=chunksize, sheet=mp.get("sheet"))
+    enc = str(mp.get("encoding", "utf-8-sig"))
+    fmt = detect_format(path, format or mp.get("format"), enc)
+    src = open_source(path, fmt, chunksize=chunksize, sheet=mp.get("sheet"), encoding=enc)
 
     items = list(bank.items_for(form))
     all_items = bank.items.set_index("item_id")

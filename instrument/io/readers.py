@@ -41,7 +41,7 @@ class Source:
     header_rows: int = 1
 
 
-def detect_format(path: Path, fmt: str | None) -> str:
+def detect_format(path: Path, fmt: str | None, encoding: str = "utf-8-sig") -> str:
     """The reader to use: ``fmt`` if given, else by suffix; a CSV whose 2nd and 3rd lines are
     Qualtrics' question-text and ImportId rows is read as ``"qualtrics"``."""
     if fmt is not None:
@@ -52,14 +52,14 @@ def detect_format(path: Path, fmt: str | None) -> str:
     if f is None:
         raise IngestError(f"{path}: unknown file type {path.suffix!r}; expected one of "
                           f"{sorted(SUFFIX_FORMAT)} or format=.")
-    if f == "csv" and _looks_like_qualtrics(path):
+    if f == "csv" and _looks_like_qualtrics(path, encoding):
         return "qualtrics"
     return f
 
 
-def _looks_like_qualtrics(path: Path) -> bool:
+def _looks_like_qualtrics(path: Path, encoding: str) -> bool:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open(path, newline="", encoding=encoding) as fh:
             rd = csv.reader(fh)
             rows = [next(rd, None) for _ in range(3)]
     except (OSError, UnicodeDecodeError, csv.Error):
@@ -67,22 +67,27 @@ def _looks_like_qualtrics(path: Path) -> bool:
     return rows[2] is not None and any('"ImportId"' in (v or "") for v in rows[2])
 
 
-def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str) -> Source:
+def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str,
+         encoding: str = "utf-8-sig") -> Source:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        head = pd.read_csv(path, dtype=str, nrows=0, sep=sep, encoding="utf-8-sig")
+        head = pd.read_csv(path, dtype=str, nrows=0, sep=sep, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise IngestError(f"{path}: the file is empty; expected a header row.") from None
     except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a "
-                          "UTF-8 CSV.") from None
+        raise IngestError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); "
+                          "expected a UTF-8 CSV or the file's encoding in the mapping "
+                          "('encoding: latin-1').") from None
+    except LookupError:
+        raise IngestError(f"{path}: unknown encoding {encoding!r}; expected a Python codec name "
+                          "such as utf-8 or latin-1.") from None
     cols = [str(c) for c in head.columns]
 
     def chunks() -> Iterator[pd.DataFrame]:
         to_skip = skip_data_rows
         try:
             reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, sep=sep,
-                                 chunksize=chunksize, encoding="utf-8-sig")
+                                 chunksize=chunksize, encoding=encoding)
             for ch in reader:
                 if to_skip:
                     k = min(to_skip, len(ch))
@@ -92,6 +97,9 @@ def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str) -> Source:
         except pd.errors.ParserError as exc:
             raise IngestError(f"{path}: malformed CSV ({exc}); expected {len(cols)} fields per "
                               "row as in the header.") from None
+        except UnicodeDecodeError as exc:
+            raise IngestError(f"{path}: not {encoding} text ({exc.reason}); expected a UTF-8 CSV "
+                              "or the file's encoding in the mapping ('encoding: latin-1').") from None
     return Source(path, fmt, cols, chunks(), header_rows=1 + skip_data_rows)
 
 
@@ -172,13 +180,14 @@ def _parquet(path: Path, chunksize: int) -> Source:
     return Source(path, "parquet", cols, chunks())
 
 
-def open_source(path: Path, fmt: str, *, chunksize: int, sheet: str | None = None) -> Source:
+def open_source(path: Path, fmt: str, *, chunksize: int, sheet: str | None = None,
+                encoding: str = "utf-8-sig") -> Source:
     if not path.exists():
         raise IngestError(f"{path}: file not found.")
     if fmt == "csv":
-        return _csv(path, chunksize, 0, "csv")
+        return _csv(path, chunksize, 0, "csv", encoding)
     if fmt == "qualtrics":
-        return _csv(path, chunksize, 2, "qualtrics")
+        return _csv(path, chunksize, 2, "qualtrics", encoding)
     if fmt == "xlsx":
         return _xlsx(path, chunksize, sheet)
     if fmt in ("sav", "dta"):

@@ -445,3 +445,22 @@ def test_latin1_csv_needs_declared_encoding(toy_bank, tmp_path, fam):
     res = ingest(p, bank=toy_bank, form="family", mapping={"encoding": "latin-1"})
     check_accounting(res)
     assert (res.responses.data["district_id"] == "Distrito Peñasco").all()
+
+
+def test_xlsx_value_without_header(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.xlsx"
+    write_xlsx(fam, p, formulas={(4, len(fam.columns) + 2): "stray"})
+    with pytest.raises(IngestError, match=r"f\.xlsx: row 3: cell [A-Z]+4 holds 'stray' but its "
+                                          r"column has no header"):
+        ingest(p, bank=toy_bank, form="family")
+
+
+def test_csv_row_with_too_many_fields(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    lines = p.read_text().splitlines()
+    lines[3] += ",surplus"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(IngestError, match=r"f\.csv: line 4 \(data row 3\): malformed CSV row "
+                                          rf"with {len(fam.columns) + 1} fields; expected {len(fam.columns)} fields"):
+        ingest(p, bank=toy_bank, form="family")

@@ -9,6 +9,7 @@ read here, nothing is unpickled.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,8 +96,14 @@ def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str,
                     to_skip -= k
                 yield ch.reset_index(drop=True)
         except pd.errors.ParserError as exc:
-            raise IngestError(f"{path}: malformed CSV ({exc}); expected {len(cols)} fields per "
-                              "row as in the header.") from None
+            m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+            if m:
+                line = int(m.group(2))
+                raise IngestError(f"{path}: line {line} (data row {line - 1 - skip_data_rows}): "
+                                  f"malformed CSV row with {m.group(3)} fields; expected "
+                                  f"{len(cols)} fields per row as in the header.") from None
+            raise IngestError(f"{path}: malformed CSV ({str(exc).strip()}); expected {len(cols)} "
+                              "fields per row as in the header.") from None
         except UnicodeDecodeError as exc:
             raise IngestError(f"{path}: not {encoding} text ({exc.reason}); expected a UTF-8 CSV "
                               "or the file's encoding in the mapping ('encoding: latin-1').") from None
@@ -128,8 +135,15 @@ def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
     W = len(cols)
 
     def chunks() -> Iterator[pd.DataFrame]:
+        from openpyxl.utils import get_column_letter
         buf: list[list[Any]] = []
-        for rv, rf in zip(it_v, it_f):
+        for r, (rv, rf) in enumerate(zip(it_v, it_f), start=1):
+            extra = [k for k, v in enumerate(rv[W:], start=W) if v is not None]
+            if extra:
+                cell = f"{get_column_letter(extra[0] + 1)}{r + 1}"
+                raise IngestError(f"{path}: row {r}: cell {cell} holds {rv[extra[0]]!r} but its "
+                                  "column has no header; expected every value under a named "
+                                  "column.")
             row = list(rv[:W]) + [None] * max(0, W - len(rv))
             for j, (v, f) in enumerate(zip(row, rf[:W])):
                 if v is None and isinstance(f, str) and f.startswith("="):

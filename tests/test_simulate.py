@@ -314,3 +314,16 @@ def test_pipeline_stage(toy_bank, tmp_path):
     assert (tmp_path / "data" / "truth.json").exists()
     assert out["meta"]["seed"] == 20261125
     assert "respondent_id" not in json.dumps(out, default=str)
+
+
+def test_missingness_mcar_and_mar(toy_bank):
+    spec = big_teacher_spec(schools=100, per_school=30)
+    spec["simulation"]["forms"]["teacher"]["missing"] = {
+        "mcar": 0.05, "mar": {"variable": "years_at_school", "below": 3, "extra": 0.20}}
+    sim = simulate(spec, seed=8, bank=toy_bank)
+    d = sim.teacher.data
+    miss = d[list(sim.teacher.items)].isna().to_numpy().mean(axis=1)
+    low = (d["years_at_school"] < 3).to_numpy()
+    assert abs(miss[~low].mean() - 0.05) < 0.01
+    # P(missing) = 1 - (1 - mcar)(1 - extra) for the low group
+    assert abs(miss[low].mean() - (1 - 0.95 * 0.80)) < 0.02

@@ -464,3 +464,17 @@ def test_csv_row_with_too_many_fields(toy_bank, tmp_path, fam):
     with pytest.raises(IngestError, match=r"f\.csv: line 4 \(data row 3\): malformed CSV row "
                                           rf"with {len(fam.columns) + 1} fields; expected {len(fam.columns)} fields"):
         ingest(p, bank=toy_bank, form="family")
+
+
+def test_xlsx_trailing_empty_rows_are_not_data_but_inner_ones_are(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.xlsx"
+    n = len(fam)
+    write_xlsx(fam, p, formulas={(n + 4, 1): " "})          # a blank-looking cell after the data
+    res = ingest(p, bank=toy_bank, form="family")
+    assert res.read == n and res.quarantined == 0
+    wb = openpyxl.load_workbook(p)
+    wb.active.insert_rows(3)                                # an empty row between data rows 1, 2
+    wb.save(p)
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    assert res.read == n + 1 and res.quarantine["row"].unique().tolist() == [2]

@@ -137,6 +137,7 @@ def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
     def chunks() -> Iterator[pd.DataFrame]:
         from openpyxl.utils import get_column_letter
         buf: list[list[Any]] = []
+        blank_run: list[list[Any]] = []
         for r, (rv, rf) in enumerate(zip(it_v, it_f), start=1):
             extra = [k for k, v in enumerate(rv[W:], start=W) if v is not None]
             if extra:
@@ -148,6 +149,11 @@ def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
             for j, (v, f) in enumerate(zip(row, rf[:W])):
                 if v is None and isinstance(f, str) and f.startswith("="):
                     row[j] = Formula(f)  # formula never calculated: no cached value to read
+            if all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
+                blank_run.append(row)   # kept only if a non-empty row follows (so row numbers
+                continue                # stay sheet row - 1); trailing empty rows are not data
+            buf.extend(blank_run)
+            blank_run = []
             buf.append(row)
             if len(buf) >= chunksize:
                 yield pd.DataFrame(buf, columns=cols, dtype=object)

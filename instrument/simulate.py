@@ -23,7 +23,8 @@ Model (per form f, school s, respondent i, construct c, item j of construct c(j)
   poverty is a monotone transform of ``z``, its population P90-vs-P10 contrast equals the plan's.
 
 Randomness flows from one ``numpy.random.SeedSequence(seed)`` spawned into independent streams for
-items, schools, each form and outcomes, so the same seed gives identical frames.
+schools, each form's respondents, each form's item parameters and outcomes, so the same seed gives
+identical frames (and changing one form's items leaves the other form's draws unchanged).
 """
 from __future__ import annotations
 
@@ -444,13 +445,15 @@ def simulate(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = None
         if not bank.items_for(form):
             raise ValueError(f"the bank has no items on the {form} form; expected both forms.")
     ss = np.random.SeedSequence(int(seed))
-    r_items, r_schools, r_teacher, r_family, r_out = (np.random.default_rng(s) for s in ss.spawn(5))
+    r_schools, r_teacher, r_family, r_out, r_it_teacher, r_it_family = (
+        np.random.default_rng(s) for s in ss.spawn(6))
+    r_items = {"teacher": r_it_teacher, "family": r_it_family}
     schools = _schools(sim["schools"], r_schools)
     item_tables, icc_tables, fc, rsets, rosters = [], [], {}, {}, {}
     truth_schools = schools[["school_id", "district_id", "engagement", "poverty_z"]].copy()
     for form, rng in (("teacher", r_teacher), ("family", r_family)):
         fspec = sim["forms"][form]
-        items = _item_parameters(bank, form, fspec, r_items)
+        items = _item_parameters(bank, form, fspec, r_items[form])
         rs, roster, icc_df, R, u = _simulate_form(form, fspec, bank, schools, items, rng)
         constructs = icc_df["construct"].tolist()
         for k, c in enumerate(constructs):

@@ -302,8 +302,9 @@ def scores_summary(scores: pd.DataFrame) -> Table:
         for b in SCORE_BAND_NAMES:
             row[b] = int((g["band"] == b).sum())
         rows.append(row)
+    rate_rules = "; ".join(RESPONSE_RATE_RULE[f].describe()
+                           for f in dict.fromkeys(scores["form"]) if f in RESPONSE_RATE_RULE)
     return Table("School scores", pd.DataFrame(rows), notes=(
         f"1-99 scale and bands: {SCORE_SCALE_SOURCE}",
         f"Privacy gate: {MIN_N_PRIVACY.describe()}",
-        f"Precision gate: {MIN_RESPONSE_RATE_TEACHERS.describe()}; "
-        f"{MIN_RESPONSE_RATE_FAMILIES.describe()}; or {MIN_SCHOOL_RELIABILITY.describe()}"))
+        f"Precision gate: {rate_rules}; or {MIN_SCHOOL_RELIABILITY.describe()}"))

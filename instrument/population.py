@@ -295,6 +295,9 @@ def load_plan(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = Non
         return check_plan(plan)
     if plan is None:
         plan = "default"
+    if not isinstance(plan, (str, Path)):
+        raise TypeError("plan= must be a YAML path, a shipped plan name, a mapping or a "
+                        f"PopulationPlan; got {type(plan).__name__}.")
     p = Path(plan)
     if not p.suffix and not p.exists() and (ANALYSES_DIR / f"{plan}.yaml").exists():
         p = ANALYSES_DIR / f"{plan}.yaml"

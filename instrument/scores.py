@@ -200,6 +200,13 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     if fit is not None:
         raise NotImplementedError("fit= (CFA factor-score school means) is not available yet; "
                                   "use the default raw-score means (fit=None).")
+    for name, rule in (("min_n", min_n), ("min_response_rate", min_response_rate),
+                       ("min_reliability", min_reliability), ("min_item_share", min_item_share)):
+        if rule is not None and not isinstance(rule, Rule):
+            raise TypeError(f"{name}= must be an instrument.rules.Rule; got "
+                            f"{type(rule).__name__}.")
+    if outcomes is not None and not isinstance(outcomes, pd.DataFrame):
+        raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
     form = responses.form
     rate_rule = min_response_rate or RESPONSE_RATE_RULE[form]
     rs = respondent_scores(responses, bank=bank, min_item_share=min_item_share)

@@ -145,6 +145,15 @@ class TestScaleAndBands:
         assert_allclose(s["se"], (g.std(ddof=1) / np.sqrt(g.count())).reindex(s.index))
         assert_allclose(s["reliability"], s["n"] * 0.2 / (1 + (s["n"] - 1) * 0.2))
 
+    def test_argument_checks(self, toy_bank):
+        rs = make_responses(toy_bank, {"S1": 12})
+        with pytest.raises(TypeError, match=r"min_n= must be an instrument.rules.Rule; got int"):
+            school_scores(rs, bank=toy_bank, min_n=5)
+        with pytest.raises(TypeError, match=r"responses= must be a ResponseSet; got DataFrame"):
+            school_scores(rs.data, bank=toy_bank)
+        with pytest.raises(ValueError, match=r"icc1= lacks construct\(s\)"):
+            school_scores(rs, bank=toy_bank, icc1={"overall": 0.1})
+
     def test_fit_not_available_yet(self, toy_bank):
         rs = make_responses(toy_bank, {"S1": 12})
         with pytest.raises(NotImplementedError, match="fit= .* not available yet"):

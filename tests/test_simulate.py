@@ -89,6 +89,15 @@ class TestPlan:
         with pytest.raises(PlanError, match=r"bad\.yaml: plan does not follow the schema"):
             load_plan(p)
 
+    def test_bad_plan_and_seed_arguments(self, toy_bank):
+        with pytest.raises(TypeError, match=r"plan= must be a YAML path"):
+            load_plan(3)
+        with pytest.raises(PlanError, match=r"nope: plan file not found; expected a YAML file or "
+                                            r"one of \[.*'default'.*\]"):
+            load_plan("nope")
+        with pytest.raises(ValueError, match=r"seed= must be a non-negative integer; got -2"):
+            simulate("tiny", seed=-2, bank=toy_bank)
+
     def test_bank_dependent_errors(self, toy_bank):
         s = tiny_spec()
         s["simulation"]["forms"]["teacher"]["icc"]["leadershipp"] = 0.2

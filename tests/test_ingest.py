@@ -187,15 +187,45 @@ def test_xlsx_text_labels_formulas_and_injection(toy_bank, tmp_path, fam):
     assert ",'@SUM(1+1)," in text
 
 
-def test_sav_value_labels_contradict_bank(toy_bank, tmp_path, fam):
-    p = tmp_path / "f.sav"
+def test_sav_value_labels_reversed_are_recoded(toy_bank, tmp_path, fam):
     sid, sc = scale_of(toy_bank, "f_mind_2")
+    lo, hi = min(sc.codes), max(sc.codes)
     labels = dict(zip(sc.codes, reversed(sc.labels_en)))   # coded in the opposite direction
+    stored = fam.copy()
+    stored["f_mind_2"] = lo + hi - fam["f_mind_2"]
+    p = tmp_path / "f.sav"
+    pyreadstat.write_sav(stored, str(p), variable_value_labels={"f_mind_2": labels})
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    assert res.recoded == ("f_mind_2",) and res.quarantined == 0
+    pd.testing.assert_frame_equal(res.responses.data, fam)
+    assert "Recoded by the file's value labels: f_mind_2." in res.summary().as_text()
+
+
+def test_dta_zero_based_codes_recoded_by_labels(toy_bank, tmp_path, fam):
+    _, sc = scale_of(toy_bank, "f_comm_1")
+    stored = fam.copy()
+    stored["f_comm_1"] = fam["f_comm_1"] - 1                 # 0-based codes in the file
+    labels = {c - 1: lab for c, lab in zip(sc.codes, sc.labels_en)}
+    p = tmp_path / "f.dta"
+    pyreadstat.write_dta(stored, str(p), variable_value_labels={"f_comm_1": labels})
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    pd.testing.assert_frame_equal(res.responses.data, fam)
+
+
+def test_sav_unknown_value_label(toy_bank, tmp_path, fam):
+    sid, sc = scale_of(toy_bank, "f_mind_2")
+    labels = {**dict(zip(sc.codes, sc.labels_en)), max(sc.codes): "Totally agree"}
+    p = tmp_path / "f.sav"
     pyreadstat.write_sav(fam, str(p), variable_value_labels={"f_mind_2": labels})
     with pytest.raises(IngestError, match=(
-            rf"f\.sav: column 'f_mind_2': value label of code 1 is '{sc.labels_en[-1]}', but the "
-            rf"bank's scale '{sid}' labels code 1 '{sc.labels_en[0]}'")):
+            rf"f\.sav: column 'f_mind_2': value label 'Totally agree' of code .* is not a label "
+            rf"of the bank's scale '{sid}'")):
         ingest(p, bank=toy_bank, form="family")
+    res = ingest(p, bank=toy_bank, form="family",
+                 mapping={"labels": {sid: {"Totally agree": max(sc.codes)}}})
+    assert res.recoded == () and res.quarantined == 0
 
 
 def test_sav_with_matching_labels_and_bad_rows(toy_bank, tmp_path, fam):

@@ -10,7 +10,7 @@ Qualtrics export) when no field holds a line break, and a spreadsheet's row is `
 
 Every row read is either used or quarantined (``read == used + quarantined``, checked before
 returning). Problems with the file as a whole (a missing or unknown item column, an item of the
-other form, value labels contradicting the bank) raise `IngestError` naming file, column and what
+other form, a value label the bank does not know) raise `IngestError` naming file, column and what
 was expected.
 """
 from __future__ import annotations
@@ -83,6 +83,8 @@ class IngestResult:
         The file and the reader used.
     quarantine_path : str or None
         The quarantine CSV written, when ``quarantine_dir`` was given.
+    recoded : tuple of str
+        Item columns of a .sav/.dta file recoded to the bank's codes by their value labels.
     """
 
     responses: ResponseSet
@@ -94,12 +96,14 @@ class IngestResult:
     path: str
     format: str
     quarantine_path: str | None = None
+    recoded: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return to_jsonable({"responses": self.responses.to_dict(), "quarantine": self.quarantine,
                             "flags": self.flags, "read": self.read, "used": self.used,
                             "quarantined": self.quarantined, "path": self.path,
-                            "format": self.format, "quarantine_path": self.quarantine_path})
+                            "format": self.format, "quarantine_path": self.quarantine_path,
+                            "recoded": list(self.recoded)})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "IngestResult":
@@ -107,7 +111,8 @@ class IngestResult:
         f = from_jsonable(d["flags"])
         return cls(responses=ResponseSet.from_dict(d["responses"]), quarantine=q, flags=f,
                    read=int(d["read"]), used=int(d["used"]), quarantined=int(d["quarantined"]),
-                   path=d["path"], format=d["format"], quarantine_path=d.get("quarantine_path"))
+                   path=d["path"], format=d["format"], quarantine_path=d.get("quarantine_path"),
+                   recoded=tuple(d.get("recoded", ())))
 
     def summary(self) -> Table:
         reasons = (self.quarantine.assign(reason=self.quarantine["reason"].str.split(":").str[0])
@@ -118,6 +123,8 @@ class IngestResult:
                                      f"{self.quarantined} data rows.",
                                      "Quarantine 'row' = 1-based data row: 1 is the first record "
                                      "after the header row(s).",
+                                     "Recoded by the file's value labels: "
+                                     f"{', '.join(self.recoded) or 'none'}.",
                                      f"{len(self.flags)} flagged row(s) "
                                      f"({int(self.flags['excluded'].sum()) if len(self.flags) else 0}"
                                      " excluded)."))
@@ -298,27 +305,39 @@ def _id_text(v: Any) -> Any:
     return str(v).strip()
 
 
-def _check_value_labels(src: Source, rename: Mapping[str, str], items: list[str], bank: Any,
-                        item_scale: Mapping[str, str]) -> None:
-    """Value labels stored in a .sav/.dta must agree with the bank's labels of the same codes."""
+def _value_label_recodes(src: Source, rename: Mapping[str, str], items: list[str],
+                         item_scale: Mapping[str, str], lookups: Mapping[str, tuple],
+                         ) -> dict[str, dict[float, float]]:
+    """File code -> bank code for item columns whose .sav/.dta value labels code differently.
+
+    Each labelled code's label is looked up among the bank scale's labels (English, Spanish,
+    missing labels and mapping labels). A column whose labels all agree with the bank needs no
+    recode; one coded differently (e.g. reversed, or 0-based) is recoded by its labels; a label
+    the bank does not know raises `IngestError`, since the file's coding cannot be verified.
+    """
+    out: dict[str, dict[float, float]] = {}
     for col, labels in src.value_labels.items():
         target = rename.get(col, col)
         if target not in items:
             continue
-        scale = bank.scales[item_scale[target]]
-        known = {int(c): (en, es) for c, en, es in zip(scale.codes, scale.labels_en,
-                                                       scale.labels_es)}
+        lut = lookups[target][0]
+        recode: dict[float, float] = {}
         for code, lab in labels.items():
             try:
-                c = int(float(code))
+                c = float(code)
             except (TypeError, ValueError):
                 continue
-            if c in known and _norm(lab) not in (_norm(known[c][0]), _norm(known[c][1])):
+            b = lut.get(_norm(lab))
+            if b is None:
                 raise IngestError(
-                    f"{src.path}: column {col!r}: value label of code {c} is {lab!r}, but the bank's "
-                    f"scale {item_scale[target]!r} labels code {c} {known[c][0]!r} "
-                    f"({known[c][1]!r}); expected the bank's coding (is the item reverse-coded in "
-                    "the file?).")
+                    f"{src.path}: column {col!r}: value label {lab!r} of code {code!r} is not a "
+                    f"label of the bank's scale {item_scale[target]!r}; expected its English or "
+                    "Spanish labels, a missing label, or a mapping 'labels' entry, so that the "
+                    "file's coding can be checked.")
+            recode[c] = float(b)
+        if any(k != v for k, v in recode.items()):
+            out[target] = recode
+    return out
 
 
 def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
@@ -434,14 +453,13 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         if req not in have:
             raise IngestError(f"{path}: column {req!r}: required column missing; expected it in "
                               "the file, via mapping 'columns', or (language) a mapping 'defaults'.")
-    _check_value_labels(src, rename, items, bank, item_scale)
-
     labels_extra = mp.get("labels") or {}
     lookups = {}
     for it in items:
         sid = item_scale[it]
         extra = {**(labels_extra.get("*") or {}), **(labels_extra.get(sid) or {})}
         lookups[it] = _scale_lookup(bank.scales[sid], extra)
+    recodes = _value_label_recodes(src, rename, items, item_scale, lookups)
     lang_values = dict(LANGUAGE_VALUES)
     for k, v in (mp.get("language_values") or {}).items():
         lang_values[_norm(k)] = str(v)
@@ -515,6 +533,10 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         for j, it in enumerate(items):
             lut, cset, mset = lookups[it]
             v = col(it)
+            if it in recodes:   # the file's value labels code this item differently: use them
+                rc = recodes[it]
+                v = pd.Series(_map_unique(v, lambda x, rc=rc: rc.get(_number(x), x)
+                                          if np.isfinite(_number(x)) else x), index=v.index)
             codes[:, j], bad, reasons = _parse_item(v, item_scale[it], lut, cset, mset,
                                                     src.user_missing.get(inv.get(it, it), ()))
             add(bad, inv.get(it, it), v, lambda x, r=reasons: r[x])
@@ -621,4 +643,5 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                      quarantine=quarantine)
     return IngestResult(responses=rs, quarantine=quarantine, flags=flags, read=read, used=used,
                         quarantined=n_q, path=str(path), format=fmt,
-                        quarantine_path=None if qpath is None else str(qpath))
+                        quarantine_path=None if qpath is None else str(qpath),
+                        recoded=tuple(recodes))

@@ -9,10 +9,9 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-from instrument.io import IngestResult, ingest  # noqa: E402  (issue 9: simulate/ingest/scores)
+__all__ = ["__version__"]
+from instrument.simulate import Simulation, simulate  # noqa: E402
+from instrument.io import IngestResult, ingest  # noqa: E402
 from instrument.responses import ResponseSet  # noqa: E402
 from instrument.scores import school_scores  # noqa: E402
-from instrument.simulate import Simulation, simulate  # noqa: E402
-
-__all__ = ["__version__", "simulate", "Simulation", "ingest", "IngestResult", "school_scores",
-           "ResponseSet"]
+__all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores", "ResponseSet"]

@@ -186,6 +186,12 @@ def _scale_lookup(scale: Any, extra: Mapping[str, int]) -> tuple[dict, set, set]
     if es_missing:
         for lab, c in zip(es_missing, scale.missing_codes):
             lut[_norm(lab)] = int(c)
+    # a bank may declare labels in more languages (``labels_by_lang``, ``missing_labels_by_lang``)
+    for attr, codes_ in (("labels_by_lang", scale.codes),
+                         ("missing_labels_by_lang", scale.missing_codes)):
+        for labs in (getattr(scale, attr, None) or {}).values():
+            for lab, c in zip(labs, codes_):
+                lut.setdefault(_norm(lab), int(c))
     for lab, c in extra.items():
         lut[_norm(lab)] = int(c)
     return lut, codes, missing

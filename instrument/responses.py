@@ -76,6 +76,10 @@ class ResponseSet:
             raise ValueError(f"ResponseSet data ({self.source}) lacks column(s) {missing}; "
                              f"expected {list(ID_COLUMNS)} and every item column.")
         object.__setattr__(self, "items", tuple(self.items))
+        bad = set(self.data["language"].dropna().unique()) - set(LANGUAGES)
+        if bad:
+            raise ValueError(f"ResponseSet data ({self.source}): column 'language' holds "
+                             f"{sorted(bad)}; expected one of {list(LANGUAGES)}.")
 
     @property
     def n(self) -> int:

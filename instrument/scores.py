@@ -18,7 +18,7 @@ from instrument.rules import (MIN_ITEM_SHARE, MIN_N_PRIVACY, MIN_RESPONSE_RATE_F
 
 SCORE_COLUMNS = ("school_id", "district_id", "form", "construct", "n", "response_rate", "mean", "se",
                  "reliability", "score", "band", "suppressed", "suppression_reason")
-BLANKED = ("mean", "se", "score", "band")
+BLANKED = ("mean", "se", "score", "band")  # blanked (NaN / None) in suppressed rows
 ROSTER_COLUMN = {"teacher": "roster_teachers", "family": "roster_families"}
 RESPONSE_RATE_RULE = {"teacher": MIN_RESPONSE_RATE_TEACHERS, "family": MIN_RESPONSE_RATE_FAMILIES}
 SCORE_MEAN, SCORE_SD_POINTS, SCORE_MIN, SCORE_MAX = 50.0, 20.0, 1.0, 99.0
@@ -287,9 +287,9 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     out["score"] = score
     out["band"] = [band_of(s) for s in score]
     sup = out["suppressed"].to_numpy()
-    out.loc[sup, ["mean", "se", "score"]] = np.nan
     out["band"] = out["band"].astype(object)
-    out.loc[sup, "band"] = None
+    for c in BLANKED:
+        out.loc[sup, c] = None if c == "band" else np.nan
     return out[list(SCORE_COLUMNS)]
 
 

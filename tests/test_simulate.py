@@ -342,3 +342,18 @@ def test_missingness_mcar_and_mar(toy_bank):
     assert abs(miss[~low].mean() - 0.05) < 0.01
     # P(missing) = 1 - (1 - mcar)(1 - extra) for the low group
     assert abs(miss[low].mean() - (1 - 0.95 * 0.80)) < 0.02
+
+
+def test_responseset_validates(toy_bank):
+    sim = simulate("tiny", bank=toy_bank)
+    d = sim.teacher.data.copy()
+    d.loc[0, "language"] = "fr"
+    with pytest.raises(ValueError, match=r"column 'language' holds \['fr'\]; expected one of"):
+        ins.ResponseSet(form="teacher", data=d, items=sim.teacher.items)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['school_id'\]"):
+        ins.ResponseSet(form="teacher", data=d.drop(columns=["school_id"]),
+                        items=sim.teacher.items)
+    with pytest.raises(ValueError, match=r"form= must be one of"):
+        ins.ResponseSet(form="parent", data=sim.teacher.data, items=sim.teacher.items)
+    assert "respondent_id" not in sim.teacher.without_ids().columns
+    assert sim.teacher.summary().frame["respondents"].sum() == sim.teacher.n

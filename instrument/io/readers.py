@@ -39,7 +39,6 @@ class Source:
     chunks: Iterator[pd.DataFrame]
     value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
     user_missing: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    header_rows: int = 1
 
 
 def detect_format(path: Path, fmt: str | None, encoding: str = "utf-8-sig") -> str:
@@ -107,7 +106,7 @@ def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str,
         except UnicodeDecodeError as exc:
             raise IngestError(f"{path}: not {encoding} text ({exc.reason}); expected a UTF-8 CSV "
                               "or the file's encoding in the mapping ('encoding: latin-1').") from None
-    return Source(path, fmt, cols, chunks(), header_rows=1 + skip_data_rows)
+    return Source(path, fmt, cols, chunks())
 
 
 def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:

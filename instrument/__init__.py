@@ -34,3 +34,8 @@ __all__ += ["alpha", "reliability", "omega", "omega_from_estimates", "reverse_it
             "min_cluster_size", "split_half_reliability", "muml_covariances"]
 from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
 __all__ += ["load_bank", "check_bank", "BankError"]
+from instrument.simulate import Simulation, simulate  # noqa: E402
+from instrument.io import IngestResult, ingest  # noqa: E402
+from instrument.responses import ResponseSet  # noqa: E402
+from instrument.scores import school_scores  # noqa: E402
+__all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores", "ResponseSet"]

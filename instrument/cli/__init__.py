@@ -38,6 +38,10 @@ def _register() -> None:
     main.add_command(_reliability.reliability)
     main.add_command(_reliability.icc)
     from instrument.cli import items as _items; main.add_command(_items.items)
+    from instrument.cli import data as _data  # simulate / ingest / scores (issue 9)
+
+    for _cmd in (_data.simulate, _data.ingest, _data.scores):
+        main.add_command(_cmd)
 
 
 _register()

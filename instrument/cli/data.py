@@ -1,0 +1,114 @@
+"""`instrument simulate`, `instrument ingest`, `instrument scores`: parse arguments, call the API."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def _bank():
+    """The shipped item bank (a seam the tests replace with a small bank)."""
+    from instrument.bank import load_bank
+    return load_bank()
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.command()
+@click.argument("plan", default="default")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for teacher.csv, family.csv, outcomes.csv and truth.json.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the plan's seed).")
+def simulate(plan: str, out_dir: str, seed: int | None) -> None:
+    """Simulate a field test from population-model PLAN (a YAML file, or 'default' / 'tiny')."""
+    from instrument.population import PlanError
+    from instrument.simulate import simulate as run
+    try:
+        sim = run(plan, seed=seed, bank=_bank())
+    except (PlanError, ValueError) as exc:
+        _fail(exc)
+    paths = sim.write(out_dir)
+    click.echo(sim.summary().as_text())
+    for k, p in paths.items():
+        click.echo(f"  {k:<9} {p}")
+
+
+def _ingest(path: str, form: str, mapping: str | None, quarantine: str | None,
+            exclude: tuple[str, ...], fmt: str | None):
+    from instrument.io import IngestError, ingest
+    try:
+        return ingest(path, bank=_bank(), form=form, mapping=mapping, quarantine_dir=quarantine,
+                      exclude_flags=exclude, format=fmt)
+    except (IngestError, ValueError) as exc:
+        _fail(exc)
+
+
+_FORM = click.option("--form", required=True, type=click.Choice(["teacher", "family"]),
+                     help="The form the file holds.")
+_MAPPING = click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
+                        help="YAML mapping of columns, labels and defaults.")
+_QUAR = click.option("--quarantine", type=click.Path(file_okay=False),
+                     help="Folder for <file>.quarantine.csv.")
+_EXCL = click.option("--exclude-flag", "exclude", multiple=True,
+                     type=click.Choice(["straightlining", "too_fast"]),
+                     help="Quarantine rows with this flag instead of only flagging them.")
+_FMT = click.option("--format", "fmt", default=None,
+                    type=click.Choice(["csv", "qualtrics", "xlsx", "sav", "dta", "parquet"]),
+                    help="Force a reader (default: by file suffix).")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_FORM
+@_MAPPING
+@_QUAR
+@_EXCL
+@_FMT
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the accepted rows as CSV (ingest stage: keeps respondent_id).")
+def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
+    """Read a fielded file, check every row against the bank and quarantine failing rows."""
+    res = _ingest(path, form, mapping, quarantine, exclude, fmt)
+    click.echo(res.summary().as_text())
+    if res.quarantine_path:
+        click.echo(f"Quarantine: {res.quarantine_path}")
+    if out:
+        from instrument.io import safe_to_csv
+        safe_to_csv(res.responses.data, out)
+        click.echo(f"Accepted rows: {out}")
+
+
+@click.command()
+@click.argument("responses", type=click.Path(exists=True, dir_okay=False))
+@_FORM
+@click.option("--outcomes", type=click.Path(exists=True, dir_okay=False),
+              help="School outcomes CSV (roster sizes give response rates).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="School scores CSV (one row per school x construct).")
+@_MAPPING
+@_QUAR
+@_EXCL
+@_FMT
+def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt) -> None:
+    """School scores (1-99 scale, bands, suppression) from a RESPONSES file of one form."""
+    import pandas as pd
+
+    from instrument.io import safe_to_csv
+    from instrument.scores import school_scores, scores_summary, suppression_list
+    res = _ingest(responses, form, mapping, quarantine, exclude, fmt)
+    oc = None
+    if outcomes:
+        oc = pd.read_csv(outcomes, dtype={"school_id": str, "district_id": str})
+    try:
+        sc = school_scores(res.responses, bank=_bank(), outcomes=oc)
+    except ValueError as exc:
+        _fail(exc)
+    safe_to_csv(sc, out)
+    click.echo(scores_summary(sc).as_text())
+    sup = suppression_list(sc)
+    click.echo(f"{sup['school_id'].nunique()} school(s) with suppressed results "
+               f"({len(sup)} rows); reasons are in the suppression_reason column of {Path(out)}.")

@@ -1,0 +1,317 @@
+"""School scores: respondent scale scores aggregated to schools, reported on a 1-99 scale with two
+suppression gates (privacy, precision). See DATA_CONTRACT.md, "School scores".
+
+Nothing in the output identifies a respondent: rows are school x form x construct.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from instrument.responses import ResponseSet
+from instrument.results import Table
+from instrument.rules import (MIN_ITEM_SHARE, MIN_N_PRIVACY, MIN_RESPONSE_RATE_FAMILIES,
+                              MIN_RESPONSE_RATE_TEACHERS, MIN_SCHOOL_RELIABILITY, SCORE_BAND_CUTS,
+                              SCORE_BAND_NAMES, SCORE_SCALE_SOURCE, Rule)
+
+SCORE_COLUMNS = ("school_id", "district_id", "form", "construct", "n", "response_rate", "mean", "se",
+                 "reliability", "score", "band", "suppressed", "suppression_reason")
+BLANKED = ("mean", "se", "score", "band")  # blanked (NaN / None) in suppressed rows
+ROSTER_COLUMN = {"teacher": "roster_teachers", "family": "roster_families"}
+RESPONSE_RATE_RULE = {"teacher": MIN_RESPONSE_RATE_TEACHERS, "family": MIN_RESPONSE_RATE_FAMILIES}
+SCORE_MEAN, SCORE_SD_POINTS, SCORE_MIN, SCORE_MAX = 50.0, 20.0, 1.0, 99.0
+
+
+def respondent_scores(responses: ResponseSet, *, bank: Any,
+                      min_item_share: Rule = MIN_ITEM_SHARE) -> pd.DataFrame:
+    """Scale score of every respondent: mean of the answered reverse-recoded items per construct.
+
+    Returns a DataFrame with ``school_id``, ``district_id`` and one column per construct plus
+    ``overall`` (NaN where too few items were answered). Respondent ids are not carried.
+
+    Notes
+    -----
+    score_c = mean of the answered items of construct c after ``bank.recode_reverse``, when the
+    share of c's items answered passes `MIN_ITEM_SHARE`; ``overall`` is the unweighted mean of the
+    construct scores when the share of constructs scored passes the same rule (constructs on
+    different response scales are averaged in their own units).
+    """
+    form = responses.form
+    rec = bank.recode_reverse(responses.item_frame(), form=form)
+    constructs = list(dict.fromkeys(
+        bank.items.set_index("item_id").loc[list(responses.items), "construct"]))
+    out = responses.data[["school_id", "district_id"]].reset_index(drop=True).copy()
+    for c in constructs:
+        cols = [i for i in bank.items_for(form, c) if i in rec.columns]
+        x = rec[cols].to_numpy(float)
+        fin = np.isfinite(x)
+        answered = fin.sum(axis=1)
+        m = np.where(fin, x, 0.0).sum(axis=1) / np.maximum(answered, 1)
+        ok = np.array([min_item_share.passes(a / len(cols)) for a in answered])
+        out[c] = np.where(ok & (answered > 0), m, np.nan)
+    cs = out[constructs].to_numpy(float)
+    k = np.isfinite(cs).sum(axis=1)
+    ok = np.array([min_item_share.passes(a / len(constructs)) for a in k]) & (k > 0)
+    s = np.where(np.isfinite(cs), cs, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["overall"] = np.where(ok, s / np.maximum(k, 1), np.nan)
+    return out
+
+
+def _icc1_anova(values: np.ndarray, groups: np.ndarray) -> float:
+    """One-way ANOVA ICC1 with the n0 group size (NaN values dropped).
+
+    Notes
+    -----
+    ICC1 = (MSB - MSW) / (MSB + (n0 - 1) MSW), n0 = (N - sum n_j^2 / N) / (J - 1). Equals
+    ``icc1_anova_n0`` of the MathAchieve reference (psych/multilevel conventions). To be replaced by
+    ``instrument.multilevel.icc`` when that lands.
+
+    References
+    ----------
+    Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability. In K. J. Klein
+    & S. W. J. Kozlowski (Eds.), Multilevel theory, research, and methods in organizations
+    (pp. 349-381). Jossey-Bass.
+    """
+    ok = np.isfinite(values)
+    y = values[ok]
+    g = pd.factorize(groups[ok])[0]
+    N, J = len(y), int(g.max()) + 1 if len(y) else 0
+    if J < 2 or N <= J:
+        return float("nan")
+    n = np.bincount(g, minlength=J).astype(float)
+    s = np.bincount(g, weights=y, minlength=J)
+    means = s / n
+    grand = y.mean()
+    ssb = float((n * (means - grand) ** 2).sum())
+    ssw = float(((y - means[g]) ** 2).sum())
+    msb, msw = ssb / (J - 1), ssw / (N - J)
+    n0 = (N - (n ** 2).sum() / N) / (J - 1)
+    return float((msb - msw) / (msb + (n0 - 1) * msw))
+
+
+def spearman_brown(icc1: float, k: float | np.ndarray) -> np.ndarray:
+    """Reliability of a mean of k respondents: k ICC1 / (1 + (k - 1) ICC1) (NaN when k < 1).
+
+    References
+    ----------
+    Bliese (2000), eq. for ICC(2) via Spearman-Brown; Spearman, C. (1910). British Journal of
+    Psychology, 3, 271-295; Brown, W. (1910). British Journal of Psychology, 3, 296-322.
+    """
+    k = np.asarray(k, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = k * icc1 / (1 + (k - 1) * icc1)
+    return np.where(k >= 1, r, np.nan)
+
+
+def band_of(score: float) -> str | None:
+    """Named band of a 1-99 score (cuts 20/40/60/80; 5Essentials); None for NaN."""
+    if score is None or not np.isfinite(score):
+        return None
+    return SCORE_BAND_NAMES[int(np.searchsorted(SCORE_BAND_CUTS, score, side="right"))]
+
+
+def benchmark_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark of the 1-99 scale from shown (unsuppressed) school means: ``form construct mean
+    sd n_schools`` (sd with ddof=1)."""
+    shown = scores[~scores["suppressed"]]
+    g = shown.groupby(["form", "construct"], sort=False)["mean"]
+    return g.agg(mean="mean", sd="std", n_schools="count").reset_index()
+
+
+def _benchmark_lookup(benchmark: Any, form: str) -> dict[str, tuple[float, float]]:
+    if benchmark is None:
+        return {}
+    if isinstance(benchmark, pd.DataFrame):
+        b = benchmark
+        if "form" in b.columns:
+            b = b[b["form"] == form]
+        return {r.construct: (float(r.mean), float(r.sd)) for r in b.itertuples()}
+    if isinstance(benchmark, Mapping):
+        out = {}
+        for c, v in benchmark.items():
+            if isinstance(v, Mapping):
+                out[c] = (float(v["mean"]), float(v["sd"]))
+            else:
+                out[c] = (float(v[0]), float(v[1]))
+        return out
+    raise TypeError("benchmark= must be None, a DataFrame with columns construct, mean, sd, or a "
+                    f"mapping construct -> {{'mean', 'sd'}}; got {type(benchmark).__name__}.")
+
+
+def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame | None = None,
+                  icc1: Mapping[str, float] | None = None, fit: Any = None, benchmark: Any = None,
+                  min_n: Rule = MIN_N_PRIVACY, min_response_rate: Rule | None = None,
+                  min_reliability: Rule = MIN_SCHOOL_RELIABILITY,
+                  min_item_share: Rule = MIN_ITEM_SHARE) -> pd.DataFrame:
+    """School scores of one form, one row per school x construct (and ``overall``).
+
+    Parameters
+    ----------
+    responses : ResponseSet
+        One form's responses (raw codes; reverse-keyed items are recoded here).
+    bank : Bank
+        Item bank (``items``, ``items_for``, ``recode_reverse``).
+    outcomes : DataFrame, optional
+        School outcomes table; its ``roster_teachers`` / ``roster_families`` give response rates.
+    icc1 : mapping construct -> float, optional
+        ICC1 per construct (and ``overall``) for the reliability of school means; when None it is
+        estimated from these data by the one-way ANOVA ICC1 (n0 version).
+    fit : optional
+        CFA fit for factor-score school means: not available yet (raises NotImplementedError).
+    benchmark : DataFrame or mapping, optional
+        Benchmark mean and SD of school means per construct for the 1-99 scale; when None, the
+        mean and SD (ddof=1) of this data's school means that pass both gates.
+    min_n : Rule
+        Privacy gate (default `MIN_N_PRIVACY`, n >= 10).
+    min_response_rate : Rule, optional
+        Precision gate's response-rate rule; by default `MIN_RESPONSE_RATE_TEACHERS` (.50) or
+        `MIN_RESPONSE_RATE_FAMILIES` (.20) by form.
+    min_reliability : Rule
+        Precision gate's alternative: reliability of the school mean (default .70).
+    min_item_share : Rule
+        Share of a construct's items a respondent must answer to be scored (default .5).
+
+    Returns
+    -------
+    DataFrame
+        Columns `SCORE_COLUMNS`. Suppressed rows have NaN ``mean``, ``se``, ``score`` and None
+        ``band``, and ``suppression_reason`` says which gate failed with the numbers.
+
+    Notes
+    -----
+    n = respondents with a score; mean = mean of respondent scores; se = sd (ddof=1) / sqrt(n);
+    reliability = n ICC1 / (1 + (n - 1) ICC1) (Spearman-Brown); response_rate = respondents of the
+    school / roster. score = clip(50 + 20 (mean - benchmark mean) / benchmark SD, 1, 99); bands
+    Very Weak < 20 <= Weak < 40 <= Neutral < 60 <= Strong < 80 <= Very Strong.
+    Privacy gate: n passes `min_n`. Precision gate: the response rate passes its rule, or the
+    reliability passes `min_reliability` (also when the roster is unknown). A row is shown only
+    when both gates pass.
+
+    References
+    ----------
+    UChicago Consortium on School Research 5Essentials scoring; see
+    ``instrument.rules.SCORE_SCALE_SOURCE`` and the cited sources of each gate's Rule.
+    """
+    if not isinstance(responses, ResponseSet):
+        raise TypeError(f"responses= must be a ResponseSet; got {type(responses).__name__}.")
+    if fit is not None:
+        raise NotImplementedError("fit= (CFA factor-score school means) is not available yet; "
+                                  "use the default raw-score means (fit=None).")
+    for name, rule in (("min_n", min_n), ("min_response_rate", min_response_rate),
+                       ("min_reliability", min_reliability), ("min_item_share", min_item_share)):
+        if rule is not None and not isinstance(rule, Rule):
+            raise TypeError(f"{name}= must be an instrument.rules.Rule; got "
+                            f"{type(rule).__name__}.")
+    if outcomes is not None and not isinstance(outcomes, pd.DataFrame):
+        raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
+    form = responses.form
+    rate_rule = min_response_rate or RESPONSE_RATE_RULE[form]
+    rs = respondent_scores(responses, bank=bank, min_item_share=min_item_share)
+    constructs = [c for c in rs.columns if c not in ("school_id", "district_id")]
+    if icc1 is None:
+        icc1 = {c: _icc1_anova(rs[c].to_numpy(float), rs["school_id"].to_numpy()) for c in constructs}
+    else:
+        missing = [c for c in constructs if c not in icc1]
+        if missing:
+            raise ValueError(f"icc1= lacks construct(s) {missing}; expected a value for each of "
+                             f"{constructs}.")
+    district = rs.groupby("school_id", sort=True)["district_id"].first()
+    respondents = rs.groupby("school_id", sort=True).size()
+    roster = pd.Series(np.nan, index=district.index)
+    if outcomes is not None:
+        col = ROSTER_COLUMN[form]
+        if col not in outcomes.columns or "school_id" not in outcomes.columns:
+            raise ValueError(f"outcomes= lacks column 'school_id' or {col!r}; expected the school "
+                             "outcomes table of DATA_CONTRACT.md.")
+        # schools of the outcomes table without any respondent are listed too (n = 0, suppressed)
+        o = outcomes.set_index("school_id")
+        extra = o.index.difference(district.index)
+        if len(extra):
+            district = pd.concat([district, o.loc[extra, "district_id"]
+                                  if "district_id" in o.columns
+                                  else pd.Series(pd.NA, index=extra)]).sort_index()
+            respondents = respondents.reindex(district.index).fillna(0)
+        roster = outcomes.set_index("school_id")[col].reindex(district.index).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = (respondents / roster).where(roster > 0)
+
+    bm = _benchmark_lookup(benchmark, form)
+    frames = []
+    for c in constructs:
+        g = rs.groupby("school_id", sort=True)[c]
+        n = g.count().reindex(district.index).fillna(0).astype(int)
+        mean = g.mean().reindex(district.index)
+        sd = g.std(ddof=1).reindex(district.index)
+        se = sd / np.sqrt(n.where(n > 0))
+        rel = spearman_brown(float(icc1[c]), n.to_numpy(float))
+        frames.append(pd.DataFrame({
+            "school_id": district.index, "district_id": district.to_numpy(), "form": form,
+            "construct": c, "n": n.to_numpy(), "response_rate": rate.to_numpy(float),
+            "mean": mean.to_numpy(float), "se": se.to_numpy(float), "reliability": rel}))
+    out = pd.concat(frames, ignore_index=True)
+
+    reasons = []
+    for r in out.itertuples():
+        why = []
+        if not min_n.passes(r.n):
+            why.append(f"privacy gate: n = {r.n} < {min_n.threshold:g}")
+        rate_ok = rate_rule.passes(r.response_rate)
+        rel_ok = min_reliability.passes(r.reliability)
+        if not (rate_ok or rel_ok):
+            rtxt = ("response rate unknown" if not np.isfinite(r.response_rate)
+                    else f"response rate {r.response_rate:.2f} < {rate_rule.threshold:g}")
+            ltxt = ("reliability unknown" if not np.isfinite(r.reliability)
+                    else f"reliability {r.reliability:.2f} < {min_reliability.threshold:g}")
+            why.append(f"precision gate: {rtxt} and {ltxt}")
+        reasons.append("; ".join(why))
+    out["suppression_reason"] = reasons
+    out["suppressed"] = out["suppression_reason"] != ""
+
+    score = np.full(len(out), np.nan)
+    for c in constructs:
+        idx = (out["construct"] == c).to_numpy()
+        if c in bm:
+            mu, sd = bm[c]
+        elif benchmark is None:
+            shown = out.loc[idx & ~out["suppressed"].to_numpy(), "mean"]
+            mu, sd = float(shown.mean()), float(shown.std(ddof=1))
+        else:
+            raise ValueError(f"benchmark= lacks construct {c!r}; expected mean and sd for each of "
+                             f"{constructs}.")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (out.loc[idx, "mean"].to_numpy(float) - mu) / sd
+        score[idx] = np.clip(SCORE_MEAN + SCORE_SD_POINTS * z, SCORE_MIN, SCORE_MAX)
+    out["score"] = score
+    out["band"] = [band_of(s) for s in score]
+    sup = out["suppressed"].to_numpy()
+    out["band"] = out["band"].astype(object)
+    for c in BLANKED:
+        out.loc[sup, c] = None if c == "band" else np.nan
+    return out[list(SCORE_COLUMNS)]
+
+
+def suppression_list(scores: pd.DataFrame) -> pd.DataFrame:
+    """The suppressed rows of a school-scores table with their reasons (no numbers shown)."""
+    s = scores[scores["suppressed"]]
+    return s[["school_id", "district_id", "form", "construct", "n", "suppression_reason"]
+             ].reset_index(drop=True)
+
+
+def scores_summary(scores: pd.DataFrame) -> Table:
+    """Per form x construct: schools shown, suppressed, and band counts."""
+    rows = []
+    for (f, c), g in scores.groupby(["form", "construct"], sort=False):
+        row = {"form": f, "construct": c, "schools": len(g), "shown": int((~g["suppressed"]).sum()),
+               "suppressed": int(g["suppressed"].sum())}
+        for b in SCORE_BAND_NAMES:
+            row[b] = int((g["band"] == b).sum())
+        rows.append(row)
+    rate_rules = "; ".join(RESPONSE_RATE_RULE[f].describe()
+                           for f in dict.fromkeys(scores["form"]) if f in RESPONSE_RATE_RULE)
+    return Table("School scores", pd.DataFrame(rows), notes=(
+        f"1-99 scale and bands: {SCORE_SCALE_SOURCE}",
+        f"Privacy gate: {MIN_N_PRIVACY.describe()}",
+        f"Precision gate: {rate_rules}; or {MIN_SCHOOL_RELIABILITY.describe()}"))

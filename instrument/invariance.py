@@ -208,7 +208,7 @@ def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, esti
 # Score tests (lavTestScore) at the formula level
 # ---------------------------------------------------------------------------------------------
 
-def score_tests(score: np.ndarray, information: np.ndarray, R: np.ndarray, n: int
+def score_tests(score: np.ndarray, information: np.ndarray, K: np.ndarray, D: np.ndarray, n: int
                 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Total and univariate score (Lagrange multiplier) tests for releasing equality constraints.
 
@@ -216,24 +216,34 @@ def score_tests(score: np.ndarray, information: np.ndarray, R: np.ndarray, n: in
     ----------
     score : (k,) array
         Gradient of the log-likelihood per observation with respect to the unconstrained
-        parameters, at the constrained estimates (lavaan ``lavTech(fit, "gradient.logl")``).
+        parameters θ, at the constrained estimates (lavaan ``lavTech(fit, "gradient.logl")``).
     information : (k, k) array
-        Unit expected information of the unconstrained parameters at the same point.
-    R : (r, k) array
-        Jacobian of the equality constraints (one row per ``==`` constraint).
+        Unit expected information of θ at the same point.
+    K : (k, q) array
+        The constrained model: ``θ = K x`` (its columns span the constrained parameter space).
+    D : (k, r) array
+        One release direction per constraint: the change of θ that releasing only that
+        constraint allows (for lavaan's ``.pA. == .pB.`` it is the unit vector of B).
     n : int
         Total sample size.
 
     Returns
     -------
     total : float
-        ``N g' I⁺ g`` on r df.
+        ``N g' I⁺ g`` (lavaan's total test, on r df).
     univariate : (r,) array
-        For each constraint r: ``N g' Z⁺₁₁ g`` where Z is the information bordered by all other
-        constraints, ``[[I, R₋ᵣ'], [R₋ᵣ, 0]]`` (lavaan 0.6-14 ``lavTestScore``).
-    epc : (r, k) array
-        Expected parameter change of every parameter when constraint r is released
-        (``Z⁺₁₁ g`` for that bordered system).
+        ``N (g'd)² / (d'Id − d'IK (K'IK)⁻¹ K'Id)`` per constraint.
+    epc : (r,) array
+        Expected change along d when the constraint is released: ``(g'd) / (that denominator)``.
+
+    Notes
+    -----
+    lavaan 0.6-14 ``lavTestScore`` computes each univariate test as ``N g' Z⁺₁₁ g`` with Z the
+    information bordered by all other constraints. The (1,1) block of that inverse is the
+    covariance of the model with one constraint released, spanned by ``[K, d]``; since
+    ``g'K = 0`` at the constrained optimum, ``g' Z⁺₁₁ g`` reduces to the expression above
+    (the modification-index form), which needs one q x q inverse instead of one bordered
+    inverse per constraint.
 
     References
     ----------
@@ -241,18 +251,13 @@ def score_tests(score: np.ndarray, information: np.ndarray, R: np.ndarray, n: in
     statistics. *Sociological Methods & Research, 21*(2), 259-282.
     https://doi.org/10.1177/0049124192021002006
     """
-    k = information.shape[0]
     total = float(n * score @ np.linalg.pinv(information) @ score)
-    uni = np.empty(R.shape[0])
-    epc = np.empty((R.shape[0], k))
-    for r in range(R.shape[0]):
-        R1 = np.delete(R, r, axis=0)
-        m = R1.shape[0]
-        Z = np.block([[information, R1.T], [R1, np.zeros((m, m))]])
-        Zp = np.linalg.pinv(Z)[:k, :k]
-        uni[r] = n * score @ Zp @ score
-        epc[r] = Zp @ score
-    return total, uni, epc
+    IK = information @ K
+    A = np.linalg.inv(K.T @ IK)
+    ID = information @ D
+    den = np.einsum("ij,ij->j", D, ID) - np.einsum("ij,ij->j", (IK.T @ D), A @ (IK.T @ D))
+    gd = score @ D
+    return total, n * gd ** 2 / den, gd / den
 
 
 def _param_name(lhs: str, op: str, rhs: str) -> str:
@@ -298,30 +303,28 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
         info += w * (D.T @ weighted_delta(model, imp.sigma, D))
     info = 0.5 * (info + info.T)
     pt = fit.partable
-    rows_R, meta_rows = [], []
+    dirs, meta_rows = [], []
     for col in range(model.nx):
         members = np.flatnonzero(model.x_col == col)
         for other in members[1:]:
-            r = np.zeros(k)
-            r[members[0]], r[other] = 1.0, -1.0
-            rows_R.append(r)
+            d = np.zeros(k)
+            d[other] = 1.0
+            dirs.append(d)
             a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
             meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
                               "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
-                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"]),
-                              "_b": other})
-    if not rows_R:
+                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"])})
+    if not dirs:
         raise ValueError("the model has no equality constraints to test.")
-    R = np.array(rows_R)
     n = int(sum(g.n for g in stats.groups))
-    total, uni, epc = score_tests(score, info, R, n)
+    total, uni, epc = score_tests(score, info, model.K, np.array(dirs).T, n)
     out = pd.DataFrame(meta_rows)
     out["X2"] = uni
     out["df"] = 1
     out["pvalue"] = stats_chi2_sf(uni, 1)
-    out["epc"] = [epc[i, b] for i, b in enumerate(out["_b"])]
-    out = out.drop(columns="_b")
-    out.attrs["total"] = {"X2": total, "df": len(R), "pvalue": float(stats_chi2_sf(total, len(R)))}
+    out["epc"] = epc
+    out.attrs["total"] = {"X2": total, "df": len(dirs),
+                          "pvalue": float(stats_chi2_sf(total, len(dirs)))}
     return out
 
 

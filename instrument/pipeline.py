@@ -1,27 +1,50 @@
 """`validate`: run an analysis plan end to end and write every result under one folder.
 
-The pipeline is a list of named stages. Each stage takes the shared context (plan, data and
-earlier results) and returns plain results that are written to ``results.json``. A stage that fails
-is recorded with its error and the remaining stages still run; the exit status reports the failure.
+The flow (DESIGN.md): bank → simulate or ingest → item analysis → EFA on a random half and CFA on
+the other → reliability → invariance → school aggregation (ICC) → school scores → linker →
+policy views → reports. Each stage is a function of the shared context ``ctx`` that returns plain,
+JSON-able results; live objects that later stages need (the bank, response sets, fits) are kept in
+``ctx``. A stage that fails is recorded with its error and the later stages that do not need it
+still run; `ValidationRun.ok` is False and the CLI exits non-zero.
 """
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+import numpy as np
+import pandas as pd
+
+from instrument import rules
 from instrument.results import to_jsonable
+
+# Analysis settings a plan may override under its ``analysis:`` key (defaults here).
+DEFAULT_ANALYSIS: dict[str, Any] = {
+    "estimator": "ML",            # CFA estimator for the item data
+    "split_seed": 1,              # seed of the EFA/CFA random half split
+    "parallel_iterations": 20,    # Horn's parallel analysis replications
+    "invariance": [               # ladders: form and grouping column
+        {"form": "family", "group": "language"},
+        {"form": "teacher", "group": "grade_band"},
+    ],
+    "invariance_steps": ["configural", "metric", "scalar", "strict"],
+    "rule_set": "chen2007",
+    "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
+}
 
 
 @dataclass
 class StageOutcome:
-    """What happened in one stage: ``status`` is "ok", "failed" or "unavailable"."""
+    """What happened in one stage: ``status`` is "ok", "failed" or "skipped"; ``seconds``."""
 
     name: str
     status: str
     message: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -34,58 +57,383 @@ class ValidationRun:
 
     @property
     def ok(self) -> bool:
-        return all(s.status != "failed" for s in self.stages)
+        return all(s.status == "ok" for s in self.stages)
 
 
-# Stages are registered in order; (name, function or None when the stage has not landed yet).
-Stage = Callable[[dict[str, Any]], Any]
-STAGES: list[tuple[str, Stage | None]] = [
-    ("bank", None),
-    ("simulate_or_ingest", None),
-    ("item_analysis", None),
-    ("efa", None),
-    ("cfa", None),
-    ("reliability", None),
-    ("invariance", None),
-    ("multilevel", None),
-    ("scores", None),
-    ("linker", None),
-    ("reports", None),
+# --------------------------------------------------------------------------------------------
+# Stage helpers
+# --------------------------------------------------------------------------------------------
+
+def _analysis(ctx: dict) -> dict[str, Any]:
+    return {**DEFAULT_ANALYSIS, **(ctx["plan"].get("analysis") or {})}
+
+
+def _forms(ctx: dict) -> dict[str, Any]:
+    """Response sets by form (from the simulation or from ingested files)."""
+    return ctx["responses"]
+
+
+def _recoded(ctx: dict, form: str) -> pd.DataFrame:
+    """A form's responses with reverse-keyed items recoded (bank.recode_reverse), cached."""
+    cache = ctx.setdefault("_recoded", {})
+    if form not in cache:
+        rs = _forms(ctx)[form]
+        cache[form] = ctx["bank"].recode_reverse(rs.data, form=form)
+    return cache[form]
+
+
+def _scales(ctx: dict, form: str) -> dict[str, list[str]]:
+    bank = ctx["bank"]
+    constructs = list(dict.fromkeys(bank.items.loc[bank.items["form"] == form, "construct"]))
+    return {c: bank.items_for(form, c) for c in constructs}
+
+
+def _halves(ctx: dict, form: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random half split of a form's respondents (seeded): (EFA half, CFA half)."""
+    df = _recoded(ctx, form)
+    rng = np.random.default_rng(_analysis(ctx)["split_seed"])
+    mask = np.zeros(len(df), dtype=bool)
+    mask[rng.permutation(len(df))[: len(df) // 2]] = True
+    return df[mask], df[~mask]
+
+
+def _respondent_scores(ctx: dict, form: str) -> pd.DataFrame:
+    from instrument.scores import respondent_scores
+
+    cache = ctx.setdefault("_resp_scores", {})
+    if form not in cache:
+        cache[form] = respondent_scores(_forms(ctx)[form], bank=ctx["bank"])
+    return cache[form]
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+
+def stage_bank(ctx: dict) -> Any:
+    """Load and check the item bank (the plan's ``bank:`` path, or the shipped bank)."""
+    from instrument.bank import load_bank
+
+    ctx["bank"] = load_bank(ctx["plan"].get("bank"))
+    return ctx["bank"].to_dict()
+
+
+def stage_data(ctx: dict) -> Any:
+    """Simulate the plan's population model (ingest of fielded files when the plan names them)."""
+    plan = ctx["plan"]
+    if "data" in plan:
+        return _ingest_files(ctx)
+    from instrument.simulate import pipeline_stage
+
+    out = pipeline_stage(ctx)
+    sim = ctx["simulation"]
+    ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
+    ctx["outcomes"] = sim.outcomes
+    return out
+
+
+def _ingest_files(ctx: dict) -> Any:
+    """Ingest ``data: {teacher: path, family: path, outcomes: path}``; quarantine beside results."""
+    from instrument.io import ingest
+    from instrument.io.tables import read_table
+
+    spec = ctx["plan"]["data"]
+    base = Path(ctx["plan_path"]).parent if ctx.get("plan_path") else Path.cwd()
+    out, responses = {}, {}
+    for form in ("teacher", "family"):
+        if form in spec:
+            res = ingest(base / spec[form], bank=ctx["bank"], form=form,
+                         quarantine_dir=ctx["out_dir"] / "quarantine")
+            responses[form] = res.responses
+            out[form] = res.summary_dict() if hasattr(res, "summary_dict") else str(res.summary())
+    ctx["responses"] = responses
+    ctx["outcomes"] = read_table(base / spec["outcomes"]) if "outcomes" in spec else None
+    return out
+
+
+def stage_item_analysis(ctx: dict) -> Any:
+    """Item statistics and category use per form (and per language within a form)."""
+    from instrument.itemanalysis import item_analysis
+
+    bank = ctx["bank"]
+    items_rows, cats = [], []
+    for form in _forms(ctx):
+        df = _recoded(ctx, form)
+        items = bank.items_for(form)
+        ncat = {i: bank.n_categories(i) for i in items}
+        res = item_analysis(df, items, categories=list(range(1, max(ncat.values()) + 1)),
+                            group="language")
+        construct = dict(zip(bank.items["item_id"], bank.items["construct"]))
+        t = res.items.rename(columns={"item": "item_id", "missing_share": "missing",
+                                      "r.drop": "citc"})
+        t.insert(0, "form", form)
+        t["construct"] = t["item_id"].map(construct)
+        items_rows.append(t)
+        d = res.distribution.rename(columns={"item": "item_id"})
+        d.insert(0, "form", form)
+        cats.append(d[d["category"] <= d["item_id"].map(ncat)])
+    return {"items": pd.concat(items_rows, ignore_index=True),
+            "category_use": pd.concat(cats, ignore_index=True),
+            "rules": [r.to_dict() for r in res.rules] if hasattr(res, "rules") else []}
+
+
+def stage_efa(ctx: dict) -> Any:
+    """Parallel analysis and an oblimin minres EFA on a random half of each form."""
+    from instrument.efa import efa, parallel_analysis
+
+    a = _analysis(ctx)
+    out = {}
+    for form in _forms(ctx):
+        half, _ = _halves(ctx, form)
+        items = ctx["bank"].items_for(form)
+        x = half[items].dropna()
+        pa = parallel_analysis(x, n_iter=a["parallel_iterations"], seed=a["split_seed"])
+        k = len(_scales(ctx, form))
+        fit = efa(x, k, method="minres", rotation="oblimin")
+        out[form] = {"n": len(x), "n_factors_theory": k, "parallel": pa.to_dict(),
+                     "efa": fit.to_dict()}
+    return out
+
+
+def stage_cfa(ctx: dict) -> Any:
+    """CFA of the bank's model on the other half of each form."""
+    from instrument.cfa import cfa
+
+    est = _analysis(ctx)["estimator"]
+    fits, out = {}, {}
+    for form in _forms(ctx):
+        _, half = _halves(ctx, form)
+        fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est)
+        out[form] = fits[form].to_dict()
+    ctx["cfa_fits"] = fits
+    return out
+
+
+def stage_reliability(ctx: dict) -> Any:
+    """α (Feldt CI) and ω (from the CFA) per construct, per form and per language."""
+    from instrument.reliability import omega_from_fit, reliability
+
+    frames = []
+    fits = ctx.get("cfa_fits", {})
+    for form in _forms(ctx):
+        df = _recoded(ctx, form)
+        scales = _scales(ctx, form)
+        omegas = omega_from_fit(fits[form]) if form in fits else None
+        for lang, sub in [("all", df), *sorted(df.groupby("language"))]:
+            r = reliability(sub, scales)
+            r = r.rename(columns={"raw_alpha": "alpha", "ci.lower": "alpha.ci.lower",
+                                  "ci.upper": "alpha.ci.upper"})
+            r.insert(0, "language", lang)
+            r.insert(0, "form", form)
+            if omegas is not None and lang == "all":
+                r["omega"] = r["construct"].map(omegas)
+            frames.append(r)
+    return {"table": pd.concat(frames, ignore_index=True)}
+
+
+def stage_invariance(ctx: dict) -> Any:
+    """Invariance ladders named in the plan (default: family by language, teacher by grade band)."""
+    from instrument.invariance import invariance
+
+    a = _analysis(ctx)
+    out = {}
+    for spec in a["invariance"]:
+        form, group = spec["form"], spec["group"]
+        df = _recoded(ctx, form)
+        if group not in df.columns and ctx.get("outcomes") is not None:
+            df = df.merge(ctx["outcomes"][["school_id", group]], on="school_id", how="left")
+        res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
+                         steps=tuple(a["invariance_steps"]), rule_set=a["rule_set"],
+                         estimator="ML" if a["estimator"] == "ML" else a["estimator"])
+        if not res.table["holds"].iloc[1:].all():
+            res = res.partial()
+        d = res.to_dict()
+        d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
+        out[f"{form} by {group}"] = d
+    return out
+
+
+def stage_multilevel(ctx: dict) -> Any:
+    """ICC(1) (REML), ICC(2) and the respondents needed for a reliable school mean."""
+    from instrument.multilevel import icc, min_cluster_size
+
+    icc_rows, mink = [], []
+    ctx["icc1"] = {}
+    for form in _forms(ctx):
+        scores = _respondent_scores(ctx, form)
+        ctx["icc1"][form] = {}
+        for construct in [c for c in scores.columns if c in (*_scales(ctx, form), "overall")]:
+            r = icc(scores, construct, "school_id")
+            ctx["icc1"][form][construct] = float(r.icc1)
+            icc_rows.append({"form": form, "construct": construct, "icc1": float(r.icc1),
+                             "icc1_anova": r.icc1_anova_n0, "icc2": r.icc2, "k": r.nbar,
+                             "tau00": float(r.tau00), "sigma2": float(r.sigma2), "schools": r.J})
+            for target in (rules.SCHOOL_MEAN_RELIABILITY, rules.SCHOOL_MEAN_RELIABILITY_HIGH):
+                mink.append({"form": form, "construct": construct, "target": target.threshold,
+                             "k": min_cluster_size(float(r.icc1), target),
+                             "source": target.source})
+    return {"icc": pd.DataFrame(icc_rows), "min_k": pd.DataFrame(mink)}
+
+
+def stage_scores(ctx: dict) -> Any:
+    """School scores per form with both suppression gates (ICC1 from the multilevel stage)."""
+    from instrument.scores import school_scores
+
+    frames = []
+    for form, rs in _forms(ctx).items():
+        frames.append(school_scores(rs, bank=ctx["bank"], outcomes=ctx.get("outcomes"),
+                                    icc1=ctx.get("icc1", {}).get(form)))
+    ctx["scores"] = pd.concat(frames, ignore_index=True)
+    return {"table": ctx["scores"]}
+
+
+def stage_linker(ctx: dict) -> Any:
+    """Predictive validity: each outcome on each form's overall score (CR2 by district)."""
+    from instrument.linker import link, sensitivity
+
+    scores, outcomes = ctx["scores"], ctx["outcomes"]
+    a = _analysis(ctx)
+    out = {"results": [], "sensitivity": []}
+    for form in _forms(ctx):
+        for outcome in a["outcomes"]:
+            out["results"].append(link(scores, outcomes, outcome=outcome, form=form).to_dict())
+    for outcome in a["outcomes"][:1]:
+        out["sensitivity"] = sensitivity(scores, outcomes, outcome=outcome)
+    return out
+
+
+def stage_policy(ctx: dict) -> Any:
+    """District rollups, band classification accuracy, teacher–family convergence, 3-level ICCs."""
+    from instrument import policy
+
+    scores = ctx["scores"]
+    out = {"rollup_district": policy.rollup(scores, ctx.get("outcomes"), level="district"),
+           "rollup_state": policy.rollup(scores, ctx.get("outcomes"), level="state",
+                                         weight="enrollment"),
+           "accuracy": policy.scores_accuracy(scores),
+           "convergence": policy.convergence(scores),
+           "variance_components": {}}
+    vis = scores[(scores["construct"] == "overall") & (scores["form"] == "teacher")
+                 & ~scores["suppressed"].astype(bool)]
+    acc = policy.classification_accuracy(vis["score"].to_numpy(), _score_se(vis),
+                                         school_id=vis["school_id"].tolist())
+    out["classification"] = acc.to_dict()
+    for form in _forms(ctx):
+        rs = _respondent_scores(ctx, form)
+        rs = rs.merge(_forms(ctx)[form].data[["school_id", "district_id"]].drop_duplicates(),
+                      on="school_id", how="left") if "district_id" not in rs else rs
+        out["variance_components"][form] = policy.variance_components(rs, "overall").to_dict()
+    ctx["results"]["classification"] = out["classification"]
+    return out
+
+
+def _score_se(rows: pd.DataFrame) -> np.ndarray:
+    from instrument.policy import _scale_se
+
+    return _scale_se(rows).to_numpy()
+
+
+def stage_reports(ctx: dict) -> Any:
+    """Technical report, policy brief and school score cards from the results alone."""
+    from instrument.report.render import pipeline_stage
+
+    return pipeline_stage(ctx)
+
+
+Stage = Callable[[dict], Any]
+# (name, function, stages it needs)
+STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
+    ("bank", stage_bank, ()),
+    ("data", stage_data, ("bank",)),
+    ("item_analysis", stage_item_analysis, ("data",)),
+    ("efa", stage_efa, ("data",)),
+    ("cfa", stage_cfa, ("data",)),
+    ("reliability", stage_reliability, ("data",)),
+    ("invariance", stage_invariance, ("data",)),
+    ("multilevel", stage_multilevel, ("data",)),
+    ("scores", stage_scores, ("data",)),
+    ("linker", stage_linker, ("scores",)),
+    ("policy", stage_policy, ("scores",)),
+    ("reports", stage_reports, ()),
 ]
+
+
+def load_plan(plan: str | Path | None) -> dict[str, Any]:
+    """The plan as a mapping (YAML read with a safe loader); the shipped default when None."""
+    import yaml
+
+    path = Path(plan) if plan is not None else default_plan_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)}).") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping of plan keys at the top level.")
+    return dict(data)
+
+
+def default_plan_path() -> Path:
+    """The shipped default analysis plan (package data)."""
+    from importlib.resources import files
+
+    return Path(str(files("instrument") / "analyses" / "default.yaml"))
 
 
 def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
              progress: Callable[[str], None] | None = None) -> ValidationRun:
-    """Run every available stage of an analysis plan and write ``results.json`` to ``out_dir``.
+    """Run every stage of an analysis plan and write ``results.json`` to ``out_dir``.
 
     Parameters
     ----------
     plan : path, optional
         An analysis plan (YAML); the shipped default plan when omitted.
     out_dir : path
-        Folder for results, reports and quarantine files (created if needed).
+        Folder for results, reports, data and quarantine files (created if needed).
     progress : callable, optional
         Called with a line of text as each stage starts and ends.
+
+    Returns
+    -------
+    ValidationRun
+        ``results.json`` holds ``{"plan": ..., "stages": [...], "results": {stage: ...}}``;
+        every number in a report is read from it.
     """
     say = progress or (lambda s: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = ValidationRun(out_dir=out)
-    ctx: dict[str, Any] = {"plan_path": plan, "out_dir": out, "results": run.results}
-    for name, fn in STAGES:
-        if fn is None:
-            run.stages.append(StageOutcome(name, "unavailable", "not yet implemented"))
-            say(f"[{name}] not yet available")
+    ctx: dict[str, Any] = {"plan_path": plan, "plan": load_plan(plan), "out_dir": out,
+                           "results": run.results}
+    done: set[str] = set()
+    for name, fn, needs in STAGES:
+        missing = [n for n in needs if n not in done]
+        if missing:
+            run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
+            say(f"[{name}] skipped: needs {', '.join(missing)}")
             continue
+        if name == "reports":
+            _write(run, ctx)
         say(f"[{name}] running")
+        t0 = time.perf_counter()
         try:
-            run.results[name] = fn(ctx)
-            run.stages.append(StageOutcome(name, "ok"))
-            say(f"[{name}] done")
+            run.results[name] = to_jsonable(fn(ctx))
+            done.add(name)
+            run.stages.append(StageOutcome(name, "ok", seconds=time.perf_counter() - t0))
+            say(f"[{name}] done in {time.perf_counter() - t0:.1f} s")
         except Exception as exc:  # a failed stage is recorded; the others still run
-            run.stages.append(StageOutcome(name, "failed", f"{type(exc).__name__}: {exc}"))
-            say(f"[{name}] FAILED: {exc}")
-            ctx.setdefault("tracebacks", {})[name] = traceback.format_exc()
-    payload = {"stages": [s.__dict__ for s in run.stages], "results": run.results}
-    (out / "results.json").write_text(json.dumps(to_jsonable(payload), indent=1, sort_keys=True))
+            run.stages.append(StageOutcome(name, "failed", f"{type(exc).__name__}: {exc}",
+                                           time.perf_counter() - t0))
+            say(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+            (out / "errors").mkdir(exist_ok=True)
+            (out / "errors" / f"{name}.txt").write_text(traceback.format_exc())
+    _write(run, ctx)
     return run
+
+
+def _write(run: ValidationRun, ctx: dict) -> None:
+    payload = {"plan": {k: v for k, v in ctx["plan"].items() if k != "simulation"},
+               "stages": [s.__dict__ for s in run.stages], "results": run.results}
+    (run.out_dir / "results.json").write_text(json.dumps(to_jsonable(payload), indent=1,
+                                                         sort_keys=True))

@@ -96,12 +96,23 @@ class TestRules:
         assert "10-20 groups" in text
 
 
-def test_score_tests_formula_on_a_toy_problem():
-    # Two parameters constrained equal; information identity; score (1, -1)/sqrt(n):
-    # releasing the only constraint gives X² = n g'g.
-    n = 100
-    g = np.array([0.1, -0.1])
-    total, uni, epc = inv.score_tests(g, np.eye(2), np.array([[1.0, -1.0]]), n)
-    assert_allclose(total, n * g @ g)
-    assert_allclose(uni, [n * g @ g])
-    assert_allclose(epc[0], g)
+def test_score_tests_closed_form_equals_lavaans_bordered_inverse():
+    # lavaan computes each univariate test as N g' Z+_11 g with Z the information bordered by the
+    # other constraints; the closed form must give the same numbers on a random problem.
+    rng = np.random.default_rng(3)
+    k, n = 6, 250
+    B = rng.normal(size=(k, k))
+    info = B @ B.T + k * np.eye(k)
+    R = np.array([[1.0, -1, 0, 0, 0, 0], [1.0, 0, -1, 0, 0, 0], [0, 0, 0, 1.0, -1, 0]])
+    K = np.array([[1.0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0],
+                  [0, 0, 1, 0]])[:, :3]
+    D = np.zeros((k, 3))
+    D[1, 0] = D[2, 1] = D[4, 2] = 1.0
+    g = R.T @ rng.normal(size=3) / 10     # at a constrained optimum g'K = 0
+    assert np.allclose(g @ K, 0)
+    total, uni, _ = inv.score_tests(g, info, K, D, n)
+    assert_allclose(total, n * g @ np.linalg.pinv(info) @ g, rtol=1e-12)
+    for r in range(3):
+        R1 = np.delete(R, r, axis=0)
+        Z = np.block([[info, R1.T], [R1, np.zeros((2, 2))]])
+        assert_allclose(uni[r], n * g @ np.linalg.pinv(Z)[:k, :k] @ g, rtol=1e-9)

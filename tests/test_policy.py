@@ -221,3 +221,23 @@ class TestChange:
         back = policy.ChangeResult.from_dict(json.loads(json.dumps(self.res.to_dict())))
         assert back.years == self.res.years
         assert "Jacobson" in self.res.summary().as_text()
+
+
+def test_cli_rollup_and_change(tmp_path):
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+
+    s = _scores(n_schools=12)
+    both = pd.concat([s.assign(year=2025), s.assign(year=2026, score=s["score"] + 5)])
+    path = tmp_path / "scores.csv"
+    both.to_csv(path, index=False)
+    out = tmp_path / "rollup.csv"
+    res = CliRunner().invoke(main, ["rollup", str(path), "--level", "state", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out)["n_schools"].iloc[0] == 24   # both years' rows
+    res = CliRunner().invoke(main, ["change", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "School change 2025 to 2026" in res.output
+    bad = CliRunner().invoke(main, ["rollup", str(tmp_path / "nope.json")])
+    assert bad.exit_code != 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 

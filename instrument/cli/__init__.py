@@ -1,12 +1,27 @@
 """Command-line interface: parses arguments and calls the API; no numerics live here.
 
-Each command group lives in its own module of this package and is registered below.
+Each command group lives in its own module of this package and is listed in `COMMANDS`.
 """
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from instrument import __version__
+
+# (module of instrument.cli, command objects in it) — one line per module.
+COMMANDS: list[tuple[str, tuple[str, ...]]] = [
+    ("validate", ("validate",)),
+    ("items", ("items",)),
+    ("data", ("simulate", "ingest", "scores")),
+    ("cfa", ("cfa",)),
+    ("invariance", ("invariance",)),
+    ("reliability", ("reliability", "icc")),
+    ("link", ("link",)),
+    ("policy", ("rollup", "change")),
+    ("report", ("report",)),
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,33 +30,7 @@ def main() -> None:
     """Build and validate the school-family partnership instrument."""
 
 
-def _register() -> None:
-    """Attach every command module's commands to ``main``."""
-    from instrument.cli import report as _report
-    from instrument.cli import validate as _validate
-
-    main.add_command(_validate.validate)
-    from instrument.cli import link as _link
-
-    main.add_command(_link.link)
-    from instrument.cli import cfa as _cfa
-
-    main.add_command(_cfa.cfa)
-    from instrument.cli import invariance as _invariance
-
-    main.add_command(_invariance.invariance)
-    main.add_command(_report.report)
-    from instrument.cli import reliability as _reliability
-    from instrument.cli import validate as _validate
-
-    main.add_command(_validate.validate)
-    main.add_command(_reliability.reliability)
-    main.add_command(_reliability.icc)
-    from instrument.cli import items as _items; main.add_command(_items.items)
-    from instrument.cli import data as _data  # simulate / ingest / scores (issue 9)
-
-    for _cmd in (_data.simulate, _data.ingest, _data.scores):
-        main.add_command(_cmd)
-
-
-_register()
+for _module, _names in COMMANDS:
+    _mod = importlib.import_module(f"instrument.cli.{_module}")
+    for _name in _names:
+        main.add_command(getattr(_mod, _name))

@@ -13,13 +13,13 @@ def model_text(model: str) -> str:
 
 
 def read_data(path: str):
-    """Read a CSV data file; any reader failure becomes a one-line CLI error."""
-    import pandas as pd
+    """Read a data table (`instrument.io.tables.read_table`); a failure is a one-line CLI error."""
+    from instrument.io.tables import read_table
 
     try:
-        return pd.read_csv(path)
-    except Exception as e:  # noqa: BLE001 - report any reader failure plainly
-        raise click.ClickException(f"cannot read {path}: {e}") from e
+        return read_table(path)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
 
 
 def split_list(text: str) -> tuple[str, ...]:

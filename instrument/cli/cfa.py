@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from instrument.cli._common import model_text, read_data, split_list
+
 
 @click.command("cfa")
 @click.argument("model")
@@ -27,20 +29,14 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
         meanstructure: bool, likelihood: str, information: str, json_out: str | None) -> None:
     """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
-    import pandas as pd
 
     from instrument.cfa import cfa as run_cfa
     from instrument.results import dumps
     from instrument.syntax import ModelSyntaxError
 
-    p = Path(model)
-    text = p.read_text() if ("=~" not in model and p.is_file()) else model
-    try:
-        df = pd.read_csv(data)
-    except Exception as e:  # noqa: BLE001 - report any reader failure plainly
-        raise click.ClickException(f"cannot read {data}: {e}") from e
-    ge = tuple(s.strip() for s in equal.split(",") if s.strip())
-    gp = tuple(s.strip() for s in partial.split(",") if s.strip())
+    text = model_text(model)
+    df = read_data(data)
+    ge, gp = split_list(equal), split_list(partial)
     try:
         fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp, std_lv=std_lv,
                       meanstructure=True if meanstructure else None, likelihood=likelihood,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from instrument.cli._common import read_data
+
 
 def _bank():
     """The shipped item bank (a seam the tests replace with a small bank)."""
@@ -95,14 +97,13 @@ def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
 @_FMT
 def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt) -> None:
     """School scores (1-99 scale, bands, suppression) from a RESPONSES file of one form."""
-    import pandas as pd
 
     from instrument.io import safe_to_csv
     from instrument.scores import school_scores, scores_summary, suppression_list
     res = _ingest(responses, form, mapping, quarantine, exclude, fmt)
     oc = None
     if outcomes:
-        oc = pd.read_csv(outcomes, dtype={"school_id": str, "district_id": str})
+        oc = read_data(outcomes)
     try:
         sc = school_scores(res.responses, bank=_bank(), outcomes=oc)
     except ValueError as exc:

@@ -5,19 +5,7 @@ from pathlib import Path
 
 import click
 
-
-def _read_table(path: str):
-    import pandas as pd
-
-    p = Path(path)
-    ext = p.suffix.lower()
-    if ext == ".csv":
-        return pd.read_csv(p, dtype={"school_id": str, "district_id": str})
-    if ext == ".parquet":
-        return pd.read_parquet(p)
-    if ext in (".xlsx", ".xls"):
-        return pd.read_excel(p, dtype={"school_id": str, "district_id": str})
-    raise click.BadParameter(f"{path}: expected a .csv, .parquet or .xlsx file; got {ext or 'no extension'!r}.")
+from instrument.cli._common import read_data as _read_table
 
 
 @click.command()

@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import click
 
-
-def _read(path: str):
-    from instrument.io.tables import read_table
-
-    return read_table(path)
+from instrument.cli._common import read_data as _read
 
 
 @click.command()

@@ -5,22 +5,7 @@ from pathlib import Path
 
 import click
 
-
-def _read(path: str):
-    import pandas as pd
-
-    p = Path(path)
-    ext = p.suffix.lower()
-    if ext in (".csv", ".txt"):
-        return pd.read_csv(p)
-    if ext == ".tsv":
-        return pd.read_csv(p, sep="\t")
-    if ext in (".xlsx", ".xls"):
-        return pd.read_excel(p)
-    if ext == ".parquet":
-        return pd.read_parquet(p)
-    raise click.BadParameter(f"{path}: expected a .csv, .tsv, .xlsx or .parquet file.",
-                             param_hint="DATA")
+from instrument.cli._common import read_data as _read
 
 
 def _parse_scales(specs: tuple[str, ...]) -> dict[str, list[str]]:

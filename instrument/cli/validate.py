@@ -1,4 +1,4 @@
-"""`instrument validate [PLAN]`."""
+"""`instrument validate [PLAN] [--out DIR]`."""
 from __future__ import annotations
 
 import sys
@@ -14,10 +14,16 @@ def validate(plan: str | None, out_dir: str) -> None:
     """Run an analysis plan end to end (the shipped default plan when PLAN is omitted)."""
     from instrument.pipeline import validate as run_validate
 
-    run = run_validate(plan, out_dir, progress=click.echo)
+    try:
+        run = run_validate(plan, out_dir, progress=click.echo)
+    except ValueError as e:  # an unreadable plan
+        raise click.ClickException(str(e)) from e
     click.echo("")
     for s in run.stages:
-        click.echo(f"  {s.name:<20} {s.status}{': ' + s.message if s.message else ''}")
-    click.echo(f"Results written to {run.out_dir / 'results.json'}")
+        extra = f": {s.message}" if s.message else ""
+        click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:6.1f} s{extra}")
+    click.echo(f"Results written to {run.out_dir / 'results.json'}; reports in "
+               f"{run.out_dir / 'reports'}")
     if not run.ok:
+        click.echo("Some stages did not complete; see the errors/ folder.", err=True)
         sys.exit(1)

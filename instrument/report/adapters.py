@@ -371,6 +371,7 @@ def read_linker(results: Mapping[str, Any]) -> Section:
     """Relations to other variables: score coefficients and P10->P90 contrasts per outcome."""
     links = _collect_links(results.get("linker"))
     rows, effects = [], []
+    several_forms = len({d.get("form", "") for d in links}) > 1
     for d in links:
         coef = as_frame(d["coefficients"])
         eff = as_frame(d["effects"])
@@ -380,7 +381,8 @@ def read_linker(results: Mapping[str, Any]) -> Section:
         if not len(sc):
             continue
         sc = sc.iloc[0]
-        label = str(d.get("outcome", "")) + (" (change)" if d.get("change") else "")
+        label = (str(d.get("outcome", "")) + (" (change)" if d.get("change") else "")
+                 + (f", {d.get('form', '')} form" if several_forms else ""))
         sd = _num(eff.loc[eff["predictor"] == "score", "sd"].iloc[0]) if (
             "sd" in eff.columns and (eff["predictor"] == "score").any()) else math.nan
         rows.append({"outcome": label, "form": d.get("form", ""),

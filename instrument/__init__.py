@@ -24,6 +24,8 @@ __all__ += ["rollup", "classification_accuracy", "convergence", "change", "varia
 # reliability, EFA, item analysis, school aggregation (helper `reliability`)
 from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
 from instrument.itemanalysis import item_analysis  # noqa: E402
+from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
+__all__ += ["twolevel_cfa", "twolevel_reliability"]
 from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
                                    muml_covariances, split_half_reliability)
 from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402

@@ -33,7 +33,8 @@ from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonab
 from instrument.syntax import ModelSyntaxError, parse_syntax
 
 __all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
-           "split_levels", "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em"]
+           "split_levels", "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em",
+           "twolevel_information"]
 
 _LEVEL = re.compile(r"^\s*level\s*:\s*(\S+)\s*$", re.IGNORECASE)
 _LEVEL_NAMES = {"1": 1, "within": 1, "2": 2, "between": 2}
@@ -766,6 +767,47 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, h1: str = "em"
                   data_hash=hash_frame(data[[*ov, cluster]])))
 
 
+def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
+                         estimates: pd.DataFrame) -> pd.DataFrame:
+    """Observed information (Hessian of -logl) of a two-level CFA at given parameter values.
+
+    Parameters
+    ----------
+    model, data, cluster
+        As `twolevel_cfa`.
+    estimates : DataFrame
+        Columns ``lhs op rhs level est`` (e.g. lavaan's ``parameterEstimates``) holding a
+        value for every free parameter.
+
+    Returns
+    -------
+    DataFrame (npar x npar), rows/columns named ``lhs op rhs @level``; its inverse is the
+    covariance matrix of the estimates (lavaan's ``vcov`` when evaluated at lavaan's values).
+
+    Notes
+    -----
+    Central differences (step 1e-6 max(1, |x|)) of the analytic gradient of `twolevel_loglik`.
+    """
+    wtext, btext = split_levels(model)
+    pt_w = _level_partable(wtext, 1, list(data.columns))
+    pt_b = _level_partable(btext, 2, list(data.columns))
+    ov = list(pt_w.ov_names)
+    st = _CFAStructure(pt_w, pt_b, ov)
+    cs = cluster_stats(data, ov, cluster)
+    e = estimates.assign(rhs=estimates["rhs"].fillna("").astype(str))
+    key = {(r.lhs, r.op, r.rhs, int(r.level)): float(r.est) for r in e.itertuples()}
+    x, names = [], []
+    for lev, m in ((1, st.mw), (2, st.mb)):
+        for r in m.pt.frame.iloc[m.x_rows].itertuples():
+            k = (r.lhs, r.op, r.rhs, lev)
+            if k not in key:
+                raise ValueError(f"estimates= has no row for {r.lhs} {r.op} {r.rhs} at level {lev}")
+            x.append(key[k])
+            names.append(f"{r.lhs}{r.op}{r.rhs}@{lev}")
+    H = _hessian(st, cs, np.array(x))
+    return pd.DataFrame(H, index=names, columns=names)
+
+
 def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
     z975 = _st.norm.ppf(0.975)
     xw, xb = st.split(x)
@@ -775,7 +817,6 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
         vals = m.x_to_partable(xx)
         ses = np.zeros(m.nrows)
         ses[m.free_rows] = ss[m.x_col]
-        mats = m.matrices(xx)[0]
         imp = m.implied(xx)[0]
         sd_ov = np.sqrt(np.diag(imp.sigma))
         sd_lv = np.sqrt(np.diag(m.lv_cov(xx)[0]))
@@ -802,7 +843,6 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
                          "block": lev, "label": row.label, "est": est, "se": se, "z": z,
                          "pvalue": pv, "ci.lower": est - z975 * se, "ci.upper": est + z975 * se,
                          "std.all": std})
-    _ = mats
     return pd.DataFrame(recs)
 
 
@@ -840,8 +880,8 @@ class TwoLevelReliability:
                             "shared construct (denominator adds Sigma_W / n_harmonic).",))
 
 
-def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | None = None
-                         ) -> TwoLevelReliability:
+def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | None = None,
+                         obs_var: bool = True) -> TwoLevelReliability:
     """Between-level (school) reliability of every level-2 factor of a two-level CFA.
 
     Parameters
@@ -850,6 +890,9 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
     cluster_sizes : sequence of int, optional
         Sizes of the clusters whose means are scored (their harmonic mean ñ enters Lai's
         coefficients and the school-mean reliability); default: the fitted data's clusters.
+    obs_var : bool
+        Lai's denominators from the unrestricted (h1) Sigma_B and Sigma_W (True, semTools'
+        ``compRelSEM(obs.var = TRUE)`` default) or from the model-implied ones (False).
 
     Returns
     -------
@@ -866,8 +909,9 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
       IRR = 1'Sigma_B 1 / (1'Sigma_B 1 + 1'Sigma_W 1 / ñ), ñ the harmonic mean cluster size
       (Lai, 2021, eqs. for a shared construct; semTools ``compRelSEM(shared=)``);
     * icc = 1'Sigma_B 1 / (1'Sigma_B 1 + 1'Sigma_W 1) of the unit-weighted composite, and
-      its school-mean reliability ñ icc / (1 + (ñ - 1) icc) (Spearman-Brown, ICC(2));
-      with these, IRR equals that school-mean reliability.
+      its school-mean reliability ñ icc / (1 + (ñ - 1) icc) (Spearman-Brown, ICC(2)), from
+      the model-implied matrices; with ``obs_var=False`` IRR equals that school-mean
+      reliability. Tested: IRR and omega_B equal semTools 0.5-6 ``compRelSEM(fit, shared=)``.
 
     References
     ----------
@@ -886,8 +930,11 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
     nh = float(len(cz) / np.sum(1.0 / cz))
     e = fit.estimates
     b = e[e["level"] == 2]
-    SW = fit.implied["within"]["cov"]
-    SB = fit.implied["between"]["cov"]
+    if not isinstance(obs_var, bool):
+        raise TypeError(f"obs_var= must be True or False; got {obs_var!r}")
+    src = fit.h1 if obs_var else fit.implied
+    SW, SB = src["within"]["cov"], src["between"]["cov"]
+    IW, IB = fit.implied["within"]["cov"], fit.implied["between"]["cov"]
     rows = []
     for f in dict.fromkeys(b.loc[b["op"] == "=~", "lhs"]):
         lam = b[(b["op"] == "=~") & (b["lhs"] == f)]
@@ -898,7 +945,9 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
         true = float(lam["est"].sum()) ** 2 * psi
         sb = float(SB.loc[items, items].to_numpy().sum())
         sw = float(SW.loc[items, items].to_numpy().sum())
-        icc = sb / (sb + sw)
+        ib = float(IB.loc[items, items].to_numpy().sum())
+        iw = float(IW.loc[items, items].to_numpy().sum())
+        icc = ib / (ib + iw)
         rows.append({"factor": f, "items": " + ".join(items),
                      "omega_between": true / (true + theta_sum),
                      "omega_B_shared": true / (sb + sw / nh), "IRR": sb / (sb + sw / nh),

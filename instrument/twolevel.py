@@ -832,6 +832,10 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
                 return sd_ov[ovi[v]] if v in ovi else sd_lv[lvi[v]]
             if row.op == "=~":
                 std = est * sd(row.lhs) / sd(row.rhs)
+            elif row.op == "~~" and row.lhs != row.rhs and row.lhs in ovi:
+                # lavaan: residual covariances are scaled by the residual variances
+                th = m.matrices(xx)[0]["theta"]
+                std = est / math.sqrt(th[ovi[row.lhs], ovi[row.lhs]] * th[ovi[row.rhs], ovi[row.rhs]])
             elif row.op == "~~":
                 std = est / (sd(row.lhs) * sd(row.rhs))
             elif row.op == "~1":

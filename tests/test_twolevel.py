@@ -282,3 +282,20 @@ class TestSecondModel:
                                       "srmr_between"])
     def test_indices(self, fit2, name):
         assert_allclose(fit2.fit_measures[name], self.REF2["fit_measures"][name], atol=ATOL_INDEX)
+
+
+def test_cli_twolevel(tmp_path):
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+    out = tmp_path / "tl.json"
+    res = CliRunner().invoke(main, ["twolevel", MODEL, str(FIX / "teachers.csv"),
+                                    "--cluster", "school_id", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "omega_between" in res.output
+    payload = json.loads(out.read_text())
+    assert_allclose(payload["fit"]["fit_measures"]["chisq"], REF["fit_measures"]["chisq"],
+                    rtol=RTOL_CHISQ)
+    bad = CliRunner().invoke(main, ["twolevel", MODEL, str(FIX / "teachers.csv"),
+                                    "--cluster", "school"])
+    assert bad.exit_code != 0 and "not in the data" in bad.output

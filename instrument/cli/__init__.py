@@ -37,6 +37,8 @@ def _register() -> None:
     main.add_command(_validate.validate)
     main.add_command(_reliability.reliability)
     main.add_command(_reliability.icc)
+    from instrument.cli.twolevel import twolevel as _twolevel
+    main.add_command(_twolevel)
 
 
 _register()

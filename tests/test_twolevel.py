@@ -299,3 +299,31 @@ def test_cli_twolevel(tmp_path):
     bad = CliRunner().invoke(main, ["twolevel", MODEL, str(FIX / "teachers.csv"),
                                     "--cluster", "school"])
     assert bad.exit_code != 0 and "not in the data" in bad.output
+
+
+def test_same_input_same_bytes_and_renders(fit):
+    again = twolevel_cfa(MODEL, DATA, cluster="school_id")
+    assert dumps(again) == dumps(fit)
+    for t in (fit.summary(), twolevel_reliability(fit).summary()):
+        for out in (t.as_text(), t.as_html(), t.as_markdown()):
+            assert t.title[:8] in out
+
+
+def test_warnings_when_em_h1_is_below_h0():
+    """A near-zero between variance: lavaan's EM h1 stops below the model's logl (lavaan 0.6-14
+    reports chisq 0 on such data as well); the result says so and h1='exact' gives the test."""
+    rng = np.random.default_rng(0)
+    nj = rng.integers(2, 12, 30)
+    sch = np.repeat(np.arange(30), nj)
+    lam = np.array([1, .8, .7, .9])
+    y = (rng.normal(size=len(sch))[:, None] * lam + rng.normal(0, .7, (len(sch), 4))
+         + rng.normal(0, .14, 30)[sch][:, None] * lam + 3)
+    df = pd.DataFrame(y, columns=["y1", "y2", "y3", "y4"]).assign(s=sch)
+    m = "level: 1\n fw =~ y1 + y2 + y3 + y4\nlevel: 2\n fb =~ y1 + y2 + y3 + y4\n"
+    em = twolevel_cfa(m, df, cluster="s", baseline=False)
+    ex = twolevel_cfa(m, df, cluster="s", h1="exact", baseline=False)
+    assert em.fit_measures["unrestricted.logl"] < em.fit_measures["logl"]
+    assert em.fit_measures["chisq"] == 0 and any("EM" in w for w in em.warnings)
+    assert any("Heywood" in w for w in em.warnings)
+    assert ex.fit_measures["unrestricted.logl"] >= em.fit_measures["unrestricted.logl"]
+    assert ex.fit_measures["chisq"] > 0

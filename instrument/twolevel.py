@@ -877,15 +877,17 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- reliability
 @dataclass(frozen=True)
 class TwoLevelReliability:
-    """School-level (between) reliability of each between construct of a two-level CFA.
+    """Level-specific and school-mean reliability of the factors of a two-level CFA.
 
     Attributes
     ----------
     table : DataFrame
-        One row per between factor: ``factor``, ``items``, ``omega_between`` (Geldhof et al.,
-        2014), ``omega_B_shared`` and ``IRR`` (Lai, 2021, for a shared construct), ``icc``
-        (model-implied ICC of the unit-weighted composite), ``n_harmonic`` and
-        ``school_mean_reliability`` (Spearman-Brown of that ICC at ``n_harmonic``).
+        One row per factor and level: ``level`` (1 within, 2 between), ``factor``, ``items``,
+        ``omega`` (level-specific omega: Geldhof et al., 2014), and for level-2 factors
+        ``omega_B_shared`` and ``IRR`` (Lai, 2021, a shared school construct measured by the
+        school mean of the items), ``icc`` (model-implied ICC of the unit-weighted composite),
+        ``n_harmonic`` and ``school_mean_reliability`` (ICC(2) of that composite at
+        ``n_harmonic``); NaN where not defined (level 1).
     meta : Meta
     """
 
@@ -900,17 +902,29 @@ class TwoLevelReliability:
         t = from_jsonable(d["table"])
         return cls(t, Meta.from_dict(d.get("meta", {})))
 
+    def between(self, factor: str | None = None) -> pd.Series:
+        """The row of a level-2 factor (the first one when ``factor`` is None)."""
+        b = self.table[self.table["level"] == 2]
+        if factor is not None:
+            b = b[b["factor"] == factor]
+        if not len(b):
+            raise KeyError(f"no level-2 factor {factor!r}; factors: {list(self.table['factor'])}")
+        return b.iloc[0]
+
     def summary(self) -> Table:
-        return Table("School-level reliability from the two-level CFA", self.table,
-                     notes=("omega_between: Geldhof, Preacher & Zyphur (2014), reliability of "
-                            "the between-level latent composite; omega_B_shared and IRR: Lai "
-                            "(2021), reliability of the observed school mean of the items for a "
-                            "shared construct (denominator adds Sigma_W / n_harmonic).",))
+        src = "unrestricted (h1)" if self.meta.options.get("obs_var", True) else "model-implied"
+        return Table("Level-specific and school-level reliability from the two-level CFA",
+                     self.table,
+                     notes=(f"omega: (sum lambda)^2 psi / 1'Sigma_level 1 with the {src} "
+                            "level covariance (Geldhof, Preacher & Zyphur, 2014); "
+                            "omega_B_shared and IRR: reliability of the observed school mean of "
+                            "the items for a shared construct (Lai, 2021), with Sigma_W / "
+                            "n_harmonic in the denominator.",))
 
 
 def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | None = None,
                          obs_var: bool = True) -> TwoLevelReliability:
-    """Between-level (school) reliability of every level-2 factor of a two-level CFA.
+    """Level-specific omega and between-level (school) reliability of a two-level CFA.
 
     Parameters
     ----------
@@ -919,8 +933,9 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
         Sizes of the clusters whose means are scored (their harmonic mean ñ enters Lai's
         coefficients and the school-mean reliability); default: the fitted data's clusters.
     obs_var : bool
-        Lai's denominators from the unrestricted (h1) Sigma_B and Sigma_W (True, semTools'
-        ``compRelSEM(obs.var = TRUE)`` default) or from the model-implied ones (False).
+        Denominators from the unrestricted (h1) Sigma_W / Sigma_B (True, semTools'
+        ``compRelSEM(obs.var = TRUE)`` default) or from the model-implied ones (False; then,
+        with uncorrelated residuals, ``omega`` is Geldhof et al.'s formula exactly).
 
     Returns
     -------
@@ -928,18 +943,23 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
 
     Notes
     -----
-    For between factor f with loadings lambda_B on its k items, variance psi_B, between residual
-    variances theta_B (and the model-implied Sigma_B, Sigma_W of those items):
+    For factor f at level l with loadings lambda on its k items, variance psi, and the level's
+    covariance Sigma_l of those items (h1 or model-implied, see ``obs_var``):
 
-    * omega_between = (1'lambda_B)^2 psi_B / ((1'lambda_B)^2 psi_B + 1'Theta_B 1)
-      (Geldhof, Preacher & Zyphur, 2014, eq. 9: reliability of the latent between composite);
-    * omega_B (shared) = (1'lambda_B)^2 psi_B / (1'Sigma_B 1 + 1'Sigma_W 1 / ñ) and
+    * omega_l = (1'lambda)^2 psi / 1'Sigma_l 1 (Geldhof, Preacher & Zyphur, 2014, eq. 9-10;
+      with model-implied Sigma_l and diagonal Theta this is (1'lambda)^2 psi /
+      ((1'lambda)^2 psi + 1'Theta 1)): the reliability of the *latent* level-l composite;
+      for level 2 the school-level reliability of the construct.
+    * For a level-2 (shared) factor, the reliability of the *observed* school mean of the
+      items (Lai, 2021): omega_B = (1'lambda_B)^2 psi_B / (1'Sigma_B 1 + 1'Sigma_W 1 / ñ) and
       IRR = 1'Sigma_B 1 / (1'Sigma_B 1 + 1'Sigma_W 1 / ñ), ñ the harmonic mean cluster size
-      (Lai, 2021, eqs. for a shared construct; semTools ``compRelSEM(shared=)``);
-    * icc = 1'Sigma_B 1 / (1'Sigma_B 1 + 1'Sigma_W 1) of the unit-weighted composite, and
-      its school-mean reliability ñ icc / (1 + (ñ - 1) icc) (Spearman-Brown, ICC(2)), from
-      the model-implied matrices; with ``obs_var=False`` IRR equals that school-mean
-      reliability. Tested: IRR and omega_B equal semTools 0.5-6 ``compRelSEM(fit, shared=)``.
+      (semTools ``compRelSEM(shared=)``).
+    * icc = 1'Sigma_B 1 / (1'Sigma_B 1 + 1'Sigma_W 1) of the unit-weighted composite (model-
+      implied) and its school-mean reliability ñ icc / (1 + (ñ - 1) icc) (ICC(2),
+      Spearman-Brown); with ``obs_var=False``, IRR equals it.
+
+    Tested against semTools 0.5-6 ``compRelSEM`` (level-specific omega, omega_B, IRR, with
+    obs.var TRUE and FALSE).
 
     References
     ----------
@@ -952,35 +972,39 @@ def twolevel_reliability(fit: TwoLevelResult, *, cluster_sizes: Sequence[int] | 
     """
     if not isinstance(fit, TwoLevelResult):
         raise TypeError(f"fit= must be a TwoLevelResult; got {type(fit).__name__}")
+    if not isinstance(obs_var, bool):
+        raise TypeError(f"obs_var= must be True or False; got {obs_var!r}")
     cz = np.asarray(fit.cluster_sizes if cluster_sizes is None else cluster_sizes, float)
     if cz.ndim != 1 or len(cz) == 0 or np.any(cz < 1):
         raise ValueError("cluster_sizes= must be a non-empty sequence of sizes >= 1")
     nh = float(len(cz) / np.sum(1.0 / cz))
-    e = fit.estimates
-    b = e[e["level"] == 2]
-    if not isinstance(obs_var, bool):
-        raise TypeError(f"obs_var= must be True or False; got {obs_var!r}")
     src = fit.h1 if obs_var else fit.implied
-    SW, SB = src["within"]["cov"], src["between"]["cov"]
+    S = {1: src["within"]["cov"], 2: src["between"]["cov"]}
     IW, IB = fit.implied["within"]["cov"], fit.implied["between"]["cov"]
+    e = fit.estimates
     rows = []
-    for f in dict.fromkeys(b.loc[b["op"] == "=~", "lhs"]):
-        lam = b[(b["op"] == "=~") & (b["lhs"] == f)]
-        items = list(lam["rhs"])
-        psi = float(b[(b["op"] == "~~") & (b["lhs"] == f) & (b["rhs"] == f)]["est"].iloc[0])
-        th = b[(b["op"] == "~~") & b["lhs"].isin(items) & b["rhs"].isin(items)]
-        theta_sum = float(sum(r.est * (1 if r.lhs == r.rhs else 2) for r in th.itertuples()))
-        true = float(lam["est"].sum()) ** 2 * psi
-        sb = float(SB.loc[items, items].to_numpy().sum())
-        sw = float(SW.loc[items, items].to_numpy().sum())
-        ib = float(IB.loc[items, items].to_numpy().sum())
-        iw = float(IW.loc[items, items].to_numpy().sum())
-        icc = ib / (ib + iw)
-        rows.append({"factor": f, "items": " + ".join(items),
-                     "omega_between": true / (true + theta_sum),
-                     "omega_B_shared": true / (sb + sw / nh), "IRR": sb / (sb + sw / nh),
-                     "icc": icc, "n_harmonic": nh,
-                     "school_mean_reliability": nh * icc / (1 + (nh - 1) * icc)})
+    for lev in (1, 2):
+        b = e[e["level"] == lev]
+        for f in dict.fromkeys(b.loc[b["op"] == "=~", "lhs"]):
+            lam = b[(b["op"] == "=~") & (b["lhs"] == f)]
+            items = list(lam["rhs"])
+            psi = float(b[(b["op"] == "~~") & (b["lhs"] == f) & (b["rhs"] == f)]["est"].iloc[0])
+            true = float(lam["est"].sum()) ** 2 * psi
+            tot = float(S[lev].loc[items, items].to_numpy().sum())
+            row = {"level": lev, "factor": f, "items": " + ".join(items), "omega": true / tot,
+                   "omega_B_shared": math.nan, "IRR": math.nan, "icc": math.nan,
+                   "n_harmonic": math.nan, "school_mean_reliability": math.nan}
+            if lev == 2:
+                sb = tot
+                sw = float(S[1].loc[items, items].to_numpy().sum())
+                ib = float(IB.loc[items, items].to_numpy().sum())
+                iw = float(IW.loc[items, items].to_numpy().sum())
+                icc = ib / (ib + iw)
+                row.update({"omega_B_shared": true / (sb + sw / nh), "IRR": sb / (sb + sw / nh),
+                            "icc": icc, "n_harmonic": nh,
+                            "school_mean_reliability": nh * icc / (1 + (nh - 1) * icc)})
+            rows.append(row)
     return TwoLevelReliability(pd.DataFrame(rows),
-                               Meta(options={"cluster_sizes": "fit" if cluster_sizes is None
-                                             else "given", "n_harmonic": nh}))
+                               Meta(options={"obs_var": obs_var, "n_harmonic": nh,
+                                             "cluster_sizes": "fit" if cluster_sizes is None
+                                             else "given"}))

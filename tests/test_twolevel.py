@@ -193,12 +193,30 @@ class TestFitMeasures:
 
 
 class TestReliability:
-    def test_lai_shared_vs_semtools(self, fit):
+    """semTools 0.5-6 compRelSEM on lavaan's default fit; the numerators use the estimates,
+    which carry lavaan's stopping error (~2e-5 here), the IRR only h1 / implied matrices."""
+
+    ATOL_OMEGA = 5e-5
+
+    def test_level_specific_omega_vs_semtools(self, fit):
         rel = twolevel_reliability(fit).table.set_index("factor")
+        ref = REF["comprelsem_levels"]
+        assert_allclose(rel.at["fw", "omega"], ref["within"]["fw"], atol=self.ATOL_OMEGA)
+        assert_allclose(rel.at["fb", "omega"], ref["school_id"]["fb"], atol=self.ATOL_OMEGA)
+        rel = twolevel_reliability(fit, obs_var=False).table.set_index("factor")
+        ref = REF["comprelsem_levels_obsvar_false"]
+        assert_allclose(rel.at["fw", "omega"], ref["within"]["fw"], atol=self.ATOL_OMEGA)
+        assert_allclose(rel.at["fb", "omega"], ref["school_id"]["fb"], atol=self.ATOL_OMEGA)
+
+    def test_lai_shared_vs_semtools(self, fit):
+        b = twolevel_reliability(fit).between("fb")
         omega_b, irr = REF["comprelsem_shared"]["shared"]["fb"]
-        assert_allclose(rel.at["fb", "IRR"], irr, rtol=1e-6)
-        # omega_B's numerator uses the estimates (lavaan's stop: ~2e-5)
-        assert_allclose(rel.at["fb", "omega_B_shared"], omega_b, atol=5e-5)
+        assert_allclose(b["IRR"], irr, rtol=1e-6)
+        assert_allclose(b["omega_B_shared"], omega_b, atol=self.ATOL_OMEGA)
+        b = twolevel_reliability(fit, obs_var=False).between("fb")
+        omega_b, irr = REF["comprelsem_shared_obsvar_false"]["shared"]["fb"]
+        assert_allclose(b["IRR"], irr, atol=self.ATOL_OMEGA)
+        assert_allclose(b["omega_B_shared"], omega_b, atol=self.ATOL_OMEGA)
 
     def test_geldhof_omega_between_by_hand(self, fit):
         pe = pd.DataFrame(REF["tight"]["parameter_estimates"])
@@ -207,20 +225,30 @@ class TestReliability:
         psi = b[(b["op"] == "~~") & (b["lhs"] == "fb")]["est"].iloc[0]
         th = b[(b["op"] == "~~") & (b["lhs"] != "fb")]["est"].sum()
         hand = lam ** 2 * psi / (lam ** 2 * psi + th)
-        rel = twolevel_reliability(fit).table
-        assert_allclose(rel["omega_between"].iloc[0], hand, atol=1e-4)
+        assert_allclose(twolevel_reliability(fit, obs_var=False).between()["omega"], hand,
+                        atol=self.ATOL_OMEGA)
 
     def test_school_mean_reliability(self, fit):
-        t = twolevel_reliability(fit, obs_var=False).table.iloc[0]
+        t = twolevel_reliability(fit, obs_var=False).between()
         nh = len(fit.cluster_sizes) / np.sum(1 / np.array(fit.cluster_sizes))
         assert_allclose(t["n_harmonic"], nh)
         assert_allclose(t["IRR"], t["school_mean_reliability"], rtol=1e-12)
+        # more teachers per school -> more reliable school means
+        big = twolevel_reliability(fit, cluster_sizes=[40] * 10).between()
+        assert big["school_mean_reliability"] > t["school_mean_reliability"]
+        assert np.isnan(twolevel_reliability(fit).table.set_index("factor").at["fw", "IRR"])
 
-    def test_roundtrip(self, fit):
+    def test_roundtrip_and_errors(self, fit):
         rel = twolevel_reliability(fit)
         back = TwoLevelReliability.from_dict(json.loads(dumps(rel)))
         pd.testing.assert_frame_equal(back.table, rel.table)
         assert isinstance(rel.summary(), Table)
+        with pytest.raises(ValueError, match="cluster_sizes="):
+            twolevel_reliability(fit, cluster_sizes=[0, 3])
+        with pytest.raises(TypeError, match="fit= must be a TwoLevelResult"):
+            twolevel_reliability(fit.to_dict())
+        with pytest.raises(KeyError, match="no level-2 factor"):
+            rel.between("fw")
 
 
 class TestResultAndErrors:
@@ -292,7 +320,7 @@ def test_cli_twolevel(tmp_path):
     res = CliRunner().invoke(main, ["twolevel", MODEL, str(FIX / "teachers.csv"),
                                     "--cluster", "school_id", "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert "omega_between" in res.output
+    assert "omega_B_shared" in res.output
     payload = json.loads(out.read_text())
     assert_allclose(payload["fit"]["fit_measures"]["chisq"], REF["fit_measures"]["chisq"],
                     rtol=RTOL_CHISQ)

@@ -24,8 +24,6 @@ __all__ += ["rollup", "classification_accuracy", "convergence", "change", "varia
 # reliability, EFA, item analysis, school aggregation (helper `reliability`)
 from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
 from instrument.itemanalysis import item_analysis  # noqa: E402
-from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
-__all__ += ["twolevel_cfa", "twolevel_reliability"]
 from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
                                    muml_covariances, split_half_reliability)
 from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402
@@ -34,3 +32,6 @@ from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402
 __all__ += ["alpha", "reliability", "omega", "omega_from_estimates", "reverse_items", "bootstrap_ci", "efa", "kmo",
             "bartlett", "parallel_analysis", "item_analysis", "icc", "mean_reliability",
             "min_cluster_size", "split_half_reliability", "muml_covariances"]
+# two-level CFA, exact ML (helper `twolevel`)
+from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
+__all__ += ["twolevel_cfa", "twolevel_reliability"]

@@ -602,7 +602,8 @@ def _mom_from_json(m):
 
 
 # ---------------------------------------------------------------------------------- fitting
-def _level_partable(text: str, level: int, ov_names: Sequence[str]) -> ParTable:
+def _level_partable(text: str, level: int, ov_names: Sequence[str], std_lv: bool = False
+                    ) -> ParTable:
     rows = parse_syntax(text)
     if not rows:
         raise ModelSyntaxError(f"the level {level} block is empty", 1, 1, "")
@@ -610,7 +611,7 @@ def _level_partable(text: str, level: int, ov_names: Sequence[str]) -> ParTable:
         bad = next(r for r in rows if r.op not in ("=~", "~~", "~1"))
         raise NotImplementedError(f"two-level CFA supports =~, ~~ and ~1 statements; line "
                                   f"{bad.line} has {bad.op!r}")
-    pt = build_partable(rows, ov_names=ov_names, meanstructure=True)
+    pt = build_partable(rows, ov_names=ov_names, meanstructure=True, std_lv=std_lv)
     f = pt.frame.copy()
     f["block"] = level
     f["group"] = 1
@@ -638,8 +639,8 @@ def _srmr_level(S: np.ndarray, sigma: np.ndarray) -> float:
 _H1_METHODS = ("em", "exact")
 
 
-def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, h1: str = "em",
-                 baseline: bool = True) -> TwoLevelResult:
+def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool = False,
+                 h1: str = "em", baseline: bool = True) -> TwoLevelResult:
     """Fit a two-level CFA by full-information ML (lavaan ``cfa(model, data, cluster=)``).
 
     Parameters
@@ -660,6 +661,9 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, h1: str = "em"
         One row per level-1 unit (teacher); rows with a missing item are dropped (listwise).
     cluster : str
         The cluster column (school id).
+    std_lv : bool
+        Identify every factor (both levels) by fixing its variance at 1 and freeing all
+        loadings (lavaan's ``std.lv = TRUE``) instead of the first loading.
     h1 : {"em", "exact"}
         How the saturated two-level model is fitted. ``"em"`` (default) follows lavaan
         0.6-14 (`saturated_em`: EM from identity matrices, stopped when logl gains < 1e-4), so
@@ -699,11 +703,13 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, h1: str = "em"
         raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data= must be a pandas DataFrame; got {type(data).__name__}")
+    if not isinstance(std_lv, bool):
+        raise TypeError(f"std_lv= must be True or False; got {std_lv!r}")
     if h1 not in _H1_METHODS:
         raise ValueError(f"h1= must be one of {', '.join(map(repr, _H1_METHODS))}; got {h1!r}")
     wtext, btext = split_levels(model)
-    pt_w = _level_partable(wtext, 1, list(data.columns))
-    pt_b = _level_partable(btext, 2, list(data.columns))
+    pt_w = _level_partable(wtext, 1, list(data.columns), std_lv)
+    pt_b = _level_partable(btext, 2, list(data.columns), std_lv)
     if set(pt_w.ov_names) != set(pt_b.ov_names):
         raise NotImplementedError(
             "every observed variable must appear at both levels; within only: "
@@ -786,17 +792,18 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, h1: str = "em"
         converged=bool(conv and conv1), iterations=iters, cluster=cluster,
         cluster_sizes=tuple(int(v) for v in cs.cluster_sizes), warnings=tuple(warns),
         meta=Meta(options={"estimator": "ML", "information": "observed", "cluster": cluster,
-                           "h1": h1, "model": model, "method": "exact two-level ML"},
+                           "h1": h1, "std_lv": std_lv, "model": model,
+                           "method": "exact two-level ML"},
                   data_hash=hash_frame(data[[*ov, cluster]])))
 
 
 def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
-                         estimates: pd.DataFrame) -> pd.DataFrame:
+                         estimates: pd.DataFrame, std_lv: bool = False) -> pd.DataFrame:
     """Observed information (Hessian of -logl) of a two-level CFA at given parameter values.
 
     Parameters
     ----------
-    model, data, cluster
+    model, data, cluster, std_lv
         As `twolevel_cfa`.
     estimates : DataFrame
         Columns ``lhs op rhs level est`` (e.g. lavaan's ``parameterEstimates``) holding a
@@ -812,8 +819,8 @@ def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
     Central differences (step 1e-6 max(1, |x|)) of the analytic gradient of `twolevel_loglik`.
     """
     wtext, btext = split_levels(model)
-    pt_w = _level_partable(wtext, 1, list(data.columns))
-    pt_b = _level_partable(btext, 2, list(data.columns))
+    pt_w = _level_partable(wtext, 1, list(data.columns), std_lv)
+    pt_b = _level_partable(btext, 2, list(data.columns), std_lv)
     ov = list(pt_w.ov_names)
     st = _CFAStructure(pt_w, pt_b, ov)
     cs = cluster_stats(data, ov, cluster)

@@ -355,3 +355,29 @@ def test_warnings_when_em_h1_is_below_h0():
     assert any("Heywood" in w for w in em.warnings)
     assert ex.fit_measures["unrestricted.logl"] >= em.fit_measures["unrestricted.logl"]
     assert ex.fit_measures["chisq"] > 0
+
+
+class TestStdLv:
+    REF3 = REF["std_lv"]
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fit3(cls):
+        return twolevel_cfa(MODEL, DATA, cluster="school_id", std_lv=True)
+
+    def test_estimates_and_se(self, fit3):
+        pe = pd.DataFrame(self.REF3["parameter_estimates"])
+        pe["rhs"] = pe["rhs"].fillna("")
+        pd.testing.assert_frame_equal(fit3.estimates[KEYS].reset_index(drop=True), pe[KEYS])
+        assert_allclose(fit3.estimates["est"], pe["est"], atol=ATOL_EST_DEFAULT)
+        free = (pe["se"] > 0).to_numpy()
+        assert_allclose(fit3.estimates["se"][free], pe["se"][free], rtol=RTOL_SE_DEFAULT)
+        psi = fit3.estimates[(fit3.estimates["op"] == "~~") & fit3.estimates["lhs"].isin(["fw", "fb"])]
+        assert (psi["est"] == 1).all() and (psi["se"] == 0).all()
+
+    def test_same_fit_as_marker(self, fit3, fit):
+        for name in ("chisq", "logl", "cfi", "rmsea", "srmr_within", "srmr_between"):
+            assert_allclose(fit3.fit_measures[name], self.REF3["fit_measures"][name],
+                            rtol=RTOL_CHISQ, atol=ATOL_INDEX)
+            assert_allclose(fit3.fit_measures[name], fit.fit_measures[name], rtol=1e-7,
+                            atol=1e-8)

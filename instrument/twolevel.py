@@ -250,19 +250,23 @@ def twolevel_loglik(cs: ClusterStats, sigma_w: np.ndarray, sigma_b: np.ndarray,
         Gw = (N - J) * Wi - WiW @ Wi
         Gb = np.zeros((p, p))
         gmu = np.zeros(p)
-    for n, m, ybar, C in zip(cs.sizes, cs.counts, cs.means, cs.covs):
-        r = _chol_inv_logdet(sigma_w + n * sigma_b)
-        if r is None:
-            return (-np.inf, None) if gradient else -np.inf
-        Vi, ldv = r
-        dm = ybar - mu
-        A = C + np.outer(dm, dm)
-        ll += m * (ldv + n * float(np.sum(Vi * A)))
-        if gradient:
-            T = m * (Vi - n * Vi @ A @ Vi)
-            Gw += T
-            Gb += n * T
-            gmu += m * n * (Vi @ dm)
+    n, m = cs.sizes, cs.counts
+    V = sigma_w[None] + n[:, None, None] * sigma_b[None]        # one per cluster size
+    try:
+        L = np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        return (-np.inf, None) if gradient else -np.inf
+    Li = np.linalg.inv(L)
+    Vi = np.swapaxes(Li, 1, 2) @ Li
+    ldv = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+    dm = cs.means - mu
+    A = cs.covs + dm[:, :, None] * dm[:, None, :]
+    ll += float(np.sum(m * (ldv + n * np.einsum("kij,kij->k", Vi, A))))
+    if gradient:
+        T = m[:, None, None] * (Vi - n[:, None, None] * (Vi @ A @ Vi))
+        Gw += T.sum(axis=0)
+        Gb += (n[:, None, None] * T).sum(axis=0)
+        gmu += np.einsum("k,kij,kj->i", m * n, Vi, dm)
     ll *= -0.5
     if not gradient:
         return ll
@@ -415,22 +419,23 @@ def saturated_em(cs: ClusterStats, *, tol: float = 1e-4, max_iter: int = 5000
     fx_old = twolevel_loglik(cs, SW, SB, mw + mb)
     fx, it = fx_old, 0
     ybar, nj = cs.cluster_means, cs.cluster_sizes
+    kidx = np.searchsorted(cs.sizes, nj)
     for it in range(1, max_iter + 1):
         mu = mw + mb
-        MW, MB = np.zeros(p), np.zeros(p)
-        CW2, CB = np.zeros((p, p)), np.zeros((p, p))
-        for n in cs.sizes:
-            sel = nj == n
-            Y2 = ybar[sel]
-            Om = (SW + n * SB) / n
-            K = SB @ np.linalg.inv(Om)
-            Ev = (Y2 - mu) @ K.T + mb
-            Covv = sel.sum() * (SB - K @ SB)
-            Evv = (Covv + Covv.T) / 2 + Ev.T @ Ev
-            MW += n * (Y2 - Ev).sum(axis=0)
-            MB += Ev.sum(axis=0)
-            CW2 += n * (Evv - Y2.T @ Ev - Ev.T @ Y2)
-            CB += Evv
+        n = cs.sizes
+        Om = (SW[None] + n[:, None, None] * SB[None]) / n[:, None, None]
+        K = SB[None] @ np.linalg.inv(Om)                       # per cluster size
+        Covv = cs.counts[:, None, None] * (SB[None] - K @ SB[None])
+        Covv = (Covv + np.swapaxes(Covv, 1, 2)) / 2
+        Ev = np.einsum("jab,jb->ja", K[kidx], ybar - mu) + mb  # per cluster
+        EvEv = Ev[:, :, None] * Ev[:, None, :]
+        Evv_sum = Covv.sum(axis=0) + EvEv.sum(axis=0)
+        Evv_nsum = (n[:, None, None] * Covv).sum(axis=0) + np.einsum("j,jab->ab", nj, EvEv)
+        MW = (nj[:, None] * (ybar - Ev)).sum(axis=0)
+        MB = Ev.sum(axis=0)
+        YE = (nj[:, None] * ybar).T @ Ev
+        CW2 = Evv_nsum - YE - YE.T
+        CB = Evv_sum
         mw, mb = MW / N, MB / J
         SW = (cs.YY + CW2) / N - np.outer(mw, mw)
         SB = CB / J - np.outer(mb, mb)

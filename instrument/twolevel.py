@@ -370,8 +370,8 @@ class _CFAStructure:
 
     def start(self, cs: ClusterStats):
         p = self.p
-        sw = SampleStats([GroupStats(cs.N - cs.J, cs.S_PW[np.ix_(np.argsort(self.iw), np.argsort(self.iw))],
-                                     np.zeros(p))])
+        ow = np.argsort(self.iw)
+        sw = SampleStats([GroupStats(cs.N - cs.J, cs.S_PW[np.ix_(ow, ow)], np.zeros(p))])
         SB = _between_start(cs)
         ob = np.argsort(self.ib)
         sb = SampleStats([GroupStats(cs.J, SB[np.ix_(ob, ob)], cs.grand_mean[ob])])
@@ -616,6 +616,10 @@ def _level_partable(text: str, level: int, ov_names: Sequence[str], std_lv: bool
         bad = next(r for r in rows if r.op not in ("=~", "~~", "~1"))
         raise NotImplementedError(f"two-level CFA supports =~, ~~ and ~1 statements; line "
                                   f"{bad.line} has {bad.op!r}")
+    if level == 1 and any(r.op == "~1" for r in rows):
+        bad = next(r for r in rows if r.op == "~1")
+        raise NotImplementedError(f"line {bad.line}: intercepts ({bad.lhs} ~ 1) belong to level 2 "
+                                  "in a random-intercept model; remove them from level 1")
     pt = build_partable(rows, ov_names=ov_names, meanstructure=True, std_lv=std_lv)
     f = pt.frame.copy()
     f["block"] = level
@@ -870,8 +874,8 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
                 std = est * sd(row.lhs) / sd(row.rhs)
             elif row.op == "~~" and row.lhs != row.rhs and row.lhs in ovi:
                 # lavaan: residual covariances are scaled by the residual variances
-                th = m.matrices(xx)[0]["theta"]
-                std = est / math.sqrt(th[ovi[row.lhs], ovi[row.lhs]] * th[ovi[row.rhs], ovi[row.rhs]])
+                th = np.diag(m.matrices(xx)[0]["theta"])
+                std = est / math.sqrt(th[ovi[row.lhs]] * th[ovi[row.rhs]])
             elif row.op == "~~":
                 std = est / (sd(row.lhs) * sd(row.rhs))
             elif row.op == "~1":

@@ -273,6 +273,11 @@ class TestResultAndErrors:
             twolevel_cfa(MODEL, DATA, cluster="school_id", h1="EM")
         with pytest.raises(ValueError, match="not in the data"):
             twolevel_cfa(MODEL, DATA, cluster="school")
+        with pytest.raises(NotImplementedError, match="belong to level 2"):
+            twolevel_cfa("level: 1\n f =~ y1 + y2 + y3\n y1 ~ 1\nlevel: 2\n g =~ y1 + y2 + y3\n",
+                         DATA, cluster="school_id")
+        with pytest.raises(TypeError, match="std_lv= must be"):
+            twolevel_cfa(MODEL, DATA, cluster="school_id", std_lv="yes")
         with pytest.raises(NotImplementedError, match="both levels"):
             twolevel_cfa("level: 1\n f =~ y1 + y2 + y3\nlevel: 2\n g =~ y1 + y2 + y4\n", DATA,
                          cluster="school_id")
@@ -372,7 +377,8 @@ class TestStdLv:
         assert_allclose(fit3.estimates["est"], pe["est"], atol=ATOL_EST_DEFAULT)
         free = (pe["se"] > 0).to_numpy()
         assert_allclose(fit3.estimates["se"][free], pe["se"][free], rtol=RTOL_SE_DEFAULT)
-        psi = fit3.estimates[(fit3.estimates["op"] == "~~") & fit3.estimates["lhs"].isin(["fw", "fb"])]
+        e = fit3.estimates
+        psi = e[(e["op"] == "~~") & e["lhs"].isin(["fw", "fb"])]
         assert (psi["est"] == 1).all() and (psi["se"] == 0).all()
 
     def test_same_fit_as_marker(self, fit3, fit):

@@ -522,8 +522,10 @@ class TwoLevelResult:
     fit_measures : dict
         lavaan's names: npar, fmin, chisq, df, pvalue, baseline.chisq, baseline.df,
         baseline.pvalue, cfi, tli, nnfi, rfi, nfi, pnfi, ifi, rni, logl, unrestricted.logl,
-        aic, bic, ntotal, bic2, rmsea, rmsea.ci.lower, rmsea.ci.upper, rmsea.pvalue, srmr,
-        srmr_within, srmr_between.
+        aic, bic, ntotal, bic2, rmsea, rmsea.ci.lower, rmsea.ci.upper, rmsea.ci.level,
+        rmsea.pvalue, rmsea.close.h0, rmsea.notclose.pvalue, rmsea.notclose.h0, srmr,
+        srmr_within, srmr_between: the same names, in the same order, as lavaan 0.6-14's
+        ``fitMeasures()`` of a two-level fit.
     implied, h1 : dict
         ``{"within": {"cov": DataFrame}, "between": {"cov": DataFrame, "mean": list}}`` of the
         model and of the saturated (h1) two-level model.
@@ -777,8 +779,10 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     fm.update({"logl": logl, "unrestricted.logl": logl1, "aic": _info.aic(logl, npar),
                "bic": _info.bic(logl, npar, cs.N), "ntotal": cs.N,
                "bic2": _info.bic2(logl, npar, cs.N), "rmsea": _rmsea.rmsea(chisq, df, cs.N),
-               "rmsea.ci.lower": lo, "rmsea.ci.upper": hi,
-               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, cs.N)})
+               "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, cs.N), "rmsea.close.h0": 0.05,
+               "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, cs.N),
+               "rmsea.notclose.h0": 0.08})
     SW, SB, mu = st.moments(x)
     if np.any(np.diag(SW) <= 0) or np.any(np.diag(SB) < 0) or any(
             np.any(np.diag(m.matrices(xx)[0][k]) < 0) for m, xx in zip((st.mw, st.mb), st.split(x))

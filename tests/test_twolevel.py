@@ -181,6 +181,13 @@ class TestFitMeasures:
     def test_index(self, fit, name):
         assert_allclose(fit.fit_measures[name], REF["fit_measures"][name], atol=ATOL_INDEX)
 
+    def test_same_names_as_lavaan(self, fit):
+        assert list(fit.fit_measures) == list(REF["fit_measures"])
+
+    @pytest.mark.parametrize("name", ["rmsea.pvalue", "rmsea.notclose.pvalue"])
+    def test_rmsea_pvalues(self, fit, name):
+        assert_allclose(fit.fit_measures[name], REF["fit_measures"][name], rtol=1e-5)
+
     @pytest.mark.parametrize("name", ["logl", "aic", "bic", "bic2", "fmin"])
     def test_information_criteria(self, fit, name):
         assert_allclose(fit.fit_measures[name], REF["fit_measures"][name], rtol=1e-9)

@@ -54,12 +54,37 @@ class TinyCFA:
         s, mu = self.implied(x)
         return np.concatenate([mu, vech(s)]) if self.meanstructure else vech(s)
 
-    def delta(self, x, h=1e-3):
+    def delta_numeric(self, x, h=1e-3):
         x = np.asarray(x, dtype=float)
         cols = []
         for j in range(x.size):
             e = np.zeros(x.size); e[j] = h
             cols.append((self.moments(x + e) - self.moments(x - e)) / (2 * h))
+        return np.column_stack(cols)
+
+    def delta(self, x):
+        """Analytic Jacobian of [mu, vech(Sigma)] w.r.t. the free parameters."""
+        L, Psi, Th, nu = self._mats(np.asarray(x, dtype=float))
+        p = len(self.ov)
+        LP = L @ Psi
+        cols = []
+        for r in self.free_rows:
+            dS = np.zeros((p, p)); dm = np.zeros(p)
+            if r["op"] == "=~":
+                i, k = self.ov.index(r["rhs"]), self.lv.index(r["lhs"])
+                dS[i, :] += LP[:, k]
+                dS[:, i] += LP[:, k]
+            elif r["op"] == "~~" and r["lhs"] in self.ov:
+                i, j = self.ov.index(r["lhs"]), self.ov.index(r["rhs"])
+                dS[i, j] = dS[j, i] = 1.0
+            elif r["op"] == "~~":
+                k, l = self.lv.index(r["lhs"]), self.lv.index(r["rhs"])
+                dS = np.outer(L[:, k], L[:, l])
+                if k != l:
+                    dS = dS + dS.T
+            elif r["op"] == "~1":
+                dm[self.ov.index(r["lhs"])] = 1.0
+            cols.append(np.concatenate([dm, vech(dS)]) if self.meanstructure else vech(dS))
         return np.column_stack(cols)
 
 

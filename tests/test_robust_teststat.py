@@ -122,3 +122,53 @@ def test_robust_formulas_reduce_to_standard_when_c_is_one():
     assert_allclose([lo, up], [0.0714184904399382, 0.113678016811963], rtol=1e-5)
     assert fr.cfi(10.0, 20, 918.0, 36) == 1.0
     assert fr.rmsea(10.0, 0, 301) == 0.0
+
+
+def test_sb2010_c10_from_m10_ingredients():
+    """M10 = the configural model (M1) at the metric model's (M0) estimates, HS by school."""
+    import pandas as pd
+
+    from instrument.estimate.mlr import RobustGroup, firstorder_information, observed_information
+    from instrument.teststat.satorra_bentler import satorra_bentler_2010_c10
+    from instrument.teststat.yuan_bentler import h1_trace_complete
+    from tests._robust_cfa import TinyCFA, ref_rows
+
+    s10 = json.loads((FIX / "robust_refs.json").read_text())["sb2010_configural_metric"]
+    hs = pd.read_csv(FIX / "HolzingerSwineford1939.csv")
+    ov = [f"x{i}" for i in range(1, 10)]
+    models, data = [], []
+    for gi, school in ((1, "Pasteur"), (2, "Grant-White")):
+        rows = ref_rows(s10["partable_configural"], group=gi)
+        est = {(r["lhs"], r["op"], r["rhs"]): r["est"] for r in s10["partable_metric"]
+               if r["group"] == gi}
+        for r in rows:
+            r["est"] = est[(r["lhs"], r["op"], r["rhs"])]
+        models.append(TinyCFA(rows, ov, meanstructure=True))
+        data.append(hs.loc[hs["school"] == school, ov].to_numpy(float))
+    nx = [m.x0.size for m in models]
+
+    def delta_fn(x):
+        out, off = [], 0
+        for m, k in zip(models, nx):
+            D = np.zeros((54, sum(nx)))
+            D[:, off:off + k] = m.delta(x[off:off + k])
+            out.append(D)
+            off += k
+        return out
+
+    x0 = np.concatenate([m.x0 for m in models])
+    groups = [RobustGroup(X, *m.implied(m.x0), D) for m, X, D in zip(models, data, delta_fn(x0))]
+    E = observed_information(groups, delta_fn=delta_fn, x=x0)
+    assert_allclose(np.sort(np.linalg.eigvalsh(E)), np.sort(s10["m10_information_eigenvalues"]),
+                    rtol=1e-6, atol=1e-9)
+    _, per = firstorder_information(groups)
+    tr = [h1_trace_complete(X, meanstructure=True)[0] for X in data]
+    c10 = satorra_bentler_2010_c10(h1_traces=tr, m10_information=E, m10_B0_group=per,
+                                   nobs=[156, 145], df1=48)
+    assert_allclose(c10, s10["c10"], rtol=RTOL_CHISQ)
+    a, b = mlr_models()[:2]
+    t = satorra_bentler_2010(a["chisq"], 48, c10, b["chisq"], 54, b["scaling_factor"],
+                             m10_information=E)
+    # README case b: lavTestLRT(..., method = "satorra.bentler.2010"): 5.323 on 6 df, p = .503
+    assert_allclose(t.chisq_diff, s10["lrt"][1]["Chisq diff"], rtol=RTOL_CHISQ)
+    assert_allclose(t.pvalue, s10["lrt"][1]["Pr(>Chisq)"], rtol=RTOL_CHISQ)

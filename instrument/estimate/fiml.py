@@ -56,7 +56,7 @@ __all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
            "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
            "fiml_h1_information_firstorder", "H1Result", "em_saturated", "fiml_baseline",
            "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "fiml_h1_trace", "missing_summary",
-           "fiml_baseline_yuan_bentler", "fiml_corrected"]
+           "fiml_baseline_yuan_bentler", "fiml_corrected", "FIMLFit", "fiml_fit"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -364,38 +364,43 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20
         sigma = np.diag(var)
     else:
         mu, sigma = np.array(start[0], float), np.array(start[1], float)
-    pats = []
+    # per block: missing-variable indices and the pattern sufficient statistics
+    prep = []
+    allv = np.arange(p)
     for b in pat.blocks:
-        for k in range(b.obs.shape[0]):
-            o = b.obs[k]
-            mis = np.setdiff1d(np.arange(p), o)
-            sx = b.n[k] * b.mean[k]
-            sxx = b.n[k] * (b.cov[k] + np.outer(b.mean[k], b.mean[k]))
-            pats.append((o, mis, int(b.n[k]), sx, sxx))
+        mis = np.stack([np.setdiff1d(allv, o) for o in b.obs])
+        sx = b.n[:, None] * b.mean
+        sxx = b.n[:, None, None] * (b.cov + b.mean[:, :, None] * b.mean[:, None, :])
+        prep.append((b.obs, mis, b.n.astype(float), sx, sxx))
+
+    def scatter(rows_idx, cols_idx, vals):
+        flat = (rows_idx[:, :, None] * p + cols_idx[:, None, :]).ravel()
+        return np.bincount(flat, weights=vals.ravel(), minlength=p * p)
+
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         T1 = np.zeros(p)
-        T2 = np.zeros((p, p))
-        for o, mis, nk, sx, sxx in pats:
-            if mis.size == 0:
-                T1 += sx
-                T2 += sxx
+        T2 = np.zeros(p * p)
+        for o, mis, nk, sx, sxx in prep:
+            T1 += np.bincount(o.ravel(), weights=sx.ravel(), minlength=p)
+            T2 += scatter(o, o, sxx)
+            if mis.shape[1] == 0:
                 continue
-            soo = sigma[np.ix_(o, o)]
-            smo = sigma[np.ix_(mis, o)]
-            B = np.linalg.solve(soo, smo.T).T
-            a = mu[mis] - B @ mu[o]
-            bsx = B @ sx
-            T1[o] += sx
-            T1[mis] += nk * a + bsx
-            T2[np.ix_(o, o)] += sxx
-            xmo = np.outer(a, sx) + B @ sxx
-            T2[np.ix_(mis, o)] += xmo
-            T2[np.ix_(o, mis)] += xmo.T
-            cmm = sigma[np.ix_(mis, mis)] - B @ smo.T
-            T2[np.ix_(mis, mis)] += (nk * (cmm + np.outer(a, a)) + np.outer(a, bsx)
-                                     + np.outer(bsx, a) + B @ sxx @ B.T)
+            soo = sigma[o[:, :, None], o[:, None, :]]
+            smo = sigma[mis[:, :, None], o[:, None, :]]
+            B = np.swapaxes(np.linalg.solve(soo, np.swapaxes(smo, 1, 2)), 1, 2)
+            a = mu[mis] - np.einsum("kmq,kq->km", B, mu[o])
+            bsx = np.einsum("kmq,kq->km", B, sx)
+            T1 += np.bincount(mis.ravel(), weights=(nk[:, None] * a + bsx).ravel(), minlength=p)
+            xmo = a[:, :, None] * sx[:, None, :] + B @ sxx
+            T2 += scatter(mis, o, xmo) + scatter(o, mis, np.swapaxes(xmo, 1, 2))
+            cmm = sigma[mis[:, :, None], mis[:, None, :]] - B @ np.swapaxes(smo, 1, 2)
+            mm = (nk[:, None, None] * (cmm + a[:, :, None] * a[:, None, :])
+                  + a[:, :, None] * bsx[:, None, :] + bsx[:, :, None] * a[:, None, :]
+                  + B @ sxx @ np.swapaxes(B, 1, 2))
+            T2 += scatter(mis, mis, mm)
+        T2 = T2.reshape(p, p)
         mu_new = T1 / N
         sigma_new = T2 / N - np.outer(mu_new, mu_new)
         sigma_new = 0.5 * (sigma_new + sigma_new.T)
@@ -779,3 +784,137 @@ def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
 def _h1_expected_ms(S: np.ndarray) -> np.ndarray:
     from instrument.estimate.mlr import h1_information_expected
     return h1_information_expected(S, meanstructure=True)
+
+
+# --------------------------------------------------------------------------------------------
+# adapter for the engine (ENGINE_CONTRACT.md)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FIMLFit:
+    """What ``cfa(missing="fiml")`` needs beyond the estimates: vcov, h1 (EM) results and the fit
+    measures (lavaan names), for ``estimator="ML"`` or ``"MLR"``.
+
+    Attributes
+    ----------
+    vcov : ndarray (nx, nx) (observed information, or Huber-White for MLR).
+    se : ndarray (nx,).
+    fit_measures : dict of lavaan ``fitMeasures()`` names.
+    h1 : tuple of H1Result (per group).
+    estimator : "ML" or "MLR".
+    """
+
+    vcov: np.ndarray
+    se: np.ndarray
+    fit_measures: dict
+    h1: tuple
+    estimator: str
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return {"vcov": to_jsonable(self.vcov), "se": to_jsonable(self.se),
+                "fit_measures": to_jsonable(self.fit_measures),
+                "h1": [h.to_dict() for h in self.h1], "estimator": self.estimator}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FIMLFit":
+        return cls(vcov=np.asarray(d["vcov"], float), se=np.asarray(d["se"], float),
+                   fit_measures={k: (float("nan") if v is None else v)
+                                 for k, v in d["fit_measures"].items()},
+                   h1=tuple(H1Result.from_dict(h) for h in d["h1"]), estimator=d["estimator"])
+
+    def summary(self):
+        from instrument.results import Table
+        f = pd.DataFrame({"measure": list(self.fit_measures),
+                          "value": [float(v) for v in self.fit_measures.values()]})
+        return Table(f"FIML ({self.estimator}) fit measures", f, digits=4)
+
+
+def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = "ML",
+             information: np.ndarray | None = None,
+             clusters: Sequence[np.ndarray | None] | None = None) -> FIMLFit:
+    """FIML fit measures and standard errors at the FIML estimates ``x`` of an engine model.
+
+    Parameters
+    ----------
+    model : object with ``implied(x)`` (per group sigma and mu) and ``delta(x)`` (per group
+        Jacobian of ``[mu, vech(sigma)]``), ENGINE_CONTRACT.md.
+    x : FIML estimates (e.g. from the engine's optimiser run on `FIMLObjective`).
+    data : per group (n_g, p) arrays with NaN for missing values.
+    df : model degrees of freedom.
+    estimator : {"ML", "MLR"}
+        "ML": observed-information SEs, standard test, FIML-corrected robust CFI/TLI/RMSEA (V6);
+        "MLR": Huber-White SEs from FIML casewise scores, Yuan-Bentler (Mplus) scaled test and
+        baseline, FIML-corrected robust indices (V3), as lavaan 0.6-14.
+
+    Returns
+    -------
+    FIMLFit
+        ``fit_measures`` keys: ``npar.x`` is not included (the engine knows npar); ``chisq``,
+        ``df``, ``pvalue``, ``fmin``, ``logl``, ``unrestricted.logl``, ``baseline.chisq``,
+        ``baseline.df``, ``baseline.pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
+        ``rmsea.ci.upper``, ``srmr``, ``srmr_bentler_nomean``, ``cfi.robust``, ``tli.robust``,
+        ``rmsea.robust``, ``rmsea.ci.lower.robust``, ``rmsea.ci.upper.robust``, and for MLR also
+        the scaled measures of `instrument.fit.robust.robust_fit_measures`.
+    """
+    from scipy import stats
+
+    from instrument.fit import robust as fr
+    if estimator not in ("ML", "MLR"):
+        raise ValueError(f"estimator= must be one of 'ML', 'MLR'; got {estimator!r}.")
+    x = np.asarray(x, dtype=float)
+    pats = [missing_patterns(X) for X in data]
+    obj = FIMLObjective(model.implied, model.delta, pats)
+    imps = obj._implied(x)
+    N, G = obj.ntotal, len(pats)
+    h1 = tuple(em_saturated(pt) for pt in pats)
+    logl = obj.loglik(x)
+    logl_h1 = float(sum(h.logl for h in h1))
+    chisq = 2.0 * (logl_h1 - logl)
+    base = [fiml_baseline(pt) for pt in pats]
+    chisq_b = 2.0 * (logl_h1 - sum(b["logl"] for b in base))
+    df_b = sum(b["df"] for b in base)
+    fm: dict[str, float] = {
+        "chisq": chisq, "df": float(df),
+        "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else float("nan"),
+        "fmin": chisq / (2 * N), "logl": logl, "unrestricted.logl": logl_h1,
+        "baseline.chisq": chisq_b, "baseline.df": float(df_b),
+        "baseline.pvalue": float(stats.chi2.sf(chisq_b, df_b)),
+        "cfi": fr.cfi(chisq, df, chisq_b, df_b), "tli": fr.tli(chisq, df, chisq_b, df_b),
+        "rmsea": fr.rmsea(chisq, df, N, ngroups=G)}
+    fm["rmsea.ci.lower"], fm["rmsea.ci.upper"] = fr.rmsea_ci(chisq, df, N, ngroups=G)
+    fm["srmr"] = sum(pt.n / N * srmr_bentler(h.cov, h.mean, s, m)
+                     for pt, h, (s, m) in zip(pats, h1, imps))
+    fm["srmr_bentler_nomean"] = sum(pt.n / N * srmr_bentler(h.cov, None, s, None)
+                                    for pt, h, (s, m) in zip(pats, h1, imps))
+    deltas = [np.asarray(D) for D in model.delta(x)]
+    E = obj.observed_information(x) if information is None else information
+    if estimator == "ML":
+        V = np.linalg.inv(E) / N
+        V = 0.5 * (V + V.T)
+        version = "V6"
+    else:
+        from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+        mv = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
+        V = mv.vcov
+        cl = list(clusters) if clusters is not None else [None] * G
+        tr = [fiml_h1_trace(pt, h, cluster=c) for pt, h, c in zip(pats, h1, cl)]
+        test = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in tr],
+                                  h1_ndat=[k for _, k in tr], information_inv=mv.information_inv,
+                                  B0_group=mv.B0_group, nobs=[pt.n for pt in pats])
+        bt = fiml_baseline_yuan_bentler(pats, list(h1), clusters=clusters)
+        fm.update(fr.robust_fit_measures(chisq=chisq, df=df, scaling_factor=test.scaling_factor,
+                                         baseline_chisq=chisq_b, baseline_df=df_b,
+                                         baseline_scaling_factor=bt.scaling_factor, ntotal=N,
+                                         ngroups=G))
+        fm["scaling.factor.h1"] = test.scaling_factor_h1
+        fm["scaling.factor.h0"] = test.scaling_factor_h0
+        version = "V3"
+    fc = fiml_corrected(pats, list(h1), imps, deltas, df, version=version)
+    c3, c3n = fc["c.hat3"], fc["c.hat3.null"]
+    fm["cfi.robust"] = fr.cfi(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)
+    fm["tli.robust"] = fr.tli(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)
+    fm["rmsea.robust"] = fr.rmsea(fc["XX3"], df, N, ngroups=G, c=c3)
+    fm["rmsea.ci.lower.robust"], fm["rmsea.ci.upper.robust"] = fr.rmsea_ci(
+        fc["XX3.scaled"], df, N, ngroups=G, c=c3)
+    return FIMLFit(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), fit_measures=fm, h1=h1,
+                   estimator=estimator)

@@ -50,7 +50,7 @@ __all__ = [
     "vech_indices", "vech", "vech_weights", "RobustGroup", "mvnorm_scores",
     "h1_information_firstorder", "h1_information_observed", "h1_information_expected",
     "ml_moment_gradient", "observed_information", "firstorder_information", "gamma_adf",
-    "huber_white_vcov", "MLRVcov", "mlr_vcov", "sample_moments",
+    "huber_white_vcov", "MLRVcov", "mlr_vcov", "sample_moments", "MLRFit", "mlr_fit",
 ]
 
 
@@ -527,3 +527,100 @@ def mlr_vcov(groups: Sequence[RobustGroup], *,
     V = huber_white_vcov(E_inv, B0, ntot)
     return MLRVcov(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), information=E,
                    information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=ntot)
+
+
+# --------------------------------------------------------------------------------------------
+# adapter for the engine (ENGINE_CONTRACT.md): model.implied(x), model.delta(x)
+# --------------------------------------------------------------------------------------------
+def _implied_pairs(model, x) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    out = []
+    for imp in model.implied(np.asarray(x, dtype=float)):
+        if hasattr(imp, "sigma"):
+            out.append((np.asarray(imp.sigma), None if imp.mu is None else np.asarray(imp.mu)))
+        else:
+            out.append((np.asarray(imp[0]), None if imp[1] is None else np.asarray(imp[1])))
+    return out
+
+
+@dataclass(frozen=True)
+class MLRFit:
+    """Everything MLR adds to an ML fit: Huber-White vcov, the Yuan-Bentler test of the model and
+    of the baseline, and the scaled/robust fit measures (lavaan names)."""
+
+    vcov: MLRVcov
+    test: object
+    baseline: object
+    fit_measures: dict
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return {"vcov": self.vcov.to_dict(), "test": self.test.to_dict(),
+                "baseline": self.baseline.to_dict(), "fit_measures": to_jsonable(self.fit_measures)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MLRFit":
+        from instrument.teststat.yuan_bentler import YuanBentlerResult
+        return cls(vcov=MLRVcov.from_dict(d["vcov"]), test=YuanBentlerResult.from_dict(d["test"]),
+                   baseline=YuanBentlerResult.from_dict(d["baseline"]),
+                   fit_measures={k: (float("nan") if v is None else v)
+                                 for k, v in d["fit_measures"].items()})
+
+    def summary(self):
+        from instrument.results import Table
+        f = pd.DataFrame({"measure": list(self.fit_measures),
+                          "value": [float(v) for v in self.fit_measures.values()]})
+        return Table("MLR: scaled and robust fit measures (Yuan-Bentler, Mplus variant)", f,
+                     digits=4)
+
+
+def mlr_fit(model, x, data: Sequence[np.ndarray], *, chisq: float, df: int,
+            clusters: Sequence[np.ndarray | None] | None = None,
+            information: np.ndarray | None = None) -> MLRFit:
+    """MLR for a fitted engine model (the short adapter for ``cfa(estimator="MLR")``).
+
+    Parameters
+    ----------
+    model : object with ``implied(x) -> list`` of per-group (sigma, mu or None) (objects with
+        ``.sigma``/``.mu`` or tuples) and ``delta(x) -> list`` of per-group Jacobians
+        (ENGINE_CONTRACT.md).
+    x : the ML estimates (unique free parameters).
+    data : per group complete (n_g, p) data, in the model's variable order.
+    chisq, df : the ML chi-square (sum over groups) and its df.
+    clusters : per group cluster labels (lavaan ``cluster=``) or None.
+    information : optional precomputed unit observed information (Hessian of -logl/N);
+        otherwise computed with the curvature term from ``model.delta``.
+
+    Returns
+    -------
+    MLRFit
+    """
+    x = np.asarray(x, dtype=float)
+    if len(data) == 0:
+        raise ValueError("mlr_fit: data= must hold one array per group; got none.")
+    clusters = list(clusters) if clusters is not None else [None] * len(data)
+    imps, deltas = _implied_pairs(model, x), list(model.delta(x))
+    if not (len(imps) == len(deltas) == len(data) == len(clusters)):
+        raise ValueError(f"mlr_fit: {len(data)} data groups, {len(imps)} implied groups, "
+                         f"{len(deltas)} Jacobians and {len(clusters)} cluster vectors; they "
+                         "must agree.")
+    groups = [RobustGroup(np.asarray(X, dtype=float), s, mu, np.asarray(D), cluster=cl)
+              for X, (s, mu), D, cl in zip(data, imps, deltas, clusters)]
+    v = mlr_vcov(groups, delta_fn=lambda xx: [np.asarray(D) for D in model.delta(xx)], x=x,
+                 information=information)
+    from instrument.fit.robust import robust_fit_measures
+    from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete,
+                                                  h1_trace_complete, yuan_bentler_mplus)
+    ms = groups[0].meanstructure
+    h1 = [h1_trace_complete(g.data, meanstructure=ms, cluster=g.cluster) for g in groups]
+    test = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in h1],
+                              h1_ndat=[k for _, k in h1], information_inv=v.information_inv,
+                              B0_group=v.B0_group, nobs=[g.n for g in groups])
+    base = baseline_yuan_bentler_complete([g.data for g in groups], meanstructure=ms,
+                                          clusters=clusters, h1_traces=[t for t, _ in h1])
+    fm = robust_fit_measures(chisq=chisq, df=df, scaling_factor=test.scaling_factor,
+                             baseline_chisq=base.chisq, baseline_df=base.df,
+                             baseline_scaling_factor=base.scaling_factor, ntotal=v.ntotal,
+                             ngroups=len(groups))
+    fm["scaling.factor.h1"] = test.scaling_factor_h1
+    fm["scaling.factor.h0"] = test.scaling_factor_h0
+    return MLRFit(vcov=v, test=test, baseline=base, fit_measures=fm)

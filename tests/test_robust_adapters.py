@@ -1,0 +1,84 @@
+"""The engine adapters `mlr_fit` / `fiml_fit` with a stand-in model that follows ENGINE_CONTRACT.md."""
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from instrument.estimate.fiml import FIMLFit, fiml_fit
+from instrument.estimate.mlr import MLRFit, mlr_fit
+from tests._robust_cfa import TinyCFA, ref_rows
+
+FIX = Path(__file__).parent / "fixtures" / "robust"
+RTOL_CHISQ, RTOL_SE = 1e-6, 1e-4
+Implied = namedtuple("Implied", "sigma mu")
+
+
+class ContractModel:
+    """``model.implied(x) -> list[Implied]`` and ``model.delta(x) -> list[ndarray]``."""
+
+    def __init__(self, tiny: TinyCFA):
+        self.tiny = tiny
+        self.nx = tiny.x0.size
+
+    def implied(self, x):
+        s, mu = self.tiny.implied(x)
+        return [Implied(s, mu if self.tiny.meanstructure else None)]
+
+    def delta(self, x):
+        return [self.tiny.delta(x)]
+
+
+@lru_cache(maxsize=None)
+def refs() -> dict:
+    return json.loads((FIX / "robust_refs.json").read_text())
+
+
+def test_mlr_fit_hs():
+    ov = [f"x{i}" for i in range(1, 10)]
+    X = pd.read_csv(FIX / "HolzingerSwineford1939.csv")[ov].to_numpy(float)
+    r = refs()["hs_mlr"]
+    m = ContractModel(TinyCFA(ref_rows(r["partable"]), ov))
+    out = mlr_fit(m, m.tiny.x0, [X], chisq=r["fit_measures"]["chisq"], df=24)
+    for k in ("chisq.scaled", "chisq.scaling.factor", "baseline.chisq.scaling.factor",
+              "cfi.robust", "tli.robust", "rmsea.robust", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(out.fit_measures[k], r["fit_measures"][k], rtol=RTOL_CHISQ, err_msg=k)
+    se_ref = [p["se"] for p in ref_rows(r["partable"]) if p["free"]]
+    assert_allclose(out.vcov.se, se_ref, rtol=RTOL_SE)
+    back = MLRFit.from_dict(json.loads(json.dumps(out.to_dict())))
+    assert_allclose(back.fit_measures["cfi.robust"], out.fit_measures["cfi.robust"])
+    assert "cfi.robust" in out.summary().as_text()
+    with pytest.raises(ValueError, match="must agree"):
+        mlr_fit(m, m.tiny.x0, [X, X], chisq=1.0, df=24)
+
+
+def test_fiml_fit_bfi_ml_and_mlr():
+    items = [f"{a}{i}" for a in "ACENO" for i in range(1, 6)]
+    X = pd.read_csv(FIX / "bfi.csv")[items].to_numpy(float)
+    for key, est, keys in (
+            ("bfi_fiml", "ML", ("chisq", "logl", "unrestricted.logl", "baseline.chisq", "cfi",
+                                "tli", "rmsea", "srmr", "cfi.robust", "tli.robust",
+                                "rmsea.robust")),
+            ("bfi_fiml_mlr", "MLR", ("chisq.scaled", "chisq.scaling.factor",
+                                     "baseline.chisq.scaling.factor", "cfi.scaled",
+                                     "rmsea.scaled", "cfi.robust", "rmsea.robust",
+                                     "rmsea.ci.lower.robust", "rmsea.ci.upper.robust"))):
+        r = refs()[key]
+        m = ContractModel(TinyCFA(ref_rows(r["partable"]), items, meanstructure=True))
+        out = fiml_fit(m, m.tiny.x0, [X], df=265, estimator=est)
+        for k in keys:
+            assert_allclose(out.fit_measures[k], r["fit_measures"][k], rtol=RTOL_CHISQ,
+                            err_msg=f"{key}: {k}")
+        se_ref = [p["se"] for p in ref_rows(r["partable"]) if p["free"]]
+        assert_allclose(out.se, se_ref, rtol=RTOL_SE)
+    back = FIMLFit.from_dict(json.loads(json.dumps(out.to_dict())))
+    assert back.estimator == "MLR" and back.h1[0].iterations == out.h1[0].iterations
+    assert "FIML (MLR)" in out.summary().as_text()
+    with pytest.raises(ValueError, match="estimator= must be one of 'ML', 'MLR'; got 'mlr'"):
+        fiml_fit(m, m.tiny.x0, [X], df=265, estimator="mlr")

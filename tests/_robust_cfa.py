@@ -98,3 +98,13 @@ def ref_rows(records, group=1):
         out.append({"lhs": r["lhs"], "op": r["op"], "rhs": r["rhs"], "est": r["est"],
                     "free": bool(free), "se": r.get("se")})
     return out
+
+
+_MEMO: dict = {}
+
+
+def memo(key, thunk):
+    """Compute an expensive test quantity once per test session (e.g. a numeric Hessian)."""
+    if key not in _MEMO:
+        _MEMO[key] = thunk()
+    return _MEMO[key]

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.fiml import FIMLFit, fiml_fit
+from instrument.estimate.fiml import FIMLFit, FIMLObjective, fiml_fit, missing_patterns
 from instrument.estimate.mlr import MLRFit, mlr_fit
-from tests._robust_cfa import TinyCFA, ref_rows
+from tests._robust_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, RTOL_SE = 1e-6, 1e-4
@@ -71,7 +71,9 @@ def test_fiml_fit_bfi_ml_and_mlr():
                                      "rmsea.ci.lower.robust", "rmsea.ci.upper.robust"))):
         r = refs()[key]
         m = ContractModel(TinyCFA(ref_rows(r["partable"]), items, meanstructure=True))
-        out = fiml_fit(m, m.tiny.x0, [X], df=265, estimator=est)
+        E = memo("bfi_fiml_E", lambda: FIMLObjective(
+            m.implied, m.delta, [missing_patterns(X)]).observed_information(m.tiny.x0))
+        out = fiml_fit(m, m.tiny.x0, [X], df=265, estimator=est, information=E)
         for k in keys:
             assert_allclose(out.fit_measures[k], r["fit_measures"][k], rtol=RTOL_CHISQ,
                             err_msg=f"{key}: {k}")

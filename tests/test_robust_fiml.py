@@ -17,7 +17,7 @@ from instrument.estimate.fiml import (FIMLObjective, H1Result, em_saturated, fim
 from instrument.estimate.mlr import mvnorm_scores
 from instrument.fit.robust import cfi, rmsea, tli
 from instrument.teststat.yuan_bentler import yuan_bentler_mplus
-from tests._robust_cfa import TinyCFA, ref_rows
+from tests._robust_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, RTOL_SE, TOL_HAND = 1e-6, 1e-4, 1e-8
@@ -57,6 +57,7 @@ class TestBfiFIML:
         cls.sigma, cls.mu = cls.m.implied(cls.m.x0)
         cls.obj = FIMLObjective(lambda x: [cls.m.implied(x)], lambda x: [cls.m.delta(x)],
                                 [cls.pat])
+        cls.E = memo("bfi_fiml_E", lambda: cls.obj.observed_information(cls.m.x0))
 
     def test_patterns(self):
         assert self.pat.npatterns == self.ref["npatterns"] == 87
@@ -119,12 +120,12 @@ class TestBfiFIML:
         assert_allclose(g[25 + 49], (f(sig + E, mu) - f(sig - E, mu)) / (2 * h), rtol=1e-6)
 
     def test_se_observed_information(self):
-        se = np.sqrt(np.diag(self.obj.vcov(self.m.x0)))
+        se = np.sqrt(np.diag(self.obj.vcov(self.m.x0, information=self.E)))
         se_ref = np.array([r["se"] for r in ref_rows(self.ref["partable"]) if r["free"]])
         assert_allclose(se, se_ref, rtol=RTOL_SE)
 
     def test_observed_information_analytic_equals_numeric(self):
-        E1 = self.obj.observed_information(self.m.x0)
+        E1 = self.E
         E2 = self.obj.observed_information_analytic(self.m.x0)
         assert_allclose(E2, E1, rtol=1e-6, atol=1e-7)
         assert_allclose(np.diag(E1), self.ref["information_observed_diag"], rtol=1e-6)
@@ -163,7 +164,10 @@ class TestBfiFIMLMLR:
         m = TinyCFA(ref_rows(cls.ref["partable"]), ITEMS, meanstructure=True)
         cls.m = m
         cls.obj = FIMLObjective(lambda x: [m.implied(x)], lambda x: [m.delta(x)], [cls.pat])
-        cls.v = fiml_mlr_vcov(cls.obj, m.x0)
+        # the ML and MLR FIML estimates are the same numbers, so is the observed information
+        assert_allclose(m.x0, TinyCFA(ref_rows(refs()["bfi_fiml"]["partable"]), ITEMS).x0)
+        E = memo("bfi_fiml_E", lambda: cls.obj.observed_information(m.x0))
+        cls.v = fiml_mlr_vcov(cls.obj, m.x0, information=E)
         s, mu = m.implied(m.x0)
         cls.chisq = 2 * (cls.h1.logl - fiml_loglik(cls.pat, s, mu))
         tr, nd = fiml_h1_trace(cls.pat, cls.h1)

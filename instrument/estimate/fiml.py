@@ -583,15 +583,19 @@ def fiml_mlr_vcov(objective: FIMLObjective, x, *, information: np.ndarray | None
                    information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=N)
 
 
-def fiml_h1_trace(pat: MissingPatterns, h1: H1Result, *,
-                  cluster: np.ndarray | None = None) -> tuple[float, int]:
+def fiml_h1_trace(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | None = None,
+                  A1: np.ndarray | None = None, B1: np.ndarray | None = None
+                  ) -> tuple[float, int]:
     """``tr(B1 A1^-1)`` of the unstructured h1 model under FIML (at the EM estimates), and ndat.
 
     ``A1`` = `fiml_h1_information_observed`, ``B1`` = `fiml_h1_information_firstorder`, both at
-    ``(h1.cov, h1.mean)``; the input of `instrument.teststat.yuan_bentler.yuan_bentler_mplus`.
+    ``(h1.cov, h1.mean)`` (pass them when already computed); the input of
+    `instrument.teststat.yuan_bentler.yuan_bentler_mplus`.
     """
-    A1 = fiml_h1_information_observed(pat, h1.cov, h1.mean)
-    B1 = fiml_h1_information_firstorder(pat, h1.cov, h1.mean, cluster=cluster)
+    if A1 is None:
+        A1 = fiml_h1_information_observed(pat, h1.cov, h1.mean)
+    if B1 is None:
+        B1 = fiml_h1_information_firstorder(pat, h1.cov, h1.mean, cluster=cluster)
     return float(np.sum(B1 * np.linalg.inv(A1).T)), A1.shape[0]
 
 
@@ -652,13 +656,41 @@ def _ml_discrepancy(S: np.ndarray, M: np.ndarray, sigma: np.ndarray, mu: np.ndar
                  - np.linalg.slogdet(S)[1] - S.shape[0])
 
 
+def _baseline_information(pat: MissingPatterns, var: np.ndarray, mean: np.ndarray,
+                          ntotal: int) -> np.ndarray:
+    """``Delta_b' A1obs Delta_b`` of the independence model (means, variances): only the mean and
+    diagonal-variance rows of the FIML observed information, without forming the full matrix.
+    """
+    p = pat.p
+    H = np.zeros(4 * p * p)
+    sigma = np.diag(var)
+    for b in pat.blocks:
+        P, _ = _block_inv(sigma, b)
+        d = b.mean - mean[b.obs]
+        W = b.cov + d[:, :, None] * d[:, None, :]
+        Q = P @ W @ P
+        v = np.einsum("kij,kj->ki", P, d)
+        wt = (b.n / ntotal)[:, None, None]
+        mm = wt * P
+        ss = wt * 0.5 * (-P * P + 2.0 * P * Q)
+        ms = wt * P * v[:, None, :]
+        o = b.obs
+        for blk, ro, co in ((mm, 0, 0), (ss, p, p), (ms, 0, p),
+                            (np.swapaxes(ms, 1, 2), p, 0)):
+            flat = ((ro + o)[:, :, None] * (2 * p) + (co + o)[:, None, :]).ravel()
+            H += np.bincount(flat, weights=blk.ravel(), minlength=4 * p * p)
+    return H.reshape(2 * p, 2 * p)
+
+
 def fiml_baseline_yuan_bentler(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result], *,
-                               clusters: Sequence[np.ndarray | None] | None = None):
+                               clusters: Sequence[np.ndarray | None] | None = None,
+                               h1_traces: Sequence[float] | None = None):
     """Yuan-Bentler (Mplus) test of the FIML baseline (independence) model (MLR + FIML).
 
     The baseline is linear in its parameters (means and variances), so its observed information
     is exactly ``sum_g (n_g/N) Delta_b' A1obs_g Delta_b`` at the baseline estimates, and
     ``B0_g = Delta_b' B1_g Delta_b`` from FIML casewise scores at the baseline moments.
+    ``h1_traces`` (per group, `fiml_h1_trace`) are reused when given.
 
     Returns
     -------
@@ -670,21 +702,25 @@ def fiml_baseline_yuan_bentler(patterns: Sequence[MissingPatterns], h1: Sequence
     N = sum(pt.n for pt in patterns)
     G = len(patterns)
     p = patterns[0].p
-    D = _baseline_delta(p)
+    r, c = vech_indices(p)
+    sel = np.concatenate([np.arange(p), p + np.flatnonzero(r == c)])
     k = 2 * p
     E = np.zeros((G * k, G * k))
     B0g, traces, ndat, chisq_g = [], [], [], []
     for g, (pt, hh, cl) in enumerate(zip(patterns, h1, clusters)):
         b = fiml_baseline(pt)
-        s, m = np.diag(b["var"]), b["mean"]
-        A = fiml_h1_information_observed(pt, s, m, ntotal=N)
         sl = slice(g * k, (g + 1) * k)
-        E[sl, sl] = D.T @ A @ D
-        B1 = fiml_h1_information_firstorder(pt, s, m, cluster=cl)
+        E[sl, sl] = _baseline_information(pt, b["var"], b["mean"], N)
+        sc = fiml_scores(pt, np.diag(b["var"]), b["mean"])[:, sel]
+        if cl is not None:
+            sc = _cluster_sum(sc, np.asarray(cl)[pt.kept])
         Bg = np.zeros((G * k, G * k))
-        Bg[sl, sl] = D.T @ B1 @ D
+        Bg[sl, sl] = sc.T @ sc / pt.n
         B0g.append(Bg)
-        t, nd = fiml_h1_trace(pt, hh, cluster=cl)
+        if h1_traces is None:
+            t, nd = fiml_h1_trace(pt, hh, cluster=cl)
+        else:
+            t, nd = h1_traces[g], p + p * (p + 1) // 2
         traces.append(t)
         ndat.append(nd)
         chisq_g.append(2.0 * (hh.logl - b["logl"]))
@@ -696,7 +732,9 @@ def fiml_baseline_yuan_bentler(patterns: Sequence[MissingPatterns], h1: Sequence
 
 def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
                    implied: Sequence[tuple[np.ndarray, np.ndarray]], delta: Sequence[np.ndarray],
-                   df: int, *, version: str = "V6") -> dict[str, float]:
+                   df: int, *, version: str = "V6",
+                   h1_info: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None
+                   ) -> dict[str, float]:
     """Ingredients of lavaan's FIML-corrected robust CFI/RMSEA (Zhang & Savalei).
 
     lavaan 0.6-14 (``lav_fit_fiml_corrected``) reports ``cfi.robust``, ``tli.robust``,
@@ -710,6 +748,8 @@ def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
     delta : per group Jacobians of ``[mu, vech(sigma)]`` w.r.t. the free parameters.
     df : model degrees of freedom.
     version : {"V3", "V6"}
+    h1_info : optional per group ``(Wm, Jm)``: `fiml_h1_information_observed` and
+        `fiml_h1_information_firstorder` at the EM estimates (``Jm`` only needed for V3).
 
     Returns
     -------
@@ -745,16 +785,19 @@ def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
     p = patterns[0].p
     Wm_b, Wc_b, Wmi_b, Gam_b = [], [], [], []
     XX3 = XX3n = 0.0
-    for pt, hh, (s, m) in zip(patterns, h1, implied):
+    h1_info = list(h1_info) if h1_info is not None else [(None, None)] * len(patterns)
+    for pt, hh, (s, m), (Wm, Jm) in zip(patterns, h1, implied, h1_info):
         fg = pt.n / N
-        Wm = fiml_h1_information_observed(pt, hh.cov, hh.mean)
+        if Wm is None:
+            Wm = fiml_h1_information_observed(pt, hh.cov, hh.mean)
         Wc = _h1_expected_ms(hh.cov)
         Wmi = np.linalg.inv(Wm)
         Wm_b.append(fg * Wm)
         Wc_b.append(fg * Wc)
         Wmi_b.append(Wmi / fg)
         if version == "V3":
-            Jm = fiml_h1_information_firstorder(pt, hh.cov, hh.mean)
+            if Jm is None:
+                Jm = fiml_h1_information_firstorder(pt, hh.cov, hh.mean)
             Gam_b.append(Wmi @ Jm @ Wmi / fg)
         XX3 += pt.n * _ml_discrepancy(hh.cov, hh.mean, s, m)
         b = fiml_baseline(pt)
@@ -887,6 +930,10 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
     fm["srmr_bentler_nomean"] = sum(pt.n / N * srmr_bentler(h.cov, None, s, None)
                                     for pt, h, (s, m) in zip(pats, h1, imps))
     deltas = [np.asarray(D) for D in model.delta(x)]
+    cl = list(clusters) if clusters is not None else [None] * G
+    Wm = [fiml_h1_information_observed(pt, h.cov, h.mean) for pt, h in zip(pats, h1)]
+    Jm = [fiml_h1_information_firstorder(pt, h.cov, h.mean, cluster=c) if estimator == "MLR"
+          else None for pt, h, c in zip(pats, h1, cl)]
     E = obj.observed_information(x) if information is None else information
     if estimator == "ML":
         V = np.linalg.inv(E) / N
@@ -896,12 +943,12 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
         from instrument.teststat.yuan_bentler import yuan_bentler_mplus
         mv = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
         V = mv.vcov
-        cl = list(clusters) if clusters is not None else [None] * G
-        tr = [fiml_h1_trace(pt, h, cluster=c) for pt, h, c in zip(pats, h1, cl)]
+        tr = [fiml_h1_trace(pt, h, A1=a, B1=j) for pt, h, a, j in zip(pats, h1, Wm, Jm)]
         test = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in tr],
                                   h1_ndat=[k for _, k in tr], information_inv=mv.information_inv,
                                   B0_group=mv.B0_group, nobs=[pt.n for pt in pats])
-        bt = fiml_baseline_yuan_bentler(pats, list(h1), clusters=clusters)
+        bt = fiml_baseline_yuan_bentler(pats, list(h1), clusters=clusters,
+                                        h1_traces=[t for t, _ in tr])
         fm.update(fr.robust_fit_measures(chisq=chisq, df=df, scaling_factor=test.scaling_factor,
                                          baseline_chisq=chisq_b, baseline_df=df_b,
                                          baseline_scaling_factor=bt.scaling_factor, ntotal=N,
@@ -909,7 +956,8 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
         fm["scaling.factor.h1"] = test.scaling_factor_h1
         fm["scaling.factor.h0"] = test.scaling_factor_h0
         version = "V3"
-    fc = fiml_corrected(pats, list(h1), imps, deltas, df, version=version)
+    fc = fiml_corrected(pats, list(h1), imps, deltas, df, version=version,
+                        h1_info=list(zip(Wm, Jm)))
     c3, c3n = fc["c.hat3"], fc["c.hat3.null"]
     fm["cfi.robust"] = fr.cfi(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)
     fm["tli.robust"] = fr.tli(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)

@@ -346,17 +346,19 @@ class H1Result:
                                    "value": [self.logl, float(self.iterations)]}), digits=4)
 
 
-def em_saturated(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20000,
+def em_saturated(pat: MissingPatterns, *, tol: float = 1e-5, max_iter: int = 500,
                  start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
     """Maximum-likelihood mean and covariance under MAR by the EM algorithm.
 
     E-step per pattern on sufficient statistics: with ``B = sigma_mo sigma_oo^-1`` and
     ``a = mu_m - B mu_o``, ``sum E[x_m] = n_k a + B sum x_o``,
     ``sum E[x_m x_m'] = n_k (sigma_mm - B sigma_om + a a') + a (B sx)' + (B sx) a' + B Sxx B'``,
-    ``sum E[x_m x_o'] = a sx' + B Sxx``. Stops when the largest change in a mean or covariance
-    element is below ``tol`` (lavaan stops earlier, at 1e-5 on the parameters, and its
-    ``unrestricted.logl`` therefore agrees to about 1e-7 relative). Starts from the available-case
-    means and variances (zero covariances), as lavaan.
+    ``sum E[x_m x_o'] = a sx' + B Sxx``. Starts from the available-case means and variances
+    (zero covariances) and stops when the largest absolute change in a mean or ``vech(sigma)``
+    element is below ``tol`` or after ``max_iter`` iterations: lavaan's rule and defaults
+    (``lav_mvnorm_missing_h1_estimate_moments``, ``em.h1.tol = 1e-5``, ``em.h1.iter.max = 500``),
+    so the EM moments, and everything computed from them (SRMR, the FIML-corrected robust
+    indices), reproduce lavaan's; pass a smaller ``tol`` for the exact maximiser.
     """
     p, N = pat.p, pat.n
     if start is None:

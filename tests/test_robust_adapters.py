@@ -1,4 +1,4 @@
-"""The engine adapters `mlr_fit` / `fiml_fit` with a stand-in model that follows ENGINE_CONTRACT.md."""
+"""The engine adapters `mlr_fit` / `fiml_fit` with a stand-in model following ENGINE_CONTRACT.md."""
 from __future__ import annotations
 
 import json

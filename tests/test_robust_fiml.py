@@ -233,3 +233,25 @@ def test_em_on_complete_data_is_sample_moments():
     h1 = em_saturated(missing_patterns(X))
     assert_allclose(h1.mean, X.mean(0), atol=1e-12)
     assert_allclose(h1.cov, np.cov(X.T, bias=True), atol=1e-12)
+
+
+def test_expected_information_complete_data_equals_mlr_expected():
+    from instrument.estimate.fiml import fiml_h1_information_expected
+    from instrument.estimate.mlr import h1_information_expected
+    X = np.random.default_rng(5).standard_normal((40, 4))
+    s = np.cov(X.T, bias=True) + 0.1 * np.eye(4)
+    assert_allclose(fiml_h1_information_expected(missing_patterns(X), s),
+                    h1_information_expected(s, meanstructure=True), rtol=1e-12, atol=1e-14)
+
+
+def test_expected_information_close_to_observed_at_estimates():
+    # at the ML estimates of a well-fitting model the two informations are close, and the
+    # expected one is positive definite (usable for Fisher scoring)
+    pat, _ = patterns_h1()
+    m = TinyCFA(ref_rows(refs()["bfi_fiml"]["partable"]), ITEMS, meanstructure=True)
+    obj = FIMLObjective(lambda x: [m.implied(x)], lambda x: [m.delta(x)], [pat])
+    Ee = obj.expected_information(m.x0)
+    Eo = memo("bfi_fiml_E", lambda: obj.observed_information(m.x0))
+    assert np.all(np.linalg.eigvalsh(Ee) > 0)
+    se_e, se_o = np.sqrt(np.diag(np.linalg.inv(Ee))), np.sqrt(np.diag(np.linalg.inv(Eo)))
+    assert np.max(np.abs(se_e / se_o - 1)) < 0.2

@@ -236,7 +236,8 @@ class TestHSConfiguralMLR:
         chisq_g = [chisq_ml(g.data, g.sigma, g.mu) for g in groups]
         cls.yb = yuan_bentler_mplus_complete(groups, sum(chisq_g), 48, mlr=v, chisq_group=chisq_g)
         b = baseline_yuan_bentler_complete(blocks, meanstructure=True)
-        cls.fm = robust_fit_measures(chisq=sum(chisq_g), df=48, scaling_factor=cls.yb.scaling_factor,
+        cls.fm = robust_fit_measures(chisq=sum(chisq_g), df=48,
+                                     scaling_factor=cls.yb.scaling_factor,
                                      baseline_chisq=b.chisq, baseline_df=b.df,
                                      baseline_scaling_factor=b.scaling_factor, ntotal=301,
                                      ngroups=2)

@@ -49,12 +49,13 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.estimate.mlr import (_cluster_sum, _richardson_curvature, _sym_inv, huber_white_vcov,
-                                     vech, vech_indices, vech_weights)
+from instrument.estimate.mlr import (_cluster_sum, _richardson_curvature, _sym_inv,
+                                     huber_white_vcov, vech, vech_indices, vech_weights)
 
 __all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
            "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
-           "fiml_h1_information_firstorder", "H1Result", "em_saturated", "fiml_baseline",
+           "fiml_h1_information_firstorder", "fiml_h1_information_expected", "H1Result",
+           "em_saturated", "fiml_baseline",
            "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "fiml_h1_trace", "missing_summary",
            "fiml_baseline_yuan_bentler", "fiml_corrected", "FIMLFit", "fiml_fit"]
 
@@ -263,8 +264,20 @@ def fiml_h1_information_firstorder(pat: MissingPatterns, sigma: np.ndarray, mu: 
     return S.T @ S / pat.n
 
 
-def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
+def fiml_h1_information_expected(pat: MissingPatterns, sigma: np.ndarray, *,
                                  ntotal: int | None = None) -> np.ndarray:
+    """Unit expected information of the FIML log-likelihood w.r.t. ``[mu, vech(sigma)]``.
+
+    ``sum_k (n_k/N) [[P_k, 0], [0, D'(P_k kron P_k)D / 2]]`` scattered from the observed
+    sub-vectors (lavaan ``lav_mvnorm_missing_information_expected``): the observed information
+    with ``W_k = sigma_oo`` and ``d_k = 0``.
+    """
+    return fiml_h1_information_observed(pat, sigma, None, ntotal=ntotal, _expected=True)
+
+
+def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
+                                 ntotal: int | None = None, _expected: bool = False
+                                 ) -> np.ndarray:
     """Unit observed information (Hessian of ``-logl/N`` w.r.t. ``[mu, vech(sigma)]``).
 
     Sum over patterns of ``n_k/N`` times the complete-data observed information of the observed
@@ -284,9 +297,13 @@ def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np
     for b in pat.blocks:
         q = b.q
         P, _ = _block_inv(sigma, b)
-        d = b.mean - mu[b.obs]
-        W = b.cov + d[:, :, None] * d[:, None, :]
-        Q = P @ W @ P
+        if _expected:
+            d = np.zeros_like(b.mean)
+            Q = P
+        else:
+            d = b.mean - mu[b.obs]
+            W = b.cov + d[:, :, None] * d[:, None, :]
+            Q = P @ W @ P
         lr, lc = vech_indices(q)
         lw = vech_weights(q)
         ww = np.outer(lw, lw)
@@ -543,6 +560,15 @@ class FIMLObjective:
             H = H + D.T @ A @ D
         H = H + _richardson_curvature(self.delta_fn, x, self.moment_gradients(x),
                                       [1.0] * len(self.patterns), h)
+        return 0.5 * (H + H.T)
+
+    def expected_information(self, x) -> np.ndarray:
+        """Unit expected information ``sum_g Delta_g' A1exp_g Delta_g`` (for Fisher scoring)."""
+        x = np.asarray(x, dtype=float)
+        H = 0.0
+        for pt, (s, _), D in zip(self.patterns, self._implied(x), self.delta_fn(x)):
+            D = np.asarray(D)
+            H = H + D.T @ fiml_h1_information_expected(pt, s, ntotal=self.ntotal) @ D
         return 0.5 * (H + H.T)
 
     def vcov(self, x, *, information: np.ndarray | None = None) -> np.ndarray:

@@ -43,7 +43,7 @@ def _robust(df: float, c: float, c_b: float) -> bool:
 
 def cfi(chisq: float, df: float, chisq_b: float, df_b: float, *, c: float = 1.0,
         c_b: float = 1.0) -> float:
-    """(Robust) comparative fit index; ``c = c_b = 1`` gives Bentler's CFI (lavaan ``lav_fit_cfi``)."""
+    """(Robust) comparative fit index; ``c = c_b = 1`` gives Bentler's CFI (``lav_fit_cfi``)."""
     if any(map(math.isnan, (chisq, df, chisq_b, df_b, c, c_b))):
         return float("nan")
     if not _robust(df, c, c_b):

@@ -125,3 +125,18 @@ def test_fiml_fit_two_groups(estimator):
         assert_allclose(out.fit_measures[k], v, rtol=RTOL_CHISQ, err_msg=k)
     se_ref = [p["se"] for g in (1, 2) for p in ref_rows(pt, group=g) if p["free"]]
     assert_allclose(out.se, se_ref, rtol=RTOL_SE)
+
+
+def test_fiml_fit_mlr_with_clusters():
+    """lavaan cfa(estimator = "MLR", missing = "fiml", cluster = "school")."""
+    ov = [f"x{i}" for i in range(1, 10)]
+    d = pd.read_csv(FIX / "sim_cluster_mcar.csv")
+    r = refs()["cluster_fiml_mlr"]
+    m = ContractModel(TinyCFA(ref_rows(r["partable"]), ov, meanstructure=True))
+    out = fiml_fit(m, m.tiny.x0, [d[ov].to_numpy(float)], df=24, estimator="MLR",
+                   clusters=[d["school"].to_numpy()])
+    for k, v in r["fit_measures"].items():
+        assert_allclose(out.fit_measures[k], v, rtol=RTOL_CHISQ, atol=1e-12, err_msg=k)
+    t = r["test"]["yuan.bentler.mplus"]
+    assert_allclose(out.fit_measures["scaling.factor.h1"], t["scaling.factor.h1"], rtol=RTOL_CHISQ)
+    assert_allclose(out.se, [p["se"] for p in ref_rows(r["partable"]) if p["free"]], rtol=RTOL_SE)

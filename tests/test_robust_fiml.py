@@ -13,7 +13,8 @@ from numpy.testing import assert_allclose
 from instrument.estimate.fiml import (FIMLObjective, H1Result, em_saturated, fiml_baseline,
                                       fiml_baseline_yuan_bentler, fiml_corrected, fiml_h1_trace,
                                       fiml_loglik, fiml_mlr_vcov, fiml_moment_gradient,
-                                      fiml_scores, missing_patterns, missing_summary, srmr_bentler)
+                                      fiml_scores, missing_patterns, missing_summary, srmr_bentler,
+                                      MissingSummary)
 from instrument.estimate.mlr import mvnorm_scores
 from instrument.fit.robust import cfi, rmsea, tli
 from instrument.teststat.yuan_bentler import yuan_bentler_mplus
@@ -207,13 +208,19 @@ def test_missing_summary_coverage_matches_lavaan():
     d = pd.read_csv(FIX / "bfi.csv")[ITEMS]
     s = missing_summary(d)
     cov = refs()["bfi_fiml"]["coverage"]
-    assert_allclose(s["coverage"].to_numpy(), np.array(cov["values"]), rtol=TOL_HAND)
-    assert list(s["coverage"].columns) == cov["colnames"]
-    assert int(s["patterns"]["n"].sum()) == 2800 and len(s["patterns"]) == 87
-    assert s["patterns"]["n"].is_monotonic_decreasing
-    assert s["patterns"].iloc[0][ITEMS].sum() == 25          # complete cases first
-    assert int(s["patterns"]["n"].iloc[0]) == 2436
-    assert_allclose(s["items"]["coverage"], np.diag(np.array(cov["values"])))
+    assert_allclose(s.coverage.to_numpy(), np.array(cov["values"]), rtol=TOL_HAND)
+    assert list(s.coverage.columns) == cov["colnames"]
+    assert int(s.patterns["n"].sum()) == 2800 and len(s.patterns) == 87
+    assert s.patterns["n"].is_monotonic_decreasing
+    assert s.patterns.iloc[0][ITEMS].sum() == 25          # complete cases first
+    assert int(s.patterns["n"].iloc[0]) == 2436
+    assert_allclose(s.items["coverage"], np.diag(np.array(cov["values"])))
+    back = MissingSummary.from_dict(json.loads(json.dumps(s.to_dict())))
+    pd.testing.assert_frame_equal(back.coverage, s.coverage)
+    pd.testing.assert_frame_equal(back.patterns, s.patterns)
+    assert "87 missing-data patterns in 2800 rows" in s.summary().as_text()
+    with pytest.raises(ValueError, match="columns not in the data"):
+        missing_summary(d, names=["A1", "Z9"])
 
 
 def test_empty_rows_are_dropped_and_bad_input_rejected():

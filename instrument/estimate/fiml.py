@@ -56,7 +56,7 @@ __all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
            "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
            "fiml_h1_information_firstorder", "fiml_h1_information_expected", "H1Result",
            "em_saturated", "fiml_baseline",
-           "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "fiml_h1_trace", "missing_summary",
+           "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "fiml_h1_trace", "missing_summary", "MissingSummary",
            "fiml_baseline_yuan_bentler", "fiml_corrected", "FIMLFit", "fiml_fit"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
@@ -630,21 +630,66 @@ def fiml_h1_trace(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | N
 # --------------------------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MissingSummary:
+    """Missing-data summary (`missing_summary`).
+
+    Attributes
+    ----------
+    patterns : DataFrame
+        One row per pattern (most frequent first), a 0/1 column per variable (1 = observed, as
+        ``lavInspect(fit, "patterns")``) and ``n``.
+    items : DataFrame
+        ``variable``, ``n_observed``, ``n_missing``, ``coverage``.
+    coverage : DataFrame
+        p x p proportion of rows observed on both variables (``lavInspect(fit, "coverage")``),
+        indexed and labelled by variable.
+    """
+
+    patterns: pd.DataFrame
+    items: pd.DataFrame
+    coverage: pd.DataFrame
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return {"patterns": to_jsonable(self.patterns), "items": to_jsonable(self.items),
+                "coverage": to_jsonable(self.coverage.reset_index(names="variable"))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MissingSummary":
+        from instrument.results import from_jsonable
+        cov = from_jsonable(d["coverage"]).set_index("variable")
+        cov.index.name = None
+        return cls(patterns=from_jsonable(d["patterns"]), items=from_jsonable(d["items"]),
+                   coverage=cov)
+
+    def summary(self):
+        from instrument.results import Table
+        n = int(self.patterns["n"].sum())
+        return Table("Missing data: coverage per item", self.items,
+                     notes=(f"{len(self.patterns)} missing-data patterns in {n} rows; "
+                            f"lowest pairwise coverage {float(self.coverage.values.min()):.3f}.",))
+
+
 def missing_summary(data: pd.DataFrame | np.ndarray, names: Sequence[str] | None = None
-                    ) -> dict[str, pd.DataFrame]:
+                    ) -> MissingSummary:
     """Missing-data summary: patterns with counts, coverage per item and per pair.
+
+    Parameters
+    ----------
+    data : DataFrame (its columns, or ``names``, are used) or (n, p) array with NaN = missing.
+    names : variable names (default: all DataFrame columns, or V1..Vp for arrays).
 
     Returns
     -------
-    dict of DataFrame
-        ``patterns``: one row per pattern (most frequent first), a 0/1 column per variable
-        (1 = observed, as ``lavInspect(fit, "patterns")``) and ``n``;
-        ``items``: ``variable``, ``n_observed``, ``n_missing``, ``coverage``;
-        ``coverage``: p x p proportion of rows observed on both variables
-        (``lavInspect(fit, "coverage")``, over all rows incl. empty ones).
+    MissingSummary
+        Coverage is over all rows, empty rows included, as lavaan's ``coverage``.
     """
     if isinstance(data, pd.DataFrame):
         names = list(data.columns) if names is None else list(names)
+        missing_cols = [c for c in names if c not in data.columns]
+        if missing_cols:
+            raise ValueError(f"missing_summary: columns not in the data: {missing_cols}.")
         X = data[names].to_numpy(dtype=float)
     else:
         X = np.asarray(data, dtype=float)
@@ -661,7 +706,7 @@ def missing_summary(data: pd.DataFrame | np.ndarray, names: Sequence[str] | None
     items = pd.DataFrame({"variable": names, "n_observed": nobs, "n_missing": n - nobs,
                           "coverage": nobs / n})
     cov = pd.DataFrame(O.T @ O / n, index=names, columns=names)
-    return {"patterns": pats.reset_index(drop=True), "items": items, "coverage": cov}
+    return MissingSummary(patterns=pats.reset_index(drop=True), items=items, coverage=cov)
 
 
 # --------------------------------------------------------------------------------------------

@@ -195,8 +195,9 @@ def fiml_loglik(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray) -> floa
     for b in pat.blocks:
         P, logdet = _block_inv(sigma, b)
         d = b.mean - mu[b.obs]
-        W = b.cov + d[:, :, None] * d[:, None, :]
-        tr = np.einsum("kij,kji->k", P, W)
+        tr = np.einsum("ki,kij,kj->k", d, P, d)
+        multi = np.flatnonzero(b.n > 1)          # single-row patterns have S_k = 0
+        tr[multi] += np.einsum("kij,kij->k", P[multi], b.cov[multi])
         total += -0.5 * float(np.sum(b.n * (b.q * LOG2PI + logdet + tr)))
     return total
 
@@ -216,10 +217,14 @@ def fiml_moment_gradient(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray
     for b in pat.blocks:
         P, _ = _block_inv(sigma, b)
         d = b.mean - mu[b.obs]
-        W = b.cov + d[:, :, None] * d[:, None, :]
         Pd = np.einsum("kij,kj->ki", P, d)
         gmu += np.bincount(b.obs.ravel(), weights=(-b.n[:, None] * Pd).ravel(), minlength=p)
-        Gk = 0.5 * b.n[:, None, None] * (P - P @ W @ P)
+        # P W P = P S_k P + (P d)(P d)'; S_k = 0 for single-row patterns
+        PWP = Pd[:, :, None] * Pd[:, None, :]
+        multi = np.flatnonzero(b.n > 1)
+        if multi.size:
+            PWP[multi] += P[multi] @ b.cov[multi] @ P[multi]
+        Gk = 0.5 * b.n[:, None, None] * (P - PWP)
         flat = (b.obs[:, :, None] * p + b.obs[:, None, :]).ravel()
         G += np.bincount(flat, weights=Gk.ravel(), minlength=p * p)
     G = G.reshape(p, p)

@@ -90,25 +90,31 @@ def rmsea(chisq: float, df: float, n: float, *, ngroups: int = 1, c: float = 1.0
 def rmsea_ci(chisq: float, df: float, n: float, *, ngroups: int = 1, level: float = 0.90,
              c: float = 1.0) -> tuple[float, float]:
     """RMSEA confidence interval by inverting the noncentral chi-square (lavaan
-    ``lav_fit_rmsea_ci``). Pass the *scaled* statistic; ``c`` multiplies the bounds by
-    ``sqrt(c)`` (robust CI)."""
-    if not (math.isfinite(chisq) and math.isfinite(df)) or df <= 0:
+    ``lav_fit_rmsea_ci``, its bracketing rules; roots to 1e-12 where lavaan uses ``uniroot``'s
+    default tolerance). For the robust CI pass the *scaled* statistic and ``c``, which multiplies
+    the bounds by ``sqrt(c)``."""
+    if not (math.isfinite(chisq) and math.isfinite(df) and math.isfinite(n)):
         return float("nan"), float("nan")
     up_p, lo_p = 1 - (1 - level) / 2, (1 - level) / 2
 
-    def root(target: float) -> float:
-        f = lambda lam: stats.ncx2.cdf(chisq, df, lam) - target if lam > 0 else \
-            stats.chi2.cdf(chisq, df) - target  # noqa: E731
-        if f(0.0) < 0:
-            return 0.0
-        hi = max(n, 4 * chisq, 1.0)
-        while f(hi) > 0:
-            hi *= 2
-        return optimize.brentq(f, 0.0, hi, xtol=1e-12, rtol=1e-14)
+    def f(lam: float, target: float) -> float:
+        cdf = stats.ncx2.cdf(chisq, df, lam) if lam > 0 else stats.chi2.cdf(chisq, df)
+        return float(cdf) - target
 
-    lam_l, lam_u = root(up_p), root(lo_p)
     k = math.sqrt(ngroups) * math.sqrt(c)
-    return k * math.sqrt(lam_l / (n * df)), k * math.sqrt(lam_u / (n * df))
+    # lavaan's rules: 0 when df < 1 or when the root is not bracketed
+    if df < 1 or f(0.0, up_p) < 0:
+        lower = 0.0
+    else:
+        lam = optimize.brentq(f, 0.0, chisq, args=(up_p,), xtol=1e-12, rtol=1e-14)
+        lower = k * math.sqrt(lam / (n * df))
+    n_rmsea = max(n, 4 * chisq)
+    if df < 1 or f(n_rmsea, lo_p) > 0 or f(0.0, lo_p) < 0:
+        upper = 0.0
+    else:
+        lam = optimize.brentq(f, 0.0, n_rmsea, args=(lo_p,), xtol=1e-12, rtol=1e-14)
+        upper = k * math.sqrt(lam / (n * df))
+    return lower, upper
 
 
 def rmsea_pvalue(chisq: float, df: float, n: float, *, ngroups: int = 1, h0: float = 0.05,

@@ -30,6 +30,15 @@ For pattern k with observed variables o, n_k rows, pattern mean ``ybar_k`` and c
 errors use the observed information (``information = "observed"``, Hessian of ``-logl/N``).
 Rows with no observed value are dropped, as lavaan does (it warns).
 
+Wiring into ``cfa(missing="fiml")`` (the engine's contract; FIML always has a meanstructure)::
+
+    pats = [missing_patterns(X_g) for X_g in data_by_group]
+    obj = FIMLObjective(model.implied, model.delta, pats)       # value(x), gradient(x)
+    x_hat = optimize(obj, x0)                                    # the engine's optimiser
+    out = fiml_fit(model, x_hat, data_by_group, df=df, estimator="ML" or "MLR",
+                   clusters=None)
+    # out.vcov (unique parameters; K @ V @ K.T for the partable), out.fit_measures, out.h1
+
 References
 ----------
 Arbuckle, J. L. (1996). Full information estimation in the presence of incomplete data. In G. A.

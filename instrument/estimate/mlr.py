@@ -28,6 +28,17 @@ and ``B1`` the first-order (outer product of casewise scores) information
 clusters and multiplied by ``sqrt(C / (C - 1))`` (C = number of clusters) before the cross
 product, as lavaan does.
 
+Wiring into ``cfa()`` (the engine's contract)
+---------------------------------------------
+``cfa(estimator="MLR", cluster=...)``: fit ML as usual, then::
+
+    out = mlr_fit(model, x_hat, [g.data for g in sample_stats.groups],
+                  chisq=chisq, df=df, clusters=[...] or None)
+    # SEs of the partable rows: vcov_theta = K @ out.vcov.vcov @ K.T
+    fit_measures.update(out.fit_measures)     # chisq.scaled, cfi.robust, rmsea.robust, ...
+
+``cluster=`` needs a meanstructure (lavaan frees the intercepts), as with lavaan.
+
 References
 ----------
 Huber, P. J. (1967). The behavior of maximum likelihood estimates under nonstandard conditions.

@@ -979,7 +979,7 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
     Returns
     -------
     FIMLFit
-        ``fit_measures`` keys: ``npar.x`` is not included (the engine knows npar); ``chisq``,
+        ``fit_measures`` keys (``npar``, AIC and BIC are left to the engine): ``chisq``,
         ``df``, ``pvalue``, ``fmin``, ``logl``, ``unrestricted.logl``, ``baseline.chisq``,
         ``baseline.df``, ``baseline.pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
         ``rmsea.ci.upper``, ``srmr``, ``srmr_bentler_nomean``, ``cfi.robust``, ``tli.robust``,

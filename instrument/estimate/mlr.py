@@ -275,9 +275,8 @@ def h1_information_observed(sigma: np.ndarray, mu: np.ndarray, sample_cov: np.nd
     """
     P = _sym_inv(sigma)
     p = P.shape[0]
-    mean_used = sample_mean if meanstructure else sample_mean
     mu_used = mu if (meanstructure and mu is not None) else sample_mean
-    d = mean_used - mu_used
+    d = sample_mean - mu_used
     W = sample_cov + np.outer(d, d)
     Q = P @ W @ P
     ss = 0.5 * (-_tr_pair(P, P) + _tr_pair(P, Q) + _tr_pair(Q, P))

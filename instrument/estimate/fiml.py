@@ -389,7 +389,8 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-5, max_iter: int = 500
     element is below ``tol`` or after ``max_iter`` iterations: lavaan's rule and defaults
     (``lav_mvnorm_missing_h1_estimate_moments``, ``em.h1.tol = 1e-5``, ``em.h1.iter.max = 500``),
     so the EM moments, and everything computed from them (SRMR, the FIML-corrected robust
-    indices), reproduce lavaan's; pass a smaller ``tol`` for the exact maximiser.
+    indices), reproduce lavaan's; pass a smaller ``tol`` for the exact maximiser. As lavaan, a
+    ridge of ``1e-8 max(diag)`` is added to the diagonal when an eigenvalue falls below 1e-6.
     """
     p, N = pat.p, pat.n
     if start is None:
@@ -437,6 +438,8 @@ def em_saturated(pat: MissingPatterns, *, tol: float = 1e-5, max_iter: int = 500
         mu_new = T1 / N
         sigma_new = T2 / N - np.outer(mu_new, mu_new)
         sigma_new = 0.5 * (sigma_new + sigma_new.T)
+        if np.linalg.eigvalsh(sigma_new)[0] < 1e-6:      # lavaan's ridge for near-singular S
+            sigma_new[np.diag_indices(p)] += np.max(np.diag(sigma_new)) * 1e-8
         delta = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
         mu, sigma = mu_new, sigma_new
         if delta < tol:

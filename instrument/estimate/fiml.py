@@ -69,6 +69,7 @@ __all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
            "fiml_baseline_yuan_bentler", "fiml_corrected", "FIMLFit", "fiml_fit"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
+_CHUNK_ELEMENTS = 2_000_000   # batch size bound (elements) for stacked per-pattern matrices
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,38 +311,43 @@ def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np
     H = np.zeros(m * m)
     for b in pat.blocks:
         q = b.q
-        P, _ = _block_inv(sigma, b)
-        if _expected:
-            d = np.zeros_like(b.mean)
-            Q = P
-        else:
-            d = b.mean - mu[b.obs]
-            W = b.cov + d[:, :, None] * d[:, None, :]
-            Q = P @ W @ P
         lr, lc = vech_indices(q)
         lw = vech_weights(q)
         ww = np.outer(lw, lw)
+        qq = q + lr.size
+        Pall, _ = _block_inv(sigma, b)
+        # chunks of patterns, so that the stacked (q + q*)^2 blocks stay below ~16 MB each
+        step = max(1, int(_CHUNK_ELEMENTS // (qq * qq)))
+        for k0 in range(0, Pall.shape[0], step):
+            sl = slice(k0, k0 + step)
+            P, obs, nk = Pall[sl], b.obs[sl], b.n[sl]
+            if _expected:
+                d = np.zeros((P.shape[0], q))
+                Q = P
+            else:
+                d = b.mean[sl] - mu[obs]
+                W = b.cov[sl] + d[:, :, None] * d[:, None, :]
+                Q = P @ W @ P
 
-        def tp(A, B):
-            return (A[:, lc[:, None], lr[None, :]] * B[:, lr[:, None], lc[None, :]]
-                    + A[:, lc[:, None], lc[None, :]] * B[:, lr[:, None], lr[None, :]]
-                    + A[:, lr[:, None], lr[None, :]] * B[:, lc[:, None], lc[None, :]]
-                    + A[:, lr[:, None], lc[None, :]] * B[:, lc[:, None], lr[None, :]]) * ww
+            def tp(A, B):
+                return (A[:, lc[:, None], lr[None, :]] * B[:, lr[:, None], lc[None, :]]
+                        + A[:, lc[:, None], lc[None, :]] * B[:, lr[:, None], lr[None, :]]
+                        + A[:, lr[:, None], lr[None, :]] * B[:, lc[:, None], lc[None, :]]
+                        + A[:, lr[:, None], lc[None, :]] * B[:, lc[:, None], lr[None, :]]) * ww
 
-        ss = 0.5 * (-tp(P, P) + tp(P, Q) + tp(Q, P))
-        ss = 0.5 * (ss + np.swapaxes(ss, 1, 2))
-        v = np.einsum("kij,kj->ki", P, d)
-        ms = (P[:, :, lr] * v[:, None, lc] + P[:, :, lc] * v[:, None, lr]) * lw
-        K = P.shape[0]
-        loc = np.zeros((K, q + lr.size, q + lr.size))
-        loc[:, :q, :q] = P
-        loc[:, :q, q:] = ms
-        loc[:, q:, :q] = np.swapaxes(ms, 1, 2)
-        loc[:, q:, q:] = ss
-        loc *= (b.n / N)[:, None, None]
-        gidx = np.concatenate([b.obs, p + pos[b.obs[:, lr], b.obs[:, lc]]], axis=1)
-        flat = (gidx[:, :, None] * m + gidx[:, None, :]).ravel()
-        H += np.bincount(flat, weights=loc.ravel(), minlength=m * m)
+            ss = 0.5 * (-tp(P, P) + tp(P, Q) + tp(Q, P))
+            ss = 0.5 * (ss + np.swapaxes(ss, 1, 2))
+            v = np.einsum("kij,kj->ki", P, d)
+            ms = (P[:, :, lr] * v[:, None, lc] + P[:, :, lc] * v[:, None, lr]) * lw
+            loc = np.zeros((P.shape[0], qq, qq))
+            loc[:, :q, :q] = P
+            loc[:, :q, q:] = ms
+            loc[:, q:, :q] = np.swapaxes(ms, 1, 2)
+            loc[:, q:, q:] = ss
+            loc *= (nk / N)[:, None, None]
+            gidx = np.concatenate([obs, p + pos[obs[:, lr], obs[:, lc]]], axis=1)
+            flat = (gidx[:, :, None] * m + gidx[:, None, :]).ravel()
+            H += np.bincount(flat, weights=loc.ravel(), minlength=m * m)
     return H.reshape(m, m)
 
 

@@ -14,13 +14,14 @@ import pandas as pd
 from scipy import stats as _st
 
 from instrument.cfa_result import CFAResult
-from instrument.estimate.ml import (MLObjective, expected_information, observed_information,
+from instrument.estimate.ml import (MLObjective, expected_information, hessian_information,
                                     optimize)
 from instrument.estimate.model import Model
 from instrument.estimate.post import r2 as _r2, standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import in_lavaan_order
 from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
-from instrument.fit import srmr as _srmr
+from instrument.fit import other as _other, srmr as _srmr
 from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.syntax import parse_syntax
@@ -144,8 +145,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     keep = df.notna().all(axis=1).to_numpy()
     df = df.loc[keep]
     warn: list[str] = []
-    if (~keep).any():
-        warn.append(f"{int((~keep).sum())} row(s) with missing values were removed (listwise)")
+    n_dropped = int((~keep).sum())
     if group is not None:
         appear = list(pd.unique(df[group]))
         if group_order is not None:
@@ -170,11 +170,11 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
                         std_lv=std_lv, group_equal=tuple(group_equal),
                         group_partial=tuple(group_partial))
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
-    options = dict(estimator="ML", group=group, group_equal=list(group_equal),
+    options = dict(estimator="ML", group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv),
                    meanstructure=bool(pt.meanstructure), likelihood=likelihood,
                    information=information, se=se, missing=missing,
-                   group_labels=group_labels)
+                   group_labels=group_labels, nobs_dropped_listwise=n_dropped)
     meta = Meta(options=options, data_hash=hash_frame(data[cols]))
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
                         meta=meta, extra_warnings=warn)
@@ -200,7 +200,7 @@ def _data_warnings(stats: SampleStats, labels) -> list[str]:
 def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
                  information: str = "expected", se: str = "standard",
                  meta: Meta | None = None, extra_warnings: Sequence[str] = (),
-                 x0: np.ndarray | None = None) -> CFAResult:
+                 x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
     """Fit a prepared parameter table to sample statistics by ML and assemble the result.
 
     This is `cfa()` after the data step; invariance and other modules call it with tables they
@@ -212,7 +212,7 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
     if x0 is None:
         x0 = model.start_x(stats)
     try:
-        res = optimize(obj, x0)
+        res = optimize(obj, x0, max_iter=max_iter)
         x, converged, iters = res.x, res.converged, res.iterations
         if not converged:
             warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
@@ -228,7 +228,7 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
             if information == "expected":
                 info = expected_information(model, x, stats, likelihood=likelihood)
             else:
-                info = observed_information(obj, x)
+                info = hessian_information(obj, x)
             ev = np.linalg.eigvalsh(info)
             if ev[0] <= 1e-10 * max(abs(ev[-1]), 1e-300):
                 warn.append("the information matrix is singular (smallest eigenvalue "
@@ -284,10 +284,12 @@ def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal"
     ptf["se"] = se_rows
     ptf["start"] = model.x_to_partable(x0)
     names = []
+    lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+    grp_a = f["group"].to_numpy()
     for r in model.x_rows:
-        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
-        if f["group"].iat[r] > 1:
-            nm += f".g{f['group'].iat[r]}"
+        nm = f"{lhs_a[r]}{op_a[r]}{rhs_a[r]}"
+        if grp_a[r] > 1:
+            nm += f".g{grp_a[r]}"
         names.append(nm)
     vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
                       index=names, columns=names)
@@ -328,6 +330,19 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
     G = stats.ngroups
     p = model.p
     nx = model.nx
+    if not obj.sample_pd:
+        # log|S| undefined: the likelihood-ratio measures do not exist
+        nan = float("nan")
+        fm = {"npar": nx, "df": G * model.nstat() - nx, "ntotal": stats.ntotal}
+        for k in ("fmin", "chisq", "pvalue", "baseline.chisq", "baseline.pvalue", "cfi", "tli",
+                  "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni", "logl", "unrestricted.logl", "aic",
+                  "bic", "bic2", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
+                  "rmsea.notclose.pvalue", "srmr", "srmr_bentler", "srmr_bentler_nomean",
+                  "rmr", "rmr_nomean", "crmr", "crmr_nomean", "srmr_mplus", "srmr_mplus_nomean",
+                  "cn_05", "cn_01", "gfi", "agfi", "pgfi", "mfi", "ecvi"):
+            fm[k] = nan
+        fm["baseline.df"] = G * (p * (p - 1) // 2)
+        return in_lavaan_order(fm), [nan] * G
     Fg = obj.group_values(x)
     F = float(obj.w @ Fg)
     N_eff = obj.N
@@ -358,6 +373,18 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         srn.append(b)
     ns = [gs.n for gs in stats.groups]
     srmr = _srmr.srmr(sr, ns)
+    other = {}
+    for name, fn in (("rmr", _other.rmr_group), ("crmr", _other.crmr_group),
+                     ("srmr_mplus", _other.srmr_mplus_group)):
+        vals = [fn(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
+                for gs, imp, S in zip(stats.groups, imps, obj.S)]
+        other[name] = _srmr.srmr([v[0] for v in vals], ns)
+        other[name + "_nomean"] = _srmr.srmr([v[1] for v in vals], ns)
+    gfis = []
+    for gs, imp, S in zip(stats.groups, imps, obj.S):
+        a, b = _other.gfi_group(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
+        gfis.append(1.0 - a / b)
+    gfi = _srmr.srmr(gfis, ns)
     fm = {
         "npar": nx, "fmin": F / 2.0, "chisq": chisq, "df": df,
         "pvalue": _chisq.chisq_pvalue(chisq, df),
@@ -376,7 +403,14 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         "rmsea.close.h0": 0.05,
         "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, n_rmsea, ngroups=G),
         "rmsea.notclose.h0": 0.08,
+        "rmr": other["rmr"], "rmr_nomean": other["rmr_nomean"],
         "srmr": srmr, "srmr_bentler": srmr,
         "srmr_bentler_nomean": _srmr.srmr(srn, ns),
+        "crmr": other["crmr"], "crmr_nomean": other["crmr_nomean"],
+        "srmr_mplus": other["srmr_mplus"], "srmr_mplus_nomean": other["srmr_mplus_nomean"],
+        "cn_05": _other.hoelter_cn(chisq, df, N_eff, alpha=0.05),
+        "cn_01": _other.hoelter_cn(chisq, df, N_eff, alpha=0.01),
+        "gfi": gfi, "agfi": _other.agfi(gfi, nstat, df), "pgfi": _other.pgfi(gfi, nstat, df),
+        "mfi": _other.mfi(chisq, df, N_eff), "ecvi": _other.ecvi(chisq, nx, N_eff),
     }
-    return fm, sr
+    return in_lavaan_order(fm), sr

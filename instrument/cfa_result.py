@@ -125,10 +125,9 @@ class CFAResult:
         from instrument.estimate.model import Model
         from instrument.estimate.samplestats import GroupStats, SampleStats
         from instrument.partable import PARTABLE_COLUMNS, ParTable
-        opts = self.meta.options
+        meanstructure = bool((self.partable["op"] == "~1").any())
         pt = ParTable(self.partable[list(PARTABLE_COLUMNS)].copy(), self.ov_names, self.lv_names,
-                      len(self.group_labels), self.group_labels,
-                      bool(opts.get("meanstructure", False)), self.constraints)
+                      len(self.group_labels), self.group_labels, meanstructure, self.constraints)
         model = Model.from_partable(pt)
         x = model.partable_to_x(self.partable["est"].to_numpy(float))
         stats = SampleStats([GroupStats(int(s["n"]), np.asarray(s["cov"], float),
@@ -180,6 +179,30 @@ class CFAResult:
                         "mean": None if r["mean"] is None else pd.Series(r["mean"],
                                                                          index=self.ov_names)})
         return out[0] if self.ngroups == 1 else out
+
+    def standardized_solution(self, *, type: str = "std.all") -> pd.DataFrame:
+        """lavaan's ``standardizedSolution()``: ``lhs op rhs group est.std se z pvalue ci.lower
+        ci.upper`` with delta-method standard errors (95% intervals).
+
+        Parameters
+        ----------
+        type : {"std.all", "std.lv"}
+        """
+        from scipy import stats as st
+
+        from instrument.estimate.post import standardized_se
+        model, x, _ = self._rebuilt()
+        vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
+        est, se = standardized_se(model, x, vcx, type=type)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, est / se, np.nan)
+        q = st.norm.ppf(0.975)
+        p = self.partable
+        return pd.DataFrame({"lhs": p["lhs"].to_numpy(), "op": p["op"].to_numpy(),
+                             "rhs": p["rhs"].to_numpy(), "group": p["group"].to_numpy(),
+                             "est.std": est, "se": se, "z": z,
+                             "pvalue": 2 * st.norm.sf(np.abs(z)),
+                             "ci.lower": est - q * se, "ci.upper": est + q * se})
 
     def modindices(self, *, sort: bool = True, minimum_value: float = 0.0) -> pd.DataFrame:
         """Modification indices for fixed-to-zero loadings and residual covariances
@@ -245,15 +268,23 @@ class CFAResult:
             name = f"{r['lhs']} {r['op']} {r['rhs']}".strip()
             if r["label"]:
                 name += f" ({r['label']})"
-            recs.append({"section": sec, "parameter": name, "est": r["est"], "se": r["se"],
+            fixed = not np.isfinite(r["z"])      # fixed parameters: no se/z/p, as lavaan prints
+            recs.append({"section": sec, "parameter": name, "est": r["est"],
+                         "se": np.nan if fixed else r["se"],
                          "z": r["z"], "pvalue": r["pvalue"], "std.lv": r["std.lv"],
                          "std.all": r["std.all"]})
         frame = pd.DataFrame(recs, columns=["section", "parameter", "est", "se", "z", "pvalue",
                                             "std.lv", "std.all"])
-        n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
+        if self.ngroups == 1:
+            n = str(self.sample[0]["n"])
+        else:
+            n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
         opts = self.meta.options
         notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
                  f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
+        if opts.get("nobs_dropped_listwise"):
+            notes.append(f"{opts['nobs_dropped_listwise']} row(s) with missing values were "
+                         "removed (listwise).")
         notes += [f"Warning: {w}" for w in self.warnings]
         return Table("Confirmatory factor analysis (lavaan-compatible ML)", frame, tuple(notes))

@@ -187,7 +187,9 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     (``auto.cov.lv.x``), the intercepts and the latent means, all repeated per group. A parameter
     held equal by `group_equal` gets the label ``.pN.`` where N is the ``id`` of its group-1 row,
     in every group. Latent means are fixed at 0 unless ``"intercepts"`` is in `group_equal` and
-    ``"means"`` is not; then they are free in groups 2..G.
+    ``"means"`` is not; then they are free in groups 2..G. Likewise with ``std_lv`` the latent
+    variances are fixed at 1 unless ``"loadings"`` is in `group_equal`; then they are free in
+    groups 2..G.
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
@@ -196,8 +198,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
-    if ngroups > 1:
-        meanstructure = True
+    if ngroups > 1 or any(r.op == "~1" for r in rows):
+        meanstructure = True    # lavaan: groups or user intercepts switch the mean structure on
     group_labels = tuple(group_labels) if group_labels is not None else tuple(
         str(g + 1) for g in range(ngroups))
     constraints = tuple((r.lhs, r.rhs) for r in rows if r.op == "==")
@@ -210,8 +212,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             raise ValueError(f"observed variable(s) {missing} of the model are not columns of the "
                              f"data (columns: {list(ov_names)})")
     # endogenous latent variables (lhs of a regression among latents, or indicated by a latent)
-    endo = {r.lhs for r in rows if r.op == "~" and r.lhs in lvset}
-    endo |= {r.rhs for r in rows if r.op == "=~" and r.rhs in lvset}
+    reg_y = {r.lhs for r in rows if r.op == "~" and r.lhs in lvset}
+    endo = reg_y | {r.rhs for r in rows if r.op == "=~" and r.rhs in lvset}
     marker_of: dict[str, str] = {}
     for r in rows:
         if r.op == "=~" and r.lhs not in marker_of:
@@ -252,11 +254,16 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         for v in ovs:
             if (v, "~~", v) not in have and v not in ordered:
                 add(v, "~~", v, 0, g, True, math.nan)
+        # std.lv with equal loadings: latent variances stay 1 in group 1 only (lavaan 0.6)
+        free_lv_var = not std_lv or (g > 0 and "loadings" in group_equal)
         for f in lvs:
             if (f, "~~", f) not in have:
-                add(f, "~~", f, 0, g, not std_lv, 1.0)
+                add(f, "~~", f, 0, g, free_lv_var, 1.0)
         if auto_cov_lv:
-            for blockset in ([f for f in lvs if f not in endo], [f for f in lvs if f in endo]):
+            # auto.cov.lv.x among exogenous latents; auto.cov.y among latents that are the
+            # dependent variable of a regression; none for latents indicated by latents
+            lv_y = [f for f in lvs if f in reg_y]
+            for blockset in ([f for f in lvs if f not in endo], lv_y):
                 for i in range(len(blockset)):
                     for j in range(i + 1, len(blockset)):
                         a, b = blockset[i], blockset[j]
@@ -270,34 +277,33 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             for f in lvs:
                 if (f, "~1", "") not in have:
                     add(f, "~1", "", 0, g, free_means, 0.0)
-    frame = pd.DataFrame(recs)
-    frame.insert(0, "id", np.arange(1, len(frame) + 1))
-    frame["plabel"] = [f".p{i}." for i in frame["id"]]
-    # group equality labels
+    for k, rec in enumerate(recs):
+        rec["id"] = k + 1
+        rec["plabel"] = f".p{k + 1}."
+    # group equality labels (on the records: fast for large multi-group tables)
     if ngroups > 1 and group_equal:
         partial = {_partial_key(s) for s in group_partial}
-        g1 = frame[frame.group == 1]
-        first = {(r.lhs, r.op, r.rhs): i for i, r in g1.iterrows()}
-        labels = frame["label"].tolist()
-        for i, r in frame.iterrows():
-            t = _equal_type(r.op, r.lhs, r.rhs, lvset)
-            if t not in group_equal or (r.lhs, r.op, r.rhs) in partial:
+        first = {(r["lhs"], r["op"], r["rhs"]): k for k, r in enumerate(recs) if r["group"] == 1}
+        orig_label = [r["label"] for r in recs]
+        for i, r in enumerate(recs):
+            key = (r["lhs"], r["op"], r["rhs"])
+            t = _equal_type(r["op"], r["lhs"], r["rhs"], lvset)
+            if t not in group_equal or key in partial:
                 continue
-            j = first.get((r.lhs, r.op, r.rhs))
+            j = first.get(key)
             if j is None or i == j:
                 continue
-            if t == "means":
-                # equal to group 1's fixed zero: fixed in every group
-                if frame.at[j, "free"] == 0:
-                    frame.at[i, "free"] = 0
-                    frame.at[i, "ustart"] = frame.at[j, "ustart"]
+            rj = recs[j]
+            if rj["free"] == 0:
+                # equal to a fixed group-1 value (latent means 0, std.lv variances 1): fixed
+                if r["free"] and not orig_label[i]:
+                    r["free"] = 0
+                    r["ustart"] = rj["ustart"]
                 continue
-            if frame.at[j, "free"] == 0 or r.free == 0 or r.label or frame.at[j, "label"]:
+            if r["free"] == 0 or orig_label[i] or orig_label[j]:
                 continue
-            lab = frame.at[j, "plabel"]
-            labels[i] = lab
-            labels[j] = lab
-        frame["label"] = labels
+            r["label"] = rj["label"] = rj["plabel"]
+    frame = pd.DataFrame(recs)
     frame["free"] = np.where(frame["free"] > 0, np.cumsum(frame["free"] > 0), 0)
     frame["est"] = np.nan
     frame["se"] = np.nan

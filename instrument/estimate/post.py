@@ -171,8 +171,9 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     """Modification indices for fixed-to-zero parameters (lavaan ``modindices()``).
 
     Candidates (per group): every loading of every observed variable on every factor and every
-    covariance between two observed variables that is not free in the model (fixed ones, such as
-    marker loadings, are released at their fixed value). Candidates whose release is not
+    covariance between two observed variables that is not free in the model, and every fixed
+    parameter of the table (marker loadings, fixed latent variances and means, ...), released
+    at its fixed value. Candidates whose release is not
     identified (V ~ 0, e.g. a marker loading in a single group) are dropped, as lavaan's
     ``na.remove = TRUE`` does.
 
@@ -213,8 +214,7 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     ext = f.copy()
     ext["est"] = vals
     # fixed loadings and (co)variances of the table are candidates too (freed at their value)
-    fixed_cand = ((ext["free"].to_numpy() == 0) & ext["op"].isin(["=~", "~~"]).to_numpy()
-                  & ~(ext["lhs"].isin(lv) & (ext["op"] == "~~")).to_numpy())
+    fixed_cand = (ext["free"].to_numpy() == 0) & ext["op"].isin(["=~", "~~", "~1", "~"]).to_numpy()
     add = pd.DataFrame([dict(lhs=a, op=o, rhs=b, user=0, block=g, group=g, free=1, ustart=np.nan,
                              exo=0, label="", plabel="", start=np.nan, est=0.0, se=np.nan)
                         for a, o, b, g in new])
@@ -232,8 +232,8 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     cand_col[m2.x_col[is_cand[m2.free_rows]]] = True
     kx, kc = np.flatnonzero(~cand_col), np.flatnonzero(cand_col)
     rows_c = m2.x_rows[kc]
-    cands = [(ext["lhs"].iat[r], ext["op"].iat[r], ext["rhs"].iat[r], int(ext["group"].iat[r]))
-             for r in rows_c]
+    e_l, e_o, e_r, e_g = (ext[c].to_numpy() for c in ("lhs", "op", "rhs", "group"))
+    cands = [(e_l[r], e_o[r], e_r[r], int(e_g[r])) for r in rows_c]
     nc = len(cands)
     obj = MLObjective(m2, stats, likelihood)
     D2 = m2.delta(x2)
@@ -253,12 +253,26 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     slv, sall = np.empty(nc), np.empty(nc)
     for t, (a, o, b, g) in enumerate(cands):
         s = sds[g - 1]
-        if o == "=~":
-            slv[t] = epc[t] * s["lv"][lvi[a]]
+        e = epc[t]
+        if o == "=~" and b in ovi:
+            slv[t] = e * s["lv"][lvi[a]]
             sall[t] = slv[t] / s["ov"][ovi[b]]
+        elif o == "=~":
+            slv[t] = sall[t] = e * s["lv"][lvi[a]] / s["lv"][lvi[b]]
+        elif o == "~":
+            slv[t] = sall[t] = e * s["lv"][lvi[b]] / s["lv"][lvi[a]]
+        elif o == "~1":
+            if a in lvi:
+                slv[t] = sall[t] = e / s["lv"][lvi[a]]
+            else:
+                slv[t], sall[t] = e, e / s["ov"][ovi[a]]
+        elif a in lvi:
+            i, j = lvi[a], lvi[b]
+            slv[t] = sall[t] = e / (s["lv"][i] ** 2 if i == j else s["ps"][i] * s["ps"][j])
         else:
-            slv[t] = epc[t]
-            sall[t] = epc[t] / (s["th"][ovi[a]] * s["th"][ovi[b]])
+            i, j = ovi[a], ovi[b]
+            slv[t] = e
+            sall[t] = e / (s["ov"][i] ** 2 if i == j else s["th"][i] * s["th"][j])
     out = pd.DataFrame({"lhs": [c[0] for c in cands], "op": [c[1] for c in cands],
                         "rhs": [c[2] for c in cands], "group": [c[3] for c in cands],
                         "mi": mi, "epc": epc, "sepc.lv": slv, "sepc.all": sall,
@@ -305,3 +319,31 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
 def normal_p(z):
     """Two-sided normal p value."""
     return 2.0 * _st.norm.sf(np.abs(z))
+
+
+def standardized_se(model: Model, x: np.ndarray, vcov_x: np.ndarray, *,
+                    type: str = "std.all") -> tuple[np.ndarray, np.ndarray]:
+    """Standardized estimates of every table row and their delta-method standard errors.
+
+    Notes
+    -----
+    SE = sqrt(diag(J V J')) with J = d std / d x (central differences of the closed-form
+    standardization, Richardson-extrapolated) and V the covariance of x; lavaan's
+    ``standardizedSolution()`` (``lav_standardize_*`` with its analytic Jacobian).
+    """
+    if type not in ("std.all", "std.lv"):
+        raise ValueError(f"type= must be one of 'std.lv', 'std.all'; got {type!r}")
+    k = 1 if type == "std.all" else 0
+    est = standardized(model, x)[k]
+    J = np.zeros((len(est), len(x)))
+    for i in range(len(x)):
+        h = 1e-5 * max(1.0, abs(x[i]))
+        e = np.zeros(len(x))
+        e[i] = h
+        d1 = (standardized(model, x + e)[k] - standardized(model, x - e)[k]) / (2 * h)
+        d2 = (standardized(model, x + 2 * e)[k] - standardized(model, x - 2 * e)[k]) / (4 * h)
+        J[:, i] = (4 * d1 - d2) / 3
+    var = np.einsum("ij,jk,ik->i", J, vcov_x, J)
+    se = np.sqrt(np.clip(var, 0, None))
+    se[se < 1e-9] = 0.0       # constant after standardization (e.g. std.lv variances): 0
+    return est, se

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["FIT_MEASURE_NAMES", "check_names"]
+__all__ = ["FIT_MEASURE_NAMES", "check_names", "in_lavaan_order"]
 
 FIT_MEASURE_NAMES: tuple[str, ...] = (
     "npar", "fmin",
@@ -30,7 +30,7 @@ FIT_MEASURE_NAMES: tuple[str, ...] = (
     "rmsea.notclose.pvalue.robust",
     "rmr", "rmr_nomean", "srmr", "srmr_bentler", "srmr_bentler_nomean", "crmr", "crmr_nomean",
     "srmr_mplus", "srmr_mplus_nomean",
-    "cn_05", "cn_01", "gfi", "agfi", "pgfi", "mfi", "ecvi",
+    "cn_05", "cn_01", "gfi", "agfi", "pgfi", "mfi", "ecvi", "wrmr",
 )
 _NAMES = frozenset(FIT_MEASURE_NAMES)
 
@@ -43,3 +43,9 @@ def check_names(names: Iterable[str]) -> list[str]:
         raise ValueError(f"unknown fit measure(s) {bad}; names follow lavaan's fitMeasures() "
                          "(see instrument.fit.FIT_MEASURE_NAMES)")
     return names
+
+
+def in_lavaan_order(measures: dict) -> dict:
+    """The same dict with keys in lavaan's ``fitMeasures()`` order; unknown keys raise."""
+    check_names(measures)
+    return {k: measures[k] for k in FIT_MEASURE_NAMES if k in measures}

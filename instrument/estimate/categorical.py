@@ -1,0 +1,602 @@
+"""WLSMV / ULSMV for ordered indicators: thresholds as parameters, delta or theta
+parameterization, DWLS estimation, robust.sem standard errors and the scaled-shifted test
+(lavaan 0.6-14 ``cfa(..., ordered=, estimator = "WLSMV")``).
+
+The continuous engine (`instrument.estimate.model.Model`) supplies the latent-response moments
+``mu* = nu + Lambda B alpha`` and ``Sigma* = Lambda B Psi B' Lambda' + Theta`` and their Jacobian;
+this module maps them to lavaan's WLS moment vector ``[thresholds, correlations]`` per group:
+
+    th_ik = s_i (tau_ik - mu*_i),     r_ij = s_i s_j Sigma*_ij  (i > j),
+
+with ``s_i = Delta_i`` (the ``x ~*~ x`` scale parameter; delta parameterization, residual
+variances *computed* as ``1/Delta_i^2 - diag(Lambda B Psi B' Lambda')_i``) or
+``s_i = Sigma*_ii^(-1/2)`` (theta parameterization, residual variances are parameters).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from instrument.estimate.dwls import dwls_baseline, dwls_scaled_shifted, dwls_vcov_robust
+from instrument.estimate.ml import optimize
+from instrument.estimate.model import Model
+from instrument.estimate.polychoric import CategoricalSampleStats
+from instrument.estimate.post import standardized
+from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
+from instrument.partable import PARTABLE_COLUMNS, ParTable, build_partable
+from instrument.syntax import SyntaxRow
+
+__all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
+           "fit_categorical", "PARAMETERIZATIONS"]
+
+PARAMETERIZATIONS = ("delta", "theta")
+
+
+def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
+    """Merge repeated ``lhs op rhs`` statements (lavaan merges their modifiers).
+
+    semTools' ``measEq.syntax`` writes ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1``: one term frees the
+    loading, the other labels it. lavaan keeps one parameter with both modifiers.
+    """
+    out: list[SyntaxRow] = []
+    pos: dict[tuple, int] = {}
+    for r in rows:
+        key = (r.lhs, r.op, r.rhs)
+        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
+            key = (r.rhs, r.op, r.lhs)
+        if key in pos and r.op not in ("==",):
+            k = pos[key]
+            old = out[k]
+            out[k] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
+                             label=r.label if r.label is not None else old.label,
+                             start=r.start if r.start is not None else old.start)
+        else:
+            pos[key] = len(out)
+            out.append(r)
+    return out
+
+
+def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSampleStats, *,
+                               ordered: Sequence[str], ov_names: Sequence[str] | None = None,
+                               parameterization: str = "delta", std_lv: bool = False,
+                               group_equal: Sequence[str] = (),
+                               group_partial: Sequence[str] = ()) -> ParTable:
+    """lavaan's parameter table for a CFA with ordered indicators.
+
+    Notes
+    -----
+    On top of the continuous table (lavaan ``lavaanify``, mean structure on) every ordered
+    indicator gets, per group: thresholds ``x | t1 .. t(K-1)`` (free; labelled equal across
+    groups with ``group_equal="thresholds"``), its intercept ``x ~ 1`` fixed at 0, its residual
+    variance ``x ~~ x`` fixed (delta: computed from the model; theta: 1) and, with the delta
+    parameterization, the scale ``x ~*~ x`` fixed at 1 (free in groups 2..G when thresholds are
+    held equal, lavaan's rule). Rows the user wrote are kept as written.
+    """
+    ordered = list(ordered)
+    base = build_partable(rows, ngroups=cstats.ngroups,
+                          group_labels=[str(g) if g is not None else "1"
+                                        for g in cstats.group_labels],
+                          ov_names=ov_names, meanstructure=True, std_lv=std_lv,
+                          group_equal=tuple(g for g in group_equal),
+                          group_partial=tuple(group_partial), ordered=tuple(ordered))
+    f = base.frame
+    recs = f.to_dict("records")
+    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
+    partial = set()
+    for s in group_partial:
+        for op in ("=~", "~~", "~1", "|", "~*~"):
+            if op in s:
+                a, b = s.split(op, 1)
+                partial.add((a.strip(), op, b.strip()))
+                break
+    G = cstats.ngroups
+    th_equal = "thresholds" in group_equal
+    first_th: dict[tuple, dict] = {}
+
+    def add(lhs, op, rhs, g, free, ustart, label=""):
+        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
+                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
+                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
+        return recs[-1]
+
+    gs0 = cstats.groups[0]
+    nlev = dict(zip(gs0.ov_names, gs0.nlevels))
+    for g in range(1, G + 1):
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            for t in range(1, nlev[v]):
+                key = (v, "|", f"t{t}", g)
+                if key in have:
+                    continue
+                rec = add(v, "|", f"t{t}", g, True, math.nan)
+                if g == 1:
+                    first_th[key[:3]] = rec
+                elif th_equal and key[:3] not in partial and key[:3] in first_th:
+                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
+                    rec["_eq"] = key[:3]
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            if (v, "~~", v, g) not in have:
+                add(v, "~~", v, g, False, 1.0)
+            if (v, "~1", "", g) not in have:
+                add(v, "~1", "", g, False, 0.0)
+            if parameterization == "delta" and (v, "~*~", v, g) not in have:
+                add(v, "~*~", v, g, g > 1 and th_equal, 1.0)
+    frame = pd.DataFrame(recs)
+    frame["id"] = np.arange(1, len(frame) + 1)
+    frame["plabel"] = [f".p{k}." for k in frame["id"]]
+    if "_eq" in frame.columns:
+        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
+                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
+        eq = frame["_eq"].to_numpy()
+        labels = frame["label"].to_numpy(object).copy()
+        for k, e in enumerate(eq):
+            if isinstance(e, tuple):
+                labels[k] = firstrow[e]
+                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
+                if not labels[first_idx]:
+                    labels[first_idx] = firstrow[e]
+        frame["label"] = labels
+        frame = frame.drop(columns="_eq")
+    frame["label"] = frame["label"].fillna("")
+    fr = frame["free"].to_numpy() > 0
+    frame["free"] = np.where(fr, np.cumsum(fr), 0)
+    frame = frame[list(PARTABLE_COLUMNS)]
+    opts = dict(base.options)
+    opts.update(ordered=ordered, parameterization=parameterization)
+    return replace(base, frame=frame.reset_index(drop=True), options=opts)
+
+
+class CategoricalModel(Model):
+    """`Model` plus thresholds and scale factors, with lavaan's WLS moment vector.
+
+    Public additions: `wls_est(x)` and `wls_delta(x)` (per group, in the order of
+    ``CategoricalSampleStats.groups[g].wls_obs``), `parameterization`.
+    """
+
+    def __init__(self, pt: ParTable, cstats: CategoricalSampleStats, parameterization: str):
+        super().__init__(pt, pt.ngroups, pt.ov_names, pt.lv_names, True)
+        self.parameterization = parameterization
+        ordered = set(pt.options.get("ordered", ()))
+        ovi = {v: i for i, v in enumerate(self.ov_names)}
+        for gs in cstats.groups:
+            if tuple(gs.ov_names) != tuple(self.ov_names):
+                raise ValueError("the sample statistics must use the model's observed "
+                                 f"variables in order {self.ov_names}; got {gs.ov_names}")
+            if any(t != "ordered" for t in gs.ov_types):
+                raise NotImplementedError("WLSMV with a mix of ordered and continuous "
+                                          "indicators is not implemented; declare every "
+                                          "indicator in ordered=")
+        self.ord_idx = np.array([ovi[v] for v in self.ov_names if v in ordered], int)
+        f = pt.frame
+        lhs, op, rhs = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+        grp = f["group"].to_numpy()
+        freepos = {r: k for k, r in enumerate(self.free_rows)}
+        vi, vc = self.vr, self.vc
+        vech_pos = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(vi, vc))}
+        self.th_rows, self.th_var, self.corr_vech, self.corr_ij = [], [], [], []
+        self.scale_rows = []
+        self.theta_rows = []
+        rowkey = {(lhs[r], op[r], rhs[r], int(grp[r])): r for r in range(len(f))}
+        for g, gs in enumerate(cstats.groups, start=1):
+            th_r, th_v = [], []
+            for nm, idx in zip(gs.th_names, gs.th_idx):
+                v, t = nm.split("|")
+                r = rowkey.get((v, "|", t, g))
+                if r is None:
+                    raise ValueError(f"threshold {nm} of group {g} is not in the model")
+                th_r.append(r)
+                th_v.append(idx - 1)
+            self.th_rows.append(np.array(th_r, int))
+            self.th_var.append(np.array(th_v, int))
+            cij, cv = [], []
+            for nm in gs.wls_obs_names[len(gs.th):]:
+                a, b = nm.split("~~")
+                i, j = ovi[b], ovi[a]           # names are "x_j~~x_i" with i > j
+                cij.append((i, j))
+                cv.append(vech_pos[(i, j)] if (i, j) in vech_pos else vech_pos[(j, i)])
+            self.corr_ij.append(np.array(cij, int).reshape(-1, 2))
+            self.corr_vech.append(np.array(cv, int))
+            if parameterization == "delta":
+                self.scale_rows.append(np.array([rowkey[(v, "~*~", v, g)]
+                                                 for v in self.ov_names], int))
+            self.theta_rows.append(np.array([rowkey.get((v, "~~", v, g), -1)
+                                             for v in self.ov_names], int))
+        # x column of every table row (-1 when fixed)
+        self.row_xcol = np.full(len(f), -1, int)
+        self.row_xcol[self.free_rows] = self.x_col
+        self._freepos = freepos
+
+    # -------------------------------------------------------------- matrices
+    def matrices(self, x: np.ndarray) -> list[dict]:
+        """Engine matrices; with the delta parameterization the residual variances of ordered
+        indicators are set to ``1/Delta^2 - diag(Lambda B Psi B' Lambda')``."""
+        mats = super().matrices(x)
+        if self.parameterization != "delta":
+            return mats
+        vals = self.x_to_partable(x)
+        for g, mt in enumerate(mats):
+            M = mt["lambda_"] @ self._ibinv(mt["beta"])
+            common = np.einsum("ij,jk,ik->i", M, mt["psi"], M)
+            d = vals[self.scale_rows[g]]
+            th = mt["theta"]
+            oi = self.ord_idx
+            th[oi, oi] = 1.0 / d[oi] ** 2 - common[oi]
+        return mats
+
+    def scales(self, x: np.ndarray) -> list[np.ndarray]:
+        """s_g per group: Delta (delta) or diag(Sigma*)^-1/2 (theta)."""
+        if self.parameterization == "delta":
+            vals = self.x_to_partable(x)
+            return [vals[r] for r in self.scale_rows]
+        return [1.0 / np.sqrt(np.diag(imp.sigma)) for imp in self.implied(x)]
+
+    def wls_est(self, x: np.ndarray) -> list[np.ndarray]:
+        """Model-implied ``[thresholds, correlations]`` per group (lavaan's ``wls.est``)."""
+        vals = self.x_to_partable(x)
+        out = []
+        for g, (imp, s) in enumerate(zip(self.implied(x), self.scales(x))):
+            tau = vals[self.th_rows[g]]
+            iv = self.th_var[g]
+            th = s[iv] * (tau - imp.mu[iv])
+            i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
+            r = s[i] * s[j] * imp.sigma[i, j]
+            out.append(np.concatenate([th, r]))
+        return out
+
+    def wls_delta(self, x: np.ndarray) -> list[np.ndarray]:
+        """Jacobian of `wls_est` with respect to x, per group (lavaan's ``Delta``)."""
+        vals = self.x_to_partable(x)
+        p = self.p
+        out = []
+        for g, (imp, s, D) in enumerate(zip(self.implied(x), self.scales(x), self.delta(x))):
+            Dmu, Dsig = D[:p], D[p:]
+            if self.parameterization == "delta":
+                ds = np.zeros((p, self.nx))
+                cols = self.row_xcol[self.scale_rows[g]]
+                ok = cols >= 0
+                ds[np.flatnonzero(ok), cols[ok]] = 1.0
+            else:
+                diag_pos = np.array([self._vech_diag(i) for i in range(p)])
+                ds = -0.5 * (s ** 3)[:, None] * Dsig[diag_pos]
+            tau = vals[self.th_rows[g]]
+            iv = self.th_var[g]
+            dtau = np.zeros((len(tau), self.nx))
+            cols = self.row_xcol[self.th_rows[g]]
+            ok = cols >= 0
+            dtau[np.flatnonzero(ok), cols[ok]] = 1.0
+            Dth = s[iv][:, None] * (dtau - Dmu[iv]) + (tau - imp.mu[iv])[:, None] * ds[iv]
+            i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
+            sig = imp.sigma[i, j]
+            Dr = ((s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
+                  + sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j]))
+            out.append(np.vstack([Dth, Dr]))
+        return out
+
+    def _vech_diag(self, i: int) -> int:
+        # position of (i, i) in lavaan's vech (column by column, lower triangle)
+        p = self.p
+        return i * p - i * (i - 1) // 2
+
+
+class DWLSObjective:
+    """F(x) = sum_g w_g (s_g - sigma_g(x))' W_g (s_g - sigma_g(x)), W_g diagonal.
+
+    ``weight="DWLS"`` uses lavaan's ``WLS.V`` (1/diag NACOV), ``"ULS"`` the identity;
+    ``w_g = (n_g - 1) / (N - G)``. lavaan's ``fx_g = (n_g - 1)/(2 n_g) F_g``,
+    ``fx = sum_g (n_g / N) fx_g`` and ``chisq = 2 N fx = sum_g (n_g - 1) F_g = (N - G) F``.
+    """
+
+    def __init__(self, model: CategoricalModel, cstats: CategoricalSampleStats,
+                 weight: str = "DWLS"):
+        self.model, self.cstats = model, cstats
+        n = np.array([g.n for g in cstats.groups], float)
+        self.N = float(n.sum()) - len(n)
+        self.w = (n - 1) / self.N
+        self.obs = [g.wls_obs for g in cstats.groups]
+        self.V = [np.diag(g.WLS_V).copy() if weight == "DWLS" else np.ones(len(g.wls_obs))
+                  for g in cstats.groups]
+
+    def group_values(self, x):
+        return np.array([float(v @ (o - e) ** 2)
+                         for v, o, e in zip(self.V, self.obs, self.model.wls_est(x))])
+
+    def value(self, x):
+        try:
+            return float(self.w @ self.group_values(x))
+        except (FloatingPointError, np.linalg.LinAlgError, ValueError):
+            return math.inf
+
+    def gradient_and_information(self, x):
+        g = np.zeros(self.model.nx)
+        info = np.zeros((self.model.nx, self.model.nx))
+        for w, v, o, e, D in zip(self.w, self.V, self.obs, self.model.wls_est(x),
+                                 self.model.wls_delta(x)):
+            VD = v[:, None] * D
+            g -= 2.0 * w * (VD.T @ (o - e))
+            info += w * (D.T @ VD)
+        return g, 0.5 * (info + info.T)
+
+    def gradient(self, x):
+        return self.gradient_and_information(x)[0]
+
+    def expected_information(self, x):
+        return self.gradient_and_information(x)[1]
+
+
+def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.ndarray:
+    """Engine starting values on the polychoric matrix, sample thresholds, scales 1."""
+    ss = SampleStats([GroupStats(g.n, g.cor, np.zeros(len(g.ov_names)), None,
+                                 tuple(g.ov_names)) for g in cstats.groups])
+    x0 = model.start_x(ss)
+    f = model.pt.frame
+    user_start = f["start"].to_numpy(float)
+    for g, gs in enumerate(cstats.groups):
+        for r, t in zip(model.th_rows[g], gs.th):
+            c = model.row_xcol[r]
+            if c >= 0 and np.isnan(user_start[r]):
+                x0[c] = t
+        if model.parameterization == "delta":
+            for r in model.scale_rows[g]:
+                c = model.row_xcol[r]
+                if c >= 0:
+                    x0[c] = 1.0
+        else:
+            for r in model.theta_rows[g][model.ord_idx]:
+                c = model.row_xcol[r] if r >= 0 else -1
+                if c >= 0 and np.isnan(user_start[r]):
+                    x0[c] = 1.0
+    # latent variances of later groups free (e.g. Wu-Estabrook): start at 1, not at 0.05
+    op, lhs, rhs = f["op"].to_numpy(), f["lhs"].to_numpy(), f["rhs"].to_numpy()
+    lvs = set(model.lv_names)
+    for r in model.free_rows:
+        if op[r] == "~~" and lhs[r] == rhs[r] and lhs[r] in lvs and np.isnan(user_start[r]):
+            c = model.row_xcol[r]
+            if x0[c] < 0.2:
+                x0[c] = 1.0
+    return x0
+
+
+def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
+                    parameterization: str = "delta", estimator: str = "WLSMV",
+                    se: str = "robust.sem", meta=None, extra_warnings: Sequence[str] = (),
+                    max_iter: int = 500):
+    """Fit a categorical parameter table by DWLS (WLSMV) or ULS (ULSMV); see `cfa`.
+
+    Returns
+    -------
+    CFAResult
+
+    Notes
+    -----
+    Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = N F``;
+    standard errors ``E^-1 Delta' W Gamma W Delta E^-1 / (N - G)`` (`dwls_vcov_robust`) and the
+    scaled-shifted test (`dwls_scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
+    ``fitMeasures()`` for categorical data: RMSEA with N - G, SRMR over the off-diagonal
+    correlation residuals with divisor p(p+1)/2.
+    """
+    import warnings as _warnings
+    from instrument.cfa_result import CFAResult
+    from instrument.results import Meta
+
+    warn = list(extra_warnings)
+    for gs in cstats.groups:
+        warn.extend(gs.warnings)
+    model = CategoricalModel(pt, cstats, parameterization)
+    weight = "DWLS" if estimator == "WLSMV" else "ULS"
+    obj = DWLSObjective(model, cstats, weight)
+    x0 = start_values(model, cstats)
+    try:
+        res = optimize(obj, x0, max_iter=max_iter)
+        x, converged, iters = res.x, res.converged, res.iterations
+        if not converged:
+            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+                        f"max |gradient| = {res.grad_max:.3g})")
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        x, converged, iters = x0, False, 0
+        warn.append(f"the model did not converge: {e}")
+    deltas = model.wls_delta(x)
+    N, G = cstats.ntotal, cstats.ngroups
+    vcov_x = None
+    if se != "none":
+        try:
+            if weight == "DWLS":
+                vcov_x = dwls_vcov_robust(deltas, cstats)
+            else:
+                vcov_x = _uls_vcov_robust(deltas, cstats)
+        except np.linalg.LinAlgError:
+            warn.append("could not compute standard errors: the information matrix is singular")
+    # ----- fit
+    F = obj.value(x)
+    chisq = obj.N * F
+    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    df = nstat - model.nx
+    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight)
+    # ----- table
+    f = pt.frame
+    vals = model.x_to_partable(x)
+    mats = model.matrices(x)
+    # computed residual variances (delta)
+    if parameterization == "delta":
+        for g, mt in enumerate(mats):
+            for i in model.ord_idx:
+                r = model.theta_rows[g][i]
+                if r >= 0 and f["free"].iat[r] == 0:
+                    vals[r] = mt["theta"][i, i]
+    se_rows = np.zeros(len(f))
+    if vcov_x is not None:
+        sd = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
+        se_rows[model.free_rows] = sd[model.x_col]
+    else:
+        se_rows[model.free_rows] = np.nan
+    slv, sall = standardized(model, x)
+    sds = [np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)]
+    ovi = {v: i for i, v in enumerate(model.ov_names)}
+    ops = f["op"].to_numpy()
+    for r in range(len(f)):
+        if ops[r] == "|":
+            g = int(f["group"].iat[r]) - 1
+            slv[r] = vals[r]
+            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]]
+        elif ops[r] == "~*~":
+            slv[r] = sall[r] = vals[r]
+        elif (ops[r] == "~~" and f["lhs"].iat[r] == f["rhs"].iat[r]
+              and f["lhs"].iat[r] in ovi):
+            g = int(f["group"].iat[r]) - 1
+            slv[r] = vals[r]
+            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
+    z = np.full(len(f), np.nan)
+    free_mask = f["free"].to_numpy() > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[free_mask] = vals[free_mask] / se_rows[free_mask]
+    q = _st.norm.ppf(0.975)
+    est = pd.DataFrame({
+        "lhs": f["lhs"].to_numpy(), "op": ops, "rhs": f["rhs"].to_numpy(),
+        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
+        "se": se_rows, "z": z, "pvalue": 2.0 * _st.norm.sf(np.abs(z)),
+        "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
+        "std.lv": slv, "std.all": sall})
+    ptf = f.copy()
+    ptf["est"] = vals
+    ptf["se"] = se_rows
+    ptf["start"] = model.x_to_partable(x0)
+    names = []
+    for r in model.x_rows:
+        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
+        if f["group"].iat[r] > 1:
+            nm += f".g{f['group'].iat[r]}"
+        names.append(nm)
+    vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
+                      index=names, columns=names)
+    vc.insert(0, "name", names)
+    vc = vc.reset_index(drop=True)
+    implied, sample = [], []
+    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+        R = np.eye(model.p)
+        ij = model.corr_ij[g]
+        R[ij[:, 0], ij[:, 1]] = e[len(gs.th):]
+        R[ij[:, 1], ij[:, 0]] = e[len(gs.th):]
+        implied.append(dict(cov=R, mean=np.zeros(model.p), th=e[:len(gs.th)]))
+        sample.append(dict(n=gs.n, cov=gs.cor, mean=np.zeros(model.p), th=gs.th))
+    srmr_groups = fm.pop("_srmr_groups")
+    test_info = fm.pop("_test")
+    if meta is None:
+        meta = Meta(options=dict(estimator=estimator, parameterization=parameterization))
+    meta = replace(meta, options={**dict(meta.options), "test_info": test_info})
+    for w in warn:
+        _warnings.warn(w, stacklevel=3)
+    return CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                     sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
+                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                     constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+
+
+def _uls_vcov_robust(deltas, cstats):
+    """robust.sem covariance with the identity weight (ULSMV)."""
+    n = np.array([g.n for g in cstats.groups], float)
+    fg = n / n.sum()
+    E = sum(f * D.T @ D for f, D in zip(fg, deltas))
+    Ei = np.linalg.inv(E)
+    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.groups))
+    return Ei @ meat @ Ei / (cstats.ntotal - cstats.ngroups)
+
+
+def _uls_stats(cstats):
+    from instrument.estimate.polychoric import SampleStatsOrdinal  # noqa: F401
+    return CategoricalSampleStats(
+        groups=tuple(replace(g, WLS_V=np.eye(len(g.wls_obs))) for g in cstats.groups),
+        missing=cstats.missing, group_var=cstats.group_var)
+
+
+def test_scaled_shifted(chisq: float, df: int, deltas, cstats, weight: str = "DWLS") -> dict:
+    """`dwls_scaled_shifted` for the DWLS or the identity (ULS) weight."""
+    st = cstats if weight == "DWLS" else _uls_stats(cstats)
+    return dwls_scaled_shifted(chisq, df, deltas, st)
+
+
+def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
+    N, G = cstats.ntotal, cstats.ngroups
+    st = cstats if weight == "DWLS" else _uls_stats(cstats)
+    ss = dwls_scaled_shifted(chisq, df, deltas, st) if df > 0 else None
+    bl = dwls_baseline(st)
+    df_b = bl["baseline.df"]
+    chisq_b = _baseline_chisq(cstats, weight)
+    nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
+    fm = {"npar": model.nx, "fmin": chisq / (2 * N), "chisq": chisq, "df": df,
+          "pvalue": _chisq.chisq_pvalue(chisq, df)}
+    if ss is not None:
+        cs = ss["chisq.scaled"]
+        fm.update({"chisq.scaled": cs, "df.scaled": df, "pvalue.scaled": ss["pvalue.scaled"],
+                   "chisq.scaling.factor": ss["chisq.scaling.factor"]})
+    bs = chisq_b / bl["baseline.chisq.scaling.factor"] + bl["baseline.chisq.shift.parameters"]
+    fm.update({"baseline.chisq": chisq_b, "baseline.df": df_b,
+               "baseline.pvalue": _chisq.chisq_pvalue(chisq_b, df_b),
+               "baseline.chisq.scaled": bs, "baseline.df.scaled": df_b,
+               "baseline.pvalue.scaled": _chisq.chisq_pvalue(bs, df_b),
+               "baseline.chisq.scaling.factor": bl["baseline.chisq.scaling.factor"]})
+    fm["cfi"] = _cfi.cfi(chisq, df, chisq_b, df_b)
+    fm["tli"] = _cfi.tli(chisq, df, chisq_b, df_b)
+    if ss is not None:
+        fm["cfi.scaled"] = _cfi.cfi(cs, df, bs, df_b)
+        fm["tli.scaled"] = _cfi.tli(cs, df, bs, df_b)
+    fm.update({"nnfi": fm["tli"], "rfi": _cfi.rfi(chisq, df, chisq_b, df_b),
+               "nfi": _cfi.nfi(chisq, df, chisq_b, df_b),
+               "pnfi": _cfi.pnfi(chisq, df, chisq_b, df_b),
+               "ifi": _cfi.ifi(chisq, df, chisq_b, df_b),
+               "rni": _cfi.rni(chisq, df, chisq_b, df_b), "ntotal": N})
+    if ss is not None:
+        fm.update({"nnfi.scaled": fm["tli.scaled"], "rfi.scaled": _cfi.rfi(cs, df, bs, df_b),
+                   "nfi.scaled": _cfi.nfi(cs, df, bs, df_b),
+                   "pnfi.scaled": _cfi.pnfi(cs, df, bs, df_b),
+                   "ifi.scaled": _cfi.ifi(cs, df, bs, df_b),
+                   "rni.scaled": _cfi.rni(cs, df, bs, df_b)})
+    lo, hi = _rmsea.rmsea_ci(chisq, df, nr, ngroups=G)
+    fm.update({"rmsea": _rmsea.rmsea(chisq, df, nr, ngroups=G), "rmsea.ci.lower": lo,
+               "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, nr, ngroups=G),
+               "rmsea.close.h0": 0.05,
+               "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, nr, ngroups=G),
+               "rmsea.notclose.h0": 0.08})
+    if ss is not None:
+        lo, hi = _rmsea.rmsea_ci(cs, df, nr, ngroups=G)
+        fm.update({"rmsea.scaled": _rmsea.rmsea(cs, df, nr, ngroups=G),
+                   "rmsea.ci.lower.scaled": lo, "rmsea.ci.upper.scaled": hi,
+                   "rmsea.pvalue.scaled": _rmsea.rmsea_pvalue(cs, df, nr, ngroups=G),
+                   "rmsea.notclose.pvalue.scaled": _rmsea.rmsea_notclose_pvalue(
+                       cs, df, nr, ngroups=G)})
+    # SRMR: off-diagonal correlation residuals, divisor p(p+1)/2, groups weighted n_g / N
+    p = model.p
+    sr = []
+    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+        res = gs.wls_obs[len(gs.th):] - e[len(gs.th):]
+        sr.append(math.sqrt(float(res @ res) / (p * (p + 1) / 2)))
+    n = np.array([g.n for g in cstats.groups], float)
+    srmr = float((n / n.sum()) @ np.array(sr))
+    fm.update({"srmr": srmr, "srmr_bentler_nomean": srmr})
+    out = in_lavaan_order(fm)
+    out["_srmr_groups"] = sr
+    # scaled-shifted details (lavaan's test list names) kept outside the fitMeasures names
+    out["_test"] = {} if ss is None else {
+        "test": "scaled.shifted", "scaling.factor": ss["chisq.scaling.factor"],
+        "shift.parameter": ss["chisq.shift.parameters"], "trace.UGamma": ss["trace.UGamma"],
+        "trace.UGamma2": ss["trace.UGamma2"]}
+    return out
+
+
+def _baseline_chisq(cstats, weight):
+    """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly)."""
+    tot = 0.0
+    for g in cstats.groups:
+        r = g.wls_obs[g.nth:]
+        v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
+        tot += (g.n - 1) * float(v @ r ** 2)
+    return tot

@@ -128,8 +128,9 @@ def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSam
                 add(v, "~~", v, g, False, 1.0)
             if (v, "~1", "", g) not in have:
                 add(v, "~1", "", g, False, 0.0)
-            if parameterization == "delta" and (v, "~*~", v, g) not in have:
-                add(v, "~*~", v, g, g > 1 and th_equal, 1.0)
+            if (v, "~*~", v, g) not in have:
+                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
+                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
     frame = pd.DataFrame(recs)
     frame["id"] = np.arange(1, len(frame) + 1)
     frame["plabel"] = [f".p{k}." for k in frame["id"]]
@@ -205,9 +206,8 @@ class CategoricalModel(Model):
                 cv.append(vech_pos[(i, j)] if (i, j) in vech_pos else vech_pos[(j, i)])
             self.corr_ij.append(np.array(cij, int).reshape(-1, 2))
             self.corr_vech.append(np.array(cv, int))
-            if parameterization == "delta":
-                self.scale_rows.append(np.array([rowkey[(v, "~*~", v, g)]
-                                                 for v in self.ov_names], int))
+            self.scale_rows.append(np.array([rowkey.get((v, "~*~", v, g), -1)
+                                             for v in self.ov_names], int))
             self.theta_rows.append(np.array([rowkey.get((v, "~~", v, g), -1)
                                              for v in self.ov_names], int))
         # x column of every table row (-1 when fixed)
@@ -356,6 +356,19 @@ def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.
                     x0[c] = 1.0
     # latent variances of later groups free (e.g. Wu-Estabrook): start at 1, not at 0.05
     op, lhs, rhs = f["op"].to_numpy(), f["lhs"].to_numpy(), f["rhs"].to_numpy()
+    grp = f["group"].to_numpy()
+    # sign: lavaan's starting loadings make the first indicator's loading positive (a factor
+    # with all loadings free, e.g. std.lv, keeps that orientation)
+    for lv in model.lv_names:
+        rows = [r for r in range(len(f)) if op[r] == "=~" and lhs[r] == lv and grp[r] == 1]
+        if not rows:
+            continue
+        c0 = model.row_xcol[rows[0]]
+        if c0 >= 0 and x0[c0] < 0:
+            cols = {model.row_xcol[r] for r in range(len(f))
+                    if op[r] == "=~" and lhs[r] == lv and model.row_xcol[r] >= 0}
+            for c in cols:
+                x0[c] = -x0[c]
     lvs = set(model.lv_names)
     for r in model.free_rows:
         if op[r] == "~~" and lhs[r] == rhs[r] and lhs[r] in lvs and np.isnan(user_start[r]):
@@ -424,7 +437,13 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     f = pt.frame
     vals = model.x_to_partable(x)
     mats = model.matrices(x)
-    # computed residual variances (delta)
+    # computed scales (theta) and residual variances (delta)
+    if parameterization == "theta":
+        for g, sc in enumerate(model.scales(x)):
+            for i in model.ord_idx:
+                r = model.scale_rows[g][i]
+                if r >= 0:
+                    vals[r] = sc[i]
     if parameterization == "delta":
         for g, mt in enumerate(mats):
             for i in model.ord_idx:
@@ -493,11 +512,12 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     meta = replace(meta, options={**dict(meta.options), "test_info": test_info})
     for w in warn:
         _warnings.warn(w, stacklevel=3)
-    return CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
-                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
-                     sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
-                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+    out = CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                    iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                    sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
+                    lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                    constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+    return _attach_state(out, model, x, cstats, weight)
 
 
 def _uls_vcov_robust(deltas, cstats):
@@ -600,3 +620,111 @@ def _baseline_chisq(cstats, weight):
         v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
         tot += (g.n - 1) * float(v @ r ** 2)
     return tot
+
+
+# ------------------------------------------------------------------------------------------
+# nested-model difference test (lavaan lavTestLRT for WLSMV fits: method "satorra.2000")
+# ------------------------------------------------------------------------------------------
+
+def _attach_state(result, model: CategoricalModel, x: np.ndarray,
+                  cstats: CategoricalSampleStats, weight: str):
+    """Keep what the difference test needs on the (frozen) result, outside its JSON form."""
+    object.__setattr__(result, "_wls_state", dict(model=model, x=np.asarray(x, float),
+                                                  cstats=cstats, weight=weight))
+    return result
+
+
+def _state(fit):
+    st = getattr(fit, "_wls_state", None)
+    if st is None:
+        raise ValueError("this WLSMV fit carries no model state (it was rebuilt from JSON); "
+                         "refit it with cfa() to compute the satorra.2000 difference test.")
+    return st
+
+
+def _orth_complement(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis (columns) of the orthogonal complement of the column space of H."""
+    u, s, _ = np.linalg.svd(H, full_matrices=True)
+    rank = int(np.sum(s > tol * max(s.max() if s.size else 0.0, 1.0)))
+    return u[:, rank:]
+
+
+def satorra2000_diff(fit_h1, fit_h0) -> dict:
+    """Scaled-shifted chi-square difference test of two nested WLSMV fits (Satorra, 2000).
+
+    Parameters
+    ----------
+    fit_h1 : CFAResult
+        The less restricted model (fewer df), fitted by `instrument.cfa.cfa` with ordered=.
+    fit_h0 : CFAResult
+        The more restricted model.
+
+    Returns
+    -------
+    dict
+        ``chisq.diff`` (scaled-shifted), ``df.diff``, ``pvalue``, ``a``, ``b``,
+        ``trace.UGamma``, ``trace.UGamma2``, ``chisq.diff.unscaled``.
+
+    Notes
+    -----
+    With Delta_1 (Delta_0) the stacked Jacobians of the H1 (H0) model at its estimates,
+    ``A`` the orthogonal complement of ``H = Delta_1^+ Delta_0`` (the restrictions, lavaan's
+    ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g`` (f_g = n_g/N) and
+    ``Q = P^-1 A' (A P^-1 A')^+ A P^-1``:
+    ``tr1 = sum_g f_g tr(W_g Gamma_g W_g Delta_1g Q Delta_1g')``,
+    ``tr2 = tr((V Delta_1 Q Delta_1' V Gamma_f)^2)`` with ``V = bdiag(W_g)`` and
+    ``Gamma_f = bdiag(f_g Gamma_g)``; ``a = sqrt(m / tr2)``, ``b = m - a tr1`` and
+    ``T = a (T_0 - T_1) + b`` on ``m = df_0 - df_1`` degrees of freedom (lavaan 0.6-14
+    ``lav_test_diff_Satorra2000`` with ``scaled.shifted = TRUE``, the default of ``lavTestLRT``
+    for WLSMV fits).
+
+    References
+    ----------
+    Satorra, A. (2000). Scaled and adjusted restricted tests in multi-sample analysis of moment
+    structures. In R. D. H. Heijmans, D. S. G. Pollock, & A. Satorra (Eds.), Innovations in
+    multivariate statistical analysis (pp. 233-247). Kluwer.
+    """
+    s1, s0 = _state(fit_h1), _state(fit_h0)
+    fm1, fm0 = fit_h1.fit_measures, fit_h0.fit_measures
+    m = int(fm0["df"] - fm1["df"])
+    T = float(fm0["chisq"] - fm1["chisq"])
+    if m <= 0:
+        raise ValueError(f"the second model must be more restricted (more df): df {fm1['df']} "
+                         f"vs {fm0['df']}.")
+    cst = s1["cstats"] if s1["weight"] == "DWLS" else _uls_stats(s1["cstats"])
+    D1 = s1["model"].wls_delta(s1["x"])
+    D0 = s0["model"].wls_delta(s0["x"])
+    D1a, D0a = np.vstack(D1), np.vstack(D0)
+    H = np.linalg.pinv(D1a) @ D0a
+    A = _orth_complement(H).T
+    n = np.array([g.n for g in cst.groups], float)
+    fg = n / n.sum()
+    Wd = [np.diag(g.WLS_V) for g in cst.groups]
+    P = sum(f * (D.T * w) @ D for f, D, w in zip(fg, D1, Wd))
+    Pi = np.linalg.inv(P)
+    APA = A @ Pi @ A.T
+    keep = ~((np.abs(APA.sum(0)) < 1.5e-8) & (np.abs(APA.sum(1)) < 1.5e-8))
+    A = A[keep]
+    Q = Pi @ A.T @ np.linalg.pinv(A @ Pi @ A.T) @ A @ Pi
+    tr1 = 0.0
+    blocks = []
+    for f, D, w, g in zip(fg, D1, Wd, cst.groups):
+        WD = w[:, None] * D
+        tr1 += f * float(np.sum((WD @ Q @ WD.T) * g.NACOV))
+        blocks.append(WD)
+    VD = np.vstack(blocks)
+    U = VD @ Q @ VD.T
+    tot = VD.shape[0]
+    Gf = np.zeros((tot, tot))
+    off = 0
+    for f, g in zip(fg, cst.groups):
+        k = len(g.wls_obs)
+        Gf[off:off + k, off:off + k] = f * g.NACOV
+        off += k
+    UG = U @ Gf
+    tr2 = float(np.sum(UG * UG.T))
+    a = math.sqrt(m / tr2)
+    b = m - a * tr1
+    stat = T * a + b
+    return {"chisq.diff": stat, "df.diff": m, "pvalue": float(_st.chi2.sf(stat, m)), "a": a,
+            "b": b, "trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.diff.unscaled": T}

@@ -728,3 +728,14 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     stat = T * a + b
     return {"chisq.diff": stat, "df.diff": m, "pvalue": float(_st.chi2.sf(stat, m)), "a": a,
             "b": b, "trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.diff.unscaled": T}
+
+
+def group_chisq_wls(fit) -> list[float]:
+    """Each group's contribution ``(n_g - 1) F_g`` to a WLSMV chi-square (lavaan's
+    ``stat.group``); NaN when the fit carries no model state."""
+    st = getattr(fit, "_wls_state", None)
+    if st is None:
+        return [float("nan")] * len(fit.sample)
+    obj = DWLSObjective(st["model"], st["cstats"], st["weight"])
+    Fg = obj.group_values(st["x"])
+    return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]

@@ -83,7 +83,13 @@ def omega_categorical(fit, *, factors: Sequence[str] | None = None, ord_scale: b
     e = fit.estimates
     imp, smp = fit.implied[group - 1], fit.sample[group - 1]
     th = np.asarray(imp["th"], float)
-    th_names = list(imp["th_names"])
+    # th holds each observed variable's thresholds in model order (t1, t2, ... within)
+    th_names = []
+    for v in ov:
+        k = int(((e["op"] == "|") & (e["lhs"] == v) & (e["group"] == group)).sum())
+        th_names += [f"{v}|t{t}" for t in range(1, k + 1)]
+    if len(th_names) != len(th):
+        raise ValueError("the fit's thresholds do not match its parameter table")
     P = np.asarray(smp["cov"], float)
     out = {}
     for f in factors:

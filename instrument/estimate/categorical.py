@@ -503,10 +503,9 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
         ij = model.corr_ij[g]
         R[ij[:, 0], ij[:, 1]] = e[len(gs.th):]
         R[ij[:, 1], ij[:, 0]] = e[len(gs.th):]
-        implied.append(dict(cov=R, mean=np.zeros(model.p), th=e[:len(gs.th)],
-                            th_names=list(gs.th_names)))
-        sample.append(dict(n=gs.n, cov=gs.cor, mean=np.zeros(model.p), th=gs.th,
-                           th_names=list(gs.th_names)))
+        # th: in the order of the model's observed variables, t1, t2, ... within each
+        implied.append(dict(cov=R, mean=np.zeros(model.p), th=e[:len(gs.th)]))
+        sample.append(dict(n=gs.n, cov=gs.cor, mean=np.zeros(model.p), th=gs.th))
     srmr_groups = fm.pop("_srmr_groups")
     test_info = fm.pop("_test")
     if meta is None:

@@ -10,12 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from threadpoolctl import threadpool_limits
 
 from instrument.cfa import cfa
 from instrument.estimate.polychoric import ordinal_alpha
 from instrument.reliability_ordinal import omega_categorical
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small dense algebra: BLAS threads only oversubscribe the shared cores."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 ITEMS = [f"{a}{i}" for a in "ACENO" for i in range(1, 6)]
 MODEL = "\n".join(f"{a} =~ " + " + ".join(f"{a}{i}" for i in range(1, 6)) for a in "ACENO")
 TOL_OMEGA = 1e-4     # the task's tolerance; observed agreement ~4e-7

@@ -10,10 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from threadpoolctl import threadpool_limits
 
 from instrument.cfa import cfa
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small dense algebra: BLAS threads only oversubscribe the shared cores."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 RTOL_CHISQ, ATOL_EST, RTOL_SE = 1e-6, 1e-5, 1e-4
 BFI_ITEMS = [f"{a}{i}" for a in "ACENO" for i in range(1, 6)]
 BFI_MODEL = "\n".join(f"{a} =~ " + " + ".join(f"{a}{i}" for i in range(1, 6)) for a in "ACENO")

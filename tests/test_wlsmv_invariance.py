@@ -11,11 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from threadpoolctl import threadpool_limits
 
 from instrument.cfa import cfa
 from instrument.estimate.categorical import satorra2000_diff
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small dense algebra: BLAS threads only oversubscribe the shared cores."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 RTOL_CHISQ, RTOL_SE = 1e-6, 1e-4
 # theta-parameterization estimates are on a stretched scale (thresholds up to 2.9, loadings
 # 1.5): lavaan's nlminb stops at a relative objective change of 1e-10, which leaves its

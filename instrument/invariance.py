@@ -292,6 +292,9 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     """
     from instrument.estimate.ml import MLObjective
 
+    if _estimator(fit) in ("WLSMV", "ULSMV"):
+        from instrument.estimate.categorical import score_test_equality_wls
+        return score_test_equality_wls(fit)
     if _estimator(fit) != "ML":
         import warnings
         warnings.warn("score tests use the ML (standard) information; for "
@@ -509,6 +512,9 @@ def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str
         base = r["step"].replace(" (partial)", "")
         ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal, group_sizes=group_sizes),
                            estimator=estimator, ngroups=ngroups)
+        if estimator in ("WLSMV", "ULSMV"):
+            from instrument.invariance_ordinal import ORDINAL_STEP_NOTES
+            text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
         if rows[i - 1].get("holds") is False:
             text += (f" Compared with {rows[i - 1]['step']!r}, which did not hold: read this step "
                      "as conditional on releasing that step's constraints (see partial()).")

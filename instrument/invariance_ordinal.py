@@ -14,9 +14,26 @@ import pandas as pd
 
 from instrument.syntax import parse_syntax
 
-__all__ = ["wu_estabrook_syntax", "fit_ordinal_step", "ORDINAL_STEPS", "count_thresholds"]
+__all__ = ["wu_estabrook_syntax", "fit_ordinal_step", "ORDINAL_STEPS", "count_thresholds",
+           "ORDINAL_STEP_NOTES"]
 
 ORDINAL_STEPS = ("configural", "thresholds", "metric", "scalar", "strict")
+
+# What each rung constrains under Wu & Estabrook (2016) identification (appended to verdicts).
+ORDINAL_STEP_NOTES = {
+    "thresholds": ("Under Wu & Estabrook (2016) identification this step holds every item's "
+                   "thresholds equal across groups while the latent-response intercepts and "
+                   "residual variances become free in groups 2..G; a failure means some items' "
+                   "response categories are used differently across groups (threshold "
+                   "non-invariance), and the score tests of partial() name the thresholds."),
+    "metric": ("This step adds equal loadings (latent variances become free in groups 2..G); a "
+               "failure means items relate differently to the factor across groups."),
+    "scalar": ("This step fixes the latent-response intercepts at 0 in every group (latent means "
+               "become free in groups 2..G); a failure means item-level shifts that the equal "
+               "thresholds do not absorb, so latent means are not comparable."),
+    "strict": ("This step fixes the latent-response residual variances at 1 in every group; a "
+               "failure means unequal item reliability across groups."),
+}
 
 
 def _c(vals: Sequence[str]) -> str:

@@ -173,3 +173,54 @@ def test_invariance_ordinal_rejects_mlr():
     from instrument.invariance import invariance
     with pytest.raises(ValueError, match="WLSMV"):
         invariance(MODEL, bfi(), group="sex", ordered=True, estimator="MLR")
+
+
+# ---------------------------------------------------------------------------------------------
+# simulated two-language data with one non-invariant threshold (y3|t2 +0.8 in "es")
+# ---------------------------------------------------------------------------------------------
+
+DIF_MODEL = "F1 =~ y1 + y2 + y3 + y4\nF2 =~ y5 + y6 + y7 + y8"
+
+
+@lru_cache(maxsize=None)
+def dif_ladder():
+    from instrument.invariance import invariance
+    d = pd.read_csv(FIX / "ordinal_dif_2lang.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = invariance(DIF_MODEL, d, group="language", ordered=True, rule_set="lrt")
+        return res, res.partial()
+
+
+def test_dif_threshold_flagged_and_released():
+    res, part = dif_ladder()
+    t = res.table.set_index("step")
+    assert not t.loc["thresholds", "holds"]            # the shifted threshold is caught
+    assert t.loc["thresholds", "pvalue.diff"] < 1e-6
+    assert "threshold non-invariance" in t.loc["thresholds", "verdict"]
+    assert "Wu & Estabrook (2016)" in t.loc["thresholds", "verdict"]
+    # score tests on the thresholds release exactly the shifted one
+    assert list(part.releases["parameter"]) == ["y3|t2"]
+    assert part.releases["step"].iloc[0] == "thresholds"
+    pt = part.table.set_index("step")
+    assert pt.loc["thresholds (partial)", "holds"]
+    assert bool(pt["holds"].iloc[1:].all())
+    # the released threshold is free in each group in the partial model
+    fit = part.fits["thresholds (partial)"]
+    e = fit.estimates
+    y3 = e[(e.lhs == "y3") & (e.op == "|") & (e.rhs == "t2")]
+    assert y3["label"].nunique() == 2
+    assert y3["est"].iloc[1] - y3["est"].iloc[0] > 0.4    # "es" threshold is higher
+
+
+def test_score_tests_wlsmv_total_equals_lrt_difference():
+    """For the thresholds step the total score statistic approximates the unscaled DWLS
+    chi-square difference (both quadratic in the same residuals)."""
+    from instrument.invariance import score_test_equality
+    res, _ = dif_ladder()
+    fit = res.fits["thresholds"]
+    st = score_test_equality(fit)
+    assert st["parameter"].str.contains(r"\|t").all()
+    assert st.sort_values("X2").iloc[-1]["parameter"] == "y3|t2"
+    d_unscaled = fit.fit_measures["chisq"] - res.fits["configural"].fit_measures["chisq"]
+    assert_allclose(st.attrs["total"]["X2"], d_unscaled, rtol=0.05)

@@ -252,16 +252,24 @@ class CategoricalModel(Model):
             out.append(np.concatenate([th, r]))
         return out
 
-    def wls_delta(self, x: np.ndarray) -> list[np.ndarray]:
-        """Jacobian of `wls_est` with respect to x, per group (lavaan's ``Delta``)."""
+    def wls_delta(self, x: np.ndarray, *, wrt: str = "x") -> list[np.ndarray]:
+        """Jacobian of `wls_est` per group (lavaan's ``Delta``): with respect to x (default) or,
+        ``wrt="free"``, to every free table row (equality constraints released)."""
         vals = self.x_to_partable(x)
         p = self.p
+        if wrt == "free":
+            colmap = np.full(self.nrows, -1, int)
+            colmap[self.free_rows] = np.arange(len(self.free_rows))
+            ncol = len(self.free_rows)
+        else:
+            colmap, ncol = self.row_xcol, self.nx
         out = []
-        for g, (imp, s, D) in enumerate(zip(self.implied(x), self.scales(x), self.delta(x))):
+        for g, (imp, s, D) in enumerate(zip(self.implied(x), self.scales(x),
+                                            self.delta(x, wrt=wrt))):
             Dmu, Dsig = D[:p], D[p:]
             if self.parameterization == "delta":
-                ds = np.zeros((p, self.nx))
-                cols = self.row_xcol[self.scale_rows[g]]
+                ds = np.zeros((p, ncol))
+                cols = colmap[self.scale_rows[g]]
                 ok = cols >= 0
                 ds[np.flatnonzero(ok), cols[ok]] = 1.0
             else:
@@ -269,8 +277,8 @@ class CategoricalModel(Model):
                 ds = -0.5 * (s ** 3)[:, None] * Dsig[diag_pos]
             tau = vals[self.th_rows[g]]
             iv = self.th_var[g]
-            dtau = np.zeros((len(tau), self.nx))
-            cols = self.row_xcol[self.th_rows[g]]
+            dtau = np.zeros((len(tau), ncol))
+            cols = colmap[self.th_rows[g]]
             ok = cols >= 0
             dtau[np.flatnonzero(ok), cols[ok]] = 1.0
             Dth = s[iv][:, None] * (dtau - Dmu[iv]) + (tau - imp.mu[iv])[:, None] * ds[iv]
@@ -740,3 +748,65 @@ def group_chisq_wls(fit) -> list[float]:
     obj = DWLSObjective(st["model"], st["cstats"], st["weight"])
     Fg = obj.group_values(st["x"])
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
+
+
+def score_test_equality_wls(fit):
+    """lavaan-style ``lavTestScore()`` of every equality constraint of a WLSMV fit.
+
+    Returns
+    -------
+    DataFrame
+        As `instrument.invariance.score_test_equality`: ``lhs op rhs parameter lhs_group
+        rhs_group X2 df pvalue epc``, the total test in ``.attrs["total"]``.
+
+    Notes
+    -----
+    For the model with the constraints released (one column per free table row, Delta_free),
+    evaluated at the constrained estimates: score ``s = sum_g f_g Delta_g' W_g (s_g - sigma_g)``
+    (``-1/2`` the gradient of F_DWLS), information ``I = sum_g f_g Delta_g' W_g Delta_g``
+    (``f_g = n_g / N``); then the Lagrange-multiplier statistics of
+    `instrument.invariance.score_tests` with N. With a DWLS weight these are the statistics
+    lavaan's ``lavTestScore`` computes for WLSMV fits (unscaled; use them to rank candidate
+    releases, as lavaan's users do).
+    """
+    import pandas as pd
+    from instrument.invariance import _param_name, score_tests, stats_chi2_sf
+
+    st = _state(fit)
+    model, x, cstats = st["model"], st["x"], st["cstats"]
+    obj = DWLSObjective(model, cstats, st["weight"])
+    n = np.array([g.n for g in cstats.groups], float)
+    fg = n / n.sum()
+    k = len(model.free_rows)
+    score = np.zeros(k)
+    info = np.zeros((k, k))
+    for f, v, o, e, D in zip(fg, obj.V, obj.obs, model.wls_est(x), model.wls_delta(x, wrt="free")):
+        VD = v[:, None] * D
+        score += f * (VD.T @ (o - e))
+        info += f * (D.T @ VD)
+    info = 0.5 * (info + info.T)
+    pt = fit.partable
+    rows_R, meta_rows = [], []
+    for col in range(model.nx):
+        members = np.flatnonzero(model.x_col == col)
+        for other in members[1:]:
+            r = np.zeros(k)
+            r[members[0]], r[other] = 1.0, -1.0
+            rows_R.append(r)
+            a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
+            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
+                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
+                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"]),
+                              "_b": other})
+    if not rows_R:
+        raise ValueError("the model has no equality constraints to test.")
+    R = np.array(rows_R)
+    total, uni, epc = score_tests(score, info, R, int(n.sum()))
+    out = pd.DataFrame(meta_rows)
+    out["X2"] = uni
+    out["df"] = 1
+    out["pvalue"] = stats_chi2_sf(uni, 1)
+    out["epc"] = [epc[i, b] for i, b in enumerate(out["_b"])]
+    out = out.drop(columns="_b")
+    out.attrs["total"] = {"X2": total, "df": len(R), "pvalue": float(stats_chi2_sf(total, len(R)))}
+    return out

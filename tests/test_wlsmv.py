@@ -191,3 +191,47 @@ def test_pairwise_missing_runs_and_is_default():
     assert fit.fit_measures["ntotal"] == len(d)
     fit2 = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True, missing="listwise")
     assert fit2.fit_measures["ntotal"] == len(d) - 40
+
+
+# ---------------------------------------------------------------------------------------------
+# ULSMV, theta parameterization and missing = "pairwise" (extra_wlsmv_refs.json, lavaan 0.6-14)
+# ---------------------------------------------------------------------------------------------
+
+EXTRA_KEYS = ("npar", "chisq", "df", "chisq.scaled", "chisq.scaling.factor", "baseline.chisq",
+              "baseline.chisq.scaled", "cfi", "tli", "cfi.scaled", "tli.scaled", "rmsea",
+              "rmsea.scaled", "ntotal")
+# ULS and theta-scale objectives are flatter: lavaan's nlminb stops ~3e-5 from the optimum
+# (its chi-squares agree with ours to 1e-8)
+ATOL_EST_FLAT = 1e-4
+M3 = "A =~ A1 + A2 + A3 + A4 + A5\nC =~ C1 + C2 + C3 + C4 + C5\nN =~ N1 + N2 + N3 + N4 + N5"
+
+
+@lru_cache(maxsize=None)
+def extra_fit(kind: str):
+    items3 = [i for i in BFI_ITEMS if i[0] in "ACN"]
+    calls = {
+        "ulsmv": lambda: cfa(BFI_MODEL, data("bfi_complete25.csv"), ordered=BFI_ITEMS,
+                             estimator="ULSMV"),
+        "theta": lambda: cfa(BFI_MODEL, data("bfi_complete25.csv"), ordered=BFI_ITEMS,
+                             parameterization="theta"),
+        "pairwise": lambda: cfa(M3, data("bfi.csv"), ordered=items3),   # default: pairwise
+    }
+    return quiet(calls[kind])
+
+
+@pytest.mark.parametrize("kind,atol", [("ulsmv", ATOL_EST_FLAT), ("theta", ATOL_EST_FLAT),
+                                       ("pairwise", ATOL_EST)])
+def test_extra_lavaan_fits(kind, atol):
+    r = ref("extra_wlsmv_refs.json")[kind]
+    fit = extra_fit(kind)
+    for k in EXTRA_KEYS:
+        assert_allclose(fit.fit_measures[k], r["fit_measures"][k], rtol=RTOL_CHISQ,
+                        err_msg=f"{kind} {k}")
+    assert_allclose(fit.fit_measures["srmr"], r["fit_measures"]["srmr"], atol=1e-6)
+    assert_allclose(fit.meta.options["test_info"]["shift.parameter"], r["shift"], rtol=RTOL_CHISQ)
+    m = merged(fit.estimates, r["parameter_estimates"])
+    assert_allclose(m["est"], m["est_ref"], atol=atol)
+    free = m["se_ref"] > 0
+    assert_allclose(m.loc[free, "se"], m.loc[free, "se_ref"], rtol=RTOL_SE)
+    s = merged(fit.estimates, r["std_all"])
+    assert_allclose(s["std.all"], s["est.std"], atol=atol)

@@ -474,7 +474,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
             slv[r] = vals[r]
             sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]]
         elif ops[r] == "~*~":
-            slv[r] = sall[r] = vals[r]
+            slv[r], sall[r] = vals[r], 1.0      # lavaan: the standardized scale is 1
         elif (ops[r] == "~~" and f["lhs"].iat[r] == f["rhs"].iat[r]
               and f["lhs"].iat[r] in ovi):
             g = int(f["group"].iat[r]) - 1

@@ -61,7 +61,10 @@ class CheckWLSMV:
                "baseline.chisq.scaling.factor", "cfi", "tli", "cfi.scaled", "tli.scaled",
                "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.scaled",
                "rmsea.ci.lower.scaled", "rmsea.ci.upper.scaled", "nfi", "rfi", "ifi", "rni",
-               "nfi.scaled", "rfi.scaled", "ifi.scaled", "rni.scaled")
+               "nfi.scaled", "rfi.scaled", "ifi.scaled", "rni.scaled",
+               # robust (catML, Savalei 2021)
+               "cfi.robust", "tli.robust", "nnfi.robust", "rni.robust", "rmsea.robust",
+               "rmsea.ci.lower.robust", "rmsea.ci.upper.robust")
 
     def test_fit_measures(self):
         fm, lf = self.ours.fit_measures, self.lav["fit_measures"]
@@ -199,7 +202,8 @@ def test_pairwise_missing_runs_and_is_default():
 
 EXTRA_KEYS = ("npar", "chisq", "df", "chisq.scaled", "chisq.scaling.factor", "baseline.chisq",
               "baseline.chisq.scaled", "cfi", "tli", "cfi.scaled", "tli.scaled", "rmsea",
-              "rmsea.scaled", "ntotal")
+              "rmsea.scaled", "ntotal", "cfi.robust", "tli.robust", "rmsea.robust",
+              "rmsea.ci.lower.robust", "rmsea.ci.upper.robust")
 # ULS and theta-scale objectives are flatter: lavaan's nlminb stops ~3e-5 from the optimum
 # (its chi-squares agree with ours to 1e-8)
 ATOL_EST_FLAT = 1e-4

@@ -239,3 +239,18 @@ def test_extra_lavaan_fits(kind, atol):
     assert_allclose(m.loc[free, "se"], m.loc[free, "se_ref"], rtol=RTOL_SE)
     s = merged(fit.estimates, r["std_all"])
     assert_allclose(s["std.all"], s["est.std"], atol=atol)
+
+
+def test_summary_and_unsupported_methods():
+    fit = extra_fit("pairwise")
+    t = fit.summary()
+    text = t.as_text()
+    assert "Estimator WLSMV" in text and "pairwise" in text and "Why:" in text
+    assert "cfi.scaled" in text and "chisq.scaled" in text
+    for meth in ("residuals", "modindices", "standardized_solution"):
+        with pytest.raises(NotImplementedError, match="WLSMV"):
+            getattr(fit, meth)()
+    # R² of the latent responses: 1 - residual variance (delta parameterization)
+    e = fit.estimates
+    th = e[(e.op == "~~") & (e.lhs == "A2") & (e.rhs == "A2")]["est"].iloc[0]
+    assert_allclose(fit.r2["A2"], 1 - th, atol=1e-10)

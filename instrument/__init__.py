@@ -20,3 +20,5 @@ __all__ += ["invariance"]
 from instrument.policy import (change, classification_accuracy, convergence,  # noqa: E402
                                rollup, variance_components)
 __all__ += ["rollup", "classification_accuracy", "convergence", "change", "variance_components"]
+from instrument.reliability_ordinal import omega_categorical  # noqa: E402
+__all__ += ["omega_categorical"]

@@ -318,4 +318,7 @@ class CFAResult:
             notes.append(f"{opts['nobs_dropped_listwise']} row(s) with missing values were "
                          "removed (listwise).")
         notes += [f"Warning: {w}" for w in self.warnings]
-        return Table("Confirmatory factor analysis (lavaan-compatible ML)", frame, tuple(notes))
+        est_name = str(opts.get("estimator", "ML")).upper()
+        est_name = est_name if est_name in ("WLSMV", "ULSMV") else "ML"
+        return Table(f"Confirmatory factor analysis (lavaan-compatible {est_name})", frame,
+                     tuple(notes))

@@ -384,6 +384,8 @@ class InvarianceResult:
     def summary(self) -> Table:
         cols = ["step", "chisq", "df", "cfi", "rmsea", "srmr", "chisq.diff", "df.diff",
                 "pvalue.diff", "cfi.delta", "rmsea.delta", "srmr.delta", "verdict"]
+        if self.estimator in ("WLSMV", "ULSMV"):   # the indices the Δ-fit rules used
+            cols[1:5] = ["chisq.scaled", "df", "cfi.scaled", "rmsea.scaled"]
         cols = [c for c in cols if c in self.table.columns]
         notes = [f"Estimator {self.estimator}; groups: {', '.join(self.group_labels)}; "
                  f"rule set {self.rule_set}."]

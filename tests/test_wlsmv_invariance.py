@@ -231,3 +231,24 @@ def test_score_tests_wlsmv_total_equals_lrt_difference():
     assert st.sort_values("X2").iloc[-1]["parameter"] == "y3|t2"
     d_unscaled = fit.fit_measures["chisq"] - res.fits["configural"].fit_measures["chisq"]
     assert_allclose(st.attrs["total"]["X2"], d_unscaled, rtol=0.05)
+
+
+def test_cli_invariance_ordered(tmp_path):
+    from click.testing import CliRunner
+    from instrument.cli import main
+    out = tmp_path / "ladder.json"
+    r = CliRunner().invoke(main, ["invariance", DIF_MODEL, str(FIX / "ordinal_dif_2lang.csv"),
+                                  "--group", "language", "--ordered", "all", "--partial",
+                                  "--rule-set", "lrt", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Estimator WLSMV" in r.output and "y3|t2" in r.output and "cfi.scaled" in r.output
+    assert out.exists()
+
+
+def test_cli_cfa_ordered():
+    from click.testing import CliRunner
+    from instrument.cli import main
+    r = CliRunner().invoke(main, ["cfa", "A =~ A1 + A2 + A3 + A4 + A5",
+                                  str(FIX / "bfi_complete25.csv"), "--ordered", "all"])
+    assert r.exit_code == 0, r.output
+    assert "lavaan-compatible WLSMV" in r.output and "chisq.scaled" in r.output

@@ -73,8 +73,15 @@ class CheckWLSMV:
 
     def test_srmr(self):
         # residual-based: follows lavaan's optimiser tolerance (estimates atol 1e-5)
-        assert_allclose(self.ours.fit_measures["srmr"], self.lav["fit_measures"]["srmr"],
-                        atol=1e-6)
+        for k in ("srmr", "srmr_bentler", "srmr_bentler_nomean", "rmr", "rmr_nomean", "crmr",
+                  "crmr_nomean", "gfi", "agfi", "pgfi"):
+            assert_allclose(self.ours.fit_measures[k], self.lav["fit_measures"][k], atol=1e-6,
+                            err_msg=k)
+
+    def test_other_chisq_based(self):
+        for k in ("cn_05", "cn_01", "mfi", "wrmr", "fmin"):
+            assert_allclose(self.ours.fit_measures[k], self.lav["fit_measures"][k],
+                            rtol=RTOL_CHISQ, err_msg=k)
 
     def test_estimates(self):
         m = merged(self.ours.estimates, self.lav["parameter_estimates"])

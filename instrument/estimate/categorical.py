@@ -29,6 +29,7 @@ from instrument.estimate.polychoric import CategoricalSampleStats
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
 from instrument.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
+from instrument.fit import other as _other
 from instrument.partable import PARTABLE_COLUMNS, ParTable, build_partable
 from instrument.syntax import SyntaxRow
 
@@ -617,14 +618,36 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
         fm["rmsea.pvalue.robust"] = float(_st.ncx2.sf(XX3 / c3, df3,
                                                       nr * df3 * 0.05 ** 2 / (G * c3)))
     # SRMR: off-diagonal correlation residuals, divisor p(p+1)/2, groups weighted n_g / N
+    # (crmr: divisor p(p-1)/2; the "with means" variants add the standardized threshold
+    # residuals and their count; rmr = srmr_bentler here, all on the correlation metric)
     p = model.p
-    sr = []
+    fam = {k: [] for k in ("sr", "srm", "cr", "crm", "gfi")}
     for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
-        res = gs.wls_obs[len(gs.th):] - e[len(gs.th):]
-        sr.append(math.sqrt(float(res @ res) / (p * (p + 1) / 2)))
+        nth = len(gs.th)
+        res = gs.wls_obs[nth:] - e[nth:]
+        rt = gs.wls_obs[:nth] - e[:nth]
+        r2, t2 = float(res @ res), float(rt @ rt)
+        fam["sr"].append(math.sqrt(r2 / (p * (p + 1) / 2)))
+        fam["srm"].append(math.sqrt((r2 + t2) / (p * (p + 1) / 2 + nth)))
+        fam["cr"].append(math.sqrt(r2 / (p * (p - 1) / 2)))
+        fam["crm"].append(math.sqrt((r2 + t2) / (p * (p - 1) / 2 + nth)))
+        v = np.diag(st.groups[g].WLS_V)
+        d = gs.wls_obs - e
+        fam["gfi"].append(1.0 - float(d @ (v * d)) / float(gs.wls_obs @ (v * gs.wls_obs)))
     n = np.array([g.n for g in cstats.groups], float)
-    srmr = float((n / n.sum()) @ np.array(sr))
-    fm.update({"srmr": srmr, "srmr_bentler_nomean": srmr})
+    wts = n / n.sum()
+    agg = {k: float(wts @ np.array(v)) for k, v in fam.items()}
+    sr = fam["sr"]
+    srmr = agg["sr"]
+    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    fm.update({"rmr": agg["srm"], "rmr_nomean": srmr, "srmr": srmr,
+               "srmr_bentler": agg["srm"], "srmr_bentler_nomean": srmr,
+               "crmr": agg["crm"], "crmr_nomean": agg["cr"],
+               "cn_05": _other.hoelter_cn(chisq, df, nr, alpha=0.05),
+               "cn_01": _other.hoelter_cn(chisq, df, nr, alpha=0.01),
+               "gfi": agg["gfi"], "agfi": _other.agfi(agg["gfi"], nstat, df),
+               "pgfi": _other.pgfi(agg["gfi"], nstat, df), "mfi": _other.mfi(chisq, df, nr),
+               "wrmr": math.sqrt(chisq / nstat)})
     out = in_lavaan_order(fm)
     out["_srmr_groups"] = sr
     # scaled-shifted details (lavaan's test list names) kept outside the fitMeasures names

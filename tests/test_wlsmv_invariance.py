@@ -252,3 +252,28 @@ def test_cli_cfa_ordered():
                                   str(FIX / "bfi_complete25.csv"), "--ordered", "all"])
     assert r.exit_code == 0, r.output
     assert "lavaan-compatible WLSMV" in r.output and "chisq.scaled" in r.output
+
+
+# ---------------------------------------------------------------------------------------------
+# lavaan's own multiple-group identification (marker, delta): cfa(group=, group_equal=)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("step", ["configural", "thresholds", "loadings", "intercepts"])
+def test_lavaan_default_multigroup_delta(step):
+    r = json.loads((FIX / "mg_delta_refs.json").read_text())[step]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(MODEL, bfi(), group="sex", group_order=["male", "female"], ordered=ITEMS,
+                  group_equal=GROUP_EQUAL[step])
+    for k in ("npar", "chisq", "df", "chisq.scaled", "chisq.scaling.factor", "cfi.scaled",
+              "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r["fit_measures"][k], rtol=RTOL_CHISQ,
+                        err_msg=f"{step} {k}")
+    assert_allclose(fit.fit_measures["srmr"], r["fit_measures"]["srmr"], atol=1e-6)
+    e = fit.estimates
+    for row in r["free"]:
+        ours = e[(e.lhs == row["lhs"]) & (e.op == row["op"]) & (e.rhs == (row["rhs"] or ""))
+                 & (e.group == 2)]
+        assert len(ours) == 1, row
+        assert (ours["se"].iloc[0] > 0) == (row["se"] > 0), row
+        assert_allclose(ours["est"].iloc[0], row["est"], atol=1e-4, err_msg=str(row))

@@ -77,7 +77,8 @@ def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSam
     groups with ``group_equal="thresholds"``), its intercept ``x ~ 1`` fixed at 0, its residual
     variance ``x ~~ x`` fixed (delta: computed from the model; theta: 1) and, with the delta
     parameterization, the scale ``x ~*~ x`` fixed at 1 (free in groups 2..G when thresholds are
-    held equal, lavaan's rule). Rows the user wrote are kept as written.
+    held equal, lavaan's rule; latent means are then free in groups 2..G as well). Rows the user
+    wrote are kept as written.
     """
     ordered = list(ordered)
     base = build_partable(rows, ngroups=cstats.ngroups,
@@ -132,6 +133,15 @@ def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSam
             if (v, "~*~", v, g) not in have:
                 # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
                 add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
+    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
+    # intercepts do: free in groups 2..G (unless "means" are held equal too)
+    if th_equal and "means" not in group_equal:
+        lvs = set(base.lv_names)
+        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
+        for rec in recs:
+            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
+                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
+                rec["free"], rec["ustart"] = 1, math.nan
     frame = pd.DataFrame(recs)
     frame["id"] = np.arange(1, len(frame) + 1)
     frame["plabel"] = [f".p{k}." for k in frame["id"]]

@@ -809,12 +809,12 @@ def score_test_equality_wls(fit):
     Notes
     -----
     For the model with the constraints released (one column per free table row, Delta_free),
-    evaluated at the constrained estimates: score ``s = sum_g f_g Delta_g' W_g (s_g - sigma_g)``
-    (``-1/2`` the gradient of F_DWLS), information ``I = sum_g f_g Delta_g' W_g Delta_g``
-    (``f_g = n_g / N``); then the Lagrange-multiplier statistics of
-    `instrument.invariance.score_tests` with N. With a DWLS weight these are the statistics
-    lavaan's ``lavTestScore`` computes for WLSMV fits (unscaled; use them to rank candidate
-    releases, as lavaan's users do).
+    evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
+    (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
+    ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
+    statistics of `instrument.invariance.score_tests` with N. These are the (unscaled)
+    statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
+    releases.
     """
     import pandas as pd
     from instrument.invariance import _param_name, score_tests, stats_chi2_sf
@@ -827,9 +827,10 @@ def score_test_equality_wls(fit):
     k = len(model.free_rows)
     score = np.zeros(k)
     info = np.zeros((k, k))
-    for f, v, o, e, D in zip(fg, obj.V, obj.obs, model.wls_est(x), model.wls_delta(x, wrt="free")):
+    for f, ng, v, o, e, D in zip(fg, n, obj.V, obj.obs, model.wls_est(x),
+                                 model.wls_delta(x, wrt="free")):
         VD = v[:, None] * D
-        score += f * (VD.T @ (o - e))
+        score += f * (ng - 1) / ng * (VD.T @ (o - e))
         info += f * (D.T @ VD)
     info = 0.5 * (info + info.T)
     pt = fit.partable

@@ -261,3 +261,12 @@ def test_summary_and_unsupported_methods():
     e = fit.estimates
     th = e[(e.op == "~~") & (e.lhs == "A2") & (e.rhs == "A2")]["est"].iloc[0]
     assert_allclose(fit.r2["A2"], 1 - th, atol=1e-10)
+
+
+def test_heywood_warning_delta():
+    """Two-indicator factors: a computed residual variance 1 - lambda^2 psi goes negative."""
+    d = data("bfi_complete25.csv")
+    with pytest.warns(UserWarning, match="Heywood"):
+        fit = cfa("A =~ A1 + A2\nC =~ C1 + C2", d, ordered=True)
+    e = fit.estimates
+    assert (e[(e.op == "~~") & (e.lhs == "A2") & (e.rhs == "A2")]["est"] < 0).all()

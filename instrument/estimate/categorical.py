@@ -409,7 +409,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
 
     Notes
     -----
-    Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = N F``;
+    Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = (N - G) F``;
     standard errors ``E^-1 Delta' W Gamma W Delta E^-1 / (N - G)`` (`dwls_vcov_robust`) and the
     scaled-shifted test (`dwls_scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
     ``fitMeasures()`` for categorical data: RMSEA with N - G, SRMR over the off-diagonal
@@ -469,6 +469,15 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                 r = model.theta_rows[g][i]
                 if r >= 0 and f["free"].iat[r] == 0:
                     vals[r] = mt["theta"][i, i]
+    for g, mt in enumerate(mats):
+        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
+        neg = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
+        if neg:
+            warn.append(f"some (computed) residual variances of the latent responses are "
+                        f"negative{gname} (Heywood case): {neg}")
+        if model.m and np.linalg.eigvalsh(model.lv_cov(x)[g])[0] <= 0:
+            warn.append(f"the covariance matrix of the latent variables{gname} is not positive "
+                        "definite")
     se_rows = np.zeros(len(f))
     if vcov_x is not None:
         sd = np.sqrt(np.clip(np.diag(vcov_x), 0, None))

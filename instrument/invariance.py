@@ -626,7 +626,7 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
 def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group_order,
                         group_partial, min_group_n, ordered, **cfa_options) -> InvarianceResult:
     """The ordinal (WLSMV, Wu-Estabrook) ladder; see `invariance`."""
-    from instrument.invariance_ordinal import ORDINAL_STEPS, fit_ordinal_step
+    from instrument.invariance_ordinal import ORDINAL_STEPS
 
     if estimator.upper() not in ("ML", "WLSMV"):
         raise ValueError(f"estimator= must be 'WLSMV' for an ordinal ladder (ordered= given); "

@@ -436,7 +436,6 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
         x, converged, iters = x0, False, 0
         warn.append(f"the model did not converge: {e}")
     deltas = model.wls_delta(x)
-    N, G = cstats.ntotal, cstats.ngroups
     vcov_x = None
     if se != "none":
         try:
@@ -560,7 +559,6 @@ def _uls_vcov_robust(deltas, cstats):
 
 
 def _uls_stats(cstats):
-    from instrument.estimate.polychoric import SampleStatsOrdinal  # noqa: F401
     return CategoricalSampleStats(
         groups=tuple(replace(g, WLS_V=np.eye(len(g.wls_obs))) for g in cstats.groups),
         missing=cstats.missing, group_var=cstats.group_var)

@@ -73,10 +73,11 @@ def wu_estabrook_syntax(model: str, nthresholds: Mapping[str, int], *, ngroups: 
     Factors identified by ``std.lv`` (variances 1 and means 0 in group 1). Latent responses:
     intercepts 0 and residual variances 1 (theta parameterization) in group 1. In groups
     2..G the intercept and residual variance of an item are free once its thresholds are held
-    equal (and fixed again when intercepts / residuals are held equal); latent variances are
-    free once loadings are equal, latent means once intercepts are equal. This is semTools
-    0.5-6 ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016",
-    parameterization = "theta")`` for items with three or more categories.
+    equal (and fixed again when intercepts / residuals are held equal); for a binary item the
+    intercept is freed by the equal threshold and the residual variance only once intercepts are
+    equal as well. Latent variances are free once loadings are equal, latent means once
+    intercepts are equal. This is semTools 0.5-6 ``measEq.syntax(ID.fac = "std.lv",
+    ID.cat = "Wu.Estabrook.2016", parameterization = "theta")``.
 
     References
     ----------
@@ -102,10 +103,9 @@ def wu_estabrook_syntax(model: str, nthresholds: Mapping[str, int], *, ngroups: 
             factors.append(r.lhs)
         items.append((r.lhs, r.rhs))
     ovs = list(dict.fromkeys(i for _, i in items))
-    binary = [v for v in ovs if nthresholds[v] < 2]
-    if binary:
-        raise NotImplementedError(f"item(s) {binary} have two categories; the Wu-Estabrook "
-                                  "rules for binary items are not implemented")
+    few = [v for v in ovs if nthresholds[v] < 1]
+    if few:
+        raise ValueError(f"item(s) {few} have fewer than two observed categories")
     out = ["## LOADINGS:"]
     for k, (f, v) in enumerate(items, start=1):
         fi = factors.index(f) + 1
@@ -113,7 +113,7 @@ def wu_estabrook_syntax(model: str, nthresholds: Mapping[str, int], *, ngroups: 
         out.append(f"{f} =~ {_c(['NA'] * G)}*{v} + "
                    f"{_c(_labels(f'lambda.{k}_{fi}', G, equal))}*{v}")
     out.append("## THRESHOLDS:")
-    th_equal_item = {}
+    n_equal = {}
     for v in ovs:
         n_eq = 0
         for t in range(1, nthresholds[v] + 1):
@@ -121,17 +121,24 @@ def wu_estabrook_syntax(model: str, nthresholds: Mapping[str, int], *, ngroups: 
             n_eq += equal
             out.append(f"{v} | {_c(['NA'] * G)}*t{t} + "
                        f"{_c(_labels(f'{v}.thr{t}', G, equal))}*t{t}")
-        th_equal_item[v] = n_eq >= 2
+        n_equal[v] = n_eq
+    # which latent-response parameters the equal thresholds identify in groups 2..G: with two
+    # or more equal thresholds both the intercept and the residual variance; a binary item's
+    # single threshold identifies the intercept, and its residual variance once the intercept
+    # is held equal too (Wu & Estabrook, 2016; semTools' rules)
+    nu_equal = {v: "intercepts" in eq and f"{v}~1" not in partial for v in ovs}
     out.append("## INTERCEPTS:")
     for k, v in enumerate(ovs, start=1):
-        equal = "intercepts" in eq and f"{v}~1" not in partial
-        free = th_equal_item[v] and not equal
+        equal = nu_equal[v]
+        ident = n_equal[v] >= 2 or (nthresholds[v] == 1 and n_equal[v] == 1)
+        free = ident and not equal
         out.append(f"{v} ~ {_c(_fixed_free(G, '0', free))}*1 + "
                    f"{_c(_labels(f'nu.{k}', G, equal))}*1")
     out.append("## RESIDUAL VARIANCES:")
     for k, v in enumerate(ovs, start=1):
         equal = "residuals" in eq and f"{v}~~{v}" not in partial
-        free = th_equal_item[v] and not equal
+        ident = n_equal[v] >= 2 or (nthresholds[v] == 1 and n_equal[v] == 1 and nu_equal[v])
+        free = ident and not equal
         out.append(f"{v} ~~ {_c(_fixed_free(G, '1', free))}*{v} + "
                    f"{_c(_labels(f'theta.{k}_{k}', G, equal))}*{v}")
     out.append("## LATENT MEANS, VARIANCES, COVARIANCES:")

@@ -292,3 +292,34 @@ def test_score_tests_match_lavTestScore():
     # lavaan's estimates sit ~5e-5 from the optimum (theta scale): tiny statistics differ by
     # ~1e-6 absolute, the informative ones (X2 > 0.1) agree to ~3e-6 relative
     assert_allclose(m["X2"], m["X2_ref"], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# binary and three-category items (we_binary_*: semTools syntax and lavaan fits)
+# ---------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def bfi_binary() -> pd.DataFrame:
+    d = bfi().copy()
+    d["A1"] = (d["A1"] > 3).astype(int)
+    d["A2"] = d["A2"].sub(3).clip(1, 3)
+    return d
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_wu_estabrook_binary_items(step):
+    from instrument.invariance_ordinal import (count_thresholds, fit_ordinal_step,
+                                               wu_estabrook_syntax)
+    model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
+    items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
+    nth = count_thresholds(bfi_binary(), items)
+    assert nth["A1"] == 1 and nth["A2"] == 2
+    ours = wu_estabrook_syntax(model, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
+    assert _canon(ours) == _canon((FIX / f"we_binary_{step}.lav").read_text())
+    r = json.loads((FIX / "we_binary_refs.json").read_text())[step]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_ordinal_step(model, bfi_binary(), group="sex", group_equal=GROUP_EQUAL[step],
+                               group_order=["male", "female"])
+    for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{step} {k}")

@@ -56,8 +56,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.syntax`).
     data : pandas.DataFrame
         One row per respondent; the model's observed variables must be numeric columns.
-    estimator : {"ML"}
-        "MLR" and "WLSMV" raise NotImplementedError until their modules land.
+    estimator : {"ML", "MLR", "WLSMV", "ULSMV"}, optional
+        Default "ML", or "WLSMV" when `ordered` is given (ordered items with "ML"/"MLR" is an
+        error: drop ordered= to treat them as continuous). "WLSMV"/"ULSMV" need `ordered`.
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -74,7 +75,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     information : {"expected", "observed"}
         Information matrix for standard errors.
     se : {"standard", "none"}
-    missing : {"listwise"}
+    missing : {"listwise", "pairwise"}, optional
+        Default "listwise"; with ordered items default "pairwise" ("fiml" with ordered items is
+        an error that names the alternatives).
         Rows with a missing model variable (or group) are dropped.
     ordered : sequence of str or True, optional
         Ordered (ordinal) indicators: the fit is done by `instrument.cfa_ordinal.cfa_ordinal`

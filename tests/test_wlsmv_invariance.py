@@ -323,3 +323,18 @@ def test_wu_estabrook_binary_items(step):
                                group_order=["male", "female"])
     for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
         assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{step} {k}")
+
+
+def test_fast_traces_equal_dense_formula():
+    """`scaled_shifted_fast` (parameter-sized algebra) equals the polychoric helper's dense
+    `dwls_scaled_shifted` on a two-group fit."""
+    from instrument.estimate.categorical import scaled_shifted_fast
+    from instrument.estimate.dwls import dwls_scaled_shifted
+    f = fits()["loadings"]
+    st = f._wls_state
+    D = st["model"].wls_delta(st["x"])
+    a = dwls_scaled_shifted(f.fit_measures["chisq"], f.fit_measures["df"], D, st["cstats"])
+    b = scaled_shifted_fast(f.fit_measures["chisq"], f.fit_measures["df"], D, st["cstats"])
+    for k in ("trace.UGamma", "trace.UGamma2", "chisq.scaling.factor", "chisq.shift.parameters",
+              "chisq.scaled"):
+        assert_allclose(b[k], a[k], rtol=1e-12, err_msg=k)

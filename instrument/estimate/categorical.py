@@ -573,8 +573,8 @@ def test_scaled_shifted(chisq: float, df: int, deltas, cstats, weight: str = "DW
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = dwls_scaled_shifted(chisq, df, deltas, st) if df > 0 else None
-    bl = dwls_baseline(st)
+    ss = scaled_shifted_fast(chisq, df, deltas, st) if df > 0 else None
+    bl = _baseline_fast(st)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
@@ -769,23 +769,15 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     keep = ~((np.abs(APA.sum(0)) < 1.5e-8) & (np.abs(APA.sum(1)) < 1.5e-8))
     A = A[keep]
     Q = Pi @ A.T @ np.linalg.pinv(A @ Pi @ A.T) @ A @ Pi
-    tr1 = 0.0
-    blocks = []
+    # tr1 = sum_g f_g tr(W Gamma W D Q D') = tr(Q M), tr2 = tr((U Gamma_f)^2) = tr((Q M)^2)
+    # with M = sum_g f_g (W_g D_g)' Gamma_g (W_g D_g): parameter-sized algebra
+    M = np.zeros_like(Q)
     for f, D, w, g in zip(fg, D1, Wd, cst.groups):
         WD = w[:, None] * D
-        tr1 += f * float(np.sum((WD @ Q @ WD.T) * g.NACOV))
-        blocks.append(WD)
-    VD = np.vstack(blocks)
-    U = VD @ Q @ VD.T
-    tot = VD.shape[0]
-    Gf = np.zeros((tot, tot))
-    off = 0
-    for f, g in zip(fg, cst.groups):
-        k = len(g.wls_obs)
-        Gf[off:off + k, off:off + k] = f * g.NACOV
-        off += k
-    UG = U @ Gf
-    tr2 = float(np.sum(UG * UG.T))
+        M += f * (WD.T @ (g.NACOV @ WD))
+    QM = Q @ M
+    tr1 = float(np.trace(QM))
+    tr2 = float(np.sum(QM * QM.T))
     a = math.sqrt(m / tr2)
     b = m - a * tr1
     stat = T * a + b
@@ -921,12 +913,20 @@ def _catml_robust(model, x, cstats, deltas, st):
         Wb.append(fg[g] * W_all[g][nth:])
         Gb.append(gs.NACOV[nth:, nth:] / fg[g])
         Db.append(deltas[g][nth:])
-    from scipy.linalg import block_diag
-    V, Gam = block_diag(*Vb), block_diag(*Gb)
-    w = np.concatenate(Wb)
-    Dl = np.vstack(Db)
-    A = np.eye(len(w)) - (Dl @ Einv @ Dl.T) * w[None, :]
-    ks = float(np.sum((A.T @ V @ A) * Gam.T))
+    # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
+    # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
+    k = Einv.shape[0]
+    trVG = 0.0
+    S1, S2, S3 = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
+    for Vg, wg, Gg, Dg in zip(Vb, Wb, Gb, Db):
+        trVG += float(np.sum(Vg * Gg.T))
+        WD = wg[:, None] * Dg
+        GWD = Gg @ WD
+        VD = Vg @ Dg
+        S1 += GWD.T @ VD
+        S2 += Dg.T @ VD
+        S3 += WD.T @ GWD
+    ks = trVG - 2.0 * float(np.sum(Einv * S1.T)) + float(np.sum((Einv @ S2) * (Einv @ S3).T))
     G = cstats.ngroups
     # the catML model drops the thresholds and the intercepts/means (lavaan removes "|" and "~1")
     ops = model.pt.frame["op"].to_numpy()
@@ -937,4 +937,65 @@ def _catml_robust(model, x, cstats, deltas, st):
         return None
     df3 = G * p * (p - 1) // 2 - (model.nx - len(drop))
     dfb = G * p * (p - 1) // 2
-    return XX3, df3, ks / df3, XXb, dfb, float(np.trace(Gam)) / dfb
+    return XX3, df3, ks / df3, XXb, dfb, float(sum(np.trace(Gg) for Gg in Gb)) / dfb
+
+
+# ------------------------------------------------------------------------------------------
+# fast traces (k x k algebra instead of dense moment-sized products)
+# ------------------------------------------------------------------------------------------
+
+def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
+    """`instrument.estimate.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
+
+    Notes
+    -----
+    With W_g = WLS_V_g (diagonal), A_g = W_g Gamma_g, B_g = W_g Delta_g, Y_g = Gamma_g B_g,
+    E = sum_g f_g Delta_g' B_g, H = sum_g f_g B_g' Y_g and K = sum_g f_g Y_g' W_g Y_g:
+    ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
+    ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
+    (the same quantities as the dense formula; the group weights f_g cancel as there).
+    """
+    n = np.array([g.n for g in stats.groups], float)
+    fg = n / n.sum()
+    k = deltas[0].shape[1]
+    E = np.zeros((k, k))
+    H = np.zeros((k, k))
+    K = np.zeros((k, k))
+    trA = trA2 = 0.0
+    for f, D, g in zip(fg, deltas, stats.groups):
+        w = np.diag(g.WLS_V)
+        B = w[:, None] * D
+        Y = g.NACOV @ B
+        A = w[:, None] * g.NACOV
+        trA += float(np.trace(A))
+        trA2 += float(np.sum(A * A.T))
+        E += f * (D.T @ B)
+        H += f * (B.T @ Y)
+        K += f * (Y.T @ (w[:, None] * Y))
+    Ei = np.linalg.inv(E)
+    EH = Ei @ H
+    tr1 = trA - float(np.trace(EH))
+    tr2 = trA2 - 2.0 * float(np.sum(Ei * K.T)) + float(np.sum(EH * EH.T))
+    a = np.sqrt(df / tr2)
+    b = df - a * tr1
+    stat = a * chisq + b
+    return {"trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.scaling.factor": float(1.0 / a),
+            "chisq.shift.parameters": float(b), "chisq.scaled": float(stat),
+            "pvalue.scaled": float(_st.chi2.sf(stat, df))}
+
+
+def _baseline_fast(stats) -> dict:
+    """`instrument.estimate.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
+    (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
+    nfree = [g.nth for g in stats.groups]
+    tot = sum(nfree)
+    deltas, off = [], 0
+    for g, nf in zip(stats.groups, nfree):
+        D = np.zeros((len(g.wls_obs), tot))
+        D[:nf, off:off + nf] = np.eye(nf)
+        off += nf
+        deltas.append(D)
+    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
+    ss = scaled_shifted_fast(0.0, df, deltas, stats)
+    return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
+            "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

@@ -133,6 +133,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                        "rows complete on its pair)")
         if cluster is not None:
             raise NotImplementedError("cluster= is not implemented")
+        if likelihood != "normal" or information != "expected":
+            raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
+                             "the DWLS/ULS expected information with robust.sem standard errors.")
         return cfa_ordinal(model, data, ordered=ordered, estimator=estimator, group=group,
                            group_equal=group_equal, group_partial=group_partial, std_lv=std_lv,
                            parameterization=parameterization, missing=missing,

@@ -19,6 +19,23 @@ __all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
 
 ORDINAL_ESTIMATORS = ("WLSMV", "ULSMV")
 _MISSING = ("pairwise", "listwise")
+# two-step sample statistics of recent calls, keyed by a hash of the data actually used (an
+# invariance ladder refits the same data several times); a few entries only
+_STATS_CACHE: dict = {}
+_STATS_CACHE_SIZE = 4
+
+
+def _sample_stats_cached(df, ov, group, group_order, missing):
+    key = (hash_frame(df), tuple(ov), group,
+           None if group_order is None else tuple(map(str, group_order)), missing)
+    hit = _STATS_CACHE.get(key)
+    if hit is None:
+        hit = sample_stats_ordinal(df, ov_names=list(ov), ordered=list(ov), group=group,
+                                   group_order=group_order, missing=missing)
+        if len(_STATS_CACHE) >= _STATS_CACHE_SIZE:
+            _STATS_CACHE.pop(next(iter(_STATS_CACHE)))
+        _STATS_CACHE[key] = hit
+    return hit
 
 
 def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool = True,
@@ -122,8 +139,7 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
         keep = df[group].notna().to_numpy()
         n_dropped = int((~keep).sum())
         df = df.loc[keep]
-    cstats = sample_stats_ordinal(df, ov_names=list(ov), ordered=list(ov), group=group,
-                                  group_order=group_order, missing=missing)
+    cstats = _sample_stats_cached(df, ov, group, group_order, missing)
     pt = build_categorical_partable(rows, cstats, ordered=list(ov), ov_names=list(data.columns),
                                     parameterization=parameterization, std_lv=std_lv,
                                     group_equal=tuple(group_equal),

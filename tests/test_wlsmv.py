@@ -270,3 +270,14 @@ def test_heywood_warning_delta():
         fit = cfa("A =~ A1 + A2\nC =~ C1 + C2", d, ordered=True)
     e = fit.estimates
     assert (e[(e.op == "~~") & (e.lhs == "A2") & (e.rhs == "A2")]["est"] < 0).all()
+
+
+def test_sample_stats_cache_is_keyed_by_data():
+    """Refits of the same data reuse the two-step statistics; changed data does not."""
+    d = data("bfi_complete25.csv")[["A1", "A2", "A3", "A4"]].copy()
+    a = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True)
+    b = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True)
+    assert a.fit_measures["chisq"] == b.fit_measures["chisq"]
+    d.iloc[0, 0] = 6 if d.iloc[0, 0] != 6 else 1
+    c = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True)
+    assert c.fit_measures["chisq"] != a.fit_measures["chisq"]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.estimate.dwls import dwls_baseline, dwls_scaled_shifted, dwls_vcov_robust
+from instrument.estimate.dwls import dwls_scaled_shifted, dwls_vcov_robust
 from instrument.estimate.ml import optimize
 from instrument.estimate.model import Model
 from instrument.estimate.polychoric import CategoricalSampleStats

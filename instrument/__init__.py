@@ -42,3 +42,5 @@ __all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores",
 # two-level CFA, exact ML (helper `twolevel`)
 from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
 __all__ += ["twolevel_cfa", "twolevel_reliability"]
+from instrument.reliability_ordinal import omega_categorical  # noqa: E402
+__all__ += ["omega_categorical"]

@@ -651,3 +651,90 @@ def change(scores: pd.DataFrame, *, year: str = "year", years: tuple | None = No
     by_school = both[key + ["score_1", "score_2", "change", "se", "z", "beyond_error"]]
     return ChangeResult(by_school.reset_index(drop=True), pd.DataFrame(rows),
                         rules.RELIABLE_CHANGE.to_dict(), tuple(years))
+
+
+def change_link(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
+                outcome: str = "chronic_absence", construct: str = "overall",
+                form: str = "teacher", years: tuple | None = None, year: str = "year",
+                controls: Sequence[str] = ("poverty", "<outcome>_prior"), **kw):
+    """Does improvement in practice predict improvement in outcomes? (`link` on changes.)
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Long school scores of two or more years (``year`` column; e.g. `school_scores` of a
+        panel), all years on one benchmark.
+    outcomes : DataFrame
+        School outcomes. With a ``year`` column: the later year's rows are used and
+        ``<outcome>_prior`` is replaced by the earlier year's ``<outcome>``, so the dependent
+        variable is the outcome change between the two survey years. Without one: the table is
+        taken as the later year's, its ``<outcome>_prior`` as the earlier year's value (adjacent
+        years).
+    outcome, construct, form : str
+        As in `instrument.linker.link`.
+    years : (earlier, later), optional
+        Survey years compared (first and last by default), as in `change`.
+    controls : sequence of str
+        Controls of the outcome change (default: poverty and the earlier outcome level).
+    **kw
+        Passed to `instrument.linker.link` (``cluster``, ``weights``, ``se_type``, ``rates_in``,
+        ``level``).
+
+    Returns
+    -------
+    instrument.linker.LinkResult
+        With ``change=True``; its ``score`` term is the school's score change ``D`` (1-99 points,
+        later minus earlier) and the dependent variable the outcome change. Schools suppressed
+        in either year are counted as suppressed in ``sample``.
+
+    Notes
+    -----
+    ``Delta y_s = a + b D_s + controls + e`` by OLS with cluster-robust (CR2) SEs by district.
+    ``D_s`` carries the error of both years' scores, so ``b`` is attenuated by the reliability
+    of change; `link`'s errors-in-variables correction uses ``lambda = 1 - mean(SE_D^2) /
+    var(D)`` (the `change` reliability; Lord, 1956; Rogosa, Brandt & Zimowski, 1982) and reports
+    ``est_corrected = b / lambda_z`` (Fuller, 1987, sec. 2.2). The earlier outcome level is a
+    control because outcome changes regress to the mean.
+    """
+    import dataclasses
+
+    from instrument.linker import link
+
+    res = change(scores, year=year, years=years)
+    y1, y2 = res.years
+    bs = res.by_school[(res.by_school["form"] == form) & (res.by_school["construct"] == construct)]
+    sel = scores[(scores["form"] == form) & (scores["construct"] == construct)
+                 & scores[year].isin([y1, y2])]
+    if sel.empty:
+        raise ValueError(f"scores has no rows for form={form!r}, construct={construct!r} in "
+                         f"years {y1} and {y2}.")
+    _check_columns(scores, ["district_id"], "school scores")
+    district = sel.drop_duplicates("school_id").set_index("school_id")["district_id"]
+    ch = pd.DataFrame({"school_id": bs["school_id"].to_numpy(),
+                       "district_id": district.reindex(bs["school_id"]).to_numpy(),
+                       "form": form, "construct": construct,
+                       "score": bs["change"].to_numpy(float), "mean": bs["change"].to_numpy(float),
+                       "se": bs["se"].to_numpy(float), "suppressed": False})
+    gone = sorted(set(district.index) - set(bs["school_id"]))
+    if gone:
+        ch = pd.concat([ch, pd.DataFrame({"school_id": gone, "district_id": district.loc[gone]
+                                          .to_numpy(), "form": form, "construct": construct,
+                                          "score": np.nan, "mean": np.nan, "se": np.nan,
+                                          "suppressed": True})], ignore_index=True)
+    _check_columns(outcomes, ["school_id", outcome], "outcomes")
+    if year in outcomes.columns:
+        early = outcomes[outcomes[year] == y1].set_index("school_id")[outcome]
+        late = outcomes[outcomes[year] == y2].drop(columns=year).copy()
+        if late.empty or early.empty:
+            raise ValueError(f"outcomes has a {year!r} column but no rows for year "
+                             f"{y1 if early.empty else y2}; expected both survey years.")
+        late[f"{outcome}_prior"] = late["school_id"].map(early).to_numpy(float)
+    else:
+        late = outcomes
+    r = link(ch, late, outcome=outcome, construct=construct, form=form, controls=controls,
+             change=True, **kw)
+    note = (f"Score = change in the {form} {construct} score from {y1} to {y2} (1-99 points); "
+            f"the outcome is the change in {outcome} over the same years.")
+    meta = dataclasses.replace(r.meta, options={**r.meta.options, "years": [y1, y2],
+                                                "score": "change"})
+    return dataclasses.replace(r, notes=(*r.notes, note), meta=meta)

@@ -39,3 +39,5 @@ from instrument.io import IngestResult, ingest  # noqa: E402
 from instrument.responses import ResponseSet  # noqa: E402
 from instrument.scores import school_scores  # noqa: E402
 __all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores", "ResponseSet"]
+from instrument.policy import change_link  # noqa: E402  (panels, issue 12)
+__all__ += ["change_link"]

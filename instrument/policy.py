@@ -618,7 +618,10 @@ def change(scores: pd.DataFrame, *, year: str = "year", years: tuple | None = No
     Reliability of change scores: ``(var(D) - mean(SE_D²)) / var(D)``, the share of observed
     between-school variance in change that is not measurement error (Lord, 1956; Rogosa,
     Brandt & Zimowski, 1982). A school's change is beyond measurement error when
-    ``|D / SE_D| >= 1.96`` (Jacobson & Truax, 1991, reliable change index).
+    ``|D / SE_D| >= 1.96`` (Jacobson & Truax, 1991, reliable change index). Both years must be on
+    one benchmark (`instrument.scores.school_scores` of a panel does this). Scores clipped at 1
+    or 99 have truncated errors, so when many schools sit at the clip the error variance is
+    overstated and the reliability understated.
     """
     _check_columns(scores, [year], "school scores")
     present = sorted(scores[year].dropna().unique())

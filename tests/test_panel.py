@@ -493,3 +493,33 @@ def test_school_scores_by_year_share_first_year_benchmark(toy_bank):
     o = sim.outcomes.set_index(["school_id", "year"])["roster_teachers"]
     row = sc[(sc["year"] == 2026) & (sc["n"] > 0)].iloc[0]
     assert_allclose(row["response_rate"], row["n"] / o.loc[(row["school_id"], 2026)])
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_simulate_writes_panel_and_change_runs(tmp_path, monkeypatch, toy_bank):
+    from click.testing import CliRunner
+
+    from instrument.cli import data as cli_data
+    from instrument.cli import main
+
+    monkeypatch.setattr(cli_data, "_bank", lambda: toy_bank)
+    plan = tmp_path / "small_panel.yaml"
+    import yaml
+    plan.write_text(yaml.safe_dump(panel_spec(schools=40, districts=8)))
+    res = CliRunner().invoke(main, ["simulate", str(plan), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "Panel: survey years 2025, 2026" in res.output
+    t = pd.read_csv(tmp_path / "o" / "teacher.csv")
+    o = pd.read_csv(tmp_path / "o" / "outcomes.csv")
+    assert set(t["year"]) == {2025, 2026} and set(o["year"]) == {2025, 2026}
+    truth = json.loads((tmp_path / "o" / "truth.json").read_text())["truth"]
+    assert "panel" in truth and "variance" in truth
+    items = tuple(toy_bank.items_for("teacher"))
+    rs = ResponseSet(form="teacher", data=t.astype({"school_id": "str", "district_id": "str",
+                                                    "language": "str"}), items=items)
+    sc = school_scores(rs, bank=toy_bank, outcomes=o)
+    sc.to_csv(tmp_path / "scores.csv", index=False)
+    res = CliRunner().invoke(main, ["change", str(tmp_path / "scores.csv")])
+    assert res.exit_code == 0, res.output
+    assert "School change 2025 to 2026" in res.output

@@ -305,6 +305,12 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     respondents = rs.groupby("school_id", sort=True).size()
     roster = pd.Series(np.nan, index=district.index)
     if outcomes is not None:
+        if "school_id" in outcomes.columns and outcomes["school_id"].duplicated().any():
+            dup = list(outcomes.loc[outcomes["school_id"].duplicated(), "school_id"].unique()[:5])
+            raise ValueError(f"outcomes= has several rows for school_id(s) {dup}"
+                             + (" (a 'year' column, but the responses have none: pass one "
+                                "year's outcome rows)" if "year" in outcomes.columns else "")
+                             + "; expected one row per school.")
         col = ROSTER_COLUMN[form]
         if col not in outcomes.columns or "school_id" not in outcomes.columns:
             raise ValueError(f"outcomes= lacks column 'school_id' or {col!r}; expected the school "

@@ -283,8 +283,9 @@ class TestChangeLink:
         dT = 20 * (tm[2026] - tm[2025]) / sd
         p = sim.truth.panel
         dG = p[p["year"] == 2026].set_index("school_id")["engagement_change"].loc[dT.index]
-        cls.k = float(np.cov(dT, dG)[0, 1] / np.var(dG, ddof=1) * np.var(dT, ddof=1)
-                      / np.cov(dT, dG)[0, 1] ** 2 * np.var(dG, ddof=1))
+        # est_corrected estimates b_D cov(dG, dT) / var(dT) per score point, so b_D is
+        # est_corrected * k with k = var(dT) / cov(dT, dG)
+        cls.k = float(np.var(dT, ddof=1) / np.cov(dT, dG)[0, 1])
 
     def test_result_is_change_on_change(self):
         r = self.res
@@ -523,3 +524,9 @@ def test_cli_simulate_writes_panel_and_change_runs(tmp_path, monkeypatch, toy_ba
     res = CliRunner().invoke(main, ["change", str(tmp_path / "scores.csv")])
     assert res.exit_code == 0, res.output
     assert "School change 2025 to 2026" in res.output
+
+
+def test_one_year_responses_with_panel_outcomes_is_a_clear_error(toy_bank):
+    sim = simulate(panel_spec(schools=30, districts=6), seed=2, bank=toy_bank)
+    with pytest.raises(ValueError, match="several rows for school_id.*pass one year's outcome"):
+        school_scores(year_set(sim.teacher, 2025), bank=toy_bank, outcomes=sim.outcomes)

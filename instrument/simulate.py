@@ -183,8 +183,13 @@ class Simulation:
             rows.append({"form": rs.form, "respondents": len(d), "schools": d["school_id"].nunique(),
                          "spanish_share": float((d["language"] == "es").mean()),
                          "missing_share": float(d[list(rs.items)].isna().to_numpy().mean())})
-        return Table("Simulated field test", pd.DataFrame(rows),
-                     notes=(f"{len(self.outcomes)} schools, seed {self.meta.seed}.",))
+        years = self.meta.options.get("years")
+        n_schools = self.outcomes["school_id"].nunique()
+        notes = (f"{n_schools} schools, seed {self.meta.seed}.",)
+        if years:
+            notes += (f"Panel of {len(years)} survey years ({', '.join(map(str, years))}); "
+                      "respondent counts are over all years.",)
+        return Table("Simulated field test", pd.DataFrame(rows), notes=notes)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write teacher.csv, family.csv, outcomes.csv and truth.json to ``out_dir``."""

@@ -197,6 +197,22 @@ def variance_components(df: pd.DataFrame, value: str, *, school: str = "school_i
 # 2. Rollups of school scores to district and state
 # --------------------------------------------------------------------------------------------
 
+def _per_year(fn, scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, **kw):
+    """``fn`` applied to each survey year of a panel's scores (and outcomes, when they have a
+    ``year`` column), results stacked with a leading ``year`` column."""
+    frames = []
+    for y in sorted(scores["year"].dropna().unique()):
+        sc = scores[scores["year"] == y].drop(columns="year")
+        args = [sc]
+        if outcomes is not None:
+            args.append(outcomes[outcomes["year"] == y].drop(columns="year")
+                        if "year" in outcomes.columns else outcomes)
+        out = fn(*args, **kw)
+        out.insert(0, "year", y)
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _visible(scores: pd.DataFrame) -> pd.DataFrame:
     """School rows that may be aggregated: not suppressed and with a score."""
     _check_columns(scores, ["school_id", "form", "construct", "score", "se", "suppressed"],
@@ -247,7 +263,9 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
         One row per unit x form x construct: ``unit``, ``form``, ``construct``, ``n_schools``,
         ``n_respondents``, ``score`` (weighted mean of school scores), ``se``, ``ci.lower``,
         ``ci.upper``, ``sd_schools`` (spread of school scores), ``suppressed``,
-        ``suppression_reason``. Suppressed units have no score, SE or interval.
+        ``suppression_reason``. Suppressed units have no score, SE or interval. Scores with a
+        ``year`` column (a panel) are rolled up per year, with a leading ``year`` column (and a
+        year's rows of ``outcomes`` when it has one too).
 
     Notes
     -----
@@ -258,6 +276,9 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
     """
     if level not in ("district", "state"):
         raise ValueError(f"level= must be one of 'district', 'state'; got {level!r}.")
+    if "year" in scores.columns:
+        return _per_year(rollup, scores, outcomes, level=level, weight=weight,
+                         min_schools=min_schools, privacy=privacy)
     privacy = privacy or rules.PRIVACY_MIN_N
     vis = _visible(scores).copy()
     vis["score_se"] = _scale_se(vis)
@@ -315,8 +336,11 @@ def equity_gaps(scores: pd.DataFrame, outcomes: pd.DataFrame, *, by: str = "pove
         One row per form x construct x subgroup: ``subgroup``, ``n_schools``, ``score`` (mean),
         ``se`` (between-school SE of the mean), ``ci.lower``, ``ci.upper``; plus, per form x
         construct, a row ``subgroup = "gap"`` with the last minus the first subgroup (Q4 - Q1 for
-        quartiles) and its Welch interval. Suppressed schools are excluded.
+        quartiles) and its Welch interval. Suppressed schools are excluded. Panels (a ``year``
+        column) are analysed per year, with a leading ``year`` column.
     """
+    if "year" in scores.columns:
+        return _per_year(equity_gaps, scores, outcomes, by=by, quartiles=quartiles)
     _check_columns(outcomes, ["school_id", by], "outcomes")
     vis = _visible(scores).merge(outcomes[["school_id", by]].rename(columns={by: "_by"}),
                                  on="school_id", how="left").dropna(subset=["_by"])
@@ -512,8 +536,10 @@ def scores_accuracy(scores: pd.DataFrame) -> pd.DataFrame:
     """`classification_accuracy` per form x construct of a long school-scores table.
 
     Returns one row per form x construct with ``n_schools``, ``accuracy``, ``misclassified`` and
-    ``consistency``; suppressed schools are excluded.
+    ``consistency``; suppressed schools are excluded. Panels (a ``year`` column): per year.
     """
+    if "year" in scores.columns:
+        return _per_year(scores_accuracy, scores)
     vis = _visible(scores).copy()
     vis["score_se"] = _scale_se(vis)
     rows = []
@@ -541,7 +567,11 @@ def convergence(scores: pd.DataFrame, *, forms: tuple[str, str] = ("teacher", "f
         correlation of the school means), ``ci.lower``, ``ci.upper`` (Fisher z), ``rel_a``,
         ``rel_b`` (mean reliability of the school means of each form), ``r_corrected`` =
         ``r / sqrt(rel_a rel_b)`` (Spearman's correction for attenuation; Spearman, 1904).
+        Panels (a ``year`` column): per year, with a leading ``year`` column (schools are paired
+        within a year).
     """
+    if "year" in scores.columns:
+        return _per_year(convergence, scores, forms=forms)
     _check_columns(scores, ["school_id", "form", "construct", "mean", "reliability", "suppressed"],
                    "school scores")
     vis = scores[~scores["suppressed"].astype(bool) & scores["mean"].notna()]

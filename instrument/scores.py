@@ -263,7 +263,8 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
 
     Years: every year uses one benchmark, so that scores of different years are on one scale and
     their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the
-    first year's shown school means (`benchmark_table` of the first year). ICC1 (when not given)
+    first year's shown school means (`benchmark_table` of the first year; a construct with no
+    shown school that year takes the first year that has one). ICC1 (when not given)
     and response rates are per year; an outcomes table with a ``year`` column gives each year's
     rosters, one without serves every year.
 
@@ -384,7 +385,9 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
 
 def _school_scores_by_year(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame | None,
                            benchmark: Any, **kw: Any) -> pd.DataFrame:
-    """`school_scores` of each year of a stacked panel on the first year's benchmark."""
+    """`school_scores` of each year of a stacked panel on one benchmark: the given one, or per
+    construct the shown school means of the first year that has any (a construct with no shown
+    school in a year gets that year's own, all-suppressed, blank scores)."""
     d = responses.data
     if d["year"].isna().any():
         rows = list(np.flatnonzero(d["year"].isna().to_numpy())[:5])
@@ -393,6 +396,7 @@ def _school_scores_by_year(responses: ResponseSet, *, bank: Any, outcomes: pd.Da
     if outcomes is not None and not isinstance(outcomes, pd.DataFrame):
         raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
     frames = []
+    given, bm, constructs = benchmark, {}, []
     for y in sorted(d["year"].unique()):
         rs_y = ResponseSet(form=responses.form, data=d[d["year"] == y].drop(columns="year"),
                            items=responses.items, source=responses.source)
@@ -402,9 +406,20 @@ def _school_scores_by_year(responses: ResponseSet, *, bank: Any, outcomes: pd.Da
             if o_y.empty:
                 raise ValueError(f"outcomes= has a 'year' column but no rows for year {y}; "
                                  "expected the rosters of every survey year.")
-        sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=benchmark, **kw)
-        if benchmark is None:
-            benchmark = benchmark_table(sc)
+        if given is not None:
+            sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=given, **kw)
+        else:
+            sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=bm or None, **kw) \
+                if constructs and set(constructs) <= set(bm) else None
+            if sc is None:  # a construct without a benchmark yet: this year's shown schools
+                sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=None, **kw)
+                constructs = list(dict.fromkeys(sc["construct"]))
+                own = {r.construct: (float(r.mean), float(r.sd))
+                       for r in benchmark_table(sc).itertuples()}
+                if bm:
+                    full = {c: bm.get(c, own.get(c, (np.nan, np.nan))) for c in constructs}
+                    sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=full, **kw)
+                bm.update({c: v for c, v in own.items() if c not in bm})
         sc.insert(2, "year", y)
         frames.append(sc)
     return pd.concat(frames, ignore_index=True)

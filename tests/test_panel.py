@@ -526,7 +526,41 @@ def test_cli_simulate_writes_panel_and_change_runs(tmp_path, monkeypatch, toy_ba
     assert "School change 2025 to 2026" in res.output
 
 
+def test_construct_without_shown_schools_in_first_year_takes_a_later_benchmark(toy_bank):
+    sim = simulate(panel_spec(schools=40, districts=5), seed=4, bank=toy_bank)
+    d = sim.teacher.data
+    d = d[~((d["year"] == 2025) & (d.groupby(["school_id", "year"]).cumcount() >= 4))]
+    rs = ResponseSet(form="teacher", data=d, items=sim.teacher.items)   # 2025: all suppressed
+    sc = school_scores(rs, bank=toy_bank, outcomes=sim.outcomes)
+    assert sc.loc[sc["year"] == 2025, "suppressed"].all()
+    later = sc[sc["year"] == 2026]
+    ref = school_scores(year_set(rs, 2026), bank=toy_bank,
+                        outcomes=sim.outcomes[sim.outcomes["year"] == 2026].drop(columns="year"))
+    pd.testing.assert_frame_equal(later.drop(columns="year").reset_index(drop=True), ref)
+
+
 def test_one_year_responses_with_panel_outcomes_is_a_clear_error(toy_bank):
     sim = simulate(panel_spec(schools=30, districts=6), seed=2, bank=toy_bank)
     with pytest.raises(ValueError, match="several rows for school_id.*pass one year's outcome"):
         school_scores(year_set(sim.teacher, 2025), bank=toy_bank, outcomes=sim.outcomes)
+
+
+def test_policy_outputs_of_a_panel_are_per_year(toy_bank):
+    spec = panel_spec(schools=60, districts=6)
+    spec["simulation"]["forms"]["family"]["respondents"] = {"mean": 40, "dispersion": 50.0}
+    sim = simulate(spec, seed=4, bank=toy_bank)
+    sim_f = school_scores(sim.family, bank=toy_bank, outcomes=sim.outcomes)
+    sc = pd.concat([school_scores(sim.teacher, bank=toy_bank, outcomes=sim.outcomes), sim_f],
+                   ignore_index=True)
+    for fn, kw in ((policy.rollup, {"outcomes": sim.outcomes, "weight": "enrollment"}),
+                   (policy.equity_gaps, {"outcomes": sim.outcomes}),
+                   (policy.convergence, {}), (policy.scores_accuracy, {})):
+        both = fn(sc, **kw)
+        assert list(both.columns[:1]) == ["year"] and set(both["year"]) == {2025, 2026}, fn
+        for y in (2025, 2026):
+            one_kw = dict(kw)
+            if "outcomes" in kw:
+                one_kw["outcomes"] = sim.outcomes[sim.outcomes["year"] == y].drop(columns="year")
+            one = fn(sc[sc["year"] == y].drop(columns="year"), **one_kw)
+            got = both[both["year"] == y].drop(columns="year").reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, one.reset_index(drop=True))

@@ -524,6 +524,12 @@ def test_cli_simulate_writes_panel_and_change_runs(tmp_path, monkeypatch, toy_ba
     res = CliRunner().invoke(main, ["change", str(tmp_path / "scores.csv")])
     assert res.exit_code == 0, res.output
     assert "School change 2025 to 2026" in res.output
+    res = CliRunner().invoke(main, ["change", str(tmp_path / "scores.csv"), "--outcomes",
+                                    str(tmp_path / "o" / "outcomes.csv"), "--outcome",
+                                    "math_proficiency"])
+    assert res.exit_code == 0, res.output
+    assert "change in math_proficiency" in res.output
+    assert "Score = change in the teacher overall score from 2025 to 2026" in res.output
 
 
 def test_construct_without_shown_schools_in_first_year_takes_a_later_benchmark(toy_bank):

@@ -313,17 +313,31 @@ def stage_scores(ctx: dict) -> Any:
 
 
 def stage_linker(ctx: dict) -> Any:
-    """Predictive validity: each outcome on each form's overall score (CR2 by district)."""
+    """Predictive validity: each outcome on each form's overall score (CR2 by district).
+
+    With a panel (a ``year`` column holding several years) the latest year is linked, and the
+    change in practice is linked to the change in each outcome (`instrument.policy.change_link`).
+    """
     from instrument.linker import link, sensitivity
+    from instrument.policy import change_link
 
     scores, outcomes = ctx["scores"], ctx["outcomes"]
     a = _analysis(ctx)
-    out = {"results": [], "sensitivity": []}
+    out: dict[str, Any] = {"results": [], "sensitivity": [], "change": []}
+    years = sorted(scores["year"].unique()) if "year" in scores.columns else []
+    if len(years) > 1:
+        last = years[-1]
+        for form in _forms(ctx):
+            for outcome in a["outcomes"]:
+                out["change"].append(change_link(scores, outcomes, outcome=outcome,
+                                                 form=form).to_dict())
+        scores = scores[scores["year"] == last].drop(columns="year")
+        if "year" in outcomes.columns:
+            outcomes = outcomes[outcomes["year"] == last].drop(columns="year")
     for form in _forms(ctx):
         for outcome in a["outcomes"]:
             out["results"].append(link(scores, outcomes, outcome=outcome, form=form).to_dict())
-    for outcome in a["outcomes"][:1]:
-        out["sensitivity"] = sensitivity(scores, outcomes, outcome=outcome)
+    out["sensitivity"] = sensitivity(scores, outcomes, outcome=a["outcomes"][0])
     return out
 
 

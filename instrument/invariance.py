@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from instrument import rules
+from instrument.teststat import satorra_bentler as sb
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 
 # Cumulative equality constraints of each rung (lavaan group.equal names).
@@ -47,48 +48,6 @@ _INDEX_KEYS = {
 # lavTestLRT
 # ---------------------------------------------------------------------------------------------
 
-def chisq_diff(chisq1: float, df1: int, chisq0: float, df0: int) -> tuple[float, int, float]:
-    """Plain χ² difference test of a restricted model (1) against a less restricted one (0).
-
-    Returns ``(Δχ², Δdf, p)``. ``lavTestLRT(method = "standard")``.
-    """
-    d, ddf = chisq1 - chisq0, df1 - df0
-    return d, ddf, float(stats.chi2.sf(d, ddf)) if ddf > 0 else float("nan")
-
-
-def satorra_bentler_2001(chisq1: float, df1: int, c1: float, chisq0: float, df0: int,
-                         c0: float) -> tuple[float, int, float]:
-    """Satorra–Bentler (2001) scaled χ² difference from the two unscaled χ² and scaling factors.
-
-    Notes
-    -----
-    ``cd = (df1 c1 − df0 c0) / (df1 − df0)``; ``T = (χ²1 − χ²0) / cd`` on ``df1 − df0`` df,
-    lavaan's ``lavTestLRT(method = "satorra.bentler.2001")`` (its default for MLR fits).
-
-    References
-    ----------
-    Satorra, A., & Bentler, P. M. (2001). A scaled difference chi-square test statistic for moment
-    structure analysis. *Psychometrika, 66*(4), 507-514. https://doi.org/10.1007/BF02296192
-    """
-    ddf = df1 - df0
-    cd = (df1 * c1 - df0 * c0) / ddf
-    t = (chisq1 - chisq0) / cd
-    return t, ddf, float(stats.chi2.sf(t, ddf))
-
-
-def rmsea_diff(dchisq: float, ddf: int, ntotal: int, ngroups: int) -> float:
-    """lavTestLRT's RMSEA column: ``sqrt(max(Δχ² − Δdf, 0) / (N Δdf)) · sqrt(G)``.
-
-    References
-    ----------
-    Savalei, V., Brace, J. C., & Fouladi, R. T. (2023). We need to change how we compute RMSEA
-    for nested model comparisons in SEM. *Psychological Methods*. https://doi.org/10.1037/met0000537
-    """
-    if ddf <= 0:
-        return float("nan")
-    return math.sqrt(max(dchisq - ddf, 0.0) / (ntotal * ddf)) * math.sqrt(ngroups)
-
-
 def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None = None) -> pd.DataFrame:
     """lavaan's ``lavTestLRT`` for a list of nested fits: sorted by df, adjacent pairs tested.
 
@@ -103,7 +62,9 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
     Returns
     -------
     DataFrame
-        Columns ``model Df AIC BIC Chisq Chisq diff RMSEA Df diff Pr(>Chisq)`` (lavaan's).
+        Columns ``model Df AIC BIC Chisq Chisq diff RMSEA Df diff Pr(>Chisq)`` (lavaan's;
+        ``RMSEA``, the RMSEA of the difference test, only for the standard test, as lavaan).
+        The tests are `instrument.teststat.satorra_bentler`'s.
     """
     fm = [f.fit_measures for f in fits]
     est = _estimator(fits[0])
@@ -122,17 +83,19 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
         if pos > 0:
             j = order[pos - 1]
             if method == "standard":
-                d, ddf, p = chisq_diff(fm[i]["chisq"], fm[i]["df"], fm[j]["chisq"], fm[j]["df"])
+                t = sb.lrt(fm[j]["chisq"], fm[j]["df"], fm[i]["chisq"], fm[i]["df"])
+                d, ddf, p = t.chisq_diff, t.df_diff, t.pvalue
+                row["RMSEA"] = sb.rmsea_d(d, ddf, int(fm[i]["ntotal"]), ngroups=_ngroups(fits[i]))
             elif method == "satorra.2000":
                 from instrument.estimate.categorical import satorra2000_diff
                 o = satorra2000_diff(fits[j], fits[i])
                 d, ddf, p = o["chisq.diff"], o["df.diff"], o["pvalue"]
             else:
-                d, ddf, p = satorra_bentler_2001(
-                    fm[i]["chisq"], fm[i]["df"], fm[i]["chisq.scaling.factor"],
-                    fm[j]["chisq"], fm[j]["df"], fm[j]["chisq.scaling.factor"])
-            row.update({"Chisq diff": d, "Df diff": ddf, "Pr(>Chisq)": p,
-                        "RMSEA": rmsea_diff(d, ddf, int(fm[i]["ntotal"]), _ngroups(fits[i]))})
+                t = sb.satorra_bentler_2001(
+                    fm[j]["chisq"], fm[j]["df"], fm[j]["chisq.scaling.factor"],
+                    fm[i]["chisq"], fm[i]["df"], fm[i]["chisq.scaling.factor"])
+                d, ddf, p = t.chisq_diff, t.df_diff, t.pvalue
+            row.update({"Chisq diff": d, "Df diff": ddf, "Pr(>Chisq)": p})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -20,8 +20,8 @@ from instrument import rules
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 
 # Reporting-band cut points on the 1-99 scale (lower bounds of bands 2..5) and their names.
-BAND_CUTS: tuple[float, ...] = (20.0, 40.0, 60.0, 80.0)
-BAND_NAMES: tuple[str, ...] = ("Very Weak", "Weak", "Neutral", "Strong", "Very Strong")
+BAND_CUTS: tuple[float, ...] = rules.SCORE_BAND_CUTS
+BAND_NAMES: tuple[str, ...] = rules.SCORE_BAND_NAMES
 
 
 def _check_columns(df: pd.DataFrame, needed: Sequence[str], what: str) -> None:
@@ -255,7 +255,7 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
     min_schools : Rule
         Precision gate: a unit with fewer reported schools is suppressed.
     privacy : Rule, optional
-        Privacy gate on the unit's total respondents (defaults to `rules.PRIVACY_MIN_N`).
+        Privacy gate on the unit's total respondents (defaults to `rules.MIN_N_PRIVACY`).
 
     Returns
     -------
@@ -279,7 +279,7 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
     if "year" in scores.columns:
         return _per_year(rollup, scores, outcomes, level=level, weight=weight,
                          min_schools=min_schools, privacy=privacy)
-    privacy = privacy or rules.PRIVACY_MIN_N
+    privacy = privacy or rules.MIN_N_PRIVACY
     vis = _visible(scores).copy()
     vis["score_se"] = _scale_se(vis)
     if outcomes is not None:

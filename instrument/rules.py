@@ -80,10 +80,6 @@ MIN_SCHOOLS_ROLLUP = Rule(
     "n.schools", 3, ">=",
     "Same rule-of-three as small-cell suppression of aggregates: a district mean of fewer than "
     "three schools reveals single schools (NCES Statistical Standard 4-2, 2012)")
-PRIVACY_MIN_N = Rule(
-    "n", 10, ">=",
-    "US Department of Education (2017), ESSA state report card guidance: minimum n of 10 is the "
-    "most common state n-size for public reporting")
 RELIABLE_CHANGE = Rule(
     "abs(z)", 1.96, ">=",
     "Jacobson, N. S., & Truax, P. (1991). Clinical significance. J. Consult. Clin. Psychol., "

@@ -716,6 +716,7 @@ def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None
     sizes = [int(s["n"]) for s in fits[0].sample]
     releases = [] if res.releases is None else res.releases.to_dict("records")
     released_at: dict[str, bool] = {n: n != r for n, r in zip(names, res.table["step"])}
+    n_constraints: dict[str, int] = {}
     for st in todo:
         idx = names.index(st)
         kinds = STEP_EQUAL[st]
@@ -727,6 +728,7 @@ def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None
                 lambda q: constraint_type(q, fit.ov_names) in kinds) & ~tests["parameter"].isin(partial)]
             if limit is None:
                 limit = max(1, len(tests) // 2)
+                n_constraints[st] = len(tests) + sum(r["step"] == st for r in releases)
             if tests.empty or n_rel >= limit:
                 break
             top = tests.sort_values("X2", ascending=False).iloc[0]
@@ -748,7 +750,7 @@ def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None
                     labels=res.group_labels, sizes=sizes,
                     meta=replace(res.meta, options={**res.meta.options, "group_partial": partial}),
                     call={**call, "group_partial": tuple(partial)}, releases=rel)
-    _warn_freed_share(fits[-1], partial)
+    _warn_freed_share(fits[-1], partial, rel, n_constraints)
     return out
 
 
@@ -760,22 +762,27 @@ def _holds(prev_fit: Any, fit: Any, step: str, rule_set: str, estimator: str,
     return bool(rows[1]["holds"])
 
 
-def _warn_freed_share(fit: Any, partial: Sequence[str]) -> None:
-    """Warn when partial invariance frees too much of a factor (named rules, see `rules`)."""
+def _warn_freed_share(fit: Any, partial: Sequence[str], releases: pd.DataFrame,
+                      n_constraints: Mapping[str, int]) -> None:
+    """Warn when partial invariance frees too much (named rules, see `rules`): more than
+    `rules.PARTIAL_MAX_FREED_SHARE` of a step's constraints, or so many of a factor's indicators
+    that fewer than `rules.PARTIAL_MIN_INVARIANT` stay invariant."""
     import warnings
 
+    for step, total in n_constraints.items():
+        freed = int((releases["step"] == step).sum())
+        if total and not rules.PARTIAL_MAX_FREED_SHARE.passes(freed / total):
+            warnings.warn(f"partial invariance frees {freed} of the {total} constraints of the "
+                          f"{step} step ({freed / total:.0%}); "
+                          f"{rules.PARTIAL_MAX_FREED_SHARE.describe()}.", stacklevel=3)
     est = fit.estimates
     loads = est[(est["op"] == "=~") & (est["group"] == 1)]
     for factor, g in loads.groupby("lhs"):
         indicators = list(g["rhs"])
-        freed = {p.split("~1")[0] for p in partial if p.endswith("~1")} & set(indicators)
-        freed |= {p.split("=~")[1] for p in partial if "=~" in p and p.split("=~")[0] == factor}
-        share = len(freed) / len(indicators)
-        if not rules.PARTIAL_MAX_FREED_SHARE.passes(share):
-            warnings.warn(f"partial invariance frees {len(freed)} of {len(indicators)} indicators "
-                          f"of {factor!r} ({share:.0%}); "
-                          f"{rules.PARTIAL_MAX_FREED_SHARE.describe()}.", stacklevel=3)
-        if not rules.PARTIAL_MIN_INVARIANT.passes(len(indicators) - len(freed)):
+        freed_items = {p.split("~1")[0] for p in partial if p.endswith("~1")} & set(indicators)
+        freed_items |= {p.split("=~")[1] for p in partial
+                        if "=~" in p and p.split("=~")[0] == factor}
+        if not rules.PARTIAL_MIN_INVARIANT.passes(len(indicators) - len(freed_items)):
             warnings.warn(f"fewer than {rules.PARTIAL_MIN_INVARIANT.threshold:g} invariant "
                           f"indicators remain for {factor!r}: latent means are not comparable "
                           f"({rules.PARTIAL_MIN_INVARIANT.source}).", stacklevel=3)

@@ -125,13 +125,14 @@ RS_MANY_GROUPS = Rule("ngroups", 10, ">=", RUTKOWSKI_SVETINA_2014, "the many-gro
 LRT_ALPHA = Rule("pvalue", 0.05, ">=", "Conventional .05 level for the likelihood-ratio "
                  "(chi-square difference) test; Meredith (1993), Psychometrika 58(4), 525-543")
 # Partial invariance: at least two invariant indicators per factor are needed to compare latent
-# means (Byrne, Shavelson & Muthen, 1989); freeing more than 20% of a factor's parameters makes
-# partial invariance questionable (Vandenberg & Lance, 2000).
+# means (Byrne, Shavelson & Muthen, 1989); freeing more than 20% of a step's constrained
+# parameters makes partial invariance questionable (Dimitrov, 2010).
 PARTIAL_MAX_FREED_SHARE = Rule(
     "freed.share", 0.20, "<=",
-    "Vandenberg, R. J., & Lance, C. E. (2000). A review and synthesis of the measurement "
-    "invariance literature. Organizational Research Methods, 3(1), 4-70. "
-    "https://doi.org/10.1177/109442810031002")
+    "Dimitrov, D. M. (2010). Testing for factorial invariance in the context of construct "
+    "validation. Measurement and Evaluation in Counseling and Development, 43(2), 121-149. "
+    "https://doi.org/10.1177/0748175610373459",
+    "share of a step's equality constraints that partial invariance frees")
 PARTIAL_MIN_INVARIANT = Rule(
     "n.invariant", 2, ">=",
     "Byrne, B. M., Shavelson, R. J., & Muthen, B. (1989). Testing for the equivalence of factor "

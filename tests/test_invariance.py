@@ -244,3 +244,10 @@ def test_cli_invariance(tmp_path):
     bad = CliRunner().invoke(main, ["invariance", HS_MODEL, str(FIX / "HolzingerSwineford1939.csv"),
                                     "--group", "nope"])
     assert bad.exit_code != 0 and "is not a column" in bad.output
+
+
+def test_partial_warns_when_too_much_is_freed():
+    # HS scalar: 2 of 9 intercept constraints (22%) are released, above Dimitrov's 20%
+    ladder = invariance(HS_MODEL, _hs(), group="school", steps=("configural", "metric", "scalar"))
+    with pytest.warns(UserWarning, match=r"frees 2 of the 9 constraints of the scalar step"):
+        ladder.partial("scalar")

@@ -9,8 +9,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from instrument.cfa import cfa  # noqa: E402
+from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
-from instrument.linker import bright_spots, link, sensitivity  # noqa: E402  (linker)
-
-__all__ += ["link", "sensitivity", "bright_spots"]
+__all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]

@@ -23,6 +23,9 @@ def _register() -> None:
     from instrument.cli import link as _link
 
     main.add_command(_link.link)
+    from instrument.cli import cfa as _cfa
+
+    main.add_command(_cfa.cfa)
 
 
 _register()

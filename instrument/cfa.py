@@ -1,0 +1,393 @@
+"""`cfa()`: confirmatory factor analysis by maximum likelihood, matching lavaan 0.6-14.
+
+Flow (lavaan's): syntax -> parameter table -> sample statistics -> model matrices ->
+Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
+"""
+from __future__ import annotations
+
+import math
+import warnings as _warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from instrument.cfa_result import CFAResult
+from instrument.estimate.ml import (MLObjective, expected_information, observed_information,
+                                    optimize)
+from instrument.estimate.model import Model
+from instrument.estimate.post import r2 as _r2, standardized
+from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
+from instrument.fit import srmr as _srmr
+from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
+from instrument.results import Meta, hash_frame
+from instrument.syntax import parse_syntax
+
+__all__ = ["cfa", "fit_partable", "compute_fit_measures"]
+
+_ESTIMATORS = ("ML", "MLR", "WLSMV")
+_LIKELIHOODS = ("normal", "wishart")
+_INFORMATION = ("expected", "observed")
+_SE = ("standard", "none")
+_MISSING = ("listwise", "fiml")
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}= must be one of {', '.join(repr(a) for a in allowed)}; "
+                         f"got {value!r}.")
+
+
+def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | None = None,
+        group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
+        std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
+        information: str = "expected", se: str = "standard", missing: str = "listwise",
+        ordered: Sequence[str] | None = None, cluster: str | None = None,
+        group_order: Sequence | None = None) -> CFAResult:
+    """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
+
+    Parameters
+    ----------
+    model : str
+        lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.syntax`).
+    data : pandas.DataFrame
+        One row per respondent; the model's observed variables must be numeric columns.
+    estimator : {"ML"}
+        "MLR" and "WLSMV" raise NotImplementedError until their modules land.
+    group : str, optional
+        Column defining groups (multiple-group CFA; mean structure switched on).
+    group_equal : sequence of str
+        Parameter types equal across groups: "loadings", "intercepts", "residuals",
+        "residual.covariances", "means", "lv.variances", "lv.covariances", "regressions".
+    group_partial : sequence of str
+        Parameters freed from `group_equal`, e.g. ``["x3~1", "visual=~x2"]``.
+    std_lv : bool
+        Fix latent variances to 1 and free all loadings (default: marker variables).
+    meanstructure : bool, optional
+        Model the means (default: True with groups, else False).
+    likelihood : {"normal", "wishart"}
+        "wishart" uses the N - 1 covariance and N - G in chi-square and RMSEA.
+    information : {"expected", "observed"}
+        Information matrix for standard errors.
+    se : {"standard", "none"}
+    missing : {"listwise"}
+        Rows with a missing model variable (or group) are dropped.
+    ordered, cluster : not implemented (raise NotImplementedError when given).
+    group_order : sequence, optional
+        Order of the groups (default: order of first appearance in the data, lavaan's rule).
+
+    Returns
+    -------
+    CFAResult
+        Estimates (lavaan's ``parameterEstimates`` columns plus ``std.lv`` and ``std.all``),
+        ``fit_measures`` (lavaan's ``fitMeasures()`` names), warnings and methods for residuals,
+        modification indices and factor scores.
+
+    Notes
+    -----
+    F_ML = sum_g (n_g/N)[log|Sigma_g| + tr(S_g Sigma_g^-1) - log|S_g| - p + (m_g - mu_g)'
+    Sigma_g^-1 (m_g - mu_g)], S with divisor N; chisq = N F_ML. Minimised by Fisher scoring to a
+    gradient below 1e-9. Standard errors from the inverse expected information divided by N
+    (lavaan's default for ML). Matches lavaan 0.6-14 ``cfa()``.
+
+    References
+    ----------
+    Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
+    Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
+
+    Examples
+    --------
+    >>> fit = cfa("visual =~ x1 + x2 + x3", hs)                  # doctest: +SKIP
+    >>> # In R: cfa("visual =~ x1 + x2 + x3", data = hs)
+    """
+    _choice("estimator", estimator, _ESTIMATORS)
+    _choice("likelihood", likelihood, _LIKELIHOODS)
+    _choice("information", information, _INFORMATION)
+    _choice("se", se, _SE)
+    _choice("missing", missing, _MISSING)
+    if estimator != "ML":
+        raise NotImplementedError(f"estimator={estimator!r} is not implemented yet (ML only)")
+    if missing != "listwise":
+        raise NotImplementedError(f"missing={missing!r} is not implemented yet")
+    if ordered:
+        raise NotImplementedError("ordered= (categorical indicators) is not implemented yet")
+    if cluster is not None:
+        raise NotImplementedError("cluster= is not implemented yet")
+    if isinstance(group_equal, str):
+        group_equal = (group_equal,)
+    if isinstance(group_partial, str):
+        group_partial = (group_partial,)
+    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES or g == "thresholds"]
+    if bad:
+        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES[:-1]}; got {bad}")
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
+    rows = parse_syntax(model)
+    if any(r.op == "|" for r in rows):
+        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
+                                  "engine does not estimate")
+    if group is not None and group not in data.columns:
+        raise ValueError(f"group={group!r} is not a column of the data")
+    # observed variables of the model (without building groups yet)
+    ov, _ = model_variables(rows)
+    missing_cols = [v for v in ov if v not in data.columns]
+    if missing_cols:
+        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
+                         f"the data (columns: {list(data.columns)})")
+    non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(data[v])]
+    if non_num:
+        raise ValueError(f"column(s) {non_num} must be numeric")
+    cols = ov + ([group] if group is not None else [])
+    df = data[cols]
+    keep = df.notna().all(axis=1).to_numpy()
+    df = df.loc[keep]
+    warn: list[str] = []
+    if (~keep).any():
+        warn.append(f"{int((~keep).sum())} row(s) with missing values were removed (listwise)")
+    if group is not None:
+        appear = list(pd.unique(df[group]))
+        if group_order is not None:
+            group_order = list(group_order)
+            unknown = [g for g in group_order if g not in appear]
+            if unknown or len(set(group_order)) != len(appear):
+                raise ValueError(f"group_order= must list each group once; groups in the data: "
+                                 f"{appear}; got {group_order}")
+            labels = group_order
+        else:
+            labels = appear
+        blocks = [df.loc[df[group] == g, ov].to_numpy(float) for g in labels]
+        group_labels = [str(g) for g in labels]
+    else:
+        blocks = [df[ov].to_numpy(float)]
+        group_labels = ["1"]
+    ngroups = len(blocks)
+    if meanstructure is None:
+        meanstructure = ngroups > 1
+    pt = build_partable(rows, ngroups=ngroups, group_labels=group_labels,
+                        ov_names=list(data.columns), meanstructure=bool(meanstructure),
+                        std_lv=std_lv, group_equal=tuple(group_equal),
+                        group_partial=tuple(group_partial))
+    stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    options = dict(estimator="ML", group=group, group_equal=list(group_equal),
+                   group_partial=list(group_partial), std_lv=bool(std_lv),
+                   meanstructure=bool(pt.meanstructure), likelihood=likelihood,
+                   information=information, se=se, missing=missing,
+                   group_labels=group_labels)
+    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+    return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
+                        meta=meta, extra_warnings=warn)
+
+
+def _data_warnings(stats: SampleStats, labels) -> list[str]:
+    out = []
+    for gs, lab in zip(stats.groups, labels):
+        gname = f" in group {lab}" if len(stats.groups) > 1 else ""
+        p = gs.cov.shape[0]
+        const = [v for v, s in zip(gs.ov_names, np.diag(gs.cov)) if s <= 0]
+        if const:
+            out.append(f"variable(s) {const} have zero variance{gname}")
+        if gs.n <= p:
+            out.append(f"too few observations{gname}: n = {gs.n} <= number of variables p = {p}")
+        ev = np.linalg.eigvalsh(gs.cov)
+        if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
+            out.append(f"the sample covariance matrix{gname} is not positive definite "
+                       f"(smallest eigenvalue {ev[0]:.3g})")
+    return out
+
+
+def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
+                 information: str = "expected", se: str = "standard",
+                 meta: Meta | None = None, extra_warnings: Sequence[str] = (),
+                 x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
+    """Fit a prepared parameter table to sample statistics by ML and assemble the result.
+
+    This is `cfa()` after the data step; invariance and other modules call it with tables they
+    built themselves.
+    """
+    warn = list(extra_warnings) + _data_warnings(stats, pt.group_labels)
+    model = Model.from_partable(pt, stats)
+    obj = MLObjective(model, stats, likelihood)
+    if x0 is None:
+        x0 = model.start_x(stats)
+    try:
+        res = optimize(obj, x0, max_iter=max_iter)
+        x, converged, iters = res.x, res.converged, res.iterations
+        if not converged:
+            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+                        f"max |gradient| = {res.grad_max:.3g})")
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        x, converged, iters = x0, False, 0
+        warn.append(f"the model did not converge: {e}")
+    # standard errors
+    N_eff = obj.N
+    vcov_x = None
+    if se != "none":
+        try:
+            if information == "expected":
+                info = expected_information(model, x, stats, likelihood=likelihood)
+            else:
+                info = observed_information(obj, x)
+            ev = np.linalg.eigvalsh(info)
+            if ev[0] <= 1e-10 * max(abs(ev[-1]), 1e-300):
+                warn.append("the information matrix is singular (smallest eigenvalue "
+                            f"{ev[0]:.3g}): the model may not be identified; standard errors "
+                            "are not reliable")
+                vcov_x = np.linalg.pinv(info) / N_eff
+            else:
+                vcov_x = np.linalg.inv(info) / N_eff
+        except np.linalg.LinAlgError:
+            warn.append("could not compute standard errors: the information matrix could not "
+                        "be inverted")
+    vals = model.x_to_partable(x)
+    f = pt.frame
+    se_rows = np.zeros(len(f))
+    if vcov_x is not None:
+        v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
+        se_rows[model.free_rows] = v[model.x_col]
+    else:
+        se_rows[model.free_rows] = np.nan
+    slv, sall = standardized(model, x)
+    # problems in the solution
+    mats = model.matrices(x)
+    for g, mt in enumerate(mats):
+        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
+        neg_ov = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
+        if neg_ov:
+            warn.append(f"some estimated ov variances are negative{gname} (Heywood case): "
+                        f"{neg_ov}")
+        neg_lv = [v for i, v in enumerate(model.lv_names) if mt["psi"][i, i] < 0]
+        if neg_lv:
+            warn.append(f"some estimated lv variances are negative{gname}: {neg_lv}")
+        elif model.m and np.linalg.eigvalsh(model.lv_cov(x)[g])[0] <= 0:
+            warn.append(f"the covariance matrix of the latent variables{gname} is not positive "
+                        "definite")
+        if np.linalg.eigvalsh(model.implied(x)[g].sigma)[0] <= 0:
+            warn.append(f"the model-implied covariance matrix{gname} is not positive definite")
+    fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood)
+    # estimates table
+    z = np.full(len(f), np.nan)
+    free_mask = f["free"].to_numpy() > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[free_mask] = vals[free_mask] / se_rows[free_mask]
+    pval = 2.0 * _st.norm.sf(np.abs(z))
+    q = _st.norm.ppf(0.975)
+    est = pd.DataFrame({
+        "lhs": f["lhs"].to_numpy(), "op": f["op"].to_numpy(), "rhs": f["rhs"].to_numpy(),
+        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
+        "se": se_rows, "z": z, "pvalue": pval,
+        "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
+        "std.lv": slv, "std.all": sall})
+    ptf = f.copy()
+    ptf["est"] = vals
+    ptf["se"] = se_rows
+    ptf["start"] = model.x_to_partable(x0)
+    names = []
+    for r in model.x_rows:
+        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
+        if f["group"].iat[r] > 1:
+            nm += f".g{f['group'].iat[r]}"
+        names.append(nm)
+    vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
+                      index=names, columns=names)
+    vc.insert(0, "name", names)
+    vc = vc.reset_index(drop=True)
+    implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in model.implied(x)]
+    sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
+    if meta is None:
+        meta = Meta(options=dict(estimator="ML", likelihood=likelihood, information=information,
+                                 se=se, meanstructure=pt.meanstructure,
+                                 group_labels=list(pt.group_labels)))
+    for w in warn:
+        _warnings.warn(w, stacklevel=3)
+    return CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                     sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
+                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                     constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+
+
+def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
+                         likelihood: str = "normal") -> tuple[dict, list]:
+    """lavaan's ``fitMeasures()`` for an ML fit (names in `instrument.fit.FIT_MEASURE_NAMES`).
+
+    Returns
+    -------
+    (dict, list)
+        The fit measures and the per-group SRMR values.
+
+    Notes
+    -----
+    chisq = N F (N - G with wishart); df = G p*(+p) - npar; npar counts unique free parameters
+    (equality constraints removed). Baseline: independence model (free variances and means).
+    logl uses the divisor-N moments; AIC/BIC/SABIC from logl and npar; RMSEA/CFI/TLI/SRMR per
+    `instrument.fit`.
+    """
+    obj = MLObjective(model, stats, likelihood)
+    G = stats.ngroups
+    p = model.p
+    nx = model.nx
+    if not obj.sample_pd:
+        # log|S| undefined: the likelihood-ratio measures do not exist
+        nan = float("nan")
+        fm = {"npar": nx, "df": G * model.nstat() - nx, "ntotal": stats.ntotal}
+        for k in ("fmin", "chisq", "pvalue", "baseline.chisq", "baseline.pvalue", "cfi", "tli",
+                  "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni", "logl", "unrestricted.logl", "aic",
+                  "bic", "bic2", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
+                  "rmsea.notclose.pvalue", "srmr", "srmr_bentler", "srmr_bentler_nomean"):
+            fm[k] = nan
+        fm["baseline.df"] = G * (p * (p - 1) // 2)
+        return fm, [nan] * G
+    Fg = obj.group_values(x)
+    F = float(obj.w @ Fg)
+    N_eff = obj.N
+    ntotal = stats.ntotal
+    chisq = N_eff * F
+    nstat = G * model.nstat()
+    df = nstat - nx
+    bl = _chisq.baseline_chisq(obj.S, obj.n)
+    df_b = G * (p * (p - 1) // 2)
+    imps = model.implied(x)
+    logl = 0.0
+    logl_h1 = 0.0
+    for gs, imp in zip(stats.groups, imps):
+        if likelihood == "wishart":
+            # lavaan: N-1 covariance, but the N weight
+            Sw = gs.cov * gs.n / (gs.n - 1)
+            logl += _info.loglik_group(gs.n, Sw, imp.sigma, gs.mean, imp.mu)
+            logl_h1 += _info.loglik_group(gs.n, Sw, Sw)
+        else:
+            logl += _info.loglik_group(gs.n, gs.cov, imp.sigma, gs.mean, imp.mu)
+            logl_h1 += _info.loglik_group(gs.n, gs.cov, gs.cov)
+    n_rmsea = N_eff
+    lo, hi = _rmsea.rmsea_ci(chisq, df, n_rmsea, ngroups=G)
+    sr, srn = [], []
+    for gs, imp, S in zip(stats.groups, imps, obj.S):
+        a, b = _srmr.srmr_group(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
+        sr.append(a)
+        srn.append(b)
+    ns = [gs.n for gs in stats.groups]
+    srmr = _srmr.srmr(sr, ns)
+    fm = {
+        "npar": nx, "fmin": F / 2.0, "chisq": chisq, "df": df,
+        "pvalue": _chisq.chisq_pvalue(chisq, df),
+        "baseline.chisq": bl, "baseline.df": df_b,
+        "baseline.pvalue": _chisq.chisq_pvalue(bl, df_b),
+        "cfi": _cfi.cfi(chisq, df, bl, df_b), "tli": _cfi.tli(chisq, df, bl, df_b),
+        "nnfi": _cfi.tli(chisq, df, bl, df_b), "rfi": _cfi.rfi(chisq, df, bl, df_b),
+        "nfi": _cfi.nfi(chisq, df, bl, df_b), "pnfi": _cfi.pnfi(chisq, df, bl, df_b),
+        "ifi": _cfi.ifi(chisq, df, bl, df_b), "rni": _cfi.rni(chisq, df, bl, df_b),
+        "logl": logl, "unrestricted.logl": logl_h1,
+        "aic": _info.aic(logl, nx), "bic": _info.bic(logl, nx, ntotal), "ntotal": ntotal,
+        "bic2": _info.bic2(logl, nx, ntotal),
+        "rmsea": _rmsea.rmsea(chisq, df, n_rmsea, ngroups=G),
+        "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+        "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, n_rmsea, ngroups=G),
+        "rmsea.close.h0": 0.05,
+        "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, n_rmsea, ngroups=G),
+        "rmsea.notclose.h0": 0.08,
+        "srmr": srmr, "srmr_bentler": srmr,
+        "srmr_bentler_nomean": _srmr.srmr(srn, ns),
+    }
+    return fm, sr

@@ -1,0 +1,259 @@
+"""`CFAResult`: the plain-data result of `instrument.cfa()` (re-exported by `instrument.results`).
+
+It holds numbers, strings, tuples and DataFrames only (no reference to the data); methods that
+need the model (modification indices, residuals, factor scores) rebuild it from the stored
+parameter table and sample moments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from instrument.results import Meta, Table, from_jsonable, to_jsonable
+
+__all__ = ["CFAResult"]
+
+_EST_COLS = ("lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "ci.lower",
+             "ci.upper", "std.lv", "std.all")
+_SUMMARY_FIT = ("npar", "ntotal", "chisq", "df", "pvalue", "baseline.chisq", "baseline.df",
+                "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
+                "srmr", "logl", "aic", "bic", "bic2")
+
+
+@dataclass(frozen=True)
+class CFAResult:
+    """Result of `instrument.cfa()` (lavaan's fitted object as plain data).
+
+    Attributes
+    ----------
+    partable : DataFrame
+        lavaan's parameter table with ``est``, ``se`` and ``start`` filled in.
+    fit_measures : dict
+        lavaan's ``fitMeasures()`` names (see `instrument.fit.FIT_MEASURE_NAMES`).
+    estimates : DataFrame
+        ``lhs op rhs group label est se z pvalue ci.lower ci.upper std.lv std.all``
+        (lavaan's ``parameterEstimates()`` plus ``standardizedSolution()``'s est.std as std.all).
+    converged : bool
+    iterations : int
+    warnings : tuple of str
+        Problems found (non-convergence, Heywood cases, non-PD matrices, singular information,
+        n <= p, constant variables).
+    meta : Meta
+        Options used, data hash, version.
+    implied : list of dict
+        Per group ``cov`` (p x p) and ``mean`` (p, or None).
+    sample : list of dict
+        Per group ``n``, ``cov`` (divisor N) and ``mean``.
+    vcov : DataFrame
+        Covariance matrix of the unique free parameters (column ``name`` plus one per parameter).
+    ov_names, lv_names, group_labels, constraints : tuple
+    srmr_group : tuple of float
+        SRMR of each group (the overall value is their n-weighted mean).
+    """
+
+    partable: pd.DataFrame
+    fit_measures: Mapping[str, float]
+    estimates: pd.DataFrame
+    converged: bool
+    iterations: int
+    warnings: tuple
+    meta: Meta
+    implied: list
+    sample: list
+    vcov: pd.DataFrame
+    ov_names: tuple = ()
+    lv_names: tuple = ()
+    group_labels: tuple = ()
+    constraints: tuple = ()
+    srmr_group: tuple = ()
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (`from_dict` restores an equal result)."""
+        return to_jsonable({
+            "type": "CFAResult", "partable": self.partable, "fit_measures": dict(self.fit_measures),
+            "estimates": self.estimates, "converged": self.converged,
+            "iterations": self.iterations, "warnings": list(self.warnings),
+            "meta": self.meta.to_dict(), "implied": self.implied, "sample": self.sample,
+            "vcov": self.vcov, "ov_names": list(self.ov_names), "lv_names": list(self.lv_names),
+            "group_labels": list(self.group_labels),
+            "constraints": [list(c) for c in self.constraints],
+            "srmr_group": list(self.srmr_group)})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CFAResult":
+        """Inverse of `to_dict`."""
+        def frame(v):
+            f = from_jsonable(v)
+            for c in ("lhs", "op", "rhs", "label", "plabel", "name"):
+                if c in f.columns:
+                    f[c] = f[c].fillna("").astype(str)
+            return f
+
+        def mom(lst):
+            out = []
+            for g in lst:
+                e = {}
+                for k, v in g.items():
+                    e[k] = np.asarray(v, float) if isinstance(v, list) else v
+                out.append(e)
+            return out
+
+        fm = {k: (np.nan if v is None else v) for k, v in d["fit_measures"].items()}
+        return cls(partable=frame(d["partable"]), fit_measures=fm, estimates=frame(d["estimates"]),
+                   converged=bool(d["converged"]), iterations=int(d["iterations"]),
+                   warnings=tuple(d["warnings"]), meta=Meta.from_dict(d["meta"]),
+                   implied=mom(d["implied"]), sample=mom(d["sample"]), vcov=frame(d["vcov"]),
+                   ov_names=tuple(d["ov_names"]), lv_names=tuple(d["lv_names"]),
+                   group_labels=tuple(d["group_labels"]),
+                   constraints=tuple(tuple(c) for c in d.get("constraints", [])),
+                   srmr_group=tuple(d.get("srmr_group", [])))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, CFAResult):
+            return NotImplemented
+        from instrument.results import dumps
+        return dumps(self.to_dict()) == dumps(other.to_dict())
+
+    __hash__ = None
+
+    # ------------------------------------------------------------------ model rebuild
+    def _rebuilt(self):
+        from instrument.estimate.model import Model
+        from instrument.estimate.samplestats import GroupStats, SampleStats
+        from instrument.partable import PARTABLE_COLUMNS, ParTable
+        opts = self.meta.options
+        pt = ParTable(self.partable[list(PARTABLE_COLUMNS)].copy(), self.ov_names, self.lv_names,
+                      len(self.group_labels), self.group_labels,
+                      bool(opts.get("meanstructure", False)), self.constraints)
+        model = Model.from_partable(pt)
+        x = model.partable_to_x(self.partable["est"].to_numpy(float))
+        stats = SampleStats([GroupStats(int(s["n"]), np.asarray(s["cov"], float),
+                                        np.asarray(s["mean"], float), None, self.ov_names)
+                             for s in self.sample])
+        return model, x, stats
+
+    @property
+    def ngroups(self) -> int:
+        return len(self.group_labels)
+
+    # ------------------------------------------------------------------ accessors
+    def fitmeasures(self, names: Sequence[str] | str | None = None) -> dict:
+        """Selected fit measures by lavaan name; unknown names raise ValueError."""
+        from instrument.fit import check_names
+        if names is None:
+            return dict(self.fit_measures)
+        out = {}
+        for n in check_names(names):
+            out[n] = self.fit_measures.get(n, np.nan)
+        return out
+
+    @property
+    def r2(self) -> dict | list:
+        """R² of the observed (and endogenous latent) variables; a list of dicts per group."""
+        from instrument.estimate.post import r2
+        model, x, _ = self._rebuilt()
+        out = r2(model, x)
+        return out[0] if self.ngroups == 1 else out
+
+    def residuals(self, type: str = "raw") -> dict | list:
+        """Residual moments as DataFrames, ``{"cov": DataFrame, "mean": Series or None}``
+        (a list per group with several groups).
+
+        Parameters
+        ----------
+        type : {"raw", "cor.bentler", "cor.bollen", "standardized"}
+            lavaan's ``residuals(fit, type=)``; "standardized" gives z statistics.
+        """
+        from instrument.estimate.post import residuals
+        model, x, stats = self._rebuilt()
+        vcx = None
+        if type == "standardized":
+            vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
+        res = residuals(model, x, stats, type=type, vcov_x=vcx, ntotal=stats.ntotal)
+        out = []
+        for r in res:
+            out.append({"cov": pd.DataFrame(r["cov"], index=self.ov_names, columns=self.ov_names),
+                        "mean": None if r["mean"] is None else pd.Series(r["mean"],
+                                                                         index=self.ov_names)})
+        return out[0] if self.ngroups == 1 else out
+
+    def modindices(self, *, sort: bool = True, minimum_value: float = 0.0) -> pd.DataFrame:
+        """Modification indices for fixed-to-zero loadings and residual covariances
+        (lavaan ``modindices()``: columns ``lhs op rhs group mi epc sepc.lv sepc.all sepc.nox``).
+        """
+        from instrument.estimate.post import modindices
+        model, x, stats = self._rebuilt()
+        mi = modindices(model, x, stats, likelihood=self.meta.options.get("likelihood", "normal"))
+        mi = mi[mi["mi"] >= minimum_value]
+        if sort:
+            mi = mi.sort_values("mi", ascending=False, kind="stable")
+        return mi.reset_index(drop=True)
+
+    def factor_scores(self, data: pd.DataFrame, *, method: str = "regression") -> pd.DataFrame:
+        """Factor scores for the rows of ``data`` (lavaan ``lavPredict(fit, method=)``).
+
+        Parameters
+        ----------
+        data : DataFrame
+            Must contain the observed variables (and the group column for multi-group fits).
+            Rows with missing values get NaN scores.
+        method : {"regression", "Bartlett"}
+
+        Returns
+        -------
+        DataFrame with one column per latent variable, indexed like ``data``.
+        """
+        from instrument.estimate.post import factor_scores
+        if method not in ("regression", "Bartlett"):
+            raise ValueError(f"method= must be one of 'regression', 'Bartlett'; got {method!r}")
+        missing = [v for v in self.ov_names if v not in data.columns]
+        if missing:
+            raise ValueError(f"data lacks the observed variable column(s) {missing}")
+        model, x, stats = self._rebuilt()
+        out = pd.DataFrame(np.nan, index=data.index, columns=list(self.lv_names))
+        ok = data[list(self.ov_names)].notna().all(axis=1)
+        group = self.meta.options.get("group")
+        if self.ngroups > 1:
+            gcol = data[group].astype(str)
+            masks = [(ok & (gcol == lab)).to_numpy() for lab in self.group_labels]
+        else:
+            masks = [ok.to_numpy()]
+        blocks = [data.loc[mk, list(self.ov_names)].to_numpy(float) for mk in masks]
+        scores = factor_scores(model, x, blocks, stats, method=method)
+        for mk, sc in zip(masks, scores):
+            out.loc[mk, :] = sc
+        return out
+
+    # ------------------------------------------------------------------ display
+    def summary(self) -> Table:
+        """lavaan-style summary: a fit block then the parameter block (est, se, z, p, std)."""
+        fm = self.fit_measures
+        recs = []
+        for k in _SUMMARY_FIT:
+            if k in fm:
+                recs.append({"section": "Fit", "parameter": k, "est": float(fm[k])})
+        heads = {"=~": "Latent Variables", "~": "Regressions", "~~": "Variances/Covariances",
+                 "~1": "Intercepts/Means"}
+        for _, r in self.estimates.iterrows():
+            sec = heads.get(r["op"], r["op"])
+            if self.ngroups > 1:
+                sec = f"{sec} [{self.group_labels[int(r['group']) - 1]}]"
+            name = f"{r['lhs']} {r['op']} {r['rhs']}".strip()
+            if r["label"]:
+                name += f" ({r['label']})"
+            recs.append({"section": sec, "parameter": name, "est": r["est"], "se": r["se"],
+                         "z": r["z"], "pvalue": r["pvalue"], "std.lv": r["std.lv"],
+                         "std.all": r["std.all"]})
+        frame = pd.DataFrame(recs, columns=["section", "parameter", "est", "se", "z", "pvalue",
+                                            "std.lv", "std.all"])
+        n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
+        opts = self.meta.options
+        notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
+                 f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
+                 f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
+        notes += [f"Warning: {w}" for w in self.warnings]
+        return Table("Confirmatory factor analysis (lavaan-compatible ML)", frame, tuple(notes))

@@ -1,0 +1,396 @@
+"""LISREL (all-y) representation of a CFA derived from the parameter table.
+
+Per group: Lambda (p x m), Theta (p x p), Psi (m x m), Beta (m x m), nu (p), alpha (m);
+Sigma = Lambda B Psi B' Lambda' + Theta and mu = nu + Lambda B alpha with B = (I - Beta)^-1
+(lavaan's ``computeSigmaHat`` / ``computeMuHat``). The optimiser works on x, the vector of
+*unique* free parameters: theta_free = K @ x, where rows sharing a label (or an explicit
+``==`` constraint) share one column of K.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from instrument.estimate.samplestats import SampleStats
+from instrument.partable import ParTable
+
+__all__ = ["Model", "Implied", "vech_indices"]
+
+_LAMBDA, _THETA, _PSI, _BETA, _NU, _ALPHA = range(6)
+
+
+def vech_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of lavaan's ``lav_matrix_vech`` (lower triangle, column by column)."""
+    r, c = [], []
+    for j in range(p):
+        for i in range(j, p):
+            r.append(i)
+            c.append(j)
+    return np.array(r, dtype=int), np.array(c, dtype=int)
+
+
+@dataclass(frozen=True)
+class Implied:
+    """Model-implied moments of one group: ``sigma`` (p x p) and ``mu`` (p,) or None."""
+
+    sigma: np.ndarray
+    mu: np.ndarray | None
+
+
+class _GroupSpec:
+    """Index arrays locating the table rows of one group in its matrices."""
+
+    def __init__(self, p: int, m: int):
+        self.p, self.m = p, m
+        # for each matrix type: arrays (row_index_in_table, i, j) of entries
+        self.entries = {k: ([], [], []) for k in range(6)}
+
+    def freeze(self):
+        self.entries = {k: tuple(np.array(a, dtype=int) for a in v) for k, v in self.entries.items()}
+
+
+class Model:
+    """The CFA model of a `ParTable`, with implied moments and their Jacobian.
+
+    Build with `Model.from_partable`. Public pieces other estimators rely on: `nx`, `K`,
+    `x_to_partable`, `partable_to_x`, `implied`, `delta`, `matrices`, `start_x`.
+    """
+
+    def __init__(self, pt: ParTable, ngroups: int, ov_names, lv_names, meanstructure: bool):
+        self.pt = pt
+        self.ngroups = ngroups
+        self.ov_names = tuple(ov_names)
+        self.lv_names = tuple(lv_names)
+        self.meanstructure = bool(meanstructure)
+        self.p, self.m = len(self.ov_names), len(self.lv_names)
+        f = pt.frame
+        self.nrows = len(f)
+        self.free_rows = np.flatnonzero(f["free"].to_numpy() > 0)   # table rows that are free
+        self.fixed_values = np.where(f["free"].to_numpy() > 0, 0.0,
+                                     np.nan_to_num(f["ustart"].to_numpy(float)))
+        self.vr, self.vc = vech_indices(self.p)
+        self._build_K(f)
+        self._build_specs(f)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_partable(cls, pt: ParTable, sample_stats: SampleStats | None = None) -> "Model":
+        """Derive the matrices of `pt`. ``sample_stats`` is only checked for the group count."""
+        if sample_stats is not None and sample_stats.ngroups != pt.ngroups:
+            raise ValueError(f"the table has {pt.ngroups} groups, the data {sample_stats.ngroups}")
+        return cls(pt, pt.ngroups, pt.ov_names, pt.lv_names, pt.meanstructure)
+
+    def _build_K(self, f):
+        labels = f["label"].to_numpy()
+        parent = {}
+
+        def find(a):
+            while parent.setdefault(a, a) != a:
+                a = parent[a]
+            return a
+
+        for a, b in self.pt.constraints:
+            parent[find(a)] = find(b)
+        col_of, cols = {}, []
+        for r in self.free_rows:
+            lab = labels[r]
+            key = ("L", find(lab)) if lab else ("R", r)
+            if key not in col_of:
+                col_of[key] = len(col_of)
+            cols.append(col_of[key])
+        self.nx = len(col_of)
+        self.K = np.zeros((len(self.free_rows), self.nx))
+        self.K[np.arange(len(self.free_rows)), cols] = 1.0
+        self.x_col = np.array(cols, dtype=int)     # x index of each free row
+        # the first free row of each x (for naming)
+        first = {}
+        for k, c in enumerate(cols):
+            first.setdefault(c, self.free_rows[k])
+        self.x_rows = np.array([first[c] for c in range(self.nx)], dtype=int)
+        # fixed rows with a label that is shared with a free row are not supported
+        for a, b in self.pt.constraints:
+            if not ((labels == a).any() and (labels == b).any()):
+                raise ValueError(f"equality constraint {a} == {b}: unknown label")
+
+    def _build_specs(self, f):
+        ovi = {v: i for i, v in enumerate(self.ov_names)}
+        lvi = {v: i for i, v in enumerate(self.lv_names)}
+        self.specs = [_GroupSpec(self.p, self.m) for _ in range(self.ngroups)]
+        self.has_beta = False
+        for r, (lhs, op, rhs, g) in enumerate(zip(f["lhs"], f["op"], f["rhs"], f["group"])):
+            s = self.specs[int(g) - 1]
+            if op == "=~":
+                if rhs in lvi:
+                    k, i, j = _BETA, lvi[rhs], lvi[lhs]
+                    self.has_beta = True
+                else:
+                    k, i, j = _LAMBDA, ovi[rhs], lvi[lhs]
+            elif op == "~~":
+                if lhs in lvi and rhs in lvi:
+                    k, i, j = _PSI, lvi[lhs], lvi[rhs]
+                elif lhs in ovi and rhs in ovi:
+                    k, i, j = _THETA, ovi[lhs], ovi[rhs]
+                else:
+                    raise NotImplementedError(f"covariance between an observed and a latent "
+                                              f"variable ({lhs} ~~ {rhs}) is not supported")
+            elif op == "~":
+                if lhs in lvi and rhs in lvi:
+                    k, i, j = _BETA, lvi[lhs], lvi[rhs]
+                    self.has_beta = True
+                elif lhs in ovi and rhs in lvi:
+                    k, i, j = _LAMBDA, ovi[lhs], lvi[rhs]
+                else:
+                    raise NotImplementedError(f"regression {lhs} ~ {rhs} on an observed predictor "
+                                              "is not supported by the CFA engine")
+            elif op == "~1":
+                if lhs in lvi:
+                    k, i, j = _ALPHA, lvi[lhs], 0
+                else:
+                    k, i, j = _NU, ovi[lhs], 0
+            else:  # thresholds etc.: not part of the continuous model
+                continue
+            e = s.entries[k]
+            e[0].append(r)
+            e[1].append(i)
+            e[2].append(j)
+        for s in self.specs:
+            s.freeze()
+        # per group: for each free row of the group, (type, i, j, x-col via K)
+        freepos = {r: k for k, r in enumerate(self.free_rows)}
+        self.group_free = []
+        self.group_cols = []   # global free-row positions of each group's local columns
+        for s in self.specs:
+            d = {}
+            glob = sorted(freepos[r] for rows, _, _ in s.entries.values() for r in rows
+                          if r in freepos)
+            loc = {c: t for t, c in enumerate(glob)}
+            for k, (rows, ii, jj) in s.entries.items():
+                sel = [t for t, r in enumerate(rows) if r in freepos]
+                d[k] = (np.array([loc[freepos[rows[t]]] for t in sel], dtype=int),
+                        ii[sel] if len(sel) else np.zeros(0, int),
+                        jj[sel] if len(sel) else np.zeros(0, int))
+            self.group_free.append(d)
+            self.group_cols.append(np.array(glob, dtype=int))
+        # K restricted to each group's columns
+        self.group_K = [self.K[c] for c in self.group_cols]
+
+    # ------------------------------------------------------------------ parameters
+    def x_to_partable(self, x: np.ndarray) -> np.ndarray:
+        """Values of every table row (fixed rows keep ``ustart``): theta_free = K @ x."""
+        vals = self.fixed_values.copy()
+        vals[self.free_rows] = np.asarray(x, float)[self.x_col]
+        return vals
+
+    def partable_to_x(self, values: np.ndarray) -> np.ndarray:
+        """x from full table values (the first row of each equality class is used)."""
+        return np.asarray(values, float)[self.x_rows]
+
+    def matrices(self, x: np.ndarray) -> list[dict]:
+        """Per group dict of ``lambda theta psi beta nu alpha`` for parameter vector ``x``."""
+        vals = self.x_to_partable(x)
+        out = []
+        p, m = self.p, self.m
+        for s in self.specs:
+            L = np.zeros((p, m))
+            T = np.zeros((p, p))
+            P = np.zeros((m, m))
+            B = np.zeros((m, m))
+            nu = np.zeros(p)
+            al = np.zeros(m)
+            for k, M in ((_LAMBDA, L), (_THETA, T), (_PSI, P), (_BETA, B)):
+                rows, i, j = s.entries[k]
+                if len(rows):
+                    M[i, j] = vals[rows]
+                    if k in (_THETA, _PSI):
+                        M[j, i] = vals[rows]
+            for k, v in ((_NU, nu), (_ALPHA, al)):
+                rows, i, _ = s.entries[k]
+                if len(rows):
+                    v[i] = vals[rows]
+            out.append(dict(lambda_=L, theta=T, psi=P, beta=B, nu=nu, alpha=al))
+        return out
+
+    @staticmethod
+    def _ibinv(B: np.ndarray) -> np.ndarray:
+        return np.linalg.inv(np.eye(B.shape[0]) - B) if B.any() else np.eye(B.shape[0])
+
+    def implied(self, x: np.ndarray) -> list[Implied]:
+        """Implied moments per group: Sigma = L B Psi B' L' + Theta, mu = nu + L B alpha."""
+        out = []
+        for mats in self.matrices(x):
+            L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
+            M = L @ Bi
+            sigma = M @ mats["psi"] @ M.T + mats["theta"]
+            mu = mats["nu"] + M @ mats["alpha"] if self.meanstructure else None
+            out.append(Implied(sigma, mu))
+        return out
+
+    def lv_cov(self, x: np.ndarray) -> list[np.ndarray]:
+        """Model-implied covariance of the latent variables per group: B Psi B'."""
+        out = []
+        for mats in self.matrices(x):
+            Bi = self._ibinv(mats["beta"])
+            out.append(Bi @ mats["psi"] @ Bi.T)
+        return out
+
+    def nstat(self) -> int:
+        """Length of the moment vector per group: p(p+1)/2 (+ p with a mean structure)."""
+        return self.p * (self.p + 1) // 2 + (self.p if self.meanstructure else 0)
+
+    def delta(self, x: np.ndarray, *, wrt: str = "x") -> list[np.ndarray]:
+        """Jacobian of the moment vector per group (see `delta_compact` for the formulas)."""
+        out = []
+        for g, Dc in enumerate(self.delta_compact(x)):
+            if wrt == "free":
+                D = np.zeros((Dc.shape[0], len(self.free_rows)))
+                D[:, self.group_cols[g]] = Dc
+                out.append(D)
+            else:
+                out.append(Dc @ self.group_K[g])
+        return out
+
+    def delta_compact(self, x: np.ndarray) -> list[np.ndarray]:
+        """Jacobian of the moment vector per group with respect to x.
+
+        Compact form: per group only the columns of the free table rows of that group
+        (``model.group_cols[g]`` gives their positions among all free rows; ``model.group_K[g]``
+        maps them to x). `delta` expands it: ``wrt="x"`` (default) gives d m_g / d x,
+        ``wrt="free"`` the derivative with respect to every free table row.
+
+        Returns
+        -------
+        list of ndarray, per group shape (p* [+ p], n_free_in_group)
+            Rows are ``[mu (only with a mean structure), vech(Sigma)]`` with lavaan's vech order
+            (lower triangle column by column); lavaan's ``computeDelta``.
+
+        Notes
+        -----
+        With G = Lambda B Psi B', M = Lambda B, H = B Psi B' Lambda' and a = B alpha:
+        d sigma_rc / d lambda_ij = [r=i] G_cj + [c=i] G_rj;
+        d sigma_rc / d psi_kl = M_rk M_cl + M_rl M_ck (k != l), M_rk M_ck (k = l);
+        d sigma_rc / d theta_kl = indicator of (r, c) in {(k, l), (l, k)};
+        d sigma_rc / d beta_kl = M_rk H_lc + M_ck H_lr;
+        d mu_r / d nu_k = [r=k], d mu_r / d alpha_k = M_rk, d mu_r / d lambda_ij = [r=i] a_j,
+        d mu_r / d beta_kl = M_rk a_l.
+        """
+        x = np.asarray(x, float)
+        vr, vc = self.vr, self.vc
+        ps = len(vr)
+        p = self.p
+        off = p if self.meanstructure else 0
+        out = []
+        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+            D = np.zeros((off + ps, len(gc)))
+            L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
+            M = L @ Bi
+            A = Bi @ mats["psi"] @ Bi.T
+            G = L @ A
+            a = Bi @ mats["alpha"]
+            cols, i, j = gf[_LAMBDA]
+            if len(cols):
+                D[off:, cols] = ((vr[:, None] == i[None, :]) * G[vc][:, j]
+                                 + (vc[:, None] == i[None, :]) * G[vr][:, j])
+                if off:
+                    D[:p, cols] = (np.arange(p)[:, None] == i[None, :]) * a[j][None, :]
+            cols, k, l = gf[_PSI]
+            if len(cols):
+                t = M[vr][:, k] * M[vc][:, l]
+                t2 = M[vr][:, l] * M[vc][:, k]
+                D[off:, cols] = np.where((k == l)[None, :], t, t + t2)
+            cols, k, l = gf[_THETA]
+            if len(cols):
+                D[off:, cols] = (((vr[:, None] == k[None, :]) & (vc[:, None] == l[None, :]))
+                                 | ((vr[:, None] == l[None, :]) & (vc[:, None] == k[None, :])))
+            cols, k, l = gf[_BETA]
+            if len(cols):
+                H = A @ L.T
+                D[off:, cols] = M[vr][:, k] * H[l][:, vc].T + M[vc][:, k] * H[l][:, vr].T
+                if off:
+                    D[:p, cols] = M[:, k] * a[l][None, :]
+            if off:
+                cols, k, _ = gf[_NU]
+                if len(cols):
+                    D[:p, cols] = (np.arange(p)[:, None] == k[None, :])
+                cols, k, _ = gf[_ALPHA]
+                if len(cols):
+                    D[:p, cols] = M[:, k]
+            out.append(D)
+        return out
+
+    # ------------------------------------------------------------------ starting values
+    def start_x(self, stats: SampleStats) -> np.ndarray:
+        """Starting values: one-factor principal-axis loadings per factor (scaled to the marker),
+        residual variances from the sample, zero covariances, sample means as intercepts.
+
+        Only the starting point differs from lavaan's ("simple"/fabin); the ML solution does not.
+        """
+        f = self.pt.frame
+        vals = self.fixed_values.copy()
+        user_start = f["start"].to_numpy(float)
+        lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+        grp_a, free_a = f["group"].to_numpy(), f["free"].to_numpy()
+        ust_a = f["ustart"].to_numpy(float)
+        ovi = {v: i for i, v in enumerate(self.ov_names)}
+        lvi = {v: i for i, v in enumerate(self.lv_names)}
+        for g, gs in enumerate(stats.groups):
+            S, mean = gs.cov, gs.mean
+            rows_g = np.flatnonzero(grp_a == g + 1)
+            lam, psi = {}, {}
+            comm = np.zeros(self.p)
+            for lv in self.lv_names:
+                ind = [r for r in rows_g if op_a[r] == "=~" and lhs_a[r] == lv and rhs_a[r] in ovi]
+                idx = [ovi[rhs_a[r]] for r in ind]
+                if not idx:
+                    continue
+                d = np.diag(S)[idx].copy()
+                if len(idx) >= 2:
+                    Sf = S[np.ix_(idx, idx)]
+                    try:
+                        h = 1.0 - 1.0 / np.diag(np.linalg.inv(Sf)) / d
+                    except np.linalg.LinAlgError:
+                        h = np.full(len(idx), 0.5)
+                    R = Sf.copy()
+                    np.fill_diagonal(R, np.clip(h, 0.05, 0.95) * d)
+                    for _ in range(10):
+                        w, V = np.linalg.eigh(R)
+                        l1 = V[:, -1] * np.sqrt(max(w[-1], 1e-8))
+                        np.fill_diagonal(R, np.clip(l1 ** 2, 0.05 * d, 0.95 * d))
+                    if l1.sum() < 0:
+                        l1 = -l1
+                else:
+                    l1 = np.sqrt(np.maximum(d * 0.5, 1e-8))
+                fixed_k = [k for k, r in enumerate(ind) if free_a[r] == 0]
+                c = 1.0
+                if fixed_k:
+                    k0 = fixed_k[0]
+                    fv = ust_a[ind[k0]]
+                    if abs(l1[k0]) > 1e-8 and fv != 0:
+                        c = l1[k0] / fv
+                psi[lv] = c * c
+                for k, r in enumerate(ind):
+                    lam[r] = l1[k] / c
+                comm[idx] += l1 ** 2
+            for r in rows_g:
+                if free_a[r] == 0:
+                    continue
+                op, lhs = op_a[r], lhs_a[r]
+                if not np.isnan(user_start[r]):
+                    vals[r] = user_start[r]
+                elif op == "=~":
+                    vals[r] = lam.get(r, 1.0)
+                elif op == "~~" and lhs == rhs_a[r] and lhs in ovi:
+                    i = ovi[lhs]
+                    vals[r] = max(S[i, i] - comm[i], 0.1 * S[i, i]) if S[i, i] > 0 else 1.0
+                elif op == "~~" and lhs == rhs_a[r] and lhs in lvi:
+                    vals[r] = psi.get(lhs, 0.05)
+                elif op == "~1" and lhs in ovi:
+                    vals[r] = mean[ovi[lhs]]
+                else:
+                    vals[r] = 0.0
+        # equality classes: average over the rows of a class
+        x = np.zeros(self.nx)
+        cnt = np.zeros(self.nx)
+        np.add.at(x, self.x_col, vals[self.free_rows])
+        np.add.at(cnt, self.x_col, 1.0)
+        return x / np.maximum(cnt, 1)

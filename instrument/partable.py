@@ -1,0 +1,307 @@
+"""The parameter table: the central structure every stage reads and writes (lavaan's partable).
+
+`build_partable` turns parsed syntax rows into one table with lavaan's columns
+``id lhs op rhs user block group free ustart exo label plabel start est se`` and lavaan's
+defaults for `cfa()`: marker variables (or ``std_lv``), auto.var, auto.cov.lv.x, free
+intercepts, latent means fixed at 0 (freed in groups 2..G when intercepts are equal), and
+group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from instrument.syntax import SyntaxRow, parse_syntax
+
+__all__ = ["ParTable", "build_partable", "model_variables", "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
+
+GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
+                     "lv.variances", "lv.covariances", "regressions", "thresholds")
+PARTABLE_COLUMNS = ("id", "lhs", "op", "rhs", "user", "block", "group", "free", "ustart", "exo",
+                    "label", "plabel", "start", "est", "se")
+
+
+@dataclass(frozen=True)
+class ParTable:
+    """A lavaan parameter table (frozen).
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        lavaan's columns ``id lhs op rhs user block group free ustart exo label plabel start
+        est se``; ``free`` numbers the free parameters 1..k (0 = fixed), ``ustart`` holds the
+        fixed value of fixed rows (NaN for free rows). ``est``/``se`` are NaN until filled.
+    ov_names, lv_names : tuple of str
+        Observed and latent variables in lavaan's order.
+    ngroups : int
+    group_labels : tuple of str
+    meanstructure : bool
+    constraints : tuple of (str, str)
+        Explicit ``label1 == label2`` equality constraints from the syntax.
+    """
+
+    frame: pd.DataFrame
+    ov_names: tuple
+    lv_names: tuple
+    ngroups: int = 1
+    group_labels: tuple = ()
+    meanstructure: bool = False
+    constraints: tuple = ()
+    options: dict = field(default_factory=dict)
+
+    def with_values(self, est: np.ndarray | None = None, se: np.ndarray | None = None,
+                    start: np.ndarray | None = None) -> "ParTable":
+        """Return a copy with the ``est`` / ``se`` / ``start`` columns replaced."""
+        f = self.frame.copy()
+        if est is not None:
+            f["est"] = np.asarray(est, float)
+        if se is not None:
+            f["se"] = np.asarray(se, float)
+        if start is not None:
+            f["start"] = np.asarray(start, float)
+        return ParTable(f, self.ov_names, self.lv_names, self.ngroups, self.group_labels,
+                        self.meanstructure, self.constraints, dict(self.options))
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return to_jsonable({"frame": self.frame, "ov_names": list(self.ov_names),
+                            "lv_names": list(self.lv_names), "ngroups": self.ngroups,
+                            "group_labels": list(self.group_labels),
+                            "meanstructure": self.meanstructure,
+                            "constraints": [list(c) for c in self.constraints],
+                            "options": self.options})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ParTable":
+        from instrument.results import from_jsonable
+        f = from_jsonable(d["frame"])
+        for c in ("label", "plabel", "lhs", "op", "rhs"):
+            f[c] = f[c].fillna("").astype(str)
+        return cls(f, tuple(d["ov_names"]), tuple(d["lv_names"]), int(d["ngroups"]),
+                   tuple(d["group_labels"]), bool(d["meanstructure"]),
+                   tuple(tuple(c) for c in d.get("constraints", [])), dict(d.get("options", {})))
+
+
+def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
+    """Observed and latent variable names of parsed syntax, in lavaan's order: latent variables
+    in order of their ``=~``; observed: indicators in ``=~`` order, then others as they appear."""
+    lvs: list[str] = []
+    for r in rows:
+        if r.op == "=~" and r.lhs not in lvs:
+            lvs.append(r.lhs)
+    lvset = set(lvs)
+    ovs: list[str] = []
+    for r in rows:
+        if r.op == "=~" and r.rhs not in lvset and r.rhs not in ovs:
+            ovs.append(r.rhs)
+    for r in rows:
+        if r.op == "==":
+            continue
+        cands = [r.lhs] + ([r.rhs] if r.op not in ("|", "~1") and r.rhs else [])
+        for v in cands:
+            if v not in lvset and v not in ovs:
+                ovs.append(v)
+    return ovs, lvs
+
+
+def _per_group(vals: tuple | None, ngroups: int, row: SyntaxRow, what: str) -> list:
+    if vals is None:
+        return [None] * ngroups
+    if len(vals) == 1:
+        return list(vals) * ngroups
+    if len(vals) != ngroups:
+        raise ValueError(f"model syntax line {row.line}: {what} for {row.lhs}{row.op}{row.rhs} "
+                         f"has {len(vals)} values but there are {ngroups} groups")
+    return list(vals)
+
+
+def _partial_key(spec: str) -> tuple[str, str, str]:
+    s = spec.replace(" ", "")
+    for op in ("=~", "~~", "~1", "|", "~"):
+        if op == "~1" and s.endswith("~1"):
+            return s[:-2], "~1", ""
+        if op != "~1" and op in s:
+            lhs, rhs = s.split(op, 1)
+            return lhs, op, rhs
+    raise ValueError(f"group_partial entry {spec!r} is not of the form 'lhs op rhs' "
+                     "(e.g. 'x3~1', 'visual=~x2', 'x1~~x1')")
+
+
+def _equal_type(op: str, lhs: str, rhs: str, lvs: set) -> str | None:
+    if op == "=~":
+        return "loadings"
+    if op == "~1":
+        return "means" if lhs in lvs else "intercepts"
+    if op == "|":
+        return "thresholds"
+    if op == "~":
+        return "regressions"
+    if op == "~~":
+        if lhs in lvs:
+            return "lv.variances" if lhs == rhs else "lv.covariances"
+        return "residuals" if lhs == rhs else "residual.covariances"
+    return None
+
+
+def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
+                   group_labels: Sequence[str] | None = None,
+                   ov_names: Sequence[str] | None = None, meanstructure: bool = False,
+                   std_lv: bool = False, group_equal: Sequence[str] = (),
+                   group_partial: Sequence[str] = (), ordered: Sequence[str] = (),
+                   auto_cov_lv: bool = True) -> ParTable:
+    """Build lavaan's parameter table for a CFA from parsed syntax.
+
+    Parameters
+    ----------
+    rows : list of SyntaxRow or str
+        Output of `parse_syntax` (a string is parsed first).
+    ngroups : int
+        Number of groups; every parameter is repeated per group (block).
+    group_labels : sequence of str, optional
+        Names of the groups in order.
+    ov_names : sequence of str, optional
+        Columns available in the data; every observed variable of the model must be one.
+    meanstructure : bool
+        Add intercepts (``~1``) for observed variables (free) and latent means (fixed 0).
+    std_lv : bool
+        Identify by fixing latent variances to 1 and freeing all loadings.
+    group_equal : sequence of str
+        Parameter types held equal across groups (`GROUP_EQUAL_TYPES`).
+    group_partial : sequence of str
+        Parameters exempt from `group_equal`, as ``"x3~1"``, ``"visual=~x2"``.
+    ordered : sequence of str
+        Ordered observed variables (kept in the table; ML estimation rejects them).
+
+    Returns
+    -------
+    ParTable
+
+    Notes
+    -----
+    Row order follows lavaan 0.6-14 ``lavaanify()``: user rows in syntax order, then the
+    residual variances of the observed variables, the latent variances, the latent covariances
+    (``auto.cov.lv.x``), the intercepts and the latent means, all repeated per group. A parameter
+    held equal by `group_equal` gets the label ``.pN.`` where N is the ``id`` of its group-1 row,
+    in every group. Latent means are fixed at 0 unless ``"intercepts"`` is in `group_equal` and
+    ``"means"`` is not; then they are free in groups 2..G.
+    """
+    if isinstance(rows, str):
+        rows = parse_syntax(rows)
+    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES]
+    if bad:
+        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
+    if ngroups < 1:
+        raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
+    if ngroups > 1:
+        meanstructure = True
+    group_labels = tuple(group_labels) if group_labels is not None else tuple(
+        str(g + 1) for g in range(ngroups))
+    constraints = tuple((r.lhs, r.rhs) for r in rows if r.op == "==")
+    rows = [r for r in rows if r.op != "=="]
+    ovs, lvs = model_variables(rows)
+    lvset = set(lvs)
+    if ov_names is not None:
+        missing = [v for v in ovs if v not in set(ov_names)]
+        if missing:
+            raise ValueError(f"observed variable(s) {missing} of the model are not columns of the "
+                             f"data (columns: {list(ov_names)})")
+    # endogenous latent variables (lhs of a regression among latents, or indicated by a latent)
+    endo = {r.lhs for r in rows if r.op == "~" and r.lhs in lvset}
+    endo |= {r.rhs for r in rows if r.op == "=~" and r.rhs in lvset}
+    marker_of: dict[str, str] = {}
+    for r in rows:
+        if r.op == "=~" and r.lhs not in marker_of:
+            marker_of[r.lhs] = r.rhs
+
+    recs: list[dict] = []
+
+    def add(lhs, op, rhs, user, g, free, ustart, label="", start=math.nan):
+        recs.append(dict(lhs=lhs, op=op, rhs=rhs, user=user, block=g + 1, group=g + 1,
+                         free=1 if free else 0, ustart=(math.nan if free else ustart),
+                         exo=0, label=label, start=start))
+
+    for g in range(ngroups):
+        have = set()
+        for r in rows:
+            fixed = _per_group(r.fixed, ngroups, r, "c()")[g]
+            label = _per_group(r.label, ngroups, r, "c()")[g] or ""
+            start = _per_group(r.start, ngroups, r, "start()")[g]
+            key = (r.lhs, r.op, r.rhs)
+            if r.op == "~~" and r.lhs != r.rhs and (r.rhs, "~~", r.lhs) in have:
+                raise ValueError(f"model syntax line {r.line}: {r.lhs} ~~ {r.rhs} is given twice")
+            if key in have:
+                raise ValueError(f"model syntax line {r.line}: {r.lhs} {r.op} {r.rhs} is given twice")
+            have.add(key)
+            if fixed is not None and not math.isnan(fixed):
+                free, ustart = False, fixed
+            elif fixed is not None:  # NA: explicitly free
+                free, ustart = True, math.nan
+            elif r.op == "=~" and marker_of.get(r.lhs) == r.rhs and not std_lv:
+                free, ustart = False, 1.0
+            elif r.op == "~~" and std_lv and r.lhs == r.rhs and r.lhs in lvset:
+                free, ustart = False, 1.0
+            elif r.op == "~1" and r.lhs in lvset:
+                free, ustart = True, math.nan  # user-given latent mean: free
+            else:
+                free, ustart = True, math.nan
+            add(r.lhs, r.op, r.rhs, 1, g, free, ustart, label, math.nan if start is None else start)
+        for v in ovs:
+            if (v, "~~", v) not in have and v not in ordered:
+                add(v, "~~", v, 0, g, True, math.nan)
+        for f in lvs:
+            if (f, "~~", f) not in have:
+                add(f, "~~", f, 0, g, not std_lv, 1.0)
+        if auto_cov_lv:
+            for blockset in ([f for f in lvs if f not in endo], [f for f in lvs if f in endo]):
+                for i in range(len(blockset)):
+                    for j in range(i + 1, len(blockset)):
+                        a, b = blockset[i], blockset[j]
+                        if (a, "~~", b) not in have and (b, "~~", a) not in have:
+                            add(a, "~~", b, 0, g, True, math.nan)
+        if meanstructure:
+            for v in ovs:
+                if (v, "~1", "") not in have and v not in ordered:
+                    add(v, "~1", "", 0, g, True, math.nan)
+            free_means = (g > 0 and "intercepts" in group_equal and "means" not in group_equal)
+            for f in lvs:
+                if (f, "~1", "") not in have:
+                    add(f, "~1", "", 0, g, free_means, 0.0)
+    frame = pd.DataFrame(recs)
+    frame.insert(0, "id", np.arange(1, len(frame) + 1))
+    frame["plabel"] = [f".p{i}." for i in frame["id"]]
+    # group equality labels
+    if ngroups > 1 and group_equal:
+        partial = {_partial_key(s) for s in group_partial}
+        g1 = frame[frame.group == 1]
+        first = {(r.lhs, r.op, r.rhs): i for i, r in g1.iterrows()}
+        labels = frame["label"].tolist()
+        for i, r in frame.iterrows():
+            t = _equal_type(r.op, r.lhs, r.rhs, lvset)
+            if t not in group_equal or (r.lhs, r.op, r.rhs) in partial:
+                continue
+            j = first.get((r.lhs, r.op, r.rhs))
+            if j is None or i == j:
+                continue
+            if t == "means":
+                # equal to group 1's fixed zero: fixed in every group
+                if frame.at[j, "free"] == 0:
+                    frame.at[i, "free"] = 0
+                    frame.at[i, "ustart"] = frame.at[j, "ustart"]
+                continue
+            if frame.at[j, "free"] == 0 or r.free == 0 or r.label or frame.at[j, "label"]:
+                continue
+            lab = frame.at[j, "plabel"]
+            labels[i] = lab
+            labels[j] = lab
+        frame["label"] = labels
+    frame["free"] = np.where(frame["free"] > 0, np.cumsum(frame["free"] > 0), 0)
+    frame["est"] = np.nan
+    frame["se"] = np.nan
+    frame = frame[list(PARTABLE_COLUMNS)]
+    return ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
+                    constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
+                                  "group_partial": list(group_partial)})

@@ -1,0 +1,319 @@
+"""Engine internals: syntax, parameter table, Jacobian, gradient, information, optimiser,
+warnings, result round trip and CLI."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from numpy.testing import assert_allclose
+
+from cfa_helpers import FIX, HS_MODEL, RTOL_CHISQ, data, quiet, ref
+from instrument import cfa
+from instrument.cfa_result import CFAResult
+from instrument.estimate.ml import (MLObjective, expected_information, observed_information,
+                                    optimize)
+from instrument.estimate.model import Model, vech_indices
+from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import FIT_MEASURE_NAMES, check_names
+from instrument.partable import build_partable
+from instrument.results import dumps
+from instrument.syntax import ModelSyntaxError, parse_syntax
+
+
+# ---------------------------------------------------------------- syntax
+def test_parse_modifiers():
+    rows = parse_syntax("""
+      # comment
+      f =~ NA*x1 + a*x2 + 0.5*x3 + c(b, c)*x4 + start(0.7)*x5
+      f ~~ 1*f; x1 ~~ x2
+      x1 ~ 1
+      f2 =~ x6 +
+            x7
+      y | t1 + t2
+      a == b
+    """)
+    d = {(r.lhs, r.op, r.rhs): r for r in rows}
+    assert math.isnan(d["f", "=~", "x1"].fixed[0])
+    assert d["f", "=~", "x2"].label == ("a",)
+    assert d["f", "=~", "x3"].fixed == (0.5,)
+    assert d["f", "=~", "x4"].label == ("b", "c")
+    assert d["f", "=~", "x5"].start == (0.7,)
+    assert d["f", "~~", "f"].fixed == (1.0,)
+    assert ("x1", "~1", "") in d and ("f2", "=~", "x7") in d
+    assert ("y", "|", "t1") in d and ("y", "|", "t2") in d
+    assert ("a", "==", "b") in d
+
+
+@pytest.mark.parametrize("text,line,token", [
+    ("f =~ x1 + x2\ng =~ x3 + + x4", 2, "=~"),
+    ("f =~ x1\nx2 x3", 2, "x2"),
+    ("f =~ x1\n  g =~ 2x", 2, "2x"),
+    ("f =~ x1 + foo(1)*x2", 1, "foo(1)"),
+    ("f =~ x1\nf := a*b", 2, ":="),
+])
+def test_syntax_errors_name_line_and_token(text, line, token):
+    with pytest.raises(ModelSyntaxError) as e:
+        parse_syntax(text)
+    assert e.value.line == line
+    assert token in str(e.value)
+    assert f"line {line}" in str(e.value)
+
+
+# ---------------------------------------------------------------- parameter table
+def test_partable_defaults_match_lavaan_order():
+    pt = build_partable(HS_MODEL)
+    f = pt.frame
+    assert list(f.columns[:12]) == ["id", "lhs", "op", "rhs", "user", "block", "group", "free",
+                                    "ustart", "exo", "label", "plabel"]
+    assert len(f) == 24 and f["free"].max() == 21
+    assert f.loc[0, "free"] == 0 and f.loc[0, "ustart"] == 1.0          # marker
+    assert list(f.op[9:18]) == ["~~"] * 9 and f.lhs[18] == "visual"       # auto.var
+    assert (f.lhs[21], f.rhs[21]) == ("visual", "textual")               # auto.cov.lv.x
+    vcov_names = ref("a_hs_cfa.json")["ml"]["vcov"]["rownames"]
+    free = f[f.free > 0].sort_values("free")
+    assert [f"{a}{o}{b}" for a, o, b in zip(free.lhs, free.op, free.rhs)] == vcov_names
+
+
+def test_partable_std_lv_and_means():
+    f = build_partable(HS_MODEL, std_lv=True, meanstructure=True).frame
+    assert (f[f.op == "=~"].free > 0).all()
+    lvv = f[(f.op == "~~") & (f.lhs == f.rhs) & f.lhs.isin(["visual", "textual", "speed"])]
+    assert (lvv.free == 0).all() and (lvv.ustart == 1).all()
+    means = f[(f.op == "~1") & f.lhs.isin(["visual"])]
+    assert (means.free == 0).all()
+
+
+def test_partable_group_equal_labels_and_latent_means():
+    pt = build_partable(HS_MODEL, ngroups=2, group_equal=("loadings", "intercepts"),
+                        group_partial=("x3~1",))
+    f = pt.frame
+    g2 = f[f.group == 2]
+    assert g2[(g2.op == "=~") & (g2.rhs == "x2")].label.item() == ".p2."
+    assert f[(f.group == 1) & (f.op == "=~") & (f.rhs == "x2")].label.item() == ".p2."
+    assert g2[(g2.op == "~1") & (g2.lhs == "x3")].label.item() == ""
+    assert (g2[(g2.op == "~1") & (g2.lhs == "visual")].free > 0).all()
+    f1 = f[f.group == 1]
+    assert (f1[(f1.op == "~1") & (f1.lhs == "visual")].free == 0).all()
+    m = Model.from_partable(pt)
+    assert m.nx == 60 - 6 - 8 + 3     # 60 free, 6 loadings and 8 intercepts equal, 3 means
+    with pytest.raises(ValueError, match="group_equal="):
+        build_partable(HS_MODEL, ngroups=2, group_equal=("loading",))
+
+
+def test_c_vector_length_must_match_groups():
+    with pytest.raises(ValueError, match="2 values but there are 3 groups"):
+        build_partable("f =~ x1 + c(a, b)*x2 + x3", ngroups=3)
+
+
+# ---------------------------------------------------------------- Jacobian / gradient
+def _setup(model, ngroups=1, meanstructure=False, **kw):
+    hs = data("HolzingerSwineford1939.csv")
+    pt = build_partable(model, ngroups=ngroups, meanstructure=meanstructure, **kw)
+    ov = list(pt.ov_names)
+    if ngroups == 1:
+        blocks = [hs[ov].to_numpy(float)]
+    else:
+        blocks = [hs.loc[hs.school == s, ov].to_numpy(float) for s in ("Pasteur", "Grant-White")]
+    st = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    m = Model.from_partable(pt, st)
+    rng = np.random.default_rng(1)
+    x = m.start_x(st) + rng.normal(0, 0.05, m.nx)
+    return m, st, x
+
+
+def _moments(m, x):
+    out = []
+    for imp in m.implied(x):
+        v = imp.sigma[m.vr, m.vc]
+        out.append(v if imp.mu is None else np.concatenate([imp.mu, v]))
+    return out
+
+
+STRUCT = HS_MODEL + "\n speed ~ visual + b*textual\n x7 ~~ x8"
+
+
+@pytest.mark.parametrize("model,kw", [
+    (HS_MODEL, {}),
+    (HS_MODEL, {"meanstructure": True, "std_lv": True}),
+    (STRUCT, {"meanstructure": True}),
+    (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings", "intercepts", "residuals")}),
+])
+def test_delta_matches_finite_differences(model, kw):
+    m, st, x = _setup(model, **kw)
+    D = m.delta(x)
+    h = 1e-6
+    for k in range(m.nx):
+        e = np.zeros(m.nx)
+        e[k] = h
+        num = [(a - b) / (2 * h) for a, b in zip(_moments(m, x + e), _moments(m, x - e))]
+        for g in range(m.ngroups):
+            assert_allclose(D[g][:, k], num[g], atol=1e-7, err_msg=f"param {k} group {g}")
+    # compact form maps back through K
+    Dc = m.delta_compact(x)
+    for g in range(m.ngroups):
+        assert_allclose(Dc[g] @ m.group_K[g], D[g], atol=1e-14)
+    assert D[0].shape == (m.nstat(), m.nx)
+
+
+def test_vech_order_is_lavaans():
+    r, c = vech_indices(3)
+    assert list(zip(r, c)) == [(0, 0), (1, 0), (2, 0), (1, 1), (2, 1), (2, 2)]
+
+
+@pytest.mark.parametrize("model,kw", [(STRUCT, {"meanstructure": True}),
+                                      (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings",)})])
+def test_gradient_and_information(model, kw):
+    m, st, x = _setup(model, **kw)
+    obj = MLObjective(m, st)
+    g = obj.gradient(x)
+    h = 1e-6
+    num = np.array([(obj.value(x + h * e) - obj.value(x - h * e)) / (2 * h) for e in np.eye(m.nx)])
+    assert_allclose(g, num, rtol=1e-5, atol=1e-7)
+    g2, info = obj.gradient_and_information(x)
+    assert_allclose(g2, g, atol=1e-13)
+    assert_allclose(info, expected_information(m, x, st), atol=1e-12)
+    # at the optimum, the observed information approaches the expected one only when the
+    # model fits; it must be symmetric and the optimiser must reach a zero gradient
+    res = optimize(obj, x)
+    assert res.converged and res.grad_max < 1e-9
+    H = observed_information(obj, res.x)
+    assert_allclose(H, H.T, atol=1e-12)
+
+
+def test_optimizer_is_generic():
+    """Any object with value/gradient/expected_information can be optimised."""
+    class Quad:
+        A = np.array([[2.0, 0.3], [0.3, 1.0]])
+
+        def value(self, x):
+            return float((x - 1) @ self.A @ (x - 1))
+
+        def gradient(self, x):
+            return 2 * self.A @ (x - 1)
+
+        def expected_information(self, x):
+            return self.A
+
+    r = optimize(Quad(), np.zeros(2))
+    assert r.converged and r.iterations <= 2
+    assert_allclose(r.x, [1, 1])
+
+
+# ---------------------------------------------------------------- options and warnings
+def test_bad_options_give_clear_errors():
+    hs = data("HolzingerSwineford1939.csv")
+    with pytest.raises(ValueError, match=r"estimator= must be one of 'ML', 'MLR', 'WLSMV'; got 'mlr'\."):
+        cfa(HS_MODEL, hs, estimator="mlr")
+    with pytest.raises(ValueError, match="likelihood="):
+        cfa(HS_MODEL, hs, likelihood="foo")
+    with pytest.raises(NotImplementedError, match="MLR"):
+        cfa(HS_MODEL, hs, estimator="MLR")
+    with pytest.raises(NotImplementedError, match="ordered"):
+        cfa(HS_MODEL, hs, ordered=["x1"])
+    with pytest.raises(ValueError, match=r"\['x99'\]"):
+        cfa("f =~ x1 + x2 + x99", hs)
+    with pytest.raises(ValueError, match="group="):
+        cfa(HS_MODEL, hs, group="nope")
+
+
+def test_heywood_case_is_reported():
+    rng = np.random.default_rng(3)
+    n = 200
+    f = rng.normal(size=n)
+    d = pd.DataFrame({"a": f + 0.05 * rng.normal(size=n), "b": f + 0.05 * rng.normal(size=n),
+                      "c": 0.3 * f + rng.normal(size=n)})
+    d["a"] = d["b"] + 0.01 * rng.normal(size=n)  # a and b nearly identical -> negative residual
+    with pytest.warns(UserWarning):
+        fit = cfa("f =~ a + b + c", d)
+    assert any("negative" in w for w in fit.warnings)
+    assert "negative" in fit.summary().as_text()
+
+
+def test_not_identified_model_is_reported():
+    hs = data("HolzingerSwineford1939.csv")
+    with pytest.warns(UserWarning):
+        fit = cfa("f =~ NA*x1 + x2 + x3", hs)     # scale not set
+    assert any("information matrix is singular" in w for w in fit.warnings)
+
+
+def test_small_groups_and_constant_variables_are_reported():
+    hs = data("HolzingerSwineford1939.csv").iloc[:8].copy()
+    hs["x3"] = 1.0
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = cfa(HS_MODEL, hs)
+    msgs = " | ".join(fit.warnings)
+    assert "too few observations" in msgs
+    assert "zero variance" in msgs
+    assert "not positive definite" in msgs
+    assert not fit.converged or "did not converge" in msgs or fit.warnings
+    assert len(rec) >= 3
+
+
+def test_nonconvergence_is_reported():
+    from instrument.cfa import fit_partable
+    hs = data("HolzingerSwineford1939.csv")
+    pt = build_partable(HS_MODEL)
+    st = SampleStats([GroupStats.from_data(hs[list(pt.ov_names)].to_numpy(float), pt.ov_names)])
+    with pytest.warns(UserWarning, match="did not converge"):
+        fit = fit_partable(pt, st, max_iter=2)
+    assert not fit.converged and "did not converge" in fit.summary().as_text()
+
+
+# ---------------------------------------------------------------- results
+def test_result_round_trip_and_summary():
+    hs = data("HolzingerSwineford1939.csv")
+    fit = quiet(cfa, HS_MODEL, hs, group="school", group_equal=("loadings",))
+    d = fit.to_dict()
+    text = dumps(d)
+    back = CFAResult.from_dict(json.loads(text))
+    assert back == fit
+    assert dumps(back.to_dict()) == text
+    assert_allclose(back.modindices()["mi"], fit.modindices()["mi"], rtol=1e-12)
+    s = fit.summary()
+    txt = s.as_text()
+    assert "chisq" in txt and "Latent Variables [Pasteur]" in txt and "(.p2.)" in txt
+    assert s.as_html().startswith("<table") and "|" in s.as_markdown()
+    assert set(fit.fit_measures) <= set(FIT_MEASURE_NAMES)
+    assert list(fit.estimates.columns) == ["lhs", "op", "rhs", "group", "label", "est", "se", "z",
+                                           "pvalue", "ci.lower", "ci.upper", "std.lv", "std.all"]
+    with pytest.raises(ValueError, match="unknown fit measure"):
+        fit.fitmeasures(["cfi", "CFI"])
+    assert fit.fitmeasures("cfi") == {"cfi": fit.fit_measures["cfi"]}
+    with pytest.raises(ValueError):
+        check_names(["gfi.bogus"])
+
+
+def test_same_input_same_bytes():
+    hs = data("HolzingerSwineford1939.csv")
+    a = quiet(cfa, HS_MODEL, hs)
+    b = quiet(cfa, HS_MODEL, hs)
+    assert dumps(a.to_dict()) == dumps(b.to_dict())
+    back = CFAResult.from_dict(json.loads(dumps(a.to_dict())))
+    assert back == a and back.implied[0]["mean"] is None
+    assert_allclose(back.residuals("standardized")["cov"].to_numpy(),
+                    a.residuals("standardized")["cov"].to_numpy(), equal_nan=True)
+    assert a.meta.data_hash and a.meta.options["likelihood"] == "normal"
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_cfa(tmp_path):
+    from instrument.cli import main
+    model = tmp_path / "hs.lav"
+    model.write_text(HS_MODEL)
+    out = tmp_path / "fit.json"
+    res = CliRunner().invoke(main, ["cfa", str(model), str(FIX / "HolzingerSwineford1939.csv"),
+                                    "--group", "school", "--equal", "loadings,intercepts",
+                                    "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "chisq" in res.output
+    d = json.loads(out.read_text())
+    assert_allclose(d["fit_measures"]["chisq"], ref("b_hs_invariance.json")["ML"]["fit"]["scalar"]["chisq"],
+                    rtol=RTOL_CHISQ)
+    res = CliRunner().invoke(main, ["cfa", "f =~ x1 + + x2", str(FIX / "HolzingerSwineford1939.csv")])
+    assert res.exit_code != 0 and "line 1" in res.output

@@ -107,6 +107,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     _choice("information", information, _INFORMATION)
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
+    if estimator == "MLR" or missing == "fiml" or cluster is not None:
+        from instrument.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
+        return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
+                          group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
+                          likelihood=likelihood, information=information, se=se, missing=missing,
+                          ordered=ordered, cluster=cluster, group_order=group_order)
     if estimator != "ML":
         raise NotImplementedError(f"estimator={estimator!r} is not implemented yet (ML only)")
     if missing != "listwise":

@@ -69,6 +69,7 @@ class CFAResult:
     group_labels: tuple = ()
     constraints: tuple = ()
     srmr_group: tuple = ()
+    missing_data: tuple = ()   # FIML: per group {patterns, items, coverage, npatterns, n_empty}
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -81,7 +82,8 @@ class CFAResult:
             "vcov": self.vcov, "ov_names": list(self.ov_names), "lv_names": list(self.lv_names),
             "group_labels": list(self.group_labels),
             "constraints": [list(c) for c in self.constraints],
-            "srmr_group": list(self.srmr_group)})
+            "srmr_group": list(self.srmr_group),
+            "missing_data": [dict(m) for m in self.missing_data]})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CFAResult":
@@ -110,7 +112,9 @@ class CFAResult:
                    ov_names=tuple(d["ov_names"]), lv_names=tuple(d["lv_names"]),
                    group_labels=tuple(d["group_labels"]),
                    constraints=tuple(tuple(c) for c in d.get("constraints", [])),
-                   srmr_group=tuple(d.get("srmr_group", [])))
+                   srmr_group=tuple(d.get("srmr_group", [])),
+                   missing_data=tuple({k: from_jsonable(v) for k, v in m.items()}
+                                      for m in d.get("missing_data", [])))
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, CFAResult):

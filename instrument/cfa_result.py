@@ -21,6 +21,9 @@ _EST_COLS = ("lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "
 _SUMMARY_FIT = ("npar", "ntotal", "chisq", "df", "pvalue", "baseline.chisq", "baseline.df",
                 "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
                 "srmr", "logl", "aic", "bic", "bic2")
+_SUMMARY_FIT_ROBUST = ("chisq.scaled", "df.scaled", "pvalue.scaled", "chisq.scaling.factor",
+                       "cfi.scaled", "tli.scaled", "rmsea.scaled", "cfi.robust", "tli.robust",
+                       "rmsea.robust", "rmsea.ci.lower.robust", "rmsea.ci.upper.robust")
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ class CFAResult:
         """lavaan-style summary: a fit block then the parameter block (est, se, z, p, std)."""
         fm = self.fit_measures
         recs = []
-        for k in _SUMMARY_FIT:
+        for k in _SUMMARY_FIT + _SUMMARY_FIT_ROBUST:
             if k in fm:
                 recs.append({"section": "Fit", "parameter": k, "est": float(fm[k])})
         heads = {"=~": "Latent Variables", "~": "Regressions", "~~": "Variances/Covariances",
@@ -256,7 +259,8 @@ class CFAResult:
                                             "std.lv", "std.all"])
         n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
         opts = self.meta.options
-        notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
+        notes = [f"Estimator {opts.get('estimator', 'ML')} ({opts.get('likelihood', 'normal')} "
+                 f"likelihood{', missing = fiml' if opts.get('missing') == 'fiml' else ''}), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
                  f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
         notes += [f"Warning: {w}" for w in self.warnings]

@@ -35,7 +35,7 @@ from instrument.estimate.fiml import (FIMLObjective, em_saturated, fiml_baseline
 from instrument.estimate.fiml_fast import (baseline_yuan_bentler_fast, fast_delta_fn,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
-from instrument.estimate.ml import MLObjective, expected_information, optimize
+from instrument.estimate.ml import MLObjective, optimize, weighted_delta
 from instrument.estimate.mlr import RobustGroup, mlr_vcov, observed_information
 from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
@@ -157,7 +157,9 @@ def robust_fit_measures_extra(*, chisq: float, df: int, baseline_chisq: float, b
     """The scaled incremental indices lavaan adds for a scaled test besides those of
     `instrument.fit.robust.robust_fit_measures`: ``rfi.scaled``, ``nfi.scaled``,
     ``pnfi.scaled``, ``ifi.scaled`` (the usual formulas on ``chisq / c`` and
-    ``baseline.chisq / c_b``) and ``scaling.factor.h1``/``scaling.factor.h0``."""
+    ``baseline.chisq / c_b``) and ``scaling.factor.h1``/``scaling.factor.h0``. lavaan divides the
+    h0 trace by the number of free table rows (equality-constrained ones counted separately), so
+    pass ``scaling_factor_h0`` on that scale."""
     xs, xbs = chisq / scaling_factor, baseline_chisq / baseline_scaling_factor
     return {"rfi.scaled": _cfi.rfi(xs, df, xbs, baseline_df),
             "nfi.scaled": _cfi.nfi(xs, df, xbs, baseline_df),
@@ -316,7 +318,8 @@ def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CF
     fm.update(robust_fit_measures_extra(
         chisq=chisq, df=df, baseline_chisq=bl.chisq, baseline_df=bl.df,
         scaling_factor=yb.scaling_factor, baseline_scaling_factor=bl.scaling_factor,
-        scaling_factor_h1=yb.scaling_factor_h1, scaling_factor_h0=yb.scaling_factor_h0))
+        scaling_factor_h1=yb.scaling_factor_h1,
+        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
     fm["trace.UGamma"] = yb.trace_UGamma
     new = [w for w in warn2 if w not in base.warnings]
     for w in new:
@@ -334,6 +337,8 @@ class _FIMLScoring:
 
     def __init__(self, obj: FIMLObjective, model: Model, stats: SampleStats):
         self.obj, self.model, self.stats = obj, model, stats
+        n = np.array([g.n for g in stats.groups], float)
+        self.w = n / n.sum()
 
     def value(self, x):
         return 2.0 * self.obj.value(x)
@@ -342,7 +347,11 @@ class _FIMLScoring:
         return 2.0 * self.obj.gradient(x)
 
     def expected_information(self, x):
-        return expected_information(self.model, x, self.stats)
+        # sum_g (n_g/N) Delta_g' W_g Delta_g (= instrument.estimate.ml.expected_information)
+        info = 0.0
+        for wg, D, imp in zip(self.w, self.obj.delta_fn(x), self.model.implied(x)):
+            info = info + wg * (D.T @ weighted_delta(self.model, imp.sigma, D))
+        return 0.5 * (info + info.T)
 
 
 def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: list) -> CFAResult:
@@ -435,12 +444,13 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
         fm.update(robust_fit_measures_extra(
             chisq=chisq, df=df, baseline_chisq=bl, baseline_df=df_b,
             scaling_factor=yb.scaling_factor, baseline_scaling_factor=byb.scaling_factor,
-            scaling_factor_h1=yb.scaling_factor_h1, scaling_factor_h0=yb.scaling_factor_h0))
+            scaling_factor_h1=yb.scaling_factor_h1,
+        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
         fm["trace.UGamma"] = yb.trace_UGamma
     # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
     if df > 0:
         fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,
-                                 version="V3" if estimator == "MLR" else "V6")
+                                 version="V3" if estimator == "MLR" else "V6", clusters=clusters)
         a = (fc["XX3"], df, fc["XX3.null"], fc["df3.null"])
         kw = dict(c=fc["c.hat3"], c_b=fc["c.hat3.null"])
         rlo, rhi = _rob.rmsea_ci(fc["XX3.scaled"], df, N, ngroups=G, c=fc["c.hat3"])

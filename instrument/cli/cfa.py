@@ -1,4 +1,5 @@
-"""`instrument cfa MODEL DATA [--group COL] [--equal loadings,intercepts] [--std-lv] [--json OUT]`."""
+"""`instrument cfa MODEL DATA [--group COL] [--equal loadings,intercepts] [--std-lv]
+[--estimator ML|MLR] [--missing listwise|fiml] [--cluster COL] [--json OUT]`."""
 from __future__ import annotations
 
 import sys
@@ -21,10 +22,17 @@ import click
               show_default=True)
 @click.option("--information", type=click.Choice(["expected", "observed"]), default="expected",
               show_default=True)
+@click.option("--estimator", type=click.Choice(["ML", "MLR"]), default="ML", show_default=True,
+              help="MLR: robust (Huber-White) SEs and Yuan-Bentler scaled test.")
+@click.option("--missing", type=click.Choice(["listwise", "fiml"]), default="listwise",
+              show_default=True, help="fiml: full-information ML (lavaan missing='ml').")
+@click.option("--cluster", default=None, help="Column of cluster labels: cluster-robust SEs "
+              "and test (needs --estimator MLR).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
-        meanstructure: bool, likelihood: str, information: str, json_out: str | None) -> None:
+        meanstructure: bool, likelihood: str, information: str, estimator: str, missing: str,
+        cluster: str | None, json_out: str | None) -> None:
     """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
     import pandas as pd
@@ -44,7 +52,8 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
     try:
         fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp, std_lv=std_lv,
                       meanstructure=True if meanstructure else None, likelihood=likelihood,
-                      information=information)
+                      information=information, estimator=estimator, missing=missing,
+                      cluster=cluster)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(fit.summary().as_text())

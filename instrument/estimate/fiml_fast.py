@@ -181,9 +181,12 @@ def baseline_yuan_bentler_fast(patterns: Sequence[MissingPatterns], h1: Sequence
 
 def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
                         implied: Sequence[tuple[np.ndarray, np.ndarray]],
-                        delta: Sequence[np.ndarray], df: int, *, version: str = "V6") -> dict:
+                        delta: Sequence[np.ndarray], df: int, *, version: str = "V6",
+                        clusters: Sequence[np.ndarray | None] | None = None) -> dict:
     """= `instrument.estimate.fiml.fiml_corrected` (lavaan's FIML-corrected robust CFI/RMSEA,
-    Zhang & Savalei 2023) with the fast h1 matrices; see that function for the formulas."""
+    Zhang & Savalei 2023) with the fast h1 matrices; see that function for the formulas.
+    ``clusters`` (per group labels or None) make the V3 first-order matrix cluster-robust (scores
+    summed within clusters), as lavaan with ``cluster=``."""
     from scipy.linalg import block_diag
     version = version.upper()
     if version not in ("V3", "V6"):
@@ -192,7 +195,8 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
     p = patterns[0].p
     Wm_b, Wc_b, Wmi_b, Gam_b = [], [], [], []
     XX3 = XX3n = 0.0
-    for pt, hh, (s, m) in zip(patterns, h1, implied):
+    clusters = list(clusters) if clusters is not None else [None] * len(patterns)
+    for pt, hh, (s, m), cl in zip(patterns, h1, implied, clusters):
         fg = pt.n / N
         Wm = h1_information_observed_fast(pt, hh.cov, hh.mean)
         Wmi = np.linalg.inv(Wm)
@@ -200,7 +204,7 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
         Wc_b.append(fg * _h1_expected_ms(hh.cov))
         Wmi_b.append(Wmi / fg)
         if version == "V3":
-            Jm = fiml_h1_information_firstorder(pt, hh.cov, hh.mean)
+            Jm = fiml_h1_information_firstorder(pt, hh.cov, hh.mean, cluster=cl)
             Gam_b.append(Wmi @ Jm @ Wmi / fg)
         XX3 += pt.n * _ml_discrepancy(hh.cov, hh.mean, s, m)
         b = fiml_baseline(pt)

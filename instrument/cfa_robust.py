@@ -32,11 +32,12 @@ from instrument.cfa_result import CFAResult
 from instrument.estimate.fiml import (FIMLObjective, em_saturated, fiml_baseline, fiml_loglik,
                                       fiml_mlr_vcov, missing_patterns, missing_summary,
                                       srmr_bentler)
-from instrument.estimate.fiml_fast import (baseline_yuan_bentler_fast, fast_delta_fn,
+from instrument.estimate.fiml_fast import (baseline_yuan_bentler_fast, curvature_term,
+                                           fast_delta_fn,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
 from instrument.estimate.ml import MLObjective, optimize, weighted_delta
-from instrument.estimate.mlr import RobustGroup, mlr_vcov, observed_information
+from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indices
 from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
@@ -48,7 +49,8 @@ from instrument.syntax import parse_syntax
 from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
                                               yuan_bentler_mplus_complete)
 
-__all__ = ["cfa_robust", "robust_fit_measures_extra"]
+__all__ = ["cfa_robust", "robust_fit_measures_extra", "observed_information_delta",
+           "mlr_vcov_delta"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +290,104 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
 
 
 # --------------------------------------------------------------------------------------------
+# complete-data MLR pieces in parameter space (no (p*, p*) h1 matrices)
+# --------------------------------------------------------------------------------------------
+def _unvech_cols(D: np.ndarray, p: int) -> np.ndarray:
+    """Columns of D (vech of symmetric matrices, lavaan order) -> (k, p, p)."""
+    r, c = vech_indices(p)
+    out = np.zeros((D.shape[1], p, p))
+    out[:, r, c] = D.T
+    out[:, c, r] = D.T
+    return out
+
+
+def observed_information_delta(groups: Sequence[RobustGroup]) -> np.ndarray:
+    """``sum_g (n_g/N) Delta_g' A1obs_g Delta_g`` without forming ``A1obs`` (equals
+    `instrument.estimate.mlr.observed_information` without ``delta_fn``).
+
+    Notes
+    -----
+    For directions (a, A) and (b, B) of (mu, Sigma), with ``P = Sigma^-1``, ``d = ybar - mu``,
+    ``Q = P (S + d d') P``: ``a'Pb + a'PBPd + b'PAPd - tr(PAPB)/2 + tr(PAQB)``.
+    """
+    N = sum(g.n for g in groups)
+    H = 0.0
+    for g in groups:
+        ybar, S = g.moments()
+        p = S.shape[0]
+        P = np.linalg.inv(g.sigma)
+        P = 0.5 * (P + P.T)
+        off = p if g.meanstructure else 0
+        d = ybar - g.mu if g.meanstructure else np.zeros(p)
+        Q = P @ (S + np.outer(d, d)) @ P
+        D = np.asarray(g.delta)
+        dS = _unvech_cols(D[off:], p)
+        PA = (P @ dS).reshape(D.shape[1], -1)
+        QA = (Q @ dS).reshape(D.shape[1], -1)
+        PAT = np.swapaxes(P @ dS, 1, 2).reshape(D.shape[1], -1)
+        Hg = -0.5 * (PA @ PAT.T) + QA @ PAT.T
+        if off:
+            dmu = D[:off]
+            Pm = P @ dmu
+            cross = Pm.T @ (dS @ (P @ d)).T
+            Hg = Hg + dmu.T @ Pm + cross + cross.T
+        H = H + (g.n / N) * Hg
+    return 0.5 * (H + H.T)
+
+
+def _projected_scores(X: np.ndarray, sigma: np.ndarray, mu: np.ndarray, delta: np.ndarray,
+                      meanstructure: bool, chunk: int = 256) -> np.ndarray:
+    """Casewise scores times Delta, ``mvnorm_scores(X, sigma, mu) @ delta`` (n x nx), built in
+    row chunks so that the (n x p*) score matrix is never held at once."""
+    from instrument.estimate.mlr import vech_weights
+    X = np.asarray(X, dtype=float)
+    n, p = X.shape
+    r, c = vech_indices(p)
+    w = vech_weights(p)
+    P = np.linalg.inv(sigma)
+    P = 0.5 * (P + P.T)
+    Pv = P[r, c]
+    off = p if meanstructure else 0
+    Dm, Dc = delta[:off], delta[off:]
+    Z = (X - mu) @ P
+    out = np.empty((n, delta.shape[1]))
+    for i in range(0, n, chunk):
+        Zc = Z[i:i + chunk]
+        sc = Zc[:, r] * Zc[:, c]
+        sc -= Pv
+        sc *= w
+        o = sc @ Dc
+        if off:
+            o += Zc @ Dm
+        out[i:i + chunk] = o
+    return out
+
+
+def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
+    """Huber-White vcov with ``B0_g = (S_g Delta_g)'(S_g Delta_g)/n_g`` from the casewise scores
+    projected on the parameters first (cluster sums of the projected scores with clusters);
+    equals `instrument.estimate.mlr.mlr_vcov` given ``information=E``."""
+    from instrument.estimate.mlr import MLRVcov, _cluster_sum, huber_white_vcov
+    N = sum(g.n for g in groups)
+    E_inv = np.linalg.inv(E)
+    E_inv = 0.5 * (E_inv + E_inv.T)
+    B0, per = 0.0, []
+    for g in groups:
+        ybar, _ = g.moments()
+        mu = g.mu if g.meanstructure else ybar
+        SD = _projected_scores(g.data, g.sigma, mu, np.asarray(g.delta), g.meanstructure)
+        if g.cluster is not None:
+            SD = _cluster_sum(SD, g.cluster)
+        b = SD.T @ SD / g.n
+        per.append(b)
+        B0 = B0 + (g.n / N) * b
+    V = huber_white_vcov(E_inv, B0, N)
+    return MLRVcov(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), information=E,
+                   information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=N)
+
+
+
+# --------------------------------------------------------------------------------------------
 # MLR, complete data
 # --------------------------------------------------------------------------------------------
 def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CFAResult:
@@ -302,16 +402,24 @@ def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CF
     imps = model.implied(x)
     groups = [RobustGroup(b, imp.sigma, imp.mu if ms else None, D, cluster=cl)
               for b, imp, D, cl in zip(blocks, imps, model.delta(x), clusters)]
-    E = observed_information(groups, delta_fn=fast_delta_fn(model), x=x)
+    # observed information: Delta' A1 Delta plus the exact curvature term
+    N = stats.ntotal
+    grads = []
+    for g in groups:
+        ybar, S = g.moments()
+        grads.append(ml_moment_gradient(g.sigma, g.mu, S, ybar, meanstructure=g.meanstructure))
+    E = observed_information_delta(groups) + curvature_term(model, x, grads,
+                                                            [g.n / N for g in groups])
+    E = 0.5 * (E + E.T)
     _check_information(E, warn2)
-    v = mlr_vcov(groups, information=E)
+    v = mlr_vcov_delta(groups, E)
     fm = dict(base.fit_measures)
     chisq, df = float(fm["chisq"]), int(fm["df"])
     obj = MLObjective(model, stats)
     cg = [float(n * F) for n, F in zip(obj.n, obj.group_values(x))]
     yb = yuan_bentler_mplus_complete(groups, chisq, df, mlr=v, chisq_group=cg)
     bl = baseline_yuan_bentler_complete(blocks, meanstructure=ms, clusters=clusters)
-    N, G = stats.ntotal, stats.ngroups
+    G = stats.ngroups
     fm.update(_rob.robust_fit_measures(
         chisq=chisq, df=df, scaling_factor=yb.scaling_factor, baseline_chisq=bl.chisq,
         baseline_df=bl.df, baseline_scaling_factor=bl.scaling_factor, ntotal=N, ngroups=G))
@@ -383,7 +491,7 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     vcov_x = None
     vmlr = None
     try:
-        E = observed_information_fast(obj, x)
+        E = observed_information_fast(obj, x, model=model)
         _check_information(E, warn)
         if estimator == "MLR":
             vmlr = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)

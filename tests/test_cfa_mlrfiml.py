@@ -449,3 +449,39 @@ def test_cli_estimator_missing_cluster(tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["cfa", HS_MODEL, str(csv), "--cluster", "school"])
     assert r.exit_code != 0 and "estimator='MLR'" in r.output
+
+
+def test_parameter_space_mlr_pieces_equal_reference_implementation():
+    """observed_information_delta / mlr_vcov_delta / curvature_term (fast paths used by cfa())
+    against instrument.estimate.mlr (observed information with Richardson curvature, sandwich)."""
+    from instrument.cfa_robust import mlr_vcov_delta, observed_information_delta
+    from instrument.estimate.fiml_fast import curvature_term, fast_delta_fn
+    from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, mlr_vcov
+    from instrument.estimate.mlr import observed_information as obs_ref
+    from instrument.estimate.model import Model
+    from instrument.estimate.samplestats import GroupStats, SampleStats
+    from instrument.partable import build_partable
+    from instrument.syntax import parse_syntax
+    hs = data("HolzingerSwineford1939.csv")
+    ov = [f"x{i}" for i in range(1, 10)]
+    blocks = [hs.loc[hs["school"] == s, ov].to_numpy(float) for s in ("Pasteur", "Grant-White")]
+    pt = build_partable(parse_syntax(HS_MODEL + "\n x1 ~~ x4"), ngroups=2,
+                        group_labels=["Pasteur", "Grant-White"], ov_names=list(hs.columns),
+                        meanstructure=True, std_lv=False, group_equal=("loadings",),
+                        group_partial=())
+    st = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    m = Model.from_partable(pt, st)
+    x = m.start_x(st) + 0.02                      # away from the optimum: curvature matters
+    cl = [np.arange(len(b)) % 7 for b in blocks]
+    groups = [RobustGroup(b, imp.sigma, imp.mu, D, cluster=c)
+              for b, imp, D, c in zip(blocks, m.implied(x), m.delta(x), cl)]
+    w = [g.n / 301 for g in groups]
+    grads = [ml_moment_gradient(g.sigma, g.mu, *g.moments()[::-1]) for g in groups]
+    E = observed_information_delta(groups) + curvature_term(m, x, grads, w)
+    E_ref = obs_ref(groups, delta_fn=fast_delta_fn(m), x=x)
+    assert_allclose(E, E_ref, rtol=1e-7, atol=1e-9)
+    assert_allclose(observed_information_delta(groups), obs_ref(groups), rtol=1e-10, atol=1e-13)
+    v, v_ref = mlr_vcov_delta(groups, E_ref), mlr_vcov(groups, information=E_ref)
+    assert_allclose(v.vcov, v_ref.vcov, rtol=1e-10, atol=1e-15)
+    for a, b in zip(v.B0_group, v_ref.B0_group):
+        assert_allclose(a, b, rtol=1e-10, atol=1e-14)

@@ -21,6 +21,7 @@ from instrument.estimate.fiml import (H1Result, MissingPatterns, _baseline_delta
 from instrument.estimate.mlr import _richardson_curvature, vech_indices, vech_weights
 
 __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_delta_fn",
+           "curvature_term",
            "h1_trace_fast", "baseline_yuan_bentler_fast", "fiml_corrected_fast"]
 
 
@@ -122,19 +123,24 @@ def fast_delta_fn(model) -> Callable[[np.ndarray], list]:
     return delta
 
 
-def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6) -> np.ndarray:
+def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
+                              model=None) -> np.ndarray:
     """Unit observed information of an `instrument.estimate.fiml.FIMLObjective`:
     ``sum_g Delta_g' A1obs_g Delta_g`` (`h1_information_observed_fast`) plus the curvature term
     ``sum_k g_k d^2 m_k / dx dx'`` by 4-point differences of ``delta_fn`` (lavaan's step 1e-6).
-    Equals ``objective.observed_information_analytic(x)``."""
+    Equals ``objective.observed_information_analytic(x)``. With the engine ``model`` the
+    curvature term is exact (`curvature_term`)."""
     x = np.asarray(x, dtype=float)
     ds = objective.delta_fn(x)
     H = 0.0
     for pt, (s, m), D in zip(objective.patterns, objective._implied(x), ds):
         A = h1_information_observed_fast(pt, s, m, ntotal=objective.ntotal)
         H = H + D.T @ A @ D
-    H = H + _richardson_curvature(objective.delta_fn, x, objective.moment_gradients(x),
-                                  [1.0] * len(objective.patterns), h)
+    w = [1.0] * len(objective.patterns)
+    if model is not None:
+        H = H + curvature_term(model, x, objective.moment_gradients(x), w, h=h)
+    else:
+        H = H + _richardson_curvature(objective.delta_fn, x, objective.moment_gradients(x), w, h)
     return 0.5 * (H + H.T)
 
 
@@ -227,3 +233,56 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
     c3, c3n = k / df, kb / dfn
     return {"XX3": XX3, "df3": float(df), "c.hat3": c3, "XX3.scaled": XX3 / c3,
             "XX3.null": XX3n, "df3.null": float(dfn), "c.hat3.null": c3n}
+
+
+def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
+                   weights: Sequence[float], *, h: float = 1e-6) -> np.ndarray:
+    """``sum_g w_g sum_k g_gk d^2 m_gk / dx dx'``, the second-derivative part of an observed
+    information, for an engine `instrument.estimate.model.Model`.
+
+    Notes
+    -----
+    With ``G`` the symmetric matrix of the moment gradient (``g_rc / 2`` off the diagonal) the
+    term is the Hessian of ``phi(x) = tr(G Sigma(x)) + g_mu' mu(x)``. For a model without
+    latent regressions (``B = 0``), ``Sigma = Lambda Psi Lambda' + Theta`` and
+    ``mu = nu + Lambda alpha`` give the exact non-zero blocks
+    ``d^2 phi / d lambda_ia d lambda_jb = 2 G_ij Psi_ab``,
+    ``d^2 phi / d lambda_ia d psi_cd = 2 [(G Lambda)_ic [a=d] + (G Lambda)_id [a=c]]`` (c != d;
+    ``2 (G Lambda)_ic [a=c]`` for c = d) and ``d^2 phi / d lambda_ia d alpha_b = g_mu,i [a=b]``.
+    With latent regressions the term is computed by lavaan's 4-point differences of Delta.
+    """
+    from instrument.estimate.model import _ALPHA, _LAMBDA, _PSI
+    if getattr(model, "has_beta", False):
+        return _richardson_curvature(fast_delta_fn(model), x, moment_grads, weights, h)
+    p = model.p
+    r, c = vech_indices(p)
+    off = p if model.meanstructure else 0
+    C = np.zeros((model.nx, model.nx))
+    for mats, gf, Kg, g, wg in zip(model.matrices(x), model.group_free, model.group_K,
+                                   moment_grads, weights):
+        g = np.asarray(g, dtype=float)
+        gv = g[off:]
+        Gs = np.zeros((p, p))
+        Gs[r, c] = np.where(r == c, gv, gv / 2.0)
+        Gs[c, r] = Gs[r, c]
+        L, Ps = mats["lambda_"], mats["psi"]
+        GL = Gs @ L
+        nloc = Kg.shape[0]
+        Cl = np.zeros((nloc, nloc))
+        cl, li, la = gf[_LAMBDA]
+        if len(cl):
+            Cl[np.ix_(cl, cl)] += 2.0 * Gs[np.ix_(li, li)] * Ps[np.ix_(la, la)]
+            cp, pk, pl = gf[_PSI]
+            if len(cp):
+                t = (GL[li][:, pk] * (la[:, None] == pl[None, :])
+                     + np.where((pk != pl)[None, :], GL[li][:, pl] * (la[:, None] == pk[None, :]),
+                                0.0))
+                Cl[np.ix_(cl, cp)] += 2.0 * t
+                Cl[np.ix_(cp, cl)] += 2.0 * t.T
+            ca, ak, _ = gf[_ALPHA]
+            if off and len(ca):
+                t = g[:p][li][:, None] * (la[:, None] == ak[None, :])
+                Cl[np.ix_(cl, ca)] += t
+                Cl[np.ix_(ca, cl)] += t.T
+        C += wg * (Kg.T @ Cl @ Kg)
+    return 0.5 * (C + C.T)

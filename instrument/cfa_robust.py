@@ -29,11 +29,11 @@ import pandas as pd
 from scipy import stats as _st
 
 from instrument.cfa_result import CFAResult
-from instrument.estimate.fiml import (FIMLObjective, em_saturated, fiml_baseline, fiml_loglik,
+from instrument.estimate.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
                                       fiml_mlr_vcov, missing_patterns, missing_summary,
                                       srmr_bentler)
-from instrument.estimate.fiml_fast import (baseline_yuan_bentler_fast, curvature_term,
-                                           fast_delta_fn,
+from instrument.estimate.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
+                                           curvature_term, em_saturated_fast, fast_delta_fn,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
 from instrument.estimate.ml import MLObjective, optimize, weighted_delta
@@ -465,7 +465,7 @@ class _FIMLScoring:
 def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: list) -> CFAResult:
     from instrument.cfa import _data_warnings
     pats = [missing_patterns(b) for b in blocks]
-    h1s = [em_saturated(p) for p in pats]
+    h1s = [em_saturated_fast(p) for p in pats]
     for h, lab in zip(h1s, pt.group_labels):
         if not h.converged:
             warn.append(f"the EM algorithm for the saturated (h1) model did not converge"
@@ -475,7 +475,7 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     warn = list(warn) + _data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     delta_fn = fast_delta_fn(model)
-    obj = FIMLObjective(model.implied, delta_fn, pats)
+    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
     x0 = model.start_x(stats)
     converged, iters = False, 0
     try:

@@ -286,3 +286,136 @@ def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
                 Cl[np.ix_(ca, cl)] += t.T
         C += wg * (Kg.T @ Cl @ Kg)
     return 0.5 * (C + C.T)
+
+
+def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20000,
+                      start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
+    """EM for the saturated normal model, batched over the patterns of each block; the same
+    iteration, start and stopping rule as `instrument.estimate.fiml.em_saturated`
+    (max change of a mean or covariance element below ``tol``)."""
+    from instrument.estimate.fiml import fiml_loglik
+    p, N = pat.p, pat.n
+    if start is None:
+        mu, var = pat.available_moments()
+        sigma = np.diag(var)
+    else:
+        mu, sigma = np.array(start[0], float), np.array(start[1], float)
+    prep = []
+    full_T1 = np.zeros(p)
+    full_T2 = np.zeros((p, p))
+    for b in pat.blocks:
+        n = b.n.astype(float)
+        sx = n[:, None] * b.mean
+        sxx = n[:, None, None] * (b.cov + b.mean[:, :, None] * b.mean[:, None, :])
+        if b.q == p:
+            full_T1 += sx.sum(axis=0)
+            full_T2 += sxx.sum(axis=0)
+            continue
+        allv = np.arange(p)
+        mis = np.stack([np.setdiff1d(allv, o) for o in b.obs])
+        o, m = b.obs, mis
+        idx_oo = (o[:, :, None] * p + o[:, None, :]).ravel()
+        idx_mo = (m[:, :, None] * p + o[:, None, :]).ravel()
+        idx_om = (o[:, None, :] * p + m[:, :, None]).ravel()
+        idx_mm = (m[:, :, None] * p + m[:, None, :]).ravel()
+        prep.append((o, m, n, sx, sxx, idx_oo, idx_mo, idx_om, idx_mm))
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        T1 = full_T1.copy()
+        T2 = full_T2.ravel().copy()
+        for o, m, n, sx, sxx, idx_oo, idx_mo, idx_om, idx_mm in prep:
+            soo = sigma[o[:, :, None], o[:, None, :]]
+            smo = sigma[m[:, :, None], o[:, None, :]]
+            smm = sigma[m[:, :, None], m[:, None, :]]
+            B = np.swapaxes(np.linalg.solve(soo, np.swapaxes(smo, 1, 2)), 1, 2)   # (K, r, q)
+            a = mu[m] - np.einsum("krq,kq->kr", B, mu[o])
+            bsx = np.einsum("krq,kq->kr", B, sx)
+            T1 += np.bincount(o.ravel(), weights=sx.ravel(), minlength=p)
+            T1 += np.bincount(m.ravel(), weights=(n[:, None] * a + bsx).ravel(), minlength=p)
+            Bsxx = B @ sxx
+            xmo = a[:, :, None] * sx[:, None, :] + Bsxx
+            cmm = smm - B @ np.swapaxes(smo, 1, 2)
+            mm = (n[:, None, None] * (cmm + a[:, :, None] * a[:, None, :])
+                  + a[:, :, None] * bsx[:, None, :] + bsx[:, :, None] * a[:, None, :]
+                  + Bsxx @ np.swapaxes(B, 1, 2))
+            T2 += np.bincount(idx_oo, weights=sxx.ravel(), minlength=p * p)
+            T2 += np.bincount(idx_mo, weights=xmo.ravel(), minlength=p * p)
+            T2 += np.bincount(idx_om, weights=xmo.ravel(), minlength=p * p)
+            T2 += np.bincount(idx_mm, weights=mm.ravel(), minlength=p * p)
+        mu_new = T1 / N
+        sigma_new = T2.reshape(p, p) / N - np.outer(mu_new, mu_new)
+        sigma_new = 0.5 * (sigma_new + sigma_new.T)
+        delta = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
+        mu, sigma = mu_new, sigma_new
+        if delta < tol:
+            converged = True
+            break
+    return H1Result(cov=sigma, mean=mu, logl=fiml_loglik(pat, sigma, mu), iterations=it,
+                    converged=converged)
+
+
+class FIMLObjectiveCached:
+    """`instrument.estimate.fiml.FIMLObjective` whose ``value`` and ``gradient`` share one
+    factorisation per pattern block: both are computed together and the last point is cached
+    (the optimiser asks for the gradient where it last evaluated the value)."""
+
+    def __init__(self, base):
+        self.base = base
+        self.patterns, self.delta_fn, self.ntotal = base.patterns, base.delta_fn, base.ntotal
+        self._key = None
+        self._val = None
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def _eval(self, x):
+        x = np.asarray(x, dtype=float)
+        key = x.tobytes()
+        if key == self._key:
+            return self._val
+        from instrument.estimate.fiml import LOG2PI
+        N = self.ntotal
+        ll = 0.0
+        grads = []
+        try:
+            for pat, (sigma, mu) in zip(self.patterns, self.base._implied(x)):
+                p = pat.p
+                gmu = np.zeros(p)
+                G = np.zeros(p * p)
+                for b in pat.blocks:
+                    P, logdet = _block_inv(sigma, b)
+                    d = b.mean - mu[b.obs]
+                    W = b.cov + d[:, :, None] * d[:, None, :]
+                    PW = P @ W
+                    ll += -0.5 * float(np.sum(b.n * (b.q * LOG2PI + logdet
+                                                     + np.einsum("kii->k", PW))))
+                    Pd = np.einsum("kij,kj->ki", P, d)
+                    gmu += np.bincount(b.obs.ravel(), weights=(-b.n[:, None] * Pd).ravel(),
+                                       minlength=p)
+                    Gk = 0.5 * b.n[:, None, None] * (P - PW @ P)
+                    flat = (b.obs[:, :, None] * p + b.obs[:, None, :]).ravel()
+                    G += np.bincount(flat, weights=Gk.ravel(), minlength=p * p)
+                G = G.reshape(p, p)
+                r, c = vech_indices(p)
+                grads.append(np.concatenate([gmu, 2.0 * vech_weights(p) * G[r, c]]) / N)
+        except np.linalg.LinAlgError:
+            ll, grads = -np.inf, None
+        self._key, self._val = key, (ll, grads)
+        return self._val
+
+    def loglik(self, x) -> float:
+        return self._eval(x)[0]
+
+    def value(self, x) -> float:
+        return -self.loglik(x) / self.ntotal
+
+    def moment_gradients(self, x):
+        g = self._eval(x)[1]
+        if g is None:
+            raise np.linalg.LinAlgError("implied covariance matrix not positive definite")
+        return g
+
+    def gradient(self, x):
+        ds = self.delta_fn(np.asarray(x, dtype=float))
+        return sum(np.asarray(D).T @ g for D, g in zip(ds, self.moment_gradients(x)))

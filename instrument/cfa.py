@@ -54,8 +54,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
         lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.syntax`).
     data : pandas.DataFrame
         One row per respondent; the model's observed variables must be numeric columns.
-    estimator : {"ML"}
-        "MLR" and "WLSMV" raise NotImplementedError until their modules land.
+    estimator : {"ML", "MLR"}
+        "MLR": robust (Huber-White) SEs and the Yuan-Bentler scaled test (see
+        `instrument.cfa_robust`); "WLSMV" raises NotImplementedError until its module lands.
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -72,9 +73,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     information : {"expected", "observed"}
         Information matrix for standard errors.
     se : {"standard", "none"}
-    missing : {"listwise"}
-        Rows with a missing model variable (or group) are dropped.
-    ordered, cluster : not implemented (raise NotImplementedError when given).
+    missing : {"listwise", "fiml"}
+        "listwise": rows with a missing model variable (or group) are dropped; "fiml": full
+        information ML (lavaan ``missing = "ml"``, see `instrument.cfa_robust`).
+    cluster : str, optional
+        Cluster column for cluster-robust SEs and test (with ``estimator="MLR"``).
+    ordered : not implemented (raises NotImplementedError when given).
     group_order : sequence, optional
         Order of the groups (default: order of first appearance in the data, lavaan's rule).
 

@@ -6,7 +6,7 @@ suppressPackageStartupMessages({library(lavaan); library(jsonlite)})
 d <- read.csv("benchmarks/data/sim_5f40i_n5000_mcar10.csv", na.strings = c("", "NA"))
 model <- paste(sapply(1:5, function(k) paste0("F", k, " =~ ", paste0("y", (8 * k - 7):(8 * k), collapse = " + "))),
                collapse = "\n")
-reps <- 3
+reps <- as.integer(Sys.getenv("REPS", "1"))   # one lavaan FIML fit here takes minutes
 ts <- numeric(reps); tsr <- numeric(reps)
 for (i in 1:reps) ts[i] <- system.time(f <- cfa(model, data = d, missing = "ml"))[["elapsed"]]
 for (i in 1:reps) tsr[i] <- system.time(fr <- cfa(model, data = d, missing = "ml", estimator = "MLR"))[["elapsed"]]

@@ -81,6 +81,8 @@ def fit(key: str) -> CFAResult:
     """Cached fits shared by the test classes (each cfa() call runs once per session)."""
     specs = {
         "hs_mlr": (HS_MODEL, lambda: data("HolzingerSwineford1939.csv"), dict(estimator="MLR")),
+        "hs_mlr_ms": (HS_MODEL, lambda: data("HolzingerSwineford1939.csv"),
+                      dict(estimator="MLR", meanstructure=True)),
         "bfi_mlr": (BFI_MODEL, lambda: data("bfi.csv"), dict(estimator="MLR")),
         "bfi_fiml": (BFI_MODEL, lambda: data("bfi.csv"), dict(missing="fiml")),
         "bfi_fiml_mlr": (BFI_MODEL, lambda: data("bfi.csv"),
@@ -196,6 +198,14 @@ class TestHSMLR(CheckLavaanFit):
         assert np.max(np.abs(ml.estimates["se"][free] / self.ours.estimates["se"][free] - 1)) > .05
 
 
+class TestHSMLRMeanstructure(CheckLavaanFit):
+    key = "hs_mlr_ms"
+    names = MLR_NAMES
+    ref_fm = ref("robust_refs_subset.json")["hs_mlr_meanstructure"]["fit_measures"]
+    ref_par = [r for r in ref("robust_refs_subset.json")["hs_mlr_meanstructure"]["partable"]
+               if r["free"] > 0]
+
+
 class TestBfiMLR(CheckLavaanFit):
     """bfi, 25 items, listwise (N = 2436), MLR (refs case c)."""
 
@@ -216,8 +226,8 @@ class TestBfiMLR(CheckLavaanFit):
 class TestHSInvarianceMLR:
     """HS by school, MLR configural/metric/scalar (refs case b) and SB2001 differences."""
 
-    KEYS = ("chisq", "df", "npar", "chisq.scaled", "chisq.scaling.factor", "cfi.scaled", "tli.scaled", "rmsea.scaled", "cfi.robust", "tli.robust",
-            "rmsea.robust")
+    KEYS = ("chisq", "df", "npar", "chisq.scaled", "chisq.scaling.factor", "cfi.scaled",
+            "tli.scaled", "rmsea.scaled", "cfi.robust", "tli.robust", "rmsea.robust")
 
     @pytest.mark.parametrize("step", ["configural", "metric", "scalar"])
     def test_fit(self, step):

@@ -92,10 +92,10 @@ def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np
     # tp(P, Q): A = P, B = Q -> sum n P[.] Q[.] = GQP transposed
     ss = 0.5 * ww * (-tp(GPP) + tp(GQP, trans=True) + tp(GQP))
     ss = 0.5 * (ss + ss.T)
-    Tm = np.einsum("k,kai,kj->aij", n, Pf, vf)
+    Tm = ((n[:, None] * Pf.reshape(Pf.shape[0], -1)).T @ vf).reshape(p, p, p)
     ms = (Tm[:, r, c] + Tm[:, c, r]) * w
     out = np.zeros((p + ps, p + ps))
-    out[:p, :p] = np.einsum("k,kij->ij", n, Pf)
+    out[:p, :p] = (n @ Pf.reshape(Pf.shape[0], -1)).reshape(p, p)
     out[:p, p:] = ms
     out[p:, :p] = ms.T
     out[p:, p:] = ss

@@ -428,7 +428,6 @@ def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CF
         scaling_factor=yb.scaling_factor, baseline_scaling_factor=bl.scaling_factor,
         scaling_factor_h1=yb.scaling_factor_h1,
         scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
-    fm["trace.UGamma"] = yb.trace_UGamma
     new = [w for w in warn2 if w not in base.warnings]
     for w in new:
         _warnings.warn(w, stacklevel=4)
@@ -554,7 +553,6 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
             scaling_factor=yb.scaling_factor, baseline_scaling_factor=byb.scaling_factor,
             scaling_factor_h1=yb.scaling_factor_h1,
         scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
-        fm["trace.UGamma"] = yb.trace_UGamma
     # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
     if df > 0:
         fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,

@@ -34,6 +34,7 @@ from instrument.estimate.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
                                       srmr_bentler)
 from instrument.estimate.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
                                            curvature_term, em_saturated_fast, fast_delta_fn,
+                                           h1_information_observed_fast,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
 from instrument.estimate.ml import MLObjective, optimize, weighted_delta
@@ -538,8 +539,11 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
         "srmr": srmr, "srmr_bentler": srmr,
         "srmr_bentler_nomean": float(np.dot(ns, srn) / N),
     }
+    # unit observed h1 information at the EM estimates (corrected robust indices, MLR traces)
+    A1_em = [h1_information_observed_fast(pt_, h.cov, h.mean) for pt_, h in zip(pats, h1s)]
     if estimator == "MLR" and vmlr is not None:
-        traces = [h1_trace_fast(pt_, h, cluster=cl) for pt_, h, cl in zip(pats, h1s, clusters)]
+        traces = [h1_trace_fast(pt_, h, cluster=cl, A1=a)
+                  for pt_, h, cl, a in zip(pats, h1s, clusters, A1_em)]
         yb = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in traces],
                                 h1_ndat=[d for _, d in traces],
                                 information_inv=vmlr.information_inv, B0_group=vmlr.B0_group,
@@ -556,7 +560,8 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
     if df > 0:
         fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,
-                                 version="V3" if estimator == "MLR" else "V6", clusters=clusters)
+                                 version="V3" if estimator == "MLR" else "V6", clusters=clusters,
+                                 h1_information=A1_em)
         a = (fc["XX3"], df, fc["XX3.null"], fc["df3.null"])
         kw = dict(c=fc["c.hat3"], c_b=fc["c.hat3.null"])
         rlo, rhi = _rob.rmsea_ci(fc["XX3.scaled"], df, N, ngroups=G, c=fc["c.hat3"])

@@ -144,10 +144,13 @@ def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
     return 0.5 * (H + H.T)
 
 
-def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *,
-                  cluster: np.ndarray | None = None) -> tuple[float, int]:
-    """``tr(B1 A1^-1)`` at the EM estimates (= `instrument.estimate.fiml.fiml_h1_trace`)."""
-    A1 = h1_information_observed_fast(pat, h1.cov, h1.mean)
+def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | None = None,
+                  A1: np.ndarray | None = None) -> tuple[float, int]:
+    """``tr(B1 A1^-1)`` at the EM estimates (= `instrument.estimate.fiml.fiml_h1_trace`);
+    ``A1`` may be passed when already computed (`h1_information_observed_fast` at the EM
+    estimates)."""
+    if A1 is None:
+        A1 = h1_information_observed_fast(pat, h1.cov, h1.mean)
     B1 = fiml_h1_information_firstorder(pat, h1.cov, h1.mean, cluster=cluster)
     return float(np.sum(B1 * np.linalg.inv(A1).T)), A1.shape[0]
 
@@ -188,11 +191,13 @@ def baseline_yuan_bentler_fast(patterns: Sequence[MissingPatterns], h1: Sequence
 def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
                         implied: Sequence[tuple[np.ndarray, np.ndarray]],
                         delta: Sequence[np.ndarray], df: int, *, version: str = "V6",
-                        clusters: Sequence[np.ndarray | None] | None = None) -> dict:
+                        clusters: Sequence[np.ndarray | None] | None = None,
+                        h1_information: Sequence[np.ndarray] | None = None) -> dict:
     """= `instrument.estimate.fiml.fiml_corrected` (lavaan's FIML-corrected robust CFI/RMSEA,
     Zhang & Savalei 2023) with the fast h1 matrices; see that function for the formulas.
     ``clusters`` (per group labels or None) make the V3 first-order matrix cluster-robust (scores
-    summed within clusters), as lavaan with ``cluster=``."""
+    summed within clusters), as lavaan with ``cluster=``; ``h1_information`` (per group unit
+    observed h1 information at the EM estimates) skips recomputing it."""
     from scipy.linalg import block_diag
     version = version.upper()
     if version not in ("V3", "V6"):
@@ -202,9 +207,10 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
     Wm_b, Wc_b, Wmi_b, Gam_b = [], [], [], []
     XX3 = XX3n = 0.0
     clusters = list(clusters) if clusters is not None else [None] * len(patterns)
-    for pt, hh, (s, m), cl in zip(patterns, h1, implied, clusters):
+    A1s = list(h1_information) if h1_information is not None else [None] * len(patterns)
+    for pt, hh, (s, m), cl, A1 in zip(patterns, h1, implied, clusters, A1s):
         fg = pt.n / N
-        Wm = h1_information_observed_fast(pt, hh.cov, hh.mean)
+        Wm = h1_information_observed_fast(pt, hh.cov, hh.mean) if A1 is None else A1
         Wmi = np.linalg.inv(Wm)
         Wm_b.append(fg * Wm)
         Wc_b.append(fg * _h1_expected_ms(hh.cov))

@@ -26,12 +26,17 @@ __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_de
 
 
 def _embedded(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray):
-    """Per pattern: n_k, P_k = (Sigma_oo)^-1, Q_k = P W_k P and v_k = P d_k, embedded in p."""
+    """Per pattern: n_k and, embedded in the full p variables, ``vech(P_k)``, ``vech(Q_k)`` and
+    ``v_k`` with ``P_k = (Sigma_oo)^-1``, ``Q_k = P W_k P``, ``v_k = P d_k`` (rows = patterns)."""
     p = pat.p
+    r, c = vech_indices(p)
+    pos = np.zeros((p, p), dtype=int)
+    pos[r, c] = np.arange(r.size)
+    pos[c, r] = np.arange(r.size)
     K = pat.npatterns
     n = np.zeros(K)
-    Pf = np.zeros((K, p, p))
-    Qf = np.zeros((K, p, p))
+    VP = np.zeros((K, r.size))
+    VQ = np.zeros((K, r.size))
     vf = np.zeros((K, p))
     start = 0
     for b in pat.blocks:
@@ -41,15 +46,14 @@ def _embedded(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray):
         d = b.mean - mu[b.obs]
         W = b.cov + d[:, :, None] * d[:, None, :]
         Q = P @ W @ P
-        v = np.einsum("kij,kj->ki", P, d)
-        ii = b.obs[:, :, None]
-        jj = b.obs[:, None, :]
-        Pf[idx[:, None, None], ii, jj] = P
-        Qf[idx[:, None, None], ii, jj] = Q
-        vf[idx[:, None], b.obs] = v
+        lr, lc = vech_indices(b.q)
+        gpos = pos[b.obs[:, lr], b.obs[:, lc]]
+        VP[idx[:, None], gpos] = P[:, lr, lc]
+        VQ[idx[:, None], gpos] = Q[:, lr, lc]
+        vf[idx[:, None], b.obs] = np.einsum("kij,kj->ki", P, d)
         n[idx] = b.n
         start += k
-    return n, Pf, Qf, vf
+    return n, VP, VQ, vf, pos
 
 
 def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
@@ -69,12 +73,7 @@ def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np
     r, c = vech_indices(p)
     w = vech_weights(p)
     ps = r.size
-    pos = np.zeros((p, p), dtype=int)
-    pos[r, c] = np.arange(ps)
-    pos[c, r] = np.arange(ps)
-    n, Pf, Qf, vf = _embedded(pat, sigma, mu)
-    VP = Pf[:, r, c]
-    VQ = Qf[:, r, c]
+    n, VP, VQ, vf, pos = _embedded(pat, sigma, mu)
     nVP = n[:, None] * VP
     GPP = VP.T @ nVP
     GQP = VQ.T @ nVP            # GQP[(ij),(lm)] = sum n Q[i,j] P[l,m]
@@ -92,10 +91,12 @@ def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np
     # tp(P, Q): A = P, B = Q -> sum n P[.] Q[.] = GQP transposed
     ss = 0.5 * ww * (-tp(GPP) + tp(GQP, trans=True) + tp(GQP))
     ss = 0.5 * (ss + ss.T)
-    Tm = ((n[:, None] * Pf.reshape(Pf.shape[0], -1)).T @ vf).reshape(p, p, p)
+    # T[a,i,j] = sum_k n_k P_k[a,i] v_k[j], read from vech(P)' (n v)
+    Mv = nVP.T @ vf
+    Tm = Mv[pos]
     ms = (Tm[:, r, c] + Tm[:, c, r]) * w
     out = np.zeros((p + ps, p + ps))
-    out[:p, :p] = (n @ Pf.reshape(Pf.shape[0], -1)).reshape(p, p)
+    out[:p, :p] = (n @ VP)[pos]
     out[:p, p:] = ms
     out[p:, :p] = ms.T
     out[p:, p:] = ss

@@ -299,7 +299,10 @@ def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int
                       start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
     """EM for the saturated normal model, batched over the patterns of each block; the same
     iteration, start and stopping rule as `instrument.estimate.fiml.em_saturated`
-    (max change of a mean or covariance element below ``tol``)."""
+    (max change of a mean or covariance element below ``tol``). The E-step regression of the
+    missing on the observed variables uses the precision matrix ``Lam = Sigma^-1``
+    (``B = -Lam_mm^-1 Lam_mo``, conditional covariance ``Lam_mm^-1``), so each pattern needs
+    only the inverse of its small missing-by-missing block."""
     from instrument.estimate.fiml import fiml_loglik
     p, N = pat.p, pat.n
     if start is None:
@@ -325,28 +328,30 @@ def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int
         idx_mo = (m[:, :, None] * p + o[:, None, :]).ravel()
         idx_om = (o[:, None, :] * p + m[:, :, None]).ravel()
         idx_mm = (m[:, :, None] * p + m[:, None, :]).ravel()
+        # observed-by-observed sums do not change between iterations
+        full_T1 += np.bincount(o.ravel(), weights=sx.ravel(), minlength=p)
+        full_T2 += np.bincount(idx_oo, weights=sxx.ravel(), minlength=p * p).reshape(p, p)
         prep.append((o, m, n, sx, sxx, idx_oo, idx_mo, idx_om, idx_mm))
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         T1 = full_T1.copy()
         T2 = full_T2.ravel().copy()
+        # regression of the missing on the observed variables from the precision matrix:
+        # B = Sigma_mo Sigma_oo^-1 = -Lam_mm^-1 Lam_mo, Cov(x_m | x_o) = Lam_mm^-1
+        Lam = np.linalg.inv(sigma)
+        Lam = 0.5 * (Lam + Lam.T)
         for o, m, n, sx, sxx, idx_oo, idx_mo, idx_om, idx_mm in prep:
-            soo = sigma[o[:, :, None], o[:, None, :]]
-            smo = sigma[m[:, :, None], o[:, None, :]]
-            smm = sigma[m[:, :, None], m[:, None, :]]
-            B = np.swapaxes(np.linalg.solve(soo, np.swapaxes(smo, 1, 2)), 1, 2)   # (K, r, q)
+            cmm = np.linalg.inv(Lam[m[:, :, None], m[:, None, :]])
+            B = -cmm @ Lam[m[:, :, None], o[:, None, :]]                          # (K, r, q)
             a = mu[m] - np.einsum("krq,kq->kr", B, mu[o])
             bsx = np.einsum("krq,kq->kr", B, sx)
-            T1 += np.bincount(o.ravel(), weights=sx.ravel(), minlength=p)
             T1 += np.bincount(m.ravel(), weights=(n[:, None] * a + bsx).ravel(), minlength=p)
             Bsxx = B @ sxx
             xmo = a[:, :, None] * sx[:, None, :] + Bsxx
-            cmm = smm - B @ np.swapaxes(smo, 1, 2)
             mm = (n[:, None, None] * (cmm + a[:, :, None] * a[:, None, :])
                   + a[:, :, None] * bsx[:, None, :] + bsx[:, :, None] * a[:, None, :]
                   + Bsxx @ np.swapaxes(B, 1, 2))
-            T2 += np.bincount(idx_oo, weights=sxx.ravel(), minlength=p * p)
             T2 += np.bincount(idx_mo, weights=xmo.ravel(), minlength=p * p)
             T2 += np.bincount(idx_om, weights=xmo.ravel(), minlength=p * p)
             T2 += np.bincount(idx_mm, weights=mm.ravel(), minlength=p * p)

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from instrument.estimate.fiml import (H1Result, MissingPatterns, _baseline_delta, _block_inv,
+from instrument.estimate.fiml import (H1Result, MissingPatterns, _baseline_delta,
                                       _h1_expected_ms, _ml_discrepancy, fiml_baseline,
                                       fiml_h1_information_firstorder)
 from instrument.estimate.mlr import _richardson_curvature, vech_indices, vech_weights
@@ -23,6 +23,38 @@ from instrument.estimate.mlr import _richardson_curvature, vech_indices, vech_we
 __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_delta_fn",
            "curvature_term",
            "h1_trace_fast", "baseline_yuan_bentler_fast", "fiml_corrected_fast"]
+
+
+def _block_inv_schur(sigma: np.ndarray, b, p: int, Lam: np.ndarray,
+                     logdet_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked ``(Sigma_oo)^-1`` and ``log|Sigma_oo|`` of the patterns of a block from the
+    precision matrix ``Lam = Sigma^-1`` (same result as `instrument.estimate.fiml._block_inv`):
+    ``(Sigma_oo)^-1 = Lam_oo - Lam_om Lam_mm^-1 Lam_mo`` and
+    ``log|Sigma_oo| = log|Sigma| + log|Lam_mm|``, so each pattern only factors its small
+    missing-by-missing block."""
+    o = b.obs
+    K, q = o.shape
+    Loo = Lam[o[:, :, None], o[:, None, :]]
+    if q == p:
+        return Loo, np.full(K, logdet_sigma)
+    mask = np.ones((K, p), dtype=bool)
+    mask[np.arange(K)[:, None], o] = False
+    m = np.nonzero(mask)[1].reshape(K, p - q)
+    Lmm = Lam[m[:, :, None], m[:, None, :]]
+    Lmo = Lam[m[:, :, None], o[:, None, :]]
+    C = np.linalg.cholesky(Lmm)
+    logdet = logdet_sigma + 2.0 * np.log(np.diagonal(C, axis1=1, axis2=2)).sum(axis=1)
+    Y = np.linalg.solve(Lmm, Lmo)                                   # (K, r, q)
+    P = Loo - np.swapaxes(Lmo, 1, 2) @ Y
+    return 0.5 * (P + np.swapaxes(P, 1, 2)), logdet
+
+
+def _precision(sigma: np.ndarray) -> tuple[np.ndarray, float]:
+    """``Sigma^-1`` and ``log|Sigma|`` (LinAlgError when Sigma is not positive definite)."""
+    L = np.linalg.cholesky(sigma)
+    Li = np.linalg.inv(L)
+    Lam = Li.T @ Li
+    return 0.5 * (Lam + Lam.T), 2.0 * float(np.log(np.diag(L)).sum())
 
 
 def _embedded(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray):
@@ -39,10 +71,11 @@ def _embedded(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray):
     VQ = np.zeros((K, r.size))
     vf = np.zeros((K, p))
     start = 0
+    Lam, lds = _precision(sigma)
     for b in pat.blocks:
         k = b.obs.shape[0]
         idx = np.arange(start, start + k)
-        P, _ = _block_inv(sigma, b)
+        P, _ = _block_inv_schur(sigma, b, p, Lam, lds)
         d = b.mean - mu[b.obs]
         W = b.cov + d[:, :, None] * d[:, None, :]
         Q = P @ W @ P
@@ -395,8 +428,9 @@ class FIMLObjectiveCached:
                 p = pat.p
                 gmu = np.zeros(p)
                 G = np.zeros(p * p)
+                Lam, lds = _precision(sigma)
                 for b in pat.blocks:
-                    P, logdet = _block_inv(sigma, b)
+                    P, logdet = _block_inv_schur(sigma, b, p, Lam, lds)
                     d = b.mean - mu[b.obs]
                     W = b.cov + d[:, :, None] * d[:, None, :]
                     PW = P @ W

@@ -46,3 +46,7 @@ from instrument.reliability_ordinal import omega_categorical  # noqa: E402
 __all__ += ["omega_categorical"]
 from instrument.policy import change_link  # noqa: E402  (panels, issue 12)
 __all__ += ["change_link"]
+from instrument.cfa import cfa  # noqa: E402
+from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
+
+__all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]

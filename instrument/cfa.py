@@ -27,7 +27,7 @@ from instrument.syntax import parse_syntax
 
 __all__ = ["cfa", "fit_partable", "compute_fit_measures"]
 
-_ESTIMATORS = ("ML", "MLR", "WLSMV")
+_ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 _LIKELIHOODS = ("normal", "wishart")
 _INFORMATION = ("expected", "observed")
 _SE = ("standard", "none")
@@ -58,6 +58,8 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     estimator : {"ML", "MLR", "WLSMV", "ULSMV"}, optional
         Default "ML", or "WLSMV" when `ordered` is given (ordered items with "ML"/"MLR" is an
         error: drop ordered= to treat them as continuous). "WLSMV"/"ULSMV" need `ordered`.
+        "MLR": robust (Huber-White) SEs and the Yuan-Bentler scaled test (see
+        `instrument.cfa_robust`).
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -74,16 +76,18 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     information : {"expected", "observed"}
         Information matrix for standard errors.
     se : {"standard", "none"}
-    missing : {"listwise", "pairwise"}, optional
-        Default "listwise"; with ordered items default "pairwise" ("fiml" with ordered items is
-        an error that names the alternatives).
-        Rows with a missing model variable (or group) are dropped.
+    missing : {"listwise", "pairwise", "fiml"}, optional
+        Default "listwise" (rows with a missing model variable or group are dropped); with
+        ordered items default "pairwise". "fiml": full information ML (lavaan
+        ``missing = "ml"``, see `instrument.cfa_robust`); with ordered items it is an error that
+        names the alternatives.
     ordered : sequence of str or True, optional
         Ordered (ordinal) indicators: the fit is done by `instrument.cfa_ordinal.cfa_ordinal`
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
-    cluster : not implemented (raises NotImplementedError when given).
+    cluster : str, optional
+        Cluster column for cluster-robust SEs and test (with ``estimator="MLR"``).
     group_order : sequence, optional
         Order of the groups (default: order of first appearance in the data, lavaan's rule).
 
@@ -148,14 +152,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     _choice("information", information, _INFORMATION)
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
-    if estimator != "ML":
-        raise NotImplementedError(f"estimator={estimator!r} is not implemented yet (ML only)")
-    if missing != "listwise":
-        raise NotImplementedError(f"missing={missing!r} is not implemented yet")
-    if ordered:
-        raise NotImplementedError("ordered= (categorical indicators) is not implemented yet")
-    if cluster is not None:
-        raise NotImplementedError("cluster= is not implemented yet")
+    if estimator == "MLR" or missing == "fiml" or cluster is not None:
+        from instrument.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
+        return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
+                          group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
+                          likelihood=likelihood, information=information, se=se, missing=missing,
+                          ordered=ordered, cluster=cluster, group_order=group_order)
     if isinstance(group_equal, str):
         group_equal = (group_equal,)
     if isinstance(group_partial, str):

@@ -20,10 +20,10 @@ _EST_COLS = ("lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "
              "ci.upper", "std.lv", "std.all")
 _SUMMARY_FIT = ("npar", "ntotal", "chisq", "df", "pvalue", "baseline.chisq", "baseline.df",
                 "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
-                "srmr", "logl", "aic", "bic", "bic2",
-                # scaled / robust tests (WLSMV, MLR)
-                "chisq.scaled", "chisq.scaling.factor", "cfi.scaled", "tli.scaled",
-                "rmsea.scaled", "cfi.robust", "tli.robust", "rmsea.robust")
+                "srmr", "logl", "aic", "bic", "bic2")
+_SUMMARY_FIT_ROBUST = ("chisq.scaled", "df.scaled", "pvalue.scaled", "chisq.scaling.factor",
+                       "cfi.scaled", "tli.scaled", "rmsea.scaled", "cfi.robust", "tli.robust",
+                       "rmsea.robust", "rmsea.ci.lower.robust", "rmsea.ci.upper.robust")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class CFAResult:
     group_labels: tuple = ()
     constraints: tuple = ()
     srmr_group: tuple = ()
+    missing_data: tuple = ()   # FIML: per group {patterns, items, coverage, npatterns, n_empty}
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -84,7 +85,8 @@ class CFAResult:
             "vcov": self.vcov, "ov_names": list(self.ov_names), "lv_names": list(self.lv_names),
             "group_labels": list(self.group_labels),
             "constraints": [list(c) for c in self.constraints],
-            "srmr_group": list(self.srmr_group)})
+            "srmr_group": list(self.srmr_group),
+            "missing_data": [dict(m) for m in self.missing_data]})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CFAResult":
@@ -113,7 +115,9 @@ class CFAResult:
                    ov_names=tuple(d["ov_names"]), lv_names=tuple(d["lv_names"]),
                    group_labels=tuple(d["group_labels"]),
                    constraints=tuple(tuple(c) for c in d.get("constraints", [])),
-                   srmr_group=tuple(d.get("srmr_group", [])))
+                   srmr_group=tuple(d.get("srmr_group", [])),
+                   missing_data=tuple({k: from_jsonable(v) for k, v in m.items()}
+                                      for m in d.get("missing_data", [])))
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, CFAResult):
@@ -285,7 +289,7 @@ class CFAResult:
         """lavaan-style summary: a fit block then the parameter block (est, se, z, p, std)."""
         fm = self.fit_measures
         recs = []
-        for k in _SUMMARY_FIT:
+        for k in _SUMMARY_FIT + _SUMMARY_FIT_ROBUST:
             if k in fm:
                 recs.append({"section": "Fit", "parameter": k, "est": float(fm[k])})
         heads = {"=~": "Latent Variables", "~": "Regressions", "~~": "Variances/Covariances",
@@ -309,7 +313,8 @@ class CFAResult:
         else:
             n = ", ".join(f"{lab}: {s['n']}" for lab, s in zip(self.group_labels, self.sample))
         opts = self.meta.options
-        notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
+        notes = [f"Estimator {opts.get('estimator', 'ML')} ({opts.get('likelihood', 'normal')} "
+                 f"likelihood{', missing = fiml' if opts.get('missing') == 'fiml' else ''}), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
                  f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
         if str(opts.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):

@@ -217,8 +217,8 @@ def test_bad_options_give_clear_errors():
         cfa(HS_MODEL, hs, estimator="mlr")
     with pytest.raises(ValueError, match="likelihood="):
         cfa(HS_MODEL, hs, likelihood="foo")
-    with pytest.raises(NotImplementedError, match="MLR"):
-        cfa(HS_MODEL, hs, estimator="MLR")
+    with pytest.raises(NotImplementedError, match="WLSMV"):   # MLR works since issue 6
+        cfa(HS_MODEL, hs, estimator="WLSMV")
     with pytest.raises(NotImplementedError, match="ordered"):
         cfa(HS_MODEL, hs, ordered=["x1"])
     with pytest.raises(ValueError, match=r"\['x99'\]"):

@@ -1,4 +1,5 @@
-"""`instrument cfa MODEL DATA [--group COL] [--equal loadings,intercepts] [--std-lv] [--json OUT]`."""
+"""`instrument cfa MODEL DATA [--group COL] [--equal loadings,intercepts] [--std-lv]
+[--estimator ML|MLR] [--missing listwise|fiml] [--cluster COL] [--json OUT]`."""
 from __future__ import annotations
 
 import sys
@@ -27,15 +28,20 @@ from instrument.cli._common import model_text, read_data, split_list
               "(fits by WLSMV unless --estimator says otherwise).")
 @click.option("--estimator", default=None,
               type=click.Choice(["ML", "MLR", "WLSMV", "ULSMV"]), help="Default: ML, or WLSMV "
-              "with --ordered.")
+              "with --ordered. MLR: robust (Huber-White) SEs and Yuan-Bentler scaled test.")
 @click.option("--parameterization", type=click.Choice(["delta", "theta"]), default="delta",
               show_default=True, help="Ordinal items only.")
+@click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
+              help="Default listwise (pairwise with --ordered); fiml: full-information ML "
+              "(lavaan missing='ml').")
+@click.option("--cluster", default=None, help="Column of cluster labels: cluster-robust SEs "
+              "and test (needs --estimator MLR).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
         meanstructure: bool, likelihood: str, information: str, json_out: str | None,
-        ordered: str = "", estimator: str | None = None,
-        parameterization: str = "delta") -> None:
+        ordered: str, estimator: str | None, parameterization: str, missing: str | None,
+        cluster: str | None) -> None:
     """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
@@ -51,12 +57,12 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
         if ordv is not None or estimator in ("WLSMV", "ULSMV"):
             fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
                           std_lv=std_lv, ordered=ordv, estimator=estimator,
-                          parameterization=parameterization)
+                          parameterization=parameterization, missing=missing)
         else:
             fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
                           std_lv=std_lv, meanstructure=True if meanstructure else None,
                           likelihood=likelihood, information=information,
-                          estimator=estimator)
+                          estimator=estimator, missing=missing, cluster=cluster)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(fit.summary().as_text())

@@ -1,0 +1,681 @@
+"""`cfa()` with robust ML (MLR), full-information ML for missing data (FIML) and cluster-robust
+inference, matching lavaan 0.6-14 (issue 6 wiring of the engine and the robust formula layer).
+
+`instrument.cfa.cfa` hands over to `cfa_robust` when ``estimator="MLR"``, ``missing="fiml"`` or
+``cluster=`` is given. The pieces:
+
+* **MLR, complete data**: ML estimates (`instrument.cfa.fit_partable`), Huber-White standard
+  errors with the observed information (`instrument.estimate.mlr.mlr_vcov`), the Yuan-Bentler
+  (Mplus) scaled test of the model and of the baseline
+  (`instrument.teststat.yuan_bentler`), and the scaled/robust fit indices
+  (`instrument.fit.robust.robust_fit_measures`).
+* **FIML** (lavaan ``missing = "ml"``): the FIML objective
+  (`instrument.estimate.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring optimiser
+  (`instrument.estimate.ml.optimize`), observed-information standard errors, the saturated
+  model by EM for ``chisq``, ``unrestricted.logl`` and SRMR, the FIML baseline, lavaan's
+  FIML-corrected robust CFI/TLI/RMSEA (Zhang & Savalei) and a missing-data summary.
+* **cluster=** (single-level model): cluster-robust first-order information (scores summed
+  within clusters) in the sandwich and in the Yuan-Bentler traces (lavaan
+  ``se = "robust.cluster"``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings as _warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from instrument.cfa_result import CFAResult
+from instrument.estimate.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
+                                      fiml_mlr_vcov, missing_patterns, missing_summary,
+                                      srmr_bentler)
+from instrument.estimate.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
+                                           curvature_term, em_saturated_fast, fast_delta_fn,
+                                           h1_information_observed_fast,
+                                           fiml_corrected_fast, h1_trace_fast,
+                                           observed_information_fast)
+from instrument.estimate.ml import MLObjective, optimize, weighted_delta
+from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indices
+from instrument.estimate.model import Model
+from instrument.estimate.post import standardized
+from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
+from instrument.fit import robust as _rob
+from instrument.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
+from instrument.results import Meta, hash_frame
+from instrument.syntax import parse_syntax
+from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
+                                              yuan_bentler_mplus_complete)
+
+__all__ = ["cfa_robust", "fit_partable_robust", "robust_fit_measures_extra",
+           "observed_information_delta",
+           "mlr_vcov_delta"]
+
+
+# --------------------------------------------------------------------------------------------
+# data step
+# --------------------------------------------------------------------------------------------
+def _prepare(model: str, data: pd.DataFrame, *, group, group_order, missing: str, cluster):
+    """Parse the syntax and split the data into per-group arrays (NaN kept for FIML)."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
+    rows = parse_syntax(model)
+    if any(r.op == "|" for r in rows):
+        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
+                                  "engine does not estimate")
+    if group is not None and group not in data.columns:
+        raise ValueError(f"group={group!r} is not a column of the data")
+    if cluster is not None and cluster not in data.columns:
+        raise ValueError(f"cluster={cluster!r} is not a column of the data "
+                         f"(columns: {list(data.columns)})")
+    ov, _ = model_variables(rows)
+    missing_cols = [v for v in ov if v not in data.columns]
+    if missing_cols:
+        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
+                         f"the data (columns: {list(data.columns)})")
+    non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(data[v])]
+    if non_num:
+        raise ValueError(f"column(s) {non_num} must be numeric")
+    extra = [c for c in (group, cluster) if c is not None]
+    cols = ov + extra
+    df = data[cols]
+    warn: list[str] = []
+    if extra:
+        keep = df[extra].notna().all(axis=1).to_numpy()
+        if (~keep).any():
+            warn.append(f"{int((~keep).sum())} row(s) with a missing "
+                        f"{' or '.join(repr(c) for c in extra)} value were removed")
+        df = df.loc[keep]
+    obs = df[ov].notna().to_numpy()
+    if missing == "fiml":
+        keep = obs.any(axis=1)
+        if (~keep).any():
+            warn.append(f"{int((~keep).sum())} row(s) with every model variable missing were "
+                        "removed (lavaan: 'some cases are empty and will be ignored')")
+    else:
+        keep = obs.all(axis=1)
+        if (~keep).any():
+            warn.append(f"{int((~keep).sum())} row(s) with missing values were removed "
+                        "(listwise)")
+    df = df.loc[keep]
+    if group is not None:
+        appear = list(pd.unique(df[group]))
+        if group_order is not None:
+            group_order = list(group_order)
+            unknown = [g for g in group_order if g not in appear]
+            if unknown or len(set(group_order)) != len(appear):
+                raise ValueError(f"group_order= must list each group once; groups in the data: "
+                                 f"{appear}; got {group_order}")
+            labels = group_order
+        else:
+            labels = appear
+        masks = [(df[group] == g).to_numpy() for g in labels]
+        group_labels = [str(g) for g in labels]
+    else:
+        masks = [np.ones(len(df), bool)]
+        group_labels = ["1"]
+    X = df[ov].to_numpy(float)
+    blocks = [X[m] for m in masks]
+    clusters = ([df[cluster].to_numpy()[m] for m in masks] if cluster is not None
+                else [None] * len(blocks))
+    for g, (cl, lab) in enumerate(zip(clusters, group_labels)):
+        if cl is not None and len(pd.unique(cl)) < 2:
+            gname = f" in group {lab}" if len(blocks) > 1 else ""
+            raise ValueError(f"cluster={cluster!r} needs at least 2 clusters{gname}; "
+                             f"found {len(pd.unique(cl))}")
+    return rows, ov, blocks, clusters, group_labels, warn, cols
+
+
+def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> dict:
+    """The se/z/pvalue/ci columns, partable se and vcov frame for a new vcov of x."""
+    f = res.partable
+    se_rows = np.zeros(len(f))
+    v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
+    se_rows[model.free_rows] = v[model.x_col]
+    vals = res.estimates["est"].to_numpy(float)
+    free_mask = f["free"].to_numpy() > 0
+    z = np.full(len(f), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[free_mask] = vals[free_mask] / se_rows[free_mask]
+    q = _st.norm.ppf(0.975)
+    est = res.estimates.copy()
+    est["se"] = se_rows
+    est["z"] = z
+    est["pvalue"] = 2.0 * _st.norm.sf(np.abs(z))
+    est["ci.lower"] = vals - q * se_rows
+    est["ci.upper"] = vals + q * se_rows
+    ptf = res.partable.copy()
+    ptf["se"] = se_rows
+    names = list(res.vcov["name"])
+    vc = pd.DataFrame(vcov_x, columns=names)
+    vc.insert(0, "name", names)
+    return dict(estimates=est, partable=ptf, vcov=vc)
+
+
+def robust_fit_measures_extra(*, chisq: float, df: int, baseline_chisq: float, baseline_df: int,
+                              scaling_factor: float, baseline_scaling_factor: float,
+                              scaling_factor_h1: float, scaling_factor_h0: float) -> dict:
+    """The scaled incremental indices lavaan adds for a scaled test besides those of
+    `instrument.fit.robust.robust_fit_measures`: ``rfi.scaled``, ``nfi.scaled``,
+    ``pnfi.scaled``, ``ifi.scaled`` (the usual formulas on ``chisq / c`` and
+    ``baseline.chisq / c_b``) and ``scaling.factor.h1``/``scaling.factor.h0``. lavaan divides the
+    h0 trace by the number of free table rows (equality-constrained ones counted separately), so
+    pass ``scaling_factor_h0`` on that scale."""
+    xs, xbs = chisq / scaling_factor, baseline_chisq / baseline_scaling_factor
+    return {"rfi.scaled": _cfi.rfi(xs, df, xbs, baseline_df),
+            "nfi.scaled": _cfi.nfi(xs, df, xbs, baseline_df),
+            "pnfi.scaled": _cfi.pnfi(xs, df, xbs, baseline_df),
+            "ifi.scaled": _cfi.ifi(xs, df, xbs, baseline_df),
+            "scaling.factor.h1": scaling_factor_h1, "scaling.factor.h0": scaling_factor_h0}
+
+
+def _check_information(E: np.ndarray, warn: list) -> None:
+    ev = np.linalg.eigvalsh(E)
+    if ev[0] <= 1e-10 * max(abs(ev[-1]), 1e-300):
+        warn.append("the information matrix is singular (smallest eigenvalue "
+                    f"{ev[0]:.3g}): the model may not be identified; standard errors "
+                    "are not reliable")
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
+               group: str | None = None, group_equal: Sequence[str] = (),
+               group_partial: Sequence[str] = (), std_lv: bool = False,
+               meanstructure: bool | None = None, likelihood: str = "normal",
+               information: str = "observed", se: str = "standard", missing: str = "listwise",
+               ordered: Sequence[str] | None = None, cluster: str | None = None,
+               group_order: Sequence | None = None) -> CFAResult:
+    """CFA by robust ML (MLR), FIML for missing data, or with cluster-robust inference.
+
+    Called by `instrument.cfa.cfa` (same options); use that function.
+
+    Parameters
+    ----------
+    estimator : {"ML", "MLR"}
+        "MLR": ML estimates with Huber-White (sandwich) standard errors and the Yuan-Bentler
+        (Mplus) scaled test (lavaan ``estimator = "MLR"``).
+    missing : {"listwise", "fiml"}
+        "fiml" is lavaan's ``missing = "ml"``: all rows with at least one observed model
+        variable are used; a mean structure is always modelled.
+    cluster : str, optional
+        Column of cluster labels (single-level model): cluster-robust standard errors and test
+        (lavaan ``cluster = ``, ``se = "robust.cluster"``); needs ``estimator = "MLR"``.
+    information : ignored
+        MLR and FIML always use the observed information (lavaan's default for both,
+        ``h1.information = "structured"``).
+    Other parameters as `instrument.cfa.cfa`.
+
+    Returns
+    -------
+    CFAResult
+        ``chisq`` stays the unscaled (ML or FIML) statistic; MLR adds lavaan's ``*.scaled`` and
+        ``*.robust`` fit measures; FIML fits carry ``missing_data`` (patterns, coverage).
+
+    Notes
+    -----
+    MLR: ``vcov = E^-1 B0 E^-1 / N`` with E the observed information (Hessian of -logl/N) and
+    ``B0 = sum_g (n_g/N) Delta_g' B1_g Delta_g`` the first-order information of the casewise
+    scores at the implied moments; ``chisq.scaled = chisq / c`` with
+    ``c = [sum_g tr(B1_g A1_g^-1) - sum_g (n_g/N) tr(B0_g E^-1)] / df`` (h1 parts unstructured).
+    With clusters the scores are summed within clusters and multiplied by sqrt(C/(C-1)).
+    FIML: ``-logl(x)/N`` minimised by Fisher scoring with the complete-data expected
+    information as the metric (the step is shorter than Newton's, so it is safe; the objective
+    and its gradient are the exact FIML ones, so the optimum is the FIML estimate);
+    ``chisq = 2 (logl_h1 - logl)`` with the EM saturated model; SEs from the observed
+    information, the 4-point numeric Hessian of the analytic gradient as lavaan's
+    ``lav_model_hessian``.
+
+    References
+    ----------
+    Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and covariance
+    structure analysis with nonnormal missing data. Sociological Methodology, 30(1), 165-200.
+    https://doi.org/10.1111/0081-1750.00078
+    Arbuckle, J. L. (1996). Full information estimation in the presence of incomplete data. In
+    G. A. Marcoulides & R. E. Schumacker (Eds.), Advanced structural equation modeling
+    (pp. 243-277). Erlbaum.
+    Zhang, X., & Savalei, V. (2023). New computations for RMSEA and CFI following FIML and TS
+    estimation with missing data. Psychological Methods, 28(2), 263-283.
+    https://doi.org/10.1037/met0000445
+    """
+    if estimator not in ("ML", "MLR"):
+        raise NotImplementedError(f"estimator={estimator!r} with missing={missing!r} / cluster= "
+                                  "is not implemented (ML and MLR only)")
+    if ordered:
+        raise NotImplementedError("ordered= (categorical indicators) is not implemented yet")
+    if likelihood != "normal":
+        raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
+                         f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
+    if se != "standard":
+        raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
+                         f"missing={missing!r}; use se='standard'.")
+    if cluster is not None and estimator != "MLR":
+        raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
+                         "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
+                         f"estimator={estimator!r}.")
+    if isinstance(group_equal, str):
+        group_equal = (group_equal,)
+    if isinstance(group_partial, str):
+        group_partial = (group_partial,)
+    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES or g == "thresholds"]
+    if bad:
+        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES[:-1]}; got {bad}")
+    rows, ov, blocks, clusters, group_labels, warn, cols = _prepare(
+        model, data, group=group, group_order=group_order, missing=missing, cluster=cluster)
+    G = len(blocks)
+    fiml = missing == "fiml"
+    if fiml:
+        meanstructure = True
+    elif meanstructure is None:
+        # lavaan: a mean structure with groups, and with cluster= (lav_options_set)
+        meanstructure = G > 1 or cluster is not None
+    pt = build_partable(rows, ngroups=G, group_labels=group_labels,
+                        ov_names=list(data.columns), meanstructure=bool(meanstructure),
+                        std_lv=std_lv, group_equal=tuple(group_equal),
+                        group_partial=tuple(group_partial))
+    se_name = ("robust.cluster" if cluster is not None else
+               "robust.huber.white" if estimator == "MLR" else "standard")
+    options = dict(estimator=estimator, group=group, group_equal=list(group_equal),
+                   group_partial=list(group_partial), std_lv=bool(std_lv),
+                   meanstructure=bool(pt.meanstructure), likelihood="normal",
+                   information="observed", h1_information="structured", se=se_name,
+                   test="yuan.bentler.mplus" if estimator == "MLR" else "standard",
+                   missing=missing, cluster=cluster, group_labels=group_labels)
+    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+    if fiml:
+        return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=warn)
+    return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=warn)
+
+
+def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "MLR",
+                        missing: str = "listwise",
+                        clusters: Sequence[np.ndarray | None] | None = None,
+                        meta: Meta | None = None) -> CFAResult:
+    """MLR / FIML fit of a prepared parameter table (the robust counterpart of
+    `instrument.cfa.fit_partable`, for modules that build their own tables, e.g. invariance).
+
+    Parameters
+    ----------
+    pt : ParTable
+        From `instrument.partable.build_partable` (``meanstructure=True`` for FIML).
+    blocks : sequence of ndarray
+        Per group (n_g, p) data in the order of ``pt.ov_names``; NaN = missing (FIML only).
+    estimator : {"ML", "MLR"}
+    missing : {"listwise", "fiml"}
+        With "listwise" the blocks must be complete.
+    clusters : per group cluster labels (or None), aligned with the rows of ``blocks``.
+    meta : Meta, optional
+
+    Returns
+    -------
+    CFAResult
+    """
+    if estimator not in ("ML", "MLR"):
+        raise ValueError(f"estimator= must be one of 'ML', 'MLR'; got {estimator!r}.")
+    if missing not in ("listwise", "fiml"):
+        raise ValueError(f"missing= must be one of 'listwise', 'fiml'; got {missing!r}.")
+    blocks = [np.asarray(b, dtype=float) for b in blocks]
+    if len(blocks) != pt.ngroups:
+        raise ValueError(f"blocks= has {len(blocks)} group(s); the parameter table has "
+                         f"{pt.ngroups}.")
+    clusters = list(clusters) if clusters is not None else [None] * len(blocks)
+    if any(c is not None for c in clusters) and estimator != "MLR":
+        raise ValueError("clusters= needs estimator='MLR'.")
+    if missing == "listwise" and any(np.isnan(b).any() for b in blocks):
+        raise ValueError("blocks contain NaN; use missing='fiml' or drop incomplete rows.")
+    if missing == "fiml" and not pt.meanstructure:
+        raise ValueError("missing='fiml' needs a parameter table with meanstructure=True.")
+    if meta is None:
+        meta = Meta(options=dict(estimator=estimator, missing=missing, likelihood="normal",
+                                 information="observed", meanstructure=bool(pt.meanstructure),
+                                 group_labels=list(pt.group_labels)))
+    ov = list(pt.ov_names)
+    if missing == "fiml":
+        return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=[])
+    if estimator == "ML":
+        from instrument.cfa import fit_partable
+        stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+        return fit_partable(pt, stats, meta=meta)
+    return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=[])
+
+
+# --------------------------------------------------------------------------------------------
+# complete-data MLR pieces in parameter space (no (p*, p*) h1 matrices)
+# --------------------------------------------------------------------------------------------
+def _unvech_cols(D: np.ndarray, p: int) -> np.ndarray:
+    """Columns of D (vech of symmetric matrices, lavaan order) -> (k, p, p)."""
+    r, c = vech_indices(p)
+    out = np.zeros((D.shape[1], p, p))
+    out[:, r, c] = D.T
+    out[:, c, r] = D.T
+    return out
+
+
+def observed_information_delta(groups: Sequence[RobustGroup]) -> np.ndarray:
+    """``sum_g (n_g/N) Delta_g' A1obs_g Delta_g`` without forming ``A1obs`` (equals
+    `instrument.estimate.mlr.observed_information` without ``delta_fn``).
+
+    Notes
+    -----
+    For directions (a, A) and (b, B) of (mu, Sigma), with ``P = Sigma^-1``, ``d = ybar - mu``,
+    ``Q = P (S + d d') P``: ``a'Pb + a'PBPd + b'PAPd - tr(PAPB)/2 + tr(PAQB)``.
+    """
+    N = sum(g.n for g in groups)
+    H = 0.0
+    for g in groups:
+        ybar, S = g.moments()
+        p = S.shape[0]
+        P = np.linalg.inv(g.sigma)
+        P = 0.5 * (P + P.T)
+        off = p if g.meanstructure else 0
+        d = ybar - g.mu if g.meanstructure else np.zeros(p)
+        Q = P @ (S + np.outer(d, d)) @ P
+        D = np.asarray(g.delta)
+        dS = _unvech_cols(D[off:], p)
+        PA = (P @ dS).reshape(D.shape[1], -1)
+        QA = (Q @ dS).reshape(D.shape[1], -1)
+        PAT = np.swapaxes(P @ dS, 1, 2).reshape(D.shape[1], -1)
+        Hg = -0.5 * (PA @ PAT.T) + QA @ PAT.T
+        if off:
+            dmu = D[:off]
+            Pm = P @ dmu
+            cross = Pm.T @ (dS @ (P @ d)).T
+            Hg = Hg + dmu.T @ Pm + cross + cross.T
+        H = H + (g.n / N) * Hg
+    return 0.5 * (H + H.T)
+
+
+def _projected_scores(X: np.ndarray, sigma: np.ndarray, mu: np.ndarray, delta: np.ndarray,
+                      meanstructure: bool, chunk: int = 256) -> np.ndarray:
+    """Casewise scores times Delta, ``mvnorm_scores(X, sigma, mu) @ delta`` (n x nx), built in
+    row chunks so that the (n x p*) score matrix is never held at once."""
+    from instrument.estimate.mlr import vech_weights
+    X = np.asarray(X, dtype=float)
+    n, p = X.shape
+    r, c = vech_indices(p)
+    w = vech_weights(p)
+    P = np.linalg.inv(sigma)
+    P = 0.5 * (P + P.T)
+    Pv = P[r, c]
+    off = p if meanstructure else 0
+    Dm, Dc = delta[:off], delta[off:]
+    Z = (X - mu) @ P
+    out = np.empty((n, delta.shape[1]))
+    for i in range(0, n, chunk):
+        Zc = Z[i:i + chunk]
+        sc = Zc[:, r] * Zc[:, c]
+        sc -= Pv
+        sc *= w
+        o = sc @ Dc
+        if off:
+            o += Zc @ Dm
+        out[i:i + chunk] = o
+    return out
+
+
+def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
+    """Huber-White vcov with ``B0_g = (S_g Delta_g)'(S_g Delta_g)/n_g`` from the casewise scores
+    projected on the parameters first (cluster sums of the projected scores with clusters);
+    equals `instrument.estimate.mlr.mlr_vcov` given ``information=E``."""
+    from instrument.estimate.mlr import MLRVcov, _cluster_sum, huber_white_vcov
+    N = sum(g.n for g in groups)
+    E_inv = np.linalg.inv(E)
+    E_inv = 0.5 * (E_inv + E_inv.T)
+    B0, per = 0.0, []
+    for g in groups:
+        ybar, _ = g.moments()
+        mu = g.mu if g.meanstructure else ybar
+        SD = _projected_scores(g.data, g.sigma, mu, np.asarray(g.delta), g.meanstructure)
+        if g.cluster is not None:
+            SD = _cluster_sum(SD, g.cluster)
+        b = SD.T @ SD / g.n
+        per.append(b)
+        B0 = B0 + (g.n / N) * b
+    V = huber_white_vcov(E_inv, B0, N)
+    return MLRVcov(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), information=E,
+                   information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=N)
+
+
+
+# --------------------------------------------------------------------------------------------
+# MLR, complete data
+# --------------------------------------------------------------------------------------------
+def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CFAResult:
+    from instrument.cfa import fit_partable
+    stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    base = fit_partable(pt, stats, likelihood="normal", information="observed", se="none",
+                        meta=meta, extra_warnings=warn)
+    model = Model.from_partable(pt, stats)
+    x = model.partable_to_x(base.partable["est"].to_numpy(float))
+    warn2 = list(base.warnings)
+    ms = pt.meanstructure
+    imps = model.implied(x)
+    groups = [RobustGroup(b, imp.sigma, imp.mu if ms else None, D, cluster=cl)
+              for b, imp, D, cl in zip(blocks, imps, model.delta(x), clusters)]
+    # observed information: Delta' A1 Delta plus the exact curvature term
+    N = stats.ntotal
+    grads = []
+    for g in groups:
+        ybar, S = g.moments()
+        grads.append(ml_moment_gradient(g.sigma, g.mu, S, ybar, meanstructure=g.meanstructure))
+    E = observed_information_delta(groups) + curvature_term(model, x, grads,
+                                                            [g.n / N for g in groups])
+    E = 0.5 * (E + E.T)
+    _check_information(E, warn2)
+    v = mlr_vcov_delta(groups, E)
+    fm = dict(base.fit_measures)
+    chisq, df = float(fm["chisq"]), int(fm["df"])
+    obj = MLObjective(model, stats)
+    cg = [float(n * F) for n, F in zip(obj.n, obj.group_values(x))]
+    yb = yuan_bentler_mplus_complete(groups, chisq, df, mlr=v, chisq_group=cg)
+    bl = baseline_yuan_bentler_complete(blocks, meanstructure=ms, clusters=clusters)
+    G = stats.ngroups
+    fm.update(_rob.robust_fit_measures(
+        chisq=chisq, df=df, scaling_factor=yb.scaling_factor, baseline_chisq=bl.chisq,
+        baseline_df=bl.df, baseline_scaling_factor=bl.scaling_factor, ntotal=N, ngroups=G))
+    fm.update(robust_fit_measures_extra(
+        chisq=chisq, df=df, baseline_chisq=bl.chisq, baseline_df=bl.df,
+        scaling_factor=yb.scaling_factor, baseline_scaling_factor=bl.scaling_factor,
+        scaling_factor_h1=yb.scaling_factor_h1,
+        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
+    new = [w for w in warn2 if w not in base.warnings]
+    for w in new:
+        _warnings.warn(w, stacklevel=4)
+    return dataclasses.replace(base, fit_measures=fm, warnings=tuple(warn2),
+                               **_estimates_with_vcov(base, model, v.vcov))
+
+
+# --------------------------------------------------------------------------------------------
+# FIML
+# --------------------------------------------------------------------------------------------
+class _FIMLScoring:
+    """FIML objective on the scale the engine's `optimize` expects (F = -2 logl / N + const),
+    with the complete-data expected information at the current x as the scoring metric."""
+
+    def __init__(self, obj: FIMLObjective, model: Model, stats: SampleStats):
+        self.obj, self.model, self.stats = obj, model, stats
+        n = np.array([g.n for g in stats.groups], float)
+        self.w = n / n.sum()
+
+    def value(self, x):
+        return 2.0 * self.obj.value(x)
+
+    def gradient(self, x):
+        return 2.0 * self.obj.gradient(x)
+
+    def expected_information(self, x):
+        # sum_g (n_g/N) Delta_g' W_g Delta_g (= instrument.estimate.ml.expected_information)
+        info = 0.0
+        for wg, D, imp in zip(self.w, self.obj.delta_fn(x), self.model.implied(x)):
+            info = info + wg * (D.T @ weighted_delta(self.model, imp.sigma, D))
+        return 0.5 * (info + info.T)
+
+
+def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: list) -> CFAResult:
+    from instrument.cfa import _data_warnings
+    pats = [missing_patterns(b) for b in blocks]
+    h1s = [em_saturated_fast(p) for p in pats]
+    for h, lab in zip(h1s, pt.group_labels):
+        if not h.converged:
+            warn.append(f"the EM algorithm for the saturated (h1) model did not converge"
+                        f"{' in group ' + lab if len(h1s) > 1 else ''}")
+    stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov))
+                         for p, h in zip(pats, h1s)])
+    warn = list(warn) + _data_warnings(stats, pt.group_labels)
+    model = Model.from_partable(pt, stats)
+    delta_fn = fast_delta_fn(model)
+    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
+    x0 = model.start_x(stats)
+    converged, iters = False, 0
+    try:
+        res = optimize(_FIMLScoring(obj, model, stats), x0, max_iter=1000)
+        x, converged, iters = res.x, res.converged, res.iterations
+        if not converged:
+            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+                        f"max |gradient| = {res.grad_max:.3g})")
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        x = x0
+        warn.append(f"the model did not converge: {e}")
+    N, G, p = obj.ntotal, len(pats), model.p
+    vcov_x = None
+    vmlr = None
+    try:
+        E = observed_information_fast(obj, x, model=model)
+        _check_information(E, warn)
+        if estimator == "MLR":
+            vmlr = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
+            vcov_x = vmlr.vcov
+        else:
+            vcov_x = obj.vcov(x, information=E)
+    except np.linalg.LinAlgError:
+        warn.append("could not compute standard errors: the information matrix could not be "
+                    "inverted")
+    imps = model.implied(x)
+    deltas = delta_fn(x)
+    # ---- fit measures
+    logl_g = [fiml_loglik(pt_, imp.sigma, imp.mu) for pt_, imp in zip(pats, imps)]
+    logl, logl_h1 = float(sum(logl_g)), float(sum(h.logl for h in h1s))
+    cg = [2.0 * (h.logl - lg) for h, lg in zip(h1s, logl_g)]
+    chisq = float(sum(cg))
+    nx = model.nx
+    df = G * model.nstat() - nx
+    bls = [fiml_baseline(pt_) for pt_ in pats]
+    bl = float(sum(2.0 * (h.logl - b["logl"]) for h, b in zip(h1s, bls)))
+    df_b = G * (p * (p - 1) // 2)
+    lo, hi = _rmsea.rmsea_ci(chisq, df, N, ngroups=G)
+    ns = [pt_.n for pt_ in pats]
+    sr = [srmr_bentler(h.cov, h.mean, imp.sigma, imp.mu) for h, imp in zip(h1s, imps)]
+    srn = [srmr_bentler(h.cov, None, imp.sigma, None) for h, imp in zip(h1s, imps)]
+    srmr = float(np.dot(ns, sr) / N)
+    fm = {
+        "npar": nx, "fmin": chisq / (2.0 * N), "chisq": chisq, "df": df,
+        "pvalue": _chisq.chisq_pvalue(chisq, df),
+        "baseline.chisq": bl, "baseline.df": df_b,
+        "baseline.pvalue": _chisq.chisq_pvalue(bl, df_b),
+        "cfi": _cfi.cfi(chisq, df, bl, df_b), "tli": _cfi.tli(chisq, df, bl, df_b),
+        "nnfi": _cfi.tli(chisq, df, bl, df_b), "rfi": _cfi.rfi(chisq, df, bl, df_b),
+        "nfi": _cfi.nfi(chisq, df, bl, df_b), "pnfi": _cfi.pnfi(chisq, df, bl, df_b),
+        "ifi": _cfi.ifi(chisq, df, bl, df_b), "rni": _cfi.rni(chisq, df, bl, df_b),
+        "logl": logl, "unrestricted.logl": logl_h1,
+        "aic": _info.aic(logl, nx), "bic": _info.bic(logl, nx, N), "ntotal": N,
+        "bic2": _info.bic2(logl, nx, N),
+        "rmsea": _rmsea.rmsea(chisq, df, N, ngroups=G),
+        "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+        "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, N, ngroups=G),
+        "rmsea.close.h0": 0.05,
+        "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, N, ngroups=G),
+        "rmsea.notclose.h0": 0.08,
+        "srmr": srmr, "srmr_bentler": srmr,
+        "srmr_bentler_nomean": float(np.dot(ns, srn) / N),
+    }
+    # unit observed h1 information at the EM estimates (corrected robust indices, MLR traces)
+    A1_em = [h1_information_observed_fast(pt_, h.cov, h.mean) for pt_, h in zip(pats, h1s)]
+    if estimator == "MLR" and vmlr is not None:
+        traces = [h1_trace_fast(pt_, h, cluster=cl, A1=a)
+                  for pt_, h, cl, a in zip(pats, h1s, clusters, A1_em)]
+        yb = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in traces],
+                                h1_ndat=[d for _, d in traces],
+                                information_inv=vmlr.information_inv, B0_group=vmlr.B0_group,
+                                nobs=ns, chisq_group=cg)
+        byb = baseline_yuan_bentler_fast(pats, h1s, clusters=clusters, h1_traces=traces)
+        fm.update(_rob.robust_fit_measures(
+            chisq=chisq, df=df, scaling_factor=yb.scaling_factor, baseline_chisq=bl,
+            baseline_df=df_b, baseline_scaling_factor=byb.scaling_factor, ntotal=N, ngroups=G))
+        fm.update(robust_fit_measures_extra(
+            chisq=chisq, df=df, baseline_chisq=bl, baseline_df=df_b,
+            scaling_factor=yb.scaling_factor, baseline_scaling_factor=byb.scaling_factor,
+            scaling_factor_h1=yb.scaling_factor_h1,
+        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
+    # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
+    if df > 0:
+        fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,
+                                 version="V3" if estimator == "MLR" else "V6", clusters=clusters,
+                                 h1_information=A1_em)
+        a = (fc["XX3"], df, fc["XX3.null"], fc["df3.null"])
+        kw = dict(c=fc["c.hat3"], c_b=fc["c.hat3.null"])
+        rlo, rhi = _rob.rmsea_ci(fc["XX3.scaled"], df, N, ngroups=G, c=fc["c.hat3"])
+        fm.update({
+            "cfi.robust": _rob.cfi(*a, **kw), "tli.robust": _rob.tli(*a, **kw),
+            "nnfi.robust": _rob.tli(*a, **kw), "rni.robust": _rob.rni(*a, **kw),
+            "rmsea.robust": _rob.rmsea(fc["XX3"], df, N, ngroups=G, c=fc["c.hat3"]),
+            "rmsea.ci.lower.robust": rlo, "rmsea.ci.upper.robust": rhi,
+            "rmsea.pvalue.robust": _rob.rmsea_pvalue(fc["XX3.scaled"], df, N, ngroups=G,
+                                                     c=fc["c.hat3"]),
+            "rmsea.notclose.pvalue.robust": _rob.rmsea_pvalue(
+                fc["XX3.scaled"], df, N, ngroups=G, h0=0.08, close=False, c=fc["c.hat3"])})
+    # ---- assemble
+    f = pt.frame
+    vals = model.x_to_partable(x)
+    se_rows = np.full(len(f), np.nan)
+    if vcov_x is not None:
+        se_rows[:] = 0.0
+        se_rows[model.free_rows] = np.sqrt(np.clip(np.diag(vcov_x), 0, None))[model.x_col]
+    slv, sall = standardized(model, x)
+    for g, mt in enumerate(model.matrices(x)):
+        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
+        neg_ov = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
+        if neg_ov:
+            warn.append(f"some estimated ov variances are negative{gname} (Heywood case): "
+                        f"{neg_ov}")
+        neg_lv = [v for i, v in enumerate(model.lv_names) if mt["psi"][i, i] < 0]
+        if neg_lv:
+            warn.append(f"some estimated lv variances are negative{gname}: {neg_lv}")
+    est = pd.DataFrame({
+        "lhs": f["lhs"].to_numpy(), "op": f["op"].to_numpy(), "rhs": f["rhs"].to_numpy(),
+        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
+        "se": se_rows, "z": np.nan, "pvalue": np.nan, "ci.lower": np.nan, "ci.upper": np.nan,
+        "std.lv": slv, "std.all": sall})
+    ptf = f.copy()
+    ptf["est"] = vals
+    ptf["se"] = se_rows
+    ptf["start"] = model.x_to_partable(x0)
+    names = []
+    for r in model.x_rows:
+        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
+        if f["group"].iat[r] > 1:
+            nm += f".g{f['group'].iat[r]}"
+        names.append(nm)
+    vc0 = pd.DataFrame({"name": names})
+    implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in imps]
+    sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
+    md = []
+    for b, pat in zip(blocks, pats):
+        s = missing_summary(b, list(ov))
+        cov = s["coverage"].reset_index(names="variable")
+        md.append({"patterns": s["patterns"], "items": s["items"], "coverage": cov,
+                   "npatterns": int(pat.npatterns), "n_empty": int(pat.n_empty)})
+    base = CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                     sample=sample, vcov=vc0, ov_names=tuple(pt.ov_names),
+                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                     constraints=tuple(pt.constraints), srmr_group=tuple(sr),
+                     missing_data=tuple(md))
+    for w in warn:
+        _warnings.warn(w, stacklevel=4)
+    if vcov_x is None:
+        vcov_x = np.full((nx, nx), np.nan)
+    return dataclasses.replace(base, **_estimates_with_vcov(base, model, vcov_x))

@@ -251,3 +251,19 @@ def test_partial_warns_when_too_much_is_freed():
     ladder = invariance(HS_MODEL, _hs(), group="school", steps=("configural", "metric", "scalar"))
     with pytest.warns(UserWarning, match=r"frees 2 of the 9 constraints of the scalar step"):
         ladder.partial("scalar")
+
+
+def test_mlr_ladder_uses_satorra_bentler_2001():
+    # lavTestLRT's default for MLR fits (refs case b): metric 6.567 on 6 df, scalar 40.838 on 6
+    ref = json.loads((FIX / "b_hs_invariance.json").read_text())["MLR"]
+    res = invariance(HS_MODEL, _hs(), group="school", estimator="MLR",
+                     steps=("configural", "metric", "scalar", "strict", "means"))
+    want = pd.DataFrame(ref["lrt_successive_satorra_bentler_2001"])
+    # the difference formula magnifies the 1e-6 agreement of the scaling factors (see
+    # tests/test_cfa_mlrfiml.py), hence rtol 1e-4 on the scaled differences
+    assert_allclose(res.lrt["Chisq diff"].to_numpy(float)[1:],
+                    want["Chisq diff"].to_numpy(float)[1:], rtol=1e-4)
+    assert res.lrt["RMSEA"].isna().all()          # lavaan gives no RMSEA column for scaled tests
+    t = res.table.set_index("step")
+    for step in ("configural", "metric", "scalar"):
+        assert_allclose(t.loc[step, "cfi.robust"], ref["fit"][step]["cfi.robust"], rtol=1e-6)

@@ -19,8 +19,9 @@ from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
 from instrument.fit import in_lavaan_order
-from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
+from instrument.fit import chisq as _chisq, info as _info
 from instrument.fit import other as _other, srmr as _srmr
+from instrument.fit.core import core_measures
 from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.syntax import parse_syntax
@@ -335,18 +336,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     ptf["est"] = vals
     ptf["se"] = se_rows
     ptf["start"] = model.x_to_partable(x0)
-    names = []
-    lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
-    grp_a = f["group"].to_numpy()
-    for r in model.x_rows:
-        nm = f"{lhs_a[r]}{op_a[r]}{rhs_a[r]}"
-        if grp_a[r] > 1:
-            nm += f".g{grp_a[r]}"
-        names.append(nm)
-    vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
-                      index=names, columns=names)
-    vc.insert(0, "name", names)
-    vc = vc.reset_index(drop=True)
+    vc = model.vcov_frame(vcov_x)
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in model.implied(x)]
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
     if meta is None:
@@ -417,7 +407,6 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
             logl += _info.loglik_group(gs.n, gs.cov, imp.sigma, gs.mean, imp.mu)
             logl_h1 += _info.loglik_group(gs.n, gs.cov, gs.cov)
     n_rmsea = N_eff
-    lo, hi = _rmsea.rmsea_ci(chisq, df, n_rmsea, ngroups=G)
     sr, srn = [], []
     for gs, imp, S in zip(stats.groups, imps, obj.S):
         a, b = _srmr.srmr_group(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
@@ -437,24 +426,9 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         a, b = _other.gfi_group(S, imp.sigma, gs.mean if imp.mu is not None else None, imp.mu)
         gfis.append(1.0 - a / b)
     gfi = _srmr.srmr(gfis, ns)
-    fm = {
-        "npar": nx, "fmin": F / 2.0, "chisq": chisq, "df": df,
-        "pvalue": _chisq.chisq_pvalue(chisq, df),
-        "baseline.chisq": bl, "baseline.df": df_b,
-        "baseline.pvalue": _chisq.chisq_pvalue(bl, df_b),
-        "cfi": _cfi.cfi(chisq, df, bl, df_b), "tli": _cfi.tli(chisq, df, bl, df_b),
-        "nnfi": _cfi.tli(chisq, df, bl, df_b), "rfi": _cfi.rfi(chisq, df, bl, df_b),
-        "nfi": _cfi.nfi(chisq, df, bl, df_b), "pnfi": _cfi.pnfi(chisq, df, bl, df_b),
-        "ifi": _cfi.ifi(chisq, df, bl, df_b), "rni": _cfi.rni(chisq, df, bl, df_b),
-        "logl": logl, "unrestricted.logl": logl_h1,
-        "aic": _info.aic(logl, nx), "bic": _info.bic(logl, nx, ntotal), "ntotal": ntotal,
-        "bic2": _info.bic2(logl, nx, ntotal),
-        "rmsea": _rmsea.rmsea(chisq, df, n_rmsea, ngroups=G),
-        "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
-        "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, n_rmsea, ngroups=G),
-        "rmsea.close.h0": 0.05,
-        "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, n_rmsea, ngroups=G),
-        "rmsea.notclose.h0": 0.08,
+    fm = core_measures(chisq, df, bl, df_b, logl=logl, logl_h1=logl_h1, npar=nx,
+                       ntotal=ntotal, n_rmsea=n_rmsea, ngroups=G, fmin=F / 2.0)
+    fm.update({
         "rmr": other["rmr"], "rmr_nomean": other["rmr_nomean"],
         "srmr": srmr, "srmr_bentler": srmr,
         "srmr_bentler_nomean": _srmr.srmr(srn, ns),
@@ -464,5 +438,5 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
         "cn_01": _other.hoelter_cn(chisq, df, N_eff, alpha=0.01),
         "gfi": gfi, "agfi": _other.agfi(gfi, nstat, df), "pgfi": _other.pgfi(gfi, nstat, df),
         "mfi": _other.mfi(chisq, df, N_eff), "ecvi": _other.ecvi(chisq, nx, N_eff),
-    }
+    })
     return in_lavaan_order(fm), sr

@@ -42,8 +42,9 @@ from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indice
 from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats
-from instrument.fit import cfi as _cfi, chisq as _chisq, info as _info, rmsea as _rmsea
+from instrument.fit import cfi as _cfi
 from instrument.fit import robust as _rob
+from instrument.fit.core import core_measures
 from instrument.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.syntax import parse_syntax
@@ -566,32 +567,16 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     bls = [fiml_baseline(pt_) for pt_ in pats]
     bl = float(sum(2.0 * (h.logl - b["logl"]) for h, b in zip(h1s, bls)))
     df_b = G * (p * (p - 1) // 2)
-    lo, hi = _rmsea.rmsea_ci(chisq, df, N, ngroups=G)
     ns = [pt_.n for pt_ in pats]
     sr = [srmr_bentler(h.cov, h.mean, imp.sigma, imp.mu) for h, imp in zip(h1s, imps)]
     srn = [srmr_bentler(h.cov, None, imp.sigma, None) for h, imp in zip(h1s, imps)]
     srmr = float(np.dot(ns, sr) / N)
-    fm = {
-        "npar": nx, "fmin": chisq / (2.0 * N), "chisq": chisq, "df": df,
-        "pvalue": _chisq.chisq_pvalue(chisq, df),
-        "baseline.chisq": bl, "baseline.df": df_b,
-        "baseline.pvalue": _chisq.chisq_pvalue(bl, df_b),
-        "cfi": _cfi.cfi(chisq, df, bl, df_b), "tli": _cfi.tli(chisq, df, bl, df_b),
-        "nnfi": _cfi.tli(chisq, df, bl, df_b), "rfi": _cfi.rfi(chisq, df, bl, df_b),
-        "nfi": _cfi.nfi(chisq, df, bl, df_b), "pnfi": _cfi.pnfi(chisq, df, bl, df_b),
-        "ifi": _cfi.ifi(chisq, df, bl, df_b), "rni": _cfi.rni(chisq, df, bl, df_b),
-        "logl": logl, "unrestricted.logl": logl_h1,
-        "aic": _info.aic(logl, nx), "bic": _info.bic(logl, nx, N), "ntotal": N,
-        "bic2": _info.bic2(logl, nx, N),
-        "rmsea": _rmsea.rmsea(chisq, df, N, ngroups=G),
-        "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
-        "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, N, ngroups=G),
-        "rmsea.close.h0": 0.05,
-        "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, N, ngroups=G),
-        "rmsea.notclose.h0": 0.08,
+    fm = core_measures(chisq, df, bl, df_b, logl=logl, logl_h1=logl_h1, npar=nx, ntotal=N,
+                       n_rmsea=N, ngroups=G, fmin=chisq / (2.0 * N))
+    fm.update({
         "srmr": srmr, "srmr_bentler": srmr,
         "srmr_bentler_nomean": float(np.dot(ns, srn) / N),
-    }
+    })
     # unit observed h1 information at the EM estimates (corrected robust indices, MLR traces)
     A1_em = [h1_information_observed_fast(pt_, h.cov, h.mean) for pt_, h in zip(pats, h1s)]
     if estimator == "MLR" and vmlr is not None:
@@ -653,20 +638,14 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     ptf["est"] = vals
     ptf["se"] = se_rows
     ptf["start"] = model.x_to_partable(x0)
-    names = []
-    for r in model.x_rows:
-        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
-        if f["group"].iat[r] > 1:
-            nm += f".g{f['group'].iat[r]}"
-        names.append(nm)
-    vc0 = pd.DataFrame({"name": names})
+    vc0 = pd.DataFrame({"name": model.x_names()})
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in imps]
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
     md = []
     for b, pat in zip(blocks, pats):
         s = missing_summary(b, list(ov))
-        cov = s["coverage"].reset_index(names="variable")
-        md.append({"patterns": s["patterns"], "items": s["items"], "coverage": cov,
+        cov = s.coverage.reset_index(names="variable")
+        md.append({"patterns": s.patterns, "items": s.items, "coverage": cov,
                    "npatterns": int(pat.npatterns), "n_empty": int(pat.n_empty)})
     base = CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
                      iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,

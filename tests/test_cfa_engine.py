@@ -213,11 +213,11 @@ def test_optimizer_is_generic():
 # ---------------------------------------------------------------- options and warnings
 def test_bad_options_give_clear_errors():
     hs = data("HolzingerSwineford1939.csv")
-    with pytest.raises(ValueError, match=r"estimator= must be one of 'ML', 'MLR', 'WLSMV'; got 'mlr'\."):
+    with pytest.raises(ValueError, match=r"estimator= must be one of 'ML', 'MLR', 'WLSMV', 'ULSMV'; got 'mlr'\."):
         cfa(HS_MODEL, hs, estimator="mlr")
     with pytest.raises(ValueError, match="likelihood="):
         cfa(HS_MODEL, hs, likelihood="foo")
-    with pytest.raises(NotImplementedError, match="WLSMV"):   # MLR works since issue 6
+    with pytest.raises(ValueError, match="needs ordered="):   # WLSMV is for ordered items
         cfa(HS_MODEL, hs, estimator="WLSMV")
     with pytest.raises(NotImplementedError, match="ordered"):
         cfa(HS_MODEL, hs, ordered=["x1"])

@@ -418,7 +418,7 @@ def test_bad_options_give_clear_errors():
         cfa(HS_MODEL, hs, estimator="MLR", likelihood="wishart")
     with pytest.raises(ValueError, match="missing= must be one of"):
         cfa(HS_MODEL, hs, missing="ml")
-    with pytest.raises(NotImplementedError, match="WLSMV"):
+    with pytest.raises(ValueError, match="needs ordered="):
         cfa(HS_MODEL, hs, estimator="WLSMV", missing="fiml")
     one = hs.assign(one=1)
     with pytest.raises(ValueError, match="at least 2 clusters"):

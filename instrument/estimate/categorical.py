@@ -514,16 +514,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     ptf["est"] = vals
     ptf["se"] = se_rows
     ptf["start"] = model.x_to_partable(x0)
-    names = []
-    for r in model.x_rows:
-        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
-        if f["group"].iat[r] > 1:
-            nm += f".g{f['group'].iat[r]}"
-        names.append(nm)
-    vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
-                      index=names, columns=names)
-    vc.insert(0, "name", names)
-    vc = vc.reset_index(drop=True)
+    vc = model.vcov_frame(vcov_x)
     implied, sample = [], []
     for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
         R = np.eye(model.p)

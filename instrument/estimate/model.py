@@ -182,6 +182,25 @@ class Model:
         vals[self.free_rows] = np.asarray(x, float)[self.x_col]
         return vals
 
+    def x_names(self) -> list[str]:
+        """Name of each unique free parameter: ``lhs op rhs`` of its first table row, with
+        ``.gK`` for groups K > 1 (the row and column names of `CFAResult.vcov`)."""
+        f = self.pt.frame
+        lhs, op, rhs, grp = (f[c].to_numpy() for c in ("lhs", "op", "rhs", "group"))
+        return [f"{lhs[r]}{op[r]}{rhs[r]}" + (f".g{grp[r]}" if grp[r] > 1 else "")
+                for r in self.x_rows]
+
+    def vcov_frame(self, vcov_x: np.ndarray | None):
+        """`CFAResult.vcov`: a ``name`` column, then one column per unique free parameter
+        (NaN when no standard errors were computed)."""
+        import pandas as pd
+
+        names = self.x_names()
+        vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((self.nx, self.nx), np.nan),
+                          columns=names)
+        vc.insert(0, "name", names)
+        return vc
+
     def partable_to_x(self, values: np.ndarray) -> np.ndarray:
         """x from full table values (the first row of each equality class is used)."""
         return np.asarray(values, float)[self.x_rows]

@@ -31,16 +31,18 @@ KINDS = ("technical", "brief", "cards")
 FORMATS = ("html", "pdf")
 FILE_STEMS = {"technical": "technical_report", "brief": "policy_brief", "cards": "school_cards"}
 
-#: Headings of the technical report: the five sources of validity evidence (AERA, APA & NCME, 2014).
+#: Headings of the technical report: the five sources of validity evidence (AERA, APA & NCME, 2014)
+#: and the district and state view of the policy stage.
 TECHNICAL_SECTIONS = (
     "Evidence based on test content",
     "Evidence based on response processes",
     "Evidence based on internal structure",
     "Evidence based on relations to other variables",
     "Evidence based on consequences of testing",
+    "District and state results",
 )
 BRIEF_SECTIONS = ("What the instrument measures", "How reliable school scores are",
-                  "What the scores predict", "Using the scores well")
+                  "What the scores predict", "Districts and the state", "Using the scores well")
 
 FIT_COLUMNS = ("chisq", "df", "pvalue", "chisq.scaled", "cfi", "cfi.robust", "tli", "tli.robust",
                "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.robust", "srmr")
@@ -54,6 +56,11 @@ REFERENCES = (
     "Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: "
     "Implications for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), "
     "Multilevel theory, research, and methods in organizations (pp. 349-381). Jossey-Bass.",
+    "Horn, J. L. (1965). A rationale and test for the number of factors in factor analysis. "
+    "Psychometrika, 30(2), 179-185. https://doi.org/10.1007/BF02289447",
+    "Byrne, B. M., Shavelson, R. J., & Muthén, B. (1989). Testing for the equivalence of factor "
+    "covariance and mean structures: The issue of partial measurement invariance. Psychological "
+    "Bulletin, 105(3), 456-466. https://doi.org/10.1037/0033-2909.105.3.456",
     "Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
     "invariance. Structural Equation Modeling, 14(3), 464-504. "
     "https://doi.org/10.1080/10705510701301834",
@@ -201,14 +208,64 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     out["figures"] = figs
     st = ia["items"]
     if st is not None and len(st):
+        st = st[[c for c in ("form", "construct", "item_id", "n", "missing", "mean", "sd",
+                             "floor", "ceiling", "citc", "alpha.drop", "flags") if c in st.columns]
+                or list(st.columns)]
         out["items"] = num.table(Table("Item statistics", st,
                                        ["citc: corrected item-total correlation; missing: share "
-                                        "of respondents who did not answer."], 2))
+                                        "of respondents who did not answer; floor, ceiling: "
+                                        "share in the lowest and highest category; flags: "
+                                        "item-analysis rules not met (see Decision rules)."], 2))
     return out
 
 
+def _efa(s: Section, num: _Numberer) -> dict:
+    """Parallel-analysis table and scree figure, EFA pattern matrix, per form."""
+    if not s.available:
+        return {"efa_na": s.reason}
+    parts = []
+    for form, d in s["forms"].items():
+        p: dict[str, Any] = {"form": form}
+        pv = d["parallel"]
+        if pv is not None:
+            k_pa, k_th = d["pa_n_factors"], d["n_factors_theory"]
+            quant = d["quant"]
+            p["text"] = (f"{_label(form)} form (random half, n = {_fmt(d['n'], 0)}): parallel "
+                         f"analysis retains {_fmt(k_pa, 0)} factor(s), for "
+                         f"{_fmt(k_th, 0)} constructs in the bank." if k_pa is not None else "")
+            show = pv.head(max(int(k_th or 0) + 3, 8))
+            p["parallel"] = num.table(Table(
+                f"Parallel analysis, {form} form", show,
+                [f"Eigenvalues of the observed correlation matrix against those of "
+                 f"{_fmt(d['n_iter'], 0)} random data sets of the same size"
+                 + (f" (sim.quantile: {float(quant) * 100:g}th percentile)" if quant else "")
+                 + "; factors are retained while the observed value is larger (Horn, 1965). "
+                   f"First {len(show)} of {len(pv)} factors shown."], 3))
+            p["scree"] = num.figure(fig.scree_plot(pv), f"Scree plot with parallel analysis, "
+                                    f"{form} form", alt=f"Scree plot, {form} form")
+        ld = d["loadings"]
+        if ld is not None:
+            comm = d["communalities"]
+            t = ld[["item", *sorted((c for c in ld.columns if c != "item"),
+                                    key=lambda c: (len(str(c)), str(c)))]].copy()
+            if comm:
+                t["h2"] = [float(comm[i]) if i in comm else math.nan for i in t["item"]]
+            p["loadings"] = num.table(Table(
+                f"Exploratory factor analysis pattern matrix, {form} form", t,
+                [f"{d['method'] or 'EFA'} extraction, {d['rotation'] or 'no'} rotation, "
+                 f"{_fmt(d['n_factors'], 0)} factors; h2: communality. Loadings of .30 or "
+                 "more in absolute value are the ones usually interpreted."], 2))
+        parts.append(p)
+    return {"efa": parts}
+
+
+RELIABILITY_COLUMNS = ("form", "language", "construct", "n_items", "n", "alpha",
+                       "alpha.ci.lower", "alpha.ci.upper", "alpha.ordinal", "omega")
+ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
+
+
 def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = _efa(secs["efa"], num)
     cfa = secs["cfa"]
     heur = _rules.FIT_HEURISTICS
     heur_note = ("Conventional heuristics, shown for orientation and not applied as verdicts: "
@@ -262,8 +319,15 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
                              f"{d['rule_set'] or 'not recorded'}.")
             notes.append("Each step is compared with the one before; the verdict quotes the rule "
                          "applied as recorded in the results.")
-            tabs.append(num.table(Table(f"Measurement invariance ladder, {form} form", t[keep],
+            name = form if " by " in form else f"{form} form"
+            tabs.append(num.table(Table(f"Measurement invariance ladder, {name}", t[keep],
                                         notes, 3)))
+            rel = d.get("releases")
+            if rel is not None:
+                tabs.append(num.table(Table(
+                    f"Constraints released for partial invariance, {name}", rel,
+                    ["Released one at a time, largest score test (X2) first, until the step met "
+                     "its rule (Byrne, Shavelson & Muthén, 1989)."], 3)))
             deltas[form] = t
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
@@ -282,16 +346,23 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         out["invariance_na"] = inv.reason
     rel = secs["reliability"]
     if rel.available:
+        rt = rel["table"]
+        rt = rt[[c for c in RELIABILITY_COLUMNS if c in rt.columns]]
         out["reliability"] = num.table(Table(
-            "Reliability of the construct scores", rel["table"],
+            "Reliability of the construct scores", rt,
             ["alpha: Cronbach's alpha with its confidence interval (alpha.ci.lower, "
-             "alpha.ci.upper); omega: McDonald's omega from the factor model."], 3))
+             "alpha.ci.upper); omega: McDonald's omega from the confirmatory factor model, "
+             "given for the whole sample of a form (language all)."
+             + (" language: all respondents of the form, or those who answered in that language."
+                if "language" in rt.columns else "")], 3))
     else:
         out["reliability_na"] = rel.reason
     ml = secs["multilevel"]
     if ml.available:
+        it = ml["icc"]
+        it = it[[c for c in ICC_COLUMNS if c in it.columns]]
         out["icc"] = num.table(Table(
-            "Agreement within schools: ICC(1) and ICC(2)", ml["icc"],
+            "Agreement within schools: ICC(1) and ICC(2)", it,
             ["ICC(1): share of variance between schools; ICC(2): reliability of the school "
              "mean at the average number of respondents k (Bliese, 2000)."], 3))
         targets: list[tuple[float, str]] = []
@@ -368,6 +439,7 @@ def _relations(s: Section, num: _Numberer) -> dict:
                              alt="Forest plot of the score coefficient per outcome")}
     e = s["effects"]
     if e is not None and len(e):
+        e = e.drop(columns=[c for c in ("form", "outcome_name", "change") if c in e.columns])
         out["contrasts"] = num.table(Table(
             "Predicted outcome difference between the 10th and 90th percentile (P10→P90)", e,
             ["contrast_pp: predicted change in percentage points when the predictor moves from "
@@ -378,6 +450,15 @@ def _relations(s: Section, num: _Numberer) -> dict:
     return out
 
 
+def _reason_kinds(reasons: pd.Series) -> list[str]:
+    """Suppression reasons grouped by their kind (text before ':'), with counts of results."""
+    kinds = reasons[reasons != ""].map(lambda r: r.split(":", 1)[0].strip())
+    counts = kinds.value_counts()
+    examples = {k: r for r, k in zip(reasons[reasons != ""], kinds)}
+    return [f"{k} ({n} results; e.g. {examples[k]})" if examples[k] != k else f"{k} ({n} results)"
+            for k, n in counts.items()]
+
+
 def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     out: dict[str, Any] = {}
     if scores.available:
@@ -386,7 +467,7 @@ def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
                .groupby("form")["suppressed"].agg(["size", "sum"]).reset_index()
                .rename(columns={"size": "schools", "sum": "suppressed"}))
         per["reported"] = per["schools"] - per["suppressed"]
-        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
+        reasons = _reason_kinds(t.loc[t["suppressed"], "suppression_reason"])
         out["suppression"] = num.table(Table(
             "Schools reported and suppressed, by form", per[["form", "schools", "reported",
                                                              "suppressed"]],
@@ -418,6 +499,74 @@ def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     return out
 
 
+def _overall_rows(f: pd.DataFrame, form: str | None = None) -> pd.DataFrame:
+    sel = f[f["construct"] == "overall"] if (f["construct"] == "overall").any() else f
+    if form is not None:
+        sel = sel[sel["form"] == form]
+    return sel
+
+
+def _district(s: Section, num: _Numberer) -> dict:
+    """District and state rollups, 3-level variance, convergence and accuracy (policy stage)."""
+    if not s.available:
+        return {"na": s.reason}
+    out: dict[str, Any] = {}
+    st, di = s["state"], s["district"]
+    cols = ["form", "construct", "n_schools", "n_respondents", "score", "se", "ci.lower",
+            "ci.upper", "sd_schools"]
+    if st is not None:
+        out["state"] = num.table(Table(
+            "State results by form and construct", st[[c for c in cols if c in st.columns]],
+            ["score: mean of the reported schools' 1-99 scores, weighted by enrollment; "
+             "ci: 95% interval; sd_schools: spread of school scores."], 2))
+    if di is not None:
+        ov = _overall_rows(di)
+        show = ov[[c for c in ("unit", *cols, "suppressed", "suppression_reason")
+                   if c in ov.columns]].rename(columns={"unit": "district"}).copy()
+        show["suppressed"] = ["yes" if v else "" for v in show["suppressed"]]
+        n_sup = int(ov.groupby("unit")["suppressed"].all().sum())
+        rule = getattr(_rules, "MIN_SCHOOLS_ROLLUP", None)
+        out["district"] = num.table(Table(
+            "District results, overall score by form", show,
+            ["score: mean of the district's reported school scores (1-99) with its 95% "
+             "interval. Suppressed districts show no score"
+             + (f" (rule: {rule.describe()})" if isinstance(rule, _rules.Rule) else "")
+             + f"; {n_sup} district x form results are suppressed."], 2))
+        figs = []
+        for form in dict.fromkeys(ov["form"]):
+            state = (float(_overall_rows(st, form)["score"].iloc[0])
+                     if st is not None and len(_overall_rows(st, form)) else None)
+            figs.append(num.figure(
+                fig.district_dots(_overall_rows(di, form), state),
+                f"District overall scores, {form} form",
+                "Points: district score with 95% interval; dashed line: state score. "
+                "Suppressed districts are listed without a score.",
+                alt=f"Dot plot of district scores with intervals, {form} form"))
+        out["district_figs"] = figs
+    vc = s["variance"]
+    if vc is not None:
+        out["variance"] = num.table(Table(
+            "Variance of the overall score between districts, schools and respondents", vc,
+            ["Three-level random-intercept model (respondents in schools in districts): "
+             "tau_district, tau_school, sigma2 are the variance components; icc_district and "
+             "icc_school the shares of total variance at each level."], 4))
+    acc = s["accuracy"]
+    if acc is not None:
+        out["accuracy"] = num.table(Table(
+            "Classification accuracy and consistency by form and construct", acc,
+            ["Expected share of schools placed in their true band (accuracy) and in the same "
+             "band on a replication (consistency) (Rudner, 2001; Livingston & Lewis, 1995)."],
+            3))
+    cv = s["convergence"]
+    if cv is not None:
+        out["convergence"] = num.table(Table(
+            "Convergence of teacher and family school scores", cv,
+            ["r: correlation of the teacher and family school scores across schools with both "
+             "reported, with its 95% interval; rel_a, rel_b: reliabilities of the two school "
+             "scores; r_corrected: r corrected for attenuation."], 3))
+    return out
+
+
 def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
     num = _Numberer()
     ctx = {"content": _content(secs["bank"], num),
@@ -425,6 +574,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
+           "district": _district(secs["policy"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:
         ctx["stages"] = num.table(Table("Stages that did not complete in this run",
@@ -496,16 +646,27 @@ def _brief(secs: Mapping[str, Section]) -> dict:
     if lk.available and lk["effects"] is not None:
         e = lk["effects"]
         lines = []
+        if "outcome_name" not in e.columns:
+            e = e.assign(outcome_name=e["outcome"], form="", change=False)
         for outcome in dict.fromkeys(e["outcome"]):
             sc = e[(e["outcome"] == outcome) & (e["predictor"] == "score")]
             pv = e[(e["outcome"] == outcome) & (e["predictor"] == "poverty")]
             if not len(sc):
                 continue
             sc = sc.iloc[0]
-            lines.append({"outcome": _plain_outcome(outcome),
-                          "score": _fmt(sc["contrast_pp"], 1),
-                          "score_ci": (_fmt(sc["ci.lower_pp"], 1), _fmt(sc["ci.upper_pp"], 1)),
-                          "poverty": _fmt(pv.iloc[0]["contrast_pp"], 1) if len(pv) else None})
+            name = _plain_outcome(str(sc["outcome_name"]) + (" (change)" if bool(sc["change"])
+                                                             else "")).lower()
+            name = name.replace("ela", "ELA")
+            form = str(sc["form"] or "")
+            v = _num(sc["contrast_pp"])
+            lines.append({
+                "outcome": _plain_outcome(str(sc["outcome_name"]) + (" (change)" if bool(
+                    sc["change"]) else "")), "form": form, "name": name,
+                "score": _fmt(abs(v), 1), "direction": "higher" if v > 0 else "lower",
+                "score_ci": _plain_ci(_num(sc["ci.lower_pp"]), _num(sc["ci.upper_pp"]), v),
+                "poverty": _fmt(abs(_num(pv.iloc[0]["contrast_pp"])), 1) if len(pv) else None,
+                "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
+                                      else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
         ctx["contrast_fig"] = num.figure(
             fig.contrast_chart(e.assign(outcome=[_plain_outcome(o) for o in e["outcome"]])),
@@ -519,9 +680,68 @@ def _brief(secs: Mapping[str, Section]) -> dict:
         t = sc["table"]
         ctx["n_schools"] = int(t["school_id"].nunique())
         ctx["n_suppressed"] = int(t.groupby(["school_id", "form"])["suppressed"].all().sum())
-        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
-        ctx["suppression_reasons"] = reasons
+        reasons = t.loc[t["suppressed"], "suppression_reason"]
+        ctx["suppression_reasons"] = list(dict.fromkeys(
+            r.split(":", 1)[0].strip() for r in reasons if r))
+    ctx.update(_brief_districts(secs["policy"], num))
     return ctx
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _plain_ci(lo: float, hi: float, v: float) -> str:
+    """A 95% interval in the words of the estimate: '2.8 to 5.7' (same direction) or
+    'from 0.5 lower to 1.5 higher' when it spans zero."""
+    if lo * hi > 0 and lo * v > 0:
+        a, b = sorted((abs(lo), abs(hi)))
+        return f"{_fmt(a, 1)} to {_fmt(b, 1)}"
+    return f"from {_fmt(abs(lo), 1)} lower to {_fmt(abs(hi), 1)} higher"
+
+
+def _brief_districts(s: Section, num: _Numberer) -> dict:
+    """Plain-language district and state facts and one chart (overall score, first form)."""
+    if not s.available or s["district"] is None:
+        return {"districts_na": s.reason if not s.available else NOT_AVAILABLE}
+    di, st = s["district"], s["state"]
+    out: dict[str, Any] = {}
+    forms = list(dict.fromkeys(di["form"]))
+    form = "teacher" if "teacher" in forms else forms[0]
+    ov = _overall_rows(di, form)
+    shown = ov[~ov["suppressed"]]
+    out["d_form"] = form
+    out["d_n"] = int(ov["unit"].nunique())
+    out["d_reported"] = int(shown["unit"].nunique())
+    out["d_suppressed"] = out["d_n"] - out["d_reported"]
+    if len(shown):
+        out["d_range"] = (_fmt(shown["score"].min(), 0), _fmt(shown["score"].max(), 0))
+    state = None
+    if st is not None and len(_overall_rows(st, form)):
+        r = _overall_rows(st, form).iloc[0]
+        state = _num(r["score"])
+        out["state"] = (_fmt(r["score"], 0), _fmt(r["ci.lower"], 0), _fmt(r["ci.upper"], 0))
+    vc = s["variance"]
+    if vc is not None and (vc["form"] == form).any():
+        r = vc[vc["form"] == form].iloc[0]
+        out["share_district"] = _fmt(100 * _num(r["icc_district"]), 0)
+        out["share_school"] = _fmt(100 * _num(r["icc_school"]), 0)
+        out["mostly_within"] = _num(r["icc_district"]) < _num(r["icc_school"])
+    cv = s["convergence"]
+    if cv is not None and (cv["construct"] == "overall").any():
+        r = cv[cv["construct"] == "overall"].iloc[0]
+        out["convergence"] = _fmt(r["r"])
+        out["convergence_high"] = _num(r["r"]) >= 0.7
+    out["district_fig"] = num.figure(
+        fig.district_dots(ov, state), f"Districts' overall scores, {form} survey",
+        "Each point is a district's average school score (1-99) with its 95% interval; the "
+        "dashed line is the state. Districts with too few reported schools are listed without a "
+        "score.",
+        alt=f"Dot plot of district scores, {form} survey")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -241,6 +241,9 @@ def write_syntax(out_dir: str | Path, form: str, model: str, data: pd.DataFrame,
     out.mkdir(parents=True, exist_ok=True)
     dat = out / f"{form}_cfa.dat"
     x = data[ov].apply(pd.to_numeric, errors="raise")
+    v = x.to_numpy(float)
+    if ((v[~pd.isna(v)] % 1) == 0).all():
+        x = x.astype("Int64")       # whole-number codes written as 1, 2, ... not 1.0, 2.0
     x.to_csv(dat, sep=" ", header=False, index=False, na_rep=str(MISSING_CODE))
     lav = out / f"{form}.lav"
     lav.write_text(lavaan_syntax(model, form=form, estimator=estimator, ordered=ordered,

@@ -97,9 +97,11 @@ def test_brief_plain_numbers_from_results(run):
     eff = from_jsonable(link["effects"]).set_index("predictor")
     sc, pv = eff.loc["score", "contrast_pp"], eff.loc["poverty", "contrast_pp"]
     text = re.sub(r"\s+", " ", b)
-    assert (f"90th percentile of the {link['form']} engagement score had {abs(sc):.1f} "
-            f"percentage points {'lower' if sc < 0 else 'higher'}") in text
-    assert f"compared with {abs(pv):.1f} points" in text
+    assert f"90th percentile of the {link['form']} engagement score, compared with" in text
+    assert (f"{abs(sc):.1f} percentage points {'lower' if sc < 0 else 'higher'} chronic "
+            f"absenteeism") in text
+    assert (f"the same comparison gives {abs(pv):.1f} points "
+            f"{'lower' if pv < 0 else 'higher'}") in text
     st = from_jsonable(payload["results"]["policy"]["rollup_state"])
     st = st[(st["form"] == "teacher") & (st["construct"] == "overall")].iloc[0]
     assert f"average school score is {st['score']:.0f}" in text

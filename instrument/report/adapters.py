@@ -259,7 +259,9 @@ def read_item_analysis(results: Mapping[str, Any]) -> Section:
     cu, stats = _overall_group(cu), _overall_group(stats)
     if cu is not None and "form" not in cu.columns:
         cu.insert(0, "form", "")
-    return Section("item_analysis", True, data={"category_use": cu, "items": stats})
+    rules = [r for r in ia.get("rules") or [] if isinstance(r, Mapping) and "key" in r]
+    return Section("item_analysis", True, data={"category_use": cu, "items": stats,
+                                                "rules": rules})
 
 
 def _overall_group(f: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -455,6 +457,10 @@ def read_linker(results: Mapping[str, Any]) -> Section:
                      "pvalue": _num(sc.get("pvalue")), "ci.lower": _num(sc["ci.lower"]),
                      "ci.upper": _num(sc["ci.upper"]), "sd": sd,
                      "nobs": d.get("nobs"), "n_clusters": d.get("n_clusters"),
+                     "controls": ", ".join(
+                         "prior value of the outcome" if str(x) == f"{d.get('outcome')}_prior"
+                         else str(x) for x in (d.get("controls") or (d.get("meta") or {})
+                                               .get("options", {}).get("controls") or [])),
                      "se_type": d.get("se_type", "")})
         if not _has(eff, ("predictor", "contrast_pp", "ci.lower_pp", "ci.upper_pp")):
             e = eff[["predictor", *[c for c in ("p10", "p90", "contrast_pp", "ci.lower_pp",

@@ -257,7 +257,7 @@ def district_dots(rollup: pd.DataFrame, state: float | None = None,
     hidden = rollup[rollup["suppressed"].astype(bool)]
     labels = [*shown["unit"].astype(str), *hidden["unit"].astype(str)]
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.16 * len(labels)))
+        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.11 * len(labels)))
         y = np.arange(len(shown))
         s = shown["score"].to_numpy(float)
         ax.errorbar(s, y, xerr=[s - shown["ci.lower"].to_numpy(float),

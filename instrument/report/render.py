@@ -422,7 +422,10 @@ def _relations(s: Section, num: _Numberer) -> dict:
                         "ci.upper", "nobs", "n_clusters", "se_type")
             if k in c.columns and k not in same]
     common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
+    controls = [x for x in dict.fromkeys(c["controls"]) if x] if "controls" in c.columns else []
     c = c.copy()
+    if "form" in keep:
+        c["outcome"] = [re.sub(r", [^,]+ form$", "", str(o)) for o in c["outcome"]]
     for k, d in (("df", 1), ("pvalue", 4)):
         if k in c.columns:
             c[k] = [_fmt(v, d) for v in c[k]]
@@ -430,7 +433,8 @@ def _relations(s: Section, num: _Numberer) -> dict:
         "Predictive validity: coefficient of the school score", c[keep],
         [(f"All rows: {common}. " if common else "")
          + "One regression per outcome with the school score, the outcome's prior value and "
-         "school controls; standard errors clustered by district (se_type; nobs schools in "
+         "school controls"
+         + (f" ({'; '.join(controls)})" if controls else "") + "; standard errors clustered by district (se_type; nobs schools in "
          "n_clusters districts). est: change in the outcome (a proportion) per point of the "
          "1-99 score."], 5)),
         "forest": num.figure(fig.forest_plot(c), "Validity coefficients by outcome",
@@ -581,8 +585,23 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
                                         pd.DataFrame([{"stage": k, "status": v}
                                                       for k, v in stages.items()]), (), 0))
     heur = _rules.FIT_HEURISTICS
-    ctx["rules"] = [r.describe() for r in heur]
-    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(heur)))
+    quoted = [*heur]
+    if secs["multilevel"].available:
+        quoted += [r for r in (getattr(_rules, "SCHOOL_MEAN_RELIABILITY", None),
+                               getattr(_rules, "SCHOOL_MEAN_RELIABILITY_HIGH", None))
+                   if isinstance(r, _rules.Rule)]
+    if secs["policy"].available and isinstance(getattr(_rules, "MIN_SCHOOLS_ROLLUP", None),
+                                               _rules.Rule):
+        quoted.append(_rules.MIN_SCHOOLS_ROLLUP)
+    ctx["rules"] = [r.describe() for r in quoted]
+    item_rules = secs["item_analysis"].get("rules") if secs["item_analysis"].available else []
+    for r in item_rules or []:
+        ctx["rules"].append(f"{r['key']} {r.get('op', '')} {r.get('threshold', '')} "
+                            f"({r.get('source', '')})" + (f"; {r['note']}" if r.get("note")
+                                                           else ""))
+    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(quoted))
+                               | {str(r.get("source")) for r in item_rules or []
+                                  if r.get("source")})
     return ctx
 
 
@@ -668,9 +687,16 @@ def _brief(secs: Mapping[str, Section]) -> dict:
                 "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
                                       else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
+        forms = [f for f in dict.fromkeys(e["form"]) if f]
+        first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
+        ef = e[e["form"] == first] if first else e
         ctx["contrast_fig"] = num.figure(
-            fig.contrast_chart(e.assign(outcome=[_plain_outcome(o) for o in e["outcome"]])),
-            "Difference between schools at the 10th and 90th percentile",
+            fig.contrast_chart(ef.assign(outcome=[_plain_outcome(str(o)) for o in
+                                                  ef["outcome_name"]]),
+                               labels={"score": f"{first} engagement score".strip(),
+                                       "poverty": "poverty"}),
+            "Difference between schools at the 10th and 90th percentile"
+            + (f", {first} survey" if first else ""),
             "Bars: predicted difference in the outcome, in percentage points; lines: 95% "
             "confidence intervals.", alt="Bar chart of P10 to P90 contrasts")
     else:

@@ -985,7 +985,17 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
                if k != "reports"}
     out = Path(ctx.get("out_dir", ".")) / "reports"
     pdf = find_chromium() is not None
-    files = render_all(results, out, ("html", "pdf") if pdf else ("html",))
+    # `validate` writes results.json (with each stage's status) just before this stage: pass the
+    # stages along so a section whose stage failed names the failure.
+    stages = []
+    written = Path(ctx.get("out_dir", ".")) / "results.json"
+    if written.exists():
+        try:
+            stages = json.loads(written.read_text(encoding="utf-8")).get("stages") or []
+        except (ValueError, OSError):
+            stages = []
+    payload = {"results": results, "stages": stages} if stages else results
+    files = render_all(payload, out, ("html", "pdf") if pdf else ("html",))
     return {"files": [str(p) for ps in files.values() for p in ps], "pdf": pdf,
             "note": "" if pdf else "HTML only: " + INSTALL_HINT}
 

@@ -6,7 +6,8 @@ sub-section with no "not available"; no respondent identifier appears in any rep
 file; suppressed schools and districts show no score; the lavaan / Mplus files are written per
 form; each page loads in headless Chromium without console messages.
 
-The syntax files of this run were checked against lavaan 0.6-14 by hand (2026-11-25):
+The syntax files of this run were checked against lavaan 0.6-14 by hand (2026-11-25; the
+teacher files are kept as an oracle fixture in tests/fixtures/syntax_export):
     Rscript -e 'library(lavaan); model <- paste(readLines("teacher.lav"), collapse="\\n");
       dat <- read.table("teacher_cfa.dat", col.names=..., na.strings="-999");
       fitMeasures(cfa(model, data=dat, estimator="ML"), c("chisq", "df", "ntotal"))'

@@ -80,6 +80,13 @@ def test_technical_report_complete(run):
     cap = t.split("Reliability of the construct scores")[1].split("</table>")[0]
     assert "<th>language</th>" in cap and "<th>omega</th>" in cap
     assert f"<td>{rel['omega'].dropna().iloc[0]:.3f}</td>" in cap
+    # the CFA table shows N used and the respondents dropped listwise, per form
+    fit_tab = t.split("Fit of the confirmatory factor models")[1].split("</table>")[0]
+    for form, d in res["cfa"].items():
+        assert f"<td>{int(d['fit_measures']['ntotal'])}</td>" in fit_tab
+        assert f"<td>{int(d['meta']['options']['nobs_dropped_listwise'])}</td>" in fit_tab
+    # the invariance figure draws the limits the verdicts quote
+    assert "the limits quoted in every verdict of the ladders" in t
     # fit cut-offs are heuristics with their source
     assert "not applied as verdicts" in t and "Hu, L., &amp; Bentler" in t
     # 3-level variance and convergence numbers come from the policy stage

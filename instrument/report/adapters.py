@@ -330,7 +330,9 @@ def read_cfa(results: Mapping[str, Any]) -> Section:
         out[label or "model"] = {"fit_measures": {k: _num(v) for k, v in
                                                   (d.get("fit_measures") or {}).items()},
                                  "estimates": est, "loadings": load, "estimator": _estimator(d),
-                                 "converged": d.get("converged")}
+                                 "converged": d.get("converged"),
+                                 "dropped": _num((d.get("meta") or {}).get("options", {})
+                                                 .get("nobs_dropped_listwise"))}
     return Section("cfa", True, data={"fits": out})
 
 

@@ -274,15 +274,28 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     if cfa.available:
         fits = cfa["fits"]
         keys = [k for k in FIT_COLUMNS if any(k in d["fit_measures"] for d in fits.values())]
-        frame = pd.DataFrame({"measure": ["estimator", *keys],
+        extra = [k for k in ("ntotal",) if any(k in d["fit_measures"] for d in fits.values())]
+        dropped = any(d.get("dropped", math.nan) == d.get("dropped", math.nan)
+                      for d in fits.values())
+        frame = pd.DataFrame({"measure": ["estimator", *extra,
+                                          *(["dropped (listwise)"] if dropped else []), *keys],
                               **{form: [d["estimator"] or "–",
+                                        *[_whole(d["fit_measures"].get(k, float("nan")), "n")
+                                          for k in extra],
+                                        *([_whole(d.get("dropped", math.nan), "n")]
+                                          if dropped else []),
                                         *[_whole(d["fit_measures"].get(k, float("nan")), k)
                                           for k in keys]]
                                  for form, d in fits.items()}})
         frame[list(fits)] = frame[list(fits)].astype(object)
         out["fit"] = num.table(Table("Fit of the confirmatory factor models", frame,
                                      ["Fit measures named as in lavaan's fitMeasures(); one "
-                                      "column per model.", heur_note], 3))
+                                      "column per model."
+                                      + (" ntotal: respondents used" if extra else "")
+                                      + ("; dropped (listwise): respondents with a missing "
+                                         "answer, left out by listwise deletion" if dropped
+                                         else "") + ("." if extra or dropped else ""),
+                                      heur_note], 3))
         loads, heat = [], []
         for form, d in cfa["fits"].items():
             ld = d["loadings"]
@@ -331,15 +344,22 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             deltas[form] = t
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
+            applied = _applied_thresholds(deltas.values(), key)
             r = getattr(_rules, name, None)
-            if isinstance(r, _rules.Rule):
+            if len(applied) == 1:
+                cut[key] = (applied.pop(), "rule applied")
+            elif isinstance(r, _rules.Rule):
                 cut[key] = (float(r.threshold), _short_cite(r.source))
         out["invariance"] = tabs
         out["invariance_fig"] = num.figure(
             fig.invariance_delta(deltas, cut), "Change in fit across the invariance steps",
             ("Dashed lines: " + "; ".join(f"{k} {v[0]:+g} ({v[1]})" for k, v in cut.items())
-             + ", heuristic limits shown for orientation; the verdict column of the ladder "
-             "gives the rule actually applied." if cut else
+             + (", the limits quoted in every verdict of the ladders (rule set "
+                + ", ".join(dict.fromkeys(d["rule_set"] or "not recorded"
+                                          for d in inv["ladders"].values())) + ")."
+                if all(v[1] == "rule applied" for v in cut.values()) else
+                ", heuristic limits shown for orientation; the verdict column of the ladder "
+                "gives the rule actually applied.") if cut else
              "The verdict column of the ladder gives the rule applied at each step."),
             alt="Bar chart of delta CFI and delta RMSEA per invariance step")
     else:
@@ -388,6 +408,19 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             alt="Line chart of school-mean reliability against respondents per school")
     else:
         out["icc_na"] = ml.reason
+    return out
+
+
+def _applied_thresholds(tables: Iterable[pd.DataFrame], key: str) -> set[float]:
+    """Thresholds for ``key`` quoted in the ladders' verdicts ('cfi.delta = -0.0023 meets >=
+    -0.005'); one value when every step of every ladder applied the same limit."""
+    pat = re.compile(re.escape(key) + r" = [-+\d.]+ (?:meets|fails|does not meet) "
+                     r"(?:>=|<=|>|<) ([-+]?\d*\.?\d+)")
+    out: set[float] = set()
+    for t in tables:
+        if "verdict" in t.columns:
+            for v in t["verdict"].dropna().astype(str):
+                out |= {float(m) for m in pat.findall(v)}
     return out
 
 

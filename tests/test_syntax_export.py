@@ -69,6 +69,17 @@ class TestMplusInput:
         assert "CATEGORICAL ARE x1 x2 x3;" in t and "ESTIMATOR = WLSMV;" in t
         assert "LISTWISE" not in t and "INFORMATION" not in t
 
+    def test_ulsmv_pairwise_theta(self):
+        t = mplus_input(MODEL, names=NAMES, data_file="d.dat", estimator="ULSMV",
+                        ordered=NAMES, missing="pairwise", parameterization="theta")
+        assert "ESTIMATOR = ULSMV;" in t and "PARAMETERIZATION = THETA;" in t
+        assert "LISTWISE" not in t
+        lav = lavaan_syntax(MODEL, estimator="WLSMV", ordered=NAMES, missing="pairwise",
+                            parameterization="theta")
+        assert 'missing = "pairwise", parameterization = "theta"' in lav
+        with pytest.raises(ValueError, match="pairwise' applies to WLSMV/ULSMV only"):
+            mplus_input(MODEL, names=NAMES, data_file="d.dat", missing="pairwise")
+
     def test_long_names_are_mapped_everywhere(self):
         model = "language_culture =~ item_number_1 + item_number_2 + item_number_3"
         names = ["item_number_1", "item_number_2", "item_number_3"]
@@ -81,7 +92,9 @@ class TestMplusInput:
         assert "item_number_1" not in "\n".join(body)
 
     @pytest.mark.parametrize("kw, msg", [
-        ({"estimator": "mlr"}, "estimator= must be one of 'ML', 'MLR', 'WLSMV'; got 'mlr'"),
+        ({"estimator": "mlr"}, "estimator= must be one of 'ML', 'MLR', 'WLSMV', 'ULSMV'; "
+                               "got 'mlr'"),
+        ({"parameterization": "gamma"}, "parameterization= must be one of 'delta', 'theta'"),
         ({"missing": "pairwise"}, "missing= must be one of"),
         ({"estimator": "WLSMV"}, "needs ordered="),
         ({"names": NAMES[:-1]}, "not in names=: x6"),

@@ -11,7 +11,10 @@ Mplus conventions used (Muthén & Muthén, 1998-2017, *Mplus User's Guide*, 8th 
 alone is a variance. Variable and factor names are at most 8 characters, so longer names are
 shortened (and listed in a comment). ``LISTWISE = ON`` reproduces lavaan's
 ``missing = "listwise"``; without it Mplus uses full-information ML, lavaan's ``"fiml"``.
-``INFORMATION = EXPECTED`` matches lavaan's default standard errors for ML.
+``INFORMATION = EXPECTED`` matches lavaan's default standard errors for ML. For the categorical
+estimators (WLSMV, ULSMV) the ordinal items are declared ``CATEGORICAL`` with lavaan's
+parameterization (``PARAMETERIZATION = DELTA|THETA``); lavaan's ``missing = "pairwise"`` is Mplus's
+default for them (pairwise present), so no LISTWISE line is written.
 """
 from __future__ import annotations
 
@@ -26,14 +29,19 @@ from instrument.syntax import parse_syntax
 
 __all__ = ["lavaan_syntax", "mplus_input", "mplus_names", "write_syntax"]
 
-ESTIMATORS = ("ML", "MLR", "WLSMV")
-MISSING = ("listwise", "fiml")
+ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
+CATEGORICAL_ESTIMATORS = ("WLSMV", "ULSMV")
+MISSING = ("listwise", "fiml", "pairwise")
+PARAMETERIZATIONS = ("delta", "theta")
 MISSING_CODE = -999
 MPLUS_NAME_MAX = 8
 MPLUS_LINE_MAX = 80   # Mplus reads at most 90 characters per line
 
 
-def _check(estimator: str, missing: str) -> None:
+def _check(estimator: str, missing: str, parameterization: str = "delta") -> None:
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization= must be one of "
+                         f"{', '.join(map(repr, PARAMETERIZATIONS))}; got {parameterization!r}.")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator= must be one of {', '.join(map(repr, ESTIMATORS))}; "
                          f"got {estimator!r}.")
@@ -94,6 +102,7 @@ def _val(v: float) -> str:
 
 def lavaan_syntax(model: str, *, form: str = "", estimator: str = "ML",
                   ordered: Sequence[str] = (), missing: str = "listwise",
+                  parameterization: str = "delta",
                   names: Sequence[str] = (), data_file: str = "") -> str:
     """lavaan model syntax with a comment header giving the ``cfa()`` call that reproduces the fit.
 
@@ -107,13 +116,15 @@ def lavaan_syntax(model: str, *, form: str = "", estimator: str = "ML",
         Column names and file of the data written beside the syntax (space separated, missing
         coded -999), used in the example call.
     """
-    _check(estimator, missing)
+    _check(estimator, missing, parameterization)
     parse_syntax(model)
     call = [f"fit <- cfa(model, data = dat, estimator = \"{estimator}\""]
     if ordered:
         call.append(", ordered = c(" + ", ".join(f'"{o}"' for o in ordered) + ")")
-    if missing == "fiml":
-        call.append(', missing = "fiml"')
+    if missing != "listwise":
+        call.append(f', missing = "{missing}"')
+    if parameterization != "delta":
+        call.append(f', parameterization = "{parameterization}"')
     call.append(")")
     head = [f"# lavaan model syntax{', ' + form + ' form' if form else ''} "
             "(written by instrument validate; lavaan 0.6).",
@@ -132,7 +143,8 @@ def lavaan_syntax(model: str, *, form: str = "", estimator: str = "ML",
 
 def mplus_input(model: str, *, names: Sequence[str], data_file: str, form: str = "",
                 estimator: str = "ML", ordered: Sequence[str] = (),
-                missing: str = "listwise", information: str = "expected") -> str:
+                missing: str = "listwise", information: str = "expected",
+                parameterization: str = "delta") -> str:
     """An Mplus input file (TITLE, DATA, VARIABLE, ANALYSIS, MODEL, OUTPUT) for a lavaan model.
 
     Parameters
@@ -144,10 +156,12 @@ def mplus_input(model: str, *, names: Sequence[str], data_file: str, form: str =
         Every column of ``data_file``, in order (NAMES ARE).
     data_file : str
         The data file (space separated, no header, missing coded -999).
-    estimator : {"ML", "MLR", "WLSMV"}
-        ESTIMATOR; "WLSMV" requires ``ordered`` (CATEGORICAL ARE).
-    missing : {"listwise", "fiml"}
-        ``"listwise"`` adds ``LISTWISE = ON`` to DATA.
+    estimator : {"ML", "MLR", "WLSMV", "ULSMV"}
+        ESTIMATOR; "WLSMV" and "ULSMV" require ``ordered`` (CATEGORICAL ARE).
+    missing : {"listwise", "fiml", "pairwise"}
+        ``"listwise"`` adds ``LISTWISE = ON`` to DATA; "pairwise" only with WLSMV/ULSMV.
+    parameterization : {"delta", "theta"}
+        PARAMETERIZATION for WLSMV/ULSMV.
     information : {"expected", "observed"}
         INFORMATION for ML (lavaan's default for ML is expected).
 
@@ -156,9 +170,12 @@ def mplus_input(model: str, *, names: Sequence[str], data_file: str, form: str =
     str
         The input file text; long names are mapped with `mplus_names` and listed in a comment.
     """
-    _check(estimator, missing)
-    if estimator == "WLSMV" and not ordered:
-        raise ValueError("estimator='WLSMV' needs ordered= (the items to declare CATEGORICAL).")
+    _check(estimator, missing, parameterization)
+    if estimator in CATEGORICAL_ESTIMATORS and not ordered:
+        raise ValueError(f"estimator={estimator!r} needs ordered= (the items to declare "
+                         "CATEGORICAL).")
+    if missing == "pairwise" and estimator not in CATEGORICAL_ESTIMATORS:
+        raise ValueError("missing='pairwise' applies to WLSMV/ULSMV only.")
     rows = parse_syntax(model)
     lvs = list(dict.fromkeys(r.lhs for r in rows if r.op == "=~"))
     used = list(dict.fromkeys(r.rhs for r in rows if r.op == "=~" and r.rhs not in lvs))
@@ -189,8 +206,8 @@ def mplus_input(model: str, *, names: Sequence[str], data_file: str, form: str =
     out += ["ANALYSIS: TYPE = GENERAL;", f"  ESTIMATOR = {estimator};"]
     if estimator == "ML":
         out.append(f"  INFORMATION = {information.upper()};")
-    if estimator == "WLSMV":
-        out.append("  PARAMETERIZATION = DELTA;")
+    if estimator in CATEGORICAL_ESTIMATORS:
+        out.append(f"  PARAMETERIZATION = {parameterization.upper()};")
     out.append("MODEL:")
     for lv in lvs:
         words = []
@@ -224,7 +241,8 @@ def mplus_input(model: str, *, names: Sequence[str], data_file: str, form: str =
 
 def write_syntax(out_dir: str | Path, form: str, model: str, data: pd.DataFrame, *,
                  estimator: str = "ML", ordered: Sequence[str] = (),
-                 missing: str = "listwise", information: str = "expected") -> list[Path]:
+                 missing: str = "listwise", information: str = "expected",
+                 parameterization: str = "delta") -> list[Path]:
     """Write ``<form>.lav``, ``<form>.inp`` and ``<form>_cfa.dat`` into ``out_dir``.
 
     ``data`` holds the responses the CFA was fitted to; only the model's observed variables
@@ -247,11 +265,12 @@ def write_syntax(out_dir: str | Path, form: str, model: str, data: pd.DataFrame,
     x.to_csv(dat, sep=" ", header=False, index=False, na_rep=str(MISSING_CODE))
     lav = out / f"{form}.lav"
     lav.write_text(lavaan_syntax(model, form=form, estimator=estimator, ordered=ordered,
-                                 missing=missing, names=ov, data_file=dat.name))
+                                 missing=missing, parameterization=parameterization, names=ov,
+                                 data_file=dat.name))
     inp = out / f"{form}.inp"
     inp.write_text(mplus_input(model, names=ov, data_file=dat.name, form=form,
                                estimator=estimator, ordered=ordered, missing=missing,
-                               information=information))
+                               information=information, parameterization=parameterization))
     return [lav, inp, dat]
 
 
@@ -266,10 +285,14 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     for form, fit in ctx.get("cfa_fits", {}).items():
         opts = (fit.to_dict().get("meta") or {}).get("options", {})
         est = str(opts.get("estimator") or "ML")
-        ordered = list(opts.get("ordered") or [])
         model = opts.get("model") or ctx["bank"].model_syntax(form=form)
+        ordered = opts.get("ordered") or []
+        if ordered is True or (est in CATEGORICAL_ESTIMATORS and not ordered):
+            ordered = list(getattr(fit, "ov_names", None) or [])
         paths = write_syntax(out, form, model, ctx["cfa_data"][form], estimator=est,
-                             ordered=ordered, missing=str(opts.get("missing") or "listwise"),
-                             information=str(opts.get("information") or "expected"))
+                             ordered=list(ordered),
+                             missing=str(opts.get("missing") or "listwise"),
+                             information=str(opts.get("information") or "expected"),
+                             parameterization=str(opts.get("parameterization") or "delta"))
         files[form] = [str(p) for p in paths]
     return {"files": files}

@@ -39,3 +39,8 @@ from instrument.io import IngestResult, ingest  # noqa: E402
 from instrument.responses import ResponseSet  # noqa: E402
 from instrument.scores import school_scores  # noqa: E402
 __all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores", "ResponseSet"]
+# two-level CFA, exact ML (helper `twolevel`)
+from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
+__all__ += ["twolevel_cfa", "twolevel_reliability"]
+from instrument.reliability_ordinal import omega_categorical  # noqa: E402
+__all__ += ["omega_categorical"]

@@ -40,12 +40,13 @@ def _choice(name: str, value, allowed) -> None:
                          f"got {value!r}.")
 
 
-def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | None = None,
+def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
+        group: str | None = None,
         group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
         std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
-        information: str = "expected", se: str = "standard", missing: str = "listwise",
-        ordered: Sequence[str] | None = None, cluster: str | None = None,
-        group_order: Sequence | None = None) -> CFAResult:
+        information: str = "expected", se: str | None = None, missing: str | None = None,
+        ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
+        group_order: Sequence | None = None, parameterization: str = "delta") -> CFAResult:
     """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
 
     Parameters
@@ -54,8 +55,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
         lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.syntax`).
     data : pandas.DataFrame
         One row per respondent; the model's observed variables must be numeric columns.
-    estimator : {"ML"}
-        "MLR" and "WLSMV" raise NotImplementedError until their modules land.
+    estimator : {"ML", "MLR", "WLSMV", "ULSMV"}, optional
+        Default "ML", or "WLSMV" when `ordered` is given (ordered items with "ML"/"MLR" is an
+        error: drop ordered= to treat them as continuous). "WLSMV"/"ULSMV" need `ordered`.
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -72,9 +74,16 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     information : {"expected", "observed"}
         Information matrix for standard errors.
     se : {"standard", "none"}
-    missing : {"listwise"}
+    missing : {"listwise", "pairwise"}, optional
+        Default "listwise"; with ordered items default "pairwise" ("fiml" with ordered items is
+        an error that names the alternatives).
         Rows with a missing model variable (or group) are dropped.
-    ordered, cluster : not implemented (raise NotImplementedError when given).
+    ordered : sequence of str or True, optional
+        Ordered (ordinal) indicators: the fit is done by `instrument.cfa_ordinal.cfa_ordinal`
+        (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
+    parameterization : {"delta", "theta"}
+        Only with ordered indicators.
+    cluster : not implemented (raises NotImplementedError when given).
     group_order : sequence, optional
         Order of the groups (default: order of first appearance in the data, lavaan's rule).
 
@@ -102,6 +111,38 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str = "ML", group: str | N
     >>> fit = cfa("visual =~ x1 + x2 + x3", hs)                  # doctest: +SKIP
     >>> # In R: cfa("visual =~ x1 + x2 + x3", data = hs)
     """
+    # --- ordered indicators (WLSMV/ULSMV, instrument.cfa_ordinal): defaults that never collide
+    if ordered is not None and ordered is not False and estimator in ("ML", "MLR"):
+        raise ValueError(f"estimator={estimator!r} treats items as continuous and cannot be "
+                         "combined with ordered=; use estimator='WLSMV' (or drop ordered= to "
+                         "analyse the items as continuous).")
+    if (ordered is not None and ordered is not False) or estimator in ("WLSMV", "ULSMV"):
+        from instrument.cfa_ordinal import cfa_ordinal
+        if ordered is None or ordered is False:
+            raise ValueError(f"estimator={estimator!r} needs ordered= (the ordinal items, or "
+                             "True for all); continuous WLSMV is not implemented.")
+        why = []
+        if estimator is None:
+            estimator = "WLSMV"
+            why.append("ordered= was given without estimator=, so WLSMV (lavaan's default for "
+                       "ordered indicators) was used")
+        if missing is None:
+            missing = "pairwise"
+            why.append("missing values handled pairwise (each polychoric correlation from the "
+                       "rows complete on its pair)")
+        if cluster is not None:
+            raise NotImplementedError("cluster= is not implemented")
+        if likelihood != "normal" or information != "expected":
+            raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
+                             "the DWLS/ULS expected information with robust.sem standard errors.")
+        return cfa_ordinal(model, data, ordered=ordered, estimator=estimator, group=group,
+                           group_equal=group_equal, group_partial=group_partial, std_lv=std_lv,
+                           parameterization=parameterization, missing=missing,
+                           se="robust.sem" if se in (None, "standard", "robust.sem") else se,
+                           group_order=group_order, why="; ".join(why))
+    estimator = "ML" if estimator is None else estimator
+    missing = "listwise" if missing is None else missing
+    se = "standard" if se is None else se
     _choice("estimator", estimator, _ESTIMATORS)
     _choice("likelihood", likelihood, _LIKELIHOODS)
     _choice("information", information, _INFORMATION)

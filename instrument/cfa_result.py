@@ -20,7 +20,10 @@ _EST_COLS = ("lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "
              "ci.upper", "std.lv", "std.all")
 _SUMMARY_FIT = ("npar", "ntotal", "chisq", "df", "pvalue", "baseline.chisq", "baseline.df",
                 "cfi", "tli", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.pvalue",
-                "srmr", "logl", "aic", "bic", "bic2")
+                "srmr", "logl", "aic", "bic", "bic2",
+                # scaled / robust tests (WLSMV, MLR)
+                "chisq.scaled", "chisq.scaling.factor", "cfi.scaled", "tli.scaled",
+                "rmsea.scaled", "cfi.robust", "tli.robust", "rmsea.robust")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,14 @@ class CFAResult:
     __hash__ = None
 
     # ------------------------------------------------------------------ model rebuild
+    def _no_categorical(self, what: str) -> None:
+        """WLSMV/ULSMV fits (ordered indicators) do not support the ML post-estimation yet."""
+        if str(self.meta.options.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):
+            raise NotImplementedError(
+                f"{what}() is not available for {self.meta.options['estimator']} fits (ordered "
+                "indicators); the standardized solution is in .estimates['std.all'] and the fit "
+                "measures in .fit_measures.")
+
     def _rebuilt(self):
         from instrument.estimate.model import Model
         from instrument.estimate.samplestats import GroupStats, SampleStats
@@ -154,6 +165,15 @@ class CFAResult:
     def r2(self) -> dict | list:
         """R² of the observed (and endogenous latent) variables; a list of dicts per group."""
         from instrument.estimate.post import r2
+        if str(self.meta.options.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):
+            # latent responses: 1 - standardized residual variance (lavaan's R-square)
+            e = self.estimates
+            out = []
+            for g in range(1, self.ngroups + 1):
+                sel = e[(e["op"] == "~~") & (e["lhs"] == e["rhs"]) & (e["group"] == g)
+                        & e["lhs"].isin(self.ov_names)]
+                out.append({v: float(1.0 - s) for v, s in zip(sel["lhs"], sel["std.all"])})
+            return out[0] if self.ngroups == 1 else out
         model, x, _ = self._rebuilt()
         out = r2(model, x)
         return out[0] if self.ngroups == 1 else out
@@ -168,6 +188,7 @@ class CFAResult:
             lavaan's ``residuals(fit, type=)``; "standardized" gives z statistics.
         """
         from instrument.estimate.post import residuals
+        self._no_categorical("residuals")
         model, x, stats = self._rebuilt()
         vcx = None
         if type == "standardized":
@@ -191,6 +212,7 @@ class CFAResult:
         from scipy import stats as st
 
         from instrument.estimate.post import standardized_se
+        self._no_categorical("standardized_solution")
         model, x, _ = self._rebuilt()
         vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
         from instrument.estimate.ml import single_threaded_blas
@@ -212,6 +234,7 @@ class CFAResult:
         """
         from instrument.estimate.post import modindices
         from instrument.estimate.ml import single_threaded_blas
+        self._no_categorical("modindices")
         model, x, stats = self._rebuilt()
         with single_threaded_blas():
             mi = modindices(model, x, stats,
@@ -241,6 +264,7 @@ class CFAResult:
         missing = [v for v in self.ov_names if v not in data.columns]
         if missing:
             raise ValueError(f"data lacks the observed variable column(s) {missing}")
+        self._no_categorical("factor_scores")
         model, x, stats = self._rebuilt()
         out = pd.DataFrame(np.nan, index=data.index, columns=list(self.lv_names))
         ok = data[list(self.ov_names)].notna().all(axis=1)
@@ -288,8 +312,18 @@ class CFAResult:
         notes = [f"Estimator ML ({opts.get('likelihood', 'normal')} likelihood), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
                  f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
+        if str(opts.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):
+            notes = [f"Estimator {opts['estimator']} ({opts.get('parameterization')} "
+                     f"parameterization, missing = {opts.get('missing')}, se = robust.sem, test = "
+                     f"scaled.shifted), {'converged' if self.converged else 'NOT converged'} "
+                     f"after {self.iterations} iterations; N = {n}."]
+            if opts.get("why"):
+                notes.append(f"Why: {opts['why']}.")
         if opts.get("nobs_dropped_listwise"):
             notes.append(f"{opts['nobs_dropped_listwise']} row(s) with missing values were "
                          "removed (listwise).")
         notes += [f"Warning: {w}" for w in self.warnings]
-        return Table("Confirmatory factor analysis (lavaan-compatible ML)", frame, tuple(notes))
+        est_name = str(opts.get("estimator", "ML")).upper()
+        est_name = est_name if est_name in ("WLSMV", "ULSMV") else "ML"
+        return Table(f"Confirmatory factor analysis (lavaan-compatible {est_name})", frame,
+                     tuple(notes))

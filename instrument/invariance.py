@@ -22,6 +22,7 @@ from instrument.results import Meta, Table, from_jsonable, to_jsonable
 # Cumulative equality constraints of each rung (lavaan group.equal names).
 STEP_EQUAL: dict[str, tuple[str, ...]] = {
     "configural": (),
+    "thresholds": ("thresholds",),      # ordinal ladders (ordered=), Wu & Estabrook (2016)
     "metric": ("loadings",),
     "scalar": ("intercepts",),
     "strict": ("residuals",),
@@ -95,9 +96,9 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
     ----------
     fits : sequence of CFAResult
     names : model names, one per fit
-    method : {"standard", "satorra.bentler.2001"}, optional
+    method : {"standard", "satorra.bentler.2001", "satorra.2000"}, optional
         Default: "satorra.bentler.2001" when the fits carry a ``chisq.scaling.factor`` from
-        MLR, "standard" for ML.
+        MLR, "satorra.2000" (scaled-shifted) for WLSMV, "standard" for ML.
 
     Returns
     -------
@@ -107,9 +108,11 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
     fm = [f.fit_measures for f in fits]
     est = _estimator(fits[0])
     if method is None:
-        method = "satorra.bentler.2001" if est == "MLR" else "standard"
-    if method not in ("standard", "satorra.bentler.2001"):
-        raise ValueError(f"method= must be one of 'standard', 'satorra.bentler.2001'; got {method!r}.")
+        method = {"MLR": "satorra.bentler.2001", "WLSMV": "satorra.2000",
+                  "ULSMV": "satorra.2000"}.get(est, "standard")
+    if method not in ("standard", "satorra.bentler.2001", "satorra.2000"):
+        raise ValueError(f"method= must be one of 'standard', 'satorra.bentler.2001', "
+                         f"'satorra.2000'; got {method!r}.")
     order = sorted(range(len(fits)), key=lambda i: fm[i]["df"])
     rows = []
     for pos, i in enumerate(order):
@@ -120,6 +123,10 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
             j = order[pos - 1]
             if method == "standard":
                 d, ddf, p = chisq_diff(fm[i]["chisq"], fm[i]["df"], fm[j]["chisq"], fm[j]["df"])
+            elif method == "satorra.2000":
+                from instrument.estimate.categorical import satorra2000_diff
+                o = satorra2000_diff(fits[j], fits[i])
+                d, ddf, p = o["chisq.diff"], o["df.diff"], o["pvalue"]
             else:
                 d, ddf, p = satorra_bentler_2001(
                     fm[i]["chisq"], fm[i]["df"], fm[i]["chisq.scaling.factor"],
@@ -190,7 +197,11 @@ def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, esti
         parts.append(f"{r.key} = {value:+.4f} {'meets' if passed else 'fails'} {r.op} {r.threshold:g}")
     caveats = []
     sources = {r.source for r in rule_list}
-    if estimator != "ML" and rules.LRT_ALPHA not in rule_list:
+    if estimator in ("WLSMV", "ULSMV") and rules.LRT_ALPHA not in rule_list:
+        caveats.append(f"the cut-offs were derived for ML with continuous (normal) data; here "
+                       f"the items are ordinal and fitted by {estimator} (scaled-shifted "
+                       "indices), outside the conditions they were derived in")
+    elif estimator != "ML" and rules.LRT_ALPHA not in rule_list:
         caveats.append(f"the cut-offs were derived under ML with normal data; under {estimator} "
                        "they are applied outside the conditions they were derived in")
     if ngroups > 2 and any(s in (rules.CHEN_2007, rules.CHEUNG_RENSVOLD_2002) for s in sources):
@@ -286,6 +297,9 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     """
     from instrument.estimate.ml import MLObjective
 
+    if _estimator(fit) in ("WLSMV", "ULSMV"):
+        from instrument.estimate.categorical import score_test_equality_wls
+        return score_test_equality_wls(fit)
     if _estimator(fit) != "ML":
         import warnings
         warnings.warn("score tests use the ML (standard) information; for "
@@ -373,6 +387,8 @@ class InvarianceResult:
     def summary(self) -> Table:
         cols = ["step", "chisq", "df", "cfi", "rmsea", "srmr", "chisq.diff", "df.diff",
                 "pvalue.diff", "cfi.delta", "rmsea.delta", "srmr.delta", "verdict"]
+        if self.estimator in ("WLSMV", "ULSMV"):   # the indices the Δ-fit rules used
+            cols[1:5] = ["chisq.scaled", "df", "cfi.scaled", "rmsea.scaled"]
         cols = [c for c in cols if c in self.table.columns]
         notes = [f"Estimator {self.estimator}; groups: {', '.join(self.group_labels)}; "
                  f"rule set {self.rule_set}."]
@@ -450,6 +466,9 @@ def _equal_for(steps: Sequence[str], upto: str) -> tuple[str, ...]:
 
 def group_chisq(fit: Any) -> list[float]:
     """Each group's contribution ``n_g F_ML,g`` to the ML χ² (lavaan's ``stat.group``)."""
+    if _estimator(fit) in ("WLSMV", "ULSMV"):
+        from instrument.estimate.categorical import group_chisq_wls
+        return group_chisq_wls(fit)
     out = []
     for s, imp in zip(fit.sample, fit.implied):
         S, m, n = np.asarray(s["cov"]), np.asarray(s["mean"]), s["n"]
@@ -498,6 +517,9 @@ def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str
         base = r["step"].replace(" (partial)", "")
         ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal, group_sizes=group_sizes),
                            estimator=estimator, ngroups=ngroups)
+        if estimator in ("WLSMV", "ULSMV"):
+            from instrument.invariance_ordinal import ORDINAL_STEP_NOTES
+            text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
         if rows[i - 1].get("holds") is False:
             text += (f" Compared with {rows[i - 1]['step']!r}, which did not hold: read this step "
                      "as conditional on releasing that step's constraints (see partial()).")
@@ -527,6 +549,7 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
                steps: Sequence[str] = DEFAULT_STEPS, estimator: str = "ML",
                rule_set: str = "chen2007", group_order: Sequence[Any] | None = None,
                group_partial: Sequence[str] = (), min_group_n: int | None = None,
+               ordered: Sequence[str] | bool | None = None,
                **cfa_options: Any) -> InvarianceResult:
     """Fit the measurement-invariance ladder and judge each step.
 
@@ -548,6 +571,11 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
         Group order; by default groups are ordered by first appearance (lavaan's rule).
     group_partial : sequence of str
         Constraints to leave free in every step (lavaan ``group.partial``, e.g. ``"x3~1"``).
+    ordered : sequence of str or True, optional
+        Ordinal items: the ladder is fitted by WLSMV with Wu & Estabrook (2016) identification
+        (`instrument.invariance_ordinal`; theta parameterization, std.lv) over the rungs
+        configural -> thresholds -> metric -> scalar -> strict (the default `steps` become
+        these), difference tests by lavaan's ``satorra.2000`` scaled-shifted method.
     **cfa_options
         Passed to `instrument.cfa.cfa` (e.g. ``std_lv``, ``missing``).
 
@@ -570,6 +598,11 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
         raise ValueError("steps= must start with 'configural' (the baseline of every comparison).")
     if rule_set not in RULE_SETS:
         raise ValueError(f"rule_set= must be one of {', '.join(map(repr, RULE_SETS))}; got {rule_set!r}.")
+    if ordered is not None and ordered is not False:
+        return _invariance_ordinal(model, data, group=group, steps=steps, estimator=estimator,
+                                   rule_set=rule_set, group_order=group_order,
+                                   group_partial=group_partial, min_group_n=min_group_n,
+                                   ordered=ordered, **cfa_options)
     if estimator.upper() not in ("ML", "MLR"):
         raise ValueError(f"estimator= must be one of 'ML', 'MLR' for the invariance ladder; "
                          f"got {estimator!r}.")
@@ -590,6 +623,43 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
             "estimator": estimator.upper(), "group_order": labels, "cfa_options": cfa_options,
             "group_partial": tuple(group_partial)}
     return _assemble(names, fits, rule_set=rule_set, estimator=estimator.upper(), labels=labels,
+                     sizes=sizes, meta=meta, call=call)
+
+
+def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group_order,
+                        group_partial, min_group_n, ordered, **cfa_options) -> InvarianceResult:
+    """The ordinal (WLSMV, Wu-Estabrook) ladder; see `invariance`."""
+    from instrument.invariance_ordinal import ORDINAL_STEPS
+
+    if estimator.upper() not in ("ML", "WLSMV"):
+        raise ValueError(f"estimator= must be 'WLSMV' for an ordinal ladder (ordered= given); "
+                         f"got {estimator!r}.")
+    steps = ORDINAL_STEPS if tuple(steps) == DEFAULT_STEPS else tuple(steps)
+    bad = [s for s in steps if s not in ORDINAL_STEPS]
+    if bad:
+        raise ValueError(f"steps= must be drawn from {', '.join(map(repr, ORDINAL_STEPS))} "
+                         f"for an ordinal ladder; got {bad}.")
+    unknown = set(cfa_options) - {"missing"}
+    if unknown:
+        raise ValueError(f"option(s) {sorted(unknown)} are not available for the ordinal ladder "
+                         "(identification is fixed by Wu & Estabrook's rules)")
+    _check_groups(data, group, model, min_group_n)
+    call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
+            "estimator": "WLSMV", "group_order": group_order, "cfa_options": cfa_options,
+            "group_partial": tuple(group_partial), "ordered": ordered}
+    names, fits = [], []
+    for step in steps:
+        names.append(step)
+        fits.append(_refit(call, steps, step, group_partial))
+    labels = tuple(str(x) for x in fits[0].meta.options.get("group_labels", ()))
+    call["group_order"] = labels
+    sizes = [int(s["n"]) for s in fits[0].sample]
+    meta = Meta(options={"group": group, "steps": list(steps), "estimator": "WLSMV",
+                         "rule_set": rule_set, "group_partial": list(group_partial),
+                         "group_order": list(labels), "ordered": True,
+                         "identification": "Wu.Estabrook.2016 (std.lv, theta)",
+                         "lrt_method": "satorra.2000"})
+    return _assemble(names, fits, rule_set=rule_set, estimator="WLSMV", labels=labels,
                      sizes=sizes, meta=meta, call=call)
 
 
@@ -620,6 +690,8 @@ def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int |
 def constraint_type(parameter: str, ov_names: Sequence[str]) -> str:
     """The ``group.equal`` type a ``group.partial``-style parameter belongs to."""
     ov = set(ov_names)
+    if "|" in parameter:
+        return "thresholds"
     if "=~" in parameter:
         return "loadings"
     if parameter.endswith("~1"):
@@ -635,6 +707,12 @@ def constraint_type(parameter: str, ov_names: Sequence[str]) -> str:
 def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Sequence[str]) -> Any:
     from instrument.cfa import cfa
 
+    if call.get("ordered") is not None and call.get("ordered") is not False:
+        from instrument.invariance_ordinal import fit_ordinal_step
+        return fit_ordinal_step(call["model"], call["data"], group=call["group"],
+                                group_equal=_equal_for(steps, step), group_partial=tuple(partial),
+                                ordered=call["ordered"], group_order=call["group_order"],
+                                **call["cfa_options"])
     return cfa(call["model"], call["data"], group=call["group"], group_equal=_equal_for(steps, step),
                group_partial=tuple(partial), estimator=call["estimator"],
                group_order=call["group_order"], **call["cfa_options"])

@@ -219,7 +219,8 @@ def stage_syntax(ctx: dict) -> Any:
 
 
 def stage_reliability(ctx: dict) -> Any:
-    """α (Feldt CI) and ω (from the CFA) per construct, per form and per language."""
+    """α (Feldt CI), ordinal α (polychoric) and ω (from the CFA) per construct, form and language."""
+    from instrument.estimate.polychoric import ordinal_alpha
     from instrument.reliability import omega_from_fit, reliability
 
     frames = []
@@ -236,6 +237,8 @@ def stage_reliability(ctx: dict) -> Any:
             r.insert(0, "form", form)
             if omegas is not None and lang == "all":
                 r["omega"] = r["construct"].map(omegas)
+            r["alpha.ordinal"] = [ordinal_alpha(sub[scales[c]], missing="pairwise")
+                                  for c in r["construct"]]
             frames.append(r)
     return {"table": pd.concat(frames, ignore_index=True)}
 

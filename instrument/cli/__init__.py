@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("cfa", ("cfa",)),
     ("invariance", ("invariance",)),
     ("reliability", ("reliability", "icc")),
+    ("twolevel", ("twolevel",)),
     ("link", ("link",)),
     ("policy", ("rollup", "change")),
     ("report", ("report",)),

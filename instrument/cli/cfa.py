@@ -23,10 +23,19 @@ from instrument.cli._common import model_text, read_data, split_list
               show_default=True)
 @click.option("--information", type=click.Choice(["expected", "observed"]), default="expected",
               show_default=True)
+@click.option("--ordered", default="", help="Ordinal items: comma-separated names or 'all' "
+              "(fits by WLSMV unless --estimator says otherwise).")
+@click.option("--estimator", default=None,
+              type=click.Choice(["ML", "MLR", "WLSMV", "ULSMV"]), help="Default: ML, or WLSMV "
+              "with --ordered.")
+@click.option("--parameterization", type=click.Choice(["delta", "theta"]), default="delta",
+              show_default=True, help="Ordinal items only.")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
-        meanstructure: bool, likelihood: str, information: str, json_out: str | None) -> None:
+        meanstructure: bool, likelihood: str, information: str, json_out: str | None,
+        ordered: str = "", estimator: str | None = None,
+        parameterization: str = "delta") -> None:
     """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
@@ -37,10 +46,17 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
     text = model_text(model)
     df = read_data(data)
     ge, gp = split_list(equal), split_list(partial)
+    ordv = True if ordered.strip().lower() == "all" else (list(split_list(ordered)) or None)
     try:
-        fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp, std_lv=std_lv,
-                      meanstructure=True if meanstructure else None, likelihood=likelihood,
-                      information=information)
+        if ordv is not None or estimator in ("WLSMV", "ULSMV"):
+            fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
+                          std_lv=std_lv, ordered=ordv, estimator=estimator,
+                          parameterization=parameterization)
+        else:
+            fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
+                          std_lv=std_lv, meanstructure=True if meanstructure else None,
+                          likelihood=likelihood, information=information,
+                          estimator=estimator)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(fit.summary().as_text())

@@ -14,7 +14,10 @@ from instrument.cli._common import model_text, read_data, split_list
 @click.option("--group", required=True, help="Column defining the groups, e.g. language.")
 @click.option("--steps", default="configural,metric,scalar,strict", show_default=True,
               help="Comma-separated rungs of the ladder.")
-@click.option("--estimator", type=click.Choice(["ML", "MLR"]), default="ML", show_default=True)
+@click.option("--estimator", type=click.Choice(["ML", "MLR", "WLSMV"]), default="ML",
+              show_default=True)
+@click.option("--ordered", default="", help="Ordinal items (comma-separated or 'all'): WLSMV "
+              "ladder configural, thresholds, metric, scalar, strict (Wu & Estabrook 2016).")
 @click.option("--rule-set", type=click.Choice(["chen2007", "cheung_rensvold2002",
                                                "rutkowski_svetina2014", "lrt"]),
               default="chen2007", show_default=True, help="Which delta-fit rules decide.")
@@ -23,15 +26,16 @@ from instrument.cli._common import model_text, read_data, split_list
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the ladder (with every fit) as JSON.")
 def invariance(model: str, data: str, group: str, steps: str, estimator: str, rule_set: str,
-               partial: bool, json_out: str | None) -> None:
+               partial: bool, json_out: str | None, ordered: str = "") -> None:
     """Fit the measurement-invariance ladder of MODEL on DATA (a CSV) across --group."""
     from instrument.invariance import invariance as run
     from instrument.results import dumps
     from instrument.syntax import ModelSyntaxError
 
     try:
+        ordv = True if ordered.strip().lower() == "all" else (split_list(ordered) or None)
         res = run(model_text(model), read_data(data), group=group, steps=split_list(steps),
-                  estimator=estimator, rule_set=rule_set)
+                  estimator=estimator, rule_set=rule_set, ordered=ordv)
         if partial:
             res = res.partial()
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:

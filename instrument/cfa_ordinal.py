@@ -1,0 +1,157 @@
+"""`cfa()` for ordered indicators (estimator WLSMV or ULSMV): the data step.
+
+`instrument.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from instrument.estimate.categorical import (PARAMETERIZATIONS, build_categorical_partable,
+                                             fit_categorical, merge_rows)
+from instrument.estimate.polychoric import sample_stats_ordinal
+from instrument.partable import GROUP_EQUAL_TYPES, model_variables
+from instrument.results import Meta, hash_frame
+from instrument.syntax import parse_syntax
+
+__all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
+
+ORDINAL_ESTIMATORS = ("WLSMV", "ULSMV")
+_MISSING = ("pairwise", "listwise")
+# two-step sample statistics of recent calls, keyed by a hash of the data actually used (an
+# invariance ladder refits the same data several times); a few entries only
+_STATS_CACHE: dict = {}
+_STATS_CACHE_SIZE = 4
+
+
+def _sample_stats_cached(df, ov, group, group_order, missing):
+    key = (hash_frame(df), tuple(ov), group,
+           None if group_order is None else tuple(map(str, group_order)), missing)
+    hit = _STATS_CACHE.get(key)
+    if hit is None:
+        hit = sample_stats_ordinal(df, ov_names=list(ov), ordered=list(ov), group=group,
+                                   group_order=group_order, missing=missing)
+        if len(_STATS_CACHE) >= _STATS_CACHE_SIZE:
+            _STATS_CACHE.pop(next(iter(_STATS_CACHE)))
+        _STATS_CACHE[key] = hit
+    return hit
+
+
+def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool = True,
+                estimator: str = "WLSMV", group: str | None = None,
+                group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
+                std_lv: bool = False, parameterization: str = "delta",
+                missing: str = "pairwise", se: str = "robust.sem",
+                group_order: Sequence | None = None, why: str = ""):
+    """CFA with ordered indicators by WLSMV (lavaan ``cfa(..., ordered=, estimator="WLSMV")``).
+
+    Parameters
+    ----------
+    model : str
+        lavaan syntax; thresholds may be written ``x | t1 + t2`` (with labels/values) and
+        repeated statements are merged as lavaan does (``measEq.syntax`` output works).
+    data : pandas.DataFrame
+        Integer-coded (or ordered Categorical) items, NaN = missing.
+    ordered : sequence of str or True
+        The ordered indicators (True: every observed variable of the model). Every indicator
+        must be ordered (mixed continuous/ordered models are not implemented).
+    estimator : {"WLSMV", "ULSMV"}
+        DWLS (``WLS.V`` weight) or ULS (identity weight); both with robust.sem standard errors
+        and the scaled-shifted test.
+    parameterization : {"delta", "theta"}
+        delta: latent response variances fixed at 1/Delta^2 (Delta = ``x ~*~ x``, 1 in group 1),
+        residual variances computed; theta: residual variances are parameters (1 in group 1).
+    missing : {"pairwise", "listwise"}
+        pairwise: thresholds from each item's observed values, each polychoric correlation from
+        the rows complete on its pair (lavaan ``missing = "pairwise"``); listwise: complete rows.
+    se : {"robust.sem", "none"}
+
+    Returns
+    -------
+    CFAResult
+        ``meta.options`` records the estimator, parameterization, missing handling and why.
+
+    Notes
+    -----
+    Two-step estimation (Muthen, 1984): sample thresholds, polychoric correlations and their
+    asymptotic covariance (`instrument.estimate.polychoric.sample_stats_ordinal`), then the
+    model by DWLS (`instrument.estimate.categorical`). lavaan 0.6-14's WLSMV.
+
+    References
+    ----------
+    Muthen, B., du Toit, S. H. C., & Spisic, D. (1997). Robust inference using weighted least
+    squares and quadratic estimating equations in latent variable modeling with categorical and
+    continuous outcomes. Technical report.
+    Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
+    Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
+    """
+    if estimator not in ORDINAL_ESTIMATORS:
+        raise ValueError(f"estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
+                         f"got {estimator!r}.")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization= must be one of 'delta', 'theta'; "
+                         f"got {parameterization!r}.")
+    if missing == "fiml":
+        raise ValueError("missing='fiml' is not available with ordered indicators: use "
+                         "estimator='WLSMV' with missing='pairwise' (the default), or treat the "
+                         "items as continuous with estimator='ML'/'MLR' and missing='fiml' "
+                         "(drop ordered=).")
+    if missing not in _MISSING:
+        raise ValueError(f"missing= must be one of 'pairwise', 'listwise' with ordered "
+                         f"indicators; got {missing!r}.")
+    if se not in ("robust.sem", "none"):
+        raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
+                         f"got {se!r}.")
+    if isinstance(group_equal, str):
+        group_equal = (group_equal,)
+    if isinstance(group_partial, str):
+        group_partial = (group_partial,)
+    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES]
+    if bad:
+        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
+    rows = merge_rows(parse_syntax(model))
+    ov, _ = model_variables(rows)
+    missing_cols = [v for v in ov if v not in data.columns]
+    if missing_cols:
+        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
+                         f"the data (columns: {list(data.columns)})")
+    if ordered is True:
+        ordered = list(ov)
+    elif isinstance(ordered, str):
+        ordered = [ordered]
+    ordered = [v for v in ordered]
+    unknown = [v for v in ordered if v not in data.columns]
+    if unknown:
+        raise ValueError(f"ordered= names {unknown} are not columns of the data")
+    not_ord = [v for v in ov if v not in ordered]
+    if not_ord:
+        raise NotImplementedError(f"indicator(s) {not_ord} are not in ordered=; models mixing "
+                                  "continuous and ordered indicators are not implemented")
+    if group is not None and group not in data.columns:
+        raise ValueError(f"group={group!r} is not a column of the data")
+    cols = list(ov) + ([group] if group is not None else [])
+    df = data[cols]
+    n_dropped = 0
+    if group is not None:
+        keep = df[group].notna().to_numpy()
+        n_dropped = int((~keep).sum())
+        df = df.loc[keep]
+    cstats = _sample_stats_cached(df, ov, group, group_order, missing)
+    pt = build_categorical_partable(rows, cstats, ordered=list(ov), ov_names=list(data.columns),
+                                    parameterization=parameterization, std_lv=std_lv,
+                                    group_equal=tuple(group_equal),
+                                    group_partial=tuple(group_partial))
+    options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
+                   group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,
+                   parameterization=parameterization, ordered=list(ordered), missing=missing,
+                   se=se, test="scaled.shifted",
+                   estimator_internal="DWLS" if estimator == "WLSMV" else "ULS",
+                   group_labels=list(pt.group_labels), nobs_dropped_group=n_dropped,
+                   why=why or (f"estimator {estimator} with {parameterization} parameterization "
+                               f"and {missing} missing-data handling, as requested"))
+    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+    return fit_categorical(pt, cstats, parameterization=parameterization, estimator=estimator,
+                           se=se, meta=meta)

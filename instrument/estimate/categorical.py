@@ -1,0 +1,1001 @@
+"""WLSMV / ULSMV for ordered indicators: thresholds as parameters, delta or theta
+parameterization, DWLS estimation, robust.sem standard errors and the scaled-shifted test
+(lavaan 0.6-14 ``cfa(..., ordered=, estimator = "WLSMV")``).
+
+The continuous engine (`instrument.estimate.model.Model`) supplies the latent-response moments
+``mu* = nu + Lambda B alpha`` and ``Sigma* = Lambda B Psi B' Lambda' + Theta`` and their Jacobian;
+this module maps them to lavaan's WLS moment vector ``[thresholds, correlations]`` per group:
+
+    th_ik = s_i (tau_ik - mu*_i),     r_ij = s_i s_j Sigma*_ij  (i > j),
+
+with ``s_i = Delta_i`` (the ``x ~*~ x`` scale parameter; delta parameterization, residual
+variances *computed* as ``1/Delta_i^2 - diag(Lambda B Psi B' Lambda')_i``) or
+``s_i = Sigma*_ii^(-1/2)`` (theta parameterization, residual variances are parameters).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from instrument.estimate.dwls import dwls_scaled_shifted, dwls_vcov_robust
+from instrument.estimate.ml import optimize
+from instrument.estimate.model import Model
+from instrument.estimate.polychoric import CategoricalSampleStats
+from instrument.estimate.post import standardized
+from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
+from instrument.fit import other as _other
+from instrument.partable import PARTABLE_COLUMNS, ParTable, build_partable
+from instrument.syntax import SyntaxRow
+
+__all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
+           "fit_categorical", "PARAMETERIZATIONS"]
+
+PARAMETERIZATIONS = ("delta", "theta")
+
+
+def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
+    """Merge repeated ``lhs op rhs`` statements (lavaan merges their modifiers).
+
+    semTools' ``measEq.syntax`` writes ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1``: one term frees the
+    loading, the other labels it. lavaan keeps one parameter with both modifiers.
+    """
+    out: list[SyntaxRow] = []
+    pos: dict[tuple, int] = {}
+    for r in rows:
+        key = (r.lhs, r.op, r.rhs)
+        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
+            key = (r.rhs, r.op, r.lhs)
+        if key in pos and r.op not in ("==",):
+            k = pos[key]
+            old = out[k]
+            out[k] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
+                             label=r.label if r.label is not None else old.label,
+                             start=r.start if r.start is not None else old.start)
+        else:
+            pos[key] = len(out)
+            out.append(r)
+    return out
+
+
+def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSampleStats, *,
+                               ordered: Sequence[str], ov_names: Sequence[str] | None = None,
+                               parameterization: str = "delta", std_lv: bool = False,
+                               group_equal: Sequence[str] = (),
+                               group_partial: Sequence[str] = ()) -> ParTable:
+    """lavaan's parameter table for a CFA with ordered indicators.
+
+    Notes
+    -----
+    On top of the continuous table (lavaan ``lavaanify``, mean structure on) every ordered
+    indicator gets, per group: thresholds ``x | t1 .. t(K-1)`` (free; labelled equal across
+    groups with ``group_equal="thresholds"``), its intercept ``x ~ 1`` fixed at 0, its residual
+    variance ``x ~~ x`` fixed (delta: computed from the model; theta: 1) and, with the delta
+    parameterization, the scale ``x ~*~ x`` fixed at 1 (free in groups 2..G when thresholds are
+    held equal, lavaan's rule; latent means are then free in groups 2..G as well). Rows the user
+    wrote are kept as written.
+    """
+    ordered = list(ordered)
+    base = build_partable(rows, ngroups=cstats.ngroups,
+                          group_labels=[str(g) if g is not None else "1"
+                                        for g in cstats.group_labels],
+                          ov_names=ov_names, meanstructure=True, std_lv=std_lv,
+                          group_equal=tuple(g for g in group_equal),
+                          group_partial=tuple(group_partial), ordered=tuple(ordered))
+    f = base.frame
+    recs = f.to_dict("records")
+    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
+    partial = set()
+    for s in group_partial:
+        for op in ("=~", "~~", "~1", "|", "~*~"):
+            if op in s:
+                a, b = s.split(op, 1)
+                partial.add((a.strip(), op, b.strip()))
+                break
+    G = cstats.ngroups
+    th_equal = "thresholds" in group_equal
+    first_th: dict[tuple, dict] = {}
+
+    def add(lhs, op, rhs, g, free, ustart, label=""):
+        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
+                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
+                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
+        return recs[-1]
+
+    gs0 = cstats.groups[0]
+    nlev = dict(zip(gs0.ov_names, gs0.nlevels))
+    for g in range(1, G + 1):
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            for t in range(1, nlev[v]):
+                key = (v, "|", f"t{t}", g)
+                if key in have:
+                    continue
+                rec = add(v, "|", f"t{t}", g, True, math.nan)
+                if g == 1:
+                    first_th[key[:3]] = rec
+                elif th_equal and key[:3] not in partial and key[:3] in first_th:
+                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
+                    rec["_eq"] = key[:3]
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            if (v, "~~", v, g) not in have:
+                add(v, "~~", v, g, False, 1.0)
+            if (v, "~1", "", g) not in have:
+                add(v, "~1", "", g, False, 0.0)
+            if (v, "~*~", v, g) not in have:
+                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
+                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
+    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
+    # intercepts do: free in groups 2..G (unless "means" are held equal too)
+    if th_equal and "means" not in group_equal:
+        lvs = set(base.lv_names)
+        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
+        for rec in recs:
+            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
+                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
+                rec["free"], rec["ustart"] = 1, math.nan
+    frame = pd.DataFrame(recs)
+    frame["id"] = np.arange(1, len(frame) + 1)
+    frame["plabel"] = [f".p{k}." for k in frame["id"]]
+    if "_eq" in frame.columns:
+        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
+                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
+        eq = frame["_eq"].to_numpy()
+        labels = frame["label"].to_numpy(object).copy()
+        for k, e in enumerate(eq):
+            if isinstance(e, tuple):
+                labels[k] = firstrow[e]
+                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
+                if not labels[first_idx]:
+                    labels[first_idx] = firstrow[e]
+        frame["label"] = labels
+        frame = frame.drop(columns="_eq")
+    frame["label"] = frame["label"].fillna("")
+    fr = frame["free"].to_numpy() > 0
+    frame["free"] = np.where(fr, np.cumsum(fr), 0)
+    frame = frame[list(PARTABLE_COLUMNS)]
+    opts = dict(base.options)
+    opts.update(ordered=ordered, parameterization=parameterization)
+    return replace(base, frame=frame.reset_index(drop=True), options=opts)
+
+
+class CategoricalModel(Model):
+    """`Model` plus thresholds and scale factors, with lavaan's WLS moment vector.
+
+    Public additions: `wls_est(x)` and `wls_delta(x)` (per group, in the order of
+    ``CategoricalSampleStats.groups[g].wls_obs``), `parameterization`.
+    """
+
+    def __init__(self, pt: ParTable, cstats: CategoricalSampleStats, parameterization: str):
+        super().__init__(pt, pt.ngroups, pt.ov_names, pt.lv_names, True)
+        self.parameterization = parameterization
+        ordered = set(pt.options.get("ordered", ()))
+        ovi = {v: i for i, v in enumerate(self.ov_names)}
+        for gs in cstats.groups:
+            if tuple(gs.ov_names) != tuple(self.ov_names):
+                raise ValueError("the sample statistics must use the model's observed "
+                                 f"variables in order {self.ov_names}; got {gs.ov_names}")
+            if any(t != "ordered" for t in gs.ov_types):
+                raise NotImplementedError("WLSMV with a mix of ordered and continuous "
+                                          "indicators is not implemented; declare every "
+                                          "indicator in ordered=")
+        self.ord_idx = np.array([ovi[v] for v in self.ov_names if v in ordered], int)
+        f = pt.frame
+        lhs, op, rhs = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
+        grp = f["group"].to_numpy()
+        freepos = {r: k for k, r in enumerate(self.free_rows)}
+        vi, vc = self.vr, self.vc
+        vech_pos = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(vi, vc))}
+        self.th_rows, self.th_var, self.corr_vech, self.corr_ij = [], [], [], []
+        self.scale_rows = []
+        self.theta_rows = []
+        rowkey = {(lhs[r], op[r], rhs[r], int(grp[r])): r for r in range(len(f))}
+        for g, gs in enumerate(cstats.groups, start=1):
+            th_r, th_v = [], []
+            for nm, idx in zip(gs.th_names, gs.th_idx):
+                v, t = nm.split("|")
+                r = rowkey.get((v, "|", t, g))
+                if r is None:
+                    raise ValueError(f"threshold {nm} of group {g} is not in the model")
+                th_r.append(r)
+                th_v.append(idx - 1)
+            self.th_rows.append(np.array(th_r, int))
+            self.th_var.append(np.array(th_v, int))
+            cij, cv = [], []
+            for nm in gs.wls_obs_names[len(gs.th):]:
+                a, b = nm.split("~~")
+                i, j = ovi[b], ovi[a]           # names are "x_j~~x_i" with i > j
+                cij.append((i, j))
+                cv.append(vech_pos[(i, j)] if (i, j) in vech_pos else vech_pos[(j, i)])
+            self.corr_ij.append(np.array(cij, int).reshape(-1, 2))
+            self.corr_vech.append(np.array(cv, int))
+            self.scale_rows.append(np.array([rowkey.get((v, "~*~", v, g), -1)
+                                             for v in self.ov_names], int))
+            self.theta_rows.append(np.array([rowkey.get((v, "~~", v, g), -1)
+                                             for v in self.ov_names], int))
+        # x column of every table row (-1 when fixed)
+        self.row_xcol = np.full(len(f), -1, int)
+        self.row_xcol[self.free_rows] = self.x_col
+        self._freepos = freepos
+
+    # -------------------------------------------------------------- matrices
+    def matrices(self, x: np.ndarray) -> list[dict]:
+        """Engine matrices; with the delta parameterization the residual variances of ordered
+        indicators are set to ``1/Delta^2 - diag(Lambda B Psi B' Lambda')``."""
+        mats = super().matrices(x)
+        if self.parameterization != "delta":
+            return mats
+        vals = self.x_to_partable(x)
+        for g, mt in enumerate(mats):
+            M = mt["lambda_"] @ self._ibinv(mt["beta"])
+            common = np.einsum("ij,jk,ik->i", M, mt["psi"], M)
+            d = vals[self.scale_rows[g]]
+            th = mt["theta"]
+            oi = self.ord_idx
+            th[oi, oi] = 1.0 / d[oi] ** 2 - common[oi]
+        return mats
+
+    def scales(self, x: np.ndarray) -> list[np.ndarray]:
+        """s_g per group: Delta (delta) or diag(Sigma*)^-1/2 (theta)."""
+        if self.parameterization == "delta":
+            vals = self.x_to_partable(x)
+            return [vals[r] for r in self.scale_rows]
+        return [1.0 / np.sqrt(np.diag(imp.sigma)) for imp in self.implied(x)]
+
+    def wls_est(self, x: np.ndarray) -> list[np.ndarray]:
+        """Model-implied ``[thresholds, correlations]`` per group (lavaan's ``wls.est``)."""
+        vals = self.x_to_partable(x)
+        out = []
+        for g, (imp, s) in enumerate(zip(self.implied(x), self.scales(x))):
+            tau = vals[self.th_rows[g]]
+            iv = self.th_var[g]
+            th = s[iv] * (tau - imp.mu[iv])
+            i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
+            r = s[i] * s[j] * imp.sigma[i, j]
+            out.append(np.concatenate([th, r]))
+        return out
+
+    def wls_delta(self, x: np.ndarray, *, wrt: str = "x") -> list[np.ndarray]:
+        """Jacobian of `wls_est` per group (lavaan's ``Delta``): with respect to x (default) or,
+        ``wrt="free"``, to every free table row (equality constraints released)."""
+        vals = self.x_to_partable(x)
+        p = self.p
+        if wrt == "free":
+            colmap = np.full(self.nrows, -1, int)
+            colmap[self.free_rows] = np.arange(len(self.free_rows))
+            ncol = len(self.free_rows)
+        else:
+            colmap, ncol = self.row_xcol, self.nx
+        out = []
+        for g, (imp, s, D) in enumerate(zip(self.implied(x), self.scales(x),
+                                            self.delta(x, wrt=wrt))):
+            Dmu, Dsig = D[:p], D[p:]
+            if self.parameterization == "delta":
+                ds = np.zeros((p, ncol))
+                cols = colmap[self.scale_rows[g]]
+                ok = cols >= 0
+                ds[np.flatnonzero(ok), cols[ok]] = 1.0
+            else:
+                diag_pos = np.array([self._vech_diag(i) for i in range(p)])
+                ds = -0.5 * (s ** 3)[:, None] * Dsig[diag_pos]
+            tau = vals[self.th_rows[g]]
+            iv = self.th_var[g]
+            dtau = np.zeros((len(tau), ncol))
+            cols = colmap[self.th_rows[g]]
+            ok = cols >= 0
+            dtau[np.flatnonzero(ok), cols[ok]] = 1.0
+            Dth = s[iv][:, None] * (dtau - Dmu[iv]) + (tau - imp.mu[iv])[:, None] * ds[iv]
+            i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
+            sig = imp.sigma[i, j]
+            Dr = ((s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
+                  + sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j]))
+            out.append(np.vstack([Dth, Dr]))
+        return out
+
+    def _vech_diag(self, i: int) -> int:
+        # position of (i, i) in lavaan's vech (column by column, lower triangle)
+        p = self.p
+        return i * p - i * (i - 1) // 2
+
+
+class DWLSObjective:
+    """F(x) = sum_g w_g (s_g - sigma_g(x))' W_g (s_g - sigma_g(x)), W_g diagonal.
+
+    ``weight="DWLS"`` uses lavaan's ``WLS.V`` (1/diag NACOV), ``"ULS"`` the identity;
+    ``w_g = (n_g - 1) / (N - G)``. lavaan's ``fx_g = (n_g - 1)/(2 n_g) F_g``,
+    ``fx = sum_g (n_g / N) fx_g`` and ``chisq = 2 N fx = sum_g (n_g - 1) F_g = (N - G) F``.
+    """
+
+    def __init__(self, model: CategoricalModel, cstats: CategoricalSampleStats,
+                 weight: str = "DWLS"):
+        self.model, self.cstats = model, cstats
+        n = np.array([g.n for g in cstats.groups], float)
+        self.N = float(n.sum()) - len(n)
+        self.w = (n - 1) / self.N
+        self.obs = [g.wls_obs for g in cstats.groups]
+        self.V = [np.diag(g.WLS_V).copy() if weight == "DWLS" else np.ones(len(g.wls_obs))
+                  for g in cstats.groups]
+
+    def group_values(self, x):
+        return np.array([float(v @ (o - e) ** 2)
+                         for v, o, e in zip(self.V, self.obs, self.model.wls_est(x))])
+
+    def value(self, x):
+        try:
+            return float(self.w @ self.group_values(x))
+        except (FloatingPointError, np.linalg.LinAlgError, ValueError):
+            return math.inf
+
+    def gradient_and_information(self, x):
+        g = np.zeros(self.model.nx)
+        info = np.zeros((self.model.nx, self.model.nx))
+        for w, v, o, e, D in zip(self.w, self.V, self.obs, self.model.wls_est(x),
+                                 self.model.wls_delta(x)):
+            VD = v[:, None] * D
+            g -= 2.0 * w * (VD.T @ (o - e))
+            info += w * (D.T @ VD)
+        return g, 0.5 * (info + info.T)
+
+    def gradient(self, x):
+        return self.gradient_and_information(x)[0]
+
+    def expected_information(self, x):
+        return self.gradient_and_information(x)[1]
+
+
+def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.ndarray:
+    """Engine starting values on the polychoric matrix, sample thresholds, scales 1."""
+    ss = SampleStats([GroupStats(g.n, g.cor, np.zeros(len(g.ov_names)), None,
+                                 tuple(g.ov_names)) for g in cstats.groups])
+    x0 = model.start_x(ss)
+    f = model.pt.frame
+    user_start = f["start"].to_numpy(float)
+    for g, gs in enumerate(cstats.groups):
+        for r, t in zip(model.th_rows[g], gs.th):
+            c = model.row_xcol[r]
+            if c >= 0 and np.isnan(user_start[r]):
+                x0[c] = t
+        if model.parameterization == "delta":
+            for r in model.scale_rows[g]:
+                c = model.row_xcol[r]
+                if c >= 0:
+                    x0[c] = 1.0
+        else:
+            for r in model.theta_rows[g][model.ord_idx]:
+                c = model.row_xcol[r] if r >= 0 else -1
+                if c >= 0 and np.isnan(user_start[r]):
+                    x0[c] = 1.0
+    # latent variances of later groups free (e.g. Wu-Estabrook): start at 1, not at 0.05
+    op, lhs, rhs = f["op"].to_numpy(), f["lhs"].to_numpy(), f["rhs"].to_numpy()
+    grp = f["group"].to_numpy()
+    # sign: lavaan's starting loadings make the first indicator's loading positive (a factor
+    # with all loadings free, e.g. std.lv, keeps that orientation)
+    for lv in model.lv_names:
+        rows = [r for r in range(len(f)) if op[r] == "=~" and lhs[r] == lv and grp[r] == 1]
+        if not rows:
+            continue
+        c0 = model.row_xcol[rows[0]]
+        if c0 >= 0 and x0[c0] < 0:
+            cols = {model.row_xcol[r] for r in range(len(f))
+                    if op[r] == "=~" and lhs[r] == lv and model.row_xcol[r] >= 0}
+            for c in cols:
+                x0[c] = -x0[c]
+    lvs = set(model.lv_names)
+    for r in model.free_rows:
+        if op[r] == "~~" and lhs[r] == rhs[r] and lhs[r] in lvs and np.isnan(user_start[r]):
+            c = model.row_xcol[r]
+            if x0[c] < 0.2:
+                x0[c] = 1.0
+    return x0
+
+
+def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
+                    parameterization: str = "delta", estimator: str = "WLSMV",
+                    se: str = "robust.sem", meta=None, extra_warnings: Sequence[str] = (),
+                    max_iter: int = 500):
+    """Fit a categorical parameter table by DWLS (WLSMV) or ULS (ULSMV); see `cfa`.
+
+    Returns
+    -------
+    CFAResult
+
+    Notes
+    -----
+    Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = (N - G) F``;
+    standard errors ``E^-1 Delta' W Gamma W Delta E^-1 / (N - G)`` (`dwls_vcov_robust`) and the
+    scaled-shifted test (`dwls_scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
+    ``fitMeasures()`` for categorical data: RMSEA with N - G, SRMR over the off-diagonal
+    correlation residuals with divisor p(p+1)/2.
+    """
+    import warnings as _warnings
+    from instrument.cfa_result import CFAResult
+    from instrument.results import Meta
+
+    warn = list(extra_warnings)
+    for gs in cstats.groups:
+        warn.extend(gs.warnings)
+    model = CategoricalModel(pt, cstats, parameterization)
+    weight = "DWLS" if estimator == "WLSMV" else "ULS"
+    obj = DWLSObjective(model, cstats, weight)
+    x0 = start_values(model, cstats)
+    try:
+        res = optimize(obj, x0, max_iter=max_iter)
+        x, converged, iters = res.x, res.converged, res.iterations
+        if not converged:
+            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+                        f"max |gradient| = {res.grad_max:.3g})")
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        x, converged, iters = x0, False, 0
+        warn.append(f"the model did not converge: {e}")
+    deltas = model.wls_delta(x)
+    vcov_x = None
+    if se != "none":
+        try:
+            if weight == "DWLS":
+                vcov_x = dwls_vcov_robust(deltas, cstats)
+            else:
+                vcov_x = _uls_vcov_robust(deltas, cstats)
+        except np.linalg.LinAlgError:
+            warn.append("could not compute standard errors: the information matrix is singular")
+    # ----- fit
+    F = obj.value(x)
+    chisq = obj.N * F
+    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    df = nstat - model.nx
+    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight)
+    # ----- table
+    f = pt.frame
+    vals = model.x_to_partable(x)
+    mats = model.matrices(x)
+    # computed scales (theta) and residual variances (delta)
+    if parameterization == "theta":
+        for g, sc in enumerate(model.scales(x)):
+            for i in model.ord_idx:
+                r = model.scale_rows[g][i]
+                if r >= 0:
+                    vals[r] = sc[i]
+    if parameterization == "delta":
+        for g, mt in enumerate(mats):
+            for i in model.ord_idx:
+                r = model.theta_rows[g][i]
+                if r >= 0 and f["free"].iat[r] == 0:
+                    vals[r] = mt["theta"][i, i]
+    for g, mt in enumerate(mats):
+        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
+        neg = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
+        if neg:
+            warn.append(f"some (computed) residual variances of the latent responses are "
+                        f"negative{gname} (Heywood case): {neg}")
+        if model.m and np.linalg.eigvalsh(model.lv_cov(x)[g])[0] <= 0:
+            warn.append(f"the covariance matrix of the latent variables{gname} is not positive "
+                        "definite")
+    se_rows = np.zeros(len(f))
+    if vcov_x is not None:
+        sd = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
+        se_rows[model.free_rows] = sd[model.x_col]
+    else:
+        se_rows[model.free_rows] = np.nan
+    slv, sall = standardized(model, x)
+    sds = [np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)]
+    ovi = {v: i for i, v in enumerate(model.ov_names)}
+    ops = f["op"].to_numpy()
+    for r in range(len(f)):
+        if ops[r] == "|":
+            g = int(f["group"].iat[r]) - 1
+            slv[r] = vals[r]
+            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]]
+        elif ops[r] == "~*~":
+            slv[r], sall[r] = vals[r], 1.0      # lavaan: the standardized scale is 1
+        elif (ops[r] == "~~" and f["lhs"].iat[r] == f["rhs"].iat[r]
+              and f["lhs"].iat[r] in ovi):
+            g = int(f["group"].iat[r]) - 1
+            slv[r] = vals[r]
+            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
+    z = np.full(len(f), np.nan)
+    free_mask = f["free"].to_numpy() > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[free_mask] = vals[free_mask] / se_rows[free_mask]
+    q = _st.norm.ppf(0.975)
+    est = pd.DataFrame({
+        "lhs": f["lhs"].to_numpy(), "op": ops, "rhs": f["rhs"].to_numpy(),
+        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
+        "se": se_rows, "z": z, "pvalue": 2.0 * _st.norm.sf(np.abs(z)),
+        "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
+        "std.lv": slv, "std.all": sall})
+    ptf = f.copy()
+    ptf["est"] = vals
+    ptf["se"] = se_rows
+    ptf["start"] = model.x_to_partable(x0)
+    names = []
+    for r in model.x_rows:
+        nm = f"{f['lhs'].iat[r]}{f['op'].iat[r]}{f['rhs'].iat[r]}"
+        if f["group"].iat[r] > 1:
+            nm += f".g{f['group'].iat[r]}"
+        names.append(nm)
+    vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((model.nx, model.nx), np.nan),
+                      index=names, columns=names)
+    vc.insert(0, "name", names)
+    vc = vc.reset_index(drop=True)
+    implied, sample = [], []
+    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+        R = np.eye(model.p)
+        ij = model.corr_ij[g]
+        R[ij[:, 0], ij[:, 1]] = e[len(gs.th):]
+        R[ij[:, 1], ij[:, 0]] = e[len(gs.th):]
+        # th: in the order of the model's observed variables, t1, t2, ... within each
+        implied.append(dict(cov=R, mean=np.zeros(model.p), th=e[:len(gs.th)]))
+        sample.append(dict(n=gs.n, cov=gs.cor, mean=np.zeros(model.p), th=gs.th))
+    srmr_groups = fm.pop("_srmr_groups")
+    test_info = fm.pop("_test")
+    if meta is None:
+        meta = Meta(options=dict(estimator=estimator, parameterization=parameterization))
+    meta = replace(meta, options={**dict(meta.options), "test_info": test_info})
+    for w in warn:
+        _warnings.warn(w, stacklevel=3)
+    out = CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                    iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                    sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
+                    lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                    constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+    return _attach_state(out, model, x, cstats, weight)
+
+
+def _uls_vcov_robust(deltas, cstats):
+    """robust.sem covariance with the identity weight (ULSMV)."""
+    n = np.array([g.n for g in cstats.groups], float)
+    fg = n / n.sum()
+    E = sum(f * D.T @ D for f, D in zip(fg, deltas))
+    Ei = np.linalg.inv(E)
+    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.groups))
+    return Ei @ meat @ Ei / (cstats.ntotal - cstats.ngroups)
+
+
+def _uls_stats(cstats):
+    return CategoricalSampleStats(
+        groups=tuple(replace(g, WLS_V=np.eye(len(g.wls_obs))) for g in cstats.groups),
+        missing=cstats.missing, group_var=cstats.group_var)
+
+
+def test_scaled_shifted(chisq: float, df: int, deltas, cstats, weight: str = "DWLS") -> dict:
+    """`dwls_scaled_shifted` for the DWLS or the identity (ULS) weight."""
+    st = cstats if weight == "DWLS" else _uls_stats(cstats)
+    return dwls_scaled_shifted(chisq, df, deltas, st)
+
+
+def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
+    N, G = cstats.ntotal, cstats.ngroups
+    st = cstats if weight == "DWLS" else _uls_stats(cstats)
+    ss = scaled_shifted_fast(chisq, df, deltas, st) if df > 0 else None
+    bl = _baseline_fast(st)
+    df_b = bl["baseline.df"]
+    chisq_b = _baseline_chisq(cstats, weight)
+    nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
+    fm = {"npar": model.nx, "fmin": chisq / (2 * N), "chisq": chisq, "df": df,
+          "pvalue": _chisq.chisq_pvalue(chisq, df)}
+    if ss is not None:
+        cs = ss["chisq.scaled"]
+        fm.update({"chisq.scaled": cs, "df.scaled": df, "pvalue.scaled": ss["pvalue.scaled"],
+                   "chisq.scaling.factor": ss["chisq.scaling.factor"]})
+    bs = chisq_b / bl["baseline.chisq.scaling.factor"] + bl["baseline.chisq.shift.parameters"]
+    fm.update({"baseline.chisq": chisq_b, "baseline.df": df_b,
+               "baseline.pvalue": _chisq.chisq_pvalue(chisq_b, df_b),
+               "baseline.chisq.scaled": bs, "baseline.df.scaled": df_b,
+               "baseline.pvalue.scaled": _chisq.chisq_pvalue(bs, df_b),
+               "baseline.chisq.scaling.factor": bl["baseline.chisq.scaling.factor"]})
+    fm["cfi"] = _cfi.cfi(chisq, df, chisq_b, df_b)
+    fm["tli"] = _cfi.tli(chisq, df, chisq_b, df_b)
+    if ss is not None:
+        fm["cfi.scaled"] = _cfi.cfi(cs, df, bs, df_b)
+        fm["tli.scaled"] = _cfi.tli(cs, df, bs, df_b)
+    fm.update({"nnfi": fm["tli"], "rfi": _cfi.rfi(chisq, df, chisq_b, df_b),
+               "nfi": _cfi.nfi(chisq, df, chisq_b, df_b),
+               "pnfi": _cfi.pnfi(chisq, df, chisq_b, df_b),
+               "ifi": _cfi.ifi(chisq, df, chisq_b, df_b),
+               "rni": _cfi.rni(chisq, df, chisq_b, df_b), "ntotal": N})
+    if ss is not None:
+        fm.update({"nnfi.scaled": fm["tli.scaled"], "rfi.scaled": _cfi.rfi(cs, df, bs, df_b),
+                   "nfi.scaled": _cfi.nfi(cs, df, bs, df_b),
+                   "pnfi.scaled": _cfi.pnfi(cs, df, bs, df_b),
+                   "ifi.scaled": _cfi.ifi(cs, df, bs, df_b),
+                   "rni.scaled": _cfi.rni(cs, df, bs, df_b)})
+    lo, hi = _rmsea.rmsea_ci(chisq, df, nr, ngroups=G)
+    fm.update({"rmsea": _rmsea.rmsea(chisq, df, nr, ngroups=G), "rmsea.ci.lower": lo,
+               "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
+               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, nr, ngroups=G),
+               "rmsea.close.h0": 0.05,
+               "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, nr, ngroups=G),
+               "rmsea.notclose.h0": 0.08})
+    if ss is not None:
+        lo, hi = _rmsea.rmsea_ci(cs, df, nr, ngroups=G)
+        fm.update({"rmsea.scaled": _rmsea.rmsea(cs, df, nr, ngroups=G),
+                   "rmsea.ci.lower.scaled": lo, "rmsea.ci.upper.scaled": hi,
+                   "rmsea.pvalue.scaled": _rmsea.rmsea_pvalue(cs, df, nr, ngroups=G),
+                   "rmsea.notclose.pvalue.scaled": _rmsea.rmsea_notclose_pvalue(
+                       cs, df, nr, ngroups=G)})
+    rob = _catml_robust(model, x, cstats, deltas, st) if df > 0 else None
+    if rob is not None:
+        XX3, df3, c3, XXb, dfb, cb = rob
+        t1, t2 = XX3 - c3 * df3, XXb - cb * dfb
+        fm["cfi.robust"] = 1.0 - max(t1, 0.0) / max(t1, t2, 0.0) if max(t1, t2) > 0 else 1.0
+        fm["tli.robust"] = 1.0 - (t1 / df3) / (t2 / dfb)
+        fm["nnfi.robust"] = fm["tli.robust"]
+        fm["rni.robust"] = 1.0 - t1 / t2
+        fm["rmsea.robust"] = math.sqrt(max(t1 / (nr * df3), 0.0)) * math.sqrt(G)
+        lo, hi = _rmsea.rmsea_ci(XX3 / c3, df3, nr, ngroups=G)
+        fm["rmsea.ci.lower.robust"] = math.sqrt(c3) * lo
+        fm["rmsea.ci.upper.robust"] = math.sqrt(c3) * hi
+        fm["rmsea.pvalue.robust"] = float(_st.ncx2.sf(XX3 / c3, df3,
+                                                      nr * df3 * 0.05 ** 2 / (G * c3)))
+    # SRMR: off-diagonal correlation residuals, divisor p(p+1)/2, groups weighted n_g / N
+    # (crmr: divisor p(p-1)/2; the "with means" variants add the standardized threshold
+    # residuals and their count; rmr = srmr_bentler here, all on the correlation metric)
+    p = model.p
+    fam = {k: [] for k in ("sr", "srm", "cr", "crm", "gfi")}
+    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+        nth = len(gs.th)
+        res = gs.wls_obs[nth:] - e[nth:]
+        rt = gs.wls_obs[:nth] - e[:nth]
+        r2, t2 = float(res @ res), float(rt @ rt)
+        fam["sr"].append(math.sqrt(r2 / (p * (p + 1) / 2)))
+        fam["srm"].append(math.sqrt((r2 + t2) / (p * (p + 1) / 2 + nth)))
+        fam["cr"].append(math.sqrt(r2 / (p * (p - 1) / 2)))
+        fam["crm"].append(math.sqrt((r2 + t2) / (p * (p - 1) / 2 + nth)))
+        v = np.diag(st.groups[g].WLS_V)
+        d = gs.wls_obs - e
+        fam["gfi"].append(1.0 - float(d @ (v * d)) / float(gs.wls_obs @ (v * gs.wls_obs)))
+    n = np.array([g.n for g in cstats.groups], float)
+    wts = n / n.sum()
+    agg = {k: float(wts @ np.array(v)) for k, v in fam.items()}
+    sr = fam["sr"]
+    srmr = agg["sr"]
+    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    fm.update({"rmr": agg["srm"], "rmr_nomean": srmr, "srmr": srmr,
+               "srmr_bentler": agg["srm"], "srmr_bentler_nomean": srmr,
+               "crmr": agg["crm"], "crmr_nomean": agg["cr"],
+               "cn_05": _other.hoelter_cn(chisq, df, nr, alpha=0.05),
+               "cn_01": _other.hoelter_cn(chisq, df, nr, alpha=0.01),
+               "gfi": agg["gfi"], "agfi": _other.agfi(agg["gfi"], nstat, df),
+               "pgfi": _other.pgfi(agg["gfi"], nstat, df), "mfi": _other.mfi(chisq, df, nr),
+               "wrmr": math.sqrt(chisq / nstat)})
+    out = in_lavaan_order(fm)
+    out["_srmr_groups"] = sr
+    # scaled-shifted details (lavaan's test list names) kept outside the fitMeasures names
+    out["_test"] = {} if ss is None else {
+        "test": "scaled.shifted", "scaling.factor": ss["chisq.scaling.factor"],
+        "shift.parameter": ss["chisq.shift.parameters"], "trace.UGamma": ss["trace.UGamma"],
+        "trace.UGamma2": ss["trace.UGamma2"]}
+    return out
+
+
+def _baseline_chisq(cstats, weight):
+    """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly)."""
+    tot = 0.0
+    for g in cstats.groups:
+        r = g.wls_obs[g.nth:]
+        v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
+        tot += (g.n - 1) * float(v @ r ** 2)
+    return tot
+
+
+# ------------------------------------------------------------------------------------------
+# nested-model difference test (lavaan lavTestLRT for WLSMV fits: method "satorra.2000")
+# ------------------------------------------------------------------------------------------
+
+def _attach_state(result, model: CategoricalModel, x: np.ndarray,
+                  cstats: CategoricalSampleStats, weight: str):
+    """Keep what the difference test needs on the (frozen) result, outside its JSON form."""
+    object.__setattr__(result, "_wls_state", dict(model=model, x=np.asarray(x, float),
+                                                  cstats=cstats, weight=weight))
+    return result
+
+
+def _state(fit):
+    st = getattr(fit, "_wls_state", None)
+    if st is None:
+        raise ValueError("this WLSMV fit carries no model state (it was rebuilt from JSON); "
+                         "refit it with cfa() to compute the satorra.2000 difference test.")
+    return st
+
+
+def _orth_complement(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis (columns) of the orthogonal complement of the column space of H."""
+    u, s, _ = np.linalg.svd(H, full_matrices=True)
+    rank = int(np.sum(s > tol * max(s.max() if s.size else 0.0, 1.0)))
+    return u[:, rank:]
+
+
+def satorra2000_diff(fit_h1, fit_h0) -> dict:
+    """Scaled-shifted chi-square difference test of two nested WLSMV fits (Satorra, 2000).
+
+    Parameters
+    ----------
+    fit_h1 : CFAResult
+        The less restricted model (fewer df), fitted by `instrument.cfa.cfa` with ordered=.
+    fit_h0 : CFAResult
+        The more restricted model.
+
+    Returns
+    -------
+    dict
+        ``chisq.diff`` (scaled-shifted), ``df.diff``, ``pvalue``, ``a``, ``b``,
+        ``trace.UGamma``, ``trace.UGamma2``, ``chisq.diff.unscaled``.
+
+    Notes
+    -----
+    With Delta_1 (Delta_0) the stacked Jacobians of the H1 (H0) model at its estimates,
+    ``A`` the orthogonal complement of ``H = Delta_1^+ Delta_0`` (the restrictions, lavaan's
+    ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g`` (f_g = n_g/N) and
+    ``Q = P^-1 A' (A P^-1 A')^+ A P^-1``:
+    ``tr1 = sum_g f_g tr(W_g Gamma_g W_g Delta_1g Q Delta_1g')``,
+    ``tr2 = tr((V Delta_1 Q Delta_1' V Gamma_f)^2)`` with ``V = bdiag(W_g)`` and
+    ``Gamma_f = bdiag(f_g Gamma_g)``; ``a = sqrt(m / tr2)``, ``b = m - a tr1`` and
+    ``T = a (T_0 - T_1) + b`` on ``m = df_0 - df_1`` degrees of freedom (lavaan 0.6-14
+    ``lav_test_diff_Satorra2000`` with ``scaled.shifted = TRUE``, the default of ``lavTestLRT``
+    for WLSMV fits).
+
+    References
+    ----------
+    Satorra, A. (2000). Scaled and adjusted restricted tests in multi-sample analysis of moment
+    structures. In R. D. H. Heijmans, D. S. G. Pollock, & A. Satorra (Eds.), Innovations in
+    multivariate statistical analysis (pp. 233-247). Kluwer.
+    """
+    s1, s0 = _state(fit_h1), _state(fit_h0)
+    fm1, fm0 = fit_h1.fit_measures, fit_h0.fit_measures
+    m = int(fm0["df"] - fm1["df"])
+    T = float(fm0["chisq"] - fm1["chisq"])
+    if m <= 0:
+        raise ValueError(f"the second model must be more restricted (more df): df {fm1['df']} "
+                         f"vs {fm0['df']}.")
+    cst = s1["cstats"] if s1["weight"] == "DWLS" else _uls_stats(s1["cstats"])
+    D1 = s1["model"].wls_delta(s1["x"])
+    D0 = s0["model"].wls_delta(s0["x"])
+    D1a, D0a = np.vstack(D1), np.vstack(D0)
+    H = np.linalg.pinv(D1a) @ D0a
+    A = _orth_complement(H).T
+    n = np.array([g.n for g in cst.groups], float)
+    fg = n / n.sum()
+    Wd = [np.diag(g.WLS_V) for g in cst.groups]
+    P = sum(f * (D.T * w) @ D for f, D, w in zip(fg, D1, Wd))
+    Pi = np.linalg.inv(P)
+    APA = A @ Pi @ A.T
+    keep = ~((np.abs(APA.sum(0)) < 1.5e-8) & (np.abs(APA.sum(1)) < 1.5e-8))
+    A = A[keep]
+    Q = Pi @ A.T @ np.linalg.pinv(A @ Pi @ A.T) @ A @ Pi
+    # tr1 = sum_g f_g tr(W Gamma W D Q D') = tr(Q M), tr2 = tr((U Gamma_f)^2) = tr((Q M)^2)
+    # with M = sum_g f_g (W_g D_g)' Gamma_g (W_g D_g): parameter-sized algebra
+    M = np.zeros_like(Q)
+    for f, D, w, g in zip(fg, D1, Wd, cst.groups):
+        WD = w[:, None] * D
+        M += f * (WD.T @ (g.NACOV @ WD))
+    QM = Q @ M
+    tr1 = float(np.trace(QM))
+    tr2 = float(np.sum(QM * QM.T))
+    a = math.sqrt(m / tr2)
+    b = m - a * tr1
+    stat = T * a + b
+    return {"chisq.diff": stat, "df.diff": m, "pvalue": float(_st.chi2.sf(stat, m)), "a": a,
+            "b": b, "trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.diff.unscaled": T}
+
+
+def group_chisq_wls(fit) -> list[float]:
+    """Each group's contribution ``(n_g - 1) F_g`` to a WLSMV chi-square (lavaan's
+    ``stat.group``); NaN when the fit carries no model state."""
+    st = getattr(fit, "_wls_state", None)
+    if st is None:
+        return [float("nan")] * len(fit.sample)
+    obj = DWLSObjective(st["model"], st["cstats"], st["weight"])
+    Fg = obj.group_values(st["x"])
+    return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
+
+
+def score_test_equality_wls(fit):
+    """lavaan-style ``lavTestScore()`` of every equality constraint of a WLSMV fit.
+
+    Returns
+    -------
+    DataFrame
+        As `instrument.invariance.score_test_equality`: ``lhs op rhs parameter lhs_group
+        rhs_group X2 df pvalue epc``, the total test in ``.attrs["total"]``.
+
+    Notes
+    -----
+    For the model with the constraints released (one column per free table row, Delta_free),
+    evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
+    (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
+    ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
+    statistics of `instrument.invariance.score_tests` with N. These are the (unscaled)
+    statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
+    releases.
+    """
+    import pandas as pd
+    from instrument.invariance import _param_name, score_tests, stats_chi2_sf
+
+    st = _state(fit)
+    model, x, cstats = st["model"], st["x"], st["cstats"]
+    obj = DWLSObjective(model, cstats, st["weight"])
+    n = np.array([g.n for g in cstats.groups], float)
+    fg = n / n.sum()
+    k = len(model.free_rows)
+    score = np.zeros(k)
+    info = np.zeros((k, k))
+    for f, ng, v, o, e, D in zip(fg, n, obj.V, obj.obs, model.wls_est(x),
+                                 model.wls_delta(x, wrt="free")):
+        VD = v[:, None] * D
+        score += f * (ng - 1) / ng * (VD.T @ (o - e))
+        info += f * (D.T @ VD)
+    info = 0.5 * (info + info.T)
+    pt = fit.partable
+    rows_R, meta_rows = [], []
+    for col in range(model.nx):
+        members = np.flatnonzero(model.x_col == col)
+        for other in members[1:]:
+            r = np.zeros(k)
+            r[members[0]], r[other] = 1.0, -1.0
+            rows_R.append(r)
+            a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
+            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
+                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
+                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"]),
+                              "_b": other})
+    if not rows_R:
+        raise ValueError("the model has no equality constraints to test.")
+    R = np.array(rows_R)
+    total, uni, epc = score_tests(score, info, R, int(n.sum()))
+    out = pd.DataFrame(meta_rows)
+    out["X2"] = uni
+    out["df"] = 1
+    out["pvalue"] = stats_chi2_sf(uni, 1)
+    out["epc"] = [epc[i, b] for i, b in enumerate(out["_b"])]
+    out = out.drop(columns="_b")
+    out.attrs["total"] = {"X2": total, "df": len(R), "pvalue": float(stats_chi2_sf(total, len(R)))}
+    return out
+
+
+def _catml_robust(model, x, cstats, deltas, st):
+    """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
+
+    Returns ``(XX3, df3, c3, XX3_null, df3_null, c3_null)`` or None when a polychoric matrix is
+    not positive definite or thresholds/intercepts are held equal across groups (lavaan 0.6-14
+    reports NA then).
+
+    Notes
+    -----
+    "catML": the normal-theory ML discrepancy between the polychoric matrix R_g and the implied
+    correlation matrix at the WLSMV estimates, ``XX3 = sum_g n_g F_ML(R_g, P_g)`` on
+    ``df3 = G p(p-1)/2 - (npar - n(thresholds, intercepts, means))``; its scaling
+    ``c3 = tr(A' V A Gamma) / df3`` with ``A = I - Delta E^-1 Delta' W`` over the correlation
+    rows (Delta of the WLSMV model, E its information, W = f_g WLS_V, V = f_g times the ML
+    weight of the correlations at P_g, Gamma = NACOV_g / f_g). Baseline: ``XX3_null =
+    -sum_g n_g log|R_g|`` on ``G p(p-1)/2`` df with ``c3_null = tr(Gamma)/df``. lavaan 0.6-14
+    ``lav_fit_catml_dwls``; robust CFI ``1 - max(XX3 - c3 df3, 0) / max(XX3 - c3 df3,
+    XX3_null - c3_null df3_null, 0)``, RMSEA ``sqrt(max(XX3 - c3 df3, 0) / ((N - G) df3)) sqrt(G)``.
+
+    References
+    ----------
+    Savalei, V. (2021). Improving fit indices in structural equation modeling with categorical
+    data. Multivariate Behavioral Research, 56(3), 390-407.
+    https://doi.org/10.1080/00273171.2020.1717922
+    """
+    from instrument.estimate.ml import moment_weight
+
+    n = np.array([g.n for g in cstats.groups], float)
+    fg = n / n.sum()
+    for g in cstats.groups:
+        if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
+            return None
+    W_all = [np.diag(g.WLS_V) for g in st.groups]
+    E = sum(f * (D.T * w) @ D for f, D, w in zip(fg, deltas, W_all))
+    Einv = np.linalg.inv(E)
+    p = model.p
+    XX3 = 0.0
+    XXb = 0.0
+    Vb, Wb, Gb, Db = [], [], [], []
+    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+        nth = len(gs.th)
+        P = np.eye(p)
+        ij = model.corr_ij[g]
+        P[ij[:, 0], ij[:, 1]] = e[nth:]
+        P[ij[:, 1], ij[:, 0]] = e[nth:]
+        Pi = np.linalg.inv(P)
+        ldR = np.linalg.slogdet(gs.cor)[1]
+        XX3 += gs.n * (np.linalg.slogdet(P)[1] + np.sum(gs.cor * Pi) - ldR - p)
+        XXb += -gs.n * ldR
+        idx = model.corr_vech[g]
+        Vb.append(fg[g] * moment_weight(P, False, model.vr, model.vc)[np.ix_(idx, idx)])
+        Wb.append(fg[g] * W_all[g][nth:])
+        Gb.append(gs.NACOV[nth:, nth:] / fg[g])
+        Db.append(deltas[g][nth:])
+    # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
+    # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
+    k = Einv.shape[0]
+    trVG = 0.0
+    S1, S2, S3 = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
+    for Vg, wg, Gg, Dg in zip(Vb, Wb, Gb, Db):
+        trVG += float(np.sum(Vg * Gg.T))
+        WD = wg[:, None] * Dg
+        GWD = Gg @ WD
+        VD = Vg @ Dg
+        S1 += GWD.T @ VD
+        S2 += Dg.T @ VD
+        S3 += WD.T @ GWD
+    ks = trVG - 2.0 * float(np.sum(Einv * S1.T)) + float(np.sum((Einv @ S2) * (Einv @ S3).T))
+    G = cstats.ngroups
+    # the catML model drops the thresholds and the intercepts/means (lavaan removes "|" and "~1")
+    ops = model.pt.frame["op"].to_numpy()
+    drop = {int(c) for c, o in zip(model.row_xcol, ops) if c >= 0 and o in ("|", "~1")}
+    # lavaan's catML refit fails (NA) when dropped rows carry equality constraints
+    cols_dropped = [int(c) for c, o in zip(model.row_xcol, ops) if c >= 0 and o in ("|", "~1")]
+    if len(cols_dropped) != len(drop):
+        return None
+    df3 = G * p * (p - 1) // 2 - (model.nx - len(drop))
+    dfb = G * p * (p - 1) // 2
+    return XX3, df3, ks / df3, XXb, dfb, float(sum(np.trace(Gg) for Gg in Gb)) / dfb
+
+
+# ------------------------------------------------------------------------------------------
+# fast traces (k x k algebra instead of dense moment-sized products)
+# ------------------------------------------------------------------------------------------
+
+def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
+    """`instrument.estimate.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
+
+    Notes
+    -----
+    With W_g = WLS_V_g (diagonal), A_g = W_g Gamma_g, B_g = W_g Delta_g, Y_g = Gamma_g B_g,
+    E = sum_g f_g Delta_g' B_g, H = sum_g f_g B_g' Y_g and K = sum_g f_g Y_g' W_g Y_g:
+    ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
+    ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
+    (the same quantities as the dense formula; the group weights f_g cancel as there).
+    """
+    n = np.array([g.n for g in stats.groups], float)
+    fg = n / n.sum()
+    k = deltas[0].shape[1]
+    E = np.zeros((k, k))
+    H = np.zeros((k, k))
+    K = np.zeros((k, k))
+    trA = trA2 = 0.0
+    for f, D, g in zip(fg, deltas, stats.groups):
+        w = np.diag(g.WLS_V)
+        B = w[:, None] * D
+        Y = g.NACOV @ B
+        A = w[:, None] * g.NACOV
+        trA += float(np.trace(A))
+        trA2 += float(np.sum(A * A.T))
+        E += f * (D.T @ B)
+        H += f * (B.T @ Y)
+        K += f * (Y.T @ (w[:, None] * Y))
+    Ei = np.linalg.inv(E)
+    EH = Ei @ H
+    tr1 = trA - float(np.trace(EH))
+    tr2 = trA2 - 2.0 * float(np.sum(Ei * K.T)) + float(np.sum(EH * EH.T))
+    a = np.sqrt(df / tr2)
+    b = df - a * tr1
+    stat = a * chisq + b
+    return {"trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.scaling.factor": float(1.0 / a),
+            "chisq.shift.parameters": float(b), "chisq.scaled": float(stat),
+            "pvalue.scaled": float(_st.chi2.sf(stat, df))}
+
+
+def _baseline_fast(stats) -> dict:
+    """`instrument.estimate.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
+    (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
+    nfree = [g.nth for g in stats.groups]
+    tot = sum(nfree)
+    deltas, off = [], 0
+    for g, nf in zip(stats.groups, nfree):
+        D = np.zeros((len(g.wls_obs), tot))
+        D[:nf, off:off + nf] = np.eye(nf)
+        off += nf
+        deltas.append(D)
+    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
+    ss = scaled_shifted_fast(0.0, df, deltas, stats)
+    return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
+            "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

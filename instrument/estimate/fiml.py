@@ -1,0 +1,1064 @@
+"""Full-information maximum likelihood (lavaan ``missing = "ml"``/``"fiml"``) on plain arrays.
+
+The data of a group are grouped by missing-data pattern once (`missing_patterns`); every
+computation then works per pattern on sufficient statistics (pattern means and covariances), and
+patterns with the same number of observed variables are stacked and handled by batched linear
+algebra, so nothing loops over respondents.
+
+Contents: the pattern-wise log-likelihood and its analytic gradient w.r.t. ``[mu, vech(sigma)]``
+(`fiml_loglik`, `fiml_moment_gradient`), casewise scores (`fiml_scores`), the observed h1
+information (`fiml_h1_information_observed`), the saturated (h1) model by EM (`em_saturated`),
+the FIML independence (baseline) model (`fiml_baseline`), Bentler's SRMR with the EM moments
+(`srmr_bentler`), an objective for the engine's optimiser (`FIMLObjective`), FIML with robust
+(MLR) standard errors (`fiml_mlr_vcov`) and the Yuan-Bentler h1 trace (`fiml_h1_trace`), and a
+missing-data summary (`missing_summary`).
+
+Notes
+-----
+For pattern k with observed variables o, n_k rows, pattern mean ``ybar_k`` and covariance
+``S_k`` (divisor n_k):
+
+.. math::
+
+   \\ell_k = -\\frac{n_k}{2}\\Big[p_o\\log 2\\pi + \\log|\\Sigma_{oo}|
+             + \\mathrm{tr}\\big(\\Sigma_{oo}^{-1}(S_k + d_k d_k')\\big)\\Big],\\quad
+   d_k = \\bar y_k - \\mu_o
+
+(lavaan ``lav_mvnorm_missing_loglik_samplestats``). ``chisq = 2 (logl_h1 - logl)`` where
+``logl_h1`` is the log-likelihood at the EM estimates of the saturated model
+(``lav_mvnorm_missing_h1_estimate_moments``), and lavaan's ``fmin = chisq / (2N)``. Standard
+errors use the observed information (``information = "observed"``, Hessian of ``-logl/N``).
+Rows with no observed value are dropped, as lavaan does (it warns).
+
+Wiring into ``cfa(missing="fiml")`` (the engine's contract; FIML always has a meanstructure)::
+
+    pats = [missing_patterns(X_g) for X_g in data_by_group]
+    obj = FIMLObjective(model.implied, model.delta, pats)       # value(x), gradient(x)
+    x_hat = optimize(obj, x0)                                    # the engine's optimiser
+    out = fiml_fit(model, x_hat, data_by_group, df=df, estimator="ML" or "MLR",
+                   clusters=None)
+    # out.vcov (unique parameters; K @ V @ K.T for the partable), out.fit_measures, out.h1
+
+References
+----------
+Arbuckle, J. L. (1996). Full information estimation in the presence of incomplete data. In G. A.
+Marcoulides & R. E. Schumacker (Eds.), Advanced structural equation modeling (pp. 243-277).
+Erlbaum.
+Little, R. J. A., & Rubin, D. B. (2002). Statistical analysis with missing data (2nd ed.), ch. 8
+(EM for the multivariate normal). Wiley. https://doi.org/10.1002/9781119013563
+Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and covariance
+structure analysis with nonnormal missing data. Sociological Methodology, 30(1), 165-200.
+https://doi.org/10.1111/0081-1750.00078
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from instrument.estimate.mlr import (_cluster_sum, _richardson_curvature, _sym_inv,
+                                     huber_white_vcov, vech, vech_indices, vech_weights)
+
+__all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
+           "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
+           "fiml_h1_information_firstorder", "fiml_h1_information_expected", "H1Result",
+           "em_saturated", "fiml_baseline",
+           "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "fiml_h1_trace", "missing_summary", "MissingSummary",
+           "fiml_baseline_yuan_bentler", "fiml_corrected", "FIMLFit", "fiml_fit"]
+
+LOG2PI = float(np.log(2.0 * np.pi))
+_CHUNK_ELEMENTS = 2_000_000   # batch size bound (elements) for stacked per-pattern matrices
+
+
+# --------------------------------------------------------------------------------------------
+# patterns
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PatternBlock:
+    """Patterns sharing the same number of observed variables ``q`` (stacked for batching).
+
+    Attributes
+    ----------
+    obs : (K, q) int, observed-variable indices of each pattern (sorted).
+    n : (K,) int, rows per pattern.
+    mean : (K, q) pattern means.  cov : (K, q, q) pattern covariances (divisor n_k).
+    rows : (m,) int, positions (in the group's retained rows) of the rows of this block.
+    row_pattern : (m,) int, the block-local pattern of each row.
+    xo : (m, q) the observed values of those rows.
+    """
+
+    obs: np.ndarray
+    n: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+    rows: np.ndarray
+    row_pattern: np.ndarray
+    xo: np.ndarray
+
+    @property
+    def q(self) -> int:
+        return int(self.obs.shape[1])
+
+
+@dataclass(frozen=True)
+class MissingPatterns:
+    """One group's data organised by missing-data pattern (`missing_patterns`).
+
+    Attributes
+    ----------
+    p : number of variables.  n : number of retained rows (at least one observed value).
+    n_empty : rows dropped because every value was missing.
+    masks : (K, p) bool, observed-variable mask of each pattern; counts : (K,) rows per pattern.
+    blocks : tuple of PatternBlock, grouped by number of observed variables.
+    kept : (n,) int, positions of the retained rows in the input.
+    """
+
+    p: int
+    n: int
+    n_empty: int
+    masks: np.ndarray
+    counts: np.ndarray
+    blocks: tuple
+    kept: np.ndarray
+    _X: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def npatterns(self) -> int:
+        return int(self.masks.shape[0])
+
+    def available_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Available-case means and variances (divisor n_j) of each variable."""
+        X = self._X
+        return np.nanmean(X, axis=0), np.nanvar(X, axis=0)
+
+
+def missing_patterns(X: np.ndarray) -> MissingPatterns:
+    """Group the rows of ``X`` (NaN = missing) by missing-data pattern.
+
+    Returns
+    -------
+    MissingPatterns
+        Patterns ordered by first appearance; rows without any observed value are dropped
+        (``n_empty``), as lavaan does.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"missing_patterns: X must be a 2-d array (n x p); got shape {X.shape}.")
+    if np.isinf(X).any():
+        raise ValueError("missing_patterns: X contains infinite values; use NaN for missing.")
+    obs = ~np.isnan(X)
+    keep = obs.any(axis=1)
+    kept = np.flatnonzero(keep)
+    Xk, Ok = X[keep], obs[keep]
+    n, p = Xk.shape
+    if n == 0:
+        raise ValueError("missing_patterns: every row is empty (all values missing).")
+    masks, first, inv, counts = np.unique(Ok, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    inv = inv.ravel()
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    masks, counts, inv = masks[order], counts[order], rank[inv]
+    q_of = masks.sum(axis=1)
+    blocks = []
+    for q in np.unique(q_of)[::-1]:
+        pids = np.flatnonzero(q_of == q)
+        local = np.full(masks.shape[0], -1)
+        local[pids] = np.arange(pids.size)
+        obs_idx = np.stack([np.flatnonzero(masks[k]) for k in pids])
+        rows = np.flatnonzero(np.isin(inv, pids))
+        rp = local[inv[rows]]
+        xo = np.take_along_axis(Xk[rows], obs_idx[rp], axis=1)
+        nk = counts[pids]
+        sums = np.zeros((pids.size, q))
+        np.add.at(sums, rp, xo)
+        mean = sums / nk[:, None]
+        dev = xo - mean[rp]
+        cov = np.zeros((pids.size, q, q))
+        np.add.at(cov, rp, dev[:, :, None] * dev[:, None, :])
+        cov /= nk[:, None, None]
+        blocks.append(PatternBlock(obs=obs_idx, n=nk, mean=mean, cov=cov, rows=rows,
+                                   row_pattern=rp, xo=xo))
+    return MissingPatterns(p=p, n=n, n_empty=int((~keep).sum()), masks=masks, counts=counts,
+                           blocks=tuple(blocks), kept=kept, _X=Xk)
+
+
+def _block_inv(sigma: np.ndarray, b: PatternBlock) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked inverses and log-determinants of ``sigma_oo`` for the patterns of a block."""
+    so = sigma[b.obs[:, :, None], b.obs[:, None, :]]
+    L = np.linalg.cholesky(so)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+    Li = np.linalg.inv(L)
+    P = np.swapaxes(Li, 1, 2) @ Li
+    return P, logdet
+
+
+# --------------------------------------------------------------------------------------------
+# log-likelihood, gradient, scores, h1 information
+# --------------------------------------------------------------------------------------------
+def fiml_loglik(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray) -> float:
+    """FIML (observed-data) log-likelihood of one group (see module notes)."""
+    total = 0.0
+    for b in pat.blocks:
+        P, logdet = _block_inv(sigma, b)
+        d = b.mean - mu[b.obs]
+        tr = np.einsum("ki,kij,kj->k", d, P, d)
+        multi = np.flatnonzero(b.n > 1)          # single-row patterns have S_k = 0
+        tr[multi] += np.einsum("kij,kij->k", P[multi], b.cov[multi])
+        total += -0.5 * float(np.sum(b.n * (b.q * LOG2PI + logdet + tr)))
+    return total
+
+
+def fiml_moment_gradient(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
+                         ntotal: int | None = None) -> np.ndarray:
+    """Gradient of ``-logl/N`` w.r.t. ``m = [mu, vech(sigma)]`` (length p + p*).
+
+    Per pattern: ``d/d mu_o = -n_k P d_k``; symmetric-matrix derivative w.r.t. ``sigma_oo``
+    ``n_k (P - P W_k P) / 2``, scattered into the full matrix; ``vech`` with off-diagonal
+    elements doubled. ``ntotal`` defaults to the group's n (pass the total N in multi-group use).
+    """
+    p = pat.p
+    N = pat.n if ntotal is None else ntotal
+    gmu = np.zeros(p)
+    G = np.zeros(p * p)
+    for b in pat.blocks:
+        P, _ = _block_inv(sigma, b)
+        d = b.mean - mu[b.obs]
+        Pd = np.einsum("kij,kj->ki", P, d)
+        gmu += np.bincount(b.obs.ravel(), weights=(-b.n[:, None] * Pd).ravel(), minlength=p)
+        # P W P = P S_k P + (P d)(P d)'; S_k = 0 for single-row patterns
+        PWP = Pd[:, :, None] * Pd[:, None, :]
+        multi = np.flatnonzero(b.n > 1)
+        if multi.size:
+            PWP[multi] += P[multi] @ b.cov[multi] @ P[multi]
+        Gk = 0.5 * b.n[:, None, None] * (P - PWP)
+        flat = (b.obs[:, :, None] * p + b.obs[:, None, :]).ravel()
+        G += np.bincount(flat, weights=Gk.ravel(), minlength=p * p)
+    G = G.reshape(p, p)
+    r, c = vech_indices(p)
+    gs = 2.0 * vech_weights(p) * G[r, c]
+    return np.concatenate([gmu, gs]) / N
+
+
+def fiml_scores(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Casewise scores of the FIML log-likelihood w.r.t. ``[mu, vech(sigma)]``, (n, p + p*).
+
+    Row order = the retained rows (``pat.kept``). For row i in pattern k:
+    ``z = P_k (x_io - mu_o)``; mean score ``z`` (zero for missing variables); covariance score
+    ``w_rc (z_r z_c - [P_k]_rc)`` with ``P_k`` embedded in a p x p zero matrix (lavaan
+    ``lav_mvnorm_missing_scores_mu_vech_sigma``).
+    """
+    p, n = pat.p, pat.n
+    r, c = vech_indices(p)
+    w = vech_weights(p)
+    out = np.zeros((n, p + r.size))
+    for b in pat.blocks:
+        P, _ = _block_inv(sigma, b)
+        d = b.xo - mu[b.obs][b.row_pattern]
+        z = np.einsum("mij,mj->mi", P[b.row_pattern], d)
+        zf = np.zeros((b.rows.size, p))
+        np.put_along_axis(zf, b.obs[b.row_pattern], z, axis=1)
+        Pf = np.zeros((P.shape[0], p, p))
+        Pf[np.arange(P.shape[0])[:, None, None], b.obs[:, :, None], b.obs[:, None, :]] = P
+        pv = Pf[:, r, c][b.row_pattern]
+        out[b.rows, :p] = zf
+        out[b.rows, p:] = (zf[:, r] * zf[:, c] - pv) * w
+    return out
+
+
+def fiml_h1_information_firstorder(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
+                                   cluster: np.ndarray | None = None) -> np.ndarray:
+    """Unit first-order information from FIML casewise scores, ``S'S / n``
+    (lavaan ``lav_mvnorm_missing_information_firstorder``; cluster sums as in `mlr`)."""
+    S = fiml_scores(pat, sigma, mu)
+    if cluster is not None:
+        S = _cluster_sum(S, np.asarray(cluster)[pat.kept])
+    return S.T @ S / pat.n
+
+
+def fiml_h1_information_expected(pat: MissingPatterns, sigma: np.ndarray, *,
+                                 ntotal: int | None = None) -> np.ndarray:
+    """Unit expected information of the FIML log-likelihood w.r.t. ``[mu, vech(sigma)]``.
+
+    ``sum_k (n_k/N) [[P_k, 0], [0, D'(P_k kron P_k)D / 2]]`` scattered from the observed
+    sub-vectors (lavaan ``lav_mvnorm_missing_information_expected``): the observed information
+    with ``W_k = sigma_oo`` and ``d_k = 0``.
+    """
+    return fiml_h1_information_observed(pat, sigma, None, ntotal=ntotal, _expected=True)
+
+
+def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
+                                 ntotal: int | None = None, _expected: bool = False
+                                 ) -> np.ndarray:
+    """Unit observed information (Hessian of ``-logl/N`` w.r.t. ``[mu, vech(sigma)]``).
+
+    Sum over patterns of ``n_k/N`` times the complete-data observed information of the observed
+    sub-vector (`instrument.estimate.mlr.h1_information_observed` with ``W_k``), scattered into
+    the full ``(p + p*)`` matrix (lavaan ``lav_mvnorm_missing_information_observed_samplestats``).
+    Batched over the patterns of a block.
+    """
+    p = pat.p
+    N = pat.n if ntotal is None else ntotal
+    r, c = vech_indices(p)
+    ps = r.size
+    pos = np.full((p, p), -1)
+    pos[r, c] = np.arange(ps)
+    pos[c, r] = np.arange(ps)
+    m = p + ps
+    H = np.zeros(m * m)
+    for b in pat.blocks:
+        q = b.q
+        lr, lc = vech_indices(q)
+        lw = vech_weights(q)
+        ww = np.outer(lw, lw)
+        qq = q + lr.size
+        Pall, _ = _block_inv(sigma, b)
+        # chunks of patterns, so that the stacked (q + q*)^2 blocks stay below ~16 MB each
+        step = max(1, int(_CHUNK_ELEMENTS // (qq * qq)))
+        for k0 in range(0, Pall.shape[0], step):
+            sl = slice(k0, k0 + step)
+            P, obs, nk = Pall[sl], b.obs[sl], b.n[sl]
+            if _expected:
+                d = np.zeros((P.shape[0], q))
+                Q = P
+            else:
+                d = b.mean[sl] - mu[obs]
+                W = b.cov[sl] + d[:, :, None] * d[:, None, :]
+                Q = P @ W @ P
+
+            def tp(A, B):
+                return (A[:, lc[:, None], lr[None, :]] * B[:, lr[:, None], lc[None, :]]
+                        + A[:, lc[:, None], lc[None, :]] * B[:, lr[:, None], lr[None, :]]
+                        + A[:, lr[:, None], lr[None, :]] * B[:, lc[:, None], lc[None, :]]
+                        + A[:, lr[:, None], lc[None, :]] * B[:, lc[:, None], lr[None, :]]) * ww
+
+            ss = 0.5 * (-tp(P, P) + tp(P, Q) + tp(Q, P))
+            ss = 0.5 * (ss + np.swapaxes(ss, 1, 2))
+            v = np.einsum("kij,kj->ki", P, d)
+            ms = (P[:, :, lr] * v[:, None, lc] + P[:, :, lc] * v[:, None, lr]) * lw
+            loc = np.zeros((P.shape[0], qq, qq))
+            loc[:, :q, :q] = P
+            loc[:, :q, q:] = ms
+            loc[:, q:, :q] = np.swapaxes(ms, 1, 2)
+            loc[:, q:, q:] = ss
+            loc *= (nk / N)[:, None, None]
+            gidx = np.concatenate([obs, p + pos[obs[:, lr], obs[:, lc]]], axis=1)
+            flat = (gidx[:, :, None] * m + gidx[:, None, :]).ravel()
+            H += np.bincount(flat, weights=loc.ravel(), minlength=m * m)
+    return H.reshape(m, m)
+
+
+# --------------------------------------------------------------------------------------------
+# saturated model (EM) and baseline
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class H1Result:
+    """EM estimates of the saturated model: ``cov`` (p x p), ``mean`` (p,), ``logl``
+    (lavaan ``unrestricted.logl``), ``iterations``, ``converged``."""
+
+    cov: np.ndarray
+    mean: np.ndarray
+    logl: float
+    iterations: int
+    converged: bool
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return to_jsonable({"cov": self.cov, "mean": self.mean, "logl": self.logl,
+                            "iterations": self.iterations, "converged": self.converged})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "H1Result":
+        return cls(cov=np.asarray(d["cov"], float), mean=np.asarray(d["mean"], float),
+                   logl=float(d["logl"]), iterations=int(d["iterations"]),
+                   converged=bool(d["converged"]))
+
+    def summary(self):
+        from instrument.results import Table
+        return Table("Saturated (h1) model by EM",
+                     pd.DataFrame({"statistic": ["logl", "iterations"],
+                                   "value": [self.logl, float(self.iterations)]}), digits=4)
+
+
+def em_saturated(pat: MissingPatterns, *, tol: float = 1e-5, max_iter: int = 500,
+                 start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
+    """Maximum-likelihood mean and covariance under MAR by the EM algorithm.
+
+    E-step per pattern on sufficient statistics: with ``B = sigma_mo sigma_oo^-1`` and
+    ``a = mu_m - B mu_o``, ``sum E[x_m] = n_k a + B sum x_o``,
+    ``sum E[x_m x_m'] = n_k (sigma_mm - B sigma_om + a a') + a (B sx)' + (B sx) a' + B Sxx B'``,
+    ``sum E[x_m x_o'] = a sx' + B Sxx``. Starts from the available-case means and variances
+    (zero covariances) and stops when the largest absolute change in a mean or ``vech(sigma)``
+    element is below ``tol`` or after ``max_iter`` iterations: lavaan's rule and defaults
+    (``lav_mvnorm_missing_h1_estimate_moments``, ``em.h1.tol = 1e-5``, ``em.h1.iter.max = 500``),
+    so the EM moments, and everything computed from them (SRMR, the FIML-corrected robust
+    indices), reproduce lavaan's; pass a smaller ``tol`` for the exact maximiser. As lavaan, a
+    ridge of ``1e-8 max(diag)`` is added to the diagonal when an eigenvalue falls below 1e-6.
+    """
+    p, N = pat.p, pat.n
+    if start is None:
+        mu, var = pat.available_moments()
+        sigma = np.diag(var)
+    else:
+        mu, sigma = np.array(start[0], float), np.array(start[1], float)
+    # per block: missing-variable indices and the pattern sufficient statistics
+    prep = []
+    allv = np.arange(p)
+    for b in pat.blocks:
+        mis = np.stack([np.setdiff1d(allv, o) for o in b.obs])
+        sx = b.n[:, None] * b.mean
+        sxx = b.n[:, None, None] * (b.cov + b.mean[:, :, None] * b.mean[:, None, :])
+        prep.append((b.obs, mis, b.n.astype(float), sx, sxx))
+
+    def scatter(rows_idx, cols_idx, vals):
+        flat = (rows_idx[:, :, None] * p + cols_idx[:, None, :]).ravel()
+        return np.bincount(flat, weights=vals.ravel(), minlength=p * p)
+
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        T1 = np.zeros(p)
+        T2 = np.zeros(p * p)
+        for o, mis, nk, sx, sxx in prep:
+            T1 += np.bincount(o.ravel(), weights=sx.ravel(), minlength=p)
+            T2 += scatter(o, o, sxx)
+            if mis.shape[1] == 0:
+                continue
+            soo = sigma[o[:, :, None], o[:, None, :]]
+            smo = sigma[mis[:, :, None], o[:, None, :]]
+            B = np.swapaxes(np.linalg.solve(soo, np.swapaxes(smo, 1, 2)), 1, 2)
+            a = mu[mis] - np.einsum("kmq,kq->km", B, mu[o])
+            bsx = np.einsum("kmq,kq->km", B, sx)
+            T1 += np.bincount(mis.ravel(), weights=(nk[:, None] * a + bsx).ravel(), minlength=p)
+            xmo = a[:, :, None] * sx[:, None, :] + B @ sxx
+            T2 += scatter(mis, o, xmo) + scatter(o, mis, np.swapaxes(xmo, 1, 2))
+            cmm = sigma[mis[:, :, None], mis[:, None, :]] - B @ np.swapaxes(smo, 1, 2)
+            mm = (nk[:, None, None] * (cmm + a[:, :, None] * a[:, None, :])
+                  + a[:, :, None] * bsx[:, None, :] + bsx[:, :, None] * a[:, None, :]
+                  + B @ sxx @ np.swapaxes(B, 1, 2))
+            T2 += scatter(mis, mis, mm)
+        T2 = T2.reshape(p, p)
+        mu_new = T1 / N
+        sigma_new = T2 / N - np.outer(mu_new, mu_new)
+        sigma_new = 0.5 * (sigma_new + sigma_new.T)
+        if np.linalg.eigvalsh(sigma_new)[0] < 1e-6:      # lavaan's ridge for near-singular S
+            sigma_new[np.diag_indices(p)] += np.max(np.diag(sigma_new)) * 1e-8
+        delta = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
+        mu, sigma = mu_new, sigma_new
+        if delta < tol:
+            converged = True
+            break
+    return H1Result(cov=sigma, mean=mu, logl=fiml_loglik(pat, sigma, mu), iterations=it,
+                    converged=converged)
+
+
+def fiml_baseline(pat: MissingPatterns) -> dict:
+    """FIML independence model: free means and variances, zero covariances.
+
+    Under MAR its likelihood factorises over variables, so the estimates are the available-case
+    means and variances (divisor n_j) and
+    ``logl_b = -1/2 sum_j n_j (log 2pi + log v_j + 1)``.
+
+    Returns
+    -------
+    dict
+        ``logl``, ``mean``, ``var``, ``npar`` (2p) and ``df`` (p(p-1)/2 per group; use
+        ``baseline.chisq = 2 (logl_h1 - logl_b)``).
+    """
+    m, v = pat.available_moments()
+    nj = (~np.isnan(pat._X)).sum(axis=0)
+    logl = -0.5 * float(np.sum(nj * (LOG2PI + np.log(v) + 1.0)))
+    return {"logl": logl, "mean": m, "var": v, "npar": 2 * pat.p,
+            "df": pat.p * (pat.p - 1) // 2}
+
+
+def srmr_bentler(sample_cov: np.ndarray, sample_mean: np.ndarray | None, sigma: np.ndarray,
+                 mu: np.ndarray | None) -> float:
+    """Bentler's SRMR of one group (lavaan ``srmr``/``srmr_bentler``), convention 6.
+
+    Residuals ``(s_ij - sigma_ij)/sqrt(s_ii s_jj)`` over the lower triangle incl. the diagonal,
+    plus ``(m_i - mu_i)/sqrt(s_ii)`` when means are given (divisor then p* + p). For FIML pass the
+    EM moments (`em_saturated`) as the sample moments. Multi-group: ``sum_g (n_g/N) SRMR_g``.
+    """
+    sd = np.sqrt(np.diag(sample_cov))
+    R = (sample_cov - sigma) / np.outer(sd, sd)
+    e = vech(R)
+    if sample_mean is not None and mu is not None:
+        e = np.concatenate([e, (sample_mean - mu) / sd])
+    return float(np.sqrt(np.mean(e ** 2)))
+
+
+# --------------------------------------------------------------------------------------------
+# objective for the optimiser, SEs, MLR with FIML
+# --------------------------------------------------------------------------------------------
+class FIMLObjective:
+    """FIML objective for the engine's optimiser: ``value(x) = -logl(x) / N`` summed over groups.
+
+    Parameters
+    ----------
+    model_implied_fn : callable
+        ``x -> list of (sigma, mu)`` per group (the engine's ``model.implied(x)`` mapped to
+        tuples, or objects with ``.sigma`` and ``.mu``).
+    delta_fn : callable
+        ``x -> list of (p + p*, nx)`` Jacobians of ``[mu, vech(sigma)]`` (FIML always has a
+        meanstructure).
+    patterns : sequence of MissingPatterns
+        One per group (`missing_patterns`).
+
+    Notes
+    -----
+    ``gradient(x) = sum_g Delta_g' g_g`` with ``g_g`` = `fiml_moment_gradient` (divided by the
+    total N). lavaan's reported ``fmin`` equals ``value(x) - value_h1`` with
+    ``value_h1 = -logl_h1 / N`` (see `fmin`). `observed_information` is the Hessian of ``value``
+    by lavaan's 4-point differences of the analytic gradient (``lav_model_hessian``, h = 1e-6),
+    the information lavaan uses for FIML standard errors.
+    """
+
+    def __init__(self, model_implied_fn: Callable, delta_fn: Callable,
+                 patterns: Sequence[MissingPatterns]):
+        self.model_implied_fn = model_implied_fn
+        self.delta_fn = delta_fn
+        self.patterns = list(patterns)
+        self.ntotal = sum(p.n for p in self.patterns)
+
+    def _implied(self, x):
+        out = []
+        for imp in self.model_implied_fn(np.asarray(x, dtype=float)):
+            if hasattr(imp, "sigma"):
+                out.append((np.asarray(imp.sigma), np.asarray(imp.mu)))
+            else:
+                out.append((np.asarray(imp[0]), np.asarray(imp[1])))
+        if len(out) != len(self.patterns):
+            raise ValueError(f"FIMLObjective: implied() returned {len(out)} groups; "
+                             f"{len(self.patterns)} pattern sets were given.")
+        return out
+
+    def loglik(self, x) -> float:
+        """Total FIML log-likelihood at ``x`` (``-inf`` when an implied matrix is not PD)."""
+        try:
+            return float(sum(fiml_loglik(pt, s, m) for pt, (s, m) in
+                             zip(self.patterns, self._implied(x))))
+        except np.linalg.LinAlgError:
+            return -np.inf
+
+    def value(self, x) -> float:
+        return -self.loglik(x) / self.ntotal
+
+    def moment_gradients(self, x) -> list[np.ndarray]:
+        return [fiml_moment_gradient(pt, s, m, ntotal=self.ntotal)
+                for pt, (s, m) in zip(self.patterns, self._implied(x))]
+
+    def gradient(self, x) -> np.ndarray:
+        gs = self.moment_gradients(x)
+        ds = self.delta_fn(np.asarray(x, dtype=float))
+        return sum(np.asarray(D).T @ g for D, g in zip(ds, gs))
+
+    def fmin(self, x, h1_logl: float) -> float:
+        """lavaan's ``fmin``: ``(logl_h1 - logl(x)) / N`` (= chisq / 2N)."""
+        return (h1_logl - self.loglik(x)) / self.ntotal
+
+    def observed_information(self, x, *, h: float = 1e-6) -> np.ndarray:
+        """Unit observed information: 4-point numeric Hessian of the analytic gradient."""
+        x = np.asarray(x, dtype=float)
+        nx = x.size
+        H = np.zeros((nx, nx))
+        for j in range(nx):
+            e = np.zeros(nx)
+            e[j] = h
+            H[:, j] = (self.gradient(x - 2 * e) - 8 * self.gradient(x - e)
+                       + 8 * self.gradient(x + e) - self.gradient(x + 2 * e)) / (12 * h)
+        return 0.5 * (H + H.T)
+
+    def observed_information_analytic(self, x, *, h: float = 1e-6) -> np.ndarray:
+        """Unit observed information as ``sum_g Delta' A1obs Delta`` + curvature term (the
+        second derivatives of the implied moments by differences of ``delta_fn``)."""
+        x = np.asarray(x, dtype=float)
+        ds = self.delta_fn(x)
+        H = 0.0
+        for pt, (s, m), D in zip(self.patterns, self._implied(x), ds):
+            A = fiml_h1_information_observed(pt, s, m, ntotal=self.ntotal)
+            H = H + D.T @ A @ D
+        H = H + _richardson_curvature(self.delta_fn, x, self.moment_gradients(x),
+                                      [1.0] * len(self.patterns), h)
+        return 0.5 * (H + H.T)
+
+    def expected_information(self, x) -> np.ndarray:
+        """Unit expected information ``sum_g Delta_g' A1exp_g Delta_g`` (for Fisher scoring)."""
+        x = np.asarray(x, dtype=float)
+        H = 0.0
+        for pt, (s, _), D in zip(self.patterns, self._implied(x), self.delta_fn(x)):
+            D = np.asarray(D)
+            H = H + D.T @ fiml_h1_information_expected(pt, s, ntotal=self.ntotal) @ D
+        return 0.5 * (H + H.T)
+
+    def vcov(self, x, *, information: np.ndarray | None = None) -> np.ndarray:
+        """Standard (observed-information) covariance matrix ``E^-1 / N``."""
+        E = self.observed_information(x) if information is None else information
+        V = np.linalg.inv(E) / self.ntotal
+        return 0.5 * (V + V.T)
+
+    def scores(self, x) -> list[np.ndarray]:
+        """Casewise scores w.r.t. x per group, ``(n_g, nx)``."""
+        ds = self.delta_fn(np.asarray(x, dtype=float))
+        return [fiml_scores(pt, s, m) @ np.asarray(D)
+                for pt, (s, m), D in zip(self.patterns, self._implied(x), ds)]
+
+
+def fiml_mlr_vcov(objective: FIMLObjective, x, *, information: np.ndarray | None = None,
+                  clusters: Sequence[np.ndarray | None] | None = None):
+    """MLR with FIML: ``E^-1 B0 E^-1 / N`` with ``B0`` from the FIML casewise scores.
+
+    ``B0 = sum_g (n_g/N) Delta_g' B1_g Delta_g`` with ``B1_g`` = `fiml_h1_information_firstorder`
+    at the implied moments (structured), ``E`` the observed information. Returns an
+    `instrument.estimate.mlr.MLRVcov`.
+    """
+    from instrument.estimate.mlr import MLRVcov
+    x = np.asarray(x, dtype=float)
+    E = objective.observed_information(x) if information is None else information
+    E_inv = np.linalg.inv(E)
+    E_inv = 0.5 * (E_inv + E_inv.T)
+    clusters = list(clusters) if clusters is not None else [None] * len(objective.patterns)
+    N = objective.ntotal
+    B0, per = 0.0, []
+    for pt, (s, m), D, cl in zip(objective.patterns, objective._implied(x),
+                                 objective.delta_fn(x), clusters):
+        B1 = fiml_h1_information_firstorder(pt, s, m, cluster=cl)
+        b = D.T @ B1 @ D
+        per.append(b)
+        B0 = B0 + pt.n / N * b
+    V = huber_white_vcov(E_inv, B0, N)
+    return MLRVcov(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), information=E,
+                   information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=N)
+
+
+def fiml_h1_trace(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | None = None,
+                  A1: np.ndarray | None = None, B1: np.ndarray | None = None
+                  ) -> tuple[float, int]:
+    """``tr(B1 A1^-1)`` of the unstructured h1 model under FIML (at the EM estimates), and ndat.
+
+    ``A1`` = `fiml_h1_information_observed`, ``B1`` = `fiml_h1_information_firstorder`, both at
+    ``(h1.cov, h1.mean)`` (pass them when already computed); the input of
+    `instrument.teststat.yuan_bentler.yuan_bentler_mplus`.
+    """
+    if A1 is None:
+        A1 = fiml_h1_information_observed(pat, h1.cov, h1.mean)
+    if B1 is None:
+        B1 = fiml_h1_information_firstorder(pat, h1.cov, h1.mean, cluster=cluster)
+    return float(np.sum(B1 * np.linalg.inv(A1).T)), A1.shape[0]
+
+
+# --------------------------------------------------------------------------------------------
+# summary
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MissingSummary:
+    """Missing-data summary (`missing_summary`).
+
+    Attributes
+    ----------
+    patterns : DataFrame
+        One row per pattern (most frequent first), a 0/1 column per variable (1 = observed, as
+        ``lavInspect(fit, "patterns")``) and ``n``.
+    items : DataFrame
+        ``variable``, ``n_observed``, ``n_missing``, ``coverage``.
+    coverage : DataFrame
+        p x p proportion of rows observed on both variables (``lavInspect(fit, "coverage")``),
+        indexed and labelled by variable.
+    """
+
+    patterns: pd.DataFrame
+    items: pd.DataFrame
+    coverage: pd.DataFrame
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return {"patterns": to_jsonable(self.patterns), "items": to_jsonable(self.items),
+                "coverage": to_jsonable(self.coverage.reset_index(names="variable"))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MissingSummary":
+        from instrument.results import from_jsonable
+        cov = from_jsonable(d["coverage"]).set_index("variable")
+        cov.index.name = None
+        return cls(patterns=from_jsonable(d["patterns"]), items=from_jsonable(d["items"]),
+                   coverage=cov)
+
+    def summary(self):
+        from instrument.results import Table
+        n = int(self.patterns["n"].sum())
+        return Table("Missing data: coverage per item", self.items,
+                     notes=(f"{len(self.patterns)} missing-data patterns in {n} rows; "
+                            f"lowest pairwise coverage {float(self.coverage.values.min()):.3f}.",))
+
+
+def missing_summary(data: pd.DataFrame | np.ndarray, names: Sequence[str] | None = None
+                    ) -> MissingSummary:
+    """Missing-data summary: patterns with counts, coverage per item and per pair.
+
+    Parameters
+    ----------
+    data : DataFrame (its columns, or ``names``, are used) or (n, p) array with NaN = missing.
+    names : variable names (default: all DataFrame columns, or V1..Vp for arrays).
+
+    Returns
+    -------
+    MissingSummary
+        Coverage is over all rows, empty rows included, as lavaan's ``coverage``.
+    """
+    if isinstance(data, pd.DataFrame):
+        names = list(data.columns) if names is None else list(names)
+        missing_cols = [c for c in names if c not in data.columns]
+        if missing_cols:
+            raise ValueError(f"missing_summary: columns not in the data: {missing_cols}.")
+        X = data[names].to_numpy(dtype=float)
+    else:
+        X = np.asarray(data, dtype=float)
+        names = [f"V{j + 1}" for j in range(X.shape[1])] if names is None else list(names)
+    if X.shape[1] != len(names):
+        raise ValueError(f"missing_summary: {len(names)} names for {X.shape[1]} columns.")
+    O = (~np.isnan(X)).astype(int)
+    n = X.shape[0]
+    masks, counts = np.unique(O, axis=0, return_counts=True)
+    order = np.lexsort((-masks.sum(axis=1), -counts))
+    pats = pd.DataFrame(masks[order], columns=names)
+    pats["n"] = counts[order]
+    nobs = O.sum(axis=0)
+    items = pd.DataFrame({"variable": names, "n_observed": nobs, "n_missing": n - nobs,
+                          "coverage": nobs / n})
+    cov = pd.DataFrame(O.T @ O / n, index=names, columns=names)
+    return MissingSummary(patterns=pats.reset_index(drop=True), items=items, coverage=cov)
+
+
+# --------------------------------------------------------------------------------------------
+# baseline scaling factor and FIML-corrected robust CFI/RMSEA
+# --------------------------------------------------------------------------------------------
+def _baseline_delta(p: int) -> np.ndarray:
+    """Jacobian of ``[mu, vech(diag(v))]`` w.r.t. ``(mu, v)`` of the independence model."""
+    r, c = vech_indices(p)
+    D = np.zeros((p + r.size, 2 * p))
+    D[:p, :p] = np.eye(p)
+    D[p + np.flatnonzero(r == c), p + np.arange(p)] = 1.0
+    return D
+
+
+def _ml_discrepancy(S: np.ndarray, M: np.ndarray, sigma: np.ndarray, mu: np.ndarray) -> float:
+    """``F_ML = log|Sigma| + tr(S Sigma^-1) + (M - mu)' Sigma^-1 (M - mu) - log|S| - p``."""
+    P = _sym_inv(sigma)
+    d = M - mu
+    return float(np.linalg.slogdet(sigma)[1] + np.sum(S * P) + d @ P @ d
+                 - np.linalg.slogdet(S)[1] - S.shape[0])
+
+
+def _baseline_information(pat: MissingPatterns, var: np.ndarray, mean: np.ndarray,
+                          ntotal: int) -> np.ndarray:
+    """``Delta_b' A1obs Delta_b`` of the independence model (means, variances): only the mean and
+    diagonal-variance rows of the FIML observed information, without forming the full matrix.
+    """
+    p = pat.p
+    H = np.zeros(4 * p * p)
+    sigma = np.diag(var)
+    for b in pat.blocks:
+        P, _ = _block_inv(sigma, b)
+        d = b.mean - mean[b.obs]
+        W = b.cov + d[:, :, None] * d[:, None, :]
+        Q = P @ W @ P
+        v = np.einsum("kij,kj->ki", P, d)
+        wt = (b.n / ntotal)[:, None, None]
+        mm = wt * P
+        ss = wt * 0.5 * (-P * P + 2.0 * P * Q)
+        ms = wt * P * v[:, None, :]
+        o = b.obs
+        for blk, ro, co in ((mm, 0, 0), (ss, p, p), (ms, 0, p),
+                            (np.swapaxes(ms, 1, 2), p, 0)):
+            flat = ((ro + o)[:, :, None] * (2 * p) + (co + o)[:, None, :]).ravel()
+            H += np.bincount(flat, weights=blk.ravel(), minlength=4 * p * p)
+    return H.reshape(2 * p, 2 * p)
+
+
+def fiml_baseline_yuan_bentler(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result], *,
+                               clusters: Sequence[np.ndarray | None] | None = None,
+                               h1_traces: Sequence[float] | None = None):
+    """Yuan-Bentler (Mplus) test of the FIML baseline (independence) model (MLR + FIML).
+
+    The baseline is linear in its parameters (means and variances), so its observed information
+    is exactly ``sum_g (n_g/N) Delta_b' A1obs_g Delta_b`` at the baseline estimates, and
+    ``B0_g = Delta_b' B1_g Delta_b`` from FIML casewise scores at the baseline moments.
+    ``h1_traces`` (per group, `fiml_h1_trace`) are reused when given.
+
+    Returns
+    -------
+    instrument.teststat.yuan_bentler.YuanBentlerResult
+        ``chisq`` = ``baseline.chisq`` and ``scaling_factor`` = ``baseline.chisq.scaling.factor``.
+    """
+    from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+    clusters = list(clusters) if clusters is not None else [None] * len(patterns)
+    N = sum(pt.n for pt in patterns)
+    G = len(patterns)
+    p = patterns[0].p
+    r, c = vech_indices(p)
+    sel = np.concatenate([np.arange(p), p + np.flatnonzero(r == c)])
+    k = 2 * p
+    E = np.zeros((G * k, G * k))
+    B0g, traces, ndat, chisq_g = [], [], [], []
+    for g, (pt, hh, cl) in enumerate(zip(patterns, h1, clusters)):
+        b = fiml_baseline(pt)
+        sl = slice(g * k, (g + 1) * k)
+        E[sl, sl] = _baseline_information(pt, b["var"], b["mean"], N)
+        sc = fiml_scores(pt, np.diag(b["var"]), b["mean"])[:, sel]
+        if cl is not None:
+            sc = _cluster_sum(sc, np.asarray(cl)[pt.kept])
+        Bg = np.zeros((G * k, G * k))
+        Bg[sl, sl] = sc.T @ sc / pt.n
+        B0g.append(Bg)
+        if h1_traces is None:
+            t, nd = fiml_h1_trace(pt, hh, cluster=cl)
+        else:
+            t, nd = h1_traces[g], p + p * (p + 1) // 2
+        traces.append(t)
+        ndat.append(nd)
+        chisq_g.append(2.0 * (hh.logl - b["logl"]))
+    df = G * p * (p - 1) // 2
+    return yuan_bentler_mplus(float(sum(chisq_g)), df, h1_traces=traces, h1_ndat=ndat,
+                              information_inv=np.linalg.inv(E), B0_group=B0g,
+                              nobs=[pt.n for pt in patterns], chisq_group=chisq_g)
+
+
+def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
+                   implied: Sequence[tuple[np.ndarray, np.ndarray]], delta: Sequence[np.ndarray],
+                   df: int, *, version: str = "V6",
+                   h1_info: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None
+                   ) -> dict[str, float]:
+    """Ingredients of lavaan's FIML-corrected robust CFI/RMSEA (Zhang & Savalei).
+
+    lavaan 0.6-14 (``lav_fit_fiml_corrected``) reports ``cfi.robust``, ``tli.robust``,
+    ``rmsea.robust`` for every FIML fit: version ``"V6"`` with the standard test
+    (``estimator = "ML"``), ``"V3"`` with a scaled test (MLR).
+
+    Parameters
+    ----------
+    patterns, h1 : per group missing-data patterns and EM estimates (``S~``, ``M~``).
+    implied : per group ``(sigma, mu)`` of the fitted model at the FIML estimates.
+    delta : per group Jacobians of ``[mu, vech(sigma)]`` w.r.t. the free parameters.
+    df : model degrees of freedom.
+    version : {"V3", "V6"}
+    h1_info : optional per group ``(Wm, Jm)``: `fiml_h1_information_observed` and
+        `fiml_h1_information_firstorder` at the EM estimates (``Jm`` only needed for V3).
+
+    Returns
+    -------
+    dict
+        ``XX3`` (N F_ML of the FIML estimates at the EM moments, summed over groups), ``df3``,
+        ``c.hat3``, ``XX3.scaled``, ``XX3.null``, ``df3.null``, ``c.hat3.null``; feed them to
+        `instrument.fit.robust.cfi` / ``tli`` / ``rmsea`` as ``chisq, df, c`` (and the ``.null``
+        ones as the baseline).
+
+    Notes
+    -----
+    With group weights ``f_g = n_g/N``: ``Wm`` = FIML observed h1 information at the EM
+    estimates, ``Wc`` = complete-data h1 information at ``(S~, M~)``, ``Jm`` = FIML first-order
+    h1 information at the EM estimates, all block-diagonal over groups (``f_g Wm_g``,
+    ``f_g Wc_g``, ``Wm_g^-1 / f_g``), ``E = Delta' Wm Delta`` (observed information of type
+    "h1", unstructured) and ``U = Wm - Wm Delta E^-1 Delta' Wm``:
+
+    * V6: ``k = tr(Wc Wm^-1 U Wm^-1)``;
+    * V3: ``k = tr(U Wm^-1 Wc Wm^-1 U Gamma)`` with ``Gamma = bdiag(Wm_g^-1 Jm_g Wm_g^-1 / f_g)``;
+
+    ``c.hat3 = k / df``; the baseline's ``c.hat3.null`` uses the independence model's Jacobian.
+
+    References
+    ----------
+    Zhang, X., & Savalei, V. (2023). New computations for RMSEA and CFI following FIML and TS
+    estimation with missing data. Psychological Methods, 28(2), 263-283.
+    https://doi.org/10.1037/met0000445
+    """
+    version = version.upper()
+    if version not in ("V3", "V6"):
+        raise ValueError(f"version= must be one of 'V3', 'V6'; got {version!r}.")
+    N = sum(pt.n for pt in patterns)
+    p = patterns[0].p
+    Wm_b, Wc_b, Wmi_b, Gam_b = [], [], [], []
+    XX3 = XX3n = 0.0
+    h1_info = list(h1_info) if h1_info is not None else [(None, None)] * len(patterns)
+    for pt, hh, (s, m), (Wm, Jm) in zip(patterns, h1, implied, h1_info):
+        fg = pt.n / N
+        if Wm is None:
+            Wm = fiml_h1_information_observed(pt, hh.cov, hh.mean)
+        Wc = _h1_expected_ms(hh.cov)
+        Wmi = np.linalg.inv(Wm)
+        Wm_b.append(fg * Wm)
+        Wc_b.append(fg * Wc)
+        Wmi_b.append(Wmi / fg)
+        if version == "V3":
+            if Jm is None:
+                Jm = fiml_h1_information_firstorder(pt, hh.cov, hh.mean)
+            Gam_b.append(Wmi @ Jm @ Wmi / fg)
+        XX3 += pt.n * _ml_discrepancy(hh.cov, hh.mean, s, m)
+        b = fiml_baseline(pt)
+        XX3n += pt.n * _ml_discrepancy(hh.cov, hh.mean, np.diag(b["var"]), b["mean"])
+
+    from scipy.linalg import block_diag
+    Wm, Wc, Wmi = block_diag(*Wm_b), block_diag(*Wc_b), block_diag(*Wmi_b)
+    Gam = block_diag(*Gam_b) if version == "V3" else None
+
+    def trace_k(D: np.ndarray) -> float:
+        E = D.T @ Wm @ D
+        U = Wm - Wm @ D @ np.linalg.solve(E, D.T @ Wm)
+        if version == "V6":
+            return float(np.sum((Wc @ Wmi) * (U @ Wmi).T))
+        M1 = U @ Wmi @ Wc @ Wmi @ U
+        return float(np.sum(M1 * Gam.T))
+
+    D = np.vstack([np.asarray(d) for d in delta])
+    DB = block_diag(*[_baseline_delta(p)] * len(patterns))
+    k, kb = trace_k(D), trace_k(DB)
+    dfn = len(patterns) * p * (p - 1) // 2
+    c3, c3n = k / df, kb / dfn
+    return {"XX3": XX3, "df3": float(df), "c.hat3": c3, "XX3.scaled": XX3 / c3,
+            "XX3.null": XX3n, "df3.null": float(dfn), "c.hat3.null": c3n}
+
+
+def _h1_expected_ms(S: np.ndarray) -> np.ndarray:
+    from instrument.estimate.mlr import h1_information_expected
+    return h1_information_expected(S, meanstructure=True)
+
+
+# --------------------------------------------------------------------------------------------
+# adapter for the engine (ENGINE_CONTRACT.md)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FIMLFit:
+    """What ``cfa(missing="fiml")`` needs beyond the estimates: vcov, h1 (EM) results and the fit
+    measures (lavaan names), for ``estimator="ML"`` or ``"MLR"``.
+
+    Attributes
+    ----------
+    vcov : ndarray (nx, nx) (observed information, or Huber-White for MLR).
+    se : ndarray (nx,).
+    fit_measures : dict of lavaan ``fitMeasures()`` names.
+    h1 : tuple of H1Result (per group).
+    estimator : "ML" or "MLR".
+    """
+
+    vcov: np.ndarray
+    se: np.ndarray
+    fit_measures: dict
+    h1: tuple
+    estimator: str
+
+    def to_dict(self) -> dict:
+        from instrument.results import to_jsonable
+        return {"vcov": to_jsonable(self.vcov), "se": to_jsonable(self.se),
+                "fit_measures": to_jsonable(self.fit_measures),
+                "h1": [h.to_dict() for h in self.h1], "estimator": self.estimator}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FIMLFit":
+        return cls(vcov=np.asarray(d["vcov"], float), se=np.asarray(d["se"], float),
+                   fit_measures={k: (float("nan") if v is None else v)
+                                 for k, v in d["fit_measures"].items()},
+                   h1=tuple(H1Result.from_dict(h) for h in d["h1"]), estimator=d["estimator"])
+
+    def summary(self):
+        from instrument.results import Table
+        f = pd.DataFrame({"measure": list(self.fit_measures),
+                          "value": [float(v) for v in self.fit_measures.values()]})
+        return Table(f"FIML ({self.estimator}) fit measures", f, digits=4)
+
+
+def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = "ML",
+             information: np.ndarray | None = None,
+             clusters: Sequence[np.ndarray | None] | None = None) -> FIMLFit:
+    """FIML fit measures and standard errors at the FIML estimates ``x`` of an engine model.
+
+    Parameters
+    ----------
+    model : object with ``implied(x)`` (per group sigma and mu) and ``delta(x)`` (per group
+        Jacobian of ``[mu, vech(sigma)]``), ENGINE_CONTRACT.md.
+    x : FIML estimates (e.g. from the engine's optimiser run on `FIMLObjective`).
+    data : per group (n_g, p) arrays with NaN for missing values.
+    df : model degrees of freedom.
+    estimator : {"ML", "MLR"}
+        "ML": observed-information SEs, standard test, FIML-corrected robust CFI/TLI/RMSEA (V6);
+        "MLR": Huber-White SEs from FIML casewise scores, Yuan-Bentler (Mplus) scaled test and
+        baseline, FIML-corrected robust indices (V3), as lavaan 0.6-14.
+
+    Returns
+    -------
+    FIMLFit
+        ``fit_measures`` keys (``npar``, AIC and BIC are left to the engine): ``chisq``,
+        ``df``, ``pvalue``, ``fmin``, ``logl``, ``unrestricted.logl``, ``baseline.chisq``,
+        ``baseline.df``, ``baseline.pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
+        ``rmsea.ci.upper``, ``srmr``, ``srmr_bentler_nomean``, ``cfi.robust``, ``tli.robust``,
+        ``rmsea.robust``, ``rmsea.ci.lower.robust``, ``rmsea.ci.upper.robust``, and for MLR also
+        the scaled measures of `instrument.fit.robust.robust_fit_measures`.
+    """
+    from scipy import stats
+
+    from instrument.fit import robust as fr
+    if estimator not in ("ML", "MLR"):
+        raise ValueError(f"estimator= must be one of 'ML', 'MLR'; got {estimator!r}.")
+    x = np.asarray(x, dtype=float)
+    pats = [missing_patterns(X) for X in data]
+    obj = FIMLObjective(model.implied, model.delta, pats)
+    imps = obj._implied(x)
+    N, G = obj.ntotal, len(pats)
+    h1 = tuple(em_saturated(pt) for pt in pats)
+    logl = obj.loglik(x)
+    logl_h1 = float(sum(h.logl for h in h1))
+    chisq = 2.0 * (logl_h1 - logl)
+    base = [fiml_baseline(pt) for pt in pats]
+    chisq_b = 2.0 * (logl_h1 - sum(b["logl"] for b in base))
+    df_b = sum(b["df"] for b in base)
+    fm: dict[str, float] = {
+        "chisq": chisq, "df": float(df),
+        "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else float("nan"),
+        "fmin": chisq / (2 * N), "logl": logl, "unrestricted.logl": logl_h1,
+        "baseline.chisq": chisq_b, "baseline.df": float(df_b),
+        "baseline.pvalue": float(stats.chi2.sf(chisq_b, df_b)),
+        "cfi": fr.cfi(chisq, df, chisq_b, df_b), "tli": fr.tli(chisq, df, chisq_b, df_b),
+        "rmsea": fr.rmsea(chisq, df, N, ngroups=G)}
+    fm["rmsea.ci.lower"], fm["rmsea.ci.upper"] = fr.rmsea_ci(chisq, df, N, ngroups=G)
+    fm["srmr"] = sum(pt.n / N * srmr_bentler(h.cov, h.mean, s, m)
+                     for pt, h, (s, m) in zip(pats, h1, imps))
+    fm["srmr_bentler_nomean"] = sum(pt.n / N * srmr_bentler(h.cov, None, s, None)
+                                    for pt, h, (s, m) in zip(pats, h1, imps))
+    deltas = [np.asarray(D) for D in model.delta(x)]
+    cl = list(clusters) if clusters is not None else [None] * G
+    Wm = [fiml_h1_information_observed(pt, h.cov, h.mean) for pt, h in zip(pats, h1)]
+    Jm = [fiml_h1_information_firstorder(pt, h.cov, h.mean, cluster=c) if estimator == "MLR"
+          else None for pt, h, c in zip(pats, h1, cl)]
+    E = obj.observed_information(x) if information is None else information
+    if estimator == "ML":
+        V = np.linalg.inv(E) / N
+        V = 0.5 * (V + V.T)
+        version = "V6"
+    else:
+        from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+        mv = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
+        V = mv.vcov
+        tr = [fiml_h1_trace(pt, h, A1=a, B1=j) for pt, h, a, j in zip(pats, h1, Wm, Jm)]
+        test = yuan_bentler_mplus(chisq, df, h1_traces=[t for t, _ in tr],
+                                  h1_ndat=[k for _, k in tr], information_inv=mv.information_inv,
+                                  B0_group=mv.B0_group, nobs=[pt.n for pt in pats])
+        bt = fiml_baseline_yuan_bentler(pats, list(h1), clusters=clusters,
+                                        h1_traces=[t for t, _ in tr])
+        fm.update(fr.robust_fit_measures(chisq=chisq, df=df, scaling_factor=test.scaling_factor,
+                                         baseline_chisq=chisq_b, baseline_df=df_b,
+                                         baseline_scaling_factor=bt.scaling_factor, ntotal=N,
+                                         ngroups=G))
+        fm["scaling.factor.h1"] = test.scaling_factor_h1
+        fm["scaling.factor.h0"] = test.scaling_factor_h0
+        version = "V3"
+    fc = fiml_corrected(pats, list(h1), imps, deltas, df, version=version,
+                        h1_info=list(zip(Wm, Jm)))
+    c3, c3n = fc["c.hat3"], fc["c.hat3.null"]
+    fm["cfi.robust"] = fr.cfi(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)
+    fm["tli.robust"] = fr.tli(fc["XX3"], df, fc["XX3.null"], fc["df3.null"], c=c3, c_b=c3n)
+    fm["rmsea.robust"] = fr.rmsea(fc["XX3"], df, N, ngroups=G, c=c3)
+    fm["rmsea.ci.lower.robust"], fm["rmsea.ci.upper.robust"] = fr.rmsea_ci(
+        fc["XX3.scaled"], df, N, ngroups=G, c=c3)
+    return FIMLFit(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), fit_measures=fm, h1=h1,
+                   estimator=estimator)

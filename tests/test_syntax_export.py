@@ -95,7 +95,7 @@ class TestMplusInput:
         ({"estimator": "mlr"}, "estimator= must be one of 'ML', 'MLR', 'WLSMV', 'ULSMV'; "
                                "got 'mlr'"),
         ({"parameterization": "gamma"}, "parameterization= must be one of 'delta', 'theta'"),
-        ({"missing": "pairwise"}, "missing= must be one of"),
+        ({"missing": "ml"}, "missing= must be one of"),
         ({"estimator": "WLSMV"}, "needs ordered="),
         ({"names": NAMES[:-1]}, "not in names=: x6"),
         ({"ordered": ["zz"]}, "ordered= names not in names=: zz"),

@@ -294,7 +294,12 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
                                       + (" ntotal: respondents used" if extra else "")
                                       + ("; dropped (listwise): respondents with a missing "
                                          "answer, left out by listwise deletion" if dropped
-                                         else "") + ("." if extra or dropped else ""),
+                                         else "") + ("." if extra or dropped else "")
+                                      + (" With the robust and categorical estimators (MLR, "
+                                         "WLSMV, ULSMV) read chisq.scaled and the .robust "
+                                         "indices; the unscaled rows are shown for comparison."
+                                         if any(d["estimator"] in ("MLR", "WLSMV", "ULSMV")
+                                                for d in fits.values()) else ""),
                                       heur_note], 3))
         loads, heat = [], []
         for form, d in cfa["fits"].items():
@@ -373,6 +378,8 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             ["alpha: Cronbach's alpha with its confidence interval (alpha.ci.lower, "
              "alpha.ci.upper); omega: McDonald's omega from the confirmatory factor model, "
              "given for the whole sample of a form (language all)."
+             + (" alpha.ordinal: ordinal alpha, from the polychoric correlations."
+                if "alpha.ordinal" in rt.columns else "")
              + (" language: all respondents of the form, or those who answered in that language."
                 if "language" in rt.columns else "")], 3))
     else:

@@ -44,3 +44,5 @@ from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
 __all__ += ["twolevel_cfa", "twolevel_reliability"]
 from instrument.reliability_ordinal import omega_categorical  # noqa: E402
 __all__ += ["omega_categorical"]
+from instrument.policy import change_link  # noqa: E402  (panels, issue 12)
+__all__ += ["change_link"]

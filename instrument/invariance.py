@@ -316,7 +316,18 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
         score += -0.5 * w * (D.T @ gm)
         info += w * (D.T @ weighted_delta(model, imp.sigma, D))
     info = 0.5 * (info + info.T)
-    pt = fit.partable
+    return equality_score_table(score, info, model, fit.partable,
+                                int(sum(g.n for g in stats.groups)))
+
+
+def equality_score_table(score: np.ndarray, info: np.ndarray, model: Any, partable: pd.DataFrame,
+                         n: int) -> pd.DataFrame:
+    """`score_tests` for every equality constraint of ``model``, as lavaan labels them.
+
+    ``score`` and ``info`` are with respect to the model's free table rows (the constraints
+    released). Each equality class (rows sharing one x) gives constraints first == other.
+    """
+    k = len(model.free_rows)
     dirs, meta_rows = [], []
     for col in range(model.nx):
         members = np.flatnonzero(model.x_col == col)
@@ -324,13 +335,13 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
             d = np.zeros(k)
             d[other] = 1.0
             dirs.append(d)
-            a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
+            a = partable.iloc[model.free_rows[members[0]]]
+            b = partable.iloc[model.free_rows[other]]
             meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
                               "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
                               "lhs_group": int(a["group"]), "rhs_group": int(b["group"])})
     if not dirs:
         raise ValueError("the model has no equality constraints to test.")
-    n = int(sum(g.n for g in stats.groups))
     total, uni, epc = score_tests(score, info, model.K, np.array(dirs).T, n)
     out = pd.DataFrame(meta_rows)
     out["X2"] = uni
@@ -500,12 +511,19 @@ def _row(step: str, fit: Any, keys: Mapping[str, str]) -> dict:
 
 
 def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str,
-             group_sizes: Sequence[int]) -> None:
-    """Fill difference tests, Δ-fit and verdicts of rows[1:] against the row before."""
+             group_sizes: Sequence[int]) -> pd.DataFrame:
+    """Fill difference tests, Δ-fit and verdicts of rows[1:] against the row before.
+
+    Returns the lavTestLRT table of the fits, whose adjacent rows are these comparisons when the
+    ladder's df increase step by step (otherwise each pair is tested on its own).
+    """
     ntotal, ngroups = int(sum(group_sizes)), len(group_sizes)
+    names = [r["step"] for r in rows]
+    lrt = lrt_table(fits, names)
+    in_order = list(lrt["model"]) == names
     for i in range(1, len(rows)):
-        lrt = lrt_table([fits[i - 1], fits[i]], ["a", "b"])
-        last = lrt.iloc[-1]
+        last = (lrt.iloc[i] if in_order
+                else lrt_table([fits[i - 1], fits[i]], names[i - 1: i + 1]).iloc[-1])
         r = rows[i]
         r.update({"chisq.diff": last["Chisq diff"], "df.diff": last["Df diff"],
                   "pvalue.diff": last["Pr(>Chisq)"], "rmsea.diff": last["RMSEA"]})
@@ -524,6 +542,7 @@ def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str
             text += (f" Compared with {rows[i - 1]['step']!r}, which did not hold: read this step "
                      "as conditional on releasing that step's constraints (see partial()).")
         r["holds"], r["verdict"] = ok, text
+    return lrt
 
 
 def _assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str,
@@ -531,13 +550,13 @@ def _assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: st
               releases: pd.DataFrame | None = None) -> InvarianceResult:
     keys = _INDEX_KEYS.get(estimator, _INDEX_KEYS["ML"])
     rows = [_row(n, f, keys) for n, f in zip(names, fits)]
-    _compare(rows, fits, rule_set=rule_set, estimator=estimator, group_sizes=sizes)
+    lrt = _compare(rows, fits, rule_set=rule_set, estimator=estimator, group_sizes=sizes)
     table = pd.DataFrame(rows).drop(columns=[c for c in rows[0] if c.startswith("_")])
     if "verdict" in table:
         table.loc[0, "verdict"] = "baseline (configural) model"
     gc = [{"step": n, "group": labels[g], "chisq": c}
           for n, f in zip(names, fits) for g, c in enumerate(group_chisq(f))]
-    return InvarianceResult(table=table, lrt=lrt_table(fits, names), group_chisq=pd.DataFrame(gc),
+    return InvarianceResult(table=table, lrt=lrt, group_chisq=pd.DataFrame(gc),
                             group_labels=labels, rule_set=rule_set, estimator=estimator,
                             fits=dict(zip(names, fits)),
                             releases=releases if releases is not None else

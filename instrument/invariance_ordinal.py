@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from instrument.syntax import parse_syntax
@@ -188,3 +189,45 @@ def fit_ordinal_step(model: str, data: pd.DataFrame, *, group: str,
     if state is not None:
         object.__setattr__(new, "_wls_state", state)
     return new
+
+
+def collapse_empty_categories(data: pd.DataFrame, items: Sequence[str], group: str
+                              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Merge categories that some group never uses into their neighbour, in every group.
+
+    WLSMV needs every category of an item observed in every group (lavaan stops otherwise). The
+    usual remedy is to collapse the empty category with an adjacent one for all groups, so the
+    item keeps one threshold structure across groups (e.g. Liu et al., 2017, Psychological
+    Methods 22(3), 486-506). An empty lowest (highest) category is merged upwards (downwards); an
+    empty middle category into its less frequent neighbour. Repeats until no category is empty.
+
+    Returns
+    -------
+    data : DataFrame
+        A copy with the recoded items.
+    changes : DataFrame
+        One row per merge: ``item``, ``from``, ``to``, ``empty_in`` (the groups that had no
+        response in ``from``). Empty when nothing was collapsed.
+    """
+    out = data.copy()
+    changes = []
+    for item in items:
+        while True:
+            tab = pd.crosstab(out[group], out[item])
+            empty = (tab == 0).any(axis=0)
+            if not empty.any() or tab.shape[1] < 3:
+                break
+            cats = list(tab.columns)
+            c = cats[int(np.flatnonzero(empty.to_numpy())[0])]
+            i = cats.index(c)
+            if i == 0:
+                to = cats[1]
+            elif i == len(cats) - 1:
+                to = cats[-2]
+            else:
+                lo, hi = cats[i - 1], cats[i + 1]
+                to = lo if tab[lo].sum() <= tab[hi].sum() else hi
+            changes.append({"item": item, "from": c, "to": to,
+                            "empty_in": ", ".join(map(str, tab.index[tab[c] == 0]))})
+            out.loc[out[item] == c, item] = to
+    return out, pd.DataFrame(changes, columns=["item", "from", "to", "empty_in"])

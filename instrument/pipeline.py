@@ -20,18 +20,22 @@ import numpy as np
 import pandas as pd
 
 from instrument import rules
+from instrument.estimate.ml import single_threaded_blas
 from instrument.results import to_jsonable
 
 # Analysis settings a plan may override under its ``analysis:`` key (defaults here).
 DEFAULT_ANALYSIS: dict[str, Any] = {
-    "estimator": "ML",            # CFA estimator for the item data
+    # CFA estimator. The items have 4 or 5 categories, for which categorical estimation is
+    # recommended (Rhemtulla, Brosseau-Liard & Savalei, 2012, Psychological Methods 17(3)):
+    # WLSMV treats every item as ordered; "ML" / "MLR" treat them as continuous.
+    "estimator": "WLSMV",
     "split_seed": 1,              # seed of the EFA/CFA random half split
     "parallel_iterations": 20,    # Horn's parallel analysis replications
     "invariance": [               # ladders: form and grouping column
         {"form": "family", "group": "language"},
         {"form": "teacher", "group": "grade_band"},
     ],
-    "invariance_steps": ["configural", "metric", "scalar", "strict"],
+    "invariance_steps": None,     # None: the estimator's default ladder
     "rule_set": "chen2007",
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
 }
@@ -86,6 +90,11 @@ def _scales(ctx: dict, form: str) -> dict[str, list[str]]:
     bank = ctx["bank"]
     constructs = list(dict.fromkeys(bank.items.loc[bank.items["form"] == form, "construct"]))
     return {c: bank.items_for(form, c) for c in constructs}
+
+
+def _ordinal_options(estimator: str) -> dict[str, Any]:
+    """``ordered=True`` for the categorical estimators (every model item is ordinal)."""
+    return {"ordered": True} if estimator in ("WLSMV", "ULSMV") else {}
 
 
 def _halves(ctx: dict, form: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -204,7 +213,8 @@ def stage_cfa(ctx: dict) -> Any:
     ctx["cfa_data"] = {}
     for form in _forms(ctx):
         _, half = _halves(ctx, form)
-        fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est)
+        fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est,
+                         **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
     ctx["cfa_fits"] = fits
@@ -222,13 +232,18 @@ def stage_reliability(ctx: dict) -> Any:
     """α (Feldt CI), ordinal α (polychoric) and ω (from the CFA) per construct, form and language."""
     from instrument.estimate.polychoric import ordinal_alpha
     from instrument.reliability import omega_from_fit, reliability
+    from instrument.reliability_ordinal import omega_categorical
 
     frames = []
     fits = ctx.get("cfa_fits", {})
     for form in _forms(ctx):
         df = _recoded(ctx, form)
         scales = _scales(ctx, form)
-        omegas = omega_from_fit(fits[form]) if form in fits else None
+        omegas = None
+        if form in fits:
+            ordinal = fits[form].meta.options.get("estimator") in ("WLSMV", "ULSMV")
+            omegas = pd.Series(omega_categorical(fits[form]) if ordinal
+                               else omega_from_fit(fits[form]))
         for lang, sub in [("all", df), *sorted(df.groupby("language"))]:
             r = reliability(sub, scales)
             r = r.rename(columns={"raw_alpha": "alpha", "ci.lower": "alpha.ci.lower",
@@ -246,6 +261,7 @@ def stage_reliability(ctx: dict) -> Any:
 def stage_invariance(ctx: dict) -> Any:
     """Invariance ladders named in the plan (default: family by language, teacher by grade band)."""
     from instrument.invariance import invariance
+    from instrument.invariance_ordinal import collapse_empty_categories
 
     a = _analysis(ctx)
     out = {}
@@ -254,13 +270,19 @@ def stage_invariance(ctx: dict) -> Any:
         df = _recoded(ctx, form)
         if group not in df.columns and ctx.get("outcomes") is not None:
             df = df.merge(ctx["outcomes"][["school_id", group]], on="school_id", how="left")
+        steps = {"steps": tuple(a["invariance_steps"])} if a["invariance_steps"] else {}
+        collapsed = None
+        if _ordinal_options(a["estimator"]):
+            df, collapsed = collapse_empty_categories(df, ctx["bank"].items_for(form), group)
         res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
-                         steps=tuple(a["invariance_steps"]), rule_set=a["rule_set"],
-                         estimator="ML" if a["estimator"] == "ML" else a["estimator"])
+                         rule_set=a["rule_set"], estimator=a["estimator"],
+                         **steps, **_ordinal_options(a["estimator"]))
         if not res.table["holds"].iloc[1:].all():
             res = res.partial()
         d = res.to_dict()
         d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
+        if collapsed is not None:
+            d["collapsed_categories"] = to_jsonable(collapsed)
         out[f"{form} by {group}"] = d
     return out
 
@@ -300,17 +322,31 @@ def stage_scores(ctx: dict) -> Any:
 
 
 def stage_linker(ctx: dict) -> Any:
-    """Predictive validity: each outcome on each form's overall score (CR2 by district)."""
+    """Predictive validity: each outcome on each form's overall score (CR2 by district).
+
+    With a panel (a ``year`` column holding several years) the latest year is linked, and the
+    change in practice is linked to the change in each outcome (`instrument.policy.change_link`).
+    """
     from instrument.linker import link, sensitivity
+    from instrument.policy import change_link
 
     scores, outcomes = ctx["scores"], ctx["outcomes"]
     a = _analysis(ctx)
-    out = {"results": [], "sensitivity": []}
+    out: dict[str, Any] = {"results": [], "sensitivity": [], "change": []}
+    years = sorted(scores["year"].unique()) if "year" in scores.columns else []
+    if len(years) > 1:
+        last = years[-1]
+        for form in _forms(ctx):
+            for outcome in a["outcomes"]:
+                out["change"].append(change_link(scores, outcomes, outcome=outcome,
+                                                 form=form).to_dict())
+        scores = scores[scores["year"] == last].drop(columns="year")
+        if "year" in outcomes.columns:
+            outcomes = outcomes[outcomes["year"] == last].drop(columns="year")
     for form in _forms(ctx):
         for outcome in a["outcomes"]:
             out["results"].append(link(scores, outcomes, outcome=outcome, form=form).to_dict())
-    for outcome in a["outcomes"][:1]:
-        out["sensitivity"] = sensitivity(scores, outcomes, outcome=outcome)
+    out["sensitivity"] = sensitivity(scores, outcomes, outcome=a["outcomes"][0])
     return out
 
 
@@ -420,6 +456,14 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
     ctx: dict[str, Any] = {"plan_path": plan, "plan": load_plan(plan), "out_dir": out,
                            "results": run.results}
     done: set[str] = set()
+    with single_threaded_blas():   # on 2 cores, threaded BLAS only adds contention
+        _run_stages(run, ctx, done, say)
+    _write(run, ctx)
+    return run
+
+
+def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[str], None]) -> None:
+    out = run.out_dir
     start = time.perf_counter()
     for i, (name, fn, needs) in enumerate(STAGES, 1):
         tag = f"[{i:2d}/{len(STAGES)}] {name:<14}"
@@ -444,8 +488,6 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
                 f"{type(exc).__name__}: {exc}")
             (out / "errors").mkdir(exist_ok=True)
             (out / "errors" / f"{name}.txt").write_text(traceback.format_exc())
-    _write(run, ctx)
-    return run
 
 
 def _doing(name: str) -> str:

@@ -197,6 +197,22 @@ def variance_components(df: pd.DataFrame, value: str, *, school: str = "school_i
 # 2. Rollups of school scores to district and state
 # --------------------------------------------------------------------------------------------
 
+def _per_year(fn, scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, **kw):
+    """``fn`` applied to each survey year of a panel's scores (and outcomes, when they have a
+    ``year`` column), results stacked with a leading ``year`` column."""
+    frames = []
+    for y in sorted(scores["year"].dropna().unique()):
+        sc = scores[scores["year"] == y].drop(columns="year")
+        args = [sc]
+        if outcomes is not None:
+            args.append(outcomes[outcomes["year"] == y].drop(columns="year")
+                        if "year" in outcomes.columns else outcomes)
+        out = fn(*args, **kw)
+        out.insert(0, "year", y)
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _visible(scores: pd.DataFrame) -> pd.DataFrame:
     """School rows that may be aggregated: not suppressed and with a score."""
     _check_columns(scores, ["school_id", "form", "construct", "score", "se", "suppressed"],
@@ -247,7 +263,9 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
         One row per unit x form x construct: ``unit``, ``form``, ``construct``, ``n_schools``,
         ``n_respondents``, ``score`` (weighted mean of school scores), ``se``, ``ci.lower``,
         ``ci.upper``, ``sd_schools`` (spread of school scores), ``suppressed``,
-        ``suppression_reason``. Suppressed units have no score, SE or interval.
+        ``suppression_reason``. Suppressed units have no score, SE or interval. Scores with a
+        ``year`` column (a panel) are rolled up per year, with a leading ``year`` column (and a
+        year's rows of ``outcomes`` when it has one too).
 
     Notes
     -----
@@ -258,6 +276,9 @@ def rollup(scores: pd.DataFrame, outcomes: pd.DataFrame | None = None, *, level:
     """
     if level not in ("district", "state"):
         raise ValueError(f"level= must be one of 'district', 'state'; got {level!r}.")
+    if "year" in scores.columns:
+        return _per_year(rollup, scores, outcomes, level=level, weight=weight,
+                         min_schools=min_schools, privacy=privacy)
     privacy = privacy or rules.PRIVACY_MIN_N
     vis = _visible(scores).copy()
     vis["score_se"] = _scale_se(vis)
@@ -315,8 +336,11 @@ def equity_gaps(scores: pd.DataFrame, outcomes: pd.DataFrame, *, by: str = "pove
         One row per form x construct x subgroup: ``subgroup``, ``n_schools``, ``score`` (mean),
         ``se`` (between-school SE of the mean), ``ci.lower``, ``ci.upper``; plus, per form x
         construct, a row ``subgroup = "gap"`` with the last minus the first subgroup (Q4 - Q1 for
-        quartiles) and its Welch interval. Suppressed schools are excluded.
+        quartiles) and its Welch interval. Suppressed schools are excluded. Panels (a ``year``
+        column) are analysed per year, with a leading ``year`` column.
     """
+    if "year" in scores.columns:
+        return _per_year(equity_gaps, scores, outcomes, by=by, quartiles=quartiles)
     _check_columns(outcomes, ["school_id", by], "outcomes")
     vis = _visible(scores).merge(outcomes[["school_id", by]].rename(columns={by: "_by"}),
                                  on="school_id", how="left").dropna(subset=["_by"])
@@ -512,8 +536,10 @@ def scores_accuracy(scores: pd.DataFrame) -> pd.DataFrame:
     """`classification_accuracy` per form x construct of a long school-scores table.
 
     Returns one row per form x construct with ``n_schools``, ``accuracy``, ``misclassified`` and
-    ``consistency``; suppressed schools are excluded.
+    ``consistency``; suppressed schools are excluded. Panels (a ``year`` column): per year.
     """
+    if "year" in scores.columns:
+        return _per_year(scores_accuracy, scores)
     vis = _visible(scores).copy()
     vis["score_se"] = _scale_se(vis)
     rows = []
@@ -541,7 +567,11 @@ def convergence(scores: pd.DataFrame, *, forms: tuple[str, str] = ("teacher", "f
         correlation of the school means), ``ci.lower``, ``ci.upper`` (Fisher z), ``rel_a``,
         ``rel_b`` (mean reliability of the school means of each form), ``r_corrected`` =
         ``r / sqrt(rel_a rel_b)`` (Spearman's correction for attenuation; Spearman, 1904).
+        Panels (a ``year`` column): per year, with a leading ``year`` column (schools are paired
+        within a year).
     """
+    if "year" in scores.columns:
+        return _per_year(convergence, scores, forms=forms)
     _check_columns(scores, ["school_id", "form", "construct", "mean", "reliability", "suppressed"],
                    "school scores")
     vis = scores[~scores["suppressed"].astype(bool) & scores["mean"].notna()]
@@ -618,7 +648,10 @@ def change(scores: pd.DataFrame, *, year: str = "year", years: tuple | None = No
     Reliability of change scores: ``(var(D) - mean(SE_D²)) / var(D)``, the share of observed
     between-school variance in change that is not measurement error (Lord, 1956; Rogosa,
     Brandt & Zimowski, 1982). A school's change is beyond measurement error when
-    ``|D / SE_D| >= 1.96`` (Jacobson & Truax, 1991, reliable change index).
+    ``|D / SE_D| >= 1.96`` (Jacobson & Truax, 1991, reliable change index). Both years must be on
+    one benchmark (`instrument.scores.school_scores` of a panel does this). Scores clipped at 1
+    or 99 have truncated errors, so when many schools sit at the clip the error variance is
+    overstated and the reliability understated.
     """
     _check_columns(scores, [year], "school scores")
     present = sorted(scores[year].dropna().unique())
@@ -651,3 +684,90 @@ def change(scores: pd.DataFrame, *, year: str = "year", years: tuple | None = No
     by_school = both[key + ["score_1", "score_2", "change", "se", "z", "beyond_error"]]
     return ChangeResult(by_school.reset_index(drop=True), pd.DataFrame(rows),
                         rules.RELIABLE_CHANGE.to_dict(), tuple(years))
+
+
+def change_link(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
+                outcome: str = "chronic_absence", construct: str = "overall",
+                form: str = "teacher", years: tuple | None = None, year: str = "year",
+                controls: Sequence[str] = ("poverty", "<outcome>_prior"), **kw):
+    """Does improvement in practice predict improvement in outcomes? (`link` on changes.)
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Long school scores of two or more years (``year`` column; e.g. `school_scores` of a
+        panel), all years on one benchmark.
+    outcomes : DataFrame
+        School outcomes. With a ``year`` column: the later year's rows are used and
+        ``<outcome>_prior`` is replaced by the earlier year's ``<outcome>``, so the dependent
+        variable is the outcome change between the two survey years. Without one: the table is
+        taken as the later year's, its ``<outcome>_prior`` as the earlier year's value (adjacent
+        years).
+    outcome, construct, form : str
+        As in `instrument.linker.link`.
+    years : (earlier, later), optional
+        Survey years compared (first and last by default), as in `change`.
+    controls : sequence of str
+        Controls of the outcome change (default: poverty and the earlier outcome level).
+    **kw
+        Passed to `instrument.linker.link` (``cluster``, ``weights``, ``se_type``, ``rates_in``,
+        ``level``).
+
+    Returns
+    -------
+    instrument.linker.LinkResult
+        With ``change=True``; its ``score`` term is the school's score change ``D`` (1-99 points,
+        later minus earlier) and the dependent variable the outcome change. Schools suppressed
+        in either year are counted as suppressed in ``sample``.
+
+    Notes
+    -----
+    ``Delta y_s = a + b D_s + controls + e`` by OLS with cluster-robust (CR2) SEs by district.
+    ``D_s`` carries the error of both years' scores, so ``b`` is attenuated by the reliability
+    of change; `link`'s errors-in-variables correction uses ``lambda = 1 - mean(SE_D^2) /
+    var(D)`` (the `change` reliability; Lord, 1956; Rogosa, Brandt & Zimowski, 1982) and reports
+    ``est_corrected = b / lambda_z`` (Fuller, 1987, sec. 2.2). The earlier outcome level is a
+    control because outcome changes regress to the mean.
+    """
+    import dataclasses
+
+    from instrument.linker import link
+
+    res = change(scores, year=year, years=years)
+    y1, y2 = res.years
+    bs = res.by_school[(res.by_school["form"] == form) & (res.by_school["construct"] == construct)]
+    sel = scores[(scores["form"] == form) & (scores["construct"] == construct)
+                 & scores[year].isin([y1, y2])]
+    if sel.empty:
+        raise ValueError(f"scores has no rows for form={form!r}, construct={construct!r} in "
+                         f"years {y1} and {y2}.")
+    _check_columns(scores, ["district_id"], "school scores")
+    district = sel.drop_duplicates("school_id").set_index("school_id")["district_id"]
+    ch = pd.DataFrame({"school_id": bs["school_id"].to_numpy(),
+                       "district_id": district.reindex(bs["school_id"]).to_numpy(),
+                       "form": form, "construct": construct,
+                       "score": bs["change"].to_numpy(float), "mean": bs["change"].to_numpy(float),
+                       "se": bs["se"].to_numpy(float), "suppressed": False})
+    gone = sorted(set(district.index) - set(bs["school_id"]))
+    if gone:
+        ch = pd.concat([ch, pd.DataFrame({"school_id": gone, "district_id": district.loc[gone]
+                                          .to_numpy(), "form": form, "construct": construct,
+                                          "score": np.nan, "mean": np.nan, "se": np.nan,
+                                          "suppressed": True})], ignore_index=True)
+    _check_columns(outcomes, ["school_id", outcome], "outcomes")
+    if year in outcomes.columns:
+        early = outcomes[outcomes[year] == y1].set_index("school_id")[outcome]
+        late = outcomes[outcomes[year] == y2].drop(columns=year).copy()
+        if late.empty or early.empty:
+            raise ValueError(f"outcomes has a {year!r} column but no rows for year "
+                             f"{y1 if early.empty else y2}; expected both survey years.")
+        late[f"{outcome}_prior"] = late["school_id"].map(early).to_numpy(float)
+    else:
+        late = outcomes
+    r = link(ch, late, outcome=outcome, construct=construct, form=form, controls=controls,
+             change=True, **kw)
+    note = (f"Score = change in the {form} {construct} score from {y1} to {y2} (1-99 points); "
+            f"the outcome is the change in {outcome} over the same years.")
+    meta = dataclasses.replace(r.meta, options={**r.meta.options, "years": [y1, y2],
+                                                "score": "change"})
+    return dataclasses.replace(r, notes=(*r.notes, note), meta=meta)

@@ -123,9 +123,14 @@ SIMULATION_SPEC: dict[str, Any] = {
         "el_share": {"mean": _num(0, 1, lo_open=True, hi_open=True), "sd_logit": _num(0.0),
                      "poverty_correlation": CORR},
         "engagement_poverty_correlation": CORR,
+        _opt("engagement_district_share"): _num(0, 1, hi_open=True),
     },
     "forms": _MapOf(_FORM_SPEC, keys=("teacher", "family"), what="form"),
     "outcomes": _MapOf(_OUTCOME_SPEC, keys=OUTCOMES, what="outcome"),
+    # panel (issue 12): several survey years with true school change; absent = one year
+    _opt("years"): {"n": _num(1, integer=True), _opt("first"): _num(1900, 2200, integer=True),
+                    "change_sd": _num(0.0),
+                    _opt("change_engagement_effect"): {_opt(o): _num(-1, 1) for o in OUTCOMES}},
 }
 
 

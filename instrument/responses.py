@@ -6,6 +6,10 @@ item named by the bank's ``item_id``. Item codes are the integer codes of the it
 scale as the respondent answered it (reverse-keyed items are NOT recoded here; use
 ``bank.recode_reverse``), stored as float64 with NaN for missing so that numeric code can use them
 without nullable dtypes; id and text columns have pandas' ``str`` dtype (`normalize_dtypes`).
+A panel (several survey years, e.g. a simulation with ``simulation.years``) stacks the years in
+one ResponseSet with an integer ``year`` background column after the id columns; respondents are
+a fresh cross-section each year (ids are not linked across years), and
+`instrument.scores.school_scores` scores each year separately.
 Respondent ids stay in this ingest-stage object; scores and reports drop
 them (`ResponseSet.without_ids`).
 """

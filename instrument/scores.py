@@ -60,6 +60,70 @@ def respondent_scores(responses: ResponseSet, *, bank: Any,
     return out
 
 
+def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
+                             method: str = "regression") -> pd.DataFrame:
+    """CFA factor scores of every respondent, on reverse-recoded items.
+
+    Parameters
+    ----------
+    responses : ResponseSet
+        One form's raw responses; reverse-keyed items are recoded with ``bank.recode_reverse``
+        before scoring (the CFA is fitted to recoded items).
+    fit : CFAResult
+        A fitted CFA (`instrument.cfa`) whose observed variables are item ids of this form; for a
+        multiple-group fit, the group column (e.g. ``language``) must be a column of the data.
+    method : {"regression", "Bartlett"}
+        Passed to ``fit.factor_scores`` (lavaan ``lavPredict(fit, method=)``).
+
+    Returns
+    -------
+    DataFrame
+        ``school_id``, ``district_id``, one column per latent variable of the fit (named as in
+        the model syntax; these are the constructs) and ``overall`` (the unweighted mean of the
+        respondent's factor scores). Respondents with a missing answer on any of the fit's items
+        get NaN (lavaan's listwise ``lavPredict``).
+
+    Notes
+    -----
+    Regression (Thomson) scores ``f = Phi Lambda' Sigma^-1 (y - mu)`` shrink towards the mean;
+    Bartlett scores ``(Lambda' Theta^-1 Lambda)^-1 Lambda' Theta^-1 (y - mu)`` do not. School
+    means of either are aggregated exactly like raw scale scores (see `school_scores`).
+
+    References
+    ----------
+    Thomson, G. H. (1935). The definition and measurement of "g" (general intelligence). Journal
+    of Educational Psychology, 26, 241-262. Bartlett, M. S. (1937). The statistical conception of
+    mental factors. British Journal of Psychology, 28, 97-104.
+    """
+    for attr in ("factor_scores", "ov_names", "lv_names"):
+        if not hasattr(fit, attr):
+            raise TypeError("fit= must be a CFAResult (from instrument.cfa) or None; got "
+                            f"{type(fit).__name__}.")
+    if method not in ("regression", "Bartlett"):
+        raise ValueError(f"method= must be one of 'regression', 'Bartlett'; got {method!r}.")
+    ov = list(fit.ov_names)
+    unknown = [v for v in ov if v not in responses.items]
+    if unknown:
+        raise ValueError(f"fit= has observed variable(s) {unknown} that are not items of the "
+                         f"{responses.form} responses ({responses.source}); expected item ids of "
+                         "that form.")
+    rec = bank.recode_reverse(responses.item_frame(), form=responses.form)
+    data = rec.reset_index(drop=True)
+    group = (getattr(fit, "meta", None) and fit.meta.options.get("group")) or None
+    if group is not None:
+        if group not in responses.data.columns:
+            raise ValueError(f"fit= is a multiple-group fit by {group!r} but the responses have "
+                             "no such column.")
+        data[group] = responses.data[group].to_numpy()
+    fs = fit.factor_scores(data, method=method)
+    out = responses.data[["school_id", "district_id"]].reset_index(drop=True).copy()
+    lv = list(fit.lv_names)
+    for c in lv:
+        out[c] = fs[c].to_numpy(float)
+    out["overall"] = out[lv].mean(axis=1, skipna=False)
+    return out
+
+
 def _icc1_anova(values: np.ndarray, groups: np.ndarray) -> float:
     """One-way ANOVA ICC1 with the n0 group size (NaN values dropped).
 
@@ -159,8 +223,12 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     icc1 : mapping construct -> float, optional
         ICC1 per construct (and ``overall``) for the reliability of school means; when None it is
         estimated from these data by the one-way ANOVA ICC1 (n0 version).
-    fit : optional
-        CFA fit for factor-score school means: not available yet (raises NotImplementedError).
+    fit : CFAResult, optional
+        A fitted CFA of this form's (reverse-recoded) items: school means are then means of the
+        respondents' regression factor scores (`respondent_factor_scores`), one row per latent
+        variable of the fit plus ``overall`` (mean of a respondent's factor scores); the 1-99
+        scale, SE, reliability and gates are computed from them as for raw means. None (default):
+        raw scale means of the bank's constructs.
     benchmark : DataFrame or mapping, optional
         Benchmark mean and SD of school means per construct for the 1-99 scale; when None, the
         mean and SD (ddof=1) of this data's school means that pass both gates.
@@ -179,6 +247,9 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     DataFrame
         Columns `SCORE_COLUMNS`. Suppressed rows have NaN ``mean``, ``se``, ``score`` and None
         ``band``, and ``suppression_reason`` says which gate failed with the numbers.
+        When the responses have a ``year`` column (a panel, e.g. from a plan with
+        ``simulation.years``), each year is scored separately and a ``year`` column follows
+        ``district_id``: long scores, one row per school x year x construct (see Notes).
 
     Notes
     -----
@@ -190,6 +261,13 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     reliability passes `min_reliability` (also when the roster is unknown). A row is shown only
     when both gates pass.
 
+    Years: every year uses one benchmark, so that scores of different years are on one scale and
+    their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the
+    first year's shown school means (`benchmark_table` of the first year; a construct with no
+    shown school that year takes the first year that has one). ICC1 (when not given)
+    and response rates are per year; an outcomes table with a ``year`` column gives each year's
+    rosters, one without serves every year.
+
     References
     ----------
     UChicago Consortium on School Research 5Essentials scoring; see
@@ -197,9 +275,12 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     """
     if not isinstance(responses, ResponseSet):
         raise TypeError(f"responses= must be a ResponseSet; got {type(responses).__name__}.")
-    if fit is not None:
-        raise NotImplementedError("fit= (CFA factor-score school means) is not available yet; "
-                                  "use the default raw-score means (fit=None).")
+    if "year" in responses.data.columns:
+        return _school_scores_by_year(responses, bank=bank, outcomes=outcomes, icc1=icc1,
+                                      fit=fit, benchmark=benchmark, min_n=min_n,
+                                      min_response_rate=min_response_rate,
+                                      min_reliability=min_reliability,
+                                      min_item_share=min_item_share)
     for name, rule in (("min_n", min_n), ("min_response_rate", min_response_rate),
                        ("min_reliability", min_reliability), ("min_item_share", min_item_share)):
         if rule is not None and not isinstance(rule, Rule):
@@ -209,7 +290,10 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
     form = responses.form
     rate_rule = min_response_rate or RESPONSE_RATE_RULE[form]
-    rs = respondent_scores(responses, bank=bank, min_item_share=min_item_share)
+    if fit is not None:
+        rs = respondent_factor_scores(responses, fit, bank=bank)
+    else:
+        rs = respondent_scores(responses, bank=bank, min_item_share=min_item_share)
     constructs = [c for c in rs.columns if c not in ("school_id", "district_id")]
     if icc1 is None:
         icc1 = {c: _icc1_anova(rs[c].to_numpy(float), rs["school_id"].to_numpy()) for c in constructs}
@@ -222,6 +306,12 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     respondents = rs.groupby("school_id", sort=True).size()
     roster = pd.Series(np.nan, index=district.index)
     if outcomes is not None:
+        if "school_id" in outcomes.columns and outcomes["school_id"].duplicated().any():
+            dup = list(outcomes.loc[outcomes["school_id"].duplicated(), "school_id"].unique()[:5])
+            raise ValueError(f"outcomes= has several rows for school_id(s) {dup}"
+                             + (" (a 'year' column, but the responses have none: pass one "
+                                "year's outcome rows)" if "year" in outcomes.columns else "")
+                             + "; expected one row per school.")
         col = ROSTER_COLUMN[form]
         if col not in outcomes.columns or "school_id" not in outcomes.columns:
             raise ValueError(f"outcomes= lacks column 'school_id' or {col!r}; expected the school "
@@ -293,10 +383,53 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     return out[list(SCORE_COLUMNS)]
 
 
+def _school_scores_by_year(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame | None,
+                           benchmark: Any, **kw: Any) -> pd.DataFrame:
+    """`school_scores` of each year of a stacked panel on one benchmark: the given one, or per
+    construct the shown school means of the first year that has any (a construct with no shown
+    school in a year gets that year's own, all-suppressed, blank scores)."""
+    d = responses.data
+    if d["year"].isna().any():
+        rows = list(np.flatnonzero(d["year"].isna().to_numpy())[:5])
+        raise ValueError(f"responses ({responses.source}) column 'year' is missing in row(s) "
+                         f"{rows}; expected a survey year in every row.")
+    if outcomes is not None and not isinstance(outcomes, pd.DataFrame):
+        raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
+    frames = []
+    given, bm, constructs = benchmark, {}, []
+    for y in sorted(d["year"].unique()):
+        rs_y = ResponseSet(form=responses.form, data=d[d["year"] == y].drop(columns="year"),
+                           items=responses.items, source=responses.source)
+        o_y = outcomes
+        if outcomes is not None and "year" in outcomes.columns:
+            o_y = outcomes[outcomes["year"] == y].drop(columns="year")
+            if o_y.empty:
+                raise ValueError(f"outcomes= has a 'year' column but no rows for year {y}; "
+                                 "expected the rosters of every survey year.")
+        if given is not None:
+            sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=given, **kw)
+        else:
+            sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=bm or None, **kw) \
+                if constructs and set(constructs) <= set(bm) else None
+            if sc is None:  # a construct without a benchmark yet: this year's shown schools
+                sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=None, **kw)
+                constructs = list(dict.fromkeys(sc["construct"]))
+                own = {r.construct: (float(r.mean), float(r.sd))
+                       for r in benchmark_table(sc).itertuples()}
+                if bm:
+                    full = {c: bm.get(c, own.get(c, (np.nan, np.nan))) for c in constructs}
+                    sc = school_scores(rs_y, bank=bank, outcomes=o_y, benchmark=full, **kw)
+                bm.update({c: v for c, v in own.items() if c not in bm})
+        sc.insert(2, "year", y)
+        frames.append(sc)
+    return pd.concat(frames, ignore_index=True)
+
+
 def suppression_list(scores: pd.DataFrame) -> pd.DataFrame:
     """The suppressed rows of a school-scores table with their reasons (no numbers shown)."""
     s = scores[scores["suppressed"]]
-    return s[["school_id", "district_id", "form", "construct", "n", "suppression_reason"]
+    year = ["year"] if "year" in s.columns else []
+    return s[["school_id", "district_id", *year, "form", "construct", "n", "suppression_reason"]
              ].reset_index(drop=True)
 
 

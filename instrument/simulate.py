@@ -21,10 +21,28 @@ Model (per form f, school s, respondent i, construct c, item j of construct c(j)
   ``current = prior + change_mean + b_G G_s + b_z z_s + change_sd e'`` clipped to [0, 1], where
   the plan gives the P90-vs-P10 contrasts and ``b = contrast / (Phi^-1(.9) - Phi^-1(.1))``; since
   poverty is a monotone transform of ``z``, its population P90-vs-P10 contrast equals the plan's.
+* District share of engagement (optional ``schools.engagement_district_share`` = q):
+  ``G_s = r z_s + sqrt(1 - r^2) (sqrt(q) a_d(s) + sqrt(1 - q) e_s)`` with district effects
+  ``a_d ~ N(0, 1)``; the district share of Var(G) is ``r^2 p + (1 - r^2) q`` (p = poverty's
+  district share). q = 0 (default) is the model above.
+* Panel (optional ``simulation.years``: ``n`` years labelled ``first, first + 1, ...``): true
+  engagement changes ``G_s,t = G_s,t-1 + change_sd D_s,t``, ``D ~ N(0, 1)``; the construct-specific
+  school parts ``w_fsc`` persist, so the true change of a school effect is
+  ``sqrt(ICC_fc) g_f change_sd D_s,t``. Respondents are a fresh cross-section each year (new
+  respondents, counts and rosters). Outcomes of year t >= 1: ``prior_t = current_t-1``,
+  ``current_t = prior_t + change_mean + b_G G_s,t-1 + b_z z_s + b_D change_sd D_s,t + change_sd e``
+  with ``b_D = change_engagement_effect / (Phi^-1(.9) - Phi^-1(.1)) / change_sd`` (the plan's
+  P90-vs-P10 contrast of the true engagement change). Year 0 is exactly the one-year simulation
+  (with the year's label in a ``year`` column and year-tagged respondent ids). Responses and
+  outcomes of all years are stacked with a ``year`` column (ResponseSet keeps one form; the
+  column is a background column); `Truth.panel` and `Truth.variance` hold the true scores,
+  changes and variance components.
 
 Randomness flows from one ``numpy.random.SeedSequence(seed)`` spawned into independent streams for
 schools, each form's respondents, each form's item parameters and outcomes, so the same seed gives
 identical frames (and changing one form's items leaves the other form's draws unchanged).
+Panel draws (district engagement, change, later years' respondents and outcomes) use further
+spawned streams, so a plan without ``years`` draws exactly what it drew before panels existed.
 """
 from __future__ import annotations
 
@@ -43,6 +61,7 @@ from instrument.population import OUTCOMES, PopulationPlan, load_plan
 from instrument.responses import ResponseSet, normalize_dtypes
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 
+DEFAULT_FIRST_YEAR = 2025  # label of the first survey year of a panel without ``years.first``
 Z90_MINUS_Z10 = float(stats.norm.ppf(0.9) - stats.norm.ppf(0.1))  # 2.5631...
 _SELECTOR = re.compile(r"^(?P<construct>[A-Za-z_][\w]*)\[(?P<k>\d+)\]$")
 
@@ -68,6 +87,17 @@ class Truth:
         ``outcome predictor p90_p10 per_sd`` true effects on current-year outcomes given prior.
     dif : DataFrame
         ``form item_id threshold_shift loading_diff`` planted for Spanish respondents.
+    panel : DataFrame or None
+        Panels only: one row per school x year, ``school_id district_id year engagement
+        engagement_change`` (true change from the previous year, NaN in the first) and
+        ``u.<form>.<construct>`` (the school's true construct effect that year).
+    variance : DataFrame or None
+        Panels only: true variance components per year of each construct's latent score
+        (``form construct``) and of school engagement (``form == ""``, ``construct ==
+        "engagement"``): ``year district school respondent total icc_district icc_school
+        district_share`` (district / (district + school), the district share of the
+        between-school variance) and ``change`` (variance of the true change of the school
+        effect from the previous year; NaN in the first year).
     """
 
     items: pd.DataFrame
@@ -77,6 +107,8 @@ class Truth:
     schools: pd.DataFrame
     effects: pd.DataFrame
     dif: pd.DataFrame
+    panel: pd.DataFrame | None = None
+    variance: pd.DataFrame | None = None
 
     def summary(self) -> Table:
         """Generating values by form x construct: ICC, mean loading, items, DIF items."""
@@ -94,9 +126,13 @@ class Truth:
     def to_dict(self) -> dict:
         fc = {f: {"constructs": list(m.columns), "values": m.to_numpy().tolist()}
               for f, m in self.factor_correlation.items()}
-        return to_jsonable({"items": self.items, "icc": self.icc, "factor_correlation": fc,
-                            "school_general": dict(self.school_general), "schools": self.schools,
-                            "effects": self.effects, "dif": self.dif})
+        d = {"items": self.items, "icc": self.icc, "factor_correlation": fc,
+             "school_general": dict(self.school_general), "schools": self.schools,
+             "effects": self.effects, "dif": self.dif}
+        for k in ("panel", "variance"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        return to_jsonable(d)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Truth":
@@ -105,7 +141,10 @@ class Truth:
         return cls(items=from_jsonable(d["items"]), icc=from_jsonable(d["icc"]),
                    factor_correlation=fc, school_general=dict(d["school_general"]),
                    schools=from_jsonable(d["schools"]), effects=from_jsonable(d["effects"]),
-                   dif=from_jsonable(d["dif"]))
+                   dif=from_jsonable(d["dif"]),
+                   panel=from_jsonable(d["panel"]) if d.get("panel") is not None else None,
+                   variance=(from_jsonable(d["variance"]) if d.get("variance") is not None
+                             else None))
 
 
 @dataclass(frozen=True)
@@ -144,8 +183,13 @@ class Simulation:
             rows.append({"form": rs.form, "respondents": len(d), "schools": d["school_id"].nunique(),
                          "spanish_share": float((d["language"] == "es").mean()),
                          "missing_share": float(d[list(rs.items)].isna().to_numpy().mean())})
-        return Table("Simulated field test", pd.DataFrame(rows),
-                     notes=(f"{len(self.outcomes)} schools, seed {self.meta.seed}.",))
+        years = self.meta.options.get("years")
+        n_schools = self.outcomes["school_id"].nunique()
+        notes = (f"{n_schools} schools, seed {self.meta.seed}.",)
+        if years:
+            notes += (f"Panel of {len(years)} survey years ({', '.join(map(str, years))}); "
+                      "respondent counts are over all years.",)
+        return Table("Simulated field test", pd.DataFrame(rows), notes=notes)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write teacher.csv, family.csv, outcomes.csv and truth.json to ``out_dir``."""
@@ -261,7 +305,8 @@ def _item_parameters(bank: Any, form: str, fspec: Mapping[str, Any], rng: np.ran
     return items[cols]
 
 
-def _schools(spec: Mapping[str, Any], rng: np.random.Generator) -> pd.DataFrame:
+def _schools(spec: Mapping[str, Any], rng: np.random.Generator,
+             r_panel: np.random.Generator | None = None) -> pd.DataFrame:
     S, D = int(spec["n"]), int(spec["districts"])
     conc = float(spec.get("district_concentration", 2.0))
     # every district gets one school, the rest by Dirichlet-multinomial sizes
@@ -272,7 +317,12 @@ def _schools(spec: Mapping[str, Any], rng: np.random.Generator) -> pd.DataFrame:
     z_pov = (math.sqrt(pov["district_share"]) * dz[district]
              + math.sqrt(1 - pov["district_share"]) * rng.standard_normal(S))
     r = spec["engagement_poverty_correlation"]
-    G = r * z_pov + math.sqrt(1 - r * r) * rng.standard_normal(S)
+    e_g = rng.standard_normal(S)
+    q = float(spec.get("engagement_district_share", 0.0))
+    if q > 0:  # panel plans: a district part of engagement from its own stream (issue 12)
+        dg = r_panel.standard_normal(D)
+        e_g = math.sqrt(q) * dg[district] + math.sqrt(1 - q) * e_g
+    G = r * z_pov + math.sqrt(1 - r * r) * e_g
     el = spec["el_share"]
     rz = el["poverty_correlation"]
     z_el = rz * z_pov + math.sqrt(1 - rz * rz) * rng.standard_normal(S)
@@ -295,8 +345,15 @@ def _schools(spec: Mapping[str, Any], rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _simulate_form(form: str, fspec: Mapping[str, Any], bank: Any, schools: pd.DataFrame,
-                   items: pd.DataFrame, rng: np.random.Generator
-                   ) -> tuple[ResponseSet, np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]:
+                   items: pd.DataFrame, rng: np.random.Generator, *,
+                   engagement: np.ndarray | None = None, w: np.ndarray | None = None,
+                   respondent_rng: np.random.Generator | None = None, year: int | None = None,
+                   ) -> tuple[ResponseSet, np.ndarray, pd.DataFrame, np.ndarray, np.ndarray,
+                              np.ndarray]:
+    """One form's respondents. ``engagement`` (a year's true engagement) and ``w`` (persistent
+    construct-specific school effects) default to year-0 values drawn here; ``respondent_rng``
+    redraws everything below the school level (measurement replications); ``year`` adds a
+    ``year`` column and year-tagged respondent ids."""
     S = len(schools)
     constructs = list(dict.fromkeys(items["construct"]))
     path = f"simulation.forms.{form}"
@@ -309,14 +366,21 @@ def _simulate_form(form: str, fspec: Mapping[str, Any], bank: Any, schools: pd.D
     # respondents and rosters
     n_s = _nb(rng, fspec["respondents"]["mean"], fspec["respondents"]["dispersion"], S)
     rate = _beta(rng, fspec["response_rate"]["mean"], fspec["response_rate"]["concentration"], S)
+    w_own = rng.standard_normal((S, C)) @ L.T
+    w = w_own if w is None else w
+    if respondent_rng is not None:
+        rng = respondent_rng
+        n_s = _nb(rng, fspec["respondents"]["mean"], fspec["respondents"]["dispersion"], S)
+        rate = _beta(rng, fspec["response_rate"]["mean"], fspec["response_rate"]["concentration"],
+                     S)
     roster = np.maximum(n_s, np.ceil(np.where(n_s > 0, n_s, fspec["respondents"]["mean"])
                                      / np.maximum(rate, 0.02))).astype(int)
     sidx = np.repeat(np.arange(S), n_s)
     N = int(n_s.sum())
 
     # school effects and latent construct scores
-    w = rng.standard_normal((S, C)) @ L.T
-    u = np.sqrt(icc) * (g * schools["engagement"].to_numpy()[:, None] + math.sqrt(1 - g * g) * w)
+    G = schools["engagement"].to_numpy() if engagement is None else np.asarray(engagement, float)
+    u = np.sqrt(icc) * (g * G[:, None] + math.sqrt(1 - g * g) * w)
     e = rng.standard_normal((N, C)) @ L.T
     eta = u[sidx] + np.sqrt(1 - icc) * e
 
@@ -354,12 +418,16 @@ def _simulate_form(form: str, fspec: Mapping[str, Any], bank: Any, schools: pd.D
     codes[miss] = np.nan
 
     prefix = "T" if form == "teacher" else "F"
+    if year is not None:
+        prefix = f"{prefix}{year}-"
     data = pd.DataFrame({
         "respondent_id": [f"{prefix}{i + 1:06d}" for i in range(N)],
         "school_id": schools["school_id"].to_numpy()[sidx],
         "district_id": schools["district_id"].to_numpy()[sidx],
-        "language": np.where(spanish, "es", "en").astype(object),
-        "years_at_school": years.astype(np.int64)})
+        "language": np.where(spanish, "es", "en").astype(object)})
+    if year is not None:
+        data["year"] = np.full(N, int(year), np.int64)
+    data["years_at_school"] = years.astype(np.int64)
     if form == "family":
         lo_hi = {"elementary": (0, 5), "middle": (6, 8), "high": (9, 12)}
         band = schools["grade_band"].to_numpy()[sidx]
@@ -371,7 +439,7 @@ def _simulate_form(form: str, fspec: Mapping[str, Any], bank: Any, schools: pd.D
                             item_ids)
     rs = ResponseSet(form=form, data=data, items=tuple(item_ids), source="simulated")
     icc_df = pd.DataFrame({"form": form, "construct": constructs, "icc": icc})
-    return rs, roster, icc_df, R, u
+    return rs, roster, icc_df, R, u, w
 
 
 def _outcomes(spec: Mapping[str, Any], schools: pd.DataFrame, rng: np.random.Generator,
@@ -396,6 +464,111 @@ def _outcomes(spec: Mapping[str, Any], schools: pd.DataFrame, rng: np.random.Gen
     return pd.DataFrame(out), pd.DataFrame(eff)
 
 
+def _panel_outcomes(spec: Mapping[str, Any], ysp: Mapping[str, Any], schools: pd.DataFrame,
+                    previous: pd.DataFrame, G_prev: np.ndarray, dG: np.ndarray,
+                    rng: np.random.Generator) -> pd.DataFrame:
+    """Outcomes of a later panel year: the prior is the previous year's current value and the
+    change depends on last year's engagement, poverty and the true engagement change."""
+    z = schools["poverty_z"].to_numpy()
+    S = len(schools)
+    cs = float(ysp["change_sd"])
+    ce = ysp.get("change_engagement_effect") or {}
+    out = {}
+    for name in OUTCOMES:
+        o = spec[name]
+        prior = previous[name].to_numpy(float)
+        b_g = o["effects"]["engagement"] / Z90_MINUS_Z10
+        b_z = o["effects"]["poverty"] / Z90_MINUS_Z10
+        b_d = float(ce.get(name, 0.0)) / (Z90_MINUS_Z10 * cs) if cs > 0 else 0.0
+        change = (o["change_mean"] + b_g * G_prev + b_z * z + b_d * dG
+                  + o["change_sd"] * rng.standard_normal(S))
+        out[name] = np.clip(prior + change, 0, 1)
+        out[f"{name}_prior"] = prior
+    return pd.DataFrame(out)
+
+
+def _change_effects(spec: Mapping[str, Any], ysp: Mapping[str, Any]) -> pd.DataFrame:
+    """True effects of the engagement change on the outcome change (``per_sd``: per SD of the
+    true change; per unit of engagement change it is ``per_sd / change_sd``)."""
+    ce = ysp.get("change_engagement_effect") or {}
+    return pd.DataFrame([{"outcome": name, "predictor": "engagement_change",
+                          "p90_p10": float(ce.get(name, 0.0)),
+                          "per_sd": float(ce.get(name, 0.0)) / Z90_MINUS_Z10}
+                         for name in OUTCOMES])
+
+
+def _true_variance(spec: Mapping[str, Any], icc: pd.DataFrame, school_general: Mapping[str, float],
+                   years: list, change_sd: float) -> pd.DataFrame:
+    """True variance components per year (see `Truth.variance` and the module docstring)."""
+    r = float(spec["engagement_poverty_correlation"])
+    d0 = r * r * float(spec["poverty"]["district_share"]) + (1 - r * r) * float(
+        spec.get("engagement_district_share", 0.0))
+    rows = []
+    for t, y in enumerate(years):
+        gd, gs = d0, 1 - d0 + t * change_sd ** 2  # engagement: district, school-within-district
+        ch = change_sd ** 2 if t > 0 else np.nan
+        rows.append({"year": y, "form": "", "construct": "engagement", "district": gd,
+                     "school": gs, "respondent": np.nan, "change": ch})
+        for row in icc.itertuples():
+            g2 = school_general[row.form] ** 2
+            rows.append({"year": y, "form": row.form, "construct": row.construct,
+                         "district": row.icc * g2 * gd,
+                         "school": row.icc * (g2 * gs + 1 - g2), "respondent": 1 - row.icc,
+                         "change": row.icc * g2 * ch})
+    out = pd.DataFrame(rows)
+    between = out["district"] + out["school"]
+    out["total"] = between + out["respondent"].fillna(0.0)
+    out["icc_district"] = out["district"] / out["total"]
+    out["icc_school"] = out["school"] / out["total"]
+    out["district_share"] = out["district"] / between
+    return out
+
+
+def true_school_means(truth: Truth, form: str, construct: str, *, bank: Any,
+                      year: int | None = None) -> pd.DataFrame:
+    """Each school's true raw construct mean: the expected respondent mean of the construct's
+    (reverse-recoded) items given the school's true effect, English respondents.
+
+    Returns ``school_id district_id mean`` (and ``year``) for the given year (the first year, or
+    the only one, when None).
+
+    Notes
+    -----
+    ``x*_j | u ~ N(lambda_j u, 1 - lambda_j^2 ICC)`` (the within-school latent part has variance
+    ``1 - ICC``), so ``E[code_j | u] = c_0 + sum_k (c_k - c_{k-1}) Phi((lambda_j u - tau_jk) /
+    sqrt(1 - lambda_j^2 ICC))`` with ``c_k`` the scale's codes; the true mean is the average over
+    the construct's items. Missingness is independent of the answers in the model, so this is
+    also the expected mean of answered items.
+    """
+    it = truth.items[(truth.items["form"] == form) & (truth.items["construct"] == construct)]
+    if it.empty:
+        raise ValueError(f"truth has no items of form={form!r}, construct={construct!r}.")
+    col = f"u.{form}.{construct}"
+    if truth.panel is not None:
+        yrs = sorted(truth.panel["year"].unique())
+        y = yrs[0] if year is None else year
+        if y not in yrs:
+            raise ValueError(f"year={year!r} is not a year of the panel ({yrs}).")
+        sch = truth.panel[truth.panel["year"] == y]
+    else:
+        if year is not None:
+            raise ValueError("year= needs a panel simulation (a plan with simulation.years).")
+        sch, y = truth.schools, None
+    icc = float(truth.icc.set_index(["form", "construct"]).loc[(form, construct), "icc"])
+    u = sch[col].to_numpy(float)
+    m = np.zeros_like(u)
+    for row in it.itertuples():
+        codes = np.asarray(bank.scales[row.scale].codes, float)
+        sd = math.sqrt(1 - row.loading ** 2 * icc)
+        p = stats.norm.cdf((row.loading * u[:, None] - np.asarray(row.thresholds)[None, :]) / sd)
+        m += codes[0] + (p * np.diff(codes)[None, :]).sum(axis=1)
+    out = pd.DataFrame({"school_id": sch["school_id"].to_numpy(),
+                        "district_id": sch["district_id"].to_numpy(), "mean": m / len(it)})
+    if y is not None:
+        out.insert(2, "year", y)
+    return out
+
+
 def _load_bank(bank: Any) -> Any:
     if bank is not None:
         return bank
@@ -404,7 +577,8 @@ def _load_bank(bank: Any) -> Any:
 
 
 def simulate(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = None,
-             seed: int | None = None, bank: Any = None) -> Simulation:
+             seed: int | None = None, bank: Any = None, *,
+             respondent_seed: int | None = None) -> Simulation:
     """Simulate teacher and family responses, school outcomes and the generating truth.
 
     Parameters
@@ -415,12 +589,20 @@ def simulate(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = None
         Random seed; the plan's ``seed`` when None. The same seed gives identical output.
     bank : Bank, optional
         The item bank (uses ``items``, ``scales``, ``items_for``); the shipped bank when None.
+    respondent_seed : int, optional
+        Measurement replication: schools, their true scores (every year), item parameters and
+        outcomes come from ``seed`` as usual, but everything below the school level (respondent
+        counts, rosters, languages, latent scores, answers, missingness) is redrawn from this
+        seed. None (default) draws them from ``seed``.
 
     Returns
     -------
     Simulation
         ``teacher`` and ``family`` ResponseSets, ``outcomes`` (DATA_CONTRACT school outcomes
-        table), ``truth`` and ``meta`` (seed, plan name).
+        table), ``truth`` and ``meta`` (seed, plan name). With ``simulation.years`` in the plan
+        (a panel), responses and outcomes hold every year stacked with a ``year`` column, and
+        ``truth.panel`` / ``truth.variance`` hold per-year true scores, true change and true
+        variance components.
 
     Notes
     -----
@@ -447,40 +629,95 @@ def simulate(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = None
     ss = np.random.SeedSequence(int(seed))
     r_schools, r_teacher, r_family, r_out, r_it_teacher, r_it_family = (
         np.random.default_rng(s) for s in ss.spawn(6))
+    # streams 7-9 serve panels only (so one-year plans draw exactly what they always drew)
+    s_panel, s_panel_out, s_years = ss.spawn(3)
+    r_panel, r_panel_out = np.random.default_rng(s_panel), np.random.default_rng(s_panel_out)
+    ysp = sim.get("years")
+    n_years = int(ysp["n"]) if ysp else 1
+    first = int(ysp.get("first", DEFAULT_FIRST_YEAR)) if ysp else None
+    year_labels = [first + t for t in range(n_years)] if ysp else [None]
+    year_seqs = s_years.spawn(2 * n_years)
+    resp_seqs = (np.random.SeedSequence(int(respondent_seed)).spawn(2 * n_years)
+                 if respondent_seed is not None else None)
     r_items = {"teacher": r_it_teacher, "family": r_it_family}
-    schools = _schools(sim["schools"], r_schools)
+    schools = _schools(sim["schools"], r_schools, r_panel)
+    S = len(schools)
+    cs = float(ysp["change_sd"]) if ysp else 0.0
+    G = [schools["engagement"].to_numpy()]
+    dG = [np.full(S, np.nan)]
+    for _ in range(1, n_years):
+        dG.append(cs * r_panel.standard_normal(S))
+        G.append(G[-1] + dG[-1])
     item_tables, icc_tables, fc, rsets, rosters = [], [], {}, {}, {}
     truth_schools = schools[["school_id", "district_id", "engagement", "poverty_z"]].copy()
-    for form, rng in (("teacher", r_teacher), ("family", r_family)):
+    panel_rows = [pd.DataFrame({"school_id": schools["school_id"], "district_id":
+                                schools["district_id"], "year": y, "engagement": G[t],
+                                "engagement_change": dG[t]})
+                  for t, y in enumerate(year_labels)]
+    for k, (form, rng0) in enumerate((("teacher", r_teacher), ("family", r_family))):
         fspec = sim["forms"][form]
         items = _item_parameters(bank, form, fspec, r_items[form])
-        rs, roster, icc_df, R, u = _simulate_form(form, fspec, bank, schools, items, rng)
-        constructs = icc_df["construct"].tolist()
-        for k, c in enumerate(constructs):
-            truth_schools[f"u.{form}.{c}"] = u[:, k]
+        frames, roster_y, w = [], [], None
+        for t, y in enumerate(year_labels):
+            rng = rng0 if t == 0 else np.random.default_rng(year_seqs[2 * t + k])
+            rr = np.random.default_rng(resp_seqs[2 * t + k]) if resp_seqs is not None else None
+            rs, roster, icc_df, R, u, w = _simulate_form(form, fspec, bank, schools, items, rng,
+                                                         engagement=G[t], w=w, respondent_rng=rr,
+                                                         year=y)
+            frames.append(rs.data)
+            roster_y.append(roster)
+            constructs = icc_df["construct"].tolist()
+            for j, c in enumerate(constructs):
+                if t == 0:
+                    truth_schools[f"u.{form}.{c}"] = u[:, j]
+                panel_rows[t][f"u.{form}.{c}"] = u[:, j]
+        if len(frames) > 1:
+            data = normalize_dtypes(pd.concat(frames, ignore_index=True), list(rs.items))
+            rs = ResponseSet(form=form, data=data, items=rs.items, source="simulated")
         item_tables.append(items)
         icc_tables.append(icc_df)
         fc[form] = pd.DataFrame(R, index=constructs, columns=constructs)
         rsets[form] = rs
-        rosters[form] = roster
+        rosters[form] = roster_y
     outc, effects = _outcomes(sim["outcomes"], schools, r_out)
-    outcomes = pd.concat([schools[["school_id", "district_id", "grade_band", "enrollment",
-                                   "poverty", "el_share", "locale"]], outc], axis=1)
+    outc_years = [outc]
+    for t in range(1, n_years):
+        outc_years.append(_panel_outcomes(sim["outcomes"], ysp, schools, outc_years[-1],
+                                          G[t - 1], dG[t], r_panel_out))
+    if ysp:
+        effects = pd.concat([effects, _change_effects(sim["outcomes"], ysp)], ignore_index=True)
     order = ["school_id", "district_id", "grade_band", "enrollment", "poverty", "el_share",
              "locale"] + [c for o in OUTCOMES for c in (o, f"{o}_prior")]
-    outcomes = outcomes[order]
-    outcomes["roster_teachers"] = rosters["teacher"]
-    outcomes["roster_families"] = rosters["family"]
+    frames = []
+    for t, y in enumerate(year_labels):
+        o = pd.concat([schools[["school_id", "district_id", "grade_band", "enrollment",
+                                "poverty", "el_share", "locale"]], outc_years[t]], axis=1)[order]
+        o["roster_teachers"] = rosters["teacher"][t]
+        o["roster_families"] = rosters["family"][t]
+        if y is not None:
+            o.insert(2, "year", np.full(S, y, np.int64))
+        frames.append(o)
+    outcomes = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     items_all = pd.concat(item_tables, ignore_index=True)
     dif = items_all.loc[(items_all["threshold_shift"] != 0)
                         | (items_all["loading_es"] != items_all["loading"]),
                         ["form", "item_id", "threshold_shift"]].copy()
     dif["loading_diff"] = (items_all["loading_es"] - items_all["loading"]).loc[dif.index]
-    truth = Truth(items=items_all, icc=pd.concat(icc_tables, ignore_index=True),
-                  factor_correlation=fc,
-                  school_general={f: float(sim["forms"][f]["school_general"]) for f in fc},
-                  schools=truth_schools, effects=effects, dif=dif.reset_index(drop=True))
-    meta = Meta(options={"plan": p.name, "plan_path": p.path}, seed=int(seed),
+    icc_all = pd.concat(icc_tables, ignore_index=True)
+    school_general = {f: float(sim["forms"][f]["school_general"]) for f in fc}
+    panel = variance = None
+    if ysp:
+        panel = pd.concat(panel_rows, ignore_index=True)
+        variance = _true_variance(sim["schools"], icc_all, school_general, year_labels, cs)
+    truth = Truth(items=items_all, icc=icc_all, factor_correlation=fc,
+                  school_general=school_general, schools=truth_schools, effects=effects,
+                  dif=dif.reset_index(drop=True), panel=panel, variance=variance)
+    opts = {"plan": p.name, "plan_path": p.path}
+    if ysp:
+        opts["years"] = year_labels
+    if respondent_seed is not None:
+        opts["respondent_seed"] = int(respondent_seed)
+    meta = Meta(options=opts, seed=int(seed),
                 data_hash=hash_frame(pd.concat([rsets["teacher"].data, rsets["family"].data])))
     return Simulation(teacher=rsets["teacher"], family=rsets["family"], outcomes=outcomes,
                       truth=truth, meta=meta)

@@ -116,3 +116,19 @@ def test_score_tests_closed_form_equals_lavaans_bordered_inverse():
         R1 = np.delete(R, r, axis=0)
         Z = np.block([[info, R1.T], [R1, np.zeros((2, 2))]])
         assert_allclose(uni[r], n * g @ np.linalg.pinv(Z)[:k, :k] @ g, rtol=1e-9)
+
+
+def test_collapse_empty_categories():
+    import pandas as pd
+
+    from instrument.invariance_ordinal import collapse_empty_categories
+
+    d = pd.DataFrame({"g": ["a"] * 6 + ["b"] * 6,
+                      "x": [1, 2, 3, 4, 4, 2, 2, 2, 3, 4, 3, 4],     # 1 empty in b
+                      "y": [1, 2, 3, 4, 1, 2, 1, 2, 4, 4, 1, 2]})    # 3 empty in b
+    out, changes = collapse_empty_categories(d, ["x", "y"], "g")
+    assert changes.to_dict("records") == [
+        {"item": "x", "from": 1, "to": 2, "empty_in": "b"},
+        {"item": "y", "from": 3, "to": 4, "empty_in": "b"}]   # 4 is used less than 2
+    assert not (pd.crosstab(out["g"], out["x"]) == 0).any().any()
+    assert (out["y"] == 3).sum() == 0 and (d["y"] == 3).sum() == (out["y"] == 4).sum() - 3

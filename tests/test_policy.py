@@ -235,7 +235,9 @@ def test_cli_rollup_and_change(tmp_path):
     out = tmp_path / "rollup.csv"
     res = CliRunner().invoke(main, ["rollup", str(path), "--level", "state", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert pd.read_csv(out)["n_schools"].iloc[0] == 24   # both years' rows
+    roll = pd.read_csv(out)
+    assert list(roll["year"]) == [2025, 2026]            # a panel is rolled up per year
+    assert (roll["n_schools"] == 12).all()
     res = CliRunner().invoke(main, ["change", str(path)])
     assert res.exit_code == 0, res.output
     assert "School change 2025 to 2026" in res.output

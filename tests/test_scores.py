@@ -154,9 +154,10 @@ class TestScaleAndBands:
         with pytest.raises(ValueError, match=r"icc1= lacks construct\(s\)"):
             school_scores(rs, bank=toy_bank, icc1={"overall": 0.1})
 
-    def test_fit_not_available_yet(self, toy_bank):
+    def test_fit_must_be_a_cfa_result(self, toy_bank):
+        # factor-score school means are tested in test_panel.py (TestFactorScoreSchoolMeans)
         rs = make_responses(toy_bank, {"S1": 12})
-        with pytest.raises(NotImplementedError, match="fit= .* not available yet"):
+        with pytest.raises(TypeError, match="fit= must be a CFAResult"):
             school_scores(rs, bank=toy_bank, fit=object())
 
 

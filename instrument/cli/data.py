@@ -23,10 +23,12 @@ def _fail(exc: Exception) -> None:
 @click.command()
 @click.argument("plan", default="default")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for teacher.csv, family.csv, outcomes.csv and truth.json.")
+              help="Folder for teacher.csv, family.csv, outcomes.csv and truth.json (with a "
+                   "'year' column when the plan has simulation.years).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the plan's seed).")
 def simulate(plan: str, out_dir: str, seed: int | None) -> None:
-    """Simulate a field test from population-model PLAN (a YAML file, or 'default' / 'tiny')."""
+    """Simulate a field test from population-model PLAN (a YAML file, or 'default' / 'tiny' /
+    'panel'); a plan with simulation.years writes a panel (all years, `year` column)."""
     from instrument.population import PlanError
     from instrument.simulate import simulate as run
     try:
@@ -35,6 +37,11 @@ def simulate(plan: str, out_dir: str, seed: int | None) -> None:
         _fail(exc)
     paths = sim.write(out_dir)
     click.echo(sim.summary().as_text())
+    years = sim.meta.options.get("years")
+    if years:  # a panel plan (simulation.years): every file holds all years in a `year` column
+        click.echo(f"Panel: survey years {', '.join(str(y) for y in years)} stacked in a 'year' "
+                   "column; truth.json holds per-year true scores, true change and variance "
+                   "components.")
     for k, p in paths.items():
         click.echo(f"  {k:<9} {p}")
 

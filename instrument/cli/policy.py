@@ -33,12 +33,30 @@ def rollup(scores: str, outcomes: str | None, level: str, weight: str | None, ou
 @click.argument("scores", type=click.Path(exists=True, dir_okay=False))
 @click.option("--year-column", default="year", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write school changes as CSV.")
-def change(scores: str, year_column: str, out: str | None) -> None:
+@click.option("--outcomes", type=click.Path(exists=True, dir_okay=False),
+              help="School outcomes (with a year column, or the later year's): also regress the "
+                   "outcome change on the score change (instrument.change_link).")
+@click.option("--outcome", default="chronic_absence", show_default=True,
+              type=click.Choice(["chronic_absence", "attendance", "ela_proficiency",
+                                 "math_proficiency"]))
+@click.option("--construct", default="overall", show_default=True)
+@click.option("--form", default="teacher", show_default=True,
+              type=click.Choice(["teacher", "family"]))
+def change(scores: str, year_column: str, out: str | None, outcomes: str | None, outcome: str,
+           construct: str, form: str) -> None:
     """Change in school SCORES (long CSV with a year column) between the first and last year."""
     from instrument.policy import change as run_change
 
-    res = run_change(_read(scores), year=year_column)
+    table = _read(scores)
+    res = run_change(table, year=year_column)
     click.echo(res.summary().as_text())
+    if outcomes:
+        from instrument.policy import change_link
+
+        if year_column != "year":
+            table = table.rename(columns={year_column: "year"})
+        lr = change_link(table, _read(outcomes), outcome=outcome, construct=construct, form=form)
+        click.echo(lr.summary().as_text())
     if out:
         from instrument.io.tables import write_table
 

@@ -815,8 +815,7 @@ def score_test_equality_wls(fit):
     statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
     releases.
     """
-    import pandas as pd
-    from instrument.invariance import _param_name, score_tests, stats_chi2_sf
+    from instrument.invariance import equality_score_table
 
     st = _state(fit)
     model, x, cstats = st["model"], st["x"], st["cstats"]
@@ -832,31 +831,7 @@ def score_test_equality_wls(fit):
         score += f * (ng - 1) / ng * (VD.T @ (o - e))
         info += f * (D.T @ VD)
     info = 0.5 * (info + info.T)
-    pt = fit.partable
-    rows_R, meta_rows = [], []
-    for col in range(model.nx):
-        members = np.flatnonzero(model.x_col == col)
-        for other in members[1:]:
-            r = np.zeros(k)
-            r[members[0]], r[other] = 1.0, -1.0
-            rows_R.append(r)
-            a, b = pt.iloc[model.free_rows[members[0]]], pt.iloc[model.free_rows[other]]
-            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
-                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
-                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"]),
-                              "_b": other})
-    if not rows_R:
-        raise ValueError("the model has no equality constraints to test.")
-    R = np.array(rows_R)
-    total, uni, epc = score_tests(score, info, R, int(n.sum()))
-    out = pd.DataFrame(meta_rows)
-    out["X2"] = uni
-    out["df"] = 1
-    out["pvalue"] = stats_chi2_sf(uni, 1)
-    out["epc"] = [epc[i, b] for i, b in enumerate(out["_b"])]
-    out = out.drop(columns="_b")
-    out.attrs["total"] = {"X2": total, "df": len(R), "pvalue": float(stats_chi2_sf(total, len(R)))}
-    return out
+    return equality_score_table(score, info, model, fit.partable, int(n.sum()))
 
 
 def _catml_robust(model, x, cstats, deltas, st):

@@ -16,6 +16,7 @@ results["cfa"][form]["fit_measures"] of the same run.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_technical_report_complete(run):
             for p in from_jsonable(lad["releases"])["parameter"]:
                 assert f"<td>{p}</td>" in t
         verdicts = from_jsonable(lad["table"])["verdict"]
-        assert all(v.replace(">", "&gt;").replace("<", "&lt;") in t for v in verdicts)
+        assert all(html.escape(v) in t for v in verdicts)
     # EFA per form; reliability by form and language with omega from the CFA
     for form in res["efa"]:
         assert f"Parallel analysis, {form} form" in t

@@ -71,7 +71,15 @@ def test_technical_report_complete(run):
             assert f"Constraints released for partial invariance, {key}" in t
             for p in from_jsonable(lad["releases"])["parameter"]:
                 assert f"<td>{p}</td>" in t
-        verdicts = from_jsonable(lad["table"])["verdict"]
+        tab = from_jsonable(lad["table"])
+        if lad["estimator"] in ("WLSMV", "ULSMV"):      # the indices the rules used are shown
+            cap = t.split(f"Measurement invariance ladder, {key}")[1].split("</table>")[0]
+            assert "<th>cfi.scaled</th>" in cap and "<th>chisq.scaled</th>" in cap
+            assert f"<td>{tab['cfi.scaled'].iloc[1]:.3f}</td>" in cap
+        if (~tab["holds"].iloc[1:].astype(bool)).any() and not len(
+                from_jsonable(lad["releases"])):
+            assert "no constraints were released in these results" in t
+        verdicts = tab["verdict"]
         assert all(html.escape(v) in t for v in verdicts)
     # EFA per form; reliability by form and language with omega from the CFA
     for form in res["efa"]:

@@ -259,6 +259,13 @@ def _efa(s: Section, num: _Numberer) -> dict:
     return {"efa": parts}
 
 
+#: The fit indices an invariance ladder's Δ-fit rules use, per estimator (chisq, cfi, rmsea),
+#: as in `instrument.invariance` (lavaan's scaled / robust names).
+LADDER_INDICES = {"ML": ("chisq", "cfi", "rmsea"),
+                  "MLR": ("chisq.scaled", "cfi.robust", "rmsea.robust"),
+                  "WLSMV": ("chisq.scaled", "cfi.scaled", "rmsea.scaled"),
+                  "ULSMV": ("chisq.scaled", "cfi.scaled", "rmsea.scaled")}
+
 RELIABILITY_COLUMNS = ("form", "language", "construct", "n_items", "n", "alpha",
                        "alpha.ci.lower", "alpha.ci.upper", "alpha.ordinal", "omega")
 ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
@@ -327,9 +334,21 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         tabs, deltas = [], {}
         for form, d in inv["ladders"].items():
             t = d["table"]
-            keep = [c for c in ("step", "chisq", "df", "cfi", "rmsea", "srmr", "cfi.delta",
-                                "rmsea.delta", "srmr.delta", "verdict", "rule") if c in t.columns]
+            idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
+            keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff",
+                                "df.diff", "pvalue.diff", "cfi.delta", "rmsea.delta",
+                                "srmr.delta", "verdict", "rule") if c in t.columns]
             notes = []
+            if idx != LADDER_INDICES["ML"] and idx[0] in t.columns:
+                notes.append(f"With {d['estimator']} the Δ-fit rules use {', '.join(idx)} "
+                             "(shown); chisq.diff is the scaled difference test.")
+            if "holds" in t.columns and d.get("releases") is None:
+                failed = [str(st) for st, h in zip(t["step"], t["holds"])
+                          if h is not None and h == h and not bool(h)]
+                if failed:
+                    notes.append(f"Step(s) {', '.join(failed)} did not meet the rule and no "
+                                 "constraints were released in these results, so later steps "
+                                 "are read as conditional on that failure.")
             if d["groups"]:
                 notes.append(f"Groups: {', '.join(d['groups'])}.")
             if d["estimator"] or d["rule_set"]:

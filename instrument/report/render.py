@@ -117,11 +117,16 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     f = frame.copy()
     for c in f.columns:
         col = f[c]
+        if (str(c) in COUNT_COLUMNS or str(c).endswith(" items")) and col.dtype == object:
+            num = pd.to_numeric(col, errors="coerce")
+            if num.notna().sum() == col.notna().sum():      # numbers with gaps (None)
+                col = num.astype(float)
         if (str(c) in COUNT_COLUMNS or str(c).endswith(" items")) and \
                 pd.api.types.is_float_dtype(col):
             v = col.dropna()
             if len(v) and bool(np.all(np.equal(np.mod(v.to_numpy(float), 1), 0))):
-                f[c] = [None if x != x else int(x) for x in col]
+                f[c] = pd.Series([None if x != x else int(x) for x in col], index=f.index,
+                                 dtype=object)
     return f
 
 

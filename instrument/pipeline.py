@@ -210,13 +210,22 @@ def stage_cfa(ctx: dict) -> Any:
 
     est = _analysis(ctx)["estimator"]
     fits, out = {}, {}
+    ctx["cfa_data"] = {}
     for form in _forms(ctx):
         _, half = _halves(ctx, form)
         fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est,
                          **_ordinal_options(est))
+        ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
     ctx["cfa_fits"] = fits
     return out
+
+
+def stage_syntax(ctx: dict) -> Any:
+    """lavaan (.lav) and Mplus (.inp) syntax per form with the CFA half's data (syntax/)."""
+    from instrument.report.syntax_export import pipeline_stage
+
+    return pipeline_stage(ctx)
 
 
 def stage_reliability(ctx: dict) -> Any:
@@ -387,6 +396,7 @@ STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
     ("item_analysis", stage_item_analysis, ("data",)),
     ("efa", stage_efa, ("data",)),
     ("cfa", stage_cfa, ("data",)),
+    ("syntax", stage_syntax, ("cfa",)),
     ("reliability", stage_reliability, ("data",)),
     ("invariance", stage_invariance, ("data",)),
     ("multilevel", stage_multilevel, ("data",)),
@@ -454,27 +464,37 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
 
 def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[str], None]) -> None:
     out = run.out_dir
-    for name, fn, needs in STAGES:
+    start = time.perf_counter()
+    for i, (name, fn, needs) in enumerate(STAGES, 1):
+        tag = f"[{i:2d}/{len(STAGES)}] {name:<14}"
         missing = [n for n in needs if n not in done]
         if missing:
             run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
-            say(f"[{name}] skipped: needs {', '.join(missing)}")
+            say(f"{tag} skipped: needs {', '.join(missing)}")
             continue
         if name == "reports":
             _write(run, ctx)
-        say(f"[{name}] running")
+        say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
         t0 = time.perf_counter()
         try:
             run.results[name] = to_jsonable(fn(ctx))
             done.add(name)
             run.stages.append(StageOutcome(name, "ok", seconds=time.perf_counter() - t0))
-            say(f"[{name}] done in {time.perf_counter() - t0:.1f} s")
+            say(f"{tag} done in {time.perf_counter() - t0:.1f} s")
         except Exception as exc:  # a failed stage is recorded; the others still run
             run.stages.append(StageOutcome(name, "failed", f"{type(exc).__name__}: {exc}",
                                            time.perf_counter() - t0))
-            say(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+            say(f"{tag} FAILED after {time.perf_counter() - t0:.1f} s: "
+                f"{type(exc).__name__}: {exc}")
             (out / "errors").mkdir(exist_ok=True)
             (out / "errors" / f"{name}.txt").write_text(traceback.format_exc())
+
+
+def _doing(name: str) -> str:
+    """What a stage does, for the progress line (the first line of its docstring)."""
+    fn = dict((n, f) for n, f, _ in STAGES).get(name)
+    doc = (fn.__doc__ or name).strip().splitlines()[0].rstrip(".") if fn else name
+    return doc[:70] + ("..." if len(doc) > 70 else "")
 
 
 def _write(run: ValidationRun, ctx: dict) -> None:

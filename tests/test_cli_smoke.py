@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from instrument.cli import main
 
 PLAN = Path(__file__).parent / "fixtures" / "pipeline" / "small.yaml"
-STAGES = ["bank", "data", "item_analysis", "efa", "cfa", "reliability", "invariance",
+STAGES = ["bank", "data", "item_analysis", "efa", "cfa", "syntax", "reliability", "invariance",
           "multilevel", "scores", "linker", "policy", "reports"]
 
 

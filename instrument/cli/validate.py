@@ -19,11 +19,16 @@ def validate(plan: str | None, out_dir: str) -> None:
     except ValueError as e:  # an unreadable plan
         raise click.ClickException(str(e)) from e
     click.echo("")
+    click.echo(f"  {'stage':<15} {'status':<8} {'seconds':>8}")
     for s in run.stages:
-        extra = f": {s.message}" if s.message else ""
-        click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:6.1f} s{extra}")
+        extra = f"  {s.message}" if s.message else ""
+        click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:8.1f}{extra}")
+    n_ok = sum(s.status == "ok" for s in run.stages)
+    click.echo(f"  {'total':<15} {f'{n_ok}/{len(run.stages)} ok':<8} "
+               f"{sum(s.seconds for s in run.stages):8.1f}")
     click.echo(f"Results written to {run.out_dir / 'results.json'}; reports in "
-               f"{run.out_dir / 'reports'}")
+               f"{run.out_dir / 'reports'}; lavaan and Mplus syntax in "
+               f"{run.out_dir / 'syntax'}")
     if not run.ok:
         click.echo("Some stages did not complete; see the errors/ folder.", err=True)
         sys.exit(1)

@@ -28,6 +28,14 @@ Keys read, by section
     ``missing`` (share), ``citc`` (corrected item-total correlation).
     ``category_use``: frame ``form``, ``item_id``, ``category`` (code), ``label`` (optional),
     ``share`` (proportion of answers in that category).
+    Both may carry a ``group`` column (``"(all)"`` and one row set per language); the report
+    shows the ``"(all)"`` rows.
+``results["efa"]`` (internal structure), per form
+    ``{"n", "n_factors_theory", "parallel": ParallelResult.to_dict(), "efa": EFAResult.to_dict()}``:
+    ``parallel.values`` frame ``factor observed sim.mean sim.quantile`` (Horn's parallel analysis,
+    ``n_factors``, ``n_iter``, ``quant``); ``efa.loadings`` frame ``item MR1 ... MRk`` (pattern
+    matrix), ``efa.phi`` (factor correlations), ``efa.method``, ``efa.rotation``,
+    ``efa.communalities``.
 ``results["cfa"]`` (internal structure), per form
     a CFAResult ``to_dict()``: ``fit_measures`` (dict with lavaan's ``fitMeasures()`` names:
     ``chisq``, ``df``, ``pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
@@ -35,13 +43,16 @@ Keys read, by section
     ``rmsea.robust``, ...; ``ntotal``), ``estimates`` (frame with ``lhs op rhs est se std.all``;
     the ``=~`` rows are the loadings), optionally ``estimator`` or ``meta.options.estimator``.
 ``results["reliability"]`` (internal structure), per form or one frame with a ``form`` column
-    frame with ``construct``, ``alpha``, ``alpha.ci.lower``, ``alpha.ci.upper``, ``omega`` and
-    optionally ``alpha.ordinal``, ``n``, ``n_items``.
-``results["invariance"]`` (internal structure), per form
+    (directly or under ``"table"``): frame with ``construct``, ``alpha``, ``alpha.ci.lower``,
+    ``alpha.ci.upper``, ``omega`` and optionally ``language`` (``"all"`` or a language code;
+    omega is given for ``"all"``, from the CFA), ``alpha.ordinal``, ``n``, ``n_items``.
+``results["invariance"]`` (internal structure), per ladder (keys like ``"family by language"``)
     an InvarianceResult ``to_dict()``: ``table`` with one row per step: ``step``, ``chisq``,
     ``df``, ``cfi``, ``rmsea``, ``srmr``, ``cfi.delta``, ``rmsea.delta``, ``srmr.delta`` (or
     ``delta_cfi``, ``delta_rmsea``, ``delta_srmr``), ``verdict``, optionally ``rule`` and
-    ``holds``; ``group_labels``, ``estimator``, ``rule_set`` (optional).
+    ``holds``; ``group_labels``, ``estimator``, ``rule_set`` (optional); ``releases``
+    (optional): frame ``round step parameter X2 pvalue``, the constraints freed for partial
+    invariance.
 ``results["multilevel"]`` (internal structure)
     ``icc``: frame ``form``, ``construct``, ``icc1``, ``icc2`` and optionally ``k`` (mean
     respondents per school); ``min_k`` (optional): frame ``form``, ``construct``, ``target``
@@ -62,6 +73,14 @@ Keys read, by section
     ``coefficients`` (frame ``term est se t df pvalue ci.lower ci.upper``; the score's term is
     ``"score"``), ``effects`` (frame ``predictor b sd b_per_sd beta_std p10 p90 contrast_pp
     ci.lower_pp ci.upper_pp``; predictors ``score`` and ``poverty``).
+``results["policy"]`` (district and state; brief)
+    ``rollup_district`` / ``rollup_state``: frames ``unit form construct n_schools n_respondents
+    score se ci.lower ci.upper sd_schools suppressed suppression_reason``; ``accuracy``: frame
+    ``form construct accuracy misclassified consistency n_schools``; ``convergence``: frame
+    ``construct n_schools r ci.lower ci.upper rel_a rel_b r_corrected`` (teacher vs family school
+    scores); ``variance_components``: per form ``{tau_district, tau_school, sigma2,
+    icc_district, icc_school, n_districts, n_schools, n, mean_schools, mean_respondents}``.
+    Suppressed rollup rows have ``score``, ``se`` and the interval blanked here.
 ``results["classification"]`` or ``results["policy"]["classification"]`` (consequences)
     a ClassificationAccuracy ``to_dict()``: ``overall`` (``accuracy``, ``consistency``,
     ``n_schools``), ``by_band`` frame.
@@ -237,9 +256,54 @@ def read_item_analysis(results: Mapping[str, Any]) -> Section:
     stats = frame_per_label(ia.get("items"))
     if cu is None and stats is None:
         return _unavailable("item_analysis", "no item statistics or category use in the results")
+    cu, stats = _overall_group(cu), _overall_group(stats)
     if cu is not None and "form" not in cu.columns:
         cu.insert(0, "form", "")
-    return Section("item_analysis", True, data={"category_use": cu, "items": stats})
+    rules = [r for r in ia.get("rules") or [] if isinstance(r, Mapping) and "key" in r]
+    return Section("item_analysis", True, data={"category_use": cu, "items": stats,
+                                                "rules": rules})
+
+
+def _overall_group(f: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows of the whole sample when a frame is also split by ``group`` (e.g. language)."""
+    if f is None or "group" not in f.columns:
+        return f
+    keep = f[f["group"].astype(str) == "(all)"]
+    if not len(keep):
+        return f
+    return keep.drop(columns="group").reset_index(drop=True)
+
+
+def _is_efa(d: Mapping) -> bool:
+    return isinstance(d.get("efa"), Mapping) or isinstance(d.get("parallel"), Mapping)
+
+
+def read_efa(results: Mapping[str, Any]) -> Section:
+    """Internal structure: parallel analysis and the EFA pattern matrix per form."""
+    forms = per_label(results.get("efa"), _is_efa)
+    out = {}
+    for label, d in forms.items():
+        pa = d.get("parallel") if isinstance(d.get("parallel"), Mapping) else {}
+        ef = d.get("efa") if isinstance(d.get("efa"), Mapping) else {}
+        values = as_frame(pa.get("values"))
+        if values is not None and _has(values, ("factor", "observed")):
+            values = None
+        load = as_frame(ef.get("loadings"))
+        if load is not None and "item" not in load.columns:
+            load = None
+        if values is None and load is None:
+            continue
+        out[label or "model"] = {
+            "n": d.get("n"), "n_factors_theory": d.get("n_factors_theory"),
+            "parallel": values, "pa_n_factors": pa.get("n_factors"), "n_iter": pa.get("n_iter"),
+            "quant": pa.get("quant"), "loadings": load, "phi": as_frame(ef.get("phi")),
+            "method": str(ef.get("method") or ""), "rotation": str(ef.get("rotation") or ""),
+            "n_factors": ef.get("n_factors"),
+            "communalities": ef.get("communalities") if isinstance(ef.get("communalities"),
+                                                                   Mapping) else {}}
+    if not out:
+        return _unavailable("efa")
+    return Section("efa", True, data={"forms": out})
 
 
 def _is_fit(d: Mapping) -> bool:
@@ -266,7 +330,9 @@ def read_cfa(results: Mapping[str, Any]) -> Section:
         out[label or "model"] = {"fit_measures": {k: _num(v) for k, v in
                                                   (d.get("fit_measures") or {}).items()},
                                  "estimates": est, "loadings": load, "estimator": _estimator(d),
-                                 "converged": d.get("converged")}
+                                 "converged": d.get("converged"),
+                                 "dropped": _num((d.get("meta") or {}).get("options", {})
+                                                 .get("nobs_dropped_listwise"))}
     return Section("cfa", True, data={"fits": out})
 
 
@@ -292,7 +358,9 @@ def read_invariance(results: Mapping[str, Any]) -> Section:
         if t is None or _has(t, ("step",)):
             continue
         t = t.rename(columns=_DELTA_ALIASES)
+        rel = as_frame(d.get("releases"))
         out[label or "model"] = {"table": t, "estimator": str(d.get("estimator") or ""),
+                                 "releases": rel if rel is not None and len(rel) else None,
                                  "rule_set": str(d.get("rule_set") or ""),
                                  "groups": [str(g) for g in d.get("group_labels") or []]}
     if not out:
@@ -391,17 +459,70 @@ def read_linker(results: Mapping[str, Any]) -> Section:
                      "pvalue": _num(sc.get("pvalue")), "ci.lower": _num(sc["ci.lower"]),
                      "ci.upper": _num(sc["ci.upper"]), "sd": sd,
                      "nobs": d.get("nobs"), "n_clusters": d.get("n_clusters"),
+                     "controls": ", ".join(
+                         "prior value of the outcome" if str(x) == f"{d.get('outcome')}_prior"
+                         else str(x) for x in (d.get("controls") or (d.get("meta") or {})
+                                               .get("options", {}).get("controls") or [])),
                      "se_type": d.get("se_type", "")})
         if not _has(eff, ("predictor", "contrast_pp", "ci.lower_pp", "ci.upper_pp")):
             e = eff[["predictor", *[c for c in ("p10", "p90", "contrast_pp", "ci.lower_pp",
                                                 "ci.upper_pp") if c in eff.columns]]].copy()
             e.insert(0, "outcome", label)
+            e["form"] = str(d.get("form", ""))
+            e["outcome_name"] = str(d.get("outcome", ""))
+            e["change"] = bool(d.get("change"))
             effects.append(e)
     if not rows:
         return _unavailable("linker")
     return Section("linker", True, data={
         "coefficients": pd.DataFrame(rows),
         "effects": pd.concat(effects, ignore_index=True) if effects else None})
+
+
+ROLLUP_COLUMNS = ("unit", "form", "construct", "n_schools", "score", "se", "ci.lower",
+                  "ci.upper", "suppressed")
+
+
+def _rollup(obj: Any) -> pd.DataFrame | None:
+    f = as_frame(obj)
+    if f is None or _has(f, ROLLUP_COLUMNS):
+        return None
+    f["suppressed"] = f["suppressed"].map(lambda v: bool(v) if v is not None and v == v else True)
+    for c in ("score", "se", "ci.lower", "ci.upper", "sd_schools"):
+        if c in f.columns:
+            f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+            f.loc[f["suppressed"], c] = np.nan
+    if "suppression_reason" not in f.columns:
+        f["suppression_reason"] = ""
+    f["suppression_reason"] = f["suppression_reason"].fillna("").astype(str)
+    return f
+
+
+def read_policy(results: Mapping[str, Any]) -> Section:
+    """District and state: rollups with intervals, 3-level variance, convergence, accuracy."""
+    p = results.get("policy")
+    if not isinstance(p, Mapping):
+        return _unavailable("policy")
+    district, state = _rollup(p.get("rollup_district")), _rollup(p.get("rollup_state"))
+    acc = as_frame(p.get("accuracy"))
+    if acc is not None and _has(acc, ("construct", "accuracy")):
+        acc = None
+    conv = as_frame(p.get("convergence"))
+    if conv is not None and _has(conv, ("construct", "r")):
+        conv = None
+    vc = p.get("variance_components")
+    vc_rows = []
+    if isinstance(vc, Mapping):
+        comps = per_label(vc, lambda d: "tau_school" in d and "sigma2" in d)
+        for form, d in comps.items():
+            vc_rows.append({"form": form, **{k: d.get(k) for k in (
+                "value", "n_districts", "n_schools", "n", "tau_district", "tau_school", "sigma2",
+                "icc_district", "icc_school", "mean_schools", "mean_respondents")}})
+    vcf = pd.DataFrame(vc_rows) if vc_rows else None
+    if all(x is None for x in (district, state, acc, conv, vcf)):
+        return _unavailable("policy", "no district or state results in the policy output")
+    return Section("policy", True, data={"district": district, "state": state, "accuracy": acc,
+                                         "convergence": conv, "variance": vcf})
 
 
 def read_classification(results: Mapping[str, Any]) -> Section:
@@ -428,10 +549,10 @@ def stage_messages(payload: Mapping[str, Any]) -> dict[str, str]:
 
 
 READERS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
-    "bank": read_bank, "item_analysis": read_item_analysis, "cfa": read_cfa,
+    "bank": read_bank, "item_analysis": read_item_analysis, "efa": read_efa, "cfa": read_cfa,
     "reliability": read_reliability, "invariance": read_invariance,
     "multilevel": read_multilevel, "scores": read_scores, "linker": read_linker,
-    "classification": read_classification,
+    "classification": read_classification, "policy": read_policy,
 }
 
 

@@ -221,3 +221,57 @@ def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = Non
         ax.set_xlabel("change in outcome from 10th to 90th percentile (percentage points, 95% CI)")
         ax.legend(frameon=False, fontsize=7, loc="best")
         return _uri(fig)
+
+
+def scree_plot(values: pd.DataFrame, title: str = "") -> str | None:
+    """Parallel analysis: observed eigenvalues against the simulated ones, per factor number."""
+    if values is None or not len(values) or "observed" not in values.columns:
+        return None
+    x = values["factor"].to_numpy(float)
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(5.2, 2.8))
+        ax.plot(x, values["observed"].to_numpy(float), "o-", color=ACCENT, ms=3,
+                label="observed data")
+        for col, lab, ls in (("sim.quantile", "simulated (quantile)", "--"),
+                             ("sim.mean", "simulated (mean)", ":")):
+            if col in values.columns:
+                ax.plot(x, values[col].to_numpy(float), ls, color=ACCENT2, lw=1, label=lab)
+        ax.axhline(0, color=GREY, lw=0.5)
+        ax.set_xlabel("factor number")
+        ax.set_ylabel("eigenvalue")
+        ax.legend(frameon=False, fontsize=7)
+        ax.set_title(title)
+        return _uri(fig)
+
+
+def district_dots(rollup: pd.DataFrame, state: float | None = None,
+                  title: str = "") -> str | None:
+    """District scores (1-99) with 95% intervals, sorted; suppressed districts marked, no score.
+
+    ``rollup`` holds one row per district (``unit score ci.lower ci.upper suppressed``);
+    ``state`` draws the state value as a vertical line.
+    """
+    if rollup is None or not len(rollup):
+        return None
+    shown = rollup[~rollup["suppressed"].astype(bool)].sort_values("score")
+    hidden = rollup[rollup["suppressed"].astype(bool)]
+    labels = [*shown["unit"].astype(str), *hidden["unit"].astype(str)]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.11 * len(labels)))
+        y = np.arange(len(shown))
+        s = shown["score"].to_numpy(float)
+        ax.errorbar(s, y, xerr=[s - shown["ci.lower"].to_numpy(float),
+                                shown["ci.upper"].to_numpy(float) - s],
+                    fmt="o", ms=3, color=ACCENT, ecolor=GREY, lw=0.8, capsize=0)
+        for j in range(len(hidden)):
+            ax.text(50, len(shown) + j, "suppressed: too few reported schools", fontsize=6,
+                    ha="center", va="center", color=GREY)
+        if state is not None and state == state:
+            ax.axvline(state, color=ACCENT2, lw=1, ls="--", label=f"state {state:.0f}")
+            ax.legend(frameon=False, fontsize=7, loc="lower right")
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlim(1, 99)
+        ax.set_xlabel("district score (1-99) with 95% interval")
+        ax.set_title(title)
+        return _uri(fig)

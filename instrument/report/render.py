@@ -31,16 +31,18 @@ KINDS = ("technical", "brief", "cards")
 FORMATS = ("html", "pdf")
 FILE_STEMS = {"technical": "technical_report", "brief": "policy_brief", "cards": "school_cards"}
 
-#: Headings of the technical report: the five sources of validity evidence (AERA, APA & NCME, 2014).
+#: Headings of the technical report: the five sources of validity evidence (AERA, APA & NCME, 2014)
+#: and the district and state view of the policy stage.
 TECHNICAL_SECTIONS = (
     "Evidence based on test content",
     "Evidence based on response processes",
     "Evidence based on internal structure",
     "Evidence based on relations to other variables",
     "Evidence based on consequences of testing",
+    "District and state results",
 )
 BRIEF_SECTIONS = ("What the instrument measures", "How reliable school scores are",
-                  "What the scores predict", "Using the scores well")
+                  "What the scores predict", "Districts and the state", "Using the scores well")
 
 FIT_COLUMNS = ("chisq", "df", "pvalue", "chisq.scaled", "cfi", "cfi.robust", "tli", "tli.robust",
                "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "rmsea.robust", "srmr")
@@ -54,6 +56,11 @@ REFERENCES = (
     "Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: "
     "Implications for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), "
     "Multilevel theory, research, and methods in organizations (pp. 349-381). Jossey-Bass.",
+    "Horn, J. L. (1965). A rationale and test for the number of factors in factor analysis. "
+    "Psychometrika, 30(2), 179-185. https://doi.org/10.1007/BF02289447",
+    "Byrne, B. M., Shavelson, R. J., & Muthén, B. (1989). Testing for the equivalence of factor "
+    "covariance and mean structures: The issue of partial measurement invariance. Psychological "
+    "Bulletin, 105(3), 456-466. https://doi.org/10.1037/0033-2909.105.3.456",
     "Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
     "invariance. Structural Equation Modeling, 14(3), 464-504. "
     "https://doi.org/10.1080/10705510701301834",
@@ -110,11 +117,16 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     f = frame.copy()
     for c in f.columns:
         col = f[c]
+        if (str(c) in COUNT_COLUMNS or str(c).endswith(" items")) and col.dtype == object:
+            num = pd.to_numeric(col, errors="coerce")
+            if num.notna().sum() == col.notna().sum():      # numbers with gaps (None)
+                col = num.astype(float)
         if (str(c) in COUNT_COLUMNS or str(c).endswith(" items")) and \
                 pd.api.types.is_float_dtype(col):
             v = col.dropna()
             if len(v) and bool(np.all(np.equal(np.mod(v.to_numpy(float), 1), 0))):
-                f[c] = [None if x != x else int(x) for x in col]
+                f[c] = pd.Series([None if x != x else int(x) for x in col], index=f.index,
+                                 dtype=object)
     return f
 
 
@@ -201,14 +213,71 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     out["figures"] = figs
     st = ia["items"]
     if st is not None and len(st):
+        st = st[[c for c in ("form", "construct", "item_id", "n", "missing", "mean", "sd",
+                             "floor", "ceiling", "citc", "alpha.drop", "flags") if c in st.columns]
+                or list(st.columns)]
         out["items"] = num.table(Table("Item statistics", st,
                                        ["citc: corrected item-total correlation; missing: share "
-                                        "of respondents who did not answer."], 2))
+                                        "of respondents who did not answer; floor, ceiling: "
+                                        "share in the lowest and highest category; flags: "
+                                        "item-analysis rules not met (see Decision rules)."], 2))
     return out
 
 
+def _efa(s: Section, num: _Numberer) -> dict:
+    """Parallel-analysis table and scree figure, EFA pattern matrix, per form."""
+    if not s.available:
+        return {"efa_na": s.reason}
+    parts = []
+    for form, d in s["forms"].items():
+        p: dict[str, Any] = {"form": form}
+        pv = d["parallel"]
+        if pv is not None:
+            k_pa, k_th = d["pa_n_factors"], d["n_factors_theory"]
+            quant = d["quant"]
+            p["text"] = (f"{_label(form)} form (random half, n = {_fmt(d['n'], 0)}): parallel "
+                         f"analysis retains {_fmt(k_pa, 0)} factor(s), for "
+                         f"{_fmt(k_th, 0)} constructs in the bank." if k_pa is not None else "")
+            show = pv.head(max(int(k_th or 0) + 3, 8))
+            p["parallel"] = num.table(Table(
+                f"Parallel analysis, {form} form", show,
+                [f"Eigenvalues of the observed correlation matrix against those of "
+                 f"{_fmt(d['n_iter'], 0)} random data sets of the same size"
+                 + (f" (sim.quantile: {float(quant) * 100:g}th percentile)" if quant else "")
+                 + "; factors are retained while the observed value is larger (Horn, 1965). "
+                   f"First {len(show)} of {len(pv)} factors shown."], 3))
+            p["scree"] = num.figure(fig.scree_plot(pv), f"Scree plot with parallel analysis, "
+                                    f"{form} form", alt=f"Scree plot, {form} form")
+        ld = d["loadings"]
+        if ld is not None:
+            comm = d["communalities"]
+            t = ld[["item", *sorted((c for c in ld.columns if c != "item"),
+                                    key=lambda c: (len(str(c)), str(c)))]].copy()
+            if comm:
+                t["h2"] = [float(comm[i]) if i in comm else math.nan for i in t["item"]]
+            p["loadings"] = num.table(Table(
+                f"Exploratory factor analysis pattern matrix, {form} form", t,
+                [f"{d['method'] or 'EFA'} extraction, {d['rotation'] or 'no'} rotation, "
+                 f"{_fmt(d['n_factors'], 0)} factors; h2: communality. Loadings of .30 or "
+                 "more in absolute value are the ones usually interpreted."], 2))
+        parts.append(p)
+    return {"efa": parts}
+
+
+#: The fit indices an invariance ladder's Δ-fit rules use, per estimator (chisq, cfi, rmsea),
+#: as in `instrument.invariance` (lavaan's scaled / robust names).
+LADDER_INDICES = {"ML": ("chisq", "cfi", "rmsea"),
+                  "MLR": ("chisq.scaled", "cfi.robust", "rmsea.robust"),
+                  "WLSMV": ("chisq.scaled", "cfi.scaled", "rmsea.scaled"),
+                  "ULSMV": ("chisq.scaled", "cfi.scaled", "rmsea.scaled")}
+
+RELIABILITY_COLUMNS = ("form", "language", "construct", "n_items", "n", "alpha",
+                       "alpha.ci.lower", "alpha.ci.upper", "alpha.ordinal", "omega")
+ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
+
+
 def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = _efa(secs["efa"], num)
     cfa = secs["cfa"]
     heur = _rules.FIT_HEURISTICS
     heur_note = ("Conventional heuristics, shown for orientation and not applied as verdicts: "
@@ -217,15 +286,33 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     if cfa.available:
         fits = cfa["fits"]
         keys = [k for k in FIT_COLUMNS if any(k in d["fit_measures"] for d in fits.values())]
-        frame = pd.DataFrame({"measure": ["estimator", *keys],
+        extra = [k for k in ("ntotal",) if any(k in d["fit_measures"] for d in fits.values())]
+        dropped = any(d.get("dropped", math.nan) == d.get("dropped", math.nan)
+                      for d in fits.values())
+        frame = pd.DataFrame({"measure": ["estimator", *extra,
+                                          *(["dropped (listwise)"] if dropped else []), *keys],
                               **{form: [d["estimator"] or "–",
+                                        *[_whole(d["fit_measures"].get(k, float("nan")), "n")
+                                          for k in extra],
+                                        *([_whole(d.get("dropped", math.nan), "n")]
+                                          if dropped else []),
                                         *[_whole(d["fit_measures"].get(k, float("nan")), k)
                                           for k in keys]]
                                  for form, d in fits.items()}})
         frame[list(fits)] = frame[list(fits)].astype(object)
         out["fit"] = num.table(Table("Fit of the confirmatory factor models", frame,
                                      ["Fit measures named as in lavaan's fitMeasures(); one "
-                                      "column per model.", heur_note], 3))
+                                      "column per model."
+                                      + (" ntotal: respondents used" if extra else "")
+                                      + ("; dropped (listwise): respondents with a missing "
+                                         "answer, left out by listwise deletion" if dropped
+                                         else "") + ("." if extra or dropped else "")
+                                      + (" With the robust and categorical estimators (MLR, "
+                                         "WLSMV, ULSMV) read chisq.scaled and the .robust "
+                                         "indices; the unscaled rows are shown for comparison."
+                                         if any(d["estimator"] in ("MLR", "WLSMV", "ULSMV")
+                                                for d in fits.values()) else ""),
+                                      heur_note], 3))
         loads, heat = [], []
         for form, d in cfa["fits"].items():
             ld = d["loadings"]
@@ -252,9 +339,21 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         tabs, deltas = [], {}
         for form, d in inv["ladders"].items():
             t = d["table"]
-            keep = [c for c in ("step", "chisq", "df", "cfi", "rmsea", "srmr", "cfi.delta",
-                                "rmsea.delta", "srmr.delta", "verdict", "rule") if c in t.columns]
+            idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
+            keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff",
+                                "df.diff", "pvalue.diff", "cfi.delta", "rmsea.delta",
+                                "srmr.delta", "verdict", "rule") if c in t.columns]
             notes = []
+            if idx != LADDER_INDICES["ML"] and idx[0] in t.columns:
+                notes.append(f"With {d['estimator']} the Δ-fit rules use {', '.join(idx)} "
+                             "(shown); chisq.diff is the scaled difference test.")
+            if "holds" in t.columns and d.get("releases") is None:
+                failed = [str(st) for st, h in zip(t["step"], t["holds"])
+                          if h is not None and h == h and not bool(h)]
+                if failed:
+                    notes.append(f"Step(s) {', '.join(failed)} did not meet the rule and no "
+                                 "constraints were released in these results, so later steps "
+                                 "are read as conditional on that failure.")
             if d["groups"]:
                 notes.append(f"Groups: {', '.join(d['groups'])}.")
             if d["estimator"] or d["rule_set"]:
@@ -262,36 +361,59 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
                              f"{d['rule_set'] or 'not recorded'}.")
             notes.append("Each step is compared with the one before; the verdict quotes the rule "
                          "applied as recorded in the results.")
-            tabs.append(num.table(Table(f"Measurement invariance ladder, {form} form", t[keep],
+            name = form if " by " in form else f"{form} form"
+            tabs.append(num.table(Table(f"Measurement invariance ladder, {name}", t[keep],
                                         notes, 3)))
+            rel = d.get("releases")
+            if rel is not None:
+                tabs.append(num.table(Table(
+                    f"Constraints released for partial invariance, {name}", rel,
+                    ["Released one at a time, largest score test (X2) first, until the step met "
+                     "its rule (Byrne, Shavelson & Muthén, 1989)."], 3)))
             deltas[form] = t
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
+            applied = _applied_thresholds(deltas.values(), key)
             r = getattr(_rules, name, None)
-            if isinstance(r, _rules.Rule):
+            if len(applied) == 1:
+                cut[key] = (applied.pop(), "rule applied")
+            elif isinstance(r, _rules.Rule):
                 cut[key] = (float(r.threshold), _short_cite(r.source))
         out["invariance"] = tabs
         out["invariance_fig"] = num.figure(
             fig.invariance_delta(deltas, cut), "Change in fit across the invariance steps",
             ("Dashed lines: " + "; ".join(f"{k} {v[0]:+g} ({v[1]})" for k, v in cut.items())
-             + ", heuristic limits shown for orientation; the verdict column of the ladder "
-             "gives the rule actually applied." if cut else
+             + (", the limits quoted in every verdict of the ladders (rule set "
+                + ", ".join(dict.fromkeys(d["rule_set"] or "not recorded"
+                                          for d in inv["ladders"].values())) + ")."
+                if all(v[1] == "rule applied" for v in cut.values()) else
+                ", heuristic limits shown for orientation; the verdict column of the ladder "
+                "gives the rule actually applied.") if cut else
              "The verdict column of the ladder gives the rule applied at each step."),
             alt="Bar chart of delta CFI and delta RMSEA per invariance step")
     else:
         out["invariance_na"] = inv.reason
     rel = secs["reliability"]
     if rel.available:
+        rt = rel["table"]
+        rt = rt[[c for c in RELIABILITY_COLUMNS if c in rt.columns]]
         out["reliability"] = num.table(Table(
-            "Reliability of the construct scores", rel["table"],
+            "Reliability of the construct scores", rt,
             ["alpha: Cronbach's alpha with its confidence interval (alpha.ci.lower, "
-             "alpha.ci.upper); omega: McDonald's omega from the factor model."], 3))
+             "alpha.ci.upper); omega: McDonald's omega from the confirmatory factor model, "
+             "given for the whole sample of a form (language all)."
+             + (" alpha.ordinal: ordinal alpha, from the polychoric correlations."
+                if "alpha.ordinal" in rt.columns else "")
+             + (" language: all respondents of the form, or those who answered in that language."
+                if "language" in rt.columns else "")], 3))
     else:
         out["reliability_na"] = rel.reason
     ml = secs["multilevel"]
     if ml.available:
+        it = ml["icc"]
+        it = it[[c for c in ICC_COLUMNS if c in it.columns]]
         out["icc"] = num.table(Table(
-            "Agreement within schools: ICC(1) and ICC(2)", ml["icc"],
+            "Agreement within schools: ICC(1) and ICC(2)", it,
             ["ICC(1): share of variance between schools; ICC(2): reliability of the school "
              "mean at the average number of respondents k (Bliese, 2000)."], 3))
         targets: list[tuple[float, str]] = []
@@ -317,6 +439,19 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             alt="Line chart of school-mean reliability against respondents per school")
     else:
         out["icc_na"] = ml.reason
+    return out
+
+
+def _applied_thresholds(tables: Iterable[pd.DataFrame], key: str) -> set[float]:
+    """Thresholds for ``key`` quoted in the ladders' verdicts ('cfi.delta = -0.0023 meets >=
+    -0.005'); one value when every step of every ladder applied the same limit."""
+    pat = re.compile(re.escape(key) + r" = [-+\d.]+ (?:meets|fails|does not meet) "
+                     r"(?:>=|<=|>|<) ([-+]?\d*\.?\d+)")
+    out: set[float] = set()
+    for t in tables:
+        if "verdict" in t.columns:
+            for v in t["verdict"].dropna().astype(str):
+                out |= {float(m) for m in pat.findall(v)}
     return out
 
 
@@ -351,7 +486,10 @@ def _relations(s: Section, num: _Numberer) -> dict:
                         "ci.upper", "nobs", "n_clusters", "se_type")
             if k in c.columns and k not in same]
     common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
+    controls = [x for x in dict.fromkeys(c["controls"]) if x] if "controls" in c.columns else []
     c = c.copy()
+    if "form" in keep:
+        c["outcome"] = [re.sub(r", [^,]+ form$", "", str(o)) for o in c["outcome"]]
     for k, d in (("df", 1), ("pvalue", 4)):
         if k in c.columns:
             c[k] = [_fmt(v, d) for v in c[k]]
@@ -359,7 +497,8 @@ def _relations(s: Section, num: _Numberer) -> dict:
         "Predictive validity: coefficient of the school score", c[keep],
         [(f"All rows: {common}. " if common else "")
          + "One regression per outcome with the school score, the outcome's prior value and "
-         "school controls; standard errors clustered by district (se_type; nobs schools in "
+         "school controls"
+         + (f" ({'; '.join(controls)})" if controls else "") + "; standard errors clustered by district (se_type; nobs schools in "
          "n_clusters districts). est: change in the outcome (a proportion) per point of the "
          "1-99 score."], 5)),
         "forest": num.figure(fig.forest_plot(c), "Validity coefficients by outcome",
@@ -368,6 +507,7 @@ def _relations(s: Section, num: _Numberer) -> dict:
                              alt="Forest plot of the score coefficient per outcome")}
     e = s["effects"]
     if e is not None and len(e):
+        e = e.drop(columns=[c for c in ("form", "outcome_name", "change") if c in e.columns])
         out["contrasts"] = num.table(Table(
             "Predicted outcome difference between the 10th and 90th percentile (P10→P90)", e,
             ["contrast_pp: predicted change in percentage points when the predictor moves from "
@@ -378,6 +518,15 @@ def _relations(s: Section, num: _Numberer) -> dict:
     return out
 
 
+def _reason_kinds(reasons: pd.Series) -> list[str]:
+    """Suppression reasons grouped by their kind (text before ':'), with counts of results."""
+    kinds = reasons[reasons != ""].map(lambda r: r.split(":", 1)[0].strip())
+    counts = kinds.value_counts()
+    examples = {k: r for r, k in zip(reasons[reasons != ""], kinds)}
+    return [f"{k} ({n} results; e.g. {examples[k]})" if examples[k] != k else f"{k} ({n} results)"
+            for k, n in counts.items()]
+
+
 def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     out: dict[str, Any] = {}
     if scores.available:
@@ -386,7 +535,7 @@ def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
                .groupby("form")["suppressed"].agg(["size", "sum"]).reset_index()
                .rename(columns={"size": "schools", "sum": "suppressed"}))
         per["reported"] = per["schools"] - per["suppressed"]
-        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
+        reasons = _reason_kinds(t.loc[t["suppressed"], "suppression_reason"])
         out["suppression"] = num.table(Table(
             "Schools reported and suppressed, by form", per[["form", "schools", "reported",
                                                              "suppressed"]],
@@ -418,6 +567,74 @@ def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     return out
 
 
+def _overall_rows(f: pd.DataFrame, form: str | None = None) -> pd.DataFrame:
+    sel = f[f["construct"] == "overall"] if (f["construct"] == "overall").any() else f
+    if form is not None:
+        sel = sel[sel["form"] == form]
+    return sel
+
+
+def _district(s: Section, num: _Numberer) -> dict:
+    """District and state rollups, 3-level variance, convergence and accuracy (policy stage)."""
+    if not s.available:
+        return {"na": s.reason}
+    out: dict[str, Any] = {}
+    st, di = s["state"], s["district"]
+    cols = ["form", "construct", "n_schools", "n_respondents", "score", "se", "ci.lower",
+            "ci.upper", "sd_schools"]
+    if st is not None:
+        out["state"] = num.table(Table(
+            "State results by form and construct", st[[c for c in cols if c in st.columns]],
+            ["score: mean of the reported schools' 1-99 scores, weighted by enrollment; "
+             "ci: 95% interval; sd_schools: spread of school scores."], 2))
+    if di is not None:
+        ov = _overall_rows(di)
+        show = ov[[c for c in ("unit", *cols, "suppressed", "suppression_reason")
+                   if c in ov.columns]].rename(columns={"unit": "district"}).copy()
+        show["suppressed"] = ["yes" if v else "" for v in show["suppressed"]]
+        n_sup = int(ov.groupby("unit")["suppressed"].all().sum())
+        rule = getattr(_rules, "MIN_SCHOOLS_ROLLUP", None)
+        out["district"] = num.table(Table(
+            "District results, overall score by form", show,
+            ["score: mean of the district's reported school scores (1-99) with its 95% "
+             "interval. Suppressed districts show no score"
+             + (f" (rule: {rule.describe()})" if isinstance(rule, _rules.Rule) else "")
+             + f"; {n_sup} district x form results are suppressed."], 2))
+        figs = []
+        for form in dict.fromkeys(ov["form"]):
+            state = (float(_overall_rows(st, form)["score"].iloc[0])
+                     if st is not None and len(_overall_rows(st, form)) else None)
+            figs.append(num.figure(
+                fig.district_dots(_overall_rows(di, form), state),
+                f"District overall scores, {form} form",
+                "Points: district score with 95% interval; dashed line: state score. "
+                "Suppressed districts are listed without a score.",
+                alt=f"Dot plot of district scores with intervals, {form} form"))
+        out["district_figs"] = figs
+    vc = s["variance"]
+    if vc is not None:
+        out["variance"] = num.table(Table(
+            "Variance of the overall score between districts, schools and respondents", vc,
+            ["Three-level random-intercept model (respondents in schools in districts): "
+             "tau_district, tau_school, sigma2 are the variance components; icc_district and "
+             "icc_school the shares of total variance at each level."], 4))
+    acc = s["accuracy"]
+    if acc is not None:
+        out["accuracy"] = num.table(Table(
+            "Classification accuracy and consistency by form and construct", acc,
+            ["Expected share of schools placed in their true band (accuracy) and in the same "
+             "band on a replication (consistency) (Rudner, 2001; Livingston & Lewis, 1995)."],
+            3))
+    cv = s["convergence"]
+    if cv is not None:
+        out["convergence"] = num.table(Table(
+            "Convergence of teacher and family school scores", cv,
+            ["r: correlation of the teacher and family school scores across schools with both "
+             "reported, with its 95% interval; rel_a, rel_b: reliabilities of the two school "
+             "scores; r_corrected: r corrected for attenuation."], 3))
+    return out
+
+
 def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
     num = _Numberer()
     ctx = {"content": _content(secs["bank"], num),
@@ -425,14 +642,30 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
+           "district": _district(secs["policy"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:
         ctx["stages"] = num.table(Table("Stages that did not complete in this run",
                                         pd.DataFrame([{"stage": k, "status": v}
                                                       for k, v in stages.items()]), (), 0))
     heur = _rules.FIT_HEURISTICS
-    ctx["rules"] = [r.describe() for r in heur]
-    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(heur)))
+    quoted = [*heur]
+    if secs["multilevel"].available:
+        quoted += [r for r in (getattr(_rules, "SCHOOL_MEAN_RELIABILITY", None),
+                               getattr(_rules, "SCHOOL_MEAN_RELIABILITY_HIGH", None))
+                   if isinstance(r, _rules.Rule)]
+    if secs["policy"].available and isinstance(getattr(_rules, "MIN_SCHOOLS_ROLLUP", None),
+                                               _rules.Rule):
+        quoted.append(_rules.MIN_SCHOOLS_ROLLUP)
+    ctx["rules"] = [r.describe() for r in quoted]
+    item_rules = secs["item_analysis"].get("rules") if secs["item_analysis"].available else []
+    for r in item_rules or []:
+        ctx["rules"].append(f"{r['key']} {r.get('op', '')} {r.get('threshold', '')} "
+                            f"({r.get('source', '')})" + (f"; {r['note']}" if r.get("note")
+                                                           else ""))
+    ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(quoted))
+                               | {str(r.get("source")) for r in item_rules or []
+                                  if r.get("source")})
     return ctx
 
 
@@ -496,20 +729,38 @@ def _brief(secs: Mapping[str, Section]) -> dict:
     if lk.available and lk["effects"] is not None:
         e = lk["effects"]
         lines = []
+        if "outcome_name" not in e.columns:
+            e = e.assign(outcome_name=e["outcome"], form="", change=False)
         for outcome in dict.fromkeys(e["outcome"]):
             sc = e[(e["outcome"] == outcome) & (e["predictor"] == "score")]
             pv = e[(e["outcome"] == outcome) & (e["predictor"] == "poverty")]
             if not len(sc):
                 continue
             sc = sc.iloc[0]
-            lines.append({"outcome": _plain_outcome(outcome),
-                          "score": _fmt(sc["contrast_pp"], 1),
-                          "score_ci": (_fmt(sc["ci.lower_pp"], 1), _fmt(sc["ci.upper_pp"], 1)),
-                          "poverty": _fmt(pv.iloc[0]["contrast_pp"], 1) if len(pv) else None})
+            name = _plain_outcome(str(sc["outcome_name"]) + (" (change)" if bool(sc["change"])
+                                                             else "")).lower()
+            name = name.replace("ela", "ELA")
+            form = str(sc["form"] or "")
+            v = _num(sc["contrast_pp"])
+            lines.append({
+                "outcome": _plain_outcome(str(sc["outcome_name"]) + (" (change)" if bool(
+                    sc["change"]) else "")), "form": form, "name": name,
+                "score": _fmt(abs(v), 1), "direction": "higher" if v > 0 else "lower",
+                "score_ci": _plain_ci(_num(sc["ci.lower_pp"]), _num(sc["ci.upper_pp"]), v),
+                "poverty": _fmt(abs(_num(pv.iloc[0]["contrast_pp"])), 1) if len(pv) else None,
+                "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
+                                      else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
+        forms = [f for f in dict.fromkeys(e["form"]) if f]
+        first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
+        ef = e[e["form"] == first] if first else e
         ctx["contrast_fig"] = num.figure(
-            fig.contrast_chart(e.assign(outcome=[_plain_outcome(o) for o in e["outcome"]])),
-            "Difference between schools at the 10th and 90th percentile",
+            fig.contrast_chart(ef.assign(outcome=[_plain_outcome(str(o)) for o in
+                                                  ef["outcome_name"]]),
+                               labels={"score": f"{first} engagement score".strip(),
+                                       "poverty": "poverty"}),
+            "Difference between schools at the 10th and 90th percentile"
+            + (f", {first} survey" if first else ""),
             "Bars: predicted difference in the outcome, in percentage points; lines: 95% "
             "confidence intervals.", alt="Bar chart of P10 to P90 contrasts")
     else:
@@ -519,9 +770,68 @@ def _brief(secs: Mapping[str, Section]) -> dict:
         t = sc["table"]
         ctx["n_schools"] = int(t["school_id"].nunique())
         ctx["n_suppressed"] = int(t.groupby(["school_id", "form"])["suppressed"].all().sum())
-        reasons = sorted(set(t.loc[t["suppressed"], "suppression_reason"]) - {""})
-        ctx["suppression_reasons"] = reasons
+        reasons = t.loc[t["suppressed"], "suppression_reason"]
+        ctx["suppression_reasons"] = list(dict.fromkeys(
+            r.split(":", 1)[0].strip() for r in reasons if r))
+    ctx.update(_brief_districts(secs["policy"], num))
     return ctx
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _plain_ci(lo: float, hi: float, v: float) -> str:
+    """A 95% interval in the words of the estimate: '2.8 to 5.7' (same direction) or
+    'from 0.5 lower to 1.5 higher' when it spans zero."""
+    if lo * hi > 0 and lo * v > 0:
+        a, b = sorted((abs(lo), abs(hi)))
+        return f"{_fmt(a, 1)} to {_fmt(b, 1)}"
+    return f"from {_fmt(abs(lo), 1)} lower to {_fmt(abs(hi), 1)} higher"
+
+
+def _brief_districts(s: Section, num: _Numberer) -> dict:
+    """Plain-language district and state facts and one chart (overall score, first form)."""
+    if not s.available or s["district"] is None:
+        return {"districts_na": s.reason if not s.available else NOT_AVAILABLE}
+    di, st = s["district"], s["state"]
+    out: dict[str, Any] = {}
+    forms = list(dict.fromkeys(di["form"]))
+    form = "teacher" if "teacher" in forms else forms[0]
+    ov = _overall_rows(di, form)
+    shown = ov[~ov["suppressed"]]
+    out["d_form"] = form
+    out["d_n"] = int(ov["unit"].nunique())
+    out["d_reported"] = int(shown["unit"].nunique())
+    out["d_suppressed"] = out["d_n"] - out["d_reported"]
+    if len(shown):
+        out["d_range"] = (_fmt(shown["score"].min(), 0), _fmt(shown["score"].max(), 0))
+    state = None
+    if st is not None and len(_overall_rows(st, form)):
+        r = _overall_rows(st, form).iloc[0]
+        state = _num(r["score"])
+        out["state"] = (_fmt(r["score"], 0), _fmt(r["ci.lower"], 0), _fmt(r["ci.upper"], 0))
+    vc = s["variance"]
+    if vc is not None and (vc["form"] == form).any():
+        r = vc[vc["form"] == form].iloc[0]
+        out["share_district"] = _fmt(100 * _num(r["icc_district"]), 0)
+        out["share_school"] = _fmt(100 * _num(r["icc_school"]), 0)
+        out["mostly_within"] = _num(r["icc_district"]) < _num(r["icc_school"])
+    cv = s["convergence"]
+    if cv is not None and (cv["construct"] == "overall").any():
+        r = cv[cv["construct"] == "overall"].iloc[0]
+        out["convergence"] = _fmt(r["r"])
+        out["convergence_high"] = _num(r["r"]) >= 0.7
+    out["district_fig"] = num.figure(
+        fig.district_dots(ov, state), f"Districts' overall scores, {form} survey",
+        "Each point is a district's average school score (1-99) with its 95% interval; the "
+        "dashed line is the state. Districts with too few reported schools are listed without a "
+        "score.",
+        alt=f"Dot plot of district scores, {form} survey")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,7 +1049,17 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
                if k != "reports"}
     out = Path(ctx.get("out_dir", ".")) / "reports"
     pdf = find_chromium() is not None
-    files = render_all(results, out, ("html", "pdf") if pdf else ("html",))
+    # `validate` writes results.json (with each stage's status) just before this stage: pass the
+    # stages along so a section whose stage failed names the failure.
+    stages = []
+    written = Path(ctx.get("out_dir", ".")) / "results.json"
+    if written.exists():
+        try:
+            stages = json.loads(written.read_text(encoding="utf-8")).get("stages") or []
+        except (ValueError, OSError):
+            stages = []
+    payload = {"results": results, "stages": stages} if stages else results
+    files = render_all(payload, out, ("html", "pdf") if pdf else ("html",))
     return {"files": [str(p) for ps in files.values() for p in ps], "pdf": pdf,
             "note": "" if pdf else "HTML only: " + INSTALL_HINT}
 

@@ -14,7 +14,7 @@ miss <- cont
 for (v in items) miss[runif(nrow(miss)) < 0.10, v] <- NA
 med <- function(expr, n = reps) median(replicate(n, system.time(eval(expr))[["elapsed"]]))
 ladder <- quote({
-  for (ge in list(character(0), "loadings", c("loadings", "intercepts"),
+  for (ge in list("", "loadings", c("loadings", "intercepts"),
                   c("loadings", "intercepts", "residuals")))
     cfa(model, data = cont, group = "grp", group.equal = ge)
 })

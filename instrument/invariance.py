@@ -700,6 +700,41 @@ def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Se
                group_order=call["group_order"], **call["cfa_options"])
 
 
+def _fixed_by_identification(estimator: str, step: str) -> bool:
+    """Under Wu & Estabrook (2016) identification the scalar and strict steps fix intercepts
+    and residual variances (to 0 and 1) instead of equating them, so there are no equality
+    constraints whose score tests could guide a release."""
+    return estimator in ("WLSMV", "ULSMV") and step in ("scalar", "strict")
+
+
+def _lr_release_tests(call: Mapping[str, Any], steps: Sequence[str], step: str,
+                      partial: Sequence[str], fit: Any) -> pd.DataFrame:
+    """Candidate releases of a Wu–Estabrook step ranked by refitting: for each item not yet
+    released, free its intercept (scalar) or residual variance (strict) in groups 2..G and
+    test the change with lavaan's scaled-shifted difference (``satorra.2000``).
+
+    Returns a frame with ``parameter``, ``X2``, ``df`` and ``pvalue`` (the difference test of
+    the current model against the model with that one parameter freed).
+    """
+    from instrument.estimate.categorical import satorra2000_diff
+
+    items = list(fit.ov_names)
+    spell = (lambda v: f"{v}~1") if step == "scalar" else (lambda v: f"{v}~~{v}")
+    rows = []
+    for v in items:
+        cand = spell(v)
+        if cand in partial:
+            continue
+        try:
+            free = _refit(call, steps, step, [*partial, cand])
+            d = satorra2000_diff(free, fit)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        rows.append({"parameter": cand, "X2": d["chisq.diff"], "df": d["df.diff"],
+                     "pvalue": d["pvalue"]})
+    return pd.DataFrame(rows, columns=["parameter", "X2", "df", "pvalue"])
+
+
 def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None,
              rule_set: str) -> InvarianceResult:
     call = res._call
@@ -726,6 +761,8 @@ def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None
             tests = score_test_equality(fit)
             tests = tests[tests["parameter"].map(
                 lambda q: constraint_type(q, fit.ov_names) in kinds) & ~tests["parameter"].isin(partial)]
+            if tests.empty and _fixed_by_identification(res.estimator, st):
+                tests = _lr_release_tests(call, steps, st, partial, fit)
             if limit is None:
                 limit = max(1, len(tests) // 2)
                 n_constraints[st] = len(tests) + sum(r["step"] == st for r in releases)

@@ -384,7 +384,8 @@ class Model:
     # ------------------------------------------------------------------ starting values
     def start_x(self, stats: SampleStats) -> np.ndarray:
         """Starting values: one-factor principal-axis loadings per factor (scaled to the marker),
-        residual variances from the sample, zero covariances, sample means as intercepts.
+        residual variances from the sample, latent covariances from the indicators'
+        cross-covariances (`_lv_cov_start`), other covariances zero, sample means as intercepts.
 
         Only the starting point differs from lavaan's ("simple"/fabin); the ML solution does not.
         """
@@ -399,7 +400,7 @@ class Model:
         for g, gs in enumerate(stats.groups):
             S, mean = gs.cov, gs.mean
             rows_g = np.flatnonzero(grp_a == g + 1)
-            lam, psi = {}, {}
+            lam, psi, lv_ind = {}, {}, {}
             comm = np.zeros(self.p)
             for lv in self.lv_names:
                 ind = [r for r in rows_g if op_a[r] == "=~" and lhs_a[r] == lv and rhs_a[r] in ovi]
@@ -434,6 +435,7 @@ class Model:
                 for k, r in enumerate(ind):
                     lam[r] = l1[k] / c
                 comm[idx] += l1 ** 2
+                lv_ind[lv] = (idx, l1 / c)
             for r in rows_g:
                 if free_a[r] == 0:
                     continue
@@ -449,6 +451,9 @@ class Model:
                     vals[r] = psi.get(lhs, 0.05)
                 elif op == "~1" and lhs in ovi:
                     vals[r] = mean[ovi[lhs]]
+                elif op == "~~" and lhs in lv_ind and rhs_a[r] in lv_ind:
+                    vals[r] = _lv_cov_start(S, *lv_ind[lhs], *lv_ind[rhs_a[r]],
+                                            psi.get(lhs, 1.0), psi.get(rhs_a[r], 1.0))
                 else:
                     vals[r] = 0.0
         # equality classes: average over the rows of a class
@@ -457,3 +462,17 @@ class Model:
         np.add.at(x, self.x_col, vals[self.free_rows])
         np.add.at(cnt, self.x_col, 1.0)
         return x / np.maximum(cnt, 1)
+
+
+def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndarray,
+                  psi_a: float, psi_b: float) -> float:
+    """Least-squares start for cov(F_a, F_b) from the indicators' cross-covariances:
+    ``sum S_ij l_i l_j / sum l_i^2 l_j^2`` (S_ij = l_i l_j cov for simple structure), kept
+    inside a correlation of +-0.95 (starting point only; the ML solution is unaffected)."""
+    w = np.outer(la, lb)
+    den = float(np.sum(w * w))
+    if den <= 0:
+        return 0.0
+    cov = float(np.sum(S[np.ix_(ia, ib)] * w) / den)
+    bound = 0.95 * np.sqrt(max(psi_a * psi_b, 0.0))
+    return float(np.clip(cov, -bound, bound))

@@ -13,11 +13,11 @@ import pandas as pd
 from scipy import stats as _st
 
 from instrument.cfa_result import CFAResult
-from instrument.estimate.ml import (MLObjective, expected_information, hessian_information,
-                                    optimize, single_threaded_blas)
+from instrument.estimate.ml import (MLObjective, optimize_reporting, expected_information, hessian_information,
+                                    single_threaded_blas)
 from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
-from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
 from instrument.fit import in_lavaan_order
 from instrument.fit import chisq as _chisq, info as _info
 from instrument.fit import other as _other, srmr as _srmr
@@ -190,16 +190,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     warn: list[str] = []
     n_dropped = int((~keep).sum())
     if group is not None:
-        appear = list(pd.unique(df[group]))
-        if group_order is not None:
-            group_order = list(group_order)
-            unknown = [g for g in group_order if g not in appear]
-            if unknown or len(set(group_order)) != len(appear):
-                raise ValueError(f"group_order= must list each group once; groups in the data: "
-                                 f"{appear}; got {group_order}")
-            labels = group_order
-        else:
-            labels = appear
+        labels = group_labels_in_order(df[group], group_order)
         blocks = [df.loc[df[group] == g, ov].to_numpy(float) for g in labels]
         group_labels = [str(g) for g in labels]
     else:
@@ -264,15 +255,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     obj = MLObjective(model, stats, likelihood)
     if x0 is None:
         x0 = model.start_x(stats)
-    try:
-        res = optimize(obj, x0, max_iter=max_iter)
-        x, converged, iters = res.x, res.converged, res.iterations
-        if not converged:
-            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
-                        f"max |gradient| = {res.grad_max:.3g})")
-    except (FloatingPointError, np.linalg.LinAlgError) as e:
-        x, converged, iters = x0, False, 0
-        warn.append(f"the model did not converge: {e}")
+    x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
     # standard errors
     N_eff = obj.N
     vcov_x = None

@@ -41,7 +41,7 @@ from instrument.estimate.ml import MLObjective, optimize, weighted_delta
 from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indices
 from instrument.estimate.model import Model
 from instrument.estimate.post import standardized
-from instrument.estimate.samplestats import GroupStats, SampleStats
+from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
 from instrument.fit import cfi as _cfi
 from instrument.fit import robust as _rob
 from instrument.fit.core import core_measures
@@ -103,16 +103,7 @@ def _prepare(model: str, data: pd.DataFrame, *, group, group_order, missing: str
                         "(listwise)")
     df = df.loc[keep]
     if group is not None:
-        appear = list(pd.unique(df[group]))
-        if group_order is not None:
-            group_order = list(group_order)
-            unknown = [g for g in group_order if g not in appear]
-            if unknown or len(set(group_order)) != len(appear):
-                raise ValueError(f"group_order= must list each group once; groups in the data: "
-                                 f"{appear}; got {group_order}")
-            labels = group_order
-        else:
-            labels = appear
+        labels = group_labels_in_order(df[group], group_order)
         masks = [(df[group] == g).to_numpy() for g in labels]
         group_labels = [str(g) for g in labels]
     else:

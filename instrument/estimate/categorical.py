@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from instrument.estimate.dwls import dwls_scaled_shifted, dwls_vcov_robust
-from instrument.estimate.ml import optimize
+from instrument.estimate.ml import optimize_reporting
 from instrument.estimate.model import Model
 from instrument.estimate.polychoric import CategoricalSampleStats
 from instrument.estimate.post import standardized
@@ -426,15 +426,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     weight = "DWLS" if estimator == "WLSMV" else "ULS"
     obj = DWLSObjective(model, cstats, weight)
     x0 = start_values(model, cstats)
-    try:
-        res = optimize(obj, x0, max_iter=max_iter)
-        x, converged, iters = res.x, res.converged, res.iterations
-        if not converged:
-            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
-                        f"max |gradient| = {res.grad_max:.3g})")
-    except (FloatingPointError, np.linalg.LinAlgError) as e:
-        x, converged, iters = x0, False, 0
-        warn.append(f"the model did not converge: {e}")
+    x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
     deltas = model.wls_delta(x)
     vcov_x = None
     if se != "none":

@@ -899,22 +899,32 @@ def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
         b = fiml_baseline(pt)
         XX3n += pt.n * _ml_discrepancy(hh.cov, hh.mean, np.diag(b["var"]), b["mean"])
 
+    return corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, p=p, npatterns=len(patterns),
+                                 df=df, XX3=XX3, XX3n=XX3n, version=version)
+
+
+def corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, *, p: int, npatterns: int, df: int,
+                          XX3: float, XX3n: float, version: str) -> dict:
+    """The trace part of `fiml_corrected`, shared with `fiml_fast.fiml_corrected_fast`: from
+    the per-group weight blocks, the scaling constants ``c.hat3`` of the model and of the
+    baseline, and the corrected statistics (Savalei, 2018, V3 / V6)."""
     from scipy.linalg import block_diag
+
     Wm, Wc, Wmi = block_diag(*Wm_b), block_diag(*Wc_b), block_diag(*Wmi_b)
     Gam = block_diag(*Gam_b) if version == "V3" else None
 
     def trace_k(D: np.ndarray) -> float:
-        E = D.T @ Wm @ D
-        U = Wm - Wm @ D @ np.linalg.solve(E, D.T @ Wm)
+        WD = Wm @ D
+        U = Wm - WD @ np.linalg.solve(D.T @ WD, WD.T)
         if version == "V6":
             return float(np.sum((Wc @ Wmi) * (U @ Wmi).T))
         M1 = U @ Wmi @ Wc @ Wmi @ U
         return float(np.sum(M1 * Gam.T))
 
     D = np.vstack([np.asarray(d) for d in delta])
-    DB = block_diag(*[_baseline_delta(p)] * len(patterns))
+    DB = block_diag(*[_baseline_delta(p)] * npatterns)
     k, kb = trace_k(D), trace_k(DB)
-    dfn = len(patterns) * p * (p - 1) // 2
+    dfn = npatterns * p * (p - 1) // 2
     c3, c3n = k / df, kb / dfn
     return {"XX3": XX3, "df3": float(df), "c.hat3": c3, "XX3.scaled": XX3 / c3,
             "XX3.null": XX3n, "df3.null": float(dfn), "c.hat3.null": c3n}

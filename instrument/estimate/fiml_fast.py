@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from instrument.estimate.fiml import (H1Result, MissingPatterns, _baseline_delta,
-                                      _h1_expected_ms, _ml_discrepancy, fiml_baseline,
+                                      _h1_expected_ms, corrected_from_blocks, _ml_discrepancy, fiml_baseline,
                                       fiml_h1_information_firstorder)
 from instrument.estimate.mlr import _richardson_curvature, vech_indices, vech_weights
 
@@ -232,7 +232,6 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
     ``clusters`` (per group labels or None) make the V3 first-order matrix cluster-robust (scores
     summed within clusters), as lavaan with ``cluster=``; ``h1_information`` (per group unit
     observed h1 information at the EM estimates) skips recomputing it."""
-    from scipy.linalg import block_diag
     version = version.upper()
     if version not in ("V3", "V6"):
         raise ValueError(f"version= must be one of 'V3', 'V6'; got {version!r}.")
@@ -255,24 +254,8 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
         XX3 += pt.n * _ml_discrepancy(hh.cov, hh.mean, s, m)
         b = fiml_baseline(pt)
         XX3n += pt.n * _ml_discrepancy(hh.cov, hh.mean, np.diag(b["var"]), b["mean"])
-    Wm, Wc, Wmi = block_diag(*Wm_b), block_diag(*Wc_b), block_diag(*Wmi_b)
-    Gam = block_diag(*Gam_b) if version == "V3" else None
-
-    def trace_k(D: np.ndarray) -> float:
-        WD = Wm @ D
-        U = Wm - WD @ np.linalg.solve(D.T @ WD, WD.T)
-        if version == "V6":
-            return float(np.sum((Wc @ Wmi) * (U @ Wmi).T))
-        M1 = U @ Wmi @ Wc @ Wmi @ U
-        return float(np.sum(M1 * Gam.T))
-
-    D = np.vstack([np.asarray(d) for d in delta])
-    DB = block_diag(*[_baseline_delta(p)] * len(patterns))
-    k, kb = trace_k(D), trace_k(DB)
-    dfn = len(patterns) * p * (p - 1) // 2
-    c3, c3n = k / df, kb / dfn
-    return {"XX3": XX3, "df3": float(df), "c.hat3": c3, "XX3.scaled": XX3 / c3,
-            "XX3.null": XX3n, "df3.null": float(dfn), "c.hat3.null": c3n}
+    return corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, p=p, npatterns=len(patterns),
+                                 df=df, XX3=XX3, XX3n=XX3n, version=version)
 
 
 def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],

@@ -425,3 +425,18 @@ def optimize(objective, x0: np.ndarray, *, max_iter: int = 500, gtol: float = 1e
     else:
         message = f"no convergence after {max_iter} iterations"
     return OptimResult(x, float(f), it, converged, gmax, message)
+
+
+def optimize_reporting(objective, x0: np.ndarray, warnings: list, *, max_iter: int = 500
+                       ) -> tuple[np.ndarray, bool, int]:
+    """`optimize`, with non-convergence (or a numerical failure) appended to ``warnings``
+    instead of raised; returns ``(x, converged, iterations)`` (``x0`` after a failure)."""
+    try:
+        res = optimize(objective, x0, max_iter=max_iter)
+    except (FloatingPointError, np.linalg.LinAlgError) as e:
+        warnings.append(f"the model did not converge: {e}")
+        return x0, False, 0
+    if not res.converged:
+        warnings.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+                        f"max |gradient| = {res.grad_max:.3g})")
+    return res.x, res.converged, res.iterations

@@ -23,7 +23,12 @@ from scipy import optimize
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 from instrument.rules import SCHOOL_MEAN_RELIABILITY, SCHOOL_MEAN_RELIABILITY_HIGH, Rule
 
-__all__ = ["ICCResult", "icc", "icc_table", "mean_reliability", "min_cluster_size",
+#: Said wherever a REML ICC(1) of exactly 0 (tau00 at its lower bound) is shown.
+BOUNDARY_NOTE = ("ICC(1) = 0 is a boundary estimate: the REML between-school variance tau00 is at "
+                 "its lower bound 0, so school means carry no detectable school-level signal and "
+                 "no school size reaches a target reliability.")
+
+__all__ = ["BOUNDARY_NOTE", "ICCResult", "icc", "icc_table", "mean_reliability", "min_cluster_size",
            "split_half_reliability", "SplitHalfResult", "MUMLResult", "muml_covariances"]
 
 
@@ -44,6 +49,16 @@ def _clean(df: pd.DataFrame, value: str | Sequence[str], cluster: str) -> pd.Dat
     if len(d) <= d[cluster].nunique():
         raise ValueError(f"every cluster of {cluster!r} has a single respondent with data; "
                          "within-cluster variance cannot be estimated.")
+    for c in values:
+        x = d[c].to_numpy(float)
+        if not np.isfinite(x).all():
+            raise ValueError(f"column {c!r} holds infinite values; expected finite numbers.")
+        within = d[c] - d.groupby(cluster)[c].transform("mean")
+        if not (np.abs(within.to_numpy(float)) > 1e-12 * max(1.0, np.abs(x).max())).any():
+            what = "is constant" if np.ptp(x) == 0 else "does not vary within any cluster"
+            raise ValueError(f"column {c!r} {what}; expected values that vary between "
+                             f"respondents of a {cluster!r} (ICC(1) needs a within-cluster "
+                             "variance).")
     return d
 
 
@@ -183,6 +198,10 @@ class ICCResult:
                 ("mean_j tau00/(tau00+sigma2/n_j)", self.reliability_rb),
                 ("tau00 (REML)", self.tau00), ("sigma2 (REML)", self.sigma2),
                 ("MSB", self.MSB), ("MSW", self.MSW), ("n0", self.n0), ("N/J", self.nbar)]
+        notes = ["Model-based ICC(1) from an exact one-way random-intercept fit (lme4 "
+                 "lmer(y ~ 1 + (1 | cluster))); ANOVA ICC(1) and ICC(2) from Bliese (2000)."]
+        if self.icc1 == 0:
+            notes.append(BOUNDARY_NOTE)
         if 0 < self.icc1 < 1:
             for rule in (SCHOOL_MEAN_RELIABILITY, SCHOOL_MEAN_RELIABILITY_HIGH):
                 rows.append((f"respondents per school for reliability {rule.threshold:.2f} "
@@ -190,9 +209,7 @@ class ICCResult:
         return Table(f"Intraclass correlation of {self.value} by {self.cluster} "
                      f"(N = {self.N}, J = {self.J}, n_j {self.n_min}-{self.n_max})",
                      pd.DataFrame(rows, columns=["quantity", "value"]),
-                     notes=("Model-based ICC(1) from an exact one-way random-intercept fit "
-                            "(lme4 lmer(y ~ 1 + (1 | cluster))); ANOVA ICC(1) and ICC(2) from "
-                            "Bliese (2000).",), digits=4)
+                     notes=tuple(notes), digits=4)
 
 
 def icc(df: pd.DataFrame, value: str, cluster: str) -> ICCResult:
@@ -279,13 +296,14 @@ def mean_reliability(icc1: float | np.ndarray, k: float | np.ndarray) -> float |
     return float(out) if out.ndim == 0 else out
 
 
-def min_cluster_size(icc1: float, target: float | Rule) -> int:
+def min_cluster_size(icc1: float, target: float | Rule) -> int | None:
     """Smallest number of respondents per school whose mean reaches a target reliability.
 
     Parameters
     ----------
     icc1 : float
-        ICC(1) in (0, 1).
+        ICC(1) in [0, 1). At the boundary ICC(1) = 0 (a legal REML estimate: no between-school
+        variance was found) no number of respondents reaches the target, and None is returned.
     target : float or Rule
         Target reliability, e.g. `instrument.rules.SCHOOL_MEAN_RELIABILITY` (.70).
 
@@ -294,10 +312,12 @@ def min_cluster_size(icc1: float, target: float | Rule) -> int:
     Inverts Spearman-Brown: ``k = ceil(target (1 - icc1) / (icc1 (1 - target)))``.
     """
     t = target.threshold if isinstance(target, Rule) else float(target)
-    if not 0 < icc1 < 1:
-        raise ValueError(f"icc1= must be in (0, 1); got {icc1!r}.")
+    if not 0 <= icc1 < 1:
+        raise ValueError(f"icc1= must be in [0, 1); got {icc1!r}.")
     if not 0 < t < 1:
         raise ValueError(f"target= must be in (0, 1); got {t!r}.")
+    if icc1 == 0:
+        return None
     k = t * (1 - icc1) / (icc1 * (1 - t))
     return max(1, int(math.ceil(k - 1e-12)))
 

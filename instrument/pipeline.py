@@ -10,6 +10,7 @@ still run; `ValidationRun.ok` is False and the CLI exits non-zero.
 from __future__ import annotations
 
 import json
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import pandas as pd
 
 from instrument import rules
 from instrument.estimate.ml import single_threaded_blas
-from instrument.results import to_jsonable
+from instrument.results import collect_warnings, to_jsonable
 
 # Analysis settings a plan may override under its ``analysis:`` key (defaults here).
 DEFAULT_ANALYSIS: dict[str, Any] = {
@@ -43,12 +44,23 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
 
 @dataclass
 class StageOutcome:
-    """What happened in one stage: ``status`` is "ok", "failed" or "skipped"; ``seconds``."""
+    """What happened in one stage.
+
+    ``status`` is "ok", "warning" (it finished, but its results carry warnings: see
+    `instrument.results.collect_warnings`), "failed" or "skipped"; ``warnings`` lists them;
+    ``seconds`` is the wall time (written to the run log, not to ``results.json``).
+    """
 
     name: str
     status: str
     message: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reproducible part (no timing), as recorded in ``results.json``."""
+        return {"name": self.name, "status": self.status, "message": self.message,
+                "warnings": list(self.warnings)}
 
 
 @dataclass
@@ -61,7 +73,13 @@ class ValidationRun:
 
     @property
     def ok(self) -> bool:
-        return all(s.status == "ok" for s in self.stages)
+        """Every stage finished (with or without warnings)."""
+        return all(s.status in ("ok", "warning") for s in self.stages)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every stage's warnings, each as ``"stage: where: text"``."""
+        return [f"{s.name}: {w}" for s in self.stages for w in s.warnings]
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +282,8 @@ def stage_invariance(ctx: dict) -> Any:
     from instrument.invariance_ordinal import collapse_empty_categories
 
     a = _analysis(ctx)
-    out = {}
+    out: dict[str, Any] = {}
+    refused: list[str] = []
     for spec in a["invariance"]:
         form, group = spec["form"], spec["group"]
         df = _recoded(ctx, form)
@@ -274,9 +293,13 @@ def stage_invariance(ctx: dict) -> Any:
         collapsed = None
         if _ordinal_options(a["estimator"]):
             df, collapsed = collapse_empty_categories(df, ctx["bank"].items_for(form), group)
-        res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
-                         rule_set=a["rule_set"], estimator=a["estimator"],
-                         **steps, **_ordinal_options(a["estimator"]))
+        try:
+            res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
+                             rule_set=a["rule_set"], estimator=a["estimator"],
+                             **steps, **_ordinal_options(a["estimator"]))
+        except ValueError as exc:   # groups the data cannot support: refused, not fitted
+            refused.append(f"{form} by {group}: not estimated: {exc}")
+            continue
         if not res.table["holds"].iloc[1:].all():
             res = res.partial()
         d = res.to_dict()
@@ -284,14 +307,16 @@ def stage_invariance(ctx: dict) -> Any:
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         out[f"{form} by {group}"] = d
+    if refused:
+        out["warnings"] = refused
     return out
 
 
 def stage_multilevel(ctx: dict) -> Any:
     """ICC(1) (REML), ICC(2) and the respondents needed for a reliable school mean."""
-    from instrument.multilevel import icc, min_cluster_size
+    from instrument.multilevel import BOUNDARY_NOTE, icc, min_cluster_size
 
-    icc_rows, mink = [], []
+    icc_rows, mink, boundary = [], [], []
     ctx["icc1"] = {}
     for form in _forms(ctx):
         scores = _respondent_scores(ctx, form)
@@ -302,11 +327,16 @@ def stage_multilevel(ctx: dict) -> Any:
             icc_rows.append({"form": form, "construct": construct, "icc1": float(r.icc1),
                              "icc1_anova": r.icc1_anova_n0, "icc2": r.icc2, "k": r.nbar,
                              "tau00": float(r.tau00), "sigma2": float(r.sigma2), "schools": r.J})
+            if r.icc1 == 0:
+                boundary.append(f"{form} {construct}")
             for target in (rules.SCHOOL_MEAN_RELIABILITY, rules.SCHOOL_MEAN_RELIABILITY_HIGH):
                 mink.append({"form": form, "construct": construct, "target": target.threshold,
                              "k": min_cluster_size(float(r.icc1), target),
                              "source": target.source})
-    return {"icc": pd.DataFrame(icc_rows), "min_k": pd.DataFrame(mink)}
+    out: dict[str, Any] = {"icc": pd.DataFrame(icc_rows), "min_k": pd.DataFrame(mink)}
+    if boundary:
+        out["warnings"] = [f"ICC(1) = 0 for {', '.join(boundary)}. {BOUNDARY_NOTE}"]
+    return out
 
 
 def stage_scores(ctx: dict) -> Any:
@@ -343,11 +373,27 @@ def stage_linker(ctx: dict) -> Any:
         scores = scores[scores["year"] == last].drop(columns="year")
         if "year" in outcomes.columns:
             outcomes = outcomes[outcomes["year"] == last].drop(columns="year")
+    refused = []
     for form in _forms(ctx):
         for outcome in a["outcomes"]:
-            out["results"].append(link(scores, outcomes, outcome=outcome, form=form).to_dict())
-    out["sensitivity"] = sensitivity(scores, outcomes, outcome=a["outcomes"][0])
+            try:
+                out["results"].append(link(scores, outcomes, outcome=outcome,
+                                           form=form).to_dict())
+            except ValueError as exc:   # a model the data cannot support is refused, not fitted
+                refused.append(f"{form} form, {outcome}: not estimated: {_first_clause(exc)}")
+    try:
+        out["sensitivity"] = sensitivity(scores, outcomes, outcome=a["outcomes"][0])
+    except ValueError as exc:
+        refused.append(f"sensitivity analysis of {a['outcomes'][0]}: not estimated: "
+                       f"{_first_clause(exc)}")
+    if refused:
+        out["warnings"] = refused
     return out
+
+
+def _first_clause(exc: Exception) -> str:
+    """An error's message without the bracketed detail it may append (sample accounting)."""
+    return re.sub(r" \(sample accounting: .*\)", "", str(exc), flags=re.DOTALL)
 
 
 def stage_policy(ctx: dict) -> Any:
@@ -454,7 +500,7 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
     out.mkdir(parents=True, exist_ok=True)
     run = ValidationRun(out_dir=out)
     ctx: dict[str, Any] = {"plan_path": plan, "plan": load_plan(plan), "out_dir": out,
-                           "results": run.results}
+                           "results": run.results, "started": _now()}
     done: set[str] = set()
     with single_threaded_blas():   # on 2 cores, threaded BLAS only adds contention
         _run_stages(run, ctx, done, say)
@@ -477,13 +523,16 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
         say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
         t0 = time.perf_counter()
         try:
-            run.results[name] = to_jsonable(fn(ctx))
+            run.results[name] = _relative_paths(to_jsonable(fn(ctx)), out)
             done.add(name)
-            run.stages.append(StageOutcome(name, "ok", seconds=time.perf_counter() - t0))
-            say(f"{tag} done in {time.perf_counter() - t0:.1f} s")
+            warns = collect_warnings(run.results[name])
+            run.stages.append(StageOutcome(name, "warning" if warns else "ok",
+                                           seconds=time.perf_counter() - t0, warnings=warns))
+            say(f"{tag} done in {time.perf_counter() - t0:.1f} s"
+                + (f" with {len(warns)} warning(s)" if warns else ""))
         except Exception as exc:  # a failed stage is recorded; the others still run
-            run.stages.append(StageOutcome(name, "failed", f"{type(exc).__name__}: {exc}",
-                                           time.perf_counter() - t0))
+            run.stages.append(StageOutcome(name, "failed", _relative_paths(
+                f"{type(exc).__name__}: {exc}", out), time.perf_counter() - t0))
             say(f"{tag} FAILED after {time.perf_counter() - t0:.1f} s: "
                 f"{type(exc).__name__}: {exc}")
             (out / "errors").mkdir(exist_ok=True)
@@ -497,8 +546,51 @@ def _doing(name: str) -> str:
     return doc[:70] + ("..." if len(doc) > 70 else "")
 
 
+def _relative_paths(obj: Any, out: Path) -> Any:
+    """``obj`` with every path under the output folder written relative to it (so the results of
+    two runs into different folders are the same bytes)."""
+    prefixes = sorted({str(out.resolve()) + "/", str(out) + "/"}, key=len, reverse=True)
+    if isinstance(obj, str):
+        for p in prefixes:
+            obj = obj.replace(p, "")
+        return obj
+    if isinstance(obj, Mapping):
+        return {k: _relative_paths(v, out) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_paths(v, out) for v in obj]
+    return obj
+
+
+#: File names `validate` writes in its output folder.
+RESULTS_FILE, RUN_LOG_FILE = "results.json", "run_log.json"
+
+
 def _write(run: ValidationRun, ctx: dict) -> None:
+    """``results.json`` (reproducible: no timings, paths relative to the output folder) and the
+    run log ``run_log.json`` (wall times, absolute paths, software versions)."""
+    import platform
+
     payload = {"plan": {k: v for k, v in ctx["plan"].items() if k != "simulation"},
-               "stages": [s.__dict__ for s in run.stages], "results": run.results}
-    (run.out_dir / "results.json").write_text(json.dumps(to_jsonable(payload), indent=1,
-                                                         sort_keys=True))
+               "stages": [s.to_dict() for s in run.stages], "results": run.results}
+    (run.out_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(payload), indent=1,
+                                                       sort_keys=True))
+    plan_path = ctx.get("plan_path")
+    log = {"out_dir": str(run.out_dir.resolve()),
+           "plan": str(Path(plan_path).resolve()) if plan_path else "shipped default plan",
+           "started": ctx.get("started"), "written": _now(),
+           "python": platform.python_version(), "instrument": _version(),
+           "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
+                      for s in run.stages]}
+    (run.out_dir / RUN_LOG_FILE).write_text(json.dumps(log, indent=1))
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from instrument import __version__
+
+    return __version__

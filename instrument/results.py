@@ -112,6 +112,40 @@ def dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(to_jsonable(obj), sort_keys=True, allow_nan=False, **kw)
 
 
+def collect_warnings(result: Any, where: str = "") -> list[str]:
+    """Every warning a (JSON-able) result carries, each prefixed with where it sits.
+
+    A result states its problems in a ``warnings`` list (non-convergence, Heywood cases,
+    non-positive-definite matrices, a singular information matrix, boundary estimates, models
+    that could not be estimated) and, for an iterative fit, ``converged``. This walks the
+    result: each ``warnings`` entry is returned as ``"<path>: <text>"`` (``path`` being the keys
+    that lead to it, e.g. ``"teacher"``), and ``converged: false`` without a warning that says so
+    adds ``"<path>: did not converge"``. Tables (`to_jsonable` frames) are not entered.
+    """
+    out: list[str] = []
+    obj = to_jsonable(result)
+
+    def walk(o: Any, path: tuple[str, ...]) -> None:
+        if isinstance(o, Mapping):
+            if o.get("__frame__") == "records":
+                return
+            here = " / ".join(path)
+            prefix = f"{here}: " if here else ""
+            ws = [str(w) for w in (o.get("warnings") or []) if isinstance(o.get("warnings"), list)]
+            out.extend(prefix + w for w in ws)
+            if o.get("converged") is False and not any("converge" in w.lower() for w in ws):
+                out.append(prefix + "did not converge")
+            for k, v in o.items():
+                if k not in ("warnings", "meta"):
+                    walk(v, path + (str(k),))
+        elif isinstance(o, list):
+            for v in o:
+                walk(v, path)
+
+    walk(obj, (where,) if where else ())
+    return list(dict.fromkeys(out))
+
+
 @dataclass(frozen=True)
 class Table:
     """A printable table, like statsmodels' ``Summary``: a title, a DataFrame and notes.

@@ -23,10 +23,16 @@ def validate(plan: str | None, out_dir: str) -> None:
     for s in run.stages:
         extra = f"  {s.message}" if s.message else ""
         click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:8.1f}{extra}")
-    n_ok = sum(s.status == "ok" for s in run.stages)
+    n_ok = sum(s.status in ("ok", "warning") for s in run.stages)
     click.echo(f"  {'total':<15} {f'{n_ok}/{len(run.stages)} ok':<8} "
                f"{sum(s.seconds for s in run.stages):8.1f}")
-    click.echo(f"Results written to {run.out_dir / 'results.json'}; reports in "
+    if run.warnings:
+        click.echo(f"{len(run.warnings)} warning(s); the reports show each beside its table:",
+                   err=True)
+        for w in run.warnings:
+            click.echo(f"  warning: {w}", err=True)
+    click.echo(f"Results written to {run.out_dir / 'results.json'} (timings in "
+               f"{run.out_dir / 'run_log.json'}); reports in "
                f"{run.out_dir / 'reports'}; lavaan and Mplus syntax in "
                f"{run.out_dir / 'syntax'}")
     if not run.ok:

@@ -541,7 +541,9 @@ def stage_messages(payload: Mapping[str, Any]) -> dict[str, str]:
     """Stage name -> status message from a full ``results.json`` payload's ``stages`` list."""
     out = {}
     for s in payload.get("stages", []) or []:
-        if isinstance(s, Mapping) and s.get("status") != "ok":
+        # a stage that finished with warnings is complete: its warnings are shown beside its
+        # tables (`instrument.results.collect_warnings`), not as a stage that did not complete
+        if isinstance(s, Mapping) and s.get("status") not in ("ok", "warning"):
             msg = f"{s.get('status')}: {s.get('message', '')}".strip(": ")
             out[str(s.get("name"))] = re.sub("respondent_id", "[identifier removed]", msg,
                                              flags=re.IGNORECASE)

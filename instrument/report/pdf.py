@@ -8,6 +8,7 @@ also runs the browser check in the tests. It honours the CSS ``@page`` size and 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -67,4 +68,34 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float =
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise PdfUnavailable(f"Chromium failed to print {html_path.name} "
                              f"(exit {proc.returncode}):\n{tail}")
+    pdf_path.write_bytes(fixed_dates(pdf_path.read_bytes()))
     return pdf_path
+
+
+_PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:[0-9]{14}(Z|[+-][0-9]{2}'[0-9]{2}'?)?\)")
+
+
+def fixed_dates(pdf: bytes) -> bytes:
+    """The PDF with its creation and modification dates made reproducible.
+
+    Chromium stamps the time of printing into the document information dictionary, the only
+    bytes that differ between two prints of one HTML file. With ``SOURCE_DATE_EPOCH`` set (the
+    reproducible-builds convention, https://reproducible-builds.org/specs/source-date-epoch/)
+    the dates become that time in UTC; without it the entries are blanked out. Either way the
+    replacement has the same length, so the cross-reference offsets stay valid.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    stamp = None
+    if epoch.isdigit():
+        from datetime import datetime, timezone
+
+        stamp = datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y%m%d%H%M%S")
+
+    def sub(m: re.Match) -> bytes:
+        old = m.group(0)
+        if stamp is not None:
+            new = b"/" + m.group(1) + b" (D:" + stamp.encode() + b"Z)"
+            if len(new) <= len(old):
+                return new + b" " * (len(old) - len(new))
+        return b" " * len(old)
+    return _PDF_DATE.sub(sub, pdf)

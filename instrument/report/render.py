@@ -22,10 +22,10 @@ from markupsafe import Markup
 
 from instrument import rules as _rules
 from instrument.report import figures as fig
-from instrument.report.adapters import (NOT_AVAILABLE, FORBIDDEN_KEYS, Section, read_all,
-                                        scrub, stage_messages)
+from instrument.report.adapters import (NOT_AVAILABLE, FORBIDDEN_KEYS, READERS, Section,
+                                        read_all, scrub, stage_messages)
 from instrument.report.pdf import html_to_pdf
-from instrument.results import Table
+from instrument.results import Table, collect_warnings
 
 KINDS = ("technical", "brief", "cards")
 FORMATS = ("html", "pdf")
@@ -428,7 +428,9 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             out["min_k"] = num.table(Table(
                 "Minimum respondents per school for a reliable school mean", _tidy_k(wide),
                 ["k for r: smallest number of respondents whose school mean reaches reliability "
-                 "r" + (f" (targets: {src})." if src else ".")], 0))
+                 "r" + (f" (targets: {src})." if src else ".")
+                 + (" Blank: ICC(1) = 0, so no number of respondents reaches r."
+                    if mk["k"].isna().any() else "")], 0))
             targets = [(float(t), f"{float(t):.2f}" + (f" ({src})" if src else ""))
                        for t in sorted(set(mk["target"].astype(float)))]
         out["k_fig"] = num.figure(
@@ -711,8 +713,9 @@ def _brief(secs: Mapping[str, Section]) -> dict:
                 if len(sel):
                     tgt = float(sel["target"].astype(float).min())
                     f["target"] = _fmt(tgt)
-                    f["min_k"] = _fmt(sel.loc[sel["target"].astype(float) == tgt, "k"]
-                                      .astype(float).max(), 0)
+                    ks = sel.loc[sel["target"].astype(float) == tgt, "k"].astype(float)
+                    # a practice whose ICC(1) is 0 reaches the target at no size: no number
+                    f["min_k"] = _fmt(ks.max(), 0) if ks.notna().all() else None
             facts.append(f)
         ctx["school_reliability"] = facts
         targets = []
@@ -965,6 +968,9 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs),
            "cards": lambda: _cards(secs)}[kind]()
+    # every warning a result carries, shown beside that stage's tables and listed up front
+    ctx["warnings"] = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+    ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     default_titles = {"technical": "Technical report: validity evidence for the school-family "
                                    "partnership instrument",
                       "brief": "Policy brief: measuring school-family partnership practice",

@@ -35,7 +35,9 @@ def test_every_stage_runs(run):
     assert res.exit_code == 0, res.output
     payload = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in payload["stages"]] == STAGES
-    assert all(s["status"] == "ok" for s in payload["stages"]), payload["stages"]
+    # every stage finished; one that finished with warnings lists them
+    assert all(s["status"] in ("ok", "warning") for s in payload["stages"]), payload["stages"]
+    assert all(bool(s["warnings"]) == (s["status"] == "warning") for s in payload["stages"])
     assert set(STAGES) <= set(payload["results"])
 
 

@@ -130,8 +130,9 @@ def test_mean_reliability_and_min_k():
     k8 = min_cluster_size(0.180352, SCHOOL_MEAN_RELIABILITY_HIGH)
     assert mean_reliability(0.180352, k8) >= 0.80 > mean_reliability(0.180352, k8 - 1)
     assert min_cluster_size(0.2, 0.8) == 16  # exact boundary k = 16
+    assert min_cluster_size(0.0, 0.7) is None   # boundary ICC(1): no size reaches the target
     with pytest.raises(ValueError, match="icc1="):
-        min_cluster_size(0.0, 0.7)
+        min_cluster_size(1.0, 0.7)
 
 
 def test_split_half_reliability_seeded_and_close_to_icc2():

@@ -155,8 +155,9 @@ def test_csv_row_problems(toy_bank, tmp_path, fam):
     kept = res.responses.data.set_index("respondent_id")
     assert np.isnan(kept.loc[fam.loc[5, "respondent_id"], "f_comm_1"])
     written = pd.read_csv(res.quarantine_path, dtype=str, keep_default_na=False)
-    assert list(written.columns) == ["row", "column", "value", "reason"]
+    assert list(written.columns) == ["row", "line", "column", "value", "reason"]
     assert written["row"].astype(int).tolist() == res.quarantine["row"].tolist()
+    assert (written["line"].astype(int) == written["row"].astype(int) + 1).all()
 
 
 def test_xlsx_text_labels_formulas_and_injection(toy_bank, tmp_path, fam):
@@ -491,10 +492,13 @@ def test_csv_row_with_too_many_fields(toy_bank, tmp_path, fam):
     lines = p.read_text().splitlines()
     lines[3] += ",surplus"
     p.write_text("\n".join(lines) + "\n")
-    with pytest.raises(IngestError, match=r"f\.csv: line 4 \(data row 3\): malformed CSV row "
-                                          rf"with {len(fam.columns) + 1} fields; expected {len(fam.columns)} fields"):
-        ingest(p, bank=toy_bank, form="family")
-
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    assert res.quarantine[["row", "line", "value"]].values.tolist() == [
+        [3, 4, f"{len(fam.columns) + 1} fields"]]
+    assert res.quarantine.loc[0, "reason"] == (
+        f"the row has {len(fam.columns) + 1} fields; expected {len(fam.columns)} as in the "
+        "header (a missing or stray delimiter, e.g. a trailing one)")
 
 def test_xlsx_trailing_empty_rows_are_not_data_but_inner_ones_are(toy_bank, tmp_path, fam):
     p = tmp_path / "f.xlsx"

@@ -130,3 +130,168 @@ def test_pdf_dates_are_fixed(monkeypatch):
     assert len(dated) == len(raw)
     assert b"/CreationDate (D:20231114221320Z)" in dated
     assert b"/ModDate (D:20231114221320Z)" in dated
+
+
+# --------------------------------------------------------------------------------------------
+# One ingest contract: every row read is used or quarantined with its reason and file line
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fam_data(toy_bank):
+    from instrument.simulate import simulate
+
+    return simulate("tiny", seed=7, bank=toy_bank).family.data
+
+
+@pytest.fixture
+def fam(fam_data):
+    return fam_data.copy()
+
+
+def _ingest(p, toy_bank, **kw):
+    from instrument.io import ingest
+
+    res = ingest(p, bank=toy_bank, form="family", **kw)
+    assert res.read == res.used + res.quarantined == len(res.responses.data) + res.quarantined
+    return res
+
+
+def _lines(p):
+    return p.read_text().splitlines()
+
+
+def test_ragged_row_with_too_few_fields_is_quarantined(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    lines = _lines(p)
+    lines[5] = ",".join(lines[5].split(",")[:-3])          # data row 5 loses its last 3 fields
+    p.write_text("\n".join(lines) + "\n")
+    res = _ingest(p, toy_bank)
+    assert res.read == len(fam) and res.quarantined == 1
+    row = res.quarantine.iloc[0]
+    assert (row["row"], row["line"], row["value"]) == (5, 6, f"{len(fam.columns) - 3} fields")
+    assert row["reason"] == (f"the row has {len(fam.columns) - 3} fields; expected "
+                             f"{len(fam.columns)} as in the header (a missing or stray delimiter)")
+
+
+def test_trailing_comma_on_the_first_data_row_quarantines_that_row_only(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    lines = _lines(p)
+    lines[1] += ","
+    p.write_text("\n".join(lines) + "\n")
+    res = _ingest(p, toy_bank)
+    assert res.quarantine[["row", "line"]].values.tolist() == [[1, 2]]
+    assert "expected {} as in the header".format(len(fam.columns)) in res.quarantine["reason"][0]
+    assert "trailing" in res.quarantine["reason"][0]
+    assert res.used == len(fam) - 1
+
+
+@pytest.mark.parametrize("spelling", ["NA", "nan", "None", "."])
+def test_missing_id_spellings_are_not_schools(toy_bank, tmp_path, fam, spelling):
+    fam["school_id"] = fam["school_id"].astype(object)
+    fam.loc[[3, 8], "school_id"] = spelling
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    res = _ingest(p, toy_bank)
+    assert res.quarantine[["row", "column", "value"]].values.tolist() == [
+        [4, "school_id", spelling], [9, "school_id", spelling]]
+    assert res.quarantine["reason"][0] == (f"missing school id: {spelling!r} is a spelling of a "
+                                           "missing value; expected a real school id")
+    assert spelling not in set(res.responses.data["school_id"])
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400"])
+def test_infinite_item_values_are_quarantined(toy_bank, tmp_path, fam, value):
+    fam["f_mind_2"] = fam["f_mind_2"].astype(object)
+    fam.loc[6, "f_mind_2"] = value
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    res = _ingest(p, toy_bank)
+    q = res.quarantine.iloc[0]
+    assert (q["row"], q["line"], q["column"], q["value"]) == (7, 8, "f_mind_2", value)
+    assert "expected" in q["reason"] and ("finite" in q["reason"] or "maps to no code" in q["reason"])
+
+
+def test_a_school_in_two_districts_is_quarantined_with_every_row(toy_bank, tmp_path, fam):
+    school = fam.loc[0, "school_id"]
+    rows = fam.index[fam["school_id"] == school]
+    fam["district_id"] = fam["district_id"].astype(object)
+    fam.loc[rows[-1], "district_id"] = "D99"
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    res = _ingest(p, toy_bank)
+    assert sorted(res.quarantine["row"]) == [int(r) + 1 for r in rows]
+    assert set(res.quarantine["reason"]) == {
+        f"school {school!r} is named in districts {sorted({fam.loc[0, 'district_id'], 'D99'})}; "
+        "expected one district per school"}
+    assert school not in set(res.responses.data["school_id"])
+
+
+@pytest.mark.parametrize("sep,name", [(";", "semicolon"), ("\t", "tab")])
+def test_delimiter_is_detected_and_named(toy_bank, tmp_path, fam, sep, name):
+    p = tmp_path / f"f_{name}.csv"
+    fam.to_csv(p, index=False, sep=sep)
+    res = _ingest(p, toy_bank)
+    assert res.quarantined == 0 and res.used == len(fam) and res.delimiter == sep
+    assert f"{sep!r}-separated" in res.summary().title
+
+
+def test_multi_sheet_workbook_names_its_sheets(toy_bank, tmp_path, fam):
+    import openpyxl
+
+    from instrument.io import IngestError
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "responses"
+    ws.append(list(fam.columns))
+    for r in fam.head(5).itertuples(index=False):
+        ws.append([None if isinstance(v, float) and np.isnan(v) else v for v in r])
+    wb.create_sheet("notes").append(["read me"])
+    p = tmp_path / "f.xlsx"
+    wb.save(p)
+    with pytest.raises(IngestError, match=r"f\.xlsx: the workbook has 2 sheets \['responses', "
+                                          r"'notes'\]; expected the sheet to read named in the "
+                                          r"mapping \(sheet: 'responses', say\)"):
+        _ingest(p, toy_bank)
+    assert _ingest(p, toy_bank, mapping={"sheet": "responses"}).used == 5
+
+
+def test_quarantine_lines_do_not_drift_after_blank_lines(toy_bank, tmp_path, fam):
+    fam.loc[9, "f_mind_2"] = 7
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    lines = _lines(p)
+    lines[3:3] = ["", ""]                                   # two blank lines before data row 3
+    p.write_text("\n".join(lines) + "\n")
+    res = _ingest(p, toy_bank)
+    assert res.quarantine[["row", "line", "column"]].values.tolist() == [[10, 13, "f_mind_2"]]
+    assert p.read_text().splitlines()[12].split(",")[0] == fam.loc[9, "respondent_id"]
+
+
+def test_duplicated_header_is_named_as_in_the_file(toy_bank, tmp_path, fam):
+    from instrument.io import IngestError
+
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    lines = _lines(p)
+    lines[0] = lines[0].replace("f_mind_2", "f_mind_1")
+    p.write_text("\n".join(lines) + "\n")
+    j = list(fam.columns).index("f_mind_2") + 1
+    with pytest.raises(IngestError, match=rf"f\.csv: line 1: column 'f_mind_1' appears twice in "
+                                          rf"the header \(columns {j - 1} and {j}\)") as e:
+        _ingest(p, toy_bank)
+    assert "f_mind_1.1" not in str(e.value)
+
+
+def test_unknown_encoding_in_a_mapping(toy_bank, tmp_path, fam):
+    from instrument.io import IngestError
+
+    p = tmp_path / "f.csv"
+    fam.to_csv(p, index=False)
+    m = tmp_path / "map.yaml"
+    m.write_text("encoding: klingon-8\n")
+    with pytest.raises(IngestError, match=r"map\.yaml: key 'encoding': unknown encoding "
+                                          r"'klingon-8'; expected a Python codec name"):
+        _ingest(p, toy_bank, mapping=m)

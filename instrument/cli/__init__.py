@@ -25,9 +25,35 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; an error from the API becomes one line on stderr (exit 2), with the
+    traceback only under ``--debug``."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error reaches the user as one line
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (the exception's type when the message does not
+    say what went wrong, e.g. a bare KeyError) and a pointer to ``--debug``."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (ValueError, OSError)) and text:
+        return text
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{text} (unexpected; `instrument --debug ...` shows the traceback)"
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="instrument")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error.")
+def main(debug: bool) -> None:
     """Build and validate the school-family partnership instrument."""
 
 

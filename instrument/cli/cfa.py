@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import model_text, read_data, split_list
+from instrument.cli._common import OUT_FILE, model_text, read_data, split_list
 
 
 @click.command("cfa")
@@ -36,7 +36,7 @@ from instrument.cli._common import model_text, read_data, split_list
               "(lavaan missing='ml').")
 @click.option("--cluster", default=None, help="Column of cluster labels: cluster-robust SEs "
               "and test (needs --estimator MLR).")
-@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+@click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
         meanstructure: bool, likelihood: str, information: str, json_out: str | None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import read_data
+from instrument.cli._common import OUT_DIR, OUT_FILE, read_data
 
 
 def _bank():
@@ -22,7 +22,7 @@ def _fail(exc: Exception) -> None:
 
 @click.command()
 @click.argument("plan", default="default")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=OUT_DIR,
               help="Folder for teacher.csv, family.csv, outcomes.csv and truth.json (with a "
                    "'year' column when the plan has simulation.years).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the plan's seed).")
@@ -31,6 +31,9 @@ def simulate(plan: str, out_dir: str, seed: int | None) -> None:
     'panel'); a plan with simulation.years writes a panel (all years, `year` column)."""
     from instrument.population import PlanError
     from instrument.simulate import simulate as run
+    if Path(plan).is_dir():
+        _fail(ValueError(f"{plan}: is a folder; expected a population plan (a YAML file) or "
+                         "one of the shipped plans 'default', 'tiny', 'panel'."))
     try:
         sim = run(plan, seed=seed, bank=_bank())
     except (PlanError, ValueError) as exc:
@@ -46,28 +49,41 @@ def simulate(plan: str, out_dir: str, seed: int | None) -> None:
         click.echo(f"  {k:<9} {p}")
 
 
-def _ingest(path: str, form: str, mapping: str | None, quarantine: str | None,
+def _ingest(path: str, form: str, mapping: str | None, quarantine: str,
             exclude: tuple[str, ...], fmt: str | None):
+    """Ingest with the quarantine always written (to ``quarantine``) and the counts printed."""
     from instrument.io import IngestError, ingest
     try:
-        return ingest(path, bank=_bank(), form=form, mapping=mapping, quarantine_dir=quarantine,
-                      exclude_flags=exclude, format=fmt)
+        res = ingest(path, bank=_bank(), form=form, mapping=mapping, quarantine_dir=quarantine,
+                     exclude_flags=exclude, format=fmt)
     except (IngestError, ValueError) as exc:
         _fail(exc)
+    click.echo(res.summary().as_text())
+    click.echo(f"Quarantine ({res.quarantined} row(s), each with its file line and reason): "
+               f"{res.quarantine_path}")
+    return res
 
 
 _FORM = click.option("--form", required=True, type=click.Choice(["teacher", "family"]),
                      help="The form the file holds.")
 _MAPPING = click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
                         help="YAML mapping of columns, labels and defaults.")
-_QUAR = click.option("--quarantine", type=click.Path(file_okay=False),
-                     help="Folder for <file>.quarantine.csv.")
+_QUAR = click.option("--quarantine", type=OUT_DIR,
+                     help="Folder for <file>.quarantine.csv (default: the folder of --out, or "
+                          "of the input file when there is no --out).")
 _EXCL = click.option("--exclude-flag", "exclude", multiple=True,
                      type=click.Choice(["straightlining", "too_fast"]),
                      help="Quarantine rows with this flag instead of only flagging them.")
 _FMT = click.option("--format", "fmt", default=None,
                     type=click.Choice(["csv", "qualtrics", "xlsx", "sav", "dta", "parquet"]),
                     help="Force a reader (default: by file suffix).")
+
+
+def _quarantine_dir(quarantine: str | None, out: str | None, source: str) -> str:
+    """--quarantine, else the folder of --out, else the folder of the input file."""
+    if quarantine:
+        return quarantine
+    return str(Path(out if out else source).parent)
 
 
 @click.command()
@@ -77,14 +93,11 @@ _FMT = click.option("--format", "fmt", default=None,
 @_QUAR
 @_EXCL
 @_FMT
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=OUT_FILE,
               help="Write the accepted rows as CSV (ingest stage: keeps respondent_id).")
 def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
     """Read a fielded file, check every row against the bank and quarantine failing rows."""
-    res = _ingest(path, form, mapping, quarantine, exclude, fmt)
-    click.echo(res.summary().as_text())
-    if res.quarantine_path:
-        click.echo(f"Quarantine: {res.quarantine_path}")
+    res = _ingest(path, form, mapping, _quarantine_dir(quarantine, out, path), exclude, fmt)
     if out:
         from instrument.io import safe_to_csv
         safe_to_csv(res.responses.data, out)
@@ -96,7 +109,7 @@ def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
 @_FORM
 @click.option("--outcomes", type=click.Path(exists=True, dir_okay=False),
               help="School outcomes CSV (roster sizes give response rates).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=OUT_FILE,
               help="School scores CSV (one row per school x construct).")
 @_MAPPING
 @_QUAR
@@ -107,7 +120,8 @@ def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt) ->
 
     from instrument.io import safe_to_csv
     from instrument.scores import school_scores, scores_summary, suppression_list
-    res = _ingest(responses, form, mapping, quarantine, exclude, fmt)
+    res = _ingest(responses, form, mapping, _quarantine_dir(quarantine, out, responses), exclude,
+                  fmt)
     oc = None
     if outcomes:
         oc = read_data(outcomes)
@@ -117,6 +131,11 @@ def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt) ->
         _fail(exc)
     safe_to_csv(sc, out)
     click.echo(scores_summary(sc).as_text())
+    scored = int(sc.loc[sc["construct"] == "overall", "n"].sum()) if len(sc) else 0
+    click.echo(f"Rows: read {res.read} = used {res.used} + quarantined {res.quarantined}; "
+               f"{scored} of the {res.used} used respondents have an overall score"
+               + ("." if scored == res.used else
+                  f" ({res.used - scored} answered too few items of a construct to be scored)."))
     sup = suppression_list(sc)
     click.echo(f"{sup['school_id'].nunique()} school(s) with suppressed results "
                f"({len(sup)} rows); reasons are in the suppression_reason column of {Path(out)}.")

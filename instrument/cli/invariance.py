@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import model_text, read_data, split_list
+from instrument.cli._common import OUT_FILE, model_text, read_data, split_list
 
 
 @click.command("invariance")
@@ -23,7 +23,7 @@ from instrument.cli._common import model_text, read_data, split_list
               default="chen2007", show_default=True, help="Which delta-fit rules decide.")
 @click.option("--partial/--no-partial", default=False,
               help="Release constraints by score test where a step does not hold.")
-@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+@click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the ladder (with every fit) as JSON.")
 def invariance(model: str, data: str, group: str, steps: str, estimator: str, rule_set: str,
                partial: bool, json_out: str | None, ordered: str = "") -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import read_data as _read_table
+from instrument.cli._common import OUT_FILE, read_data as _read_table
 
 
 @click.command()
@@ -20,7 +20,7 @@ from instrument.cli._common import read_data as _read_table
 @click.option("--change", is_flag=True, help="Model the change from the prior year.")
 @click.option("--rates-in", default="proportion", show_default=True,
               type=click.Choice(["proportion", "percent"]))
-@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+@click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the full result as JSON here.")
 def link(scores: str, outcomes: str, outcome: str, construct: str, form: str, se_type: str,
          weights: str | None, change: bool, rates_in: str, json_out: str | None) -> None:

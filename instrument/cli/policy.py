@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from instrument.cli._common import read_data as _read
+from instrument.cli._common import OUT_FILE, read_data as _read
 
 
 @click.command()
@@ -13,13 +13,16 @@ from instrument.cli._common import read_data as _read
 @click.option("--level", type=click.Choice(["district", "state"]), default="district",
               show_default=True)
 @click.option("--weight", default=None, help="Column to weight schools by, e.g. enrollment.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the rollup as CSV.")
+@click.option("--out", type=OUT_FILE, help="Write the rollup as CSV.")
 def rollup(scores: str, outcomes: str | None, level: str, weight: str | None, out: str | None) -> None:
     """Roll school SCORES (long school-scores CSV) up to districts or the state."""
     from instrument.policy import rollup as run_rollup
 
-    table = run_rollup(_read(scores), _read(outcomes) if outcomes else None, level=level,
-                       weight=weight)
+    try:
+        table = run_rollup(_read(scores), _read(outcomes) if outcomes else None, level=level,
+                           weight=weight)
+    except ValueError as exc:
+        raise click.ClickException(f"{scores}: {exc}") from None
     if out:
         from instrument.io.tables import write_table
 
@@ -32,7 +35,7 @@ def rollup(scores: str, outcomes: str | None, level: str, weight: str | None, ou
 @click.command()
 @click.argument("scores", type=click.Path(exists=True, dir_okay=False))
 @click.option("--year-column", default="year", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), help="Write school changes as CSV.")
+@click.option("--out", type=OUT_FILE, help="Write school changes as CSV.")
 @click.option("--outcomes", type=click.Path(exists=True, dir_okay=False),
               help="School outcomes (with a year column, or the later year's): also regress the "
                    "outcome change on the score change (instrument.change_link).")
@@ -48,7 +51,14 @@ def change(scores: str, year_column: str, out: str | None, outcomes: str | None,
     from instrument.policy import change as run_change
 
     table = _read(scores)
-    res = run_change(table, year=year_column)
+    if year_column not in table.columns:
+        raise click.ClickException(f"{scores}: no column {year_column!r}; expected school scores "
+                                   "of several years stacked with a year column (or name it with "
+                                   "--year-column).")
+    try:
+        res = run_change(table, year=year_column)
+    except ValueError as exc:
+        raise click.ClickException(f"{scores}: {exc}") from None
     click.echo(res.summary().as_text())
     if outcomes:
         from instrument.policy import change_link

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import read_data as _read
+from instrument.cli._common import OUT_FILE, read_data as _read
 
 
 def _parse_scales(specs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -30,7 +30,7 @@ def _parse_scales(specs: tuple[str, ...]) -> dict[str, list[str]]:
               help="MIN,MAX of the response scale for reverse keying (default: observed range).")
 @click.option("--use", type=click.Choice(["pairwise", "listwise"]), default="pairwise",
               show_default=True, help="Missing-data handling (psych's default is pairwise).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Also write the results table as JSON to this file.")
 def reliability(data: str, scales: tuple[str, ...], reverse: tuple[str, ...],
                 score_range: str | None, use: str, json_out: str | None) -> None:
@@ -64,7 +64,7 @@ def reliability(data: str, scales: tuple[str, ...], reverse: tuple[str, ...],
 @click.option("--value", "values", multiple=True, required=True,
               help="Variable(s) whose school-level aggregation is assessed (repeatable).")
 @click.option("--cluster", required=True, help="Cluster (school) identifier column.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Also write the results as JSON to this file.")
 def icc(data: str, values: tuple[str, ...], cluster: str, json_out: str | None) -> None:
     """ICC(1) (REML, ML, ANOVA), ICC(2) and reliability of school means."""

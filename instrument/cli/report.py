@@ -5,13 +5,15 @@ import sys
 
 import click
 
+from instrument.cli._common import OUT_DIR
+
 
 @click.command()
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @click.option("--kind", type=click.Choice(["technical", "brief", "cards", "all"]),
               default="technical", show_default=True, help="Which report to render.")
 @click.option("--out", "out_dir", default="reports", show_default=True,
-              type=click.Path(file_okay=False), help="Folder to write the report to.")
+              type=OUT_DIR, help="Folder to write the report to.")
 @click.option("--pdf/--no-pdf", "pdf", default=None,
               help="Also print a PDF with headless Chromium. Default: when Chromium is found; "
                    "--pdf fails if it is not.")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from instrument.cli._common import OUT_FILE, model_text, read_data
+
 
 @click.command("twolevel")
 @click.argument("model")
@@ -13,23 +15,17 @@ import click
 @click.option("--cluster", required=True, help="Cluster column (e.g. school_id).")
 @click.option("--h1", type=click.Choice(["em", "exact"]), default="em", show_default=True,
               help="Saturated model: lavaan's EM (matches lavaan) or the exact maximum.")
-@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+@click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the fit and the between-level reliability as JSON to this file.")
 def twolevel(model: str, data: str, cluster: str, h1: str, json_out: str | None) -> None:
     """Two-level CFA by exact ML (lavaan's level: 1 / level: 2 syntax) and the school-level
     reliability of each between factor. MODEL is a syntax file or string; DATA a CSV file."""
-    import pandas as pd
-
     from instrument.results import dumps
     from instrument.syntax import ModelSyntaxError
     from instrument.twolevel import twolevel_cfa, twolevel_reliability
 
-    p = Path(model)
-    text = p.read_text() if ("=~" not in model and p.is_file()) else model
-    try:
-        df = pd.read_csv(data)
-    except Exception as e:  # noqa: BLE001 - report any reader failure plainly
-        raise click.ClickException(f"cannot read {data}: {e}") from e
+    text = model_text(model)
+    df = read_data(data)
     try:
         fit = twolevel_cfa(text, df, cluster=cluster, h1=h1)
         rel = twolevel_reliability(fit)

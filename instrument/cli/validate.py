@@ -5,11 +5,13 @@ import sys
 
 import click
 
+from instrument.cli._common import OUT_DIR
+
 
 @click.command()
 @click.argument("plan", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", default="validation", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for results and reports.")
+              type=OUT_DIR, help="Folder for results and reports.")
 def validate(plan: str | None, out_dir: str) -> None:
     """Run an analysis plan end to end (the shipped default plan when PLAN is omitted)."""
     from instrument.pipeline import validate as run_validate

@@ -5,8 +5,9 @@ Excel .xlsx (cached values; formulas are never evaluated), SPSS .sav and Stata .
 with value labels), parquet (read in record batches).
 
 Row numbers. ``row`` in the quarantine and flags tables is the 1-based number of the DATA row: the
-first record after the header row(s) is row 1. So a CSV's line is ``row + 1`` (``row + 3`` for a
-Qualtrics export) when no field holds a line break, and a spreadsheet's row is ``row + 1``.
+first record after the header row(s) is row 1. ``line`` is where the row sits in the file: a CSV's
+line (blank lines and line breaks inside quoted fields counted), a spreadsheet's row, or the
+record number of a .sav/.dta/parquet file.
 
 Every row read is either used or quarantined (``read == used + quarantined``, checked before
 returning). Problems with the file as a whole (a missing or unknown item column, an item of the
@@ -32,7 +33,10 @@ from instrument.responses import FORMS, ResponseSet, normalize_dtypes
 from instrument.results import Table, from_jsonable, to_jsonable
 from instrument.rules import MIN_SECONDS_PER_ITEM, STRAIGHTLINE_MIN_ITEMS, Rule
 
-QUARANTINE_COLUMNS = ("row", "column", "value", "reason")
+QUARANTINE_COLUMNS = ("row", "line", "column", "value", "reason")
+#: Spellings of "no value" that statistical software writes into id columns; an id spelled so is
+#: missing, never an identity (a school called "NA" would pool unrelated respondents).
+MISSING_ID_SPELLINGS = frozenset({"na", "n/a", "nan", "none", "null", ".", ""})
 FLAGS = ("straightlining", "too_fast")
 # Background columns understood without a mapping (numeric ones are parsed as numbers).
 NUMERIC_BACKGROUND = ("years_at_school", "child_grade")
@@ -73,7 +77,8 @@ class IngestResult:
     responses : ResponseSet
         The rows that passed every check (``respondent_id`` kept for the analysis stage only).
     quarantine : DataFrame
-        One line per problem: ``row`` (1-based data row), ``column``, ``value``, ``reason``.
+        One line per problem: ``row`` (1-based data row), ``line`` (file line, sheet row or
+        record), ``column``, ``value``, ``reason``.
     flags : DataFrame
         ``row flag detail excluded``: straight-lining and too-fast responses (excluded ones are
         also in ``quarantine``).
@@ -83,6 +88,8 @@ class IngestResult:
         The file and the reader used.
     quarantine_path : str or None
         The quarantine CSV written, when ``quarantine_dir`` was given.
+    delimiter : str or None
+        The field delimiter of a CSV (detected from the header line).
     recoded : tuple of str
         Item columns of a .sav/.dta file recoded to the bank's codes by their value labels.
     """
@@ -97,13 +104,22 @@ class IngestResult:
     format: str
     quarantine_path: str | None = None
     recoded: tuple[str, ...] = ()
+    delimiter: str | None = None
+
+    def counts(self) -> dict[str, Any]:
+        """``read``, ``used``, ``quarantined``, the quarantine file and the rows per reason."""
+        return {"path": Path(self.path).name, "format": self.format, "read": self.read,
+                "used": self.used, "quarantined": self.quarantined,
+                "quarantine_file": (Path(self.quarantine_path).name if self.quarantine_path
+                                    else None),
+                "reasons": self.summary().frame.to_dict("records")}
 
     def to_dict(self) -> dict:
         return to_jsonable({"responses": self.responses.to_dict(), "quarantine": self.quarantine,
                             "flags": self.flags, "read": self.read, "used": self.used,
                             "quarantined": self.quarantined, "path": self.path,
                             "format": self.format, "quarantine_path": self.quarantine_path,
-                            "recoded": list(self.recoded)})
+                            "recoded": list(self.recoded), "delimiter": self.delimiter})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "IngestResult":
@@ -112,17 +128,19 @@ class IngestResult:
         return cls(responses=ResponseSet.from_dict(d["responses"]), quarantine=q, flags=f,
                    read=int(d["read"]), used=int(d["used"]), quarantined=int(d["quarantined"]),
                    path=d["path"], format=d["format"], quarantine_path=d.get("quarantine_path"),
-                   recoded=tuple(d.get("recoded", ())))
+                   recoded=tuple(d.get("recoded", ())), delimiter=d.get("delimiter"))
 
     def summary(self) -> Table:
         reasons = (self.quarantine.assign(reason=self.quarantine["reason"].str.split(":").str[0])
                    .groupby("reason")["row"].nunique().reset_index(name="rows")
                    if len(self.quarantine) else pd.DataFrame(columns=["reason", "rows"]))
-        return Table(f"Ingest of {Path(self.path).name} ({self.format}, {self.responses.form} form)",
+        sep = f", {self.delimiter!r}-separated" if self.delimiter else ""
+        return Table(f"Ingest of {Path(self.path).name} ({self.format}{sep}, "
+                     f"{self.responses.form} form)",
                      reasons, notes=(f"read {self.read} = used {self.used} + quarantined "
                                      f"{self.quarantined} data rows.",
                                      "Quarantine 'row' = 1-based data row: 1 is the first record "
-                                     "after the header row(s).",
+                                     "after the header row(s); 'line' = its line in the file.",
                                      "Recoded by the file's value labels: "
                                      f"{', '.join(self.recoded) or 'none'}.",
                                      f"{len(self.flags)} flagged row(s) "
@@ -166,6 +184,14 @@ def load_mapping(mapping: str | Path | Mapping[str, Any] | None) -> dict[str, An
                 isinstance(v, int) and not isinstance(v, bool) for v in labs.values()):
             raise IngestError(f"{src}: key 'labels.{scale}': expected a mapping text label -> "
                               "integer code.")
+    if "encoding" in mapping:
+        import codecs
+        try:
+            codecs.lookup(str(mapping["encoding"]))
+        except LookupError:
+            raise IngestError(f"{src}: key 'encoding': unknown encoding {mapping['encoding']!r}; "
+                              "expected a Python codec name such as utf-8, latin-1 or "
+                              "cp1252.") from None
     for k in ("ignore", "background"):
         if k in mapping and not isinstance(mapping[k], list):
             raise IngestError(f"{src}: key {k!r}: expected a list of column names.")
@@ -229,7 +255,9 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
             num = float(v.strip())
         if num is not None:
             desc = desc or _describe_scale(scale_id, codes, missing)
-            if num != int(num):
+            if not np.isfinite(num):
+                res[v] = (np.nan, f"value {v!r} is not a finite number; expected {desc}")
+            elif num != int(num):
                 res[v] = (np.nan, f"code {v!r} is not an integer; expected {desc}")
             elif int(num) in codes:
                 res[v] = (float(int(num)), "")
@@ -279,7 +307,7 @@ def _ids(values: pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(values.dtype) or pd.api.types.infer_dtype(
             values, skipna=True) in ("string", "empty"):
         out = values.astype("str").str.strip()
-        return out.where(out != "", None).astype("str")
+        return out.where(~out.str.casefold().isin(MISSING_ID_SPELLINGS), None).astype("str")
     return pd.Series(_map_unique(values, _id_text), index=values.index).astype("str")
 
 
@@ -304,11 +332,15 @@ def _id_text(v: Any) -> Any:
     """Ids as text: 101.0 -> "101"; blank -> None."""
     if is_blank(v):
         return None
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return None
+        if float(v).is_integer():
+            return str(int(v))
     if isinstance(v, (int, np.integer)):
         return str(int(v))
-    return str(v).strip()
+    t = str(v).strip()
+    return None if t.casefold() in MISSING_ID_SPELLINGS else t
 
 
 def _value_label_recodes(src: Source, rename: Mapping[str, str], items: list[str],
@@ -478,6 +510,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     flag_parts: list[pd.DataFrame] = []
     read = 0
     first_row = 1
+    kept_rows: list[np.ndarray] = []
+    kept_lines: list[np.ndarray] = []
     inv = {t: c for c, t in targets.items()}
     bg_cols = [b for b in (*NUMERIC_BACKGROUND, *TEXT_BACKGROUND, *bg_extra) if b in inv]
 
@@ -488,6 +522,10 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         rows = np.arange(first_row, first_row + n)
         first_row += n
         read += n
+        lines = chunk.attrs.get("lines")
+        if lines is None:   # a spreadsheet's row is the data row + 1; a record file's, the row
+            lines = rows + (1 if fmt == "xlsx" else 0)
+        ragged = dict(chunk.attrs.get("ragged") or {})
         problems: list[tuple[np.ndarray, str, list, list]] = []  # (mask, column, values, reasons)
 
         def col(t: str) -> pd.Series:
@@ -503,8 +541,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                 problems.append((idx, column, vals, reasons))
 
         rid = _ids(col("respondent_id"))
-        add(rid.isna().to_numpy(), inv.get("respondent_id", "respondent_id"), rid,
-            "missing respondent id: expected a non-blank id")
+        add(rid.isna().to_numpy(), inv.get("respondent_id", "respondent_id"), col("respondent_id"),
+            lambda v: _missing_id("respondent id", v))
         row_s = pd.Series(rows, index=rid.index)
         prev = rid.map(seen_ids) if len(seen_ids) else pd.Series(np.nan, index=rid.index)
         valid = rid.notna()
@@ -520,8 +558,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         new_ids = valid.to_numpy() & ~dup
         seen_ids = pd.concat([seen_ids, pd.Series(rows[new_ids], index=rid[new_ids].to_numpy())])
         sid = _ids(col("school_id"))
-        add(sid.isna().to_numpy(), inv.get("school_id", "school_id"), sid,
-            "missing school id: expected a non-blank school id")
+        add(sid.isna().to_numpy(), inv.get("school_id", "school_id"), col("school_id"),
+            lambda v: _missing_id("school id", v))
         did = _ids(col("district_id")) if ("district_id" in have) else pd.Series(
             [None] * n, dtype="str")
         lang_raw = col("language")
@@ -556,7 +594,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
             if b in numeric_bg:
                 num = _map_unique(raw, _number).astype(float)
                 blank = _map_unique(raw, is_blank).astype(bool)
-                add(np.isnan(num) & ~blank, inv[b], raw,
+                add(~np.isfinite(num) & ~blank, inv[b], raw,
                     lambda v, b=b: f"{b} {v!r} is not a number")
                 bg[b] = num
             else:
@@ -596,13 +634,29 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                 problems.append((fr_[excl], "", [""] * int(excl.sum()),
                                  [d for d, e in zip(fl_detail, excl) if e]))
 
+        if ragged:   # a row split into the wrong number of fields: only that is reported
+            rg = np.array(sorted(ragged))
+            problems = [(idx[~np.isin(idx, rg)], column,
+                         [v for k, v in zip(idx, vals) if k not in ragged],
+                         [r for k, r in zip(idx, reasons) if k not in ragged])
+                        for idx, column, vals, reasons in problems]
+            problems.append((rg, "", [f"{ragged[k]} fields" for k in rg],
+                             [f"the row has {ragged[k]} fields; expected {len(src.columns)} as "
+                              f"in the header (a missing or stray delimiter"
+                              + (", e.g. a trailing one" if ragged[k] > len(src.columns) else "")
+                              + ")" for k in rg]))
         bad_rows = np.zeros(n, bool)
         for idx, column, vals, reasons in problems:
+            if not len(idx):
+                continue
             bad_rows[idx] = True
-            q_parts.append(pd.DataFrame({"row": rows[idx], "column": column,
+            q_parts.append(pd.DataFrame({"row": rows[idx], "line": np.asarray(lines)[idx],
+                                         "column": column,
                                          "value": ["" if is_blank(v) else str(v) for v in vals],
                                          "reason": reasons}))
         keep = ~bad_rows
+        kept_rows.append(rows[keep])
+        kept_lines.append(np.asarray(lines)[keep])
         part = pd.DataFrame({"respondent_id": rid[keep].to_numpy(),
                              "school_id": sid[keep].to_numpy(),
                              "district_id": did.to_numpy()[keep],
@@ -626,9 +680,14 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
             else:
                 data[b] = v
     data = normalize_dtypes(data, items)
+    data, q_parts = _one_district_per_school(
+        data, q_parts, np.concatenate(kept_rows) if kept_rows else np.zeros(0, np.int64),
+        np.concatenate(kept_lines) if kept_lines else np.zeros(0, np.int64),
+        inv.get("district_id", "district_id"))
     quarantine = (pd.concat(q_parts, ignore_index=True).sort_values(["row"], kind="stable")
                   .reset_index(drop=True) if q_parts
-                  else pd.DataFrame({c: pd.Series(dtype=object if c != "row" else np.int64)
+                  else pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("row", "line")
+                                                  else object)
                                      for c in QUARANTINE_COLUMNS}))
     flags = (pd.concat(flag_parts, ignore_index=True) if flag_parts
              else pd.DataFrame({"row": pd.Series(dtype=np.int64), "flag": pd.Series(dtype=object),
@@ -650,4 +709,35 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     return IngestResult(responses=rs, quarantine=quarantine, flags=flags, read=read, used=used,
                         quarantined=n_q, path=str(path), format=fmt,
                         quarantine_path=None if qpath is None else str(qpath),
-                        recoded=tuple(recodes))
+                        recoded=tuple(recodes), delimiter=src.delimiter)
+
+
+def _missing_id(what: str, v: Any) -> str:
+    """The reason for a blank id or one spelled as missing ("NA", "nan", "None", ".")."""
+    if is_blank(v):
+        return f"missing {what}: expected a non-blank {what}"
+    return f"missing {what}: {str(v).strip()!r} is a spelling of a missing value; expected a real {what}"
+
+
+def _one_district_per_school(data: pd.DataFrame, q_parts: list[pd.DataFrame], rows: np.ndarray,
+                             lines: np.ndarray, column: str
+                             ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Quarantine every row of a school whose rows name more than one district.
+
+    A school belongs to one district; rows that disagree cannot say which is right, so none of
+    that school's rows is used (each is quarantined naming the districts found)."""
+    if not len(data) or data["district_id"].isna().all():
+        return data, q_parts
+    d = data["district_id"].where(data["district_id"].notna(), None)
+    n_d = d.groupby(data["school_id"]).nunique()
+    bad = n_d.index[n_d > 1]
+    if not len(bad):
+        return data, q_parts
+    mask = data["school_id"].isin(bad).to_numpy()
+    names = {s: sorted(str(x) for x in d[data["school_id"] == s].dropna().unique()) for s in bad}
+    q_parts = q_parts + [pd.DataFrame({
+        "row": rows[mask], "line": lines[mask], "column": column,
+        "value": [str(x) for x in d[mask]],
+        "reason": [f"school {s!r} is named in districts {names[s]}; expected one district per "
+                   "school" for s in data.loc[mask, "school_id"]]})]
+    return data.loc[~mask].reset_index(drop=True), q_parts

@@ -9,7 +9,6 @@ read here, nothing is unpickled.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +38,7 @@ class Source:
     chunks: Iterator[pd.DataFrame]
     value_labels: dict[str, dict[Any, str]] = field(default_factory=dict)
     user_missing: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    delimiter: str | None = None
 
 
 def detect_format(path: Path, fmt: str | None, encoding: str = "utf-8-sig") -> str:
@@ -62,51 +62,113 @@ def _looks_like_qualtrics(path: Path, encoding: str) -> bool:
         with open(path, newline="", encoding=encoding) as fh:
             rd = csv.reader(fh)
             rows = [next(rd, None) for _ in range(3)]
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, UnicodeDecodeError, LookupError, csv.Error):
         return False
     return rows[2] is not None and any('"ImportId"' in (v or "") for v in rows[2])
 
 
+#: Field delimiters a CSV may use; the one that splits the header into the most fields is used.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _delimiter(path: Path, header_line: str) -> str:
+    """The header line's delimiter: tab for .tsv, else the candidate giving the most fields."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    counts = {d: len(next(csv.reader([header_line], delimiter=d), [])) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] > 1 else ","
+
+
 def _csv(path: Path, chunksize: int, skip_data_rows: int, fmt: str,
          encoding: str = "utf-8-sig") -> Source:
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    """A CSV read record by record with the `csv` module, so that every data row keeps its file
+    line (blank lines skipped, quoted line breaks counted) and a row whose number of fields
+    differs from the header's is reported rather than padded or shifted (``attrs["ragged"]``:
+    position in the chunk -> number of fields; the row's values are left blank)."""
     try:
-        head = pd.read_csv(path, dtype=str, nrows=0, sep=sep, encoding=encoding)
-    except pd.errors.EmptyDataError:
-        raise IngestError(f"{path}: the file is empty; expected a header row.") from None
+        with open(path, newline="", encoding=encoding) as fh:
+            header_line = ""
+            for header_line in fh:
+                if header_line.strip():
+                    break
+    except LookupError:
+        raise IngestError(f"{path}: unknown encoding {encoding!r}; expected a Python codec name "
+                          "such as utf-8 or latin-1.") from None
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); "
                           "expected a UTF-8 CSV or the file's encoding in the mapping "
                           "('encoding: latin-1').") from None
-    except LookupError:
-        raise IngestError(f"{path}: unknown encoding {encoding!r}; expected a Python codec name "
-                          "such as utf-8 or latin-1.") from None
-    cols = [str(c) for c in head.columns]
+    if not header_line.strip():
+        raise IngestError(f"{path}: the file is empty; expected a header row.")
+    sep = _delimiter(path, header_line)
+
+    def records(fh) -> Iterator[tuple[list[str], int]]:
+        """(record, its last line) of every record, the header's first."""
+        rd = csv.reader(fh, delimiter=sep)
+        for rec in rd:
+            yield rec, rd.line_num
+
+    header: list[str] = []
+    header_at = 0
+    with open(path, newline="", encoding=encoding) as fh:
+        try:
+            for header, header_at in records(fh):
+                if any(h.strip() for h in header):
+                    break
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise IngestError(f"{path}: unreadable header ({exc}).") from None
+    cols = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for j, c in enumerate(cols, start=1):
+        if c in seen:
+            raise IngestError(f"{path}: line {header_at}: column {c!r} appears twice in the "
+                              f"header (columns {seen[c]} and {j}); expected each column name "
+                              "once.")
+        seen[c] = j
+    W = len(cols)
 
     def chunks() -> Iterator[pd.DataFrame]:
         to_skip = skip_data_rows
+        buf: list[list[str]] = []
+        lines: list[int] = []
+        ragged: dict[int, int] = {}
+        prev = 0
+        blank = [""] * W
+
+        def flush() -> pd.DataFrame:
+            df = pd.DataFrame(buf, columns=cols, dtype=str)
+            df.attrs["lines"] = np.array(lines, dtype=np.int64)
+            df.attrs["ragged"] = dict(ragged)
+            return df
+        line = 0
         try:
-            reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, sep=sep,
-                                 chunksize=chunksize, encoding=encoding)
-            for ch in reader:
-                if to_skip:
-                    k = min(to_skip, len(ch))
-                    ch = ch.iloc[k:]
-                    to_skip -= k
-                yield ch.reset_index(drop=True)
-        except pd.errors.ParserError as exc:
-            m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-            if m:
-                line = int(m.group(2))
-                raise IngestError(f"{path}: line {line} (data row {line - 1 - skip_data_rows}): "
-                                  f"malformed CSV row with {m.group(3)} fields; expected "
-                                  f"{len(cols)} fields per row as in the header.") from None
-            raise IngestError(f"{path}: malformed CSV ({str(exc).strip()}); expected {len(cols)} "
-                              "fields per row as in the header.") from None
+            with open(path, newline="", encoding=encoding) as fh:
+                for rec, line in records(fh):
+                    start, prev = prev + 1, line
+                    if line <= header_at or not rec:  # the header, or a blank line
+                        continue
+                    if to_skip:
+                        to_skip -= 1
+                        continue
+                    if len(rec) != W:
+                        ragged[len(buf)] = len(rec)
+                        rec = blank
+                    buf.append(rec)
+                    lines.append(start)
+                    if len(buf) >= chunksize:
+                        yield flush()
+                        buf, lines, ragged = [], [], {}
+                if buf:
+                    yield flush()
+        except csv.Error as exc:
+            raise IngestError(f"{path}: line {line + 1}: malformed CSV ({exc}); expected "
+                              f"{W} {sep!r}-separated fields per row as in the header.") from None
         except UnicodeDecodeError as exc:
             raise IngestError(f"{path}: not {encoding} text ({exc.reason}); expected a UTF-8 CSV "
-                              "or the file's encoding in the mapping ('encoding: latin-1').") from None
-    return Source(path, fmt, cols, chunks())
+                              "or the file's encoding in the mapping ('encoding: latin-1')."
+                              ) from None
+    return Source(path, fmt, cols, chunks(), delimiter=sep)
 
 
 def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
@@ -120,6 +182,10 @@ def _xlsx(path: Path, chunksize: int, sheet: str | None) -> Source:
         raise IngestError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
     if sheet is not None and sheet not in wb_v.sheetnames:
         raise IngestError(f"{path}: sheet {sheet!r} not found; expected one of {wb_v.sheetnames}.")
+    if sheet is None and len(wb_v.sheetnames) > 1:
+        raise IngestError(f"{path}: the workbook has {len(wb_v.sheetnames)} sheets "
+                          f"{wb_v.sheetnames}; expected the sheet to read named in the mapping "
+                          f"(sheet: {wb_v.sheetnames[0]!r}, say).")
     ws_v = wb_v[sheet] if sheet else wb_v.worksheets[0]
     ws_f = wb_f[ws_v.title]
     it_v = ws_v.iter_rows(values_only=True)

@@ -1074,7 +1074,13 @@ def load_results(path: str | Path) -> Mapping[str, Any]:
     """Read a ``results.json`` (whole payload or bare results) with a clear error when broken."""
     p = Path(path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_text(encoding="utf-8"))
+        results = data.get("results", data) if isinstance(data, Mapping) else None
+        if not isinstance(results, Mapping) or not set(results) & set(READERS):
+            raise ValueError(f"{p}: not a results file: expected a JSON object with the results "
+                             f"of at least one stage ({', '.join(READERS)}), as `instrument "
+                             "validate` writes to results.json.")
+        return data
     except FileNotFoundError:
         raise FileNotFoundError(f"{p}: no such results file.") from None
     except json.JSONDecodeError as exc:

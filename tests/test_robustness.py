@@ -295,3 +295,155 @@ def test_unknown_encoding_in_a_mapping(toy_bank, tmp_path, fam):
     with pytest.raises(IngestError, match=r"map\.yaml: key 'encoding': unknown encoding "
                                           r"'klingon-8'; expected a Python codec name"):
         _ingest(p, toy_bank, mapping=m)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: one line naming the file and what was expected; paths checked before work
+# --------------------------------------------------------------------------------------------
+
+def _cli(args, toy_bank=None, monkeypatch=None):
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+
+    if toy_bank is not None:
+        from instrument.cli import data as cli_data
+        monkeypatch.setattr(cli_data, "_bank", lambda: toy_bank)
+    res = CliRunner().invoke(main, args)
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory, toy_bank):
+    from instrument.simulate import simulate
+
+    out = tmp_path_factory.mktemp("tiny_files")
+    return {k: Path(v) for k, v in simulate("tiny", seed=7, bank=toy_bank).write(out).items()}
+
+
+@pytest.mark.parametrize("option", ["--json"])
+def test_json_into_a_missing_folder(tiny_files, tmp_path, option):
+    res = _cli(["cfa", "f =~ t_mind_1 + t_mind_2 + t_mind_3", str(tiny_files["teacher"]),
+                option, str(tmp_path / "nope" / "r.json")])
+    assert res.exit_code == 2
+    assert (f"Invalid value for '{option}': {tmp_path / 'nope' / 'r.json'}: folder "
+            f"'{tmp_path / 'nope'}' does not exist; expected an existing, writable folder."
+            in res.output)
+
+
+def test_out_into_a_missing_folder(tiny_files, tmp_path, toy_bank, monkeypatch):
+    res = _cli(["ingest", str(tiny_files["family"]), "--form", "family", "--out",
+                str(tmp_path / "nope" / "ok.csv")], toy_bank, monkeypatch)
+    assert res.exit_code == 2 and "folder" in res.output and "does not exist" in res.output
+    assert not (tmp_path / "nope").exists()
+
+
+def test_quarantine_into_an_unwritable_folder(tiny_files, toy_bank, monkeypatch):
+    res = _cli(["ingest", str(tiny_files["family"]), "--form", "family", "--quarantine",
+                "/proc/quarantine"], toy_bank, monkeypatch)
+    assert res.exit_code == 2
+    assert "Invalid value for '--quarantine': /proc/quarantine: folder '/proc' is not writable" \
+        in res.output
+
+
+def test_ingest_always_writes_the_quarantine_next_to_the_output(tiny_files, tmp_path, toy_bank,
+                                                                monkeypatch):
+    res = _cli(["ingest", str(tiny_files["family"]), "--form", "family", "--out",
+                str(tmp_path / "ok.csv")], toy_bank, monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "family.quarantine.csv").exists()
+    n = len(pd.read_csv(tiny_files["family"]))
+    assert f"read {n} = used {n} + quarantined 0 data rows." in res.output
+
+
+def test_scores_accounts_for_every_row(tiny_files, tmp_path, toy_bank, monkeypatch):
+    fam = pd.read_csv(tiny_files["family"])
+    fam.loc[[2, 5], "language"] = "fr"
+    p = tmp_path / "fam.csv"
+    fam.to_csv(p, index=False)
+    res = _cli(["scores", str(p), "--form", "family", "--out", str(tmp_path / "s.csv")],
+               toy_bank, monkeypatch)
+    assert res.exit_code == 0, res.output
+    q = pd.read_csv(tmp_path / "fam.quarantine.csv")
+    assert q["line"].tolist() == [4, 7] and set(q["column"]) == {"language"}
+    sc = pd.read_csv(tmp_path / "s.csv")
+    scored = int(sc.loc[sc["construct"] == "overall", "n"].sum())
+    assert f"Rows: read {len(fam)} = used {len(fam) - 2} + quarantined 2; {scored} of the " \
+           f"{len(fam) - 2} used respondents have an overall score" in res.output
+
+
+def test_simulate_given_a_folder(tmp_path):
+    res = _cli(["simulate", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert f"Error: {tmp_path}: is a folder; expected a population plan (a YAML file)" in res.output
+
+
+def test_rollup_on_a_file_that_is_not_scores(tiny_files):
+    res = _cli(["rollup", str(tiny_files["teacher"])])
+    assert res.exit_code == 1
+    assert res.output.startswith(f"Error: {tiny_files['teacher']}: school scores is missing "
+                                 "column(s) ['form', 'construct', 'score'")
+
+
+def test_change_without_a_year_column(tiny_files):
+    res = _cli(["change", str(tiny_files["outcomes"])])
+    assert res.exit_code == 1
+    assert res.output.strip() == (f"Error: {tiny_files['outcomes']}: no column 'year'; expected "
+                                  "school scores of several years stacked with a year column (or "
+                                  "name it with --year-column).")
+
+
+def test_report_on_a_json_that_is_not_results(tmp_path):
+    p = tmp_path / "other.json"
+    p.write_text('{"name": "not results"}')
+    res = _cli(["report", str(p), "--out", str(tmp_path / "r"), "--no-pdf"])
+    assert res.exit_code == 1
+    assert f"Error: {p}: not a results file: expected a JSON object with the results of at " \
+           "least one stage" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_model_file_is_not_a_syntax_error(tiny_files):
+    res = _cli(["cfa", "nowhere/model.lav", str(tiny_files["teacher"])])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("Error: nowhere/model.lav: model file not found; expected a "
+                                  "lavaan syntax file or syntax text such as 'f =~ x1 + x2 + x3'.")
+
+
+def test_model_with_negative_df_is_refused(tiny_files):
+    res = _cli(["cfa", "f =~ t_mind_1 + t_mind_2 + t_mind_3\nt_mind_1 ~~ t_mind_2",
+                str(tiny_files["teacher"])])
+    assert res.exit_code == 1
+    assert "the model is not identified: df = -1" in res.output
+    assert "cfi" not in res.output.lower()
+
+
+def test_infinite_value_in_a_model_column(tiny_files, tmp_path):
+    t = pd.read_csv(tiny_files["teacher"])
+    t.loc[4, "t_mind_2"] = np.inf
+    p = tmp_path / "t.csv"
+    t.to_csv(p, index=False)
+    res = _cli(["cfa", "f =~ t_mind_1 + t_mind_2 + t_mind_3", str(p)])
+    assert res.exit_code == 1
+    assert "column 't_mind_2' holds 1 infinite value(s) (first in data row 5); expected finite" \
+        in res.output
+    assert "Eigenvalues" not in res.output
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import instrument.pipeline as pipeline
+    from instrument.cli import main
+
+    def boom(*a, **k):
+        raise KeyError("grade_band")
+    monkeypatch.setattr(pipeline, "validate", boom)
+    res = CliRunner().invoke(main, ["validate", "--out", str(tmp_path / "v")])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("Error: KeyError: 'grade_band' (unexpected; `instrument --debug "
+                                  "...` shows the traceback)")
+    res = CliRunner().invoke(main, ["--debug", "validate", "--out", str(tmp_path / "v")])
+    assert isinstance(res.exception, KeyError)

@@ -5,8 +5,10 @@ Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
 """
 from __future__ import annotations
 
+import functools
+import re
 import warnings as _warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +43,49 @@ def _choice(name: str, value, allowed) -> None:
                          f"got {value!r}.")
 
 
-def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
+def _checked_data(model: Any, data: Any) -> Any:
+    """``data`` after checking the model's observed columns: each must hold some values and no
+    infinite one (the numerics would otherwise fail with an unhelpful linear-algebra error)."""
+    if not isinstance(model, str) or not isinstance(data, pd.DataFrame):
+        return data
+    names = set(re.findall(r"[A-Za-z_.][\w.]*", model)) & {str(c) for c in data.columns}
+    for c in [c for c in data.columns if str(c) in names]:
+        x = data[c]
+        if not pd.api.types.is_numeric_dtype(x):
+            continue
+        if x.notna().sum() == 0:
+            raise ValueError(f"data= column {c!r} has no observed values (every row is missing); "
+                             "expected answers in every variable of the model.")
+        inf = np.isinf(x.to_numpy(float))
+        if inf.any():
+            raise ValueError(f"data= column {c!r} holds {int(inf.sum())} infinite value(s) (first "
+                             f"in data row {int(np.flatnonzero(inf)[0]) + 1}); expected finite "
+                             "numbers.")
+    return data
+
+
+def _refuse_unidentified(fit: CFAResult) -> CFAResult:
+    """The fit, unless the model is not identified: df < 0 (more free parameters than sample
+    moments) or a singular information matrix. Such a model has no unique solution, so its
+    estimates, standard errors and fit indices are refused rather than reported."""
+    df = fit.fit_measures.get("df")
+    if df is not None and np.isfinite(df) and df < 0:
+        npar = fit.fit_measures.get("npar", float("nan"))
+        raise ValueError(f"the model is not identified: df = {df:g} ({npar:g} free parameters "
+                         "for fewer sample moments); expected df >= 0: fix, equate or drop "
+                         "parameters.")
+    singular = [w for w in fit.warnings if "information matrix is singular" in w]
+    if singular:
+        others = [w for w in fit.warnings if w not in singular]
+        raise ValueError(f"the model is not identified: {singular[0]}"
+                         + (f" (the data: {'; '.join(others)})" if others else "")
+                         + "; expected an identified model (each factor needs a scale: a marker "
+                         "loading or std_lv=True; at least three indicators, or two with "
+                         "correlated factors) and data with variance in every variable.")
+    return fit
+
+
+def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         group: str | None = None,
         group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
         std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
@@ -212,6 +256,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     meta = Meta(options=options, data_hash=hash_frame(data[cols]))
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
                         meta=meta, extra_warnings=warn)
+
+
+
+@functools.wraps(_fit_cfa)
+def cfa(model: str, data: pd.DataFrame, **options: Any) -> CFAResult:
+    return _refuse_unidentified(_fit_cfa(model, _checked_data(model, data), **options))
 
 
 def _data_warnings(stats: SampleStats, labels) -> list[str]:

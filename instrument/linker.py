@@ -795,6 +795,10 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
     y = data[outcome].to_numpy(float)
     if change:
         y = y - data[f"{outcome}_prior"].to_numpy(float)
+    if len(y) > 1 and np.ptp(y) == 0:
+        raise ValueError(f"outcome {outcome!r}{' change' if change else ''} is constant "
+                         f"({y[0]:g}) across the {len(y)} schools analysed; expected an outcome "
+                         "that varies between schools (a constant has nothing to predict).")
     X, names = design_matrix(data, ["score", *ctrl])
     if len(data) <= X.shape[1] + 1:
         raise ValueError(f"only {len(data)} schools remain for {X.shape[1]} coefficients "

@@ -110,6 +110,10 @@ def _scales(ctx: dict, form: str) -> dict[str, list[str]]:
     return {c: bank.items_for(form, c) for c in constructs}
 
 
+def _forms_items(ctx: dict, form: str) -> set[str]:
+    return set(ctx["bank"].items_for(form))
+
+
 def _ordinal_options(estimator: str) -> dict[str, Any]:
     """``ordered=True`` for the categorical estimators (every model item is ordinal)."""
     return {"ordered": True} if estimator in ("WLSMV", "ULSMV") else {}
@@ -156,6 +160,9 @@ def stage_data(ctx: dict) -> Any:
     sim = ctx["simulation"]
     ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
     ctx["outcomes"] = sim.outcomes
+    out["rows"] = [{"form": form, "source": "simulated", "read": len(rs.data),
+                    "used": len(rs.data), "quarantined": 0, "quarantine_file": None}
+                   for form, rs in ctx["responses"].items()]
     return out
 
 
@@ -166,13 +173,18 @@ def _ingest_files(ctx: dict) -> Any:
 
     spec = ctx["plan"]["data"]
     base = Path(ctx["plan_path"]).parent if ctx.get("plan_path") else Path.cwd()
-    out, responses = {}, {}
+    out: dict[str, Any] = {"rows": []}
+    responses = {}
     for form in ("teacher", "family"):
         if form in spec:
             res = ingest(base / spec[form], bank=ctx["bank"], form=form,
                          quarantine_dir=ctx["out_dir"] / "quarantine")
             responses[form] = res.responses
-            out[form] = res.summary_dict() if hasattr(res, "summary_dict") else str(res.summary())
+            c = res.counts()
+            out["rows"].append({"form": form, "source": c["path"], "read": c["read"],
+                                "used": c["used"], "quarantined": c["quarantined"],
+                                "quarantine_file": f"quarantine/{c['quarantine_file']}"})
+            out[form] = {"reasons": c["reasons"]}
     ctx["responses"] = responses
     ctx["outcomes"] = read_table(base / spec["outcomes"]) if "outcomes" in spec else None
     return out
@@ -284,6 +296,18 @@ def stage_invariance(ctx: dict) -> Any:
     a = _analysis(ctx)
     out: dict[str, Any] = {}
     refused: list[str] = []
+    outcomes = ctx.get("outcomes")
+    for spec in a["invariance"]:   # a plan naming an unknown form or column fails the stage
+        form, group = spec["form"], spec["group"]
+        if form not in _forms(ctx):
+            raise ValueError(f"plan analysis.invariance: form {form!r} has no responses; "
+                             f"expected one of {sorted(_forms(ctx))}.")
+        known = set(_recoded(ctx, form).columns) | (set(outcomes.columns) - {"school_id"}
+                                                     if outcomes is not None else set())
+        if group not in known:
+            raise ValueError(f"plan analysis.invariance: group {group!r} is not a column of the "
+                             f"{form} responses or of the school outcomes; expected one of "
+                             f"{sorted(c for c in known if c not in _forms_items(ctx, form))}.")
     for spec in a["invariance"]:
         form, group = spec["form"], spec["group"]
         df = _recoded(ctx, form)

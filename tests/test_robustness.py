@@ -447,3 +447,73 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
                                   "...` shows the traceback)")
     res = CliRunner().invoke(main, ["--debug", "validate", "--out", str(tmp_path / "v")])
     assert isinstance(res.exception, KeyError)
+
+
+def test_technical_report_states_the_rows_quarantined(tiny_twice):
+    run, _ = tiny_twice
+    rows = run.results["data"]["rows"]
+    assert [r["form"] for r in rows] == ["teacher", "family"]
+    assert all(r["read"] == r["used"] + r["quarantined"] for r in rows)
+    html = (run.out_dir / "reports" / "technical_report.html").read_text()
+    assert "Rows read, used and quarantined" in html
+    assert "0 row(s) quarantined in all." in html
+
+
+def test_validate_on_fielded_files_accounts_for_every_row(tmp_path, tiny_files):
+    """The data stage of `validate` on fielded files: quarantine written, counts in results."""
+    import yaml
+
+    from instrument.bank import load_bank
+    from instrument.pipeline import stage_data
+    from instrument.simulate import simulate
+
+    bank = load_bank()
+    sim = simulate("tiny", seed=7, bank=bank)
+    paths = sim.write(tmp_path / "field")
+    fam = pd.read_csv(paths["family"])
+    fam["school_id"] = fam["school_id"].astype(object)
+    fam.loc[[1, 4], "school_id"] = "NA"
+    fam.to_csv(paths["family"], index=False)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"data": {"teacher": "field/teacher.csv",
+                                             "family": "field/family.csv",
+                                             "outcomes": "field/outcomes.csv"}}))
+    ctx = {"plan": yaml.safe_load(plan.read_text()), "plan_path": plan, "bank": bank,
+           "out_dir": tmp_path / "out"}
+    out = stage_data(ctx)
+    fam_rows = next(r for r in out["rows"] if r["form"] == "family")
+    assert (fam_rows["read"], fam_rows["used"], fam_rows["quarantined"]) == (len(fam),
+                                                                             len(fam) - 2, 2)
+    q = pd.read_csv(tmp_path / "out" / fam_rows["quarantine_file"], keep_default_na=False)
+    assert q["line"].tolist() == [3, 6] and set(q["value"]) == {"NA"}
+
+
+def test_link_on_a_constant_outcome_is_refused(tmp_path):
+    from instrument.linker import simulate_link_data
+
+    scores, outcomes = simulate_link_data(seed=3)
+    outcomes["chronic_absence"] = 0.12
+    s, o = tmp_path / "s.csv", tmp_path / "o.csv"
+    scores.to_csv(s, index=False)
+    outcomes.to_csv(o, index=False)
+    res = _cli(["link", str(s), str(o)])
+    assert res.exit_code == 1
+    assert "outcome 'chronic_absence' is constant (0.12) across the" in res.output
+    assert "expected an outcome that varies between schools" in res.output
+    assert "beta" not in res.output
+
+
+def test_unknown_invariance_group_in_a_plan_names_the_plan_key():
+    from instrument.bank import load_bank
+    from instrument.pipeline import stage_invariance
+    from instrument.simulate import simulate
+
+    bank = load_bank()
+    sim = simulate("tiny", seed=7, bank=bank)
+    ctx = {"plan": {"analysis": {"invariance": [{"form": "family", "group": "langauge"}]}},
+           "bank": bank, "responses": {"teacher": sim.teacher, "family": sim.family},
+           "outcomes": sim.outcomes}
+    with pytest.raises(ValueError, match=r"plan analysis.invariance: group 'langauge' is not a "
+                                         r"column of the family responses or of the school "
+                                         r"outcomes; expected one of \[.*'language'"):
+        stage_invariance(ctx)

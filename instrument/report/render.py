@@ -637,9 +637,27 @@ def _district(s: Section, num: _Numberer) -> dict:
     return out
 
 
-def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
+def _rows_accounted(data: Any, num: _Numberer) -> Markup | None:
+    """The data stage's row accounting (``rows``: form, source, read, used, quarantined)."""
+    rows = data.get("rows") if isinstance(data, Mapping) else None
+    if not rows:
+        return None
+    t = pd.DataFrame(rows)
+    t = t[[c for c in ("form", "source", "read", "used", "quarantined", "quarantine_file")
+           if c in t.columns]]
+    q = int(pd.to_numeric(t["quarantined"], errors="coerce").fillna(0).sum())
+    return num.table(Table(
+        "Rows read, used and quarantined", t,
+        [f"{q} row(s) quarantined in all. Every row read is either used or quarantined with "
+         "its reason and file line (read = used + quarantined); the quarantine files are "
+         "written beside the results."], 0))
+
+
+def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
+               data: Any = None) -> dict:
     num = _Numberer()
     ctx = {"content": _content(secs["bank"], num),
+           "rows": _rows_accounted(data, num),     # numbered in document order
            "processes": _processes(secs["bank"], secs["item_analysis"], num),
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
@@ -966,7 +984,8 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     clean = scrub(results)
     secs = read_all(clean, stages)
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
-    ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs),
+    ctx = {"technical": lambda: _technical(secs, stages, clean.get("data")),
+           "brief": lambda: _brief(secs),
            "cards": lambda: _cards(secs)}[kind]()
     # every warning a result carries, shown beside that stage's tables and listed up front
     ctx["warnings"] = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}

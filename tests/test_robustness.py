@@ -420,16 +420,47 @@ def test_model_with_negative_df_is_refused(tiny_files):
     assert "cfi" not in res.output.lower()
 
 
-def test_infinite_value_in_a_model_column(tiny_files, tmp_path):
+def test_infinite_value_in_a_table_names_file_row_and_column(tiny_files, tmp_path):
     t = pd.read_csv(tiny_files["teacher"])
     t.loc[4, "t_mind_2"] = np.inf
     p = tmp_path / "t.csv"
     t.to_csv(p, index=False)
-    res = _cli(["cfa", "f =~ t_mind_1 + t_mind_2 + t_mind_3", str(p)])
+    res = _cli(["twolevel", "level: 1\nf =~ t_mind_1 + t_mind_2 + t_mind_3\nlevel: 2\n"
+                "fb =~ t_mind_1 + t_mind_2 + t_mind_3", str(p), "--cluster", "school_id"])
     assert res.exit_code == 1
-    assert "column 't_mind_2' holds 1 infinite value(s) (first in data row 5); expected finite" \
-        in res.output
-    assert "Eigenvalues" not in res.output
+    assert res.output.strip() == (f"Error: {p}: data row 5, column 't_mind_2': an infinite value "
+                                  "(inf); expected finite numbers (1 such cell(s) in the column).")
+
+
+def test_infinite_or_empty_model_column_in_the_api():
+    from instrument.sem.cfa import cfa
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.normal(size=(50, 3)), columns=["a", "b", "c"])
+    x.loc[3, "b"] = np.inf
+    with pytest.raises(ValueError, match=r"data= column 'b' holds 1 infinite value\(s\) \(first "
+                                         r"in data row 4\); expected finite numbers"):
+        cfa("f =~ a + b + c", x)
+    x["b"] = np.nan
+    with pytest.raises(ValueError, match=r"data= column 'b' has no observed values"):
+        cfa("f =~ a + b + c", x)
+
+
+def test_semicolon_table_and_duplicated_header_in_a_plain_table(tiny_files, tmp_path):
+    t = pd.read_csv(tiny_files["teacher"])
+    semi = tmp_path / "semi.csv"
+    t.to_csv(semi, index=False, sep=";")
+    res = _cli(["icc", str(semi), "--value", "t_mind_2", "--cluster", "school_id"])
+    assert res.output.strip() == (f"Error: {semi}: line 1: the header is one column split by "
+                                  "';'; expected ','-separated columns (save the file with ',' "
+                                  "as the delimiter).")
+    dup = tmp_path / "dup.csv"
+    t.rename(columns={"t_mind_2": "t_mind_1"}).to_csv(dup, index=False)
+    res = _cli(["reliability", str(dup), "--scale", "m=t_mind_1,t_mind_3"])
+    j = list(t.columns).index("t_mind_2") + 1
+    assert res.output.strip() == (f"Error: {dup}: line 1: column 't_mind_1' appears twice in the "
+                                  f"header (columns {j - 1} and {j}); expected each column name "
+                                  "once.")
 
 
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path):

@@ -16,6 +16,7 @@ from instrument.invariance import invariance  # noqa: E402
 from instrument.io import IngestResult, ingest  # noqa: E402
 from instrument.itemanalysis import item_analysis  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
+from instrument.montecarlo import MomentPopulation, PlanPopulation, montecarlo  # noqa: E402
 from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
                                    muml_covariances, split_half_reliability)
 from instrument.policy import (change, change_link, classification_accuracy,  # noqa: E402
@@ -43,6 +44,8 @@ __all__ = [
     # schools
     "icc", "mean_reliability", "min_cluster_size", "split_half_reliability", "muml_covariances",
     "school_scores",
+    # Monte Carlo studies
+    "montecarlo", "MomentPopulation", "PlanPopulation",
     # predictive validity and policy views
     "link", "sensitivity", "bright_spots", "rollup", "classification_accuracy", "convergence",
     "change", "change_link", "variance_components",

@@ -223,9 +223,9 @@ def _extended(model: Any, rows: np.ndarray, sample: Any, estimator: str) -> Any:
     f["ustart"] = us
     pt = replace(model.pt, frame=f)
     if estimator in _WLS:
-        from instrument.estimate.categorical import CategoricalModel
+        from instrument.sem.estimators.categorical import CategoricalModel
         return CategoricalModel(pt, sample, model.parameterization)
-    from instrument.estimate.model import Model
+    from instrument.sem.model import Model
     return Model.from_partable(pt)
 
 
@@ -236,7 +236,7 @@ def _score_information(model: Any, x: np.ndarray, sample: Any, estimator: str,
     k = len(model.free_rows)
     score, info = np.zeros(k), np.zeros((k, k))
     if estimator in _WLS:
-        from instrument.estimate.categorical import DWLSObjective
+        from instrument.sem.estimators.categorical import DWLSObjective
         obj = DWLSObjective(model, sample, weight)
         n = np.array([g.n for g in sample.groups], float)
         for f, ng, v, o, e, D in zip(n / n.sum(), n, obj.V, obj.obs, model.wls_est(x),
@@ -245,7 +245,7 @@ def _score_information(model: Any, x: np.ndarray, sample: Any, estimator: str,
             score += f * (ng - 1) / ng * (VD.T @ (o - e))
             info += f * (D.T @ VD)
     else:
-        from instrument.estimate.ml import MLObjective, weighted_delta
+        from instrument.sem.estimators.ml import MLObjective, weighted_delta
         obj = MLObjective(model, sample)
         n = np.array([g.n for g in sample.groups], float)
         for w, D, gm, imp in zip(obj.w, model.delta(x, wrt="free"), obj.moment_gradients(x),

@@ -850,11 +850,11 @@ def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None
                 released_items = {item_of(p, items) for p in partial}
                 ok_inv = tab["item"].map(lambda v: rules.PARTIAL_MIN_INVARIANT.passes(
                     len(set(factors[factor_of[v]]) - released_items - {v})))
-                elig = tab[tab["pvalue.bonferroni"].map(lambda p: rules.SCORE_TEST_ALPHA.passes(p)
-                                                        if p == p else False)
-                           & ~tab["dmacs"].map(rules.DMACS_SMALL.passes) & ok_inv]
+                large = tab["dmacs"].map(lambda x: x == x and not rules.DMACS_SMALL.passes(x))
+                elig = tab[tab["pvalue.bonferroni"].map(rules.SCORE_TEST_ALPHA.passes)
+                           & large & ok_inv]
                 if elig.empty:
-                    blocked = tab[~tab["dmacs"].map(rules.DMACS_SMALL.passes) & ~ok_inv]
+                    blocked = tab[large & ~ok_inv]
                     status = ("does not hold; search stopped: " + (
                         "releasing " + ", ".join(blocked["item"]) + " would leave fewer than "
                         f"{rules.PARTIAL_MIN_INVARIANT.threshold:g} invariant indicators on "

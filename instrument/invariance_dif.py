@@ -38,6 +38,7 @@ __all__ = ["dmacs_continuous", "dmacs_ordinal", "expected_score", "item_sds", "R
 # the parameter type each step restricts (lavaan group.equal names)
 STEP_KIND = {"thresholds": "thresholds", "metric": "loadings", "scalar": "intercepts",
              "strict": "residuals"}
+THETA_FLOOR = 1e-8
 _WLS = ("WLSMV", "ULSMV", "WLS", "DWLS", "ULS")
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(61)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -71,11 +72,12 @@ def expected_score(eta: np.ndarray, tau: Sequence[float], nu: float, lam: float,
 
     ``E(X | η) = c_0 + Σ_k (c_k − c_{k−1}) Φ((ν + λη − τ_k) / √θ)`` for categories with codes
     ``c_0 < … < c_K`` and thresholds ``τ_1 < … < τ_K`` (theta parameterization: θ is the
-    residual variance of the latent response).
+    residual variance of the latent response). A one-step estimate can make θ negative; it is
+    floored at `THETA_FLOOR` (the item function becomes a step at each threshold).
     """
     c = np.asarray(codes, float)
     z = (nu + lam * np.asarray(eta, float)[:, None] - np.asarray(tau, float)[None, :])
-    return c[0] + special.ndtr(z / math.sqrt(theta)) @ np.diff(c)
+    return c[0] + special.ndtr(z / math.sqrt(max(theta, THETA_FLOOR))) @ np.diff(c)
 
 
 def dmacs_ordinal(ref: Mapping[str, Any], foc: Mapping[str, Any], mean_f: float, var_f: float,

@@ -548,3 +548,40 @@ def test_unknown_invariance_group_in_a_plan_names_the_plan_key():
                                          r"column of the family responses or of the school "
                                          r"outcomes; expected one of \[.*'language'"):
         stage_invariance(ctx)
+
+
+def test_a_broken_construct_file_gives_one_error_not_a_cascade(tmp_path):
+    import shutil
+
+    from instrument.bank import BankError, load_bank, shipped_bank_path
+
+    dest = tmp_path / "bank"
+    shutil.copytree(shipped_bank_path(), dest)
+    (dest / "constructs.yaml").write_text("constructs: 3\n")
+    with pytest.raises(BankError) as err:
+        load_bank(dest)
+    text = [str(p) for p in err.value.problems]
+    assert any(t.startswith(f"{dest / 'constructs.yaml'}:1") or "constructs.yaml:1" in t
+               for t in text), text
+    assert not [t for t in text if t.rstrip().endswith("expected one of")
+                or "expected one of  " in t or "expected one of (" in t], text
+    assert not [t for t in text if "unknown construct" in t], text
+
+
+def test_reml_variance_components_that_did_not_converge_are_flagged_beside_the_table(
+        tiny_twice):
+    import copy
+
+    from instrument.report.render import render_html
+
+    run, _ = tiny_twice
+    payload = json.loads((run.out_dir / RESULTS_FILE).read_text())
+    results = copy.deepcopy(payload["results"])
+    vc = results["policy"]["variance_components"]["teacher"]
+    vc["converged"] = False
+    html = render_html({"results": results, "stages": payload["stages"]}, "technical")
+    flag = ("<strong>Warning\n(policy).</strong> variance_components / teacher: did not "
+            "converge</p>")
+    assert flag in html
+    assert html.index(flag) > html.index("Variance between districts and schools")
+    assert "<strong>policy</strong>: variance_components / teacher: did not converge" in html

@@ -106,7 +106,7 @@ class _Checker:
             return {}
         out = {}
         for lang in v:
-            if lang not in self.languages:
+            if self.languages and lang not in self.languages:   # none: the manifest's error
                 self.add(file, v.line_of(lang), f"{what}: unknown language '{lang}' in '{key}'; "
                                                 f"expected one of {', '.join(self.languages)} "
                                                 f"(declared in {MANIFEST_NAME} languages)")
@@ -311,7 +311,7 @@ class _Checker:
             labels = sd.get("labels")
             if isinstance(labels, dict):
                 for lang in labels:
-                    if lang not in self.languages:
+                    if self.languages and lang not in self.languages:
                         self.add(f, labels.line_of(lang), f"{what}: labels for unknown language "
                                                           f"'{lang}'; expected one of "
                                                           f"{', '.join(self.languages)}")
@@ -420,9 +420,10 @@ class _Checker:
                 self.check_id_prefix(iid, form, f, it.line_of("id"), "item")
             cid, fkey, sid = it.get("construct"), it.get("finding"), it.get("scale")
             if S.kind_ok("id", cid) and cid not in self.constructs:
-                self.add(f, it.line_of("construct"), f"{what}: unknown construct '{cid}'; "
-                                                     "expected one of "
-                                                     f"{', '.join(self.constructs)}")
+                if self.constructs:   # none declared: the construct file's own error says so
+                    self.add(f, it.line_of("construct"), f"{what}: unknown construct '{cid}'; "
+                                                         "expected one of "
+                                                         f"{', '.join(self.constructs)}")
                 ok = False
             elif S.kind_ok("id", cid) and S.kind_ok("id", fkey):
                 known = self.constructs[cid]["findings"]

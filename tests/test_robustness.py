@@ -132,6 +132,15 @@ def test_pdf_dates_are_fixed(monkeypatch):
     assert b"/ModDate (D:20231114221320Z)" in dated
 
 
+def test_pdf_structure_node_ids_are_renumbered():
+    from instrument.report.pdf import reproducible
+
+    a = b"/ID (node00000067)>> /Headers [(node00000067)] /ID (node00000068)"
+    b = b"/ID (node00000070)>> /Headers [(node00000070)] /ID (node00000071)"
+    assert reproducible(a) == reproducible(b) == (
+        b"/ID (node00000001)>> /Headers [(node00000001)] /ID (node00000002)")
+
+
 # --------------------------------------------------------------------------------------------
 # One ingest contract: every row read is used or quarantined with its reason and file line
 # --------------------------------------------------------------------------------------------

@@ -68,8 +68,25 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float =
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise PdfUnavailable(f"Chromium failed to print {html_path.name} "
                              f"(exit {proc.returncode}):\n{tail}")
-    pdf_path.write_bytes(fixed_dates(pdf_path.read_bytes()))
+    pdf_path.write_bytes(reproducible(pdf_path.read_bytes()))
     return pdf_path
+
+
+_NODE_ID = re.compile(rb"\(node([0-9]{8})\)")
+
+
+def reproducible(pdf: bytes) -> bytes:
+    """The PDF with what varies between two prints of one HTML file made fixed: the dates
+    (`fixed_dates`) and the DOM node ids Chromium writes into the tagged-PDF structure tree
+    (``/ID (node00000067)``, allocated differently from run to run), renumbered in order of
+    first appearance. Every replacement has the same length, so the cross-reference offsets
+    stay valid."""
+    ids: dict[bytes, bytes] = {}
+
+    def renumber(m: re.Match) -> bytes:
+        new = ids.setdefault(m.group(1), b"%08d" % (len(ids) + 1))
+        return b"(node" + new + b")"
+    return _NODE_ID.sub(renumber, fixed_dates(pdf))
 
 
 _PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:[0-9]{14}(Z|[+-][0-9]{2}'[0-9]{2}'?)?\)")

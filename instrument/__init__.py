@@ -50,3 +50,5 @@ from instrument.cfa import cfa  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
 __all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]
+from instrument.irt import IRTResult, RaschResult, fscores, irt, person_parameters, rasch  # noqa: E402
+__all__ += ["irt", "rasch", "fscores", "person_parameters", "IRTResult", "RaschResult"]

@@ -75,10 +75,18 @@ def _simulation():
     return _sim()
 
 
+def _rasch():
+    return ins.rasch(pd.read_csv(FIX / "data" / "irt_rasch.csv").iloc[:, :5], model="rsm")
+
+
+def _irt():
+    return ins.irt(pd.read_csv(FIX / "data" / "science.csv"), se=True)
+
+
 FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wlsmv,
              "InvarianceResult": _invariance, "AlphaResult": _alpha, "EFAResult": _efa,
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
-             "Simulation": _simulation}
+             "Simulation": _simulation, "RaschResult": _rasch, "IRTResult": _irt}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))

@@ -50,5 +50,9 @@ from instrument.sem.cfa import cfa  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
 __all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]
-from instrument.irt import IRTResult, RaschResult, fscores, irt, person_parameters, rasch  # noqa: E402
-__all__ += ["irt", "rasch", "fscores", "person_parameters", "IRTResult", "RaschResult"]
+from instrument.irt import (DIFResult, IRTResult, RaschResult, dif, fscores, irt,  # noqa: E402
+                            person_parameters, rasch)
+__all__ += ["irt", "rasch", "fscores", "person_parameters", "dif", "IRTResult", "RaschResult",
+            "DIFResult"]
+from instrument.montecarlo import MomentPopulation, PlanPopulation, montecarlo  # noqa: E402
+__all__ += ["montecarlo", "MomentPopulation", "PlanPopulation"]

@@ -83,10 +83,21 @@ def _irt():
     return ins.irt(pd.read_csv(FIX / "data" / "science.csv"), se=True)
 
 
+def _montecarlo():
+    cov = np.array([[1.0, 0.4], [0.4, 1.0]])
+    pop = ins.MomentPopulation(("a", "b"), cov, 30)
+    return ins.montecarlo(pop, _corr_record, reps=6, seed=1)
+
+
+def _corr_record(data):
+    return {"r": float(data["a"].corr(data["b"])), "converged": True}
+
+
 FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wlsmv,
              "InvarianceResult": _invariance, "AlphaResult": _alpha, "EFAResult": _efa,
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
-             "Simulation": _simulation, "RaschResult": _rasch, "IRTResult": _irt}
+             "Simulation": _simulation, "MonteCarloResult": _montecarlo, "RaschResult": _rasch,
+             "IRTResult": _irt}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))

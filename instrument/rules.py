@@ -318,3 +318,12 @@ SHORTFORM_REVERSE_SHARE = Rule(
     "model. Psychological Methods, 18(3), 320-334 (reversed items lower reliability and add a method "
     "factor; keep them a minority in short scales).",
     note="At most a third of a construct's short-form items may be reverse-keyed (1 of 3).")
+DIF_MIN_GROUP = Rule(
+    "n.group", 200, ">=",
+    "Scott, N. W., Fayers, P. M., Aaronson, N. K., Bottomley, A., de Graeff, A., Groenvold, M., "
+    "Gundy, C., Koller, M., Petersen, M. A., & Sprangers, M. A. G. (2009). A simulation study "
+    "provided sample size guidance for differential item functioning (DIF) studies using short "
+    "scales. Journal of Clinical Epidemiology, 62(3), 288-295 (about 200 per group for ordinal "
+    "logistic regression). https://doi.org/10.1016/j.jclinepi.2008.06.003",
+    note="DIF by ordinal logistic regression is run only when both language groups have at least "
+         "200 respondents; otherwise it is reported as not tested.")

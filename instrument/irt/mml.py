@@ -470,6 +470,16 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
     if G > 1 and not anchors:
         raise ValueError("anchors= must name at least one item when group= is given.")
     mask = np.array([it in anchors for it in items])
+    from threadpoolctl import threadpool_limits
+    # the products are small (N x sum K x Q): one BLAS thread is fastest, above all on a busy machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts,
+                    tol, maxit, se)
+
+
+def _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts, tol,
+         maxit, se) -> IRTResult:
+    """EM iterations, observed-information SEs and the result of `irt`."""
     st = _MML(model, link, x, ncat, gidx, G, mask, quadpts)
     converged = False
     it_done = 0

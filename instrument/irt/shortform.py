@@ -35,9 +35,9 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from instrument.irt.dif import dif as run_dif
-from instrument.irt.itemfit import q3
+from instrument.irt.itemfit import q3, s_x2
 from instrument.irt.mml import irt
-from instrument.irt.scoring import fscores, item_information
+from instrument.irt.scoring import fscores, information, item_information
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 from instrument.rules import DIF_MIN_GROUP, SCORE_BAND_CUTS, SHORTFORM_REVERSE_SHARE
 
@@ -77,16 +77,19 @@ class ShortFormResult:
     k : int
         Items per construct.
     items : DataFrame
-        One row per item of the full form: ``construct item finding reverse information selected
-        dif_flagged`` (``information``: summed at the cut thetas).
+        One row per item of the full form: ``construct item finding reverse a information S_X2
+        S_X2_df S_X2_p misfit dif_flagged selected`` (``a``: graded-model slope; ``information``:
+        summed at the cut thetas; ``misfit``: S-X2 fails `S_X2_ALPHA`).
     constructs : DataFrame
         One row per construct: ``construct n_full n_short findings covered reverse_short
-        max_reverse icc1_full icc1_short theta_cuts rel_full rel_short r_full_short_levy
+        max_reverse icc1_full icc1_short theta_cuts cond_rel_full cond_rel_short rel_full
+        rel_short r_full_short_levy
         school_rel_full school_rel_short school_rel_lost_per_item dif_tested``. ``rel_*`` are
         empirical reliabilities of the EAP scores ``var(EAP) / (var(EAP) + mean SE^2)``;
         ``r_full_short_levy`` is Levy's (1967) correlation of the short with the full summed
         score with the shared error variance removed; ``school_rel_*`` are Spearman-Brown
-        reliabilities of a school mean at the mean respondents per school.
+        reliabilities of a school mean at the mean respondents per school; ``cond_rel_*`` the
+        conditional reliabilities ``1 / (1 + 1 / I(theta))`` at the four band cut thetas.
     ld_pairs : DataFrame
         Flagged Q3 pairs ``construct item1 item2 q3 q3_minus_mean``.
     rules : dict
@@ -201,6 +204,7 @@ def shortform(responses: Any, *, bank: Any, k: int = 3, language_column: str = "
         icc_full, nbar = _icc1(full["theta"].to_numpy(), data[school_column].to_numpy())
         cuts = cut_thetas(icc_full)
         info = item_information(fit, cuts).sum(axis=0).reindex(its).to_numpy()
+        fitstat = s_x2(fit, x).set_index("item")
         _, pairs = q3(fit, x)
         pairs = pairs[pairs["flagged"]]
         for _, p in pairs.iterrows():
@@ -215,11 +219,18 @@ def shortform(responses: Any, *, bank: Any, k: int = 3, language_column: str = "
             flagged = set(res.flagged)
         for _, r in tab.iterrows():
             rows.append({"construct": con, "item": r["item_id"], "finding": r["finding"],
-                         "reverse": bool(r["reverse"]), "information": float(info[its.index(r["item_id"])]),
+                         "reverse": bool(r["reverse"]),
+                         "a": float(fit.item_params(r["item_id"])[0]),
+                         "information": float(info[its.index(r["item_id"])]),
+                         "S_X2": float(fitstat.loc[r["item_id"], "S_X2"]),
+                         "S_X2_df": int(fitstat.loc[r["item_id"], "df"]),
+                         "S_X2_p": float(fitstat.loc[r["item_id"], "p"]),
+                         "misfit": bool(fitstat.loc[r["item_id"], "flagged"]),
                          "dif_flagged": r["item_id"] in flagged})
         con_rows.append({"construct": con, "n_full": len(its), "findings": int(tab["finding"].nunique()),
                          "icc1_full": icc_full, "theta_cuts": [float(v) for v in cuts],
                          "rel_full": _empirical_rel(full), "dif_tested": bool(dif_tested),
+                         "cond_rel_full": information(fit, cuts)["reliability"].round(12).tolist(),
                          "_x": x, "_fit": fit, "_nbar": nbar})
     items = pd.DataFrame(rows)
     index = {it: j for j, it in enumerate(items["item"])}
@@ -250,6 +261,7 @@ def shortform(responses: Any, *, bank: Any, k: int = 3, language_column: str = "
                     "reverse_short": int(chosen["reverse"].sum()),
                     "max_reverse": int(np.floor(SHORTFORM_REVERSE_SHARE.threshold * k)),
                     "icc1_short": icc_short, "rel_short": _empirical_rel(sc),
+                    "cond_rel_short": information(sfit, c["theta_cuts"])["reliability"].round(12).tolist(),
                     "r_full_short_levy": float(levy), "school_rel_full": sb_full,
                     "school_rel_short": sb_short,
                     "school_rel_lost_per_item": (sb_full - sb_short) / (c["n_full"] - len(short_items))

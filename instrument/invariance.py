@@ -18,6 +18,7 @@ from scipy import stats
 
 from instrument import rules
 from instrument.sem.test import satorra_bentler as sb
+from instrument.sem.test.score import equality_score_table
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 
 # Cumulative equality constraints of each rung (lavaan group.equal names).
@@ -179,65 +180,8 @@ def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, esti
 
 
 # ---------------------------------------------------------------------------------------------
-# Score tests (lavTestScore) at the formula level
+# Score tests (lavTestScore)
 # ---------------------------------------------------------------------------------------------
-
-def score_tests(score: np.ndarray, information: np.ndarray, K: np.ndarray, D: np.ndarray, n: int
-                ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Total and univariate score (Lagrange multiplier) tests for releasing equality constraints.
-
-    Parameters
-    ----------
-    score : (k,) array
-        Gradient of the log-likelihood per observation with respect to the unconstrained
-        parameters θ, at the constrained estimates (lavaan ``lavTech(fit, "gradient.logl")``).
-    information : (k, k) array
-        Unit expected information of θ at the same point.
-    K : (k, q) array
-        The constrained model: ``θ = K x`` (its columns span the constrained parameter space).
-    D : (k, r) array
-        One release direction per constraint: the change of θ that releasing only that
-        constraint allows (for lavaan's ``.pA. == .pB.`` it is the unit vector of B).
-    n : int
-        Total sample size.
-
-    Returns
-    -------
-    total : float
-        ``N g' I⁺ g`` (lavaan's total test, on r df).
-    univariate : (r,) array
-        ``N (g'd)² / (d'Id − d'IK (K'IK)⁻¹ K'Id)`` per constraint.
-    epc : (r,) array
-        Expected change along d when the constraint is released: ``(g'd) / (that denominator)``.
-
-    Notes
-    -----
-    lavaan 0.6-14 ``lavTestScore`` computes each univariate test as ``N g' Z⁺₁₁ g`` with Z the
-    information bordered by all other constraints. The (1,1) block of that inverse is the
-    covariance of the model with one constraint released, spanned by ``[K, d]``; since
-    ``g'K = 0`` at the constrained optimum, ``g' Z⁺₁₁ g`` reduces to the expression above
-    (the modification-index form), which needs one q x q inverse instead of one bordered
-    inverse per constraint.
-
-    References
-    ----------
-    Bentler, P. M., & Chou, C.-P. (1992). Some new covariance structure model improvement
-    statistics. *Sociological Methods & Research, 21*(2), 259-282.
-    https://doi.org/10.1177/0049124192021002006
-    """
-    total = float(n * score @ np.linalg.pinv(information) @ score)
-    IK = information @ K
-    A = np.linalg.inv(K.T @ IK)
-    ID = information @ D
-    den = np.einsum("ij,ij->j", D, ID) - np.einsum("ij,ij->j", (IK.T @ D), A @ (IK.T @ D))
-    gd = score @ D
-    return total, n * gd ** 2 / den, gd / den
-
-
-def _param_name(lhs: str, op: str, rhs: str) -> str:
-    """lavaan's ``group.partial`` spelling of a parameter: ``x3~1``, ``visual=~x2``, ``x1~~x1``."""
-    return f"{lhs}~1" if op == "~1" else f"{lhs}{op}{rhs}"
-
 
 def score_test_equality(fit: Any) -> pd.DataFrame:
     """lavaan's ``lavTestScore()`` for every equality constraint of a fitted (ML) model.
@@ -256,7 +200,8 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     Constraints are written as lavaan writes them: the first parameter of each equality class
     against each other member. The score is the gradient of logl/N with respect to the free
     parameters (``-1/2 dF/dθ``) and the information the unit expected information, both for the
-    model without the constraints evaluated at the constrained estimates; see `score_tests`.
+    model without the constraints evaluated at the constrained estimates; see
+    `instrument.sem.test.score.score_tests`.
     """
     from instrument.sem.estimators.ml import MLObjective
 
@@ -281,44 +226,6 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     info = 0.5 * (info + info.T)
     return equality_score_table(score, info, model, fit.partable,
                                 int(sum(g.n for g in stats.groups)))
-
-
-def equality_score_table(score: np.ndarray, info: np.ndarray, model: Any, partable: pd.DataFrame,
-                         n: int) -> pd.DataFrame:
-    """`score_tests` for every equality constraint of ``model``, as lavaan labels them.
-
-    ``score`` and ``info`` are with respect to the model's free table rows (the constraints
-    released). Each equality class (rows sharing one x) gives constraints first == other.
-    """
-    k = len(model.free_rows)
-    dirs, meta_rows = [], []
-    for col in range(model.nx):
-        members = np.flatnonzero(model.x_col == col)
-        for other in members[1:]:
-            d = np.zeros(k)
-            d[other] = 1.0
-            dirs.append(d)
-            a = partable.iloc[model.free_rows[members[0]]]
-            b = partable.iloc[model.free_rows[other]]
-            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
-                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
-                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"])})
-    if not dirs:
-        raise ValueError("the model has no equality constraints to test.")
-    total, uni, epc = score_tests(score, info, model.K, np.array(dirs).T, n)
-    out = pd.DataFrame(meta_rows)
-    out["X2"] = uni
-    out["df"] = 1
-    out["pvalue"] = stats_chi2_sf(uni, 1)
-    out["epc"] = epc
-    out.attrs["total"] = {"X2": total, "df": len(dirs),
-                          "pvalue": float(stats_chi2_sf(total, len(dirs)))}
-    return out
-
-
-def stats_chi2_sf(x: Any, df: int) -> Any:
-    """Upper-tail χ² probability (scipy)."""
-    return stats.chi2.sf(x, df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +287,7 @@ class InvarianceResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "InvarianceResult":
-        from instrument.results import CFAResult
+        from instrument.sem.result import CFAResult
 
         fits = {k: CFAResult.from_dict(v) for k, v in d.get("fits", {}).items()}
         d = from_jsonable({k: v for k, v in d.items() if k != "fits"})

@@ -15,7 +15,7 @@ from scipy import stats as _st
 from instrument.cfa_result import CFAResult
 from instrument.estimate.ml import (MLObjective, optimize_reporting, expected_information, hessian_information,
                                     single_threaded_blas)
-from instrument.estimate.model import Model
+from instrument.estimate.model import Model, with_defined_rows
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
 from instrument.fit import in_lavaan_order
@@ -278,12 +278,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
                         "be inverted")
     vals = model.x_to_partable(x)
     f = pt.frame
-    se_rows = np.zeros(len(f))
-    if vcov_x is not None:
-        v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
-        se_rows[model.free_rows] = v[model.x_col]
-    else:
-        se_rows[model.free_rows] = np.nan
+    se_rows = model.se_rows(vcov_x)
     slv, sall = standardized(model, x)
     # problems in the solution
     mats = model.matrices(x)
@@ -315,6 +310,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
         "se": se_rows, "z": z, "pvalue": pval,
         "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
         "std.lv": slv, "std.all": sall})
+    est = with_defined_rows(est, model, x, vcov_x)
     ptf = f.copy()
     ptf["est"] = vals
     ptf["se"] = se_rows
@@ -332,7 +328,8 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
                      iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
                      sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
                      lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                     srmr_group=tuple(srmr_groups))
 
 
 def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,

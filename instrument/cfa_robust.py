@@ -39,7 +39,7 @@ from instrument.estimate.fiml_fast import (FIMLObjectiveCached, baseline_yuan_be
                                            observed_information_fast)
 from instrument.estimate.ml import MLObjective, optimize, weighted_delta
 from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indices
-from instrument.estimate.model import Model
+from instrument.estimate.model import Model, with_defined_rows
 from instrument.estimate.post import standardized
 from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
 from instrument.fit import cfi as _cfi
@@ -124,21 +124,20 @@ def _prepare(model: str, data: pd.DataFrame, *, group, group_order, missing: str
 def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> dict:
     """The se/z/pvalue/ci columns, partable se and vcov frame for a new vcov of x."""
     f = res.partable
-    se_rows = np.zeros(len(f))
-    v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
-    se_rows[model.free_rows] = v[model.x_col]
-    vals = res.estimates["est"].to_numpy(float)
+    se_rows = model.se_rows(vcov_x)
+    vals = f["est"].to_numpy(float)
     free_mask = f["free"].to_numpy() > 0
     z = np.full(len(f), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         z[free_mask] = vals[free_mask] / se_rows[free_mask]
     q = _st.norm.ppf(0.975)
-    est = res.estimates.copy()
+    est = res.estimates.iloc[:len(f)].copy()
     est["se"] = se_rows
     est["z"] = z
     est["pvalue"] = 2.0 * _st.norm.sf(np.abs(z))
     est["ci.lower"] = vals - q * se_rows
     est["ci.upper"] = vals + q * se_rows
+    est = with_defined_rows(est, model, model.partable_to_x(vals), vcov_x)
     ptf = res.partable.copy()
     ptf["se"] = se_rows
     names = list(res.vcov["name"])
@@ -606,10 +605,9 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     # ---- assemble
     f = pt.frame
     vals = model.x_to_partable(x)
-    se_rows = np.full(len(f), np.nan)
-    if vcov_x is not None:
-        se_rows[:] = 0.0
-        se_rows[model.free_rows] = np.sqrt(np.clip(np.diag(vcov_x), 0, None))[model.x_col]
+    se_rows = model.se_rows(vcov_x)
+    if vcov_x is None:
+        se_rows[:] = np.nan
     slv, sall = standardized(model, x)
     for g, mt in enumerate(model.matrices(x)):
         gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
@@ -642,7 +640,8 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
                      iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
                      sample=sample, vcov=vc0, ov_names=tuple(pt.ov_names),
                      lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), srmr_group=tuple(sr),
+                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                     srmr_group=tuple(sr),
                      missing_data=tuple(md))
     for w in warn:
         _warnings.warn(w, stacklevel=4)

@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose
 
 import instrument as ins
 from instrument.sem.constraints import ConstraintError, parse_expression
-from instrument.syntax import ModelSyntaxError, parse_syntax
+from instrument.sem.syntax import ModelSyntaxError, parse_syntax
 
 FIX = Path(__file__).parent / "fixtures"
 # shared/refs/README.md, "Suggested tolerances"
@@ -135,8 +135,6 @@ def test_label_equality_and_linear_constraint_reduce_parameters():
 
 def test_vcov_of_all_free_rows_matches_lavaan():
     fit, ref = fitted("ml_groups"), refs()["fits"]["ml_groups"]
-    from instrument.estimate.model import Model
-    from instrument.partable import ParTable, PARTABLE_COLUMNS
     model, x, _ = fit._rebuilt()
     V = model.vcov_free(fit.vcov.drop(columns="name").to_numpy(float))
     pt = pd.DataFrame(ref["partable"])

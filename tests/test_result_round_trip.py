@@ -15,7 +15,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import instrument as ins
-from instrument.estimate.categorical import group_chisq_wls, satorra2000_diff
+from instrument.sem.estimators.categorical import group_chisq_wls, satorra2000_diff
 from instrument.results import dumps
 
 FIX = Path(__file__).parent / "fixtures"

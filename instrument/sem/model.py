@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.estimate.samplestats import SampleStats
-from instrument.partable import ParTable
+from instrument.sem.samplestats import SampleStats
+from instrument.sem.partable import ParTable
 from instrument.sem.constraints import DefinedParameters, linear_reduction, parse_expression
 
 __all__ = ["Model", "Implied", "vech_indices", "with_defined_rows"]
@@ -447,7 +447,7 @@ class Model:
         -------
         list of (a, b), per group two arrays (p, n_free_in_group); columns of mean parameters
         (nu, alpha) are zero. Used to apply the normal-theory weight in O(p^2) per column
-        (see `instrument.estimate.ml.weighted_delta_factored`).
+        (see `instrument.sem.estimators.ml.weighted_delta_factored`).
 
         Notes
         -----

@@ -13,7 +13,12 @@ rows to classes (lavaan's ``lav_constraints_R2K`` null-space reparametrisation, 
 unit columns for the classes that stay free). Standard errors of the free rows are the diagonal
 of ``K V K'`` (V the covariance of x) and of a defined parameter ``d(theta)`` the delta method
 ``J V J'`` with ``J = d d / d x`` (lavaan ``lav_model_vcov_se``, ``def.function`` Jacobian).
-Nonlinear equality constraints are refused with an error naming the line.
+Nonlinear equality constraints are linearised at the current point and the fit is repeated
+from its solution until the constraints hold (sequential linearisation; at the fixed point the
+gradient is orthogonal to the constraint surface, the first-order condition of the constrained
+optimum). K at the solution spans the null space of the constraint Jacobian, so ``K (K' I K)^-1
+K'`` equals lavaan's inverse of the information augmented with the constraint Jacobian
+(``lav_model_information_augment_invert``).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Expression", "ConstraintError", "FUNCTIONS", "parse_expression", "linear_reduction",
-           "DefinedParameters", "check_statement_labels"]
+           "is_linear", "DefinedParameters", "check_statement_labels"]
 
 FUNCTIONS: dict[str, Callable] = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
                                   "sin": np.sin, "cos": np.cos, "tan": np.tan, "log10": np.log10}
@@ -152,45 +157,60 @@ def _affine(lhs: Expression, rhs: Expression, free: Sequence[str],
     return bool(lin), np.round(grads[0], 10), h0
 
 
-def linear_reduction(constraints: Sequence[tuple[Expression, Expression, int]],
+def linear_reduction(constraints: Sequence[tuple[Expression, Expression]],
                      class_of_label: Mapping[str, int], nclass: int,
-                     fixed_values: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, list]:
-    """Remove linear equality constraints over label classes: ``u = K1 x + k1``.
+                     fixed_values: Mapping[str, float], *,
+                     point: Mapping[str, float] | None = None,
+                     pivots: Sequence[int] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Remove equality constraints over label classes: ``u = K1 x + k1``.
 
     Parameters
     ----------
-    constraints : sequence of (lhs, rhs, line)
+    constraints : sequence of (lhs, rhs)
         ``lhs == rhs`` statements.
     class_of_label : mapping
         Label -> index of its class of free parameters (0..nclass-1).
     nclass : int
     fixed_values : mapping
         Label -> value of labels on fixed rows (constants in the constraints).
+    point : mapping, optional
+        Label -> value at which nonlinear constraints are linearised:
+        ``h(p) + g(p)'(u - p) = 0`` with g the gradient of h = lhs - rhs (needed when a
+        constraint is nonlinear).
+    pivots : sequence of int, optional
+        The classes to eliminate (those of an earlier call, so that x keeps its meaning);
+        by default chosen by Gauss-Jordan elimination with partial pivoting, columns in order.
 
     Returns
     -------
-    (K1, k1, kept)
-        K1 (nclass x nx), k1 (nclass,), and the classes that stay free (x's columns).
+    (K1, k1, kept, pivots)
+        K1 (nclass x nx), k1 (nclass,), the classes that stay free (x's columns) and the
+        eliminated classes.
 
     Raises
     ------
     ConstraintError
-        For an unknown label, a nonlinear constraint or contradicting constraints.
+        For contradicting constraints, or when the given pivots no longer have full rank.
     """
     rows, rhs = [], []
-    for lhs_e, rhs_e, line in constraints:
+    for lhs_e, rhs_e in constraints:
         names = [n for n in dict.fromkeys(lhs_e.names + rhs_e.names)]
-        unknown = [n for n in names if n not in class_of_label and n not in fixed_values]
-        if unknown:
-            raise ConstraintError(f"model syntax line {line}: {lhs_e.text} == {rhs_e.text} uses "
-                                  f"unknown label(s) {unknown}")
         free = [n for n in names if n in class_of_label]
-
         lin, grad, h0 = _affine(lhs_e, rhs_e, free, fixed_values)
         if not lin:
-            raise ConstraintError(f"model syntax line {line}: {lhs_e.text} == {rhs_e.text} is "
-                                  "not linear in the parameters; only linear equality "
-                                  "constraints are implemented")
+            if point is None:
+                raise ConstraintError(f"{lhs_e.text} == {rhs_e.text} is nonlinear: a point to "
+                                      "linearise it at is needed")
+            p0 = np.array([point[n] for n in free], float)
+
+            def h(v, _l=lhs_e, _r=rhs_e, _free=free):
+                vals = dict(fixed_values)
+                vals.update(zip(_free, v))
+                return _l.evaluate(vals) - _r.evaluate(vals)
+
+            grad = _gradient(h, p0)
+            h0 = h(p0) - float(grad @ p0)
         a = np.zeros(nclass)
         for n, gi in zip(free, grad):
             a[class_of_label[n]] += gi
@@ -198,12 +218,14 @@ def linear_reduction(constraints: Sequence[tuple[Expression, Expression, int]],
         rhs.append(-h0)
     R = np.array(rows, float).reshape(len(rows), nclass)
     r = np.array(rhs, float)
-    # Gauss-Jordan elimination with partial pivoting over the columns in order
-    pivots: list[int] = []
+    # Gauss-Jordan elimination with partial pivoting, the given pivot columns first
+    order = list(pivots) + [c for c in range(nclass) if c not in set(pivots)] if pivots \
+        is not None else list(range(nclass))
+    chosen: list[int] = []
     A = np.hstack([R, r[:, None]])
     row = 0
     scale = max(1.0, float(np.abs(R).max())) if R.size else 1.0
-    for col in range(nclass):
+    for col in order:
         if row >= len(A):
             break
         piv = row + int(np.argmax(np.abs(A[row:, col])))
@@ -214,20 +236,28 @@ def linear_reduction(constraints: Sequence[tuple[Expression, Expression, int]],
         for k in range(len(A)):
             if k != row:
                 A[k] -= A[k, col] * A[row]
-        pivots.append(col)
+        chosen.append(col)
         row += 1
     for k in range(row, len(A)):
         if abs(A[k, -1]) > 1e-8 * max(1.0, float(np.abs(r).max())):
             raise ConstraintError("the equality constraints contradict each other")
-    kept = [c for c in range(nclass) if c not in pivots]
+    if pivots is not None and sorted(chosen) != sorted(pivots):
+        raise ConstraintError("the Jacobian of the equality constraints lost rank during "
+                              "estimation")
+    kept = [c for c in range(nclass) if c not in set(chosen)]
     K1 = np.zeros((nclass, len(kept)))
     k1 = np.zeros(nclass)
     for j, c in enumerate(kept):
         K1[c, j] = 1.0
-    for k, c in enumerate(pivots):
+    for k, c in enumerate(chosen):
         K1[c, :] = -A[k, kept]
         k1[c] = A[k, -1]
-    return K1, k1, kept
+    return K1, k1, kept, chosen
+
+
+def is_linear(lhs: Expression, rhs: Expression) -> bool:
+    """Whether ``lhs == rhs`` is linear in its names (`_affine`)."""
+    return _affine(lhs, rhs, list(dict.fromkeys(lhs.names + rhs.names)), {})[0]
 
 
 class DefinedParameters:
@@ -286,13 +316,7 @@ def check_statement_labels(statements, labels: set) -> None:
         names = [n for t in texts for n in parse_expression(t).names]
         unknown = [n for n in dict.fromkeys(names) if n not in known]
         if r.op == "==":
-            defined = [n for n in unknown if n in _defined_names(statements)]
-            if not defined and not unknown:
-                ea, eb = parse_expression(r.lhs), parse_expression(r.rhs)
-                if not _affine(ea, eb, list(dict.fromkeys(ea.names + eb.names)), {})[0]:
-                    raise ConstraintError(f"model syntax line {r.line}: {r.lhs} == {r.rhs} is "
-                                          "not linear in the parameters; only linear equality "
-                                          "constraints are implemented")
+            defined = [n for n in dict.fromkeys(names) if n in _defined_names(statements)]
             if defined:
                 raise ConstraintError(f"model syntax line {r.line}: {r.lhs} == {r.rhs} uses the "
                                       f"defined parameter(s) {defined}; constraints on defined "

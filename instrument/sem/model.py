@@ -16,7 +16,8 @@ from scipy import stats as _st
 
 from instrument.sem.samplestats import SampleStats
 from instrument.sem.partable import ParTable
-from instrument.sem.constraints import DefinedParameters, linear_reduction, parse_expression
+from instrument.sem.constraints import (DefinedParameters, is_linear, linear_reduction,
+                                        parse_expression)
 
 __all__ = ["Model", "Implied", "vech_indices", "with_defined_rows"]
 
@@ -129,26 +130,17 @@ class Model:
         nfree = len(self.free_rows)
         K0 = np.zeros((nfree, ncls))
         K0[np.arange(nfree), cls] = 1.0
-        cls = np.array(cls, dtype=int)
-        if general:
-            class_of = {n: col_of[find(k)] for n, k in key_of_name.items()}
-            K1, k1, kept = linear_reduction(
-                [(parse_expression(a), parse_expression(b), 0) for a, b in general],
-                class_of, ncls, fixed_values)
-        else:
-            K1, k1, kept = np.eye(ncls), np.zeros(ncls), list(range(ncls))
-        self.K = K0 @ K1
-        self.k0 = K0 @ k1
-        self.nx = len(kept)
+        self._K0, self._cls = K0, np.array(cls, dtype=int)
+        self._class_of = {n: col_of[find(k)] for n, k in key_of_name.items()}
+        self._fixed_named = fixed_values
+        self._general = [(parse_expression(a), parse_expression(b)) for a, b in general]
+        self.nonlinear = any(not is_linear(a, b) for a, b in self._general)
         self.k_onehot = not general
-        col_of_class = np.full(ncls, -1, dtype=int)
-        col_of_class[kept] = np.arange(len(kept))
-        self.x_col = col_of_class[cls]             # x index of each free row (-1: eliminated)
-        first = {}
-        for k, c in enumerate(self.x_col):
-            if c >= 0:
-                first.setdefault(c, self.free_rows[k])
-        self.x_rows = np.array([first[c] for c in range(self.nx)], dtype=int)
+        self._pivots = None
+        est = f["est"].to_numpy(float)
+        start = f["start"].to_numpy(float)
+        point = np.where(np.isfinite(est), est, np.where(np.isfinite(start), start, 1.0))
+        self._reduce(np.where(f["free"].to_numpy() > 0, point, self.fixed_values))
         # defined parameters (:=): every label and plabel names one row
         label_rows = {}
         for r in range(len(f)):
@@ -157,6 +149,47 @@ class Model:
                     label_rows.setdefault(name, r)
         self.defined = DefinedParameters(
             [(name, parse_expression(expr), 0) for name, expr in self.pt.defined], label_rows)
+
+    def _reduce(self, values: np.ndarray) -> None:
+        """Set K, k0 and the x bookkeeping from the constraints, nonlinear ones linearised at
+        the table ``values`` (`instrument.sem.constraints.linear_reduction`)."""
+        ncls = self._K0.shape[1]
+        if self._general:
+            cval = np.zeros(ncls)
+            cval[self._cls] = np.asarray(values, float)[self.free_rows]
+            point = {n: cval[c] for n, c in self._class_of.items()}
+            K1, k1, kept, self._pivots = linear_reduction(
+                self._general, self._class_of, ncls, self._fixed_named, point=point,
+                pivots=self._pivots)
+        else:
+            K1, k1, kept = np.eye(ncls), np.zeros(ncls), list(range(ncls))
+        self.K = self._K0 @ K1
+        self.k0 = self._K0 @ k1
+        self.nx = len(kept)
+        col_of_class = np.full(ncls, -1, dtype=int)
+        col_of_class[kept] = np.arange(len(kept))
+        self.x_col = col_of_class[self._cls]       # x index of each free row (-1: eliminated)
+        first = {}
+        for k, c in enumerate(self.x_col):
+            if c >= 0:
+                first.setdefault(c, self.free_rows[k])
+        self.x_rows = np.array([first[c] for c in range(self.nx)], dtype=int)
+        if hasattr(self, "group_cols"):
+            self.group_K = [self.K[c] for c in self.group_cols]
+
+    def relinearize(self, values: np.ndarray) -> None:
+        """Linearise the nonlinear ``==`` constraints at the table ``values`` (x keeps its
+        meaning: the values of the classes that stay free)."""
+        self._reduce(values)
+
+    def constraint_gap(self, values: np.ndarray) -> float:
+        """max |lhs - rhs| over the ``==`` constraints at the table ``values``."""
+        names = self.defined.label_rows
+        gap = 0.0
+        for a, b in self._general:
+            env = {n: values[names[n]] for n in a.names + b.names}
+            gap = max(gap, abs(a.evaluate(env) - b.evaluate(env)))
+        return gap
 
     def _build_specs(self, f):
         ovi = {v: i for i, v in enumerate(self.ov_names)}
@@ -305,7 +338,11 @@ class Model:
         return vc
 
     def partable_to_x(self, values: np.ndarray) -> np.ndarray:
-        """x from full table values (the first row of each equality class is used)."""
+        """x from full table values (the first row of each equality class is used). With
+        nonlinear constraints the model is linearised at ``values`` first, so that
+        ``x_to_partable(partable_to_x(v))`` gives ``v`` back and K is the Jacobian there."""
+        if self.nonlinear:
+            self.relinearize(values)
         return np.asarray(values, float)[self.x_rows]
 
     def matrices(self, x: np.ndarray) -> list[dict]:
@@ -559,6 +596,8 @@ class Model:
                                             psi.get(lhs, 1.0), psi.get(rhs_a[r], 1.0))
                 else:
                     vals[r] = 0.0
+        if self.nonlinear:
+            self.relinearize(vals)
         # equality classes: average over the rows of a class (rows eliminated by a constraint
         # follow from the others)
         x = np.zeros(self.nx)

@@ -161,10 +161,11 @@ class Model:
             K1, k1, kept, self._pivots = linear_reduction(
                 self._general, self._class_of, ncls, self._fixed_named, point=point,
                 pivots=self._pivots)
+            self.K = self._K0 @ K1
+            self.k0 = self._K0 @ k1
         else:
-            K1, k1, kept = np.eye(ncls), np.zeros(ncls), list(range(ncls))
-        self.K = self._K0 @ K1
-        self.k0 = self._K0 @ k1
+            kept = list(range(ncls))
+            self.K, self.k0 = self._K0, np.zeros(len(self.free_rows))
         self.nx = len(kept)
         col_of_class = np.full(ncls, -1, dtype=int)
         col_of_class[kept] = np.arange(len(kept))
@@ -265,12 +266,8 @@ class Model:
 
     def to_x(self, D_free: np.ndarray) -> np.ndarray:
         """A Jacobian with respect to the free table rows (columns) as one with respect to x:
-        ``D_free K`` (summing columns when K is one-hot)."""
-        if not self.k_onehot:
-            return D_free @ self.K
-        out = np.zeros((D_free.shape[0], self.nx))
-        np.add.at(out.T, self.x_col, D_free.T)
-        return out
+        ``D_free K``."""
+        return D_free @ self.K
 
     def vcov_free(self, vcov_x: np.ndarray) -> np.ndarray:
         """Covariance of the free table rows, ``K V K'`` for V the covariance of x."""
@@ -283,7 +280,8 @@ class Model:
         if vcov_x is None:
             out[self.free_rows] = np.nan
         else:
-            var = np.einsum("ij,jk,ik->i", self.K, vcov_x, self.K)
+            var = (np.diag(vcov_x)[self.x_col] if self.k_onehot
+                   else np.einsum("ij,jk,ik->i", self.K, vcov_x, self.K))
             out[self.free_rows] = np.sqrt(np.clip(var, 0, None))
         return out
 

@@ -273,18 +273,6 @@ class Model:
         """Covariance of the free table rows, ``K V K'`` for V the covariance of x."""
         return self.K @ vcov_x @ self.K.T
 
-    def se_rows(self, vcov_x: np.ndarray | None) -> np.ndarray:
-        """Standard error of every table row: 0 for fixed rows, sqrt(diag(K V K')) for free
-        rows (NaN without ``vcov_x``)."""
-        out = np.zeros(self.nrows)
-        if vcov_x is None:
-            out[self.free_rows] = np.nan
-        else:
-            var = (np.diag(vcov_x)[self.x_col] if self.k_onehot
-                   else np.einsum("ij,jk,ik->i", self.K, vcov_x, self.K))
-            out[self.free_rows] = np.sqrt(np.clip(var, 0, None))
-        return out
-
     def defined_rows(self, x: np.ndarray, vcov_x: np.ndarray | None) -> pd.DataFrame:
         """lavaan's ``parameterEstimates()`` rows of the ``:=`` parameters (group 0): the
         defined value with delta-method se ``sqrt(J V J')``, ``J = d def / d x`` (lavaan

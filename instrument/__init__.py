@@ -51,5 +51,5 @@ from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
 __all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]
 from instrument.montecarlo import (MomentPopulation, PlanPopulation,  # noqa: E402
-                                   dynamic_cutoffs, montecarlo)
-__all__ += ["montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs"]
+                                   dynamic_cutoffs, montecarlo, power)
+__all__ += ["montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs", "power"]

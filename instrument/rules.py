@@ -303,3 +303,18 @@ DFI_ONE_FACTOR_RESIDUAL_CORRELATION = Rule(
     "residual.correlation", 0.30, "<=", MCNEISH_WOLF_ONE,
     note="one-factor DFI: each misspecification is an omitted residual correlation of .30 between "
          "two of the lowest-loading items; levels add 1/3, 2/3 and all of floor(items/2) pairs")
+
+# --- power planning (Monte Carlo) -----------------------------------------------------------------
+POWER_TARGET = Rule(
+    "power", 0.80, ">=",
+    "Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). "
+    "Erlbaum; the .80 convention for Monte Carlo power in CFA: Muthen, L. K., & Muthen, B. O. "
+    "(2002). How to use a Monte Carlo study to decide on sample size and determine power. "
+    "Structural Equation Modeling, 9(4), 599-620. https://doi.org/10.1207/S15328007SEM0904_8",
+    note="applied to the share of replications in which the fit passes, the planted DIF is "
+         "flagged and the P10->P90 contrast's 95% CI excludes zero")
+CONVERGENCE_TARGET = Rule(
+    "convergence", 0.95, ">=",
+    "Muthen, L. K., & Muthen, B. O. (2002). Structural Equation Modeling, 9(4), 599-620 "
+    "(designs whose replications fail to converge are not recommended)",
+    note="share of replications whose CFA converged without error")

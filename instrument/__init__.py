@@ -14,6 +14,8 @@ from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
 from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
 from instrument.invariance import invariance  # noqa: E402
 from instrument.io import IngestResult, ingest  # noqa: E402
+from instrument.irt import (DIFResult, IRTResult, RaschResult, dif, fscores, irt,  # noqa: E402
+                            person_parameters, rasch, shortform)
 from instrument.itemanalysis import item_analysis  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 from instrument.montecarlo import (MomentPopulation, PlanPopulation,  # noqa: E402
@@ -45,6 +47,9 @@ __all__ = [
     # schools
     "icc", "mean_reliability", "min_cluster_size", "split_half_reliability", "muml_covariances",
     "school_scores",
+    # item response theory
+    "irt", "rasch", "fscores", "person_parameters", "dif", "shortform", "IRTResult",
+    "RaschResult", "DIFResult",
     # Monte Carlo studies
     "montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs", "power",
     # predictive validity and policy views

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("policy", ("rollup", "change")),
     ("report", ("report",)),
     ("montecarlo", ("dfi", "power")),
+    ("shortform", ("shortform",)),
 ]
 
 

@@ -128,17 +128,66 @@ def stage_bank(ctx: dict) -> Any:
 
 
 def stage_data(ctx: dict) -> Any:
-    """Simulate the plan's population model (ingest of fielded files when the plan names them)."""
+    """Simulate the plan's population model (ingest of fielded files when the plan names them).
+
+    The result carries ``provenance`` (`_provenance`): where the data came from, which every
+    report states (simulated data are labelled as such on every page).
+    """
     plan = ctx["plan"]
     if "data" in plan:
-        return _ingest_files(ctx)
-    from instrument.simulate import pipeline_stage
+        out = _ingest_files(ctx)
+    else:
+        from instrument.simulate import pipeline_stage
 
-    out = pipeline_stage(ctx)
-    sim = ctx["simulation"]
-    ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
-    ctx["outcomes"] = sim.outcomes
+        out = pipeline_stage(ctx)
+        sim = ctx["simulation"]
+        ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
+        ctx["outcomes"] = sim.outcomes
+        out["meta"]["options"].pop("plan_path", None)
+        out["files"] = {k: _relative(v, ctx["out_dir"]) for k, v in out["files"].items()}
+    out["provenance"] = _provenance(ctx)
     return out
+
+
+def _relative(path: str | Path, base: str | Path) -> str:
+    """``path`` relative to ``base`` when it lies under it, else its file name (no machine paths
+    in results)."""
+    p, b = Path(path).resolve(), Path(base).resolve()
+    try:
+        return p.relative_to(b).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _provenance(ctx: dict) -> dict[str, Any]:
+    """Where the run's data came from, without machine paths.
+
+    Simulated: ``{"source": "simulated", "plan": name, "plan_file": file name, "plan_sha256",
+    "seed"}``. Fielded: ``{"source": "fielded", "plan": ..., "files": [{"role", "file",
+    "sha256"}]}`` with each file named relative to the plan's folder.
+    """
+    plan = ctx["plan"]
+    plan_path = Path(ctx["plan_path"]) if ctx.get("plan_path") else default_plan_path()
+    out: dict[str, Any] = {"plan": plan.get("name", plan_path.stem),
+                           "plan_file": plan_path.name, "plan_sha256": _sha256(plan_path)}
+    if "data" in plan:
+        base = plan_path.parent
+        files = [{"role": role, "file": str(rel), "sha256": _sha256(base / rel)}
+                 for role, rel in plan["data"].items()]
+        return {"source": "fielded", **out, "files": files}
+    sim = ctx.get("simulation")
+    seed = sim.meta.seed if sim is not None else plan.get("seed")
+    return {"source": "simulated", **out, "seed": seed}
 
 
 def _ingest_files(ctx: dict) -> Any:
@@ -161,29 +210,33 @@ def _ingest_files(ctx: dict) -> Any:
 
 
 def stage_item_analysis(ctx: dict) -> Any:
-    """Item statistics and category use per form (and per language within a form)."""
+    """Item statistics and category use per form and construct, each item on its own scale.
+
+    Categories are the item's codes from the bank (a 4-point item has 4 categories, so floor,
+    ceiling and empty-category counts refer to its own extremes); the item-rest correlation and
+    alpha-if-deleted use the other items of the item's construct (psych ``alpha()`` run per
+    scale), overall and within each language.
+    """
     from instrument.itemanalysis import item_analysis
 
     bank = ctx["bank"]
-    items_rows, cats = [], []
+    items_rows, cats, res = [], [], None
     for form in _forms(ctx):
         df = _recoded(ctx, form)
-        items = bank.items_for(form)
-        ncat = {i: bank.n_categories(i) for i in items}
-        res = item_analysis(df, items, categories=list(range(1, max(ncat.values()) + 1)),
-                            group="language")
-        construct = dict(zip(bank.items["item_id"], bank.items["construct"]))
-        t = res.items.rename(columns={"item": "item_id", "missing_share": "missing",
-                                      "r.drop": "citc"})
-        t.insert(0, "form", form)
-        t["construct"] = t["item_id"].map(construct)
-        items_rows.append(t)
-        d = res.distribution.rename(columns={"item": "item_id"})
-        d.insert(0, "form", form)
-        cats.append(d[d["category"] <= d["item_id"].map(ncat)])
+        for construct, items in _scales(ctx, form).items():
+            codes = {i: list(bank.scale_of(i).codes) for i in items}
+            res = item_analysis(df, items, categories=codes, group="language")
+            t = res.items.rename(columns={"item": "item_id", "missing_share": "missing",
+                                          "r.drop": "citc"})
+            t.insert(0, "form", form)
+            t.insert(2, "construct", construct)
+            items_rows.append(t)
+            d = res.distribution.rename(columns={"item": "item_id"})
+            d.insert(0, "form", form)
+            cats.append(d)
     return {"items": pd.concat(items_rows, ignore_index=True),
             "category_use": pd.concat(cats, ignore_index=True),
-            "rules": [r.to_dict() for r in res.rules] if hasattr(res, "rules") else []}
+            "rules": [r.to_dict() for r in res.rules] if res is not None else []}
 
 
 def stage_efa(ctx: dict) -> Any:
@@ -310,7 +363,7 @@ def stage_multilevel(ctx: dict) -> Any:
 
 
 def stage_scores(ctx: dict) -> Any:
-    """School scores per form with both suppression gates (ICC1 from the multilevel stage)."""
+    """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
 
     frames = []

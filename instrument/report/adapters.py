@@ -406,9 +406,11 @@ def read_scores(results: Mapping[str, Any]) -> Section:
         if c not in f.columns:
             f[c] = "" if c in ("suppression_reason", "district_id") else np.nan
     f["suppressed"] = f["suppressed"].map(lambda v: bool(v) if v is not None and v == v else True)
-    for c in ("mean", "se", "score", "reliability"):
-        f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
-        f.loc[f["suppressed"], c] = np.nan
+    for c in ("mean", "se", "score", "reliability", "score_se", "ci.lower", "ci.upper",
+              "band_probability"):
+        if c in f.columns:
+            f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+            f.loc[f["suppressed"], c] = np.nan
     f["band"] = f["band"].astype(object)
     f.loc[f["suppressed"], "band"] = None
     f["suppression_reason"] = f["suppression_reason"].fillna("").astype(str)

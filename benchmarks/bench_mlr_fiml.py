@@ -62,7 +62,7 @@ def main(reps: int) -> None:
 
     import pandas as pd
     sys.path.insert(0, str(ROOT))
-    from instrument.cfa import cfa
+    from instrument.sem.cfa import cfa
     warnings.simplefilter("ignore")
     d = pd.read_csv(DATA / "sim_5f40i_n5000_continuous.csv")
     if not (DATA / "sim_5f40i_n5000_mcar10.csv").exists():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from instrument.estimate.polychoric import sample_stats_ordinal  # noqa: E402
+from instrument.sem.polychoric import sample_stats_ordinal  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "sim_5f40i_n5000_ordinal5.csv"
 

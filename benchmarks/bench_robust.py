@@ -23,12 +23,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from instrument.estimate.fiml import (FIMLObjective, em_saturated, fiml_loglik,  # noqa: E402
+from instrument.sem.estimators.fiml import (FIMLObjective, em_saturated, fiml_loglik,  # noqa: E402
                                       fiml_moment_gradient, missing_patterns)
-from instrument.estimate.mlr import (RobustGroup, firstorder_information,  # noqa: E402
+from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information,  # noqa: E402
                                      h1_information_firstorder, mlr_vcov, mvnorm_scores,
                                      observed_information)
-from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete,  # noqa: E402
+from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete,  # noqa: E402
                                               h1_trace_complete, yuan_bentler_mplus_complete)
 from tests._robust_cfa import TinyCFA  # noqa: E402
 

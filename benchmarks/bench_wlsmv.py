@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from instrument import cfa_ordinal  # noqa: E402
-from instrument.cfa import cfa  # noqa: E402
+from instrument.sem import cfa_ordinal  # noqa: E402
+from instrument.sem.cfa import cfa  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "wlsmv"
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_robust import semopy_rows  # noqa: E402
 
-from instrument.estimate.fiml import (FIMLObjective, em_saturated, fiml_loglik,  # noqa: E402
+from instrument.sem.estimators.fiml import (FIMLObjective, em_saturated, fiml_loglik,  # noqa: E402
                                       missing_patterns)
 from tests._robust_cfa import TinyCFA  # noqa: E402
 

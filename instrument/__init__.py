@@ -11,7 +11,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = ["__version__"]
 # Each stage adds an import line and an ``__all__ +=`` line (union merges keep every stage's).
-from instrument.cfa import cfa  # noqa: E402
+from instrument.sem.cfa import cfa  # noqa: E402
 __all__ += ["cfa"]
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 __all__ += ["link", "sensitivity", "bright_spots"]
@@ -40,13 +40,13 @@ from instrument.responses import ResponseSet  # noqa: E402
 from instrument.scores import school_scores  # noqa: E402
 __all__ += ["simulate", "Simulation", "ingest", "IngestResult", "school_scores", "ResponseSet"]
 # two-level CFA, exact ML (helper `twolevel`)
-from instrument.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
+from instrument.sem.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
 __all__ += ["twolevel_cfa", "twolevel_reliability"]
 from instrument.reliability_ordinal import omega_categorical  # noqa: E402
 __all__ += ["omega_categorical"]
 from instrument.policy import change_link  # noqa: E402  (panels, issue 12)
 __all__ += ["change_link"]
-from instrument.cfa import cfa  # noqa: E402
+from instrument.sem.cfa import cfa  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
 __all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]

@@ -3,7 +3,7 @@ partial invariance and latent-mean comparisons.
 
 The ladder fits configural → metric (loadings) → scalar (intercepts) → strict (residuals) and,
 optionally, equal latent variances, covariances and means, each with lavaan's identification
-(`instrument.cfa.cfa` with ``group_equal``). One table holds every step: fit measures, lavaan's
+(`instrument.sem.cfa.cfa` with ``group_equal``). One table holds every step: fit measures, lavaan's
 ``lavTestLRT`` difference test, Δ-fit and a verdict that names the rule it applied.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from instrument import rules
-from instrument.teststat import satorra_bentler as sb
+from instrument.sem.test import satorra_bentler as sb
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 
 # Cumulative equality constraints of each rung (lavaan group.equal names).
@@ -64,7 +64,7 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
     DataFrame
         Columns ``model Df AIC BIC Chisq Chisq diff RMSEA Df diff Pr(>Chisq)`` (lavaan's;
         ``RMSEA``, the RMSEA of the difference test, only for the standard test, as lavaan).
-        The tests are `instrument.teststat.satorra_bentler`'s.
+        The tests are `instrument.sem.test.satorra_bentler`'s.
     """
     fm = [f.fit_measures for f in fits]
     est = _estimator(fits[0])
@@ -87,7 +87,7 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
                 d, ddf, p = t.chisq_diff, t.df_diff, t.pvalue
                 row["RMSEA"] = sb.rmsea_d(d, ddf, int(fm[i]["ntotal"]), ngroups=_ngroups(fits[i]))
             elif method == "satorra.2000":
-                from instrument.estimate.categorical import satorra2000_diff
+                from instrument.sem.estimators.categorical import satorra2000_diff
                 o = satorra2000_diff(fits[j], fits[i])
                 d, ddf, p = o["chisq.diff"], o["df.diff"], o["pvalue"]
             else:
@@ -258,10 +258,10 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     parameters (``-1/2 dF/dθ``) and the information the unit expected information, both for the
     model without the constraints evaluated at the constrained estimates; see `score_tests`.
     """
-    from instrument.estimate.ml import MLObjective
+    from instrument.sem.estimators.ml import MLObjective
 
     if _estimator(fit) in ("WLSMV", "ULSMV"):
-        from instrument.estimate.categorical import score_test_equality_wls
+        from instrument.sem.estimators.categorical import score_test_equality_wls
         return score_test_equality_wls(fit)
     if _estimator(fit) != "ML":
         import warnings
@@ -274,7 +274,7 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     k = len(model.free_rows)
     score = np.zeros(k)
     info = np.zeros((k, k))
-    from instrument.estimate.ml import weighted_delta
+    from instrument.sem.estimators.ml import weighted_delta
     for w, D, gm, imp in zip(obj.w, deltas, grads, model.implied(x)):
         score += -0.5 * w * (D.T @ gm)
         info += w * (D.T @ weighted_delta(model, imp.sigma, D))
@@ -441,7 +441,7 @@ def _equal_for(steps: Sequence[str], upto: str) -> tuple[str, ...]:
 def group_chisq(fit: Any) -> list[float]:
     """Each group's contribution ``n_g F_ML,g`` to the ML χ² (lavaan's ``stat.group``)."""
     if _estimator(fit) in ("WLSMV", "ULSMV"):
-        from instrument.estimate.categorical import group_chisq_wls
+        from instrument.sem.estimators.categorical import group_chisq_wls
         return group_chisq_wls(fit)
     out = []
     for s, imp in zip(fit.sample, fit.implied):
@@ -559,7 +559,7 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
         configural -> thresholds -> metric -> scalar -> strict (the default `steps` become
         these), difference tests by lavaan's ``satorra.2000`` scaled-shifted method.
     **cfa_options
-        Passed to `instrument.cfa.cfa` (e.g. ``std_lv``, ``missing``).
+        Passed to `instrument.sem.cfa.cfa` (e.g. ``std_lv``, ``missing``).
 
     Returns
     -------
@@ -571,7 +571,7 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
     ``lavTestLRT()`` between adjacent rungs (plain χ² difference for ML, Satorra–Bentler 2001
     for MLR). Latent means are fixed at 0 until intercepts are equal, then free in groups 2..G.
     """
-    from instrument.cfa import cfa
+    from instrument.sem.cfa import cfa
 
     bad = [s for s in steps if s not in STEP_EQUAL]
     if bad:
@@ -647,7 +647,7 @@ def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group
 
 def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int | None) -> None:
     """Clear errors for a missing group column, a tiny group or an item constant within a group."""
-    from instrument.syntax import parse_syntax
+    from instrument.sem.syntax import parse_syntax
 
     if group not in data.columns:
         raise ValueError(f"group={group!r} is not a column of the data.")
@@ -687,7 +687,7 @@ def constraint_type(parameter: str, ov_names: Sequence[str]) -> str:
 
 
 def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Sequence[str]) -> Any:
-    from instrument.cfa import cfa
+    from instrument.sem.cfa import cfa
 
     if call.get("ordered") is not None and call.get("ordered") is not False:
         from instrument.invariance_ordinal import fit_ordinal_step
@@ -716,7 +716,7 @@ def _lr_release_tests(call: Mapping[str, Any], steps: Sequence[str], step: str,
     Returns a frame with ``parameter``, ``X2``, ``df`` and ``pvalue`` (the difference test of
     the current model against the model with that one parameter freed).
     """
-    from instrument.estimate.categorical import satorra2000_diff
+    from instrument.sem.estimators.categorical import satorra2000_diff
 
     items = list(fit.ov_names)
     spell = (lambda v: f"{v}~1") if step == "scalar" else (lambda v: f"{v}~~{v}")

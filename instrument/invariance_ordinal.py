@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.syntax import parse_syntax
+from instrument.sem.syntax import parse_syntax
 
 __all__ = ["wu_estabrook_syntax", "fit_ordinal_step", "ORDINAL_STEPS", "count_thresholds",
            "ORDINAL_STEP_NOTES"]
@@ -170,7 +170,7 @@ def fit_ordinal_step(model: str, data: pd.DataFrame, *, group: str,
     ``group_equal`` uses lavaan's names ("thresholds", "loadings", "intercepts", "residuals").
     The generated syntax is kept in ``meta.options["model"]`` of the result.
     """
-    from instrument.cfa import cfa
+    from instrument.sem.cfa import cfa
 
     items = [r.rhs for r in parse_syntax(model) if r.op == "=~"]
     items = list(dict.fromkeys(items))

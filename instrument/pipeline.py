@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from instrument import rules
-from instrument.estimate.ml import single_threaded_blas
+from instrument.sem.estimators.ml import single_threaded_blas
 from instrument.results import to_jsonable
 
 # Analysis settings a plan may override under its ``analysis:`` key (defaults here).
@@ -259,7 +259,7 @@ def stage_efa(ctx: dict) -> Any:
 
 def stage_cfa(ctx: dict) -> Any:
     """CFA of the bank's model on the other half of each form."""
-    from instrument.cfa import cfa
+    from instrument.sem.cfa import cfa
 
     est = _analysis(ctx)["estimator"]
     fits, out = {}, {}
@@ -283,7 +283,7 @@ def stage_syntax(ctx: dict) -> Any:
 
 def stage_reliability(ctx: dict) -> Any:
     """α (Feldt CI), ordinal α (polychoric) and ω (from the CFA) per construct, form and language."""
-    from instrument.estimate.polychoric import ordinal_alpha
+    from instrument.sem.polychoric import ordinal_alpha
     from instrument.reliability import omega_from_fit, reliability
     from instrument.reliability_ordinal import omega_categorical
 

@@ -2,7 +2,7 @@
 omega on the latent-response scale, as semTools ``compRelSEM()`` on a WLSMV fit.
 
 Ordinal alpha lives with the polychoric correlations
-(`instrument.estimate.polychoric.ordinal_alpha`).
+(`instrument.sem.polychoric.ordinal_alpha`).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from instrument.estimate.bvnorm import pbivnorm
+from instrument.sem.bvnorm import pbivnorm
 from scipy.stats import norm
 
 __all__ = ["omega_categorical"]
@@ -32,7 +32,7 @@ def omega_categorical(fit, *, factors: Sequence[str] | None = None, ord_scale: b
     Parameters
     ----------
     fit : CFAResult
-        A WLSMV fit (`instrument.cfa.cfa` with ``ordered=``) with simple structure; reverse-key
+        A WLSMV fit (`instrument.sem.cfa.cfa` with ``ordered=``) with simple structure; reverse-key
         items first (with mixed-sign loadings the sum score, and so omega, is meaningless).
     factors : sequence of str, optional
         Default: every factor.

@@ -164,6 +164,6 @@ class Table:
 def __getattr__(name: str):
     """Lazy re-export of result types defined in their own modules (avoids import cycles)."""
     if name == "CFAResult":
-        from instrument.cfa_result import CFAResult
+        from instrument.sem.result import CFAResult
         return CFAResult
     raise AttributeError(f"module 'instrument.results' has no attribute {name!r}")

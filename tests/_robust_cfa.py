@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instrument.estimate.mlr import vech
+from instrument.sem.estimators.mlr import vech
 
 
 class TinyCFA:

@@ -14,15 +14,15 @@ from numpy.testing import assert_allclose
 
 from cfa_helpers import FIX, HS_MODEL, RTOL_CHISQ, data, quiet, ref
 from instrument import cfa
-from instrument.cfa_result import CFAResult
-from instrument.estimate.ml import (MLObjective, expected_information, observed_information,
+from instrument.sem.result import CFAResult
+from instrument.sem.estimators.ml import (MLObjective, expected_information, observed_information,
                                     optimize)
-from instrument.estimate.model import Model, vech_indices
-from instrument.estimate.samplestats import GroupStats, SampleStats
-from instrument.fit import FIT_MEASURE_NAMES, check_names
-from instrument.partable import build_partable
+from instrument.sem.model import Model, vech_indices
+from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.fit import FIT_MEASURE_NAMES, check_names
+from instrument.sem.partable import build_partable
 from instrument.results import dumps
-from instrument.syntax import ModelSyntaxError, parse_syntax
+from instrument.sem.syntax import ModelSyntaxError, parse_syntax
 
 
 # ---------------------------------------------------------------- syntax
@@ -262,7 +262,7 @@ def test_small_groups_and_constant_variables_are_reported():
 
 
 def test_nonconvergence_is_reported():
-    from instrument.cfa import fit_partable
+    from instrument.sem.cfa import fit_partable
     hs = data("HolzingerSwineford1939.csv")
     pt = build_partable(HS_MODEL)
     st = SampleStats([GroupStats.from_data(hs[list(pt.ov_names)].to_numpy(float), pt.ov_names)])
@@ -374,7 +374,7 @@ def test_listwise_deletion_is_noted():
     (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings", "intercepts")}),
 ])
 def test_factored_weight_equals_generic(model, kw):
-    from instrument.estimate.ml import weighted_delta, weighted_delta_factored
+    from instrument.sem.estimators.ml import weighted_delta, weighted_delta_factored
     m, st, x = _setup(model, **kw)
     for Dc, (fa, fb), imp in zip(m.delta_compact(x), m.delta_factors(x), m.implied(x)):
         # the factors reproduce Delta ...
@@ -388,7 +388,7 @@ def test_factored_weight_equals_generic(model, kw):
 
 
 def test_partable_round_trip():
-    from instrument.partable import ParTable
+    from instrument.sem.partable import ParTable
     pt = build_partable(HS_MODEL, ngroups=2, group_equal=("loadings",), group_labels=("a", "b"))
     back = ParTable.from_dict(json.loads(dumps(pt.to_dict())))
     pd.testing.assert_frame_equal(back.frame, pt.frame, check_dtype=False)

@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 from numpy.testing import assert_allclose
 
-from instrument.cfa import cfa
-from instrument.cfa_result import CFAResult
-from instrument.estimate.fiml import (em_saturated, fiml_corrected, fiml_h1_information_observed,
+from instrument.sem.cfa import cfa
+from instrument.sem.result import CFAResult
+from instrument.sem.estimators.fiml import (em_saturated, fiml_corrected, fiml_h1_information_observed,
                                       missing_patterns)
-from instrument.estimate.fiml_fast import fiml_corrected_fast, h1_information_observed_fast
-from instrument.teststat.satorra_bentler import satorra_bentler_2001
+from instrument.sem.estimators.fiml_fast import fiml_corrected_fast, h1_information_observed_fast
+from instrument.sem.test.satorra_bentler import satorra_bentler_2001
 
 FIX = Path(__file__).parent / "fixtures" / "mlrfiml"
 # shared/refs/README.md, "Suggested tolerances"
@@ -152,7 +152,7 @@ class CheckLavaanFit:
         assert n >= 20
 
     def test_names_present(self):
-        from instrument.fit import check_names
+        from instrument.sem.fit import check_names
         check_names(self.ours.fit_measures)          # only lavaan's fitMeasures() names
         for k in self.names:
             assert np.isfinite(self.ours.fit_measures[k]), k
@@ -187,7 +187,7 @@ class TestHSMLR(CheckLavaanFit):
         assert_allclose(fm["chisq.scaling.factor"], t["scaling.factor"], rtol=RTOL_CHISQ)
         assert_allclose(fm["chisq.scaled"], t["stat"], rtol=RTOL_CHISQ)
         assert_allclose(fm["chisq.scaling.factor"] * fm["df"], t["trace.UGamma"], rtol=RTOL_CHISQ)
-        from instrument.fit import check_names
+        from instrument.sem.fit import check_names
         check_names(self.ours.fit_measures)          # only lavaan's fitMeasures() names
         assert_allclose(fm["cfi.robust"], 0.929863935696168, rtol=RTOL_CHISQ)
         assert self.ours.meta.options["se"] == "robust.huber.white"
@@ -467,15 +467,15 @@ def test_cli_estimator_missing_cluster(tmp_path):
 
 def test_parameter_space_mlr_pieces_equal_reference_implementation():
     """observed_information_delta / mlr_vcov_delta / curvature_term (fast paths used by cfa())
-    against instrument.estimate.mlr (observed information with Richardson curvature, sandwich)."""
-    from instrument.cfa_robust import mlr_vcov_delta, observed_information_delta
-    from instrument.estimate.fiml_fast import curvature_term, fast_delta_fn
-    from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, mlr_vcov
-    from instrument.estimate.mlr import observed_information as obs_ref
-    from instrument.estimate.model import Model
-    from instrument.estimate.samplestats import GroupStats, SampleStats
-    from instrument.partable import build_partable
-    from instrument.syntax import parse_syntax
+    against instrument.sem.estimators.mlr (observed information with Richardson curvature, sandwich)."""
+    from instrument.sem.cfa_robust import mlr_vcov_delta, observed_information_delta
+    from instrument.sem.estimators.fiml_fast import curvature_term, fast_delta_fn
+    from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, mlr_vcov
+    from instrument.sem.estimators.mlr import observed_information as obs_ref
+    from instrument.sem.model import Model
+    from instrument.sem.samplestats import GroupStats, SampleStats
+    from instrument.sem.partable import build_partable
+    from instrument.sem.syntax import parse_syntax
     hs = data("HolzingerSwineford1939.csv")
     ov = [f"x{i}" for i in range(1, 10)]
     blocks = [hs.loc[hs["school"] == s, ov].to_numpy(float) for s in ("Pasteur", "Grant-White")]
@@ -503,9 +503,9 @@ def test_parameter_space_mlr_pieces_equal_reference_implementation():
 
 def test_fit_partable_robust_equals_cfa():
     """The table-level entry point (for invariance modules) gives the cfa() result."""
-    from instrument.cfa_robust import fit_partable_robust
-    from instrument.partable import build_partable
-    from instrument.syntax import parse_syntax
+    from instrument.sem.cfa_robust import fit_partable_robust
+    from instrument.sem.partable import build_partable
+    from instrument.sem.syntax import parse_syntax
     hs = data("HolzingerSwineford1939.csv")
     ov = [f"x{i}" for i in range(1, 10)]
     labels = ["Pasteur", "Grant-White"]

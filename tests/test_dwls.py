@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.dwls import (
+from instrument.sem.estimators.dwls import (
     dwls_baseline,
     dwls_information,
     dwls_scaled_shifted,
     dwls_vcov_robust,
 )
-from instrument.estimate.polychoric import dwls_fx, sample_stats_ordinal
+from instrument.sem.polychoric import dwls_fx, sample_stats_ordinal
 
 FIX = Path(__file__).parent / "fixtures" / "polychoric"
 REFS = json.loads((FIX / "polychoric_refs.json").read_text())

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.cfa import cfa
+from instrument.sem.cfa import cfa
 from instrument.reliability import omega_from_fit
 
 FIX = Path(__file__).parent / "fixtures" / "reliability"

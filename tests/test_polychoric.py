@@ -15,8 +15,8 @@ from numpy.testing import assert_allclose
 from scipy import integrate
 from scipy.stats import norm
 
-from instrument.estimate.bvnorm import dbivnorm, pbivnorm
-from instrument.estimate.polychoric import (
+from instrument.sem.bvnorm import dbivnorm, pbivnorm
+from instrument.sem.polychoric import (
     CategoricalSampleStats,
     SampleStatsOrdinal,
     dwls_fx,
@@ -402,7 +402,7 @@ class TestSim40:
 
 
 def test_row_blocks_do_not_change_nacov(monkeypatch):
-    import instrument.estimate.polychoric as pc
+    import instrument.sem.polychoric as pc
     full = sample_stats_ordinal(EDGE).groups[0].NACOV
     monkeypatch.setattr(pc, "_ROW_BLOCK", 37)
     assert_allclose(sample_stats_ordinal(EDGE).groups[0].NACOV, full, rtol=1e-12, atol=1e-14)

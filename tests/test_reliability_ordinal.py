@@ -12,8 +12,8 @@ import pytest
 from numpy.testing import assert_allclose
 from threadpoolctl import threadpool_limits
 
-from instrument.cfa import cfa
-from instrument.estimate.polychoric import ordinal_alpha
+from instrument.sem.cfa import cfa
+from instrument.sem.polychoric import ordinal_alpha
 from instrument.reliability_ordinal import omega_categorical
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"

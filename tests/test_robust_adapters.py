@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.fiml import FIMLFit, FIMLObjective, fiml_fit, missing_patterns
-from instrument.estimate.mlr import MLRFit, mlr_fit
+from instrument.sem.estimators.fiml import FIMLFit, FIMLObjective, fiml_fit, missing_patterns
+from instrument.sem.estimators.mlr import MLRFit, mlr_fit
 from tests._robust_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.fiml import (FIMLObjective, H1Result, em_saturated, fiml_baseline,
+from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, em_saturated, fiml_baseline,
                                       fiml_baseline_yuan_bentler, fiml_corrected, fiml_h1_trace,
                                       fiml_loglik, fiml_mlr_vcov, fiml_moment_gradient,
                                       fiml_scores, missing_patterns, missing_summary, srmr_bentler,
                                       MissingSummary)
-from instrument.estimate.mlr import mvnorm_scores
-from instrument.fit.robust import cfi, rmsea, tli
-from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+from instrument.sem.estimators.mlr import mvnorm_scores
+from instrument.sem.fit.robust import cfi, rmsea, tli
+from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
 from tests._robust_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
@@ -243,8 +243,8 @@ def test_em_on_complete_data_is_sample_moments():
 
 
 def test_expected_information_complete_data_equals_mlr_expected():
-    from instrument.estimate.fiml import fiml_h1_information_expected
-    from instrument.estimate.mlr import h1_information_expected
+    from instrument.sem.estimators.fiml import fiml_h1_information_expected
+    from instrument.sem.estimators.mlr import h1_information_expected
     X = np.random.default_rng(5).standard_normal((40, 4))
     s = np.cov(X.T, bias=True) + 0.1 * np.eye(4)
     assert_allclose(fiml_h1_information_expected(missing_patterns(X), s),

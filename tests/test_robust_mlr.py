@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.estimate.mlr import (MLRVcov, RobustGroup, gamma_adf, h1_information_firstorder,
+from instrument.sem.estimators.mlr import (MLRVcov, RobustGroup, gamma_adf, h1_information_firstorder,
                                      h1_information_observed, mlr_vcov, vech, vech_indices)
-from instrument.fit.robust import robust_fit_measures
-from instrument.teststat.yuan_bentler import (YuanBentlerResult, baseline_yuan_bentler_complete,
+from instrument.sem.fit.robust import robust_fit_measures
+from instrument.sem.test.yuan_bentler import (YuanBentlerResult, baseline_yuan_bentler_complete,
                                               yuan_bentler_mplus_complete)
 from tests._robust_cfa import TinyCFA, ref_rows
 

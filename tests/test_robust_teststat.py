@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.fit import robust as fr
-from instrument.teststat.satorra_bentler import (DiffTest, information_is_pd, lrt, lrt_table,
+from instrument.sem.fit import robust as fr
+from instrument.sem.test.satorra_bentler import (DiffTest, information_is_pd, lrt, lrt_table,
                                                  rmsea_d, satorra_bentler_2001,
                                                  satorra_bentler_2010)
 
@@ -127,9 +127,9 @@ def test_sb2010_c10_from_m10_ingredients():
     """M10 = the configural model (M1) at the metric model's (M0) estimates, HS by school."""
     import pandas as pd
 
-    from instrument.estimate.mlr import RobustGroup, firstorder_information, observed_information
-    from instrument.teststat.satorra_bentler import satorra_bentler_2010_c10
-    from instrument.teststat.yuan_bentler import h1_trace_complete
+    from instrument.sem.estimators.mlr import RobustGroup, firstorder_information, observed_information
+    from instrument.sem.test.satorra_bentler import satorra_bentler_2010_c10
+    from instrument.sem.test.yuan_bentler import h1_trace_complete
     from tests._robust_cfa import TinyCFA, ref_rows
 
     s10 = json.loads((FIX / "robust_refs.json").read_text())["sb2010_configural_metric"]

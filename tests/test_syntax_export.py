@@ -18,7 +18,7 @@ import pytest
 
 from instrument.report.syntax_export import (MISSING_CODE, lavaan_syntax, mplus_input,
                                              mplus_names, write_syntax)
-from instrument.syntax import parse_syntax
+from instrument.sem.syntax import parse_syntax
 
 MODEL = ("visual =~ x1 + x2 + x3\ntextual =~ x4 + NA*x5 + 0.5*x6\n"
          "x1 ~~ x4\nx2 ~~ 0.3*x2\ntextual ~ visual\nx3 ~ 1")
@@ -117,7 +117,7 @@ class TestLavaan:
         assert 'read.table("teacher_cfa.dat"' in t and f'na.strings = "{MISSING_CODE}"' in t
 
     def test_bad_syntax_is_an_error(self):
-        from instrument.syntax import ModelSyntaxError
+        from instrument.sem.syntax import ModelSyntaxError
         with pytest.raises(ModelSyntaxError):
             lavaan_syntax("f =~ ")
 
@@ -164,7 +164,7 @@ class TestLavaanOracle:
             assert (out / name).read_bytes() == (ORACLE / name).read_bytes(), name
 
     def test_fit_of_the_exported_files_matches_lavaan(self, exported):
-        from instrument.cfa import cfa
+        from instrument.sem.cfa import cfa
 
         model, data, _ = exported
         ref = json.loads((ORACLE / "lavaan_teacher.json").read_text())

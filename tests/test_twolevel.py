@@ -17,8 +17,8 @@ from scipy import stats
 
 from instrument import twolevel_cfa, twolevel_reliability
 from instrument.results import Table, dumps
-from instrument.syntax import ModelSyntaxError
-from instrument.twolevel import (TwoLevelReliability, TwoLevelResult, cluster_stats,
+from instrument.sem.syntax import ModelSyntaxError
+from instrument.sem.twolevel import (TwoLevelReliability, TwoLevelResult, cluster_stats,
                                  saturated_em, split_levels, twolevel_information,
                                  twolevel_loglik)
 

@@ -12,7 +12,7 @@ import pytest
 from numpy.testing import assert_allclose
 from threadpoolctl import threadpool_limits
 
-from instrument.cfa import cfa
+from instrument.sem.cfa import cfa
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"
 
@@ -139,7 +139,7 @@ class TestBfiWLSMV(CheckWLSMV):
         assert o["se"] == "robust.sem" and o["test"] == "scaled.shifted"
 
     def test_roundtrip(self):
-        from instrument.cfa_result import CFAResult
+        from instrument.sem.result import CFAResult
         back = CFAResult.from_dict(self.ours.to_dict())
         assert back.fit_measures["chisq.scaled"] == self.ours.fit_measures["chisq.scaled"]
 

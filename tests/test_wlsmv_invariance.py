@@ -13,8 +13,8 @@ import pytest
 from numpy.testing import assert_allclose
 from threadpoolctl import threadpool_limits
 
-from instrument.cfa import cfa
-from instrument.estimate.categorical import satorra2000_diff
+from instrument.sem.cfa import cfa
+from instrument.sem.estimators.categorical import satorra2000_diff
 
 FIX = Path(__file__).parent / "fixtures" / "wlsmv"
 
@@ -99,7 +99,7 @@ def test_intercepts_step_estimates():
 
 
 def test_lrt_needs_model_state():
-    from instrument.cfa_result import CFAResult
+    from instrument.sem.result import CFAResult
     f = fits()
     back = CFAResult.from_dict(f["loadings"].to_dict())
     with pytest.raises(ValueError, match="refit"):
@@ -119,8 +119,8 @@ GROUP_EQUAL = {"configural": (), "thresholds": ("thresholds",),
 
 
 def _canon(text: str) -> set:
-    from instrument.estimate.categorical import merge_rows
-    from instrument.syntax import parse_syntax
+    from instrument.sem.estimators.categorical import merge_rows
+    from instrument.sem.syntax import parse_syntax
 
     def norm(v):
         if v is None:
@@ -328,8 +328,8 @@ def test_wu_estabrook_binary_items(step):
 def test_fast_traces_equal_dense_formula():
     """`scaled_shifted_fast` (parameter-sized algebra) equals the polychoric helper's dense
     `dwls_scaled_shifted` on a two-group fit."""
-    from instrument.estimate.categorical import scaled_shifted_fast
-    from instrument.estimate.dwls import dwls_scaled_shifted
+    from instrument.sem.estimators.categorical import scaled_shifted_fast
+    from instrument.sem.estimators.dwls import dwls_scaled_shifted
     f = fits()["loadings"]
     st = f._wls_state
     D = st["model"].wls_delta(st["x"])

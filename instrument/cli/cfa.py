@@ -45,9 +45,9 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
     """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
-    from instrument.cfa import cfa as run_cfa
+    from instrument.sem.cfa import cfa as run_cfa
     from instrument.results import dumps
-    from instrument.syntax import ModelSyntaxError
+    from instrument.sem.syntax import ModelSyntaxError
 
     text = model_text(model)
     df = read_data(data)

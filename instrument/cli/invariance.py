@@ -30,7 +30,7 @@ def invariance(model: str, data: str, group: str, steps: str, estimator: str, ru
     """Fit the measurement-invariance ladder of MODEL on DATA (a CSV) across --group."""
     from instrument.invariance import invariance as run
     from instrument.results import dumps
-    from instrument.syntax import ModelSyntaxError
+    from instrument.sem.syntax import ModelSyntaxError
 
     try:
         ordv = True if ordered.strip().lower() == "all" else (split_list(ordered) or None)

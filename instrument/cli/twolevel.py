@@ -21,8 +21,8 @@ def twolevel(model: str, data: str, cluster: str, h1: str, json_out: str | None)
     import pandas as pd
 
     from instrument.results import dumps
-    from instrument.syntax import ModelSyntaxError
-    from instrument.twolevel import twolevel_cfa, twolevel_reliability
+    from instrument.sem.syntax import ModelSyntaxError
+    from instrument.sem.twolevel import twolevel_cfa, twolevel_reliability
 
     p = Path(model)
     text = p.read_text() if ("=~" not in model and p.is_file()) else model

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from instrument.syntax import parse_syntax
+from instrument.sem.syntax import parse_syntax
 
 __all__ = ["lavaan_syntax", "mplus_input", "mplus_names", "write_syntax"]
 
@@ -109,7 +109,7 @@ def lavaan_syntax(model: str, *, form: str = "", estimator: str = "ML",
     Parameters
     ----------
     model : str
-        lavaan model syntax (checked with `instrument.syntax.parse_syntax`).
+        lavaan model syntax (checked with `instrument.sem.syntax.parse_syntax`).
     form, estimator, ordered, missing
         As passed to `instrument.cfa`; ``ordered`` names the items treated as ordinal.
     names, data_file : optional

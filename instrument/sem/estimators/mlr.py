@@ -527,7 +527,7 @@ def mlr_vcov(groups: Sequence[RobustGroup], *,
             raise ValueError(f"mlr_vcov: group {i + 1} has no delta (Jacobian d m / d x').")
         if np.isnan(np.asarray(g.data, dtype=float)).any():
             raise ValueError(f"mlr_vcov: group {i + 1} data contain NaN; use "
-                             "instrument.estimate.fiml.fiml_mlr_vcov for missing data.")
+                             "instrument.sem.estimators.fiml.fiml_mlr_vcov for missing data.")
     ntot = sum(g.n for g in groups)
     E = information if information is not None else observed_information(
         groups, delta_fn=delta_fn, x=x, h=h)
@@ -569,7 +569,7 @@ class MLRFit:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MLRFit":
-        from instrument.teststat.yuan_bentler import YuanBentlerResult
+        from instrument.sem.test.yuan_bentler import YuanBentlerResult
         return cls(vcov=MLRVcov.from_dict(d["vcov"]), test=YuanBentlerResult.from_dict(d["test"]),
                    baseline=YuanBentlerResult.from_dict(d["baseline"]),
                    fit_measures={k: (float("nan") if v is None else v)
@@ -617,8 +617,8 @@ def mlr_fit(model, x, data: Sequence[np.ndarray], *, chisq: float, df: int,
               for X, (s, mu), D, cl in zip(data, imps, deltas, clusters)]
     v = mlr_vcov(groups, delta_fn=lambda xx: [np.asarray(D) for D in model.delta(xx)], x=x,
                  information=information)
-    from instrument.fit.robust import robust_fit_measures
-    from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete,
+    from instrument.sem.fit.robust import robust_fit_measures
+    from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete,
                                                   h1_trace_complete, yuan_bentler_mplus)
     ms = groups[0].meanstructure
     h1 = [h1_trace_complete(g.data, meanstructure=ms, cluster=g.cluster) for g in groups]

@@ -2,7 +2,7 @@
 parameterization, DWLS estimation, robust.sem standard errors and the scaled-shifted test
 (lavaan 0.6-14 ``cfa(..., ordered=, estimator = "WLSMV")``).
 
-The continuous engine (`instrument.estimate.model.Model`) supplies the latent-response moments
+The continuous engine (`instrument.sem.model.Model`) supplies the latent-response moments
 ``mu* = nu + Lambda B alpha`` and ``Sigma* = Lambda B Psi B' Lambda' + Theta`` and their Jacobian;
 this module maps them to lavaan's WLS moment vector ``[thresholds, correlations]`` per group:
 
@@ -22,16 +22,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.estimate.dwls import dwls_scaled_shifted, dwls_vcov_robust
-from instrument.estimate.ml import optimize_reporting
-from instrument.estimate.model import Model
-from instrument.estimate.polychoric import CategoricalSampleStats
-from instrument.estimate.post import standardized
-from instrument.estimate.samplestats import GroupStats, SampleStats
-from instrument.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
-from instrument.fit import other as _other
-from instrument.partable import PARTABLE_COLUMNS, ParTable, build_partable
-from instrument.syntax import SyntaxRow
+from instrument.sem.estimators.dwls import dwls_scaled_shifted, dwls_vcov_robust
+from instrument.sem.estimators.ml import optimize_reporting
+from instrument.sem.model import Model
+from instrument.sem.polychoric import CategoricalSampleStats
+from instrument.sem.post import standardized
+from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
+from instrument.sem.fit import other as _other
+from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
+from instrument.sem.syntax import SyntaxRow
 
 __all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -416,7 +416,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     correlation residuals with divisor p(p+1)/2.
     """
     import warnings as _warnings
-    from instrument.cfa_result import CFAResult
+    from instrument.sem.result import CFAResult
     from instrument.results import Meta
 
     warn = list(extra_warnings)
@@ -701,7 +701,7 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     Parameters
     ----------
     fit_h1 : CFAResult
-        The less restricted model (fewer df), fitted by `instrument.cfa.cfa` with ordered=.
+        The less restricted model (fewer df), fitted by `instrument.sem.cfa.cfa` with ordered=.
     fit_h0 : CFAResult
         The more restricted model.
 
@@ -842,7 +842,7 @@ def _catml_robust(model, x, cstats, deltas, st):
     data. Multivariate Behavioral Research, 56(3), 390-407.
     https://doi.org/10.1080/00273171.2020.1717922
     """
-    from instrument.estimate.ml import moment_weight
+    from instrument.sem.estimators.ml import moment_weight
 
     n = np.array([g.n for g in cstats.groups], float)
     fg = n / n.sum()
@@ -903,7 +903,7 @@ def _catml_robust(model, x, cstats, deltas, st):
 # ------------------------------------------------------------------------------------------
 
 def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
-    """`instrument.estimate.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
+    """`instrument.sem.estimators.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
 
     Notes
     -----
@@ -943,7 +943,7 @@ def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
 
 
 def _baseline_fast(stats) -> dict:
-    """`instrument.estimate.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
+    """`instrument.sem.estimators.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.groups]
     tot = sum(nfree)

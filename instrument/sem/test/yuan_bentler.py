@@ -14,7 +14,7 @@ lavaan 0.6-14 (``lav_test_yuan_bentler`` / ``lav_test_yuan_bentler_mplus_trace``
   always **unstructured** for this test (evaluated at the sample moments; for FIML at the EM
   estimates);
 * ``B0_g = Delta_g' B1_g^{structured} Delta_g`` (unweighted) and ``E`` the model's unit observed
-  information, both as used for the Huber-White standard errors (`instrument.estimate.mlr`);
+  information, both as used for the Huber-White standard errors (`instrument.sem.estimators.mlr`);
 * ``scaling.factor.h1 = sum_g tr(B1 A1^-1) / sum_g ndat_g`` and
   ``scaling.factor.h0 = sum_g (n_g/N) tr(B0_g E^-1) / npar``.
 
@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.estimate.mlr import (RobustGroup, _cluster_sum, _sym_inv, h1_information_firstorder,
+from instrument.sem.estimators.mlr import (RobustGroup, _cluster_sum, _sym_inv, h1_information_firstorder,
                                      h1_information_observed, sample_moments)
 
 __all__ = ["YuanBentlerResult", "h1_trace_complete", "yuan_bentler_mplus",
@@ -129,7 +129,7 @@ def yuan_bentler_mplus(chisq: float, df: int, *, h1_traces: Sequence[float],
     ----------
     chisq, df : the unscaled (ML or FIML) test statistic and its degrees of freedom.
     h1_traces, h1_ndat : per group ``tr(B1 A1^-1)`` of the unstructured h1 model and the number
-        of sample moments (`h1_trace_complete`, or `instrument.estimate.fiml.fiml_h1_trace`).
+        of sample moments (`h1_trace_complete`, or `instrument.sem.estimators.fiml.fiml_h1_trace`).
     information_inv : ``E^-1``, the inverse unit observed information of the model.
     B0_group : per group unweighted ``Delta_g' B1_g Delta_g`` (structured).
     nobs : per group sample sizes.
@@ -166,7 +166,7 @@ def yuan_bentler_mplus_complete(groups: Sequence[RobustGroup], chisq: float, df:
                                 mlr, chisq_group: Sequence[float] | None = None
                                 ) -> YuanBentlerResult:
     """Convenience: the Yuan-Bentler test for complete data from `RobustGroup` s and an
-    `instrument.estimate.mlr.MLRVcov` (which holds ``E^-1`` and ``B0_group``)."""
+    `instrument.sem.estimators.mlr.MLRVcov` (which holds ``E^-1`` and ``B0_group``)."""
     traces, ndat = zip(*(h1_trace_complete(g.data, meanstructure=g.meanstructure,
                                            cluster=g.cluster) for g in groups))
     return yuan_bentler_mplus(chisq, df, h1_traces=traces, h1_ndat=ndat,

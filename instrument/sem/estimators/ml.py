@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instrument.estimate.model import Model
-from instrument.estimate.samplestats import SampleStats
+from instrument.sem.model import Model
+from instrument.sem.samplestats import SampleStats
 
 __all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas",
            "expected_information", "observed_information", "weighted_delta_factored", "hessian_information", "weighted_delta", "gamma_nt",

@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.estimate.model import Model, vech_indices
-from instrument.estimate.samplestats import GroupStats, SampleStats
-from instrument.fit import cfi as _cfi
-from instrument.fit import info as _info
-from instrument.fit import rmsea as _rmsea
-from instrument.partable import ParTable, build_partable
+from instrument.sem.model import Model, vech_indices
+from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.fit import cfi as _cfi
+from instrument.sem.fit import info as _info
+from instrument.sem.fit import rmsea as _rmsea
+from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
-from instrument.syntax import ModelSyntaxError, parse_syntax
+from instrument.sem.syntax import ModelSyntaxError, parse_syntax
 
 __all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
            "split_levels", "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em",

@@ -1,12 +1,12 @@
 """Fast FIML information matrices for many missing-data patterns (issue 6 wiring).
 
-`instrument.estimate.fiml` builds the observed h1 information pattern by pattern in the
+`instrument.sem.estimators.fiml` builds the observed h1 information pattern by pattern in the
 ``(p + p*)``-dimensional moment space, which costs ``K q*^2`` memory and time for K patterns of
 q observed variables; with 40 items and 10% MCAR almost every row is its own pattern and that is
 out of reach. Here the same matrix is assembled from two Gram matrices of the per-pattern
 inverse covariance matrices (embedded in p x p), so the cost is ``K p*^2`` in a single BLAS
 product, and the observed information of the model follows as ``Delta' A1 Delta`` plus the
-curvature term. The functions reproduce `instrument.estimate.fiml` (tests check equality to
+curvature term. The functions reproduce `instrument.sem.estimators.fiml` (tests check equality to
 rounding) and lavaan 0.6-14 through it.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from instrument.estimate.fiml import (H1Result, MissingPatterns, _baseline_delta,
+from instrument.sem.estimators.fiml import (H1Result, MissingPatterns, _baseline_delta,
                                       _h1_expected_ms, corrected_from_blocks, _ml_discrepancy, fiml_baseline,
                                       fiml_h1_information_firstorder)
-from instrument.estimate.mlr import _richardson_curvature, vech_indices, vech_weights
+from instrument.sem.estimators.mlr import _richardson_curvature, vech_indices, vech_weights
 
 __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_delta_fn",
            "curvature_term",
@@ -28,7 +28,7 @@ __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_de
 def _block_inv_schur(sigma: np.ndarray, b, p: int, Lam: np.ndarray,
                      logdet_sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Stacked ``(Sigma_oo)^-1`` and ``log|Sigma_oo|`` of the patterns of a block from the
-    precision matrix ``Lam = Sigma^-1`` (same result as `instrument.estimate.fiml._block_inv`):
+    precision matrix ``Lam = Sigma^-1`` (same result as `instrument.sem.estimators.fiml._block_inv`):
     ``(Sigma_oo)^-1 = Lam_oo - Lam_om Lam_mm^-1 Lam_mo`` and
     ``log|Sigma_oo| = log|Sigma| + log|Lam_mm|``, so each pattern only factors its small
     missing-by-missing block."""
@@ -92,7 +92,7 @@ def _embedded(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray):
 def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np.ndarray, *,
                                  ntotal: int | None = None) -> np.ndarray:
     """Unit observed h1 information of FIML w.r.t. ``[mu, vech(sigma)]`` (same matrix as
-    `instrument.estimate.fiml.fiml_h1_information_observed`).
+    `instrument.sem.estimators.fiml.fiml_h1_information_observed`).
 
     Notes
     -----
@@ -159,7 +159,7 @@ def fast_delta_fn(model) -> Callable[[np.ndarray], list]:
 
 def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
                               model=None) -> np.ndarray:
-    """Unit observed information of an `instrument.estimate.fiml.FIMLObjective`:
+    """Unit observed information of an `instrument.sem.estimators.fiml.FIMLObjective`:
     ``sum_g Delta_g' A1obs_g Delta_g`` (`h1_information_observed_fast`) plus the curvature term
     ``sum_k g_k d^2 m_k / dx dx'`` by 4-point differences of ``delta_fn`` (lavaan's step 1e-6).
     Equals ``objective.observed_information_analytic(x)``. With the engine ``model`` the
@@ -180,7 +180,7 @@ def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
 
 def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | None = None,
                   A1: np.ndarray | None = None) -> tuple[float, int]:
-    """``tr(B1 A1^-1)`` at the EM estimates (= `instrument.estimate.fiml.fiml_h1_trace`);
+    """``tr(B1 A1^-1)`` at the EM estimates (= `instrument.sem.estimators.fiml.fiml_h1_trace`);
     ``A1`` may be passed when already computed (`h1_information_observed_fast` at the EM
     estimates)."""
     if A1 is None:
@@ -192,8 +192,8 @@ def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | N
 def baseline_yuan_bentler_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result], *,
                                clusters: Sequence[np.ndarray | None] | None = None,
                                h1_traces: Sequence[tuple[float, int]] | None = None):
-    """= `instrument.estimate.fiml.fiml_baseline_yuan_bentler` with the fast h1 matrices."""
-    from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+    """= `instrument.sem.estimators.fiml.fiml_baseline_yuan_bentler` with the fast h1 matrices."""
+    from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
     clusters = list(clusters) if clusters is not None else [None] * len(patterns)
     N = sum(pt.n for pt in patterns)
     G = len(patterns)
@@ -227,7 +227,7 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
                         delta: Sequence[np.ndarray], df: int, *, version: str = "V6",
                         clusters: Sequence[np.ndarray | None] | None = None,
                         h1_information: Sequence[np.ndarray] | None = None) -> dict:
-    """= `instrument.estimate.fiml.fiml_corrected` (lavaan's FIML-corrected robust CFI/RMSEA,
+    """= `instrument.sem.estimators.fiml.fiml_corrected` (lavaan's FIML-corrected robust CFI/RMSEA,
     Zhang & Savalei 2023) with the fast h1 matrices; see that function for the formulas.
     ``clusters`` (per group labels or None) make the V3 first-order matrix cluster-robust (scores
     summed within clusters), as lavaan with ``cluster=``; ``h1_information`` (per group unit
@@ -261,7 +261,7 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
 def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
                    weights: Sequence[float], *, h: float = 1e-6) -> np.ndarray:
     """``sum_g w_g sum_k g_gk d^2 m_gk / dx dx'``, the second-derivative part of an observed
-    information, for an engine `instrument.estimate.model.Model`.
+    information, for an engine `instrument.sem.model.Model`.
 
     Notes
     -----
@@ -274,7 +274,7 @@ def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
     ``2 (G Lambda)_ic [a=c]`` for c = d) and ``d^2 phi / d lambda_ia d alpha_b = g_mu,i [a=b]``.
     With latent regressions the term is computed by lavaan's 4-point differences of Delta.
     """
-    from instrument.estimate.model import _ALPHA, _LAMBDA, _PSI
+    from instrument.sem.model import _ALPHA, _LAMBDA, _PSI
     if getattr(model, "has_beta", False):
         return _richardson_curvature(fast_delta_fn(model), x, moment_grads, weights, h)
     p = model.p
@@ -314,12 +314,12 @@ def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
 def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20000,
                       start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
     """EM for the saturated normal model, batched over the patterns of each block; the same
-    iteration, start and stopping rule as `instrument.estimate.fiml.em_saturated`
+    iteration, start and stopping rule as `instrument.sem.estimators.fiml.em_saturated`
     (max change of a mean or covariance element below ``tol``). The E-step regression of the
     missing on the observed variables uses the precision matrix ``Lam = Sigma^-1``
     (``B = -Lam_mm^-1 Lam_mo``, conditional covariance ``Lam_mm^-1``), so each pattern needs
     only the inverse of its small missing-by-missing block."""
-    from instrument.estimate.fiml import fiml_loglik
+    from instrument.sem.estimators.fiml import fiml_loglik
     p, N = pat.p, pat.n
     if start is None:
         mu, var = pat.available_moments()
@@ -384,7 +384,7 @@ def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int
 
 
 class FIMLObjectiveCached:
-    """`instrument.estimate.fiml.FIMLObjective` whose ``value`` and ``gradient`` share one
+    """`instrument.sem.estimators.fiml.FIMLObjective` whose ``value`` and ``gradient`` share one
     factorisation per pattern block: both are computed together and the last point is cached
     (the optimiser asks for the gradient where it last evaluated the value)."""
 
@@ -402,7 +402,7 @@ class FIMLObjectiveCached:
         key = x.tobytes()
         if key == self._key:
             return self._val
-        from instrument.estimate.fiml import LOG2PI
+        from instrument.sem.estimators.fiml import LOG2PI
         N = self.ntotal
         ll = 0.0
         grads = []

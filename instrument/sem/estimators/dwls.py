@@ -1,7 +1,7 @@
 """The model-free algebra of WLSMV: DWLS information, robust ("sandwich") covariance of the
 estimates and the scaled-shifted test, given the model Jacobian Delta.
 
-A WLSMV estimator needs, besides the DWLS fit function (`instrument.estimate.polychoric.dwls_fx`),
+A WLSMV estimator needs, besides the DWLS fit function (`instrument.sem.polychoric.dwls_fx`),
 three formulas that only combine the model Jacobian ``Delta_g = d sigma_g / d x`` (rows in the
 order of ``wls_obs``, columns the optimiser's free parameters) with the sample statistics
 (`CategoricalSampleStats`: ``WLS_V``, ``NACOV``, ``n``). They live here so the estimator only has
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import chi2
 
-from instrument.estimate.polychoric import CategoricalSampleStats, dwls_fx
+from instrument.sem.polychoric import CategoricalSampleStats, dwls_fx
 
 __all__ = ["dwls_information", "dwls_vcov_robust", "dwls_scaled_shifted", "dwls_baseline"]
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.estimate.ml import expected_information, gamma_nt, moment_weight
-from instrument.estimate.model import Model
-from instrument.estimate.samplestats import SampleStats
-from instrument.partable import ParTable
+from instrument.sem.estimators.ml import expected_information, gamma_nt, moment_weight
+from instrument.sem.model import Model
+from instrument.sem.samplestats import SampleStats
+from instrument.sem.partable import ParTable
 
 __all__ = ["standardized", "r2", "residuals", "modindices", "factor_scores"]
 
@@ -209,7 +209,7 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
                 a, b = ov[i], ov[j]
                 if (a, "~~", b, g) not in have and (b, "~~", a, g) not in have:
                     new.append((a, "~~", b, g))
-    from instrument.estimate.ml import MLObjective
+    from instrument.sem.estimators.ml import MLObjective
     vals = model.x_to_partable(x)
     ext = f.copy()
     ext["est"] = vals

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instrument.estimate.samplestats import SampleStats
-from instrument.partable import ParTable
+from instrument.sem.samplestats import SampleStats
+from instrument.sem.partable import ParTable
 
 __all__ = ["Model", "Implied", "vech_indices"]
 
@@ -344,7 +344,7 @@ class Model:
         -------
         list of (a, b), per group two arrays (p, n_free_in_group); columns of mean parameters
         (nu, alpha) are zero. Used to apply the normal-theory weight in O(p^2) per column
-        (see `instrument.estimate.ml.weighted_delta_factored`).
+        (see `instrument.sem.estimators.ml.weighted_delta_factored`).
 
         Notes
         -----

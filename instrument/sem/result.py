@@ -35,7 +35,7 @@ class CFAResult:
     partable : DataFrame
         lavaan's parameter table with ``est``, ``se`` and ``start`` filled in.
     fit_measures : dict
-        lavaan's ``fitMeasures()`` names (see `instrument.fit.FIT_MEASURE_NAMES`).
+        lavaan's ``fitMeasures()`` names (see `instrument.sem.fit.FIT_MEASURE_NAMES`).
     estimates : DataFrame
         ``lhs op rhs group label est se z pvalue ci.lower ci.upper std.lv std.all``
         (lavaan's ``parameterEstimates()`` plus ``standardizedSolution()``'s est.std as std.all).
@@ -137,9 +137,9 @@ class CFAResult:
                 "measures in .fit_measures.")
 
     def _rebuilt(self):
-        from instrument.estimate.model import Model
-        from instrument.estimate.samplestats import GroupStats, SampleStats
-        from instrument.partable import PARTABLE_COLUMNS, ParTable
+        from instrument.sem.model import Model
+        from instrument.sem.samplestats import GroupStats, SampleStats
+        from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
         meanstructure = bool((self.partable["op"] == "~1").any())
         pt = ParTable(self.partable[list(PARTABLE_COLUMNS)].copy(), self.ov_names, self.lv_names,
                       len(self.group_labels), self.group_labels, meanstructure, self.constraints)
@@ -157,7 +157,7 @@ class CFAResult:
     # ------------------------------------------------------------------ accessors
     def fitmeasures(self, names: Sequence[str] | str | None = None) -> dict:
         """Selected fit measures by lavaan name; unknown names raise ValueError."""
-        from instrument.fit import check_names
+        from instrument.sem.fit import check_names
         if names is None:
             return dict(self.fit_measures)
         out = {}
@@ -168,7 +168,7 @@ class CFAResult:
     @property
     def r2(self) -> dict | list:
         """R² of the observed (and endogenous latent) variables; a list of dicts per group."""
-        from instrument.estimate.post import r2
+        from instrument.sem.post import r2
         if str(self.meta.options.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):
             # latent responses: 1 - standardized residual variance (lavaan's R-square)
             e = self.estimates
@@ -191,7 +191,7 @@ class CFAResult:
         type : {"raw", "cor.bentler", "cor.bollen", "standardized"}
             lavaan's ``residuals(fit, type=)``; "standardized" gives z statistics.
         """
-        from instrument.estimate.post import residuals
+        from instrument.sem.post import residuals
         self._no_categorical("residuals")
         model, x, stats = self._rebuilt()
         vcx = None
@@ -215,11 +215,11 @@ class CFAResult:
         """
         from scipy import stats as st
 
-        from instrument.estimate.post import standardized_se
+        from instrument.sem.post import standardized_se
         self._no_categorical("standardized_solution")
         model, x, _ = self._rebuilt()
         vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
-        from instrument.estimate.ml import single_threaded_blas
+        from instrument.sem.estimators.ml import single_threaded_blas
         with single_threaded_blas():
             est, se = standardized_se(model, x, vcx, type=type)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -236,8 +236,8 @@ class CFAResult:
         """Modification indices for fixed-to-zero loadings and residual covariances
         (lavaan ``modindices()``: columns ``lhs op rhs group mi epc sepc.lv sepc.all sepc.nox``).
         """
-        from instrument.estimate.post import modindices
-        from instrument.estimate.ml import single_threaded_blas
+        from instrument.sem.post import modindices
+        from instrument.sem.estimators.ml import single_threaded_blas
         self._no_categorical("modindices")
         model, x, stats = self._rebuilt()
         with single_threaded_blas():
@@ -262,7 +262,7 @@ class CFAResult:
         -------
         DataFrame with one column per latent variable, indexed like ``data``.
         """
-        from instrument.estimate.post import factor_scores
+        from instrument.sem.post import factor_scores
         if method not in ("regression", "Bartlett"):
             raise ValueError(f"method= must be one of 'regression', 'Bartlett'; got {method!r}")
         missing = [v for v in self.ov_names if v not in data.columns]

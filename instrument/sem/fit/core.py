@@ -2,10 +2,10 @@
 RMSEA, from a handful of numbers (lavaan 0.6-14 ``fitMeasures()`` names and definitions)."""
 from __future__ import annotations
 
-from instrument.fit import cfi as _cfi
-from instrument.fit import chisq as _chisq
-from instrument.fit import info as _info
-from instrument.fit import rmsea as _rmsea
+from instrument.sem.fit import cfi as _cfi
+from instrument.sem.fit import chisq as _chisq
+from instrument.sem.fit import info as _info
+from instrument.sem.fit import rmsea as _rmsea
 
 
 def core_measures(chisq: float, df: int, baseline_chisq: float, baseline_df: int, *,
@@ -15,7 +15,7 @@ def core_measures(chisq: float, df: int, baseline_chisq: float, baseline_df: int
     unrestricted.logl aic bic ntotal bic2 rmsea rmsea.ci.* rmsea.pvalue rmsea.notclose.*``.
 
     ``n_rmsea`` is the N of RMSEA and its interval (N, or N - G for wishart; refs convention 4);
-    the formulas are those of `instrument.fit.cfi`, `.rmsea`, `.info` and `.chisq`.
+    the formulas are those of `instrument.sem.fit.cfi`, `.rmsea`, `.info` and `.chisq`.
     """
     bl, df_b, G = baseline_chisq, baseline_df, ngroups
     lo, hi = _rmsea.rmsea_ci(chisq, df, n_rmsea, ngroups=G)

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.fit.robust import rmsea as _rmsea
+from instrument.sem.fit.robust import rmsea as _rmsea
 
 __all__ = ["DiffTest", "lrt", "satorra_bentler_2001", "satorra_bentler_2010",
            "satorra_bentler_2010_c10", "information_is_pd", "rmsea_d", "lrt_table"]
@@ -168,11 +168,11 @@ def satorra_bentler_2010_c10(*, h1_traces: Sequence[float], m10_information: np.
     ``c10 = [sum_g tr(B1_g A1_g^-1) - sum_g (n_g/N) tr(B0_g^{M10} E_{M10}^-1)] / df1`` where the
     M10 matrices are model 1's observed information and first-order blocks evaluated at the
     parameter vector that reproduces model 0's estimates (build them with
-    `instrument.estimate.mlr.observed_information` / `firstorder_information` on model 1's
+    `instrument.sem.estimators.mlr.observed_information` / `firstorder_information` on model 1's
     Jacobian and implied moments at that point). The unstructured h1 traces are the data's and
     do not depend on the model.
     """
-    from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+    from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
     E_inv = np.linalg.pinv(m10_information)
     res = yuan_bentler_mplus(0.0, df1, h1_traces=h1_traces,
                              h1_ndat=[1] * len(h1_traces), information_inv=E_inv,

@@ -41,7 +41,7 @@ def check_names(names: Iterable[str]) -> list[str]:
     bad = [n for n in names if n not in _NAMES]
     if bad:
         raise ValueError(f"unknown fit measure(s) {bad}; names follow lavaan's fitMeasures() "
-                         "(see instrument.fit.FIT_MEASURE_NAMES)")
+                         "(see instrument.sem.fit.FIT_MEASURE_NAMES)")
     return names
 
 

@@ -1,6 +1,6 @@
 """`cfa()` for ordered indicators (estimator WLSMV or ULSMV): the data step.
 
-`instrument.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
+`instrument.sem.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
 """
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.estimate.categorical import (PARAMETERIZATIONS, build_categorical_partable,
+from instrument.sem.estimators.categorical import (PARAMETERIZATIONS, build_categorical_partable,
                                              fit_categorical, merge_rows)
-from instrument.estimate.polychoric import sample_stats_ordinal
-from instrument.partable import GROUP_EQUAL_TYPES, model_variables
+from instrument.sem.polychoric import sample_stats_ordinal
+from instrument.sem.partable import GROUP_EQUAL_TYPES, model_variables
 from instrument.results import Meta, hash_frame
-from instrument.syntax import parse_syntax
+from instrument.sem.syntax import parse_syntax
 
 __all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
 
@@ -75,8 +75,8 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     Notes
     -----
     Two-step estimation (Muthen, 1984): sample thresholds, polychoric correlations and their
-    asymptotic covariance (`instrument.estimate.polychoric.sample_stats_ordinal`), then the
-    model by DWLS (`instrument.estimate.categorical`). lavaan 0.6-14's WLSMV.
+    asymptotic covariance (`instrument.sem.polychoric.sample_stats_ordinal`), then the
+    model by DWLS (`instrument.sem.estimators.categorical`). lavaan 0.6-14's WLSMV.
 
     References
     ----------

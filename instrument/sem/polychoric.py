@@ -25,7 +25,7 @@ thresholds and implied correlations in the same order (lavaan's ``wls.est``). la
 by the factor (N-1)/N). `dwls_fx` computes exactly this; the tests check it against lavaan's
 ``chisq`` with lavaan's own ``wls.est``. The remaining model-free WLSMV algebra (robust
 covariance of the estimates, scaled-shifted test, baseline model) is in
-`instrument.estimate.dwls`; it needs only the model Jacobian ``Delta`` from the engine.
+`instrument.sem.estimators.dwls`; it needs only the model Jacobian ``Delta`` from the engine.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
-from instrument.estimate.bvnorm import dbivnorm, pbivnorm
+from instrument.sem.bvnorm import dbivnorm, pbivnorm
 from instrument.results import Table, dumps, from_jsonable, to_jsonable
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.syntax import SyntaxRow, parse_syntax
+from instrument.sem.syntax import SyntaxRow, parse_syntax
 
 __all__ = ["ParTable", "build_partable", "model_variables", "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
 

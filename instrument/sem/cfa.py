@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.cfa_result import CFAResult
-from instrument.estimate.ml import (MLObjective, optimize_reporting, expected_information, hessian_information,
+from instrument.sem.result import CFAResult
+from instrument.sem.estimators.ml import (MLObjective, optimize_reporting, expected_information, hessian_information,
                                     single_threaded_blas)
-from instrument.estimate.model import Model
-from instrument.estimate.post import standardized
-from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
-from instrument.fit import in_lavaan_order
-from instrument.fit import chisq as _chisq, info as _info
-from instrument.fit import other as _other, srmr as _srmr
-from instrument.fit.core import core_measures
-from instrument.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
+from instrument.sem.model import Model
+from instrument.sem.post import standardized
+from instrument.sem.samplestats import GroupStats, SampleStats, group_labels_in_order
+from instrument.sem.fit import in_lavaan_order
+from instrument.sem.fit import chisq as _chisq, info as _info
+from instrument.sem.fit import other as _other, srmr as _srmr
+from instrument.sem.fit.core import core_measures
+from instrument.sem.partable import GROUP_EQUAL_TYPES, ParTable, build_partable, model_variables
 from instrument.results import Meta, hash_frame
-from instrument.syntax import parse_syntax
+from instrument.sem.syntax import parse_syntax
 
 __all__ = ["cfa", "fit_partable", "compute_fit_measures"]
 
@@ -53,14 +53,14 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     Parameters
     ----------
     model : str
-        lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.syntax`).
+        lavaan model syntax (``f =~ x1 + x2 + x3``; see `instrument.sem.syntax`).
     data : pandas.DataFrame
         One row per respondent; the model's observed variables must be numeric columns.
     estimator : {"ML", "MLR", "WLSMV", "ULSMV"}, optional
         Default "ML", or "WLSMV" when `ordered` is given (ordered items with "ML"/"MLR" is an
         error: drop ordered= to treat them as continuous). "WLSMV"/"ULSMV" need `ordered`.
         "MLR": robust (Huber-White) SEs and the Yuan-Bentler scaled test (see
-        `instrument.cfa_robust`).
+        `instrument.sem.cfa_robust`).
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -80,10 +80,10 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     missing : {"listwise", "pairwise", "fiml"}, optional
         Default "listwise" (rows with a missing model variable or group are dropped); with
         ordered items default "pairwise". "fiml": full information ML (lavaan
-        ``missing = "ml"``, see `instrument.cfa_robust`); with ordered items it is an error that
+        ``missing = "ml"``, see `instrument.sem.cfa_robust`); with ordered items it is an error that
         names the alternatives.
     ordered : sequence of str or True, optional
-        Ordered (ordinal) indicators: the fit is done by `instrument.cfa_ordinal.cfa_ordinal`
+        Ordered (ordinal) indicators: the fit is done by `instrument.sem.cfa_ordinal.cfa_ordinal`
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
@@ -116,13 +116,13 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     >>> fit = cfa("visual =~ x1 + x2 + x3", hs)                  # doctest: +SKIP
     >>> # In R: cfa("visual =~ x1 + x2 + x3", data = hs)
     """
-    # --- ordered indicators (WLSMV/ULSMV, instrument.cfa_ordinal): defaults that never collide
+    # --- ordered indicators (WLSMV/ULSMV, instrument.sem.cfa_ordinal): defaults that never collide
     if ordered is not None and ordered is not False and estimator in ("ML", "MLR"):
         raise ValueError(f"estimator={estimator!r} treats items as continuous and cannot be "
                          "combined with ordered=; use estimator='WLSMV' (or drop ordered= to "
                          "analyse the items as continuous).")
     if (ordered is not None and ordered is not False) or estimator in ("WLSMV", "ULSMV"):
-        from instrument.cfa_ordinal import cfa_ordinal
+        from instrument.sem.cfa_ordinal import cfa_ordinal
         if ordered is None or ordered is False:
             raise ValueError(f"estimator={estimator!r} needs ordered= (the ordinal items, or "
                              "True for all); continuous WLSMV is not implemented.")
@@ -154,7 +154,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
     if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        from instrument.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
+        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
         return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
                           group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
                           likelihood=likelihood, information=information, se=se, missing=missing,
@@ -337,7 +337,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
 
 def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
                          likelihood: str = "normal") -> tuple[dict, list]:
-    """lavaan's ``fitMeasures()`` for an ML fit (names in `instrument.fit.FIT_MEASURE_NAMES`).
+    """lavaan's ``fitMeasures()`` for an ML fit (names in `instrument.sem.fit.FIT_MEASURE_NAMES`).
 
     Returns
     -------
@@ -349,7 +349,7 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
     chisq = N F (N - G with wishart); df = G p*(+p) - npar; npar counts unique free parameters
     (equality constraints removed). Baseline: independence model (free variances and means).
     logl uses the divisor-N moments; AIC/BIC/SABIC from logl and npar; RMSEA/CFI/TLI/SRMR per
-    `instrument.fit`.
+    `instrument.sem.fit`.
     """
     obj = MLObjective(model, stats, likelihood)
     G = stats.ngroups

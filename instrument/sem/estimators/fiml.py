@@ -58,7 +58,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.estimate.mlr import (_cluster_sum, _richardson_curvature, _sym_inv,
+from instrument.sem.estimators.mlr import (_cluster_sum, _richardson_curvature, _sym_inv,
                                      huber_white_vcov, vech, vech_indices, vech_weights)
 
 __all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
@@ -296,7 +296,7 @@ def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np
     """Unit observed information (Hessian of ``-logl/N`` w.r.t. ``[mu, vech(sigma)]``).
 
     Sum over patterns of ``n_k/N`` times the complete-data observed information of the observed
-    sub-vector (`instrument.estimate.mlr.h1_information_observed` with ``W_k``), scattered into
+    sub-vector (`instrument.sem.estimators.mlr.h1_information_observed` with ``W_k``), scattered into
     the full ``(p + p*)`` matrix (lavaan ``lav_mvnorm_missing_information_observed_samplestats``).
     Batched over the patterns of a block.
     """
@@ -613,9 +613,9 @@ def fiml_mlr_vcov(objective: FIMLObjective, x, *, information: np.ndarray | None
 
     ``B0 = sum_g (n_g/N) Delta_g' B1_g Delta_g`` with ``B1_g`` = `fiml_h1_information_firstorder`
     at the implied moments (structured), ``E`` the observed information. Returns an
-    `instrument.estimate.mlr.MLRVcov`.
+    `instrument.sem.estimators.mlr.MLRVcov`.
     """
-    from instrument.estimate.mlr import MLRVcov
+    from instrument.sem.estimators.mlr import MLRVcov
     x = np.asarray(x, dtype=float)
     E = objective.observed_information(x) if information is None else information
     E_inv = np.linalg.inv(E)
@@ -641,7 +641,7 @@ def fiml_h1_trace(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | N
 
     ``A1`` = `fiml_h1_information_observed`, ``B1`` = `fiml_h1_information_firstorder`, both at
     ``(h1.cov, h1.mean)`` (pass them when already computed); the input of
-    `instrument.teststat.yuan_bentler.yuan_bentler_mplus`.
+    `instrument.sem.test.yuan_bentler.yuan_bentler_mplus`.
     """
     if A1 is None:
         A1 = fiml_h1_information_observed(pat, h1.cov, h1.mean)
@@ -790,10 +790,10 @@ def fiml_baseline_yuan_bentler(patterns: Sequence[MissingPatterns], h1: Sequence
 
     Returns
     -------
-    instrument.teststat.yuan_bentler.YuanBentlerResult
+    instrument.sem.test.yuan_bentler.YuanBentlerResult
         ``chisq`` = ``baseline.chisq`` and ``scaling_factor`` = ``baseline.chisq.scaling.factor``.
     """
-    from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+    from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
     clusters = list(clusters) if clusters is not None else [None] * len(patterns)
     N = sum(pt.n for pt in patterns)
     G = len(patterns)
@@ -852,7 +852,7 @@ def fiml_corrected(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result],
     dict
         ``XX3`` (N F_ML of the FIML estimates at the EM moments, summed over groups), ``df3``,
         ``c.hat3``, ``XX3.scaled``, ``XX3.null``, ``df3.null``, ``c.hat3.null``; feed them to
-        `instrument.fit.robust.cfi` / ``tli`` / ``rmsea`` as ``chisq, df, c`` (and the ``.null``
+        `instrument.sem.fit.robust.cfi` / ``tli`` / ``rmsea`` as ``chisq, df, c`` (and the ``.null``
         ones as the baseline).
 
     Notes
@@ -931,7 +931,7 @@ def corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, *, p: int, npatterns:
 
 
 def _h1_expected_ms(S: np.ndarray) -> np.ndarray:
-    from instrument.estimate.mlr import h1_information_expected
+    from instrument.sem.estimators.mlr import h1_information_expected
     return h1_information_expected(S, meanstructure=True)
 
 
@@ -1003,11 +1003,11 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
         ``baseline.df``, ``baseline.pvalue``, ``cfi``, ``tli``, ``rmsea``, ``rmsea.ci.lower``,
         ``rmsea.ci.upper``, ``srmr``, ``srmr_bentler_nomean``, ``cfi.robust``, ``tli.robust``,
         ``rmsea.robust``, ``rmsea.ci.lower.robust``, ``rmsea.ci.upper.robust``, and for MLR also
-        the scaled measures of `instrument.fit.robust.robust_fit_measures`.
+        the scaled measures of `instrument.sem.fit.robust.robust_fit_measures`.
     """
     from scipy import stats
 
-    from instrument.fit import robust as fr
+    from instrument.sem.fit import robust as fr
     if estimator not in ("ML", "MLR"):
         raise ValueError(f"estimator= must be one of 'ML', 'MLR'; got {estimator!r}.")
     x = np.asarray(x, dtype=float)
@@ -1046,7 +1046,7 @@ def fiml_fit(model, x, data: Sequence[np.ndarray], *, df: int, estimator: str = 
         V = 0.5 * (V + V.T)
         version = "V6"
     else:
-        from instrument.teststat.yuan_bentler import yuan_bentler_mplus
+        from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
         mv = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
         V = mv.vcov
         tr = [fiml_h1_trace(pt, h, A1=a, B1=j) for pt, h, a, j in zip(pats, h1, Wm, Jm)]

@@ -1,17 +1,17 @@
 """`cfa()` with robust ML (MLR), full-information ML for missing data (FIML) and cluster-robust
 inference, matching lavaan 0.6-14 (issue 6 wiring of the engine and the robust formula layer).
 
-`instrument.cfa.cfa` hands over to `cfa_robust` when ``estimator="MLR"``, ``missing="fiml"`` or
+`instrument.sem.cfa.cfa` hands over to `cfa_robust` when ``estimator="MLR"``, ``missing="fiml"`` or
 ``cluster=`` is given. The pieces:
 
-* **MLR, complete data**: ML estimates (`instrument.cfa.fit_partable`), Huber-White standard
-  errors with the observed information (`instrument.estimate.mlr.mlr_vcov`), the Yuan-Bentler
+* **MLR, complete data**: ML estimates (`instrument.sem.cfa.fit_partable`), Huber-White standard
+  errors with the observed information (`instrument.sem.estimators.mlr.mlr_vcov`), the Yuan-Bentler
   (Mplus) scaled test of the model and of the baseline
-  (`instrument.teststat.yuan_bentler`), and the scaled/robust fit indices
-  (`instrument.fit.robust.robust_fit_measures`).
+  (`instrument.sem.test.yuan_bentler`), and the scaled/robust fit indices
+  (`instrument.sem.fit.robust.robust_fit_measures`).
 * **FIML** (lavaan ``missing = "ml"``): the FIML objective
-  (`instrument.estimate.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring optimiser
-  (`instrument.estimate.ml.optimize`), observed-information standard errors, the saturated
+  (`instrument.sem.estimators.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring optimiser
+  (`instrument.sem.estimators.ml.optimize`), observed-information standard errors, the saturated
   model by EM for ``chisq``, ``unrestricted.logl`` and SRMR, the FIML baseline, lavaan's
   FIML-corrected robust CFI/TLI/RMSEA (Zhang & Savalei) and a missing-data summary.
 * **cluster=** (single-level model): cluster-robust first-order information (scores summed
@@ -28,27 +28,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.cfa_result import CFAResult
-from instrument.estimate.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
+from instrument.sem.result import CFAResult
+from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
                                       fiml_mlr_vcov, missing_patterns, missing_summary,
                                       srmr_bentler)
-from instrument.estimate.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
+from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
                                            curvature_term, em_saturated_fast, fast_delta_fn,
                                            h1_information_observed_fast,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
-from instrument.estimate.ml import MLObjective, optimize, weighted_delta
-from instrument.estimate.mlr import RobustGroup, ml_moment_gradient, vech_indices
-from instrument.estimate.model import Model
-from instrument.estimate.post import standardized
-from instrument.estimate.samplestats import GroupStats, SampleStats, group_labels_in_order
-from instrument.fit import cfi as _cfi
-from instrument.fit import robust as _rob
-from instrument.fit.core import core_measures
-from instrument.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
+from instrument.sem.estimators.ml import MLObjective, optimize, weighted_delta
+from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, vech_indices
+from instrument.sem.model import Model
+from instrument.sem.post import standardized
+from instrument.sem.samplestats import GroupStats, SampleStats, group_labels_in_order
+from instrument.sem.fit import cfi as _cfi
+from instrument.sem.fit import robust as _rob
+from instrument.sem.fit.core import core_measures
+from instrument.sem.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
 from instrument.results import Meta, hash_frame
-from instrument.syntax import parse_syntax
-from instrument.teststat.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
+from instrument.sem.syntax import parse_syntax
+from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
                                               yuan_bentler_mplus_complete)
 
 __all__ = ["cfa_robust", "fit_partable_robust", "robust_fit_measures_extra",
@@ -151,7 +151,7 @@ def robust_fit_measures_extra(*, chisq: float, df: int, baseline_chisq: float, b
                               scaling_factor: float, baseline_scaling_factor: float,
                               scaling_factor_h1: float, scaling_factor_h0: float) -> dict:
     """The scaled incremental indices lavaan adds for a scaled test besides those of
-    `instrument.fit.robust.robust_fit_measures`: ``rfi.scaled``, ``nfi.scaled``,
+    `instrument.sem.fit.robust.robust_fit_measures`: ``rfi.scaled``, ``nfi.scaled``,
     ``pnfi.scaled``, ``ifi.scaled`` (the usual formulas on ``chisq / c`` and
     ``baseline.chisq / c_b``) and ``scaling.factor.h1``/``scaling.factor.h0``. lavaan divides the
     h0 trace by the number of free table rows (equality-constrained ones counted separately), so
@@ -184,7 +184,7 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
                group_order: Sequence | None = None) -> CFAResult:
     """CFA by robust ML (MLR), FIML for missing data, or with cluster-robust inference.
 
-    Called by `instrument.cfa.cfa` (same options); use that function.
+    Called by `instrument.sem.cfa.cfa` (same options); use that function.
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     information : ignored
         MLR and FIML always use the observed information (lavaan's default for both,
         ``h1.information = "structured"``).
-    Other parameters as `instrument.cfa.cfa`.
+    Other parameters as `instrument.sem.cfa.cfa`.
 
     Returns
     -------
@@ -288,12 +288,12 @@ def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "M
                         clusters: Sequence[np.ndarray | None] | None = None,
                         meta: Meta | None = None) -> CFAResult:
     """MLR / FIML fit of a prepared parameter table (the robust counterpart of
-    `instrument.cfa.fit_partable`, for modules that build their own tables, e.g. invariance).
+    `instrument.sem.cfa.fit_partable`, for modules that build their own tables, e.g. invariance).
 
     Parameters
     ----------
     pt : ParTable
-        From `instrument.partable.build_partable` (``meanstructure=True`` for FIML).
+        From `instrument.sem.partable.build_partable` (``meanstructure=True`` for FIML).
     blocks : sequence of ndarray
         Per group (n_g, p) data in the order of ``pt.ov_names``; NaN = missing (FIML only).
     estimator : {"ML", "MLR"}
@@ -329,7 +329,7 @@ def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "M
     if missing == "fiml":
         return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=[])
     if estimator == "ML":
-        from instrument.cfa import fit_partable
+        from instrument.sem.cfa import fit_partable
         stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
         return fit_partable(pt, stats, meta=meta)
     return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=[])
@@ -349,7 +349,7 @@ def _unvech_cols(D: np.ndarray, p: int) -> np.ndarray:
 
 def observed_information_delta(groups: Sequence[RobustGroup]) -> np.ndarray:
     """``sum_g (n_g/N) Delta_g' A1obs_g Delta_g`` without forming ``A1obs`` (equals
-    `instrument.estimate.mlr.observed_information` without ``delta_fn``).
+    `instrument.sem.estimators.mlr.observed_information` without ``delta_fn``).
 
     Notes
     -----
@@ -385,7 +385,7 @@ def _projected_scores(X: np.ndarray, sigma: np.ndarray, mu: np.ndarray, delta: n
                       meanstructure: bool, chunk: int = 256) -> np.ndarray:
     """Casewise scores times Delta, ``mvnorm_scores(X, sigma, mu) @ delta`` (n x nx), built in
     row chunks so that the (n x p*) score matrix is never held at once."""
-    from instrument.estimate.mlr import vech_weights
+    from instrument.sem.estimators.mlr import vech_weights
     X = np.asarray(X, dtype=float)
     n, p = X.shape
     r, c = vech_indices(p)
@@ -412,8 +412,8 @@ def _projected_scores(X: np.ndarray, sigma: np.ndarray, mu: np.ndarray, delta: n
 def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
     """Huber-White vcov with ``B0_g = (S_g Delta_g)'(S_g Delta_g)/n_g`` from the casewise scores
     projected on the parameters first (cluster sums of the projected scores with clusters);
-    equals `instrument.estimate.mlr.mlr_vcov` given ``information=E``."""
-    from instrument.estimate.mlr import MLRVcov, _cluster_sum, huber_white_vcov
+    equals `instrument.sem.estimators.mlr.mlr_vcov` given ``information=E``."""
+    from instrument.sem.estimators.mlr import MLRVcov, _cluster_sum, huber_white_vcov
     N = sum(g.n for g in groups)
     E_inv = np.linalg.inv(E)
     E_inv = 0.5 * (E_inv + E_inv.T)
@@ -437,7 +437,7 @@ def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
 # MLR, complete data
 # --------------------------------------------------------------------------------------------
 def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CFAResult:
-    from instrument.cfa import fit_partable
+    from instrument.sem.cfa import fit_partable
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
     base = fit_partable(pt, stats, likelihood="normal", information="observed", se="none",
                         meta=meta, extra_warnings=warn)
@@ -500,7 +500,7 @@ class _FIMLScoring:
         return 2.0 * self.obj.gradient(x)
 
     def expected_information(self, x):
-        # sum_g (n_g/N) Delta_g' W_g Delta_g (= instrument.estimate.ml.expected_information)
+        # sum_g (n_g/N) Delta_g' W_g Delta_g (= instrument.sem.estimators.ml.expected_information)
         info = 0.0
         for wg, D, imp in zip(self.w, self.obj.delta_fn(x), self.model.implied(x)):
             info = info + wg * (D.T @ weighted_delta(self.model, imp.sigma, D))
@@ -508,7 +508,7 @@ class _FIMLScoring:
 
 
 def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: list) -> CFAResult:
-    from instrument.cfa import _data_warnings
+    from instrument.sem.cfa import _data_warnings
     pats = [missing_patterns(b) for b in blocks]
     h1s = [em_saturated_fast(p) for p in pats]
     for h, lab in zip(h1s, pt.group_labels):

@@ -1,0 +1,7 @@
+"""The structural-equation engine, one module per lavaan stage.
+
+syntax (parse) -> partable (parameter table) -> samplestats (moments, polychorics, missing-data
+patterns) -> model (LISREL matrices from the table) -> estimators (objective, gradient, information;
+the optimiser) -> test (Yuan-Bentler, Satorra-Bentler, scaled-shifted) -> fit (fit measures) ->
+result (`CFAResult`). `cfa` runs the stages; `twolevel` fits two-level models.
+"""

@@ -29,6 +29,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     # recommended (Rhemtulla, Brosseau-Liard & Savalei, 2012, Psychological Methods 17(3)):
     # WLSMV treats every item as ordered; "ML" / "MLR" treat them as continuous.
     "estimator": "WLSMV",
+    # Missing answers: None = the method that fits the estimator (`missing_method`); or
+    # "listwise" / "pairwise" (WLSMV) / "fiml" (ML, MLR).
+    "missing": None,
     "split_seed": 1,              # seed of the EFA/CFA random half split
     "parallel_iterations": 20,    # Horn's parallel analysis replications
     "invariance": [               # ladders: form and grouping column
@@ -95,6 +98,18 @@ def _scales(ctx: dict, form: str) -> dict[str, list[str]]:
 def _ordinal_options(estimator: str) -> dict[str, Any]:
     """``ordered=True`` for the categorical estimators (every model item is ordinal)."""
     return {"ordered": True} if estimator in ("WLSMV", "ULSMV") else {}
+
+
+def missing_method(estimator: str) -> str:
+    """The missing-data method that fits an estimator and keeps every respondent: pairwise
+    polychorics for WLSMV/ULSMV (Mplus's default for categorical data; lavaan
+    ``missing = "pairwise"``), full-information ML for ML/MLR (lavaan ``missing = "ml"``)."""
+    return "pairwise" if estimator in ("WLSMV", "ULSMV") else "fiml"
+
+
+def _missing(ctx: dict) -> str:
+    a = _analysis(ctx)
+    return a["missing"] or missing_method(a["estimator"])
 
 
 def _halves(ctx: dict, form: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -240,7 +255,12 @@ def stage_item_analysis(ctx: dict) -> Any:
 
 
 def stage_efa(ctx: dict) -> Any:
-    """Parallel analysis and an oblimin minres EFA on a random half of each form."""
+    """Parallel analysis and an oblimin minres EFA on a random half of each form.
+
+    Both analyse the half's polychoric correlations computed pairwise (every respondent of the
+    half counts, each correlation from the rows that answered both items); ``n`` is that half's
+    number of respondents and ``n_complete`` those who answered every item.
+    """
     from instrument.efa import efa, parallel_analysis
 
     a = _analysis(ctx)
@@ -248,12 +268,14 @@ def stage_efa(ctx: dict) -> Any:
     for form in _forms(ctx):
         half, _ = _halves(ctx, form)
         items = ctx["bank"].items_for(form)
-        x = half[items].dropna()
-        pa = parallel_analysis(x, n_iter=a["parallel_iterations"], seed=a["split_seed"])
+        x = half[items]
+        pa = parallel_analysis(x, n_iter=a["parallel_iterations"], seed=a["split_seed"],
+                               cor="polychoric", use="pairwise")
         k = len(_scales(ctx, form))
-        fit = efa(x, k, method="minres", rotation="oblimin")
-        out[form] = {"n": len(x), "n_factors_theory": k, "parallel": pa.to_dict(),
-                     "efa": fit.to_dict()}
+        fit = efa(x, k, method="minres", rotation="oblimin", cor="polychoric", use="pairwise")
+        out[form] = {"n": len(x), "n_complete": int(x.notna().all(axis=1).sum()),
+                     "cor": "polychoric", "missing": "pairwise", "n_factors_theory": k,
+                     "parallel": pa.to_dict(), "efa": fit.to_dict()}
     return out
 
 
@@ -262,14 +284,20 @@ def stage_cfa(ctx: dict) -> Any:
     from instrument.sem.cfa import cfa
 
     est = _analysis(ctx)["estimator"]
+    missing = _missing(ctx)
     fits, out = {}, {}
     ctx["cfa_data"] = {}
     for form in _forms(ctx):
         _, half = _halves(ctx, form)
         fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est,
-                         **_ordinal_options(est))
+                         missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
+        items = ctx["bank"].items_for(form)
+        out[form]["missing_data"] = {
+            "method": missing, "n_rows": len(half),
+            "n_complete": int(half[items].notna().all(axis=1).sum()),
+            "n_used": int(fits[form].fit_measures.get("ntotal", len(half)))}
     ctx["cfa_fits"] = fits
     return out
 
@@ -328,7 +356,7 @@ def stage_invariance(ctx: dict) -> Any:
         if _ordinal_options(a["estimator"]):
             df, collapsed = collapse_empty_categories(df, ctx["bank"].items_for(form), group)
         res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
-                         rule_set=a["rule_set"], estimator=a["estimator"],
+                         rule_set=a["rule_set"], estimator=a["estimator"], missing=_missing(ctx),
                          **steps, **_ordinal_options(a["estimator"]))
         if not res.table["holds"].iloc[1:].all():
             res = res.partial()

@@ -294,7 +294,8 @@ def read_efa(results: Mapping[str, Any]) -> Section:
         if values is None and load is None:
             continue
         out[label or "model"] = {
-            "n": d.get("n"), "n_factors_theory": d.get("n_factors_theory"),
+            "n": d.get("n"), "n_complete": d.get("n_complete"), "cor": d.get("cor"),
+            "missing": d.get("missing"), "n_factors_theory": d.get("n_factors_theory"),
             "parallel": values, "pa_n_factors": pa.get("n_factors"), "n_iter": pa.get("n_iter"),
             "quant": pa.get("quant"), "loadings": load, "phi": as_frame(ef.get("phi")),
             "method": str(ef.get("method") or ""), "rotation": str(ef.get("rotation") or ""),
@@ -332,7 +333,9 @@ def read_cfa(results: Mapping[str, Any]) -> Section:
                                  "estimates": est, "loadings": load, "estimator": _estimator(d),
                                  "converged": d.get("converged"),
                                  "dropped": _num((d.get("meta") or {}).get("options", {})
-                                                 .get("nobs_dropped_listwise"))}
+                                                 .get("nobs_dropped_listwise")),
+                                 "missing_data": d.get("missing_data")
+                                 if isinstance(d.get("missing_data"), Mapping) else None}
     return Section("cfa", True, data={"fits": out})
 
 

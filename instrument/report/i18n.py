@@ -210,6 +210,28 @@ ES: dict[str, str] = {
         "Más allá de la traducción: personal dedicado, servicios de apoyo, una escuela "
         "acogedora e interacciones en las que participan los estudiantes, como las "
         "conferencias dirigidas por ellos.",
+    # --- figures of the brief ---------------------------------------------------------------
+    "teacher form, each line one construct":
+        "formulario de maestros, una línea por práctica",
+    "family form, each line one construct": "formulario de familias, una línea por práctica",
+    "all form, each line one construct": "todos los formularios, una línea por práctica",
+    "respondents per school (k)": "personas que responden por escuela (k)",
+    "reliability of the school mean": "confiabilidad del promedio de la escuela",
+    "change in outcome from 10th to 90th percentile (percentage points, 95% CI)":
+        "cambio en el resultado del percentil 10 al 90 (puntos porcentuales, IC de 95 %)",
+    "teacher engagement score": "resultado de colaboración (maestros)",
+    "family engagement score": "resultado de colaboración (familias)",
+    "engagement score": "resultado de colaboración", "poverty": "pobreza",
+    "Chronic absenteeism": "Ausentismo crónico", "Attendance": "Asistencia",
+    "Math proficiency": "Competencia en matemáticas",
+    "Change in chronic absenteeism": "Cambio en el ausentismo crónico",
+    "Change in attendance": "Cambio en la asistencia",
+    "Change in ELA proficiency": "Cambio en la competencia en ELA",
+    "Change in math proficiency": "Cambio en la competencia en matemáticas",
+    "suppressed: too few reported schools": "no se muestra: muy pocas escuelas con resultados",
+    "state": "estado",
+    "district score (1-99) with 95% interval": "resultado del distrito (1 a 99) con intervalo de "
+                                               "95 %",
     # --- cards ----------------------------------------------------------------------------
     "One page per school. Scores are on a 1–99 scale where 50 is the benchmark mean and 20 "
     "points are one standard deviation.":

@@ -287,6 +287,39 @@ RELIABILITY_COLUMNS = ("form", "language", "construct", "n_items", "n", "alpha",
 ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
 
 
+MISSING_WORDS = {
+    "pairwise": "pairwise: each polychoric correlation from the respondents who answered both "
+                "items, so every respondent counts (as Mplus does for WLSMV; lavaan "
+                "missing = \"pairwise\")",
+    "fiml": "by full-information maximum likelihood, so every respondent counts with the "
+            "answers given (lavaan missing = \"ml\")",
+    "listwise": "listwise: respondents with any missing answer were left out (lavaan's default)",
+}
+
+
+def _missing_text(secs: Mapping[str, Section]) -> str:
+    """Methods text: how missing answers were handled in the EFA and CFA, with the N used."""
+    parts = []
+    efa = secs["efa"]
+    if efa.available:
+        for form, d in efa["forms"].items():
+            if d.get("missing") and d.get("n") is not None:
+                parts.append(f"EFA, {form} form: {d.get('cor') or 'Pearson'} correlations "
+                             f"computed {MISSING_WORDS.get(d['missing'], d['missing'])}; N = "
+                             f"{d['n']} respondents of the random half, {d.get('n_complete')} "
+                             "of whom answered every item.")
+    cfa = secs["cfa"]
+    if cfa.available:
+        for form, d in cfa["fits"].items():
+            md = d.get("missing_data")
+            if md:
+                parts.append(f"CFA, {form} form ({d.get('estimator')}): missing answers handled "
+                             f"{MISSING_WORDS.get(md['method'], md['method'])}; N used = "
+                             f"{md['n_used']} of {md['n_rows']} respondents of the other half, "
+                             f"{md['n_complete']} of whom answered every item.")
+    return " ".join(parts)
+
+
 def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     out: dict[str, Any] = _efa(secs["efa"], num)
     cfa = secs["cfa"]
@@ -294,6 +327,7 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     heur_note = ("Conventional heuristics, shown for orientation and not applied as verdicts: "
                  + "; ".join(f"{r.key} {r.op} {r.threshold:g}" for r in heur)
                  + f" ({'; '.join(_rule_sources(heur))}). {heur[0].note}.")
+    out["missing_text"] = _missing_text(secs)
     if cfa.available:
         fits = cfa["fits"]
         keys = [k for k in FIT_COLUMNS if any(k in d["fit_measures"] for d in fits.values())]
@@ -746,7 +780,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
             targets = [(float(t), f"{float(t):.2f}") for t in
                        sorted(set(ml["min_k"]["target"].astype(float)))]
         ctx["k_fig"] = num.figure(fig.reliability_vs_k(ml["icc"], targets, ml["curve"],
-                                                       by_form=True),
+                                                       by_form=True, tr=t),
                                   t("How school scores become more reliable with more "
                                     "respondents"),
                                   alt="Reliability of a school's score against respondents")
@@ -782,10 +816,10 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
         ef = e[e["form"] == first] if first else e
         ctx["contrast_fig"] = num.figure(
-            fig.contrast_chart(ef.assign(outcome=[_plain_outcome(str(o)) for o in
+            fig.contrast_chart(ef.assign(outcome=[t(_plain_outcome(str(o))) for o in
                                                   ef["outcome_name"]]),
-                               labels={"score": f"{first} engagement score".strip(),
-                                       "poverty": "poverty"}),
+                               labels={"score": t(f"{first} engagement score".strip()),
+                                       "poverty": t("poverty")}, tr=t),
             t("Difference between schools at the 10th and 90th percentile")
             + (f", {t(first.capitalize() + ' survey').lower()}" if first else ""),
             t("Bars: predicted difference in the outcome, in percentage points; lines: 95% "
@@ -911,7 +945,7 @@ def _brief_districts(s: Section, num: _Numberer, t: Translator) -> dict:
         out["convergence"] = _fmt(r["r"])
         out["convergence_high"] = _num(r["r"]) >= 0.7
     out["district_fig"] = num.figure(
-        fig.district_dots(ov, state), t("Districts' overall scores, %(form)s survey",
+        fig.district_dots(ov, state, tr=t), t("Districts' overall scores, %(form)s survey",
                                         form=t(form)),
         t("Each point is a district's average school score (1-99) with its 95% interval; the "
           "dashed line is the state. Districts with too few reported schools are listed without "

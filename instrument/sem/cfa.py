@@ -78,10 +78,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         Information matrix for standard errors.
     se : {"standard", "none"}
     missing : {"listwise", "pairwise", "fiml"}, optional
-        Default "listwise" (rows with a missing model variable or group are dropped); with
-        ordered items default "pairwise". "fiml": full information ML (lavaan
-        ``missing = "ml"``, see `instrument.sem.cfa_robust`); with ordered items it is an error that
-        names the alternatives.
+        Default "listwise" (rows with a missing model variable or group are dropped), lavaan's
+        default for every estimator; a warning gives the count whenever rows are dropped.
+        "pairwise" (ordered items): each polychoric correlation from the rows complete on its
+        pair, as Mplus does for WLSMV. "fiml": full information ML (lavaan ``missing = "ml"``,
+        see `instrument.sem.cfa_robust`); with ordered items it is an error that names the
+        alternatives.
     ordered : sequence of str or True, optional
         Ordered (ordinal) indicators: the fit is done by `instrument.sem.cfa_ordinal.cfa_ordinal`
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
@@ -132,9 +134,10 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
             why.append("ordered= was given without estimator=, so WLSMV (lavaan's default for "
                        "ordered indicators) was used")
         if missing is None:
-            missing = "pairwise"
-            why.append("missing values handled pairwise (each polychoric correlation from the "
-                       "rows complete on its pair)")
+            missing = "listwise"
+        if missing == "listwise" and isinstance(data, pd.DataFrame):
+            warn_dropped(data, model_variables(parse_syntax(model))[0], group,
+                         "missing='pairwise'")
         if cluster is not None:
             raise NotImplementedError("cluster= is not implemented")
         if likelihood != "normal" or information != "expected":
@@ -185,6 +188,8 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         raise ValueError(f"column(s) {non_num} must be numeric")
     cols = ov + ([group] if group is not None else [])
     df = data[cols]
+    if missing == "listwise":
+        warn_dropped(data, ov, group, "missing='fiml'")
     keep = df.notna().all(axis=1).to_numpy()
     df = df.loc[keep]
     warn: list[str] = []
@@ -212,6 +217,23 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     meta = Meta(options=options, data_hash=hash_frame(data[cols]))
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
                         meta=meta, extra_warnings=warn)
+
+
+def warn_dropped(data: pd.DataFrame, ov: Sequence[str], group: str | None, instead: str) -> int:
+    """Warn (with counts) when listwise deletion drops rows; returns the number dropped.
+
+    lavaan drops such rows silently apart from a line of its summary; here the count, the share
+    and the option that keeps the rows are said at fit time.
+    """
+    cols = [c for c in (*ov, *([group] if group else [])) if c in data.columns]
+    n = len(data)
+    dropped = int((~data[cols].notna().all(axis=1)).sum()) if n else 0
+    if dropped:
+        _warnings.warn(f"{dropped} of {n} rows ({100 * dropped / n:.0f}%) have a missing value on "
+                      f"a model variable{' or the group' if group else ''} and were dropped "
+                      f"(missing='listwise', lavaan's default); {instead} keeps them.",
+                      UserWarning, stacklevel=3)
+    return dropped
 
 
 def _data_warnings(stats: SampleStats, labels) -> list[str]:

@@ -35,7 +35,9 @@ def validate(plan: str | None, out_dir: str) -> None:
         if rep.get("pdf"):
             click.echo(f"PDF reports made: {len(made)} ({', '.join(made)})")
         else:
-            click.echo(f"PDF reports NOT made (HTML only). {rep.get('note', '')}", err=True)
+            n_html = sum(str(f).endswith(".html") for f in rep.get("files", []))
+            click.echo(f"PDF reports made: {len(made)} of {n_html}. {rep.get('note', '')}",
+                       err=True)
     if not run.ok:
         click.echo("Some stages did not complete; see the errors/ folder.", err=True)
         sys.exit(1)

@@ -169,7 +169,8 @@ ES: dict[str, str] = {
     "%(n)s because fewer than %(min_n)s people answered": "%(n)s porque respondieron menos de "
                                                           "%(min_n)s personas",
     "%(n)s because too few of the school's %(who)s answered to represent it":
-        "%(n)s porque respondieron muy pocos %(who)s de la escuela como para representarla",
+        "%(n)s porque respondió una parte demasiado pequeña de %(who)s de la escuela para "
+        "representarla",
     "%(n)s because the number of %(who)s at the school is not known":
         "%(n)s porque no se conoce el número de %(who)s de la escuela",
     "Of the %(n)s scores shown, %(low)s come from so few respondents that their reliability is "

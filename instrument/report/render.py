@@ -288,36 +288,42 @@ ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
 
 
 MISSING_WORDS = {
-    "pairwise": "pairwise: each polychoric correlation from the respondents who answered both "
-                "items, so every respondent counts (as Mplus does for WLSMV; lavaan "
+    "pairwise": "pairwise: each polychoric correlation comes from the respondents who answered "
+                "both items, so every respondent counts (as Mplus does for WLSMV; lavaan "
                 "missing = \"pairwise\")",
-    "fiml": "by full-information maximum likelihood, so every respondent counts with the "
-            "answers given (lavaan missing = \"ml\")",
+    "fiml": "by full-information maximum likelihood: every respondent counts with the answers "
+            "given (lavaan missing = \"ml\")",
     "listwise": "listwise: respondents with any missing answer were left out (lavaan's default)",
 }
 
 
 def _missing_text(secs: Mapping[str, Section]) -> str:
     """Methods text: how missing answers were handled in the EFA and CFA, with the N used."""
-    parts = []
+    parts, methods = [], {}
     efa = secs["efa"]
     if efa.available:
-        for form, d in efa["forms"].items():
-            if d.get("missing") and d.get("n") is not None:
-                parts.append(f"EFA, {form} form: {d.get('cor') or 'Pearson'} correlations "
-                             f"computed {MISSING_WORDS.get(d['missing'], d['missing'])}; N = "
-                             f"{d['n']} respondents of the random half, {d.get('n_complete')} "
-                             "of whom answered every item.")
+        ns = [f"{form} {d['n']} ({d.get('n_complete')} complete)"
+              for form, d in efa["forms"].items() if d.get("missing") and d.get("n") is not None]
+        methods.update({d["missing"]: 1 for d in efa["forms"].values() if d.get("missing")})
+        if ns:
+            parts.append("EFA on the random half, N = " + ", ".join(ns) + ".")
     cfa = secs["cfa"]
     if cfa.available:
+        ns = []
         for form, d in cfa["fits"].items():
             md = d.get("missing_data")
             if md:
-                parts.append(f"CFA, {form} form ({d.get('estimator')}): missing answers handled "
-                             f"{MISSING_WORDS.get(md['method'], md['method'])}; N used = "
-                             f"{md['n_used']} of {md['n_rows']} respondents of the other half, "
-                             f"{md['n_complete']} of whom answered every item.")
-    return " ".join(parts)
+                methods[md["method"]] = 1
+                ns.append(f"{form} {md['n_used']} of {md['n_rows']} ({md['n_complete']} "
+                          "complete)")
+        if ns:
+            est = ", ".join(dict.fromkeys(str(d.get("estimator")) for d in cfa["fits"].values()))
+            parts.append(f"CFA ({est}) on the other half, N used = " + ", ".join(ns) + ".")
+    if not parts:
+        return ""
+    how = "; ".join(MISSING_WORDS.get(m, m) for m in methods)
+    return (f"Missing answers were handled {how}. " + " ".join(parts)
+            + " Complete: respondents who answered every item.")
 
 
 def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
@@ -1229,8 +1235,9 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
 
     Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
     result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
-    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "note": str}``
-    (files relative to the output folder; ``note`` says why no PDF was made).
+    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "pdf_files": int,
+    "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
+    made, ``note`` says why one was not).
     """
     from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, find_chromium
     from instrument.results import to_jsonable
@@ -1242,22 +1249,28 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     # `validate` writes results.json (with each stage's status) just before this stage: pass the
     # stages along so a section whose stage failed names the failure.
     stages = []
-    written = Path(ctx.get("out_dir", ".")) / "results.json"
-    if written.exists():
+    results_file = Path(ctx.get("out_dir", ".")) / "results.json"
+    if results_file.exists():
         try:
-            stages = json.loads(written.read_text(encoding="utf-8")).get("stages") or []
+            stages = json.loads(results_file.read_text(encoding="utf-8")).get("stages") or []
         except (ValueError, OSError):
             stages = []
     payload = {"results": results, "stages": stages} if stages else results
-    note = "" if pdf else "No PDF: " + INSTALL_HINT
-    try:
-        files = render_all(payload, out, ("html", "pdf") if pdf else ("html",))
-    except PdfUnavailable as exc:   # Chromium found but could not print: HTML still written
-        files = render_all(payload, out, ("html",))
-        pdf, note = False, f"No PDF: {exc}"
+    notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
+    written: list[Path] = []
+    for kind in KINDS:
+        for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
+            try:
+                written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
+                                  lang=lang)
+            except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
+                stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+                written.append(out / f"{stem}.html")
+                notes.append(f"No PDF of {stem}: {exc}")
     base = Path(ctx.get("out_dir", ".")).resolve()
-    return {"files": [p.resolve().relative_to(base).as_posix() for ps in files.values()
-                      for p in ps], "pdf": pdf, "note": note}
+    made = [p for p in written if p.suffix == ".pdf"]
+    return {"files": [p.resolve().relative_to(base).as_posix() for p in written],
+            "pdf": pdf and not notes, "pdf_files": len(made), "note": " ".join(notes)}
 
 
 def load_results(path: str | Path) -> Mapping[str, Any]:

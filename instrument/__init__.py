@@ -50,3 +50,5 @@ from instrument.sem.cfa import cfa  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 
 __all__ = ["__version__", "cfa", "link", "sensitivity", "bright_spots"]
+from instrument.montecarlo import MomentPopulation, PlanPopulation, montecarlo  # noqa: E402
+__all__ += ["montecarlo", "MomentPopulation", "PlanPopulation"]

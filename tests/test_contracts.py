@@ -75,10 +75,20 @@ def _simulation():
     return _sim()
 
 
+def _montecarlo():
+    cov = np.array([[1.0, 0.4], [0.4, 1.0]])
+    pop = ins.MomentPopulation(("a", "b"), cov, 30)
+    return ins.montecarlo(pop, _corr_record, reps=6, seed=1)
+
+
+def _corr_record(data):
+    return {"r": float(data["a"].corr(data["b"])), "converged": True}
+
+
 FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wlsmv,
              "InvarianceResult": _invariance, "AlphaResult": _alpha, "EFAResult": _efa,
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
-             "Simulation": _simulation}
+             "Simulation": _simulation, "MonteCarloResult": _montecarlo}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))

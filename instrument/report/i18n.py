@@ -234,17 +234,13 @@ ES: dict[str, str] = {
     "district score (1-99) with 95% interval": "resultado del distrito (1 a 99) con intervalo de "
                                                "95 %",
     # --- cards ----------------------------------------------------------------------------
-    "One page per school. Scores are on a 1–99 scale where 50 is the benchmark mean and 20 "
-    "points are one standard deviation.":
-        "Una página por escuela. Los resultados están en una escala de 1 a 99 en la que 50 es "
-        "el promedio de referencia y 20 puntos equivalen a una desviación estándar.",
     "School %(id)s": "Escuela %(id)s", "District %(id)s": "Distrito %(id)s",
     "%(n)s people answered · response rate %(rate)s":
         "Respondieron %(n)s personas · tasa de respuesta %(rate)s",
     "%(n)s people answered · response rate unknown":
         "Respondieron %(n)s personas · tasa de respuesta desconocida",
     "Score": "Resultado", "95% interval": "Intervalo de 95 %", "Band": "Categoría",
-    "Chance the band is right": "Probabilidad de que la categoría sea correcta",
+    "Chance the band is right": "Probabilidad de acierto de la categoría",
     "less precise": "menos preciso",
     "Not shown: fewer than %(min_n)s people answered, so the answers could identify someone.":
         "No se muestra: respondieron menos de %(min_n)s personas, por lo que las respuestas "

@@ -30,7 +30,7 @@ from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information, 
                                      observed_information)
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete,  # noqa: E402
                                               h1_trace_complete, yuan_bentler_mplus_complete)
-from tests._robust_cfa import TinyCFA  # noqa: E402
+from tests.reference.tiny_cfa import TinyCFA  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "sim_5f40i_n5000_continuous.csv"
 LAVAAN_MLR_S, LAVAAN_FIML_S = 13.1, 1.1

@@ -23,7 +23,7 @@ from bench_robust import semopy_rows  # noqa: E402
 
 from instrument.sem.estimators.fiml import (FIMLObjective, em_saturated, fiml_loglik,  # noqa: E402
                                       missing_patterns)
-from tests._robust_cfa import TinyCFA  # noqa: E402
+from tests.reference.tiny_cfa import TinyCFA  # noqa: E402
 
 LAVAAN_CHISQ = 772.6076
 

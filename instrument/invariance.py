@@ -18,6 +18,7 @@ from scipy import stats
 
 from instrument import rules
 from instrument.sem.test import satorra_bentler as sb
+from instrument.sem.test.score import equality_score_table
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
 
 # Cumulative equality constraints of each rung (lavaan group.equal names).
@@ -32,7 +33,8 @@ STEP_EQUAL: dict[str, tuple[str, ...]] = {
     "means": ("means",),
 }
 DEFAULT_STEPS = ("configural", "metric", "scalar", "strict")
-RULE_SETS = ("chen2007", "cheung_rensvold2002", "rutkowski_svetina2014", "lrt")
+RELEASE_COLUMNS = ["round", "step", "item", "parameter", "X2", "df", "pvalue", "dmacs"]
+RULE_SETS = ("lrt_dmacs", "chen2007", "cheung_rensvold2002", "rutkowski_svetina2014", "lrt")
 
 # Which fit-measure keys carry Δ-fit for each estimator (lavaan's names).
 _INDEX_KEYS = {
@@ -139,7 +141,7 @@ def rules_for(step: str, rule_set: str, *, ntotal: int, group_sizes: Sequence[in
         if kind == "metric":
             return [rules.DELTA_CFI_RS_METRIC, rules.DELTA_RMSEA_RS_METRIC]
         return [rules.DELTA_CFI_RS_SCALAR, rules.DELTA_RMSEA_RS_SCALAR]
-    if rule_set == "lrt":
+    if rule_set in ("lrt", "lrt_dmacs"):
         return [rules.LRT_ALPHA]
     raise ValueError(f"rule_set= must be one of {', '.join(map(repr, RULE_SETS))}; got {rule_set!r}.")
 
@@ -178,66 +180,49 @@ def verdict(delta: Mapping[str, float], rule_list: Sequence[rules.Rule], *, esti
     return ok, text
 
 
-# ---------------------------------------------------------------------------------------------
-# Score tests (lavTestScore) at the formula level
-# ---------------------------------------------------------------------------------------------
+def verdict_dmacs(pvalue: float, chisq_diff: float, df_diff: float, dmacs_max: float,
+                  dmacs_item: str, delta: Mapping[str, float], *, estimator: str
+                  ) -> tuple[bool, str]:
+    """The ``lrt_dmacs`` rule: a step is rejected when its restrictions fail the (scaled) χ²
+    difference test (`rules.LRT_ALPHA`) *and* the largest effect of an item's restriction
+    reaches `rules.DMACS_SMALL`; ΔCFI and ΔRMSEA are quoted as heuristics, not applied.
 
-def score_tests(score: np.ndarray, information: np.ndarray, K: np.ndarray, D: np.ndarray, n: int
-                ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Total and univariate score (Lagrange multiplier) tests for releasing equality constraints.
-
-    Parameters
-    ----------
-    score : (k,) array
-        Gradient of the log-likelihood per observation with respect to the unconstrained
-        parameters θ, at the constrained estimates (lavaan ``lavTech(fit, "gradient.logl")``).
-    information : (k, k) array
-        Unit expected information of θ at the same point.
-    K : (k, q) array
-        The constrained model: ``θ = K x`` (its columns span the constrained parameter space).
-    D : (k, r) array
-        One release direction per constraint: the change of θ that releasing only that
-        constraint allows (for lavaan's ``.pA. == .pB.`` it is the unit vector of B).
-    n : int
-        Total sample size.
-
-    Returns
-    -------
-    total : float
-        ``N g' I⁺ g`` (lavaan's total test, on r df).
-    univariate : (r,) array
-        ``N (g'd)² / (d'Id − d'IK (K'IK)⁻¹ K'Id)`` per constraint.
-    epc : (r,) array
-        Expected change along d when the constraint is released: ``(g'd) / (that denominator)``.
-
-    Notes
-    -----
-    lavaan 0.6-14 ``lavTestScore`` computes each univariate test as ``N g' Z⁺₁₁ g`` with Z the
-    information bordered by all other constraints. The (1,1) block of that inverse is the
-    covariance of the model with one constraint released, spanned by ``[K, d]``; since
-    ``g'K = 0`` at the constrained optimum, ``g' Z⁺₁₁ g`` reduces to the expression above
-    (the modification-index form), which needs one q x q inverse instead of one bordered
-    inverse per constraint.
-
-    References
-    ----------
-    Bentler, P. M., & Chou, C.-P. (1992). Some new covariance structure model improvement
-    statistics. *Sociological Methods & Research, 21*(2), 259-282.
-    https://doi.org/10.1177/0049124192021002006
+    ``dmacs_max`` is NaN for steps without item-level restrictions (then the test decides).
     """
-    total = float(n * score @ np.linalg.pinv(information) @ score)
-    IK = information @ K
-    A = np.linalg.inv(K.T @ IK)
-    ID = information @ D
-    den = np.einsum("ij,ij->j", D, ID) - np.einsum("ij,ij->j", (IK.T @ D), A @ (IK.T @ D))
-    gd = score @ D
-    return total, n * gd ** 2 / den, gd / den
+    sig = not rules.LRT_ALPHA.passes(pvalue)
+    big = not rules.DMACS_SMALL.passes(dmacs_max) if dmacs_max == dmacs_max else True
+    ok = not (sig and big)
+    test = (f"{'scaled ' if estimator != 'ML' else ''}Δχ²({_num(df_diff)}) = {chisq_diff:.1f}, "
+            f"p {_p(pvalue)}")
+    if dmacs_max != dmacs_max:
+        size = "no item-level restriction to size"
+    else:
+        size = (f"largest item effect dMACS = {dmacs_max:.2f} ({dmacs_item}) "
+                f"{'≥' if big else '<'} {rules.DMACS_SMALL.threshold:.2f}")
+    why = ("both the test and the effect size reject the restrictions" if not ok else
+           "the test does not reject the restrictions" if not sig else
+           "the restrictions are rejected by the test, but every item's effect is negligible")
+    heur = ", ".join(f"Δ{k.split('.')[0].upper()} = {delta[k]:+.3f}" for k in
+                     ("cfi.delta", "rmsea.delta") if k in delta and delta[k] == delta[k])
+    text = (f"{'holds' if ok else 'does not hold'}: {test}; {size}; {why} "
+            "[Nye et al., 2019; Nye & Drasgow, 2011]."
+            + (f" Heuristics, not applied: {heur} (Chen's cut-offs were derived for ML with "
+               "continuous data" + (", not for WLSMV" if estimator in ("WLSMV", "ULSMV") else "")
+               + ")." if heur else ""))
+    return ok, text
 
 
-def _param_name(lhs: str, op: str, rhs: str) -> str:
-    """lavaan's ``group.partial`` spelling of a parameter: ``x3~1``, ``visual=~x2``, ``x1~~x1``."""
-    return f"{lhs}~1" if op == "~1" else f"{lhs}{op}{rhs}"
+def _num(x: float) -> str:
+    return f"{int(x)}" if x == x and float(x).is_integer() else f"{x:g}"
 
+
+def _p(p: float) -> str:
+    return "< .001" if p < 0.001 else f"= {p:.3f}".replace("0.", ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# Score tests (lavTestScore)
+# ---------------------------------------------------------------------------------------------
 
 def score_test_equality(fit: Any) -> pd.DataFrame:
     """lavaan's ``lavTestScore()`` for every equality constraint of a fitted (ML) model.
@@ -256,7 +241,8 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     Constraints are written as lavaan writes them: the first parameter of each equality class
     against each other member. The score is the gradient of logl/N with respect to the free
     parameters (``-1/2 dF/dθ``) and the information the unit expected information, both for the
-    model without the constraints evaluated at the constrained estimates; see `score_tests`.
+    model without the constraints evaluated at the constrained estimates; see
+    `instrument.sem.test.score.score_tests`.
     """
     from instrument.sem.estimators.ml import MLObjective
 
@@ -281,44 +267,6 @@ def score_test_equality(fit: Any) -> pd.DataFrame:
     info = 0.5 * (info + info.T)
     return equality_score_table(score, info, model, fit.partable,
                                 int(sum(g.n for g in stats.groups)))
-
-
-def equality_score_table(score: np.ndarray, info: np.ndarray, model: Any, partable: pd.DataFrame,
-                         n: int) -> pd.DataFrame:
-    """`score_tests` for every equality constraint of ``model``, as lavaan labels them.
-
-    ``score`` and ``info`` are with respect to the model's free table rows (the constraints
-    released). Each equality class (rows sharing one x) gives constraints first == other.
-    """
-    k = len(model.free_rows)
-    dirs, meta_rows = [], []
-    for col in range(model.nx):
-        members = np.flatnonzero(model.x_col == col)
-        for other in members[1:]:
-            d = np.zeros(k)
-            d[other] = 1.0
-            dirs.append(d)
-            a = partable.iloc[model.free_rows[members[0]]]
-            b = partable.iloc[model.free_rows[other]]
-            meta_rows.append({"lhs": f".p{int(a['id'])}.", "op": "==", "rhs": f".p{int(b['id'])}.",
-                              "parameter": _param_name(b["lhs"], b["op"], b["rhs"]),
-                              "lhs_group": int(a["group"]), "rhs_group": int(b["group"])})
-    if not dirs:
-        raise ValueError("the model has no equality constraints to test.")
-    total, uni, epc = score_tests(score, info, model.K, np.array(dirs).T, n)
-    out = pd.DataFrame(meta_rows)
-    out["X2"] = uni
-    out["df"] = 1
-    out["pvalue"] = stats_chi2_sf(uni, 1)
-    out["epc"] = epc
-    out.attrs["total"] = {"X2": total, "df": len(dirs),
-                          "pvalue": float(stats_chi2_sf(total, len(dirs)))}
-    return out
-
-
-def stats_chi2_sf(x: Any, df: int) -> Any:
-    """Upper-tail χ² probability (scipy)."""
-    return stats.chi2.sf(x, df)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +303,7 @@ class InvarianceResult:
     estimator: str
     fits: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     releases: pd.DataFrame = field(default_factory=pd.DataFrame)
+    item_tests: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     meta: Meta = field(default_factory=Meta)
     _call: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -375,37 +324,44 @@ class InvarianceResult:
         return to_jsonable({"table": self.table, "lrt": self.lrt, "group_chisq": self.group_chisq,
                             "group_labels": list(self.group_labels), "rule_set": self.rule_set,
                             "estimator": self.estimator, "releases": self.releases,
-                            "meta": self.meta.to_dict(),
+                            "item_tests": dict(self.item_tests), "meta": self.meta.to_dict(),
                             "fits": {k: v.to_dict() for k, v in self.fits.items()}})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "InvarianceResult":
-        from instrument.results import CFAResult
+        from instrument.sem.result import CFAResult
 
         fits = {k: CFAResult.from_dict(v) for k, v in d.get("fits", {}).items()}
         d = from_jsonable({k: v for k, v in d.items() if k != "fits"})
         return cls(table=d["table"], lrt=d["lrt"], group_chisq=d["group_chisq"],
                    group_labels=tuple(d["group_labels"]), rule_set=d["rule_set"],
                    estimator=d["estimator"], fits=fits, releases=d["releases"],
-                   meta=Meta.from_dict(d["meta"]))
+                   item_tests=d.get("item_tests") or {}, meta=Meta.from_dict(d["meta"]))
 
     # -- partial invariance ----------------------------------------------------------------
     def partial(self, step: str | None = None, *, max_release: int | None = None,
                 rule_set: str | None = None) -> "InvarianceResult":
-        """Release constraints one at a time, by score test, until each step's rule is met.
+        """Locate non-invariant items by score tests and release them, step by step.
 
-        For ``step`` (every constrained step in ladder order when None): while the step's
-        verdict against the step before fails, compute lavaan's univariate score tests
-        (`score_test_equality`) for the constraints the step adds (e.g. intercepts for
-        "scalar"), free the one with the largest X² (add it to ``group_partial``) and refit.
-        Stops when the verdict holds, when no remaining constraint has p < .05, or after
-        ``max_release`` releases (default: half of the step's constraints). Later steps are
-        refitted with the releases carried forward. Warns when more than
-        `rules.PARTIAL_MAX_FREED_SHARE` of a factor's indicators are freed or fewer than
-        `rules.PARTIAL_MIN_INVARIANT` stay invariant.
+        For ``step`` (every constrained step in ladder order when None), while the step is
+        rejected under the ``lrt_dmacs`` rule (scaled Δχ² against the accepted previous step
+        significant at `rules.LRT_ALPHA` *and* some item's restriction at least
+        `rules.DMACS_SMALL`): test releasing each item's restrictions of the step
+        (`instrument.invariance_dif.release_tests`: thresholds, loading, intercept or residual
+        variance in groups 2..G, equated or fixed alike), release the item with the largest
+        score statistic among those whose Bonferroni-adjusted test is below
+        `rules.SCORE_TEST_ALPHA` and whose effect reaches `rules.DMACS_SMALL`, refit, repeat.
 
-        Returns a new InvarianceResult: steps with releases are named ``"<step> (partial)"``,
-        and ``releases`` lists each release (round, step, parameter, X2, pvalue).
+        Stopping rule: the step is no longer rejected; or no item qualifies; or releasing the
+        next item would leave a factor fewer than `rules.PARTIAL_MIN_INVARIANT` invariant
+        indicators; or ``max_release`` items were released at this step. When the search stops
+        while the step is still rejected, its ``search`` column says so and later steps are
+        marked as resting on it. Later steps carry the releases forward.
+
+        Returns a new InvarianceResult. A step with releases has two rows: the fully
+        constrained model (``"scalar"``) and the partial one (``"scalar (partial)"``), both
+        compared with the accepted previous step (``compared.with``); ``releases`` lists each
+        release (round, step, item, parameter, X2, df, pvalue, dmacs).
         """
         return _partial(self, step, max_release=max_release, rule_set=rule_set or self.rule_set)
 
@@ -473,47 +429,94 @@ def _row(step: str, fit: Any, keys: Mapping[str, str]) -> dict:
     return row
 
 
-def _compare(rows: list[dict], fits: list[Any], *, rule_set: str, estimator: str,
-             group_sizes: Sequence[int]) -> pd.DataFrame:
-    """Fill difference tests, Δ-fit and verdicts of rows[1:] against the row before.
+def _row_tests(fit: Any, step: str, call: Mapping[str, Any], partial: Sequence[str]) -> Any:
+    """`instrument.invariance_dif.release_tests` of a step's item-level restrictions (None for
+    steps without them or ladders fitted without the data's item SDs)."""
+    from instrument.invariance_dif import STEP_KIND, item_of, release_tests
 
-    Returns the lavTestLRT table of the fits, whose adjacent rows are these comparisons when the
-    ladder's df increase step by step (otherwise each pair is tested on its own).
+    kind = STEP_KIND.get(step.replace(" (partial)", ""))
+    if kind is None or "sds" not in call:
+        return None
+    items = list(fit.ov_names)
+    return release_tests(fit, kind, sds=call["sds"], codes=call["codes"],
+                         released_items=sorted({item_of(p, items) for p in partial}))
+
+
+def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_set: str,
+             estimator: str, group_sizes: Sequence[int], call: Mapping[str, Any]
+             ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Fill difference tests, Δ-fit and verdicts of rows[1:] against row ``bases[i]``.
+
+    Returns the lavTestLRT table of the fits along the accepted path (each row against its base)
+    and, for the ``lrt_dmacs`` rule set, each step's per-item release tests.
     """
     ntotal, ngroups = int(sum(group_sizes)), len(group_sizes)
     names = [r["step"] for r in rows]
-    lrt = lrt_table(fits, names)
-    in_order = list(lrt["model"]) == names
+    sequential = list(bases[1:]) == list(range(len(rows) - 1))
+    lrt = lrt_table(fits, names) if sequential else None
+    in_order = sequential and list(lrt["model"]) == names
+    item_tests: dict[str, pd.DataFrame] = {}
     for i in range(1, len(rows)):
+        b = bases[i]
         last = (lrt.iloc[i] if in_order
-                else lrt_table([fits[i - 1], fits[i]], names[i - 1: i + 1]).iloc[-1])
+                else lrt_table([fits[b], fits[i]], [names[b], names[i]]).iloc[-1])
         r = rows[i]
-        r.update({"chisq.diff": last["Chisq diff"], "df.diff": last["Df diff"],
-                  "pvalue.diff": last["Pr(>Chisq)"], "rmsea.diff": last["RMSEA"]})
+        r.update({"compared.with": names[b], "chisq.diff": last["Chisq diff"],
+                  "df.diff": last["Df diff"], "pvalue.diff": last["Pr(>Chisq)"],
+                  "rmsea.diff": last["RMSEA"]})
         delta = {}
         for short in ("cfi", "tli", "rmsea", "srmr"):
-            delta[f"{short}.delta"] = r[f"_{short}"] - rows[i - 1][f"_{short}"]
+            delta[f"{short}.delta"] = r[f"_{short}"] - rows[b][f"_{short}"]
             r[f"{short}.delta"] = delta[f"{short}.delta"]
         delta["pvalue"] = r["pvalue.diff"]
         base = r["step"].replace(" (partial)", "")
-        ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal, group_sizes=group_sizes),
-                           estimator=estimator, ngroups=ngroups)
+        if rule_set == "lrt_dmacs":
+            partial = fits[i].meta.options.get("group_partial", ())
+            t = _row_tests(fits[i], base, call, partial)
+            dm, item = math.nan, ""
+            if t is not None:
+                item_tests[r["step"]] = t.table
+                if len(t.table):
+                    k = int(np.nanargmax(t.table["dmacs"].to_numpy(float)))
+                    dm, item = float(t.table["dmacs"].iat[k]), str(t.table["item"].iat[k])
+                else:
+                    dm = 0.0
+            r["dmacs.max"], r["dmacs.item"] = dm, item
+            ok, text = verdict_dmacs(float(r["pvalue.diff"]), float(r["chisq.diff"]),
+                                     float(r["df.diff"]), dm, item, delta, estimator=estimator)
+        else:
+            ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal,
+                                                group_sizes=group_sizes),
+                               estimator=estimator, ngroups=ngroups)
         if estimator in ("WLSMV", "ULSMV"):
             from instrument.invariance_ordinal import ORDINAL_STEP_NOTES
             text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
-        if rows[i - 1].get("holds") is False:
-            text += (f" Compared with {rows[i - 1]['step']!r}, which did not hold: read this step "
-                     "as conditional on releasing that step's constraints (see partial()).")
+        if rows[b].get("holds") is False:
+            text += (f" Compared with {rows[b]['step']!r}, which does not hold: this step is not "
+                     "evidence of comparability.")
         r["holds"], r["verdict"] = ok, text
-    return lrt
+    if lrt is None:
+        path = [i for i in range(len(rows)) if i == 0 or rows[i].get("_accepted", True)]
+        lrt = lrt_table([fits[i] for i in path], [names[i] for i in path])
+    return lrt, item_tests
 
 
 def _assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str,
               labels: tuple[str, ...], sizes: list[int], meta: Meta, call: Mapping[str, Any],
-              releases: pd.DataFrame | None = None) -> InvarianceResult:
+              releases: pd.DataFrame | None = None, bases: Sequence[int] | None = None,
+              accepted: Sequence[bool] | None = None,
+              search: Mapping[str, str] | None = None) -> InvarianceResult:
     keys = _INDEX_KEYS.get(estimator, _INDEX_KEYS["ML"])
     rows = [_row(n, f, keys) for n, f in zip(names, fits)]
-    lrt = _compare(rows, fits, rule_set=rule_set, estimator=estimator, group_sizes=sizes)
+    for r, acc in zip(rows, accepted or [True] * len(rows)):
+        r["_accepted"] = acc
+    bases = list(bases) if bases is not None else [0, *range(len(rows) - 1)]
+    lrt, item_tests = _compare(rows, fits, bases, rule_set=rule_set, estimator=estimator,
+                               group_sizes=sizes, call=call)
+    for r in rows:
+        st = r["step"]
+        if search and st in search:
+            r["search"] = search[st]
     table = pd.DataFrame(rows).drop(columns=[c for c in rows[0] if c.startswith("_")])
     if "verdict" in table:
         table.loc[0, "verdict"] = "baseline (configural) model"
@@ -523,13 +526,13 @@ def _assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: st
                             group_labels=labels, rule_set=rule_set, estimator=estimator,
                             fits=dict(zip(names, fits)),
                             releases=releases if releases is not None else
-                            pd.DataFrame(columns=["round", "step", "parameter", "X2", "pvalue"]),
-                            meta=meta, _call=call)
+                            pd.DataFrame(columns=RELEASE_COLUMNS),
+                            item_tests=item_tests, meta=meta, _call=call)
 
 
 def invariance(model: str, data: pd.DataFrame, *, group: str,
                steps: Sequence[str] = DEFAULT_STEPS, estimator: str = "ML",
-               rule_set: str = "chen2007", group_order: Sequence[Any] | None = None,
+               rule_set: str = "lrt_dmacs", group_order: Sequence[Any] | None = None,
                group_partial: Sequence[str] = (), min_group_n: int | None = None,
                ordered: Sequence[str] | bool | None = None,
                **cfa_options: Any) -> InvarianceResult:
@@ -547,8 +550,11 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
         Rungs in order, from ``"configural", "metric", "scalar", "strict", "lv.variances",
         "lv.covariances", "means"``; constraints accumulate (lavaan ``group.equal``).
     estimator : {"ML", "MLR"}
-    rule_set : {"chen2007", "cheung_rensvold2002", "rutkowski_svetina2014", "lrt"}
-        Which Δ-fit rules decide each verdict (see `rules_for`).
+    rule_set : {"lrt_dmacs", "chen2007", "cheung_rensvold2002", "rutkowski_svetina2014", "lrt"}
+        How each step is judged. ``"lrt_dmacs"`` (default): rejected when the (scaled) χ²
+        difference test is significant and an item's restriction reaches dMACS .20
+        (`verdict_dmacs`); the others apply Δ-fit cut-offs (`rules_for`), heuristics derived
+        for ML with continuous data.
     group_order : sequence, optional
         Group order; by default groups are ordered by first appearance (lavaan's rule).
     group_partial : sequence of str
@@ -604,8 +610,17 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
     call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
             "estimator": estimator.upper(), "group_order": labels, "cfa_options": cfa_options,
             "group_partial": tuple(group_partial)}
+    call.update(_item_scale(data, fits[0], group, labels))
     return _assemble(names, fits, rule_set=rule_set, estimator=estimator.upper(), labels=labels,
                      sizes=sizes, meta=meta, call=call)
+
+
+def _item_scale(data: pd.DataFrame, fit: Any, group: str, labels: Sequence[str]) -> dict:
+    """Per-group item SDs (the dMACS denominators) and observed codes, from every answer."""
+    from instrument.invariance_dif import item_sds
+
+    sds, codes = item_sds(data, list(fit.ov_names), group, labels)
+    return {"sds": sds, "codes": codes}
 
 
 def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group_order,
@@ -635,6 +650,7 @@ def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group
         fits.append(_refit(call, steps, step, group_partial))
     labels = tuple(str(x) for x in fits[0].meta.options.get("group_labels", ()))
     call["group_order"] = labels
+    call.update(_item_scale(data, fits[0], group, labels))
     sizes = [int(s["n"]) for s in fits[0].sample]
     meta = Meta(options={"group": group, "steps": list(steps), "estimator": "WLSMV",
                          "rule_set": rule_set, "group_partial": list(group_partial),
@@ -669,23 +685,6 @@ def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int |
 # Partial invariance and latent means
 # ---------------------------------------------------------------------------------------------
 
-def constraint_type(parameter: str, ov_names: Sequence[str]) -> str:
-    """The ``group.equal`` type a ``group.partial``-style parameter belongs to."""
-    ov = set(ov_names)
-    if "|" in parameter:
-        return "thresholds"
-    if "=~" in parameter:
-        return "loadings"
-    if parameter.endswith("~1"):
-        return "intercepts" if parameter[:-2] in ov else "means"
-    if "~~" in parameter:
-        a, b = parameter.split("~~")
-        if a in ov:
-            return "residuals" if a == b else "residual.covariances"
-        return "lv.variances" if a == b else "lv.covariances"
-    return "regressions"
-
-
 def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Sequence[str]) -> Any:
     from instrument.sem.cfa import cfa
 
@@ -700,103 +699,114 @@ def _refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Se
                group_order=call["group_order"], **call["cfa_options"])
 
 
-def _fixed_by_identification(estimator: str, step: str) -> bool:
-    """Under Wu & Estabrook (2016) identification the scalar and strict steps fix intercepts
-    and residual variances (to 0 and 1) instead of equating them, so there are no equality
-    constraints whose score tests could guide a release."""
-    return estimator in ("WLSMV", "ULSMV") and step in ("scalar", "strict")
-
-
-def _lr_release_tests(call: Mapping[str, Any], steps: Sequence[str], step: str,
-                      partial: Sequence[str], fit: Any) -> pd.DataFrame:
-    """Candidate releases of a Wu–Estabrook step ranked by refitting: for each item not yet
-    released, free its intercept (scalar) or residual variance (strict) in groups 2..G and
-    test the change with lavaan's scaled-shifted difference (``satorra.2000``).
-
-    Returns a frame with ``parameter``, ``X2``, ``df`` and ``pvalue`` (the difference test of
-    the current model against the model with that one parameter freed).
-    """
-    from instrument.sem.estimators.categorical import satorra2000_diff
-
-    items = list(fit.ov_names)
-    spell = (lambda v: f"{v}~1") if step == "scalar" else (lambda v: f"{v}~~{v}")
-    rows = []
-    for v in items:
-        cand = spell(v)
-        if cand in partial:
-            continue
-        try:
-            free = _refit(call, steps, step, [*partial, cand])
-            d = satorra2000_diff(free, fit)
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        rows.append({"parameter": cand, "X2": d["chisq.diff"], "df": d["df.diff"],
-                     "pvalue": d["pvalue"]})
-    return pd.DataFrame(rows, columns=["parameter", "X2", "df", "pvalue"])
+def _factor_items(fit: Any) -> dict[str, list[str]]:
+    est = fit.estimates
+    loads = est[(est["op"] == "=~") & (est["group"] == 1)]
+    return {f: list(g["rhs"]) for f, g in loads.groupby("lhs", sort=False)}
 
 
 def _partial(res: InvarianceResult, step: str | None, *, max_release: int | None,
              rule_set: str) -> InvarianceResult:
+    """The specification search of `InvarianceResult.partial` (stopping rule in `rules`)."""
+    from instrument.invariance_dif import item_of
+
     call = res._call
     if not call:
         raise ValueError("partial() needs the ladder's data: call it on the result of "
                          "invariance(), not on one read back from JSON.")
+    if rule_set != "lrt_dmacs":
+        raise ValueError("partial() locates items with the 'lrt_dmacs' rule set (score tests "
+                         f"and dMACS); this ladder was judged by {rule_set!r}. Refit it with "
+                         "rule_set='lrt_dmacs'.")
     steps = list(call["steps"])
     names = [n.replace(" (partial)", "") for n in res.table["step"]]
+    names = list(dict.fromkeys(names))
     if step is not None and (step not in names or step == "configural"):
         raise ValueError(f"step= must be a constrained step of this ladder {names[1:]}; got {step!r}.")
-    todo = [step] if step is not None else names[1:]
-    fits = [res.fits[n] for n in res.table["step"]]
+    todo = set([step] if step is not None else names[1:])
+    cur = {n.replace(" (partial)", ""): res.fits[n] for n in res.table["step"]}
     partial = list(call["group_partial"])
-    sizes = [int(s["n"]) for s in fits[0].sample]
+    sizes = [int(s["n"]) for s in cur[names[0]].sample]
     releases = [] if res.releases is None else res.releases.to_dict("records")
-    released_at: dict[str, bool] = {n: n != r for n, r in zip(names, res.table["step"])}
+    out_names, out_fits, bases, accepted, search = [names[0]], [cur[names[0]]], [0], [True], {}
+    prev = 0                                     # index of the accepted previous step
+    prev_holds = True
     n_constraints: dict[str, int] = {}
-    for st in todo:
-        idx = names.index(st)
-        kinds = STEP_EQUAL[st]
-        fit = fits[idx]
-        limit, n_rel = max_release, 0
-        while not _holds(fits[idx - 1], fit, st, rule_set, res.estimator, sizes):
-            tests = score_test_equality(fit)
-            tests = tests[tests["parameter"].map(
-                lambda q: constraint_type(q, fit.ov_names) in kinds) & ~tests["parameter"].isin(partial)]
-            if tests.empty and _fixed_by_identification(res.estimator, st):
-                tests = _lr_release_tests(call, steps, st, partial, fit)
-            if limit is None:
-                limit = max(1, len(tests) // 2)
-                n_constraints[st] = len(tests) + sum(r["step"] == st for r in releases)
-            if tests.empty or n_rel >= limit:
-                break
-            top = tests.sort_values("X2", ascending=False).iloc[0]
-            if top["pvalue"] >= rules.LRT_ALPHA.threshold:
-                break
-            partial.append(top["parameter"])
-            n_rel += 1
-            releases.append({"round": len(releases) + 1, "step": st, "parameter": top["parameter"],
-                             "X2": float(top["X2"]), "pvalue": float(top["pvalue"])})
-            fit = _refit(call, steps, st, partial)
-        fits[idx] = fit
-        released_at[st] = released_at[st] or n_rel > 0
-        # later steps carry the releases forward
-        for j in range(idx + 1, len(names)):
-            fits[j] = _refit(call, steps, names[j], partial)
-    new_names = [f"{n} (partial)" if released_at[n] else n for n in names]
-    rel = pd.DataFrame(releases, columns=["round", "step", "parameter", "X2", "pvalue"])
-    out = _assemble(new_names, fits, rule_set=rule_set, estimator=res.estimator,
+    items = list(cur[names[0]].ov_names)
+    factors = _factor_items(cur[names[0]])
+    factor_of = {v: f for f, vs in factors.items() for v in vs}
+    changed = False
+    for st in names[1:]:
+        fit = cur[st] if not changed else _refit(call, steps, st, partial)
+        full = fit
+        here: list[dict] = []
+        status = ""
+        if st in todo:
+            limit = max_release
+            while True:
+                d = lrt_table([out_fits[prev], fit], ["prev", st]).iloc[-1]
+                t = _row_tests(fit, st, call, partial)
+                if t is None:
+                    break
+                tab = t.table
+                n_constraints.setdefault(st, len(tab))
+                dm = float(tab["dmacs"].max()) if len(tab) else 0.0
+                if rules.LRT_ALPHA.passes(float(d["Pr(>Chisq)"])) or rules.DMACS_SMALL.passes(dm):
+                    status = "holds" if not here else "holds after the releases"
+                    break
+                released_items = {item_of(p, items) for p in partial}
+                ok_inv = tab["item"].map(lambda v: rules.PARTIAL_MIN_INVARIANT.passes(
+                    len(set(factors[factor_of[v]]) - released_items - {v})))
+                large = tab["dmacs"].map(lambda x: x == x and not rules.DMACS_SMALL.passes(x))
+                elig = tab[tab["pvalue.bonferroni"].map(rules.SCORE_TEST_ALPHA.passes)
+                           & large & ok_inv]
+                if elig.empty:
+                    blocked = tab[large & ~ok_inv]
+                    status = ("does not hold; search stopped: " + (
+                        "releasing " + ", ".join(blocked["item"]) + " would leave fewer than "
+                        f"{rules.PARTIAL_MIN_INVARIANT.threshold:g} invariant indicators on "
+                        "its factor" if len(blocked) else
+                        "no item's restriction is both significant after Bonferroni "
+                        f"adjustment and at least dMACS {rules.DMACS_SMALL.threshold:.2f}"))
+                    break
+                if limit is not None and len(here) >= limit:
+                    status = f"does not hold; search stopped after max_release = {limit} releases"
+                    break
+                top = elig.iloc[0]
+                new = [q for q in str(top["parameters"]).split(",") if q not in partial]
+                partial.extend(new)
+                rec = {"round": len(releases) + 1, "step": st, "item": top["item"],
+                       "parameter": str(top["parameters"]), "X2": float(top["X2"]),
+                       "df": int(top["df"]), "pvalue": float(top["pvalue"]),
+                       "dmacs": float(top["dmacs"])}
+                releases.append(rec)
+                here.append(rec)
+                fit = _refit(call, steps, st, partial)
+                changed = True
+        if here:
+            out_names.append(st)
+            out_fits.append(full)
+            bases.append(prev)
+            accepted.append(False)
+            out_names.append(f"{st} (partial)")
+        else:
+            out_names.append(st)
+        out_fits.append(fit)
+        bases.append(prev)
+        accepted.append(True)
+        if status:
+            search[out_names[-1]] = status + ("" if prev_holds else
+                                             f"; rests on {out_names[prev]!r}, which does not hold")
+        prev = len(out_names) - 1
+        prev_holds = not status.startswith("does not hold") and prev_holds
+    rel = pd.DataFrame(releases, columns=RELEASE_COLUMNS)
+    out = _assemble(out_names, out_fits, rule_set=rule_set, estimator=res.estimator,
                     labels=res.group_labels, sizes=sizes,
                     meta=replace(res.meta, options={**res.meta.options, "group_partial": partial}),
-                    call={**call, "group_partial": tuple(partial)}, releases=rel)
-    _warn_freed_share(fits[-1], partial, rel, n_constraints)
+                    call={**call, "group_partial": tuple(partial)}, releases=rel, bases=bases,
+                    accepted=accepted, search=search)
+    _warn_freed_share(out_fits[-1], partial, rel, n_constraints)
     return out
-
-
-def _holds(prev_fit: Any, fit: Any, step: str, rule_set: str, estimator: str,
-           sizes: Sequence[int]) -> bool:
-    keys = _INDEX_KEYS.get(estimator, _INDEX_KEYS["ML"])
-    rows = [_row("prev", prev_fit, keys), _row(step, fit, keys)]
-    _compare(rows, [prev_fit, fit], rule_set=rule_set, estimator=estimator, group_sizes=sizes)
-    return bool(rows[1]["holds"])
 
 
 def _warn_freed_share(fit: Any, partial: Sequence[str], releases: pd.DataFrame,

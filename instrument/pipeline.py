@@ -39,7 +39,7 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
         {"form": "teacher", "group": "grade_band"},
     ],
     "invariance_steps": None,     # None: the estimator's default ladder
-    "rule_set": "chen2007",
+    "rule_set": "lrt_dmacs",      # scaled Δχ² and dMACS (instrument.invariance.verdict_dmacs)
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
 }
 
@@ -340,12 +340,19 @@ def stage_reliability(ctx: dict) -> Any:
 
 
 def stage_invariance(ctx: dict) -> Any:
-    """Invariance ladders named in the plan (default: family by language, teacher by grade band)."""
+    """Invariance ladders named in the plan (default: family by language, teacher by grade band).
+
+    Steps that are rejected are searched for the items responsible (`InvarianceResult.partial`).
+    With simulated data the released parameters are compared with the DIF the plan planted (by
+    language; no other grouping has planted DIF): ``truth`` holds hits, misses and false alarms.
+    """
     from instrument.invariance import invariance
+    from instrument.invariance_dif import compare_with_truth
     from instrument.invariance_ordinal import collapse_empty_categories
 
     a = _analysis(ctx)
     out = {}
+    sim = ctx.get("simulation")
     for spec in a["invariance"]:
         form, group = spec["form"], spec["group"]
         df = _recoded(ctx, form)
@@ -358,12 +365,18 @@ def stage_invariance(ctx: dict) -> Any:
         res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
                          rule_set=a["rule_set"], estimator=a["estimator"], missing=_missing(ctx),
                          **steps, **_ordinal_options(a["estimator"]))
-        if not res.table["holds"].iloc[1:].all():
+        if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
         d = res.to_dict()
         d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
+        if sim is not None:
+            dif = sim.truth.dif
+            planted = dif[dif["form"] == form] if group == "language" else dif.iloc[:0]
+            released = [p for q in res.releases["parameter"] for p in str(q).split(",")]
+            d["truth"] = to_jsonable(compare_with_truth(released, planted,
+                                                        ctx["bank"].items_for(form)))
         out[f"{form} by {group}"] = d
     return out
 

@@ -159,11 +159,3 @@ class Table:
 
     def _repr_html_(self) -> str:
         return self.as_html()
-
-
-def __getattr__(name: str):
-    """Lazy re-export of result types defined in their own modules (avoids import cycles)."""
-    if name == "CFAResult":
-        from instrument.sem.result import CFAResult
-        return CFAResult
-    raise AttributeError(f"module 'instrument.results' has no attribute {name!r}")

@@ -124,6 +124,39 @@ DELTA_RMSEA_RS_SCALAR = Rule("rmsea.delta", 0.010, "<=", RUTKOWSKI_SVETINA_2014,
 RS_MANY_GROUPS = Rule("ngroups", 10, ">=", RUTKOWSKI_SVETINA_2014, "the many-groups condition")
 LRT_ALPHA = Rule("pvalue", 0.05, ">=", "Conventional .05 level for the likelihood-ratio "
                  "(chi-square difference) test; Meredith (1993), Psychometrika 58(4), 525-543")
+# Effect size of non-invariance: an item's (or a restriction's) dMACS below .20 is negligible.
+# Nye et al. (2019) derived small / medium / large benchmarks of .20 / .40 / .70 from the effect
+# sizes of published measurement-equivalence studies; dMACS is defined by Nye & Drasgow (2011).
+NYE_DRASGOW_2011 = ("Nye, C. D., & Drasgow, F. (2011). Effect size indices for analyses of "
+                    "measurement equivalence: Understanding the practical importance of "
+                    "differences between groups. Journal of Applied Psychology, 96(5), 966-980. "
+                    "https://doi.org/10.1037/a0022955")
+NYE_2019 = ("Nye, C. D., Bradburn, J., Olenick, J., Bialko, C., & Drasgow, F. (2019). How big are "
+            "my effects? Examining the magnitude of effect sizes in studies of measurement "
+            "equivalence. Organizational Research Methods, 22(3), 678-709. "
+            "https://doi.org/10.1177/1094428118761122")
+DMACS_SMALL = Rule(
+    "dmacs", 0.20, "<", NYE_2019 + "; " + NYE_DRASGOW_2011,
+    "Passes (the non-invariance is negligible) below the 'small' benchmark. For ordered items "
+    "dMACS is taken on the expected item score of the probit latent-response model (as the dmacs R "
+    "package does for categorical indicators); the benchmarks were derived for continuous "
+    "indicators.")
+# A step of the ladder is rejected only when its restrictions fail the (scaled) chi-square
+# difference test at LRT_ALPHA *and* at least one item's restriction reaches DMACS_SMALL.
+# Locating items: a specification search by score tests (modification indices) that frees one
+# item's restrictions at a time, largest statistic first, among items whose Bonferroni-adjusted
+# score test is significant and whose effect reaches DMACS_SMALL; it stops when the step is no
+# longer rejected (Yoon & Millsap, 2007), when no item qualifies, or when a factor would keep
+# fewer than PARTIAL_MIN_INVARIANT invariant indicators.
+YOON_MILLSAP_2007 = ("Yoon, M., & Millsap, R. E. (2007). Detecting violations of factorial "
+                     "invariance using data-based specification searches: A Monte Carlo study. "
+                     "Structural Equation Modeling, 14(3), 435-463. "
+                     "https://doi.org/10.1080/10705510701301677")
+SCORE_TEST_ALPHA = Rule(
+    "pvalue.bonferroni", 0.05, "<", YOON_MILLSAP_2007,
+    "An item is a candidate for release when its score test, multiplied by the number of items "
+    "tested at that round (Bonferroni), is below .05; keeps the search's family-wise false-alarm "
+    "rate near .05 per round.")
 # Partial invariance: at least two invariant indicators per factor are needed to compare latent
 # means (Byrne, Shavelson & Muthen, 1989); freeing more than 20% of a step's constrained
 # parameters makes partial invariance questionable (Dimitrov, 2010).

@@ -262,7 +262,7 @@ def test_small_groups_and_constant_variables_are_reported():
 
 
 def test_nonconvergence_is_reported():
-    from instrument.sem.cfa import fit_partable
+    from instrument.sem.ml_fit import fit_partable
     hs = data("HolzingerSwineford1939.csv")
     pt = build_partable(HS_MODEL)
     st = SampleStats([GroupStats.from_data(hs[list(pt.ov_names)].to_numpy(float), pt.ov_names)])

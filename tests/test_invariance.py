@@ -198,7 +198,15 @@ def test_simulated_dif_is_flagged_and_freed():
     part = res.partial()
     assert list(part.releases["parameter"]) == ["f2=~y8", "y3~1"]
     assert list(part.releases["step"]) == ["metric", "scalar"]
-    assert part.table["holds"].iloc[1:].all()
+    # the fully constrained and the partial model side by side, both against the accepted step
+    t = part.table.set_index("step")
+    assert list(t.index) == ["configural", "metric", "metric (partial)", "scalar",
+                             "scalar (partial)", "strict"]
+    assert not t.loc["metric", "holds"] and not t.loc["scalar", "holds"]
+    assert t.loc[["metric (partial)", "scalar (partial)", "strict"], "holds"].all()
+    assert t.loc["scalar", "compared.with"] == t.loc["scalar (partial)", "compared.with"] \
+        == "metric (partial)"
+    assert (t.loc[["metric", "scalar"], "dmacs.max"] >= 0.20).all()
 
 
 def test_fully_invariant_set_frees_nothing():

@@ -1,4 +1,4 @@
-"""The engine adapters `mlr_fit` / `fiml_fit` with a stand-in model following ENGINE_CONTRACT.md."""
+"""The reference MLR / FIML routes (`tests/reference/robust_adapters.py`) on the `TinyCFA` stand-in model, against lavaan."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.sem.estimators.fiml import FIMLFit, FIMLObjective, fiml_fit, missing_patterns
-from instrument.sem.estimators.mlr import MLRFit, mlr_fit
-from tests._robust_cfa import TinyCFA, memo, ref_rows
+from instrument.sem.estimators.fiml import FIMLObjective, missing_patterns
+from tests.reference.robust_adapters import FIMLFit, MLRFit, fiml_fit, mlr_fit
+from tests.reference.tiny_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, RTOL_SE = 1e-6, 1e-4

@@ -16,9 +16,10 @@ from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, em_saturate
                                       fiml_scores, missing_patterns, missing_summary, srmr_bentler,
                                       MissingSummary)
 from instrument.sem.estimators.mlr import mvnorm_scores
-from instrument.sem.fit.robust import cfi, rmsea, tli
+from instrument.sem.fit.cfi import cfi, tli
+from instrument.sem.fit.rmsea import rmsea
 from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
-from tests._robust_cfa import TinyCFA, memo, ref_rows
+from tests.reference.tiny_cfa import TinyCFA, memo, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, RTOL_SE, TOL_HAND = 1e-6, 1e-4, 1e-8

@@ -1,7 +1,7 @@
 """MLR (Huber-White SEs, Yuan-Bentler Mplus test, robust fit indices) against lavaan 0.6-14.
 
 The engine is not used: implied moments and Jacobians come from lavaan's own estimates through
-the tiny LISREL helper in tests/_robust_cfa.py.
+the tiny LISREL model in tests/reference/tiny_cfa.py.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from numpy.testing import assert_allclose
 
 from instrument.sem.estimators.mlr import (MLRVcov, RobustGroup, gamma_adf, h1_information_firstorder,
                                      h1_information_observed, mlr_vcov, vech, vech_indices)
-from instrument.sem.fit.robust import robust_fit_measures
+from instrument.sem.fit.measures import fit_indices_scaled
 from instrument.sem.test.yuan_bentler import (YuanBentlerResult, baseline_yuan_bentler_complete,
                                               yuan_bentler_mplus_complete)
-from tests._robust_cfa import TinyCFA, ref_rows
+from tests.reference.tiny_cfa import TinyCFA, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, RTOL_SE, TOL_HAND = 1e-6, 1e-4, 1e-8   # shared/refs/README.md, "Suggested tolerances"
@@ -60,9 +60,8 @@ def fit_single(X, rows, ov, df, *, cluster=None):
     chisq = chisq_ml(X, s, mu if ms else None)
     yb = yuan_bentler_mplus_complete([g], chisq, df, mlr=v)
     b = baseline_yuan_bentler_complete([X], meanstructure=ms, clusters=[cluster])
-    fm = robust_fit_measures(chisq=chisq, df=df, scaling_factor=yb.scaling_factor,
-                             baseline_chisq=b.chisq, baseline_df=b.df,
-                             baseline_scaling_factor=b.scaling_factor, ntotal=X.shape[0])
+    fm = fit_indices_scaled(chisq, df, b.chisq, b.df, scaling_factor=yb.scaling_factor,
+                            baseline_scaling_factor=b.scaling_factor, n=X.shape[0])
     se_ref = np.array([r["se"] for r in rows if r["free"]])
     return {"vcov": v, "yb": yb, "baseline": b, "fm": fm, "se_ref": se_ref, "model": m}
 
@@ -236,11 +235,9 @@ class TestHSConfiguralMLR:
         chisq_g = [chisq_ml(g.data, g.sigma, g.mu) for g in groups]
         cls.yb = yuan_bentler_mplus_complete(groups, sum(chisq_g), 48, mlr=v, chisq_group=chisq_g)
         b = baseline_yuan_bentler_complete(blocks, meanstructure=True)
-        cls.fm = robust_fit_measures(chisq=sum(chisq_g), df=48,
-                                     scaling_factor=cls.yb.scaling_factor,
-                                     baseline_chisq=b.chisq, baseline_df=b.df,
-                                     baseline_scaling_factor=b.scaling_factor, ntotal=301,
-                                     ngroups=2)
+        cls.fm = fit_indices_scaled(sum(chisq_g), 48, b.chisq, b.df,
+                                    scaling_factor=cls.yb.scaling_factor,
+                                    baseline_scaling_factor=b.scaling_factor, n=301, ngroups=2)
         cls.ref = shared()["b_hs_invariance"]["MLR"]["fit"]["configural"]
 
     def test_chisq(self):

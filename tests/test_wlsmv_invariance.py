@@ -143,7 +143,7 @@ def ladder():
     from instrument.invariance import invariance
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return invariance(MODEL, bfi(), group="sex", ordered=True)
+        return invariance(MODEL, bfi(), group="sex", ordered=True, rule_set="chen2007")
 
 
 def test_invariance_ladder_ordinal_matches_lavaan():
@@ -195,29 +195,33 @@ def dif_ladder():
     d = pd.read_csv(FIX / "ordinal_dif_2lang.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = invariance(DIF_MODEL, d, group="language", ordered=True, rule_set="lrt")
+        res = invariance(DIF_MODEL, d, group="language", ordered=True)
         return res, res.partial()
 
 
 def test_dif_threshold_flagged_and_released():
     res, part = dif_ladder()
     t = res.table.set_index("step")
-    assert not t.loc["thresholds", "holds"]            # the shifted threshold is caught
+    # the shifted threshold fails the thresholds test, but with the item's latent-response
+    # intercept and scale free in "es" at that step, little of it reaches the expected score
     assert t.loc["thresholds", "pvalue.diff"] < 1e-6
+    assert t.loc["thresholds", "dmacs.item"] == "y3"
+    assert t.loc["thresholds", "dmacs.max"] < 0.20 and t.loc["thresholds", "holds"]
     assert "threshold non-invariance" in t.loc["thresholds", "verdict"]
     assert "Wu & Estabrook (2016)" in t.loc["thresholds", "verdict"]
-    # score tests on the thresholds release exactly the shifted one
-    assert list(part.releases["parameter"]) == ["y3|t2"]
-    assert part.releases["step"].iloc[0] == "thresholds"
+    # fixing the intercepts exposes it: the scalar step is rejected on y3 alone
+    assert not t.loc["scalar", "holds"] and t.loc["scalar", "dmacs.item"] == "y3"
+    assert t.loc["scalar", "dmacs.max"] >= 0.20
+    assert list(part.releases["item"]) == ["y3"]
+    assert list(part.releases["parameter"]) == ["y3~1"]
     pt = part.table.set_index("step")
-    assert pt.loc["thresholds (partial)", "holds"]
-    assert bool(pt["holds"].iloc[1:].all())
-    # the released threshold is free in each group in the partial model
-    fit = part.fits["thresholds (partial)"]
-    e = fit.estimates
-    y3 = e[(e.lhs == "y3") & (e.op == "|") & (e.rhs == "t2")]
-    assert y3["label"].nunique() == 2
-    assert y3["est"].iloc[1] - y3["est"].iloc[0] > 0.4    # "es" threshold is higher
+    assert list(pt.index) == ["configural", "thresholds", "metric", "scalar", "scalar (partial)",
+                              "strict"]
+    assert pt.loc[["scalar (partial)", "strict"], "holds"].all()
+    # the released intercept is free in "es" in the partial model
+    e = part.fits["scalar (partial)"].estimates
+    y3 = e[(e.lhs == "y3") & (e.op == "~1")]
+    assert y3["est"].iloc[0] == 0 and abs(y3["est"].iloc[1]) > 0.2
 
 
 def test_score_tests_wlsmv_total_equals_lrt_difference():
@@ -239,9 +243,9 @@ def test_cli_invariance_ordered(tmp_path):
     out = tmp_path / "ladder.json"
     r = CliRunner().invoke(main, ["invariance", DIF_MODEL, str(FIX / "ordinal_dif_2lang.csv"),
                                   "--group", "language", "--ordered", "all", "--partial",
-                                  "--rule-set", "lrt", "--json", str(out)])
+                                  "--json", str(out)])
     assert r.exit_code == 0, r.output
-    assert "Estimator WLSMV" in r.output and "y3|t2" in r.output and "cfi.scaled" in r.output
+    assert "Estimator WLSMV" in r.output and "y3~1" in r.output and "cfi.scaled" in r.output
     assert out.exists()
 
 
@@ -363,16 +367,15 @@ def _uniform_shift_data(seed: int = 11, n: int = 1500) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_intercept_dif_is_found_at_the_scalar_step_and_released_by_refit():
+def test_intercept_dif_is_found_at_the_scalar_step_and_released_by_score_test():
     """Under Wu–Estabrook identification a uniform threshold shift is absorbed by the item's
     free intercept at the thresholds step and shows at the scalar step, where intercepts are
-    fixed (no equality constraint to score-test): partial() ranks candidate releases by the
-    scaled-shifted difference test of refits and frees exactly the shifted item's intercept."""
+    fixed rather than equated: partial() score-tests freeing each fixed intercept (lavaan's
+    "add" mode) and frees exactly the shifted item's intercept."""
     from instrument.invariance import invariance
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = invariance(DIF_MODEL, _uniform_shift_data(), group="language", ordered=True,
-                         rule_set="lrt")
+        res = invariance(DIF_MODEL, _uniform_shift_data(), group="language", ordered=True)
         t = res.table.set_index("step")
         assert t.loc["thresholds", "holds"] and not t.loc["scalar", "holds"]
         part = res.partial("scalar")

@@ -19,14 +19,16 @@ from instrument.cli._common import model_text, read_data, split_list
               show_default=True)
 @click.option("--ordered", default="", help="Ordinal items (comma-separated or 'all'): WLSMV "
               "ladder configural, thresholds, metric, scalar, strict (Wu & Estabrook 2016).")
-@click.option("--rule-set", type=click.Choice(["chen2007", "cheung_rensvold2002",
+@click.option("--rule-set", type=click.Choice(["lrt_dmacs", "chen2007", "cheung_rensvold2002",
                                                "rutkowski_svetina2014", "lrt"]),
-              default="chen2007", show_default=True, help="Which delta-fit rules decide.")
+              default="lrt_dmacs", show_default=True,
+              help="How steps are judged: scaled difference test and dMACS (lrt_dmacs), or "
+                   "delta-fit cut-offs.")
 @click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
               help="Missing answers: listwise (lavaan's default; a warning gives the count "
               "dropped), pairwise (WLSMV, as Mplus) or fiml (ML/MLR; lavaan missing='ml').")
 @click.option("--partial/--no-partial", default=False,
-              help="Release constraints by score test where a step does not hold.")
+              help="Locate non-invariant items by score tests and release them (lrt_dmacs).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the ladder (with every fit) as JSON.")
 def invariance(model: str, data: str, group: str, steps: str, estimator: str, rule_set: str,

@@ -4,11 +4,11 @@ inference, matching lavaan 0.6-14 (issue 6 wiring of the engine and the robust f
 `instrument.sem.cfa.cfa` hands over to `cfa_robust` when ``estimator="MLR"``, ``missing="fiml"`` or
 ``cluster=`` is given. The pieces:
 
-* **MLR, complete data**: ML estimates (`instrument.sem.cfa.fit_partable`), Huber-White standard
+* **MLR, complete data**: ML estimates (`instrument.sem.ml_fit.fit_partable`), Huber-White standard
   errors with the observed information (`instrument.sem.estimators.mlr.mlr_vcov`), the Yuan-Bentler
   (Mplus) scaled test of the model and of the baseline
   (`instrument.sem.test.yuan_bentler`), and the scaled/robust fit indices
-  (`instrument.sem.fit.robust.robust_fit_measures`).
+  (`instrument.sem.fit.measures.fit_indices`).
 * **FIML** (lavaan ``missing = "ml"``): the FIML objective
   (`instrument.sem.estimators.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring optimiser
   (`instrument.sem.estimators.ml.optimize`), observed-information standard errors, the saturated
@@ -41,17 +41,17 @@ from instrument.sem.estimators.ml import MLObjective, optimize, weighted_delta
 from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, vech_indices
 from instrument.sem.model import Model
 from instrument.sem.post import standardized
-from instrument.sem.samplestats import GroupStats, SampleStats, group_labels_in_order
-from instrument.sem.fit import cfi as _cfi
-from instrument.sem.fit import robust as _rob
-from instrument.sem.fit.core import core_measures
+from instrument.sem.ml_fit import fit_partable
+from instrument.sem.samplestats import GroupStats, SampleStats, data_warnings, group_labels_in_order
+from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
+                                         information_criteria, scaled_test)
 from instrument.sem.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.sem.syntax import parse_syntax
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
                                               yuan_bentler_mplus_complete)
 
-__all__ = ["cfa_robust", "fit_partable_robust", "robust_fit_measures_extra",
+__all__ = ["cfa_robust", "fit_partable_robust",
            "observed_information_delta",
            "mlr_vcov_delta"]
 
@@ -147,21 +147,12 @@ def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> di
     return dict(estimates=est, partable=ptf, vcov=vc)
 
 
-def robust_fit_measures_extra(*, chisq: float, df: int, baseline_chisq: float, baseline_df: int,
-                              scaling_factor: float, baseline_scaling_factor: float,
-                              scaling_factor_h1: float, scaling_factor_h0: float) -> dict:
-    """The scaled incremental indices lavaan adds for a scaled test besides those of
-    `instrument.sem.fit.robust.robust_fit_measures`: ``rfi.scaled``, ``nfi.scaled``,
-    ``pnfi.scaled``, ``ifi.scaled`` (the usual formulas on ``chisq / c`` and
-    ``baseline.chisq / c_b``) and ``scaling.factor.h1``/``scaling.factor.h0``. lavaan divides the
-    h0 trace by the number of free table rows (equality-constrained ones counted separately), so
-    pass ``scaling_factor_h0`` on that scale."""
-    xs, xbs = chisq / scaling_factor, baseline_chisq / baseline_scaling_factor
-    return {"rfi.scaled": _cfi.rfi(xs, df, xbs, baseline_df),
-            "nfi.scaled": _cfi.nfi(xs, df, xbs, baseline_df),
-            "pnfi.scaled": _cfi.pnfi(xs, df, xbs, baseline_df),
-            "ifi.scaled": _cfi.ifi(xs, df, xbs, baseline_df),
-            "scaling.factor.h1": scaling_factor_h1, "scaling.factor.h0": scaling_factor_h0}
+def _scaling_factors(yb, model) -> dict:
+    """``scaling.factor.h1`` and ``scaling.factor.h0`` of a Yuan-Bentler (Mplus) test; lavaan
+    divides the h0 trace by the number of free table rows (equality-constrained ones counted
+    separately)."""
+    return {"scaling.factor.h1": yb.scaling_factor_h1,
+            "scaling.factor.h0": yb.scaling_factor_h0 * model.nx / len(model.free_rows)}
 
 
 def _check_information(E: np.ndarray, warn: list) -> None:
@@ -288,7 +279,7 @@ def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "M
                         clusters: Sequence[np.ndarray | None] | None = None,
                         meta: Meta | None = None) -> CFAResult:
     """MLR / FIML fit of a prepared parameter table (the robust counterpart of
-    `instrument.sem.cfa.fit_partable`, for modules that build their own tables, e.g. invariance).
+    `instrument.sem.ml_fit.fit_partable`, for modules that build their own tables, e.g. invariance).
 
     Parameters
     ----------
@@ -329,7 +320,6 @@ def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "M
     if missing == "fiml":
         return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=[])
     if estimator == "ML":
-        from instrument.sem.cfa import fit_partable
         stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
         return fit_partable(pt, stats, meta=meta)
     return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=[])
@@ -437,7 +427,6 @@ def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
 # MLR, complete data
 # --------------------------------------------------------------------------------------------
 def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CFAResult:
-    from instrument.sem.cfa import fit_partable
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
     base = fit_partable(pt, stats, likelihood="normal", information="observed", se="none",
                         meta=meta, extra_warnings=warn)
@@ -465,15 +454,10 @@ def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CF
     cg = [float(n * F) for n, F in zip(obj.n, obj.group_values(x))]
     yb = yuan_bentler_mplus_complete(groups, chisq, df, mlr=v, chisq_group=cg)
     bl = baseline_yuan_bentler_complete(blocks, meanstructure=ms, clusters=clusters)
-    G = stats.ngroups
-    fm.update(_rob.robust_fit_measures(
-        chisq=chisq, df=df, scaling_factor=yb.scaling_factor, baseline_chisq=bl.chisq,
-        baseline_df=bl.df, baseline_scaling_factor=bl.scaling_factor, ntotal=N, ngroups=G))
-    fm.update(robust_fit_measures_extra(
-        chisq=chisq, df=df, baseline_chisq=bl.chisq, baseline_df=bl.df,
-        scaling_factor=yb.scaling_factor, baseline_scaling_factor=bl.scaling_factor,
-        scaling_factor_h1=yb.scaling_factor_h1,
-        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
+    fm.update(fit_indices_scaled(chisq, df, bl.chisq, bl.df, scaling_factor=yb.scaling_factor,
+                                 baseline_scaling_factor=bl.scaling_factor, n=N,
+                                 ngroups=stats.ngroups))
+    fm.update(_scaling_factors(yb, model))
     new = [w for w in warn2 if w not in base.warnings]
     for w in new:
         _warnings.warn(w, stacklevel=4)
@@ -508,7 +492,6 @@ class _FIMLScoring:
 
 
 def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: list) -> CFAResult:
-    from instrument.sem.cfa import _data_warnings
     pats = [missing_patterns(b) for b in blocks]
     h1s = [em_saturated_fast(p) for p in pats]
     for h, lab in zip(h1s, pt.group_labels):
@@ -517,7 +500,7 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
                         f"{' in group ' + lab if len(h1s) > 1 else ''}")
     stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov))
                          for p, h in zip(pats, h1s)])
-    warn = list(warn) + _data_warnings(stats, pt.group_labels)
+    warn = list(warn) + data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     delta_fn = fast_delta_fn(model)
     obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
@@ -562,12 +545,9 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     sr = [srmr_bentler(h.cov, h.mean, imp.sigma, imp.mu) for h, imp in zip(h1s, imps)]
     srn = [srmr_bentler(h.cov, None, imp.sigma, None) for h, imp in zip(h1s, imps)]
     srmr = float(np.dot(ns, sr) / N)
-    fm = core_measures(chisq, df, bl, df_b, logl=logl, logl_h1=logl_h1, npar=nx, ntotal=N,
-                       n_rmsea=N, ngroups=G, fmin=chisq / (2.0 * N))
-    fm.update({
-        "srmr": srmr, "srmr_bentler": srmr,
-        "srmr_bentler_nomean": float(np.dot(ns, srn) / N),
-    })
+    std, base = TestStat(chisq, df), TestStat(bl, df_b)
+    sc = bsc = rob = None
+    scaling = {}
     # unit observed h1 information at the EM estimates (corrected robust indices, MLR traces)
     A1_em = [h1_information_observed_fast(pt_, h.cov, h.mean) for pt_, h in zip(pats, h1s)]
     if estimator == "MLR" and vmlr is not None:
@@ -578,31 +558,23 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
                                 information_inv=vmlr.information_inv, B0_group=vmlr.B0_group,
                                 nobs=ns, chisq_group=cg)
         byb = baseline_yuan_bentler_fast(pats, h1s, clusters=clusters, h1_traces=traces)
-        fm.update(_rob.robust_fit_measures(
-            chisq=chisq, df=df, scaling_factor=yb.scaling_factor, baseline_chisq=bl,
-            baseline_df=df_b, baseline_scaling_factor=byb.scaling_factor, ntotal=N, ngroups=G))
-        fm.update(robust_fit_measures_extra(
-            chisq=chisq, df=df, baseline_chisq=bl, baseline_df=df_b,
-            scaling_factor=yb.scaling_factor, baseline_scaling_factor=byb.scaling_factor,
-            scaling_factor_h1=yb.scaling_factor_h1,
-        scaling_factor_h0=yb.scaling_factor_h0 * model.nx / len(model.free_rows)))
+        sc, bsc = scaled_test(std, yb.scaling_factor), scaled_test(base, byb.scaling_factor)
+        rob = RobustStat.from_tests(std, sc, base, bsc)
+        scaling = _scaling_factors(yb, model)
     # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
     if df > 0:
         fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,
                                  version="V3" if estimator == "MLR" else "V6", clusters=clusters,
                                  h1_information=A1_em)
-        a = (fc["XX3"], df, fc["XX3.null"], fc["df3.null"])
-        kw = dict(c=fc["c.hat3"], c_b=fc["c.hat3.null"])
-        rlo, rhi = _rob.rmsea_ci(fc["XX3.scaled"], df, N, ngroups=G, c=fc["c.hat3"])
-        fm.update({
-            "cfi.robust": _rob.cfi(*a, **kw), "tli.robust": _rob.tli(*a, **kw),
-            "nnfi.robust": _rob.tli(*a, **kw), "rni.robust": _rob.rni(*a, **kw),
-            "rmsea.robust": _rob.rmsea(fc["XX3"], df, N, ngroups=G, c=fc["c.hat3"]),
-            "rmsea.ci.lower.robust": rlo, "rmsea.ci.upper.robust": rhi,
-            "rmsea.pvalue.robust": _rob.rmsea_pvalue(fc["XX3.scaled"], df, N, ngroups=G,
-                                                     c=fc["c.hat3"]),
-            "rmsea.notclose.pvalue.robust": _rob.rmsea_pvalue(
-                fc["XX3.scaled"], df, N, ngroups=G, h0=0.08, close=False, c=fc["c.hat3"])})
+        rob = RobustStat(xx3=fc["XX3"], df3=fc["df3"], c_hat3=fc["c.hat3"], c_hat=fc["c.hat3"],
+                         xx3_scaled=fc["XX3.scaled"], xx3_null=fc["XX3.null"],
+                         c_hat_null=fc["c.hat3.null"])
+    fm = {"npar": nx, "fmin": chisq / (2.0 * N)}
+    fm.update(fit_indices(std, base, n=N, ngroups=G, scaled=sc, baseline_scaled=bsc, robust=rob,
+                          likelihood=information_criteria(logl, logl_h1, nx, N)))
+    fm.update({"srmr": srmr, "srmr_bentler": srmr,
+               "srmr_bentler_nomean": float(np.dot(ns, srn) / N)})
+    fm.update(scaling)
     # ---- assemble
     f = pt.frame
     vals = model.x_to_partable(x)

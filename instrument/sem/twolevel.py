@@ -30,9 +30,7 @@ from scipy import stats as _st
 
 from instrument.sem.model import Model, vech_indices
 from instrument.sem.samplestats import GroupStats, SampleStats
-from instrument.sem.fit import cfi as _cfi
-from instrument.sem.fit import info as _info
-from instrument.sem.fit import rmsea as _rmsea
+from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 from instrument.sem.syntax import ModelSyntaxError, parse_syntax
@@ -761,28 +759,14 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
         warns.append("the saturated model's EM (lavaan's rule: stop when logl gains < 1e-4) ends "
                      "below the fitted model's log-likelihood, so chisq is set to 0 as lavaan "
                      "does; h1='exact' gives the exact test.")
-    fm: dict[str, float] = {"npar": npar, "fmin": -logl / cs.N - p / 2 * _LOG2PI,
-                            "chisq": chisq, "df": df,
-                            "pvalue": float(_st.chi2.sf(chisq, df)) if df > 0 else math.nan}
+    base = None
     if baseline:
-        base = _Saturated(p, diagonal=True)
-        xb0 = base.start(cs)
-        _, loglb, _, _ = _maximize(base, cs, xb0)
-        xb2, dfb = max(2.0 * (logl1 - loglb), 0.0), sat.nx - base.nx
-        fm.update({"baseline.chisq": xb2, "baseline.df": dfb,
-                   "baseline.pvalue": float(_st.chi2.sf(xb2, dfb)),
-                   "cfi": _cfi.cfi(chisq, df, xb2, dfb), "tli": _cfi.tli(chisq, df, xb2, dfb),
-                   "nnfi": _cfi.tli(chisq, df, xb2, dfb), "rfi": _cfi.rfi(chisq, df, xb2, dfb),
-                   "nfi": _cfi.nfi(chisq, df, xb2, dfb), "pnfi": _cfi.pnfi(chisq, df, xb2, dfb),
-                   "ifi": _cfi.ifi(chisq, df, xb2, dfb), "rni": _cfi.rni(chisq, df, xb2, dfb)})
-    lo, hi = _rmsea.rmsea_ci(chisq, df, cs.N)
-    fm.update({"logl": logl, "unrestricted.logl": logl1, "aic": _info.aic(logl, npar),
-               "bic": _info.bic(logl, npar, cs.N), "ntotal": cs.N,
-               "bic2": _info.bic2(logl, npar, cs.N), "rmsea": _rmsea.rmsea(chisq, df, cs.N),
-               "rmsea.ci.lower": lo, "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
-               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, cs.N), "rmsea.close.h0": 0.05,
-               "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, cs.N),
-               "rmsea.notclose.h0": 0.08})
+        bmod = _Saturated(p, diagonal=True)
+        _, loglb, _, _ = _maximize(bmod, cs, bmod.start(cs))
+        base = TestStat(max(2.0 * (logl1 - loglb), 0.0), sat.nx - bmod.nx)
+    fm: dict[str, float] = {"npar": npar, "fmin": -logl / cs.N - p / 2 * _LOG2PI}
+    fm.update(fit_indices(TestStat(chisq, df), base, n=cs.N, ngroups=1,
+                          likelihood=information_criteria(logl, logl1, npar, cs.N)))
     SW, SB, mu = st.moments(x)
     if np.any(np.diag(SW) <= 0) or np.any(np.diag(SB) < 0) or any(
             np.any(np.diag(m.matrices(xx)[0][k]) < 0) for m, xx in zip((st.mw, st.mb), st.split(x))

@@ -28,10 +28,12 @@ from instrument.sem.model import Model
 from instrument.sem.polychoric import CategoricalSampleStats
 from instrument.sem.post import standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
-from instrument.sem.fit import cfi as _cfi, chisq as _chisq, in_lavaan_order, rmsea as _rmsea
+from instrument.sem.fit import in_lavaan_order
+from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
 from instrument.sem.syntax import SyntaxRow
+from instrument.sem.test.score import equality_score_table
 
 __all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -561,62 +563,19 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
-    fm = {"npar": model.nx, "fmin": chisq / (2 * N), "chisq": chisq, "df": df,
-          "pvalue": _chisq.chisq_pvalue(chisq, df)}
-    if ss is not None:
-        cs = ss["chisq.scaled"]
-        fm.update({"chisq.scaled": cs, "df.scaled": df, "pvalue.scaled": ss["pvalue.scaled"],
-                   "chisq.scaling.factor": ss["chisq.scaling.factor"]})
-    bs = chisq_b / bl["baseline.chisq.scaling.factor"] + bl["baseline.chisq.shift.parameters"]
-    fm.update({"baseline.chisq": chisq_b, "baseline.df": df_b,
-               "baseline.pvalue": _chisq.chisq_pvalue(chisq_b, df_b),
-               "baseline.chisq.scaled": bs, "baseline.df.scaled": df_b,
-               "baseline.pvalue.scaled": _chisq.chisq_pvalue(bs, df_b),
-               "baseline.chisq.scaling.factor": bl["baseline.chisq.scaling.factor"]})
-    fm["cfi"] = _cfi.cfi(chisq, df, chisq_b, df_b)
-    fm["tli"] = _cfi.tli(chisq, df, chisq_b, df_b)
-    if ss is not None:
-        fm["cfi.scaled"] = _cfi.cfi(cs, df, bs, df_b)
-        fm["tli.scaled"] = _cfi.tli(cs, df, bs, df_b)
-    fm.update({"nnfi": fm["tli"], "rfi": _cfi.rfi(chisq, df, chisq_b, df_b),
-               "nfi": _cfi.nfi(chisq, df, chisq_b, df_b),
-               "pnfi": _cfi.pnfi(chisq, df, chisq_b, df_b),
-               "ifi": _cfi.ifi(chisq, df, chisq_b, df_b),
-               "rni": _cfi.rni(chisq, df, chisq_b, df_b), "ntotal": N})
-    if ss is not None:
-        fm.update({"nnfi.scaled": fm["tli.scaled"], "rfi.scaled": _cfi.rfi(cs, df, bs, df_b),
-                   "nfi.scaled": _cfi.nfi(cs, df, bs, df_b),
-                   "pnfi.scaled": _cfi.pnfi(cs, df, bs, df_b),
-                   "ifi.scaled": _cfi.ifi(cs, df, bs, df_b),
-                   "rni.scaled": _cfi.rni(cs, df, bs, df_b)})
-    lo, hi = _rmsea.rmsea_ci(chisq, df, nr, ngroups=G)
-    fm.update({"rmsea": _rmsea.rmsea(chisq, df, nr, ngroups=G), "rmsea.ci.lower": lo,
-               "rmsea.ci.upper": hi, "rmsea.ci.level": 0.90,
-               "rmsea.pvalue": _rmsea.rmsea_pvalue(chisq, df, nr, ngroups=G),
-               "rmsea.close.h0": 0.05,
-               "rmsea.notclose.pvalue": _rmsea.rmsea_notclose_pvalue(chisq, df, nr, ngroups=G),
-               "rmsea.notclose.h0": 0.08})
-    if ss is not None:
-        lo, hi = _rmsea.rmsea_ci(cs, df, nr, ngroups=G)
-        fm.update({"rmsea.scaled": _rmsea.rmsea(cs, df, nr, ngroups=G),
-                   "rmsea.ci.lower.scaled": lo, "rmsea.ci.upper.scaled": hi,
-                   "rmsea.pvalue.scaled": _rmsea.rmsea_pvalue(cs, df, nr, ngroups=G),
-                   "rmsea.notclose.pvalue.scaled": _rmsea.rmsea_notclose_pvalue(
-                       cs, df, nr, ngroups=G)})
+    std, base = TestStat(chisq, df), TestStat(chisq_b, df_b)
+    sc = None if ss is None else TestStat(
+        ss["chisq.scaled"], df, test="scaled.shifted", scaling_factor=ss["chisq.scaling.factor"],
+        shift_parameter=ss["chisq.shift.parameters"], trace_ugamma=ss["trace.UGamma"])
+    bsc = scaled_test(base, bl["baseline.chisq.scaling.factor"], test="scaled.shifted",
+                      shift_parameter=bl["baseline.chisq.shift.parameters"])
     rob = _catml_robust(model, x, cstats, deltas, st) if df > 0 else None
     if rob is not None:
-        XX3, df3, c3, XXb, dfb, cb = rob
-        t1, t2 = XX3 - c3 * df3, XXb - cb * dfb
-        fm["cfi.robust"] = 1.0 - max(t1, 0.0) / max(t1, t2, 0.0) if max(t1, t2) > 0 else 1.0
-        fm["tli.robust"] = 1.0 - (t1 / df3) / (t2 / dfb)
-        fm["nnfi.robust"] = fm["tli.robust"]
-        fm["rni.robust"] = 1.0 - t1 / t2
-        fm["rmsea.robust"] = math.sqrt(max(t1 / (nr * df3), 0.0)) * math.sqrt(G)
-        lo, hi = _rmsea.rmsea_ci(XX3 / c3, df3, nr, ngroups=G)
-        fm["rmsea.ci.lower.robust"] = math.sqrt(c3) * lo
-        fm["rmsea.ci.upper.robust"] = math.sqrt(c3) * hi
-        fm["rmsea.pvalue.robust"] = float(_st.ncx2.sf(XX3 / c3, df3,
-                                                      nr * df3 * 0.05 ** 2 / (G * c3)))
+        XX3, df3, c3, XXb, _, cb = rob
+        rob = RobustStat(xx3=XX3, df3=df3, c_hat3=c3, c_hat=c3, xx3_scaled=XX3 / c3,
+                         xx3_null=XXb, c_hat_null=cb)
+    fm = {"npar": model.nx, "fmin": chisq / (2 * N), "ntotal": N}
+    fm.update(fit_indices(std, base, n=nr, ngroups=G, scaled=sc, baseline_scaled=bsc, robust=rob))
     # SRMR: off-diagonal correlation residuals, divisor p(p+1)/2, groups weighted n_g / N
     # (crmr: divisor p(p-1)/2; the "with means" variants add the standardized threshold
     # residuals and their count; rmr = srmr_bentler here, all on the correlation metric)
@@ -794,12 +753,10 @@ def score_test_equality_wls(fit):
     evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
     (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
     ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
-    statistics of `instrument.invariance.score_tests` with N. These are the (unscaled)
+    statistics of `instrument.sem.test.score.score_tests` with N. These are the (unscaled)
     statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
     releases.
     """
-    from instrument.invariance import equality_score_table
-
     st = _state(fit)
     model, x, cstats = st["model"], st["x"], st["cstats"]
     obj = DWLSObjective(model, cstats, st["weight"])

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.sem.fit.robust import rmsea as _rmsea
+from instrument.sem.fit.rmsea import rmsea as _rmsea
 
 __all__ = ["DiffTest", "lrt", "satorra_bentler_2001", "satorra_bentler_2010",
            "satorra_bentler_2010_c10", "information_is_pd", "rmsea_d", "lrt_table"]

@@ -1,4 +1,4 @@
-"""A tiny LISREL CFA used only by the robust/FIML tests (the engine is not on this branch).
+"""A tiny LISREL CFA for the robust/FIML reference tests, independent of the engine.
 
 Sigma = Lambda Psi Lambda' + Theta and mu = nu, built from lavaan's own parameter table
 (rows with lhs, op, rhs, est and whether the parameter is free); Delta by central differences

@@ -5,6 +5,7 @@ Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
 """
 from __future__ import annotations
 
+import warnings as _warnings
 from typing import Sequence
 
 import pandas as pd

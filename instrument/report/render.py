@@ -220,16 +220,16 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     if st is not None and len(st):
         if "group" in st.columns:   # the whole sample; per-language rows stay in results.json
             st = st[st["group"] == "(all)"]
-        st = st.rename(columns={"n_categories": "categories"})
-        st = st[[c for c in ("form", "construct", "item_id", "categories", "n", "missing",
+        st = st.rename(columns={"n_categories": "cat.", "missing": "miss."})
+        st = st[[c for c in ("form", "construct", "item_id", "cat.", "n", "miss.",
                              "mean", "sd", "floor", "ceiling", "citc", "alpha.drop", "flags")
                  if c in st.columns] or list(st.columns)]
         out["items"] = num.table(Table("Item statistics", st,
-                                       ["categories: the item's response categories in the bank; "
+                                       ["cat.: the item's response categories in the bank; "
                                         "floor, ceiling: share in its lowest and highest "
                                         "category; citc: corrected item-total (item-rest) "
                                         "correlation and alpha.drop: alpha without the item, "
-                                        "both within the item's construct; missing: share of "
+                                        "both within the item's construct; miss.: share of "
                                         "respondents who did not answer; flags: item-analysis "
                                         "rules not met (see Decision rules)."], 2))
     return out

@@ -14,9 +14,12 @@ from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
 from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
 from instrument.invariance import invariance  # noqa: E402
 from instrument.io import IngestResult, ingest  # noqa: E402
+from instrument.irt import (DIFResult, IRTResult, RaschResult, dif, fscores, irt,  # noqa: E402
+                            person_parameters, rasch, shortform)
 from instrument.itemanalysis import item_analysis  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
-from instrument.montecarlo import MomentPopulation, PlanPopulation, montecarlo  # noqa: E402
+from instrument.montecarlo import (MomentPopulation, PlanPopulation,  # noqa: E402
+                                   dynamic_cutoffs, montecarlo, power)
 from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
                                    muml_covariances, split_half_reliability)
 from instrument.policy import (change, change_link, classification_accuracy,  # noqa: E402
@@ -44,8 +47,11 @@ __all__ = [
     # schools
     "icc", "mean_reliability", "min_cluster_size", "split_half_reliability", "muml_covariances",
     "school_scores",
+    # item response theory
+    "irt", "rasch", "fscores", "person_parameters", "dif", "shortform", "IRTResult",
+    "RaschResult", "DIFResult",
     # Monte Carlo studies
-    "montecarlo", "MomentPopulation", "PlanPopulation",
+    "montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs", "power",
     # predictive validity and policy views
     "link", "sensitivity", "bright_spots", "rollup", "classification_accuracy", "convergence",
     "change", "change_link", "variance_components",

@@ -307,3 +307,109 @@ SCORE_SCALE_SOURCE = (
     "Allensworth, E., Luppescu, S., & Easton, J. Q. (2010). Organizing Schools for Improvement: "
     "Lessons from Chicago. University of Chicago Press.")
 # --- end simulate / ingest / school scores -------------------------------------------------------
+
+# --- dynamic fit index cut-offs (Monte Carlo) ------------------------------------------------------
+MCNEISH_WOLF_2023 = ("McNeish, D., & Wolf, M. G. (2023). Dynamic fit index cutoffs for confirmatory "
+                     "factor analysis models. Psychological Methods, 28(1), 61-88. "
+                     "https://doi.org/10.1037/met0000425")
+MCNEISH_WOLF_ONE = ("McNeish, D., & Wolf, M. G. (2023). Dynamic fit index cutoffs for one-factor "
+                    "models. Behavior Research Methods, 55, 1157-1174. "
+                    "https://doi.org/10.3758/s13428-022-01847-y")
+MCNEISH_2023_CAT = ("McNeish, D. (2023). Dynamic fit index cutoffs for factor analysis with Likert, "
+                    "ordinal, or binary responses. American Psychologist, 79(9), 1061-1075. "
+                    "https://doi.org/10.1037/amp0001213")
+DFI_SPECIFICITY = Rule(
+    "quantile.true", 0.95, ">=", MCNEISH_WOLF_2023,
+    note="95/5 rule: the cut-off is the 5th percentile of the misspecified model's SRMR/RMSEA "
+         "(95th of CFI) and is kept when at least 95% of correct-model replications fit better")
+DFI_SPECIFICITY_FALLBACK = Rule(
+    "quantile.true", 0.90, ">=", MCNEISH_WOLF_2023,
+    note="90/10 rule, reported only where the 95/5 rule gives no cut-off")
+DFI_MIN_SENSITIVITY = Rule(
+    "sensitivity", 0.50, ">=", MCNEISH_2023_CAT,
+    note="categorical DFI: the cut-off is the correct model's 95th percentile (specificity 95%); "
+         "a level's sensitivity below 50% gives no cut-off")
+DFI_REPS = Rule("reps", 500, ">=", MCNEISH_WOLF_2023, note="replications per misspecification level")
+DFI_MAX_N = Rule("n", 2000, "<=", MCNEISH_WOLF_2023,
+                 note="the dynamic package simulates at most 2,000 observations per data set")
+DFI_CROSS_LOADING_SHRINK = Rule(
+    "cross_loading.share_of_max", 0.95, "<=", MCNEISH_WOLF_2023,
+    note="a planted cross-loading is the smaller of the item's loading and 95% of the largest "
+         "value that keeps the item's residual variance positive")
+DFI_ONE_FACTOR_RESIDUAL_CORRELATION = Rule(
+    "residual.correlation", 0.30, "<=", MCNEISH_WOLF_ONE,
+    note="one-factor DFI: each misspecification is an omitted residual correlation of .30 between "
+         "two of the lowest-loading items; levels add 1/3, 2/3 and all of floor(items/2) pairs")
+
+# --- power planning (Monte Carlo) -----------------------------------------------------------------
+POWER_TARGET = Rule(
+    "power", 0.80, ">=",
+    "Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). "
+    "Erlbaum; the .80 convention for Monte Carlo power in CFA: Muthen, L. K., & Muthen, B. O. "
+    "(2002). How to use a Monte Carlo study to decide on sample size and determine power. "
+    "Structural Equation Modeling, 9(4), 599-620. https://doi.org/10.1207/S15328007SEM0904_8",
+    note="applied to the share of replications in which the fit passes, the planted DIF is "
+         "flagged and the P10->P90 contrast's 95% CI excludes zero")
+CONVERGENCE_TARGET = Rule(
+    "convergence", 0.95, ">=",
+    "Muthen, L. K., & Muthen, B. O. (2002). Structural Equation Modeling, 9(4), 599-620 "
+    "(designs whose replications fail to converge are not recommended)",
+    note="share of replications whose CFA converged without error")
+
+# --- item response theory (instrument/irt/) --------------------------------------------------------
+S_X2_ALPHA = Rule(
+    "S_X2.p", 0.01, ">=",
+    "Orlando, M., & Thissen, D. (2000). Likelihood-based item-fit indices for dichotomous item "
+    "response theory models. Applied Psychological Measurement, 24(1), 50-64; generalized to "
+    "polytomous items by Kang, T., & Chen, T. T. (2008). Journal of Educational Measurement, 45(4), "
+    "391-406 (nominal alpha .01 as in their simulations).",
+    note="An item misfits when the p value of its S-X2 is below .01.")
+Q3_RELATIVE = Rule(
+    "q3.minus.mean", 0.20, "<=",
+    "Christensen, K. B., Makransky, G., & Horton, M. (2017). Critical values for Yen's Q3: "
+    "Identification of local dependence in the Rasch model using residual correlations. Applied "
+    "Psychological Measurement, 41(3), 178-194. https://doi.org/10.1177/0146621616677520",
+    note="A pair is locally dependent when its Q3 exceeds the average Q3 of all pairs by more than "
+         "0.2.")
+DIF_ALPHA = Rule(
+    "dif.chisq.p", 0.01, ">=",
+    "Choi, S. W., Gibbons, L. E., & Crane, P. K. (2011). lordif: An R package for detecting "
+    "differential item functioning using iterative hybrid ordinal logistic regression/item response "
+    "theory and Monte Carlo simulations. Journal of Statistical Software, 39(8), 1-30 "
+    "(criterion 'Chisqr', alpha = .01). https://doi.org/10.18637/jss.v039.i08",
+    note="Likelihood-ratio chi-square of the ordinal logistic models: uniform (1 vs 2, 1 df), "
+         "non-uniform (2 vs 3, 1 df), overall (1 vs 3, 2 df).")
+DIF_R2_LORDIF = Rule(
+    "dif.R2.delta", 0.02, "<",
+    "Choi, S. W., Gibbons, L. E., & Crane, P. K. (2011). lordif. Journal of Statistical Software, "
+    "39(8), 1-30 (criterion 'R2', pseudo.R2 = .02, Nagelkerke). https://doi.org/10.18637/jss.v039.i08",
+    note="With criterion='R2' an item has DIF when its Nagelkerke Delta R2 (model 3 minus model 1) "
+         "is .02 or more.")
+DIF_R2_MODERATE = Rule(
+    "dif.R2.delta", 0.035, "<",
+    "Jodoin, M. G., & Gierl, M. J. (2001). Evaluating type I error and power rates using an effect "
+    "size measure with the logistic regression procedure for DIF detection. Applied Measurement in "
+    "Education, 14(4), 329-349 (Nagelkerke Delta R2: < .035 negligible, .035-.070 moderate, > .070 "
+    "large); Zumbo, B. D. (1999). A handbook on the theory and methods of differential item "
+    "functioning. Ottawa: Directorate of Human Resources Research and Evaluation, Department of "
+    "National Defense (.13 / .26 for the same classes).",
+    note="Magnitude: Delta R2 below .035 is negligible.")
+DIF_R2_LARGE = Rule(
+    "dif.R2.delta", 0.070, "<",
+    "Jodoin, M. G., & Gierl, M. J. (2001). Applied Measurement in Education, 14(4), 329-349.",
+    note="Nagelkerke Delta R2 of .070 or more is large DIF.")
+SHORTFORM_REVERSE_SHARE = Rule(
+    "share.reverse", 0.34, "<=",
+    "Weijters, B., Baumgartner, H., & Schillewaert, N. (2013). Reversed item bias: An integrative "
+    "model. Psychological Methods, 18(3), 320-334 (reversed items lower reliability and add a method "
+    "factor; keep them a minority in short scales).",
+    note="At most a third of a construct's short-form items may be reverse-keyed (1 of 3).")
+DIF_MIN_GROUP = Rule(
+    "n.group", 200, ">=",
+    "Scott, N. W., Fayers, P. M., Aaronson, N. K., Bottomley, A., de Graeff, A., Groenvold, M., "
+    "Gundy, C., Koller, M., Petersen, M. A., & Sprangers, M. A. G. (2009). A simulation study "
+    "provided sample size guidance for differential item functioning (DIF) studies using short "
+    "scales. Journal of Clinical Epidemiology, 62(3), 288-295 (about 200 per group for ordinal "
+    "logistic regression). https://doi.org/10.1016/j.jclinepi.2008.06.003",
+    note="DIF by ordinal logistic regression is run only when both language groups have at least "
+         "200 respondents; otherwise it is reported as not tested.")

@@ -75,10 +75,27 @@ def _simulation():
     return _sim()
 
 
+def _rasch():
+    return ins.rasch(pd.read_csv(FIX / "data" / "irt_rasch.csv").iloc[:, :5], model="rsm")
+
+
+def _irt():
+    return ins.irt(pd.read_csv(FIX / "data" / "science.csv"), se=True)
+
+
+def _dif():
+    d = pd.read_csv(FIX / "data" / "irt_dif.csv")
+    return ins.dif(d, ["i01", "i02", "i03", "i04"], group="language")
+
+
 def _montecarlo():
     cov = np.array([[1.0, 0.4], [0.4, 1.0]])
     pop = ins.MomentPopulation(("a", "b"), cov, 30)
     return ins.montecarlo(pop, _corr_record, reps=6, seed=1)
+
+
+def _dfi():
+    return ins.dynamic_cutoffs(_ml(), reps=10, seed=2)
 
 
 def _corr_record(data):
@@ -88,7 +105,9 @@ def _corr_record(data):
 FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wlsmv,
              "InvarianceResult": _invariance, "AlphaResult": _alpha, "EFAResult": _efa,
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
-             "Simulation": _simulation, "MonteCarloResult": _montecarlo}
+             "Simulation": _simulation, "MonteCarloResult": _montecarlo, "DFIResult": _dfi,
+             "RaschResult": _rasch,
+             "IRTResult": _irt, "DIFResult": _dif}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))

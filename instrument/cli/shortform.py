@@ -1,0 +1,47 @@
+"""`instrument shortform`: choose k items per construct under the blueprint (MILP)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--form", type=click.Choice(["teacher", "family"]), default="teacher", show_default=True)
+@click.option("--items-per-construct", "k", type=int, default=3, show_default=True)
+@click.option("--data", "data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fielded responses of the form (ingested with the bank); default: simulated.")
+@click.option("--plan", default="tiny", show_default=True,
+              help="Population plan to simulate from when --data is not given.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None,
+              help="Write the short form as an item-bank form declaration (YAML).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the full result as JSON.")
+def shortform(form: str, k: int, data: str | None, plan: str, seed: int, export: str | None,
+              json_out: str | None) -> None:
+    """Short form: k items per construct with the most information at the band cut points."""
+    import yaml
+
+    import instrument as ins
+    from instrument.irt.shortform import shortform as run
+    from instrument.results import dumps
+
+    bank = ins.load_bank()
+    try:
+        if data:
+            responses = ins.ingest(data, bank=bank, form=form).responses
+        else:
+            sim = ins.simulate(plan, seed=seed)
+            responses = getattr(sim, form)
+        res = run(responses, bank=bank, k=k)
+    except (KeyError, ValueError) as e:
+        raise click.ClickException(f"{data or plan}: {e}") from None
+    click.echo(res.summary().as_text())
+    click.echo("Items: " + ", ".join(res.selected))
+    if export:
+        Path(export).write_text(yaml.safe_dump(res.to_bank_form(), sort_keys=False))
+        click.echo(f"Short form written to {export}")
+    if json_out:
+        Path(json_out).write_text(dumps(res.to_dict()))
+        click.echo(f"Written to {json_out}")

@@ -149,7 +149,7 @@ def test_brief_mentions_gates_band_accuracy_and_suppression(run):
 
 
 @pytest.mark.parametrize("stem", ["policy_brief", "policy_brief_es", "school_cards",
-                                  "school_cards_es", "technical_report"])
+                                  "school_cards_es"])
 def test_no_table_wider_than_the_page(run, stem):
     """Chromium lays the page out at the printed width; every table must fit it."""
     page = run[0] / "reports" / f"{stem}.html"

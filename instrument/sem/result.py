@@ -6,6 +6,7 @@ parameter table and sample moments.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -255,7 +256,9 @@ class CFAResult:
         ----------
         data : DataFrame
             Must contain the observed variables (and the group column for multi-group fits).
-            Rows with missing values get NaN scores.
+            A row with missing values is scored from its answered variables when the fit used
+            FIML (lavaan ``lavPredict``); after a listwise fit it gets NaN scores, and a
+            warning says how many.
         method : {"regression", "Bartlett"}
 
         Returns
@@ -271,7 +274,18 @@ class CFAResult:
         self._no_categorical("factor_scores")
         model, x, stats = self._rebuilt()
         out = pd.DataFrame(np.nan, index=data.index, columns=list(self.lv_names))
-        ok = data[list(self.ov_names)].notna().all(axis=1)
+        complete = data[list(self.ov_names)].notna().all(axis=1)
+        fiml = self.meta.options.get("missing") == "fiml"
+        # FIML fits score incomplete rows from their answered items (lavPredict); listwise fits
+        # leave them NaN, and say so
+        ok = data[list(self.ov_names)].notna().any(axis=1) if fiml else complete
+        if not ok.all():
+            warnings.warn(f"factor_scores: {int((~ok).sum())} of {len(ok)} rows have "
+                          + ("no answered observed variable" if fiml else
+                             "a missing value on an observed variable (a listwise fit)")
+                          + " and get NaN scores"
+                          + ("." if fiml else "; fit with missing='fiml' to score them from "
+                             "their answered items."), UserWarning, stacklevel=2)
         group = self.meta.options.get("group")
         if self.ngroups > 1:
             gcol = data[group].astype(str)

@@ -18,7 +18,8 @@ from instrument.irt import (DIFResult, IRTResult, RaschResult, dif, fscores, irt
                             person_parameters, rasch, shortform)
 from instrument.itemanalysis import item_analysis  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
-from instrument.montecarlo import MomentPopulation, PlanPopulation, montecarlo  # noqa: E402
+from instrument.montecarlo import (MomentPopulation, PlanPopulation,  # noqa: E402
+                                   dynamic_cutoffs, montecarlo, power)
 from instrument.multilevel import (icc, mean_reliability, min_cluster_size,  # noqa: E402
                                    muml_covariances, split_half_reliability)
 from instrument.policy import (change, change_link, classification_accuracy,  # noqa: E402
@@ -50,7 +51,7 @@ __all__ = [
     "irt", "rasch", "fscores", "person_parameters", "dif", "shortform", "IRTResult",
     "RaschResult", "DIFResult",
     # Monte Carlo studies
-    "montecarlo", "MomentPopulation", "PlanPopulation",
+    "montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs", "power",
     # predictive validity and policy views
     "link", "sensitivity", "bright_spots", "rollup", "classification_accuracy", "convergence",
     "change", "change_link", "variance_components",

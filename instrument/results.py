@@ -57,7 +57,7 @@ def hash_frame(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
     h.update(",".join(map(str, df.columns)).encode())
     if len(df.columns) and all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):
-        h.update(np.ascontiguousarray(df.to_numpy(dtype=float)).tobytes())
+        h.update(np.ascontiguousarray(df.to_numpy(dtype=float)))
         h.update(pd.util.hash_pandas_object(df.index).values.tobytes())
     else:
         h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())

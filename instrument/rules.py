@@ -303,6 +303,55 @@ SCORE_SCALE_SOURCE = (
     "Allensworth, E., Luppescu, S., & Easton, J. Q. (2010). Organizing Schools for Improvement: "
     "Lessons from Chicago. University of Chicago Press.")
 # --- end simulate / ingest / school scores -------------------------------------------------------
+
+# --- dynamic fit index cut-offs (Monte Carlo) ------------------------------------------------------
+MCNEISH_WOLF_2023 = ("McNeish, D., & Wolf, M. G. (2023). Dynamic fit index cutoffs for confirmatory "
+                     "factor analysis models. Psychological Methods, 28(1), 61-88. "
+                     "https://doi.org/10.1037/met0000425")
+MCNEISH_WOLF_ONE = ("McNeish, D., & Wolf, M. G. (2023). Dynamic fit index cutoffs for one-factor "
+                    "models. Behavior Research Methods, 55, 1157-1174. "
+                    "https://doi.org/10.3758/s13428-022-01847-y")
+MCNEISH_2023_CAT = ("McNeish, D. (2023). Dynamic fit index cutoffs for factor analysis with Likert, "
+                    "ordinal, or binary responses. American Psychologist, 79(9), 1061-1075. "
+                    "https://doi.org/10.1037/amp0001213")
+DFI_SPECIFICITY = Rule(
+    "quantile.true", 0.95, ">=", MCNEISH_WOLF_2023,
+    note="95/5 rule: the cut-off is the 5th percentile of the misspecified model's SRMR/RMSEA "
+         "(95th of CFI) and is kept when at least 95% of correct-model replications fit better")
+DFI_SPECIFICITY_FALLBACK = Rule(
+    "quantile.true", 0.90, ">=", MCNEISH_WOLF_2023,
+    note="90/10 rule, reported only where the 95/5 rule gives no cut-off")
+DFI_MIN_SENSITIVITY = Rule(
+    "sensitivity", 0.50, ">=", MCNEISH_2023_CAT,
+    note="categorical DFI: the cut-off is the correct model's 95th percentile (specificity 95%); "
+         "a level's sensitivity below 50% gives no cut-off")
+DFI_REPS = Rule("reps", 500, ">=", MCNEISH_WOLF_2023, note="replications per misspecification level")
+DFI_MAX_N = Rule("n", 2000, "<=", MCNEISH_WOLF_2023,
+                 note="the dynamic package simulates at most 2,000 observations per data set")
+DFI_CROSS_LOADING_SHRINK = Rule(
+    "cross_loading.share_of_max", 0.95, "<=", MCNEISH_WOLF_2023,
+    note="a planted cross-loading is the smaller of the item's loading and 95% of the largest "
+         "value that keeps the item's residual variance positive")
+DFI_ONE_FACTOR_RESIDUAL_CORRELATION = Rule(
+    "residual.correlation", 0.30, "<=", MCNEISH_WOLF_ONE,
+    note="one-factor DFI: each misspecification is an omitted residual correlation of .30 between "
+         "two of the lowest-loading items; levels add 1/3, 2/3 and all of floor(items/2) pairs")
+
+# --- power planning (Monte Carlo) -----------------------------------------------------------------
+POWER_TARGET = Rule(
+    "power", 0.80, ">=",
+    "Cohen, J. (1988). Statistical power analysis for the behavioral sciences (2nd ed.). "
+    "Erlbaum; the .80 convention for Monte Carlo power in CFA: Muthen, L. K., & Muthen, B. O. "
+    "(2002). How to use a Monte Carlo study to decide on sample size and determine power. "
+    "Structural Equation Modeling, 9(4), 599-620. https://doi.org/10.1207/S15328007SEM0904_8",
+    note="applied to the share of replications in which the fit passes, the planted DIF is "
+         "flagged and the P10->P90 contrast's 95% CI excludes zero")
+CONVERGENCE_TARGET = Rule(
+    "convergence", 0.95, ">=",
+    "Muthen, L. K., & Muthen, B. O. (2002). Structural Equation Modeling, 9(4), 599-620 "
+    "(designs whose replications fail to converge are not recommended)",
+    note="share of replications whose CFA converged without error")
+
 # --- item response theory (instrument/irt/) --------------------------------------------------------
 S_X2_ALPHA = Rule(
     "S_X2.p", 0.01, ">=",

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The public API block of the design document (the names built so far), as `ins.NAME(...)`.
 DESIGN_API = ("load_bank", "simulate", "ingest", "cfa", "invariance", "reliability", "icc",
-              "school_scores", "link", "montecarlo")
+              "school_scores", "link", "montecarlo", "power", "dynamic_cutoffs")
 
 
 def _readme_names() -> set[str]:

@@ -20,8 +20,8 @@ from numpy.testing import assert_allclose
 
 from instrument.sem.cfa import cfa
 from instrument.sem.result import CFAResult
-from instrument.sem.estimators.fiml import (em_saturated, fiml_corrected, fiml_h1_information_observed,
-                                      missing_patterns)
+from instrument.sem.estimators.fiml import (fiml_h1_information_observed, missing_patterns)
+from tests.reference.fiml_slow import (em_saturated, fiml_corrected)
 from instrument.sem.estimators.fiml_fast import fiml_corrected_fast, h1_information_observed_fast
 from instrument.sem.test.satorra_bentler import satorra_bentler_2001
 
@@ -467,7 +467,8 @@ def test_cli_estimator_missing_cluster(tmp_path):
 
 def test_parameter_space_mlr_pieces_equal_reference_implementation():
     """observed_information_delta / mlr_vcov_delta / curvature_term (fast paths used by cfa())
-    against instrument.sem.estimators.mlr (observed information with Richardson curvature, sandwich)."""
+    against instrument.sem.estimators.mlr (observed information with Richardson curvature,
+    sandwich)."""
     from instrument.sem.cfa_robust import mlr_vcov_delta, observed_information_delta
     from instrument.sem.estimators.fiml_fast import curvature_term, fast_delta_fn
     from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, mlr_vcov

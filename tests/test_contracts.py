@@ -94,6 +94,10 @@ def _montecarlo():
     return ins.montecarlo(pop, _corr_record, reps=6, seed=1)
 
 
+def _dfi():
+    return ins.dynamic_cutoffs(_ml(), reps=10, seed=2)
+
+
 def _corr_record(data):
     return {"r": float(data["a"].corr(data["b"])), "converged": True}
 
@@ -101,7 +105,8 @@ def _corr_record(data):
 FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wlsmv,
              "InvarianceResult": _invariance, "AlphaResult": _alpha, "EFAResult": _efa,
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
-             "Simulation": _simulation, "MonteCarloResult": _montecarlo, "RaschResult": _rasch,
+             "Simulation": _simulation, "MonteCarloResult": _montecarlo, "DFIResult": _dfi,
+             "RaschResult": _rasch,
              "IRTResult": _irt, "DIFResult": _dif}
 
 

@@ -10,9 +10,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument.sem.fit import cfi as fcfi, rmsea as frmsea
-from instrument.sem.test.satorra_bentler import (DiffTest, information_is_pd, lrt, lrt_table,
-                                                 rmsea_d, satorra_bentler_2001,
-                                                 satorra_bentler_2010)
+from instrument.sem.test.satorra_bentler import DiffTest, lrt, rmsea_d, satorra_bentler_2001
+from tests.reference.lrt import information_is_pd, lrt_table, satorra_bentler_2010
 
 FIX = Path(__file__).parent / "fixtures" / "robust"
 RTOL_CHISQ, TOL_HAND = 1e-6, 1e-8
@@ -127,8 +126,9 @@ def test_sb2010_c10_from_m10_ingredients():
     """M10 = the configural model (M1) at the metric model's (M0) estimates, HS by school."""
     import pandas as pd
 
-    from instrument.sem.estimators.mlr import RobustGroup, firstorder_information, observed_information
-    from instrument.sem.test.satorra_bentler import satorra_bentler_2010_c10
+    from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information,
+                                               observed_information)
+    from tests.reference.lrt import satorra_bentler_2010_c10
     from instrument.sem.test.yuan_bentler import h1_trace_complete
     from tests.reference.tiny_cfa import TinyCFA, ref_rows
 

@@ -15,12 +15,11 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from instrument import twolevel_cfa, twolevel_reliability
+from instrument import cfa, twolevel_cfa, twolevel_reliability
 from instrument.results import Table, dumps
-from instrument.sem.syntax import ModelSyntaxError
+from instrument.sem.syntax import ModelSyntaxError, split_levels
 from instrument.sem.twolevel import (TwoLevelReliability, TwoLevelResult, cluster_stats,
-                                 saturated_em, split_levels, twolevel_information,
-                                 twolevel_loglik)
+                                     saturated_em, twolevel_information, twolevel_loglik)
 
 FIX = Path(__file__).parent / "fixtures" / "twolevel"
 DATA = pd.read_csv(FIX / "teachers.csv")
@@ -394,3 +393,14 @@ class TestStdLv:
                             rtol=RTOL_CHISQ, atol=ATOL_INDEX)
             assert_allclose(fit3.fit_measures[name], fit.fit_measures[name], rtol=1e-7,
                             atol=1e-8)
+
+
+def test_cfa_fits_level_syntax_as_a_two_level_model(fit):
+    via_cfa = cfa(MODEL, DATA, cluster="school_id")
+    assert isinstance(via_cfa, TwoLevelResult)
+    assert_allclose(pd.Series(via_cfa.fit_measures, dtype=float),
+                    pd.Series(fit.fit_measures, dtype=float), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs cluster="):
+        cfa(MODEL, DATA)
+    with pytest.raises(NotImplementedError, match="estimator="):
+        cfa(MODEL, DATA, cluster="school_id", estimator="MLR")

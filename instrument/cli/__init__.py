@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("link", ("link",)),
     ("policy", ("rollup", "change")),
     ("report", ("report",)),
+    ("montecarlo", ("dfi", "power")),
     ("shortform", ("shortform",)),
 ]
 

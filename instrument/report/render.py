@@ -25,6 +25,7 @@ from instrument.report import figures as fig
 from instrument.report.adapters import (NOT_AVAILABLE, FORBIDDEN_KEYS, Section, read_all,
                                         scrub, stage_messages)
 from instrument.report.pdf import html_to_pdf
+from instrument.report.montecarlo import cited_sources as mc_sources, montecarlo_section, read_montecarlo
 from instrument.results import Table
 
 KINDS = ("technical", "brief", "cards")
@@ -688,6 +689,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
            "consequences": _consequences(secs["scores"], secs["classification"], num),
            "district": _district(secs["policy"], num),
            "irt": _irt(secs["irt"], num),
+           "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:
         ctx["stages"] = num.table(Table("Stages that did not complete in this run",
@@ -709,6 +711,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
                             f"({r.get('source', '')})" + (f"; {r['note']}" if r.get("note")
                                                            else ""))
     ctx["references"] = sorted(set(REFERENCES) | set(_rule_sources(quoted))
+                               | (set(mc_sources()) if secs["montecarlo"].available else set())
                                | {str(r.get("source")) for r in item_rules or []
                                   if r.get("source")})
     return ctx
@@ -1006,7 +1009,7 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
         results = results["results"]
     banned = sorted(_id_values(results, set()))
     clean = scrub(results)
-    secs = read_all(clean, stages)
+    secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs),
            "cards": lambda: _cards(secs)}[kind]()

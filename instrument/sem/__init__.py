@@ -3,5 +3,6 @@
 syntax (parse) -> partable (parameter table) -> samplestats (moments, polychorics, missing-data
 patterns) -> model (LISREL matrices from the table) -> estimators (objective, gradient, information;
 the optimiser) -> test (Yuan-Bentler, Satorra-Bentler, scaled-shifted) -> fit (fit measures) ->
-result (`CFAResult`). `cfa` runs the stages; `twolevel` fits two-level models.
+result (`CFAResult`). `cfa` runs the stages; `twolevel` fits two-level models; `refit` refits a
+built ML model to new data sets (Monte Carlo replications).
 """

@@ -9,12 +9,15 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.results import Meta, hash_frame
+from instrument.results import Meta
+from instrument.sem.data import prepare
+from instrument.sem.estimators.ml import single_threaded
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
+from instrument.sem.partable import build_partable, check_group_equal
 from instrument.sem.result import CFAResult
-from instrument.sem.samplestats import GroupStats, SampleStats, group_labels_in_order
-from instrument.sem.syntax import parse_syntax
+from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.syntax import has_levels, parse_syntax
+from instrument.sem.twolevel import TwoLevelResult, twolevel_cfa
 
 __all__ = ["cfa"]
 
@@ -31,13 +34,15 @@ def _choice(name: str, value, allowed) -> None:
                          f"got {value!r}.")
 
 
+@single_threaded
 def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         group: str | None = None,
         group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
         std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
         information: str = "expected", se: str | None = None, missing: str | None = None,
         ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
-        group_order: Sequence | None = None, parameterization: str = "delta") -> CFAResult:
+        group_order: Sequence | None = None, parameterization: str = "delta"
+        ) -> CFAResult | TwoLevelResult:
     """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
 
     Parameters
@@ -78,7 +83,9 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
     cluster : str, optional
-        Cluster column for cluster-robust SEs and test (with ``estimator="MLR"``).
+        Cluster column: cluster-robust SEs and test (with ``estimator="MLR"``), or the level-2
+        unit of a two-level model (syntax with ``level: 1`` / ``level: 2`` blocks, fitted by
+        `instrument.sem.twolevel.twolevel_cfa`, as lavaan does).
     group_order : sequence, optional
         Order of the groups (default: order of first appearance in the data, lavaan's rule).
 
@@ -87,14 +94,17 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     CFAResult
         Estimates (lavaan's ``parameterEstimates`` columns plus ``std.lv`` and ``std.all``),
         ``fit_measures`` (lavaan's ``fitMeasures()`` names), warnings and methods for residuals,
-        modification indices and factor scores.
+        modification indices and factor scores. A two-level model gives a
+        `instrument.sem.twolevel.TwoLevelResult`.
 
     Notes
     -----
     F_ML = sum_g (n_g/N)[log|Sigma_g| + tr(S_g Sigma_g^-1) - log|S_g| - p + (m_g - mu_g)'
     Sigma_g^-1 (m_g - mu_g)], S with divisor N; chisq = N F_ML. Minimised by Fisher scoring to a
     gradient below 1e-9. Standard errors from the inverse expected information divided by N
-    (lavaan's default for ML). Matches lavaan 0.6-14 ``cfa()``.
+    (lavaan's default for ML). Matches lavaan 0.6-14 ``cfa()``. All stages run with
+    single-threaded BLAS: the matrices are small, so threads only add overhead and oversubscribe
+    a shared machine.
 
     References
     ----------
@@ -106,12 +116,27 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     >>> fit = cfa("visual =~ x1 + x2 + x3", hs)                  # doctest: +SKIP
     >>> # In R: cfa("visual =~ x1 + x2 + x3", data = hs)
     """
+    if has_levels(model):
+        # lavaan: a model with level: blocks is a two-level model, fitted with cluster=
+        if cluster is None:
+            raise ValueError("a model with 'level:' blocks is a two-level model and needs "
+                             "cluster= (the column of level-2 units)")
+        other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
+                 "ordered": ordered not in (None, False), "missing": missing not in
+                 (None, "listwise"), "group_equal": bool(group_equal)}
+        bad = [k for k, v in other.items() if v]
+        if bad:
+            raise NotImplementedError(f"two-level models are fitted by ML with listwise deletion "
+                                      f"and one group; {', '.join(bad)}= is not implemented")
+        return twolevel_cfa(model, data, cluster=cluster, std_lv=std_lv)
+    ordinal = (ordered is not None and ordered is not False) or estimator in ("WLSMV", "ULSMV")
+    group_equal, group_partial = check_group_equal(group_equal, group_partial, ordinal=ordinal)
     # --- ordered indicators (WLSMV/ULSMV, instrument.sem.cfa_ordinal): defaults that never collide
     if ordered is not None and ordered is not False and estimator in ("ML", "MLR"):
         raise ValueError(f"estimator={estimator!r} treats items as continuous and cannot be "
                          "combined with ordered=; use estimator='WLSMV' (or drop ordered= to "
                          "analyse the items as continuous).")
-    if (ordered is not None and ordered is not False) or estimator in ("WLSMV", "ULSMV"):
+    if ordinal:
         from instrument.sem.cfa_ordinal import cfa_ordinal
         if ordered is None or ordered is False:
             raise ValueError(f"estimator={estimator!r} needs ordered= (the ordinal items, or "
@@ -149,43 +174,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                           group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
                           likelihood=likelihood, information=information, se=se, missing=missing,
                           ordered=ordered, cluster=cluster, group_order=group_order)
-    if isinstance(group_equal, str):
-        group_equal = (group_equal,)
-    if isinstance(group_partial, str):
-        group_partial = (group_partial,)
-    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES or g == "thresholds"]
-    if bad:
-        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES[:-1]}; got {bad}")
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
     rows = parse_syntax(model)
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
-    if group is not None and group not in data.columns:
-        raise ValueError(f"group={group!r} is not a column of the data")
-    # observed variables of the model (without building groups yet)
-    ov, _ = model_variables(rows)
-    missing_cols = [v for v in ov if v not in data.columns]
-    if missing_cols:
-        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
-                         f"the data (columns: {list(data.columns)})")
-    non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(data[v])]
-    if non_num:
-        raise ValueError(f"column(s) {non_num} must be numeric")
-    cols = ov + ([group] if group is not None else [])
-    df = data[cols]
-    keep = df.notna().all(axis=1).to_numpy()
-    df = df.loc[keep]
-    warn: list[str] = []
-    n_dropped = int((~keep).sum())
-    if group is not None:
-        labels = group_labels_in_order(df[group], group_order)
-        blocks = [df.loc[df[group] == g, ov].to_numpy(float) for g in labels]
-        group_labels = [str(g) for g in labels]
-    else:
-        blocks = [df[ov].to_numpy(float)]
-        group_labels = ["1"]
+    d = prepare(rows, data, group=group, group_order=group_order, missing=missing)
+    ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
     ngroups = len(blocks)
     if meanstructure is None:
         meanstructure = ngroups > 1
@@ -198,7 +192,7 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                    group_partial=list(group_partial), std_lv=bool(std_lv),
                    meanstructure=bool(pt.meanstructure), likelihood=likelihood,
                    information=information, se=se, missing=missing,
-                   group_labels=group_labels, nobs_dropped_listwise=n_dropped)
-    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+                   group_labels=group_labels, nobs_dropped_listwise=d.nobs_dropped)
+    meta = Meta(options=options, data_hash=d.data_hash)
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
-                        meta=meta, extra_warnings=warn)
+                        meta=meta, extra_warnings=d.warnings)

@@ -11,7 +11,7 @@ import pandas as pd
 from instrument.sem.estimators.categorical import (PARAMETERIZATIONS, build_categorical_partable,
                                              fit_categorical, merge_rows)
 from instrument.sem.polychoric import sample_stats_ordinal
-from instrument.sem.partable import GROUP_EQUAL_TYPES, model_variables
+from instrument.sem.partable import check_group_equal, model_variables
 from instrument.results import Meta, hash_frame
 from instrument.sem.syntax import parse_syntax
 
@@ -103,13 +103,7 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     if se not in ("robust.sem", "none"):
         raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
                          f"got {se!r}.")
-    if isinstance(group_equal, str):
-        group_equal = (group_equal,)
-    if isinstance(group_partial, str):
-        group_partial = (group_partial,)
-    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES]
-    if bad:
-        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
+    group_equal, group_partial = check_group_equal(group_equal, group_partial)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
     rows = merge_rows(parse_syntax(model))

@@ -10,9 +10,9 @@ inference, matching lavaan 0.6-14 (issue 6 wiring of the engine and the robust f
   (`instrument.sem.test.yuan_bentler`), and the scaled/robust fit indices
   (`instrument.sem.fit.measures.fit_indices`).
 * **FIML** (lavaan ``missing = "ml"``): the FIML objective
-  (`instrument.sem.estimators.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring optimiser
-  (`instrument.sem.estimators.ml.optimize`), observed-information standard errors, the saturated
-  model by EM for ``chisq``, ``unrestricted.logl`` and SRMR, the FIML baseline, lavaan's
+  (`instrument.sem.estimators.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring
+  optimiser (`instrument.sem.estimators.ml.optimize`), observed-information standard errors, the
+  saturated model by EM for ``chisq``, ``unrestricted.logl`` and SRMR, the FIML baseline, lavaan's
   FIML-corrected robust CFI/TLI/RMSEA (Zhang & Savalei) and a missing-data summary.
 * **cluster=** (single-level model): cluster-robust first-order information (scores summed
   within clusters) in the sandwich and in the Yuan-Bentler traces (lavaan
@@ -26,7 +26,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from instrument.sem.result import CFAResult
 from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
@@ -37,16 +36,18 @@ from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_y
                                            h1_information_observed_fast,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
-from instrument.sem.estimators.ml import MLObjective, optimize, weighted_delta
+from instrument.sem.estimators.ml import MLObjective, optimize_reporting, weighted_delta
 from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, vech_indices
 from instrument.sem.model import Model
-from instrument.sem.post import standardized
+from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
+                                 standardized)
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.samplestats import GroupStats, SampleStats, data_warnings, group_labels_in_order
+from instrument.sem.data import prepare
+from instrument.sem.samplestats import GroupStats, SampleStats, data_warnings
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
-from instrument.sem.partable import GROUP_EQUAL_TYPES, build_partable, model_variables
-from instrument.results import Meta, hash_frame
+from instrument.sem.partable import build_partable
+from instrument.results import Meta
 from instrument.sem.syntax import parse_syntax
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
                                               yuan_bentler_mplus_complete)
@@ -59,86 +60,12 @@ __all__ = ["cfa_robust", "fit_partable_robust",
 # --------------------------------------------------------------------------------------------
 # data step
 # --------------------------------------------------------------------------------------------
-def _prepare(model: str, data: pd.DataFrame, *, group, group_order, missing: str, cluster):
-    """Parse the syntax and split the data into per-group arrays (NaN kept for FIML)."""
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
-    rows = parse_syntax(model)
-    if any(r.op == "|" for r in rows):
-        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
-                                  "engine does not estimate")
-    if group is not None and group not in data.columns:
-        raise ValueError(f"group={group!r} is not a column of the data")
-    if cluster is not None and cluster not in data.columns:
-        raise ValueError(f"cluster={cluster!r} is not a column of the data "
-                         f"(columns: {list(data.columns)})")
-    ov, _ = model_variables(rows)
-    missing_cols = [v for v in ov if v not in data.columns]
-    if missing_cols:
-        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
-                         f"the data (columns: {list(data.columns)})")
-    non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(data[v])]
-    if non_num:
-        raise ValueError(f"column(s) {non_num} must be numeric")
-    extra = [c for c in (group, cluster) if c is not None]
-    cols = ov + extra
-    df = data[cols]
-    warn: list[str] = []
-    if extra:
-        keep = df[extra].notna().all(axis=1).to_numpy()
-        if (~keep).any():
-            warn.append(f"{int((~keep).sum())} row(s) with a missing "
-                        f"{' or '.join(repr(c) for c in extra)} value were removed")
-        df = df.loc[keep]
-    obs = df[ov].notna().to_numpy()
-    if missing == "fiml":
-        keep = obs.any(axis=1)
-        if (~keep).any():
-            warn.append(f"{int((~keep).sum())} row(s) with every model variable missing were "
-                        "removed (lavaan: 'some cases are empty and will be ignored')")
-    else:
-        keep = obs.all(axis=1)
-        if (~keep).any():
-            warn.append(f"{int((~keep).sum())} row(s) with missing values were removed "
-                        "(listwise)")
-    df = df.loc[keep]
-    if group is not None:
-        labels = group_labels_in_order(df[group], group_order)
-        masks = [(df[group] == g).to_numpy() for g in labels]
-        group_labels = [str(g) for g in labels]
-    else:
-        masks = [np.ones(len(df), bool)]
-        group_labels = ["1"]
-    X = df[ov].to_numpy(float)
-    blocks = [X[m] for m in masks]
-    clusters = ([df[cluster].to_numpy()[m] for m in masks] if cluster is not None
-                else [None] * len(blocks))
-    for g, (cl, lab) in enumerate(zip(clusters, group_labels)):
-        if cl is not None and len(pd.unique(cl)) < 2:
-            gname = f" in group {lab}" if len(blocks) > 1 else ""
-            raise ValueError(f"cluster={cluster!r} needs at least 2 clusters{gname}; "
-                             f"found {len(pd.unique(cl))}")
-    return rows, ov, blocks, clusters, group_labels, warn, cols
-
-
 def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> dict:
-    """The se/z/pvalue/ci columns, partable se and vcov frame for a new vcov of x."""
-    f = res.partable
-    se_rows = np.zeros(len(f))
-    v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
-    se_rows[model.free_rows] = v[model.x_col]
-    vals = res.estimates["est"].to_numpy(float)
-    free_mask = f["free"].to_numpy() > 0
-    z = np.full(len(f), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z[free_mask] = vals[free_mask] / se_rows[free_mask]
-    q = _st.norm.ppf(0.975)
-    est = res.estimates.copy()
-    est["se"] = se_rows
-    est["z"] = z
-    est["pvalue"] = 2.0 * _st.norm.sf(np.abs(z))
-    est["ci.lower"] = vals - q * se_rows
-    est["ci.upper"] = vals + q * se_rows
+    """The estimates table, partable se and vcov frame of ``res`` with a new vcov of x."""
+    se_rows = row_se(model, vcov_x, len(res.partable))
+    e = res.estimates
+    est = estimates_frame(res.partable, e["est"].to_numpy(float), se_rows,
+                          e["std.lv"].to_numpy(float), e["std.all"].to_numpy(float))
     ptf = res.partable.copy()
     ptf["se"] = se_rows
     names = list(res.vcov["name"])
@@ -240,15 +167,14 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
         raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
                          "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
                          f"estimator={estimator!r}.")
-    if isinstance(group_equal, str):
-        group_equal = (group_equal,)
-    if isinstance(group_partial, str):
-        group_partial = (group_partial,)
-    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES or g == "thresholds"]
-    if bad:
-        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES[:-1]}; got {bad}")
-    rows, ov, blocks, clusters, group_labels, warn, cols = _prepare(
-        model, data, group=group, group_order=group_order, missing=missing, cluster=cluster)
+    rows = parse_syntax(model)
+    if any(r.op == "|" for r in rows):
+        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
+                                  "engine does not estimate")
+    d = prepare(rows, data, group=group, group_order=group_order, cluster=cluster,
+                missing=missing)
+    ov, blocks, clusters, group_labels, warn = (d.ov, d.blocks, d.clusters, d.group_labels,
+                                                list(d.warnings))
     G = len(blocks)
     fiml = missing == "fiml"
     if fiml:
@@ -268,7 +194,9 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
                    information="observed", h1_information="structured", se=se_name,
                    test="yuan.bentler.mplus" if estimator == "MLR" else "standard",
                    missing=missing, cluster=cluster, group_labels=group_labels)
-    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+    if missing == "listwise":
+        options["nobs_dropped_listwise"] = d.nobs_dropped
+    meta = Meta(options=options, data_hash=d.data_hash)
     if fiml:
         return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=warn)
     return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=warn)
@@ -505,16 +433,8 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     delta_fn = fast_delta_fn(model)
     obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
     x0 = model.start_x(stats)
-    converged, iters = False, 0
-    try:
-        res = optimize(_FIMLScoring(obj, model, stats), x0, max_iter=1000)
-        x, converged, iters = res.x, res.converged, res.iterations
-        if not converged:
-            warn.append(f"the model did not converge ({res.message or 'unknown reason'}; "
-                        f"max |gradient| = {res.grad_max:.3g})")
-    except (FloatingPointError, np.linalg.LinAlgError) as e:
-        x = x0
-        warn.append(f"the model did not converge: {e}")
+    x, converged, iters = optimize_reporting(_FIMLScoring(obj, model, stats), x0, warn,
+                                             max_iter=1000)
     N, G, p = obj.ntotal, len(pats), model.p
     vcov_x = None
     vmlr = None
@@ -578,29 +498,11 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
     # ---- assemble
     f = pt.frame
     vals = model.x_to_partable(x)
-    se_rows = np.full(len(f), np.nan)
-    if vcov_x is not None:
-        se_rows[:] = 0.0
-        se_rows[model.free_rows] = np.sqrt(np.clip(np.diag(vcov_x), 0, None))[model.x_col]
+    se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
-    for g, mt in enumerate(model.matrices(x)):
-        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
-        neg_ov = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
-        if neg_ov:
-            warn.append(f"some estimated ov variances are negative{gname} (Heywood case): "
-                        f"{neg_ov}")
-        neg_lv = [v for i, v in enumerate(model.lv_names) if mt["psi"][i, i] < 0]
-        if neg_lv:
-            warn.append(f"some estimated lv variances are negative{gname}: {neg_lv}")
-    est = pd.DataFrame({
-        "lhs": f["lhs"].to_numpy(), "op": f["op"].to_numpy(), "rhs": f["rhs"].to_numpy(),
-        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
-        "se": se_rows, "z": np.nan, "pvalue": np.nan, "ci.lower": np.nan, "ci.upper": np.nan,
-        "std.lv": slv, "std.all": sall})
-    ptf = f.copy()
-    ptf["est"] = vals
-    ptf["se"] = se_rows
-    ptf["start"] = model.x_to_partable(x0)
+    warn.extend(solution_warnings(model, x, pt.group_labels))
+    est = estimates_frame(f, vals, se_rows, slv, sall)
+    ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc0 = pd.DataFrame({"name": model.x_names()})
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in imps]
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]

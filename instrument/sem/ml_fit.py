@@ -6,8 +6,6 @@ import warnings as _warnings
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
-from scipy import stats as _st
 
 from instrument.results import Meta
 from instrument.sem.estimators.ml import (MLObjective, expected_information, hessian_information,
@@ -17,7 +15,8 @@ from instrument.sem.fit import other as _other, srmr as _srmr
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.model import Model
 from instrument.sem.partable import ParTable
-from instrument.sem.post import standardized
+from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
+                                 standardized)
 from instrument.sem.result import CFAResult
 from instrument.sem.samplestats import SampleStats, data_warnings
 
@@ -71,47 +70,12 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
                         "be inverted")
     vals = model.x_to_partable(x)
     f = pt.frame
-    se_rows = np.zeros(len(f))
-    if vcov_x is not None:
-        v = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
-        se_rows[model.free_rows] = v[model.x_col]
-    else:
-        se_rows[model.free_rows] = np.nan
+    se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
-    # problems in the solution
-    mats = model.matrices(x)
-    for g, mt in enumerate(mats):
-        gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
-        neg_ov = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
-        if neg_ov:
-            warn.append(f"some estimated ov variances are negative{gname} (Heywood case): "
-                        f"{neg_ov}")
-        neg_lv = [v for i, v in enumerate(model.lv_names) if mt["psi"][i, i] < 0]
-        if neg_lv:
-            warn.append(f"some estimated lv variances are negative{gname}: {neg_lv}")
-        elif model.m and np.linalg.eigvalsh(model.lv_cov(x)[g])[0] <= 0:
-            warn.append(f"the covariance matrix of the latent variables{gname} is not positive "
-                        "definite")
-        if np.linalg.eigvalsh(model.implied(x)[g].sigma)[0] <= 0:
-            warn.append(f"the model-implied covariance matrix{gname} is not positive definite")
+    warn.extend(solution_warnings(model, x, pt.group_labels))
     fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood)
-    # estimates table
-    z = np.full(len(f), np.nan)
-    free_mask = f["free"].to_numpy() > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z[free_mask] = vals[free_mask] / se_rows[free_mask]
-    pval = 2.0 * _st.norm.sf(np.abs(z))
-    q = _st.norm.ppf(0.975)
-    est = pd.DataFrame({
-        "lhs": f["lhs"].to_numpy(), "op": f["op"].to_numpy(), "rhs": f["rhs"].to_numpy(),
-        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
-        "se": se_rows, "z": z, "pvalue": pval,
-        "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
-        "std.lv": slv, "std.all": sall})
-    ptf = f.copy()
-    ptf["est"] = vals
-    ptf["se"] = se_rows
-    ptf["start"] = model.x_to_partable(x0)
+    est = estimates_frame(f, vals, se_rows, slv, sall)
+    ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in model.implied(x)]
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]

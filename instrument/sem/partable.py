@@ -17,12 +17,30 @@ import pandas as pd
 
 from instrument.sem.syntax import SyntaxRow, parse_syntax
 
-__all__ = ["ParTable", "build_partable", "model_variables", "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
+__all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal",
+           "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
 
 GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
                      "lv.variances", "lv.covariances", "regressions", "thresholds")
 PARTABLE_COLUMNS = ("id", "lhs", "op", "rhs", "user", "block", "group", "free", "ustart", "exo",
                     "label", "plabel", "start", "est", "se")
+
+
+def check_group_equal(group_equal: Sequence[str] | str = (),
+                      group_partial: Sequence[str] | str = (), *,
+                      ordinal: bool = True) -> tuple[tuple, tuple]:
+    """``group_equal`` and ``group_partial`` as tuples (a single string is one entry), checked
+    against lavaan's ``group.equal`` types; ``"thresholds"`` only with ordinal indicators."""
+    ge = (group_equal,) if isinstance(group_equal, str) else tuple(group_equal)
+    gp = (group_partial,) if isinstance(group_partial, str) else tuple(group_partial)
+    allowed = GROUP_EQUAL_TYPES if ordinal else tuple(t for t in GROUP_EQUAL_TYPES
+                                                      if t != "thresholds")
+    bad = [g for g in ge if g not in allowed]
+    if bad:
+        extra = (" ('thresholds' needs ordered indicators)" if "thresholds" in bad and not ordinal
+                 else "")
+        raise ValueError(f"group_equal= entries must be among {allowed}; got {bad}{extra}")
+    return ge, gp
 
 
 @dataclass(frozen=True)
@@ -193,9 +211,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
-    bad = [g for g in group_equal if g not in GROUP_EQUAL_TYPES]
-    if bad:
-        raise ValueError(f"group_equal= entries must be among {GROUP_EQUAL_TYPES}; got {bad}")
+    group_equal, group_partial = check_group_equal(group_equal, group_partial)
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
     if ngroups > 1 or any(r.op == "~1" for r in rows):

@@ -11,7 +11,69 @@ from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 from instrument.sem.partable import ParTable
 
-__all__ = ["standardized", "r2", "residuals", "modindices", "factor_scores"]
+__all__ = ["standardized", "r2", "residuals", "modindices", "factor_scores", "row_se",
+           "estimates_frame", "fitted_partable", "solution_warnings"]
+
+
+def row_se(model: Model, vcov_x: np.ndarray | None, nrows: int) -> np.ndarray:
+    """Standard error of every table row: sqrt of the vcov diagonal on the free rows (rows that
+    share one parameter share its SE), 0 on fixed rows; NaN on free rows without a vcov."""
+    se = np.zeros(nrows)
+    if vcov_x is None:
+        se[model.free_rows] = np.nan
+    else:
+        se[model.free_rows] = np.sqrt(np.clip(np.diag(vcov_x), 0, None))[model.x_col]
+    return se
+
+
+def estimates_frame(frame: pd.DataFrame, est: np.ndarray, se: np.ndarray, std_lv: np.ndarray,
+                    std_all: np.ndarray) -> pd.DataFrame:
+    """lavaan's ``parameterEstimates()`` columns: lhs op rhs group label est se z pvalue
+    ci.lower ci.upper (Wald, 95%), plus std.lv and std.all; z and p only for free rows."""
+    z = np.full(len(frame), np.nan)
+    free = frame["free"].to_numpy() > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z[free] = est[free] / se[free]
+    q = _st.norm.ppf(0.975)
+    return pd.DataFrame({
+        "lhs": frame["lhs"].to_numpy(), "op": frame["op"].to_numpy(),
+        "rhs": frame["rhs"].to_numpy(), "group": frame["group"].to_numpy(),
+        "label": frame["label"].to_numpy(), "est": est, "se": se, "z": z,
+        "pvalue": 2.0 * _st.norm.sf(np.abs(z)), "ci.lower": est - q * se,
+        "ci.upper": est + q * se, "std.lv": std_lv, "std.all": std_all})
+
+
+def fitted_partable(frame: pd.DataFrame, est: np.ndarray, se: np.ndarray,
+                    start: np.ndarray) -> pd.DataFrame:
+    """The parameter table with the ``est``, ``se`` and ``start`` columns filled in."""
+    out = frame.copy()
+    out["est"] = est
+    out["se"] = se
+    out["start"] = start
+    return out
+
+
+def solution_warnings(model: Model, x: np.ndarray, group_labels) -> list[str]:
+    """lavaan's post-estimation checks, one message each: negative observed (Heywood) or latent
+    variances, latent or implied covariance matrices that are not positive definite."""
+    out = []
+    implied = model.implied(x)
+    lv_cov = model.lv_cov(x) if model.m else None
+    for g, mt in enumerate(model.matrices(x)):
+        gname = f" in group {group_labels[g]}" if len(group_labels) > 1 else ""
+        neg_ov = [v for i, v in enumerate(model.ov_names) if mt["theta"][i, i] < 0]
+        if neg_ov:
+            out.append(f"some estimated ov variances are negative{gname} (Heywood case): "
+                       f"{neg_ov}")
+        neg_lv = [v for i, v in enumerate(model.lv_names) if mt["psi"][i, i] < 0]
+        if neg_lv:
+            out.append(f"some estimated lv variances are negative{gname}: {neg_lv}")
+        elif lv_cov is not None and np.linalg.eigvalsh(lv_cov[g])[0] <= 0:
+            out.append(f"the covariance matrix of the latent variables{gname} is not positive "
+                       "definite")
+        if np.linalg.eigvalsh(implied[g].sigma)[0] <= 0:
+            out.append(f"the model-implied covariance matrix{gname} is not positive definite")
+    return out
 
 
 def _group_sds(model: Model, x: np.ndarray):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["GroupStats", "SampleStats", "group_labels_in_order", "data_warnings"]
+__all__ = ["GroupStats", "SampleStats", "data_warnings"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,6 @@ class SampleStats:
     @property
     def ngroups(self) -> int:
         return len(self.groups)
-
-
-def group_labels_in_order(values, group_order=None) -> list:
-    """The groups of ``values`` in lavaan's order (first appearance), or in ``group_order``,
-    which must list each group of the data exactly once."""
-    import pandas as pd
-
-    appear = list(pd.unique(values))
-    if group_order is None:
-        return appear
-    group_order = list(group_order)
-    unknown = [g for g in group_order if g not in appear]
-    if unknown or len(set(group_order)) != len(appear):
-        raise ValueError(f"group_order= must list each group once; groups in the data: "
-                         f"{appear}; got {group_order}")
-    return group_order
 
 
 def data_warnings(stats: SampleStats, labels) -> list[str]:

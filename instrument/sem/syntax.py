@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["SyntaxRow", "ModelSyntaxError", "parse_syntax"]
+__all__ = ["SyntaxRow", "ModelSyntaxError", "parse_syntax", "has_levels", "split_levels"]
 
 _OPS = ("=~", "~~", "==", ":=", "<", ">", "~", "|")
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
@@ -263,3 +263,58 @@ def parse_syntax(text: str) -> list[SyntaxRow]:
     if not rows:
         raise ModelSyntaxError("the model syntax is empty", 1, 1, raw[0] if raw else "")
     return rows
+
+
+# --------------------------------------------------------------------------- level: blocks
+_LEVEL = re.compile(r"^\s*level\s*:\s*(\S+)\s*$", re.IGNORECASE)
+_LEVEL_NAMES = {"1": 1, "within": 1, "2": 2, "between": 2}
+
+
+def has_levels(model: str) -> bool:
+    """Whether ``model`` has lavaan ``level:`` lines (a two-level model)."""
+    return isinstance(model, str) and any(_LEVEL.match(line.split("#")[0])
+                                          for line in model.splitlines())
+
+
+def split_levels(model: str) -> tuple[str, str]:
+    """Split lavaan two-level syntax into the ``level: 1`` and ``level: 2`` blocks.
+
+    Parameters
+    ----------
+    model : str
+        lavaan syntax with a ``level: 1`` (or ``level: within``) line followed by the within
+        model and a ``level: 2`` (or ``level: between``) line followed by the between model.
+
+    Returns
+    -------
+    (within, between) : tuple of str
+        The text of each block; line numbers are kept (other lines are blanked) so syntax
+        errors point at the right line of `model`.
+    """
+    if not isinstance(model, str):
+        raise TypeError(f"model= must be a str of lavaan syntax; got {type(model).__name__}")
+    lines = model.splitlines()
+    blocks = {1: [""] * len(lines), 2: [""] * len(lines)}
+    current, seen = None, []
+    for k, line in enumerate(lines):
+        m = _LEVEL.match(line.split("#")[0])
+        if m:
+            lev = _LEVEL_NAMES.get(m.group(1).lower())
+            if lev is None:
+                raise ModelSyntaxError(f"unknown level {m.group(1)!r} (expected 1, 2, within or "
+                                       "between)", k + 1, line.find(m.group(1)) + 1, line)
+            if lev in seen:
+                raise ModelSyntaxError(f"level {lev} is given twice", k + 1, 1, line)
+            current = lev
+            seen.append(lev)
+            continue
+        if current is None:
+            if line.split("#")[0].strip():
+                raise ModelSyntaxError("a two-level model must start with 'level: 1' (statement "
+                                       "found before any level: line)", k + 1, 1, line)
+            continue
+        blocks[current][k] = line
+    if sorted(seen) != [1, 2]:
+        raise ModelSyntaxError("a two-level model needs both a 'level: 1' and a 'level: 2' block"
+                               f" (found: {seen or 'none'})", 1, 1, lines[0] if lines else "")
+    return "\n".join(blocks[1]), "\n".join(blocks[2])

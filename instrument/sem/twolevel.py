@@ -9,7 +9,7 @@ The functions here fit that model by exact ML (not the MUML approximation of
 school-level (between) reliability of each construct.
 
 Public API: `twolevel_cfa`, `TwoLevelResult`, `twolevel_reliability`,
-`TwoLevelReliability`, `split_levels`, `cluster_stats`, `ClusterStats`,
+`TwoLevelReliability`, `cluster_stats`, `ClusterStats`,
 `twolevel_loglik`, `saturated_em`, `twolevel_information`.
 
 Agreement with lavaan 0.6-14 (tests/test_twolevel.py): logl, h1 logl (EM replicated),
@@ -20,7 +20,6 @@ own estimates to 1e-9 relative.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -28,65 +27,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from instrument.sem.estimators.ml import gradient_jacobian
 from instrument.sem.model import Model, vech_indices
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
-from instrument.sem.syntax import ModelSyntaxError, parse_syntax
+from instrument.sem.syntax import ModelSyntaxError, parse_syntax, split_levels
 
 __all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
-           "split_levels", "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em",
+           "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em",
            "twolevel_information"]
 
-_LEVEL = re.compile(r"^\s*level\s*:\s*(\S+)\s*$", re.IGNORECASE)
-_LEVEL_NAMES = {"1": 1, "within": 1, "2": 2, "between": 2}
 _LOG2PI = math.log(2.0 * math.pi)
-
-
-# ---------------------------------------------------------------------------------- syntax
-def split_levels(model: str) -> tuple[str, str]:
-    """Split lavaan two-level syntax into the ``level: 1`` and ``level: 2`` blocks.
-
-    Parameters
-    ----------
-    model : str
-        lavaan syntax with a ``level: 1`` (or ``level: within``) line followed by the within
-        model and a ``level: 2`` (or ``level: between``) line followed by the between model.
-
-    Returns
-    -------
-    (within, between) : tuple of str
-        The text of each block; line numbers are kept (other lines are blanked) so syntax
-        errors point at the right line of `model`.
-    """
-    if not isinstance(model, str):
-        raise TypeError(f"model= must be a str of lavaan syntax; got {type(model).__name__}")
-    lines = model.splitlines()
-    blocks = {1: [""] * len(lines), 2: [""] * len(lines)}
-    current, seen = None, []
-    for k, line in enumerate(lines):
-        m = _LEVEL.match(line.split("#")[0])
-        if m:
-            lev = _LEVEL_NAMES.get(m.group(1).lower())
-            if lev is None:
-                raise ModelSyntaxError(f"unknown level {m.group(1)!r} (expected 1, 2, within or "
-                                       "between)", k + 1, line.find(m.group(1)) + 1, line)
-            if lev in seen:
-                raise ModelSyntaxError(f"level {lev} is given twice", k + 1, 1, line)
-            current = lev
-            seen.append(lev)
-            continue
-        if current is None:
-            if line.split("#")[0].strip():
-                raise ModelSyntaxError("a two-level model must start with 'level: 1' (statement "
-                                       "found before any level: line)", k + 1, 1, line)
-            continue
-        blocks[current][k] = line
-    if sorted(seen) != [1, 2]:
-        raise ModelSyntaxError("a two-level model needs both a 'level: 1' and a 'level: 2' block"
-                               f" (found: {seen or 'none'})", 1, 1, lines[0] if lines else "")
-    return "\n".join(blocks[1]), "\n".join(blocks[2])
 
 
 # ---------------------------------------------------------------------------------- data
@@ -457,16 +410,7 @@ def _objective(struct, cs, x, grad=True):
 
 def _hessian(struct, cs, x, h=1e-6):
     """Hessian of -logl by central differences of the analytic gradient."""
-    k = len(x)
-    H = np.zeros((k, k))
-    for i in range(k):
-        e = np.zeros(k)
-        step = h * max(1.0, abs(x[i]))
-        e[i] = step
-        gp = _objective(struct, cs, x + e)[1]
-        gm = _objective(struct, cs, x - e)[1]
-        H[:, i] = (gp - gm) / (2 * step)
-    return (H + H.T) / 2
+    return gradient_jacobian(lambda xx: _objective(struct, cs, xx)[1], x, h=h, richardson=False)
 
 
 def _maximize(struct, cs, x0, *, max_iter=200, gtol=1e-9):

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from instrument.results import Table, to_jsonable
-from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, em_saturated, fiml_baseline,
-                                            fiml_baseline_yuan_bentler, fiml_corrected,
+from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, fiml_baseline,
                                             fiml_h1_information_firstorder,
-                                            fiml_h1_information_observed, fiml_h1_trace,
-                                            fiml_mlr_vcov, missing_patterns, srmr_bentler)
+                                            fiml_h1_information_observed, fiml_mlr_vcov,
+                                            missing_patterns, srmr_bentler)
+from tests.reference.fiml_slow import (em_saturated, fiml_baseline_yuan_bentler,
+                                       fiml_corrected, fiml_h1_trace)
 from instrument.sem.estimators.mlr import MLRVcov, RobustGroup, mlr_vcov
 from instrument.sem.fit import cfi as fcfi, rmsea as frmsea
 from instrument.sem.fit.measures import fit_indices_scaled

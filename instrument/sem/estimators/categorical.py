@@ -26,7 +26,7 @@ from instrument.sem.estimators.dwls import dwls_scaled_shifted, dwls_vcov_robust
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model
 from instrument.sem.polychoric import CategoricalSampleStats
-from instrument.sem.post import standardized
+from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import in_lavaan_order
 from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
@@ -471,12 +471,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
         if model.m and np.linalg.eigvalsh(model.lv_cov(x)[g])[0] <= 0:
             warn.append(f"the covariance matrix of the latent variables{gname} is not positive "
                         "definite")
-    se_rows = np.zeros(len(f))
-    if vcov_x is not None:
-        sd = np.sqrt(np.clip(np.diag(vcov_x), 0, None))
-        se_rows[model.free_rows] = sd[model.x_col]
-    else:
-        se_rows[model.free_rows] = np.nan
+    se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
     sds = [np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)]
     ovi = {v: i for i, v in enumerate(model.ov_names)}
@@ -493,21 +488,8 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
             g = int(f["group"].iat[r]) - 1
             slv[r] = vals[r]
             sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
-    z = np.full(len(f), np.nan)
-    free_mask = f["free"].to_numpy() > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z[free_mask] = vals[free_mask] / se_rows[free_mask]
-    q = _st.norm.ppf(0.975)
-    est = pd.DataFrame({
-        "lhs": f["lhs"].to_numpy(), "op": ops, "rhs": f["rhs"].to_numpy(),
-        "group": f["group"].to_numpy(), "label": f["label"].to_numpy(), "est": vals,
-        "se": se_rows, "z": z, "pvalue": 2.0 * _st.norm.sf(np.abs(z)),
-        "ci.lower": vals - q * se_rows, "ci.upper": vals + q * se_rows,
-        "std.lv": slv, "std.all": sall})
-    ptf = f.copy()
-    ptf["est"] = vals
-    ptf["se"] = se_rows
-    ptf["start"] = model.x_to_partable(x0)
+    est = estimates_frame(f, vals, se_rows, slv, sall)
+    ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied, sample = [], []
     for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):

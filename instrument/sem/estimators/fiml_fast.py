@@ -16,8 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from instrument.sem.estimators.fiml import (H1Result, MissingPatterns, _baseline_delta,
-                                      _h1_expected_ms, corrected_from_blocks, _ml_discrepancy, fiml_baseline,
-                                      fiml_h1_information_firstorder)
+                                            _h1_expected_ms, _ml_discrepancy,
+                                            corrected_from_blocks, fiml_baseline,
+                                            fiml_h1_information_firstorder)
 from instrument.sem.estimators.mlr import _richardson_curvature, vech_indices, vech_weights
 
 __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_delta_fn",
@@ -28,7 +29,7 @@ __all__ = ["h1_information_observed_fast", "observed_information_fast", "fast_de
 def _block_inv_schur(sigma: np.ndarray, b, p: int, Lam: np.ndarray,
                      logdet_sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Stacked ``(Sigma_oo)^-1`` and ``log|Sigma_oo|`` of the patterns of a block from the
-    precision matrix ``Lam = Sigma^-1`` (same result as `instrument.sem.estimators.fiml._block_inv`):
+    precision matrix ``Lam = Sigma^-1`` (as `instrument.sem.estimators.fiml._block_inv`):
     ``(Sigma_oo)^-1 = Lam_oo - Lam_om Lam_mm^-1 Lam_mo`` and
     ``log|Sigma_oo| = log|Sigma| + log|Lam_mm|``, so each pattern only factors its small
     missing-by-missing block."""
@@ -162,8 +163,7 @@ def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
     """Unit observed information of an `instrument.sem.estimators.fiml.FIMLObjective`:
     ``sum_g Delta_g' A1obs_g Delta_g`` (`h1_information_observed_fast`) plus the curvature term
     ``sum_k g_k d^2 m_k / dx dx'`` by 4-point differences of ``delta_fn`` (lavaan's step 1e-6).
-    Equals ``objective.observed_information_analytic(x)``. With the engine ``model`` the
-    curvature term is exact (`curvature_term`)."""
+    With the engine ``model`` the curvature term is exact (`curvature_term`)."""
     x = np.asarray(x, dtype=float)
     ds = objective.delta_fn(x)
     H = 0.0
@@ -180,8 +180,8 @@ def observed_information_fast(objective, x: np.ndarray, *, h: float = 1e-6,
 
 def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | None = None,
                   A1: np.ndarray | None = None) -> tuple[float, int]:
-    """``tr(B1 A1^-1)`` at the EM estimates (= `instrument.sem.estimators.fiml.fiml_h1_trace`);
-    ``A1`` may be passed when already computed (`h1_information_observed_fast` at the EM
+    """``tr(B1 A1^-1)`` at the EM estimates (restated in tests/reference/fiml_slow.py); ``A1``
+    may be passed when already computed (`h1_information_observed_fast` at the EM
     estimates)."""
     if A1 is None:
         A1 = h1_information_observed_fast(pat, h1.cov, h1.mean)
@@ -192,7 +192,8 @@ def h1_trace_fast(pat: MissingPatterns, h1: H1Result, *, cluster: np.ndarray | N
 def baseline_yuan_bentler_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Result], *,
                                clusters: Sequence[np.ndarray | None] | None = None,
                                h1_traces: Sequence[tuple[float, int]] | None = None):
-    """= `instrument.sem.estimators.fiml.fiml_baseline_yuan_bentler` with the fast h1 matrices."""
+    """The baseline's Yuan-Bentler (Mplus) test from the fast h1 matrices (restated pattern by
+    pattern as ``fiml_baseline_yuan_bentler`` in tests/reference/fiml_slow.py)."""
     from instrument.sem.test.yuan_bentler import yuan_bentler_mplus
     clusters = list(clusters) if clusters is not None else [None] * len(patterns)
     N = sum(pt.n for pt in patterns)
@@ -227,8 +228,8 @@ def fiml_corrected_fast(patterns: Sequence[MissingPatterns], h1: Sequence[H1Resu
                         delta: Sequence[np.ndarray], df: int, *, version: str = "V6",
                         clusters: Sequence[np.ndarray | None] | None = None,
                         h1_information: Sequence[np.ndarray] | None = None) -> dict:
-    """= `instrument.sem.estimators.fiml.fiml_corrected` (lavaan's FIML-corrected robust CFI/RMSEA,
-    Zhang & Savalei 2023) with the fast h1 matrices; see that function for the formulas.
+    """lavaan's FIML-corrected robust CFI/RMSEA statistics (Zhang & Savalei, 2023) with the fast
+    h1 matrices; restated with the formulas as ``fiml_corrected`` in tests/reference/fiml_slow.py.
     ``clusters`` (per group labels or None) make the V3 first-order matrix cluster-robust (scores
     summed within clusters), as lavaan with ``cluster=``; ``h1_information`` (per group unit
     observed h1 information at the EM estimates) skips recomputing it."""
@@ -314,11 +315,11 @@ def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
 def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20000,
                       start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
     """EM for the saturated normal model, batched over the patterns of each block; the same
-    iteration, start and stopping rule as `instrument.sem.estimators.fiml.em_saturated`
-    (max change of a mean or covariance element below ``tol``). The E-step regression of the
-    missing on the observed variables uses the precision matrix ``Lam = Sigma^-1``
-    (``B = -Lam_mm^-1 Lam_mo``, conditional covariance ``Lam_mm^-1``), so each pattern needs
-    only the inverse of its small missing-by-missing block."""
+    iteration, start and stopping rule as the plain EM (``em_saturated`` in
+    tests/reference/fiml_slow.py) (max change of a mean or covariance element below ``tol``).
+    The E-step regression of the missing on the observed variables uses the precision matrix
+    ``Lam = Sigma^-1`` (``B = -Lam_mm^-1 Lam_mo``, conditional covariance ``Lam_mm^-1``), so
+    each pattern needs only the inverse of its small missing-by-missing block."""
     from instrument.sem.estimators.fiml import fiml_loglik
     p, N = pat.p, pat.n
     if start is None:

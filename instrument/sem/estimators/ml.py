@@ -6,6 +6,7 @@ The optimiser (`optimize`) only needs an object with ``value(x)``, ``gradient(x)
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +14,9 @@ import numpy as np
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 
-__all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas",
-           "expected_information", "observed_information", "weighted_delta_factored", "hessian_information", "weighted_delta", "gamma_nt",
+__all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas", "single_threaded",
+           "expected_information", "observed_information", "weighted_delta_factored",
+           "hessian_information", "gradient_jacobian", "weighted_delta", "gamma_nt",
            "moment_weight"]
 
 
@@ -39,6 +41,15 @@ def single_threaded_blas():
 
 
 _CONTROLLER = None
+
+
+def single_threaded(fn):
+    """Decorator: run ``fn`` under `single_threaded_blas`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with single_threaded_blas():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,
@@ -277,6 +288,26 @@ def observed_information(model: Model, x: np.ndarray, stats: SampleStats, *,
     return hessian_information(MLObjective(model, stats, likelihood), x)
 
 
+def gradient_jacobian(gradient, x: np.ndarray, *, h: float = 1e-5,
+                      richardson: bool = True) -> np.ndarray:
+    """Symmetrised Jacobian of an analytic gradient (the Hessian), by central differences with
+    step ``h max(1, |x_i|)``; ``richardson=True`` adds the half-step extrapolation (error O(h^4),
+    the 4-point stencil of lavaan's ``lav_model_hessian``)."""
+    x = np.asarray(x, float)
+    k = len(x)
+    H = np.zeros((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        step = h * max(1.0, abs(x[i]))
+        e[i] = step
+        g1 = (gradient(x + e) - gradient(x - e)) / (2 * step)
+        if richardson:
+            g2 = (gradient(x + 2 * e) - gradient(x - 2 * e)) / (4 * step)
+            g1 = (4 * g1 - g2) / 3
+        H[:, i] = g1
+    return 0.5 * (H + H.T)
+
+
 def hessian_information(objective, x: np.ndarray, *, h: float = 1e-5) -> np.ndarray:
     """Observed information per observation: half the Hessian of the objective, from central
     differences of its analytic gradient (Richardson-extrapolated, error O(h^4)).
@@ -286,18 +317,7 @@ def hessian_information(objective, x: np.ndarray, *, h: float = 1e-5) -> np.ndar
     lavaan's ``information = "observed"`` with ``observed.information = "hessian"``
     (``lav_model_hessian``, also numerical, of the same objective).
     """
-    x = np.asarray(x, float)
-    k = len(x)
-    H = np.zeros((k, k))
-    for i in range(k):
-        e = np.zeros(k)
-        step = h * max(1.0, abs(x[i]))
-        e[i] = step
-        g1 = (objective.gradient(x + e) - objective.gradient(x - e)) / (2 * step)
-        g2 = (objective.gradient(x + 2 * e) - objective.gradient(x - 2 * e)) / (4 * step)
-        H[:, i] = (4 * g1 - g2) / 3
-    H = 0.5 * (H + H.T)
-    return 0.5 * H
+    return 0.5 * gradient_jacobian(objective.gradient, x, h=h)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ __all__ = [
     "vech_indices", "vech", "vech_weights", "RobustGroup", "mvnorm_scores",
     "h1_information_firstorder", "h1_information_observed", "h1_information_expected",
     "ml_moment_gradient", "observed_information", "firstorder_information", "gamma_adf",
-    "huber_white_vcov", "MLRVcov", "mlr_vcov", "sample_moments", "MLRFit", "mlr_fit",
+    "huber_white_vcov", "MLRVcov", "mlr_vcov", "sample_moments",
 ]
 
 

@@ -95,10 +95,8 @@ class RobustStat:
 
 
 def _incremental(x2, df, x2_b, df_b, suffix: str) -> dict:
-    return {f"cfi{suffix}": _cfi.cfi(x2, df, x2_b, df_b), f"tli{suffix}": _cfi.tli(x2, df, x2_b, df_b),
-            f"nnfi{suffix}": _cfi.nnfi(x2, df, x2_b, df_b), f"rfi{suffix}": _cfi.rfi(x2, df, x2_b, df_b),
-            f"nfi{suffix}": _cfi.nfi(x2, df, x2_b, df_b), f"pnfi{suffix}": _cfi.pnfi(x2, df, x2_b, df_b),
-            f"ifi{suffix}": _cfi.ifi(x2, df, x2_b, df_b), f"rni{suffix}": _cfi.rni(x2, df, x2_b, df_b)}
+    names = ("cfi", "tli", "nnfi", "rfi", "nfi", "pnfi", "ifi", "rni")
+    return {f"{k}{suffix}": getattr(_cfi, k)(x2, df, x2_b, df_b) for k in names}
 
 
 def _rmsea_block(x2, df, n, g, suffix: str, *, c: float = 1.0, x2_ci: float | None = None,

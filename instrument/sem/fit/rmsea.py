@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 __all__ = ["rmsea", "rmsea_ci", "rmsea_pvalue", "rmsea_notclose_pvalue"]
 
@@ -48,17 +48,19 @@ def rmsea_ci(x2: float, df: float, n: float, *, ngroups: int = 1, c: float = 1.0
 
     Notes
     -----
-    The lower bound solves P(x2; df, lambda) = (1 + level)/2 on [0, x2] (0 when df < 1 or
-    P(x2; df, 0) is already below it); the upper bound solves P(x2; df, lambda) = (1 - level)/2
-    on [0, max(n, 4 x2)] (0 when df < 1 or the root is not bracketed); each bound is
-    sqrt(c lambda / (n df)) sqrt(G). Roots to 1e-12 (lavaan uses ``uniroot``'s default tolerance).
+    P is the noncentral chi-square distribution function (``scipy.special.chndtr``, R's
+    ``pchisq`` with ``ncp``). The lower bound solves P(x2; df, lambda) = (1 + level)/2 on
+    [0, x2] (0 when df < 1 or P(x2; df, 0) is already below it); the upper bound solves
+    P(x2; df, lambda) = (1 - level)/2 on [0, max(n, 4 x2)] (0 when df < 1 or the root is not
+    bracketed); each bound is sqrt(c lambda / (n df)) sqrt(G). Roots to 1e-12 (lavaan uses
+    ``uniroot``'s default tolerance).
     """
     if not _finite(x2, df, n, c):
         return math.nan, math.nan
     upper_p, lower_p = 1.0 - (1.0 - level) / 2.0, (1.0 - level) / 2.0
 
     def f(lam: float, target: float) -> float:
-        cdf = stats.ncx2.cdf(x2, df, lam) if lam > 0 else stats.chi2.cdf(x2, df)
+        cdf = special.chndtr(x2, df, lam) if lam > 0 else special.chdtr(df, x2)
         return float(cdf) - target
 
     k = math.sqrt(ngroups)

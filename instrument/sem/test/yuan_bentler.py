@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.sem.estimators.mlr import (RobustGroup, _cluster_sum, _sym_inv, h1_information_firstorder,
-                                     h1_information_observed, sample_moments)
+from instrument.sem.estimators.mlr import (RobustGroup, _cluster_sum, _sym_inv,
+                                          h1_information_firstorder, h1_information_observed,
+                                          sample_moments)
 
 __all__ = ["YuanBentlerResult", "h1_trace_complete", "yuan_bentler_mplus",
            "yuan_bentler_mplus_complete", "baseline_chisq_complete",
@@ -129,7 +130,8 @@ def yuan_bentler_mplus(chisq: float, df: int, *, h1_traces: Sequence[float],
     ----------
     chisq, df : the unscaled (ML or FIML) test statistic and its degrees of freedom.
     h1_traces, h1_ndat : per group ``tr(B1 A1^-1)`` of the unstructured h1 model and the number
-        of sample moments (`h1_trace_complete`, or `instrument.sem.estimators.fiml.fiml_h1_trace`).
+        of sample moments (`h1_trace_complete`, or
+        `instrument.sem.estimators.fiml_fast.h1_trace_fast`).
     information_inv : ``E^-1``, the inverse unit observed information of the model.
     B0_group : per group unweighted ``Delta_g' B1_g Delta_g`` (structured).
     nobs : per group sample sizes.

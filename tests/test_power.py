@@ -1,0 +1,94 @@
+"""Power planning: design cells, the field-test analysis of one replication, the recommended
+design, the CLI, and the technical report's Monte Carlo section."""
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import instrument as ins
+from instrument import rules
+from instrument.montecarlo import PlanPopulation, PowerResult
+from instrument.montecarlo.power import FieldTestAnalysis, _recommend, power
+from instrument.results import dumps
+
+
+@pytest.fixture(scope="module")
+def small_power():
+    return power("tiny", schools=[12, 16], respondents=[12], reps=2, seed=5, estimator="ML",
+                 dif=False)
+
+
+def test_cells_overrides_reach_the_simulation():
+    pop = PlanPopulation("tiny", {"schools.n": 16, "forms.teacher.respondents.mean": 9.0})
+    sim = pop.draw(np.random.default_rng(1))
+    assert sim.outcomes["school_id"].nunique() == 16
+    with pytest.raises(ValueError, match="not a section"):
+        PlanPopulation("tiny", {"schools.nope.n": 3}).spec()
+
+
+def test_power_table_and_round_trip(small_power):
+    t = small_power.table
+    assert t[["schools", "respondents"]].values.tolist() == [[12, 12], [16, 12]]
+    assert (t["reps"] == 2).all() and t["convergence"].between(0, 1).all()
+    reps = small_power.replications
+    assert len(reps) == 4 and set(reps["status"]) <= {"ok", "nonconverged", "error"}
+    ok = reps[reps["status"] == "ok"]
+    assert len(ok) and ok["icc2"].between(-1, 1).all() and ok["gates.pass"].between(0, 1).all()
+    assert ok["loading.coverage"].between(0, 1).all()
+    assert np.isnan(t["dif_power"]).all()       # dif=False: not measured, not invented
+    back = PowerResult.from_dict(json.loads(dumps(small_power)))
+    assert dumps(back) == dumps(small_power)
+    assert "Power of the teacher field test" in small_power.summary().as_text()
+
+
+def test_recommended_design_is_the_smallest_meeting_every_target():
+    spec = PlanPopulation("tiny").spec()
+    t = pd.DataFrame({"schools": [100, 100, 200, 200], "respondents": [8.0, 15.0, 8.0, 15.0],
+                      "convergence": [1.0, 1.0, 1.0, 1.0], "p_fit_pass": [0.5, 0.9, 0.85, 0.95],
+                      "link_power": [0.3, 0.82, 0.81, 0.99], "dif_power": [0.9] * 4})
+    rec = _recommend(t, spec, "teacher", dif=True)
+    assert (rec["schools"], rec["respondents"]) == (100, 15.0)     # 1500 < 1600 respondents
+    assert f"p_fit_pass >= {rules.POWER_TARGET.threshold:g}" in rec["targets"]
+    t2 = t.assign(dif_power=0.1)
+    assert "schools" not in _recommend(t2, spec, "teacher", dif=True)
+
+
+def test_dif_study_of_one_replication():
+    sim = ins.simulate("tiny", seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = FieldTestAnalysis("teacher", estimator="ML", dif_form="family")._dif(
+            sim, ins.load_bank())
+    assert set(out) == {"dif.power", "dif.false_alarm"}
+    assert 0 <= out["dif.power"] <= 1 and 0 <= out["dif.false_alarm"] <= 1
+
+
+def test_cli_power_and_report_section(tmp_path, small_power):
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+    from instrument.report.render import render_html
+    res_file = tmp_path / "results.json"
+    res_file.write_text(json.dumps({"results": {}, "stages": {}}))
+    r = CliRunner().invoke(main, ["power", "tiny", "--schools", "12", "--respondents", "6",
+                                  "--reps", "1", "--estimator", "ML", "--no-dif",
+                                  "--scheduler", "inprocess", "--into", str(res_file)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(res_file.read_text())
+    assert doc["results"]["power"]["table"]
+    bad = CliRunner().invoke(main, ["power", "tiny", "--schools", "x"])
+    assert bad.exit_code != 0 and "--schools" in bad.output and "Traceback" not in bad.output
+    # the report section renders from the results alone
+    hs = pd.read_csv("tests/fixtures/cfa/HolzingerSwineford1939.csv")
+    fit = ins.cfa("visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9", hs)
+    d = json.loads(dumps(ins.dynamic_cutoffs(fit, reps=10, seed=1)))
+    html = render_html({"dfi": {"teacher": d}, "power": json.loads(dumps(small_power))})
+    assert "Dynamic and fixed fit cut-offs: teacher" in html
+    assert "Hu &amp; Bentler (1999), fixed" in html and "DFI level 2" in html
+    assert "Power of the teacher field test by design" in html
+    assert "Power by number of schools" in html and "data:image/svg+xml" in html
+    assert "McNeish" in html
+    empty = render_html({})
+    assert "Monte Carlo studies" in empty and "instrument dfi" in empty

@@ -32,6 +32,7 @@ METHODS = ("minres", "ml")
 ROTATIONS = ("oblimin", "geomin", "promax", "varimax", None)
 _OBLIQUE = ("oblimin", "geomin", "promax")
 _USE = ("pairwise", "listwise")
+CORRELATIONS = ("pearson", "polychoric")
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,13 +69,22 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
                          f"got {value!r}.")
 
 
-def _corr(df: pd.DataFrame, use: str) -> tuple[np.ndarray, list[str], int]:
+def _corr(df: pd.DataFrame, use: str,
+          cor: str = "pearson") -> tuple[np.ndarray, list[str], int]:
+    """Item correlations and the N they rest on.
+
+    ``cor="pearson"``: pairwise-complete (or listwise) Pearson, psych ``cor(use=)``;
+    ``cor="polychoric"``: lavaan's two-step polychoric correlations (`instrument.sem.polychoric`)
+    with the same missing-data handling. N is the rows used: every row with ``use="pairwise"``
+    (psych's ``n.obs = nrow(x)``), the complete rows with ``use="listwise"``.
+    """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df= must be a pandas DataFrame; got {type(df).__name__}.")
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise TypeError(f"df= column(s) {bad} are not numeric; pass item columns only.")
     _check_choice("use", use, _USE)
+    _check_choice("cor", cor, CORRELATIONS)
     x = df.astype(float)
     if use == "listwise":
         x = x.dropna()
@@ -83,7 +93,11 @@ def _corr(df: pd.DataFrame, use: str) -> tuple[np.ndarray, list[str], int]:
     flat = [c for c in x.columns if not (x[c].std() > 0)]
     if flat:
         raise ValueError(f"item(s) {flat} have no variance.")
-    R = x.corr().to_numpy(copy=True)  # pairwise-complete Pearson, as psych's cor(use="pairwise")
+    if cor == "polychoric":
+        from instrument.sem.polychoric import polychoric
+        R = polychoric(x, ordered=True, missing=use).to_numpy(dtype=float, copy=True)
+    else:
+        R = x.corr().to_numpy(copy=True)  # pairwise-complete Pearson, psych cor(use="pairwise")
     if np.isnan(R).any():
         raise ValueError("some item pairs have no complete rows; the correlation matrix has NaN.")
     return R, [str(c) for c in x.columns], int(len(x))
@@ -284,7 +298,8 @@ class EFAResult:
 
 
 def efa(df: pd.DataFrame, n_factors: int, *, method: str = "minres",
-        rotation: str | None = "oblimin", use: str = "pairwise") -> EFAResult:
+        rotation: str | None = "oblimin", use: str = "pairwise",
+        cor: str = "pearson") -> EFAResult:
     """Exploratory factor analysis of item correlations (psych ``fa()``).
 
     Parameters
@@ -299,6 +314,9 @@ def efa(df: pd.DataFrame, n_factors: int, *, method: str = "minres",
         ``promax`` = psych ``Promax``, ``varimax`` = ``stats::varimax``.
     use : {"pairwise", "listwise"}
         Missing-data handling for the correlation matrix (psych's default is pairwise).
+    cor : {"pearson", "polychoric"}
+        Correlations analysed (psych ``fa(cor="cor"|"poly")``); polychoric for ordinal items,
+        from lavaan's two-step estimator.
 
     Returns
     -------
@@ -328,7 +346,7 @@ def efa(df: pd.DataFrame, n_factors: int, *, method: str = "minres",
     """
     _check_choice("method", method, METHODS)
     _check_choice("rotation", rotation, ROTATIONS)
-    R, names, n = _corr(df, use)
+    R, names, n = _corr(df, use, cor)
     p = R.shape[0]
     if not isinstance(n_factors, (int, np.integer)) or not 1 <= n_factors < p:
         raise ValueError(f"n_factors= must be an integer from 1 to {p - 1}; got {n_factors!r}.")
@@ -370,7 +388,7 @@ def efa(df: pd.DataFrame, n_factors: int, *, method: str = "minres",
                      method=method, rotation=rotation, n_factors=int(n_factors),
                      converged=converged,
                      meta=Meta(options={"method": method, "rotation": rotation, "use": use,
-                                        "n_factors": int(n_factors)},
+                                        "cor": cor, "n_factors": int(n_factors), "n_obs": n},
                                data_hash=hash_frame(df)))
 
 
@@ -465,7 +483,7 @@ class ParallelResult:
 
 def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str = "minres",
                       quant: float = 0.95, use: str = "pairwise",
-                      smc: bool = False) -> ParallelResult:
+                      smc: bool = False, cor: str = "pearson") -> ParallelResult:
     """Horn's parallel analysis for the number of common factors, as psych ``fa.parallel``.
 
     Parameters
@@ -481,6 +499,9 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
     quant : float
         Quantile of the simulated eigenvalues that an observed eigenvalue must exceed.
     use : {"pairwise", "listwise"}
+    cor : {"pearson", "polychoric"}
+        Correlations of the observed data (psych ``fa.parallel(cor=)``); the simulated data
+        are normal and use Pearson correlations, as in psych.
     smc : bool
         psych's ``SMC=`` argument: ``False`` (default) puts the communalities of a one-factor
         minres fit on the diagonal; ``True`` puts the squared multiple correlations there
@@ -512,7 +533,7 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
         raise ValueError(f"n_iter= must be a positive integer; got {n_iter!r}.")
     if not 0 < quant < 1:
         raise ValueError(f"quant= must be in (0, 1); got {quant!r}.")
-    R, names, n = _corr(df, use)
+    R, names, n = _corr(df, use, cor)
     if use == "pairwise":
         n = int(len(df))  # psych: nsub = nrow(x)
     p = R.shape[0]
@@ -534,5 +555,6 @@ def parallel_analysis(df: pd.DataFrame, *, n_iter: int = 20, seed: int, fm: str 
     return ParallelResult(n_factors=nf, values=values, n_iter=int(n_iter), seed=int(seed),
                           quant=float(quant), n_obs=n,
                           meta=Meta(options={"fm": fm, "quant": quant, "n_iter": int(n_iter),
-                                             "use": use, "smc": smc}, seed=int(seed),
+                                             "use": use, "cor": cor, "smc": smc},
+                                    seed=int(seed),
                                     data_hash=hash_frame(df)))

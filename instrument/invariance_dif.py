@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from instrument.sem.estimators.categorical import model_state
+
 
 __all__ = ["dmacs_continuous", "dmacs_ordinal", "expected_score", "item_sds", "ReleaseTests",
            "release_tests", "item_effect_sizes", "item_of", "constraint_type",
@@ -200,10 +202,7 @@ def _state(fit: Any) -> tuple[Any, np.ndarray, Any, str, str]:
     """(model, x, sample statistics, estimator, weight) of a fitted model."""
     est = str(fit.meta.options.get("estimator", "ML")).upper()
     if est in _WLS:
-        st = getattr(fit, "_wls_state", None)
-        if st is None:
-            raise ValueError("this fit carries no model state (it was read back from JSON); "
-                             "refit it to locate non-invariant items.")
+        st = model_state(fit)
         return st["model"], st["x"], st["cstats"], est, st["weight"]
     model, x, sstats = fit._rebuilt()
     return model, x, sstats, est, "ML"

@@ -184,11 +184,7 @@ def fit_ordinal_step(model: str, data: pd.DataFrame, *, group: str,
     opts.update(group_equal=list(group_equal), group_partial=list(group_partial),
                 configural_model=model, identification="Wu.Estabrook.2016 (std.lv, theta)")
     from dataclasses import replace
-    state = getattr(fit, "_wls_state", None)
-    new = replace(fit, meta=replace(fit.meta, options=opts))
-    if state is not None:
-        object.__setattr__(new, "_wls_state", state)
-    return new
+    return replace(fit, meta=replace(fit.meta, options=opts))
 
 
 def collapse_empty_categories(data: pd.DataFrame, items: Sequence[str], group: str

@@ -29,6 +29,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     # recommended (Rhemtulla, Brosseau-Liard & Savalei, 2012, Psychological Methods 17(3)):
     # WLSMV treats every item as ordered; "ML" / "MLR" treat them as continuous.
     "estimator": "WLSMV",
+    # Missing answers: None = the method that fits the estimator (`missing_method`); or
+    # "listwise" / "pairwise" (WLSMV) / "fiml" (ML, MLR).
+    "missing": None,
     "split_seed": 1,              # seed of the EFA/CFA random half split
     "parallel_iterations": 20,    # Horn's parallel analysis replications
     "invariance": [               # ladders: form and grouping column
@@ -99,6 +102,18 @@ def _ordinal_options(estimator: str) -> dict[str, Any]:
     return {"ordered": True} if estimator in ("WLSMV", "ULSMV") else {}
 
 
+def missing_method(estimator: str) -> str:
+    """The missing-data method that fits an estimator and keeps every respondent: pairwise
+    polychorics for WLSMV/ULSMV (Mplus's default for categorical data; lavaan
+    ``missing = "pairwise"``), full-information ML for ML/MLR (lavaan ``missing = "ml"``)."""
+    return "pairwise" if estimator in ("WLSMV", "ULSMV") else "fiml"
+
+
+def _missing(ctx: dict) -> str:
+    a = _analysis(ctx)
+    return a["missing"] or missing_method(a["estimator"])
+
+
 def _halves(ctx: dict, form: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Random half split of a form's respondents (seeded): (EFA half, CFA half)."""
     df = _recoded(ctx, form)
@@ -130,17 +145,66 @@ def stage_bank(ctx: dict) -> Any:
 
 
 def stage_data(ctx: dict) -> Any:
-    """Simulate the plan's population model (ingest of fielded files when the plan names them)."""
+    """Simulate the plan's population model (ingest of fielded files when the plan names them).
+
+    The result carries ``provenance`` (`_provenance`): where the data came from, which every
+    report states (simulated data are labelled as such on every page).
+    """
     plan = ctx["plan"]
     if "data" in plan:
-        return _ingest_files(ctx)
-    from instrument.simulate import pipeline_stage
+        out = _ingest_files(ctx)
+    else:
+        from instrument.simulate import pipeline_stage
 
-    out = pipeline_stage(ctx)
-    sim = ctx["simulation"]
-    ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
-    ctx["outcomes"] = sim.outcomes
+        out = pipeline_stage(ctx)
+        sim = ctx["simulation"]
+        ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
+        ctx["outcomes"] = sim.outcomes
+        out["meta"]["options"].pop("plan_path", None)
+        out["files"] = {k: _relative(v, ctx["out_dir"]) for k, v in out["files"].items()}
+    out["provenance"] = _provenance(ctx)
     return out
+
+
+def _relative(path: str | Path, base: str | Path) -> str:
+    """``path`` relative to ``base`` when it lies under it, else its file name (no machine paths
+    in results)."""
+    p, b = Path(path).resolve(), Path(base).resolve()
+    try:
+        return p.relative_to(b).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _provenance(ctx: dict) -> dict[str, Any]:
+    """Where the run's data came from, without machine paths.
+
+    Simulated: ``{"source": "simulated", "plan": name, "plan_file": file name, "plan_sha256",
+    "seed"}``. Fielded: ``{"source": "fielded", "plan": ..., "files": [{"role", "file",
+    "sha256"}]}`` with each file named relative to the plan's folder.
+    """
+    plan = ctx["plan"]
+    plan_path = Path(ctx["plan_path"]) if ctx.get("plan_path") else default_plan_path()
+    out: dict[str, Any] = {"plan": plan.get("name", plan_path.stem),
+                           "plan_file": plan_path.name, "plan_sha256": _sha256(plan_path)}
+    if "data" in plan:
+        base = plan_path.parent
+        files = [{"role": role, "file": str(rel), "sha256": _sha256(base / rel)}
+                 for role, rel in plan["data"].items()]
+        return {"source": "fielded", **out, "files": files}
+    sim = ctx.get("simulation")
+    seed = sim.meta.seed if sim is not None else plan.get("seed")
+    return {"source": "simulated", **out, "seed": seed}
 
 
 def _ingest_files(ctx: dict) -> Any:
@@ -163,33 +227,42 @@ def _ingest_files(ctx: dict) -> Any:
 
 
 def stage_item_analysis(ctx: dict) -> Any:
-    """Item statistics and category use per form (and per language within a form)."""
+    """Item statistics and category use per form and construct, each item on its own scale.
+
+    Categories are the item's codes from the bank (a 4-point item has 4 categories, so floor,
+    ceiling and empty-category counts refer to its own extremes); the item-rest correlation and
+    alpha-if-deleted use the other items of the item's construct (psych ``alpha()`` run per
+    scale), overall and within each language.
+    """
     from instrument.itemanalysis import item_analysis
 
     bank = ctx["bank"]
-    items_rows, cats = [], []
+    items_rows, cats, res = [], [], None
     for form in _forms(ctx):
         df = _recoded(ctx, form)
-        items = bank.items_for(form)
-        ncat = {i: bank.n_categories(i) for i in items}
-        res = item_analysis(df, items, categories=list(range(1, max(ncat.values()) + 1)),
-                            group="language")
-        construct = dict(zip(bank.items["item_id"], bank.items["construct"]))
-        t = res.items.rename(columns={"item": "item_id", "missing_share": "missing",
-                                      "r.drop": "citc"})
-        t.insert(0, "form", form)
-        t["construct"] = t["item_id"].map(construct)
-        items_rows.append(t)
-        d = res.distribution.rename(columns={"item": "item_id"})
-        d.insert(0, "form", form)
-        cats.append(d[d["category"] <= d["item_id"].map(ncat)])
+        for construct, items in _scales(ctx, form).items():
+            codes = {i: list(bank.scale_of(i).codes) for i in items}
+            res = item_analysis(df, items, categories=codes, group="language")
+            t = res.items.rename(columns={"item": "item_id", "missing_share": "missing",
+                                          "r.drop": "citc"})
+            t.insert(0, "form", form)
+            t.insert(2, "construct", construct)
+            items_rows.append(t)
+            d = res.distribution.rename(columns={"item": "item_id"})
+            d.insert(0, "form", form)
+            cats.append(d)
     return {"items": pd.concat(items_rows, ignore_index=True),
             "category_use": pd.concat(cats, ignore_index=True),
-            "rules": [r.to_dict() for r in res.rules] if hasattr(res, "rules") else []}
+            "rules": [r.to_dict() for r in res.rules] if res is not None else []}
 
 
 def stage_efa(ctx: dict) -> Any:
-    """Parallel analysis and an oblimin minres EFA on a random half of each form."""
+    """Parallel analysis and an oblimin minres EFA on a random half of each form.
+
+    Both analyse the half's polychoric correlations computed pairwise (every respondent of the
+    half counts, each correlation from the rows that answered both items); ``n`` is that half's
+    number of respondents and ``n_complete`` those who answered every item.
+    """
     from instrument.efa import efa, parallel_analysis
 
     a = _analysis(ctx)
@@ -197,12 +270,14 @@ def stage_efa(ctx: dict) -> Any:
     for form in _forms(ctx):
         half, _ = _halves(ctx, form)
         items = ctx["bank"].items_for(form)
-        x = half[items].dropna()
-        pa = parallel_analysis(x, n_iter=a["parallel_iterations"], seed=a["split_seed"])
+        x = half[items]
+        pa = parallel_analysis(x, n_iter=a["parallel_iterations"], seed=a["split_seed"],
+                               cor="polychoric", use="pairwise")
         k = len(_scales(ctx, form))
-        fit = efa(x, k, method="minres", rotation="oblimin")
-        out[form] = {"n": len(x), "n_factors_theory": k, "parallel": pa.to_dict(),
-                     "efa": fit.to_dict()}
+        fit = efa(x, k, method="minres", rotation="oblimin", cor="polychoric", use="pairwise")
+        out[form] = {"n": len(x), "n_complete": int(x.notna().all(axis=1).sum()),
+                     "cor": "polychoric", "missing": "pairwise", "n_factors_theory": k,
+                     "parallel": pa.to_dict(), "efa": fit.to_dict()}
     return out
 
 
@@ -211,14 +286,20 @@ def stage_cfa(ctx: dict) -> Any:
     from instrument.sem.cfa import cfa
 
     est = _analysis(ctx)["estimator"]
+    missing = _missing(ctx)
     fits, out = {}, {}
     ctx["cfa_data"] = {}
     for form in _forms(ctx):
         _, half = _halves(ctx, form)
         fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est,
-                         **_ordinal_options(est))
+                         missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
+        items = ctx["bank"].items_for(form)
+        out[form]["missing_data"] = {
+            "method": missing, "n_rows": len(half),
+            "n_complete": int(half[items].notna().all(axis=1).sum()),
+            "n_used": int(fits[form].fit_measures.get("ntotal", len(half)))}
     ctx["cfa_fits"] = fits
     return out
 
@@ -284,7 +365,7 @@ def stage_invariance(ctx: dict) -> Any:
         if _ordinal_options(a["estimator"]):
             df, collapsed = collapse_empty_categories(df, ctx["bank"].items_for(form), group)
         res = invariance(ctx["bank"].model_syntax(form=form), df, group=group,
-                         rule_set=a["rule_set"], estimator=a["estimator"],
+                         rule_set=a["rule_set"], estimator=a["estimator"], missing=_missing(ctx),
                          **steps, **_ordinal_options(a["estimator"]))
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
@@ -333,7 +414,7 @@ def stage_irt(ctx: dict) -> Any:
 
 
 def stage_scores(ctx: dict) -> Any:
-    """School scores per form with both suppression gates (ICC1 from the multilevel stage)."""
+    """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
 
     frames = []

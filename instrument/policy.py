@@ -512,6 +512,24 @@ def classification_accuracy(score: np.ndarray, se: np.ndarray, *, school_id: Seq
                                                 "method": method}))
 
 
+def band_probability(score: np.ndarray, se: np.ndarray, *,
+                     cuts: Sequence[float] = BAND_CUTS) -> np.ndarray:
+    """P(a school's true score lies in the band its reported score is in), per school.
+
+    The posterior of `classification_accuracy` (``method="bayes"``) over the schools given, so
+    that the probability printed beside a school's score is the quantity whose mean is the
+    band accuracy of the technical report. NaN where ``score`` or ``se`` is missing.
+    """
+    score = np.asarray(score, dtype=float)
+    se = np.asarray(se, dtype=float)
+    out = np.full(len(score), np.nan)
+    ok = np.isfinite(score) & np.isfinite(se) & (se > 0)
+    if ok.sum() >= 2:
+        res = classification_accuracy(score[ok], se[ok], cuts=cuts)
+        out[ok] = res.by_school["p_correct"].to_numpy(float)
+    return out
+
+
 def flag_accuracy(score: np.ndarray, se: np.ndarray, threshold: float, *,
                   method: str = "bayes") -> dict[str, float]:
     """Accuracy of a binary flag ``score >= threshold`` (e.g. a Bright Spot flag).

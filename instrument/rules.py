@@ -274,16 +274,16 @@ MIN_RESPONSE_RATE_TEACHERS = Rule(
     "UChicago Impact / Illinois State Board of Education, 5Essentials Survey: school reports are "
     "generated when teacher (and student) response rates reach 50 percent "
     "(ISBE 5Essentials FAQ, https://www.isbe.net/5essentials).",
-    "Precision gate, teacher form: passes when the response rate (respondents / roster_teachers) "
-    "passes this rule, or, when it does not or the roster is unknown, when the reliability of the "
-    "school mean passes MIN_SCHOOL_RELIABILITY.")
+    "Representativeness gate, teacher form: a school score is shown only when the response rate "
+    "(respondents / roster_teachers) passes this rule (and the privacy gate holds); an unknown "
+    "roster fails it. A reliable mean from a few respondents does not make up for non-response.")
 
 MIN_RESPONSE_RATE_FAMILIES = Rule(
     "response_rate.family", 0.20, ">=",
     "UChicago Impact / Illinois State Board of Education, 5Essentials Parent Supplement: a parent "
     "report is generated when at least 20 percent of parents respond "
     "(ISBE 5Essentials FAQ, https://www.isbe.net/5essentials).",
-    "Precision gate, family form: as MIN_RESPONSE_RATE_TEACHERS with roster_families.")
+    "Representativeness gate, family form: as MIN_RESPONSE_RATE_TEACHERS with roster_families.")
 
 MIN_SCHOOL_RELIABILITY = Rule(
     "reliability.school_mean", 0.70, ">=",
@@ -291,8 +291,12 @@ MIN_SCHOOL_RELIABILITY = Rule(
     "applied to the Spearman-Brown reliability of a school mean, k ICC1 / (1 + (k - 1) ICC1), as in "
     "Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability. In Klein & "
     "Kozlowski (Eds.), Multilevel theory, research, and methods in organizations (pp. 349-381).",
-    "Precision gate alternative: a school whose response rate is below its form's rule (or unknown) "
-    "is still shown when the reliability of its mean passes this rule.")
+    "Precision of a shown school score: below this reliability the score is still shown (when both "
+    "gates hold) but marked as imprecise, with its wider interval; it never decides whether a "
+    "score is shown.")
+
+SCORE_INTERVAL_LEVEL = 0.95   # level of the interval printed beside every school score
+
 
 SCORE_BAND_CUTS = (20.0, 40.0, 60.0, 80.0)
 SCORE_BAND_NAMES = ("Very Weak", "Weak", "Neutral", "Strong", "Very Strong")

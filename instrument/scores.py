@@ -1,5 +1,9 @@
-"""School scores: respondent scale scores aggregated to schools, reported on a 1-99 scale with two
-suppression gates (privacy, precision). See DATA_CONTRACT.md, "School scores".
+"""School scores: respondent scale scores aggregated to schools, reported on a 1-99 scale.
+
+A score is shown only when two gates hold: privacy (enough respondents) and representativeness
+(a high enough response rate). Precision (the reliability of the school mean and the score's
+standard error) decides how a shown score is presented, never whether non-response is ignored.
+See DATA_CONTRACT.md, "School scores".
 
 Nothing in the output identifies a respondent: rows are school x form x construct.
 """
@@ -9,16 +13,24 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from instrument.policy import band_probability
 from instrument.responses import ResponseSet
 from instrument.results import Table
 from instrument.rules import (MIN_ITEM_SHARE, MIN_N_PRIVACY, MIN_RESPONSE_RATE_FAMILIES,
-                              MIN_RESPONSE_RATE_TEACHERS, MIN_SCHOOL_RELIABILITY, SCORE_BAND_CUTS,
-                              SCORE_BAND_NAMES, SCORE_SCALE_SOURCE, Rule)
+                              MIN_RESPONSE_RATE_TEACHERS, MIN_SCHOOL_RELIABILITY,
+                              SCHOOL_MEAN_RELIABILITY_HIGH, SCORE_BAND_CUTS, SCORE_BAND_NAMES,
+                              SCORE_INTERVAL_LEVEL, SCORE_SCALE_SOURCE, Rule)
 
 SCORE_COLUMNS = ("school_id", "district_id", "form", "construct", "n", "response_rate", "mean", "se",
-                 "reliability", "score", "band", "suppressed", "suppression_reason")
-BLANKED = ("mean", "se", "score", "band")  # blanked (NaN / None) in suppressed rows
+                 "reliability", "precision", "score", "score_se", "ci.lower", "ci.upper", "band",
+                 "band_probability", "suppressed", "suppression_code", "suppression_reason")
+# blanked (NaN / None) in suppressed rows
+BLANKED = ("mean", "se", "precision", "score", "score_se", "ci.lower", "ci.upper", "band",
+           "band_probability")
+# Codes of `suppression_code` (joined with "; "): the report words them in each language.
+SUPPRESSION_CODES = ("privacy", "response_rate", "response_rate_unknown")
 ROSTER_COLUMN = {"teacher": "roster_teachers", "family": "roster_families"}
 RESPONSE_RATE_RULE = {"teacher": MIN_RESPONSE_RATE_TEACHERS, "family": MIN_RESPONSE_RATE_FAMILIES}
 SCORE_MEAN, SCORE_SD_POINTS, SCORE_MIN, SCORE_MAX = 50.0, 20.0, 1.0, 99.0
@@ -177,6 +189,26 @@ def band_of(score: float) -> str | None:
     return SCORE_BAND_NAMES[int(np.searchsorted(SCORE_BAND_CUTS, score, side="right"))]
 
 
+def round_score(score: np.ndarray | float) -> np.ndarray:
+    """A 1-99 score as it is printed: the nearest whole number, halves rounded up.
+
+    Bands are assigned from this number, so that the band shown always agrees with the number
+    shown (a mean of 39.6 is printed 40 and is in the band starting at 40).
+    """
+    return np.floor(np.asarray(score, dtype=float) + 0.5)
+
+
+def precision_of(reliability: float) -> str | None:
+    """How precise a shown school score is: "high" (reliability of the school mean passes
+    `SCHOOL_MEAN_RELIABILITY_HIGH`, .80), "adequate" (passes `MIN_SCHOOL_RELIABILITY`, .70) or
+    "low" (shown with its wider interval and a caution); None when unknown."""
+    if reliability is None or not np.isfinite(reliability):
+        return None
+    if SCHOOL_MEAN_RELIABILITY_HIGH.passes(reliability):
+        return "high"
+    return "adequate" if MIN_SCHOOL_RELIABILITY.passes(reliability) else "low"
+
+
 def benchmark_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Benchmark of the 1-99 scale from shown (unsuppressed) school means: ``form construct mean
     sd n_schools`` (sd with ddof=1)."""
@@ -208,7 +240,6 @@ def _benchmark_lookup(benchmark: Any, form: str) -> dict[str, tuple[float, float
 def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame | None = None,
                   icc1: Mapping[str, float] | None = None, fit: Any = None, benchmark: Any = None,
                   min_n: Rule = MIN_N_PRIVACY, min_response_rate: Rule | None = None,
-                  min_reliability: Rule = MIN_SCHOOL_RELIABILITY,
                   min_item_share: Rule = MIN_ITEM_SHARE) -> pd.DataFrame:
     """School scores of one form, one row per school x construct (and ``overall``).
 
@@ -235,18 +266,17 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     min_n : Rule
         Privacy gate (default `MIN_N_PRIVACY`, n >= 10).
     min_response_rate : Rule, optional
-        Precision gate's response-rate rule; by default `MIN_RESPONSE_RATE_TEACHERS` (.50) or
-        `MIN_RESPONSE_RATE_FAMILIES` (.20) by form.
-    min_reliability : Rule
-        Precision gate's alternative: reliability of the school mean (default .70).
+        Representativeness gate; by default `MIN_RESPONSE_RATE_TEACHERS` (.50) or
+        `MIN_RESPONSE_RATE_FAMILIES` (.20) by form (5Essentials reporting thresholds).
     min_item_share : Rule
         Share of a construct's items a respondent must answer to be scored (default .5).
 
     Returns
     -------
     DataFrame
-        Columns `SCORE_COLUMNS`. Suppressed rows have NaN ``mean``, ``se``, ``score`` and None
-        ``band``, and ``suppression_reason`` says which gate failed with the numbers.
+        Columns `SCORE_COLUMNS`. Suppressed rows have every column of `BLANKED` empty;
+        ``suppression_code`` lists the failed gates (`SUPPRESSION_CODES`) and
+        ``suppression_reason`` says which gate failed with the numbers.
         When the responses have a ``year`` column (a panel, e.g. from a plan with
         ``simulation.years``), each year is scored separately and a ``year`` column follows
         ``district_id``: long scores, one row per school x year x construct (see Notes).
@@ -255,11 +285,15 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     -----
     n = respondents with a score; mean = mean of respondent scores; se = sd (ddof=1) / sqrt(n);
     reliability = n ICC1 / (1 + (n - 1) ICC1) (Spearman-Brown); response_rate = respondents of the
-    school / roster. score = clip(50 + 20 (mean - benchmark mean) / benchmark SD, 1, 99); bands
-    Very Weak < 20 <= Weak < 40 <= Neutral < 60 <= Strong < 80 <= Very Strong.
-    Privacy gate: n passes `min_n`. Precision gate: the response rate passes its rule, or the
-    reliability passes `min_reliability` (also when the roster is unknown). A row is shown only
-    when both gates pass.
+    school / roster. score = `round_score`(clip(50 + 20 (mean - benchmark mean) / benchmark SD,
+    1, 99)); score_se = 20 se / benchmark SD; ci = score -/+ z score_se (`SCORE_INTERVAL_LEVEL`,
+    clipped to 1-99); band from the rounded score: Very Weak < 20 <= Weak < 40 <= Neutral < 60
+    <= Strong < 80 <= Very Strong; precision = `precision_of`(reliability); band_probability =
+    the posterior probability that the school's true score is in the band shown, among the shown
+    schools of the construct (`instrument.policy.band_probability`, Morris 1983).
+    Privacy gate: n passes `min_n`. Representativeness gate: the response rate passes its rule; an
+    unknown roster fails it (whether the respondents represent the school cannot be told). A row
+    is shown only when both gates pass; a reliable mean does not make up for low response.
 
     Years: every year uses one benchmark, so that scores of different years are on one scale and
     their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the
@@ -279,10 +313,9 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         return _school_scores_by_year(responses, bank=bank, outcomes=outcomes, icc1=icc1,
                                       fit=fit, benchmark=benchmark, min_n=min_n,
                                       min_response_rate=min_response_rate,
-                                      min_reliability=min_reliability,
                                       min_item_share=min_item_share)
     for name, rule in (("min_n", min_n), ("min_response_rate", min_response_rate),
-                       ("min_reliability", min_reliability), ("min_item_share", min_item_share)):
+                       ("min_item_share", min_item_share)):
         if rule is not None and not isinstance(rule, Rule):
             raise TypeError(f"{name}= must be an instrument.rules.Rule; got "
                             f"{type(rule).__name__}.")
@@ -343,24 +376,26 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
             "mean": mean.to_numpy(float), "se": se.to_numpy(float), "reliability": rel}))
     out = pd.concat(frames, ignore_index=True)
 
-    reasons = []
+    codes, reasons = [], []
     for r in out.itertuples():
-        why = []
+        code, why = [], []
         if not min_n.passes(r.n):
+            code.append("privacy")
             why.append(f"privacy gate: n = {r.n} < {min_n.threshold:g}")
-        rate_ok = rate_rule.passes(r.response_rate)
-        rel_ok = min_reliability.passes(r.reliability)
-        if not (rate_ok or rel_ok):
-            rtxt = ("response rate unknown" if not np.isfinite(r.response_rate)
-                    else f"response rate {r.response_rate:.2f} < {rate_rule.threshold:g}")
-            ltxt = ("reliability unknown" if not np.isfinite(r.reliability)
-                    else f"reliability {r.reliability:.2f} < {min_reliability.threshold:g}")
-            why.append(f"precision gate: {rtxt} and {ltxt}")
+        if not np.isfinite(r.response_rate):
+            code.append("response_rate_unknown")
+            why.append("representativeness gate: response rate unknown (no roster)")
+        elif not rate_rule.passes(r.response_rate):
+            code.append("response_rate")
+            why.append(f"representativeness gate: response rate {r.response_rate:.2f} < "
+                       f"{rate_rule.threshold:g}")
+        codes.append("; ".join(code))
         reasons.append("; ".join(why))
+    out["suppression_code"] = codes
     out["suppression_reason"] = reasons
     out["suppressed"] = out["suppression_reason"] != ""
 
-    score = np.full(len(out), np.nan)
+    score, score_se = np.full(len(out), np.nan), np.full(len(out), np.nan)
     for c in constructs:
         idx = (out["construct"] == c).to_numpy()
         if c in bm:
@@ -374,12 +409,24 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (out.loc[idx, "mean"].to_numpy(float) - mu) / sd
         score[idx] = np.clip(SCORE_MEAN + SCORE_SD_POINTS * z, SCORE_MIN, SCORE_MAX)
+        score_se[idx] = SCORE_SD_POINTS * out.loc[idx, "se"].to_numpy(float) / sd
+    score = round_score(score)
+    zq = float(stats.norm.ppf(0.5 + SCORE_INTERVAL_LEVEL / 2))
+    out["precision"] = [precision_of(v) for v in out["reliability"]]
     out["score"] = score
+    out["score_se"] = score_se
+    out["ci.lower"] = np.clip(score - zq * score_se, SCORE_MIN, SCORE_MAX)
+    out["ci.upper"] = np.clip(score + zq * score_se, SCORE_MIN, SCORE_MAX)
     out["band"] = [band_of(s) for s in score]
     sup = out["suppressed"].to_numpy()
+    out["band_probability"] = np.nan
+    for c in constructs:
+        shown = (out["construct"] == c).to_numpy() & ~sup
+        out.loc[shown, "band_probability"] = band_probability(score[shown], score_se[shown])
     out["band"] = out["band"].astype(object)
+    out["precision"] = out["precision"].astype(object)
     for c in BLANKED:
-        out.loc[sup, c] = None if c == "band" else np.nan
+        out.loc[sup, c] = None if c in ("band", "precision") else np.nan
     return out[list(SCORE_COLUMNS)]
 
 
@@ -447,4 +494,5 @@ def scores_summary(scores: pd.DataFrame) -> Table:
     return Table("School scores", pd.DataFrame(rows), notes=(
         f"1-99 scale and bands: {SCORE_SCALE_SOURCE}",
         f"Privacy gate: {MIN_N_PRIVACY.describe()}",
-        f"Precision gate: {rate_rules}; or {MIN_SCHOOL_RELIABILITY.describe()}"))
+        f"Representativeness gate: {rate_rules}",
+        f"Precision (how a shown score is presented): {MIN_SCHOOL_RELIABILITY.describe()}"))

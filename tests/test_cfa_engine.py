@@ -54,7 +54,8 @@ def test_parse_modifiers():
     ("f =~ x1\nx2 x3", 2, "x2"),
     ("f =~ x1\n  g =~ 2x", 2, "2x"),
     ("f =~ x1 + foo(1)*x2", 1, "foo(1)"),
-    ("f =~ x1\nf := a*b", 2, ":="),
+    ("f =~ x1\nf > 0", 2, ">"),
+    ("f =~ x1\nd := a*b[1]", 2, "a*b[1]"),
 ])
 def test_syntax_errors_name_line_and_token(text, line, token):
     with pytest.raises(ModelSyntaxError) as e:

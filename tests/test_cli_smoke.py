@@ -2,6 +2,7 @@
 written, no respondent identifier leaves the data stage, and a failing stage is reported with a
 non-zero exit while the other stages still run."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -40,9 +41,28 @@ def test_every_stage_runs(run):
 
 
 def test_reports_written(run):
-    _, out = run
-    for name in ("technical_report.html", "policy_brief.html", "school_cards.html"):
+    res, out = run
+    for name in ("technical_report.html", "policy_brief.html", "school_cards.html",
+                 "policy_brief_es.html", "school_cards_es.html"):
         assert (out / "reports" / name).stat().st_size > 1000
+    made = len(list((out / "reports").glob("*.pdf")))
+    assert re.search(rf"PDF reports made: {made}\b", res.output), res.output[-500:]
+
+
+def test_validate_says_when_no_pdf_is_made(tmp_path, monkeypatch):
+    """Without Chromium the reports are HTML only and validate says so and why."""
+    monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "none"))
+    plan = yaml.safe_load(PLAN.read_text())
+    plan["simulation"]["schools"]["n"] = 30
+    p = tmp_path / "plan.yaml"
+    p.write_text(yaml.safe_dump(plan))
+    import instrument.pipeline as P
+    monkeypatch.setattr(P, "STAGES", [s for s in P.STAGES if s[0] in ("bank", "data",
+                                                                          "reports")])
+    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])
+    assert "PDF reports made: 0 of 5. No PDF: " in res.output
+    assert "apt-get install -y chromium" in res.output
+    assert not list((tmp_path / "v" / "reports").glob("*.pdf"))
 
 
 def test_no_respondent_id_in_results_or_reports(run):

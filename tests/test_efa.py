@@ -183,3 +183,27 @@ def test_parallel_smc_variant_by_hand():
     assert pa.n_factors == 3
     with pytest.raises(ValueError, match="smc= must be True or False"):
         parallel_analysis(HS, n_iter=2, seed=1, smc="yes")
+
+
+class TestPolychoricPairwise:
+    """EFA of ordinal items with missing answers on lavaan's pairwise polychorics, against
+    psych::fa(lavCor(d, ordered, missing = "pairwise"), n.obs = nrow(d)) (fixtures/efa/
+    efa_polychoric.json, script fixtures/R/efa_polychoric.R)."""
+
+    ref = json.loads((Path(__file__).parent / "fixtures" / "efa" / "efa_polychoric.json")
+                     .read_text())
+    data = pd.read_csv(Path(__file__).parent / "fixtures" / "efa" / "family_tiny_missing.csv")
+
+    def test_loadings_phi_and_n(self):
+        assert self.data.isna().any(axis=1).sum() == 59       # incomplete rows are kept
+        fit = efa(self.data, 2, cor="polychoric")
+        L = np.array(self.ref["loadings"])
+        assert_allclose(fit.loadings.to_numpy(), L, atol=ATOL_LOADINGS)
+        assert_allclose(fit.phi.to_numpy(), np.array(self.ref["phi"]), atol=ATOL_PHI)
+        assert fit.meta.options["n_obs"] == self.ref["n_obs"][0] == len(self.data)
+
+    def test_listwise_uses_complete_rows(self):
+        fit = efa(self.data, 2, cor="polychoric", use="listwise")
+        assert fit.meta.options["n_obs"] == int(self.data.notna().all(axis=1).sum())
+        with pytest.raises(ValueError, match="cor= must be one of"):
+            efa(self.data, 2, cor="spearman")

@@ -275,3 +275,22 @@ def test_mlr_ladder_uses_satorra_bentler_2001():
     t = res.table.set_index("step")
     for step in ("configural", "metric", "scalar"):
         assert_allclose(t.loc[step, "cfi.robust"], ref["fit"][step]["cfi.robust"], rtol=1e-6)
+
+
+def test_cli_invariance_missing_option(tmp_path):
+    """--missing reaches every rung: FIML keeps the 145 incomplete rows of hs_mcar8."""
+    from click.testing import CliRunner
+
+    from instrument.cli import main
+
+    out = tmp_path / "inv.json"
+    data = Path(__file__).parent / "fixtures" / "mlrfiml" / "hs_mcar8.csv"
+    res = CliRunner().invoke(main, ["invariance", HS_MODEL, str(data), "--group", "school",
+                                    "--steps", "configural,metric", "--missing", "fiml",
+                                    "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())
+    fits = d["fits"]
+    first = fits[0] if isinstance(fits, list) else next(iter(fits.values()))
+    assert first["meta"]["options"]["missing"] == "fiml"
+    assert first["fit_measures"]["ntotal"] == 301

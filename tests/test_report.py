@@ -148,15 +148,16 @@ class TestCards:
         assert "break-before: page" in html["cards"]
 
     def test_construct_labels_from_the_bank(self, html):
-        assert "<span>Language and culture</span>" in html["cards"]
-        assert "<span>Overall</span>" in html["cards"]
+        assert "<td>Language and culture</td>" in html["cards"]
+        assert "<td>Overall</td>" in html["cards"]
 
     def test_scores_and_bands_shown(self, html, results):
         s = _frame(results["scores"])
         row = s[~s["suppressed"]].iloc[0]
         chunk = _form_chunk(_cards(html["cards"])[row["school_id"]], row["form"])
-        assert f"{row['score']:.0f} · {row['band']}" in chunk
-        assert f"Respondents: {row['n']}" in chunk
+        assert f"<strong>{row['score']:.0f}</strong>" in chunk
+        assert f"</span>{row['band']}" in chunk
+        assert f"{row['n']} people answered" in chunk
 
     def test_suppressed_schools_show_no_scores(self, html, results):
         s = _frame(results["scores"])
@@ -165,9 +166,9 @@ class TestCards:
         cards = _cards(html["cards"])
         for sid, form in supp:
             chunk = _form_chunk(cards[sid], form)
-            assert "Not reported: fewer than 10 respondents" in chunk
-            assert 'class="fill"' not in chunk and 'class="track"' not in chunk
-            assert "Respondents:" not in chunk  # small counts are not shown either
+            assert "Not shown: fewer than 10 people answered" in chunk
+            assert 'class="dot"' not in chunk and 'class="track"' not in chunk
+            assert "people answered ·" not in chunk  # small counts are not shown either
             assert not re.search(r"\d+ · (Very Weak|Weak|Neutral|Strong|Very Strong)", chunk)
 
     def test_suppressed_rows_blanked_even_if_input_has_scores(self, results):
@@ -237,7 +238,7 @@ class TestNotAvailable:
         assert t.lower().count(NOT_AVAILABLE) >= 9
         assert "<table" not in t and "<img" not in t
         c = render_html({}, "cards")
-        assert NOT_AVAILABLE in c.lower() and 'class="fill"' not in c
+        assert NOT_AVAILABLE in c.lower() and 'class="dot"' not in c
         b = render_html({}, "brief")
         assert b.lower().count(NOT_AVAILABLE) >= 3 and "<img" not in b
 
@@ -393,9 +394,10 @@ class TestMinimalInputs:
         c = render_html({"scores": s.to_dict("records")}, "cards")
         cards = _cards(c)
         assert sorted(cards) == ["A", "B"]
-        assert "30 · low" in cards["A"] and "70 · high" in cards["A"]
-        assert "Not reported: suppressed" in cards["B"] and "roster unknown" in cards["A"]
-        assert c.index(">low</span>") < c.index(">high</span>")  # legend ordered by score
+        assert "<strong>30</strong>" in cards["A"] and "<strong>70</strong>" in cards["A"]
+        assert "</span>low" in cards["A"] and "</span>high" in cards["A"]
+        assert "Not shown: suppressed." in cards["B"]
+        assert "response rate unknown" in cards["A"]
 
 
 def test_linker_results_found_in_nested_containers(results):
@@ -440,7 +442,9 @@ def test_pipeline_stage_renders_every_kind(results, tmp_path, monkeypatch):
     out = pipeline_stage({"results": from_jsonable(results), "out_dir": tmp_path})
     assert out["pdf"] is False and "apt-get install -y chromium" in out["note"]
     assert sorted(Path(f).name for f in out["files"]) == [
-        "policy_brief.html", "school_cards.html", "technical_report.html"]
+        "policy_brief.html", "policy_brief_es.html", "school_cards.html", "school_cards_es.html",
+        "technical_report.html"]
+    assert not any(Path(f).is_absolute() for f in out["files"])
     assert "Evidence based on internal structure" in (tmp_path / "reports" /
                                                       "technical_report.html").read_text()
 

@@ -59,6 +59,13 @@ def make_responses(toy_bank, sizes: dict[str, int], *, seed=0, school_sd=0.6, fo
     return ResponseSet(form=form, data=data, items=tuple(items))
 
 
+def full_rosters(rs):
+    """An outcomes table whose rosters equal the respondents (response rate 1)."""
+    n = rs.data.groupby("school_id").size()
+    return pd.DataFrame({"school_id": n.index, "district_id": "D1", "roster_teachers": n.values,
+                         "roster_families": n.values})
+
+
 def constructs(bank, form="teacher"):
     return list(dict.fromkeys(bank.items[bank.items["form"] == form]["construct"]))
 
@@ -106,24 +113,27 @@ class TestScaleAndBands:
 
     def test_given_benchmark(self, toy_bank):
         rs = make_responses(toy_bank, {f"S{i}": 30 for i in range(6)}, seed=1)
-        raw = school_scores(rs, bank=toy_bank, icc1=icc_all(toy_bank, 0.3))
+        oc = full_rosters(rs)
+        raw = school_scores(rs, bank=toy_bank, outcomes=oc, icc1=icc_all(toy_bank, 0.3))
         m = raw[raw["construct"] == "communication"].set_index("school_id")["mean"]
         bm = {c: {"mean": float(m["S0"]), "sd": 0.1} for c in icc_all(toy_bank, 0)}
-        sc = school_scores(rs, bank=toy_bank, benchmark=bm, icc1={c: 0.3 for c in bm})
+        sc = school_scores(rs, bank=toy_bank, outcomes=oc, benchmark=bm,
+                           icc1={c: 0.3 for c in bm})
         s = sc[sc["construct"] == "communication"].set_index("school_id")
         assert s.loc["S0", "score"] == pytest.approx(50.0)
-        expected = np.clip(50 + 20 * (m - m["S0"]) / 0.1, 1, 99)
-        assert_allclose(s["score"], expected.reindex(s.index))
+        exact = np.clip(50 + 20 * (m - m["S0"]) / 0.1, 1, 99).reindex(s.index)
+        assert_allclose(s["score"], np.floor(exact + 0.5))     # printed whole numbers
         assert s["score"].between(1, 99).all()
+        assert_allclose(s["score_se"], 20 * s["se"] / 0.1)
 
     def test_default_benchmark_is_shown_schools(self, toy_bank):
         rs = make_responses(toy_bank, {f"S{i}": 25 for i in range(30)}, seed=2, school_sd=0.3)
-        show_all = Rule("reliability.school_mean", 0.0, ">=", "test: precision gate always passes")
-        sc = school_scores(rs, bank=toy_bank, min_reliability=show_all)
+        sc = school_scores(rs, bank=toy_bank, outcomes=full_rosters(rs))
         shown = sc[~sc["suppressed"] & (sc["construct"] == "overall")]
         assert len(shown) == 30
         m = shown["mean"]
-        assert_allclose(shown["score"], np.clip(50 + 20 * (m - m.mean()) / m.std(ddof=1), 1, 99))
+        exact = np.clip(50 + 20 * (m - m.mean()) / m.std(ddof=1), 1, 99)
+        assert_allclose(shown["score"], np.floor(exact + 0.5))
         bt = benchmark_table(sc).set_index("construct")
         assert bt.loc["overall", "n_schools"] == len(shown)
 
@@ -137,8 +147,7 @@ class TestScaleAndBands:
         rs = make_responses(toy_bank, {"S1": 15, "S2": 20, "S3": 11}, seed=4)
         icc = icc_all(toy_bank, 0.2)
         c0 = constructs(toy_bank)[0]
-        sc = school_scores(rs, bank=toy_bank, icc1=icc, min_reliability=Rule(
-            "reliability.school_mean", 0.0, ">=", "test: show every school"))
+        sc = school_scores(rs, bank=toy_bank, icc1=icc, outcomes=full_rosters(rs))
         r = respondent_scores(rs, bank=toy_bank)
         s = sc[sc["construct"] == c0].set_index("school_id")
         g = r.groupby("school_id")[c0]
@@ -162,9 +171,9 @@ class TestScaleAndBands:
 
 
 class TestSuppression:
-    """S_ok shown; S_small below the privacy gate; S_lowrate below the precision gate (rate .15,
-    reliability < .70); S_reliable has a low rate (.20 < .50) but reliability >= .70 -> shown;
-    S_none has no respondents at all."""
+    """S_ok and S_ok2 shown; S_small below the privacy gate; S_lowrate below the representativeness gate
+    (rate .15); S_reliable has a low rate (.20 < .50) and reliability >= .70 -> still not shown
+    (precision never makes up for non-response); S_none has no respondents at all."""
 
     @pytest.fixture(autouse=True)
     def _icc(self, toy_bank):
@@ -173,10 +182,11 @@ class TestSuppression:
     @pytest.fixture
     def case(self, toy_bank):
         rs = make_responses(toy_bank, {"S_ok": 14, "S_small": 8, "S_lowrate": 15,
-                                       "S_reliable": 50}, seed=3)
+                                       "S_reliable": 50, "S_ok2": 30}, seed=3)
         outcomes = pd.DataFrame({"school_id": ["S_ok", "S_small", "S_lowrate", "S_reliable",
-                                               "S_none"],
-                                 "district_id": "D1", "roster_teachers": [20, 10, 100, 250, 30],
+                                               "S_ok2", "S_none"],
+                                 "district_id": "D1", "roster_teachers": [20, 10, 100, 250, 40,
+                                                                          30],
                                  "roster_families": 100})
         sc = school_scores(rs, bank=toy_bank, outcomes=outcomes, icc1=self.ICC)
         return rs, outcomes, sc
@@ -185,28 +195,44 @@ class TestSuppression:
         _, _, sc = case
         by = sc[sc["construct"] == "overall"].set_index("school_id")
         assert not by.loc["S_ok", "suppressed"]
+        assert by.loc["S_ok", "precision"] == "low"          # reliability .42: shown, flagged
         assert by.loc["S_small", "suppression_reason"] == "privacy gate: n = 8 < 10"
+        assert by.loc["S_small", "suppression_code"] == "privacy"
         assert by.loc["S_lowrate", "suppression_reason"] == (
-            "precision gate: response rate 0.15 < 0.5 and reliability 0.44 < 0.7")
-        assert not by.loc["S_reliable", "suppressed"]
+            "representativeness gate: response rate 0.15 < 0.5")
+        assert by.loc["S_lowrate", "suppression_code"] == "response_rate"
+        assert by.loc["S_reliable", "suppressed"]
         assert by.loc["S_reliable", "response_rate"] == pytest.approx(0.2)
         assert by.loc["S_reliable", "reliability"] >= 0.70
         assert by.loc["S_none", "n"] == 0 and by.loc["S_none", "suppressed"]
         assert by.loc["S_none", "suppression_reason"].startswith("privacy gate: n = 0 < 10")
+        assert by.loc["S_none", "suppression_code"] == "privacy; response_rate"
+
+    def test_shown_scores_carry_interval_and_band_probability(self, toy_bank):
+        rs = make_responses(toy_bank, {f"S{i}": 12 + i for i in range(12)}, seed=6)
+        sc = school_scores(rs, bank=toy_bank, outcomes=full_rosters(rs), icc1=self.ICC)
+        shown = sc[~sc["suppressed"]]
+        assert len(shown) == len(sc)
+        assert shown["band_probability"].between(0, 1).all()
+        assert (shown["ci.lower"] <= shown["score"]).all()
+        assert (shown["score"] <= shown["ci.upper"]).all()
+        assert (shown["score"] == np.floor(shown["score"])).all()
+        assert [band_of(v) for v in shown["score"]] == list(shown["band"])
 
     def test_blanked_in_every_output(self, case, tmp_path):
         _, _, sc = case
         sup = sc[sc["suppressed"]]
-        assert set(sup["school_id"]) == {"S_small", "S_lowrate", "S_none"}
-        assert sup[["mean", "se", "score"]].isna().all().all()
+        assert set(sup["school_id"]) == {"S_small", "S_lowrate", "S_reliable", "S_none"}
+        assert sup[["mean", "se", "score", "score_se", "ci.lower", "ci.upper",
+                    "band_probability"]].isna().all().all()
         assert sup["band"].isna().all()
         shown = sc[~sc["suppressed"]]
         assert shown[["mean", "se", "score"]].notna().all().all()
         lst = suppression_list(sc)
-        assert set(lst["school_id"]) == {"S_small", "S_lowrate", "S_none"}
+        assert set(lst["school_id"]) == {"S_small", "S_lowrate", "S_reliable", "S_none"}
         assert "mean" not in lst.columns and "score" not in lst.columns
         summ = scores_summary(sc).frame.set_index("construct")
-        assert summ.loc["overall", "suppressed"] == 3 and summ.loc["overall", "shown"] == 2
+        assert summ.loc["overall", "suppressed"] == 4 and summ.loc["overall", "shown"] == 2
         from instrument.io import safe_to_csv
         p = tmp_path / "scores.csv"
         safe_to_csv(sc, p)
@@ -214,13 +240,15 @@ class TestSuppression:
         bs = back[back["suppressed"]]
         assert bs[["mean", "se", "score", "band"]].isna().all().all()
 
-    def test_unknown_roster_uses_reliability(self, toy_bank):
+    def test_unknown_roster_is_not_shown(self, toy_bank):
         rs = make_responses(toy_bank, {"A": 12, "B": 60}, seed=5)
         sc = school_scores(rs, bank=toy_bank, icc1=self.ICC)
         by = sc[sc["construct"] == "overall"].set_index("school_id")
-        assert by.loc["A", "suppression_reason"] == (
-            "precision gate: response rate unknown and reliability 0.39 < 0.7")
-        assert not by.loc["B", "suppressed"] and np.isnan(by.loc["B", "response_rate"])
+        assert by.loc["B", "reliability"] >= 0.70 and np.isnan(by.loc["B", "response_rate"])
+        for s in ("A", "B"):
+            assert by.loc[s, "suppression_reason"] == (
+                "representativeness gate: response rate unknown (no roster)")
+            assert by.loc[s, "suppression_code"] == "response_rate_unknown"
 
     def test_family_form_rate_rule(self, toy_bank):
         rs = make_responses(toy_bank, {"A": 12}, form="family")

@@ -193,14 +193,16 @@ def test_bad_parameterization():
         cfa("A =~ A1 + A2 + A3", d, ordered=True, parameterization="Theta")
 
 
-def test_pairwise_missing_runs_and_is_default():
+def test_listwise_is_lavaans_default_and_warns_with_counts():
     d = data("bfi_complete25.csv")[["A1", "A2", "A3", "A4"]].copy()
     d.iloc[:40, 0] = np.nan
-    fit = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True)
-    assert fit.meta.options["missing"] == "pairwise"
-    assert fit.fit_measures["ntotal"] == len(d)
-    fit2 = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True, missing="listwise")
-    assert fit2.fit_measures["ntotal"] == len(d) - 40
+    with pytest.warns(UserWarning, match=rf"40 of {len(d)} rows \(2%\) .* dropped "
+                                         r"\(missing='listwise'.*missing='pairwise' keeps them"):
+        fit = cfa("A =~ A1 + A2 + A3 + A4", d, ordered=True)
+    assert fit.meta.options["missing"] == "listwise"
+    assert fit.fit_measures["ntotal"] == len(d) - 40
+    fit2 = quiet(cfa, "A =~ A1 + A2 + A3 + A4", d, ordered=True, missing="pairwise")
+    assert fit2.fit_measures["ntotal"] == len(d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def extra_fit(kind: str):
                              estimator="ULSMV"),
         "theta": lambda: cfa(BFI_MODEL, data("bfi_complete25.csv"), ordered=BFI_ITEMS,
                              parameterization="theta"),
-        "pairwise": lambda: cfa(M3, data("bfi.csv"), ordered=items3),   # default: pairwise
+        "pairwise": lambda: cfa(M3, data("bfi.csv"), ordered=items3, missing="pairwise"),
     }
     return quiet(calls[kind])
 

@@ -98,12 +98,15 @@ def test_intercepts_step_estimates():
     assert_allclose(m.loc[free, "se"], m.loc[free, "se_ref"], rtol=RTOL_SE)
 
 
-def test_lrt_needs_model_state():
+def test_lrt_from_a_result_read_back_from_json():
+    import json
+
     from instrument.sem.result import CFAResult
+    from instrument.results import dumps
     f = fits()
-    back = CFAResult.from_dict(f["loadings"].to_dict())
-    with pytest.raises(ValueError, match="refit"):
-        satorra2000_diff(f["thresholds"], back)
+    back = CFAResult.from_dict(json.loads(dumps(f["loadings"].to_dict())))
+    assert satorra2000_diff(f["thresholds"], back) == satorra2000_diff(f["thresholds"],
+                                                                      f["loadings"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,10 +335,10 @@ def test_wu_estabrook_binary_items(step):
 def test_fast_traces_equal_dense_formula():
     """`scaled_shifted_fast` (parameter-sized algebra) equals the polychoric helper's dense
     `dwls_scaled_shifted` on a two-group fit."""
-    from instrument.sem.estimators.categorical import scaled_shifted_fast
+    from instrument.sem.estimators.categorical import model_state, scaled_shifted_fast
     from instrument.sem.estimators.dwls import dwls_scaled_shifted
     f = fits()["loadings"]
-    st = f._wls_state
+    st = model_state(f)
     D = st["model"].wls_delta(st["x"])
     a = dwls_scaled_shifted(f.fit_measures["chisq"], f.fit_measures["df"], D, st["cstats"])
     b = scaled_shifted_fast(f.fit_measures["chisq"], f.fit_measures["df"], D, st["cstats"])

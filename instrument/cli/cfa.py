@@ -32,8 +32,9 @@ from instrument.cli._common import model_text, read_data, split_list
 @click.option("--parameterization", type=click.Choice(["delta", "theta"]), default="delta",
               show_default=True, help="Ordinal items only.")
 @click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
-              help="Default listwise (pairwise with --ordered); fiml: full-information ML "
-              "(lavaan missing='ml').")
+              help="Default listwise, lavaan's (a warning gives the count dropped); pairwise: "
+              "polychorics from each pair's rows (--ordered, as Mplus); fiml: full-information "
+              "ML (lavaan missing='ml').")
 @click.option("--cluster", default=None, help="Column of cluster labels: cluster-robust SEs "
               "and test (needs --estimator MLR).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),

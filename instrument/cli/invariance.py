@@ -1,4 +1,5 @@
-"""`instrument invariance MODEL DATA --group COL [--steps ...] [--partial] [--json OUT]`."""
+"""`instrument invariance MODEL DATA --group COL [--steps ...] [--missing M] [--partial]
+[--json OUT]`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +24,16 @@ from instrument.cli._common import model_text, read_data, split_list
               default="lrt_dmacs", show_default=True,
               help="How steps are judged: scaled difference test and dMACS (lrt_dmacs), or "
                    "delta-fit cut-offs.")
+@click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
+              help="Missing answers: listwise (lavaan's default; a warning gives the count "
+              "dropped), pairwise (WLSMV, as Mplus) or fiml (ML/MLR; lavaan missing='ml').")
 @click.option("--partial/--no-partial", default=False,
               help="Locate non-invariant items by score tests and release them (lrt_dmacs).")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the ladder (with every fit) as JSON.")
 def invariance(model: str, data: str, group: str, steps: str, estimator: str, rule_set: str,
-               partial: bool, json_out: str | None, ordered: str = "") -> None:
+               partial: bool, json_out: str | None, ordered: str = "",
+               missing: str | None = None) -> None:
     """Fit the measurement-invariance ladder of MODEL on DATA (a CSV) across --group."""
     from instrument.invariance import invariance as run
     from instrument.results import dumps
@@ -36,8 +41,9 @@ def invariance(model: str, data: str, group: str, steps: str, estimator: str, ru
 
     try:
         ordv = True if ordered.strip().lower() == "all" else (split_list(ordered) or None)
+        opts = {"missing": missing} if missing else {}
         res = run(model_text(model), read_data(data), group=group, steps=split_list(steps),
-                  estimator=estimator, rule_set=rule_set, ordered=ordv)
+                  estimator=estimator, rule_set=rule_set, ordered=ordv, **opts)
         if partial:
             res = res.partial()
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:

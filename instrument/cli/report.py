@@ -1,4 +1,5 @@
-"""`instrument report RESULTS --kind technical|brief|cards [--out DIR] [--pdf/--no-pdf]`."""
+"""`instrument report RESULTS --kind technical|brief|cards [--lang en|es|all] [--out DIR]
+[--pdf/--no-pdf]`."""
 from __future__ import annotations
 
 import sys
@@ -17,10 +18,14 @@ import click
                    "--pdf fails if it is not.")
 @click.option("--title", default=None, help="Document title (a default per kind).")
 @click.option("--label", default=None, help="A label printed in the report header.")
+@click.option("--lang", type=click.Choice(["en", "es", "all"]), default="all", show_default=True,
+              help="Language of the brief and the cards (the technical report is in English).")
 def report(results: str, kind: str, out_dir: str, pdf: bool | None, title: str | None,
-           label: str | None) -> None:
+           label: str | None, lang: str) -> None:
     """Render a report from a RESULTS file (results.json of `instrument validate`)."""
     from instrument.report import KINDS, PdfUnavailable, find_chromium, load_results, render
+    from instrument.report.i18n import LANGUAGES
+    from instrument.report.render import TRANSLATED_KINDS
 
     try:
         data = load_results(results)
@@ -32,14 +37,17 @@ def report(results: str, kind: str, out_dir: str, pdf: bool | None, title: str |
                    "chromium`); writing HTML only.", err=True)
     failed = False
     for k in (KINDS if kind == "all" else (kind,)):
-        try:
-            paths = render(data, k, out_dir, ("html", "pdf") if want_pdf else ("html",),
-                           title=title, label=label)
-        except PdfUnavailable as exc:
-            click.echo(f"{k}: HTML written, PDF failed: {exc}", err=True)
-            failed = True
-            continue
-        for p in paths:
-            click.echo(f"wrote {p}")
+        langs = [x for x in (LANGUAGES if lang == "all" else (lang,))
+                 if x == "en" or k in TRANSLATED_KINDS]
+        for x in langs:
+            try:
+                paths = render(data, k, out_dir, ("html", "pdf") if want_pdf else ("html",),
+                               title=title, label=label, lang=x)
+            except PdfUnavailable as exc:
+                click.echo(f"{k} ({x}): HTML written, PDF failed: {exc}", err=True)
+                failed = True
+                continue
+            for p in paths:
+                click.echo(f"wrote {p}")
     if failed:
         sys.exit(1)

@@ -29,6 +29,15 @@ def validate(plan: str | None, out_dir: str) -> None:
     click.echo(f"Results written to {run.out_dir / 'results.json'}; reports in "
                f"{run.out_dir / 'reports'}; lavaan and Mplus syntax in "
                f"{run.out_dir / 'syntax'}")
+    rep = run.results.get("reports")
+    if isinstance(rep, dict):
+        made = [f for f in rep.get("files", []) if str(f).endswith(".pdf")]
+        if rep.get("pdf"):
+            click.echo(f"PDF reports made: {len(made)} ({', '.join(made)})")
+        else:
+            n_html = sum(str(f).endswith(".html") for f in rep.get("files", []))
+            click.echo(f"PDF reports made: {len(made)} of {n_html}. {rep.get('note', '')}",
+                       err=True)
     if not run.ok:
         click.echo("Some stages did not complete; see the errors/ folder.", err=True)
         sys.exit(1)

@@ -233,8 +233,9 @@ def _recommend(table: pd.DataFrame, spec: Any, form: str, dif: bool) -> dict:
         ok = ok[ok[col] >= thr]
     sim = spec.simulation
     fs = sim["forms"][form]
+    icc = ", ".join(f"{k} {v:g}" for k, v in fs["icc"].items())
     assumptions = [f"{form} form: loadings {fs['loadings']['low']}-{fs['loadings']['high']}, "
-                   f"school ICC {fs['icc']}, respondents negative binomial (dispersion "
+                   f"school ICC ({icc}), respondents negative binomial (dispersion "
                    f"{fs['respondents']['dispersion']})",
                    f"outcome effects and DIF as planted in plan {spec.name}",
                    f"districts: {sim['schools']['districts']}"]

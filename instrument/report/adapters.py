@@ -294,7 +294,8 @@ def read_efa(results: Mapping[str, Any]) -> Section:
         if values is None and load is None:
             continue
         out[label or "model"] = {
-            "n": d.get("n"), "n_factors_theory": d.get("n_factors_theory"),
+            "n": d.get("n"), "n_complete": d.get("n_complete"), "cor": d.get("cor"),
+            "missing": d.get("missing"), "n_factors_theory": d.get("n_factors_theory"),
             "parallel": values, "pa_n_factors": pa.get("n_factors"), "n_iter": pa.get("n_iter"),
             "quant": pa.get("quant"), "loadings": load, "phi": as_frame(ef.get("phi")),
             "method": str(ef.get("method") or ""), "rotation": str(ef.get("rotation") or ""),
@@ -332,7 +333,9 @@ def read_cfa(results: Mapping[str, Any]) -> Section:
                                  "estimates": est, "loadings": load, "estimator": _estimator(d),
                                  "converged": d.get("converged"),
                                  "dropped": _num((d.get("meta") or {}).get("options", {})
-                                                 .get("nobs_dropped_listwise"))}
+                                                 .get("nobs_dropped_listwise")),
+                                 "missing_data": d.get("missing_data")
+                                 if isinstance(d.get("missing_data"), Mapping) else None}
     return Section("cfa", True, data={"fits": out})
 
 
@@ -406,9 +409,11 @@ def read_scores(results: Mapping[str, Any]) -> Section:
         if c not in f.columns:
             f[c] = "" if c in ("suppression_reason", "district_id") else np.nan
     f["suppressed"] = f["suppressed"].map(lambda v: bool(v) if v is not None and v == v else True)
-    for c in ("mean", "se", "score", "reliability"):
-        f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
-        f.loc[f["suppressed"], c] = np.nan
+    for c in ("mean", "se", "score", "reliability", "score_se", "ci.lower", "ci.upper",
+              "band_probability"):
+        if c in f.columns:
+            f[c] = pd.to_numeric(f[c], errors="coerce").astype(float)
+            f.loc[f["suppressed"], c] = np.nan
     f["band"] = f["band"].astype(object)
     f.loc[f["suppressed"], "band"] = None
     f["suppression_reason"] = f["suppression_reason"].fillna("").astype(str)

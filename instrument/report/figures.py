@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import matplotlib
 
@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 BAND_COLOURS = ("#c0392b", "#e67e22", "#bdb76b", "#5dade2", "#1f618d")  # weakest -> strongest
 INK, GREY, ACCENT, ACCENT2 = "#222222", "#8c8c8c", "#1f618d", "#b9770e"
 
+MIN_PT = 8   # smallest printed text in a figure (figures are never wider than the page)
 _RC = {"svg.hashsalt": "instrument-report", "svg.fonttype": "none", "font.size": 9,
        "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10,
        "font.family": "DejaVu Sans"}
@@ -59,7 +60,7 @@ def loading_heatmap(loadings: pd.DataFrame, title: str = "") -> str | None:
         for i in range(len(items)):
             for j in range(len(facs)):
                 if not math.isnan(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=MIN_PT,
                             color="white" if m[i, j] > 0.6 else INK)
         fig.colorbar(im, ax=ax, fraction=0.05, label=f"standardised loading ({col})")
         ax.set_title(title)
@@ -89,7 +90,7 @@ def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of answers")
         ax.legend(title="category", ncols=len(cats), loc="lower center",
-                  bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=7, title_fontsize=7)
+                  bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=MIN_PT, title_fontsize=MIN_PT)
         if title:
             ax.set_title(title, pad=28)
         return _uri(fig)
@@ -97,8 +98,11 @@ def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
 
 def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (),
                      curve: pd.DataFrame | None = None, k_max: int = 60,
-                     title: str = "", by_form: bool = False) -> str | None:
+                     title: str = "", by_form: bool = False,
+                     tr: Callable[[str], str] = str) -> str | None:
     """Reliability of a school mean against respondents per school, one line per construct.
+
+    ``tr`` translates the axis and legend text (the Spanish brief passes its translator).
 
     Uses the ``curve`` table when the results give one, else Spearman-Brown from ICC(1):
     k ICC1 / (1 + (k - 1) ICC1) (Bliese, 2000). ``targets`` are (reliability, label) lines.
@@ -116,8 +120,8 @@ def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (
             style: dict = {"lw": 1.2, "label": lab}
             if by_form:
                 style = {"lw": 1.0, "color": (ACCENT, ACCENT2, GREY)[forms.index(form) % 3],
-                         "label": None if form in seen else f"{form or 'all'} form, each line "
-                                                           "one construct"}
+                         "label": None if form in seen else tr(f"{form or 'all'} form, each "
+                                                              "line one construct")}
                 seen.add(form)
             elif form != (forms[0] if forms else ""):
                 style["ls"] = "--"
@@ -130,12 +134,12 @@ def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (
                 ax.plot(k, k * i1 / (1 + (k - 1) * i1), **style)
         for t, lab in targets:
             ax.axhline(t, color=GREY, lw=0.8, ls=":")
-            ax.text(k_max, t, f" {lab}", va="center", fontsize=7, color=GREY)
+            ax.text(k_max, t, f" {lab}", va="center", fontsize=MIN_PT, color=GREY)
         ax.set_ylim(0, 1)
         ax.set_xlim(1, k_max)
-        ax.set_xlabel("respondents per school (k)")
-        ax.set_ylabel("reliability of the school mean")
-        ax.legend(fontsize=6 if not by_form else 7, ncols=1 if by_form else 2, frameon=False,
+        ax.set_xlabel(tr("respondents per school (k)"))
+        ax.set_ylabel(tr("reliability of the school mean"))
+        ax.legend(fontsize=MIN_PT, ncols=1 if by_form else 2, frameon=False,
                   loc="lower right")
         ax.set_title(title)
         return _uri(fig)
@@ -168,7 +172,7 @@ def invariance_delta(ladders: Mapping[str, pd.DataFrame],
             ax.set_xticks(range(len(steps)), steps, rotation=20)
             ax.set_title("Δ" + key.split(".")[0].upper() + " against the previous step")
         for ax in axes[0]:
-            ax.legend(fontsize=6, frameon=False, loc="best")
+            ax.legend(fontsize=MIN_PT, frameon=False, loc="best")
         fig.tight_layout()
         return _uri(fig)
 
@@ -198,8 +202,10 @@ def forest_plot(coef: pd.DataFrame) -> str | None:
         return _uri(fig)
 
 
-def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str | None:
-    """P10 -> P90 contrasts with 95% CIs: the engagement score against poverty, per outcome."""
+def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = None,
+                   tr: Callable[[str], str] = str) -> str | None:
+    """P10 -> P90 contrasts with 95% CIs: the engagement score against poverty, per outcome
+    (``tr`` translates the axis text)."""
     if effects is None or not len(effects):
         return None
     outcomes = list(dict.fromkeys(effects["outcome"]))
@@ -218,8 +224,9 @@ def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = Non
         ax.axvline(0, color=INK, lw=0.8)
         ax.set_yticks(range(len(outcomes)), outcomes)
         ax.invert_yaxis()
-        ax.set_xlabel("change in outcome from 10th to 90th percentile (percentage points, 95% CI)")
-        ax.legend(frameon=False, fontsize=7, loc="best")
+        ax.set_xlabel(tr("change in outcome from 10th to 90th percentile (percentage points, "
+                         "95% CI)"))
+        ax.legend(frameon=False, fontsize=MIN_PT, loc="best")
         return _uri(fig)
 
 
@@ -239,13 +246,13 @@ def scree_plot(values: pd.DataFrame, title: str = "") -> str | None:
         ax.axhline(0, color=GREY, lw=0.5)
         ax.set_xlabel("factor number")
         ax.set_ylabel("eigenvalue")
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=MIN_PT)
         ax.set_title(title)
         return _uri(fig)
 
 
 def district_dots(rollup: pd.DataFrame, state: float | None = None,
-                  title: str = "") -> str | None:
+                  title: str = "", tr: Callable[[str], str] = str) -> str | None:
     """District scores (1-99) with 95% intervals, sorted; suppressed districts marked, no score.
 
     ``rollup`` holds one row per district (``unit score ci.lower ci.upper suppressed``);
@@ -257,21 +264,21 @@ def district_dots(rollup: pd.DataFrame, state: float | None = None,
     hidden = rollup[rollup["suppressed"].astype(bool)]
     labels = [*shown["unit"].astype(str), *hidden["unit"].astype(str)]
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.11 * len(labels)))
+        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.16 * len(labels)))
         y = np.arange(len(shown))
         s = shown["score"].to_numpy(float)
         ax.errorbar(s, y, xerr=[s - shown["ci.lower"].to_numpy(float),
                                 shown["ci.upper"].to_numpy(float) - s],
                     fmt="o", ms=3, color=ACCENT, ecolor=GREY, lw=0.8, capsize=0)
         for j in range(len(hidden)):
-            ax.text(50, len(shown) + j, "suppressed: too few reported schools", fontsize=6,
+            ax.text(50, len(shown) + j, tr("suppressed: too few reported schools"), fontsize=MIN_PT,
                     ha="center", va="center", color=GREY)
         if state is not None and state == state:
-            ax.axvline(state, color=ACCENT2, lw=1, ls="--", label=f"state {state:.0f}")
-            ax.legend(frameon=False, fontsize=7, loc="lower right")
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+            ax.axvline(state, color=ACCENT2, lw=1, ls="--", label=tr("state") + f" {state:.0f}")
+            ax.legend(frameon=False, fontsize=MIN_PT, loc="lower right")
+        ax.set_yticks(range(len(labels)), labels, fontsize=MIN_PT)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(1, 99)
-        ax.set_xlabel("district score (1-99) with 95% interval")
+        ax.set_xlabel(tr("district score (1-99) with 95% interval"))
         ax.set_title(title)
         return _uri(fig)

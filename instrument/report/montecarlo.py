@@ -130,7 +130,8 @@ def montecarlo_section(sec: Section, num: Any) -> dict:
                             "link_ci_width", "loading_relbias", "loading_coverage")
                 if c in t.columns]
         out["power"] = num.table(Table(
-            f"Power of the {pw['form']} field test by design ({pw['estimator']})", t[cols],
+            f"Power of the {pw['form']} field test by design ({pw['estimator']})",
+            t[cols].assign(respondents=t["respondents"].map(lambda v: f"{v:g}")),
             [f"Shares of replications simulated from plan {pw['plan']} (Monte Carlo standard "
              "errors in the results file). p_fit_pass: CFA passes Hu & Bentler's cut-offs; "
              "dif_power / dif_false_alarm: planted DIF items flagged / other items flagged; "

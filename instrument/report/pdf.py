@@ -38,7 +38,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float = 120) -> Path:
+def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float = 600) -> Path:
     """Print ``html_path`` to ``pdf_path`` with headless Chromium; returns ``pdf_path``.
 
     Raises

@@ -12,6 +12,7 @@ import html as _html
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,6 +25,7 @@ from instrument import rules as _rules
 from instrument.report import figures as fig
 from instrument.report.adapters import (NOT_AVAILABLE, FORBIDDEN_KEYS, Section, read_all,
                                         scrub, stage_messages)
+from instrument.report.i18n import LANGUAGES, Translator
 from instrument.report.pdf import html_to_pdf
 from instrument.report.montecarlo import cited_sources as mc_sources, montecarlo_section, read_montecarlo
 from instrument.results import Table
@@ -85,16 +87,17 @@ class PrivacyError(RuntimeError):
 class _Numberer:
     """APA numbering of tables and figures within one document."""
 
-    def __init__(self) -> None:
+    def __init__(self, t: Translator | None = None) -> None:
         self.tables = 0
         self.figures = 0
+        self._ = t or Translator("en")
 
     def table(self, t: Table) -> Markup:
         self.tables += 1
         t = Table(t.title, _tidy(t.frame), [" ".join(t.notes)] if t.notes else [], t.digits)
         body = t.as_html()
         cap = f"<caption>{_html.escape(t.title)}</caption>"
-        new = (f"<caption><span class='tnum'>Table {self.tables}</span>"
+        new = (f"<caption><span class='tnum'>{self._('Table')} {self.tables}</span>"
                f"<span class='ttitle'>{_html.escape(t.title)}</span></caption>")
         return Markup(f"<div class='table-wrap'>{body.replace(cap, new, 1)}</div>")
 
@@ -102,8 +105,10 @@ class _Numberer:
         if not uri:
             return Markup("")
         self.figures += 1
-        n = f"<p class='note'><em>Note.</em> {_html.escape(note)}</p>" if note else ""
-        return Markup(f"<figure><figcaption><span class='tnum'>Figure {self.figures}</span>"
+        n = (f"<p class='note'><em>{self._('Note.')}</em> {_html.escape(note)}</p>"
+             if note else "")
+        return Markup(f"<figure><figcaption><span class='tnum'>{self._('Figure')} "
+                      f"{self.figures}</span>"
                       f"<span class='ttitle'>{_html.escape(title)}</span></figcaption>"
                       f"<img src='{uri}' alt='{_html.escape(alt or title)}'>{n}</figure>")
 
@@ -214,14 +219,20 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     out["figures"] = figs
     st = ia["items"]
     if st is not None and len(st):
-        st = st[[c for c in ("form", "construct", "item_id", "n", "missing", "mean", "sd",
-                             "floor", "ceiling", "citc", "alpha.drop", "flags") if c in st.columns]
-                or list(st.columns)]
+        if "group" in st.columns:   # the whole sample; per-language rows stay in results.json
+            st = st[st["group"] == "(all)"]
+        st = st.rename(columns={"n_categories": "cat.", "missing": "miss."})
+        st = st[[c for c in ("form", "construct", "item_id", "cat.", "n", "miss.",
+                             "mean", "sd", "floor", "ceiling", "citc", "alpha.drop", "flags")
+                 if c in st.columns] or list(st.columns)]
         out["items"] = num.table(Table("Item statistics", st,
-                                       ["citc: corrected item-total correlation; missing: share "
-                                        "of respondents who did not answer; floor, ceiling: "
-                                        "share in the lowest and highest category; flags: "
-                                        "item-analysis rules not met (see Decision rules)."], 2))
+                                       ["cat.: the item's response categories in the bank; "
+                                        "floor, ceiling: share in its lowest and highest "
+                                        "category; citc: corrected item-total (item-rest) "
+                                        "correlation and alpha.drop: alpha without the item, "
+                                        "both within the item's construct; miss.: share of "
+                                        "respondents who did not answer; flags: item-analysis "
+                                        "rules not met (see Decision rules)."], 2))
     return out
 
 
@@ -277,6 +288,45 @@ RELIABILITY_COLUMNS = ("form", "language", "construct", "n_items", "n", "alpha",
 ICC_COLUMNS = ("form", "construct", "schools", "k", "icc1", "icc2")
 
 
+MISSING_WORDS = {
+    "pairwise": "pairwise: each polychoric correlation comes from the respondents who answered "
+                "both items, so every respondent counts (as Mplus does for WLSMV; lavaan "
+                "missing = \"pairwise\")",
+    "fiml": "by full-information maximum likelihood: every respondent counts with the answers "
+            "given (lavaan missing = \"ml\")",
+    "listwise": "listwise: respondents with any missing answer were left out (lavaan's default)",
+}
+
+
+def _missing_text(secs: Mapping[str, Section]) -> str:
+    """Methods text: how missing answers were handled in the EFA and CFA, with the N used."""
+    parts, methods = [], {}
+    efa = secs["efa"]
+    if efa.available:
+        ns = [f"{form} {d['n']} ({d.get('n_complete')} complete)"
+              for form, d in efa["forms"].items() if d.get("missing") and d.get("n") is not None]
+        methods.update({d["missing"]: 1 for d in efa["forms"].values() if d.get("missing")})
+        if ns:
+            parts.append("EFA on the random half, N = " + ", ".join(ns) + ".")
+    cfa = secs["cfa"]
+    if cfa.available:
+        ns = []
+        for form, d in cfa["fits"].items():
+            md = d.get("missing_data")
+            if md:
+                methods[md["method"]] = 1
+                ns.append(f"{form} {md['n_used']} of {md['n_rows']} ({md['n_complete']} "
+                          "complete)")
+        if ns:
+            est = ", ".join(dict.fromkeys(str(d.get("estimator")) for d in cfa["fits"].values()))
+            parts.append(f"CFA ({est}) on the other half, N used = " + ", ".join(ns) + ".")
+    if not parts:
+        return ""
+    how = "; ".join(MISSING_WORDS.get(m, m) for m in methods)
+    return (f"Missing answers were handled {how}. " + " ".join(parts)
+            + " Complete: respondents who answered every item.")
+
+
 def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     out: dict[str, Any] = _efa(secs["efa"], num)
     cfa = secs["cfa"]
@@ -284,6 +334,7 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
     heur_note = ("Conventional heuristics, shown for orientation and not applied as verdicts: "
                  + "; ".join(f"{r.key} {r.op} {r.threshold:g}" for r in heur)
                  + f" ({'; '.join(_rule_sources(heur))}). {heur[0].note}.")
+    out["missing_text"] = _missing_text(secs)
     if cfa.available:
         fits = cfa["fits"]
         keys = [k for k in FIT_COLUMNS if any(k in d["fit_measures"] for d in fits.values())]
@@ -720,14 +771,29 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str]) -> dict:
 # --------------------------------------------------------------------------------------------
 # Policy brief
 # --------------------------------------------------------------------------------------------
-def _brief(secs: Mapping[str, Section]) -> dict:
-    num = _Numberer()
+def _construct_labels(bank: Section, lang: str) -> dict[str, str]:
+    """Construct id -> its label in ``lang`` from the bank (English when not translated)."""
+    cons = bank.get("constructs") if bank.available else None
+    if cons is None:
+        return {}
+    out = {}
+    for r in cons.to_dict("records"):
+        label = r.get(f"label_{lang}") or r.get("label_en")
+        if label and label == label:
+            out[str(r["construct"])] = str(label)
+    return out
+
+
+def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
+    num = _Numberer(t)
     ctx: dict[str, Any] = {"sections": BRIEF_SECTIONS}
     b = secs["bank"]
     if b.available:
         items = b["items"]
         cons = b.get("constructs")
-        labels = ({r["construct"]: (r.get("label_en") or r["construct"], r.get("description", ""))
+        names = _construct_labels(b, t.lang)
+        labels = ({r["construct"]: (names.get(str(r["construct"]), r["construct"]),
+                                    r.get("description", ""))
                    for r in cons.to_dict("records")} if cons is not None else {})
         ctx["constructs"] = [{"name": labels.get(c, (c, ""))[0], "description":
                               labels.get(c, (c, ""))[1],
@@ -768,8 +834,9 @@ def _brief(secs: Mapping[str, Section]) -> dict:
             targets = [(float(t), f"{float(t):.2f}") for t in
                        sorted(set(ml["min_k"]["target"].astype(float)))]
         ctx["k_fig"] = num.figure(fig.reliability_vs_k(ml["icc"], targets, ml["curve"],
-                                                       by_form=True),
-                                  "How school scores become more reliable with more respondents",
+                                                       by_form=True, tr=t),
+                                  t("How school scores become more reliable with more "
+                                    "respondents"),
                                   alt="Reliability of a school's score against respondents")
     if not rel.available and not ml.available:
         ctx["reliability_na"] = f"{NOT_AVAILABLE}"
@@ -794,7 +861,7 @@ def _brief(secs: Mapping[str, Section]) -> dict:
                 "outcome": _plain_outcome(str(sc["outcome_name"]) + (" (change)" if bool(
                     sc["change"]) else "")), "form": form, "name": name,
                 "score": _fmt(abs(v), 1), "direction": "higher" if v > 0 else "lower",
-                "score_ci": _plain_ci(_num(sc["ci.lower_pp"]), _num(sc["ci.upper_pp"]), v),
+                "score_ci": _plain_ci(_num(sc["ci.lower_pp"]), _num(sc["ci.upper_pp"]), v, t),
                 "poverty": _fmt(abs(_num(pv.iloc[0]["contrast_pp"])), 1) if len(pv) else None,
                 "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
                                       else "lower") if len(pv) else ""})
@@ -803,26 +870,84 @@ def _brief(secs: Mapping[str, Section]) -> dict:
         first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
         ef = e[e["form"] == first] if first else e
         ctx["contrast_fig"] = num.figure(
-            fig.contrast_chart(ef.assign(outcome=[_plain_outcome(str(o)) for o in
+            fig.contrast_chart(ef.assign(outcome=[t(_plain_outcome(str(o))) for o in
                                                   ef["outcome_name"]]),
-                               labels={"score": f"{first} engagement score".strip(),
-                                       "poverty": "poverty"}),
-            "Difference between schools at the 10th and 90th percentile"
-            + (f", {first} survey" if first else ""),
-            "Bars: predicted difference in the outcome, in percentage points; lines: 95% "
-            "confidence intervals.", alt="Bar chart of P10 to P90 contrasts")
+                               labels={"score": t(f"{first} engagement score".strip()),
+                                       "poverty": t("poverty")}, tr=t),
+            t("Difference between schools at the 10th and 90th percentile")
+            + (f", {t(first.capitalize() + ' survey').lower()}" if first else ""),
+            t("Bars: predicted difference in the outcome, in percentage points; lines: 95% "
+              "confidence intervals."), alt="Bar chart of P10 to P90 contrasts")
     else:
         ctx["predicts_na"] = lk.reason if not lk.available else NOT_AVAILABLE
-    sc = secs["scores"]
-    if sc.available:
-        t = sc["table"]
-        ctx["n_schools"] = int(t["school_id"].nunique())
-        ctx["n_suppressed"] = int(t.groupby(["school_id", "form"])["suppressed"].all().sum())
-        reasons = t.loc[t["suppressed"], "suppression_reason"]
-        ctx["suppression_reasons"] = list(dict.fromkeys(
-            r.split(":", 1)[0].strip() for r in reasons if r))
-    ctx.update(_brief_districts(secs["policy"], num))
+    ctx.update(_scores_facts(secs["scores"], secs["policy"], t))
+    ctx.update(_brief_districts(secs["policy"], num, t))
     return ctx
+
+
+WHO = {"teacher": "teachers", "family": "families"}
+
+
+def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
+    """Plain-language facts about the school scores: the two gates, how many scores each gate
+    withheld, how many shown scores are imprecise, and band accuracy and consistency."""
+    out: dict[str, Any] = {"precision_target": _fmt(_rules.MIN_SCHOOL_RELIABILITY.threshold)}
+    rates = {"teacher": _rules.MIN_RESPONSE_RATE_TEACHERS,
+             "family": _rules.MIN_RESPONSE_RATE_FAMILIES}
+    out["gates"] = {"min_n": _fmt(_rules.MIN_N_PRIVACY.threshold, 0), "rates": "; ".join(
+        t("at least %(pct)s%% of %(who)s", pct=_fmt(100 * r.threshold, 0), who=t(WHO[f]))
+        for f, r in rates.items())}
+    acc = policy.get("accuracy") if policy.available else None
+    if acc is not None and len(acc) and {"accuracy", "consistency"} <= set(acc.columns):
+        w = acc["n_schools"].astype(float) if "n_schools" in acc.columns else None
+        a = np.average(acc["accuracy"].astype(float), weights=w)
+        c = np.average(acc["consistency"].astype(float), weights=w)
+        out["band_accuracy"] = {"acc": f"{100 * a:.0f}%", "cons": f"{100 * c:.0f}%"}
+    if not sc.available:
+        return out
+    tab = sc["table"]
+    out["n_schools"] = int(tab["school_id"].nunique())
+    out["n_results"] = int(len(tab))
+    out["n_suppressed"] = int(tab["suppressed"].sum())
+    shown = tab[~tab["suppressed"]]
+    out["n_shown"] = int(len(shown))
+    if "reliability" in shown.columns:
+        rel = shown["reliability"].astype(float)
+        out["low_precision"] = int((rel < _rules.MIN_SCHOOL_RELIABILITY.threshold).sum())
+    lines = []
+    codes = _codes(tab[tab["suppressed"]])
+    privacy = int(codes.map(lambda c: "privacy" in c).sum())
+    if privacy:
+        lines.append(t("%(n)s because fewer than %(min_n)s people answered", n=privacy,
+                       min_n=_fmt(_rules.MIN_N_PRIVACY.threshold, 0)))
+    for form in dict.fromkeys(tab["form"]):
+        sel = codes[(tab.loc[codes.index, "form"] == form).to_numpy()]
+        for code, msg in (("response_rate", "%(n)s because too few of the school's %(who)s "
+                                            "answered to represent it"),
+                          ("response_rate_unknown", "%(n)s because the number of %(who)s at "
+                                                    "the school is not known")):
+            k = int(sel.map(lambda c: code in c.split("; ")).sum())
+            if k:
+                lines.append(t(msg, n=k, who=t(WHO.get(form, form))))
+    out["suppression_lines"] = lines
+    return out
+
+
+def _codes(rows: pd.DataFrame) -> pd.Series:
+    """Suppression codes of suppressed rows (from ``suppression_code``, or read from the
+    technical reason of results written before codes existed)."""
+    if "suppression_code" in rows.columns:
+        return rows["suppression_code"].fillna("").astype(str)
+    def guess(reason: str) -> str:
+        out = []
+        if "privacy" in reason or "fewer than" in reason:
+            out.append("privacy")
+        if "unknown" in reason:
+            out.append("response_rate_unknown")
+        elif "response rate" in reason:
+            out.append("response_rate")
+        return "; ".join(out)
+    return rows["suppression_reason"].fillna("").astype(str).map(guess)
 
 
 def _num(v: Any) -> float:
@@ -832,16 +957,16 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def _plain_ci(lo: float, hi: float, v: float) -> str:
+def _plain_ci(lo: float, hi: float, v: float, t: Translator) -> str:
     """A 95% interval in the words of the estimate: '2.8 to 5.7' (same direction) or
     'from 0.5 lower to 1.5 higher' when it spans zero."""
     if lo * hi > 0 and lo * v > 0:
         a, b = sorted((abs(lo), abs(hi)))
-        return f"{_fmt(a, 1)} to {_fmt(b, 1)}"
-    return f"from {_fmt(abs(lo), 1)} lower to {_fmt(abs(hi), 1)} higher"
+        return t("%(a)s to %(b)s", a=_fmt(a, 1), b=_fmt(b, 1))
+    return t("from %(a)s lower to %(b)s higher", a=_fmt(abs(lo), 1), b=_fmt(abs(hi), 1))
 
 
-def _brief_districts(s: Section, num: _Numberer) -> dict:
+def _brief_districts(s: Section, num: _Numberer, t: Translator) -> dict:
     """Plain-language district and state facts and one chart (overall score, first form)."""
     if not s.available or s["district"] is None:
         return {"districts_na": s.reason if not s.available else NOT_AVAILABLE}
@@ -874,10 +999,11 @@ def _brief_districts(s: Section, num: _Numberer) -> dict:
         out["convergence"] = _fmt(r["r"])
         out["convergence_high"] = _num(r["r"]) >= 0.7
     out["district_fig"] = num.figure(
-        fig.district_dots(ov, state), f"Districts' overall scores, {form} survey",
-        "Each point is a district's average school score (1-99) with its 95% interval; the "
-        "dashed line is the state. Districts with too few reported schools are listed without a "
-        "score.",
+        fig.district_dots(ov, state, tr=t), t("Districts' overall scores, %(form)s survey",
+                                        form=t(form)),
+        t("Each point is a district's average school score (1-99) with its 95% interval; the "
+          "dashed line is the state. Districts with too few reported schools are listed without "
+          "a score."),
         alt=f"Dot plot of district scores, {form} survey")
     return out
 
@@ -885,49 +1011,81 @@ def _brief_districts(s: Section, num: _Numberer) -> dict:
 # --------------------------------------------------------------------------------------------
 # School score cards
 # --------------------------------------------------------------------------------------------
-def _cards(secs: Mapping[str, Section]) -> dict:
+def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
+    """One card per school: each shown score with its 95% interval, band, precision and the
+    probability that the true score is in the band shown; withheld scores in plain words."""
     sc = secs["scores"]
+    facts = _scores_facts(sc, secs["policy"], t)
+    out = {"band_accuracy": facts.get("band_accuracy"),
+           "precision_target": facts["precision_target"]}
     if not sc.available:
-        return {"cards_na": sc.reason, "schools": []}
-    t = sc["table"]
-    cons = secs["bank"].get("constructs") if secs["bank"].available else None
-    names = ({str(r["construct"]): str(r["label_en"]) for r in cons.to_dict("records")
-              if r.get("label_en")} if cons is not None and "label_en" in cons.columns else {})
-    bands = _band_order(t, sc["bands"])
-    colours = fig.band_colours(bands)
+        return {**out, "cards_na": sc.reason, "schools": []}
+    tab = sc["table"]
+    names = _construct_labels(secs["bank"], t.lang)
+    colours = fig.band_colours(_band_order(tab, sc["bands"]))
+    codes = _codes(tab)
     schools = []
-    for sid, g in t.groupby("school_id", sort=True):
+    for sid, g in tab.groupby("school_id", sort=True):
         forms = []
         for form, h in g.groupby("form", sort=False):
             n = h["n"].astype(float).max()
             rr = h["response_rate"].astype(float).max() if "response_rate" in h else math.nan
-            all_supp = bool(h["suppressed"].all())
             rows = []
-            for r in h.to_dict("records"):
-                r["label"] = names.get(str(r["construct"]), str(r["construct"]).replace("_", " ")
-                                       .capitalize())
+            for i, r in zip(h.index, h.to_dict("records")):
+                label = names.get(str(r["construct"])) or (
+                    t("Overall") if r["construct"] == "overall"
+                    else str(r["construct"]).replace("_", " ").capitalize())
+                row = {"construct": r["construct"], "label": label,
+                       "suppressed": bool(r["suppressed"])}
                 if r["suppressed"]:
-                    rows.append({"construct": r["construct"], "label": r["label"],
-                                 "suppressed": True,
-                                 "reason": _reason(r["suppression_reason"])})
+                    row["reason"] = _plain_reason(codes[i], form, r, t)
                 else:
-                    s = float(r["score"])
-                    rows.append({"construct": r["construct"], "label": r["label"],
-                                 "suppressed": False,
-                                 "score": _fmt(s, 0), "width": f"{max(min(s, 99), 1):.0f}",
-                                 "band": r["band"], "colour": colours.get(r["band"], "#999999"),
-                                 "rel": _fmt(r.get("reliability"))})
+                    s_, lo, hi = (_num(r.get(k)) for k in ("score", "ci.lower", "ci.upper"))
+                    lo = s_ if lo != lo else lo
+                    hi = s_ if hi != hi else hi
+                    p = _num(r.get("band_probability"))
+                    row.update({
+                        "score": _fmt(s_, 0), "lo": _fmt(lo, 0), "hi": _fmt(hi, 0),
+                        "score_pct": f"{min(max(s_, 1), 99):.0f}",
+                        "lo_pct": f"{min(max(lo, 1), 99):.0f}",
+                        "ci_width": f"{max(min(hi, 99) - max(lo, 1), 0.5):.0f}",
+                        "band": r["band"], "colour": colours.get(r["band"], "#999999"),
+                        "p_band": f"{100 * p:.0f}%" if p == p else "–",
+                        "low_precision": _num(r.get("reliability"))
+                        < _rules.MIN_SCHOOL_RELIABILITY.threshold})
+                rows.append(row)
             rows.sort(key=lambda x: x["construct"] == "overall")
-            forms.append({"form": form, "n": _fmt(n, 0),
-                          "rate": (f"{100 * rr:.0f}%" if rr == rr else "roster unknown"),
+            all_supp = all(r["suppressed"] for r in rows)
+            privacy = any("privacy" in codes[i].split("; ") for i in h.index)
+            forms.append({"form": form, "n": _fmt(n, 0), "show_count": not privacy,
+                          "rate": f"{100 * rr:.0f}%" if rr == rr else None,
                           "suppressed": all_supp,
-                          "reason": _reason(h["suppression_reason"].iloc[0]) if all_supp else "",
+                          "reason": rows[0]["reason"] if all_supp and rows else "",
                           "rows": rows})
         schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
                         "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
                         "forms": forms})
-    legend = [{"band": b, "colour": colours[b]} for b in bands]
-    return {"schools": schools, "legend": legend}
+    return {**out, "schools": schools}
+
+
+def _plain_reason(code: str, form: str, row: Mapping[str, Any], t: Translator) -> str:
+    """Why a score is not shown, in plain words (the first gate that failed)."""
+    who = t(WHO.get(form, form))
+    parts = code.split("; ") if code else []
+    if "privacy" in parts:
+        return t("Not shown: fewer than %(min_n)s people answered, so the answers could "
+                 "identify someone.", min_n=_fmt(_rules.MIN_N_PRIVACY.threshold, 0))
+    if not parts:   # a reason without a code (results written by other tools)
+        return t("Not shown: %(why)s.", why=str(row.get("suppression_reason") or "suppressed"))
+    if "response_rate_unknown" in parts:
+        return t("Not shown: the number of %(who)s at the school is not known, so we cannot "
+                 "tell whether those who answered represent it.", who=who)
+    rule = {"teacher": _rules.MIN_RESPONSE_RATE_TEACHERS,
+            "family": _rules.MIN_RESPONSE_RATE_FAMILIES}.get(form, _rules.MIN_RESPONSE_RATE_TEACHERS)
+    return t("Not shown: only %(rate)s of the school's %(who)s answered; at least %(min)s must "
+             "answer for the result to represent the school.",
+             rate=f"{100 * _num(row.get('response_rate')):.0f}%", who=who,
+             min=f"{100 * rule.threshold:.0f}%")
 
 
 def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
@@ -936,13 +1094,6 @@ def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
     if set(shown["band"]) <= set(declared):
         return tuple(declared)
     return tuple(shown.groupby("band")["score"].mean().sort_values().index.astype(str))
-
-
-def _reason(text: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        return "Not reported: suppressed"
-    return "Not reported: " + text
 
 
 # --------------------------------------------------------------------------------------------
@@ -995,11 +1146,42 @@ def _id_values(obj: Any, out: set[str]) -> set[str]:
     return out
 
 
+def provenance(results: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``provenance`` record of the data stage (empty when the results have none)."""
+    data = results.get("data")
+    p = data.get("provenance") if isinstance(data, Mapping) else None
+    return p if isinstance(p, Mapping) else {}
+
+
+def _provenance_line(p: Mapping[str, Any], t: Translator) -> str:
+    if p.get("source") == "simulated":
+        return t("Data: simulated from plan %(plan)s (%(file)s), seed %(seed)s.",
+                 plan=p.get("plan", "?"), file=p.get("plan_file", "?"), seed=p.get("seed", "?"))
+    if p.get("source") == "fielded":
+        files = ", ".join(f"{f.get('file')} (SHA-256 {str(f.get('sha256', ''))[:12]})"
+                          for f in p.get("files", []))
+        return t("Data: fielded files %(files)s; plan %(plan)s.", files=files,
+                 plan=p.get("plan", "?"))
+    return ""
+
+
+TITLES = {"technical": "Technical report: validity evidence for the school-family partnership "
+                       "instrument",
+          "brief": "Policy brief: measuring school-family partnership practice",
+          "cards": "School score cards"}
+#: Reports rendered in each language by `render_all` (the technical report is English only).
+TRANSLATED_KINDS = ("brief", "cards")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
-                title: str | None = None, label: str | None = None) -> str:
+                title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
     if kind not in KINDS:
         raise ValueError(f"kind= must be one of {', '.join(repr(k) for k in KINDS)}; got {kind!r}.")
+    if lang != "en" and kind not in TRANSLATED_KINDS:
+        raise ValueError(f"lang={lang!r}: only {', '.join(TRANSLATED_KINDS)} are translated; "
+                         f"the {kind} report is in English (lang='en').")
+    t = Translator(lang)
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a mapping of stage name -> result; got "
                         f"{type(results).__name__}.")
@@ -1011,24 +1193,31 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     clean = scrub(results)
     secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
-    ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs),
-           "cards": lambda: _cards(secs)}[kind]()
-    default_titles = {"technical": "Technical report: validity evidence for the school-family "
-                                   "partnership instrument",
-                      "brief": "Policy brief: measuring school-family partnership practice",
-                      "cards": "School score cards"}
-    ctx.update({"title": title or default_titles[kind], "label": label, "fixture": fixture,
-                "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind})
+    ctx = {"technical": lambda: _technical(secs, stages), "brief": lambda: _brief(secs, t),
+           "cards": lambda: _cards(secs, t)}[kind]()
+    prov = provenance(clean)
+    simulated = prov.get("source") == "simulated"
+    ctx.update({"title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
+                "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind,
+                "lang": lang, "_": t, "simulated": t(SIMULATED_LINE) if simulated else "",
+                "provenance": _provenance_line(prov, t)})
     text = _env().get_template(f"{kind}.html").render(**ctx)
+    if t.missing:   # left in English, and said
+        warnings.warn(f"the {kind} report has no {lang} translation for: "
+                      + " | ".join(dict.fromkeys(t.missing)), stacklevel=2)
     # Identifier values are checked as whole tokens when they hold a letter (numeric ids would
     # collide with counts; they are covered by dropping their key or column before rendering).
     _check_private(text, [b for b in banned if len(b) >= 4 and re.search(r"[A-Za-z]", b)])
     return text
 
 
+SIMULATED_LINE = ("Simulated data: every number here comes from a computer simulation, not from "
+                  "real schools.")
+
+
 def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | Path = "reports",
            formats: Sequence[str] = FORMATS, *, title: str | None = None,
-           label: str | None = None) -> list[Path]:
+           label: str | None = None, lang: str = "en") -> list[Path]:
     """Render one report from a results dict and write it to ``out_dir``.
 
     Parameters
@@ -1049,6 +1238,9 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
         `instrument.report.pdf.PdfUnavailable` (after the HTML is written) when none is found.
     title, label : str, optional
         Document title; a label printed in the header (e.g. "Example rendered from a fixture").
+    lang : {"en", "es"}
+        Language of the brief and the cards (`TRANSLATED_KINDS`); files in another language than
+        English end in ``_<lang>`` (``policy_brief_es.pdf``).
 
     Returns
     -------
@@ -1064,14 +1256,15 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ValueError(f"formats= must be a non-empty subset of {FORMATS}; got {tuple(formats)}.")
-    text = render_html(results, kind, title=title, label=label)
+    text = render_html(results, kind, title=title, label=label, lang=lang)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    html_path = out / f"{FILE_STEMS[kind]}.html"
+    stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+    html_path = out / f"{stem}.html"
     html_path.write_text(text, encoding="utf-8")
     written = [html_path] if "html" in formats else []
     if "pdf" in formats:
-        written.append(html_to_pdf(html_path, out / f"{FILE_STEMS[kind]}.pdf"))
+        written.append(html_to_pdf(html_path, out / f"{stem}.pdf"))
         if "html" not in formats:
             html_path.unlink()
     return written
@@ -1079,8 +1272,10 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
 
 def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
                formats: Sequence[str] = FORMATS, **kw: Any) -> dict[str, list[Path]]:
-    """`render` every kind into ``out_dir``; returns kind -> files written."""
-    return {k: render(results, k, out_dir, formats, **kw) for k in KINDS}
+    """`render` every kind into ``out_dir`` (the brief and the cards in every language of
+    `LANGUAGES`); returns kind -> files written."""
+    return {k: [p for lang in (LANGUAGES if k in TRANSLATED_KINDS else ("en",))
+                for p in render(results, k, out_dir, formats, lang=lang, **kw)] for k in KINDS}
 
 
 def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
@@ -1088,9 +1283,11 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
 
     Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
     result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
-    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "note": str}``.
+    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "pdf_files": int,
+    "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
+    made, ``note`` says why one was not).
     """
-    from instrument.report.pdf import INSTALL_HINT, find_chromium
+    from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, find_chromium
     from instrument.results import to_jsonable
 
     results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
@@ -1100,16 +1297,28 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     # `validate` writes results.json (with each stage's status) just before this stage: pass the
     # stages along so a section whose stage failed names the failure.
     stages = []
-    written = Path(ctx.get("out_dir", ".")) / "results.json"
-    if written.exists():
+    results_file = Path(ctx.get("out_dir", ".")) / "results.json"
+    if results_file.exists():
         try:
-            stages = json.loads(written.read_text(encoding="utf-8")).get("stages") or []
+            stages = json.loads(results_file.read_text(encoding="utf-8")).get("stages") or []
         except (ValueError, OSError):
             stages = []
     payload = {"results": results, "stages": stages} if stages else results
-    files = render_all(payload, out, ("html", "pdf") if pdf else ("html",))
-    return {"files": [str(p) for ps in files.values() for p in ps], "pdf": pdf,
-            "note": "" if pdf else "HTML only: " + INSTALL_HINT}
+    notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
+    written: list[Path] = []
+    for kind in KINDS:
+        for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
+            try:
+                written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
+                                  lang=lang)
+            except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
+                stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+                written.append(out / f"{stem}.html")
+                notes.append(f"No PDF of {stem}: {exc}")
+    base = Path(ctx.get("out_dir", ".")).resolve()
+    made = [p for p in written if p.suffix == ".pdf"]
+    return {"files": [p.resolve().relative_to(base).as_posix() for p in written],
+            "pdf": pdf and not notes, "pdf_files": len(made), "note": " ".join(notes)}
 
 
 def load_results(path: str | Path) -> Mapping[str, Any]:

@@ -278,7 +278,8 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     """The ``syntax`` stage of `instrument.pipeline.validate`: lavaan and Mplus files per form.
 
     Reads ``ctx["cfa_fits"]`` (form -> CFAResult) and ``ctx["cfa_data"]`` (form -> the
-    responses the CFA was fitted to) and writes into ``ctx["out_dir"] / "syntax"``.
+    responses the CFA was fitted to) and writes into ``ctx["out_dir"] / "syntax"``; the files
+    are returned relative to ``ctx["out_dir"]`` (no machine paths in results).
     """
     out = Path(ctx["out_dir"]) / "syntax"
     files = {}
@@ -294,5 +295,5 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
                              missing=str(opts.get("missing") or "listwise"),
                              information=str(opts.get("information") or "expected"),
                              parameterization=str(opts.get("parameterization") or "delta"))
-        files[form] = [str(p) for p in paths]
+        files[form] = [Path(p).relative_to(Path(ctx["out_dir"])).as_posix() for p in paths]
     return {"files": files}

@@ -5,6 +5,7 @@ Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
 """
 from __future__ import annotations
 
+import warnings as _warnings
 from typing import Sequence
 
 import pandas as pd
@@ -13,7 +14,7 @@ from instrument.results import Meta
 from instrument.sem.data import prepare
 from instrument.sem.estimators.ml import single_threaded
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.partable import build_partable, check_group_equal
+from instrument.sem.partable import build_partable, check_group_equal, model_variables
 from instrument.sem.result import CFAResult
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.syntax import has_levels, parse_syntax
@@ -73,10 +74,12 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         Information matrix for standard errors.
     se : {"standard", "none"}
     missing : {"listwise", "pairwise", "fiml"}, optional
-        Default "listwise" (rows with a missing model variable or group are dropped); with
-        ordered items default "pairwise". "fiml": full information ML (lavaan
-        ``missing = "ml"``, see `instrument.sem.cfa_robust`); with ordered items it is an error that
-        names the alternatives.
+        Default "listwise" (rows with a missing model variable or group are dropped), lavaan's
+        default for every estimator; a warning gives the count whenever rows are dropped.
+        "pairwise" (ordered items): each polychoric correlation from the rows complete on its
+        pair, as Mplus does for WLSMV. "fiml": full information ML (lavaan ``missing = "ml"``,
+        see `instrument.sem.cfa_robust`); with ordered items it is an error that names the
+        alternatives.
     ordered : sequence of str or True, optional
         Ordered (ordinal) indicators: the fit is done by `instrument.sem.cfa_ordinal.cfa_ordinal`
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
@@ -147,9 +150,10 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
             why.append("ordered= was given without estimator=, so WLSMV (lavaan's default for "
                        "ordered indicators) was used")
         if missing is None:
-            missing = "pairwise"
-            why.append("missing values handled pairwise (each polychoric correlation from the "
-                       "rows complete on its pair)")
+            missing = "listwise"
+        if missing == "listwise" and isinstance(data, pd.DataFrame):
+            warn_dropped(data, model_variables(parse_syntax(model))[0], group,
+                         "missing='pairwise'")
         if cluster is not None:
             raise NotImplementedError("cluster= is not implemented")
         if likelihood != "normal" or information != "expected":
@@ -178,6 +182,8 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
+    if missing == "listwise" and isinstance(data, pd.DataFrame):
+        warn_dropped(data, model_variables(rows)[0], group, "missing='fiml'")
     d = prepare(rows, data, group=group, group_order=group_order, missing=missing)
     ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
     ngroups = len(blocks)
@@ -196,3 +202,20 @@ def cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     meta = Meta(options=options, data_hash=d.data_hash)
     return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
                         meta=meta, extra_warnings=d.warnings)
+
+
+def warn_dropped(data: pd.DataFrame, ov: Sequence[str], group: str | None, instead: str) -> int:
+    """Warn (with counts) when listwise deletion drops rows; returns the number dropped.
+
+    lavaan drops such rows silently apart from a line of its summary; here the count, the share
+    and the option that keeps the rows are said at fit time.
+    """
+    cols = [c for c in (*ov, *([group] if group else [])) if c in data.columns]
+    n = len(data)
+    dropped = int((~data[cols].notna().all(axis=1)).sum()) if n else 0
+    if dropped:
+        _warnings.warn(f"{dropped} of {n} rows ({100 * dropped / n:.0f}%) have a missing value on "
+                      f"a model variable{' or the group' if group else ''} and were dropped "
+                      f"(missing='listwise', lavaan's default); {instead} keeps them.",
+                      UserWarning, stacklevel=3)
+    return dropped

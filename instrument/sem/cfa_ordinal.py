@@ -129,10 +129,17 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     cols = list(ov) + ([group] if group is not None else [])
     df = data[cols]
     n_dropped = 0
+    warn: list[str] = []
     if group is not None:
         keep = df[group].notna().to_numpy()
         n_dropped = int((~keep).sum())
         df = df.loc[keep]
+    # lavaan drops rows whose every model variable is missing before it counts N
+    empty = df[ov].isna().all(axis=1).to_numpy()
+    if empty.any():
+        warn.append(f"{int(empty.sum())} row(s) with every model variable missing were removed "
+                    "(lavaan: 'some cases are empty and will be ignored')")
+        df = df.loc[~empty]
     cstats = _sample_stats_cached(df, ov, group, group_order, missing)
     pt = build_categorical_partable(rows, cstats, ordered=list(ov), ov_names=list(data.columns),
                                     parameterization=parameterization, std_lv=std_lv,
@@ -144,8 +151,9 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                    se=se, test="scaled.shifted",
                    estimator_internal="DWLS" if estimator == "WLSMV" else "ULS",
                    group_labels=list(pt.group_labels), nobs_dropped_group=n_dropped,
+                   nobs_dropped_empty=int(empty.sum()),
                    why=why or (f"estimator {estimator} with {parameterization} parameterization "
                                f"and {missing} missing-data handling, as requested"))
     meta = Meta(options=options, data_hash=hash_frame(data[cols]))
     return fit_categorical(pt, cstats, parameterization=parameterization, estimator=estimator,
-                           se=se, meta=meta)
+                           se=se, meta=meta, extra_warnings=warn)

@@ -38,7 +38,7 @@ from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_y
                                            observed_information_fast)
 from instrument.sem.estimators.ml import MLObjective, optimize_reporting, weighted_delta
 from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, vech_indices
-from instrument.sem.model import Model
+from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
@@ -63,9 +63,11 @@ __all__ = ["cfa_robust", "fit_partable_robust",
 def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> dict:
     """The estimates table, partable se and vcov frame of ``res`` with a new vcov of x."""
     se_rows = row_se(model, vcov_x, len(res.partable))
-    e = res.estimates
-    est = estimates_frame(res.partable, e["est"].to_numpy(float), se_rows,
-                          e["std.lv"].to_numpy(float), e["std.all"].to_numpy(float))
+    e = res.estimates.iloc[:len(res.partable)]
+    vals = e["est"].to_numpy(float)
+    est = estimates_frame(res.partable, vals, se_rows, e["std.lv"].to_numpy(float),
+                          e["std.all"].to_numpy(float))
+    est = with_defined_rows(est, model, model.partable_to_x(vals), vcov_x)
     ptf = res.partable.copy()
     ptf["se"] = se_rows
     names = list(res.vcov["name"])
@@ -516,7 +518,8 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
                      iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
                      sample=sample, vcov=vc0, ov_names=tuple(pt.ov_names),
                      lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), srmr_group=tuple(sr),
+                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                     srmr_group=tuple(sr),
                      missing_data=tuple(md))
     for w in warn:
         _warnings.warn(w, stacklevel=4)

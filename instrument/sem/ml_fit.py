@@ -13,7 +13,7 @@ from instrument.sem.estimators.ml import (MLObjective, expected_information, hes
 from instrument.sem.fit import chisq as _chisq, in_lavaan_order, info as _info
 from instrument.sem.fit import other as _other, srmr as _srmr
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
-from instrument.sem.model import Model
+from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.partable import ParTable
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
@@ -74,7 +74,8 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     slv, sall = standardized(model, x)
     warn.extend(solution_warnings(model, x, pt.group_labels))
     fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood)
-    est = estimates_frame(f, vals, se_rows, slv, sall)
+    est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
+                            vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in model.implied(x)]
@@ -89,7 +90,8 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
                      iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
                      sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
                      lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
+                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                     srmr_group=tuple(srmr_groups))
 
 
 def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats as _st
 
 from instrument.sem.samplestats import SampleStats
 from instrument.sem.partable import ParTable
+from instrument.sem.constraints import (DefinedParameters, is_linear, linear_reduction,
+                                        parse_expression)
 
-__all__ = ["Model", "Implied", "vech_indices"]
+__all__ = ["Model", "Implied", "vech_indices", "with_defined_rows"]
 
 _LAMBDA, _THETA, _PSI, _BETA, _NU, _ALPHA = range(6)
 
@@ -82,36 +86,111 @@ class Model:
         return cls(pt, pt.ngroups, pt.ov_names, pt.lv_names, pt.meanstructure)
 
     def _build_K(self, f):
-        labels = f["label"].to_numpy()
-        parent = {}
+        """The map from x to the free table rows, ``theta_free = K x + k0``.
+
+        Rows sharing a label (or a plain ``label1 == label2`` constraint, or ``.pN.`` labels)
+        form one class; other ``==`` constraints must be linear and are removed by
+        `instrument.sem.constraints.linear_reduction`. ``x_col`` gives the x column of every free
+        row that equals one element of x (-1 for rows eliminated by a constraint) and
+        ``x_rows`` the first such row of each x (its name)."""
+        labels, plabels = f["label"].to_numpy(), f["plabel"].to_numpy()
+        free_arr = f["free"].to_numpy() > 0
+        parent: dict = {}
 
         def find(a):
             while parent.setdefault(a, a) != a:
                 a = parent[a]
             return a
 
+        # every name a constraint may use: labels and plabels, each to the key of its class
+        key_of_name: dict = {}
+        fixed_values: dict = {}
+        for r in range(len(f)):
+            key = ("L", labels[r]) if labels[r] else ("R", r)
+            for name in (labels[r], plabels[r]):
+                if not name:
+                    continue
+                if free_arr[r]:
+                    key_of_name.setdefault(name, key)
+                else:
+                    fixed_values.setdefault(name, float(self.fixed_values[r]))
+        general = []
         for a, b in self.pt.constraints:
-            parent[find(a)] = find(b)
-        col_of, cols = {}, []
+            if a in key_of_name and b in key_of_name:
+                parent[find(key_of_name[a])] = find(key_of_name[b])
+            else:
+                general.append((a, b))
+        col_of, cls = {}, []
         for r in self.free_rows:
-            lab = labels[r]
-            key = ("L", find(lab)) if lab else ("R", r)
+            key = find(("L", labels[r]) if labels[r] else ("R", r))
             if key not in col_of:
                 col_of[key] = len(col_of)
-            cols.append(col_of[key])
-        self.nx = len(col_of)
-        self.K = np.zeros((len(self.free_rows), self.nx))
-        self.K[np.arange(len(self.free_rows)), cols] = 1.0
-        self.x_col = np.array(cols, dtype=int)     # x index of each free row
-        # the first free row of each x (for naming)
+            cls.append(col_of[key])
+        ncls = len(col_of)
+        nfree = len(self.free_rows)
+        K0 = np.zeros((nfree, ncls))
+        K0[np.arange(nfree), cls] = 1.0
+        self._K0, self._cls = K0, np.array(cls, dtype=int)
+        self._class_of = {n: col_of[find(k)] for n, k in key_of_name.items()}
+        self._fixed_named = fixed_values
+        self._general = [(parse_expression(a), parse_expression(b)) for a, b in general]
+        self.nonlinear = any(not is_linear(a, b) for a, b in self._general)
+        self.k_onehot = not general
+        self._pivots = None
+        est = f["est"].to_numpy(float)
+        start = f["start"].to_numpy(float)
+        point = np.where(np.isfinite(est), est, np.where(np.isfinite(start), start, 1.0))
+        self._reduce(np.where(f["free"].to_numpy() > 0, point, self.fixed_values))
+        # defined parameters (:=): every label and plabel names one row
+        label_rows = {}
+        for r in range(len(f)):
+            for name in (labels[r], plabels[r]):
+                if name:
+                    label_rows.setdefault(name, r)
+        self.defined = DefinedParameters(
+            [(name, parse_expression(expr), 0) for name, expr in self.pt.defined], label_rows)
+
+    def _reduce(self, values: np.ndarray) -> None:
+        """Set K, k0 and the x bookkeeping from the constraints, nonlinear ones linearised at
+        the table ``values`` (`instrument.sem.constraints.linear_reduction`)."""
+        ncls = self._K0.shape[1]
+        if self._general:
+            cval = np.zeros(ncls)
+            cval[self._cls] = np.asarray(values, float)[self.free_rows]
+            point = {n: cval[c] for n, c in self._class_of.items()}
+            K1, k1, kept, self._pivots = linear_reduction(
+                self._general, self._class_of, ncls, self._fixed_named, point=point,
+                pivots=self._pivots)
+            self.K = self._K0 @ K1
+            self.k0 = self._K0 @ k1
+        else:
+            kept = list(range(ncls))
+            self.K, self.k0 = self._K0, np.zeros(len(self.free_rows))
+        self.nx = len(kept)
+        col_of_class = np.full(ncls, -1, dtype=int)
+        col_of_class[kept] = np.arange(len(kept))
+        self.x_col = col_of_class[self._cls]       # x index of each free row (-1: eliminated)
         first = {}
-        for k, c in enumerate(cols):
-            first.setdefault(c, self.free_rows[k])
+        for k, c in enumerate(self.x_col):
+            if c >= 0:
+                first.setdefault(c, self.free_rows[k])
         self.x_rows = np.array([first[c] for c in range(self.nx)], dtype=int)
-        # fixed rows with a label that is shared with a free row are not supported
-        for a, b in self.pt.constraints:
-            if not ((labels == a).any() and (labels == b).any()):
-                raise ValueError(f"equality constraint {a} == {b}: unknown label")
+        if hasattr(self, "group_cols"):
+            self.group_K = [self.K[c] for c in self.group_cols]
+
+    def relinearize(self, values: np.ndarray) -> None:
+        """Linearise the nonlinear ``==`` constraints at the table ``values`` (x keeps its
+        meaning: the values of the classes that stay free)."""
+        self._reduce(values)
+
+    def constraint_gap(self, values: np.ndarray) -> float:
+        """max |lhs - rhs| over the ``==`` constraints at the table ``values``."""
+        names = self.defined.label_rows
+        gap = 0.0
+        for a, b in self._general:
+            env = {n: values[names[n]] for n in a.names + b.names}
+            gap = max(gap, abs(a.evaluate(env) - b.evaluate(env)))
+        return gap
 
     def _build_specs(self, f):
         ovi = {v: i for i, v in enumerate(self.ov_names)}
@@ -177,10 +256,55 @@ class Model:
 
     # ------------------------------------------------------------------ parameters
     def x_to_partable(self, x: np.ndarray) -> np.ndarray:
-        """Values of every table row (fixed rows keep ``ustart``): theta_free = K @ x."""
+        """Values of every table row (fixed rows keep ``ustart``): theta_free = K x + k0."""
         vals = self.fixed_values.copy()
-        vals[self.free_rows] = np.asarray(x, float)[self.x_col]
+        if self.k_onehot:
+            vals[self.free_rows] = np.asarray(x, float)[self.x_col]
+        else:
+            vals[self.free_rows] = self.K @ np.asarray(x, float) + self.k0
         return vals
+
+    def to_x(self, D_free: np.ndarray) -> np.ndarray:
+        """A Jacobian with respect to the free table rows (columns) as one with respect to x:
+        ``D_free K``."""
+        return D_free @ self.K
+
+    def vcov_free(self, vcov_x: np.ndarray) -> np.ndarray:
+        """Covariance of the free table rows, ``K V K'`` for V the covariance of x."""
+        return self.K @ vcov_x @ self.K.T
+
+    def defined_rows(self, x: np.ndarray, vcov_x: np.ndarray | None) -> pd.DataFrame:
+        """lavaan's ``parameterEstimates()`` rows of the ``:=`` parameters (group 0): the
+        defined value with delta-method se ``sqrt(J V J')``, ``J = d def / d x`` (lavaan
+        ``lav_model_vcov_se``), z, p and 95% Wald interval. (``==`` rows are not listed, as
+        lavaan's default ``remove.eq = TRUE``.)
+        """
+        vals = self.x_to_partable(x)
+        recs = []
+        if self.defined.defined:
+            est = self.defined.values(vals)
+            se = np.full(len(est), np.nan)
+            if vcov_x is not None:
+                Jr = self.defined.jacobian_rows(vals)
+                dr = np.zeros((len(self.defined.rows_used), self.nx))
+                freepos = {r: k for k, r in enumerate(self.free_rows)}
+                for k, r in enumerate(self.defined.rows_used):
+                    if r in freepos:
+                        dr[k] = self.K[freepos[r]]
+                J = Jr @ dr
+                se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, vcov_x, J), 0, None))
+            q = _st.norm.ppf(0.975)
+            for (name, expr), e, s in zip(self.pt.defined, est, se):
+                z = e / s if s > 0 else np.nan
+                recs.append(dict(lhs=name, op=":=", rhs=expr, group=0, label=name, est=e, se=s,
+                                 z=z, pvalue=2.0 * _st.norm.sf(abs(z)) if s > 0 else np.nan,
+                                 **{"ci.lower": e - q * s, "ci.upper": e + q * s}))
+        cols = ["lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "ci.lower",
+                "ci.upper", "std.lv", "std.all"]
+        out = pd.DataFrame(recs, columns=cols[:-2])
+        out["std.lv"] = np.nan
+        out["std.all"] = np.nan
+        return out
 
     def x_names(self) -> list[str]:
         """Name of each unique free parameter: ``lhs op rhs`` of its first table row, with
@@ -193,8 +317,6 @@ class Model:
     def vcov_frame(self, vcov_x: np.ndarray | None):
         """`CFAResult.vcov`: a ``name`` column, then one column per unique free parameter
         (NaN when no standard errors were computed)."""
-        import pandas as pd
-
         names = self.x_names()
         vc = pd.DataFrame(vcov_x if vcov_x is not None else np.full((self.nx, self.nx), np.nan),
                           columns=names)
@@ -202,7 +324,11 @@ class Model:
         return vc
 
     def partable_to_x(self, values: np.ndarray) -> np.ndarray:
-        """x from full table values (the first row of each equality class is used)."""
+        """x from full table values (the first row of each equality class is used). With
+        nonlinear constraints the model is linearised at ``values`` first, so that
+        ``x_to_partable(partable_to_x(v))`` gives ``v`` back and K is the Jacobian there."""
+        if self.nonlinear:
+            self.relinearize(values)
         return np.asarray(values, float)[self.x_rows]
 
     def matrices(self, x: np.ndarray) -> list[dict]:
@@ -456,11 +582,15 @@ class Model:
                                             psi.get(lhs, 1.0), psi.get(rhs_a[r], 1.0))
                 else:
                     vals[r] = 0.0
-        # equality classes: average over the rows of a class
+        if self.nonlinear:
+            self.relinearize(vals)
+        # equality classes: average over the rows of a class (rows eliminated by a constraint
+        # follow from the others)
         x = np.zeros(self.nx)
         cnt = np.zeros(self.nx)
-        np.add.at(x, self.x_col, vals[self.free_rows])
-        np.add.at(cnt, self.x_col, 1.0)
+        keep = self.x_col >= 0
+        np.add.at(x, self.x_col[keep], vals[self.free_rows][keep])
+        np.add.at(cnt, self.x_col[keep], 1.0)
         return x / np.maximum(cnt, 1)
 
 
@@ -476,3 +606,10 @@ def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndar
     cov = float(np.sum(S[np.ix_(ia, ib)] * w) / den)
     bound = 0.95 * np.sqrt(max(psi_a * psi_b, 0.0))
     return float(np.clip(cov, -bound, bound))
+
+
+def with_defined_rows(est: pd.DataFrame, model: Model, x: np.ndarray,
+                         vcov_x: np.ndarray | None) -> pd.DataFrame:
+    """The estimates table followed by the ``:=`` rows (`Model.defined_rows`)."""
+    extra = model.defined_rows(x, vcov_x)
+    return est if extra.empty else pd.concat([est, extra], ignore_index=True)

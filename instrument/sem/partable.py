@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from instrument.sem.constraints import check_statement_labels
 from instrument.sem.syntax import SyntaxRow, parse_syntax
 
 __all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal",
@@ -59,7 +60,10 @@ class ParTable:
     group_labels : tuple of str
     meanstructure : bool
     constraints : tuple of (str, str)
-        Explicit ``label1 == label2`` equality constraints from the syntax.
+        ``lhs == rhs`` equality constraints from the syntax (expressions of labels, as lavaan
+        prints them; see `instrument.sem.constraints`).
+    defined : tuple of (str, str)
+        ``name := expression`` defined parameters, in syntax order.
     """
 
     frame: pd.DataFrame
@@ -70,6 +74,7 @@ class ParTable:
     meanstructure: bool = False
     constraints: tuple = ()
     options: dict = field(default_factory=dict)
+    defined: tuple = ()
 
     def with_values(self, est: np.ndarray | None = None, se: np.ndarray | None = None,
                     start: np.ndarray | None = None) -> "ParTable":
@@ -82,7 +87,7 @@ class ParTable:
         if start is not None:
             f["start"] = np.asarray(start, float)
         return ParTable(f, self.ov_names, self.lv_names, self.ngroups, self.group_labels,
-                        self.meanstructure, self.constraints, dict(self.options))
+                        self.meanstructure, self.constraints, dict(self.options), self.defined)
 
     def to_dict(self) -> dict:
         from instrument.results import to_jsonable
@@ -91,6 +96,7 @@ class ParTable:
                             "group_labels": list(self.group_labels),
                             "meanstructure": self.meanstructure,
                             "constraints": [list(c) for c in self.constraints],
+                            "defined": [list(c) for c in self.defined],
                             "options": self.options})
 
     @classmethod
@@ -101,7 +107,8 @@ class ParTable:
             f[c] = f[c].fillna("").astype(str)
         return cls(f, tuple(d["ov_names"]), tuple(d["lv_names"]), int(d["ngroups"]),
                    tuple(d["group_labels"]), bool(d["meanstructure"]),
-                   tuple(tuple(c) for c in d.get("constraints", [])), dict(d.get("options", {})))
+                   tuple(tuple(c) for c in d.get("constraints", [])), dict(d.get("options", {})),
+                   tuple(tuple(c) for c in d.get("defined", [])))
 
 
 def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
@@ -117,7 +124,7 @@ def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
         if r.op == "=~" and r.rhs not in lvset and r.rhs not in ovs:
             ovs.append(r.rhs)
     for r in rows:
-        if r.op == "==":
+        if r.op in ("==", ":="):
             continue
         cands = [r.lhs] + ([r.rhs] if r.op not in ("|", "~1") and r.rhs else [])
         for v in cands:
@@ -218,8 +225,10 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         meanstructure = True    # lavaan: groups or user intercepts switch the mean structure on
     group_labels = tuple(group_labels) if group_labels is not None else tuple(
         str(g + 1) for g in range(ngroups))
-    constraints = tuple((r.lhs, r.rhs) for r in rows if r.op == "==")
-    rows = [r for r in rows if r.op != "=="]
+    statements = [r for r in rows if r.op in ("==", ":=")]
+    constraints = tuple((r.lhs, r.rhs) for r in statements if r.op == "==")
+    defined = tuple((r.lhs, r.rhs) for r in statements if r.op == ":=")
+    rows = [r for r in rows if r.op not in ("==", ":=")]
     ovs, lvs = model_variables(rows)
     lvset = set(lvs)
     if ov_names is not None:
@@ -324,6 +333,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     frame["est"] = np.nan
     frame["se"] = np.nan
     frame = frame[list(PARTABLE_COLUMNS)]
+    check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
     return ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
                     constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
-                                  "group_partial": list(group_partial)})
+                                  "group_partial": list(group_partial)}, defined)

@@ -16,13 +16,16 @@ __all__ = ["standardized", "r2", "residuals", "modindices", "factor_scores", "ro
 
 
 def row_se(model: Model, vcov_x: np.ndarray | None, nrows: int) -> np.ndarray:
-    """Standard error of every table row: sqrt of the vcov diagonal on the free rows (rows that
-    share one parameter share its SE), 0 on fixed rows; NaN on free rows without a vcov."""
+    """Standard error of every table row: 0 on fixed rows, sqrt(diag(K V K')) on the free rows
+    (``theta_free = K x + k0``; rows that share one parameter share its SE), NaN on free rows
+    without a vcov."""
     se = np.zeros(nrows)
     if vcov_x is None:
         se[model.free_rows] = np.nan
     else:
-        se[model.free_rows] = np.sqrt(np.clip(np.diag(vcov_x), 0, None))[model.x_col]
+        var = (np.diag(vcov_x)[model.x_col] if model.k_onehot
+               else np.einsum("ij,jk,ik->i", model.K, vcov_x, model.K))
+        se[model.free_rows] = np.sqrt(np.clip(var, 0, None))
     return se
 
 
@@ -352,7 +355,9 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
     regression: f = alpha* + Phi Lambda' Sigma^-1 (y - mu); Bartlett:
     f = alpha* + (Lambda' Theta^-1 Lambda)^-1 Lambda' Theta^-1 (y - mu), with Phi the implied
     latent covariance, alpha* = B alpha and mu the implied means (the sample means without a
-    mean structure).
+    mean structure). A row with missing values is scored from its answered variables o
+    (Lambda_o, Sigma_oo, Theta_oo, mu_o), as lavaan's ``lavPredict`` does for FIML fits; a
+    row with no answer stays NaN.
 
     References
     ----------
@@ -367,14 +372,24 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
         a = Bi @ mt["alpha"]
         mu = imp.mu if imp.mu is not None else gs.mean
         yc = np.asarray(y, float) - mu
-        if method == "regression":
-            A = lc @ L.T @ np.linalg.inv(imp.sigma)
-        elif method == "Bartlett":
-            Ti = np.linalg.inv(mt["theta"])
-            A = np.linalg.solve(L.T @ Ti @ L, L.T @ Ti)
-        else:
+        if method not in ("regression", "Bartlett"):
             raise ValueError(f"method= must be one of 'regression', 'Bartlett'; got {method!r}")
-        out.append(yc @ A.T + a)
+        f = np.full((len(yc), L.shape[1]), np.nan)
+        # one weight matrix per pattern of answered variables (a single pattern without NaN)
+        obs = np.isfinite(yc)
+        patterns, inverse = np.unique(obs, axis=0, return_inverse=True)
+        for k, o in enumerate(patterns):
+            rows = np.flatnonzero(inverse.ravel() == k)
+            if not o.any():
+                continue
+            Lo = L[o]
+            if method == "regression":
+                A = lc @ Lo.T @ np.linalg.inv(imp.sigma[np.ix_(o, o)])
+            else:
+                Ti = np.linalg.inv(mt["theta"][np.ix_(o, o)])
+                A = np.linalg.solve(Lo.T @ Ti @ Lo, Lo.T @ Ti)
+            f[rows] = yc[np.ix_(rows, o)] @ A.T + a
+        out.append(f)
     return out
 
 

@@ -6,6 +6,7 @@ parameter table and sample moments.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -52,7 +53,13 @@ class CFAResult:
         Per group ``n``, ``cov`` (divisor N) and ``mean``.
     vcov : DataFrame
         Covariance matrix of the unique free parameters (column ``name`` plus one per parameter).
-    ov_names, lv_names, group_labels, constraints : tuple
+    ov_names, lv_names, group_labels : tuple
+    constraints, defined : tuple
+        The ``==`` constraints as (lhs, rhs) and the ``:=`` parameters as (name, expression)
+        (their estimates are the group-0 rows of `estimates`).
+    categorical_stats : CategoricalSampleStats or None
+        WLSMV/ULSMV fits: the sample thresholds, polychoric correlations, their asymptotic
+        covariance and weight per group (what difference and score tests refit against).
     srmr_group : tuple of float
         SRMR of each group (the overall value is their n-weighted mean).
     """
@@ -73,6 +80,8 @@ class CFAResult:
     constraints: tuple = ()
     srmr_group: tuple = ()
     missing_data: tuple = ()   # FIML: per group {patterns, items, coverage, npatterns, n_empty}
+    defined: tuple = ()
+    categorical_stats: Any = None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -85,8 +94,11 @@ class CFAResult:
             "vcov": self.vcov, "ov_names": list(self.ov_names), "lv_names": list(self.lv_names),
             "group_labels": list(self.group_labels),
             "constraints": [list(c) for c in self.constraints],
+            "defined": [list(c) for c in self.defined],
             "srmr_group": list(self.srmr_group),
-            "missing_data": [dict(m) for m in self.missing_data]})
+            "missing_data": [dict(m) for m in self.missing_data],
+            "categorical_stats": (None if self.categorical_stats is None
+                                  else self.categorical_stats.to_dict())})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CFAResult":
@@ -108,6 +120,10 @@ class CFAResult:
             return out
 
         fm = {k: (np.nan if v is None else v) for k, v in d["fit_measures"].items()}
+        cstats = None
+        if d.get("categorical_stats") is not None:
+            from instrument.sem.polychoric import CategoricalSampleStats
+            cstats = CategoricalSampleStats.from_dict(d["categorical_stats"])
         return cls(partable=frame(d["partable"]), fit_measures=fm, estimates=frame(d["estimates"]),
                    converged=bool(d["converged"]), iterations=int(d["iterations"]),
                    warnings=tuple(d["warnings"]), meta=Meta.from_dict(d["meta"]),
@@ -115,9 +131,11 @@ class CFAResult:
                    ov_names=tuple(d["ov_names"]), lv_names=tuple(d["lv_names"]),
                    group_labels=tuple(d["group_labels"]),
                    constraints=tuple(tuple(c) for c in d.get("constraints", [])),
+                   defined=tuple(tuple(c) for c in d.get("defined", [])),
                    srmr_group=tuple(d.get("srmr_group", [])),
                    missing_data=tuple({k: from_jsonable(v) for k, v in m.items()}
-                                      for m in d.get("missing_data", [])))
+                                      for m in d.get("missing_data", [])),
+                   categorical_stats=cstats)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, CFAResult):
@@ -142,7 +160,8 @@ class CFAResult:
         from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
         meanstructure = bool((self.partable["op"] == "~1").any())
         pt = ParTable(self.partable[list(PARTABLE_COLUMNS)].copy(), self.ov_names, self.lv_names,
-                      len(self.group_labels), self.group_labels, meanstructure, self.constraints)
+                      len(self.group_labels), self.group_labels, meanstructure, self.constraints,
+                      defined=self.defined)
         model = Model.from_partable(pt)
         x = model.partable_to_x(self.partable["est"].to_numpy(float))
         stats = SampleStats([GroupStats(int(s["n"]), np.asarray(s["cov"], float),
@@ -255,7 +274,9 @@ class CFAResult:
         ----------
         data : DataFrame
             Must contain the observed variables (and the group column for multi-group fits).
-            Rows with missing values get NaN scores.
+            A row with missing values is scored from its answered variables when the fit used
+            FIML (lavaan ``lavPredict``); after a listwise fit it gets NaN scores, and a
+            warning says how many.
         method : {"regression", "Bartlett"}
 
         Returns
@@ -271,7 +292,18 @@ class CFAResult:
         self._no_categorical("factor_scores")
         model, x, stats = self._rebuilt()
         out = pd.DataFrame(np.nan, index=data.index, columns=list(self.lv_names))
-        ok = data[list(self.ov_names)].notna().all(axis=1)
+        complete = data[list(self.ov_names)].notna().all(axis=1)
+        fiml = self.meta.options.get("missing") == "fiml"
+        # FIML fits score incomplete rows from their answered items (lavPredict); listwise fits
+        # leave them NaN, and say so
+        ok = data[list(self.ov_names)].notna().any(axis=1) if fiml else complete
+        if not ok.all():
+            warnings.warn(f"factor_scores: {int((~ok).sum())} of {len(ok)} rows have "
+                          + ("no answered observed variable" if fiml else
+                             "a missing value on an observed variable (a listwise fit)")
+                          + " and get NaN scores"
+                          + ("." if fiml else "; fit with missing='fiml' to score them from "
+                             "their answered items."), UserWarning, stacklevel=2)
         group = self.meta.options.get("group")
         if self.ngroups > 1:
             gcol = data[group].astype(str)
@@ -293,10 +325,10 @@ class CFAResult:
             if k in fm:
                 recs.append({"section": "Fit", "parameter": k, "est": float(fm[k])})
         heads = {"=~": "Latent Variables", "~": "Regressions", "~~": "Variances/Covariances",
-                 "~1": "Intercepts/Means"}
+                 "~1": "Intercepts/Means", ":=": "Defined Parameters"}
         for _, r in self.estimates.iterrows():
             sec = heads.get(r["op"], r["op"])
-            if self.ngroups > 1:
+            if self.ngroups > 1 and int(r["group"]) > 0:
                 sec = f"{sec} [{self.group_labels[int(r['group']) - 1]}]"
             name = f"{r['lhs']} {r['op']} {r['rhs']}".strip()
             if r["label"]:

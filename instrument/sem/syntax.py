@@ -1,8 +1,9 @@
 """lavaan model syntax -> flat rows (``lhs op rhs`` + modifiers), with no defaults added.
 
 Supported operators: ``=~`` (loadings), ``~~`` (variances/covariances), ``~`` (regressions;
-``y ~ 1`` is an intercept and becomes op ``~1``), ``|`` (thresholds ``x | t1 + t2``) and ``==``
-(equality between labels). Modifiers before ``*``: a number (fixed value), ``NA`` (free),
+``y ~ 1`` is an intercept and becomes op ``~1``), ``|`` (thresholds ``x | t1 + t2``), ``==``
+(equality constraints between expressions of labels, ``a == b``, ``c == 1.2*d``) and ``:=``
+(defined parameters, ``ab := a*b``; see `instrument.sem.constraints`). Modifiers before ``*``: a number (fixed value), ``NA`` (free),
 a label (``a*x2``), ``c(...)`` vectors with one entry per group (``c(a, b)*x2``, ``c(1, NA)*x1``),
 ``start(0.5)*x2`` and ``label("a")*x2``/``equal("a")*x2``.
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from instrument.sem.constraints import ConstraintError, parse_expression
 
 __all__ = ["SyntaxRow", "ModelSyntaxError", "parse_syntax", "has_levels", "split_levels"]
 
@@ -37,7 +40,9 @@ class SyntaxRow:
     Attributes
     ----------
     lhs, op, rhs : str
-        lavaan's names; an intercept ``x ~ 1`` has ``op == "~1"`` and ``rhs == ""``.
+        lavaan's names; an intercept ``x ~ 1`` has ``op == "~1"`` and ``rhs == ""``. For
+        ``==`` both sides and for ``:=`` the right-hand side are expressions as lavaan prints
+        them (spaces removed).
     fixed : tuple of float or None
         Fixed values (one, or one per group); NaN marks ``NA`` (explicitly free).
     label : tuple of str or None
@@ -215,20 +220,25 @@ def parse_syntax(text: str) -> list[SyntaxRow]:
 
         found = _find_op(stmt)
         if found is None:
-            err("no operator found (expected one of =~ ~~ ~ | ==)", stmt.split()[0] if stmt.split() else "")
+            err("no operator found (expected one of =~ ~~ ~ | == :=)", stmt.split()[0] if stmt.split() else "")
         op, pos = found
         lhs_txt, rhs_txt = stmt[:pos].strip(), stmt[pos + len(op):].strip()
-        if op in (":=", "<", ">"):
-            err(f"operator {op!r} is not supported", op)
+        if op in ("<", ">"):
+            err(f"inequality constraints ({op!r}) are not supported", op)
         if not lhs_txt:
             err(f"nothing on the left of {op!r}", op)
         if not rhs_txt:
             err(f"nothing on the right of {op!r}", op)
-        if op == "==":
-            for side in (lhs_txt, rhs_txt):
-                if not _NAME.match(side):
-                    err(f"{side!r} is not a label", side)
-            rows.append(SyntaxRow(lhs_txt, "==", rhs_txt, line=ln))
+        if op in ("==", ":="):
+            if op == ":=" and not _NAME.match(lhs_txt):
+                err(f"{lhs_txt!r} is not a valid name for a defined parameter", lhs_txt)
+            sides = []
+            for side in ((lhs_txt, rhs_txt) if op == "==" else (rhs_txt,)):
+                try:
+                    sides.append(parse_expression(side).text)
+                except ConstraintError as e:
+                    err(str(e), side)
+            rows.append(SyntaxRow(lhs_txt if op == ":=" else sides[0], op, sides[-1], line=ln))
             continue
         lhs_names = [p.strip() for p, _ in _split_top(lhs_txt, "+")]
         for nm in lhs_names:

@@ -24,7 +24,7 @@ from scipy import stats as _st
 
 from instrument.sem.estimators.dwls import dwls_scaled_shifted, dwls_vcov_robust
 from instrument.sem.estimators.ml import optimize_reporting
-from instrument.sem.model import Model
+from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.polychoric import CategoricalSampleStats
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
@@ -53,7 +53,7 @@ def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
         key = (r.lhs, r.op, r.rhs)
         if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
             key = (r.rhs, r.op, r.lhs)
-        if key in pos and r.op not in ("==",):
+        if key in pos and r.op not in ("==", ":="):
             k = pos[key]
             old = out[k]
             out[k] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
@@ -268,6 +268,8 @@ class CategoricalModel(Model):
     def wls_delta(self, x: np.ndarray, *, wrt: str = "x") -> list[np.ndarray]:
         """Jacobian of `wls_est` per group (lavaan's ``Delta``): with respect to x (default) or,
         ``wrt="free"``, to every free table row (equality constraints released)."""
+        if wrt == "x" and not self.k_onehot:
+            return [self.to_x(D) for D in self.wls_delta(x, wrt="free")]
         vals = self.x_to_partable(x)
         p = self.p
         if wrt == "free":
@@ -488,7 +490,8 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
             g = int(f["group"].iat[r]) - 1
             slv[r] = vals[r]
             sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
-    est = estimates_frame(f, vals, se_rows, slv, sall)
+    est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
+                            vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied, sample = [], []
@@ -511,8 +514,9 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
                     sample=sample, vcov=vc, ov_names=tuple(pt.ov_names),
                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                    constraints=tuple(pt.constraints), srmr_group=tuple(srmr_groups))
-    return _attach_state(out, model, x, cstats, weight)
+                    constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                    srmr_group=tuple(srmr_groups), categorical_stats=cstats)
+    return out
 
 
 def _uls_vcov_robust(deltas, cstats):
@@ -613,20 +617,23 @@ def _baseline_chisq(cstats, weight):
 # nested-model difference test (lavaan lavTestLRT for WLSMV fits: method "satorra.2000")
 # ------------------------------------------------------------------------------------------
 
-def _attach_state(result, model: CategoricalModel, x: np.ndarray,
-                  cstats: CategoricalSampleStats, weight: str):
-    """Keep what the difference test needs on the (frozen) result, outside its JSON form."""
-    object.__setattr__(result, "_wls_state", dict(model=model, x=np.asarray(x, float),
-                                                  cstats=cstats, weight=weight))
-    return result
-
-
-def _state(fit):
-    st = getattr(fit, "_wls_state", None)
-    if st is None:
-        raise ValueError("this WLSMV fit carries no model state (it was rebuilt from JSON); "
-                         "refit it with cfa() to compute the satorra.2000 difference test.")
-    return st
+def model_state(fit) -> dict:
+    """The fitted model of a WLSMV/ULSMV result, rebuilt from its table and sample statistics:
+    ``model`` (CategoricalModel), ``x``, ``cstats`` and ``weight`` ("DWLS" or "ULS")."""
+    cstats = fit.categorical_stats
+    if cstats is None:
+        raise ValueError("this result carries no categorical sample statistics (it is not a "
+                         "WLSMV/ULSMV fit)")
+    opts = fit.meta.options
+    pt = ParTable(fit.partable[list(PARTABLE_COLUMNS)].copy(), tuple(fit.ov_names),
+                  tuple(fit.lv_names), len(fit.group_labels), tuple(fit.group_labels), True,
+                  tuple(fit.constraints), {"ordered": list(opts.get("ordered", fit.ov_names))},
+                  tuple(fit.defined))
+    parameterization = opts.get("parameterization", "delta")
+    model = CategoricalModel(pt, cstats, parameterization)
+    x = model.partable_to_x(fit.partable["est"].to_numpy(float))
+    weight = "ULS" if str(opts.get("estimator", "WLSMV")).upper() == "ULSMV" else "DWLS"
+    return dict(model=model, x=x, cstats=cstats, weight=weight)
 
 
 def _orth_complement(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
@@ -671,7 +678,7 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     structures. In R. D. H. Heijmans, D. S. G. Pollock, & A. Satorra (Eds.), Innovations in
     multivariate statistical analysis (pp. 233-247). Kluwer.
     """
-    s1, s0 = _state(fit_h1), _state(fit_h0)
+    s1, s0 = model_state(fit_h1), model_state(fit_h0)
     fm1, fm0 = fit_h1.fit_measures, fit_h0.fit_measures
     m = int(fm0["df"] - fm1["df"])
     T = float(fm0["chisq"] - fm1["chisq"])
@@ -712,9 +719,9 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
 def group_chisq_wls(fit) -> list[float]:
     """Each group's contribution ``(n_g - 1) F_g`` to a WLSMV chi-square (lavaan's
     ``stat.group``); NaN when the fit carries no model state."""
-    st = getattr(fit, "_wls_state", None)
-    if st is None:
+    if fit.categorical_stats is None:
         return [float("nan")] * len(fit.sample)
+    st = model_state(fit)
     obj = DWLSObjective(st["model"], st["cstats"], st["weight"])
     Fg = obj.group_values(st["x"])
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
@@ -739,7 +746,7 @@ def score_test_equality_wls(fit):
     statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
     releases.
     """
-    st = _state(fit)
+    st = model_state(fit)
     model, x, cstats = st["model"], st["x"], st["cstats"]
     obj = DWLSObjective(model, cstats, st["weight"])
     n = np.array([g.n for g in cstats.groups], float)

@@ -140,6 +140,8 @@ def h1_information_observed_fast(pat: MissingPatterns, sigma: np.ndarray, mu: np
 def fast_delta_fn(model) -> Callable[[np.ndarray], list]:
     """``x -> model.delta(x)`` without the dense ``Delta_compact @ K`` product (K is one-hot:
     each free table row maps to one element of x)."""
+    if not model.k_onehot:
+        return model.delta
     maps = [np.asarray(model.x_col)[gc] for gc in model.group_cols]
     uniq = [np.unique(m).size == m.size for m in maps]
     nx = model.nx

@@ -42,6 +42,8 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     "invariance_steps": None,     # None: the estimator's default ladder
     "rule_set": "lrt_dmacs",      # scaled Δχ² and dMACS (instrument.invariance.verdict_dmacs)
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
+    # IRT item analysis and short form (graded model per construct): form and items per construct
+    "shortform": {"form": "teacher", "items_per_construct": 3},
 }
 
 
@@ -457,6 +459,14 @@ def stage_multilevel(ctx: dict) -> Any:
     return out
 
 
+def stage_irt(ctx: dict) -> Any:
+    """Graded IRT per construct: item fit (S-X2), local dependence (Q3), DIF and the short form."""
+    from instrument.irt import shortform
+
+    spec = _analysis(ctx)["shortform"]
+    return shortform(_forms(ctx)[spec["form"]], bank=ctx["bank"], k=int(spec["items_per_construct"]))
+
+
 def stage_scores(ctx: dict) -> Any:
     """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
@@ -564,6 +574,7 @@ STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
     ("reliability", stage_reliability, ("data",)),
     ("invariance", stage_invariance, ("data",)),
     ("multilevel", stage_multilevel, ("data",)),
+    ("irt", stage_irt, ("data",)),
     ("scores", stage_scores, ("data",)),
     ("linker", stage_linker, ("scores",)),
     ("policy", stage_policy, ("scores",)),

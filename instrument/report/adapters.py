@@ -555,11 +555,23 @@ def stage_messages(payload: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def read_irt(results: Mapping[str, Any]) -> Section:
+    """Graded-model item table and short form (`instrument.irt.shortform` result)."""
+    r = results.get("irt")
+    if not isinstance(r, Mapping) or "items" not in r:
+        return _unavailable("irt")
+    return Section("irt", True, data={"form": r.get("form"), "k": r.get("k"),
+                                      "items": as_frame(r["items"]),
+                                      "constructs": as_frame(r["constructs"]),
+                                      "ld_pairs": as_frame(r.get("ld_pairs")),
+                                      "rules": r.get("rules", {})})
+
+
 READERS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
     "bank": read_bank, "item_analysis": read_item_analysis, "efa": read_efa, "cfa": read_cfa,
     "reliability": read_reliability, "invariance": read_invariance,
     "multilevel": read_multilevel, "scores": read_scores, "linker": read_linker,
-    "classification": read_classification, "policy": read_policy,
+    "classification": read_classification, "policy": read_policy, "irt": read_irt,
 }
 
 

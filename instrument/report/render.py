@@ -705,6 +705,50 @@ def _rows_accounted(data: Any, num: _Numberer) -> Markup | None:
          "written beside the results."], 0))
 
 
+def _irt(s: Section, num: _Numberer) -> dict:
+    """IRT item table (slopes, S-X2, information at the band cuts) and the short form."""
+    if not s.available:
+        return {"na": s.reason}
+    it, co = s["items"], s["constructs"]
+    items = it[["construct", "item", "finding", "reverse", "a", "information", "S_X2", "S_X2_df",
+                "S_X2_p", "misfit", "dif_flagged", "selected"]].copy()
+    for c in ("reverse", "misfit", "dif_flagged", "selected"):
+        items[c] = ["yes" if v else "" for v in items[c]]
+    cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
+               "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
+               "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
+    cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
+    cond = pd.DataFrame([{"construct": r["construct"],
+                          **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
+                          **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
+                         for _, r in co.iterrows()])
+    ld = s["ld_pairs"]
+    rules = s["rules"] or {}
+    share = rules.get("SHORTFORM_REVERSE_SHARE", {})
+    return {"form": s["form"], "k": s["k"],
+            "item_table": num.table(Table(
+                f"Graded response model per construct, {s['form']} form: items", items,
+                [f"a: slope; information: summed at the band cut points on the trait scale; S-X2: "
+                 f"Orlando & Thissen (2000) item fit ({_rules.S_X2_ALPHA.describe()}); "
+                 f"selected: in the {s['k']}-item short form."], 3)),
+            "constructs": num.table(Table(
+                f"Short form ({s['k']} items per construct): what it keeps", cons,
+                ["rel: empirical reliability of EAP scores; r_full_short_levy: correlation of the "
+                 "short and full summed scores without the shared error (Levy, 1967); school_rel: "
+                 "Spearman-Brown reliability of a school mean at the mean respondents per school; "
+                 f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
+                 f"({share.get('source', '')}); DIF by language needs "
+                 f"{_rules.DIF_MIN_GROUP.threshold:g} respondents per group."], 3)),
+            "conditional": num.table(Table(
+                "Conditional reliability at the band cut points (full and short form)", cond,
+                ["1 / (1 + 1 / I(theta)) at the cut points 20, 40, 60, 80 of the 1-99 school "
+                 "scale placed on the trait scale (theta = (cut - 50) / 20 * sqrt(ICC1))."], 3)),
+            "ld": (num.table(Table("Locally dependent item pairs (Yen's Q3)", ld,
+                                   [_rules.Q3_RELATIVE.describe()], 3))
+                   if ld is not None and len(ld) else None),
+            "ld_rule": _rules.Q3_RELATIVE.describe()}
+
+
 def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
                data: Any = None) -> dict:
     num = _Numberer()
@@ -715,6 +759,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
            "district": _district(secs["policy"], num),
+           "irt": _irt(secs["irt"], num),
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:

@@ -61,7 +61,7 @@ def test_dif_study_of_one_replication():
         warnings.simplefilter("ignore")
         out = FieldTestAnalysis("teacher", estimator="ML", dif_form="family")._dif(
             sim, ins.load_bank())
-    assert set(out) == {"dif.power", "dif.false_alarm"}
+    assert set(out) == {"dif.estimable", "dif.power", "dif.false_alarm"}
     assert 0 <= out["dif.power"] <= 1 and 0 <= out["dif.false_alarm"] <= 1
 
 

@@ -135,8 +135,12 @@ class FieldTestAnalysis:
         items = bank.items_for(form)
         if self._ordinal():
             df, _ = collapse_empty_categories(df, items, self.dif_group)
-        res = invariance(bank.model_syntax(form=form), df, group=self.dif_group,
-                         estimator=self.estimator, **self._ordinal())
+        try:
+            res = invariance(bank.model_syntax(form=form), df, group=self.dif_group,
+                             estimator=self.estimator, **self._ordinal())
+        except ValueError:
+            # a group too small to fit the configural model: the design flags nothing
+            return {"dif.estimable": False, "dif.power": 0.0, "dif.false_alarm": 0.0}
         if not res.table["holds"].iloc[1:].all():
             res = res.partial()
         flagged = set()
@@ -146,12 +150,14 @@ class FieldTestAnalysis:
         planted = set(tr.loc[(tr["threshold_shift"] != 0) |
                              (tr["loading_es"] != tr["loading"]), "item_id"])
         clean = set(items) - planted
-        return {"dif.power": len(flagged & planted) / len(planted) if planted else math.nan,
+        return {"dif.estimable": True,
+                "dif.power": len(flagged & planted) / len(planted) if planted else math.nan,
                 "dif.false_alarm": len(flagged & clean) / len(clean) if clean else math.nan}
 
 
 _MEASURES = (  # field of a replication, column of the table, how it is summarised
-    ("cfa.pass", "p_fit_pass", "share"), ("dif.power", "dif_power", "mean"),
+    ("cfa.pass", "p_fit_pass", "share"), ("dif.estimable", "dif_estimable", "share"),
+    ("dif.power", "dif_power", "mean"),
     ("dif.false_alarm", "dif_false_alarm", "mean"), ("icc2", "icc2", "mean"),
     ("gates.pass", "gates_pass", "mean"), ("link.significant", "link_power", "share"),
     ("link.ci_width", "link_ci_width", "mean"), ("loading.relbias", "loading_relbias", "mean"),
@@ -176,8 +182,8 @@ class PowerResult:
     Attributes
     ----------
     table : DataFrame
-        One row per cell: ``schools respondents reps convergence p_fit_pass dif_power
-        dif_false_alarm icc2 gates_pass link_power link_ci_width loading_relbias
+        One row per cell: ``schools respondents reps convergence p_fit_pass dif_estimable
+        dif_power dif_false_alarm icc2 gates_pass link_power link_ci_width loading_relbias
         loading_coverage`` and ``<column>.mcse`` (Monte Carlo standard errors).
     replications : DataFrame
         Every replication's record with its cell (``schools respondents rep status ...``).

@@ -695,14 +695,20 @@ def _rows_accounted(data: Any, num: _Numberer) -> Markup | None:
     if not rows:
         return None
     t = pd.DataFrame(rows)
-    t = t[[c for c in ("form", "source", "read", "used", "quarantined", "quarantine_file")
-           if c in t.columns]]
+    t = t[[c for c in ("form", "source", "file", "format", "read", "used", "quarantined",
+                       "flagged", "quarantine_file") if c in t.columns]]
     q = int(pd.to_numeric(t["quarantined"], errors="coerce").fillna(0).sum())
+    by_reason = [f"{form}: " + "; ".join(f"{r['reason']} ({r['rows']})" for r in v["reasons"])
+                 for form, v in data.items()
+                 if isinstance(v, Mapping) and v.get("reasons")]
     return num.table(Table(
         "Rows read, used and quarantined", t,
         [f"{q} row(s) quarantined in all. Every row read is either used or quarantined with "
          "its reason and file line (read = used + quarantined); the quarantine files are "
-         "written beside the results."], 0))
+         "written beside the results."]
+        + ([f"Quarantined rows by reason: {' | '.join(by_reason)}."] if by_reason else [])
+        + (["flagged: rows flagged as straight-lining or too fast (kept unless excluded)."]
+           if "flagged" in t.columns else []), 0))
 
 
 def _irt(s: Section, num: _Numberer) -> dict:

@@ -808,7 +808,9 @@ REQUIREMENTS: dict[str, tuple[Callable[[dict], str | None], ...]] = {
     "scores": (_has_schools,),
     "linker": (_has_schools, _has_outcomes),
     "policy": (_has_schools,),
-    "irt": (_has_shortform_form,),
+    # the short form is chosen for information at the school score band cuts, which are set from
+    # the school ICC
+    "irt": (_has_shortform_form, _has_schools),
 }
 
 

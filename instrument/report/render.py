@@ -181,14 +181,21 @@ def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
 def _content(s: Section, num: _Numberer) -> dict:
     if not s.available:
         return {"na": s.reason}
+    from instrument.bank.schema import LANGUAGE_NAMES
+
     bp = s["blueprint"].rename(columns={f: f"{f} items" for f in s["forms"]})
+    findings = s.get("has_findings", True)
     out = {"blueprint": num.table(Table(
-        "Blueprint: scale items by construct and Stage 2 finding", bp,
-        [f"{s['n_items']} items covering {s['n_constructs']} constructs and {s['n_findings']} "
-         "findings. Counts from the item bank."], 0)),
-        "translation": num.table(Table(
-            "Status of the Spanish translation (ITC Guidelines for Translating and Adapting "
-            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))}
+        "Blueprint: scale items by construct" + (" and finding" if findings else ""), bp,
+        [f"{s['n_items']} items covering {s['n_constructs']} constructs"
+         + (f" and {s['n_findings']} findings" if findings else "")
+         + ". Counts from the item bank."], 0)), "findings": findings}
+    if s["translation"] is not None:
+        names = ", ".join(LANGUAGE_NAMES.get(x, x) for x in s.get("languages", ["en", "es"])[1:])
+        out["translated"] = names
+        out["translation"] = num.table(Table(
+            f"Status of the {names} translation (ITC Guidelines for Translating and Adapting "
+            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))
     if s["translation_notes"] is not None and len(s["translation_notes"]):
         out["translation_notes"] = num.table(Table("Translation reviewer notes",
                                                    s["translation_notes"], (), 0))
@@ -1200,6 +1207,13 @@ TITLES = {"technical": "Technical report: validity evidence for the school-famil
 TRANSLATED_KINDS = ("brief", "cards")
 
 
+def _number_word(n: Any) -> str:
+    """5 -> "five" (the numbers of constructs a bank is likely to have), else the digits."""
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+             "ten", "eleven", "twelve")
+    return words[n] if isinstance(n, int) and 0 <= n < len(words) else str(n if n else "")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1227,7 +1241,15 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     prov = provenance(clean)
     simulated = prov.get("source") == "simulated"
-    ctx.update({"title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
+    bank = clean.get("bank") if isinstance(clean.get("bank"), Mapping) else {}
+    if title is None and kind == "technical" and bank.get("name") and bank.get("path") not in (
+            None, "", "shipped bank"):   # another bank than the shipped one: its own name
+        title = f"Technical report: validity evidence for the {bank['name']}"
+    n_cons = secs["bank"].get("n_constructs") if secs["bank"].available else None
+    # school sections only where schools were analysed (not when the scores stage stood aside)
+    ctx.update({"has_schools": not str(stages.get("scores", "")).startswith("n/a"),
+                "n_constructs_word": _number_word(None if n_cons is None else int(n_cons)),
+                "title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
                 "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind,
                 "lang": lang, "_": t, "simulated": t(SIMULATED_LINE) if simulated else "",
                 "provenance": _provenance_line(prov, t)})
@@ -1336,8 +1358,12 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
-    for kind in KINDS:
-        for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
+    bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
+    langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
+    # the brief and the cards report school scores: without them only the technical report
+    kinds = [k for k in KINDS if k == "technical" or results.get("scores") is not None]
+    for kind in kinds:
+        for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
             try:
                 written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
                                   lang=lang)

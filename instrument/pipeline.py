@@ -631,11 +631,18 @@ def stage_policy(ctx: dict) -> Any:
     acc = policy.classification_accuracy(vis["score"].to_numpy(), _score_se(vis),
                                          school_id=vis["school_id"].tolist())
     out["classification"] = acc.to_dict()
+    no_district = []
     for form in _forms(ctx):
         rs = _respondent_scores(ctx, form)
         rs = rs.merge(_forms(ctx)[form].data[["school_id", "district_id"]].drop_duplicates(),
                       on="school_id", how="left") if "district_id" not in rs else rs
+        if rs["district_id"].isna().all():   # a file without a district column
+            no_district.append(form)
+            continue
         out["variance_components"][form] = policy.variance_components(rs, "overall").to_dict()
+    if no_district:
+        out["warnings"] = [f"variance components of the {f} form: not estimated: its data name "
+                           "no districts (no district_id column)" for f in no_district]
     ctx["results"]["classification"] = out["classification"]
     return out
 

@@ -104,23 +104,22 @@ def test_a_plan_can_switch_a_stage_off(tmp_path, no_pdf):
     assert stages["syntax"]["message"].startswith("needs cfa, which stood aside: switched off")
 
 
-PRINCIPAL_ITEMS = [("p_lead_1", "leadership", "vision"), ("p_lead_2", "leadership", "expectations"),
-                   ("p_lead_3", "leadership", "infrastructure"),
-                   ("p_comm_1", "communication", None), ("p_comm_2", "communication", None),
-                   ("p_comm_3", "communication", None)]
+PRINCIPALS = 10   # respondents per school on the principal form (leaders and their deputies)
+CONSTRUCTS = ("mindsets", "leadership", "communication", "relationships", "language_culture")
+PRINCIPAL_ITEMS = [(f"p_{c[:4]}_{k}", c) for c in CONSTRUCTS for k in (1, 2, 3)]
 
 
 def _bank_with_principal_form(dest: Path) -> None:
     from instrument.bank import shipped_bank_path
 
     shutil.copytree(shipped_bank_path(), dest)
-    cons = yaml.safe_load((dest / "constructs.yaml").read_text())["constructs"]
-    comm = next(c for c in cons if c["id"] == "communication")["findings"]
+    cons = {c["id"]: c["findings"]
+            for c in yaml.safe_load((dest / "constructs.yaml").read_text())["constructs"]}
     items = []
-    for k, (iid, construct, finding) in enumerate(PRINCIPAL_ITEMS):
-        items.append({"id": iid, "construct": construct,
-                      "finding": finding or comm[k % len(comm)]["key"], "scale": "agree4",
-                      "reverse": False,
+    for k, (iid, construct) in enumerate(PRINCIPAL_ITEMS):
+        finds = cons[construct]
+        items.append({"id": iid, "construct": construct, "finding": finds[k % len(finds)]["key"],
+                      "scale": "agree4", "reverse": False,
                       "text": {"en": f"Principal item {k + 1}.", "es": f"Pregunta {k + 1}."},
                       "translation": {"es": {"status": "draft"}}})
     (dest / "principal.yaml").write_text(yaml.safe_dump({"form": "principal", "items": items},
@@ -132,17 +131,18 @@ def _bank_with_principal_form(dest: Path) -> None:
     (dest / "bank.yaml").write_text(yaml.safe_dump(man, sort_keys=False, allow_unicode=True))
 
 
-def _principal_file(path: Path, schools: list[str], seed: int) -> None:
-    """Three principals per school answering two one-factor constructs (loadings .8, 4 codes)."""
+def _principal_file(path: Path, schools: dict[str, str], seed: int) -> None:
+    """`PRINCIPALS` school leaders per school answering five correlated constructs (4 codes)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for s in schools:
-        for j in range(3):
-            z = rng.normal(size=2)
-            row = {"respondent_id": f"P{s}_{j}", "school_id": s, "language": "en"}
-            for iid, construct, _ in PRINCIPAL_ITEMS:
-                eta = z[0 if construct == "leadership" else 1]
-                y = 0.8 * eta + 0.6 * rng.normal()
+    for s, district in schools.items():
+        for j in range(PRINCIPALS):
+            g = rng.normal()
+            z = 0.6 * g + 0.8 * rng.normal(size=len(CONSTRUCTS))
+            row = {"respondent_id": f"P{s}_{j}", "school_id": s, "district_id": district,
+                   "language": "en"}
+            for iid, construct in PRINCIPAL_ITEMS:
+                y = 0.8 * z[CONSTRUCTS.index(construct)] + 0.6 * rng.normal()
                 row[iid] = int(np.digitize(y, [-0.8, 0.0, 0.8]) + 1)
             rows.append(row)
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -157,19 +157,22 @@ def test_a_third_form_is_ingested_and_validated(tmp_path, no_pdf):
     assert bank.forms == ("teacher", "family", "principal")
     files = simulate("tiny", seed=7, bank=load_bank()).write(tmp_path / "field")
     outcomes = pd.read_csv(files["outcomes"])
+    outcomes.assign(roster_principal=PRINCIPALS + 2).to_csv(files["outcomes"], index=False)
     _principal_file(tmp_path / "field" / "principal.csv",
-                    sorted(outcomes["school_id"].astype(str)), seed=3)
+                    outcomes.set_index("school_id")["district_id"].astype(str).to_dict(), seed=3)
     res = CliRunner().invoke(main, ["ingest", str(tmp_path / "field" / "principal.csv"),
                                     "--form", "principal", "--bank", str(tmp_path / "bank")])
     assert res.exit_code == 0, res.output
-    assert "read 36 = used 36 + quarantined 0 data rows." in res.output
+    n = PRINCIPALS * len(outcomes)
+    assert f"read {n} = used {n} + quarantined 0 data rows." in res.output
     plan = {"name": "three-forms", "bank": "bank",
             "data": {"teacher": "field/teacher.csv", "family": "field/family.csv",
                      "principal": {"files": ["field/principal.csv"]},
                      "outcomes": "field/outcomes.csv"},
-            "analysis": {"estimator": "ML", "invariance": [], "outcomes": ["chronic_absence"],
+            "analysis": {"estimator": "ML", "missing": "listwise", "invariance": [],
+                         "outcomes": ["chronic_absence"],
                          "shortform": {"form": "principal", "items_per_construct": 2}},
-            "stages": {"efa": False, "syntax": False}}
+            "stages": {"efa": False, "syntax": False, "irt": False}}   # kept fast
     p = tmp_path / "plan.yaml"
     p.write_text(yaml.safe_dump(plan, sort_keys=False))
     res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])

@@ -960,7 +960,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
                                             "answered to represent it"),
                           ("response_rate_unknown", "%(n)s because the number of %(who)s at "
                                                     "the school is not known")):
-            k = int(sel.map(lambda c: code in c.split("; ")).sum())
+            k = sum(code in str(c).split("; ") for c in sel)
             if k:
                 lines.append(t(msg, n=k, who=t(WHO.get(form, form))))
     out["suppression_lines"] = lines

@@ -293,6 +293,12 @@ MIN_RESPONSE_RATE_OTHER_FORMS = Rule(
     "Representativeness gate, any other form (e.g. principal): as MIN_RESPONSE_RATE_TEACHERS "
     "with the roster column roster_<form>.")
 
+MIN_SCALE_ALPHA = Rule(
+    "alpha", 0.70, ">=",
+    "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use).",
+    "Internal consistency of a construct's items (Cronbach's alpha, all respondents of a form): "
+    "the brief says the items hang together well only when every construct passes.")
+
 MIN_SCHOOL_RELIABILITY = Rule(
     "reliability.school_mean", 0.70, ">=",
     "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use); "

@@ -401,7 +401,7 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
             keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff",
                                 "df.diff", "pvalue.diff", "cfi.delta", "rmsea.delta",
-                                "srmr.delta", "verdict", "rule") if c in t.columns]
+                                "srmr.delta", "verdict", "rule", "search") if c in t.columns]
             notes = []
             if idx != LADDER_INDICES["ML"] and idx[0] in t.columns:
                 notes.append(f"With {d['estimator']} the Δ-fit rules use {', '.join(idx)} "
@@ -425,10 +425,18 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
                                         notes, 3)))
             rel = d.get("releases")
             if rel is not None:
+                search = (t["search"].fillna("").astype(str) if "search" in t.columns
+                          else pd.Series([], dtype=str))
+                short = [str(st) for st, x in zip(t["step"], search)
+                         if x.startswith("does not hold")]
                 tabs.append(num.table(Table(
                     f"Constraints released for partial invariance, {name}", rel,
-                    ["Released one at a time, largest score test (X2) first, until the step met "
-                     "its rule (Byrne, Shavelson & Muthén, 1989)."], 3)))
+                    ["Released one at a time, largest score test (X2) first (Byrne, Shavelson & "
+                     "Muthén, 1989), "
+                     + (f"until the search stopped with step(s) {', '.join(short)} still failing "
+                        "the rule (the ladder's search column says why); later steps rest on "
+                        "them and are not read as comparable." if short else
+                        "until the step met its rule.")], 3)))
             deltas[form] = t
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
@@ -842,6 +850,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     if rel.available and "alpha" in rel["table"].columns:
         a = rel["table"]["alpha"].astype(float)
         ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
+        ctx["alpha_ok"] = bool(_rules.MIN_SCALE_ALPHA.passes(float(a.min())))
+        ctx["alpha_rule"] = _fmt(_rules.MIN_SCALE_ALPHA.threshold)
     if ml.available:
         icc = ml["icc"]
         facts = []

@@ -714,10 +714,22 @@ def _irt(s: Section, num: _Numberer) -> dict:
                 "S_X2_p", "misfit", "dif_flagged", "selected"]].copy()
     for c in ("reverse", "misfit", "dif_flagged", "selected"):
         items[c] = ["yes" if v else "" for v in items[c]]
+    # short headers that wrap between words, so no column is broken mid-word on the page
+    items = items.rename(columns={"reverse": "rev.", "information": "info", "S_X2": "S-X2",
+                                  "S_X2_df": "df", "S_X2_p": "p", "dif_flagged": "DIF",
+                                  "selected": "short form"})
     cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
                "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
                "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
     cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
+    cons = cons.rename(columns={"n_full": "items full", "n_short": "items short",
+                                "findings": "Stage 2 findings", "covered": "findings kept",
+                                "reverse_short": "rev. short", "rel_full": "rel full",
+                                "rel_short": "rel short", "r_full_short_levy": "r full short (Levy)",
+                                "school_rel_full": "school rel full",
+                                "school_rel_short": "school rel short",
+                                "school_rel_lost_per_item": "school rel lost per item",
+                                "dif_tested": "DIF tested"})
     cond = pd.DataFrame([{"construct": r["construct"],
                           **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
                           **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
@@ -728,13 +740,15 @@ def _irt(s: Section, num: _Numberer) -> dict:
     return {"form": s["form"], "k": s["k"],
             "item_table": num.table(Table(
                 f"Graded response model per construct, {s['form']} form: items", items,
-                [f"a: slope; information: summed at the band cut points on the trait scale; S-X2: "
-                 f"Orlando & Thissen (2000) item fit ({_rules.S_X2_ALPHA.describe()}); "
-                 f"selected: in the {s['k']}-item short form."], 3)),
+                [f"a: slope; rev.: reverse-keyed; info: information summed at the band cut points "
+                 f"on the trait scale; S-X2, df, p: Orlando & Thissen (2000) item fit "
+                 f"({_rules.S_X2_ALPHA.describe()}; no p when df < 1); DIF: flagged by ordinal "
+                 f"logistic regression by language; short form: in the {s['k']}-item short "
+                 "form."], 3)),
             "constructs": num.table(Table(
                 f"Short form ({s['k']} items per construct): what it keeps", cons,
-                ["rel: empirical reliability of EAP scores; r_full_short_levy: correlation of the "
-                 "short and full summed scores without the shared error (Levy, 1967); school_rel: "
+                ["rel: empirical reliability of EAP scores; r full short (Levy): correlation of the "
+                 "short and full summed scores without the shared error (Levy, 1967); school rel: "
                  "Spearman-Brown reliability of a school mean at the mean respondents per school; "
                  f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
                  f"({share.get('source', '')}); DIF by language needs "

@@ -42,8 +42,8 @@ from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.data import prepare
-from instrument.sem.samplestats import GroupStats, SampleStats, data_warnings
+from instrument.sem.data import data_warnings, prepare
+from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
 from instrument.sem.partable import build_partable
@@ -174,7 +174,7 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
     d = prepare(rows, data, group=group, group_order=group_order, cluster=cluster,
-                missing=missing)
+                missing=missing, keeps="missing='fiml'")
     ov, blocks, clusters, group_labels, warn = (d.ov, d.blocks, d.clusters, d.group_labels,
                                                 list(d.warnings))
     G = len(blocks)

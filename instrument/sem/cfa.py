@@ -193,7 +193,7 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
     if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
+        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster=
         return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
                           group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
                           likelihood=likelihood, information=information, se=se, missing=missing,

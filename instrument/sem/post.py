@@ -393,11 +393,6 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
     return out
 
 
-def normal_p(z):
-    """Two-sided normal p value."""
-    return 2.0 * _st.norm.sf(np.abs(z))
-
-
 def standardized_se(model: Model, x: np.ndarray, vcov_x: np.ndarray, *,
                     type: str = "std.all") -> tuple[np.ndarray, np.ndarray]:
     """Standardized estimates of every table row and their delta-method standard errors.

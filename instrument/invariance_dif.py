@@ -109,7 +109,9 @@ def item_sds(data: pd.DataFrame, items: Sequence[str], group: str,
                        for lab in labels})
     n = pd.DataFrame({str(lab): data.loc[g == str(lab), list(items)].notna().sum()
                       for lab in labels})
-    codes = {v: sorted(float(c) for c in pd.unique(data[v].dropna())) for v in items}
+    codes = {v: (np.unique(data[v].dropna().to_numpy(float)).tolist()
+                 if pd.api.types.is_numeric_dtype(data[v])
+                 else sorted(float(c) for c in pd.unique(data[v].dropna()))) for v in items}
     return pd.concat({"sd": sd, "n": n}, axis=1), codes
 
 
@@ -246,13 +248,11 @@ def _score_information(model: Any, x: np.ndarray, sample: Any, estimator: str,
             score += f * (ng - 1) / ng * (VD.T @ (o - e))
             info += f * (D.T @ VD)
     else:
-        from instrument.sem.estimators.ml import MLObjective, weighted_delta
+        from instrument.sem.estimators.ml import MLObjective
         obj = MLObjective(model, sample)
         n = np.array([g.n for g in sample.groups], float)
-        for w, D, gm, imp in zip(obj.w, model.delta(x, wrt="free"), obj.moment_gradients(x),
-                                 model.implied(x)):
-            score += -0.5 * w * (D.T @ gm)
-            info += w * (D.T @ weighted_delta(model, imp.sigma, D))
+        grad, info = obj.gradient_and_information(x, wrt="free")
+        score = -0.5 * grad
     return score, 0.5 * (info + info.T), int(n.sum())
 
 

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.results import hash_frame
+from instrument.results import hash_frame, hash_values
 from instrument.sem.partable import model_variables
 from instrument.sem.syntax import SyntaxRow
 
@@ -134,6 +134,8 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         X = sub[ov].to_numpy(dtype=float) if extra else sub.to_numpy(dtype=float)
         num = ov
         obs = ~np.isnan(X)
+    # provenance: the values already read when every column is a numeric model variable
+    data_hash = hash_values(ov, X, sub.index) if not (ordered or extra) else hash_frame(sub)
     _check_columns(obs, X, ov, num)
     warn: list[str] = []
     keep = np.ones(len(sub), bool)
@@ -191,7 +193,7 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         clusters = [None] * len(masks)
     return SemData(ov=ov, blocks=blocks, clusters=clusters, group_labels=group_labels,
                    warnings=warn, nobs_dropped=int((~keep).sum()), nobs_empty=nobs_empty,
-                   data_hash=hash_frame(sub), frame=frame)
+                   data_hash=data_hash, frame=frame)
 
 
 def _check_columns(obs: np.ndarray, X: np.ndarray, ov: Sequence[str], num: Sequence[str]) -> None:

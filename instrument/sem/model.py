@@ -629,5 +629,7 @@ def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndar
 def with_defined_rows(est: pd.DataFrame, model: Model, x: np.ndarray,
                          vcov_x: np.ndarray | None) -> pd.DataFrame:
     """The estimates table followed by the ``:=`` rows (`Model.defined_rows`)."""
+    if not model.defined.defined:
+        return est
     extra = model.defined_rows(x, vcov_x)
     return est if extra.empty else pd.concat([est, extra], ignore_index=True)

@@ -126,6 +126,7 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         raise ValueError(f"column(s) {non_num} must be numeric")
     extra = [c for c in (group, cluster) if c is not None]
     sub = data[ov + extra]
+    labels_col = {c: sub[c].to_numpy() for c in extra}
     if ordered:
         obs = sub[ov].notna().to_numpy()
         num = [v for v in ov if pd.api.types.is_numeric_dtype(dtypes[v])]
@@ -134,12 +135,12 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         X = sub[ov].to_numpy(dtype=float) if extra else sub.to_numpy(dtype=float)
         num = ov
         obs = ~np.isnan(X)
-    # provenance: the values already read when every column is a numeric model variable
-    data_hash = hash_values(ov, X, sub.index) if not (ordered or extra) else hash_frame(sub)
+    # provenance, from the values already read
+    data_hash = (hash_frame(sub) if ordered else
+                 hash_values(ov + extra, X, sub.index, [labels_col[c] for c in extra]))
     _check_columns(obs, X, ov, num)
     warn: list[str] = []
     keep = np.ones(len(sub), bool)
-    labels_col = {c: sub[c].to_numpy() for c in extra}
     if extra:
         keep = np.logical_and.reduce([pd.notna(labels_col[c]) for c in extra])
         if (~keep).any():

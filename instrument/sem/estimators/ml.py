@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
@@ -132,6 +133,7 @@ class MLObjective:
             else:
                 self.logdetS.append(float(np.sum(np.log(ev))))
         self.ngroups = G
+        self._gcols = [_selection_columns(K) for K in model.group_K]
 
     def group_values(self, x: np.ndarray) -> np.ndarray:
         """F_g per group (inf when an implied matrix is not positive definite)."""
@@ -209,14 +211,17 @@ class MLObjective:
         g = np.zeros(k)
         info = np.zeros((k, k))
         dmu = mdl.delta_mean(x) if mdl.meanstructure else [None] * self.ngroups
-        for w, (fa, fb), Kg, cols, (Si, R, gm), Dm in zip(
-                self.w, mdl.delta_factors(x), mdl.group_K, mdl.group_cols,
+        for w, (fa, fb), Kg, xc, cols, (Si, R, gm), Dm in zip(
+                self.w, mdl.delta_factors(x), mdl.group_K, self._gcols, mdl.group_cols,
                 self._moment_parts(x), dmu):
             gc = 2.0 * np.einsum("ij,ij->j", fa, R @ fb)
             if Dm is not None:
                 gc += Dm.T @ gm
             Ic = factored_information(Si, fa, fb, Dm)
-            if wrt == "x":
+            if wrt == "x" and xc is not None:      # K_g selects distinct columns of x
+                g[xc] += w * gc
+                info[np.ix_(xc, xc)] += w * Ic
+            elif wrt == "x":
                 g += w * (Kg.T @ gc)
                 info += w * (Kg.T @ Ic @ Kg)
             else:
@@ -261,6 +266,15 @@ def weighted_delta(model: Model, sigma: np.ndarray, D: np.ndarray) -> np.ndarray
     return out
 
 
+def _selection_columns(K: np.ndarray) -> np.ndarray | None:
+    """The column of x of each row of ``K`` when every row is a unit vector and no two rows
+    share a column (then ``K' A K`` is ``A`` placed at those columns); None otherwise."""
+    if K.size == 0 or not np.all((K == 0.0) | (K == 1.0)) or not np.all(K.sum(axis=1) == 1.0):
+        return None
+    cols = K.argmax(axis=1)
+    return cols if len(np.unique(cols)) == len(cols) else None
+
+
 def factored_information(Si: np.ndarray, fa: np.ndarray, fb: np.ndarray,
                          Dm: np.ndarray | None = None) -> np.ndarray:
     """One group's unit expected information Delta' W Delta from the rank-2 factors of Delta.
@@ -300,7 +314,11 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
         for wg, (fa, fb), Kg, imp, Dm in zip(w, model.delta_factors(x), model.group_K,
                                              model.implied(x), dmu):
             Ic = factored_information(np.linalg.inv(imp.sigma), fa, fb, Dm)
-            info += wg * (Kg.T @ Ic @ Kg)
+            xc = _selection_columns(Kg)
+            if xc is None:
+                info += wg * (Kg.T @ Ic @ Kg)
+            else:
+                info[np.ix_(xc, xc)] += wg * Ic
         return 0.5 * (info + info.T)
     for wg, D, imp in zip(w, deltas, model.implied(x)):
         info += wg * (D.T @ weighted_delta(model, imp.sigma, D))
@@ -458,8 +476,7 @@ def _scoring(objective, x0: np.ndarray, *, max_iter: int, gtol: float, xtol: flo
         step = None
         if secant and C.any():
             try:
-                cho = np.linalg.cholesky(H0 + C)
-                step = np.linalg.solve(cho.T, np.linalg.solve(cho, g))
+                step = cho_solve(cho_factor(H0 + C), g)
             except np.linalg.LinAlgError:
                 C[:] = 0.0
         if step is None:

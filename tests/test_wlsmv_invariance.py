@@ -333,10 +333,11 @@ def test_wu_estabrook_binary_items(step):
 
 
 def test_fast_traces_equal_dense_formula():
-    """`scaled_shifted_fast` (parameter-sized algebra) equals the polychoric helper's dense
+    """`scaled_shifted` (parameter-sized algebra) equals the dense reference
     `dwls_scaled_shifted` on a two-group fit."""
-    from instrument.sem.estimators.categorical import model_state, scaled_shifted_fast
-    from instrument.sem.estimators.dwls import dwls_scaled_shifted
+    from instrument.sem.estimators.categorical import model_state
+    from instrument.sem.test.scaled_shifted import scaled_shifted as scaled_shifted_fast
+    from tests.reference.dwls import dwls_scaled_shifted
     f = fits()["loadings"]
     st = model_state(f)
     D = st["model"].wls_delta(st["x"])

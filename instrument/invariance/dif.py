@@ -109,7 +109,9 @@ def item_sds(data: pd.DataFrame, items: Sequence[str], group: str,
                        for lab in labels})
     n = pd.DataFrame({str(lab): data.loc[g == str(lab), list(items)].notna().sum()
                       for lab in labels})
-    codes = {v: sorted(float(c) for c in pd.unique(data[v].dropna())) for v in items}
+    codes = {v: (np.unique(data[v].dropna().to_numpy(float)).tolist()
+                 if pd.api.types.is_numeric_dtype(data[v])
+                 else sorted(float(c) for c in pd.unique(data[v].dropna()))) for v in items}
     return pd.concat({"sd": sd, "n": n}, axis=1), codes
 
 

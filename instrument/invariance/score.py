@@ -58,12 +58,9 @@ def score_information(model: Any, x: np.ndarray, sample: Any, estimator: str, we
             score += f * (ng - 1) / ng * (VD.T @ (o - e))
             info += f * (D.T @ VD)
     else:
-        from instrument.sem.estimators.ml import MLObjective, weighted_delta
-        obj = MLObjective(model, sample)
-        for w, D, gm, imp in zip(obj.w, model.delta(x, wrt="free"), obj.moment_gradients(x),
-                                 model.implied(x)):
-            score += -0.5 * w * (D.T @ gm)
-            info += w * (D.T @ weighted_delta(model, imp.sigma, D))
+        from instrument.sem.estimators.ml import MLObjective
+        grad, info = MLObjective(model, sample).gradient_and_information(x, wrt="free")
+        score = -0.5 * grad
     return score, 0.5 * (info + info.T), int(n.sum())
 
 

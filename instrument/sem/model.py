@@ -436,8 +436,6 @@ class Model:
             if len(cols):
                 D[off:, cols] = ((vr[:, None] == i[None, :]) * G[vc][:, j]
                                  + (vc[:, None] == i[None, :]) * G[vr][:, j])
-                if off:
-                    D[:p, cols] = (np.arange(p)[:, None] == i[None, :]) * a[j][None, :]
             cols, k, l = gf[_PSI]
             if len(cols):
                 t = M[vr][:, k] * M[vc][:, l]
@@ -451,17 +449,37 @@ class Model:
             if len(cols):
                 H = A @ L.T
                 D[off:, cols] = M[vr][:, k] * H[l][:, vc].T + M[vc][:, k] * H[l][:, vr].T
-                if off:
-                    D[:p, cols] = M[:, k] * a[l][None, :]
             if off:
-                cols, k, _ = gf[_NU]
-                if len(cols):
-                    D[:p, cols] = (np.arange(p)[:, None] == k[None, :])
-                cols, k, _ = gf[_ALPHA]
-                if len(cols):
-                    D[:p, cols] = M[:, k]
+                D[:p] = self._mean_rows(gf, len(gc), M, a)
             out.append(D)
         return out
+
+    def delta_mean(self, x: np.ndarray) -> list[np.ndarray]:
+        """The mean rows of `delta_compact` per group, shape (p, n_free_in_group); requires a
+        mean structure."""
+        out = []
+        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+            M = mats["lambda_"] @ self._ibinv(mats["beta"])
+            out.append(self._mean_rows(gf, len(gc), M, self._ibinv(mats["beta"]) @ mats["alpha"]))
+        return out
+
+    def _mean_rows(self, gf, ncol: int, M: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """d mu / d x for one group's free rows (the formulas of `delta_compact`)."""
+        p = self.p
+        D = np.zeros((p, ncol))
+        cols, i, j = gf[_LAMBDA]
+        if len(cols):
+            D[:, cols] = (np.arange(p)[:, None] == i[None, :]) * a[j][None, :]
+        cols, k, l = gf[_BETA]
+        if len(cols):
+            D[:, cols] = M[:, k] * a[l][None, :]
+        cols, k, _ = gf[_NU]
+        if len(cols):
+            D[:, cols] = (np.arange(p)[:, None] == k[None, :])
+        cols, k, _ = gf[_ALPHA]
+        if len(cols):
+            D[:, cols] = M[:, k]
+        return D
 
     def delta_factors(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Rank-2 factors of each compact Delta column: dSigma_t = a_t b_t' + b_t a_t'.
@@ -470,7 +488,7 @@ class Model:
         -------
         list of (a, b), per group two arrays (p, n_free_in_group); columns of mean parameters
         (nu, alpha) are zero. Used to apply the normal-theory weight in O(p^2) per column
-        (see `instrument.sem.estimators.ml.weighted_delta_factored`).
+        (see `instrument.sem.estimators.ml.factored_information`).
 
         Notes
         -----
@@ -611,5 +629,7 @@ def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndar
 def with_defined_rows(est: pd.DataFrame, model: Model, x: np.ndarray,
                          vcov_x: np.ndarray | None) -> pd.DataFrame:
     """The estimates table followed by the ``:=`` rows (`Model.defined_rows`)."""
+    if not model.defined.defined:
+        return est
     extra = model.defined_rows(x, vcov_x)
     return est if extra.empty else pd.concat([est, extra], ignore_index=True)

@@ -378,9 +378,7 @@ def stage_invariance(ctx: dict) -> Any:
     With simulated data the released parameters are compared with the DIF the plan planted (by
     language; no other grouping has planted DIF): ``truth`` holds hits, misses and false alarms.
     """
-    from instrument.invariance import invariance
-    from instrument.invariance_dif import compare_with_truth
-    from instrument.invariance_ordinal import collapse_empty_categories
+    from instrument.invariance import collapse_empty_categories, compare_with_truth, invariance
 
     a = _analysis(ctx)
     out: dict[str, Any] = {}

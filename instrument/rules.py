@@ -84,7 +84,7 @@ RELIABLE_CHANGE = Rule(
     "abs(z)", 1.96, ">=",
     "Jacobson, N. S., & Truax, P. (1991). Clinical significance. J. Consult. Clin. Psychol., "
     "59(1), 12-19. https://doi.org/10.1037/0022-006X.59.1.12")
-# --- invariance: change-in-fit rules for measurement invariance (instrument/invariance.py) ----
+# --- invariance: change-in-fit rules for measurement invariance (instrument/invariance/) ----
 CHEN_2007 = ("Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
              "invariance. Structural Equation Modeling, 14(3), 464-504. "
              "https://doi.org/10.1080/10705510701301834")

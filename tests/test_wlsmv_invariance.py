@@ -135,7 +135,7 @@ def _canon(text: str) -> set:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_syntax_equals_semtools(step):
-    from instrument.invariance_ordinal import count_thresholds, wu_estabrook_syntax
+    from instrument.invariance import count_thresholds, wu_estabrook_syntax
     nth = count_thresholds(bfi(), ITEMS)
     ours = wu_estabrook_syntax(MODEL, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
     assert _canon(ours) == _canon((FIX / f"j_syntax_{step}.lav").read_text())
@@ -315,7 +315,7 @@ def bfi_binary() -> pd.DataFrame:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_binary_items(step):
-    from instrument.invariance_ordinal import (count_thresholds, fit_ordinal_step,
+    from instrument.invariance import (count_thresholds, fit_ordinal_step,
                                                wu_estabrook_syntax)
     model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
     items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]

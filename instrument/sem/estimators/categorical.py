@@ -34,7 +34,6 @@ from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
 from instrument.sem.syntax import SyntaxRow
 from instrument.sem.test.scaled_shifted import scaled_shifted
-from instrument.sem.test.score import equality_score_table
 
 __all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -720,42 +719,6 @@ def group_chisq_wls(fit) -> list[float]:
     obj = DWLSObjective(st["model"], st["cstats"], st["weight"])
     Fg = obj.group_values(st["x"])
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
-
-
-def score_test_equality_wls(fit):
-    """lavaan-style ``lavTestScore()`` of every equality constraint of a WLSMV fit.
-
-    Returns
-    -------
-    DataFrame
-        As `instrument.invariance.score_test_equality`: ``lhs op rhs parameter lhs_group
-        rhs_group X2 df pvalue epc``, the total test in ``.attrs["total"]``.
-
-    Notes
-    -----
-    For the model with the constraints released (one column per free table row, Delta_free),
-    evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
-    (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
-    ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
-    statistics of `instrument.sem.test.score.score_tests` with N. These are the (unscaled)
-    statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
-    releases.
-    """
-    st = model_state(fit)
-    model, x, cstats = st["model"], st["x"], st["cstats"]
-    obj = DWLSObjective(model, cstats, st["weight"])
-    n = np.array([g.n for g in cstats.groups], float)
-    fg = n / n.sum()
-    k = len(model.free_rows)
-    score = np.zeros(k)
-    info = np.zeros((k, k))
-    for f, ng, v, o, e, D in zip(fg, n, obj.V, obj.obs, model.wls_est(x),
-                                 model.wls_delta(x, wrt="free")):
-        VD = v[:, None] * D
-        score += f * (ng - 1) / ng * (VD.T @ (o - e))
-        info += f * (D.T @ VD)
-    info = 0.5 * (info + info.T)
-    return equality_score_table(score, info, model, fit.partable, int(n.sum()))
 
 
 def _catml_robust(model, x, cstats, deltas, st):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_scaled_shifted, dwls_vcov_robust
+from instrument.sem.estimators.dwls import dwls_vcov_robust
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.polychoric import CategoricalSampleStats
@@ -33,7 +33,7 @@ from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scale
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
 from instrument.sem.syntax import SyntaxRow
-from instrument.sem.test.score import equality_score_table
+from instrument.sem.test.scaled_shifted import scaled_shifted
 
 __all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -415,7 +415,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     -----
     Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = (N - G) F``;
     standard errors ``E^-1 Delta' W Gamma W Delta E^-1 / (N - G)`` (`dwls_vcov_robust`) and the
-    scaled-shifted test (`dwls_scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
+    scaled-shifted test (`instrument.sem.test.scaled_shifted.scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
     ``fitMeasures()`` for categorical data: RMSEA with N - G, SRMR over the off-diagonal
     correlation residuals with divisor p(p+1)/2.
     """
@@ -535,16 +535,10 @@ def _uls_stats(cstats):
         missing=cstats.missing, group_var=cstats.group_var)
 
 
-def test_scaled_shifted(chisq: float, df: int, deltas, cstats, weight: str = "DWLS") -> dict:
-    """`dwls_scaled_shifted` for the DWLS or the identity (ULS) weight."""
-    st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    return dwls_scaled_shifted(chisq, df, deltas, st)
-
-
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted_fast(chisq, df, deltas, st) if df > 0 else None
+    ss = scaled_shifted(chisq, df, deltas, st) if df > 0 else None
     bl = _baseline_fast(st)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
@@ -727,42 +721,6 @@ def group_chisq_wls(fit) -> list[float]:
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
 
 
-def score_test_equality_wls(fit):
-    """lavaan-style ``lavTestScore()`` of every equality constraint of a WLSMV fit.
-
-    Returns
-    -------
-    DataFrame
-        As `instrument.invariance.score_test_equality`: ``lhs op rhs parameter lhs_group
-        rhs_group X2 df pvalue epc``, the total test in ``.attrs["total"]``.
-
-    Notes
-    -----
-    For the model with the constraints released (one column per free table row, Delta_free),
-    evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
-    (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
-    ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
-    statistics of `instrument.sem.test.score.score_tests` with N. These are the (unscaled)
-    statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
-    releases.
-    """
-    st = model_state(fit)
-    model, x, cstats = st["model"], st["x"], st["cstats"]
-    obj = DWLSObjective(model, cstats, st["weight"])
-    n = np.array([g.n for g in cstats.groups], float)
-    fg = n / n.sum()
-    k = len(model.free_rows)
-    score = np.zeros(k)
-    info = np.zeros((k, k))
-    for f, ng, v, o, e, D in zip(fg, n, obj.V, obj.obs, model.wls_est(x),
-                                 model.wls_delta(x, wrt="free")):
-        VD = v[:, None] * D
-        score += f * (ng - 1) / ng * (VD.T @ (o - e))
-        info += f * (D.T @ VD)
-    info = 0.5 * (info + info.T)
-    return equality_score_table(score, info, model, fit.partable, int(n.sum()))
-
-
 def _catml_robust(model, x, cstats, deltas, st):
     """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
 
@@ -848,48 +806,8 @@ def _catml_robust(model, x, cstats, deltas, st):
 # fast traces (k x k algebra instead of dense moment-sized products)
 # ------------------------------------------------------------------------------------------
 
-def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
-    """`instrument.sem.estimators.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
-
-    Notes
-    -----
-    With W_g = WLS_V_g (diagonal), A_g = W_g Gamma_g, B_g = W_g Delta_g, Y_g = Gamma_g B_g,
-    E = sum_g f_g Delta_g' B_g, H = sum_g f_g B_g' Y_g and K = sum_g f_g Y_g' W_g Y_g:
-    ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
-    ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
-    (the same quantities as the dense formula; the group weights f_g cancel as there).
-    """
-    n = np.array([g.n for g in stats.groups], float)
-    fg = n / n.sum()
-    k = deltas[0].shape[1]
-    E = np.zeros((k, k))
-    H = np.zeros((k, k))
-    K = np.zeros((k, k))
-    trA = trA2 = 0.0
-    for f, D, g in zip(fg, deltas, stats.groups):
-        w = np.diag(g.WLS_V)
-        B = w[:, None] * D
-        Y = g.NACOV @ B
-        A = w[:, None] * g.NACOV
-        trA += float(np.trace(A))
-        trA2 += float(np.sum(A * A.T))
-        E += f * (D.T @ B)
-        H += f * (B.T @ Y)
-        K += f * (Y.T @ (w[:, None] * Y))
-    Ei = np.linalg.inv(E)
-    EH = Ei @ H
-    tr1 = trA - float(np.trace(EH))
-    tr2 = trA2 - 2.0 * float(np.sum(Ei * K.T)) + float(np.sum(EH * EH.T))
-    a = np.sqrt(df / tr2)
-    b = df - a * tr1
-    stat = a * chisq + b
-    return {"trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.scaling.factor": float(1.0 / a),
-            "chisq.shift.parameters": float(b), "chisq.scaled": float(stat),
-            "pvalue.scaled": float(_st.chi2.sf(stat, df))}
-
-
 def _baseline_fast(stats) -> dict:
-    """`instrument.sem.estimators.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
+    """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.groups]
     tot = sum(nfree)
@@ -900,6 +818,6 @@ def _baseline_fast(stats) -> dict:
         off += nf
         deltas.append(D)
     df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
-    ss = scaled_shifted_fast(0.0, df, deltas, stats)
+    ss = scaled_shifted(0.0, df, deltas, stats)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

@@ -2,7 +2,7 @@
 
 `wu_estabrook_syntax` writes, for one rung of the ladder, the lavaan syntax that semTools'
 ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016", parameterization = "theta")``
-writes; `fit_ordinal_step` fits it by WLSMV. `instrument.invariance.invariance` calls these when
+writes; `fit_ordinal_step` fits it by WLSMV. `instrument.invariance.ladder.invariance` calls these when
 ``ordered=`` is given (rungs configural -> thresholds -> metric (loadings) -> scalar
 (intercepts) -> strict (residuals)).
 """

@@ -1036,7 +1036,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
         out["low_precision"] = int((rel < _rules.MIN_SCHOOL_RELIABILITY.threshold).sum())
     lines = []
     codes = _codes(tab[tab["suppressed"]])
-    privacy = int(codes.map(lambda c: "privacy" in c).sum())
+    privacy = sum("privacy" in str(c) for c in codes)
     if privacy:
         lines.append(t("%(n)s because fewer than %(min_n)s people answered", n=privacy,
                        min_n=_fmt(_rules.MIN_N_PRIVACY.threshold, 0)))

@@ -215,7 +215,11 @@ def read_bank(results: Mapping[str, Any]) -> Section:
     if items is None or miss:
         return _unavailable("bank", f"bank items lack {', '.join(miss)}")
     forms = [str(f) for f in dict.fromkeys(items["form"])]
-    languages = [str(x) for x in (b.get("languages") or ["en"])]
+    languages = [str(x) for x in (b.get("languages")
+                                  or [c[5:] for c in items.columns if c.startswith("text_")])]
+    if not languages:   # results without the bank's languages: translation records imply two
+        translated = items["translation_status"].fillna("").astype(str).str.len().gt(0).any()
+        languages = ["en", "es"] if translated else ["en"]
     has_findings = bool(items["finding"].notna().any())
     keys = ["construct", "finding"] if has_findings else ["construct"]
     blueprint = (items.groupby([*keys, "form"], sort=False).size()

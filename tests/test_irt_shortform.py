@@ -88,10 +88,32 @@ def test_cli_shortform(tmp_path):
     from instrument.cli import main
     out = tmp_path / "short.yaml"
     r = CliRunner().invoke(main, ["shortform", "--form", "teacher", "--items-per-construct", "3",
-                                  "--plan", "tiny", "--seed", "2", "--export", str(out)])
+                                  "--plan", "tiny", "--seed", "2", "--export", str(out),
+                                  "--export-bank", str(tmp_path / "bank")])
     assert r.exit_code == 0, r.output
     import yaml
     form = yaml.safe_load(out.read_text())
     assert form["form"] == "teacher_short3" and len(form["items"]) == 15
+    exported = ins.load_bank(tmp_path / "bank")
+    assert (exported.items["form"] == "teacher_short3").sum() == 15
     bad = CliRunner().invoke(main, ["shortform", "--items-per-construct", "9", "--plan", "tiny"])
     assert bad.exit_code != 0 and "needs at least 9" in bad.output and "Traceback" not in bad.output
+
+
+def test_bank_export_loads_as_a_new_form(teacher_short, tmp_path):
+    out = teacher_short.export_bank(tmp_path / "bank")
+    bank = ins.load_bank(out)
+    src = ins.load_bank()
+    new = bank.items[bank.items["form"] == "teacher_short3"].set_index("item_id")
+    assert len(new) == len(teacher_short.selected)
+    for iid in teacher_short.selected:
+        copy = new.loc["teacher_short3_" + iid[len("t_"):]]
+        orig = src.items.set_index("item_id").loc[iid]
+        for col in ("construct", "finding", "reverse", "scale"):
+            assert copy[col] == orig[col], (iid, col)
+    # the rest of the bank is unchanged
+    assert len(bank.items) == len(src.items) + len(new)
+    syntax = bank.model_syntax(form="teacher_short3")
+    assert syntax.count("=~") == teacher_short.constructs.shape[0]
+    with pytest.raises(ValueError, match="new or empty folder"):
+        teacher_short.export_bank(out)

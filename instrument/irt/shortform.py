@@ -114,6 +114,19 @@ class ShortFormResult:
                 "items_per_construct": self.k, "items": self.selected,
                 "source": "instrument.irt.shortform (maximum information at the band cut points)"}
 
+    def export_bank(self, out_dir: Any, *, source: Any = None, name: str | None = None) -> Any:
+        """Write a copy of the bank at ``source`` (shipped bank when None) to ``out_dir`` with the
+        short form as a new form (`instrument.bank.export.add_form`); returns the folder, which
+        ``instrument.load_bank`` loads."""
+        from instrument.bank.export import add_form
+
+        form = name or f"{self.form}_short{self.k}"
+        return add_form(self.selected, base_form=self.form, form_id=form, out_dir=out_dir,
+                        source=source, label_suffix=f"short form, {self.k} items per construct",
+                        note=f"Chosen by instrument.irt.shortform: {self.k} items per construct "
+                             "with the most graded-model information at the band cut points "
+                             "under the blueprint constraints.")
+
     def to_dict(self) -> dict:
         return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
 

@@ -714,10 +714,22 @@ def _irt(s: Section, num: _Numberer) -> dict:
                 "S_X2_p", "misfit", "dif_flagged", "selected"]].copy()
     for c in ("reverse", "misfit", "dif_flagged", "selected"):
         items[c] = ["yes" if v else "" for v in items[c]]
+    # short headers that wrap between words, so no column is broken mid-word on the page
+    items = items.rename(columns={"reverse": "rev.", "information": "info", "S_X2": "S-X2",
+                                  "S_X2_df": "df", "S_X2_p": "p", "dif_flagged": "DIF",
+                                  "selected": "short form"})
     cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
                "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
                "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
     cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
+    cons = cons.rename(columns={"n_full": "items full", "n_short": "items short",
+                                "findings": "Stage 2 findings", "covered": "findings kept",
+                                "reverse_short": "rev. short", "rel_full": "rel full",
+                                "rel_short": "rel short", "r_full_short_levy": "r full short (Levy)",
+                                "school_rel_full": "school rel full",
+                                "school_rel_short": "school rel short",
+                                "school_rel_lost_per_item": "school rel lost per item",
+                                "dif_tested": "DIF tested"})
     cond = pd.DataFrame([{"construct": r["construct"],
                           **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
                           **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
@@ -728,13 +740,15 @@ def _irt(s: Section, num: _Numberer) -> dict:
     return {"form": s["form"], "k": s["k"],
             "item_table": num.table(Table(
                 f"Graded response model per construct, {s['form']} form: items", items,
-                [f"a: slope; information: summed at the band cut points on the trait scale; S-X2: "
-                 f"Orlando & Thissen (2000) item fit ({_rules.S_X2_ALPHA.describe()}); "
-                 f"selected: in the {s['k']}-item short form."], 3)),
+                [f"a: slope; rev.: reverse-keyed; info: information summed at the band cut points "
+                 f"on the trait scale; S-X2, df, p: Orlando & Thissen (2000) item fit "
+                 f"({_rules.S_X2_ALPHA.describe()}; no p when df < 1); DIF: flagged by ordinal "
+                 f"logistic regression by language; short form: in the {s['k']}-item short "
+                 "form."], 3)),
             "constructs": num.table(Table(
                 f"Short form ({s['k']} items per construct): what it keeps", cons,
-                ["rel: empirical reliability of EAP scores; r_full_short_levy: correlation of the "
-                 "short and full summed scores without the shared error (Levy, 1967); school_rel: "
+                ["rel: empirical reliability of EAP scores; r full short (Levy): correlation of the "
+                 "short and full summed scores without the shared error (Levy, 1967); school rel: "
                  "Spearman-Brown reliability of a school mean at the mean respondents per school; "
                  f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
                  f"({share.get('source', '')}); DIF by language needs "
@@ -749,6 +763,67 @@ def _irt(s: Section, num: _Numberer) -> dict:
             "ld_rule": _rules.Q3_RELATIVE.describe()}
 
 
+def _irt_dif(s: Section, num: _Numberer) -> dict:
+    """One table per form and language: CFA invariance releases, ordinal logistic regression DIF
+    and IRT likelihood-ratio DIF of each item side by side."""
+    if not s.available:
+        return {"na": s.reason}
+    tables = []
+    yes = lambda v: "yes" if v is True or v == 1 or str(v).lower() == "true" else ""  # noqa: E731
+    for form, d in s["forms"].items():
+        t = d["table"].copy()
+        cfa = d["cfa"]
+        if cfa is not None:
+            t = t.merge(cfa, on="item", how="left")
+            t["cfa_released"] = t["cfa_released"].fillna("")
+        show = pd.DataFrame({"construct": t["construct"], "item": t["item"]})
+        if cfa is not None:
+            show["CFA released"] = t["cfa_released"]
+            show["dMACS"] = t["cfa_dmacs"]
+        show["OLR chi2"] = t["olr_chi13"]
+        show["OLR p"] = t["olr_p13"]
+        show["OLR dR2"] = t["olr_R2_13"]
+        show["OLR DIF"] = [yes(v) for v in t["olr_flagged"]]
+        if "lr_G2" in t.columns:
+            show["IRT G2"] = t["lr_G2"]
+            show["IRT df"] = t["lr_df"]
+            show["IRT p"] = t["lr_p"]
+            show["IRT DIF"] = [yes(v) for v in t["lr_flagged"]]
+        notes = [f"{d['focal']} (focal, n = {d['n'].get(d['focal'], '')}) against {d['reference']} "
+                 f"(reference, n = {d['n'].get(d['reference'], '')}). CFA released: the invariance "
+                 "steps whose constraints on the item the partial-invariance search released "
+                 "(blank: none), with the item's largest dMACS"
+                 if cfa is not None else
+                 f"{d['focal']} (focal) against {d['reference']} (reference). No CFA invariance "
+                 f"ladder of the {form} form by {s['group']} is in these results"]
+        notes.append("OLR: ordinal logistic regression with lordif's iterative purification, "
+                     "chi2 (2 df) of model 3 against model 1, dR2 its change in Nagelkerke "
+                     f"pseudo-R2 ({_rules.DIF_ALPHA.describe()}; size "
+                     f"{_rules.DIF_R2_MODERATE.describe()}, {_rules.DIF_R2_LARGE.describe()})")
+        if "lr_G2" in t.columns:
+            notes.append("IRT: likelihood ratio G2 of the two-group graded model with the item "
+                         "free against it equal across groups, anchors purified "
+                         f"({_rules.IRT_LR_DIF_ALPHA.describe()})")
+        if "planted" in t.columns:
+            planted = t["planted"].map(lambda v: yes(v) == "yes")
+            show["planted"] = [yes(v) for v in planted]
+            parts = []
+            for key, name in (("cfa_released", "CFA"), ("olr_flagged", "OLR"),
+                              ("lr_flagged", "IRT")):
+                if key not in t.columns:
+                    continue
+                fl = (t[key].astype(str) != "") if key == "cfa_released" else \
+                    t[key].map(lambda v: yes(v) == "yes")
+                parts.append(f"{name} {int((fl & planted).sum())} of {int(planted.sum())} planted "
+                             f"items, {int((fl & ~planted).sum())} false alarms")
+            notes.append("Simulated data: planted = DIF built into the simulation. Found: "
+                         + "; ".join(parts))
+        tables.append(num.table(Table(
+            f"Item DIF by {s['group']}, {form} form: {d['focal']} vs {d['reference']}", show,
+            ["; ".join(notes) + "."], 3)))
+    return {"tables": tables, "skipped": s["skipped"], "warnings": s["warnings"]}
+
+
 def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
                data: Any = None) -> dict:
     num = _Numberer()
@@ -760,6 +835,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "consequences": _consequences(secs["scores"], secs["classification"], num),
            "district": _district(secs["policy"], num),
            "irt": _irt(secs["irt"], num),
+           "irt_dif": _irt_dif(secs["irt_dif"], num),
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:

@@ -44,6 +44,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
     # IRT item analysis and short form (graded model per construct): form and items per construct
     "shortform": {"form": "teacher", "items_per_construct": 3},
+    # respondent scores behind school scores: "mean" (raw scale means) or "irt" (graded-model
+    # EAPs, person measurement error carried into the school SE; `instrument.scores`)
+    "scoring": "mean",
 }
 
 
@@ -536,10 +539,15 @@ def stage_scores(ctx: dict) -> Any:
     """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
 
+    scoring = _analysis(ctx)["scoring"]
+    if scoring not in ("mean", "irt"):
+        raise ValueError(f"plan analysis.scoring: expected 'mean' or 'irt'; got {scoring!r}.")
     frames = []
     for form, rs in _forms(ctx).items():
+        # the multilevel stage's ICC1 is of raw scale means; IRT scores estimate their own
+        icc1 = ctx.get("icc1", {}).get(form) if scoring == "mean" else None
         frames.append(school_scores(rs, bank=ctx["bank"], outcomes=ctx.get("outcomes"),
-                                    icc1=ctx.get("icc1", {}).get(form)))
+                                    icc1=icc1, scoring=scoring))
     ctx["scores"] = pd.concat(frames, ignore_index=True)
     return {"table": ctx["scores"]}
 

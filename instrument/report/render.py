@@ -718,18 +718,20 @@ def _irt(s: Section, num: _Numberer) -> dict:
     items = items.rename(columns={"reverse": "rev.", "information": "info", "S_X2": "S-X2",
                                   "S_X2_df": "df", "S_X2_p": "p", "dif_flagged": "DIF",
                                   "selected": "short form"})
-    cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
-               "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
-               "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
-    cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
-    cons = cons.rename(columns={"n_full": "items full", "n_short": "items short",
-                                "findings": "Stage 2 findings", "covered": "findings kept",
-                                "reverse_short": "rev. short", "rel_full": "rel full",
-                                "rel_short": "rel short", "r_full_short_levy": "r full short (Levy)",
-                                "school_rel_full": "school rel full",
-                                "school_rel_short": "school rel short",
-                                "school_rel_lost_per_item": "school rel lost per item",
-                                "dif_tested": "DIF tested"})
+    # nine columns whose headers wrap between words: counts are paired in one cell each
+    cons = pd.DataFrame({
+        "construct": co["construct"],
+        "items full / short": [f"{a} / {b}" for a, b in zip(co["n_full"], co["n_short"])],
+        "findings kept / all": [f"{a} / {b}" for a, b in zip(co["covered"], co["findings"])],
+        "reverse kept": co["reverse_short"],
+        "rel full": co["rel_full"], "rel short": co["rel_short"],
+        "r (Levy)": co["r_full_short_levy"], "school rel full": co["school_rel_full"],
+        "school rel short": co["school_rel_short"],
+        "school rel lost per item": co["school_rel_lost_per_item"]})
+    tested = [str(c) for c, v in zip(co["construct"], co["dif_tested"]) if bool(v)]
+    dif_note = (f"DIF by language was tested for {', '.join(tested)}" if tested else
+                "DIF by language was not tested (no construct had two languages with enough "
+                "respondents)")
     cond = pd.DataFrame([{"construct": r["construct"],
                           **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
                           **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
@@ -747,11 +749,11 @@ def _irt(s: Section, num: _Numberer) -> dict:
                  "form."], 3)),
             "constructs": num.table(Table(
                 f"Short form ({s['k']} items per construct): what it keeps", cons,
-                ["rel: empirical reliability of EAP scores; r full short (Levy): correlation of the "
+                ["rel: empirical reliability of EAP scores; r (Levy): correlation of the "
                  "short and full summed scores without the shared error (Levy, 1967); school rel: "
                  "Spearman-Brown reliability of a school mean at the mean respondents per school; "
                  f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
-                 f"({share.get('source', '')}); DIF by language needs "
+                 f"({share.get('source', '')}); {dif_note}; it needs "
                  f"{_rules.DIF_MIN_GROUP.threshold:g} respondents per group."], 3)),
             "conditional": num.table(Table(
                 "Conditional reliability at the band cut points (full and short form)", cond,

@@ -564,7 +564,18 @@ def read_irt(results: Mapping[str, Any]) -> Section:
                                       "items": as_frame(r["items"]),
                                       "constructs": as_frame(r["constructs"]),
                                       "ld_pairs": as_frame(r.get("ld_pairs")),
+                                      "ladder": _ladder(r.get("ladder")),
                                       "rules": r.get("rules", {})})
+
+
+def _ladder(d: Any) -> dict:
+    """The short form's invariance ladder: ``{"table": frame, ...}`` or ``{"not_tested": why}``."""
+    if not isinstance(d, Mapping):
+        return {}
+    out = dict(d)
+    if "table" in d:
+        out["table"] = as_frame(d["table"])
+    return out
 
 
 def _cfa_item_releases(results: Mapping[str, Any], form: str, group: str) -> pd.DataFrame | None:

@@ -760,7 +760,27 @@ def _irt(s: Section, num: _Numberer) -> dict:
             "ld": (num.table(Table("Locally dependent item pairs (Yen's Q3)", ld,
                                    [_rules.Q3_RELATIVE.describe()], 3))
                    if ld is not None and len(ld) else None),
-            "ld_rule": _rules.Q3_RELATIVE.describe()}
+            "ld_rule": _rules.Q3_RELATIVE.describe(),
+            **_short_ladder(s.get("ladder") or {}, s["form"], num)}
+
+
+def _short_ladder(lad: Mapping[str, Any], form: str, num: _Numberer) -> dict:
+    """The short form's invariance ladder table, or why it was not fitted."""
+    t = lad.get("table")
+    if t is None:
+        why = lad.get("not_tested")
+        return {"ladder_na": (f"The short form's invariance ladder by {lad.get('group', 'language')} "
+                              f"was not fitted: {why}.") if why else None}
+    idx = LADDER_INDICES.get(str(lad.get("estimator", "ML")), LADDER_INDICES["ML"])
+    keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "chisq.diff", "df.diff",
+                        "pvalue.diff", "verdict") if c in t.columns]
+    n = lad.get("n") or {}
+    return {"ladder": num.table(Table(
+        f"Invariance ladder of the {form} short form by {lad.get('group', 'language')}", t[keep],
+        [f"{lad.get('estimator', '')}, items ordered, pairwise present data; groups "
+         + ", ".join(f"{k} (n = {v})" for k, v in n.items())
+         + ". Each step is compared with the one before; the verdict quotes the rule applied."],
+        3))}
 
 
 def _irt_dif(s: Section, num: _Numberer) -> dict:

@@ -347,7 +347,8 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     frame["est"] = np.nan
     frame["se"] = np.nan
     frame = frame[list(PARTABLE_COLUMNS)]
-    check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
+    if statements:
+        check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
     pt = ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
                   constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
                                 "group_partial": list(group_partial)}, defined)

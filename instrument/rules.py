@@ -388,7 +388,8 @@ IRT_LR_DIF_ALPHA = Rule(
     "are read at the same level",
     note="Likelihood-ratio G2 of the two-group graded model with the studied item's slope and "
          "intercepts free against the model with them equal (df = number of item parameters); "
-         "anchors purified once (items flagged by the all-other-items-as-anchors test are dropped).")
+         "anchors purified (items flagged by the all-other-items-as-anchors test are dropped, then "
+         "the items flagged against those anchors, until the anchor set repeats).")
 DIF_R2_LORDIF = Rule(
     "dif.R2.delta", 0.02, "<",
     "Choi, S. W., Gibbons, L. E., & Crane, P. K. (2011). lordif. Journal of Statistical Software, "

@@ -54,3 +54,10 @@ def test_bad_group_is_named(data):
         dif(data.assign(language="en"), ["i01", "i02"], group="language")
     with pytest.raises(ValueError, match="criterion="):
         dif(data, ["i01", "i02"], group="language", criterion="beta")
+
+
+def test_purification_stops_before_matching_on_one_item(data):
+    # with two of three items carrying DIF, the contaminated matching flags all three in round 1
+    res = dif(data, ["i01", "i03", "i06"], group="language")
+    assert {"i03", "i06"} <= set(res.flagged) and res.iterations == 1
+    assert "purification stopped" in res.note and res.anchors == ("i01", "i03", "i06")

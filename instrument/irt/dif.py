@@ -41,6 +41,7 @@ from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonab
 from instrument.rules import DIF_ALPHA, DIF_R2_LARGE, DIF_R2_LORDIF, DIF_R2_MODERATE
 
 MAX_PURIFICATION = 10
+MIN_ANCHORS = 2       # purification stops rather than match on fewer items than this
 
 
 def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100):
@@ -80,7 +81,10 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100):
         Py = P[np.arange(n), y]
         g = (dP[np.arange(n), y] / Py[:, None]).sum(axis=0)
         info = np.einsum("nkp,nkq->pq", dP / np.clip(P, 1e-300, None)[..., None], dP)
-        step = np.linalg.solve(info, g)
+        try:
+            step = np.linalg.solve(info, g)
+        except np.linalg.LinAlgError:      # separation: the likelihood has no finite maximum
+            step = np.linalg.lstsq(info, g, rcond=None)[0]
         t = 1.0
         while True:
             z1, b1 = zeta + t * step[:m], beta + t * step[m:]
@@ -150,6 +154,8 @@ class DIFResult:
         ``DIF_R2_LARGE`` for the magnitude).
     theta : ndarray
         The final matching trait estimates (EAP of a graded model fitted to the anchors).
+    note : str
+        Why purification stopped early, if it did (fewer than `MIN_ANCHORS` unflagged items).
     meta : Meta
     """
 
@@ -163,6 +169,7 @@ class DIFResult:
     criterion: str
     rules: Mapping[str, Any]
     theta: np.ndarray
+    note: str = ""
     meta: Meta = field(default_factory=Meta)
 
     @property
@@ -174,7 +181,7 @@ class DIFResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DIFResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
+        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta" and k in d}
         kw["items"] = tuple(kw["items"])
         kw["anchors"] = tuple(kw["anchors"])
         kw["theta"] = np.asarray([np.nan if v is None else v for v in kw["theta"]], dtype=float)
@@ -188,7 +195,8 @@ class DIFResult:
                             + (DIF_ALPHA.describe() if self.criterion == "chisq"
                                else "not " + DIF_R2_LORDIF.describe())
                             + f". Magnitude: {DIF_R2_MODERATE.describe()}, {DIF_R2_LARGE.describe()}."
-                            f" Purification rounds: {self.iterations}.",), digits=4)
+                            f" Purification rounds: {self.iterations}."
+                            + (f" Note: {self.note}." if self.note else ""),), digits=4)
 
 
 def _flag(row: Mapping[str, float], criterion: str) -> tuple[bool, str]:
@@ -249,6 +257,7 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     X = X - np.nanmin(X, axis=0)
     frame = pd.DataFrame(X, columns=items)
     flagged: list[str] = []
+    stopped = ""
     history: list[tuple[str, ...]] = []
     table = None
     theta = None
@@ -269,6 +278,11 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
         if new in history or tuple(flagged) == new:
             flagged = list(new)
             break
+        if len(items) - len(new) < MIN_ANCHORS:
+            # too few unflagged items to match on: the flags of this round stand
+            stopped = (f"purification stopped: {len(new)} of {len(items)} items flagged leaves "
+                       f"fewer than {MIN_ANCHORS} to estimate the matching trait")
+            break
         history.append(tuple(flagged))
         flagged = list(new)
     rules = {"DIF_ALPHA": DIF_ALPHA.to_dict(), "DIF_R2_LORDIF": DIF_R2_LORDIF.to_dict(),
@@ -277,5 +291,4 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
                          "maxit": maxit}, data_hash=hash_frame(frame))
     return DIFResult(items=tuple(items), group=group, reference=str(ref), focal=str(foc),
                      table=table, iterations=rnd, anchors=tuple(anchors), criterion=criterion,
-                     rules=rules,
-                     theta=theta, meta=meta)
+                     rules=rules, theta=theta, note=stopped, meta=meta)

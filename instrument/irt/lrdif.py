@@ -9,14 +9,18 @@ variance are estimated, and the anchor items have equal slopes and intercepts in
 
     G2_j = 2 (logL_augmented - logL_compact),   df = m_j + 1   (slope and m_j intercepts)
 
-Anchors are purified once (Thissen, Steinberg & Wainer 1993; the two-stage use of IRTLRDIF):
+Anchors are purified (Thissen, Steinberg & Wainer 1993; the two-stage use of IRTLRDIF, repeated):
 
 * stage 1, all other items as anchors: compact = every item equal; augmented = item j free;
 * the anchor set is the items not flagged at stage 1 (`IRT_LR_DIF_ALPHA`);
 * stage 2: base = anchors equal, the other items free; an anchor item is tested by freeing it
-  (compact = base), a non-anchor item by constraining it (augmented = base).
+  (compact = base), a non-anchor item by constraining it (augmented = base);
+* stage 2 is repeated with the items it did not flag as anchors until the anchor set repeats
+  (iterative purification as in lordif; at most `MAX_PURIFICATION` rounds, never fewer than
+  `MIN_ANCHORS` anchors). With many respondents, stage 1 flags clean items whose matching is
+  contaminated by a large-DIF item; the repetition returns them to the anchor set.
 
-The stage 2 G2 is the reported test. Each augmented (compact) model starts the EM at the compact
+The last stage 2 G2 is the reported test. Each augmented (compact) model starts the EM at the compact
 (augmented) fit's estimates.
 
 References
@@ -45,6 +49,8 @@ from instrument.irt.mml import IRTResult, irt
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 from instrument.rules import IRT_LR_DIF_ALPHA
 
+MAX_PURIFICATION = 10
+MIN_ANCHORS = 2   # an anchor set is not reduced below this many items
 LR_TOL = 1e-5     # EM stopping tolerance of the nested fits (G2 within 1e-6 of a direct optimum)
 
 
@@ -66,7 +72,9 @@ class LRDIFResult:
     latent : DataFrame
         ``group mean var`` of the stage 2 base model.
     loglik : float
-        Log-likelihood of the stage 2 base model.
+        Log-likelihood of the final base model (anchors equal, other items free).
+    rounds : int
+        Stage 2 rounds until the anchor set repeated.
     rules : dict
     meta : Meta
     """
@@ -79,6 +87,7 @@ class LRDIFResult:
     anchors: tuple[str, ...]
     latent: pd.DataFrame
     loglik: float
+    rounds: int
     rules: Mapping[str, Any]
     meta: Meta = field(default_factory=Meta)
 
@@ -109,7 +118,7 @@ def _slopes(fit: IRTResult, item: str) -> tuple[float, float]:
 
 def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any | None = None,
           anchors: Sequence[str] | None = None, tol: float = LR_TOL) -> LRDIFResult:
-    """IRT likelihood-ratio DIF of each item with once-purified anchors (two-group graded model).
+    """IRT likelihood-ratio DIF of each item with purified anchors (two-group graded model).
 
     Parameters
     ----------
@@ -185,6 +194,27 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
         if bad or not anchors:
             raise ValueError(f"anchors= must name items of the construct; got {anchors}.")
         base = fit(anchors)
+    history = [tuple(anchors)]
+    for _ in range(MAX_PURIFICATION):
+        rows = _stage2(fit, base, items, anchors, ncat, stage1)
+        new = [r["item"] for r in rows if not r["flagged"]]
+        if len(new) < MIN_ANCHORS or tuple(new) in history:
+            break
+        anchors = new
+        history.append(tuple(new))
+        base = fit(anchors, start=base)
+    latent = base.latent.assign(group=[str(ref), str(foc)])
+    meta = Meta(options={"group": group, "reference": str(ref), "model": "graded",
+                         "anchors": "given" if not stage1 else "purified", "tol": tol},
+                data_hash=hash_frame(frame))
+    return LRDIFResult(items=tuple(items), group=group, reference=str(ref), focal=str(foc),
+                       table=pd.DataFrame(rows), anchors=tuple(anchors), latent=latent,
+                       loglik=float(base.loglik), rounds=len(history),
+                       rules={"IRT_LR_DIF_ALPHA": IRT_LR_DIF_ALPHA.to_dict()}, meta=meta)
+
+
+def _stage2(fit, base, items, anchors, ncat, stage1) -> list[dict]:
+    """Each item tested against the anchor set: freed if an anchor, constrained if not."""
     rows = []
     for it in items:
         if it in anchors:
@@ -204,11 +234,4 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
                      "anchor": it in anchors, "G2": g2, "df": df, "p": p,
                      "flagged": bool(p == p and not IRT_LR_DIF_ALPHA.passes(p)),
                      "a_ref": a_pair[0], "a_foc": a_pair[1]})
-    latent = base.latent.assign(group=[str(ref), str(foc)])
-    meta = Meta(options={"group": group, "reference": str(ref), "model": "graded",
-                         "anchors": None if not stage1 else "purified", "tol": tol},
-                data_hash=hash_frame(frame))
-    return LRDIFResult(items=tuple(items), group=group, reference=str(ref), focal=str(foc),
-                       table=pd.DataFrame(rows), anchors=tuple(anchors), latent=latent,
-                       loglik=float(base.loglik),
-                       rules={"IRT_LR_DIF_ALPHA": IRT_LR_DIF_ALPHA.to_dict()}, meta=meta)
+    return rows

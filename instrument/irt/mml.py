@@ -243,9 +243,14 @@ class _MML:
     def __init__(self, model, link, x, ncat, gidx, ngroups, anchors_mask, npts, start=None):
         self.model, self.link = model, link
         self.x, self.ncat = x, ncat
-        self.gidx, self.G = gidx, ngroups
+        self.G = ngroups
         self.nodes, self.w0 = quadrature(npts)
-        self.Y, self.offs = _onehot(x, ncat)
+        # persons with the same group and responses contribute identically: one row per pattern
+        keys, first, self.wt = np.unique(np.column_stack([gidx, x]), axis=0, return_index=True,
+                                         return_counts=True)
+        self.gidx = gidx[first]
+        self.wt = self.wt.astype(float)
+        self.Y, self.offs = _onehot(x[first], ncat)
         self.mu = np.zeros(ngroups)
         self.sd = np.ones(ngroups)
         self.blocks: list[_Block] = []
@@ -317,8 +322,9 @@ class _MML:
         return w / w.sum(axis=1, keepdims=True)                                # G Q
 
     def estep(self, logP):
-        """Posterior weights (N x Q), expected counts per group (G x Q x sumK), log-likelihood."""
-        N = self.x.shape[0]
+        """Posterior weights times pattern counts (patterns x Q), expected counts per group
+        (G x Q x sumK), log-likelihood."""
+        N = self.Y.shape[0]
         Q = self.nodes.size
         post = np.empty((N, Q))
         counts = np.empty((self.G, Q, self.offs[-1]))
@@ -331,8 +337,9 @@ class _MML:
             mx = L.max(axis=1, keepdims=True)
             E = np.exp(L - mx)
             s = E.sum(axis=1, keepdims=True)
-            ll += float(np.sum(np.log(s) + mx))
-            W = E / s
+            wt = self.wt[rows]
+            ll += float(wt @ (np.log(s) + mx)[:, 0])
+            W = E / s * wt[:, None]
             post[rows] = W
             counts[g] = W.T @ Yg
         return post, counts, ll

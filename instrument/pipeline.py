@@ -421,6 +421,13 @@ def stage_invariance(ctx: dict) -> Any:
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
         d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
+        t = res.table
+        if "supported" in t and not t["supported"].all():
+            bad = [str(s) for s, h in zip(t["step"], t["holds"]) if not h
+                   and not (str(s) + " (partial)" in set(t["step"]))]
+            refused.append(f"{form} by {group}: step(s) {', '.join(bad)} do not hold "
+                           + ("after the partial-invariance search " if len(res.releases) else "")
+                           + "; the steps after them are not evidence of comparability.")
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         if sim is not None:

@@ -362,8 +362,12 @@ def read_invariance(results: Mapping[str, Any]) -> Section:
             continue
         t = t.rename(columns=_DELTA_ALIASES)
         rel = as_frame(d.get("releases"))
+        truth = d.get("truth") if isinstance(d.get("truth"), Mapping) else None
         out[label or "model"] = {"table": t, "estimator": str(d.get("estimator") or ""),
                                  "releases": rel if rel is not None and len(rel) else None,
+                                 "truth": None if truth is None else {
+                                     "parameters": as_frame(truth.get("parameters")),
+                                     "counts": truth.get("counts") or {}},
                                  "rule_set": str(d.get("rule_set") or ""),
                                  "groups": [str(g) for g in d.get("group_labels") or []]}
     if not out:

@@ -62,14 +62,23 @@ class FieldTestAnalysis:
                  outcome: str = "chronic_absence"):
         self.form, self.estimator = form, estimator
         self.dif_form, self.dif_group, self.outcome = dif_form, dif_group, outcome
+        self._bank = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_bank"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _bank=None)
 
     def describe(self) -> dict:
         return {"analysis": "field test", "form": self.form, "estimator": self.estimator,
                 "dif_form": self.dif_form, "dif_group": self.dif_group, "outcome": self.outcome}
 
     def __call__(self, sim: Any) -> dict:
-        from instrument.bank import load_bank
-        bank = load_bank()
+        if self._bank is None:                    # loaded once per process, not pickled
+            from instrument.bank import load_bank
+            self._bank = load_bank()
+        bank = self._bank
         rec: dict = {}
         rec.update(self._cfa(sim, bank))
         rec.update(self._scores(sim, bank))

@@ -328,6 +328,9 @@ def stage_cfa(ctx: dict) -> Any:
                          missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
+        # the two-step sample statistics (thresholds, polychorics and their asymptotic
+        # covariance) are the fit's input, megabytes of it; the fit stays in ctx for later stages
+        out[form].pop("categorical_stats", None)
         items = ctx["bank"].items_for(form)
         out[form]["missing_data"] = {
             "method": missing, "n_rows": len(half),
@@ -417,8 +420,7 @@ def stage_invariance(ctx: dict) -> Any:
             continue
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
-        d = res.to_dict()
-        d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
+        d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         if sim is not None:

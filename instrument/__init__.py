@@ -14,8 +14,8 @@ from instrument.bank import BankError, check_bank, load_bank  # noqa: E402
 from instrument.efa import bartlett, efa, kmo, parallel_analysis  # noqa: E402
 from instrument.invariance import invariance  # noqa: E402
 from instrument.io import IngestResult, ingest  # noqa: E402
-from instrument.irt import (DIFResult, IRTResult, RaschResult, dif, fscores, irt,  # noqa: E402
-                            person_parameters, rasch, shortform)
+from instrument.irt import (DIFResult, IRTResult, LRDIFResult, RaschResult, dif,  # noqa: E402
+                            fscores, irt, lrdif, person_parameters, rasch, shortform)
 from instrument.itemanalysis import item_analysis  # noqa: E402
 from instrument.linker import bright_spots, link, sensitivity  # noqa: E402
 from instrument.montecarlo import (MomentPopulation, PlanPopulation,  # noqa: E402
@@ -48,8 +48,8 @@ __all__ = [
     "icc", "mean_reliability", "min_cluster_size", "split_half_reliability", "muml_covariances",
     "school_scores",
     # item response theory
-    "irt", "rasch", "fscores", "person_parameters", "dif", "shortform", "IRTResult",
-    "RaschResult", "DIFResult",
+    "irt", "rasch", "fscores", "person_parameters", "dif", "lrdif", "shortform", "IRTResult",
+    "RaschResult", "DIFResult", "LRDIFResult",
     # Monte Carlo studies
     "montecarlo", "MomentPopulation", "PlanPopulation", "dynamic_cutoffs", "power",
     # predictive validity and policy views

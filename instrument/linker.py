@@ -71,7 +71,7 @@ __all__ = [
 
 OUTCOMES = ("chronic_absence", "attendance", "ela_proficiency", "math_proficiency")
 SE_TYPES = ("CR2", "CR1")
-FORMS = ("teacher", "family")
+SIM_FORMS = ("teacher", "family")   # the forms `simulate_link_data` makes
 RATES_IN = ("proportion", "percent")
 DEFAULT_CONTROLS = ("poverty", "<outcome>_prior", "grade_band", "enrollment")
 #: Share columns of the outcomes table checked by `check_rates` (when present).
@@ -694,6 +694,13 @@ def _disattenuate(fit: ClusterFit, data: pd.DataFrame, controls_X: np.ndarray,
             "ci.upper_corrected": ci[1] / lam_z if ok else np.nan}
 
 
+def _form_in_scores(form: str, scores: pd.DataFrame) -> None:
+    """``form`` must be one of the forms the scores hold (the forms are the bank's)."""
+    have = sorted(set(scores["form"].astype(str))) if "form" in scores.columns else []
+    if form not in have:
+        raise ValueError(f"form= must be one of the forms in the scores {have}; got {form!r}.")
+
+
 def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chronic_absence",
          construct: str = "overall", form: str = "teacher",
          controls: Sequence[str] = DEFAULT_CONTROLS, cluster: str = "district_id",
@@ -764,7 +771,7 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
     >>> # In R: coef_test(lm(...), vcov = "CR2", cluster = d$district_id, test = "Satterthwaite")
     """
     _choice("outcome", outcome, OUTCOMES)
-    _choice("form", form, FORMS)
+    _form_in_scores(form, scores)
     _choice("se_type", se_type, SE_TYPES)
     _choice("change", change, (True, False))
     _choice("rates_in", rates_in, RATES_IN)
@@ -859,7 +866,7 @@ def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = 
         reliability_residualised est_corrected``.
     """
     _require(scores, SCORE_COLUMNS, "scores")
-    forms = list(forms) if forms is not None else [f for f in FORMS if f in set(scores["form"])]
+    forms = list(forms) if forms is not None else list(dict.fromkeys(scores["form"].astype(str)))
     if constructs is None:
         cs = sorted(set(scores["construct"].astype(str)) - {"overall"})
         constructs = (["overall"] if "overall" in set(scores["construct"]) else []) + cs
@@ -1017,7 +1024,7 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
     ordered by the Mahalanobis distance ``sqrt((z_b - z_p)' S^+ (z_b - z_p))`` on the numeric
     predictors, ``S`` their sample covariance over all schools that year (pseudo-inverse).
     """
-    _choice("form", form, FORMS)
+    _form_in_scores(form, scores)
     _choice("rates_in", rates_in, RATES_IN)
     if not (isinstance(top_share, (int, float)) and 0 < top_share < 1):
         raise ValueError(f"top_share= must be a number in (0, 1); got {top_share!r}.")
@@ -1193,7 +1200,7 @@ def _sim_score_rows(rng: np.random.Generator, schools: pd.DataFrame, form: str, 
 
 def simulate_link_data(n_schools: int = 200, n_districts: int = 20, beta: float = -0.001,
                        seed: int = 0, *, reliability: float = 1.0,
-                       forms: Sequence[str] = FORMS, constructs: Sequence[str] = SIM_CONSTRUCTS
+                       forms: Sequence[str] = SIM_FORMS, constructs: Sequence[str] = SIM_CONSTRUCTS
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate school scores and outcomes (DATA_CONTRACT formats) with a known score effect.
 

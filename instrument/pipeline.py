@@ -44,6 +44,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
     # IRT item analysis and short form (graded model per construct): form and items per construct
     "shortform": {"form": "teacher", "items_per_construct": 3},
+    # respondent scores behind school scores: "mean" (raw scale means) or "irt" (graded-model
+    # EAPs, person measurement error carried into the school SE; `instrument.scores`)
+    "scoring": "mean",
 }
 
 
@@ -325,6 +328,9 @@ def stage_cfa(ctx: dict) -> Any:
                          missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
+        # the two-step sample statistics (thresholds, polychorics and their asymptotic
+        # covariance) are the fit's input, megabytes of it; the fit stays in ctx for later stages
+        out[form].pop("categorical_stats", None)
         items = ctx["bank"].items_for(form)
         out[form]["missing_data"] = {
             "method": missing, "n_rows": len(half),
@@ -378,9 +384,7 @@ def stage_invariance(ctx: dict) -> Any:
     With simulated data the released parameters are compared with the DIF the plan planted (by
     language; no other grouping has planted DIF): ``truth`` holds hits, misses and false alarms.
     """
-    from instrument.invariance import invariance
-    from instrument.invariance_dif import compare_with_truth
-    from instrument.invariance_ordinal import collapse_empty_categories
+    from instrument.invariance import collapse_empty_categories, compare_with_truth, invariance
 
     a = _analysis(ctx)
     out: dict[str, Any] = {}
@@ -416,8 +420,7 @@ def stage_invariance(ctx: dict) -> Any:
             continue
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
-        d = res.to_dict()
-        d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
+        d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         if sim is not None:
@@ -467,14 +470,86 @@ def stage_irt(ctx: dict) -> Any:
     return shortform(_forms(ctx)[spec["form"]], bank=ctx["bank"], k=int(spec["items_per_construct"]))
 
 
+def stage_irt_dif(ctx: dict) -> Any:
+    """Item-level DIF by language for every form with both languages large enough: ordinal
+    logistic regression (lordif's purification) and IRT likelihood ratios (two-group graded
+    model, purified anchors), per construct on the reverse-keyed-recoded responses.
+
+    A form is skipped (with its reason) when it has no ``language`` column, one language, or a
+    language with fewer than `rules.DIF_MIN_GROUP` respondents. With simulated data each row says
+    whether DIF was planted in the item (``planted``).
+    """
+    from instrument.irt.dif import dif
+    from instrument.irt.lrdif import lrdif
+
+    col = "language"
+    out: dict[str, Any] = {"group": col, "forms": {}, "skipped": {}}
+    warnings: list[str] = []
+    sim = ctx.get("simulation")
+    for form in _forms(ctx):
+        data = _forms(ctx)[form].data
+        if col not in data.columns:
+            out["skipped"][form] = f"no {col!r} column"
+            continue
+        counts = data[col].value_counts()
+        if len(counts) != 2 or counts.min() < rules.DIF_MIN_GROUP.threshold:
+            out["skipped"][form] = (f"respondents per {col}: {counts.to_dict()}; DIF needs two "
+                                    f"groups, each meeting {rules.DIF_MIN_GROUP.describe()}")
+            continue
+        ref = str(counts.index[0])            # the larger group is the reference
+        foc = str(counts.index[1])
+        recoded = _recoded(ctx, form)
+        planted = set()
+        if sim is not None:
+            planted = set(sim.truth.dif.loc[sim.truth.dif["form"] == form, "item_id"])
+        rows = []
+        for con, its in _scales(ctx, form).items():
+            keep = data[col].notna().to_numpy()     # a respondent without a language is not compared
+            x = (recoded[its] - recoded[its].min())[keep]
+            x = x.assign(**{col: data[col].astype(str).to_numpy()[keep]})
+            o = dif(x, its, group=col, reference=ref).table.set_index("item")
+            try:
+                lr = lrdif(x, its, group=col, reference=ref).table.set_index("item")
+            except ValueError as exc:
+                warnings.append(f"{form} {con}: IRT likelihood-ratio DIF not estimated: {exc}")
+                lr = None
+            for it in its:
+                row = {"construct": con, "item": it,
+                       **{f"olr_{k}": o.loc[it, k] for k in ("chi12", "p12", "chi23", "p23",
+                                                             "chi13", "p13", "R2_13",
+                                                             "magnitude", "flagged")}}
+                if lr is not None:
+                    row.update({f"lr_{k}": lr.loc[it, k] for k in ("G2", "df", "p", "flagged",
+                                                                   "anchor", "a_ref", "a_foc")})
+                if sim is not None:
+                    row["planted"] = it in planted
+                rows.append(row)
+        out["forms"][form] = {"reference": ref, "focal": foc,
+                              "n": {str(k): int(v) for k, v in counts.items()},
+                              "table": pd.DataFrame(rows)}
+    out["rules"] = {"DIF_ALPHA": rules.DIF_ALPHA.to_dict(),
+                    "IRT_LR_DIF_ALPHA": rules.IRT_LR_DIF_ALPHA.to_dict(),
+                    "DIF_R2_MODERATE": rules.DIF_R2_MODERATE.to_dict(),
+                    "DIF_R2_LARGE": rules.DIF_R2_LARGE.to_dict(),
+                    "DIF_MIN_GROUP": rules.DIF_MIN_GROUP.to_dict()}
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
 def stage_scores(ctx: dict) -> Any:
     """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
 
+    scoring = _analysis(ctx)["scoring"]
+    if scoring not in ("mean", "irt"):
+        raise ValueError(f"plan analysis.scoring: expected 'mean' or 'irt'; got {scoring!r}.")
     frames = []
     for form, rs in _forms(ctx).items():
+        # the multilevel stage's ICC1 is of raw scale means; IRT scores estimate their own
+        icc1 = ctx.get("icc1", {}).get(form) if scoring == "mean" else None
         frames.append(school_scores(rs, bank=ctx["bank"], outcomes=ctx.get("outcomes"),
-                                    icc1=ctx.get("icc1", {}).get(form)))
+                                    icc1=icc1, scoring=scoring))
     ctx["scores"] = pd.concat(frames, ignore_index=True)
     return {"table": ctx["scores"]}
 
@@ -575,6 +650,7 @@ STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
     ("invariance", stage_invariance, ("data",)),
     ("multilevel", stage_multilevel, ("data",)),
     ("irt", stage_irt, ("data",)),
+    ("irt_dif", stage_irt_dif, ("data",)),
     ("scores", stage_scores, ("data",)),
     ("linker", stage_linker, ("scores",)),
     ("policy", stage_policy, ("scores",)),

@@ -1,7 +1,7 @@
 """`ResponseSet`: one form's item responses, simulated or fielded (see DATA_CONTRACT.md).
 
 ``data`` has one row per respondent with the id columns ``respondent_id``, ``school_id``,
-``district_id``, ``language`` ("en" | "es"), then background columns, then one column per scale
+``district_id``, ``language`` (a language code of the bank, e.g. "en"), then background columns, then one column per scale
 item named by the bank's ``item_id``. Item codes are the integer codes of the item's own response
 scale as the respondent answered it (reverse-keyed items are NOT recoded here; use
 ``bank.recode_reverse``), stored as float64 with NaN for missing so that numeric code can use them
@@ -15,6 +15,7 @@ them (`ResponseSet.without_ids`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -24,8 +25,7 @@ import pandas as pd
 from instrument.results import Table, from_jsonable, to_jsonable
 
 ID_COLUMNS = ("respondent_id", "school_id", "district_id", "language")
-FORMS = ("teacher", "family")
-LANGUAGES = ("en", "es")
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 TEXT_DTYPE = "str"  # pandas' default string dtype (missing = NaN)
 
 
@@ -52,8 +52,9 @@ class ResponseSet:
 
     Attributes
     ----------
-    form : {"teacher", "family"}
-        The form answered.
+    form : str
+        The form answered (one of the bank's ``forms``; `instrument.io.ingest` and the
+        simulation check it against the bank).
     data : DataFrame
         One row per respondent: `ID_COLUMNS`, background columns, then the item columns.
     items : tuple of str
@@ -73,17 +74,19 @@ class ResponseSet:
         columns=["row", "column", "value", "reason"]))
 
     def __post_init__(self) -> None:
-        if self.form not in FORMS:
-            raise ValueError(f"form= must be one of {FORMS!r}; got {self.form!r}.")
+        if not isinstance(self.form, str) or not _CODE.match(self.form):
+            raise ValueError(f"form= must be a form id of the bank (a letter, then letters, "
+                             f"digits, _ or -); got {self.form!r}.")
         missing = [c for c in (*ID_COLUMNS, *self.items) if c not in self.data.columns]
         if missing:
             raise ValueError(f"ResponseSet data ({self.source}) lacks column(s) {missing}; "
                              f"expected {list(ID_COLUMNS)} and every item column.")
         object.__setattr__(self, "items", tuple(self.items))
-        bad = set(self.data["language"].dropna().unique()) - set(LANGUAGES)
+        bad = [v for v in self.data["language"].dropna().unique()
+               if not _CODE.match(str(v))]
         if bad:
             raise ValueError(f"ResponseSet data ({self.source}): column 'language' holds "
-                             f"{sorted(bad)}; expected one of {list(LANGUAGES)}.")
+                             f"{sorted(map(str, bad))}; expected language codes such as 'en'.")
 
     @property
     def n(self) -> int:

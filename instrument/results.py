@@ -54,13 +54,24 @@ def hash_frame(df: pd.DataFrame) -> str:
     All-numeric frames are hashed from their float64 bytes (fast); others through
     ``pandas.util.hash_pandas_object``.
     """
+    if len(df.columns) and all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):
+        return hash_values(df.columns, df.to_numpy(dtype=float), df.index)
     h = hashlib.sha256()
     h.update(",".join(map(str, df.columns)).encode())
-    if len(df.columns) and all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):
-        h.update(np.ascontiguousarray(df.to_numpy(dtype=float)))
-        h.update(pd.util.hash_pandas_object(df.index).values.tobytes())
-    else:
-        h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())
+    h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+def hash_values(columns, values: np.ndarray, index: pd.Index, labels=()) -> str:
+    """`hash_frame` of an all-numeric frame given as its column names, its float values
+    (n, k) and its index, for callers that already hold the values as an array; ``labels``
+    (arrays of group or cluster labels, named last in ``columns``) are hashed after them."""
+    h = hashlib.sha256()
+    h.update(",".join(map(str, columns)).encode())
+    h.update(np.ascontiguousarray(values, dtype=float))
+    h.update(pd.util.hash_pandas_object(index).values.tobytes())
+    for lab in labels:
+        h.update(pd.util.hash_array(np.asarray(lab, dtype=object)).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -70,6 +81,17 @@ def to_jsonable(obj: Any) -> Any:
     DataFrames become ``{"__frame__": "records", "columns": [...], "data": [[...], ...]}`` so that
     `from_jsonable` restores them with their column order; NaN becomes ``None``.
     """
+    t = type(obj)
+    if t is float:
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if t is int or t is str or t is bool or obj is None:
+        return obj
+    if t is np.ndarray and obj.dtype.kind in "biuf":
+        if obj.dtype.kind != "f":
+            return obj.tolist()
+        out = obj.astype(object)
+        out[~np.isfinite(obj)] = None
+        return out.tolist()
     if isinstance(obj, pd.DataFrame):
         return {"__frame__": "records", "columns": [str(c) for c in obj.columns],
                 "data": [[to_jsonable(v) for v in row] for row in obj.itertuples(index=False)]}

@@ -84,7 +84,7 @@ RELIABLE_CHANGE = Rule(
     "abs(z)", 1.96, ">=",
     "Jacobson, N. S., & Truax, P. (1991). Clinical significance. J. Consult. Clin. Psychol., "
     "59(1), 12-19. https://doi.org/10.1037/0022-006X.59.1.12")
-# --- invariance: change-in-fit rules for measurement invariance (instrument/invariance.py) ----
+# --- invariance: change-in-fit rules for measurement invariance (instrument/invariance/) ----
 CHEN_2007 = ("Chen, F. F. (2007). Sensitivity of goodness of fit indexes to lack of measurement "
              "invariance. Structural Equation Modeling, 14(3), 464-504. "
              "https://doi.org/10.1080/10705510701301834")
@@ -379,6 +379,17 @@ DIF_ALPHA = Rule(
     "(criterion 'Chisqr', alpha = .01). https://doi.org/10.18637/jss.v039.i08",
     note="Likelihood-ratio chi-square of the ordinal logistic models: uniform (1 vs 2, 1 df), "
          "non-uniform (2 vs 3, 1 df), overall (1 vs 3, 2 df).")
+IRT_LR_DIF_ALPHA = Rule(
+    "dif.G2.p", 0.01, ">=",
+    "Thissen, D., Steinberg, L., & Wainer, H. (1993). Detection of differential item functioning "
+    "using the parameters of item response models. In P. W. Holland & H. Wainer (Eds.), "
+    "Differential Item Functioning (pp. 67-113). Hillsdale, NJ: Erlbaum (G2 likelihood-ratio test "
+    "of an item's parameters across groups); alpha .01 as lordif's criterion, so the two methods "
+    "are read at the same level",
+    note="Likelihood-ratio G2 of the two-group graded model with the studied item's slope and "
+         "intercepts free against the model with them equal (df = number of item parameters); "
+         "anchors purified (items flagged by the all-other-items-as-anchors test are dropped, then "
+         "the items flagged against those anchors, until the anchor set repeats).")
 DIF_R2_LORDIF = Rule(
     "dif.R2.delta", 0.02, "<",
     "Choi, S. W., Gibbons, L. E., & Crane, P. K. (2011). lordif. Journal of Statistical Software, "

@@ -136,6 +136,44 @@ def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
     return out
 
 
+def respondent_irt_scores(responses: ResponseSet, *, bank: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """IRT trait estimates of every respondent: EAP of a logistic graded model per construct.
+
+    Returns
+    -------
+    (scores, se)
+        ``scores``: ``school_id``, ``district_id``, one column per construct and ``overall``
+        (the mean of the respondent's construct EAPs); ``se``: the same columns holding each
+        EAP's posterior SD (``overall``: ``sqrt(sum se_c^2) / K``, the constructs' items being
+        disjoint). NaN where the respondent answered none of a construct's items.
+
+    Notes
+    -----
+    Each construct's graded model is fitted by MML (`instrument.irt.irt`) to the
+    reverse-recoded items (categories shifted to start at 0); EAP and its posterior SD as mirt
+    ``fscores(method = "EAP")`` (`instrument.irt.fscores`). The trait scale is N(0, 1) in the
+    respondents of these data.
+    """
+    from instrument.irt import fscores, irt
+
+    form = responses.form
+    rec = bank.recode_reverse(responses.item_frame(), form=form).reset_index(drop=True)
+    constructs = list(dict.fromkeys(
+        bank.items.set_index("item_id").loc[list(responses.items), "construct"]))
+    ids = responses.data[["school_id", "district_id"]].reset_index(drop=True)
+    out, err = ids.copy(), ids.copy()
+    for c in constructs:
+        cols = [i for i in bank.items_for(form, c) if i in rec.columns]
+        x = rec[cols] - rec[cols].min()
+        fit = irt(x, cols, se=False, tol=1e-5)
+        sc = fscores(fit, x)
+        out[c] = sc["theta"].to_numpy(float)
+        err[c] = sc["se"].to_numpy(float)
+    out["overall"] = out[constructs].mean(axis=1, skipna=False)
+    err["overall"] = np.sqrt((err[constructs] ** 2).sum(axis=1, skipna=False)) / len(constructs)
+    return out, err
+
+
 def _icc1_anova(values: np.ndarray, groups: np.ndarray) -> float:
     """One-way ANOVA ICC1 with the n0 group size (NaN values dropped).
 
@@ -240,7 +278,7 @@ def _benchmark_lookup(benchmark: Any, form: str) -> dict[str, tuple[float, float
 def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame | None = None,
                   icc1: Mapping[str, float] | None = None, fit: Any = None, benchmark: Any = None,
                   min_n: Rule = MIN_N_PRIVACY, min_response_rate: Rule | None = None,
-                  min_item_share: Rule = MIN_ITEM_SHARE) -> pd.DataFrame:
+                  min_item_share: Rule = MIN_ITEM_SHARE, scoring: str = "mean") -> pd.DataFrame:
     """School scores of one form, one row per school x construct (and ``overall``).
 
     Parameters
@@ -270,6 +308,11 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         `MIN_RESPONSE_RATE_FAMILIES` (.20) by form (5Essentials reporting thresholds).
     min_item_share : Rule
         Share of a construct's items a respondent must answer to be scored (default .5).
+    scoring : {"mean", "irt"}
+        ``"mean"`` (default): respondent scores are raw scale means (or factor scores with
+        ``fit``). ``"irt"``: respondent scores are EAP estimates of a graded model per construct
+        (`respondent_irt_scores`), and each respondent's measurement error is carried into the
+        school SE (see Notes).
 
     Returns
     -------
@@ -295,6 +338,14 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     unknown roster fails it (whether the respondents represent the school cannot be told). A row
     is shown only when both gates pass; a reliable mean does not make up for low response.
 
+    With ``scoring="irt"`` the school mean is the mean of the respondents' EAPs and
+    ``se = sqrt((sd^2 + mean(se_i^2)) / n)``: by the law of total variance, the variance of the
+    traits of a school's respondents is the variance of their EAPs (posterior means) plus the mean
+    posterior variance, so the SE of the school mean of traits carries the person measurement
+    error ``se_i`` (the three-level measurement model 5Essentials scores schools with puts person
+    error at level 1: Raudenbush, S. W., & Bryk, A. S. (2002). Hierarchical Linear Models (2nd
+    ed.), ch. 8, "Constructing measures"; Thousand Oaks, CA: Sage).
+
     Years: every year uses one benchmark, so that scores of different years are on one scale and
     their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the
     first year's shown school means (`benchmark_table` of the first year; a construct with no
@@ -309,6 +360,14 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     """
     if not isinstance(responses, ResponseSet):
         raise TypeError(f"responses= must be a ResponseSet; got {type(responses).__name__}.")
+    if scoring not in ("mean", "irt"):
+        raise ValueError(f"scoring= must be one of 'mean', 'irt'; got {scoring!r}.")
+    if scoring == "irt" and fit is not None:
+        raise ValueError("scoring='irt' scores respondents by IRT; fit= (a CFA) cannot be used "
+                         "with it.")
+    if scoring == "irt" and "year" in responses.data.columns:
+        raise ValueError("scoring='irt' is not available for panel responses (a 'year' column); "
+                         "score each year's ResponseSet separately.")
     if "year" in responses.data.columns:
         return _school_scores_by_year(responses, bank=bank, outcomes=outcomes, icc1=icc1,
                                       fit=fit, benchmark=benchmark, min_n=min_n,
@@ -323,7 +382,10 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
     form = responses.form
     rate_rule = min_response_rate or RESPONSE_RATE_RULE[form]
-    if fit is not None:
+    person_se = None
+    if scoring == "irt":
+        rs, person_se = respondent_irt_scores(responses, bank=bank)
+    elif fit is not None:
         rs = respondent_factor_scores(responses, fit, bank=bank)
     else:
         rs = respondent_scores(responses, bank=bank, min_item_share=min_item_share)
@@ -368,6 +430,9 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
         n = g.count().reindex(district.index).fillna(0).astype(int)
         mean = g.mean().reindex(district.index)
         sd = g.std(ddof=1).reindex(district.index)
+        if person_se is not None:
+            err2 = (person_se[c] ** 2).where(rs[c].notna()).groupby(rs["school_id"]).mean()
+            sd = np.sqrt(sd**2 + err2.reindex(district.index))
         se = sd / np.sqrt(n.where(n > 0))
         rel = spearman_brown(float(icc1[c]), n.to_numpy(float))
         frames.append(pd.DataFrame({

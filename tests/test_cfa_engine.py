@@ -378,17 +378,25 @@ def test_listwise_deletion_is_noted():
     (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings", "intercepts")}),
 ])
 def test_factored_weight_equals_generic(model, kw):
-    from instrument.sem.estimators.ml import weighted_delta, weighted_delta_factored
+    from instrument.sem.estimators.ml import (MLObjective, factored_information,
+                                              weighted_delta)
     m, st, x = _setup(model, **kw)
-    for Dc, (fa, fb), imp in zip(m.delta_compact(x), m.delta_factors(x), m.implied(x)):
+    dmu = m.delta_mean(x) if m.meanstructure else [None] * len(m.group_K)
+    for Dc, (fa, fb), imp, Dm in zip(m.delta_compact(x), m.delta_factors(x), m.implied(x), dmu):
         # the factors reproduce Delta ...
         dS = np.einsum("it,jt->tij", fa, fb)
         dS = dS + dS.transpose(0, 2, 1)
         off = m.p if m.meanstructure else 0
         assert_allclose(dS[:, m.vr, m.vc].T, Dc[off:], atol=1e-12)
-        # ... and the weighted Jacobian
-        assert_allclose(weighted_delta_factored(m, imp.sigma, Dc, fa, fb),
-                        weighted_delta(m, imp.sigma, Dc), atol=1e-12)
+        if Dm is not None:
+            assert_allclose(Dm, Dc[:off], atol=1e-15)
+        # ... and the information Delta' W Delta
+        assert_allclose(factored_information(np.linalg.inv(imp.sigma), fa, fb, Dm),
+                        Dc.T @ weighted_delta(m, imp.sigma, Dc), rtol=1e-12, atol=1e-12)
+    # the factored gradient is Delta' dF/dm
+    obj = MLObjective(m, st)
+    g, _ = obj.gradient_and_information(x)
+    assert_allclose(g, obj.gradient(x), rtol=1e-10, atol=1e-12)
 
 
 def test_partable_round_trip():

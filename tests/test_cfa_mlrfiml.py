@@ -500,26 +500,3 @@ def test_parameter_space_mlr_pieces_equal_reference_implementation():
     assert_allclose(v.vcov, v_ref.vcov, rtol=1e-10, atol=1e-15)
     for a, b in zip(v.B0_group, v_ref.B0_group):
         assert_allclose(a, b, rtol=1e-10, atol=1e-14)
-
-
-def test_fit_partable_robust_equals_cfa():
-    """The table-level entry point (for invariance modules) gives the cfa() result."""
-    from instrument.sem.cfa_robust import fit_partable_robust
-    from instrument.sem.partable import build_partable
-    from instrument.sem.syntax import parse_syntax
-    hs = data("HolzingerSwineford1939.csv")
-    ov = [f"x{i}" for i in range(1, 10)]
-    labels = ["Pasteur", "Grant-White"]
-    pt = build_partable(parse_syntax(HS_MODEL), ngroups=2, group_labels=labels,
-                        ov_names=list(hs.columns), meanstructure=True, std_lv=False,
-                        group_equal=("loadings",), group_partial=())
-    blocks = [hs.loc[hs["school"] == s, ov].to_numpy(float) for s in labels]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        a = fit_partable_robust(pt, blocks, estimator="MLR")
-    b = fit("hs_mlr_metric")
-    for k in ("chisq", "chisq.scaled", "cfi.robust", "rmsea.robust"):
-        assert_allclose(a.fit_measures[k], b.fit_measures[k], rtol=1e-10)
-    assert_allclose(a.estimates["se"], b.estimates["se"], rtol=1e-10)
-    with pytest.raises(ValueError, match="NaN"):
-        fit_partable_robust(pt, [np.where(blocks[0] > 5, np.nan, blocks[0]), blocks[1]])

@@ -13,7 +13,7 @@ from instrument.cli import main
 
 @pytest.fixture(autouse=True)
 def toy(monkeypatch, toy_bank):
-    monkeypatch.setattr(cli_data, "_bank", lambda: toy_bank)
+    monkeypatch.setattr(cli_data, "_bank", lambda path=None: toy_bank)
 
 
 def test_help_lists_commands():

@@ -88,6 +88,11 @@ def _dif():
     return ins.dif(d, ["i01", "i02", "i03", "i04"], group="language")
 
 
+def _lrdif():
+    d = pd.read_csv(FIX / "data" / "irt_dif.csv")
+    return ins.lrdif(d, ["i01", "i02", "i04"], group="language", anchors=["i01", "i02"])
+
+
 def _montecarlo():
     cov = np.array([[1.0, 0.4], [0.4, 1.0]])
     pop = ins.MomentPopulation(("a", "b"), cov, 30)
@@ -107,7 +112,7 @@ FACTORIES = {"CFAResult ML": _ml, "CFAResult MLR": _mlr, "CFAResult WLSMV": _wls
              "ICCResult": _icc, "LinkResult": _link, "ClassificationAccuracy": _classification,
              "Simulation": _simulation, "MonteCarloResult": _montecarlo, "DFIResult": _dfi,
              "RaschResult": _rasch,
-             "IRTResult": _irt, "DIFResult": _dif}
+             "IRTResult": _irt, "DIFResult": _dif, "LRDIFResult": _lrdif}
 
 
 @pytest.fixture(scope="module", params=sorted(FACTORIES))

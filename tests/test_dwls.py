@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.sem.estimators.dwls import (
-    dwls_baseline,
-    dwls_information,
-    dwls_scaled_shifted,
-    dwls_vcov_robust,
-)
+from instrument.sem.estimators.dwls import dwls_information, dwls_vcov_robust
+from tests.reference.dwls import dwls_baseline, dwls_scaled_shifted
 from instrument.sem.polychoric import dwls_fx, sample_stats_ordinal
 
 FIX = Path(__file__).parent / "fixtures" / "polychoric"

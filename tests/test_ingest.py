@@ -150,7 +150,8 @@ def test_csv_row_problems(toy_bank, tmp_path, fam):
     assert q.loc[1, "column"] == "f_mind_2" and q.loc[1, "value"] == "7.0"
     assert q.loc[2, "reason"].startswith("duplicate respondent id: first seen on row 1")
     assert q.loc[3, "reason"] == "missing school id: expected a non-blank school id"
-    assert q.loc[4, "reason"] == "language 'fr' is not recognised; expected en or es"
+    assert q.loc[4, "reason"] == ("language 'fr' is not recognised; expected one of the bank's "
+                                  "languages ['en', 'es']")
     assert q.loc[5, "reason"].startswith("no item answered")
     kept = res.responses.data.set_index("respondent_id")
     assert np.isnan(kept.loc[fam.loc[5, "respondent_id"], "f_comm_1"])
@@ -241,7 +242,7 @@ def test_sav_with_matching_labels_and_bad_rows(toy_bank, tmp_path, fam):
     check_accounting(res)
     q = res.quarantine.set_index("row")
     assert q.loc[1, "reason"].startswith("code 9 is out of range")
-    assert q.loc[2, "reason"] == "language 'de' is not recognised; expected en or es"
+    assert q.loc[2, "reason"] == "language 'de' is not recognised; expected one of the bank's languages ['en', 'es']"
 
 
 def test_sav_user_missing_codes_are_missing(toy_bank, tmp_path, fam):
@@ -299,11 +300,39 @@ def test_empty_and_unreadable_files(toy_bank, tmp_path):
         ingest(p, bank=toy_bank, form="family")
 
 
-def test_missing_required_id_column(toy_bank, tmp_path, fam):
+def test_missing_language_column_with_two_languages(toy_bank, tmp_path, fam):
     p = tmp_path / "f.csv"
-    fam.drop(columns=["school_id"]).to_csv(p, index=False)
-    with pytest.raises(IngestError, match=r"column 'school_id': required column missing"):
+    fam.drop(columns=["language"]).to_csv(p, index=False)
+    with pytest.raises(IngestError, match=r"column 'language': required column missing \(the "
+                                          r"bank has 2 languages"):
         ingest(p, bank=toy_bank, form="family")
+
+
+def test_file_without_school_or_respondent_ids(toy_bank, tmp_path, fam):
+    """No school column: rows belong to no school; no respondent column: ids are row numbers."""
+    p = tmp_path / "f.csv"
+    fam.drop(columns=["school_id", "district_id", "respondent_id"]).to_csv(p, index=False)
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    d = res.responses.data
+    assert d["school_id"].isna().all() and d["district_id"].isna().all()
+    used_rows = sorted(set(range(1, res.read + 1)) - set(res.quarantine["row"]))
+    assert d["respondent_id"].tolist() == [str(r) for r in used_rows]
+
+
+def test_district_spelled_missing_is_quarantined(toy_bank, tmp_path, fam):
+    p = tmp_path / "f.csv"
+    f = fam.copy()
+    f["district_id"] = f["district_id"].astype(object)
+    f.loc[[0, 1, 2], "district_id"] = ["NA", "nan", "."]
+    f.to_csv(p, index=False)
+    res = ingest(p, bank=toy_bank, form="family")
+    check_accounting(res)
+    q = res.quarantine[res.quarantine["column"] == "district_id"].set_index("row")
+    assert list(q.index) == [1, 2, 3]
+    assert q.loc[1, "reason"] == ("missing district id: 'NA' is a spelling of a missing value; "
+                                  "expected a real district id")
+    assert q.loc[1, "line"] == 2
 
 
 # --- Qualtrics-style export ------------------------------------------------------------------------------

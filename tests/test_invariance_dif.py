@@ -11,7 +11,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument.invariance import invariance, score_test_equality
-from instrument.invariance_dif import (compare_with_truth, dmacs_continuous, dmacs_ordinal,
+from instrument.invariance import (compare_with_truth, dmacs_continuous, dmacs_ordinal,
                                        item_of, item_sds, release_tests)
 
 FIX = Path(__file__).parent / "fixtures"
@@ -66,7 +66,7 @@ def test_add_mode_score_test_approximates_refit():
     """Under Wu-Estabrook the scalar step fixes intercepts at 0; the score test of freeing one
     (the extended table) is asymptotically the unscaled DWLS chi-square difference of the
     refit with that intercept free."""
-    from instrument.invariance_ordinal import fit_ordinal_step
+    from instrument.invariance import fit_ordinal_step
     from test_wlsmv_invariance import DIF_MODEL, _uniform_shift_data
 
     d = _uniform_shift_data()

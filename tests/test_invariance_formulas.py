@@ -74,7 +74,7 @@ def test_score_tests_closed_form_equals_lavaans_bordered_inverse():
     D[1, 0] = D[2, 1] = D[4, 2] = 1.0
     g = R.T @ rng.normal(size=3) / 10     # at a constrained optimum g'K = 0
     assert np.allclose(g @ K, 0)
-    total, uni, _ = score_tests(g, info, K, D, n)
+    total, uni = score_tests(g, info, K, D, n)[:2]
     assert_allclose(total, n * g @ np.linalg.pinv(info) @ g, rtol=1e-12)
     for r in range(3):
         R1 = np.delete(R, r, axis=0)
@@ -85,7 +85,7 @@ def test_score_tests_closed_form_equals_lavaans_bordered_inverse():
 def test_collapse_empty_categories():
     import pandas as pd
 
-    from instrument.invariance_ordinal import collapse_empty_categories
+    from instrument.invariance import collapse_empty_categories
 
     d = pd.DataFrame({"g": ["a"] * 6 + ["b"] * 6,
                       "x": [1, 2, 3, 4, 4, 2, 2, 2, 3, 4, 3, 4],     # 1 empty in b

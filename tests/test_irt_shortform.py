@@ -88,10 +88,58 @@ def test_cli_shortform(tmp_path):
     from instrument.cli import main
     out = tmp_path / "short.yaml"
     r = CliRunner().invoke(main, ["shortform", "--form", "teacher", "--items-per-construct", "3",
-                                  "--plan", "tiny", "--seed", "2", "--export", str(out)])
+                                  "--plan", "tiny", "--seed", "2", "--export", str(out),
+                                  "--export-bank", str(tmp_path / "bank")])
     assert r.exit_code == 0, r.output
     import yaml
     form = yaml.safe_load(out.read_text())
     assert form["form"] == "teacher_short3" and len(form["items"]) == 15
+    exported = ins.load_bank(tmp_path / "bank")
+    assert (exported.items["form"] == "teacher_short3").sum() == 15
     bad = CliRunner().invoke(main, ["shortform", "--items-per-construct", "9", "--plan", "tiny"])
     assert bad.exit_code != 0 and "needs at least 9" in bad.output and "Traceback" not in bad.output
+
+
+def test_bank_export_loads_as_a_new_form(teacher_short, tmp_path):
+    out = teacher_short.export_bank(tmp_path / "bank")
+    bank = ins.load_bank(out)
+    src = ins.load_bank()
+    new = bank.items[bank.items["form"] == "teacher_short3"].set_index("item_id")
+    assert len(new) == len(teacher_short.selected)
+    for iid in teacher_short.selected:
+        copy = new.loc["teacher_short3_" + iid[len("t_"):]]
+        orig = src.items.set_index("item_id").loc[iid]
+        for col in ("construct", "finding", "reverse", "scale"):
+            assert copy[col] == orig[col], (iid, col)
+    # the rest of the bank is unchanged
+    assert len(bank.items) == len(src.items) + len(new)
+    syntax = bank.model_syntax(form="teacher_short3")
+    assert syntax.count("=~") == teacher_short.constructs.shape[0]
+    with pytest.raises(ValueError, match="new or empty folder"):
+        teacher_short.export_bank(out)
+
+
+def test_ladder_not_fitted_for_too_few_spanish_teachers(teacher_short):
+    lad = teacher_short.ladder
+    assert "table" not in lad and "needs two groups" in lad["not_tested"]
+    from instrument.report.render import render_html
+    html = render_html({"irt": teacher_short.to_dict()}, "technical")
+    assert "short form&#39;s invariance ladder by language was not fitted" in html \
+        or "short form's invariance ladder by language was not fitted" in html
+
+
+def test_short_form_ladder_by_language():
+    from instrument.irt.shortform import _short_ladder
+    sim = ins.simulate("analyses/default.yaml", seed=1)
+    bank = ins.load_bank()
+    data = sim.family.data.iloc[:3000]
+    rec = bank.recode_reverse(data, form="family")
+    it = bank.items[bank.items["form"] == "family"][["item_id", "construct"]]
+    it = it.rename(columns={"item_id": "item"})
+    it["selected"] = (it.groupby("construct").cumcount() < 3).to_numpy()
+    lad = _short_ladder(it, rec, data, "language")
+    t = lad["table"]
+    assert list(t["step"]) == ["configural", "thresholds", "metric", "scalar", "strict"]
+    assert lad["model"].count("=~") == 5 and all(v >= 200 for v in lad["n"].values())
+    # f_comm_2 (among the first three communication items) carries planted threshold DIF
+    assert "does not hold" in t.set_index("step").loc["scalar", "verdict"]

@@ -135,7 +135,7 @@ def _canon(text: str) -> set:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_syntax_equals_semtools(step):
-    from instrument.invariance_ordinal import count_thresholds, wu_estabrook_syntax
+    from instrument.invariance import count_thresholds, wu_estabrook_syntax
     nth = count_thresholds(bfi(), ITEMS)
     ours = wu_estabrook_syntax(MODEL, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
     assert _canon(ours) == _canon((FIX / f"j_syntax_{step}.lav").read_text())
@@ -315,7 +315,7 @@ def bfi_binary() -> pd.DataFrame:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_binary_items(step):
-    from instrument.invariance_ordinal import (count_thresholds, fit_ordinal_step,
+    from instrument.invariance import (count_thresholds, fit_ordinal_step,
                                                wu_estabrook_syntax)
     model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
     items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
@@ -333,10 +333,11 @@ def test_wu_estabrook_binary_items(step):
 
 
 def test_fast_traces_equal_dense_formula():
-    """`scaled_shifted_fast` (parameter-sized algebra) equals the polychoric helper's dense
+    """`scaled_shifted` (parameter-sized algebra) equals the dense reference
     `dwls_scaled_shifted` on a two-group fit."""
-    from instrument.sem.estimators.categorical import model_state, scaled_shifted_fast
-    from instrument.sem.estimators.dwls import dwls_scaled_shifted
+    from instrument.sem.estimators.categorical import model_state
+    from instrument.sem.test.scaled_shifted import scaled_shifted as scaled_shifted_fast
+    from tests.reference.dwls import dwls_scaled_shifted
     f = fits()["loadings"]
     st = model_state(f)
     D = st["model"].wls_delta(st["x"])

@@ -9,10 +9,20 @@ import click
 from instrument.cli._common import OUT_DIR, OUT_FILE, read_data
 
 
-def _bank():
-    """The shipped item bank (a seam the tests replace with a small bank)."""
-    from instrument.bank import load_bank
-    return load_bank()
+def _bank(path: str | None = None):
+    """The item bank at ``path`` (a folder or its manifest), else the shipped bank (a seam the
+    tests replace with a small bank); a bank with problems is a one-line error per problem."""
+    from instrument.bank import BankError, load_bank
+    try:
+        return load_bank(path)
+    except BankError as exc:
+        _fail(exc)
+
+
+def _check_form(bank, form: str) -> None:
+    if form not in bank.forms:
+        _fail(ValueError(f"--form: {form!r} is not a form of the bank {bank.name!r}; expected "
+                         f"one of {list(bank.forms)}."))
 
 
 def _fail(exc: Exception) -> None:
@@ -50,11 +60,12 @@ def simulate(plan: str, out_dir: str, seed: int | None) -> None:
 
 
 def _ingest(path: str, form: str, mapping: str | None, quarantine: str,
-            exclude: tuple[str, ...], fmt: str | None):
+            exclude: tuple[str, ...], fmt: str | None, bank):
     """Ingest with the quarantine always written (to ``quarantine``) and the counts printed."""
     from instrument.io import IngestError, ingest
+    _check_form(bank, form)
     try:
-        res = ingest(path, bank=_bank(), form=form, mapping=mapping, quarantine_dir=quarantine,
+        res = ingest(path, bank=bank, form=form, mapping=mapping, quarantine_dir=quarantine,
                      exclude_flags=exclude, format=fmt)
     except (IngestError, ValueError) as exc:
         _fail(exc)
@@ -64,8 +75,10 @@ def _ingest(path: str, form: str, mapping: str | None, quarantine: str,
     return res
 
 
-_FORM = click.option("--form", required=True, type=click.Choice(["teacher", "family"]),
-                     help="The form the file holds.")
+_FORM = click.option("--form", required=True,
+                     help="The form the file holds: a form id of the bank (e.g. teacher).")
+_BANK = click.option("--bank", "bank_path", type=click.Path(exists=True),
+                     help="Item bank folder or manifest (default: the shipped bank).")
 _MAPPING = click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
                         help="YAML mapping of columns, labels and defaults.")
 _QUAR = click.option("--quarantine", type=OUT_DIR,
@@ -93,11 +106,13 @@ def _quarantine_dir(quarantine: str | None, out: str | None, source: str) -> str
 @_QUAR
 @_EXCL
 @_FMT
+@_BANK
 @click.option("--out", type=OUT_FILE,
               help="Write the accepted rows as CSV (ingest stage: keeps respondent_id).")
-def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
+def ingest(path, form, mapping, quarantine, exclude, fmt, bank_path, out) -> None:
     """Read a fielded file, check every row against the bank and quarantine failing rows."""
-    res = _ingest(path, form, mapping, _quarantine_dir(quarantine, out, path), exclude, fmt)
+    res = _ingest(path, form, mapping, _quarantine_dir(quarantine, out, path), exclude, fmt,
+                  _bank(bank_path))
     if out:
         from instrument.io import safe_to_csv
         safe_to_csv(res.responses.data, out)
@@ -115,18 +130,20 @@ def ingest(path, form, mapping, quarantine, exclude, fmt, out) -> None:
 @_QUAR
 @_EXCL
 @_FMT
-def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt) -> None:
+@_BANK
+def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt, bank_path) -> None:
     """School scores (1-99 scale, bands, suppression) from a RESPONSES file of one form."""
 
     from instrument.io import safe_to_csv
     from instrument.scores import school_scores, scores_summary, suppression_list
+    bank = _bank(bank_path)
     res = _ingest(responses, form, mapping, _quarantine_dir(quarantine, out, responses), exclude,
-                  fmt)
+                  fmt, bank)
     oc = None
     if outcomes:
         oc = read_data(outcomes)
     try:
-        sc = school_scores(res.responses, bank=_bank(), outcomes=oc)
+        sc = school_scores(res.responses, bank=bank, outcomes=oc)
     except ValueError as exc:
         _fail(exc)
     safe_to_csv(sc, out)

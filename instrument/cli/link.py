@@ -14,7 +14,8 @@ from instrument.cli._common import OUT_FILE, read_data as _read_table
 @click.option("--outcome", default="chronic_absence", show_default=True,
               type=click.Choice(["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"]))
 @click.option("--construct", default="overall", show_default=True, help="Construct id or 'overall'.")
-@click.option("--form", default="teacher", show_default=True, type=click.Choice(["teacher", "family"]))
+@click.option("--form", default="teacher", show_default=True,
+              help="Form whose score is linked (a form of the bank, as in SCORES).")
 @click.option("--se-type", default="CR2", show_default=True, type=click.Choice(["CR2", "CR1"]))
 @click.option("--weights", default=None, help="Outcomes column used as WLS weights, e.g. enrollment.")
 @click.option("--change", is_flag=True, help="Model the change from the prior year.")

@@ -44,7 +44,7 @@ def rollup(scores: str, outcomes: str | None, level: str, weight: str | None, ou
                                  "math_proficiency"]))
 @click.option("--construct", default="overall", show_default=True)
 @click.option("--form", default="teacher", show_default=True,
-              type=click.Choice(["teacher", "family"]))
+              help="Form whose score is linked (a form of the bank, as in SCORES).")
 def change(scores: str, year_column: str, out: str | None, outcomes: str | None, outcome: str,
            construct: str, form: str) -> None:
     """Change in school SCORES (long CSV with a year column) between the first and last year."""

@@ -29,7 +29,7 @@ import yaml
 from instrument.io.readers import (Formula, IngestError, Source, detect_format, is_blank,
                                    open_source)
 from instrument.io.safe import safe_to_csv
-from instrument.responses import FORMS, ResponseSet, normalize_dtypes
+from instrument.responses import ResponseSet, normalize_dtypes
 from instrument.results import Table, from_jsonable, to_jsonable
 from instrument.rules import MIN_SECONDS_PER_ITEM, STRAIGHTLINE_MIN_ITEMS, Rule
 
@@ -53,6 +53,25 @@ ALIASES = {"ResponseId": "respondent_id", "ResponseID": "respondent_id",
            "Duration (in seconds)": "duration", "UserLanguage": "language"}
 LANGUAGE_VALUES = {"en": "en", "eng": "en", "english": "en", "inglés": "en", "ingles": "en",
                    "es": "es", "spa": "es", "spanish": "es", "español": "es", "espanol": "es"}
+
+
+def language_values(languages: Iterable[str], extra: Mapping[str, str] | None = None
+                    ) -> dict[str, str]:
+    """Spellings of the bank's languages in a file -> language code.
+
+    Each code itself, its English name (`instrument.bank.schema.LANGUAGE_NAMES`) and the spellings
+    in `LANGUAGE_VALUES`, for the bank's languages only; then a mapping's ``language_values``."""
+    from instrument.bank.schema import LANGUAGE_NAMES
+
+    langs = list(languages)
+    out = {_norm(k): v for k, v in LANGUAGE_VALUES.items() if v in langs}
+    for code in langs:
+        out[_norm(code)] = code
+        if code in LANGUAGE_NAMES:
+            out[_norm(LANGUAGE_NAMES[code])] = code
+    for k, v in (extra or {}).items():
+        out[_norm(k)] = str(v)
+    return out
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MAPPING_KEYS = ("columns", "labels", "language_values", "defaults", "ignore", "background",
@@ -80,7 +99,7 @@ class IngestResult:
         One line per problem: ``row`` (1-based data row), ``line`` (file line, sheet row or
         record), ``column``, ``value``, ``reason``.
     flags : DataFrame
-        ``row flag detail excluded``: straight-lining and too-fast responses (excluded ones are
+        ``row line flag detail excluded``: straight-lining and too-fast responses (excluded ones are
         also in ``quarantine``).
     read, used, quarantined : int
         Data rows read, used and quarantined (distinct rows); ``read == used + quarantined``.
@@ -392,8 +411,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         recognised by its ImportId row).
     bank : Bank
         The item bank (``items``, ``scales``, ``items_for``).
-    form : {"teacher", "family"}
-        The form the file holds.
+    form : str
+        The form the file holds: one of ``bank.forms``.
     mapping : path or mapping, optional
         Column renames, extra labels, defaults, ignored columns (see `load_mapping`).
     quarantine_dir : path, optional
@@ -414,16 +433,24 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     Notes
     -----
     Row checks (each failing row goes to quarantine with every problem found): respondent id
-    missing or duplicated (a repeat of an id seen on an earlier row); school id missing; language
-    not en/es; a ``form`` column naming another form; an item value that is not a code of the item's
+    missing or duplicated (a repeat of an id seen on an earlier row); school or district id missing
+    or spelled as a missing value ("NA", "nan", "None", ".") when the file has that column; a
+    language that is not one of ``bank.languages``; a ``form`` column naming another form; an item value that is not a code of the item's
     scale, a missing code or a label (English, Spanish, missing labels, or mapping labels); no item
     answered; a non-numeric duration or background number; and, when excluded, straight-lining
     (every answered item has the same raw code over at least ``straightline.threshold`` items) and
     too-fast responses (duration / items on the form fails ``seconds_per_item``).
+
+    Optional columns: without ``respondent_id`` a respondent is known by its data row number;
+    without ``school_id`` (``district_id``) the rows belong to no school (district) and the school
+    stages of `instrument.validate` stand aside; without ``language`` a one-language bank's
+    language is assumed (a bank with several needs the column or a mapping default).
     """
     path = Path(path)
-    if form not in FORMS:
-        raise ValueError(f"form= must be one of {FORMS!r}; got {form!r}.")
+    forms = tuple(getattr(bank, "forms", ()))
+    if form not in forms:
+        raise ValueError(f"form= must be one of the bank's forms {list(forms)}; got {form!r}.")
+    languages = tuple(getattr(bank, "languages", ("en", "es")))
     exclude = tuple(exclude_flags)
     bad_flags = [f for f in exclude if f not in FLAGS]
     if bad_flags:
@@ -487,10 +514,13 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         raise IngestError(f"{path}: column {missing_items[0]!r}: item column missing "
                           f"({len(missing_items)} missing: {missing_items}); expected every item "
                           f"of the {form} form.")
-    for req in ("respondent_id", "school_id", "language"):
-        if req not in have:
-            raise IngestError(f"{path}: column {req!r}: required column missing; expected it in "
-                              "the file, via mapping 'columns', or (language) a mapping 'defaults'.")
+    if "language" not in have:
+        if len(languages) != 1:
+            raise IngestError(f"{path}: column 'language': required column missing (the bank has "
+                              f"{len(languages)} languages: {list(languages)}); expected it in the "
+                              "file, via mapping 'columns', or a mapping 'defaults' entry.")
+        defaults["language"] = languages[0]
+        have.add("language")
     labels_extra = mp.get("labels") or {}
     lookups = {}
     for it in items:
@@ -498,9 +528,7 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         extra = {**(labels_extra.get("*") or {}), **(labels_extra.get(sid) or {})}
         lookups[it] = _scale_lookup(bank.scales[sid], extra)
     recodes = _value_label_recodes(src, rename, items, item_scale, lookups)
-    lang_values = dict(LANGUAGE_VALUES)
-    for k, v in (mp.get("language_values") or {}).items():
-        lang_values[_norm(k)] = str(v)
+    lang_values = language_values(languages, mp.get("language_values"))
     J = len(items)
 
     # --- rows, chunk by chunk --------------------------------------------------------------------
@@ -540,7 +568,9 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                 reasons = [reason(v) if callable(reason) else reason for v in vals]
                 problems.append((idx, column, vals, reasons))
 
-        rid = _ids(col("respondent_id"))
+        # without a respondent id column, a respondent is known by its data row number
+        rid = (_ids(col("respondent_id")) if "respondent_id" in have
+               else pd.Series([str(r) for r in rows], dtype="str"))
         add(rid.isna().to_numpy(), inv.get("respondent_id", "respondent_id"), col("respondent_id"),
             lambda v: _missing_id("respondent id", v))
         row_s = pd.Series(rows, index=rid.index)
@@ -557,16 +587,24 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                               "expected unique ids" for k in idx]))
         new_ids = valid.to_numpy() & ~dup
         seen_ids = pd.concat([seen_ids, pd.Series(rows[new_ids], index=rid[new_ids].to_numpy())])
-        sid = _ids(col("school_id"))
-        add(sid.isna().to_numpy(), inv.get("school_id", "school_id"), col("school_id"),
-            lambda v: _missing_id("school id", v))
-        did = _ids(col("district_id")) if ("district_id" in have) else pd.Series(
-            [None] * n, dtype="str")
+        # a file without a school column holds no schools (the school stages stand aside);
+        # one with a school (district) column needs a real id on every row
+        sid = pd.Series([None] * n, dtype="str")
+        if "school_id" in have:
+            sid = _ids(col("school_id"))
+            add(sid.isna().to_numpy(), inv.get("school_id", "school_id"), col("school_id"),
+                lambda v: _missing_id("school id", v))
+        did = pd.Series([None] * n, dtype="str")
+        if "district_id" in have:
+            did = _ids(col("district_id"))
+            add(did.isna().to_numpy(), inv.get("district_id", "district_id"),
+                col("district_id"), lambda v: _missing_id("district id", v))
         lang_raw = col("language")
         lang = pd.Series(_map_unique(lang_raw, lambda v: None if is_blank(v)
                                      else _language(v, lang_values)), index=lang_raw.index)
         add(lang.isna().to_numpy(), inv.get("language", "language"), lang_raw,
-            lambda v: f"language {v!r} is not recognised; expected en or es")
+            lambda v: f"language {v!r} is not recognised; expected one of the bank's languages "
+                      f"{list(languages)}")
         if "form" in have:
             fr = col("form")
             fm = pd.Series(_map_unique(fr, lambda v: None if is_blank(v) else _norm(v)))
@@ -628,7 +666,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
         if fl_rows:
             fr_ = np.array(fl_rows)
             excl = np.array([f in exclude for f in fl_names])
-            flag_parts.append(pd.DataFrame({"row": rows[fr_], "flag": fl_names,
+            flag_parts.append(pd.DataFrame({"row": rows[fr_], "line": np.asarray(lines)[fr_],
+                                            "flag": fl_names,
                                             "detail": fl_detail, "excluded": excl}))
             if excl.any():
                 problems.append((fr_[excl], "", [""] * int(excl.sum()),
@@ -690,7 +729,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                                                   else object)
                                      for c in QUARANTINE_COLUMNS}))
     flags = (pd.concat(flag_parts, ignore_index=True) if flag_parts
-             else pd.DataFrame({"row": pd.Series(dtype=np.int64), "flag": pd.Series(dtype=object),
+             else pd.DataFrame({"row": pd.Series(dtype=np.int64),
+                                "line": pd.Series(dtype=np.int64), "flag": pd.Series(dtype=object),
                                 "detail": pd.Series(dtype=object),
                                 "excluded": pd.Series(dtype=bool)}))
     n_q = int(quarantine["row"].nunique())

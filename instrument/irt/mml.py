@@ -240,12 +240,17 @@ class IRTResult:
 class _MML:
     """State of one MML fit: blocks of item instances, groups, quadrature."""
 
-    def __init__(self, model, link, x, ncat, gidx, ngroups, anchors_mask, npts):
+    def __init__(self, model, link, x, ncat, gidx, ngroups, anchors_mask, npts, start=None):
         self.model, self.link = model, link
         self.x, self.ncat = x, ncat
-        self.gidx, self.G = gidx, ngroups
+        self.G = ngroups
         self.nodes, self.w0 = quadrature(npts)
-        self.Y, self.offs = _onehot(x, ncat)
+        # persons with the same group and responses contribute identically: one row per pattern
+        keys, first, self.wt = np.unique(np.column_stack([gidx, x]), axis=0, return_index=True,
+                                         return_counts=True)
+        self.gidx = gidx[first]
+        self.wt = self.wt.astype(float)
+        self.Y, self.offs = _onehot(x[first], ncat)
         self.mu = np.zeros(ngroups)
         self.sd = np.ones(ngroups)
         self.blocks: list[_Block] = []
@@ -265,6 +270,20 @@ class _MML:
                 sel = np.isin(gidx, gs)
                 a[k], d[k] = _start_values(model, link, x[sel, i], m)
             self.blocks.append(_Block(m, np.array(items), groups, a, d))
+        if start is not None:
+            self._warm(start)
+
+    def _warm(self, start: "IRTResult") -> None:
+        """Start from a fit of the same items: each instance takes the parameters of its first
+        group in ``start`` (shared or group-specific); the latent means and variances too."""
+        labels = list(start.groups)
+        for b in self.blocks:
+            for k, (i, gs) in enumerate(zip(b.item, b.groups)):
+                a, d = start.item_params(start.items[i], labels[gs[0]])
+                b.a[k], b.d[k] = a, d
+        lat = start.latent.set_index("group")
+        self.mu = lat["mean"].to_numpy(float).copy()
+        self.sd = np.sqrt(lat["var"].to_numpy(float))
 
     # parameters as one vector: item blocks, then (mu_g, log? no: var_g) for g >= 1
     def get(self) -> np.ndarray:
@@ -303,8 +322,9 @@ class _MML:
         return w / w.sum(axis=1, keepdims=True)                                # G Q
 
     def estep(self, logP):
-        """Posterior weights (N x Q), expected counts per group (G x Q x sumK), log-likelihood."""
-        N = self.x.shape[0]
+        """Posterior weights times pattern counts (patterns x Q), expected counts per group
+        (G x Q x sumK), log-likelihood."""
+        N = self.Y.shape[0]
         Q = self.nodes.size
         post = np.empty((N, Q))
         counts = np.empty((self.G, Q, self.offs[-1]))
@@ -317,8 +337,9 @@ class _MML:
             mx = L.max(axis=1, keepdims=True)
             E = np.exp(L - mx)
             s = E.sum(axis=1, keepdims=True)
-            ll += float(np.sum(np.log(s) + mx))
-            W = E / s
+            wt = self.wt[rows]
+            ll += float(wt @ (np.log(s) + mx)[:, 0])
+            W = E / s * wt[:, None]
             post[rows] = W
             counts[g] = W.T @ Yg
         return post, counts, ll
@@ -402,7 +423,8 @@ class _MML:
 
 def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = "graded",
         link: str = "logit", group: str | None = None, anchors: Sequence[str] | None = None,
-        quadpts: int = QUADPTS, tol: float = 1e-6, maxit: int = 2000, se: bool = True) -> IRTResult:
+        quadpts: int = QUADPTS, tol: float = 1e-6, maxit: int = 2000, se: bool = True,
+        start: IRTResult | None = None) -> IRTResult:
     """Fit a unidimensional graded response or generalized partial credit model by MML (EM).
 
     Parameters
@@ -423,6 +445,9 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
         EM stops when the largest absolute parameter change is below ``tol``.
     se : bool
         Standard errors from the observed information.
+    start : IRTResult, optional
+        A fit of the same items, data and groups whose estimates start the EM (e.g. the nested
+        model of a likelihood-ratio test); default: starting values from the response proportions.
 
     Returns
     -------
@@ -470,17 +495,20 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
     if G > 1 and not anchors:
         raise ValueError("anchors= must name at least one item when group= is given.")
     mask = np.array([it in anchors for it in items])
+    if start is not None and (tuple(start.items) != tuple(items)
+                              or tuple(start.groups) != tuple(map(str, labels))):
+        raise ValueError("start= must be a fit of the same items and groups.")
     from threadpoolctl import threadpool_limits
     # the products are small (N x sum K x Q): one BLAS thread is fastest, above all on a busy machine
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts,
-                    tol, maxit, se)
+                    tol, maxit, se, start)
 
 
 def _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts, tol,
-         maxit, se) -> IRTResult:
+         maxit, se, start=None) -> IRTResult:
     """EM iterations, observed-information SEs and the result of `irt`."""
-    st = _MML(model, link, x, ncat, gidx, G, mask, quadpts)
+    st = _MML(model, link, x, ncat, gidx, G, mask, quadpts, start)
     converged = False
     it_done = 0
     v = st.get()

@@ -153,8 +153,7 @@ class FieldTestAnalysis:
                 "link.ci_width": hi - lo, "link.significant": bool(lo > 0 or hi < 0)}
 
     def _dif(self, sim: Any, bank: Any) -> dict:
-        from instrument.invariance import invariance
-        from instrument.invariance_ordinal import collapse_empty_categories
+        from instrument.invariance import collapse_empty_categories, invariance
         form = self.dif_form
         df = bank.recode_reverse(sim.responses(form).data, form=form)
         items = bank.items_for(form)

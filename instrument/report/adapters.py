@@ -564,7 +564,58 @@ def read_irt(results: Mapping[str, Any]) -> Section:
                                       "items": as_frame(r["items"]),
                                       "constructs": as_frame(r["constructs"]),
                                       "ld_pairs": as_frame(r.get("ld_pairs")),
+                                      "ladder": _ladder(r.get("ladder")),
                                       "rules": r.get("rules", {})})
+
+
+def _ladder(d: Any) -> dict:
+    """The short form's invariance ladder: ``{"table": frame, ...}`` or ``{"not_tested": why}``."""
+    if not isinstance(d, Mapping):
+        return {}
+    out = dict(d)
+    if "table" in d:
+        out["table"] = as_frame(d["table"])
+    return out
+
+
+def _cfa_item_releases(results: Mapping[str, Any], form: str, group: str) -> pd.DataFrame | None:
+    """Per item, the constraints the CFA invariance search released for ``form`` by ``group``:
+    ``item cfa_released cfa_dmacs`` (None when that ladder is not in the results)."""
+    inv = results.get("invariance")
+    d = inv.get(f"{form} by {group}") if isinstance(inv, Mapping) else None
+    if not isinstance(d, Mapping) or "table" not in d:
+        return None
+    rel = as_frame(d.get("releases"))
+    if rel is None or not len(rel) or _has(rel, ("item", "step")):
+        return pd.DataFrame(columns=["item", "cfa_released", "cfa_dmacs"])
+    rows = []
+    for item, g in rel.groupby("item", sort=False):
+        dm = pd.to_numeric(g["dmacs"], errors="coerce") if "dmacs" in g.columns else pd.Series()
+        rows.append({"item": str(item), "cfa_released": ", ".join(dict.fromkeys(map(str, g["step"]))),
+                     "cfa_dmacs": float(dm.max()) if dm.notna().any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def read_irt_dif(results: Mapping[str, Any]) -> Section:
+    """Item-level DIF by language (`instrument.pipeline.stage_irt_dif`) with the CFA invariance
+    releases of the same form and grouping beside each item."""
+    r = results.get("irt_dif")
+    if not isinstance(r, Mapping) or not isinstance(r.get("forms"), Mapping):
+        return _unavailable("irt_dif")
+    group = str(r.get("group") or "language")
+    forms = {}
+    for form, d in r["forms"].items():
+        t = as_frame(d.get("table")) if isinstance(d, Mapping) else None
+        if t is None or _has(t, ("construct", "item", "olr_p13")):
+            continue
+        forms[str(form)] = {"reference": str(d.get("reference", "")),
+                            "focal": str(d.get("focal", "")), "n": d.get("n") or {},
+                            "table": t, "cfa": _cfa_item_releases(results, str(form), group)}
+    skipped = {str(k): str(v) for k, v in (r.get("skipped") or {}).items()}
+    if not forms and not skipped:
+        return _unavailable("irt_dif", "no form was tested")
+    return Section("irt_dif", True, data={"group": group, "forms": forms, "skipped": skipped,
+                                          "warnings": list(r.get("warnings") or [])})
 
 
 READERS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
@@ -572,6 +623,7 @@ READERS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
     "reliability": read_reliability, "invariance": read_invariance,
     "multilevel": read_multilevel, "scores": read_scores, "linker": read_linker,
     "classification": read_classification, "policy": read_policy, "irt": read_irt,
+    "irt_dif": read_irt_dif,
 }
 
 

@@ -714,10 +714,24 @@ def _irt(s: Section, num: _Numberer) -> dict:
                 "S_X2_p", "misfit", "dif_flagged", "selected"]].copy()
     for c in ("reverse", "misfit", "dif_flagged", "selected"):
         items[c] = ["yes" if v else "" for v in items[c]]
-    cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
-               "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
-               "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
-    cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
+    # short headers that wrap between words, so no column is broken mid-word on the page
+    items = items.rename(columns={"reverse": "rev.", "information": "info", "S_X2": "S-X2",
+                                  "S_X2_df": "df", "S_X2_p": "p", "dif_flagged": "DIF",
+                                  "selected": "short form"})
+    # nine columns whose headers wrap between words: counts are paired in one cell each
+    cons = pd.DataFrame({
+        "construct": co["construct"],
+        "items full / short": [f"{a} / {b}" for a, b in zip(co["n_full"], co["n_short"])],
+        "findings kept / all": [f"{a} / {b}" for a, b in zip(co["covered"], co["findings"])],
+        "reverse kept": co["reverse_short"],
+        "rel full": co["rel_full"], "rel short": co["rel_short"],
+        "r (Levy)": co["r_full_short_levy"], "school rel full": co["school_rel_full"],
+        "school rel short": co["school_rel_short"],
+        "school rel lost per item": co["school_rel_lost_per_item"]})
+    tested = [str(c) for c, v in zip(co["construct"], co["dif_tested"]) if bool(v)]
+    dif_note = (f"DIF by language was tested for {', '.join(tested)}" if tested else
+                "DIF by language was not tested (no construct had two languages with enough "
+                "respondents)")
     cond = pd.DataFrame([{"construct": r["construct"],
                           **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
                           **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
@@ -728,16 +742,18 @@ def _irt(s: Section, num: _Numberer) -> dict:
     return {"form": s["form"], "k": s["k"],
             "item_table": num.table(Table(
                 f"Graded response model per construct, {s['form']} form: items", items,
-                [f"a: slope; information: summed at the band cut points on the trait scale; S-X2: "
-                 f"Orlando & Thissen (2000) item fit ({_rules.S_X2_ALPHA.describe()}); "
-                 f"selected: in the {s['k']}-item short form."], 3)),
+                [f"a: slope; rev.: reverse-keyed; info: information summed at the band cut points "
+                 f"on the trait scale; S-X2, df, p: Orlando & Thissen (2000) item fit "
+                 f"({_rules.S_X2_ALPHA.describe()}; no p when df < 1); DIF: flagged by ordinal "
+                 f"logistic regression by language; short form: in the {s['k']}-item short "
+                 "form."], 3)),
             "constructs": num.table(Table(
                 f"Short form ({s['k']} items per construct): what it keeps", cons,
-                ["rel: empirical reliability of EAP scores; r_full_short_levy: correlation of the "
-                 "short and full summed scores without the shared error (Levy, 1967); school_rel: "
+                ["rel: empirical reliability of EAP scores; r (Levy): correlation of the "
+                 "short and full summed scores without the shared error (Levy, 1967); school rel: "
                  "Spearman-Brown reliability of a school mean at the mean respondents per school; "
                  f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
-                 f"({share.get('source', '')}); DIF by language needs "
+                 f"({share.get('source', '')}); {dif_note}; it needs "
                  f"{_rules.DIF_MIN_GROUP.threshold:g} respondents per group."], 3)),
             "conditional": num.table(Table(
                 "Conditional reliability at the band cut points (full and short form)", cond,
@@ -746,7 +762,88 @@ def _irt(s: Section, num: _Numberer) -> dict:
             "ld": (num.table(Table("Locally dependent item pairs (Yen's Q3)", ld,
                                    [_rules.Q3_RELATIVE.describe()], 3))
                    if ld is not None and len(ld) else None),
-            "ld_rule": _rules.Q3_RELATIVE.describe()}
+            "ld_rule": _rules.Q3_RELATIVE.describe(),
+            **_short_ladder(s.get("ladder") or {}, s["form"], num)}
+
+
+def _short_ladder(lad: Mapping[str, Any], form: str, num: _Numberer) -> dict:
+    """The short form's invariance ladder table, or why it was not fitted."""
+    t = lad.get("table")
+    if t is None:
+        why = lad.get("not_tested")
+        return {"ladder_na": (f"The short form's invariance ladder by {lad.get('group', 'language')} "
+                              f"was not fitted: {why}.") if why else None}
+    idx = LADDER_INDICES.get(str(lad.get("estimator", "ML")), LADDER_INDICES["ML"])
+    keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "chisq.diff", "df.diff",
+                        "pvalue.diff", "verdict") if c in t.columns]
+    n = lad.get("n") or {}
+    return {"ladder": num.table(Table(
+        f"Invariance ladder of the {form} short form by {lad.get('group', 'language')}", t[keep],
+        [f"{lad.get('estimator', '')}, items ordered, pairwise present data; groups "
+         + ", ".join(f"{k} (n = {v})" for k, v in n.items())
+         + ". Each step is compared with the one before; the verdict quotes the rule applied."],
+        3))}
+
+
+def _irt_dif(s: Section, num: _Numberer) -> dict:
+    """One table per form and language: CFA invariance releases, ordinal logistic regression DIF
+    and IRT likelihood-ratio DIF of each item side by side."""
+    if not s.available:
+        return {"na": s.reason}
+    tables = []
+    yes = lambda v: "yes" if v is True or v == 1 or str(v).lower() == "true" else ""  # noqa: E731
+    for form, d in s["forms"].items():
+        t = d["table"].copy()
+        cfa = d["cfa"]
+        if cfa is not None:
+            t = t.merge(cfa, on="item", how="left")
+            t["cfa_released"] = t["cfa_released"].fillna("")
+        show = pd.DataFrame({"construct": t["construct"], "item": t["item"]})
+        if cfa is not None:
+            show["CFA released"] = t["cfa_released"]
+            show["dMACS"] = t["cfa_dmacs"]
+        show["OLR chi2"] = t["olr_chi13"]
+        show["OLR p"] = t["olr_p13"]
+        show["OLR dR2"] = t["olr_R2_13"]
+        show["OLR DIF"] = [yes(v) for v in t["olr_flagged"]]
+        if "lr_G2" in t.columns:
+            show["IRT G2"] = t["lr_G2"]
+            show["IRT df"] = t["lr_df"]
+            show["IRT p"] = t["lr_p"]
+            show["IRT DIF"] = [yes(v) for v in t["lr_flagged"]]
+        notes = [f"{d['focal']} (focal, n = {d['n'].get(d['focal'], '')}) against {d['reference']} "
+                 f"(reference, n = {d['n'].get(d['reference'], '')}). CFA released: the invariance "
+                 "steps whose constraints on the item the partial-invariance search released "
+                 "(blank: none), with the item's largest dMACS"
+                 if cfa is not None else
+                 f"{d['focal']} (focal) against {d['reference']} (reference). No CFA invariance "
+                 f"ladder of the {form} form by {s['group']} is in these results"]
+        notes.append("OLR: ordinal logistic regression with lordif's iterative purification, "
+                     "chi2 (2 df) of model 3 against model 1, dR2 its change in Nagelkerke "
+                     f"pseudo-R2 ({_rules.DIF_ALPHA.describe()}; size "
+                     f"{_rules.DIF_R2_MODERATE.describe()}, {_rules.DIF_R2_LARGE.describe()})")
+        if "lr_G2" in t.columns:
+            notes.append("IRT: likelihood ratio G2 of the two-group graded model with the item "
+                         "free against it equal across groups, anchors purified "
+                         f"({_rules.IRT_LR_DIF_ALPHA.describe()})")
+        if "planted" in t.columns:
+            planted = t["planted"].map(lambda v: yes(v) == "yes")
+            show["planted"] = [yes(v) for v in planted]
+            parts = []
+            for key, name in (("cfa_released", "CFA"), ("olr_flagged", "OLR"),
+                              ("lr_flagged", "IRT")):
+                if key not in t.columns:
+                    continue
+                fl = (t[key].astype(str) != "") if key == "cfa_released" else \
+                    t[key].map(lambda v: yes(v) == "yes")
+                parts.append(f"{name} {int((fl & planted).sum())} of {int(planted.sum())} planted "
+                             f"items, {int((fl & ~planted).sum())} false alarms")
+            notes.append("Simulated data: planted = DIF built into the simulation. Found: "
+                         + "; ".join(parts))
+        tables.append(num.table(Table(
+            f"Item DIF by {s['group']}, {form} form: {d['focal']} vs {d['reference']}", show,
+            ["; ".join(notes) + "."], 3)))
+    return {"tables": tables, "skipped": s["skipped"], "warnings": s["warnings"]}
 
 
 def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
@@ -760,6 +857,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "consequences": _consequences(secs["scores"], secs["classification"], num),
            "district": _district(secs["policy"], num),
            "irt": _irt(secs["irt"], num),
+           "irt_dif": _irt_dif(secs["irt_dif"], num),
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:

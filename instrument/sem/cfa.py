@@ -6,8 +6,6 @@ Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
 from __future__ import annotations
 
 import functools
-import re
-import warnings as _warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +15,7 @@ from instrument.results import Meta
 from instrument.sem.data import prepare
 from instrument.sem.estimators.ml import single_threaded
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.partable import build_partable, check_group_equal, model_variables
+from instrument.sem.partable import build_partable, check_group_equal
 from instrument.sem.result import CFAResult
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.syntax import has_levels, parse_syntax
@@ -36,27 +34,6 @@ def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name}= must be one of {', '.join(repr(a) for a in allowed)}; "
                          f"got {value!r}.")
-
-
-def _checked_data(model: Any, data: Any) -> Any:
-    """``data`` after checking the model's observed columns: each must hold some values and no
-    infinite one (the numerics would otherwise fail with an unhelpful linear-algebra error)."""
-    if not isinstance(model, str) or not isinstance(data, pd.DataFrame):
-        return data
-    names = set(re.findall(r"[A-Za-z_.][\w.]*", model)) & {str(c) for c in data.columns}
-    for c in [c for c in data.columns if str(c) in names]:
-        x = data[c]
-        if not pd.api.types.is_numeric_dtype(x):
-            continue
-        if x.notna().sum() == 0:
-            raise ValueError(f"data= column {c!r} has no observed values (every row is missing); "
-                             "expected answers in every variable of the model.")
-        inf = np.isinf(x.to_numpy(float))
-        if inf.any():
-            raise ValueError(f"data= column {c!r} holds {int(inf.sum())} infinite value(s) (first "
-                             f"in data row {int(np.flatnonzero(inf)[0]) + 1}); expected finite "
-                             "numbers.")
-    return data
 
 
 def _refuse_unidentified(fit: Any) -> Any:
@@ -197,9 +174,6 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                        "ordered indicators) was used")
         if missing is None:
             missing = "listwise"
-        if missing == "listwise" and isinstance(data, pd.DataFrame):
-            warn_dropped(data, model_variables(parse_syntax(model))[0], group,
-                         "missing='pairwise'")
         if cluster is not None:
             raise NotImplementedError("cluster= is not implemented")
         if likelihood != "normal" or information != "expected":
@@ -219,7 +193,7 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
     if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster= (issue 6)
+        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster=
         return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
                           group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
                           likelihood=likelihood, information=information, se=se, missing=missing,
@@ -228,9 +202,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
-    if missing == "listwise" and isinstance(data, pd.DataFrame):
-        warn_dropped(data, model_variables(rows)[0], group, "missing='fiml'")
-    d = prepare(rows, data, group=group, group_order=group_order, missing=missing)
+    d = prepare(rows, data, group=group, group_order=group_order, missing=missing,
+                keeps="missing='fiml'")
     ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
     ngroups = len(blocks)
     if meanstructure is None:
@@ -250,23 +223,6 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                         meta=meta, extra_warnings=d.warnings)
 
 
-def warn_dropped(data: pd.DataFrame, ov: Sequence[str], group: str | None, instead: str) -> int:
-    """Warn (with counts) when listwise deletion drops rows; returns the number dropped.
-
-    lavaan drops such rows silently apart from a line of its summary; here the count, the share
-    and the option that keeps the rows are said at fit time.
-    """
-    cols = [c for c in (*ov, *([group] if group else [])) if c in data.columns]
-    n = len(data)
-    dropped = int((~data[cols].notna().all(axis=1)).sum()) if n else 0
-    if dropped:
-        _warnings.warn(f"{dropped} of {n} rows ({100 * dropped / n:.0f}%) have a missing value on "
-                      f"a model variable{' or the group' if group else ''} and were dropped "
-                      f"(missing='listwise', lavaan's default); {instead} keeps them.",
-                      UserWarning, stacklevel=3)
-    return dropped
-
-
 @functools.wraps(_fit_cfa)
 def cfa(model: str, data: pd.DataFrame, **options: Any) -> CFAResult | TwoLevelResult:
-    return _refuse_unidentified(_fit_cfa(model, _checked_data(model, data), **options))
+    return _refuse_unidentified(_fit_cfa(model, data, **options))

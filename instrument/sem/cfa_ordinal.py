@@ -1,6 +1,8 @@
 """`cfa()` for ordered indicators (estimator WLSMV or ULSMV): the data step.
 
 `instrument.sem.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
+The rows are selected by the engine's one data step (`instrument.sem.data.prepare`): with
+``missing="pairwise"`` only rows whose every item is missing are removed before N is counted.
 """
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.sem.estimators.categorical import (PARAMETERIZATIONS, build_categorical_partable,
+from instrument.sem.estimators.categorical import (PARAMETERIZATIONS,
                                              fit_categorical, merge_rows)
 from instrument.sem.polychoric import sample_stats_ordinal
-from instrument.sem.partable import check_group_equal, model_variables
-from instrument.results import Meta, hash_frame
+from instrument.sem.partable import build_partable, check_group_equal, model_variables
+from instrument.results import Meta
+from instrument.sem.data import prepare
 from instrument.sem.syntax import parse_syntax
 
 __all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
@@ -25,12 +28,12 @@ _STATS_CACHE: dict = {}
 _STATS_CACHE_SIZE = 4
 
 
-def _sample_stats_cached(df, ov, group, group_order, missing):
-    key = (hash_frame(df), tuple(ov), group,
+def _sample_stats_cached(d, group, group_order, missing):
+    key = (d.data_hash, tuple(d.ov), group,
            None if group_order is None else tuple(map(str, group_order)), missing)
     hit = _STATS_CACHE.get(key)
     if hit is None:
-        hit = sample_stats_ordinal(df, ov_names=list(ov), ordered=list(ov), group=group,
+        hit = sample_stats_ordinal(d.frame, ov_names=list(d.ov), ordered=list(d.ov), group=group,
                                    group_order=group_order, missing=missing)
         if len(_STATS_CACHE) >= _STATS_CACHE_SIZE:
             _STATS_CACHE.pop(next(iter(_STATS_CACHE)))
@@ -108,15 +111,13 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
     rows = merge_rows(parse_syntax(model))
     ov, _ = model_variables(rows)
-    missing_cols = [v for v in ov if v not in data.columns]
-    if missing_cols:
-        raise ValueError(f"observed variable(s) {missing_cols} of the model are not columns of "
-                         f"the data (columns: {list(data.columns)})")
     if ordered is True:
         ordered = list(ov)
     elif isinstance(ordered, str):
         ordered = [ordered]
     ordered = [v for v in ordered]
+    d = prepare(rows, data, group=group, group_order=group_order, missing=missing,
+                ordered=ordered, keeps="missing='pairwise'")
     unknown = [v for v in ordered if v not in data.columns]
     if unknown:
         raise ValueError(f"ordered= names {unknown} are not columns of the data")
@@ -124,36 +125,24 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     if not_ord:
         raise NotImplementedError(f"indicator(s) {not_ord} are not in ordered=; models mixing "
                                   "continuous and ordered indicators are not implemented")
-    if group is not None and group not in data.columns:
-        raise ValueError(f"group={group!r} is not a column of the data")
-    cols = list(ov) + ([group] if group is not None else [])
-    df = data[cols]
-    n_dropped = 0
-    warn: list[str] = []
-    if group is not None:
-        keep = df[group].notna().to_numpy()
-        n_dropped = int((~keep).sum())
-        df = df.loc[keep]
-    # lavaan drops rows whose every model variable is missing before it counts N
-    empty = df[ov].isna().all(axis=1).to_numpy()
-    if empty.any():
-        warn.append(f"{int(empty.sum())} row(s) with every model variable missing were removed "
-                    "(lavaan: 'some cases are empty and will be ignored')")
-        df = df.loc[~empty]
-    cstats = _sample_stats_cached(df, ov, group, group_order, missing)
-    pt = build_categorical_partable(rows, cstats, ordered=list(ov), ov_names=list(data.columns),
-                                    parameterization=parameterization, std_lv=std_lv,
-                                    group_equal=tuple(group_equal),
-                                    group_partial=tuple(group_partial))
+    cstats = _sample_stats_cached(d, group, group_order, missing)
+    pt = build_partable(rows, ngroups=cstats.ngroups,
+                        group_labels=[str(g) if g is not None else "1"
+                                      for g in cstats.group_labels],
+                        ov_names=list(data.columns), meanstructure=True, std_lv=std_lv,
+                        group_equal=tuple(group_equal), group_partial=tuple(group_partial),
+                        ordered=tuple(ov),
+                        nlevels=dict(zip(cstats.groups[0].ov_names, cstats.groups[0].nlevels)),
+                        parameterization=parameterization)
     options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,
                    parameterization=parameterization, ordered=list(ordered), missing=missing,
                    se=se, test="scaled.shifted",
                    estimator_internal="DWLS" if estimator == "WLSMV" else "ULS",
-                   group_labels=list(pt.group_labels), nobs_dropped_group=n_dropped,
-                   nobs_dropped_empty=int(empty.sum()),
+                   group_labels=list(pt.group_labels), nobs_dropped=d.nobs_dropped,
+                   nobs_dropped_empty=d.nobs_empty,
                    why=why or (f"estimator {estimator} with {parameterization} parameterization "
                                f"and {missing} missing-data handling, as requested"))
-    meta = Meta(options=options, data_hash=hash_frame(data[cols]))
+    meta = Meta(options=options, data_hash=d.data_hash)
     return fit_categorical(pt, cstats, parameterization=parameterization, estimator=estimator,
-                           se=se, meta=meta, extra_warnings=warn)
+                           se=se, meta=meta, extra_warnings=d.warnings)

@@ -1,5 +1,5 @@
 """`cfa()` with robust ML (MLR), full-information ML for missing data (FIML) and cluster-robust
-inference, matching lavaan 0.6-14 (issue 6 wiring of the engine and the robust formula layer).
+inference, matching lavaan 0.6-14.
 
 `instrument.sem.cfa.cfa` hands over to `cfa_robust` when ``estimator="MLR"``, ``missing="fiml"`` or
 ``cluster=`` is given. The pieces:
@@ -42,8 +42,8 @@ from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.data import prepare
-from instrument.sem.samplestats import GroupStats, SampleStats, data_warnings
+from instrument.sem.data import data_warnings, prepare
+from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
 from instrument.sem.partable import build_partable
@@ -52,7 +52,7 @@ from instrument.sem.syntax import parse_syntax
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete, yuan_bentler_mplus,
                                               yuan_bentler_mplus_complete)
 
-__all__ = ["cfa_robust", "fit_partable_robust",
+__all__ = ["cfa_robust",
            "observed_information_delta",
            "mlr_vcov_delta"]
 
@@ -174,7 +174,7 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
     d = prepare(rows, data, group=group, group_order=group_order, cluster=cluster,
-                missing=missing)
+                missing=missing, keeps="missing='fiml'")
     ov, blocks, clusters, group_labels, warn = (d.ov, d.blocks, d.clusters, d.group_labels,
                                                 list(d.warnings))
     G = len(blocks)
@@ -202,57 +202,6 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     if fiml:
         return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=warn)
     return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=warn)
-
-
-def fit_partable_robust(pt, blocks: Sequence[np.ndarray], *, estimator: str = "MLR",
-                        missing: str = "listwise",
-                        clusters: Sequence[np.ndarray | None] | None = None,
-                        meta: Meta | None = None) -> CFAResult:
-    """MLR / FIML fit of a prepared parameter table (the robust counterpart of
-    `instrument.sem.ml_fit.fit_partable`, for modules that build their own tables, e.g. invariance).
-
-    Parameters
-    ----------
-    pt : ParTable
-        From `instrument.sem.partable.build_partable` (``meanstructure=True`` for FIML).
-    blocks : sequence of ndarray
-        Per group (n_g, p) data in the order of ``pt.ov_names``; NaN = missing (FIML only).
-    estimator : {"ML", "MLR"}
-    missing : {"listwise", "fiml"}
-        With "listwise" the blocks must be complete.
-    clusters : per group cluster labels (or None), aligned with the rows of ``blocks``.
-    meta : Meta, optional
-
-    Returns
-    -------
-    CFAResult
-    """
-    if estimator not in ("ML", "MLR"):
-        raise ValueError(f"estimator= must be one of 'ML', 'MLR'; got {estimator!r}.")
-    if missing not in ("listwise", "fiml"):
-        raise ValueError(f"missing= must be one of 'listwise', 'fiml'; got {missing!r}.")
-    blocks = [np.asarray(b, dtype=float) for b in blocks]
-    if len(blocks) != pt.ngroups:
-        raise ValueError(f"blocks= has {len(blocks)} group(s); the parameter table has "
-                         f"{pt.ngroups}.")
-    clusters = list(clusters) if clusters is not None else [None] * len(blocks)
-    if any(c is not None for c in clusters) and estimator != "MLR":
-        raise ValueError("clusters= needs estimator='MLR'.")
-    if missing == "listwise" and any(np.isnan(b).any() for b in blocks):
-        raise ValueError("blocks contain NaN; use missing='fiml' or drop incomplete rows.")
-    if missing == "fiml" and not pt.meanstructure:
-        raise ValueError("missing='fiml' needs a parameter table with meanstructure=True.")
-    if meta is None:
-        meta = Meta(options=dict(estimator=estimator, missing=missing, likelihood="normal",
-                                 information="observed", meanstructure=bool(pt.meanstructure),
-                                 group_labels=list(pt.group_labels)))
-    ov = list(pt.ov_names)
-    if missing == "fiml":
-        return _fit_fiml(pt, ov, blocks, clusters, estimator=estimator, meta=meta, warn=[])
-    if estimator == "ML":
-        stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
-        return fit_partable(pt, stats, meta=meta)
-    return _fit_mlr_complete(pt, ov, blocks, clusters, meta=meta, warn=[])
 
 
 # --------------------------------------------------------------------------------------------

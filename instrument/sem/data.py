@@ -1,26 +1,35 @@
 """The data step (lavaan's ``lav_data``): observed variables, groups, clusters and missing rows.
 
-One function, `prepare`, turns a DataFrame and the parsed model into per-group arrays in the
-model's variable order, with one set of checks and messages for every continuous estimator:
-rows with a missing group or cluster label are removed; with ``missing="listwise"`` every row with
-a missing model variable is removed, with ``missing="fiml"`` only rows whose every model variable
-is missing (lavaan: "some cases are empty and will be ignored"); N is counted after that.
+Every estimator takes its data through `select` (`prepare` when it holds parsed syntax), so one
+set of rules and messages applies to ML, MLR, FIML, WLSMV/ULSMV and two-level ML:
+
+- each model variable must be a column holding some values and no infinite one; continuous
+  variables must be numeric, ordered ones numeric codes or an ordered Categorical;
+- rows with a missing group or cluster label are removed;
+- ``missing="listwise"`` removes every row with a missing model variable; ``"fiml"`` and
+  ``"pairwise"`` only rows whose every model variable is missing (lavaan: "some cases are empty
+  and will be ignored"); N is counted after that, for every estimator;
+- a group needs at least 2 clusters with ``cluster=``.
+
+Problems of the kept data that lavaan warns about (constant items, n <= p, a covariance matrix
+that is not positive definite) are named by `data_warnings`, one message each.
 """
 from __future__ import annotations
 
+import warnings as _warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from instrument.results import hash_frame
+from instrument.results import hash_frame, hash_values
 from instrument.sem.partable import model_variables
 from instrument.sem.syntax import SyntaxRow
 
-__all__ = ["SemData", "prepare", "group_labels_in_order"]
+__all__ = ["SemData", "prepare", "select", "group_labels_in_order", "data_warnings", "MISSING"]
 
-MISSING = ("listwise", "fiml")
+MISSING = ("listwise", "pairwise", "fiml")
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,9 @@ class SemData:
     ----------
     ov : list of str
         Observed variables of the model, in the model's order.
-    blocks : list of ndarray
-        Per group (n_g, p) values; NaN marks a missing value (FIML only).
+    blocks : list of ndarray or None
+        Per group (n_g, p) values; NaN marks a missing value (FIML, pairwise). None when
+        variables are ordered: their codes are in `frame`.
     clusters : list of ndarray or None
         Per group cluster labels, or None without ``cluster=``.
     group_labels : list of str
@@ -41,35 +51,59 @@ class SemData:
         What was removed and why, one message per reason.
     nobs_dropped : int
         Rows removed before N was counted.
+    nobs_empty : int
+        Of those, rows whose every model variable is missing.
     data_hash : str
         `instrument.results.hash_frame` of the model's columns (provenance).
+    frame : DataFrame or None
+        With ordered variables: the kept rows of the model's columns (and the group column), so
+        the ordinal sample statistics see the codes and categories as given.
     """
 
     ov: list
-    blocks: list
+    blocks: list | None
     clusters: list
     group_labels: list
     warnings: list
     nobs_dropped: int
+    nobs_empty: int
     data_hash: str
+    frame: pd.DataFrame | None = None
 
     @property
     def ntotal(self) -> int:
+        if self.blocks is None:
+            return int(len(self.frame))
         return int(sum(b.shape[0] for b in self.blocks))
 
 
 def prepare(rows: Sequence[SyntaxRow], data: pd.DataFrame, *, group: str | None = None,
             group_order: Sequence | None = None, cluster: str | None = None,
-            missing: str = "listwise") -> SemData:
-    """Check ``data`` against the model and split it into per-group arrays.
+            missing: str = "listwise", ordered: Sequence[str] = (),
+            keeps: str | None = None) -> SemData:
+    """`select` with the observed variables of parsed model syntax, in the model's order."""
+    return select(data, model_variables(rows)[0], group=group, group_order=group_order,
+                  cluster=cluster, missing=missing, ordered=ordered, keeps=keeps)
+
+
+def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
+           group_order: Sequence | None = None, cluster: str | None = None,
+           missing: str = "listwise", ordered: Sequence[str] = (),
+           keeps: str | None = None) -> SemData:
+    """Check ``data`` against the model's variables ``ov`` and split it into per-group arrays.
+
+    With ``missing="listwise"`` a UserWarning gives the number and share of rows removed and,
+    when ``keeps`` names it, the option that keeps them (lavaan removes them silently apart from
+    a line of its summary).
 
     Raises
     ------
     TypeError
         ``data`` is not a DataFrame.
     ValueError
-        A model variable, ``group`` or ``cluster`` is not a column; a model variable is not
-        numeric; ``group_order`` does not list each group once; fewer than 2 clusters in a group.
+        A model variable, ``group`` or ``cluster`` is not a column; a continuous model variable
+        is not numeric; a model column has no observed value or an infinite one; ``group_order``
+        does not list each group once; fewer than 2 clusters in a group.
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
@@ -78,42 +112,66 @@ def prepare(rows: Sequence[SyntaxRow], data: pd.DataFrame, *, group: str | None 
                          f"got {missing!r}.")
     for name, col in (("group", group), ("cluster", cluster)):
         if col is not None and col not in data.columns:
-            raise ValueError(f"{name}={col!r} is not a column of the data "
-                             f"(columns: {list(data.columns)})")
-    ov, _ = model_variables(rows)
+            raise ValueError(f"{name}={col!r} is not a column (not in the data, whose "
+                             f"columns are {list(data.columns)})")
+    ov = list(ov)
     absent = [v for v in ov if v not in data.columns]
     if absent:
         raise ValueError(f"observed variable(s) {absent} of the model are not columns of "
                          f"the data (columns: {list(data.columns)})")
+    ordered = set(ordered)
     dtypes = data.dtypes
-    non_num = [v for v in ov if not pd.api.types.is_numeric_dtype(dtypes[v])]
+    non_num = [v for v in ov if v not in ordered and not pd.api.types.is_numeric_dtype(dtypes[v])]
     if non_num:
         raise ValueError(f"column(s) {non_num} must be numeric")
     extra = [c for c in (group, cluster) if c is not None]
-    cols = ov + extra
-    sub = data[cols]
-    X = sub[ov].to_numpy(dtype=float) if extra else sub.to_numpy(dtype=float)
+    sub = data[ov + extra]
+    labels_col = {c: sub[c].to_numpy() for c in extra}
+    if ordered:
+        obs = sub[ov].notna().to_numpy()
+        num = [v for v in ov if pd.api.types.is_numeric_dtype(dtypes[v])]
+        X = sub[num].to_numpy(dtype=float) if num else np.zeros((len(sub), 0))
+    else:
+        X = sub[ov].to_numpy(dtype=float) if extra else sub.to_numpy(dtype=float)
+        num = ov
+        obs = ~np.isnan(X)
+    # provenance, from the values already read
+    data_hash = (hash_frame(sub) if ordered else
+                 hash_values(ov + extra, X, sub.index, [labels_col[c] for c in extra]))
+    _check_columns(obs, X, ov, num)
     warn: list[str] = []
     keep = np.ones(len(sub), bool)
-    labels_col = {c: sub[c].to_numpy() for c in extra}
     if extra:
         keep = np.logical_and.reduce([pd.notna(labels_col[c]) for c in extra])
         if (~keep).any():
             warn.append(f"{int((~keep).sum())} row(s) with a missing "
                         f"{' or '.join(repr(c) for c in extra)} value were removed")
-    obs = ~np.isnan(X)
-    if missing == "fiml":
-        ok = obs.any(axis=1)
-        why = ("with every model variable missing were removed (lavaan: 'some cases are empty "
-               "and will be ignored')")
-    else:
+    empty = ~obs.any(axis=1)
+    if missing == "listwise":
         ok = obs.all(axis=1)
         why = "with missing values were removed (listwise)"
+    else:
+        ok = ~empty
+        why = ("with every model variable missing were removed (lavaan: 'some cases are empty "
+               "and will be ignored')")
     lost = keep & ~ok
     if lost.any():
         warn.append(f"{int(lost.sum())} row(s) {why}")
+    nobs_empty = int((keep & empty).sum())
     keep &= ok
-    X = X[keep] if not keep.all() else X
+    if missing == "listwise" and not keep.all():
+        n, dropped = len(keep), int((~keep).sum())
+        _warnings.warn(f"{dropped} of {n} rows ({100 * dropped / n:.0f}%) have a missing value on "
+                       f"a model variable{' or the group' if group else ''} and were dropped "
+                       f"(missing='listwise', lavaan's default)"
+                       + (f"; {keeps} keeps them." if keeps else "."), UserWarning, stacklevel=4)
+    frame = None
+    if ordered:
+        frame = sub[ov + ([group] if group is not None else [])]
+        frame = frame.loc[keep] if not keep.all() else frame
+        X = None
+    elif not keep.all():
+        X = X[keep]
     if group is not None:
         gvals = labels_col[group][keep]
         labels = group_labels_in_order(gvals, group_order)
@@ -122,21 +180,40 @@ def prepare(rows: Sequence[SyntaxRow], data: pd.DataFrame, *, group: str | None 
     else:
         masks = [None]
         group_labels = ["1"]
-    blocks = [X if m is None else X[m] for m in masks]
+    blocks = None if X is None else [X if m is None else X[m] for m in masks]
     if cluster is not None:
         cvals = labels_col[cluster][keep]
         clusters = [cvals if m is None else cvals[m] for m in masks]
         for cl, lab in zip(clusters, group_labels):
             k = len(pd.unique(cl))
             if k < 2:
-                gname = f" in group {lab}" if len(blocks) > 1 else ""
+                gname = f" in group {lab}" if len(masks) > 1 else ""
                 raise ValueError(f"cluster={cluster!r} needs at least 2 clusters{gname}; "
                                  f"found {k}")
     else:
-        clusters = [None] * len(blocks)
+        clusters = [None] * len(masks)
     return SemData(ov=ov, blocks=blocks, clusters=clusters, group_labels=group_labels,
-                   warnings=warn, nobs_dropped=int((~keep).sum()),
-                   data_hash=hash_frame(sub))
+                   warnings=warn, nobs_dropped=int((~keep).sum()), nobs_empty=nobs_empty,
+                   data_hash=data_hash, frame=frame)
+
+
+def _check_columns(obs: np.ndarray, X: np.ndarray, ov: Sequence[str], num: Sequence[str]) -> None:
+    """Each model column must hold some values and no infinite one (the numerics would otherwise
+    fail with an unhelpful linear-algebra error)."""
+    if len(obs) == 0:
+        return
+    seen = obs.any(axis=0)
+    if not seen.all():
+        c = ov[int(np.flatnonzero(~seen)[0])]
+        raise ValueError(f"data= column {c!r} has no observed values (every row is missing); "
+                         "expected answers in every variable of the model.")
+    if X.size:
+        inf = np.isinf(X)
+        if inf.any():
+            j = int(np.flatnonzero(inf.any(axis=0))[0])
+            rows = np.flatnonzero(inf[:, j])
+            raise ValueError(f"data= column {num[j]!r} holds {len(rows)} infinite value(s) "
+                             f"(first in data row {int(rows[0]) + 1}); expected finite numbers.")
 
 
 def group_labels_in_order(values, group_order=None) -> list:
@@ -151,3 +228,24 @@ def group_labels_in_order(values, group_order=None) -> list:
         raise ValueError(f"group_order= must list each group once; groups in the data: "
                          f"{appear}; got {group_order}")
     return group_order
+
+
+def data_warnings(stats, labels) -> list[str]:
+    """Problems of the kept data that lavaan warns about, one message each: items with zero
+    variance, n <= p, and a sample covariance matrix that is not positive definite.
+
+    ``stats`` is a `instrument.sem.samplestats.SampleStats` (moments per group)."""
+    out = []
+    for gs, lab in zip(stats.groups, labels):
+        gname = f" in group {lab}" if len(stats.groups) > 1 else ""
+        p = gs.cov.shape[0]
+        const = [v for v, s in zip(gs.ov_names, np.diag(gs.cov)) if s <= 0]
+        if const:
+            out.append(f"variable(s) {const} have zero variance{gname}")
+        if gs.n <= p:
+            out.append(f"too few observations{gname}: n = {gs.n} <= number of variables p = {p}")
+        ev = np.linalg.eigvalsh(gs.cov)
+        if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
+            out.append(f"the sample covariance matrix{gname} is not positive definite "
+                       f"(smallest eigenvalue {ev[0]:.3g})")
+    return out

@@ -18,7 +18,8 @@ from instrument.sem.partable import ParTable
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
 from instrument.sem.result import CFAResult
-from instrument.sem.samplestats import SampleStats, data_warnings
+from instrument.sem.data import data_warnings
+from instrument.sem.samplestats import SampleStats
 
 __all__ = ["fit_partable", "compute_fit_measures"]
 

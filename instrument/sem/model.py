@@ -436,8 +436,6 @@ class Model:
             if len(cols):
                 D[off:, cols] = ((vr[:, None] == i[None, :]) * G[vc][:, j]
                                  + (vc[:, None] == i[None, :]) * G[vr][:, j])
-                if off:
-                    D[:p, cols] = (np.arange(p)[:, None] == i[None, :]) * a[j][None, :]
             cols, k, l = gf[_PSI]
             if len(cols):
                 t = M[vr][:, k] * M[vc][:, l]
@@ -451,17 +449,37 @@ class Model:
             if len(cols):
                 H = A @ L.T
                 D[off:, cols] = M[vr][:, k] * H[l][:, vc].T + M[vc][:, k] * H[l][:, vr].T
-                if off:
-                    D[:p, cols] = M[:, k] * a[l][None, :]
             if off:
-                cols, k, _ = gf[_NU]
-                if len(cols):
-                    D[:p, cols] = (np.arange(p)[:, None] == k[None, :])
-                cols, k, _ = gf[_ALPHA]
-                if len(cols):
-                    D[:p, cols] = M[:, k]
+                D[:p] = self._mean_rows(gf, len(gc), M, a)
             out.append(D)
         return out
+
+    def delta_mean(self, x: np.ndarray) -> list[np.ndarray]:
+        """The mean rows of `delta_compact` per group, shape (p, n_free_in_group); requires a
+        mean structure."""
+        out = []
+        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+            M = mats["lambda_"] @ self._ibinv(mats["beta"])
+            out.append(self._mean_rows(gf, len(gc), M, self._ibinv(mats["beta"]) @ mats["alpha"]))
+        return out
+
+    def _mean_rows(self, gf, ncol: int, M: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """d mu / d x for one group's free rows (the formulas of `delta_compact`)."""
+        p = self.p
+        D = np.zeros((p, ncol))
+        cols, i, j = gf[_LAMBDA]
+        if len(cols):
+            D[:, cols] = (np.arange(p)[:, None] == i[None, :]) * a[j][None, :]
+        cols, k, l = gf[_BETA]
+        if len(cols):
+            D[:, cols] = M[:, k] * a[l][None, :]
+        cols, k, _ = gf[_NU]
+        if len(cols):
+            D[:, cols] = (np.arange(p)[:, None] == k[None, :])
+        cols, k, _ = gf[_ALPHA]
+        if len(cols):
+            D[:, cols] = M[:, k]
+        return D
 
     def delta_factors(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Rank-2 factors of each compact Delta column: dSigma_t = a_t b_t' + b_t a_t'.
@@ -470,7 +488,7 @@ class Model:
         -------
         list of (a, b), per group two arrays (p, n_free_in_group); columns of mean parameters
         (nu, alpha) are zero. Used to apply the normal-theory weight in O(p^2) per column
-        (see `instrument.sem.estimators.ml.weighted_delta_factored`).
+        (see `instrument.sem.estimators.ml.factored_information`).
 
         Notes
         -----
@@ -528,28 +546,13 @@ class Model:
             rows_g = np.flatnonzero(grp_a == g + 1)
             lam, psi, lv_ind = {}, {}, {}
             comm = np.zeros(self.p)
+            inds = []
             for lv in self.lv_names:
                 ind = [r for r in rows_g if op_a[r] == "=~" and lhs_a[r] == lv and rhs_a[r] in ovi]
-                idx = [ovi[rhs_a[r]] for r in ind]
-                if not idx:
-                    continue
-                d = np.diag(S)[idx].copy()
-                if len(idx) >= 2:
-                    Sf = S[np.ix_(idx, idx)]
-                    try:
-                        h = 1.0 - 1.0 / np.diag(np.linalg.inv(Sf)) / d
-                    except np.linalg.LinAlgError:
-                        h = np.full(len(idx), 0.5)
-                    R = Sf.copy()
-                    np.fill_diagonal(R, np.clip(h, 0.05, 0.95) * d)
-                    for _ in range(10):
-                        w, V = np.linalg.eigh(R)
-                        l1 = V[:, -1] * np.sqrt(max(w[-1], 1e-8))
-                        np.fill_diagonal(R, np.clip(l1 ** 2, 0.05 * d, 0.95 * d))
-                    if l1.sum() < 0:
-                        l1 = -l1
-                else:
-                    l1 = np.sqrt(np.maximum(d * 0.5, 1e-8))
+                if ind:
+                    inds.append((lv, ind, [ovi[rhs_a[r]] for r in ind]))
+            loadings = _first_factor_loadings(S, [idx for _, _, idx in inds])
+            for (lv, ind, idx), l1 in zip(inds, loadings):
                 fixed_k = [k for k, r in enumerate(ind) if free_a[r] == 0]
                 c = 1.0
                 if fixed_k:
@@ -594,6 +597,40 @@ class Model:
         return x / np.maximum(cnt, 1)
 
 
+
+def _first_factor_loadings(S: np.ndarray, idx_list: list) -> list:
+    """One-factor principal-axis loadings of each indicator set of ``S``: communalities start at
+    the squared multiple correlations (clipped to [0.05, 0.95] of the variance) and are updated
+    ten times from the first eigenvector; a single indicator gets sqrt(var / 2). Sets of equal
+    size are done as one batch of eigen decompositions."""
+    out: list = [None] * len(idx_list)
+    diag = np.diag(S)
+    by_size: dict = {}
+    for k, idx in enumerate(idx_list):
+        if len(idx) >= 2:
+            by_size.setdefault(len(idx), []).append(k)
+        else:
+            out[k] = np.sqrt(np.maximum(diag[idx] * 0.5, 1e-8))
+    for m, ks in by_size.items():
+        Sf = np.stack([S[np.ix_(idx_list[k], idx_list[k])] for k in ks])
+        d = np.stack([diag[idx_list[k]] for k in ks])
+        h = np.empty_like(d)
+        for b in range(len(ks)):
+            try:
+                h[b] = 1.0 - 1.0 / np.diag(np.linalg.inv(Sf[b])) / d[b]
+            except np.linalg.LinAlgError:
+                h[b] = 0.5
+        R = Sf.copy()
+        di = np.arange(m)
+        R[:, di, di] = np.clip(h, 0.05, 0.95) * d
+        for _ in range(10):
+            w, V = np.linalg.eigh(R)
+            l1 = V[:, :, -1] * np.sqrt(np.maximum(w[:, -1], 1e-8))[:, None]
+            R[:, di, di] = np.clip(l1 ** 2, 0.05 * d, 0.95 * d)
+        for b, k in enumerate(ks):
+            out[k] = -l1[b] if l1[b].sum() < 0 else l1[b]
+    return out
+
 def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndarray,
                   psi_a: float, psi_b: float) -> float:
     """Least-squares start for cov(F_a, F_b) from the indicators' cross-covariances:
@@ -611,5 +648,7 @@ def _lv_cov_start(S: np.ndarray, ia: list, la: np.ndarray, ib: list, lb: np.ndar
 def with_defined_rows(est: pd.DataFrame, model: Model, x: np.ndarray,
                          vcov_x: np.ndarray | None) -> pd.DataFrame:
     """The estimates table followed by the ``:=`` rows (`Model.defined_rows`)."""
+    if not model.defined.defined:
+        return est
     extra = model.defined_rows(x, vcov_x)
     return est if extra.empty else pd.concat([est, extra], ignore_index=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.sem.estimators.ml import expected_information, gamma_nt, moment_weight
+from instrument.sem.estimators.ml import gamma_nt, moment_weight
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 from instrument.sem.partable import ParTable
@@ -301,9 +301,7 @@ def modindices(model: Model, x: np.ndarray, stats: SampleStats, *,
     cands = [(e_l[r], e_o[r], e_r[r], int(e_g[r])) for r in rows_c]
     nc = len(cands)
     obj = MLObjective(m2, stats, likelihood)
-    D2 = m2.delta(x2)
-    grad = obj.gradient(x2, deltas=D2)
-    info = expected_information(m2, x2, stats, likelihood=likelihood, deltas=D2)
+    grad, info = obj.gradient_and_information(x2)
     Ixx, Ixc, Icc = info[np.ix_(kx, kx)], info[np.ix_(kx, kc)], info[np.ix_(kc, kc)]
     V = np.diag(Icc) - np.einsum("ij,ij->j", Ixc, np.linalg.solve(Ixx, Ixc))
     score = -0.5 * grad[kc]
@@ -391,11 +389,6 @@ def factor_scores(model: Model, x: np.ndarray, data_groups: list[np.ndarray],
             f[rows] = yc[np.ix_(rows, o)] @ A.T + a
         out.append(f)
     return out
-
-
-def normal_p(z):
-    """Two-sided normal p value."""
-    return 2.0 * _st.norm.sf(np.abs(z))
 
 
 def standardized_se(model: Model, x: np.ndarray, vcov_x: np.ndarray, *,

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["GroupStats", "SampleStats", "data_warnings"]
+__all__ = ["GroupStats", "SampleStats"]
 
 
 @dataclass(frozen=True)
@@ -54,21 +54,3 @@ class SampleStats:
     def ngroups(self) -> int:
         return len(self.groups)
 
-
-def data_warnings(stats: SampleStats, labels) -> list[str]:
-    """Problems of the sample statistics that lavaan warns about, one message each: items with
-    zero variance, n <= p, and a sample covariance matrix that is not positive definite."""
-    out = []
-    for gs, lab in zip(stats.groups, labels):
-        gname = f" in group {lab}" if len(stats.groups) > 1 else ""
-        p = gs.cov.shape[0]
-        const = [v for v, s in zip(gs.ov_names, np.diag(gs.cov)) if s <= 0]
-        if const:
-            out.append(f"variable(s) {const} have zero variance{gname}")
-        if gs.n <= p:
-            out.append(f"too few observations{gname}: n = {gs.n} <= number of variables p = {p}")
-        ev = np.linalg.eigvalsh(gs.cov)
-        if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
-            out.append(f"the sample covariance matrix{gname} is not positive definite "
-                       f"(smallest eigenvalue {ev[0]:.3g})")
-    return out

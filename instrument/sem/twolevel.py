@@ -32,7 +32,8 @@ from instrument.sem.model import Model, vech_indices
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import Meta, Table, from_jsonable, to_jsonable
+from instrument.sem.data import SemData, data_warnings, select
 from instrument.sem.syntax import ModelSyntaxError, parse_syntax, split_levels
 
 __all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
@@ -102,24 +103,20 @@ def cluster_stats(df: pd.DataFrame, variables: Sequence[str], cluster: str) -> C
     Returns
     -------
     ClusterStats
+        Of the rows the engine's data step (`instrument.sem.data.select`, listwise) keeps.
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"data= must be a pandas DataFrame; got {type(df).__name__}")
-    variables = list(variables)
-    miss = [c for c in [*variables, cluster] if c not in df.columns]
-    if miss:
-        raise ValueError(f"column(s) {miss} are not in the data (columns: {list(df.columns)})")
-    d = df[[*variables, cluster]].dropna()
-    for v in variables:
-        if not pd.api.types.is_numeric_dtype(d[v]):
-            raise ValueError(f"column {v!r} must be numeric; got dtype {d[v].dtype}")
-    Y = d[variables].to_numpy(float)
-    _, inv = np.unique(d[cluster].to_numpy(), return_inverse=True)
+    if not isinstance(cluster, str) or not cluster:
+        raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
+    return cluster_stats_from(select(df, variables, cluster=cluster, missing="listwise"))
+
+
+def cluster_stats_from(d: SemData) -> ClusterStats:
+    """`ClusterStats` of the single group of a data step with ``cluster=``."""
+    Y = d.blocks[0]
+    _, inv = np.unique(d.clusters[0], return_inverse=True)
     nj = np.bincount(inv)
     J, N = len(nj), len(Y)
-    if J < 2:
-        raise ValueError(f"cluster={cluster!r} has {J} cluster(s) after dropping incomplete rows; "
-                         "a two-level model needs many clusters")
+    variables = d.ov
     cm = np.vstack([np.bincount(inv, weights=Y[:, v]) for v in range(Y.shape[1])]).T / nj[:, None]
     R = Y - cm[inv]
     W = R.T @ R
@@ -677,7 +674,8 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
         raise ValueError(f"cluster={cluster!r} is also an observed variable of the model")
     ov = list(pt_w.ov_names)
     p = len(ov)
-    cs = cluster_stats(data, ov, cluster)
+    d = select(data, ov, cluster=cluster, missing="listwise")
+    cs = cluster_stats_from(d)
     st = _CFAStructure(pt_w, pt_b, ov)
     x, logl, iters, conv = _maximize(st, cs, st.start(cs))
     H = _hessian(st, cs, x)
@@ -696,7 +694,8 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     npar = st.nx
     df = sat.nx - npar
     chisq = max(2.0 * (logl1 - logl), 0.0)
-    warns = []
+    warns = list(d.warnings) + data_warnings(
+        SampleStats([GroupStats.from_data(d.blocks[0], ov)]), ["1"])
     if not conv:
         warns.append("the optimiser did not converge; estimates are not the ML solution.")
     if 2.0 * (logl1 - logl) < 0:
@@ -735,7 +734,7 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
         meta=Meta(options={"estimator": "ML", "information": "observed", "cluster": cluster,
                            "h1": h1, "std_lv": std_lv, "model": model,
                            "method": "exact two-level ML"},
-                  data_hash=hash_frame(data[[*ov, cluster]])))
+                  data_hash=d.data_hash))
 
 
 def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,

@@ -19,10 +19,9 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_scaled_shifted, dwls_vcov_robust
+from instrument.sem.estimators.dwls import dwls_vcov_robust
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.polychoric import CategoricalSampleStats
@@ -31,11 +30,11 @@ from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import in_lavaan_order
 from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
 from instrument.sem.fit import other as _other
-from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
+from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
-from instrument.sem.test.score import equality_score_table
+from instrument.sem.test.scaled_shifted import scaled_shifted
 
-__all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
+__all__ = ["merge_rows", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("delta", "theta")
@@ -63,110 +62,6 @@ def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
             pos[key] = len(out)
             out.append(r)
     return out
-
-
-def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSampleStats, *,
-                               ordered: Sequence[str], ov_names: Sequence[str] | None = None,
-                               parameterization: str = "delta", std_lv: bool = False,
-                               group_equal: Sequence[str] = (),
-                               group_partial: Sequence[str] = ()) -> ParTable:
-    """lavaan's parameter table for a CFA with ordered indicators.
-
-    Notes
-    -----
-    On top of the continuous table (lavaan ``lavaanify``, mean structure on) every ordered
-    indicator gets, per group: thresholds ``x | t1 .. t(K-1)`` (free; labelled equal across
-    groups with ``group_equal="thresholds"``), its intercept ``x ~ 1`` fixed at 0, its residual
-    variance ``x ~~ x`` fixed (delta: computed from the model; theta: 1) and, with the delta
-    parameterization, the scale ``x ~*~ x`` fixed at 1 (free in groups 2..G when thresholds are
-    held equal, lavaan's rule; latent means are then free in groups 2..G as well). Rows the user
-    wrote are kept as written.
-    """
-    ordered = list(ordered)
-    base = build_partable(rows, ngroups=cstats.ngroups,
-                          group_labels=[str(g) if g is not None else "1"
-                                        for g in cstats.group_labels],
-                          ov_names=ov_names, meanstructure=True, std_lv=std_lv,
-                          group_equal=tuple(g for g in group_equal),
-                          group_partial=tuple(group_partial), ordered=tuple(ordered))
-    f = base.frame
-    recs = f.to_dict("records")
-    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
-    partial = set()
-    for s in group_partial:
-        for op in ("=~", "~~", "~1", "|", "~*~"):
-            if op in s:
-                a, b = s.split(op, 1)
-                partial.add((a.strip(), op, b.strip()))
-                break
-    G = cstats.ngroups
-    th_equal = "thresholds" in group_equal
-    first_th: dict[tuple, dict] = {}
-
-    def add(lhs, op, rhs, g, free, ustart, label=""):
-        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
-                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
-                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
-        return recs[-1]
-
-    gs0 = cstats.groups[0]
-    nlev = dict(zip(gs0.ov_names, gs0.nlevels))
-    for g in range(1, G + 1):
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            for t in range(1, nlev[v]):
-                key = (v, "|", f"t{t}", g)
-                if key in have:
-                    continue
-                rec = add(v, "|", f"t{t}", g, True, math.nan)
-                if g == 1:
-                    first_th[key[:3]] = rec
-                elif th_equal and key[:3] not in partial and key[:3] in first_th:
-                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
-                    rec["_eq"] = key[:3]
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            if (v, "~~", v, g) not in have:
-                add(v, "~~", v, g, False, 1.0)
-            if (v, "~1", "", g) not in have:
-                add(v, "~1", "", g, False, 0.0)
-            if (v, "~*~", v, g) not in have:
-                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
-                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
-    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
-    # intercepts do: free in groups 2..G (unless "means" are held equal too)
-    if th_equal and "means" not in group_equal:
-        lvs = set(base.lv_names)
-        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
-        for rec in recs:
-            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
-                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
-                rec["free"], rec["ustart"] = 1, math.nan
-    frame = pd.DataFrame(recs)
-    frame["id"] = np.arange(1, len(frame) + 1)
-    frame["plabel"] = [f".p{k}." for k in frame["id"]]
-    if "_eq" in frame.columns:
-        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
-                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
-        eq = frame["_eq"].to_numpy()
-        labels = frame["label"].to_numpy(object).copy()
-        for k, e in enumerate(eq):
-            if isinstance(e, tuple):
-                labels[k] = firstrow[e]
-                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
-                if not labels[first_idx]:
-                    labels[first_idx] = firstrow[e]
-        frame["label"] = labels
-        frame = frame.drop(columns="_eq")
-    frame["label"] = frame["label"].fillna("")
-    fr = frame["free"].to_numpy() > 0
-    frame["free"] = np.where(fr, np.cumsum(fr), 0)
-    frame = frame[list(PARTABLE_COLUMNS)]
-    opts = dict(base.options)
-    opts.update(ordered=ordered, parameterization=parameterization)
-    return replace(base, frame=frame.reset_index(drop=True), options=opts)
 
 
 class CategoricalModel(Model):
@@ -415,7 +310,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     -----
     Estimates minimise F_DWLS (`DWLSObjective`) by Fisher scoring; ``chisq = (N - G) F``;
     standard errors ``E^-1 Delta' W Gamma W Delta E^-1 / (N - G)`` (`dwls_vcov_robust`) and the
-    scaled-shifted test (`dwls_scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
+    scaled-shifted test (`instrument.sem.test.scaled_shifted.scaled_shifted`) with lavaan's names; fit indices as lavaan 0.6-14
     ``fitMeasures()`` for categorical data: RMSEA with N - G, SRMR over the off-diagonal
     correlation residuals with divisor p(p+1)/2.
     """
@@ -535,16 +430,10 @@ def _uls_stats(cstats):
         missing=cstats.missing, group_var=cstats.group_var)
 
 
-def test_scaled_shifted(chisq: float, df: int, deltas, cstats, weight: str = "DWLS") -> dict:
-    """`dwls_scaled_shifted` for the DWLS or the identity (ULS) weight."""
-    st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    return dwls_scaled_shifted(chisq, df, deltas, st)
-
-
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted_fast(chisq, df, deltas, st) if df > 0 else None
+    ss = scaled_shifted(chisq, df, deltas, st) if df > 0 else None
     bl = _baseline_fast(st)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
@@ -727,42 +616,6 @@ def group_chisq_wls(fit) -> list[float]:
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
 
 
-def score_test_equality_wls(fit):
-    """lavaan-style ``lavTestScore()`` of every equality constraint of a WLSMV fit.
-
-    Returns
-    -------
-    DataFrame
-        As `instrument.invariance.score_test_equality`: ``lhs op rhs parameter lhs_group
-        rhs_group X2 df pvalue epc``, the total test in ``.attrs["total"]``.
-
-    Notes
-    -----
-    For the model with the constraints released (one column per free table row, Delta_free),
-    evaluated at the constrained estimates: score ``s = sum_g f_g (n_g - 1)/n_g Delta_g' W_g
-    (s_g - sigma_g)`` (minus the gradient of lavaan's fx), information
-    ``I = sum_g f_g Delta_g' W_g Delta_g`` (``f_g = n_g / N``); then the Lagrange-multiplier
-    statistics of `instrument.sem.test.score.score_tests` with N. These are the (unscaled)
-    statistics lavaan's ``lavTestScore`` reports for WLSMV fits; use them to rank candidate
-    releases.
-    """
-    st = model_state(fit)
-    model, x, cstats = st["model"], st["x"], st["cstats"]
-    obj = DWLSObjective(model, cstats, st["weight"])
-    n = np.array([g.n for g in cstats.groups], float)
-    fg = n / n.sum()
-    k = len(model.free_rows)
-    score = np.zeros(k)
-    info = np.zeros((k, k))
-    for f, ng, v, o, e, D in zip(fg, n, obj.V, obj.obs, model.wls_est(x),
-                                 model.wls_delta(x, wrt="free")):
-        VD = v[:, None] * D
-        score += f * (ng - 1) / ng * (VD.T @ (o - e))
-        info += f * (D.T @ VD)
-    info = 0.5 * (info + info.T)
-    return equality_score_table(score, info, model, fit.partable, int(n.sum()))
-
-
 def _catml_robust(model, x, cstats, deltas, st):
     """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
 
@@ -848,48 +701,8 @@ def _catml_robust(model, x, cstats, deltas, st):
 # fast traces (k x k algebra instead of dense moment-sized products)
 # ------------------------------------------------------------------------------------------
 
-def scaled_shifted_fast(chisq: float, df: int, deltas, stats) -> dict:
-    """`instrument.sem.estimators.dwls.dwls_scaled_shifted` computed with parameter-sized matrices.
-
-    Notes
-    -----
-    With W_g = WLS_V_g (diagonal), A_g = W_g Gamma_g, B_g = W_g Delta_g, Y_g = Gamma_g B_g,
-    E = sum_g f_g Delta_g' B_g, H = sum_g f_g B_g' Y_g and K = sum_g f_g Y_g' W_g Y_g:
-    ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
-    ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
-    (the same quantities as the dense formula; the group weights f_g cancel as there).
-    """
-    n = np.array([g.n for g in stats.groups], float)
-    fg = n / n.sum()
-    k = deltas[0].shape[1]
-    E = np.zeros((k, k))
-    H = np.zeros((k, k))
-    K = np.zeros((k, k))
-    trA = trA2 = 0.0
-    for f, D, g in zip(fg, deltas, stats.groups):
-        w = np.diag(g.WLS_V)
-        B = w[:, None] * D
-        Y = g.NACOV @ B
-        A = w[:, None] * g.NACOV
-        trA += float(np.trace(A))
-        trA2 += float(np.sum(A * A.T))
-        E += f * (D.T @ B)
-        H += f * (B.T @ Y)
-        K += f * (Y.T @ (w[:, None] * Y))
-    Ei = np.linalg.inv(E)
-    EH = Ei @ H
-    tr1 = trA - float(np.trace(EH))
-    tr2 = trA2 - 2.0 * float(np.sum(Ei * K.T)) + float(np.sum(EH * EH.T))
-    a = np.sqrt(df / tr2)
-    b = df - a * tr1
-    stat = a * chisq + b
-    return {"trace.UGamma": tr1, "trace.UGamma2": tr2, "chisq.scaling.factor": float(1.0 / a),
-            "chisq.shift.parameters": float(b), "chisq.scaled": float(stat),
-            "pvalue.scaled": float(_st.chi2.sf(stat, df))}
-
-
 def _baseline_fast(stats) -> dict:
-    """`instrument.sem.estimators.dwls.dwls_baseline`'s scaling and shift via `scaled_shifted_fast`
+    """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.groups]
     tot = sum(nfree)
@@ -900,6 +713,6 @@ def _baseline_fast(stats) -> dict:
         off += nf
         deltas.append(D)
     df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
-    ss = scaled_shifted_fast(0.0, df, deltas, stats)
+    ss = scaled_shifted(0.0, df, deltas, stats)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

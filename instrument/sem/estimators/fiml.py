@@ -31,14 +31,11 @@ For pattern k with observed variables o, n_k rows, pattern mean ``ybar_k`` and c
 errors use the observed information (``information = "observed"``, Hessian of ``-logl/N``).
 Rows with no observed value are dropped, as lavaan does (it warns).
 
-Wiring into ``cfa(missing="fiml")`` (the engine's contract; FIML always has a meanstructure)::
-
-    pats = [missing_patterns(X_g) for X_g in data_by_group]
-    obj = FIMLObjective(model.implied, model.delta, pats)       # value(x), gradient(x)
-    x_hat = optimize(obj, x0)                                    # the engine's optimiser
-    out = fiml_fit(model, x_hat, data_by_group, df=df, estimator="ML" or "MLR",
-                   clusters=None)
-    # out.vcov (unique parameters; K @ V @ K.T for the partable), out.fit_measures, out.h1
+Use in the engine (`instrument.sem.cfa_robust`; FIML always has a meanstructure): the data of
+each group are grouped by pattern once (`missing_patterns`), `FIMLObjective` (value and gradient
+of ``-logl/N``) is minimised by the engine's optimiser (`instrument.sem.estimators.ml`), the
+saturated model comes from the EM of `instrument.sem.estimators.fiml_fast`, and `fiml_mlr_vcov`
+gives the robust covariance with ``estimator="MLR"``.
 
 References
 ----------

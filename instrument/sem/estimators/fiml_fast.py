@@ -1,4 +1,4 @@
-"""Fast FIML information matrices for many missing-data patterns (issue 6 wiring).
+"""Fast FIML information matrices for many missing-data patterns.
 
 `instrument.sem.estimators.fiml` builds the observed h1 information pattern by pattern in the
 ``(p + p*)``-dimensional moment space, which costs ``K q*^2`` memory and time for K patterns of

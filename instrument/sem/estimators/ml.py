@@ -10,12 +10,13 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 
 __all__ = ["MLObjective", "OptimResult", "optimize", "single_threaded_blas", "single_threaded",
-           "expected_information", "observed_information", "weighted_delta_factored",
+           "expected_information", "observed_information", "factored_information",
            "hessian_information", "gradient_jacobian", "weighted_delta", "gamma_nt",
            "moment_weight"]
 
@@ -132,6 +133,7 @@ class MLObjective:
             else:
                 self.logdetS.append(float(np.sum(np.log(ev))))
         self.ngroups = G
+        self._gcols = [_selection_columns(K) for K in model.group_K]
 
     def group_values(self, x: np.ndarray) -> np.ndarray:
         """F_g per group (inf when an implied matrix is not positive definite)."""
@@ -158,10 +160,19 @@ class MLObjective:
 
     def moment_gradients(self, x: np.ndarray) -> list[np.ndarray]:
         """dF_g / d[mu, vech Sigma] per group (unweighted)."""
-        mdl = self.model
-        vr, vc = mdl.vr, mdl.vc
+        vr, vc = self.model.vr, self.model.vc
         out = []
-        for imp, S, m in zip(mdl.implied(x), self.S, self.means):
+        for _, R, gm in self._moment_parts(x):
+            gs = R[vr, vc] * np.where(vr == vc, 1.0, 2.0)
+            out.append(gs if gm is None else np.concatenate([gm, gs]))
+        return out
+
+    def _moment_parts(self, x: np.ndarray) -> list[tuple]:
+        """Per group (Sigma^-1, R, g_mu): dF_g/dSigma_ij = R_ij taking every element as its own
+        argument (R = Sigma^-1 - Sigma^-1 (S + dd') Sigma^-1) and dF_g/dmu = -2 Sigma^-1 d, or
+        None without a mean structure."""
+        out = []
+        for imp, S, m in zip(self.model.implied(x), self.S, self.means):
             Si = np.linalg.inv(imp.sigma)
             St = S
             gm = None
@@ -169,9 +180,7 @@ class MLObjective:
                 d = m - imp.mu
                 St = S + np.outer(d, d)
                 gm = -2.0 * Si @ d
-            R = Si - Si @ St @ Si
-            gs = R[vr, vc] * np.where(vr == vc, 1.0, 2.0)
-            out.append(gs if gm is None else np.concatenate([gm, gs]))
+            out.append((Si, Si - Si @ St @ Si, gm))
         return out
 
     def gradient(self, x: np.ndarray, deltas: list | None = None) -> np.ndarray:
@@ -182,19 +191,42 @@ class MLObjective:
             g += w * (D.T @ gm)
         return g
 
-    def gradient_and_information(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and unit expected information sharing one evaluation of Delta (compact,
-        per-group columns only, mapped to x through ``model.group_K``)."""
+    def gradient_and_information(self, x: np.ndarray, *, wrt: str = "x"
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of F and unit expected information from the rank-2 factors of Delta
+        (`factored_information`), without forming Delta.
+
+        ``wrt="x"`` (default): with respect to the optimiser's parameters (per group mapped
+        through ``model.group_K``); ``wrt="free"``: with respect to every free table row, so
+        equality constraints are released (the ingredients of score tests, lavaan's
+        ``lavTestScore``).
+
+        Notes
+        -----
+        With dSigma_t = a_t b_t' + b_t a_t' (`Model.delta_factors`): dF/dx_t = 2 a_t' R b_t +
+        g_mu' dmu/dx_t (R and g_mu of `_moment_parts`).
+        """
         mdl = self.model
-        g = np.zeros(mdl.nx)
-        info = np.zeros((mdl.nx, mdl.nx))
-        imps = mdl.implied(x)
-        for w, Dc, (fa, fb), Kg, gm, imp in zip(self.w, mdl.delta_compact(x),
-                                                mdl.delta_factors(x), mdl.group_K,
-                                                self.moment_gradients(x), imps):
-            g += w * (Kg.T @ (Dc.T @ gm))
-            Ic = Dc.T @ weighted_delta_factored(mdl, imp.sigma, Dc, fa, fb)
-            info += w * (Kg.T @ Ic @ Kg)
+        k = mdl.nx if wrt == "x" else len(mdl.free_rows)
+        g = np.zeros(k)
+        info = np.zeros((k, k))
+        dmu = mdl.delta_mean(x) if mdl.meanstructure else [None] * self.ngroups
+        for w, (fa, fb), Kg, xc, cols, (Si, R, gm), Dm in zip(
+                self.w, mdl.delta_factors(x), mdl.group_K, self._gcols, mdl.group_cols,
+                self._moment_parts(x), dmu):
+            gc = 2.0 * np.einsum("ij,ij->j", fa, R @ fb)
+            if Dm is not None:
+                gc += Dm.T @ gm
+            Ic = factored_information(Si, fa, fb, Dm)
+            if wrt == "x" and xc is not None:      # K_g selects distinct columns of x
+                g[xc] += w * gc
+                info[np.ix_(xc, xc)] += w * Ic
+            elif wrt == "x":
+                g += w * (Kg.T @ gc)
+                info += w * (Kg.T @ Ic @ Kg)
+            else:
+                g[cols] += w * gc
+                info[np.ix_(cols, cols)] += w * Ic
         return g, 0.5 * (info + info.T)
 
     def expected_information(self, x: np.ndarray, deltas: list | None = None) -> np.ndarray:
@@ -234,27 +266,34 @@ def weighted_delta(model: Model, sigma: np.ndarray, D: np.ndarray) -> np.ndarray
     return out
 
 
-def weighted_delta_factored(model: Model, sigma: np.ndarray, D: np.ndarray, fa: np.ndarray,
-                            fb: np.ndarray) -> np.ndarray:
-    """W @ D like `weighted_delta`, from the rank-2 factors of `Model.delta_factors`.
+def _selection_columns(K: np.ndarray) -> np.ndarray | None:
+    """The column of x of each row of ``K`` when every row is a unit vector and no two rows
+    share a column (then ``K' A K`` is ``A`` placed at those columns); None otherwise."""
+    if K.size == 0 or not np.all((K == 0.0) | (K == 1.0)) or not np.all(K.sum(axis=1) == 1.0):
+        return None
+    cols = K.argmax(axis=1)
+    return cols if len(np.unique(cols)) == len(cols) else None
+
+
+def factored_information(Si: np.ndarray, fa: np.ndarray, fb: np.ndarray,
+                         Dm: np.ndarray | None = None) -> np.ndarray:
+    """One group's unit expected information Delta' W Delta from the rank-2 factors of Delta.
 
     Notes
     -----
-    With u = Sigma^-1 a and v = Sigma^-1 b, Sigma^-1 dSigma Sigma^-1 = u v' + v u', so each
-    column costs O(p^2) instead of O(p^3).
+    With dSigma_t = a_t b_t' + b_t a_t' (`instrument.sem.model.Model.delta_factors`), the
+    covariance part 1/2 tr(Sigma^-1 dSigma_s Sigma^-1 dSigma_t) equals
+    ``(P_ab o P_ab')_st + (P_aa o P_bb)_st`` with P_ab = A' Sigma^-1 B etc. (o: elementwise),
+    so it costs O(p^2 q + p q^2) for q parameters instead of O(p^2 q^2); the mean part is
+    ``Dm' Sigma^-1 Dm``. Equals `weighted_delta` applied to the full Delta.
     """
-    p = model.p
-    vr, vc = model.vr, model.vc
-    Si = np.linalg.inv(sigma)
-    off = p if model.meanstructure else 0
     U = Si @ fa
     V = Si @ fb
-    w = np.where(vr == vc, 0.5, 1.0)[:, None]
-    out = np.empty_like(D)
-    out[off:] = w * (U[vr] * V[vc] + V[vr] * U[vc])
-    if off:
-        out[:off] = Si @ D[:off]
-    return out
+    Pab = fa.T @ V
+    I = Pab * Pab.T + (fa.T @ U) * (fb.T @ V)
+    if Dm is not None:
+        I += Dm.T @ Si @ Dm
+    return I
 
 
 def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
@@ -270,11 +309,16 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
     n = np.array([g.n - (1 if likelihood == "wishart" else 0) for g in stats.groups], float)
     w = n / n.sum()
     info = np.zeros((model.nx, model.nx))
-    if deltas is None:       # fast path: compact columns and rank-2 factors
-        for wg, Dc, (fa, fb), Kg, imp in zip(w, model.delta_compact(x), model.delta_factors(x),
-                                             model.group_K, model.implied(x)):
-            Ic = Dc.T @ weighted_delta_factored(model, imp.sigma, Dc, fa, fb)
-            info += wg * (Kg.T @ Ic @ Kg)
+    if deltas is None:       # fast path: rank-2 factors of Delta, Delta never formed
+        dmu = model.delta_mean(x) if model.meanstructure else [None] * len(w)
+        for wg, (fa, fb), Kg, imp, Dm in zip(w, model.delta_factors(x), model.group_K,
+                                             model.implied(x), dmu):
+            Ic = factored_information(np.linalg.inv(imp.sigma), fa, fb, Dm)
+            xc = _selection_columns(Kg)
+            if xc is None:
+                info += wg * (Kg.T @ Ic @ Kg)
+            else:
+                info[np.ix_(xc, xc)] += wg * Ic
         return 0.5 * (info + info.T)
     for wg, D, imp in zip(w, deltas, model.implied(x)):
         info += wg * (D.T @ weighted_delta(model, imp.sigma, D))
@@ -432,8 +476,7 @@ def _scoring(objective, x0: np.ndarray, *, max_iter: int, gtol: float, xtol: flo
         step = None
         if secant and C.any():
             try:
-                cho = np.linalg.cholesky(H0 + C)
-                step = np.linalg.solve(cho.T, np.linalg.solve(cho, g))
+                step = cho_solve(cho_factor(H0 + C), g)
             except np.linalg.LinAlgError:
                 C[:] = 0.0
         if step is None:

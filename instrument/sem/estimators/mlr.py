@@ -1,7 +1,6 @@
 """Robust maximum likelihood (MLR): casewise scores, h1 information matrices, Huber-White vcov.
 
-Everything here works on plain arrays, one group at a time, with the conventions of the CFA
-engine's contract (ENGINE_CONTRACT.md):
+Everything here works on plain arrays, one group at a time, with the engine's conventions:
 
 * data ``X`` (n x p), implied ``sigma`` (p x p) and ``mu`` (p,);
 * the moment vector ``m = [mu (only with a meanstructure), vech(sigma)]`` where ``vech`` is
@@ -28,16 +27,12 @@ and ``B1`` the first-order (outer product of casewise scores) information
 clusters and multiplied by ``sqrt(C / (C - 1))`` (C = number of clusters) before the cross
 product, as lavaan does.
 
-Wiring into ``cfa()`` (the engine's contract)
----------------------------------------------
-``cfa(estimator="MLR", cluster=...)``: fit ML as usual, then::
-
-    out = mlr_fit(model, x_hat, [g.data for g in sample_stats.groups],
-                  chisq=chisq, df=df, clusters=[...] or None)
-    # SEs of the partable rows: vcov_theta = K @ out.vcov.vcov @ K.T
-    fit_measures.update(out.fit_measures)     # chisq.scaled, cfi.robust, rmsea.robust, ...
-
-``cluster=`` needs a meanstructure (lavaan frees the intercepts), as with lavaan.
+Use in the engine
+-----------------
+`instrument.sem.cfa_robust` fits ML as usual, then takes the sandwich of the model's Jacobian
+(`mlr_vcov` through ``mlr_vcov_delta``; SEs of the table rows are ``K V K'``) and the
+Yuan-Bentler (Mplus) test (`instrument.sem.test.yuan_bentler`). ``cluster=`` needs a
+meanstructure (lavaan frees the intercepts), as with lavaan.
 
 References
 ----------

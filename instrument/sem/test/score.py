@@ -5,65 +5,104 @@ fitted model, given the score and information of the model with the constraints 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["score_tests", "equality_score_table", "param_name"]
+__all__ = ["score_tests", "ScoreTests", "equality_score_table", "param_name"]
 
 
-def score_tests(score: np.ndarray, information: np.ndarray, K: np.ndarray, D: np.ndarray, n: int
-                ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Total and univariate score (Lagrange multiplier) tests for releasing equality constraints.
+class ScoreTests(NamedTuple):
+    """What `score_tests` returns: the total test, and per block of release directions its
+    statistic, expected parameter change, degrees of freedom and one-step change of θ."""
+
+    total: float
+    X2: np.ndarray
+    epc: list
+    df: np.ndarray
+    change: list
+
+
+def score_tests(score: np.ndarray, information: np.ndarray, K: np.ndarray, D: np.ndarray, n: int,
+                blocks: Sequence[Sequence[int]] | None = None, *, total: bool = True
+                ) -> ScoreTests:
+    """Total and per-block score (Lagrange multiplier) tests for releasing restrictions.
 
     Parameters
     ----------
     score : (k,) array
-        Gradient of the log-likelihood per observation with respect to the unconstrained
-        parameters θ, at the constrained estimates (lavaan ``lavTech(fit, "gradient.logl")``).
+        Gradient of the log-likelihood per observation (or minus that of a WLS fit function)
+        with respect to the unrestricted parameters θ, at the restricted estimates (lavaan
+        ``lavTech(fit, "gradient.logl")``).
     information : (k, k) array
         Unit expected information of θ at the same point.
     K : (k, q) array
-        The constrained model: ``θ = K x`` (its columns span the constrained parameter space).
+        The restricted model: ``θ = K x`` (its columns span the restricted parameter space; a
+        parameter fixed in the restricted model has a zero row, an equated one shares a column).
     D : (k, r) array
-        One release direction per constraint: the change of θ that releasing only that
-        constraint allows (for lavaan's ``.pA. == .pB.`` it is the unit vector of B).
+        One release direction per restriction: the change of θ that releasing only that
+        restriction allows (for lavaan's ``.pA. == .pB.`` it is the unit vector of B).
     n : int
         Total sample size.
+    blocks : sequence of sequences of column indices of D, optional
+        Restrictions tested jointly (e.g. every threshold of one item); default: each column
+        alone (lavaan's univariate tests).
+    total : bool
+        Compute the total test ``N g' I⁺ g`` (NaN otherwise).
 
     Returns
     -------
-    total : float
-        ``N g' I⁺ g`` (lavaan's total test, on r df).
-    univariate : (r,) array
-        ``N (g'd)² / (d'Id − d'IK (K'IK)⁻¹ K'Id)`` per constraint.
-    epc : (r,) array
-        Expected change along d when the constraint is released: ``(g'd) / (that denominator)``.
+    ScoreTests
+        ``total``; per block ``X2``, ``epc`` (array of the block's expected changes along its
+        directions), ``df`` (the rank of the block's information) and ``change`` (the one-step
+        change of θ with the block released).
 
     Notes
     -----
-    lavaan 0.6-14 ``lavTestScore`` computes each univariate test as ``N g' Z⁺₁₁ g`` with Z the
-    information bordered by all other constraints. The (1,1) block of that inverse is the
-    covariance of the model with one constraint released, spanned by ``[K, d]``; since
-    ``g'K = 0`` at the constrained optimum, ``g' Z⁺₁₁ g`` reduces to the expression above
-    (the modification-index form), which needs one q x q inverse instead of one bordered
-    inverse per constraint.
+    For a block ``D_b`` with ``den = D_b'ID_b − D_b'IK (K'IK)⁻¹ K'ID_b``:
+    ``epc = den⁺ D_b'g``, ``X2 = N g'D_b epc`` on ``rank(den)`` df and
+    ``change = D_b epc − K (K'IK)⁻¹ K'ID_b epc`` (one Fisher-scoring step of the model with the
+    block released; minimum-norm when the block is not identified). For a single direction
+    this is ``N (g'd)² / den``, the modification-index form. lavaan 0.6-14 ``lavTestScore``
+    computes each univariate test as ``N g' Z⁺₁₁ g`` with Z the information bordered by all
+    other constraints; since ``g'K = 0`` at the restricted optimum the two agree, and this
+    form needs one q x q inverse instead of one bordered inverse per test.
 
     References
     ----------
     Bentler, P. M., & Chou, C.-P. (1992). Some new covariance structure model improvement
     statistics. *Sociological Methods & Research, 21*(2), 259-282.
     https://doi.org/10.1177/0049124192021002006
+    Sörbom, D. (1989). Model modification. *Psychometrika, 54*(3), 371-384.
+    https://doi.org/10.1007/BF02294623
     """
-    total = float(n * score @ np.linalg.pinv(information) @ score)
+    tot = float(n * score @ np.linalg.pinv(information) @ score) if total else float("nan")
     IK = information @ K
     A = np.linalg.inv(K.T @ IK)
     ID = information @ D
-    den = np.einsum("ij,ij->j", D, ID) - np.einsum("ij,ij->j", (IK.T @ D), A @ (IK.T @ D))
-    gd = score @ D
-    return total, n * gd ** 2 / den, gd / den
+    KID = IK.T @ D
+    if blocks is None:
+        blocks = [[j] for j in range(D.shape[1])]
+    x2, df, epcs, changes = [], [], [], []
+    gD_all = score @ D
+    for b in blocks:
+        b = list(b)
+        den = D[:, b].T @ ID[:, b] - KID[:, b].T @ A @ KID[:, b]
+        den = 0.5 * (den + den.T)
+        gD = gD_all[b]
+        if len(b) == 1:
+            epc = gD / den[0] if den[0, 0] != 0 else np.zeros(1)
+            rank = 1
+        else:
+            epc = np.linalg.pinv(den, rcond=1e-8, hermitian=True) @ gD
+            rank = int(np.linalg.matrix_rank(den, tol=1e-8 * max(np.abs(den).max(), 1e-300)))
+        x2.append(float(n * gD @ epc))
+        df.append(max(rank, 1))
+        epcs.append(epc)
+        changes.append(D[:, b] @ epc - K @ (A @ (KID[:, b] @ epc)))
+    return ScoreTests(tot, np.array(x2), epcs, np.array(df), changes)
 
 
 def param_name(lhs: str, op: str, rhs: str) -> str:
@@ -93,7 +132,9 @@ def equality_score_table(score: np.ndarray, info: np.ndarray, model: Any, partab
                               "lhs_group": int(a["group"]), "rhs_group": int(b["group"])})
     if not dirs:
         raise ValueError("the model has no equality constraints to test.")
-    total, uni, epc = score_tests(score, info, model.K, np.array(dirs).T, n)
+    res = score_tests(score, info, model.K, np.array(dirs).T, n)
+    total, uni = res.total, res.X2
+    epc = np.array([e[0] for e in res.epc])
     out = pd.DataFrame(meta_rows)
     out["X2"] = uni
     out["df"] = 1

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from instrument.sem.estimators.categorical import model_state
+from instrument.invariance.score import WLS_ESTIMATORS as _WLS, fit_state, score_information
+from instrument.sem.test.score import score_tests
 
 
 __all__ = ["dmacs_continuous", "dmacs_ordinal", "expected_score", "item_sds", "ReleaseTests",
@@ -41,7 +42,6 @@ __all__ = ["dmacs_continuous", "dmacs_ordinal", "expected_score", "item_sds", "R
 STEP_KIND = {"thresholds": "thresholds", "metric": "loadings", "scalar": "intercepts",
              "strict": "residuals"}
 THETA_FLOOR = 1e-8
-_WLS = ("WLSMV", "ULSMV", "WLS", "DWLS", "ULS")
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(61)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 
@@ -109,14 +109,27 @@ def item_sds(data: pd.DataFrame, items: Sequence[str], group: str,
                        for lab in labels})
     n = pd.DataFrame({str(lab): data.loc[g == str(lab), list(items)].notna().sum()
                       for lab in labels})
-    codes = {v: sorted(float(c) for c in pd.unique(data[v].dropna())) for v in items}
+    codes = {v: (np.unique(data[v].dropna().to_numpy(float)).tolist()
+                 if pd.api.types.is_numeric_dtype(data[v])
+                 else sorted(float(c) for c in pd.unique(data[v].dropna()))) for v in items}
     return pd.concat({"sd": sd, "n": n}, axis=1), codes
 
 
-def _pooled_sd(sds: pd.DataFrame, item: str, ref: str, foc: str) -> float:
-    s1, s2 = sds.loc[item, ("sd", ref)], sds.loc[item, ("sd", foc)]
-    n1, n2 = sds.loc[item, ("n", ref)], sds.loc[item, ("n", foc)]
-    return math.sqrt(((n1 - 1) * s1 * s1 + (n2 - 1) * s2 * s2) / (n1 + n2 - 2))
+def pooled_sds(sds: pd.DataFrame | Mapping, labels: Sequence[str]) -> dict[tuple[str, int], float]:
+    """Pooled SD of each item between group 1 and each group g >= 2 (the dMACS denominator),
+    ``sqrt(((n1 − 1) s1² + (n2 − 1) s2²) / (n1 + n2 − 2))``, keyed by (item, g); a mapping
+    already of that form is returned as is."""
+    if not isinstance(sds, pd.DataFrame):
+        return dict(sds)
+    ref = str(labels[0])
+    s1, n1 = sds[("sd", ref)].to_numpy(float), sds[("n", ref)].to_numpy(float)
+    out = {}
+    for g in range(2, len(labels) + 1):
+        foc = str(labels[g - 1])
+        s2, n2 = sds[("sd", foc)].to_numpy(float), sds[("n", foc)].to_numpy(float)
+        pooled = np.sqrt(((n1 - 1) * s1 * s1 + (n2 - 1) * s2 * s2) / (n1 + n2 - 2))
+        out.update({(str(v), g): float(x) for v, x in zip(sds.index, pooled)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +175,7 @@ def _gap(look: "_Lookup", vals: np.ndarray, v: str, g: int, eta: np.ndarray,
 
 
 def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Sequence[str],
-                      ngroups: int, labels: Sequence[str], sds: pd.DataFrame,
+                      ngroups: int, labels: Sequence[str], sds: pd.DataFrame | Mapping,
                       codes: Mapping[str, Sequence[float]], ordinal: bool,
                       base: np.ndarray | None = None) -> dict[str, float]:
     """Largest dMACS of each item over the focal groups 2..G against group 1.
@@ -176,6 +189,7 @@ def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Se
     the non-invariance it imposes rather than by differences other steps leave free.
     """
     look = frame if isinstance(frame, _Lookup) else _Lookup(frame)
+    pooled = pooled_sds(sds, labels)
     out = {}
     for v in items:
         if v not in look.factor:
@@ -188,7 +202,7 @@ def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Se
             d = _gap(look, vals, v, g, eta, c)
             if base is not None:
                 d = d - _gap(look, base, v, g, eta, c)
-            sd = _pooled_sd(sds, v, str(labels[0]), str(labels[g - 1]))
+            sd = pooled[(v, g)]
             best = max(best, math.sqrt(float(_WEIGHTS @ (d * d))) / sd)
         out[v] = best
     return out
@@ -197,16 +211,6 @@ def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Se
 # ---------------------------------------------------------------------------------------------
 # Score tests of releasing each item's restrictions
 # ---------------------------------------------------------------------------------------------
-
-def _state(fit: Any) -> tuple[Any, np.ndarray, Any, str, str]:
-    """(model, x, sample statistics, estimator, weight) of a fitted model."""
-    est = str(fit.meta.options.get("estimator", "ML")).upper()
-    if est in _WLS:
-        st = model_state(fit)
-        return st["model"], st["x"], st["cstats"], est, st["weight"]
-    model, x, sstats = fit._rebuilt()
-    return model, x, sstats, est, "ML"
-
 
 def _extended(model: Any, rows: np.ndarray, sample: Any, estimator: str) -> Any:
     """The model with table ``rows`` made free and untied (labels cleared)."""
@@ -228,32 +232,6 @@ def _extended(model: Any, rows: np.ndarray, sample: Any, estimator: str) -> Any:
         return CategoricalModel(pt, sample, model.parameterization)
     from instrument.sem.model import Model
     return Model.from_partable(pt)
-
-
-def _score_information(model: Any, x: np.ndarray, sample: Any, estimator: str,
-                       weight: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Score and unit information with respect to every free table row (equalities released)
-    at ``x``: lavaan's ``lavTestScore`` ingredients (WLS: the DWLS fit function; ML: logl)."""
-    k = len(model.free_rows)
-    score, info = np.zeros(k), np.zeros((k, k))
-    if estimator in _WLS:
-        from instrument.sem.estimators.categorical import DWLSObjective
-        obj = DWLSObjective(model, sample, weight)
-        n = np.array([g.n for g in sample.groups], float)
-        for f, ng, v, o, e, D in zip(n / n.sum(), n, obj.V, obj.obs, model.wls_est(x),
-                                     model.wls_delta(x, wrt="free")):
-            VD = v[:, None] * D
-            score += f * (ng - 1) / ng * (VD.T @ (o - e))
-            info += f * (D.T @ VD)
-    else:
-        from instrument.sem.estimators.ml import MLObjective, weighted_delta
-        obj = MLObjective(model, sample)
-        n = np.array([g.n for g in sample.groups], float)
-        for w, D, gm, imp in zip(obj.w, model.delta(x, wrt="free"), obj.moment_gradients(x),
-                                 model.implied(x)):
-            score += -0.5 * w * (D.T @ gm)
-            info += w * (D.T @ weighted_delta(model, imp.sigma, D))
-    return score, 0.5 * (info + info.T), int(n.sum())
 
 
 def _candidate_rows(frame: pd.DataFrame, kind: str, items: Sequence[str], x_col_of_row: np.ndarray
@@ -337,7 +315,7 @@ def release_tests(fit: Any, kind: str, *, sds: pd.DataFrame, codes: Mapping[str,
     released (e.g. all thresholds of an item freed while its intercept stays free): the test
     then has ``df = rank(den)`` and the one-step change is the minimum-norm one.
     """
-    model, x, sample, estimator, weight = _state(fit)
+    model, x, sample, estimator, weight = fit_state(fit)
     ordinal = estimator in _WLS
     frame = model.pt.frame
     items = list(model.ov_names)
@@ -347,6 +325,7 @@ def release_tests(fit: Any, kind: str, *, sds: pd.DataFrame, codes: Mapping[str,
     labels = [str(g) for g in fit.meta.options.get("group_labels", range(1, model.ngroups + 1))]
     vals = model.x_to_partable(x)
     look = _Lookup(frame)
+    sds = pooled_sds(sds, labels)
     lhs, op, rhs = (frame[c].tolist() for c in ("lhs", "op", "rhs"))
     released = item_effect_sizes(look, vals, [v for v in released_items if v not in cand],
                                  model.ngroups, labels, sds, codes, ordinal)
@@ -356,34 +335,25 @@ def release_tests(fit: Any, kind: str, *, sds: pd.DataFrame, codes: Mapping[str,
     all_rows = np.array(sorted(r for rs in cand.values() for r in rs), int)
     ext = _extended(model, all_rows, sample, estimator)
     x_ext = ext.partable_to_x(vals)
-    g, info, n = _score_information(ext, x_ext, sample, estimator, weight)
+    g, info, n = score_information(ext, x_ext, sample, estimator, weight)
     pos = {r: k for k, r in enumerate(ext.free_rows)}
     K = np.zeros((len(ext.free_rows), model.nx))
     for r, c in zip(model.free_rows, model.x_col):
         K[pos[r], c] = 1.0
-    IK = info @ K
-    A = np.linalg.inv(K.T @ IK)
+    D = np.zeros((len(ext.free_rows), len(all_rows)))
+    col = {r: j for j, r in enumerate(all_rows)}
+    D[[pos[r] for r in all_rows], np.arange(len(all_rows))] = 1.0
+    blocks = [[col[r] for r in rows] for rows in cand.values()]
+    res = score_tests(g, info, K, D, n, blocks, total=False)
     out = []
-    for v, rows in cand.items():
-        D = np.zeros((len(ext.free_rows), len(rows)))
-        D[[pos[r] for r in rows], np.arange(len(rows))] = 1.0
-        ID = info @ D
-        KID = IK.T @ D
-        den = D.T @ ID - KID.T @ A @ KID
-        den = 0.5 * (den + den.T)
-        gD = g @ D
-        pinv = np.linalg.pinv(den, rcond=1e-8, hermitian=True)
-        epc = pinv @ gD
-        x2 = float(n * gD @ epc)
-        df = int(np.linalg.matrix_rank(den, tol=1e-8 * max(np.abs(den).max(), 1e-300)))
-        step = D @ epc - K @ (A @ (KID @ epc))
+    for (v, rows), x2, df, change in zip(cand.items(), res.X2, res.df, res.change):
         new = vals.copy()
-        new[ext.free_rows] = ext.x_to_partable(x_ext)[ext.free_rows] + step
+        new[ext.free_rows] = ext.x_to_partable(x_ext)[ext.free_rows] + change
         d = item_effect_sizes(look, new, [v], ext.ngroups, labels, sds, codes, ordinal,
                               base=vals)
         spell = sorted({_param_spelling(lhs[r], op[r], rhs[r]) for r in rows})
-        out.append({"item": v, "parameters": ",".join(spell), "X2": x2, "df": max(df, 1),
-                    "pvalue": float(stats.chi2.sf(x2, max(df, 1))), "dmacs": d.get(v, math.nan)})
+        out.append({"item": v, "parameters": ",".join(spell), "X2": float(x2), "df": int(df),
+                    "pvalue": float(stats.chi2.sf(x2, df)), "dmacs": d.get(v, math.nan)})
     t = pd.DataFrame(out, columns=[c for c in cols if c != "pvalue.bonferroni"])
     t.insert(5, "pvalue.bonferroni", np.minimum(t["pvalue"] * len(t), 1.0))
     return ReleaseTests(t.sort_values("X2", ascending=False, ignore_index=True), released)

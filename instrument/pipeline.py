@@ -50,6 +50,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     # IRT item analysis and short form (graded model per construct): form (None: the bank's first
     # form with data) and items per construct
     "shortform": {"form": None, "items_per_construct": 3},
+    # respondent scores behind school scores: "mean" (raw scale means) or "irt" (graded-model
+    # EAPs, person measurement error carried into the school SE; `instrument.scores`)
+    "scoring": "mean",
 }
 
 
@@ -384,6 +387,9 @@ def stage_cfa(ctx: dict) -> Any:
                          missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
         out[form] = fits[form].to_dict()
+        # the two-step sample statistics (thresholds, polychorics and their asymptotic
+        # covariance) are the fit's input, megabytes of it; the fit stays in ctx for later stages
+        out[form].pop("categorical_stats", None)
         items = ctx["bank"].items_for(form)
         out[form]["missing_data"] = {
             "method": missing, "n_rows": len(half),
@@ -493,8 +499,14 @@ def stage_invariance(ctx: dict) -> Any:
             continue
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
-        d = res.to_dict()
-        d.pop("fits", None)   # every fit's full table is large; the ladder table is the result
+        d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
+        t = res.table
+        if "supported" in t and not t["supported"].all():
+            bad = [str(s) for s, h in zip(t["step"], t["holds"]) if not h
+                   and not (str(s) + " (partial)" in set(t["step"]))]
+            refused.append(f"{form} by {group}: step(s) {', '.join(bad)} do not hold "
+                           + ("after the partial-invariance search " if len(res.releases) else "")
+                           + "; the steps after them are not evidence of comparability.")
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         if sim is not None:
@@ -624,10 +636,15 @@ def stage_scores(ctx: dict) -> Any:
     """School scores per form with the privacy and response-rate gates (ICC1 from multilevel)."""
     from instrument.scores import school_scores
 
+    scoring = _analysis(ctx)["scoring"]
+    if scoring not in ("mean", "irt"):
+        raise ValueError(f"plan analysis.scoring: expected 'mean' or 'irt'; got {scoring!r}.")
     frames = []
     for form, rs in _forms(ctx).items():
+        # the multilevel stage's ICC1 is of raw scale means; IRT scores estimate their own
+        icc1 = ctx.get("icc1", {}).get(form) if scoring == "mean" else None
         frames.append(school_scores(rs, bank=ctx["bank"], outcomes=ctx.get("outcomes"),
-                                    icc1=ctx.get("icc1", {}).get(form)))
+                                    icc1=icc1, scoring=scoring))
     ctx["scores"] = pd.concat(frames, ignore_index=True)
     return {"table": ctx["scores"]}
 

@@ -81,6 +81,17 @@ def to_jsonable(obj: Any) -> Any:
     DataFrames become ``{"__frame__": "records", "columns": [...], "data": [[...], ...]}`` so that
     `from_jsonable` restores them with their column order; NaN becomes ``None``.
     """
+    t = type(obj)
+    if t is float:
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if t is int or t is str or t is bool or obj is None:
+        return obj
+    if t is np.ndarray and obj.dtype.kind in "biuf":
+        if obj.dtype.kind != "f":
+            return obj.tolist()
+        out = obj.astype(object)
+        out[~np.isfinite(obj)] = None
+        return out.tolist()
     if isinstance(obj, pd.DataFrame):
         return {"__frame__": "records", "columns": [str(c) for c in obj.columns],
                 "data": [[to_jsonable(v) for v in row] for row in obj.itertuples(index=False)]}

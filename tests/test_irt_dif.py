@@ -41,7 +41,8 @@ def test_regressions_match_polr(data, k):
 def test_purified_run_flags_the_planted_items(data):
     res = dif(data, [f"i{j:02d}" for j in range(1, 9)], group="language")
     assert res.flagged == PLANTED
-    assert set(res.anchors) == {f"i{j:02d}" for j in range(1, 9)} - set(PLANTED)
+    assert set(res.anchors) == ({f"i{j:02d}" for j in range(1, 9)} - set(PLANTED)
+                                | {f"{it}@{g}" for it in PLANTED for g in ("en", "es")})
     # the fixture's theta column was written by this same run (make_data.py)
     assert_allclose(res.theta, data["theta"].to_numpy(), atol=1e-8)
     t = res.table.set_index("item")
@@ -54,6 +55,17 @@ def test_bad_group_is_named(data):
         dif(data.assign(language="en"), ["i01", "i02"], group="language")
     with pytest.raises(ValueError, match="criterion="):
         dif(data, ["i01", "i02"], group="language", criterion="beta")
+
+
+def test_drop_purification_matches_on_the_unflagged_items_only(data):
+    split = dif(data, ["i01", "i02", "i03", "i04", "i06"], group="language")
+    drop = dif(data, ["i01", "i02", "i03", "i04", "i06"], group="language", purification="drop")
+    assert split.flagged == drop.flagged == ["i03", "i06"]
+    assert drop.anchors == ("i01", "i02", "i04")
+    # flagged items split by group still inform the matching theta: it is more reliable
+    assert np.corrcoef(split.theta, data["theta"])[0, 1] > np.corrcoef(drop.theta, data["theta"])[0, 1]
+    with pytest.raises(ValueError, match="purification="):
+        dif(data, ["i01", "i02"], group="language", purification="none")
 
 
 def test_purification_stops_before_matching_on_one_item(data):

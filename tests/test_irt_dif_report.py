@@ -49,3 +49,13 @@ def test_without_a_cfa_ladder_the_table_says_so():
     del r["invariance"]
     html = render_html(r, "technical")
     assert "No CFA invariance ladder of the family form by language" in html
+
+
+def test_stage_skips_a_form_with_too_few_in_a_language():
+    import instrument as ins
+    from instrument import pipeline
+    sim = ins.simulate("analyses/tiny.yaml", seed=2)
+    ctx = {"responses": {"teacher": sim.teacher}, "bank": ins.load_bank(), "simulation": sim,
+           "plan": {}}
+    out = pipeline.stage_irt_dif(ctx)
+    assert out["forms"] == {} and "each meeting n.group >= 200" in out["skipped"]["teacher"]

@@ -117,3 +117,29 @@ def test_bank_export_loads_as_a_new_form(teacher_short, tmp_path):
     assert syntax.count("=~") == teacher_short.constructs.shape[0]
     with pytest.raises(ValueError, match="new or empty folder"):
         teacher_short.export_bank(out)
+
+
+def test_ladder_not_fitted_for_too_few_spanish_teachers(teacher_short):
+    lad = teacher_short.ladder
+    assert "table" not in lad and "needs two groups" in lad["not_tested"]
+    from instrument.report.render import render_html
+    html = render_html({"irt": teacher_short.to_dict()}, "technical")
+    assert "short form&#39;s invariance ladder by language was not fitted" in html \
+        or "short form's invariance ladder by language was not fitted" in html
+
+
+def test_short_form_ladder_by_language():
+    from instrument.irt.shortform import _short_ladder
+    sim = ins.simulate("analyses/default.yaml", seed=1)
+    bank = ins.load_bank()
+    data = sim.family.data.iloc[:3000]
+    rec = bank.recode_reverse(data, form="family")
+    it = bank.items[bank.items["form"] == "family"][["item_id", "construct"]]
+    it = it.rename(columns={"item_id": "item"})
+    it["selected"] = (it.groupby("construct").cumcount() < 3).to_numpy()
+    lad = _short_ladder(it, rec, data, "language")
+    t = lad["table"]
+    assert list(t["step"]) == ["configural", "thresholds", "metric", "scalar", "strict"]
+    assert lad["model"].count("=~") == 5 and all(v >= 200 for v in lad["n"].values())
+    # f_comm_2 (among the first three communication items) carries planted threshold DIF
+    assert "does not hold" in t.set_index("step").loc["scalar", "verdict"]

@@ -61,3 +61,15 @@ def test_scoring_option_checked(case):
     sim, bank, _ = case
     with pytest.raises(ValueError, match="scoring= must be one of"):
         school_scores(sim.teacher, bank=bank, scoring="eap")
+
+
+def test_plan_scoring_option_reaches_the_scores_stage(case):
+    from instrument import pipeline
+    sim, bank, out = case
+    ctx = {"responses": {"teacher": sim.teacher}, "bank": bank, "outcomes": sim.outcomes,
+           "plan": {"analysis": {"scoring": "irt"}}}
+    got = pipeline.stage_scores(ctx)["table"]
+    assert_allclose(got["se"].to_numpy(float), out["se"].to_numpy(float), equal_nan=True)
+    ctx["plan"]["analysis"]["scoring"] = "rasch"
+    with pytest.raises(ValueError, match="analysis.scoring"):
+        pipeline.stage_scores(ctx)

@@ -115,10 +115,21 @@ def item_sds(data: pd.DataFrame, items: Sequence[str], group: str,
     return pd.concat({"sd": sd, "n": n}, axis=1), codes
 
 
-def _pooled_sd(sds: pd.DataFrame, item: str, ref: str, foc: str) -> float:
-    s1, s2 = sds.loc[item, ("sd", ref)], sds.loc[item, ("sd", foc)]
-    n1, n2 = sds.loc[item, ("n", ref)], sds.loc[item, ("n", foc)]
-    return math.sqrt(((n1 - 1) * s1 * s1 + (n2 - 1) * s2 * s2) / (n1 + n2 - 2))
+def pooled_sds(sds: pd.DataFrame | Mapping, labels: Sequence[str]) -> dict[tuple[str, int], float]:
+    """Pooled SD of each item between group 1 and each group g >= 2 (the dMACS denominator),
+    ``sqrt(((n1 − 1) s1² + (n2 − 1) s2²) / (n1 + n2 − 2))``, keyed by (item, g); a mapping
+    already of that form is returned as is."""
+    if not isinstance(sds, pd.DataFrame):
+        return dict(sds)
+    ref = str(labels[0])
+    s1, n1 = sds[("sd", ref)].to_numpy(float), sds[("n", ref)].to_numpy(float)
+    out = {}
+    for g in range(2, len(labels) + 1):
+        foc = str(labels[g - 1])
+        s2, n2 = sds[("sd", foc)].to_numpy(float), sds[("n", foc)].to_numpy(float)
+        pooled = np.sqrt(((n1 - 1) * s1 * s1 + (n2 - 1) * s2 * s2) / (n1 + n2 - 2))
+        out.update({(str(v), g): float(x) for v, x in zip(sds.index, pooled)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +175,7 @@ def _gap(look: "_Lookup", vals: np.ndarray, v: str, g: int, eta: np.ndarray,
 
 
 def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Sequence[str],
-                      ngroups: int, labels: Sequence[str], sds: pd.DataFrame,
+                      ngroups: int, labels: Sequence[str], sds: pd.DataFrame | Mapping,
                       codes: Mapping[str, Sequence[float]], ordinal: bool,
                       base: np.ndarray | None = None) -> dict[str, float]:
     """Largest dMACS of each item over the focal groups 2..G against group 1.
@@ -178,6 +189,7 @@ def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Se
     the non-invariance it imposes rather than by differences other steps leave free.
     """
     look = frame if isinstance(frame, _Lookup) else _Lookup(frame)
+    pooled = pooled_sds(sds, labels)
     out = {}
     for v in items:
         if v not in look.factor:
@@ -190,7 +202,7 @@ def item_effect_sizes(frame: pd.DataFrame | _Lookup, vals: np.ndarray, items: Se
             d = _gap(look, vals, v, g, eta, c)
             if base is not None:
                 d = d - _gap(look, base, v, g, eta, c)
-            sd = _pooled_sd(sds, v, str(labels[0]), str(labels[g - 1]))
+            sd = pooled[(v, g)]
             best = max(best, math.sqrt(float(_WEIGHTS @ (d * d))) / sd)
         out[v] = best
     return out
@@ -313,6 +325,7 @@ def release_tests(fit: Any, kind: str, *, sds: pd.DataFrame, codes: Mapping[str,
     labels = [str(g) for g in fit.meta.options.get("group_labels", range(1, model.ngroups + 1))]
     vals = model.x_to_partable(x)
     look = _Lookup(frame)
+    sds = pooled_sds(sds, labels)
     lhs, op, rhs = (frame[c].tolist() for c in ("lhs", "op", "rhs"))
     released = item_effect_sizes(look, vals, [v for v in released_items if v not in cand],
                                  model.ngroups, labels, sds, codes, ordinal)

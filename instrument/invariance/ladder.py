@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from instrument.invariance.dif import item_sds
+from instrument.invariance.lrt import FitMemo
 from instrument.invariance.ordinal import ORDINAL_STEPS
 from instrument.invariance.partial import partial_search
 from instrument.invariance.steps import (DEFAULT_STEPS, STEP_EQUAL, assemble, equal_for,
@@ -33,7 +34,11 @@ class InvarianceResult:
         ``df``, ``pvalue``, scaled χ² where the estimator has one, ``cfi``, ``tli``, ``rmsea``,
         ``rmsea.ci.lower``, ``rmsea.ci.upper``, ``srmr``, ``aic``, ``bic``, the lavTestLRT columns
         against the previous step (``chisq.diff``, ``df.diff``, ``pvalue.diff``, ``rmsea.diff``),
-        ``cfi.delta``, ``tli.delta``, ``rmsea.delta``, ``srmr.delta``, ``holds`` and ``verdict``.
+        ``cfi.delta``, ``tli.delta``, ``rmsea.delta``, ``srmr.delta``, ``holds`` and ``verdict``;
+        ``supported``: the step holds *and* so does every step it rests on (a step that holds
+        after a failed one is no evidence of comparability); after `partial`, ``search``: where
+        the search stopped at each step it searched (``"does not hold; search stopped: ..."``
+        when the step still fails its rule).
     lrt : DataFrame
         lavaan's ``lavTestLRT`` table for the ladder.
     group_chisq : DataFrame
@@ -69,12 +74,17 @@ class InvarianceResult:
                          + ", ".join(self.releases["parameter"]) + ".")
         return Table("Measurement invariance ladder", self.table[cols], notes, digits=4)
 
-    def to_dict(self) -> dict:
-        return to_jsonable({"table": self.table, "lrt": self.lrt, "group_chisq": self.group_chisq,
-                            "group_labels": list(self.group_labels), "rule_set": self.rule_set,
-                            "estimator": self.estimator, "releases": self.releases,
-                            "item_tests": dict(self.item_tests), "meta": self.meta.to_dict(),
-                            "fits": {k: v.to_dict() for k, v in self.fits.items()}})
+    def to_dict(self, *, fits: bool = True) -> dict:
+        """JSON-ready dict; ``fits=False`` leaves out every step's full fit (the ladder table,
+        tests and releases are the result; the fits are what `from_dict` needs to rebuild
+        ``fits``)."""
+        d = {"table": self.table, "lrt": self.lrt, "group_chisq": self.group_chisq,
+             "group_labels": list(self.group_labels), "rule_set": self.rule_set,
+             "estimator": self.estimator, "releases": self.releases,
+             "item_tests": dict(self.item_tests), "meta": self.meta.to_dict()}
+        if fits:
+            d["fits"] = {k: v.to_dict() for k, v in self.fits.items()}
+        return to_jsonable(d)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "InvarianceResult":
@@ -217,7 +227,7 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
                          "group_order": list(labels)})
     call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
             "estimator": estimator.upper(), "group_order": labels, "cfa_options": cfa_options,
-            "group_partial": tuple(group_partial)}
+            "group_partial": tuple(group_partial), "memo": FitMemo()}
     call.update(_item_scale(data, fits[0], group, labels))
     return InvarianceResult(**assemble(names, fits, rule_set=rule_set,
                                        estimator=estimator.upper(), labels=labels, sizes=sizes,
@@ -248,7 +258,7 @@ def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group
     _check_groups(data, group, model, min_group_n)
     call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
             "estimator": "WLSMV", "group_order": group_order, "cfa_options": cfa_options,
-            "group_partial": tuple(group_partial), "ordered": ordered}
+            "group_partial": tuple(group_partial), "ordered": ordered, "memo": FitMemo()}
     names, fits = [], []
     for step in steps:
         names.append(step)

@@ -1,17 +1,36 @@
 """lavaan's ``lavTestLRT`` for a ladder of nested fits, and each group's share of the χ²."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from instrument.sem.test import satorra_bentler as sb
 
-__all__ = ["lrt_table", "group_chisq"]
+__all__ = ["lrt_table", "group_chisq", "FitMemo"]
 
 
-def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None = None) -> pd.DataFrame:
+class FitMemo:
+    """Quantities computed from fitted models, keyed by the fits' identities and a name.
+
+    The fits are held with their values, so an identity cannot be reused while the memo lives.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict = {}
+
+    def get(self, fits: Sequence[Any], name: Any, compute: Callable[[], Any]) -> Any:
+        key = (tuple(id(f) for f in fits), name)
+        hit = self._store.get(key)
+        if hit is None:
+            hit = (tuple(fits), compute())
+            self._store[key] = hit
+        return hit[1]
+
+
+def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None = None,
+              memo: "FitMemo | None" = None) -> pd.DataFrame:
     """lavaan's ``lavTestLRT`` for a list of nested fits: sorted by df, adjacent pairs tested.
 
     Parameters
@@ -28,6 +47,9 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
         Columns ``model Df AIC BIC Chisq Chisq diff RMSEA Df diff Pr(>Chisq)`` (lavaan's;
         ``RMSEA``, the RMSEA of the difference test, only for the standard test, as lavaan).
         The tests are `instrument.sem.test.satorra_bentler`'s.
+    memo : FitMemo, optional
+        Keeps each pair's scaled-shifted test, so a ladder that compares the same fits again
+        (a partial-invariance search) computes it once.
     """
     fm = [f.fit_measures for f in fits]
     est = _estimator(fits[0])
@@ -51,7 +73,9 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
                 row["RMSEA"] = sb.rmsea_d(d, ddf, int(fm[i]["ntotal"]), ngroups=_ngroups(fits[i]))
             elif method == "satorra.2000":
                 from instrument.sem.estimators.categorical import satorra2000_diff
-                o = satorra2000_diff(fits[j], fits[i])
+                o = (satorra2000_diff(fits[j], fits[i]) if memo is None else
+                     memo.get((fits[j], fits[i]), "satorra.2000",
+                              lambda a=fits[j], b=fits[i]: satorra2000_diff(a, b)))
                 d, ddf, p = o["chisq.diff"], o["df.diff"], o["pvalue"]
             else:
                 t = sb.satorra_bentler_2001(

@@ -207,23 +207,26 @@ def collapse_empty_categories(data: pd.DataFrame, items: Sequence[str], group: s
     """
     out = data.copy()
     changes = []
+    gmask = out[group].notna().to_numpy()
     for item in items:
         while True:
-            tab = pd.crosstab(out[group], out[item])
+            m = gmask & out[item].notna().to_numpy()
+            gi, groups = pd.factorize(out.loc[m, group], sort=True)
+            ci, cats = pd.factorize(out.loc[m, item], sort=True)
+            tab = np.zeros((len(groups), len(cats)), int)
+            np.add.at(tab, (gi, ci), 1)
             empty = (tab == 0).any(axis=0)
             if not empty.any() or tab.shape[1] < 3:
                 break
-            cats = list(tab.columns)
-            c = cats[int(np.flatnonzero(empty.to_numpy())[0])]
-            i = cats.index(c)
+            i = int(np.flatnonzero(empty)[0])
+            c = cats[i]
             if i == 0:
                 to = cats[1]
             elif i == len(cats) - 1:
                 to = cats[-2]
             else:
-                lo, hi = cats[i - 1], cats[i + 1]
-                to = lo if tab[lo].sum() <= tab[hi].sum() else hi
+                to = cats[i - 1] if tab[:, i - 1].sum() <= tab[:, i + 1].sum() else cats[i + 1]
             changes.append({"item": item, "from": c, "to": to,
-                            "empty_in": ", ".join(map(str, tab.index[tab[c] == 0]))})
+                            "empty_in": ", ".join(map(str, groups[tab[:, i] == 0]))})
             out.loc[out[item] == c, item] = to
     return out, pd.DataFrame(changes, columns=["item", "from", "to", "empty_in"])

@@ -61,7 +61,8 @@ def partial_search(res: Any, step: str | None, *, max_release: int | None,
         if st in todo:
             limit = max_release
             while True:
-                d = lrt_table([out_fits[prev], fit], ["prev", st]).iloc[-1]
+                d = lrt_table([out_fits[prev], fit], ["prev", st],
+                              memo=call.get("memo")).iloc[-1]
                 t = row_tests(fit, st, call, partial)
                 if t is None:
                     break

@@ -74,8 +74,13 @@ def row_tests(fit: Any, step: str, call: Mapping[str, Any], partial: Sequence[st
     if kind is None or "sds" not in call:
         return None
     items = list(fit.ov_names)
-    return release_tests(fit, kind, sds=call["sds"], codes=call["codes"],
-                         released_items=sorted({item_of(p, items) for p in partial}))
+    released = tuple(sorted({item_of(p, items) for p in partial}))
+
+    def compute():
+        return release_tests(fit, kind, sds=call["sds"], codes=call["codes"],
+                             released_items=released)
+    memo = call.get("memo")
+    return compute() if memo is None else memo.get((fit,), ("release", kind, released), compute)
 
 
 def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_set: str,
@@ -89,13 +94,14 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
     ntotal, ngroups = int(sum(group_sizes)), len(group_sizes)
     names = [r["step"] for r in rows]
     sequential = list(bases[1:]) == list(range(len(rows) - 1))
-    lrt = lrt_table(fits, names) if sequential else None
+    memo = call.get("memo")
+    lrt = lrt_table(fits, names, memo=memo) if sequential else None
     in_order = sequential and list(lrt["model"]) == names
     item_tests: dict[str, pd.DataFrame] = {}
     for i in range(1, len(rows)):
         b = bases[i]
         last = (lrt.iloc[i] if in_order
-                else lrt_table([fits[b], fits[i]], [names[b], names[i]]).iloc[-1])
+                else lrt_table([fits[b], fits[i]], [names[b], names[i]], memo=memo).iloc[-1])
         r = rows[i]
         r.update({"compared.with": names[b], "chisq.diff": last["Chisq diff"],
                   "df.diff": last["Df diff"], "pvalue.diff": last["Pr(>Chisq)"],
@@ -126,13 +132,18 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
                                estimator=estimator, ngroups=ngroups)
         if estimator in ("WLSMV", "ULSMV"):
             text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
-        if rows[b].get("holds") is False:
-            text += (f" Compared with {rows[b]['step']!r}, which does not hold: this step is not "
-                     "evidence of comparability.")
+        if rows[b].get("supported", True) is False:
+            failed = rows[b]["step"] if rows[b].get("holds") is False else rows[b].get(
+                "_failed", rows[b]["step"])
+            r["_failed"] = failed
+            text += (f" Rests on {failed!r}, which does not hold: this step is not evidence "
+                     "of comparability.")
+        # supported: this step holds and so does every step it rests on
         r["holds"], r["verdict"] = ok, text
+        r["supported"] = bool(ok and rows[b].get("supported", True))
     if lrt is None:
         path = [i for i in range(len(rows)) if i == 0 or rows[i].get("_accepted", True)]
-        lrt = lrt_table([fits[i] for i in path], [names[i] for i in path])
+        lrt = lrt_table([fits[i] for i in path], [names[i] for i in path], memo=memo)
     return lrt, item_tests
 
 
@@ -153,11 +164,15 @@ def assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str
         st = r["step"]
         if search and st in search:
             r["search"] = search[st]
-    table = pd.DataFrame(rows).drop(columns=[c for c in rows[0] if c.startswith("_")])
+    rows[0]["supported"] = True
+    table = pd.DataFrame(rows)
+    table = table.drop(columns=[c for c in table.columns if str(c).startswith("_")])
     if "verdict" in table:
         table.loc[0, "verdict"] = "baseline (configural) model"
     gc = [{"step": n, "group": labels[g], "chisq": c}
-          for n, f in zip(names, fits) for g, c in enumerate(group_chisq(f))]
+          for n, f in zip(names, fits) for g, c in enumerate(
+              group_chisq(f) if call.get("memo") is None else
+              call["memo"].get((f,), "group_chisq", lambda f=f: group_chisq(f)))]
     return dict(table=table, lrt=lrt, group_chisq=pd.DataFrame(gc), group_labels=labels,
                 rule_set=rule_set, estimator=estimator, fits=dict(zip(names, fits)),
                 releases=releases if releases is not None else

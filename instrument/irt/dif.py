@@ -9,8 +9,11 @@ For each item (responses 0..m) and a matching trait estimate theta, three propor
 
 Likelihood-ratio chi-squares: uniform DIF 1 vs 2 (1 df), non-uniform DIF 2 vs 3 (1 df), overall
 1 vs 3 (2 df); the effect size is the change in Nagelkerke's pseudo-R2 (lordif's ``R2``).
-Purification (lordif): theta is re-estimated from the items not flagged, until the flagged set
-repeats.
+Purification (lordif): theta is re-estimated until the flagged set repeats. With
+``purification="split"`` (lordif's sparse-matrix approach, the default) every flagged item is
+split into one item per group (the group's responses, missing for the other group) and a
+single-group graded model is calibrated on the anchors and the split items, so all items keep
+informing theta; with ``"drop"`` flagged items are left out of the matching.
 
 References
 ----------
@@ -147,7 +150,8 @@ class DIFResult:
     iterations : int
         Purification rounds until the flagged set repeated.
     anchors : tuple of str
-        Items used for the final matching theta.
+        Items used for the final matching theta (a flagged item split by group as
+        ``item@group``).
     criterion : str
     rules : dict
         The rules applied (``DIF_ALPHA`` or ``DIF_R2_LORDIF``; ``DIF_R2_MODERATE``,
@@ -208,8 +212,38 @@ def _flag(row: Mapping[str, float], criterion: str) -> tuple[bool, str]:
     return not DIF_R2_LORDIF.passes(row["R2_13"]), mag
 
 
+PURIFICATIONS = ("split", "drop")
+
+
+def _matching_theta(frame: pd.DataFrame, items: list[str], flagged: list[str], gv: np.ndarray,
+                    labels: list, purification: str) -> tuple[np.ndarray, list[str]]:
+    """EAP matching theta and the items it was computed from (split items named ``item@group``).
+
+    A split item with a category unused in one group cannot be calibrated there: it is dropped
+    from the matching instead (named in the returned list by its absence)."""
+    anchors = [it for it in items if it not in flagged]
+    cols = {it: frame[it] for it in anchors}
+    if purification == "split":
+        for it in flagged:
+            parts = {}
+            for lab in labels:
+                y = frame[it].where(gv == lab)
+                obs = y.dropna()
+                if obs.empty or np.any(np.bincount(obs.astype(int) - int(obs.min()),
+                                                   minlength=int(obs.max() - obs.min()) + 1) == 0):
+                    parts = {}
+                    break
+                parts[f"{it}@{lab}"] = y - obs.min()
+            cols.update(parts)
+    used = list(cols)
+    X = pd.DataFrame(cols)
+    fit = irt(X, used, se=False, tol=1e-4)
+    return fscores(fit, X)["theta"].to_numpy(), used
+
+
 def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any | None = None,
-        criterion: str = "chisq", maxit: int = MAX_PURIFICATION) -> DIFResult:
+        criterion: str = "chisq", maxit: int = MAX_PURIFICATION,
+        purification: str = "split") -> DIFResult:
     """Ordinal logistic regression DIF with iterative purification (lordif's procedure).
 
     Parameters
@@ -224,6 +258,9 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     criterion : {"chisq", "R2"}
         lordif's criteria: the overall (2 df) chi-square fails `DIF_ALPHA` (default), or the
         Nagelkerke Delta R2 (model 3 - model 1) fails `DIF_R2_LORDIF`.
+    purification : {"split", "drop"}
+        How flagged items enter the next round's matching theta: as one item per group
+        (lordif's sparse matrix, default) or not at all.
 
     Returns
     -------
@@ -232,12 +269,15 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     Notes
     -----
     The matching theta is the EAP score of a single-group logistic graded model fitted (MML) to
-    the items not flagged in the previous round (all items in the first); items are refitted until
-    the flagged set repeats (at most ``maxit`` rounds). The regressions reproduce ``MASS::polr``
+    the items not flagged in the previous round and, with ``purification="split"``, to the
+    flagged items split by group (all items in the first round); items are refitted until the
+    flagged set repeats (at most ``maxit`` rounds). The regressions reproduce ``MASS::polr``
     log-likelihoods; lordif uses ``rms::lrm``, whose likelihood is the same model.
     """
     if criterion not in ("chisq", "R2"):
         raise ValueError(f"criterion= must be one of 'chisq', 'R2'; got {criterion!r}.")
+    if purification not in PURIFICATIONS:
+        raise ValueError(f"purification= must be one of 'split', 'drop'; got {purification!r}.")
     if group not in data.columns:
         raise ValueError(f"group= column {group!r} is not in the data.")
     items = list(items)
@@ -262,9 +302,7 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     table = None
     theta = None
     for rnd in range(1, maxit + 1):
-        anchors = [it for it in items if it not in flagged]
-        fit = irt(frame, anchors, se=False, tol=1e-4)
-        theta = fscores(fit, frame[anchors])["theta"].to_numpy()
+        theta, anchors = _matching_theta(frame, items, flagged, gv, labels, purification)
         rows = []
         for j, it in enumerate(items):
             ok = ~np.isnan(X[:, j]) & ~np.isnan(theta)
@@ -288,7 +326,8 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     rules = {"DIF_ALPHA": DIF_ALPHA.to_dict(), "DIF_R2_LORDIF": DIF_R2_LORDIF.to_dict(),
              "DIF_R2_MODERATE": DIF_R2_MODERATE.to_dict(), "DIF_R2_LARGE": DIF_R2_LARGE.to_dict()}
     meta = Meta(options={"group": group, "reference": str(ref), "criterion": criterion,
-                         "maxit": maxit}, data_hash=hash_frame(frame))
+                         "maxit": maxit, "purification": purification},
+                data_hash=hash_frame(frame))
     return DIFResult(items=tuple(items), group=group, reference=str(ref), focal=str(foc),
                      table=table, iterations=rnd, anchors=tuple(anchors), criterion=criterion,
                      rules=rules, theta=theta, note=stopped, meta=meta)

@@ -92,6 +92,10 @@ class ShortFormResult:
         conditional reliabilities ``1 / (1 + 1 / I(theta))`` at the four band cut thetas.
     ld_pairs : DataFrame
         Flagged Q3 pairs ``construct item1 item2 q3 q3_minus_mean``.
+    ladder : dict
+        The short form's measurement-invariance ladder by language: ``group``, ``estimator``,
+        ``table`` (`instrument.invariance` ladder table: fit, differences and verdict per step)
+        or, when the languages are too small to compare, ``not_tested`` with the reason.
     rules : dict
     meta : Meta
     """
@@ -102,6 +106,7 @@ class ShortFormResult:
     constructs: pd.DataFrame
     ld_pairs: pd.DataFrame
     rules: Mapping[str, Any]
+    ladder: Mapping[str, Any] = field(default_factory=dict)
     meta: Meta = field(default_factory=Meta)
 
     @property
@@ -132,7 +137,7 @@ class ShortFormResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ShortFormResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
+        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta" and k in d}
         return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
@@ -280,12 +285,38 @@ def shortform(responses: Any, *, bank: Any, k: int = 3, language_column: str = "
                     "school_rel_lost_per_item": (sb_full - sb_short) / (c["n_full"] - len(short_items))
                     if c["n_full"] > len(short_items) else 0.0})
     constructs = pd.DataFrame(out)
+    ladder = _short_ladder(items, recoded, data, language_column)
     ld = pd.DataFrame(ld_rows, columns=["construct", "item1", "item2", "q3", "q3_minus_mean"])
     rules = {"SHORTFORM_REVERSE_SHARE": SHORTFORM_REVERSE_SHARE.to_dict(),
              "DIF_MIN_GROUP": DIF_MIN_GROUP.to_dict(), "band_cuts": list(SCORE_BAND_CUTS)}
     meta = Meta(options={"form": form, "k": k, "model": "graded", "source": responses.source})
     return ShortFormResult(form=form, k=k, items=items, constructs=constructs, ld_pairs=ld,
-                           rules=rules, meta=meta)
+                           rules=rules, ladder=ladder, meta=meta)
+
+
+def _short_ladder(items: pd.DataFrame, recoded: pd.DataFrame, data: pd.DataFrame,
+                  group: str) -> dict:
+    """The short form's invariance ladder by ``group`` (WLSMV, items ordered, pairwise present
+    data), when both groups meet `DIF_MIN_GROUP`; otherwise the reason it was not fitted."""
+    from instrument.invariance import invariance
+
+    counts = data[group].value_counts() if group in data.columns else pd.Series(dtype=int)
+    if len(counts) != 2 or counts.min() < DIF_MIN_GROUP.threshold:
+        return {"group": group, "not_tested": f"respondents per {group}: "
+                f"{ {str(k): int(v) for k, v in counts.items()} }; the ladder needs two groups, "
+                f"each meeting {DIF_MIN_GROUP.describe()}"}
+    sel = items[items["selected"]]
+    model = "\n".join(f"{con} =~ " + " + ".join(g["item"]) for con, g in
+                       sel.groupby("construct", sort=False))
+    df = recoded[sel["item"].tolist()].assign(**{group: data[group].to_numpy()})
+    df = df[df[group].notna()]
+    try:
+        res = invariance(model, df, group=group, estimator="WLSMV", ordered=True,
+                         missing="pairwise")
+    except ValueError as exc:
+        return {"group": group, "not_tested": f"the ladder could not be fitted: {exc}"}
+    return {"group": group, "estimator": "WLSMV", "model": model, "table": res.table,
+            "n": {str(k): int(v) for k, v in counts.items()}}
 
 
 def _empirical_rel(scores: pd.DataFrame) -> float:

@@ -373,8 +373,12 @@ def read_invariance(results: Mapping[str, Any]) -> Section:
             continue
         t = t.rename(columns=_DELTA_ALIASES)
         rel = as_frame(d.get("releases"))
+        truth = d.get("truth") if isinstance(d.get("truth"), Mapping) else None
         out[label or "model"] = {"table": t, "estimator": str(d.get("estimator") or ""),
                                  "releases": rel if rel is not None and len(rel) else None,
+                                 "truth": None if truth is None else {
+                                     "parameters": as_frame(truth.get("parameters")),
+                                     "counts": truth.get("counts") or {}},
                                  "rule_set": str(d.get("rule_set") or ""),
                                  "groups": [str(g) for g in d.get("group_labels") or []]}
     if not out:
@@ -575,7 +579,18 @@ def read_irt(results: Mapping[str, Any]) -> Section:
                                       "items": as_frame(r["items"]),
                                       "constructs": as_frame(r["constructs"]),
                                       "ld_pairs": as_frame(r.get("ld_pairs")),
+                                      "ladder": _ladder(r.get("ladder")),
                                       "rules": r.get("rules", {})})
+
+
+def _ladder(d: Any) -> dict:
+    """The short form's invariance ladder: ``{"table": frame, ...}`` or ``{"not_tested": why}``."""
+    if not isinstance(d, Mapping):
+        return {}
+    out = dict(d)
+    if "table" in d:
+        out["table"] = as_frame(d["table"])
+    return out
 
 
 def _cfa_item_releases(results: Mapping[str, Any], form: str, group: str) -> pd.DataFrame | None:

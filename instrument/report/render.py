@@ -398,46 +398,9 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         tabs, deltas = [], {}
         for form, d in inv["ladders"].items():
             t = d["table"]
-            idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
-            keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff",
-                                "df.diff", "pvalue.diff", "cfi.delta", "rmsea.delta",
-                                "srmr.delta", "verdict", "rule", "search") if c in t.columns]
-            notes = []
-            if idx != LADDER_INDICES["ML"] and idx[0] in t.columns:
-                notes.append(f"With {d['estimator']} the Δ-fit rules use {', '.join(idx)} "
-                             "(shown); chisq.diff is the scaled difference test.")
-            if "holds" in t.columns and d.get("releases") is None:
-                failed = [str(st) for st, h in zip(t["step"], t["holds"])
-                          if h is not None and h == h and not bool(h)]
-                if failed:
-                    notes.append(f"Step(s) {', '.join(failed)} did not meet the rule and no "
-                                 "constraints were released in these results, so later steps "
-                                 "are read as conditional on that failure.")
-            if d["groups"]:
-                notes.append(f"Groups: {', '.join(d['groups'])}.")
-            if d["estimator"] or d["rule_set"]:
-                notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
-                             f"{d['rule_set'] or 'not recorded'}.")
-            notes.append("Each step is compared with the one before; the verdict quotes the rule "
-                         "applied as recorded in the results.")
-            name = form if " by " in form else f"{form} form"
-            tabs.append(num.table(Table(f"Measurement invariance ladder, {name}", t[keep],
-                                        notes, 3)))
-            rel = d.get("releases")
-            if rel is not None:
-                search = (t["search"].fillna("").astype(str) if "search" in t.columns
-                          else pd.Series([], dtype=str))
-                short = [str(st) for st, x in zip(t["step"], search)
-                         if x.startswith("does not hold")]
-                tabs.append(num.table(Table(
-                    f"Constraints released for partial invariance, {name}", rel,
-                    ["Released one at a time, largest score test (X2) first (Byrne, Shavelson & "
-                     "Muthén, 1989), "
-                     + (f"until the search stopped with step(s) {', '.join(short)} still failing "
-                        "the rule (the ladder's search column says why); later steps rest on "
-                        "them and are not read as comparable." if short else
-                        "until the step met its rule.")], 3)))
             deltas[form] = t
+            name = form if " by " in form else f"{form} form"
+            tabs.extend(_invariance_tables(num, name, d))
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
             applied = _applied_thresholds(deltas.values(), key)
@@ -508,6 +471,141 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             alt="Line chart of school-mean reliability against respondents per school")
     else:
         out["icc_na"] = ml.reason
+    return out
+
+
+
+#: Column headings of the invariance tables (lavaan's names in the results).
+_LADDER_HEADINGS = {"step": "step", "chisq": "χ²", "chisq.scaled": "χ² (scaled)", "df": "df",
+                    "cfi": "CFI", "cfi.scaled": "CFI", "cfi.robust": "CFI", "rmsea": "RMSEA",
+                    "rmsea.scaled": "RMSEA", "rmsea.robust": "RMSEA", "srmr": "SRMR",
+                    "chisq.diff": "Δχ²", "df.diff": "Δdf", "pvalue.diff": "p",
+                    "cfi.delta": "ΔCFI", "rmsea.delta": "ΔRMSEA", "dmacs": "largest dMACS",
+                    "result": "result"}
+
+
+def _step_result(row: Mapping[str, Any], released: set[str]) -> str:
+    """One or two words for the ladder table; the verdict itself is printed under it."""
+    step = str(row["step"])
+    h = row.get("holds")
+    if step == "configural" or h is None or h != h:
+        return "baseline" if step == "configural" else ""
+    if not bool(h):
+        return "does not hold; released" if step in released else "does not hold"
+    if row.get("supported") is False:
+        return "holds, after a failed step"
+    return "holds"
+
+
+def _strip_step_note(text: str) -> str:
+    """A verdict without the explanation of what its step constrains (printed once instead)."""
+    from instrument.invariance.ordinal import ORDINAL_STEP_NOTES
+
+    for note in ORDINAL_STEP_NOTES.values():
+        text = text.replace(" " + note, "")
+    return text
+
+
+def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup]:
+    """The ladder (numbers only, a short result per step) with each step's verdict under it;
+    the fully constrained and partial models side by side; the releases; and, for simulated
+    data, the released parameters against the planted ones."""
+    t = d["table"].reset_index(drop=True)
+    idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
+    partial_of = {str(s)[: -len(" (partial)")] for s in t["step"] if str(s).endswith(" (partial)")}
+    view = pd.DataFrame({"step": t["step"]})
+    for c in (idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff", "df.diff", "pvalue.diff",
+              "cfi.delta", "rmsea.delta"):
+        if c in t.columns:
+            view[c] = t[c]
+    if "df.diff" in view.columns:
+        view["df.diff"] = [_whole(v, "df.diff") for v in view["df.diff"]]
+    if "dmacs.max" in t.columns:
+        view["dmacs"] = [("" if v is None or v != v else f"{float(v):.2f}"
+                          + (f" ({it})" if isinstance(it, str) and it else ""))
+                         for v, it in zip(t["dmacs.max"], t.get("dmacs.item", [""] * len(t)))]
+    if "holds" in t.columns:
+        view["result"] = [_step_result(r, partial_of) for r in t.to_dict("records")]
+    view = view.rename(columns=_LADDER_HEADINGS)
+    notes = []
+    if d["groups"]:
+        notes.append(f"Groups: {', '.join(d['groups'])}.")
+    notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
+                 f"{d['rule_set'] or 'not recorded'}. Each step is compared with the accepted "
+                 "step before it (Δχ² is the scaled difference test for WLSMV and MLR); "
+                 "largest dMACS is the largest item effect of the step's restrictions. A step "
+                 "that holds after a failed one is not evidence of comparability. The verdict "
+                 "of each step, with the rule applied, follows the table.")
+    out = [num.table(Table(f"Measurement invariance ladder, {name}", view, notes, 3))]
+    items, step_notes = [], {}
+    from instrument.invariance.ordinal import ORDINAL_STEP_NOTES
+    for r in t.to_dict("records")[1:]:
+        v = str(r.get("verdict") or "")
+        base = str(r["step"]).replace(" (partial)", "")
+        if base in ORDINAL_STEP_NOTES and ORDINAL_STEP_NOTES[base] in v:
+            step_notes[base] = ORDINAL_STEP_NOTES[base]
+        text = _strip_step_note(v)
+        srch = r.get("search")
+        if isinstance(srch, str) and srch:
+            text += f" Search: {srch}."
+        items.append(f"<li><strong>{_html.escape(str(r['step']))}</strong>: "
+                     f"{_html.escape(text)}</li>")
+    if items:
+        out.append(Markup("<div class='verdicts'><p class='note'><em>Verdicts.</em></p>"
+                          f"<ul class='verdicts'>{''.join(items)}</ul>"
+                          + ("<p class='note'>" + " ".join(
+                              _html.escape(f"{k}: {v}") for k, v in step_notes.items())
+                             + "</p>" if step_notes else "") + "</div>"))
+    rel = d.get("releases")
+    if partial_of:
+        rows = []
+        recs = {str(r["step"]): r for r in t.to_dict("records")}
+        for st in [s for s in dict.fromkeys(str(x).replace(" (partial)", "") for x in t["step"])
+                   if s in partial_of]:
+            full, part = recs[st], recs[f"{st} (partial)"]
+            freed = ([str(p) for p in rel.loc[rel["step"] == st, "parameter"]]
+                     if rel is not None and "step" in rel.columns else [])
+
+            def cells(r: Mapping[str, Any], tag: str) -> dict:
+                return {f"{tag} Δχ²": r.get("chisq.diff"), f"{tag} Δdf": _whole(r.get("df.diff"), "df.diff"),
+                        f"{tag} p": r.get("pvalue.diff"), f"{tag} dMACS": r.get("dmacs.max"),
+                        f"{tag} result": _step_result(r, set()) if tag == "partial"
+                        else ("does not hold" if not r.get("holds") else "holds")}
+            rows.append({"step": st, **cells(full, "full"), **cells(part, "partial"),
+                         "released": ", ".join(freed)})
+        search = [f"{st}: {recs[f'{st} (partial)'].get('search')}" for st in partial_of
+                  if isinstance(recs[f"{st} (partial)"].get("search"), str)]
+        out.append(num.table(Table(
+            f"Fully constrained and partial models side by side, {name}", pd.DataFrame(rows),
+            ["Each model is compared with the same accepted previous step. Search outcome: "
+             + ("; ".join(search) if search else "not recorded") + "."], 3)))
+    if rel is not None:
+        stopped = [str(x) for x in t.get("search", pd.Series(dtype=object)).dropna()
+                   if str(x).startswith("does not hold")]
+        out.append(num.table(Table(
+            f"Constraints released for partial invariance, {name}", rel,
+            ["Released one item at a time, largest score test (X2) first among the items "
+             "significant after Bonferroni adjustment with dMACS of at least .20 "
+             "(Byrne, Shavelson & Muthén, 1989). "
+             + ("The search stopped before every step met its rule: " + "; ".join(stopped)
+                + "." if stopped else "Every searched step met its rule after the releases.")],
+            3)))
+    truth = d.get("truth")
+    if truth and truth.get("parameters") is not None:
+        tp = truth["parameters"]
+        c = truth.get("counts") or {}
+
+        def said(k: str) -> str:
+            x = c.get(k) or {}
+            return (f"{x.get('hit', 0)} hit(s), {x.get('miss', 0)} miss(es), "
+                    f"{x.get('false alarm', 0)} false alarm(s)")
+        out.append(num.table(Table(
+            f"Released against planted DIF (simulated truth), {name}",
+            tp if len(tp) else pd.DataFrame({"item": ["none planted, none released"]}),
+            [f"Items: {said('items')}; parameters: {said('parameters')}. A planted threshold "
+             "shift counts as an intercept difference of the latent response (Wu & Estabrook, "
+             "2016); hit = planted and released, miss = planted and not released, false alarm "
+             "= released without planted DIF."], 3)))
     return out
 
 
@@ -739,18 +837,20 @@ def _irt(s: Section, num: _Numberer) -> dict:
     items = items.rename(columns={"reverse": "rev.", "information": "info", "S_X2": "S-X2",
                                   "S_X2_df": "df", "S_X2_p": "p", "dif_flagged": "DIF",
                                   "selected": "short form"})
-    cons = co[["construct", "n_full", "n_short", "findings", "covered", "reverse_short",
-               "rel_full", "rel_short", "r_full_short_levy", "school_rel_full",
-               "school_rel_short", "school_rel_lost_per_item", "dif_tested"]].copy()
-    cons["dif_tested"] = ["yes" if v else "no" for v in cons["dif_tested"]]
-    cons = cons.rename(columns={"n_full": "items full", "n_short": "items short",
-                                "findings": "Stage 2 findings", "covered": "findings kept",
-                                "reverse_short": "rev. short", "rel_full": "rel full",
-                                "rel_short": "rel short", "r_full_short_levy": "r full short (Levy)",
-                                "school_rel_full": "school rel full",
-                                "school_rel_short": "school rel short",
-                                "school_rel_lost_per_item": "school rel lost per item",
-                                "dif_tested": "DIF tested"})
+    # nine columns whose headers wrap between words: counts are paired in one cell each
+    cons = pd.DataFrame({
+        "construct": co["construct"],
+        "items full / short": [f"{a} / {b}" for a, b in zip(co["n_full"], co["n_short"])],
+        "findings kept / all": [f"{a} / {b}" for a, b in zip(co["covered"], co["findings"])],
+        "reverse kept": co["reverse_short"],
+        "rel full": co["rel_full"], "rel short": co["rel_short"],
+        "r (Levy)": co["r_full_short_levy"], "school rel full": co["school_rel_full"],
+        "school rel short": co["school_rel_short"],
+        "school rel lost per item": co["school_rel_lost_per_item"]})
+    tested = [str(c) for c, v in zip(co["construct"], co["dif_tested"]) if bool(v)]
+    dif_note = (f"DIF by language was tested for {', '.join(tested)}" if tested else
+                "DIF by language was not tested (no construct had two languages with enough "
+                "respondents)")
     cond = pd.DataFrame([{"construct": r["construct"],
                           **{f"full @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_full"])},
                           **{f"short @ {c:g}": v for c, v in zip(_rules.SCORE_BAND_CUTS, r["cond_rel_short"])}}
@@ -768,11 +868,11 @@ def _irt(s: Section, num: _Numberer) -> dict:
                  "form."], 3)),
             "constructs": num.table(Table(
                 f"Short form ({s['k']} items per construct): what it keeps", cons,
-                ["rel: empirical reliability of EAP scores; r full short (Levy): correlation of the "
+                ["rel: empirical reliability of EAP scores; r (Levy): correlation of the "
                  "short and full summed scores without the shared error (Levy, 1967); school rel: "
                  "Spearman-Brown reliability of a school mean at the mean respondents per school; "
                  f"reverse-keyed items per construct at most {share.get('threshold', '')} of k "
-                 f"({share.get('source', '')}); DIF by language needs "
+                 f"({share.get('source', '')}); {dif_note}; it needs "
                  f"{_rules.DIF_MIN_GROUP.threshold:g} respondents per group."], 3)),
             "conditional": num.table(Table(
                 "Conditional reliability at the band cut points (full and short form)", cond,
@@ -781,7 +881,27 @@ def _irt(s: Section, num: _Numberer) -> dict:
             "ld": (num.table(Table("Locally dependent item pairs (Yen's Q3)", ld,
                                    [_rules.Q3_RELATIVE.describe()], 3))
                    if ld is not None and len(ld) else None),
-            "ld_rule": _rules.Q3_RELATIVE.describe()}
+            "ld_rule": _rules.Q3_RELATIVE.describe(),
+            **_short_ladder(s.get("ladder") or {}, s["form"], num)}
+
+
+def _short_ladder(lad: Mapping[str, Any], form: str, num: _Numberer) -> dict:
+    """The short form's invariance ladder table, or why it was not fitted."""
+    t = lad.get("table")
+    if t is None:
+        why = lad.get("not_tested")
+        return {"ladder_na": (f"The short form's invariance ladder by {lad.get('group', 'language')} "
+                              f"was not fitted: {why}.") if why else None}
+    idx = LADDER_INDICES.get(str(lad.get("estimator", "ML")), LADDER_INDICES["ML"])
+    keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "chisq.diff", "df.diff",
+                        "pvalue.diff", "verdict") if c in t.columns]
+    n = lad.get("n") or {}
+    return {"ladder": num.table(Table(
+        f"Invariance ladder of the {form} short form by {lad.get('group', 'language')}", t[keep],
+        [f"{lad.get('estimator', '')}, items ordered, pairwise present data; groups "
+         + ", ".join(f"{k} (n = {v})" for k, v in n.items())
+         + ". Each step is compared with the one before; the verdict quotes the rule applied."],
+        3))}
 
 
 def _irt_dif(s: Section, num: _Numberer) -> dict:

@@ -10,10 +10,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.sem.estimators.categorical import (PARAMETERIZATIONS, build_categorical_partable,
+from instrument.sem.estimators.categorical import (PARAMETERIZATIONS,
                                              fit_categorical, merge_rows)
 from instrument.sem.polychoric import sample_stats_ordinal
-from instrument.sem.partable import check_group_equal, model_variables
+from instrument.sem.partable import build_partable, check_group_equal, model_variables
 from instrument.results import Meta
 from instrument.sem.data import prepare
 from instrument.sem.syntax import parse_syntax
@@ -126,10 +126,14 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
         raise NotImplementedError(f"indicator(s) {not_ord} are not in ordered=; models mixing "
                                   "continuous and ordered indicators are not implemented")
     cstats = _sample_stats_cached(d, group, group_order, missing)
-    pt = build_categorical_partable(rows, cstats, ordered=list(ov), ov_names=list(data.columns),
-                                    parameterization=parameterization, std_lv=std_lv,
-                                    group_equal=tuple(group_equal),
-                                    group_partial=tuple(group_partial))
+    pt = build_partable(rows, ngroups=cstats.ngroups,
+                        group_labels=[str(g) if g is not None else "1"
+                                      for g in cstats.group_labels],
+                        ov_names=list(data.columns), meanstructure=True, std_lv=std_lv,
+                        group_equal=tuple(group_equal), group_partial=tuple(group_partial),
+                        ordered=tuple(ov),
+                        nlevels=dict(zip(cstats.groups[0].ov_names, cstats.groups[0].nlevels)),
+                        parameterization=parameterization)
     options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,
                    parameterization=parameterization, ordered=list(ordered), missing=missing,

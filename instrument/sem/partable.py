@@ -9,8 +9,8 @@ group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -177,6 +177,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                    ov_names: Sequence[str] | None = None, meanstructure: bool = False,
                    std_lv: bool = False, group_equal: Sequence[str] = (),
                    group_partial: Sequence[str] = (), ordered: Sequence[str] = (),
+                   nlevels: Mapping[str, int] | None = None, parameterization: str = "delta",
                    auto_cov_lv: bool = True) -> ParTable:
     """Build lavaan's parameter table for a CFA from parsed syntax.
 
@@ -200,6 +201,12 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         Parameters exempt from `group_equal`, as ``"x3~1"``, ``"visual=~x2"``.
     ordered : sequence of str
         Ordered observed variables (kept in the table; ML estimation rejects them).
+    nlevels : mapping of str to int, optional
+        Number of categories of each ordered variable (from the sample statistics): adds the
+        rows of ordered indicators (thresholds ``|``, scales ``~*~``; mean structure on).
+    parameterization : {"delta", "theta"}
+        With `nlevels`: whether the scales (delta) or the residual variances (theta) identify
+        the latent responses in groups 2..G.
 
     Returns
     -------
@@ -215,6 +222,13 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     ``"means"`` is not; then they are free in groups 2..G. Likewise with ``std_lv`` the latent
     variances are fixed at 1 unless ``"loadings"`` is in `group_equal`; then they are free in
     groups 2..G.
+
+    With ordered indicators (`nlevels`) every ordered indicator gets, per group: thresholds
+    ``x | t1 .. t(K-1)`` (free; labelled equal across groups with ``group_equal="thresholds"``),
+    its intercept ``x ~ 1`` fixed at 0, its residual variance ``x ~~ x`` fixed (delta: computed
+    from the model; theta: 1) and, with the delta parameterization, the scale ``x ~*~ x`` fixed
+    at 1 (free in groups 2..G when thresholds are held equal, lavaan's rule; latent means are
+    then free in groups 2..G as well). Rows the user wrote are kept as written.
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
@@ -333,7 +347,96 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     frame["est"] = np.nan
     frame["se"] = np.nan
     frame = frame[list(PARTABLE_COLUMNS)]
-    check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
-    return ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
-                    constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
-                                  "group_partial": list(group_partial)}, defined)
+    if statements:
+        check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
+    pt = ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
+                  constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
+                                "group_partial": list(group_partial)}, defined)
+    if nlevels is None:
+        return pt
+    return _with_ordinal_rows(pt, rows, ordered, nlevels, parameterization, group_equal,
+                              group_partial)
+
+
+def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Sequence[str],
+                       nlevels: Mapping[str, int], parameterization: str,
+                       group_equal: Sequence[str], group_partial: Sequence[str]) -> ParTable:
+    """``base`` plus lavaan's rows for ordered indicators (see `build_partable`, Notes)."""
+    ordered = list(ordered)
+    f = base.frame
+    recs = f.to_dict("records")
+    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
+    partial = set()
+    for s in group_partial:
+        for op in ("=~", "~~", "~1", "|", "~*~"):
+            if op in s:
+                a, b = s.split(op, 1)
+                partial.add((a.strip(), op, b.strip()))
+                break
+    G = base.ngroups
+    th_equal = "thresholds" in group_equal
+    first_th: dict[tuple, dict] = {}
+
+    def add(lhs, op, rhs, g, free, ustart, label=""):
+        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
+                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
+                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
+        return recs[-1]
+
+    nlev = dict(nlevels)
+    for g in range(1, G + 1):
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            for t in range(1, nlev[v]):
+                key = (v, "|", f"t{t}", g)
+                if key in have:
+                    continue
+                rec = add(v, "|", f"t{t}", g, True, math.nan)
+                if g == 1:
+                    first_th[key[:3]] = rec
+                elif th_equal and key[:3] not in partial and key[:3] in first_th:
+                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
+                    rec["_eq"] = key[:3]
+        for v in base.ov_names:
+            if v not in ordered:
+                continue
+            if (v, "~~", v, g) not in have:
+                add(v, "~~", v, g, False, 1.0)
+            if (v, "~1", "", g) not in have:
+                add(v, "~1", "", g, False, 0.0)
+            if (v, "~*~", v, g) not in have:
+                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
+                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
+    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
+    # intercepts do: free in groups 2..G (unless "means" are held equal too)
+    if th_equal and "means" not in group_equal:
+        lvs = set(base.lv_names)
+        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
+        for rec in recs:
+            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
+                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
+                rec["free"], rec["ustart"] = 1, math.nan
+    frame = pd.DataFrame(recs)
+    frame["id"] = np.arange(1, len(frame) + 1)
+    frame["plabel"] = [f".p{k}." for k in frame["id"]]
+    if "_eq" in frame.columns:
+        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
+                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
+        eq = frame["_eq"].to_numpy()
+        labels = frame["label"].to_numpy(object).copy()
+        for k, e in enumerate(eq):
+            if isinstance(e, tuple):
+                labels[k] = firstrow[e]
+                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
+                if not labels[first_idx]:
+                    labels[first_idx] = firstrow[e]
+        frame["label"] = labels
+        frame = frame.drop(columns="_eq")
+    frame["label"] = frame["label"].fillna("")
+    fr = frame["free"].to_numpy() > 0
+    frame["free"] = np.where(fr, np.cumsum(fr), 0)
+    frame = frame[list(PARTABLE_COLUMNS)]
+    opts = dict(base.options)
+    opts.update(ordered=ordered, parameterization=parameterization)
+    return replace(base, frame=frame.reset_index(drop=True), options=opts)

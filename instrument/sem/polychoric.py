@@ -733,6 +733,14 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 # results
 # --------------------------------------------------------------------------------------------
 
+def _json_equal(a: Any, b: object) -> bool:
+    """``a == b`` for result types compared through their JSON forms (NotImplemented for
+    another type)."""
+    if type(b) is not type(a):
+        return NotImplemented
+    return dumps(a.to_dict()) == dumps(b.to_dict())
+
+
 def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
@@ -806,9 +814,7 @@ class SampleStatsOrdinal:
 
     def __eq__(self, other: object) -> bool:
         """Equal when the JSON forms are equal (arrays compared element by element)."""
-        if not isinstance(other, SampleStatsOrdinal):
-            return NotImplemented
-        return dumps(self.to_dict()) == dumps(other.to_dict())
+        return _json_equal(self, other)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -884,9 +890,8 @@ class CategoricalSampleStats:
     group_var: str | None = None
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CategoricalSampleStats):
-            return NotImplemented
-        return dumps(self.to_dict()) == dumps(other.to_dict())
+        """Equal when the JSON forms are equal."""
+        return _json_equal(self, other)
 
     __hash__ = None  # type: ignore[assignment]
 

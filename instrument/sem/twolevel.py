@@ -33,7 +33,7 @@ from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
-from instrument.sem.data import SemData, select
+from instrument.sem.data import SemData, data_warnings, select
 from instrument.sem.syntax import ModelSyntaxError, parse_syntax, split_levels
 
 __all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
@@ -694,7 +694,8 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     npar = st.nx
     df = sat.nx - npar
     chisq = max(2.0 * (logl1 - logl), 0.0)
-    warns = list(d.warnings)
+    warns = list(d.warnings) + data_warnings(
+        SampleStats([GroupStats.from_data(d.blocks[0], ov)]), ["1"])
     if not conv:
         warns.append("the optimiser did not converge; estimates are not the ML solution.")
     if 2.0 * (logl1 - logl) < 0:

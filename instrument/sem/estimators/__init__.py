@@ -9,7 +9,9 @@ How other estimators plug in (MLR/FIML, DWLS/WLSMV):
   per-group columns only, which is what makes multi-group fits fast).
 * ``optimize(objective, x0)`` minimises any object with ``value(x)``, ``gradient(x)`` and
   ``expected_information(x)`` (E[Hessian]/2, per observation) by Fisher scoring with step
-  halving; an optional ``gradient_and_information(x)`` saves one Delta evaluation per step.
+  halving; an optional ``gradient_and_information(x)`` gives both at once (ML: from the rank-2
+  factors of Delta, `ml.factored_information`, without forming Delta; ``wrt="free"`` releases
+  equality constraints for score tests).
 * ``expected_information(model, x, stats)``, ``observed_information(model, x, stats)`` and
   ``hessian_information(objective, x)`` give information matrices per observation
   (vcov = inverse / N).

@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import stats as _st
 
 from instrument.sem.estimators.dwls import dwls_vcov_robust
@@ -31,11 +30,11 @@ from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import in_lavaan_order
 from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
 from instrument.sem.fit import other as _other
-from instrument.sem.partable import PARTABLE_COLUMNS, ParTable, build_partable
+from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
 from instrument.sem.test.scaled_shifted import scaled_shifted
 
-__all__ = ["merge_rows", "build_categorical_partable", "CategoricalModel", "DWLSObjective",
+__all__ = ["merge_rows", "CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("delta", "theta")
@@ -63,110 +62,6 @@ def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
             pos[key] = len(out)
             out.append(r)
     return out
-
-
-def build_categorical_partable(rows: Sequence[SyntaxRow], cstats: CategoricalSampleStats, *,
-                               ordered: Sequence[str], ov_names: Sequence[str] | None = None,
-                               parameterization: str = "delta", std_lv: bool = False,
-                               group_equal: Sequence[str] = (),
-                               group_partial: Sequence[str] = ()) -> ParTable:
-    """lavaan's parameter table for a CFA with ordered indicators.
-
-    Notes
-    -----
-    On top of the continuous table (lavaan ``lavaanify``, mean structure on) every ordered
-    indicator gets, per group: thresholds ``x | t1 .. t(K-1)`` (free; labelled equal across
-    groups with ``group_equal="thresholds"``), its intercept ``x ~ 1`` fixed at 0, its residual
-    variance ``x ~~ x`` fixed (delta: computed from the model; theta: 1) and, with the delta
-    parameterization, the scale ``x ~*~ x`` fixed at 1 (free in groups 2..G when thresholds are
-    held equal, lavaan's rule; latent means are then free in groups 2..G as well). Rows the user
-    wrote are kept as written.
-    """
-    ordered = list(ordered)
-    base = build_partable(rows, ngroups=cstats.ngroups,
-                          group_labels=[str(g) if g is not None else "1"
-                                        for g in cstats.group_labels],
-                          ov_names=ov_names, meanstructure=True, std_lv=std_lv,
-                          group_equal=tuple(g for g in group_equal),
-                          group_partial=tuple(group_partial), ordered=tuple(ordered))
-    f = base.frame
-    recs = f.to_dict("records")
-    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
-    partial = set()
-    for s in group_partial:
-        for op in ("=~", "~~", "~1", "|", "~*~"):
-            if op in s:
-                a, b = s.split(op, 1)
-                partial.add((a.strip(), op, b.strip()))
-                break
-    G = cstats.ngroups
-    th_equal = "thresholds" in group_equal
-    first_th: dict[tuple, dict] = {}
-
-    def add(lhs, op, rhs, g, free, ustart, label=""):
-        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
-                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
-                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
-        return recs[-1]
-
-    gs0 = cstats.groups[0]
-    nlev = dict(zip(gs0.ov_names, gs0.nlevels))
-    for g in range(1, G + 1):
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            for t in range(1, nlev[v]):
-                key = (v, "|", f"t{t}", g)
-                if key in have:
-                    continue
-                rec = add(v, "|", f"t{t}", g, True, math.nan)
-                if g == 1:
-                    first_th[key[:3]] = rec
-                elif th_equal and key[:3] not in partial and key[:3] in first_th:
-                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
-                    rec["_eq"] = key[:3]
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            if (v, "~~", v, g) not in have:
-                add(v, "~~", v, g, False, 1.0)
-            if (v, "~1", "", g) not in have:
-                add(v, "~1", "", g, False, 0.0)
-            if (v, "~*~", v, g) not in have:
-                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
-                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
-    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
-    # intercepts do: free in groups 2..G (unless "means" are held equal too)
-    if th_equal and "means" not in group_equal:
-        lvs = set(base.lv_names)
-        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
-        for rec in recs:
-            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
-                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
-                rec["free"], rec["ustart"] = 1, math.nan
-    frame = pd.DataFrame(recs)
-    frame["id"] = np.arange(1, len(frame) + 1)
-    frame["plabel"] = [f".p{k}." for k in frame["id"]]
-    if "_eq" in frame.columns:
-        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
-                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
-        eq = frame["_eq"].to_numpy()
-        labels = frame["label"].to_numpy(object).copy()
-        for k, e in enumerate(eq):
-            if isinstance(e, tuple):
-                labels[k] = firstrow[e]
-                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
-                if not labels[first_idx]:
-                    labels[first_idx] = firstrow[e]
-        frame["label"] = labels
-        frame = frame.drop(columns="_eq")
-    frame["label"] = frame["label"].fillna("")
-    fr = frame["free"].to_numpy() > 0
-    frame["free"] = np.where(fr, np.cumsum(fr), 0)
-    frame = frame[list(PARTABLE_COLUMNS)]
-    opts = dict(base.options)
-    opts.update(ordered=ordered, parameterization=parameterization)
-    return replace(base, frame=frame.reset_index(drop=True), options=opts)
 
 
 class CategoricalModel(Model):

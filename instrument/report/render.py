@@ -1398,6 +1398,11 @@ TITLES = {"technical": "Technical report: validity evidence for the school-famil
 TRANSLATED_KINDS = ("brief", "cards")
 
 
+#: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
+#: scrubbed copy and its warnings, computed once (keyed by the mapping's identity, which is held).
+_PREPARED: dict[int, tuple] | None = None
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1414,14 +1419,21 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
         results = results["results"]
-    banned = sorted(_id_values(results, set()))
-    clean = scrub(results)
+    hit = _PREPARED.get(id(results)) if _PREPARED is not None else None
+    if hit is not None and hit[0] is results:
+        banned, clean, stage_warnings = hit[1:]
+    else:
+        banned = sorted(_id_values(results, set()))
+        clean = scrub(results)
+        stage_warnings = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+        if _PREPARED is not None:
+            _PREPARED[id(results)] = (results, banned, clean, stage_warnings)
     secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages, clean.get("data")),
            "brief": lambda: _brief(secs, t), "cards": lambda: _cards(secs, t)}[kind]()
     # every warning a result carries, shown beside that stage's tables and listed up front
-    ctx["warnings"] = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+    ctx["warnings"] = {k: list(v) for k, v in stage_warnings.items()}
     ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     prov = provenance(clean)
     simulated = prov.get("source") == "simulated"
@@ -1534,15 +1546,20 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
-    for kind in KINDS:
-        for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
-            try:
-                written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
-                                  lang=lang)
-            except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
-                stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
-                written.append(out / f"{stem}.html")
-                notes.append(f"No PDF of {stem}: {exc}")
+    global _PREPARED
+    _PREPARED = {}
+    try:
+        for kind in KINDS:
+            for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
+                try:
+                    written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
+                                      lang=lang)
+                except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
+                    stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+                    written.append(out / f"{stem}.html")
+                    notes.append(f"No PDF of {stem}: {exc}")
+    finally:
+        _PREPARED = None
     base = Path(ctx.get("out_dir", ".")).resolve()
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],

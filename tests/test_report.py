@@ -68,7 +68,7 @@ class TestTechnical:
 
     def test_tables_and_figures(self, html):
         t = html["technical"]
-        for title in ("Blueprint: scale items by construct and Stage 2 finding",
+        for title in ("Blueprint: scale items by construct and finding",
                       "Status of the Spanish translation", "Cognitive-interview notes",
                       "Fit of the confirmatory factor models", "Factor loadings, teacher form",
                       "Measurement invariance ladder, family form",

@@ -181,14 +181,21 @@ def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
 def _content(s: Section, num: _Numberer) -> dict:
     if not s.available:
         return {"na": s.reason}
+    from instrument.bank.schema import LANGUAGE_NAMES
+
     bp = s["blueprint"].rename(columns={f: f"{f} items" for f in s["forms"]})
+    findings = s.get("has_findings", True)
     out = {"blueprint": num.table(Table(
-        "Blueprint: scale items by construct and Stage 2 finding", bp,
-        [f"{s['n_items']} items covering {s['n_constructs']} constructs and {s['n_findings']} "
-         "findings. Counts from the item bank."], 0)),
-        "translation": num.table(Table(
-            "Status of the Spanish translation (ITC Guidelines for Translating and Adapting "
-            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))}
+        "Blueprint: scale items by construct" + (" and finding" if findings else ""), bp,
+        [f"{s['n_items']} items covering {s['n_constructs']} constructs"
+         + (f" and {s['n_findings']} findings" if findings else "")
+         + ". Counts from the item bank."], 0)), "findings": findings}
+    if s["translation"] is not None:
+        names = ", ".join(LANGUAGE_NAMES.get(x, x) for x in s.get("languages", ["en", "es"])[1:])
+        out["translated"] = names
+        out["translation"] = num.table(Table(
+            f"Status of the {names} translation (ITC Guidelines for Translating and Adapting "
+            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))
     if s["translation_notes"] is not None and len(s["translation_notes"]):
         out["translation_notes"] = num.table(Table("Translation reviewer notes",
                                                    s["translation_notes"], (), 0))
@@ -801,14 +808,20 @@ def _rows_accounted(data: Any, num: _Numberer) -> Markup | None:
     if not rows:
         return None
     t = pd.DataFrame(rows)
-    t = t[[c for c in ("form", "source", "read", "used", "quarantined", "quarantine_file")
-           if c in t.columns]]
+    t = t[[c for c in ("form", "source", "file", "format", "read", "used", "quarantined",
+                       "flagged", "quarantine_file") if c in t.columns]]
     q = int(pd.to_numeric(t["quarantined"], errors="coerce").fillna(0).sum())
+    by_reason = [f"{form}: " + "; ".join(f"{r['reason']} ({r['rows']})" for r in v["reasons"])
+                 for form, v in data.items()
+                 if isinstance(v, Mapping) and v.get("reasons")]
     return num.table(Table(
         "Rows read, used and quarantined", t,
         [f"{q} row(s) quarantined in all. Every row read is either used or quarantined with "
          "its reason and file line (read = used + quarantined); the quarantine files are "
-         "written beside the results."], 0))
+         "written beside the results."]
+        + ([f"Quarantined rows by reason: {' | '.join(by_reason)}."] if by_reason else [])
+        + (["flagged: rows flagged as straight-lining or too fast (kept unless excluded)."]
+           if "flagged" in t.columns else []), 0))
 
 
 def _irt(s: Section, num: _Numberer) -> dict:
@@ -1033,6 +1046,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     if rel.available and "alpha" in rel["table"].columns:
         a = rel["table"]["alpha"].astype(float)
         ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
+        ctx["alpha_ok"] = bool(_rules.MIN_SCALE_ALPHA.passes(float(a.min())))
+        ctx["alpha_rule"] = _fmt(_rules.MIN_SCALE_ALPHA.threshold)
     if ml.available:
         icc = ml["icc"]
         facts = []
@@ -1141,7 +1156,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
         out["low_precision"] = int((rel < _rules.MIN_SCHOOL_RELIABILITY.threshold).sum())
     lines = []
     codes = _codes(tab[tab["suppressed"]])
-    privacy = int(codes.map(lambda c: "privacy" in c).sum())
+    privacy = sum("privacy" in str(c) for c in codes)
     if privacy:
         lines.append(t("%(n)s because fewer than %(min_n)s people answered", n=privacy,
                        min_n=_fmt(_rules.MIN_N_PRIVACY.threshold, 0)))
@@ -1151,7 +1166,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
                                             "answered to represent it"),
                           ("response_rate_unknown", "%(n)s because the number of %(who)s at "
                                                     "the school is not known")):
-            k = int(sel.map(lambda c: code in c.split("; ")).sum())
+            k = sum(code in str(c).split("; ") for c in sel)
             if k:
                 lines.append(t(msg, n=k, who=t(WHO.get(form, form))))
     out["suppression_lines"] = lines
@@ -1403,6 +1418,13 @@ TRANSLATED_KINDS = ("brief", "cards")
 _PREPARED: dict[int, tuple] | None = None
 
 
+def _number_word(n: Any) -> str:
+    """5 -> "five" (the numbers of constructs a bank is likely to have), else the digits."""
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+             "ten", "eleven", "twelve")
+    return words[n] if isinstance(n, int) and 0 <= n < len(words) else str(n if n else "")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1437,7 +1459,15 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     prov = provenance(clean)
     simulated = prov.get("source") == "simulated"
-    ctx.update({"title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
+    bank = clean.get("bank") if isinstance(clean.get("bank"), Mapping) else {}
+    if title is None and kind == "technical" and bank.get("name") and bank.get("path") not in (
+            None, "", "shipped bank"):   # another bank than the shipped one: its own name
+        title = f"Technical report: validity evidence for the {bank['name']}"
+    n_cons = secs["bank"].get("n_constructs") if secs["bank"].available else None
+    # school sections only where schools were analysed (not when the scores stage stood aside)
+    ctx.update({"has_schools": not str(stages.get("scores", "")).startswith("n/a"),
+                "n_constructs_word": _number_word(None if n_cons is None else int(n_cons)),
+                "title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
                 "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind,
                 "lang": lang, "_": t, "simulated": t(SIMULATED_LINE) if simulated else "",
                 "provenance": _provenance_line(prov, t)})
@@ -1546,11 +1576,15 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
+    bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
+    langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
+    # the brief and the cards report school scores: without them only the technical report
+    kinds = [k for k in KINDS if k == "technical" or results.get("scores") is not None]
     global _PREPARED
     _PREPARED = {}
     try:
-        for kind in KINDS:
-            for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
+        for kind in kinds:
+            for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
                 try:
                     written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
                                       lang=lang)

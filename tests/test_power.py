@@ -17,7 +17,7 @@ from instrument.results import dumps
 @pytest.fixture(scope="module")
 def small_power():
     return power("tiny", schools=[12, 16], respondents=[12], reps=2, seed=5, estimator="ML",
-                 dif=False)
+                 dif=False, missing="listwise")
 
 
 def test_cells_overrides_reach_the_simulation():
@@ -55,12 +55,21 @@ def test_recommended_design_is_the_smallest_meeting_every_target():
     assert "schools" not in _recommend(t2, spec, "teacher", dif=True)
 
 
+def test_missing_data_method_defaults_to_validates():
+    from instrument.pipeline import missing_method
+    for est in ("WLSMV", "ML", "MLR"):
+        a = FieldTestAnalysis("teacher", estimator=est)
+        assert a._missing() == {"missing": missing_method(est)}
+        assert a.describe()["missing"] == missing_method(est)
+    assert FieldTestAnalysis(missing="listwise")._missing() == {"missing": "listwise"}
+
+
 def test_dif_study_of_one_replication():
     sim = ins.simulate("tiny", seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = FieldTestAnalysis("teacher", estimator="ML", dif_form="family")._dif(
-            sim, ins.load_bank())
+        out = FieldTestAnalysis("teacher", estimator="ML", dif_form="family",
+                                missing="listwise")._dif(sim, ins.load_bank())
     assert set(out) == {"dif.estimable", "dif.power", "dif.false_alarm"}
     assert 0 <= out["dif.power"] <= 1 and 0 <= out["dif.false_alarm"] <= 1
 
@@ -74,6 +83,7 @@ def test_cli_power_and_report_section(tmp_path, small_power):
     res_file.write_text(json.dumps({"results": {}, "stages": {}}))
     r = CliRunner().invoke(main, ["power", "tiny", "--schools", "12", "--respondents", "6",
                                   "--reps", "1", "--estimator", "ML", "--no-dif",
+                                  "--missing", "listwise",
                                   "--scheduler", "inprocess", "--into", str(res_file)])
     assert r.exit_code == 0, r.output
     doc = json.loads(res_file.read_text())

@@ -178,9 +178,18 @@ class PlanPopulation:
         object.__setattr__(self, "plan", state["plan"])
         object.__setattr__(self, "overrides", state["overrides"])
 
+    def bank(self) -> Any:
+        """The shipped item bank, loaded once per population object (and per process)."""
+        cached = self.__dict__.get("_bank")
+        if cached is None:
+            from instrument.bank import load_bank
+            cached = load_bank()
+            object.__setattr__(self, "_bank", cached)
+        return cached
+
     def draw(self, rng: np.random.Generator) -> Any:
         from instrument.simulate import simulate
-        return simulate(self.spec(), seed=derived_seed(rng))
+        return simulate(self.spec(), seed=derived_seed(rng), bank=self.bank())
 
     def describe(self) -> dict:
         p = self.spec()

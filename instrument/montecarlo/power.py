@@ -5,6 +5,9 @@ Each design cell (number of schools x mean respondents per school) is the popula
 Every replication simulates a field test from the plan and runs the package's own procedures on
 it, the ones `instrument validate` runs, so what is measured is their operating characteristics:
 
+Missing answers are handled as `instrument validate` handles them (pairwise for WLSMV, FIML for
+ML/MLR), so no respondent is dropped listwise.
+
 * CFA of the form (the plan's estimator; loadings identified by unit factor variances): whether it
   converged, whether its fit passes Hu & Bentler's (1999) cut-offs (scaled CFI/RMSEA for WLSMV,
   SRMR), and the relative bias and 95% CI coverage of the loadings against the generating values
@@ -55,21 +58,34 @@ class FieldTestAnalysis:
         Form whose language DIF is tested (None: no DIF analysis).
     outcome : str
         Outcome of the linker.
+    missing : {"listwise", "pairwise", "fiml"}, optional
+        Missing-data method of the CFA and the DIF ladder; None: `instrument validate`'s method
+        for the estimator (`instrument.pipeline.missing_method`).
     """
 
     def __init__(self, form: str = "teacher", *, estimator: str = "WLSMV",
                  dif_form: str | None = "family", dif_group: str = "language",
-                 outcome: str = "chronic_absence"):
-        self.form, self.estimator = form, estimator
+                 outcome: str = "chronic_absence", missing: str | None = None):
+        self.form, self.estimator, self.missing = form, estimator, missing
         self.dif_form, self.dif_group, self.outcome = dif_form, dif_group, outcome
+        self._bank = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_bank"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _bank=None)
 
     def describe(self) -> dict:
         return {"analysis": "field test", "form": self.form, "estimator": self.estimator,
+                "missing": self._missing()["missing"],
                 "dif_form": self.dif_form, "dif_group": self.dif_group, "outcome": self.outcome}
 
     def __call__(self, sim: Any) -> dict:
-        from instrument.bank import load_bank
-        bank = load_bank()
+        if self._bank is None:                    # loaded once per process, not pickled
+            from instrument.bank import load_bank
+            self._bank = load_bank()
+        bank = self._bank
         rec: dict = {}
         rec.update(self._cfa(sim, bank))
         rec.update(self._scores(sim, bank))
@@ -80,11 +96,20 @@ class FieldTestAnalysis:
     def _ordinal(self) -> dict:
         return {"ordered": True} if self.estimator in ("WLSMV", "ULSMV") else {}
 
+    def _missing(self) -> dict:
+        """``missing=`` as given, else the method `instrument validate` uses for the estimator
+        (pairwise for WLSMV, FIML for ML/MLR), so every respondent is analysed as in the fielded
+        run."""
+        if self.missing is not None:
+            return {"missing": self.missing}
+        from instrument.pipeline import missing_method
+        return {"missing": missing_method(self.estimator)}
+
     def _cfa(self, sim: Any, bank: Any) -> dict:
         from instrument.sem.cfa import cfa
         df = bank.recode_reverse(sim.responses(self.form).data, form=self.form)
         fit = cfa(bank.model_syntax(form=self.form), df, estimator=self.estimator, std_lv=True,
-                  **self._ordinal())
+                  **self._ordinal(), **self._missing())
         fm = fit.fit_measures
         scaled = self.estimator != "ML"
         vals = {"cfi": fm["cfi.scaled" if scaled else "cfi"],
@@ -136,7 +161,7 @@ class FieldTestAnalysis:
             df, _ = collapse_empty_categories(df, items, self.dif_group)
         try:
             res = invariance(bank.model_syntax(form=form), df, group=self.dif_group,
-                             estimator=self.estimator, **self._ordinal())
+                             estimator=self.estimator, **self._ordinal(), **self._missing())
         except ValueError:
             # a group too small to fit the configural model: the design flags nothing
             return {"dif.estimable": False, "dif.power": 0.0, "dif.false_alarm": 0.0}
@@ -257,8 +282,9 @@ def _recommend(table: pd.DataFrame, spec: Any, form: str, dif: bool) -> dict:
 def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
           respondents: Sequence[float] = (8, 15, 25), reps: int = 500, seed: int = 1,
           form: str = "teacher", estimator: str | None = None, dif: bool = True,
-          outcome: str = "chronic_absence", scheduler: Any = None, workers: int | None = None,
-          path: str | None = None, progress: bool | None = None) -> PowerResult:
+          outcome: str = "chronic_absence", missing: str | None = None, scheduler: Any = None,
+          workers: int | None = None, path: str | None = None,
+          progress: bool | None = None) -> PowerResult:
     """Power, precision and error rates of a field test over a grid of designs.
 
     Parameters
@@ -275,6 +301,8 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
         CFA estimator (the plan's ``analysis.estimator``, else WLSMV).
     dif : bool
         Test language DIF on the family form (the plan's planted DIF) in every replication.
+    missing : {"listwise", "pairwise", "fiml"}, optional
+        Missing-data method (None: `instrument validate`'s for the estimator).
     scheduler, workers, path, progress
         As in `instrument.montecarlo` (``path``: one study directory per cell below it).
 
@@ -289,7 +317,7 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
         raise ValueError(f"form={form!r} is not a form of plan {spec.path}; expected one of "
                          f"{sorted(spec.simulation['forms'])}")
     analysis = FieldTestAnalysis(form, estimator=est, dif_form="family" if dif else None,
-                                 outcome=outcome)
+                                 outcome=outcome, missing=missing)
     rows, frames = [], []
     k = 0
     for s in schools:
@@ -313,5 +341,6 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
                        meta=Meta(options={"plan": spec.path, "schools": list(map(int, schools)),
                                           "respondents": list(map(float, respondents)),
                                           "reps": int(reps), "form": form, "estimator": est,
-                                          "dif": bool(dif), "outcome": outcome},
+                                          "dif": bool(dif), "outcome": outcome,
+                                          "missing": analysis._missing()["missing"]},
                                  seed=int(seed)))

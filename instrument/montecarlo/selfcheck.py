@@ -2,9 +2,21 @@
 
 A self-check plan (``analyses/selfcheck/*.yaml``) names a population model (standardized loadings
 and factor correlations), N, replications, seed and the estimator; `run_selfcheck` simulates it with
-`instrument.montecarlo`, refits the same model, and reports per free loading the relative bias
-``mean(est - true) / true`` and the coverage of its 95% Wald interval, with the plan's acceptance
-ranges. Data: multivariate normal (``distribution: normal``), multivariate t (``t``, with ``df``;
+`instrument.montecarlo` and checks one of two things (the plan's ``check``):
+
+* ``loadings`` (default): refits the same model and reports per free loading the relative bias
+  ``mean(est - true) / true``, the coverage of its 95% Wald interval and the ratio of the mean
+  standard error to the empirical SD of the estimates, with the plan's acceptance ranges;
+* ``metric_invariance``: the rows of each data set are split into the plan's ``groups`` (the first
+  ``n_1`` rows form group 1, and so on), all drawn from one population, so every invariance
+  hypothesis is true. The configural and metric models are fitted (`instrument.invariance`;
+  ordinal data: configural -> thresholds -> metric, Wu & Estabrook 2016) and the metric step's
+  (scaled) chi-square difference test is recorded: the ML likelihood-ratio test, Satorra &
+  Bentler's (2001) scaled difference for MLR, lavaan's ``satorra.2000`` scaled-and-shifted
+  difference for WLSMV. Its rejection rate at ``alpha`` is the empirical Type I error, reported
+  with its Monte Carlo standard error ``sqrt(p (1 - p) / R)``.
+
+Data: multivariate normal (``distribution: normal``), multivariate t (``t``, with ``df``;
 excess kurtosis 6 / (df - 4)), or ordinal (``ordinal``: the normal latent responses cut at the
 plan's ``thresholds``, fitted by WLSMV).
 
@@ -24,18 +36,23 @@ import yaml
 from instrument.montecarlo.population import MomentPopulation
 from instrument.montecarlo.runner import montecarlo
 
-__all__ = ["run_selfcheck", "LoadingRecovery", "load_selfcheck"]
+__all__ = ["run_selfcheck", "LoadingRecovery", "MetricInvarianceTest", "load_selfcheck"]
+
+CHECKS = ("loadings", "metric_invariance")
 
 
 def load_selfcheck(path: str | Path) -> dict:
     """Read a self-check plan (safe YAML loader) and check its keys."""
     p = Path(path)
     spec = yaml.safe_load(p.read_text(encoding="utf-8"))
-    need = ("name", "model", "loadings", "n", "reps", "seed", "estimator", "distribution",
-            "accept")
+    check = (spec or {}).get("check", "loadings")
+    if check not in CHECKS:
+        raise ValueError(f"{p}: check: must be one of {list(CHECKS)}; got {check!r}")
+    need = ["name", "model", "loadings", "reps", "seed", "estimator", "distribution", "accept"]
+    need += ["n"] if check == "loadings" else ["groups", "alpha"]
     missing = [k for k in need if k not in (spec or {})]
     if missing:
-        raise ValueError(f"{p}: missing key(s) {missing}; expected {list(need)}")
+        raise ValueError(f"{p}: missing key(s) {missing}; expected {need}")
     return spec
 
 
@@ -80,6 +97,7 @@ class LoadingRecovery:
             key = f"{lhs}=~{rhs}"
             t = self.truth[key]
             rec[f"est.{key}"] = float(est)
+            rec[f"se.{key}"] = float(se)
             rec[f"cover.{key}"] = bool(abs(float(est) - t) <= q * float(se))
         return rec
 
@@ -106,20 +124,101 @@ def _population(spec: Mapping[str, Any]) -> tuple[MomentPopulation, dict, str]:
         thr = {i: tuple(map(float, spec["thresholds"])) for i in items}
     t_df = float(spec["df"]) if dist == "t" else None
     model = spec["model"]
-    return MomentPopulation(tuple(items), cov, int(spec["n"]), None, thr, t_df), truth, model
+    n = int(spec["n"]) if "n" in spec else sum(int(v) for v in spec["groups"].values())
+    return MomentPopulation(tuple(items), cov, n, None, thr, t_df), truth, model
+
+
+class MetricInvarianceTest:
+    """Analysis: split the rows into groups, fit the configural and metric models and return the
+    metric step's (scaled) chi-square difference test.
+
+    Parameters
+    ----------
+    model : str
+    groups : mapping
+        ``{label: rows}``: the first ``rows`` of the data set form the first group, and so on.
+    estimator : {"ML", "MLR", "WLSMV"}
+    ordered : bool
+        Ordinal data (WLSMV ladder configural -> thresholds -> metric).
+    """
+
+    def __init__(self, model: str, groups: Mapping[str, int], estimator: str, ordered: bool):
+        self.model, self.groups = model, {str(k): int(v) for k, v in groups.items()}
+        self.estimator, self.ordered = estimator, bool(ordered)
+
+    def describe(self) -> dict:
+        return {"analysis": "metric invariance test", "model": self.model,
+                "groups": self.groups, "estimator": self.estimator, "ordered": self.ordered}
+
+    def __call__(self, data: pd.DataFrame) -> dict:
+        import instrument as ins
+        data = data.assign(group=np.repeat(list(self.groups), list(self.groups.values())))
+        if self.ordered:
+            res = ins.invariance(self.model, data, group="group", estimator=self.estimator,
+                                 ordered=True, steps=("configural", "thresholds", "metric"),
+                                 rule_set="lrt")
+        else:
+            res = ins.invariance(self.model, data, group="group", estimator=self.estimator,
+                                 steps=("configural", "metric"), rule_set="lrt")
+        tab = res.table.set_index("step")
+        row = tab.loc["metric"]
+        return {"converged": bool(tab["converged"].all()),
+                "chisq.diff": float(row["chisq.diff"]), "df.diff": float(row["df.diff"]),
+                "pvalue": float(row["pvalue.diff"])}
+
+
+def _run_metric_invariance(spec: Mapping[str, Any], *, scheduler: Any, workers: int | None,
+                           path: str | None) -> dict:
+    pop, _, model = _population(spec)
+    ordered = spec["distribution"] == "ordinal"
+    ana = MetricInvarianceTest(model, spec["groups"], spec["estimator"], ordered)
+    res = montecarlo(pop, ana, reps=int(spec["reps"]), seed=int(spec["seed"]),
+                     scheduler=scheduler, workers=workers, path=path)
+    ok = res.ok.dropna(subset=["pvalue"])
+    R = len(ok)
+    alpha = float(spec["alpha"])
+    rates = []
+    for a in sorted({0.01, alpha, 0.10}):
+        p = float((ok["pvalue"] < a).mean()) if R else math.nan
+        rates.append({"alpha": a, "rejection_rate": p,
+                      "mcse": math.sqrt(p * (1 - p) / R) if R else math.nan, "n": R})
+    tab = pd.DataFrame(rates)
+    t1 = float(tab.loc[tab["alpha"] == alpha, "rejection_rate"].iloc[0])
+    lo, hi = (float(x) for x in spec["accept"]["type1"])
+    # a uniform p-value distribution (the null holds): Kolmogorov-Smirnov against U(0, 1)
+    from scipy import stats
+    ks = stats.kstest(ok["pvalue"].to_numpy(), "uniform") if R else None
+    return {"plan": dict(spec), "rejection": tab,
+            "summary": {"reps": int(spec["reps"]), "convergence": res.convergence_rate,
+                        "alpha": alpha, "type1": t1,
+                        "type1_mcse": math.sqrt(t1 * (1 - t1) / R) if R else math.nan,
+                        "mean_chisq_diff": float(ok["chisq.diff"].mean()),
+                        "df_diff": float(ok["df.diff"].median()),
+                        "ks_uniform_pvalue": float(ks.pvalue) if ks is not None else math.nan,
+                        "accept": dict(spec["accept"]), "passed": bool(lo <= t1 <= hi)}}
 
 
 def run_selfcheck(spec: Mapping[str, Any] | str | Path, *, scheduler: Any = "processes",
                   workers: int | None = None, path: str | None = None) -> dict:
-    """Run a self-check plan; returns ``{"plan", "loadings": frame, "summary": {...},
-    "passed": bool}``.
+    """Run a self-check plan; returns ``{"plan", "loadings": frame, "summary": {...}}``
+    (``check: loadings``) or ``{"plan", "rejection": frame, "summary": {...}}``
+    (``check: metric_invariance``).
 
-    ``loadings``: per loading ``true mean_est relbias coverage n``; ``summary``: the largest
+    ``loadings``: per loading ``true mean_est relbias coverage se_sd_ratio n`` (``se_sd_ratio``:
+    mean standard error over the empirical SD of the estimates); ``summary``: the largest
     |relative bias|, the coverage range, the convergence rate, the acceptance ranges and whether
-    every loading is inside them.
+    every loading is inside them (``passed``).
+
+    ``rejection``: the rejection rate of the metric step's difference test at .01, ``alpha`` and
+    .10 with its Monte Carlo standard error; ``summary``: the Type I error at ``alpha``, its MCSE,
+    the mean chi-square difference beside its df (equal in expectation under the null for the
+    unscaled and scaled tests), a Kolmogorov-Smirnov test of the p-values against U(0, 1), and
+    whether the Type I error is inside the plan's ``accept: type1`` range (``passed``).
     """
     if not isinstance(spec, Mapping):
         spec = load_selfcheck(spec)
+    if spec.get("check", "loadings") == "metric_invariance":
+        return _run_metric_invariance(spec, scheduler=scheduler, workers=workers, path=path)
     pop, truth, model = _population(spec)
     ordered = spec["distribution"] == "ordinal"
     ana = LoadingRecovery(model, truth, spec["estimator"], ordered)
@@ -130,8 +229,10 @@ def run_selfcheck(spec: Mapping[str, Any] | str | Path, *, scheduler: Any = "pro
     for key, t in truth.items():
         est = ok[f"est.{key}"].dropna()
         cov = ok[f"cover.{key}"].dropna()
+        se = ok[f"se.{key}"].dropna() if f"se.{key}" in ok.columns else pd.Series(dtype=float)
         rows.append({"loading": key, "true": t, "mean_est": float(est.mean()),
                      "relbias": float((est.mean() - t) / t), "coverage": float(cov.mean()),
+                     "se_sd_ratio": float(se.mean() / est.std(ddof=1)) if len(se) else math.nan,
                      "n": int(len(est))})
     tab = pd.DataFrame(rows)
     acc = spec["accept"]

@@ -27,6 +27,12 @@ refitted (ML for ML/MLR fits; WLSMV on data cut at the fitted thresholds for WLS
   (5th of CFI; specificity 95%); each level reports its sensitivity, the share of misspecified
   replications beyond the cut-off (read from the misspecified quantiles in 1% steps as the
   ``dynamic`` package does), and no cut-off where it is below 50%.
+
+Checked against ``dynamic``'s Holzinger-Swineford example (``benchmarks/dfi_vs_dynamic.md``): the
+same misspecification (x2 cross-loading .424 on textual), and lavaan refits of the same
+populations give level-1 cut-offs within .001 of these; the published .040/.044/.984 lie 4-5
+Monte Carlo SDs from a 500-replication study with either engine and within 2.3 of a
+50-replication one.
 """
 from __future__ import annotations
 

@@ -519,10 +519,29 @@ def stage_invariance(ctx: dict) -> Any:
             released = [p for q in res.releases["parameter"] for p in str(q).split(",")]
             d["truth"] = to_jsonable(compare_with_truth(released, planted,
                                                         ctx["bank"].items_for(form)))
+        names = _group_names(ctx["bank"], group)
+        if names:   # the bank's labels of the group codes, for the reports
+            d["group_names"] = {str(g): names.get(str(g), str(g))
+                                for g in d.get("group_labels", [])}
         out[f"{form} by {group}"] = d
     if refused:
         out["warnings"] = refused
     return out
+
+
+def _group_names(bank: Any, column: str) -> dict[str, str]:
+    """Code -> English label of a background choice item of the bank (empty when ``column`` is
+    not one): how a grouping column's values are shown in the reports."""
+    bg = getattr(bank, "background", None)
+    if not isinstance(bg, pd.DataFrame) or "item_id" not in bg.columns:
+        return {}
+    row = bg[bg["item_id"] == column]
+    if row.empty or "labels_en" not in bg.columns:
+        return {}
+    codes, labels = row["codes"].iloc[0], row["labels_en"].iloc[0]
+    if not isinstance(codes, (list, tuple)) or not isinstance(labels, (list, tuple)):
+        return {}
+    return {str(c): str(lab) for c, lab in zip(codes, labels)}
 
 
 def stage_multilevel(ctx: dict) -> Any:

@@ -530,7 +530,9 @@ def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup
     view = view.rename(columns=_LADDER_HEADINGS)
     notes = []
     if d["groups"]:
-        notes.append(f"Groups: {', '.join(d['groups'])}.")
+        labels = d.get("group_names") or {}
+        notes.append("Groups: " + ", ".join(f"{labels[g]} ({g})" if g in labels else str(g)
+                                            for g in d["groups"]) + ".")
     notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
                  f"{d['rule_set'] or 'not recorded'}. Each step is compared with the accepted "
                  "step before it (Δχ² is the scaled difference test for WLSMV and MLR); "
@@ -1307,7 +1309,10 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
                           "suppressed": all_supp,
                           "reason": rows[0]["reason"] if all_supp and rows else "",
                           "rows": rows})
-        schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
+        d0 = g["district_id"].iloc[0]
+        schools.append({"school_id": sid, "district_id": "" if d0 is None or pd.isna(d0)
+                        or str(d0).strip().casefold() in ("nan", "none", "na", ".")
+                        else str(d0),
                         "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
                         "forms": forms})
     return {**out, "schools": schools}

@@ -64,7 +64,9 @@ class StageOutcome:
     `instrument.results.collect_warnings`), "n/a" (it stood aside: the data lack what it needs,
     or the plan switched it off; ``message`` says which), "failed", or "skipped" (a stage it
     needs failed); ``warnings`` lists them;
-    ``seconds`` is the wall time (written to the run log, not to ``results.json``).
+    ``seconds`` is the wall time and ``cpu_seconds`` this process's CPU time (both written to
+    the run log, not to ``results.json``; a report's PDF printing by Chromium runs in a child
+    process and is not counted).
     """
 
     name: str
@@ -72,6 +74,7 @@ class StageOutcome:
     message: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The reproducible part (no timing), as recorded in ``results.json``."""
@@ -501,9 +504,10 @@ def stage_invariance(ctx: dict) -> Any:
             res = res.partial()
         d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
         t = res.table
-        if "supported" in t and not t["supported"].all():
-            bad = [str(s) for s, h in zip(t["step"], t["holds"]) if not h
-                   and not (str(s) + " (partial)" in set(t["step"]))]
+        names = set(map(str, t["step"]))
+        live = t[[f"{s} (partial)" not in names for s in t["step"]]]   # the accepted path
+        if "supported" in live and not live["supported"].all():
+            bad = [str(s) for s, h in zip(live["step"], live["holds"]) if h is False or h == 0]
             refused.append(f"{form} by {group}: step(s) {', '.join(bad)} do not hold "
                            + ("after the partial-invariance search " if len(res.releases) else "")
                            + "; the steps after them are not evidence of comparability.")
@@ -515,10 +519,29 @@ def stage_invariance(ctx: dict) -> Any:
             released = [p for q in res.releases["parameter"] for p in str(q).split(",")]
             d["truth"] = to_jsonable(compare_with_truth(released, planted,
                                                         ctx["bank"].items_for(form)))
+        names = _group_names(ctx["bank"], group)
+        if names:   # the bank's labels of the group codes, for the reports
+            d["group_names"] = {str(g): names.get(str(g), str(g))
+                                for g in d.get("group_labels", [])}
         out[f"{form} by {group}"] = d
     if refused:
         out["warnings"] = refused
     return out
+
+
+def _group_names(bank: Any, column: str) -> dict[str, str]:
+    """Code -> English label of a background choice item of the bank (empty when ``column`` is
+    not one): how a grouping column's values are shown in the reports."""
+    bg = getattr(bank, "background", None)
+    if not isinstance(bg, pd.DataFrame) or "item_id" not in bg.columns:
+        return {}
+    row = bg[bg["item_id"] == column]
+    if row.empty or "labels_en" not in bg.columns:
+        return {}
+    codes, labels = row["codes"].iloc[0], row["labels_en"].iloc[0]
+    if not isinstance(codes, (list, tuple)) or not isinstance(labels, (list, tuple)):
+        return {}
+    return {str(c): str(lab) for c, lab in zip(codes, labels)}
 
 
 def stage_multilevel(ctx: dict) -> Any:
@@ -939,13 +962,14 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
         if name == "reports":
             _write(run, ctx)
         say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             run.results[name] = relative_paths(to_jsonable(fn(ctx)), out)
             done.add(name)
             warns = collect_warnings(run.results[name])
             run.stages.append(StageOutcome(name, "warning" if warns else "ok",
-                                           seconds=time.perf_counter() - t0, warnings=warns))
+                                           seconds=time.perf_counter() - t0, warnings=warns,
+                                           cpu_seconds=time.process_time() - c0))
             say(f"{tag} done in {time.perf_counter() - t0:.1f} s"
                 + (f" with {len(warns)} warning(s)" if warns else ""))
         except StandAside as exc:
@@ -1008,8 +1032,8 @@ def _write(run: ValidationRun, ctx: dict) -> None:
            "plan": str(Path(plan_path).resolve()) if plan_path else "shipped default plan",
            "started": ctx.get("started"), "written": _now(),
            "python": platform.python_version(), "instrument": _version(),
-           "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
-                      for s in run.stages]}
+           "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3),
+                       "cpu_seconds": round(s.cpu_seconds, 3)} for s in run.stages]}
     log["files"] = sorted(set(_run_files(run.out_dir)) | {RUN_LOG_FILE})
     (run.out_dir / RUN_LOG_FILE).write_text(json.dumps(log, indent=1))
 

@@ -187,3 +187,20 @@ def test_a_third_form_is_ingested_and_validated(tmp_path, no_pdf):
 
     assert "principal" in set(from_jsonable(r["reliability"]["table"])["form"])
     assert "principal" in set(from_jsonable(r["scores"]["table"])["form"])
+
+
+def test_group_codes_are_shown_with_the_banks_labels():
+    """A grouping column that is a background choice item is shown with its labels."""
+    from instrument.bank import load_bank
+    from instrument.pipeline import _group_names
+    from instrument.report import render_html
+
+    names = _group_names(load_bank(), "t_bg_role")
+    assert names["1"] == "Classroom teacher" and names["5"] == "Administrator"
+    assert _group_names(load_bank(), "language") == {}
+    payload = json.loads((Path(__file__).parent / "fixtures" / "report"
+                          / "results_example.json").read_text())
+    results = payload.get("results", payload)
+    results["invariance"]["family"]["group_names"] = {"en": "English", "es": "Spanish"}
+    text = _text(render_html(payload, "technical"))
+    assert "Groups: English (en), Spanish (es)." in text

@@ -380,7 +380,8 @@ def read_invariance(results: Mapping[str, Any]) -> Section:
                                      "parameters": as_frame(truth.get("parameters")),
                                      "counts": truth.get("counts") or {}},
                                  "rule_set": str(d.get("rule_set") or ""),
-                                 "groups": [str(g) for g in d.get("group_labels") or []]}
+                                 "groups": [str(g) for g in d.get("group_labels") or []],
+                                 "group_names": dict(d.get("group_names") or {})}
     if not out:
         return _unavailable("invariance")
     return Section("invariance", True, data={"ladders": out})

@@ -529,7 +529,9 @@ def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup
     view = view.rename(columns=_LADDER_HEADINGS)
     notes = []
     if d["groups"]:
-        notes.append(f"Groups: {', '.join(d['groups'])}.")
+        labels = d.get("group_names") or {}
+        notes.append("Groups: " + ", ".join(f"{labels[g]} ({g})" if g in labels else str(g)
+                                            for g in d["groups"]) + ".")
     notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
                  f"{d['rule_set'] or 'not recorded'}. Each step is compared with the accepted "
                  "step before it (Δχ² is the scaled difference test for WLSMV and MLR); "
@@ -1302,7 +1304,10 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
                           "suppressed": all_supp,
                           "reason": rows[0]["reason"] if all_supp and rows else "",
                           "rows": rows})
-        schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
+        d0 = g["district_id"].iloc[0]
+        schools.append({"school_id": sid, "district_id": "" if d0 is None or pd.isna(d0)
+                        or str(d0).strip().casefold() in ("nan", "none", "na", ".")
+                        else str(d0),
                         "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
                         "forms": forms})
     return {**out, "schools": schools}
@@ -1413,6 +1418,11 @@ TITLES = {"technical": "Technical report: validity evidence for the school-famil
 TRANSLATED_KINDS = ("brief", "cards")
 
 
+#: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
+#: scrubbed copy and its warnings, computed once (keyed by the mapping's identity, which is held).
+_PREPARED: dict[int, tuple] | None = None
+
+
 def _number_word(n: Any) -> str:
     """5 -> "five" (the numbers of constructs a bank is likely to have), else the digits."""
     words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -1436,14 +1446,21 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
         results = results["results"]
-    banned = sorted(_id_values(results, set()))
-    clean = scrub(results)
+    hit = _PREPARED.get(id(results)) if _PREPARED is not None else None
+    if hit is not None and hit[0] is results:
+        banned, clean, stage_warnings = hit[1:]
+    else:
+        banned = sorted(_id_values(results, set()))
+        clean = scrub(results)
+        stage_warnings = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+        if _PREPARED is not None:
+            _PREPARED[id(results)] = (results, banned, clean, stage_warnings)
     secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages, clean.get("data")),
            "brief": lambda: _brief(secs, t), "cards": lambda: _cards(secs, t)}[kind]()
     # every warning a result carries, shown beside that stage's tables and listed up front
-    ctx["warnings"] = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+    ctx["warnings"] = {k: list(v) for k, v in stage_warnings.items()}
     ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     prov = provenance(clean)
     simulated = prov.get("source") == "simulated"
@@ -1568,15 +1585,20 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
     # the brief and the cards report school scores: without them only the technical report
     kinds = [k for k in KINDS if k == "technical" or results.get("scores") is not None]
-    for kind in kinds:
-        for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
-            try:
-                written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
-                                  lang=lang)
-            except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
-                stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
-                written.append(out / f"{stem}.html")
-                notes.append(f"No PDF of {stem}: {exc}")
+    global _PREPARED
+    _PREPARED = {}
+    try:
+        for kind in kinds:
+            for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
+                try:
+                    written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
+                                      lang=lang)
+                except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
+                    stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+                    written.append(out / f"{stem}.html")
+                    notes.append(f"No PDF of {stem}: {exc}")
+    finally:
+        _PREPARED = None
     base = Path(ctx.get("out_dir", ".")).resolve()
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PLANS = ("default", "dif/other_items", "dif/few_respondents", "dif/none")
+PLANS = ("default", "dif/other_items", "dif/loading_small", "dif/few_respondents", "dif/none")
 
 
 def one(plan: str, seed: int) -> dict:
@@ -43,6 +43,7 @@ def one(plan: str, seed: int) -> dict:
     truth = out["truth"]
     rel = out["releases"]
     return {"plan": plan, "seed": seed, "n": int(len(sim.family.data)),
+            "n_items": len(bank.items_for("family")),
             "n_es": int((sim.family.data["language"] == "es").sum()),
             "counts": truth["counts"],
             "released": [r[rel["columns"].index("parameter")] for r in rel["data"]],
@@ -58,20 +59,50 @@ def _column(frame: dict, name: str) -> list:
     return [r[k] for r in frame["data"]]
 
 
+def _rate(num: list[float], den: list[float]) -> tuple[float | None, float | None]:
+    """Pooled rate sum(num) / sum(den) over replications and its Monte Carlo SE (ratio
+    estimator over independent replications: sqrt(Σ (num_r − p den_r)² / (R (R − 1))) / mean
+    den)."""
+    R, tot = len(num), sum(den)
+    if not tot:
+        return None, None
+    p = sum(num) / tot
+    if R < 2:
+        return p, None
+    var = sum((a - p * b) ** 2 for a, b in zip(num, den)) / (R * (R - 1))
+    return p, var ** 0.5 / (tot / R)
+
+
 def summarise(runs: list[dict]) -> list[dict]:
+    """Per plan: item and parameter hit rates (planted flagged / planted), false-alarm rates
+    (invariant items released / invariant items; parameters: false alarms per replication),
+    the share of replications with any false alarm, each with its Monte Carlo SE."""
     rows = []
     for plan in dict.fromkeys(r["plan"] for r in runs):
         rs = [r for r in runs if r["plan"] == plan]
-        row = {"plan": plan, "reps": len(rs), "n.family": round(sum(r["n"] for r in rs) / len(rs)),
-               "n.es": round(sum(r["n_es"] for r in rs) / len(rs))}
+        R = len(rs)
+        row = {"plan": plan, "reps": R, "n.family": round(sum(r["n"] for r in rs) / R),
+               "n.es": round(sum(r["n_es"] for r in rs) / R)}
         for level in ("items", "parameters"):
             c = [r["counts"][level] for r in rs]
-            planted = sum(x["hit"] + x["miss"] for x in c)
-            row[f"{level}.hit_rate"] = (sum(x["hit"] for x in c) / planted) if planted else None
-            row[f"{level}.false_alarms_per_rep"] = sum(x["false alarm"] for x in c) / len(rs)
-            row[f"{level}.any_false_alarm"] = sum(x["false alarm"] > 0 for x in c) / len(rs)
-        row["stopped_short"] = sum(r["stopped_short"] for r in rs) / len(rs)
-        row["cpu.mean"] = sum(r["cpu"] for r in rs) / len(rs)
+            planted = [x["hit"] + x["miss"] for x in c]
+            row[f"{level}.planted"] = planted[0]
+            row[f"{level}.hit_rate"], row[f"{level}.hit_rate.se"] = _rate(
+                [x["hit"] for x in c], planted)
+            fa = [x["false alarm"] for x in c]
+            row[f"{level}.false_alarms_per_rep"] = sum(fa) / R
+            row[f"{level}.false_alarms_per_rep.se"] = (
+                (sum((a - sum(fa) / R) ** 2 for a in fa) / (R - 1)) ** 0.5 / R ** 0.5
+                if R > 1 else None)
+            anyfa = sum(a > 0 for a in fa) / R
+            row[f"{level}.any_false_alarm"] = anyfa
+            row[f"{level}.any_false_alarm.se"] = (anyfa * (1 - anyfa) / R) ** 0.5
+        row["items.false_alarm_rate"], row["items.false_alarm_rate.se"] = _rate(
+            [r["counts"]["items"]["false alarm"] for r in rs],
+            [r["n_items"] - r["counts"]["items"]["hit"] - r["counts"]["items"]["miss"]
+             for r in rs])
+        row["stopped_short"] = sum(r["stopped_short"] for r in rs) / R
+        row["cpu.mean"] = sum(r["cpu"] for r in rs) / R
         rows.append(row)
     return rows
 
@@ -79,20 +110,28 @@ def summarise(runs: list[dict]) -> list[dict]:
 def markdown(rows: list[dict], runs: list[dict], meta: dict) -> str:
     def f(x, d=2):
         return "–" if x is None else f"{x:.{d}f}"
+
+    def fs(r, key, d=2):
+        se = r.get(key + ".se")
+        return f(r[key], d) + ("" if se is None or r[key] is None else f" ({f(se, d)})")
     out = ["# DIF recovery of the invariance stage", "",
            f"{meta['reps']} replications (seeds 1..{meta['reps']}) per plan; family form by "
            "language, WLSMV, rule `lrt_dmacs` (scaled Δχ² at .05 and dMACS .20), score-test "
            "search with Bonferroni. Written by `benchmarks/dif_recovery.py`; every replication "
-           "is in `dif_recovery.json`.", "",
-           "| plan | N family (es) | item hit rate | item false alarms / rep | reps with an item "
-           "false alarm | parameter hit rate | parameter false alarms / rep | search stopped "
-           "short | CPU s / rep |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "is in `dif_recovery.json`. Monte Carlo SEs in parentheses (over replications).", "",
+           "Item hit rate: planted items released / planted items. Item false-alarm rate: "
+           "invariant items released / invariant items. Parameters: (item, type) with a "
+           "threshold shift counted as an intercept difference of the latent response.", "",
+           "| plan | N family (es) | planted items | item hit rate | item false-alarm rate | "
+           "reps with an item false alarm | parameter hit rate | parameter false alarms / rep "
+           "| search stopped short | CPU s / rep |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['plan']} | {r['n.family']} ({r['n.es']}) | {f(r['items.hit_rate'])} | "
-                   f"{f(r['items.false_alarms_per_rep'])} | {f(r['items.any_false_alarm'])} | "
-                   f"{f(r['parameters.hit_rate'])} | {f(r['parameters.false_alarms_per_rep'])} | "
-                   f"{f(r['stopped_short'])} | {f(r['cpu.mean'], 1)} |")
+        out.append(f"| {r['plan']} | {r['n.family']} ({r['n.es']}) | {r['items.planted']} | "
+                   f"{fs(r, 'items.hit_rate')} | {fs(r, 'items.false_alarm_rate', 3)} | "
+                   f"{fs(r, 'items.any_false_alarm')} | {fs(r, 'parameters.hit_rate')} | "
+                   f"{fs(r, 'parameters.false_alarms_per_rep')} | {f(r['stopped_short'])} | "
+                   f"{f(r['cpu.mean'], 1)} |")
     out += ["", "Released parameters per replication:", ""]
     for r in runs:
         out.append(f"- {r['plan']} seed {r['seed']}: {', '.join(r['released']) or 'none'}")

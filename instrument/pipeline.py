@@ -6,6 +6,11 @@ policy views → reports. Each stage is a function of the shared context ``ctx``
 JSON-able results; live objects that later stages need (the bank, response sets, fits) are kept in
 ``ctx``. A stage that fails is recorded with its error and the later stages that do not need it
 still run; `ValidationRun.ok` is False and the CLI exits non-zero.
+
+Stages also declare what the data must hold (`REQUIREMENTS`: schools, outcomes, groups for an
+invariance ladder, the short form's form). When it is absent, or the plan switches the stage off
+(``stages: {irt: false}``), the stage stands aside: status ``n/a`` with the reason, in the stage
+table and the reports; a run whose stages all ran or stood aside is `ValidationRun.ok`.
 """
 from __future__ import annotations
 
@@ -35,15 +40,16 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     "missing": None,
     "split_seed": 1,              # seed of the EFA/CFA random half split
     "parallel_iterations": 20,    # Horn's parallel analysis replications
-    "invariance": [               # ladders: form and grouping column
-        {"form": "family", "group": "language"},
-        {"form": "teacher", "group": "grade_band"},
+    "invariance": [               # ladders: form and grouping column (a ladder whose form has no
+        {"form": "family", "group": "language"},     # data or whose group column is absent or
+        {"form": "teacher", "group": "grade_band"},  # has one level stands aside)
     ],
     "invariance_steps": None,     # None: the estimator's default ladder
     "rule_set": "lrt_dmacs",      # scaled Δχ² and dMACS (instrument.invariance.verdict_dmacs)
     "outcomes": ["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"],
-    # IRT item analysis and short form (graded model per construct): form and items per construct
-    "shortform": {"form": "teacher", "items_per_construct": 3},
+    # IRT item analysis and short form (graded model per construct): form (None: the bank's first
+    # form with data) and items per construct
+    "shortform": {"form": None, "items_per_construct": 3},
     # respondent scores behind school scores: "mean" (raw scale means) or "irt" (graded-model
     # EAPs, person measurement error carried into the school SE; `instrument.scores`)
     "scoring": "mean",
@@ -55,8 +61,12 @@ class StageOutcome:
     """What happened in one stage.
 
     ``status`` is "ok", "warning" (it finished, but its results carry warnings: see
-    `instrument.results.collect_warnings`), "failed" or "skipped"; ``warnings`` lists them;
-    ``seconds`` is the wall time (written to the run log, not to ``results.json``).
+    `instrument.results.collect_warnings`), "n/a" (it stood aside: the data lack what it needs,
+    or the plan switched it off; ``message`` says which), "failed", or "skipped" (a stage it
+    needs failed); ``warnings`` lists them;
+    ``seconds`` is the wall time and ``cpu_seconds`` this process's CPU time (both written to
+    the run log, not to ``results.json``; a report's PDF printing by Chromium runs in a child
+    process and is not counted).
     """
 
     name: str
@@ -64,6 +74,7 @@ class StageOutcome:
     message: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The reproducible part (no timing), as recorded in ``results.json``."""
@@ -81,8 +92,9 @@ class ValidationRun:
 
     @property
     def ok(self) -> bool:
-        """Every stage finished (with or without warnings)."""
-        return all(s.status in ("ok", "warning") for s in self.stages)
+        """Every stage finished (with or without warnings) or stood aside for a stated reason."""
+        return all(s.status in ("ok", "warning") or (s.status == "n/a" and s.message)
+                   for s in self.stages)
 
     @property
     def warnings(self) -> list[str]:
@@ -95,7 +107,9 @@ class ValidationRun:
 # --------------------------------------------------------------------------------------------
 
 def _analysis(ctx: dict) -> dict[str, Any]:
-    return {**DEFAULT_ANALYSIS, **(ctx["plan"].get("analysis") or {})}
+    a = {**DEFAULT_ANALYSIS, **(ctx["plan"].get("analysis") or {})}
+    a["shortform"] = {**DEFAULT_ANALYSIS["shortform"], **(a.get("shortform") or {})}
+    return a
 
 
 def _forms(ctx: dict) -> dict[str, Any]:
@@ -161,12 +175,21 @@ def _respondent_scores(ctx: dict, form: str) -> pd.DataFrame:
 # Stages
 # --------------------------------------------------------------------------------------------
 
+def _plan_dir(ctx: dict) -> Path:
+    """The folder that a plan's relative paths (bank, data files, mappings) are relative to."""
+    return Path(ctx["plan_path"]).parent if ctx.get("plan_path") else Path.cwd()
+
+
 def stage_bank(ctx: dict) -> Any:
-    """Load and check the item bank (the plan's ``bank:`` path, or the shipped bank)."""
+    """Load and check the item bank (the plan's ``bank:`` path, relative to the plan file's
+    folder, or the shipped bank)."""
     from instrument.bank import load_bank
 
-    ctx["bank"] = load_bank(ctx["plan"].get("bank"))
-    return ctx["bank"].to_dict()
+    where = ctx["plan"].get("bank")
+    ctx["bank"] = load_bank(_plan_dir(ctx) / where if where else None)
+    d = ctx["bank"].to_dict()
+    d["path"] = relative_paths(d.get("path") or "", _plan_dir(ctx)) if where else "shipped bank"
+    return d
 
 
 def stage_data(ctx: dict) -> Any:
@@ -186,22 +209,13 @@ def stage_data(ctx: dict) -> Any:
         ctx["responses"] = {"teacher": sim.teacher, "family": sim.family}
         ctx["outcomes"] = sim.outcomes
         out["meta"]["options"].pop("plan_path", None)
-        out["files"] = {k: _relative(v, ctx["out_dir"]) for k, v in out["files"].items()}
+        out["files"] = {k: relative_paths(v, ctx["out_dir"]) for k, v in out["files"].items()}
         out["rows"] = [{"form": form, "source": "simulated", "read": len(rs.data),
                         "used": len(rs.data), "quarantined": 0, "quarantine_file": None}
                        for form, rs in ctx["responses"].items()]
     out["provenance"] = _provenance(ctx)
     return out
 
-
-def _relative(path: str | Path, base: str | Path) -> str:
-    """``path`` relative to ``base`` when it lies under it, else its file name (no machine paths
-    in results)."""
-    p, b = Path(path).resolve(), Path(base).resolve()
-    try:
-        return p.relative_to(b).as_posix()
-    except ValueError:
-        return p.name
 
 
 def _sha256(path: Path) -> str:
@@ -226,34 +240,82 @@ def _provenance(ctx: dict) -> dict[str, Any]:
     out: dict[str, Any] = {"plan": plan.get("name", plan_path.stem),
                            "plan_file": plan_path.name, "plan_sha256": _sha256(plan_path)}
     if "data" in plan:
-        base = plan_path.parent
+        base = _plan_dir(ctx)
         files = [{"role": role, "file": str(rel), "sha256": _sha256(base / rel)}
-                 for role, rel in plan["data"].items()]
+                 for role, rels in _data_files(plan["data"]).items() for rel in rels]
         return {"source": "fielded", **out, "files": files}
     sim = ctx.get("simulation")
     seed = sim.meta.seed if sim is not None else plan.get("seed")
     return {"source": "simulated", **out, "seed": seed}
 
 
+def _data_files(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The plan's ``data:`` as role -> files (a form's ``files``, or ``outcomes``)."""
+    from instrument.plans import FormData
+
+    out: dict[str, list[str]] = {}
+    for role, entry in spec.items():
+        if role == "outcomes":
+            out[role] = [str(entry)]
+        else:
+            out[role] = list(FormData.model_validate(entry).files)
+    return out
+
+
 def _ingest_files(ctx: dict) -> Any:
-    """Ingest ``data: {teacher: path, family: path, outcomes: path}``; quarantine beside results."""
+    """Ingest the plan's ``data:``: per form of the bank, its files (stacked) read with the form's
+    ingest mapping; ``outcomes`` a school outcomes table. Paths are relative to the plan's
+    folder; each file's quarantine is written under ``quarantine/`` of the output folder.
+
+    Returns ``{"rows": [...], "<form>": {"reasons": [...]}}``: one row per file with ``form
+    file format read used quarantined flagged quarantine_file``, and per form the quarantined
+    rows by reason (``reason``, ``rows``)."""
     from instrument.io import ingest
     from instrument.io.tables import read_table
+    from instrument.plans import FormData
+    from instrument.responses import ResponseSet
 
     spec = ctx["plan"]["data"]
-    base = Path(ctx["plan_path"]).parent if ctx.get("plan_path") else Path.cwd()
+    bank = ctx["bank"]
+    base = _plan_dir(ctx)
+    unknown = [k for k in spec if k != "outcomes" and k not in bank.forms]
+    if unknown:
+        raise ValueError(f"plan data: {unknown[0]!r} is not a form of the bank {bank.name!r}; "
+                         f"expected one of {list(bank.forms)} or 'outcomes'.")
     out: dict[str, Any] = {"rows": []}
     responses = {}
-    for form in ("teacher", "family"):
-        if form in spec:
-            res = ingest(base / spec[form], bank=ctx["bank"], form=form,
+    for form in bank.forms:        # in bank order
+        if form not in spec:
+            continue
+        entry = FormData.model_validate(spec[form])
+        mapping = (entry.ingest_mapping() if entry.mapping is None
+                   else base / entry.mapping)
+        parts, reasons = [], {}
+        for rel in entry.files:
+            res = ingest(base / rel, bank=bank, form=form, mapping=mapping,
                          quarantine_dir=ctx["out_dir"] / "quarantine")
-            responses[form] = res.responses
+            parts.append(res.responses)
             c = res.counts()
-            out["rows"].append({"form": form, "source": c["path"], "read": c["read"],
-                                "used": c["used"], "quarantined": c["quarantined"],
+            out["rows"].append({"form": form, "file": rel, "format": c["format"],
+                                "read": c["read"], "used": c["used"],
+                                "quarantined": c["quarantined"], "flagged": len(res.flags),
                                 "quarantine_file": f"quarantine/{c['quarantine_file']}"})
-            out[form] = {"reasons": c["reasons"]}
+            for r in c["reasons"]:
+                reasons[r["reason"]] = reasons.get(r["reason"], 0) + int(r["rows"])
+        rs = parts[0]
+        if len(parts) > 1:
+            data = pd.concat([p.data for p in parts], ignore_index=True)
+            dup = data["respondent_id"].duplicated()
+            if dup.any():
+                raise ValueError(f"plan data.{form}.files: respondent id "
+                                 f"{data.loc[dup, 'respondent_id'].iloc[0]!r} appears in more "
+                                 "than one file; expected each respondent in one file.")
+            rs = ResponseSet(form=form, data=data, items=rs.items,
+                             source=", ".join(entry.files),
+                             quarantine=pd.concat([p.quarantine for p in parts],
+                                                  ignore_index=True))
+        responses[form] = rs
+        out[form] = {"reasons": [{"reason": k, "rows": v} for k, v in sorted(reasons.items())]}
     ctx["responses"] = responses
     ctx["outcomes"] = read_table(base / spec["outcomes"]) if "outcomes" in spec else None
     return out
@@ -391,22 +453,42 @@ def stage_invariance(ctx: dict) -> Any:
     refused: list[str] = []
     sim = ctx.get("simulation")
     outcomes = ctx.get("outcomes")
-    for spec in a["invariance"]:   # a plan naming an unknown form or column fails the stage
+    # ladders the plan names must exist (an unknown form or column fails the stage); the default
+    # ladders stand aside where the data lack their form or group
+    explicit = "invariance" in (ctx["plan"].get("analysis") or {})
+    ladders, aside = [], []
+    for spec in a["invariance"]:
         form, group = spec["form"], spec["group"]
         if form not in _forms(ctx):
-            raise ValueError(f"plan analysis.invariance: form {form!r} has no responses; "
-                             f"expected one of {sorted(_forms(ctx))}.")
+            if explicit:
+                raise ValueError(f"plan analysis.invariance: form {form!r} has no responses; "
+                                 f"expected one of {sorted(_forms(ctx))}.")
+            aside.append(f"{form} by {group}: no {form} responses")
+            continue
         known = set(_recoded(ctx, form).columns) | (set(outcomes.columns) - {"school_id"}
                                                      if outcomes is not None else set())
         if group not in known:
-            raise ValueError(f"plan analysis.invariance: group {group!r} is not a column of the "
-                             f"{form} responses or of the school outcomes; expected one of "
-                             f"{sorted(c for c in known if c not in _forms_items(ctx, form))}.")
-    for spec in a["invariance"]:
-        form, group = spec["form"], spec["group"]
+            if explicit:
+                raise ValueError(
+                    f"plan analysis.invariance: group {group!r} is not a column of the "
+                    f"{form} responses or of the school outcomes; expected one of "
+                    f"{sorted(c for c in known if c not in _forms_items(ctx, form))}.")
+            aside.append(f"{form} by {group}: no {group} column")
+            continue
         df = _recoded(ctx, form)
-        if group not in df.columns and ctx.get("outcomes") is not None:
-            df = df.merge(ctx["outcomes"][["school_id", group]], on="school_id", how="left")
+        if group not in df.columns:
+            df = df.merge(outcomes[["school_id", group]], on="school_id", how="left")
+        levels = sorted(df[group].dropna().astype(str).unique())
+        if len(levels) < 2:
+            aside.append(f"{form} by {group}: one group only ({', '.join(levels) or 'none'})")
+            continue
+        ladders.append((form, group, df))
+    if not ladders:
+        raise StandAside("; ".join(aside) if aside else
+                         "the plan names no invariance ladder (analysis.invariance)")
+    if aside:
+        out["stood_aside"] = aside
+    for form, group, df in ladders:
         steps = {"steps": tuple(a["invariance_steps"])} if a["invariance_steps"] else {}
         collapsed = None
         if _ordinal_options(a["estimator"]):
@@ -421,6 +503,14 @@ def stage_invariance(ctx: dict) -> Any:
         if a["rule_set"] == "lrt_dmacs" and not res.table["holds"].iloc[1:].all():
             res = res.partial()
         d = res.to_dict(fits=False)   # every fit is large; the ladder table is the result
+        t = res.table
+        names = set(map(str, t["step"]))
+        live = t[[f"{s} (partial)" not in names for s in t["step"]]]   # the accepted path
+        if "supported" in live and not live["supported"].all():
+            bad = [str(s) for s, h in zip(live["step"], live["holds"]) if h is False or h == 0]
+            refused.append(f"{form} by {group}: step(s) {', '.join(bad)} do not hold "
+                           + ("after the partial-invariance search " if len(res.releases) else "")
+                           + "; the steps after them are not evidence of comparability.")
         if collapsed is not None:
             d["collapsed_categories"] = to_jsonable(collapsed)
         if sim is not None:
@@ -429,10 +519,29 @@ def stage_invariance(ctx: dict) -> Any:
             released = [p for q in res.releases["parameter"] for p in str(q).split(",")]
             d["truth"] = to_jsonable(compare_with_truth(released, planted,
                                                         ctx["bank"].items_for(form)))
+        names = _group_names(ctx["bank"], group)
+        if names:   # the bank's labels of the group codes, for the reports
+            d["group_names"] = {str(g): names.get(str(g), str(g))
+                                for g in d.get("group_labels", [])}
         out[f"{form} by {group}"] = d
     if refused:
         out["warnings"] = refused
     return out
+
+
+def _group_names(bank: Any, column: str) -> dict[str, str]:
+    """Code -> English label of a background choice item of the bank (empty when ``column`` is
+    not one): how a grouping column's values are shown in the reports."""
+    bg = getattr(bank, "background", None)
+    if not isinstance(bg, pd.DataFrame) or "item_id" not in bg.columns:
+        return {}
+    row = bg[bg["item_id"] == column]
+    if row.empty or "labels_en" not in bg.columns:
+        return {}
+    codes, labels = row["codes"].iloc[0], row["labels_en"].iloc[0]
+    if not isinstance(codes, (list, tuple)) or not isinstance(labels, (list, tuple)):
+        return {}
+    return {str(c): str(lab) for c, lab in zip(codes, labels)}
 
 
 def stage_multilevel(ctx: dict) -> Any:
@@ -462,12 +571,21 @@ def stage_multilevel(ctx: dict) -> Any:
     return out
 
 
+def _shortform_form(ctx: dict) -> str | None:
+    """``analysis.shortform.form``, else the bank's first form with responses."""
+    form = _analysis(ctx)["shortform"].get("form")
+    if form is not None:
+        return form
+    return next((f for f in ctx["bank"].forms if f in (ctx.get("responses") or {})), None)
+
+
 def stage_irt(ctx: dict) -> Any:
     """Graded IRT per construct: item fit (S-X2), local dependence (Q3), DIF and the short form."""
     from instrument.irt import shortform
 
     spec = _analysis(ctx)["shortform"]
-    return shortform(_forms(ctx)[spec["form"]], bank=ctx["bank"], k=int(spec["items_per_construct"]))
+    return shortform(_forms(ctx)[_shortform_form(ctx)], bank=ctx["bank"],
+                     k=int(spec["items_per_construct"]))
 
 
 def stage_irt_dif(ctx: dict) -> Any:
@@ -604,22 +722,32 @@ def stage_policy(ctx: dict) -> Any:
     from instrument import policy
 
     scores = ctx["scores"]
-    out = {"rollup_district": policy.rollup(scores, ctx.get("outcomes"), level="district"),
-           "rollup_state": policy.rollup(scores, ctx.get("outcomes"), level="state",
-                                         weight="enrollment"),
+    outcomes = ctx.get("outcomes")
+    weight = "enrollment" if outcomes is not None and "enrollment" in outcomes.columns else None
+    forms = [f for f in ctx["bank"].forms if f in _forms(ctx)]
+    out = {"rollup_district": policy.rollup(scores, outcomes, level="district"),
+           "rollup_state": policy.rollup(scores, outcomes, level="state", weight=weight),
            "accuracy": policy.scores_accuracy(scores),
-           "convergence": policy.convergence(scores),
+           "convergence": (policy.convergence(scores, forms=tuple(forms[:2]))
+                           if len(forms) >= 2 else None),
            "variance_components": {}}
-    vis = scores[(scores["construct"] == "overall") & (scores["form"] == "teacher")
+    vis = scores[(scores["construct"] == "overall") & (scores["form"] == forms[0])
                  & ~scores["suppressed"].astype(bool)]
     acc = policy.classification_accuracy(vis["score"].to_numpy(), _score_se(vis),
                                          school_id=vis["school_id"].tolist())
     out["classification"] = acc.to_dict()
+    no_district = []
     for form in _forms(ctx):
         rs = _respondent_scores(ctx, form)
         rs = rs.merge(_forms(ctx)[form].data[["school_id", "district_id"]].drop_duplicates(),
                       on="school_id", how="left") if "district_id" not in rs else rs
+        if rs["district_id"].isna().all():   # a file without a district column
+            no_district.append(form)
+            continue
         out["variance_components"][form] = policy.variance_components(rs, "overall").to_dict()
+    if no_district:
+        out["warnings"] = [f"variance components of the {f} form: not estimated: its data name "
+                           "no districts (no district_id column)" for f in no_district]
     ctx["results"]["classification"] = out["classification"]
     return out
 
@@ -659,26 +787,61 @@ STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
 
 
 def load_plan(plan: str | Path | None) -> dict[str, Any]:
-    """The plan as a mapping (YAML read with a safe loader); the shipped default when None."""
-    import yaml
+    """The plan as a mapping, read and validated against `instrument.plans.AnalysisPlan` (every
+    section, every key; `instrument.plans.PlanError` says ``file:line: key: expected``); the
+    shipped default when None."""
+    from instrument.plans import load_plan as load
 
-    path = Path(plan) if plan is not None else default_plan_path()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)}).") from e
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping of plan keys at the top level.")
-    return dict(data)
+    return load(plan)
 
 
 def default_plan_path() -> Path:
     """The shipped default analysis plan (package data)."""
-    from importlib.resources import files
+    from instrument.plans import default_plan_path as shipped
 
-    return Path(str(files("instrument") / "analyses" / "default.yaml"))
+    return shipped()
+
+
+#: What `validate` writes in its output folder (files, and folders of files).
+RUN_OUTPUTS = ("results.json", "run_log.json", "errors", "quarantine", "reports", "syntax", "data")
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove the previous run's files from ``out`` (those its run log lists, and stage error
+    files), so the folder holds only this run's files; files the runs did not write stay."""
+    old = []
+    log = out / RUN_LOG_FILE
+    if log.is_file():
+        try:
+            old = list(json.loads(log.read_text(encoding="utf-8")).get("files") or [])
+        except (ValueError, OSError, AttributeError):
+            old = []
+    old += [f"errors/{name}.txt" for name, _, _ in STAGES]
+    base = out.resolve()
+    for rel in old:
+        p = (out / str(rel)).resolve()
+        if p.is_file() and base in p.parents and p.relative_to(base).parts[0] in RUN_OUTPUTS:
+            p.unlink()
+    for name in RUN_OUTPUTS:   # folders this run writes into, when left empty
+        d = out / name
+        if d.is_dir():
+            for sub in sorted((q for q in d.rglob("*") if q.is_dir()), reverse=True):
+                if not any(sub.iterdir()):
+                    sub.rmdir()
+            if not any(d.iterdir()):
+                d.rmdir()
+
+
+def _run_files(out: Path) -> list[str]:
+    """Every file this run wrote in ``out`` (relative paths, sorted)."""
+    files = []
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_file():
+            files.append(name)
+        elif p.is_dir():
+            files += [q.relative_to(out).as_posix() for q in p.rglob("*") if q.is_file()]
+    return sorted(files)
 
 
 def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
@@ -702,9 +865,11 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
     """
     say = progress or (lambda s: None)
     out = Path(out_dir)
+    spec = load_plan(plan)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out)
     run = ValidationRun(out_dir=out)
-    ctx: dict[str, Any] = {"plan_path": plan, "plan": load_plan(plan), "out_dir": out,
+    ctx: dict[str, Any] = {"plan_path": plan, "plan": spec, "out_dir": out,
                            "results": run.results, "started": _now()}
     done: set[str] = set()
     with single_threaded_blas():   # on 2 cores, threaded BLAS only adds contention
@@ -713,11 +878,82 @@ def validate(plan: str | Path | None = None, out_dir: str | Path = "validation",
     return run
 
 
+class StandAside(Exception):
+    """Raised by a stage whose inputs are absent from the data: it stands aside (status "n/a")
+    with this reason instead of failing."""
+
+
+def _has_schools(ctx: dict) -> str | None:
+    """None when some form's respondents name a school, else why not."""
+    forms = ctx.get("responses") or {}
+    if any(rs.data["school_id"].notna().any() for rs in forms.values()):
+        return None
+    return "the data name no schools (no school_id column, or no school id given)"
+
+
+def _has_outcomes(ctx: dict) -> str | None:
+    """None when school outcomes are there and hold an outcome the plan links, else why not."""
+    oc = ctx.get("outcomes")
+    if oc is None:
+        return "the plan names no school outcomes file (data: outcomes:)"
+    wanted = list(_analysis(ctx)["outcomes"])
+    if not wanted:
+        return "the plan lists no outcomes to link (analysis.outcomes is empty)"
+    have = [o for o in wanted if o in oc.columns]
+    if not have:
+        return (f"the outcomes file has none of the outcomes the plan links ({', '.join(wanted)}; "
+                "analysis.outcomes)")
+    return None
+
+
+def _has_shortform_form(ctx: dict) -> str | None:
+    form = _shortform_form(ctx)
+    if form is None or form not in (ctx.get("responses") or {}):
+        return (f"the short form's form {form!r} has no responses (analysis.shortform.form; "
+                f"forms with data: {sorted(ctx.get('responses') or {})})")
+    return None
+
+
+#: What each stage needs the data to hold (beyond the stages it depends on): a check returning
+#: None when present, else the reason the stage stands aside.
+REQUIREMENTS: dict[str, tuple[Callable[[dict], str | None], ...]] = {
+    "multilevel": (_has_schools,),
+    "scores": (_has_schools,),
+    "linker": (_has_schools, _has_outcomes),
+    "policy": (_has_schools,),
+    # the short form is chosen for information at the school score band cuts, which are set from
+    # the school ICC
+    "irt": (_has_shortform_form, _has_schools),
+}
+
+
+def _stand_aside_reason(ctx: dict, name: str, run: ValidationRun, needs: tuple[str, ...]
+                        ) -> str | None:
+    """Why stage ``name`` stands aside (switched off, a needed stage stood aside, or the data lack
+    what it needs), or None when it runs."""
+    if (ctx["plan"].get("stages") or {}).get(name) is False:
+        return f"switched off by the plan (stages: {name}: false)"
+    by_name = {s.name: s for s in run.stages}
+    for n in needs:
+        if n in by_name and by_name[n].status == "n/a":
+            return f"needs {n}, which stood aside: {by_name[n].message}"
+    for check in REQUIREMENTS.get(name, ()):
+        reason = check(ctx)
+        if reason:
+            return reason
+    return None
+
+
 def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[str], None]) -> None:
     out = run.out_dir
     start = time.perf_counter()
     for i, (name, fn, needs) in enumerate(STAGES, 1):
         tag = f"[{i:2d}/{len(STAGES)}] {name:<14}"
+        aside = _stand_aside_reason(ctx, name, run, needs) if "data" in done else None
+        if aside:
+            run.stages.append(StageOutcome(name, "n/a", aside))
+            say(f"{tag} stands aside: {aside}")
+            continue
         missing = [n for n in needs if n not in done]
         if missing:
             run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
@@ -726,17 +962,21 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
         if name == "reports":
             _write(run, ctx)
         say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
-            run.results[name] = _relative_paths(to_jsonable(fn(ctx)), out)
+            run.results[name] = relative_paths(to_jsonable(fn(ctx)), out)
             done.add(name)
             warns = collect_warnings(run.results[name])
             run.stages.append(StageOutcome(name, "warning" if warns else "ok",
-                                           seconds=time.perf_counter() - t0, warnings=warns))
+                                           seconds=time.perf_counter() - t0, warnings=warns,
+                                           cpu_seconds=time.process_time() - c0))
             say(f"{tag} done in {time.perf_counter() - t0:.1f} s"
                 + (f" with {len(warns)} warning(s)" if warns else ""))
+        except StandAside as exc:
+            run.stages.append(StageOutcome(name, "n/a", str(exc), time.perf_counter() - t0))
+            say(f"{tag} stands aside: {exc}")
         except Exception as exc:  # a failed stage is recorded; the others still run
-            run.stages.append(StageOutcome(name, "failed", _relative_paths(
+            run.stages.append(StageOutcome(name, "failed", relative_paths(
                 f"{type(exc).__name__}: {exc}", out), time.perf_counter() - t0))
             say(f"{tag} FAILED after {time.perf_counter() - t0:.1f} s: "
                 f"{type(exc).__name__}: {exc}")
@@ -751,18 +991,26 @@ def _doing(name: str) -> str:
     return doc[:70] + ("..." if len(doc) > 70 else "")
 
 
-def _relative_paths(obj: Any, out: Path) -> Any:
-    """``obj`` with every path under the output folder written relative to it (so the results of
-    two runs into different folders are the same bytes)."""
-    prefixes = sorted({str(out.resolve()) + "/", str(out) + "/"}, key=len, reverse=True)
+def relative_paths(obj: Any, base: str | Path) -> Any:
+    """``obj`` with no machine paths: every path under ``base`` (in a string, mapping or list)
+    written relative to it, and a string that is itself an absolute path elsewhere reduced to its
+    file name (so the results of two runs into different folders are the same bytes)."""
+    b = Path(base)
+    prefixes = sorted({str(b.resolve()) + "/", str(b) + "/"}, key=len, reverse=True)
+    if isinstance(obj, Path):
+        obj = str(obj)
     if isinstance(obj, str):
+        if obj in (str(b), str(b.resolve())):
+            return "."
         for p in prefixes:
             obj = obj.replace(p, "")
+        if obj.startswith("/") and not any(c.isspace() for c in obj):
+            obj = Path(obj).name
         return obj
     if isinstance(obj, Mapping):
-        return {k: _relative_paths(v, out) for k, v in obj.items()}
+        return {k: relative_paths(v, base) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_relative_paths(v, out) for v in obj]
+        return [relative_paths(v, base) for v in obj]
     return obj
 
 
@@ -784,8 +1032,9 @@ def _write(run: ValidationRun, ctx: dict) -> None:
            "plan": str(Path(plan_path).resolve()) if plan_path else "shipped default plan",
            "started": ctx.get("started"), "written": _now(),
            "python": platform.python_version(), "instrument": _version(),
-           "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3)}
-                      for s in run.stages]}
+           "stages": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 3),
+                       "cpu_seconds": round(s.cpu_seconds, 3)} for s in run.stages]}
+    log["files"] = sorted(set(_run_files(run.out_dir)) | {RUN_LOG_FILE})
     (run.out_dir / RUN_LOG_FILE).write_text(json.dumps(log, indent=1))
 
 

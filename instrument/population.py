@@ -1,7 +1,8 @@
 """Population-model plans (``analyses/*.yaml``): safe loading and a schema check.
 
 A plan is YAML with ``name``, ``description``, ``seed`` and a ``simulation`` section (documented key
-by key in ``analyses/default.yaml``). `load_plan` reads it with ``yaml.safe_load`` and checks every
+by key in ``analyses/default.yaml``). `load_plan` reads it as YAML 1.2 with the line of every key
+(`instrument.plans.read_plan`) and checks every
 key of ``simulation``: an unknown key, a missing key or a value of the wrong kind raises
 `PlanError` naming the file, the key path and what was expected. Other top-level sections belong to
 other stages and are passed through unchecked.
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
 
 ANALYSES_DIR = Path(__file__).resolve().parent / "analyses"
 OUTCOMES = ("attendance", "chronic_absence", "ela_proficiency", "math_proficiency")
@@ -22,8 +22,7 @@ GRADE_BANDS = ("elementary", "middle", "high")
 MAR_VARIABLES = ("years_at_school",)
 
 
-class PlanError(ValueError):
-    """A plan that does not follow the schema; the message names file, key path and expectation."""
+from instrument.plans import PlanError  # noqa: E402  one error type for every plan
 
 
 # --- leaf checkers: return an error string ("expected ...") or "" -----------------------------------
@@ -309,10 +308,12 @@ def load_plan(plan: str | Path | Mapping[str, Any] | PopulationPlan | None = Non
     if not p.exists():
         raise PlanError(f"{p}: plan file not found; expected a YAML file or one of "
                         f"{sorted(q.stem for q in ANALYSES_DIR.glob('*.yaml'))}.")
+    from instrument.plans import _population_lines, read_plan
+
+    spec, tree = read_plan(p)          # YAML 1.2 with the line of every key
     try:
-        spec = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PlanError(f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from None
-    return check_plan(spec, source=str(p))
+        return check_plan(spec, source=str(p))
+    except PlanError as exc:           # each problem with its file line
+        head = f"{p}: plan does not follow the schema:"
+        raise PlanError(head + "\n  - " + "\n  - ".join(
+            _population_lines(str(exc), tree, str(p)))) from None

@@ -285,6 +285,20 @@ MIN_RESPONSE_RATE_FAMILIES = Rule(
     "(ISBE 5Essentials FAQ, https://www.isbe.net/5essentials).",
     "Representativeness gate, family form: as MIN_RESPONSE_RATE_TEACHERS with roster_families.")
 
+MIN_RESPONSE_RATE_OTHER_FORMS = Rule(
+    "response_rate.other", 0.50, ">=",
+    "UChicago Impact / Illinois State Board of Education, 5Essentials Survey: the staff "
+    "threshold of 50 percent (ISBE 5Essentials FAQ, https://www.isbe.net/5essentials), applied "
+    "to any form of the bank other than teacher and family (no published threshold of its own).",
+    "Representativeness gate, any other form (e.g. principal): as MIN_RESPONSE_RATE_TEACHERS "
+    "with the roster column roster_<form>.")
+
+MIN_SCALE_ALPHA = Rule(
+    "alpha", 0.70, ">=",
+    "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use).",
+    "Internal consistency of a construct's items (Cronbach's alpha, all respondents of a form): "
+    "the brief says the items hang together well only when every construct passes.")
+
 MIN_SCHOOL_RELIABILITY = Rule(
     "reliability.school_mean", 0.70, ">=",
     "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use); "

@@ -36,6 +36,19 @@ RESPONSE_RATE_RULE = {"teacher": MIN_RESPONSE_RATE_TEACHERS, "family": MIN_RESPO
 SCORE_MEAN, SCORE_SD_POINTS, SCORE_MIN, SCORE_MAX = 50.0, 20.0, 1.0, 99.0
 
 
+def roster_column(form: str) -> str:
+    """The outcomes column holding a school's roster size for ``form`` (``roster_<form>``)."""
+    return ROSTER_COLUMN.get(form, f"roster_{form}")
+
+
+def response_rate_rule(form: str) -> Rule:
+    """The representativeness gate of ``form`` (`MIN_RESPONSE_RATE_OTHER_FORMS` for a form
+    other than teacher and family)."""
+    from instrument.rules import MIN_RESPONSE_RATE_OTHER_FORMS
+
+    return RESPONSE_RATE_RULE.get(form, MIN_RESPONSE_RATE_OTHER_FORMS)
+
+
 def respondent_scores(responses: ResponseSet, *, bank: Any,
                       min_item_share: Rule = MIN_ITEM_SHARE) -> pd.DataFrame:
     """Scale score of every respondent: mean of the answered reverse-recoded items per construct.
@@ -381,7 +394,7 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     if outcomes is not None and not isinstance(outcomes, pd.DataFrame):
         raise TypeError(f"outcomes= must be a DataFrame or None; got {type(outcomes).__name__}.")
     form = responses.form
-    rate_rule = min_response_rate or RESPONSE_RATE_RULE[form]
+    rate_rule = min_response_rate or response_rate_rule(form)
     person_se = None
     if scoring == "irt":
         rs, person_se = respondent_irt_scores(responses, bank=bank)
@@ -407,7 +420,7 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
                              + (" (a 'year' column, but the responses have none: pass one "
                                 "year's outcome rows)" if "year" in outcomes.columns else "")
                              + "; expected one row per school.")
-        col = ROSTER_COLUMN[form]
+        col = roster_column(form)
         if col not in outcomes.columns or "school_id" not in outcomes.columns:
             raise ValueError(f"outcomes= lacks column 'school_id' or {col!r}; expected the school "
                              "outcomes table of DATA_CONTRACT.md.")
@@ -554,8 +567,8 @@ def scores_summary(scores: pd.DataFrame) -> Table:
         for b in SCORE_BAND_NAMES:
             row[b] = int((g["band"] == b).sum())
         rows.append(row)
-    rate_rules = "; ".join(RESPONSE_RATE_RULE[f].describe()
-                           for f in dict.fromkeys(scores["form"]) if f in RESPONSE_RATE_RULE)
+    rate_rules = "; ".join(response_rate_rule(f).describe()
+                           for f in dict.fromkeys(scores["form"]))
     return Table("School scores", pd.DataFrame(rows), notes=(
         f"1-99 scale and bands: {SCORE_SCALE_SOURCE}",
         f"Privacy gate: {MIN_N_PRIVACY.describe()}",

@@ -102,7 +102,7 @@ CASES = {
     "missing_required_field": (
         "teacher.yaml", [(T_MIND_3, T_MIND_3.replace("    finding: family_knowledge\n", ""))],
         "- id: t_mind_3", 0,
-        ["item t_mind_3", "missing required field 'finding'", "expected finding key of the construct"]),
+        ["item t_mind_3", "no finding", "expected finding: one of one_team, family_knowledge"]),
     "unknown_field_typo": (
         "teacher.yaml", [(T_MIND_3, T_MIND_3.replace("reverse: false", "revers: false"))],
         "revers: false", 0,

@@ -83,17 +83,28 @@ def test_no_respondent_id_in_results_or_reports(run):
 
 def test_failing_stage_is_reported_and_others_run(tmp_path):
     plan = yaml.safe_load(PLAN.read_text())
-    plan["analysis"] = {"estimator": "NOPE"}
+    plan["analysis"] = {"invariance": [{"form": "family", "group": "shoe_size"}]}
     p = tmp_path / "plan.yaml"
     p.write_text(yaml.safe_dump(plan))
     res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])
     assert res.exit_code == 1
     payload = json.loads((tmp_path / "v" / "results.json").read_text())
     status = {s["name"]: s["status"] for s in payload["stages"]}
-    assert status["cfa"] == "failed" and "estimator" in next(
-        s["message"] for s in payload["stages"] if s["name"] == "cfa")
+    assert status["invariance"] == "failed" and "shoe_size" in next(
+        s["message"] for s in payload["stages"] if s["name"] == "invariance")
     assert status["scores"] == "ok" and status["linker"] == "ok"
-    assert (tmp_path / "v" / "errors" / "cfa.txt").exists()
+    assert (tmp_path / "v" / "errors" / "invariance.txt").exists()
+
+
+def test_a_misspelled_plan_key_is_refused_with_its_line(tmp_path):
+    p = tmp_path / "plan.yaml"
+    p.write_text(PLAN.read_text() + "analysis:\n  estimater: ML\n")
+    line = len(PLAN.read_text().splitlines()) + 2
+    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])
+    assert res.exit_code != 0
+    assert (f"{p}:{line}: analysis.estimater: unknown key (did you mean 'estimator'?)"
+            in res.output)
+    assert not (tmp_path / "v" / "results.json").exists()
 
 
 def test_unreadable_plan_is_a_clear_error(tmp_path):

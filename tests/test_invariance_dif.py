@@ -133,5 +133,8 @@ def test_search_stops_short_and_says_so():
     assert not t.loc["scalar (partial)", "holds"]
     assert t.loc["scalar (partial)", "search"].startswith("does not hold; search stopped")
     assert "which does not hold" in t.loc["strict", "verdict"]
+    # a step that holds on the strength of a failed one is not called comparable
+    assert t.loc["configural", "supported"] and not t.loc["scalar (partial)", "supported"]
+    assert not t.loc["strict", "supported"]
     assert "rests on 'scalar (partial)'" in t.loc["strict", "search"] or \
         "which does not hold" in t.loc["strict", "verdict"]

@@ -351,7 +351,7 @@ def test_unmatched_suppressed_and_missing_are_reported():
     ({"se_type": "cr2"}, "se_type= must be one of 'CR2', 'CR1'; got 'cr2'."),
     ({"outcome": "absence"}, "outcome= must be one of 'chronic_absence', 'attendance', "
                              "'ela_proficiency', 'math_proficiency'; got 'absence'."),
-    ({"form": "parent"}, "form= must be one of 'teacher', 'family'; got 'parent'."),
+    ({"form": "parent"}, "form= must be one of the forms in the scores ['family', 'teacher']; got 'parent'."),
     ({"rates_in": "pct"}, "rates_in= must be one of 'proportion', 'percent'; got 'pct'."),
     ({"controls": "poverty"}, "controls= must be a sequence of column names"),
     ({"construct": "nope"}, "no rows for form='teacher', construct='nope'"),

@@ -68,7 +68,7 @@ class TestTechnical:
 
     def test_tables_and_figures(self, html):
         t = html["technical"]
-        for title in ("Blueprint: scale items by construct and Stage 2 finding",
+        for title in ("Blueprint: scale items by construct and finding",
                       "Status of the Spanish translation", "Cognitive-interview notes",
                       "Fit of the confirmatory factor models", "Factor loadings, teacher form",
                       "Measurement invariance ladder, family form",
@@ -496,3 +496,39 @@ def test_text_from_results_is_escaped(results):
     for kind in ("technical", "brief", "cards"):
         t = render_html(r, kind, title=evil)
         assert "<script>" not in t and "&lt;script&gt;" in t
+
+
+def test_invariance_tables_verdicts_under_the_table_side_by_side_and_truth():
+    """The ladder table carries a short result per step (no verdict column); verdicts follow it
+    as a list; a step with releases gets the full and partial models side by side; a search that
+    stopped short is said in the releases note; the truth comparison is a table."""
+    import numpy as np
+
+    from instrument.report.render import _invariance_tables, _Numberer
+
+    t = pd.DataFrame({
+        "step": ["configural", "scalar", "scalar (partial)", "strict"],
+        "chisq": [10.0, 60.0, 30.0, 31.0], "df": [8, 12, 11, 15],
+        "chisq.diff": [np.nan, 50.0, 20.0, 1.0], "df.diff": [np.nan, 4.0, 3.0, 4.0],
+        "pvalue.diff": [np.nan, 1e-9, 1e-4, 0.9], "dmacs.max": [np.nan, 0.5, 0.3, 0.01],
+        "dmacs.item": ["", "y1", "y2", "y3"], "holds": [None, False, False, True],
+        "supported": [True, False, False, False],
+        "verdict": ["baseline", "does not hold: A", "does not hold: B", "holds: C"],
+        "search": [None, None, "does not hold; search stopped: no item qualifies", None]})
+    rel = pd.DataFrame({"round": [1], "step": ["scalar"], "item": ["y1"], "parameter": ["y1~1"],
+                        "X2": [40.0], "df": [1], "pvalue": [1e-9], "dmacs": [0.5]})
+    truth = {"parameters": pd.DataFrame({"item": ["y1", "y2"], "type": ["intercepts"] * 2,
+                                         "planted": [True, True], "flagged": [True, False],
+                                         "outcome": ["hit", "miss"]}),
+             "counts": {"items": {"hit": 1, "miss": 1, "false alarm": 0},
+                        "parameters": {"hit": 1, "miss": 1, "false alarm": 0}}}
+    d = {"table": t, "estimator": "ML", "releases": rel, "rule_set": "lrt_dmacs",
+         "groups": ["en", "es"], "truth": truth}
+    html = "".join(str(m) for m in _invariance_tables(_Numberer(), "x by language", d))
+    ladder = html.split("</table>")[0]
+    assert "verdict" not in ladder and "does not hold: A" not in ladder
+    assert "holds, after a failed step" in ladder
+    assert html.index("does not hold: A") > html.index("</table>")
+    assert "side by side" in html and "y1~1" in html
+    assert "The search stopped before every step met its rule" in html
+    assert "Released against planted DIF" in html and "1 miss(es)" in html

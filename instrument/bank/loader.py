@@ -425,6 +425,10 @@ class _Checker:
                                                          "expected one of "
                                                          f"{', '.join(self.constructs)}")
                 ok = False
+            elif S.kind_ok("id", cid) and fkey is None and self.constructs[cid]["findings"]:
+                self.add(f, it.line, f"{what}: no finding; expected finding: one of "
+                                     f"{', '.join(self.constructs[cid]['findings'])}")
+                ok = False
             elif S.kind_ok("id", cid) and S.kind_ok("id", fkey):
                 known = self.constructs[cid]["findings"]
                 if fkey not in known:
@@ -440,8 +444,8 @@ class _Checker:
             tr = self.translation(it, what, f)
             self.history(it, what, f)
             ok = ok and all(self.good(it, k, kd) for k, kd in
-                            (("construct", "id"), ("finding", "id"), ("scale", "id"),
-                             ("reverse", "bool"))) and form_ok
+                            (("construct", "id"), ("scale", "id"), ("reverse", "bool"))) \
+                and (fkey is None or self.good(it, "finding", "id")) and form_ok
             self.items.append({"ok": ok, "item_id": iid, "construct": cid, "form": form,
                                "scale": sid, "reverse": it.get("reverse"), "text": text,
                                "finding": fkey, "translation": tr, "file": f, "line": it.line,
@@ -451,9 +455,13 @@ class _Checker:
     def translation(self, it: dict, what: str, f: str) -> dict:
         tr = it.get("translation")
         out: dict[str, dict] = {}
+        targets = self.languages[1:]
+        if tr is None and targets:
+            self.add(f, it.line, f"{what}: no translation record; expected translation: with "
+                                 f"an entry per translated language ({', '.join(targets)})")
+            return out
         if not isinstance(tr, dict):
             return out
-        targets = self.languages[1:]
         for lang in tr:
             if lang not in targets:
                 self.add(f, tr.line_of(lang), f"{what}: translation entry for '{lang}'; expected "

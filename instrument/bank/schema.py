@@ -92,7 +92,7 @@ CONSTRUCT: Schema = (
     Field("id", "id", doc="construct id, the latent variable's name in lavaan syntax"),
     Field("label", "langtext", doc="label in every language"),
     Field("description", "text", doc="what strong practice looks like"),
-    Field("findings", "list", doc="Stage 2 findings the items operationalise"),
+    Field("findings", "list", False, "findings the items operationalise (optional)"),
 )
 FINDING: Schema = (
     Field("key", "id", doc="short key items refer to"),
@@ -105,11 +105,12 @@ ITEMS_FILE: Schema = (
 ITEM: Schema = (
     Field("id", "id", doc="stable item id, e.g. t_mind_1"),
     Field("construct", "id", doc="construct id from constructs.yaml"),
-    Field("finding", "id", doc="finding key of the construct"),
+    Field("finding", "id", False, "finding key of the construct (when it declares findings)"),
     Field("scale", "id", doc="scale id from scales.yaml"),
     Field("reverse", "bool", doc="true for negatively worded (reverse-keyed) items"),
     Field("text", "langtext", doc="item text in every language"),
-    Field("translation", "map", doc="per translated language: status and reviewer notes"),
+    Field("translation", "map", False, "per translated language: status and reviewer notes "
+          "(required when the bank has more than one language)"),
     Field("revisions", "list", False, "revision history"),
     Field("cognitive_interviews", "list", False, "cognitive-interview notes"),
 )

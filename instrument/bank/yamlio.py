@@ -3,12 +3,13 @@
 The bank is data, never code: files are read with a subclass of PyYAML's ``SafeLoader`` (the
 loader behind ``yaml.safe_load``) whose mapping and sequence constructors return `LineDict` and
 `LineList`, which remember where each key and element starts, so schema errors can say
-``file:line``. Duplicate keys in a mapping (which ``yaml.safe_load`` silently overwrites) are
+``file:line``. Booleans follow YAML 1.2 (only ``true``/``false``). Duplicate keys in a mapping (which ``yaml.safe_load`` silently overwrites) are
 recorded as problems.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
     return out
 
 
+# YAML 1.2 booleans: only true/false (any case as YAML 1.2's core schema spells them), so that
+# "No", "Yes", "on" and "off" (YAML 1.1 booleans) stay text, e.g. a Norwegian language code or a
+# response label "No".
+_LineLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                  re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 

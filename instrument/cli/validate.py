@@ -13,7 +13,10 @@ from instrument.cli._common import OUT_DIR
 @click.option("--out", "out_dir", default="validation", show_default=True,
               type=OUT_DIR, help="Folder for results and reports.")
 def validate(plan: str | None, out_dir: str) -> None:
-    """Run an analysis plan end to end (the shipped default plan when PLAN is omitted)."""
+    """Run an analysis plan end to end (the shipped default plan when PLAN is omitted).
+
+    Exits 0 when every stage ran or stood aside for a stated reason (status n/a: the data lack
+    what it needs, or the plan switched it off), 1 when a stage failed."""
     from instrument.pipeline import validate as run_validate
 
     try:
@@ -26,8 +29,10 @@ def validate(plan: str | None, out_dir: str) -> None:
         extra = f"  {s.message}" if s.message else ""
         click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:8.1f}{extra}")
     n_ok = sum(s.status in ("ok", "warning") for s in run.stages)
+    n_na = sum(s.status == "n/a" for s in run.stages)
     click.echo(f"  {'total':<15} {f'{n_ok}/{len(run.stages)} ok':<8} "
-               f"{sum(s.seconds for s in run.stages):8.1f}")
+               f"{sum(s.seconds for s in run.stages):8.1f}"
+               + (f"  ({n_na} stood aside: n/a, with the reason)" if n_na else ""))
     if run.warnings:
         click.echo(f"{len(run.warnings)} warning(s); the reports show each beside its table:",
                    err=True)
@@ -47,5 +52,5 @@ def validate(plan: str | None, out_dir: str) -> None:
             click.echo(f"PDF reports made: {len(made)} of {n_html}. {rep.get('note', '')}",
                        err=True)
     if not run.ok:
-        click.echo("Some stages did not complete; see the errors/ folder.", err=True)
+        click.echo("Some stages failed; see the errors/ folder.", err=True)
         sys.exit(1)

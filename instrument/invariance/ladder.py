@@ -34,7 +34,11 @@ class InvarianceResult:
         ``df``, ``pvalue``, scaled χ² where the estimator has one, ``cfi``, ``tli``, ``rmsea``,
         ``rmsea.ci.lower``, ``rmsea.ci.upper``, ``srmr``, ``aic``, ``bic``, the lavTestLRT columns
         against the previous step (``chisq.diff``, ``df.diff``, ``pvalue.diff``, ``rmsea.diff``),
-        ``cfi.delta``, ``tli.delta``, ``rmsea.delta``, ``srmr.delta``, ``holds`` and ``verdict``.
+        ``cfi.delta``, ``tli.delta``, ``rmsea.delta``, ``srmr.delta``, ``holds`` and ``verdict``;
+        ``supported``: the step holds *and* so does every step it rests on (a step that holds
+        after a failed one is no evidence of comparability); after `partial`, ``search``: where
+        the search stopped at each step it searched (``"does not hold; search stopped: ..."``
+        when the step still fails its rule).
     lrt : DataFrame
         lavaan's ``lavTestLRT`` table for the ladder.
     group_chisq : DataFrame

@@ -132,10 +132,15 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
                                estimator=estimator, ngroups=ngroups)
         if estimator in ("WLSMV", "ULSMV"):
             text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
-        if rows[b].get("holds") is False:
-            text += (f" Compared with {rows[b]['step']!r}, which does not hold: this step is not "
-                     "evidence of comparability.")
+        if rows[b].get("supported", True) is False:
+            failed = rows[b]["step"] if rows[b].get("holds") is False else rows[b].get(
+                "_failed", rows[b]["step"])
+            r["_failed"] = failed
+            text += (f" Rests on {failed!r}, which does not hold: this step is not evidence "
+                     "of comparability.")
+        # supported: this step holds and so does every step it rests on
         r["holds"], r["verdict"] = ok, text
+        r["supported"] = bool(ok and rows[b].get("supported", True))
     if lrt is None:
         path = [i for i in range(len(rows)) if i == 0 or rows[i].get("_accepted", True)]
         lrt = lrt_table([fits[i] for i in path], [names[i] for i in path], memo=memo)
@@ -159,7 +164,9 @@ def assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str
         st = r["step"]
         if search and st in search:
             r["search"] = search[st]
-    table = pd.DataFrame(rows).drop(columns=[c for c in rows[0] if c.startswith("_")])
+    rows[0]["supported"] = True
+    table = pd.DataFrame(rows)
+    table = table.drop(columns=[c for c in table.columns if str(c).startswith("_")])
     if "verdict" in table:
         table.loc[0, "verdict"] = "baseline (configural) model"
     gc = [{"step": n, "group": labels[g], "chisq": c}

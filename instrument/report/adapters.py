@@ -215,22 +215,32 @@ def read_bank(results: Mapping[str, Any]) -> Section:
     if items is None or miss:
         return _unavailable("bank", f"bank items lack {', '.join(miss)}")
     forms = [str(f) for f in dict.fromkeys(items["form"])]
-    blueprint = (items.groupby(["construct", "finding", "form"], sort=False).size()
+    languages = [str(x) for x in (b.get("languages")
+                                  or [c[5:] for c in items.columns if c.startswith("text_")])]
+    if not languages:   # results without the bank's languages: translation records imply two
+        translated = items["translation_status"].fillna("").astype(str).str.len().gt(0).any()
+        languages = ["en", "es"] if translated else ["en"]
+    has_findings = bool(items["finding"].notna().any())
+    keys = ["construct", "finding"] if has_findings else ["construct"]
+    blueprint = (items.groupby([*keys, "form"], sort=False).size()
                  .unstack("form", fill_value=0).reindex(columns=forms, fill_value=0)
                  .reset_index())
     blueprint.columns.name = None
     corder = {c: i for i, c in enumerate(dict.fromkeys(items["construct"]))}
     forder = {c: i for i, c in enumerate(dict.fromkeys(items["finding"]))}
-    blueprint = blueprint.sort_values(["construct", "finding"], key=lambda s: s.map(
+    blueprint = blueprint.sort_values(keys, key=lambda s: s.map(
         corder if s.name == "construct" else forder)).reset_index(drop=True)
     blueprint["total"] = blueprint[forms].sum(axis=1)
-    translation = (items.groupby(["form", "translation_status"]).size()
-                   .unstack("translation_status", fill_value=0).reset_index())
-    translation.columns.name = None
-    order = [s for s in ("draft", "reviewed", "back-translated") if s in translation.columns]
-    translation = translation[["form", *order,
-                               *[c for c in translation.columns if c not in ("form", *order)]]]
-    notes_col = "translation_notes" if "translation_notes" in items.columns else None
+    translation = None
+    if len(languages) > 1:   # a translation table only where the bank has a translation
+        translation = (items.groupby(["form", "translation_status"]).size()
+                       .unstack("translation_status", fill_value=0).reset_index())
+        translation.columns.name = None
+        order = [s for s in ("draft", "reviewed", "back-translated") if s in translation.columns]
+        translation = translation[["form", *order, *[c for c in translation.columns
+                                                     if c not in ("form", *order)]]]
+    notes_col = ("translation_notes" if "translation_notes" in items.columns
+                 and translation is not None else None)
     tnotes = (items.loc[items[notes_col].fillna("").astype(str).str.len() > 0,
                         ["item_id", "translation_status", notes_col]]
               .rename(columns={notes_col: "reviewer notes"}) if notes_col else None)
@@ -240,7 +250,8 @@ def read_bank(results: Mapping[str, Any]) -> Section:
     return Section("bank", True, data={
         "items": items, "blueprint": blueprint, "forms": forms, "translation": translation,
         "translation_notes": tnotes, "cognitive": cog,
-        "constructs": as_frame(b.get("constructs")),
+        "constructs": as_frame(b.get("constructs")), "languages": languages,
+        "name": str(b.get("name") or ""), "has_findings": has_findings,
         "n_items": len(items), "n_constructs": items["construct"].nunique(),
         "n_findings": items["finding"].nunique()})
 
@@ -362,10 +373,15 @@ def read_invariance(results: Mapping[str, Any]) -> Section:
             continue
         t = t.rename(columns=_DELTA_ALIASES)
         rel = as_frame(d.get("releases"))
+        truth = d.get("truth") if isinstance(d.get("truth"), Mapping) else None
         out[label or "model"] = {"table": t, "estimator": str(d.get("estimator") or ""),
                                  "releases": rel if rel is not None and len(rel) else None,
+                                 "truth": None if truth is None else {
+                                     "parameters": as_frame(truth.get("parameters")),
+                                     "counts": truth.get("counts") or {}},
                                  "rule_set": str(d.get("rule_set") or ""),
-                                 "groups": [str(g) for g in d.get("group_labels") or []]}
+                                 "groups": [str(g) for g in d.get("group_labels") or []],
+                                 "group_names": dict(d.get("group_names") or {})}
     if not out:
         return _unavailable("invariance")
     return Section("invariance", True, data={"ladders": out})

@@ -62,6 +62,13 @@ ES: dict[str, str] = {
         "Las respuestas a las preguntas de cada práctica son coherentes entre sí: la "
         "consistencia interna (alfa de Cronbach) va de %(lo)s a %(hi)s según la práctica y el "
         "formulario (1.00 sería un acuerdo perfecto entre las preguntas).",
+    "Internal consistency (Cronbach's alpha) ranges from %(lo)s to %(hi)s across practices and "
+    "forms; below %(rule)s the items of a practice do not hang together well enough, so its "
+    "score should be read with caution (1.00 would be perfect agreement among items).":
+        "La consistencia interna (alfa de Cronbach) va de %(lo)s a %(hi)s según la práctica y el "
+        "formulario; por debajo de %(rule)s las preguntas de una práctica no son lo bastante "
+        "coherentes entre sí, por lo que su puntaje debe leerse con cautela (1.00 sería un "
+        "acuerdo perfecto entre las preguntas).",
     "%(form)s: with %(k)s respondents per school, every practice's school score reaches a "
     "reliability of %(target)s.":
         "%(form)s: con %(k)s personas que respondan por escuela, el resultado de cada práctica "

@@ -181,14 +181,21 @@ def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
 def _content(s: Section, num: _Numberer) -> dict:
     if not s.available:
         return {"na": s.reason}
+    from instrument.bank.schema import LANGUAGE_NAMES
+
     bp = s["blueprint"].rename(columns={f: f"{f} items" for f in s["forms"]})
+    findings = s.get("has_findings", True)
     out = {"blueprint": num.table(Table(
-        "Blueprint: scale items by construct and Stage 2 finding", bp,
-        [f"{s['n_items']} items covering {s['n_constructs']} constructs and {s['n_findings']} "
-         "findings. Counts from the item bank."], 0)),
-        "translation": num.table(Table(
-            "Status of the Spanish translation (ITC Guidelines for Translating and Adapting "
-            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))}
+        "Blueprint: scale items by construct" + (" and finding" if findings else ""), bp,
+        [f"{s['n_items']} items covering {s['n_constructs']} constructs"
+         + (f" and {s['n_findings']} findings" if findings else "")
+         + ". Counts from the item bank."], 0)), "findings": findings}
+    if s["translation"] is not None:
+        names = ", ".join(LANGUAGE_NAMES.get(x, x) for x in s.get("languages", ["en", "es"])[1:])
+        out["translated"] = names
+        out["translation"] = num.table(Table(
+            f"Status of the {names} translation (ITC Guidelines for Translating and Adapting "
+            "Tests, 2nd ed., 2017)", s["translation"], ["Number of items by status."], 0))
     if s["translation_notes"] is not None and len(s["translation_notes"]):
         out["translation_notes"] = num.table(Table("Translation reviewer notes",
                                                    s["translation_notes"], (), 0))
@@ -391,38 +398,9 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
         tabs, deltas = [], {}
         for form, d in inv["ladders"].items():
             t = d["table"]
-            idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
-            keep = [c for c in ("step", idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff",
-                                "df.diff", "pvalue.diff", "cfi.delta", "rmsea.delta",
-                                "srmr.delta", "verdict", "rule") if c in t.columns]
-            notes = []
-            if idx != LADDER_INDICES["ML"] and idx[0] in t.columns:
-                notes.append(f"With {d['estimator']} the Δ-fit rules use {', '.join(idx)} "
-                             "(shown); chisq.diff is the scaled difference test.")
-            if "holds" in t.columns and d.get("releases") is None:
-                failed = [str(st) for st, h in zip(t["step"], t["holds"])
-                          if h is not None and h == h and not bool(h)]
-                if failed:
-                    notes.append(f"Step(s) {', '.join(failed)} did not meet the rule and no "
-                                 "constraints were released in these results, so later steps "
-                                 "are read as conditional on that failure.")
-            if d["groups"]:
-                notes.append(f"Groups: {', '.join(d['groups'])}.")
-            if d["estimator"] or d["rule_set"]:
-                notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
-                             f"{d['rule_set'] or 'not recorded'}.")
-            notes.append("Each step is compared with the one before; the verdict quotes the rule "
-                         "applied as recorded in the results.")
-            name = form if " by " in form else f"{form} form"
-            tabs.append(num.table(Table(f"Measurement invariance ladder, {name}", t[keep],
-                                        notes, 3)))
-            rel = d.get("releases")
-            if rel is not None:
-                tabs.append(num.table(Table(
-                    f"Constraints released for partial invariance, {name}", rel,
-                    ["Released one at a time, largest score test (X2) first, until the step met "
-                     "its rule (Byrne, Shavelson & Muthén, 1989)."], 3)))
             deltas[form] = t
+            name = form if " by " in form else f"{form} form"
+            tabs.extend(_invariance_tables(num, name, d))
         cut = {}
         for key, name in (("cfi.delta", "DELTA_CFI_CHEN"), ("rmsea.delta", "DELTA_RMSEA_CHEN")):
             applied = _applied_thresholds(deltas.values(), key)
@@ -493,6 +471,148 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
             alt="Line chart of school-mean reliability against respondents per school")
     else:
         out["icc_na"] = ml.reason
+    return out
+
+
+
+#: Column headings of the invariance tables (lavaan's names in the results).
+_LADDER_HEADINGS = {"step": "step", "chisq": "χ²", "chisq.scaled": "χ² (scaled)", "df": "df",
+                    "cfi": "CFI", "cfi.scaled": "CFI", "cfi.robust": "CFI", "rmsea": "RMSEA",
+                    "rmsea.scaled": "RMSEA", "rmsea.robust": "RMSEA", "srmr": "SRMR",
+                    "chisq.diff": "Δχ²", "df.diff": "Δdf", "pvalue.diff": "p",
+                    "cfi.delta": "ΔCFI", "rmsea.delta": "ΔRMSEA", "dmacs": "largest dMACS",
+                    "result": "result"}
+
+
+def _step_result(row: Mapping[str, Any], released: set[str]) -> str:
+    """One or two words for the ladder table; the verdict itself is printed under it."""
+    step = str(row["step"])
+    h = row.get("holds")
+    if step == "configural" or h is None or h != h:
+        return "baseline" if step == "configural" else ""
+    if not bool(h):
+        return "does not hold; released" if step in released else "does not hold"
+    if row.get("supported") is False:
+        return "holds, after a failed step"
+    return "holds"
+
+
+def _strip_step_note(text: str) -> str:
+    """A verdict without the explanation of what its step constrains (printed once instead)."""
+    from instrument.invariance.ordinal import ORDINAL_STEP_NOTES
+
+    for note in ORDINAL_STEP_NOTES.values():
+        text = text.replace(" " + note, "")
+    return text
+
+
+def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup]:
+    """The ladder (numbers only, a short result per step) with each step's verdict under it;
+    the fully constrained and partial models side by side; the releases; and, for simulated
+    data, the released parameters against the planted ones."""
+    t = d["table"].reset_index(drop=True)
+    idx = LADDER_INDICES.get(d["estimator"], LADDER_INDICES["ML"])
+    partial_of = {str(s)[: -len(" (partial)")] for s in t["step"] if str(s).endswith(" (partial)")}
+    view = pd.DataFrame({"step": t["step"]})
+    for c in (idx[0], "df", idx[1], idx[2], "srmr", "chisq.diff", "df.diff", "pvalue.diff",
+              "cfi.delta", "rmsea.delta"):
+        if c in t.columns:
+            view[c] = t[c]
+    if "df.diff" in view.columns:
+        view["df.diff"] = pd.Series([_whole(v, "df.diff") for v in view["df.diff"]],
+                                    dtype=object)
+    if "dmacs.max" in t.columns:
+        view["dmacs"] = [("" if v is None or v != v else f"{float(v):.2f}"
+                          + (f" ({it})" if isinstance(it, str) and it else ""))
+                         for v, it in zip(t["dmacs.max"], t.get("dmacs.item", [""] * len(t)))]
+    if "holds" in t.columns:
+        view["result"] = [_step_result(r, partial_of) for r in t.to_dict("records")]
+    view = view.rename(columns=_LADDER_HEADINGS)
+    notes = []
+    if d["groups"]:
+        labels = d.get("group_names") or {}
+        notes.append("Groups: " + ", ".join(f"{labels[g]} ({g})" if g in labels else str(g)
+                                            for g in d["groups"]) + ".")
+    notes.append(f"Estimator {d['estimator'] or 'not recorded'}; rule set "
+                 f"{d['rule_set'] or 'not recorded'}. Each step is compared with the accepted "
+                 "step before it (Δχ² is the scaled difference test for WLSMV and MLR); "
+                 "largest dMACS is the largest item effect of the step's restrictions. A step "
+                 "that holds after a failed one is not evidence of comparability. The verdict "
+                 "of each step, with the rule applied, follows the table.")
+    out = [num.table(Table(f"Measurement invariance ladder, {name}", view, notes, 3))]
+    items, step_notes = [], {}
+    from instrument.invariance.ordinal import ORDINAL_STEP_NOTES
+    for r in t.to_dict("records")[1:]:
+        v = str(r.get("verdict") or "")
+        base = str(r["step"]).replace(" (partial)", "")
+        if base in ORDINAL_STEP_NOTES and ORDINAL_STEP_NOTES[base] in v:
+            step_notes[base] = ORDINAL_STEP_NOTES[base]
+        text = _strip_step_note(v)
+        srch = r.get("search")
+        if isinstance(srch, str) and srch:
+            text += f" Search: {srch}."
+        items.append(f"<li><strong>{_html.escape(str(r['step']))}</strong>: "
+                     f"{_html.escape(text)}</li>")
+    if items:
+        out.append(Markup("<div class='verdicts'><p class='note'><em>Verdicts.</em></p>"
+                          f"<ul class='verdicts'>{''.join(items)}</ul>"
+                          + ("<p class='note'>" + " ".join(
+                              _html.escape(f"{k}: {v}") for k, v in step_notes.items())
+                             + "</p>" if step_notes else "") + "</div>"))
+    rel = d.get("releases")
+    if partial_of:
+        rows = []
+        recs = {str(r["step"]): r for r in t.to_dict("records")}
+        for st in [s for s in dict.fromkeys(str(x).replace(" (partial)", "") for x in t["step"])
+                   if s in partial_of]:
+            full, part = recs[st], recs[f"{st} (partial)"]
+            freed = ([str(p) for p in rel.loc[rel["step"] == st, "parameter"]]
+                     if rel is not None and "step" in rel.columns else [])
+
+            def cells(r: Mapping[str, Any], tag: str) -> dict:
+                return {f"{tag} Δχ²": r.get("chisq.diff"), f"{tag} Δdf": _whole(r.get("df.diff"), "df.diff"),
+                        f"{tag} p": r.get("pvalue.diff"), f"{tag} dMACS": r.get("dmacs.max"),
+                        f"{tag} result": _step_result(r, set()) if tag == "partial"
+                        else ("does not hold" if not r.get("holds") else "holds")}
+            rows.append({"step": st, **cells(full, "full"), **cells(part, "partial"),
+                         "released": ", ".join(freed)})
+        search = [f"{st}: {recs[f'{st} (partial)'].get('search')}" for st in partial_of
+                  if isinstance(recs[f"{st} (partial)"].get("search"), str)]
+        out.append(num.table(Table(
+            f"Fully constrained and partial models side by side, {name}", pd.DataFrame(rows),
+            ["Each model is compared with the same accepted previous step. Search outcome: "
+             + ("; ".join(search) if search else "not recorded") + "."], 3)))
+    if rel is not None:
+        stopped = [str(x) for x in t.get("search", pd.Series(dtype=object)).dropna()
+                   if str(x).startswith("does not hold")]
+        out.append(num.table(Table(
+            f"Constraints released for partial invariance, {name}", rel,
+            ["Released one item at a time, largest score test (X2) first among the items "
+             "significant after Bonferroni adjustment with dMACS of at least .20 "
+             "(Byrne, Shavelson & Muthén, 1989). "
+             + ("The search stopped before every step met its rule: " + "; ".join(stopped)
+                + "." if stopped else "Every searched step met its rule after the releases.")],
+            3)))
+    truth = d.get("truth")
+    if truth and truth.get("parameters") is not None:
+        tp = truth["parameters"]
+        c = truth.get("counts") or {}
+
+        def said(k: str) -> str:
+            x = c.get(k) or {}
+            return (f"{x.get('hit', 0)} hit(s), {x.get('miss', 0)} miss(es), "
+                    f"{x.get('false alarm', 0)} false alarm(s)")
+        if len(tp):
+            out.append(num.table(Table(
+                f"Released against planted DIF (simulated truth), {name}", tp,
+                [f"Items: {said('items')}; parameters: {said('parameters')}. A planted threshold "
+                 "shift counts as an intercept difference of the latent response (Wu & "
+                 "Estabrook, 2016); hit = planted and released, miss = planted and not "
+                 "released, false alarm = released without planted DIF."], 3)))
+        else:
+            out.append(Markup("<p class='note'><em>Simulated truth.</em> No DIF was planted "
+                              f"for {_html.escape(name)} and no parameter was released "
+                              "(0 false alarms).</p>"))
     return out
 
 
@@ -695,14 +815,20 @@ def _rows_accounted(data: Any, num: _Numberer) -> Markup | None:
     if not rows:
         return None
     t = pd.DataFrame(rows)
-    t = t[[c for c in ("form", "source", "read", "used", "quarantined", "quarantine_file")
-           if c in t.columns]]
+    t = t[[c for c in ("form", "source", "file", "format", "read", "used", "quarantined",
+                       "flagged", "quarantine_file") if c in t.columns]]
     q = int(pd.to_numeric(t["quarantined"], errors="coerce").fillna(0).sum())
+    by_reason = [f"{form}: " + "; ".join(f"{r['reason']} ({r['rows']})" for r in v["reasons"])
+                 for form, v in data.items()
+                 if isinstance(v, Mapping) and v.get("reasons")]
     return num.table(Table(
         "Rows read, used and quarantined", t,
         [f"{q} row(s) quarantined in all. Every row read is either used or quarantined with "
          "its reason and file line (read = used + quarantined); the quarantine files are "
-         "written beside the results."], 0))
+         "written beside the results."]
+        + ([f"Quarantined rows by reason: {' | '.join(by_reason)}."] if by_reason else [])
+        + (["flagged: rows flagged as straight-lining or too fast (kept unless excluded)."]
+           if "flagged" in t.columns else []), 0))
 
 
 def _irt(s: Section, num: _Numberer) -> dict:
@@ -927,6 +1053,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     if rel.available and "alpha" in rel["table"].columns:
         a = rel["table"]["alpha"].astype(float)
         ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
+        ctx["alpha_ok"] = bool(_rules.MIN_SCALE_ALPHA.passes(float(a.min())))
+        ctx["alpha_rule"] = _fmt(_rules.MIN_SCALE_ALPHA.threshold)
     if ml.available:
         icc = ml["icc"]
         facts = []
@@ -1035,7 +1163,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
         out["low_precision"] = int((rel < _rules.MIN_SCHOOL_RELIABILITY.threshold).sum())
     lines = []
     codes = _codes(tab[tab["suppressed"]])
-    privacy = int(codes.map(lambda c: "privacy" in c).sum())
+    privacy = sum("privacy" in str(c) for c in codes)
     if privacy:
         lines.append(t("%(n)s because fewer than %(min_n)s people answered", n=privacy,
                        min_n=_fmt(_rules.MIN_N_PRIVACY.threshold, 0)))
@@ -1045,7 +1173,7 @@ def _scores_facts(sc: Section, policy: Section, t: Translator) -> dict:
                                             "answered to represent it"),
                           ("response_rate_unknown", "%(n)s because the number of %(who)s at "
                                                     "the school is not known")):
-            k = int(sel.map(lambda c: code in c.split("; ")).sum())
+            k = sum(code in str(c).split("; ") for c in sel)
             if k:
                 lines.append(t(msg, n=k, who=t(WHO.get(form, form))))
     out["suppression_lines"] = lines
@@ -1181,7 +1309,10 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
                           "suppressed": all_supp,
                           "reason": rows[0]["reason"] if all_supp and rows else "",
                           "rows": rows})
-        schools.append({"school_id": sid, "district_id": str(g["district_id"].iloc[0] or ""),
+        d0 = g["district_id"].iloc[0]
+        schools.append({"school_id": sid, "district_id": "" if d0 is None or pd.isna(d0)
+                        or str(d0).strip().casefold() in ("nan", "none", "na", ".")
+                        else str(d0),
                         "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
                         "forms": forms})
     return {**out, "schools": schools}
@@ -1292,6 +1423,18 @@ TITLES = {"technical": "Technical report: validity evidence for the school-famil
 TRANSLATED_KINDS = ("brief", "cards")
 
 
+#: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
+#: scrubbed copy and its warnings, computed once (keyed by the mapping's identity, which is held).
+_PREPARED: dict[int, tuple] | None = None
+
+
+def _number_word(n: Any) -> str:
+    """5 -> "five" (the numbers of constructs a bank is likely to have), else the digits."""
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+             "ten", "eleven", "twelve")
+    return words[n] if isinstance(n, int) and 0 <= n < len(words) else str(n if n else "")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1308,18 +1451,33 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
         results = results["results"]
-    banned = sorted(_id_values(results, set()))
-    clean = scrub(results)
+    hit = _PREPARED.get(id(results)) if _PREPARED is not None else None
+    if hit is not None and hit[0] is results:
+        banned, clean, stage_warnings = hit[1:]
+    else:
+        banned = sorted(_id_values(results, set()))
+        clean = scrub(results)
+        stage_warnings = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+        if _PREPARED is not None:
+            _PREPARED[id(results)] = (results, banned, clean, stage_warnings)
     secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages, clean.get("data")),
            "brief": lambda: _brief(secs, t), "cards": lambda: _cards(secs, t)}[kind]()
     # every warning a result carries, shown beside that stage's tables and listed up front
-    ctx["warnings"] = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+    ctx["warnings"] = {k: list(v) for k, v in stage_warnings.items()}
     ctx["all_warnings"] = [(k, w) for k, ws in ctx["warnings"].items() for w in ws]
     prov = provenance(clean)
     simulated = prov.get("source") == "simulated"
-    ctx.update({"title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
+    bank = clean.get("bank") if isinstance(clean.get("bank"), Mapping) else {}
+    if title is None and kind == "technical" and bank.get("name") and bank.get("path") not in (
+            None, "", "shipped bank"):   # another bank than the shipped one: its own name
+        title = f"Technical report: validity evidence for the {bank['name']}"
+    n_cons = secs["bank"].get("n_constructs") if secs["bank"].available else None
+    # school sections only where schools were analysed (not when the scores stage stood aside)
+    ctx.update({"has_schools": not str(stages.get("scores", "")).startswith("n/a"),
+                "n_constructs_word": _number_word(None if n_cons is None else int(n_cons)),
+                "title": title or t(TITLES[kind]), "label": label, "fixture": fixture,
                 "css": Markup(_css()), "not_available": NOT_AVAILABLE, "kind": kind,
                 "lang": lang, "_": t, "simulated": t(SIMULATED_LINE) if simulated else "",
                 "provenance": _provenance_line(prov, t)})
@@ -1428,15 +1586,24 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
-    for kind in KINDS:
-        for lang in (LANGUAGES if kind in TRANSLATED_KINDS else ("en",)):
-            try:
-                written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
-                                  lang=lang)
-            except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
-                stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
-                written.append(out / f"{stem}.html")
-                notes.append(f"No PDF of {stem}: {exc}")
+    bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
+    langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
+    # the brief and the cards report school scores: without them only the technical report
+    kinds = [k for k in KINDS if k == "technical" or results.get("scores") is not None]
+    global _PREPARED
+    _PREPARED = {}
+    try:
+        for kind in kinds:
+            for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
+                try:
+                    written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
+                                      lang=lang)
+                except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
+                    stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
+                    written.append(out / f"{stem}.html")
+                    notes.append(f"No PDF of {stem}: {exc}")
+    finally:
+        _PREPARED = None
     base = Path(ctx.get("out_dir", ".")).resolve()
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],

@@ -39,7 +39,7 @@ MISSING_METHODS = ("listwise", "pairwise", "fiml")
 RULE_SETS = ("lrt_dmacs", "chen2007", "cheung_rensvold2002", "rutkowski_svetina2014", "lrt")
 #: Stages a plan may switch off (``stages: {irt: false}``); bank, data and reports always run.
 OPTIONAL_STAGES = ("item_analysis", "efa", "cfa", "syntax", "reliability", "invariance",
-                   "multilevel", "irt", "scores", "linker", "policy")
+                   "multilevel", "irt", "irt_dif", "scores", "linker", "policy")
 MAPPING_KEYS = ("columns", "labels", "language_values", "defaults", "ignore", "background",
                 "sheet", "format", "encoding")
 
@@ -79,6 +79,9 @@ class AnalysisSettings(_Strict):
                       "lrt"] = "lrt_dmacs"
     outcomes: list[str] = []
     shortform: ShortformSpec = ShortformSpec()
+    # respondent scores behind school scores: raw scale means, or graded-model EAPs with the
+    # person measurement error carried into the school SE (`instrument.scores.school_scores`)
+    scoring: Literal["mean", "irt"] = "mean"
 
 
 class FormData(_Strict):

@@ -519,7 +519,8 @@ def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup
         if c in t.columns:
             view[c] = t[c]
     if "df.diff" in view.columns:
-        view["df.diff"] = [_whole(v, "df.diff") for v in view["df.diff"]]
+        view["df.diff"] = pd.Series([_whole(v, "df.diff") for v in view["df.diff"]],
+                                    dtype=object)
     if "dmacs.max" in t.columns:
         view["dmacs"] = [("" if v is None or v != v else f"{float(v):.2f}"
                           + (f" ({it})" if isinstance(it, str) and it else ""))
@@ -601,13 +602,17 @@ def _invariance_tables(num: Any, name: str, d: Mapping[str, Any]) -> list[Markup
             x = c.get(k) or {}
             return (f"{x.get('hit', 0)} hit(s), {x.get('miss', 0)} miss(es), "
                     f"{x.get('false alarm', 0)} false alarm(s)")
-        out.append(num.table(Table(
-            f"Released against planted DIF (simulated truth), {name}",
-            tp if len(tp) else pd.DataFrame({"item": ["none planted, none released"]}),
-            [f"Items: {said('items')}; parameters: {said('parameters')}. A planted threshold "
-             "shift counts as an intercept difference of the latent response (Wu & Estabrook, "
-             "2016); hit = planted and released, miss = planted and not released, false alarm "
-             "= released without planted DIF."], 3)))
+        if len(tp):
+            out.append(num.table(Table(
+                f"Released against planted DIF (simulated truth), {name}", tp,
+                [f"Items: {said('items')}; parameters: {said('parameters')}. A planted threshold "
+                 "shift counts as an intercept difference of the latent response (Wu & "
+                 "Estabrook, 2016); hit = planted and released, miss = planted and not "
+                 "released, false alarm = released without planted DIF."], 3)))
+        else:
+            out.append(Markup("<p class='note'><em>Simulated truth.</em> No DIF was planted "
+                              f"for {_html.escape(name)} and no parameter was released "
+                              "(0 false alarms).</p>"))
     return out
 
 

@@ -1047,6 +1047,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                              for c in dict.fromkeys(items["construct"])]
         ctx["forms"] = b["forms"]
         ctx["n_items"] = b["n_items"]
+        ctx["shipped_bank"] = b.get("shipped", True)
+        ctx["bank_name"], ctx["n_constructs"] = b.get("name", ""), int(b["n_constructs"])
     else:
         ctx["measures_na"] = b.reason
     rel, ml = secs["reliability"], secs["multilevel"]

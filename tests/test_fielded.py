@@ -86,7 +86,7 @@ def test_public_survey_results_and_report_speak_from_its_bank(verbal_aggression)
     for m in sorted(reasons, key=len, reverse=True):
         rest = rest.replace(m, "")
     assert "school" not in rest.lower(), rest[max(0, rest.lower().find("school") - 200):][:400]
-    assert "two-construct structure" in text
+    assert "two-construct structure" in text and "District and state results" not in text
 
 
 def test_a_plan_can_switch_a_stage_off(tmp_path, no_pdf):

@@ -987,9 +987,9 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:
-        ctx["stages"] = num.table(Table("Stages that did not complete in this run",
-                                        pd.DataFrame([{"stage": k, "status": v}
-                                                      for k, v in stages.items()]), (), 0))
+        ctx["stages"] = num.table(Table(
+            "Stages that did not complete in this run, or stood aside (n/a) for the reason given",
+            pd.DataFrame([{"stage": k, "status": v} for k, v in stages.items()]), (), 0))
     heur = _rules.FIT_HEURISTICS
     quoted = [*heur]
     if secs["multilevel"].available:

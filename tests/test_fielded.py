@@ -96,8 +96,20 @@ def test_a_plan_can_switch_a_stage_off(tmp_path, no_pdf):
     plan["data"]["va"]["files"] = [str(FIELDED / "verbal_aggression.csv")]
     p = tmp_path / "plan.yaml"
     p.write_text(yaml.safe_dump(plan))
-    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])
+    # an earlier run's files in the output folder: its error file and a report its log lists
+    out = tmp_path / "v"
+    (out / "errors").mkdir(parents=True)
+    (out / "errors" / "cfa.txt").write_text("an old traceback")
+    (out / "reports").mkdir()
+    (out / "reports" / "policy_brief.html").write_text("an old brief")
+    (out / "run_log.json").write_text(json.dumps({"files": ["reports/policy_brief.html"]}))
+    (out / "notes.txt").write_text("the user's own file")
+    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert not (out / "errors").exists() and not (out / "reports" / "policy_brief.html").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    log = json.loads((out / "run_log.json").read_text())
+    assert "reports/technical_report.html" in log["files"] and "notes.txt" not in log["files"]
     stages = {s["name"]: s for s in json.loads((tmp_path / "v" / "results.json")
                                                .read_text())["stages"]}
     assert stages["efa"] == {"name": "efa", "status": "n/a", "warnings": [],

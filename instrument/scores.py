@@ -358,9 +358,10 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     EAP's posterior SD) is carried into the school SE, as the three-level measurement model
     5Essentials scores schools with puts person error at level 1 (Raudenbush, S. W., & Bryk,
     A. S. (2002). Hierarchical Linear Models (2nd ed.), ch. 8; Thousand Oaks, CA: Sage). The sum
-    is conservative: EAPs are shrunk towards the population mean, so ``sd^2`` already lacks part of
-    the spread the second term restores (``sd^2 + mean(se_i^2)`` estimates the within-school
-    variance of the true traits by the law of total variance).
+    is conservative: the spread of the EAPs already carries their measurement error, so in
+    simulated schools (``benchmarks/irt_school_se.py``: 6 graded items, 15 or 40 respondents)
+    this SE was about 12% larger than the SD of the school means' errors, which ``sd / sqrt(n)``
+    alone matched (95% interval coverage 95.3% and 97.5% against 92.2% and 95.0%).
 
     Years: every year uses one benchmark, so that scores of different years are on one scale and
     their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the

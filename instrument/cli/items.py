@@ -61,8 +61,8 @@ def check(path: str | None) -> None:
 
 
 @items.command()
-@click.option("--form", default=None, help="teacher or family (default: both).")
-@click.option("--lang", default="en", show_default=True, help="Language: en or es.")
+@click.option("--form", default=None, help="A form id of the bank (default: every form).")
+@click.option("--lang", default="en", show_default=True, help="A language code of the bank.")
 @click.option("--construct", default=None, help="Only this construct (e.g. communication).")
 @_BANK_OPT
 def show(form: str | None, lang: str, construct: str | None, bank_path: str | None) -> None:
@@ -72,7 +72,7 @@ def show(form: str | None, lang: str, construct: str | None, bank_path: str | No
 
 
 @items.command()
-@click.option("--form", default="teacher", show_default=True, help="teacher or family.")
+@click.option("--form", default="teacher", show_default=True, help="A form id of the bank.")
 @click.option("--construct", "constructs", multiple=True,
               help="Only these constructs (repeat the option; default: all).")
 @_BANK_OPT
@@ -83,7 +83,7 @@ def syntax(form: str, constructs: tuple[str, ...], bank_path: str | None) -> Non
 
 
 @items.command()
-@click.option("--form", default=None, help="teacher or family (default: both).")
+@click.option("--form", default=None, help="A form id of the bank (default: every form).")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
 @_BANK_OPT
 def blueprint(form: str | None, markdown: bool, bank_path: str | None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,51 +56,68 @@ def trivial(data):
     return {"m": float(data.iloc[:, 0].mean())}
 
 
+def cpu_now() -> float:
+    """CPU seconds of this process plus its reaped children (pool and cluster workers)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
+def timed(fn):
+    c, w = cpu_now(), time.perf_counter()
+    out = fn()
+    return out, cpu_now() - c, time.perf_counter() - w
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=500)
     ap.add_argument("--r-reps", type=int, default=20)
-    ap.add_argument("--wlsmv-reps", type=int, default=20)
+    ap.add_argument("--wlsmv-reps", type=int, default=40)
     ap.add_argument("--dfi-reps", type=int, default=500)
+    ap.add_argument("--dask-reps", type=int, default=40)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "montecarlo.json"))
     a = ap.parse_args()
     warnings.simplefilter("ignore")
-    res: dict = {"uptime_start": subprocess.run(["uptime"], capture_output=True,
-                                                text=True).stdout.strip(),
-                 "workers": a.workers, "reps": a.reps}
+    up = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa
+    res: dict = {"uptime_start": up(), "workers": a.workers, "reps": a.reps,
+                 "cpu": "process time + reaped children (user + sys); R: user + sys"}
     pop, model = teacher_population()
-    t = time.perf_counter()
-    ml = montecarlo(pop, FitIndices(model), reps=a.reps, seed=1, scheduler="processes",
-                    workers=a.workers)
-    res["ml_seconds"] = time.perf_counter() - t
-    res["ml_converged"] = ml.convergence_rate
+    ml, c, w = timed(lambda: montecarlo(pop, FitIndices(model), reps=a.reps, seed=1,
+                                        scheduler="processes", workers=a.workers))
+    res.update(ml_cpu=c, ml_wall=w, ml_cpu_per_rep=c / a.reps, ml_converged=ml.convergence_rate,
+               ml_projected_2_free_cores=c / 2)
     opop, _ = teacher_population(ordinal=True)
-    t = time.perf_counter()
-    w = montecarlo(opop, FitIndices(model, estimator="WLSMV", ordered=True), reps=a.wlsmv_reps,
-                   seed=1, scheduler="processes", workers=a.workers)
-    res["wlsmv_seconds_per_rep"] = (time.perf_counter() - t) / a.wlsmv_reps
-    res["wlsmv_converged"] = w.convergence_rate
+    wl, c, w = timed(lambda: montecarlo(opop, FitIndices(model, estimator="WLSMV", ordered=True),
+                                        reps=a.wlsmv_reps, seed=1, scheduler="processes",
+                                        workers=a.workers))
+    res.update(wlsmv_cpu_per_rep=c / a.wlsmv_reps, wlsmv_wall=w,
+               wlsmv_converged=wl.convergence_rate,
+               wlsmv_500_projected_2_free_cores=c / a.wlsmv_reps * 500 / 2)
     # DFI for the teacher model fitted to one data set (500 replications per population)
-    data = pop.draw(np.random.default_rng(7))
-    fit = cfa(model, data)
-    t = time.perf_counter()
-    d = dynamic_cutoffs(fit, reps=a.dfi_reps, seed=1, scheduler="processes", workers=a.workers)
-    res["dfi_seconds"] = time.perf_counter() - t
-    res["dfi_populations"] = int(d.cutoffs["level"].nunique()) + 1
-    # Dask LocalCluster overhead per replication (a trivial analysis)
+    fit = cfa(model, pop.draw(np.random.default_rng(7)))
+    d, c, w = timed(lambda: dynamic_cutoffs(fit, reps=a.dfi_reps, seed=1, scheduler="processes",
+                                            workers=a.workers))
+    res.update(dfi_cpu=c, dfi_wall=w, dfi_populations=int(d.cutoffs["level"].nunique()) + 1,
+               dfi_projected_2_free_cores=c / 2)
+    # Dask LocalCluster: the same bytes as in-process, and its overhead per replication
     from distributed import Client, LocalCluster
+
+    from instrument.results import dumps
     small = MomentPopulation(("a", "b"), np.eye(2), 10)
-    t = time.perf_counter()
-    montecarlo(small, trivial, reps=2000, seed=1)
-    inproc = time.perf_counter() - t
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, \
-            Client(c) as client:
-        t = time.perf_counter()
-        montecarlo(small, trivial, reps=2000, seed=1, scheduler=client)
-        dask_t = time.perf_counter() - t
-    res["dask_overhead_ms_per_rep"] = 1000 * (dask_t - inproc / 2) / 2000
-    # lavaan in the same run
+    ref, c_in, w_in = timed(lambda: montecarlo(small, trivial, reps=2000, seed=1))
+    sub = pop.with_n(300)
+    base = montecarlo(sub, FitIndices(model), reps=a.dask_reps, seed=3)
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cl, \
+            Client(cl) as client:
+        dk, _, w_dask = timed(lambda: montecarlo(small, trivial, reps=2000, seed=1,
+                                                 scheduler=client))
+        same = montecarlo(sub, FitIndices(model), reps=a.dask_reps, seed=3, scheduler=client)
+    res.update(dask_same_bytes_trivial=dumps(dk) == dumps(ref),
+               dask_same_bytes_ml=dumps(same) == dumps(base),
+               dask_overhead_wall_ms_per_rep=1000 * (w_dask - w_in / 2) / 2000,
+               inprocess_trivial_cpu_ms_per_rep=1000 * c_in / 2000)
+    # lavaan in the same run (fewer replications, scaled per replication)
     if shutil.which("Rscript"):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
@@ -107,10 +125,11 @@ def main() -> None:
                             str(a.r_reps), str(max(1, a.r_reps // 4))], check=True, cwd=ROOT)
             r = json.loads(out.read_text())
         res["lavaan"] = r
-        res["lavaan_ml_seconds_scaled"] = r["ml_per_rep"] * a.reps
-        res["speedup_ml"] = res["lavaan_ml_seconds_scaled"] / res["ml_seconds"]
-        res["speedup_wlsmv"] = r["wlsmv_per_rep"] / res["wlsmv_seconds_per_rep"]
-    res["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        res["speedup_ml_cpu"] = r["ml_cpu_per_rep"] / res["ml_cpu_per_rep"]
+        res["speedup_wlsmv_cpu"] = r["wlsmv_cpu_per_rep"] / res["wlsmv_cpu_per_rep"]
+        res["speedup_ml_2_workers_vs_r_loop"] = 2 * res["speedup_ml_cpu"]
+        res["speedup_wlsmv_2_workers_vs_r_loop"] = 2 * res["speedup_wlsmv_cpu"]
+    res["uptime_end"] = up()
     Path(a.out).write_text(json.dumps(res, indent=1, sort_keys=True))
     print(json.dumps(res, indent=1, sort_keys=True))
 

@@ -48,13 +48,27 @@ LOAD = {("visual", "x1"): .772, ("visual", "x2"): .424, ("visual", "x3"): .581,
 PHI = {("visual", "textual"): .459, ("visual", "speed"): .471, ("textual", "speed"): .283}
 
 
-def cutoff(x: np.ndarray, idx: str) -> float:
-    return float(np.quantile(x, 0.95 if idx == "cfi" else 0.05))
+def cutoff(x: np.ndarray, idx: str, s: float = 0.95) -> float:
+    """The misspecified model's (1 - s) quantile (SRMR, RMSEA) or s quantile (CFI)."""
+    return float(np.quantile(x, s if idx == "cfi" else 1 - s))
 
 
-def blocks(x: np.ndarray, idx: str, size: int) -> np.ndarray:
+def separates(t: np.ndarray, m: np.ndarray, idx: str, s: float) -> bool:
+    """dynamic's rule: the correct model's s quantile (1 - s for CFI) is on the good side."""
+    if idx == "cfi":
+        return float(np.quantile(t, 1 - s)) > cutoff(m, idx, s)
+    return float(np.quantile(t, s)) < cutoff(m, idx, s)
+
+
+def blocks(x: np.ndarray, idx: str, size: int, s: float = 0.95) -> np.ndarray:
     k = len(x) // size
-    return np.array([cutoff(x[i * size:(i + 1) * size], idx) for i in range(k)])
+    return np.array([cutoff(x[i * size:(i + 1) * size], idx, s) for i in range(k)])
+
+
+def share_95_5_separates(t: np.ndarray, m: np.ndarray, idx: str, size: int) -> float:
+    k = min(len(t), len(m)) // size
+    return float(np.mean([separates(t[i * size:(i + 1) * size], m[i * size:(i + 1) * size],
+                                    idx, 0.95) for i in range(k)]))
 
 
 def main() -> None:
@@ -86,8 +100,19 @@ def main() -> None:
         m = ours["level1"][idx].to_numpy()
         t = ours["correct"][idx].to_numpy()
         b500, b50 = blocks(m, idx, 500), blocks(m, idx, 50)
+        b500_90 = blocks(m, idx, 500, 0.90)
         lm = lav["level1"][idx].to_numpy()
+        lt = lav["correct"][idx].to_numpy()
         row = {"pooled_cutoff": cutoff(m, idx),
+               "pooled_95_5_separates": separates(t, m, idx, 0.95),
+               "share_of_500_studies_95_5_separates": share_95_5_separates(t, m, idx, 500),
+               "pooled_cutoff_90_10": cutoff(m, idx, 0.90),
+               "block500_90_10_mean": float(b500_90.mean()),
+               "block500_90_10_sd": float(b500_90.std(ddof=1)),
+               "z_published_500_90_10": float((PUBLISHED[idx] - b500_90.mean())
+                                              / b500_90.std(ddof=1)),
+               "lavaan_pooled_cutoff_90_10": cutoff(lm, idx, 0.90),
+               "lavaan_95_5_separates": separates(lt, lm, idx, 0.95),
                "correct_95": float(np.quantile(t, 0.05 if idx == "cfi" else 0.95)),
                "block500_mean": float(b500.mean()), "block500_sd": float(b500.std(ddof=1)),
                "block500_n": int(len(b500)),

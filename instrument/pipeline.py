@@ -625,7 +625,10 @@ def stage_irt_dif(ctx: dict) -> Any:
             keep = data[col].notna().to_numpy()     # a respondent without a language is not compared
             x = (recoded[its] - recoded[its].min())[keep]
             x = x.assign(**{col: data[col].astype(str).to_numpy()[keep]})
-            o = dif(x, its, group=col, reference=ref).table.set_index("item")
+            ores = dif(x, its, group=col, reference=ref)
+            if ores.note:
+                warnings.append(f"{form} {con}: ordinal logistic regression DIF: {ores.note}.")
+            o = ores.table.set_index("item")
             try:
                 lr = lrdif(x, its, group=col, reference=ref).table.set_index("item")
             except ValueError as exc:

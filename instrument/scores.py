@@ -352,12 +352,16 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
     is shown only when both gates pass; a reliable mean does not make up for low response.
 
     With ``scoring="irt"`` the school mean is the mean of the respondents' EAPs and
-    ``se = sqrt((sd^2 + mean(se_i^2)) / n)``: by the law of total variance, the variance of the
-    traits of a school's respondents is the variance of their EAPs (posterior means) plus the mean
-    posterior variance, so the SE of the school mean of traits carries the person measurement
-    error ``se_i`` (the three-level measurement model 5Essentials scores schools with puts person
-    error at level 1: Raudenbush, S. W., & Bryk, A. S. (2002). Hierarchical Linear Models (2nd
-    ed.), ch. 8, "Constructing measures"; Thousand Oaks, CA: Sage).
+    ``se^2 = sd^2 / n + mean(se_i^2) / n``: the sampling variance of the mean of the EAPs plus the
+    posterior variance of the mean of the respondents' true traits given their answers (posterior
+    errors independent across respondents), so each respondent's measurement error ``se_i`` (the
+    EAP's posterior SD) is carried into the school SE, as the three-level measurement model
+    5Essentials scores schools with puts person error at level 1 (Raudenbush, S. W., & Bryk,
+    A. S. (2002). Hierarchical Linear Models (2nd ed.), ch. 8; Thousand Oaks, CA: Sage). The sum
+    is conservative: the spread of the EAPs already carries their measurement error, so in
+    simulated schools (``benchmarks/irt_school_se.py``: 6 graded items, 15 or 40 respondents)
+    this SE was about 12% larger than the SD of the school means' errors, which ``sd / sqrt(n)``
+    alone matched (95% interval coverage 95.3% and 97.5% against 92.2% and 95.0%).
 
     Years: every year uses one benchmark, so that scores of different years are on one scale and
     their difference is change (`instrument.policy.change`): the given ``benchmark``, or else the

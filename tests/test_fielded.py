@@ -86,7 +86,7 @@ def test_public_survey_results_and_report_speak_from_its_bank(verbal_aggression)
     for m in sorted(reasons, key=len, reverse=True):
         rest = rest.replace(m, "")
     assert "school" not in rest.lower(), rest[max(0, rest.lower().find("school") - 200):][:400]
-    assert "two-construct structure" in text
+    assert "two-construct structure" in text and "District and state results" not in text
 
 
 def test_a_plan_can_switch_a_stage_off(tmp_path, no_pdf):
@@ -96,8 +96,20 @@ def test_a_plan_can_switch_a_stage_off(tmp_path, no_pdf):
     plan["data"]["va"]["files"] = [str(FIELDED / "verbal_aggression.csv")]
     p = tmp_path / "plan.yaml"
     p.write_text(yaml.safe_dump(plan))
-    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(tmp_path / "v")])
+    # an earlier run's files in the output folder: its error file and a report its log lists
+    out = tmp_path / "v"
+    (out / "errors").mkdir(parents=True)
+    (out / "errors" / "cfa.txt").write_text("an old traceback")
+    (out / "reports").mkdir()
+    (out / "reports" / "policy_brief.html").write_text("an old brief")
+    (out / "run_log.json").write_text(json.dumps({"files": ["reports/policy_brief.html"]}))
+    (out / "notes.txt").write_text("the user's own file")
+    res = CliRunner().invoke(main, ["validate", str(p), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert not (out / "errors").exists() and not (out / "reports" / "policy_brief.html").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    log = json.loads((out / "run_log.json").read_text())
+    assert "reports/technical_report.html" in log["files"] and "notes.txt" not in log["files"]
     stages = {s["name"]: s for s in json.loads((tmp_path / "v" / "results.json")
                                                .read_text())["stages"]}
     assert stages["efa"] == {"name": "efa", "status": "n/a", "warnings": [],
@@ -204,3 +216,46 @@ def test_group_codes_are_shown_with_the_banks_labels():
     results["invariance"]["family"]["group_names"] = {"en": "English", "es": "Spanish"}
     text = _text(render_html(payload, "technical"))
     assert "Groups: English (en), Spanish (es)." in text
+
+
+def test_plan_data_mapping_file_resolves_against_the_plan_folder(tmp_path):
+    """``data: <form>: mapping:`` names a mapping file beside the plan; several files stack."""
+    from instrument.bank import load_bank
+    from instrument.pipeline import stage_data
+    from instrument.plans import load_plan
+
+    sub = tmp_path / "study"
+    (sub / "files").mkdir(parents=True)
+    df = pd.read_csv(FIELDED / "verbal_aggression.csv").rename(columns={"gender": "sex"})
+    df.iloc[:200].to_csv(sub / "files" / "a.csv", index=False)
+    df.iloc[200:].assign(S1DoCurse=lambda d: d["S1DoCurse"].where(d.index != 205, "maybe")) \
+        .to_csv(sub / "files" / "b.csv", index=False)
+    (sub / "map.yaml").write_text("columns: {sex: gender}\nbackground: [gender]\n"
+                                  "ignore: [anger]\n")
+    plan = sub / "plan.yaml"
+    plan.write_text(f"bank: {FIELDED / 'bank'}\n"
+                    "data:\n  va:\n    files: [files/a.csv, files/b.csv]\n    mapping: map.yaml\n")
+    ctx = {"plan": load_plan(plan), "plan_path": plan, "bank": load_bank(FIELDED / "bank"),
+           "out_dir": tmp_path / "out"}
+    out = stage_data(ctx)
+    assert [(r["file"], r["read"], r["used"], r["quarantined"]) for r in out["rows"]] == [
+        ("files/a.csv", 200, 200, 0), ("files/b.csv", 116, 115, 1)]
+    assert out["va"]["reasons"] == [{"reason": "text 'maybe' maps to no code of scale 'nyp3'; "
+                                     "expected one of its labels (in any language of the bank), "
+                                     "a missing label or a code", "rows": 1}]
+    rs = ctx["responses"]["va"]
+    assert rs.n == 315 and "gender" in rs.data.columns and rs.data["respondent_id"].is_unique
+
+
+def test_plan_data_keys_are_checked_with_their_line(tmp_path):
+    from instrument.plans import PlanError, load_plan
+
+    p = tmp_path / "plan.yaml"
+    p.write_text("data:\n  va:\n    files: [a.csv]\n    colums: {sex: gender}\n"
+                 "    encoding: klingon\nstages:\n  irt: no\n")
+    with pytest.raises(PlanError) as e:
+        load_plan(p)
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith(f"{p}:4: data.va.colums: unknown key (did you mean 'columns'?)")
+    assert lines[1].startswith(f"{p}:5: data.va.encoding: unknown encoding 'klingon'")
+    assert lines[2] == f"{p}:7: stages.irt: expected true or false; got 'no'"

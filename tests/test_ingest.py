@@ -317,7 +317,7 @@ def test_file_without_school_or_respondent_ids(toy_bank, tmp_path, fam):
     d = res.responses.data
     assert d["school_id"].isna().all() and d["district_id"].isna().all()
     used_rows = sorted(set(range(1, res.read + 1)) - set(res.quarantine["row"]))
-    assert d["respondent_id"].tolist() == [str(r) for r in used_rows]
+    assert d["respondent_id"].tolist() == [f"f:{r}" for r in used_rows]
 
 
 def test_district_spelled_missing_is_quarantined(toy_bank, tmp_path, fam):

@@ -112,7 +112,7 @@ def _quarantine_dir(quarantine: str | None, out: str | None, source: str) -> str
 def ingest(path, form, mapping, quarantine, exclude, fmt, bank_path, out) -> None:
     """Read a fielded file, check every row against the bank and quarantine failing rows."""
     res = _ingest(path, form, mapping, _quarantine_dir(quarantine, out, path), exclude, fmt,
-                  _bank(bank_path))
+                  (_bank(bank_path) if bank_path else _bank()))
     if out:
         from instrument.io import safe_to_csv
         safe_to_csv(res.responses.data, out)
@@ -136,7 +136,7 @@ def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt, ba
 
     from instrument.io import safe_to_csv
     from instrument.scores import school_scores, scores_summary, suppression_list
-    bank = _bank(bank_path)
+    bank = (_bank(bank_path) if bank_path else _bank())
     res = _ingest(responses, form, mapping, _quarantine_dir(quarantine, out, responses), exclude,
                   fmt, bank)
     oc = None

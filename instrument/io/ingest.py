@@ -289,7 +289,8 @@ def _parse_item(values: pd.Series, scale_id: str, lut: dict, codes: set, missing
             c = lut.get(_norm(v))
             if c is None:
                 res[v] = (np.nan, f"text {v!r} maps to no code of scale {scale_id!r}; expected "
-                                  "one of its English or Spanish labels, a missing label or a code")
+                                  "one of its labels (in any language of the bank), a missing "
+                                  "label or a code")
             elif c in codes:
                 res[v] = (float(c), "")
             else:
@@ -441,7 +442,8 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
     (every answered item has the same raw code over at least ``straightline.threshold`` items) and
     too-fast responses (duration / items on the form fails ``seconds_per_item``).
 
-    Optional columns: without ``respondent_id`` a respondent is known by its data row number;
+    Optional columns: without ``respondent_id`` a respondent is known by the file's name and its
+    data row number (``<file stem>:<row>``, so files stacked by a plan stay distinct);
     without ``school_id`` (``district_id``) the rows belong to no school (district) and the school
     stages of `instrument.validate` stand aside; without ``language`` a one-language bank's
     language is assumed (a bank with several needs the column or a mapping default).
@@ -568,9 +570,9 @@ def ingest(path: str | Path, *, bank: Any, form: str, mapping: Any = None,
                 reasons = [reason(v) if callable(reason) else reason for v in vals]
                 problems.append((idx, column, vals, reasons))
 
-        # without a respondent id column, a respondent is known by its data row number
+        # without a respondent id column, a respondent is known by file and data row number
         rid = (_ids(col("respondent_id")) if "respondent_id" in have
-               else pd.Series([str(r) for r in rows], dtype="str"))
+               else pd.Series([f"{path.stem}:{r}" for r in rows], dtype="str"))
         add(rid.isna().to_numpy(), inv.get("respondent_id", "respondent_id"), col("respondent_id"),
             lambda v: _missing_id("respondent id", v))
         row_s = pd.Series(rows, index=rid.index)

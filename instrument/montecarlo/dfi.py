@@ -27,6 +27,12 @@ refitted (ML for ML/MLR fits; WLSMV on data cut at the fitted thresholds for WLS
   (5th of CFI; specificity 95%); each level reports its sensitivity, the share of misspecified
   replications beyond the cut-off (read from the misspecified quantiles in 1% steps as the
   ``dynamic`` package does), and no cut-off where it is below 50%.
+
+Checked against ``dynamic``'s Holzinger-Swineford example (``benchmarks/dfi_vs_dynamic.md``): the
+same misspecification (x2 cross-loading .424 on textual); there the 95/5 rule separates nothing
+at level 1 and the published .040/.044/.984 are the 90/10 cut-offs, which lavaan refits of the
+same population reproduce (.040/.046/.984) and ours match within 2-2.5 Monte Carlo SEs
+(.039/.043/.986); on identical data sets the refits agree with lavaan to 1e-7.
 """
 from __future__ import annotations
 

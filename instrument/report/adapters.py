@@ -252,6 +252,7 @@ def read_bank(results: Mapping[str, Any]) -> Section:
         "translation_notes": tnotes, "cognitive": cog,
         "constructs": as_frame(b.get("constructs")), "languages": languages,
         "name": str(b.get("name") or ""), "has_findings": has_findings,
+        "shipped": str(b.get("path") or "shipped bank") == "shipped bank",
         "n_items": len(items), "n_constructs": items["construct"].nunique(),
         "n_findings": items["finding"].nunique()})
 

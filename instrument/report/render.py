@@ -1590,8 +1590,10 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     written: list[Path] = []
     bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
     langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
-    # the brief and the cards report school scores: without them only the technical report
-    kinds = [k for k in KINDS if k == "technical" or results.get("scores") is not None]
+    # the brief and the cards report school scores: where the scores stage stood aside (no
+    # schools in the data) only the technical report
+    aside = {s.get("name") for s in stages if isinstance(s, Mapping) and s.get("status") == "n/a"}
+    kinds = [k for k in KINDS if k == "technical" or "scores" not in aside]
     global _PREPARED
     _PREPARED = {}
     try:

@@ -477,8 +477,9 @@ def _structure(secs: Mapping[str, Section], num: _Numberer) -> dict:
 
 #: Column headings of the invariance tables (lavaan's names in the results).
 _LADDER_HEADINGS = {"step": "step", "chisq": "χ²", "chisq.scaled": "χ² (scaled)", "df": "df",
-                    "cfi": "CFI", "cfi.scaled": "CFI", "cfi.robust": "CFI", "rmsea": "RMSEA",
-                    "rmsea.scaled": "RMSEA", "rmsea.robust": "RMSEA", "srmr": "SRMR",
+                    "cfi": "CFI", "cfi.scaled": "CFI (scaled)", "cfi.robust": "CFI (robust)",
+                    "rmsea": "RMSEA", "rmsea.scaled": "RMSEA (scaled)",
+                    "rmsea.robust": "RMSEA (robust)", "srmr": "SRMR",
                     "chisq.diff": "Δχ²", "df.diff": "Δdf", "pvalue.diff": "p",
                     "cfi.delta": "ΔCFI", "rmsea.delta": "ΔRMSEA", "dmacs": "largest dMACS",
                     "result": "result"}

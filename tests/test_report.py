@@ -11,6 +11,7 @@ from html import escape as html_escape
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -532,3 +533,55 @@ def test_invariance_tables_verdicts_under_the_table_side_by_side_and_truth():
     assert "side by side" in html and "y1~1" in html
     assert "The search stopped before every step met its rule" in html
     assert "Released against planted DIF" in html and "1 miss(es)" in html
+
+
+def _words(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+class TestTextFromResults:
+    """Sentences that state a result or a definition are built from the results and rules."""
+
+    PAGES = (("technical", "en"), ("brief", "en"), ("brief", "es"), ("cards", "en"),
+             ("cards", "es"))
+
+    def test_no_study_specific_claims(self, results):
+        for kind, lang in self.PAGES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")      # untranslated bank text in Spanish
+                text = _words(render_html(results, kind, lang=lang))
+            for banned in ("Stage 1", "Stage 2", "Bright Spot", "four practices"):
+                assert banned not in text, (kind, lang, banned)
+
+    def test_relations_name_the_linked_outcomes_and_controls(self, results):
+        text = _words(render_html(results, "technical"))
+        outcomes = {d["outcome"] for d in results["linker"]}
+        intro = re.search(r"Do school scores predict ([^?]*)\?", text).group(1)
+        from instrument.report.render import OUTCOME_LABELS
+
+        for o in outcomes:
+            assert OUTCOME_LABELS[o] in intro, (o, intro)
+        assert intro.endswith("over and above poverty and other school characteristics")
+        r = copy.deepcopy(results)
+        for d in r["linker"]:
+            d["controls"] = ["poverty", f"{d['outcome']}_prior"]
+        assert "Comparing schools with poverty and prior results held equal:" in _words(
+            render_html(r, "brief"))
+        assert "over and above poverty and prior results?" in _words(render_html(r, "technical"))
+        for d in r["linker"]:
+            d["controls"] = []
+        assert "over and above" not in _words(render_html(r, "technical"))
+        assert "held equal" not in _words(render_html(r, "brief"))
+
+    def test_card_bands_follow_the_rules(self, results, monkeypatch):
+        from instrument import rules
+
+        text = _words(render_html(results, "cards"))
+        assert "Bands: Very Weak below 20, Weak 20–39, Neutral 40–59, Strong 60–79, " \
+               "Very Strong 80 and above. Because a score" in text
+        monkeypatch.setattr(rules, "SCORE_BAND_CUTS", (25.0, 45.0, 55.0, 75.0))
+        text = _words(render_html(results, "cards"))
+        assert "Very Weak below 25, Weak 25–44, Neutral 45–54, Strong 55–74, " \
+               "Very Strong 75 and above." in text
+        monkeypatch.setattr(rules, "SCORE_BAND_NAMES", ("Low", "Mid", "High"))
+        assert "Bands:" not in _words(render_html(results, "cards"))

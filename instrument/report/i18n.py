@@ -47,13 +47,6 @@ ES: dict[str, str] = {
         "Para los equipos de política estatales y de distrito. Las cifras se toman de los "
         "resultados de una corrida de validación; nada de lo que aparece aquí identifica a una "
         "persona.",
-    "The survey measures how schools partner with families, through four practices that set "
-    "\"Bright Spot\" schools apart and one that cuts across them. Teachers and families answer "
-    "about what actually happens, not about attitudes in general.":
-        "La encuesta mide cómo las escuelas colaboran con las familias a través de cuatro "
-        "prácticas que distinguen a las escuelas \"Bright Spot\" (escuelas ejemplares) y una "
-        "que las atraviesa a todas. Los maestros y las familias responden sobre lo que "
-        "realmente ocurre, no sobre actitudes en general.",
     "Practice": "Práctica", "What strong practice looks like": "Cómo se ve una práctica sólida",
     "Teacher items": "Preguntas para maestros", "Family items": "Preguntas para familias",
     "Answers to the items of each practice hang together well: internal consistency "
@@ -102,10 +95,10 @@ ES: dict[str, str] = {
         "da esta probabilidad para cada resultado; lea el intervalo, no solo la categoría.",
     "How school scores become more reliable with more respondents":
         "Cómo los resultados de una escuela se vuelven más confiables con más respuestas",
-    "Comparing schools with poverty, prior results and other school characteristics held "
-    "equal:":
-        "Al comparar escuelas con el mismo nivel de pobreza, los mismos resultados previos y "
-        "otras características iguales:",
+    "Comparing schools with %(controls)s held equal:":
+        "Al comparar escuelas con los mismos valores de %(controls)s:",
+    "prior results": "resultados previos",
+    "other school characteristics": "otras características de la escuela", "and": "y",
     "Schools at the 90th percentile of the %(form)s engagement score, compared with schools at "
     "the 10th, had:":
         "Las escuelas en el percentil 90 del resultado de colaboración (%(form)s), comparadas "
@@ -265,17 +258,19 @@ ES: dict[str, str] = {
         "saber si quienes respondieron la representan.",
     "How to read this card": "Cómo leer esta tarjeta",
     "Each score (1–99; 50 is the benchmark average) comes with a 95% interval, the range that "
-    "very likely holds the school's true score. The band names the range the score falls in "
-    "(Very Weak below 20, Weak 20–39, Neutral 40–59, Strong 60–79, Very Strong 80 and above). "
-    "Because a score from a few dozen people is uncertain, the last column gives the chance "
-    "that the school's true score really is in the band shown.":
+    "very likely holds the school's true score. The band names the range the score falls in.":
         "Cada resultado (de 1 a 99; 50 es el promedio de referencia) viene con un intervalo de "
         "95 %, el rango que muy probablemente contiene el verdadero resultado de la escuela. La "
-        "categoría indica el rango en el que cae el resultado (Muy débil por debajo de 20, "
-        "Débil de 20 a 39, Neutral de 40 a 59, Fuerte de 60 a 79, Muy fuerte de 80 en "
-        "adelante). Como un resultado basado en unas decenas de personas es incierto, la última "
-        "columna da la probabilidad de que el verdadero resultado de la escuela esté realmente "
-        "en la categoría indicada.",
+        "categoría indica el rango en el que cae el resultado.",
+    "Bands: %(ranges)s.": "Categorías: %(ranges)s.",
+    "%(band)s below %(x)s": "%(band)s por debajo de %(x)s",
+    "%(band)s %(lo)s–%(hi)s": "%(band)s de %(lo)s a %(hi)s",
+    "%(band)s %(x)s and above": "%(band)s de %(x)s en adelante",
+    "Because a score from a few dozen people is uncertain, the last column gives the chance "
+    "that the school's true score really is in the band shown.":
+        "Como un resultado basado en unas decenas de personas es incierto, la última columna da "
+        "la probabilidad de que el verdadero resultado de la escuela esté realmente en la "
+        "categoría que se muestra.",
     "Across all schools shown, the band is right for about %(acc)s of scores (band accuracy) "
     "and a second survey would give the same band for about %(cons)s (band consistency).":
         "En el conjunto de escuelas que se muestran, la categoría es correcta para cerca del "

@@ -171,6 +171,27 @@ def _plain_outcome(label: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _plain_controls(controls: Iterable[str], t: Translator) -> str:
+    """The linker's control variables in plain words: poverty, the outcome's prior value ("prior
+    results"), any other control as "other school characteristics"; '' when there is none."""
+    words: list[str] = []
+    for c in controls:
+        w = ("poverty" if c == "poverty" else "prior results" if c.startswith("prior value")
+             or c.endswith("_prior") else "other school characteristics")
+        if w not in words:
+            words.append(w)
+    words = [t(w) for w in words]
+    return (", ".join(words[:-1]) + f" {t('and')} " + words[-1]) if len(words) > 1 else \
+        "".join(words)
+
+
+def _linked_outcomes(c: pd.DataFrame) -> str:
+    """'chronic absenteeism, attendance and ELA proficiency': the outcomes the linker ran."""
+    names = [_plain_outcome(str(o)).lower().replace("ela", "ELA")
+             for o in dict.fromkeys(re.sub(r", [^,]+ form$", "", str(x)) for x in c["outcome"])]
+    return (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else "".join(names)
+
+
 def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
     return list(dict.fromkeys(r.source for r in rs))
 
@@ -662,13 +683,16 @@ def _relations(s: Section, num: _Numberer) -> dict:
             if k in c.columns and k not in same]
     common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
     controls = [x for x in dict.fromkeys(c["controls"]) if x] if "controls" in c.columns else []
+    listed = [x.strip() for cs in controls for x in cs.split(",") if x.strip()]
+    intro = {"outcomes": _linked_outcomes(c),
+             "controls": _plain_controls(dict.fromkeys(listed), Translator("en"))}
     c = c.copy()
     if "form" in keep:
         c["outcome"] = [re.sub(r", [^,]+ form$", "", str(o)) for o in c["outcome"]]
     for k, d in (("df", 1), ("pvalue", 4)):
         if k in c.columns:
             c[k] = [_fmt(v, d) for v in c[k]]
-    out = {"coefficients": num.table(Table(
+    out = {**intro, "coefficients": num.table(Table(
         "Predictive validity: coefficient of the school score", c[keep],
         [(f"All rows: {common}. " if common else "")
          + "One regression per outcome with the school score, the outcome's prior value and "
@@ -1048,7 +1072,6 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                              for c in dict.fromkeys(items["construct"])]
         ctx["forms"] = b["forms"]
         ctx["n_items"] = b["n_items"]
-        ctx["shipped_bank"] = b.get("shipped", True)
         ctx["bank_name"], ctx["n_constructs"] = b.get("name", ""), int(b["n_constructs"])
     else:
         ctx["measures_na"] = b.reason
@@ -1116,6 +1139,10 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                 "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
                                       else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
+        c = lk["coefficients"]
+        ctx["controls"] = _plain_controls(dict.fromkeys(
+            x.strip() for cs in (c["controls"] if "controls" in c.columns else [])
+            for x in str(cs).split(",") if x.strip()), t)
         forms = [f for f in dict.fromkeys(e["form"]) if f]
         first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
         ef = e[e["form"] == first] if first else e
@@ -1271,6 +1298,7 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
     if not sc.available:
         return {**out, "cards_na": sc.reason, "schools": []}
     tab = sc["table"]
+    out["band_ranges"] = _band_ranges(sc["bands"], t)
     names = _construct_labels(secs["bank"], t.lang)
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)
@@ -1339,6 +1367,20 @@ def _plain_reason(code: str, form: str, row: Mapping[str, Any], t: Translator) -
              "answer for the result to represent the school.",
              rate=f"{100 * _num(row.get('response_rate')):.0f}%", who=who,
              min=f"{100 * rule.threshold:.0f}%")
+
+
+def _band_ranges(declared: Sequence[str], t: Translator) -> str:
+    """'Very Weak below 20, Weak 20–39, ..., Very Strong 80 and above' from
+    `rules.SCORE_BAND_CUTS` when the results' bands are `rules.SCORE_BAND_NAMES`; '' otherwise
+    (the cut points of other bands are not known to the report)."""
+    names, cuts = tuple(_rules.SCORE_BAND_NAMES), tuple(_rules.SCORE_BAND_CUTS)
+    if tuple(declared) != names or len(cuts) != len(names) - 1:
+        return ""
+    parts = [t("%(band)s below %(x)s", band=t(names[0]), x=f"{cuts[0]:g}")]
+    parts += [t("%(band)s %(lo)s–%(hi)s", band=t(b), lo=f"{lo:g}", hi=f"{hi - 1:g}")
+              for b, lo, hi in zip(names[1:-1], cuts[:-1], cuts[1:])]
+    parts.append(t("%(band)s %(x)s and above", band=t(names[-1]), x=f"{cuts[-1]:g}"))
+    return ", ".join(parts)
 
 
 def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:

@@ -3,7 +3,6 @@ written, no respondent identifier leaves the data stage, and a failing stage is 
 non-zero exit while the other stages still run."""
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@ item and a locally dependent pair; the summed-score recursion against brute-forc
 import itertools
 
 import numpy as np
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 

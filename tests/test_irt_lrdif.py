@@ -3,7 +3,6 @@ maximisation of the same likelihood in base R (tests/fixtures/irt_lrdif/)."""
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose

@@ -282,7 +282,7 @@ class TestChangeLink:
                                      construct=C)
         # slope of the true score change on the true engagement change (score points per unit)
         bm = benchmark_table(cls.scores[cls.scores["year"] == 2025]).set_index("construct")
-        mu, sd = bm.loc[C, "mean"], bm.loc[C, "sd"]
+        sd = bm.loc[C, "sd"]
         tm = {y: true_school_means(sim.truth, "teacher", C, bank=toy_bank, year=y)
               .set_index("school_id")["mean"] for y in (2025, 2026)}
         dT = 20 * (tm[2026] - tm[2025]) / sd

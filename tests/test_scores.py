@@ -11,7 +11,6 @@ from numpy.testing import assert_allclose
 
 import instrument as ins
 from instrument.responses import ResponseSet, normalize_dtypes
-from instrument.rules import Rule
 from instrument.scores import (SCORE_COLUMNS, _icc1_anova, band_of, benchmark_table,
                                respondent_scores, school_scores, scores_summary, spearman_brown,
                                suppression_list)

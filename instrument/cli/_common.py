@@ -83,3 +83,14 @@ def read_data(path: str):
 def split_list(text: str) -> tuple[str, ...]:
     """``"a, b,c"`` -> ``("a", "b", "c")``."""
     return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def echo_result(summary_text: str, payload, json_out: str | None) -> None:
+    """Print a result's summary and, with ``--json``, write ``payload`` as JSON
+    (`instrument.results.dumps`) and say where."""
+    from instrument.results import dumps
+
+    click.echo(summary_text)
+    if json_out:
+        Path(json_out).write_text(dumps(payload, indent=1))
+        click.echo(f"Result written to {json_out}")

@@ -1,13 +1,13 @@
-"""`instrument cfa MODEL DATA [--group COL] [--equal loadings,intercepts] [--std-lv]
-[--estimator ML|MLR] [--missing listwise|fiml] [--cluster COL] [--json OUT]`."""
+"""`instrument cfa MODEL DATA [--estimator ML|MLR|WLSMV|ULSMV] [--ordered all|I1,I2]
+[--missing listwise|pairwise|fiml] [--group COL] [--equal loadings,intercepts] [--std-lv]
+[--cluster COL] [--json OUT]`."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from instrument.cli._common import OUT_FILE, model_text, read_data, split_list
+from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, echo_result
 
 
 @click.command("cfa")
@@ -43,11 +43,10 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
         meanstructure: bool, likelihood: str, information: str, json_out: str | None,
         ordered: str, estimator: str | None, parameterization: str, missing: str | None,
         cluster: str | None) -> None:
-    """Fit a CFA by ML (lavaan-compatible). MODEL is a syntax file or a syntax string;
+    """Fit a CFA by ML, MLR, WLSMV or ULSMV (lavaan 0.6-14 numbers). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
     from instrument.sem.cfa import cfa as run_cfa
-    from instrument.results import dumps
     from instrument.sem.syntax import ModelSyntaxError
 
     text = model_text(model)
@@ -66,9 +65,6 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
                           estimator=estimator, missing=missing, cluster=cluster)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(fit.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps(fit.to_dict(), indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(fit.summary().as_text(), fit.to_dict(), json_out)
     if not fit.converged:
         sys.exit(1)

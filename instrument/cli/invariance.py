@@ -2,11 +2,10 @@
 [--json OUT]`."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
-from instrument.cli._common import OUT_FILE, model_text, read_data, split_list
+from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, echo_result
 
 
 @click.command("invariance")
@@ -36,7 +35,6 @@ def invariance(model: str, data: str, group: str, steps: str, estimator: str, ru
                missing: str | None = None) -> None:
     """Fit the measurement-invariance ladder of MODEL on DATA (a CSV) across --group."""
     from instrument.invariance import invariance as run
-    from instrument.results import dumps
     from instrument.sem.syntax import ModelSyntaxError
 
     try:
@@ -48,7 +46,4 @@ def invariance(model: str, data: str, group: str, steps: str, estimator: str, ru
             res = res.partial()
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(res.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps(res.to_dict(), indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(res.summary().as_text(), res.to_dict(), json_out)

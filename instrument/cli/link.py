@@ -1,11 +1,10 @@
 """`instrument link SCORES OUTCOMES`: predictive validity of a school score for an outcome."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
-from instrument.cli._common import OUT_FILE, read_data as _read_table
+from instrument.cli._common import OUT_FILE, read_data as _read_table, echo_result
 
 
 @click.command()
@@ -27,7 +26,6 @@ def link(scores: str, outcomes: str, outcome: str, construct: str, form: str, se
          weights: str | None, change: bool, rates_in: str, json_out: str | None) -> None:
     """Regress a school OUTCOME on the school score (cluster-robust by district)."""
     from instrument.linker import link as run_link
-    from instrument.results import dumps
 
     try:
         res = run_link(_read_table(scores), _read_table(outcomes), outcome=outcome,
@@ -35,7 +33,4 @@ def link(scores: str, outcomes: str, outcome: str, construct: str, form: str, se
                        change=change, rates_in=rates_in)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(res.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps(res, indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(res.summary().as_text(), res, json_out)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from instrument.cli._common import model_text, read_data, split_list
+from instrument.cli._common import model_text, read_data, split_list, echo_result
 
 
 def _scheduler(text: str | None):
@@ -35,7 +35,7 @@ def dfi(model: str, data: str, ordered: str, reps: int, seed: int, scheduler: st
         workers: int | None, json_out: str | None, into: str | None) -> None:
     """Dynamic fit index cut-offs (McNeish & Wolf) for MODEL fitted to DATA."""
     from instrument.montecarlo.dfi import dynamic_cutoffs
-    from instrument.results import dumps, to_jsonable
+    from instrument.results import to_jsonable
     from instrument.sem.cfa import cfa
     from instrument.sem.syntax import ModelSyntaxError
 
@@ -47,10 +47,7 @@ def dfi(model: str, data: str, ordered: str, reps: int, seed: int, scheduler: st
                               workers=workers)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(res.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps(res.to_dict(), indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(res.summary().as_text(), res.to_dict(), json_out)
     if into:
         _merge_into(into, "dfi", to_jsonable(res.to_dict()))
         click.echo(f"Added to {into}")
@@ -99,7 +96,7 @@ def power(plan: str | None, schools: str, respondents: str, reps: int, seed: int
     PLAN (the shipped default when omitted)."""
     from instrument.montecarlo.power import power as run_power
     from instrument.population import PlanError
-    from instrument.results import dumps, to_jsonable
+    from instrument.results import to_jsonable
 
     try:
         s = [int(v) for v in split_list(schools)]
@@ -114,10 +111,7 @@ def power(plan: str | None, schools: str, respondents: str, reps: int, seed: int
                         workers=workers, path=study_dir)
     except (PlanError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(res.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps(res.to_dict(), indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(res.summary().as_text(), res.to_dict(), json_out)
     if into:
         _merge_into(into, "power", to_jsonable(res.to_dict()))
         click.echo(f"Added to {into}")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from instrument.cli._common import OUT_FILE, model_text, read_data
+from instrument.cli._common import OUT_FILE, model_text, read_data, echo_result
 
 
 @click.command("twolevel")
@@ -20,7 +19,6 @@ from instrument.cli._common import OUT_FILE, model_text, read_data
 def twolevel(model: str, data: str, cluster: str, h1: str, json_out: str | None) -> None:
     """Two-level CFA by exact ML (lavaan's level: 1 / level: 2 syntax) and the school-level
     reliability of each between factor. MODEL is a syntax file or string; DATA a CSV file."""
-    from instrument.results import dumps
     from instrument.sem.syntax import ModelSyntaxError
     from instrument.sem.twolevel import twolevel_cfa, twolevel_reliability
 
@@ -33,10 +31,7 @@ def twolevel(model: str, data: str, cluster: str, h1: str, json_out: str | None)
         raise click.ClickException(str(e)) from e
     click.echo(fit.summary().as_text())
     click.echo("")
-    click.echo(rel.summary().as_text())
-    if json_out:
-        Path(json_out).write_text(dumps({"fit": fit.to_dict(), "reliability": rel.to_dict()},
-                                        indent=1))
-        click.echo(f"Result written to {json_out}")
+    echo_result(rel.summary().as_text(),
+                {"fit": fit.to_dict(), "reliability": rel.to_dict()}, json_out)
     if not fit.converged:
         sys.exit(1)

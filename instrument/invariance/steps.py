@@ -28,6 +28,10 @@ STEP_EQUAL: dict[str, tuple[str, ...]] = {
     "means": ("means",),
 }
 DEFAULT_STEPS = ("configural", "metric", "scalar", "strict")
+# Two fits with equal df whose χ² agree to this relative tolerance are one model written twice
+# (the optimiser's stopping error: lavaan's own pair on the VerbalAggression ladder differs by
+# 2e-9 relative).
+EQUIVALENT_CHISQ_RTOL = 1e-6
 RELEASE_COLUMNS = ["round", "step", "item", "parameter", "X2", "df", "pvalue", "dmacs"]
 
 # Which fit-measure keys carry Δ-fit for each estimator (lavaan's names).
@@ -112,7 +116,11 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
             r[f"{short}.delta"] = delta[f"{short}.delta"]
         delta["pvalue"] = r["pvalue.diff"]
         base = r["step"].replace(" (partial)", "")
-        if rule_set == "lrt_dmacs":
+        if float(r["df.diff"]) == 0:
+            ok, text = _untestable(r, rows[b], estimator=estimator)
+            if rule_set == "lrt_dmacs":
+                r["dmacs.max"], r["dmacs.item"] = math.nan, ""
+        elif rule_set == "lrt_dmacs":
             partial = fits[i].meta.options.get("group_partial", ())
             t = row_tests(fits[i], base, call, partial)
             dm, item = math.nan, ""
@@ -130,7 +138,7 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
             ok, text = verdict(delta, rules_for(base, rule_set, ntotal=ntotal,
                                                 group_sizes=group_sizes),
                                estimator=estimator, ngroups=ngroups)
-        if estimator in ("WLSMV", "ULSMV"):
+        if estimator in ("WLSMV", "ULSMV") and float(r["df.diff"]) != 0:
             text += (" " + ORDINAL_STEP_NOTES[base]) if base in ORDINAL_STEP_NOTES else ""
         if rows[b].get("supported", True) is False:
             failed = rows[b]["step"] if rows[b].get("holds") is False else rows[b].get(
@@ -145,6 +153,35 @@ def _compare(rows: list[dict], fits: list[Any], bases: Sequence[int], *, rule_se
         path = [i for i in range(len(rows)) if i == 0 or rows[i].get("_accepted", True)]
         lrt = lrt_table([fits[i] for i in path], [names[i] for i in path], memo=memo)
     return lrt, item_tests
+
+
+def _untestable(row: Mapping[str, Any], base: Mapping[str, Any], *, estimator: str
+                ) -> tuple[bool, str]:
+    """The verdict of a step with as many df as its base (Δdf = 0), which no test can judge.
+
+    With equal χ² (to `EQUIVALENT_CHISQ_RTOL`) the two models are equivalent: the step's
+    constraints are offset by the parameters it frees, so it holds exactly when its base does.
+    The usual case is the thresholds rung of a Wu & Estabrook (2016) ordinal ladder when every
+    item has three categories: each item's two equal thresholds (G - 1 constraints each) are
+    offset by its intercept and residual variance, freed in groups 2..G, so the model is
+    equivalent to the configural one and threshold invariance is tested jointly with the
+    loadings at the next rung. Unequal χ² on equal df means the models are not nested.
+    """
+    diff = float(row["chisq"]) - float(base["chisq"])
+    same = abs(diff) <= EQUIVALENT_CHISQ_RTOL * max(1.0, abs(float(base["chisq"])))
+    if not same:
+        return False, (f"not testable: the same df as {base['step']!r} ({int(row['df'])}) but a "
+                       f"different χ² (Δχ² = {diff:.3g}): the two models are not nested, so no "
+                       "difference test compares them.")
+    text = (f"holds as an equivalent model: the same df ({int(row['df'])}) and χ² as "
+            f"{base['step']!r}, so its constraints add no testable restriction (Δdf = 0).")
+    if estimator in ("WLSMV", "ULSMV") and row["step"].startswith("thresholds"):
+        text += (" Under Wu & Estabrook (2016) identification an item with three categories has "
+                 "two thresholds; holding them equal is offset by its latent-response intercept "
+                 "and residual variance, which become free in groups 2..G. With every item on "
+                 "three categories threshold invariance cannot be tested on its own; the next "
+                 "step tests it jointly with the loadings (Wu & Estabrook, 2016).")
+    return True, text
 
 
 def assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str,

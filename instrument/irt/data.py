@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,28 @@ def prepare(data: pd.DataFrame, items: list[str] | None = None) -> ItemData:
         counts.append(np.bincount(raw[inverse == g], minlength=R + 1).astype(float))
     return ItemData(items=items, frame=frame, x=x, ncat=ncat, offs=offs, suff=suff,
                     patterns=patterns, score_counts=counts)
+
+
+def two_group_responses(data: pd.DataFrame, items: list[str], group: str, reference: Any = None
+                        ) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """Responses (floats, NaN missing) with the group of each row, its reference and focal labels.
+
+    The reference group is `reference`, or the first label in sorted order. Raises ValueError
+    naming the column (and row) when the group column is absent, has a missing label, or does not
+    hold exactly two groups.
+    """
+    if group not in data.columns:
+        raise ValueError(f"group= column {group!r} is not in the data.")
+    _, X = response_matrix(data, items)
+    gv = data[group].to_numpy()
+    if pd.isna(gv).any():
+        r = int(np.flatnonzero(pd.isna(gv))[0])
+        raise ValueError(f"row {r + 1}, column {group!r}: expected a group label; got missing.")
+    labels = sorted(pd.unique(gv).tolist(), key=str)
+    if len(labels) != 2:
+        raise ValueError(f"column {group!r}: expected two groups; got {labels}.")
+    ref = labels[0] if reference is None else reference
+    if ref not in labels:
+        raise ValueError(f"reference= {ref!r} is not a value of column {group!r} ({labels}).")
+    foc = labels[1] if labels[0] == ref else labels[0]
+    return X, gv, ref, foc

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.special import expit
 from scipy.stats import chi2
 
-from instrument.irt.data import response_matrix
+from instrument.irt.data import two_group_responses
 from instrument.irt.mml import irt
 from instrument.irt.scoring import fscores
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
@@ -278,21 +278,8 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
         raise ValueError(f"criterion= must be one of 'chisq', 'R2'; got {criterion!r}.")
     if purification not in PURIFICATIONS:
         raise ValueError(f"purification= must be one of 'split', 'drop'; got {purification!r}.")
-    if group not in data.columns:
-        raise ValueError(f"group= column {group!r} is not in the data.")
     items = list(items)
-    _, X = response_matrix(data, items)
-    gv = data[group].to_numpy()
-    if pd.isna(gv).any():
-        r = int(np.flatnonzero(pd.isna(gv))[0])
-        raise ValueError(f"row {r + 1}, column {group!r}: expected a group label; got missing.")
-    labels = sorted(pd.unique(gv).tolist(), key=str)
-    if len(labels) != 2:
-        raise ValueError(f"column {group!r}: expected two groups; got {labels}.")
-    ref = labels[0] if reference is None else reference
-    if ref not in labels:
-        raise ValueError(f"reference= {ref!r} is not a value of column {group!r} ({labels}).")
-    foc = labels[1] if labels[0] == ref else labels[0]
+    X, gv, ref, foc = two_group_responses(data, items, group, reference)
     g01 = (gv == foc).astype(float)
     X = X - np.nanmin(X, axis=0)
     frame = pd.DataFrame(X, columns=items)
@@ -302,7 +289,8 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
     table = None
     theta = None
     for rnd in range(1, maxit + 1):
-        theta, anchors = _matching_theta(frame, items, flagged, gv, labels, purification)
+        theta, anchors = _matching_theta(frame, items, flagged, gv,
+                                         sorted((ref, foc), key=str), purification)
         rows = []
         for j, it in enumerate(items):
             ok = ~np.isnan(X[:, j]) & ~np.isnan(theta)

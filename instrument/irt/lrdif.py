@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from instrument.irt.data import response_matrix
+from instrument.irt.data import two_group_responses
 from instrument.irt.mml import IRTResult, irt
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 from instrument.rules import IRT_LR_DIF_ALPHA
@@ -144,21 +144,8 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
     Matches a direct (BFGS) maximisation of the same two-group marginal likelihood in base R
     (``tests/fixtures/irt_lrdif/make_reference.R``): log-likelihoods and G2 to 1e-4.
     """
-    if group not in data.columns:
-        raise ValueError(f"group= column {group!r} is not in the data.")
     items = list(items)
-    _, X = response_matrix(data, items)
-    gv = data[group].to_numpy()
-    if pd.isna(gv).any():
-        r = int(np.flatnonzero(pd.isna(gv))[0])
-        raise ValueError(f"row {r + 1}, column {group!r}: expected a group label; got missing.")
-    labels = sorted(pd.unique(gv).tolist(), key=str)
-    if len(labels) != 2:
-        raise ValueError(f"column {group!r}: expected two groups; got {labels}.")
-    ref = labels[0] if reference is None else reference
-    if ref not in labels:
-        raise ValueError(f"reference= {ref!r} is not a value of column {group!r} ({labels}).")
-    foc = labels[1] if labels[0] == ref else labels[0]
+    X, gv, ref, foc = two_group_responses(data, items, group, reference)
     X = X - np.nanmin(X, axis=0)
     for j, it in enumerate(items):
         top = int(np.nanmax(X[:, j]))

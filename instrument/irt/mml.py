@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, log_ndtr, ndtr
+from scipy.special import expit, ndtr
 
 from instrument.irt.data import response_matrix
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable

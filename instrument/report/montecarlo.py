@@ -16,7 +16,6 @@ Either key may be absent (the section then says so); `instrument dfi ... --into 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import pandas as pd

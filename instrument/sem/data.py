@@ -16,7 +16,6 @@ that is not positive definite) are named by `data_warnings`, one message each.
 """
 from __future__ import annotations
 
-import warnings as _warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -92,9 +91,10 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
            keeps: str | None = None) -> SemData:
     """Check ``data`` against the model's variables ``ov`` and split it into per-group arrays.
 
-    With ``missing="listwise"`` a UserWarning gives the number and share of rows removed and,
-    when ``keeps`` names it, the option that keeps them (lavaan removes them silently apart from
-    a line of its summary).
+    Each reason rows were removed gives one message in ``warnings`` (the fit emits it once, as a
+    UserWarning, with its other warnings): with ``missing="listwise"`` the number and share of
+    rows removed and, when ``keeps`` names it, the option that keeps them (lavaan removes them
+    silently apart from a line of its summary).
 
     Raises
     ------
@@ -147,24 +147,20 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
             warn.append(f"{int((~keep).sum())} row(s) with a missing "
                         f"{' or '.join(repr(c) for c in extra)} value were removed")
     empty = ~obs.any(axis=1)
-    if missing == "listwise":
-        ok = obs.all(axis=1)
-        why = "with missing values were removed (listwise)"
-    else:
-        ok = ~empty
-        why = ("with every model variable missing were removed (lavaan: 'some cases are empty "
-               "and will be ignored')")
+    ok = obs.all(axis=1) if missing == "listwise" else ~empty
     lost = keep & ~ok
     if lost.any():
-        warn.append(f"{int(lost.sum())} row(s) {why}")
+        n, k = len(keep), int(lost.sum())
+        if missing == "listwise":
+            warn.append(f"{k} of {n} rows ({100 * k / n:.0f}%) have a missing value on a model "
+                        "variable and were dropped (missing='listwise', lavaan's default)"
+                        + (f"; {keeps} keeps them" if keeps else ""))
+        else:
+            warn.append(f"{k} of {n} rows ({100 * k / n:.0f}%) have every model variable "
+                        "missing and were removed (lavaan: 'some cases are empty and will be "
+                        "ignored')")
     nobs_empty = int((keep & empty).sum())
     keep &= ok
-    if missing == "listwise" and not keep.all():
-        n, dropped = len(keep), int((~keep).sum())
-        _warnings.warn(f"{dropped} of {n} rows ({100 * dropped / n:.0f}%) have a missing value on "
-                       f"a model variable{' or the group' if group else ''} and were dropped "
-                       f"(missing='listwise', lavaan's default)"
-                       + (f"; {keeps} keeps them." if keeps else "."), UserWarning, stacklevel=4)
     frame = None
     if ordered:
         frame = sub[ov + ([group] if group is not None else [])]

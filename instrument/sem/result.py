@@ -356,9 +356,6 @@ class CFAResult:
                      f"after {self.iterations} iterations; N = {n}."]
             if opts.get("why"):
                 notes.append(f"Why: {opts['why']}.")
-        if opts.get("nobs_dropped_listwise"):
-            notes.append(f"{opts['nobs_dropped_listwise']} row(s) with missing values were "
-                         "removed (listwise).")
         notes += [f"Warning: {w}" for w in self.warnings]
         est_name = str(opts.get("estimator", "ML")).upper()
         est_name = est_name if est_name in ("WLSMV", "ULSMV") else "ML"

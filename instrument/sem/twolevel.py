@@ -20,6 +20,7 @@ own estimates to 1e-9 relative.
 from __future__ import annotations
 
 import math
+import warnings as _warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -715,6 +716,8 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
             np.any(np.diag(m.matrices(xx)[0][k]) < 0) for m, xx in zip((st.mw, st.mb), st.split(x))
             for k in ("theta", "psi")):
         warns.append("some estimated variances are negative (Heywood case).")
+    for w in warns:
+        _warnings.warn(w, stacklevel=3)
     sw, sb = _srmr_level(HW, SW), _srmr_level(HB, SB)
     fm.update({"srmr": sw + sb, "srmr_within": sw, "srmr_between": sb})
     # parameter table

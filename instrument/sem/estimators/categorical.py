@@ -559,7 +559,9 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     ``Gamma_f = bdiag(f_g Gamma_g)``; ``a = sqrt(m / tr2)``, ``b = m - a tr1`` and
     ``T = a (T_0 - T_1) + b`` on ``m = df_0 - df_1`` degrees of freedom (lavaan 0.6-14
     ``lav_test_diff_Satorra2000`` with ``scaled.shifted = TRUE``, the default of ``lavTestLRT``
-    for WLSMV fits).
+    for WLSMV fits). With ``m = 0`` (models with equal df, e.g. the configural and thresholds
+    rungs of a Wu-Estabrook ladder whose items all have three categories) there is nothing to
+    test: ``chisq.diff`` is ``T_0 - T_1`` and ``pvalue`` NaN, as lavaan's ``lavTestLRT`` reports.
 
     References
     ----------
@@ -571,9 +573,14 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     fm1, fm0 = fit_h1.fit_measures, fit_h0.fit_measures
     m = int(fm0["df"] - fm1["df"])
     T = float(fm0["chisq"] - fm1["chisq"])
-    if m <= 0:
+    if m < 0:
         raise ValueError(f"the second model must be more restricted (more df): df {fm1['df']} "
                          f"vs {fm0['df']}.")
+    if m == 0:
+        # equal df: nothing to test (lavaan reports the unscaled difference and no p-value)
+        nan = float("nan")
+        return {"chisq.diff": T, "df.diff": 0, "pvalue": nan, "a": nan, "b": nan,
+                "trace.UGamma": nan, "trace.UGamma2": nan, "chisq.diff.unscaled": T}
     cst = s1["cstats"] if s1["weight"] == "DWLS" else _uls_stats(s1["cstats"])
     D1 = s1["model"].wls_delta(s1["x"])
     D0 = s0["model"].wls_delta(s0["x"])

@@ -585,3 +585,55 @@ class TestTextFromResults:
                "Very Strong 75 and above." in text
         monkeypatch.setattr(rules, "SCORE_BAND_NAMES", ("Low", "Mid", "High"))
         assert "Bands:" not in _words(render_html(results, "cards"))
+
+
+def _svg_texts(html: str, caption: str) -> list[str]:
+    """Text elements of the SVG figure whose caption contains ``caption``."""
+    import base64
+
+    i = html.index(caption)
+    src = re.search(r"src=['\"]data:image/svg\+xml;base64,([^'\"]+)", html[i:]).group(1)
+    svg = base64.b64decode(src).decode("utf-8")
+    return [_html_unescape(t).strip() for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def _html_unescape(s: str) -> str:
+    from html import unescape
+    return unescape(s)
+
+
+def test_category_legends_use_the_bank_labels(results):
+    r = copy.deepcopy(results)
+    r["bank"]["scales"] = {
+        "agreement": {"codes": [1, 2, 3, 4], "labels": {
+            "en": ["Strongly disagree", "Disagree", "Agree", "Strongly agree"],
+            "es": ["Totalmente en desacuerdo", "En desacuerdo", "De acuerdo",
+                   "Totalmente de acuerdo"]}},
+        "frequency": {"codes": [1, 2, 3, 4, 5], "labels": {
+            "en": ["Never", "Rarely", "Sometimes", "Often", "Always"]}}}
+    html = render_html(r, "technical")
+    agree = _svg_texts(html, "Category use, teacher form, agreement scale")
+    for lab in r["bank"]["scales"]["agreement"]["labels"]["en"]:
+        assert lab in agree, (lab, agree)
+    freq = _svg_texts(html, "Category use, family form, frequency scale")
+    assert {"Never", "Rarely", "Sometimes", "Often", "Always"} <= set(freq)
+    assert not {"1", "2", "3", "4", "5"} & set(agree + freq)  # codes are not the legend
+    assert "frequency scale (codes 1, 2, 3, 4, 5, lowest first)" in html
+    # without scales in the results: one figure per form, legend by code
+    plain = render_html(results, "technical")
+    assert "Category use, teacher form</span>" in plain
+    assert "1 = lowest" in plain
+
+
+def test_category_labels_follow_the_language():
+    from instrument.report.adapters import Section
+    from instrument.report.render import _category_use_by_scale
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "scale": ["yn", "yn"]})
+    bank = Section("bank", True, data={"items": items, "scales": {"yn": {
+        "codes": [1, 2], "labels": {"en": ["No", "Yes"], "es": ["No", "Sí"]}}}})
+    cu = pd.DataFrame({"form": "f", "item_id": ["a", "a", "b"], "category": [1, 2, 1],
+                       "share": [0.4, 0.6, 1.0]})
+    ((form, scale, part, labels),) = _category_use_by_scale(cu, bank, "es")
+    assert (form, scale, len(part), labels) == ("f", "yn", 3, {1: "No", 2: "Sí"})
+    assert _category_use_by_scale(cu, bank, "fr")[0][3] == {1: "No", 2: "Yes"}

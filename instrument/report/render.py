@@ -223,7 +223,32 @@ def _content(s: Section, num: _Numberer) -> dict:
     return out
 
 
-def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
+def _category_use_by_scale(cu: pd.DataFrame, bank: Section, lang: str = "en"
+                           ) -> list[tuple[str, str, pd.DataFrame, dict[int, str] | None]]:
+    """Category use split by form and by the items' response scale, each part with the
+    scale's category labels (code -> label in ``lang``, English where the bank has no text in
+    ``lang``) from the bank; one part per form with ``None`` labels when the bank gives no
+    scales."""
+    scales = bank.get("scales") if bank.available else None
+    items = bank["items"] if bank.available else None
+    of = ({str(i): str(s) for i, s in zip(items["item_id"], items["scale"])}
+          if scales and items is not None and "scale" in items.columns else {})
+    out = []
+    for form, g in cu.groupby("form", sort=False) if "form" in cu.columns else [("", cu)]:
+        sc = g["item_id"].astype(str).map(of).fillna("")
+        for scale in dict.fromkeys(sc):
+            part = g[sc == scale]
+            spec = scales.get(scale) if scales else None
+            labels = None
+            if spec:
+                text = spec["labels"].get(lang) or next(iter(spec["labels"].values()), [])
+                if len(text) == len(spec["codes"]):
+                    labels = dict(zip(spec["codes"], text))
+            out.append((str(form), scale, part, labels))
+    return out
+
+
+def _processes(bank: Section, ia: Section, num: _Numberer, lang: str = "en") -> dict:
     out: dict[str, Any] = {}
     cog = bank.get("cognitive") if bank.available else None
     if cog is not None and len(cog):
@@ -239,11 +264,17 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     figs = []
     cu = ia["category_use"]
     if cu is not None:
-        for form, g in cu.groupby("form", sort=False):
-            figs.append(num.figure(fig.category_use_bars(g),
-                                   f"Category use, {form} form" if form else "Category use",
-                                   "Share of answers in each response category (1 = lowest).",
-                                   alt=f"Stacked bars of category use per item, {form} form"))
+        for form, scale, g, labels in _category_use_by_scale(cu, bank, lang):
+            what = ", ".join(x for x in (f"{form} form" if form else "",
+                                         f"{scale} scale" if scale else "") if x)
+            figs.append(num.figure(
+                fig.category_use_bars(g, labels=labels,
+                                      legend_title="response" if labels else "category"),
+                "Category use" + (f", {what}" if what else ""),
+                ("Share of answers in each response category, labelled as in the item bank's "
+                 f"{scale} scale (codes {', '.join(str(c) for c in labels)}, lowest first)."
+                 if labels else "Share of answers in each response category (1 = lowest)."),
+                alt=f"Stacked bars of category use per item, {what or 'all items'}"))
     out["figures"] = figs
     st = ia["items"]
     if st is not None and len(st):

@@ -637,3 +637,44 @@ def test_category_labels_follow_the_language():
     ((form, scale, part, labels),) = _category_use_by_scale(cu, bank, "es")
     assert (form, scale, len(part), labels) == ("f", "yn", 3, {1: "No", 2: "Sí"})
     assert _category_use_by_scale(cu, bank, "fr")[0][3] == {1: "No", 2: "Yes"}
+
+
+class TestLanguagesFromTheBank:
+    def _bank_langs(self, results, langs):
+        r = copy.deepcopy(results)
+        r["bank"]["languages"] = langs
+        return r
+
+    def test_english_only_bank_renders_english_and_refuses_spanish(self, results, tmp_path,
+                                                                   monkeypatch):
+        from instrument.report.render import pipeline_stage, report_languages
+
+        r = self._bank_langs(results, ["en"])
+        assert report_languages(r) == (["en"], ["en"])
+        with pytest.raises(ValueError, match=r"^lang='es': the reports of these results can be "
+                                             r"rendered in en \(the bank's languages: en\)\.$"):
+            render_html(r, "brief", lang="es")
+        f = tmp_path / "results.json"
+        f.write_text(json.dumps({"results": r}))
+        res = CliRunner().invoke(main, ["report", str(f), "--kind", "brief", "--lang", "es",
+                                        "--out", str(tmp_path / "o"), "--no-pdf"])
+        assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
+        assert res.output.strip() == ("Error: --lang es: the reports of these results can be "
+                                      "rendered in en (the bank's languages: en).")
+        res = CliRunner().invoke(main, ["report", str(f), "--kind", "all", "--out",
+                                        str(tmp_path / "a"), "--no-pdf"])
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+            "policy_brief.html", "school_cards.html", "technical_report.html"]
+        monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "none"))
+        out = pipeline_stage({"results": from_jsonable(r), "out_dir": tmp_path / "p"})
+        assert not [x for x in out["files"] if "_es" in x]
+
+    def test_a_bank_language_without_a_report_translation_is_named(self, results):
+        from instrument.report.render import report_languages
+
+        r = self._bank_langs(results, ["en", "es", "fr"])
+        assert report_languages(r)[0] == ["en", "es"]
+        with pytest.raises(ValueError, match="no report translation for fr"):
+            render_html(r, "cards", lang="fr")
+        assert "Escuela" in render_html(r, "cards", lang="es")

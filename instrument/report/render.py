@@ -1511,6 +1511,33 @@ def _number_word(n: Any) -> str:
     return words[n] if isinstance(n, int) and 0 <= n < len(words) else str(n if n else "")
 
 
+def report_languages(results: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(languages the brief and the cards can be rendered in, the bank's languages).
+
+    The bank's languages (``results["bank"]["languages"]``, source language first; inferred by
+    `adapters.read_bank` when not recorded) that have a report translation (`LANGUAGES`), with
+    English, the language of the report text, always available. Results without a bank give
+    English only.
+    """
+    if "results" in results and isinstance(results["results"], Mapping):
+        results = results["results"]
+    bank = READERS["bank"](results) if isinstance(results.get("bank"), Mapping) else None
+    langs = list(bank["languages"]) if bank is not None and bank.available else []
+    return ["en", *[x for x in langs if x != "en" and x in LANGUAGES]], langs
+
+
+def check_language(results: Mapping[str, Any], lang: str) -> None:
+    """Raise ValueError (one line) when ``lang`` is not one of `report_languages`."""
+    ok, bank = report_languages(results)
+    if lang not in ok:
+        untranslated = [x for x in bank if x not in LANGUAGES]
+        raise ValueError(f"lang={lang!r}: the reports of these results can be rendered in "
+                         f"{', '.join(ok)} (the bank's languages: "
+                         f"{', '.join(bank) if bank else 'not recorded'}"
+                         + (f"; no report translation for {', '.join(untranslated)}"
+                            if untranslated else "") + ").")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1519,10 +1546,11 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if lang != "en" and kind not in TRANSLATED_KINDS:
         raise ValueError(f"lang={lang!r}: only {', '.join(TRANSLATED_KINDS)} are translated; "
                          f"the {kind} report is in English (lang='en').")
-    t = Translator(lang)
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a mapping of stage name -> result; got "
                         f"{type(results).__name__}.")
+    check_language(results, lang)
+    t = Translator(lang)
     stages: dict[str, str] = {}
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
@@ -1629,8 +1657,9 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
 def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
                formats: Sequence[str] = FORMATS, **kw: Any) -> dict[str, list[Path]]:
     """`render` every kind into ``out_dir`` (the brief and the cards in every language of
-    `LANGUAGES`); returns kind -> files written."""
-    return {k: [p for lang in (LANGUAGES if k in TRANSLATED_KINDS else ("en",))
+    `report_languages`); returns kind -> files written."""
+    langs = report_languages(results)[0]
+    return {k: [p for lang in (langs if k in TRANSLATED_KINDS else ("en",))
                 for p in render(results, k, out_dir, formats, lang=lang, **kw)] for k in KINDS}
 
 
@@ -1662,8 +1691,7 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
-    bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
-    langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
+    langs = report_languages(results)[0]
     # the brief and the cards report school scores: where the scores stage stood aside (no
     # schools in the data) only the technical report
     aside = {s.get("name") for s in stages if isinstance(s, Mapping) and s.get("status") == "n/a"}

@@ -678,3 +678,51 @@ class TestLanguagesFromTheBank:
         with pytest.raises(ValueError, match="no report translation for fr"):
             render_html(r, "cards", lang="fr")
         assert "Escuela" in render_html(r, "cards", lang="es")
+
+
+class TestBriefReadsOmegaAndFit:
+    """The brief interprets omega and the CFA fit from the results, with the rules' limits."""
+
+    def _text(self, results, lang="en"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # untranslated bank text in Spanish
+            return _words(render_html(results, "brief", lang=lang))
+
+    def test_omega_range_and_constructs_below_the_rule(self, results):
+        from instrument import rules
+
+        rel = from_jsonable(results["reliability"])
+        om = rel["omega"].astype(float)
+        text = self._text(results)
+        assert (f"ranges from {om.min():.2f} to {om.max():.2f}. Every practice reaches "
+                f"{rules.MIN_SCALE_OMEGA.threshold:.2f}, the usual minimum for research use "
+                "(Nunnally (1978)).") in text
+        r = copy.deepcopy(results)
+        rows = r["reliability"]["data"]
+        col = r["reliability"]["columns"].index("omega")
+        rows[1][col] = 0.61
+        text = self._text(r)
+        assert "Every practice reaches" not in text
+        assert (f"Below {rules.MIN_SCALE_OMEGA.threshold:.2f}, the usual minimum for research use "
+                f"(Nunnally (1978)): Leadership (Teacher survey, 0.61).") in text
+
+    def test_fit_verdict_per_form_from_the_heuristics(self, results, monkeypatch):
+        from instrument import rules
+
+        fm = results["cfa"]["teacher"]["fit_measures"]
+        text = self._text(results)
+        assert "limits (CFI ≥ 0.95, TLI ≥ 0.95, RMSEA ≤ 0.06, SRMR ≤ 0.08; Hu & Bentler (1999))" \
+            in _html_unescape(text)
+        # MLR: the robust indices where the results have them, else the standard ones
+        shown = "; ".join(f"{k.upper()} {fm.get(k + '.robust', fm[k]):.3f}"
+                          for k in ("cfi", "tli", "rmsea", "srmr"))
+        assert f"Teacher survey: the answers follow the intended structure ({shown})." in text
+        monkeypatch.setattr(rules, "FIT_HEURISTICS", (
+            rules.Rule("rmsea", 0.05, "<=", rules.FIT_RMSEA_HU_BENTLER.source),))
+        text = self._text(results)
+        rm = fm.get("rmsea.robust", fm["rmsea"])
+        assert (f"Teacher survey: the answers do not follow the intended structure closely "
+                f"(RMSEA {rm:.3f}, limit ≤ 0.05), so its practice scores should be read with "
+                "caution.") in text
+        es = self._text(results, "es")
+        assert f"(RMSEA {rm:.3f}, límite ≤ 0.05)" in es

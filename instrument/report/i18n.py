@@ -98,6 +98,35 @@ ES: dict[str, str] = {
     "Comparing schools with %(controls)s held equal:":
         "Al comparar escuelas con los mismos valores de %(controls)s:",
     "prior results": "resultados previos",
+    "Omega, a reliability estimate from the factor analysis that weighs each item by how well "
+    "it measures its practice, ranges from %(lo)s to %(hi)s.":
+        "Omega, una estimación de la confiabilidad a partir del análisis factorial que pondera "
+        "cada pregunta según qué tan bien mide su práctica, va de %(lo)s a %(hi)s.",
+    "Below %(rule)s, the usual minimum for research use (%(src)s): %(names)s. Scores of these "
+    "practices should be read with caution.":
+        "Por debajo de %(rule)s, el mínimo habitual para uso en investigación (%(src)s): "
+        "%(names)s. Los resultados de estas prácticas deben leerse con cautela.",
+    "Every practice reaches %(rule)s, the usual minimum for research use (%(src)s).":
+        "Todas las prácticas alcanzan %(rule)s, el mínimo habitual para uso en investigación "
+        "(%(src)s).",
+    "Do the answers follow the structure the survey was built on, each item going with its own "
+    "practice? A confirmatory factor analysis checks this against conventional limits "
+    "(%(limits)s; %(src)s), which are rules of thumb rather than tests:":
+        "¿Siguen las respuestas la estructura con la que se construyó la encuesta, con cada "
+        "pregunta asociada a su propia práctica? Un análisis factorial confirmatorio lo "
+        "comprueba frente a límites convencionales (%(limits)s; %(src)s), que son reglas "
+        "prácticas y no pruebas estadísticas:",
+    "%(form)s: the answers follow the intended structure (%(values)s).":
+        "%(form)s: las respuestas siguen la estructura prevista (%(values)s).",
+    "%(form)s: the answers do not follow the intended structure closely (%(fails)s), so its "
+    "practice scores should be read with caution.":
+        "%(form)s: las respuestas no siguen de cerca la estructura prevista (%(fails)s), por lo "
+        "que los resultados de sus prácticas deben leerse con cautela.",
+    "%(index)s %(v)s, limit %(op)s %(limit)s": "%(index)s %(v)s, límite %(op)s %(limit)s",
+    "In simulated data the structure holds by construction: this shows that the analysis "
+    "works, not that the survey's structure holds in real schools.":
+        "En datos simulados la estructura se cumple por construcción: esto muestra que el "
+        "análisis funciona, no que la estructura de la encuesta se cumpla en escuelas reales.",
     "other school characteristics": "otras características de la escuela", "and": "y",
     "Schools at the 90th percentile of the %(form)s engagement score, compared with schools at "
     "the 10th, had:":

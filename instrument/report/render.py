@@ -1084,6 +1084,62 @@ def _construct_labels(bank: Section, lang: str) -> dict[str, str]:
     return out
 
 
+FIT_INDEX_SUFFIX = {"MLR": ".robust", "WLSMV": ".scaled", "ULSMV": ".scaled"}
+PLAIN_OPS = {">=": "≥", "<=": "≤"}
+
+
+def _brief_omega_and_fit(secs: Mapping[str, Section], t: Translator) -> dict:
+    """Plain-language reading of omega (against `rules.MIN_SCALE_OMEGA`) and of each form's
+    CFA fit (against `rules.FIT_HEURISTICS`, the estimator's scaled or robust indices as in the
+    technical report); keys ``omega`` and ``fit`` (absent when the results lack them)."""
+    out: dict[str, Any] = {}
+    names = _construct_labels(secs["bank"], t.lang)
+    rel = secs["reliability"]
+    if rel.available and "omega" in rel["table"].columns:
+        rt = rel["table"]
+        if "language" in rt.columns:   # omega is estimated on all respondents of a form
+            rt = rt[rt["language"].isin(["all", "", None]) | rt["language"].isna()]
+        om = rt.assign(omega=pd.to_numeric(rt["omega"], errors="coerce")).dropna(subset=["omega"])
+        if len(om):
+            r = _rules.MIN_SCALE_OMEGA
+            below = [f"{names.get(str(x['construct']), str(x['construct']))}"
+                     + (f" ({t(str(x['form']).capitalize() + ' survey')}, {_fmt(x['omega'])})"
+                        if x.get("form") else f" ({_fmt(x['omega'])})")
+                     for x in om.to_dict("records") if not r.passes(float(x["omega"]))]
+            out["omega"] = {"lo": _fmt(om["omega"].min()), "hi": _fmt(om["omega"].max()),
+                            "rule": _fmt(r.threshold), "source": _short_cite(r.source),
+                            "below": "; ".join(below)}
+    cfa = secs["cfa"]
+    if cfa.available:
+        heur = _rules.FIT_HEURISTICS
+        fits = []
+        for form, d in cfa["fits"].items():
+            fm = d["fit_measures"]
+            suffix = FIT_INDEX_SUFFIX.get(str(d.get("estimator") or "").upper(), "")
+            shown, fails = [], []
+            for r in heur:
+                v = _num(fm.get(r.key + suffix if r.key != "srmr" else r.key))
+                v = v if v == v else _num(fm.get(r.key))
+                if v != v:
+                    continue
+                shown.append(f"{r.key.upper()} {_fmt(v, 3)}")
+                if not r.passes(v):
+                    fails.append(t("%(index)s %(v)s, limit %(op)s %(limit)s", index=r.key.upper(),
+                                   v=_fmt(v, 3), op=PLAIN_OPS.get(r.op, r.op),
+                                   limit=f"{r.threshold:g}"))
+            if shown:
+                fits.append({"form": t(str(form).capitalize() + " survey")
+                             if form != "model" else "", "ok": not fails,
+                             "shown": "; ".join(shown), "fails": "; ".join(fails)})
+        if fits:
+            out["fit"] = fits
+            out["fit_limits"] = ", ".join(f"{r.key.upper()} {PLAIN_OPS.get(r.op, r.op)} "
+                                          f"{r.threshold:g}"
+                                          for r in heur)
+            out["fit_source"] = "; ".join(_short_cite(x) for x in _rule_sources(heur))
+    return out
+
+
 def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     num = _Numberer(t)
     ctx: dict[str, Any] = {"sections": BRIEF_SECTIONS}
@@ -1112,6 +1168,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
         ctx["alpha_ok"] = bool(_rules.MIN_SCALE_ALPHA.passes(float(a.min())))
         ctx["alpha_rule"] = _fmt(_rules.MIN_SCALE_ALPHA.threshold)
+    ctx.update(_brief_omega_and_fit(secs, t))
     if ml.available:
         icc = ml["icc"]
         facts = []

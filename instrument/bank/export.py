@@ -14,7 +14,8 @@ from typing import Sequence
 
 import yaml
 
-from instrument.bank.loader import MANIFEST_NAME, _resolve
+from instrument.bank.loader import _resolve
+from instrument.bank.schema import MANIFEST_NAME
 
 
 def add_form(selected: Sequence[str], *, base_form: str, form_id: str, out_dir: str | Path,

@@ -226,6 +226,11 @@ def _unwrap(ann: Any) -> tuple[Any, list]:
             return ann, meta
 
 
+def _field(model: type[BaseModel], key: Any) -> FieldInfo | None:
+    """The field of ``model`` read from ``key`` (its name or its alias)."""
+    return next((f for name, f in model.model_fields.items() if (f.alias or name) == key), None)
+
+
 def _declared_at(model: Any, loc: tuple) -> tuple[Any, list, str | None]:
     """The annotation declared at ``loc`` below ``model`` (walking models, dicts and lists), its
     constraints and its field description; ``(None, [], None)`` where the walk loses the way."""
@@ -236,7 +241,7 @@ def _declared_at(model: Any, loc: tuple) -> tuple[Any, list, str | None]:
         ann, _ = _unwrap(ann)
         which = 0 if loc[i + 1:i + 2] == ("[key]",) else 1     # a dict's key or its value
         if _is_model(ann):
-            f = ann.model_fields.get(part) if isinstance(part, str) else None
+            f = _field(ann, part)
             if f is not None:
                 ann, meta, doc = f.annotation, list(f.metadata), f.description
                 continue
@@ -285,7 +290,8 @@ def _expected(err: Mapping[str, Any], loc: tuple, model: Any) -> str:
         return str(ctx["text"])
     if t == "extra_forbidden":
         parent = _declared_at(model, loc[:-1])[0]
-        keys = list(parent.model_fields) if _is_model(parent) else []
+        keys = ([f.alias or name for name, f in parent.model_fields.items()]
+                if _is_model(parent) else [])
         close = difflib.get_close_matches(str(loc[-1]), keys, n=1) if loc else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (f"unknown key{hint}; expected one of {keys}" if keys
@@ -310,7 +316,8 @@ def _expected(err: Mapping[str, Any], loc: tuple, model: Any) -> str:
     if t in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping of key: value; got {type(got).__name__}"
     if t == "too_short":
-        return f"expected at least {ctx.get('min_length')} entries; got {got!r}"
+        n = ctx.get("min_length")
+        return f"expected at least {n} entr{'y' if n == 1 else 'ies'}; got {got!r}"
     if t == "value_error":
         return str(ctx.get("error", err["msg"]))
     return f"{err['msg']}; got {got!r}"

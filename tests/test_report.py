@@ -726,3 +726,28 @@ class TestBriefReadsOmegaAndFit:
                 "caution.") in text
         es = self._text(results, "es")
         assert f"(RMSEA {rm:.3f}, límite ≤ 0.05)" in es
+
+
+def test_overall_score_definition_is_printed_from_the_scores(results):
+    from instrument.report.render import _construct_labels
+    from instrument.report.adapters import read_bank
+
+    sc = from_jsonable(results["scores"])
+    labels = _construct_labels(read_bank(results), "en")
+    teacher = [c for c in dict.fromkeys(sc.loc[sc["form"] == "teacher", "construct"])
+               if c != "overall"]
+    assert [c for c in dict.fromkeys(sc.loc[sc["form"] == "family", "construct"])
+            if c != "overall"] == teacher          # same constructs: one sentence for both
+    want = (f"\"Overall\" on the teacher survey and family survey is the unweighted mean of its {len(teacher)} "
+            f"practice scores ({'; '.join(labels.get(c, c) for c in teacher)}), each on its "
+            "items as keyed in the item bank; the bank defines no overall score of its own.")
+    for kind in ("technical", "brief"):
+        assert want in _html_unescape(_words(render_html(results, kind))), kind
+    cards = _html_unescape(_words(render_html(results, "cards")))
+    assert cards.count("\"Overall\" is the unweighted mean of the practice scores above it") \
+        == sc["school_id"].nunique()
+    r = copy.deepcopy(results)
+    col = r["scores"]["columns"].index("construct")
+    r["scores"]["data"] = [row for row in r["scores"]["data"] if row[col] != "overall"]
+    for kind in ("technical", "brief", "cards"):
+        assert "unweighted mean of" not in render_html(r, kind), kind

@@ -98,6 +98,16 @@ ES: dict[str, str] = {
     "Comparing schools with %(controls)s held equal:":
         "Al comparar escuelas con los mismos valores de %(controls)s:",
     "prior results": "resultados previos",
+    "\"Overall\" is the unweighted mean of the practice scores above it; the item bank defines "
+    "no overall score of its own.":
+        "\"General\" es el promedio simple de los resultados por práctica que aparecen arriba; "
+        "el banco de preguntas no define un resultado general propio.",
+    "\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice scores "
+    "(%(names)s), each on its items as keyed in the item bank; the bank defines no overall "
+    "score of its own.":
+        "El resultado \"General\" de la %(form)s es el promedio simple de sus %(n)s resultados "
+        "por práctica (%(names)s), cada uno calculado con sus preguntas según la codificación "
+        "del banco de preguntas; el banco no define un resultado general propio.",
     "Omega, a reliability estimate from the factor analysis that weighs each item by how well "
     "it measures its practice, ranges from %(lo)s to %(hi)s.":
         "Omega, una estimación de la confiabilidad a partir del análisis factorial que pondera "

@@ -757,6 +757,31 @@ def _reason_kinds(reasons: pd.Series) -> list[str]:
             for k, n in counts.items()]
 
 
+def overall_definitions(scores: Section, bank: Section, t: Translator) -> list[str]:
+    """One sentence per form saying what its "overall" score is: the unweighted mean of the
+    form's construct scores (`instrument.scores`), named from the bank; the item bank defines
+    no overall score of its own, so the report states the definition wherever it shows one."""
+    if not scores.available:
+        return []
+    tab = scores["table"]
+    names = _construct_labels(bank, t.lang)
+    same: dict[tuple[str, ...], list[str]] = {}   # forms with the same constructs: one sentence
+    for form, g in tab.groupby("form", sort=False):
+        cons = tuple(str(c) for c in dict.fromkeys(g["construct"]) if str(c) != "overall")
+        if "overall" in set(g["construct"].astype(str)) and cons:
+            same.setdefault(cons, []).append(t(str(form).capitalize() + " survey").lower())
+    out = []
+    for cons, forms in same.items():
+        form = (", ".join(forms[:-1]) + f" {t('and')} " + forms[-1]) if len(forms) > 1 \
+            else forms[0]
+        out.append(t("\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice "
+                     "scores (%(names)s), each on its items as keyed in the item bank; the bank "
+                     "defines no overall score of its own.",
+                     form=form, n=len(cons),
+                     names="; ".join(names.get(c, c.replace("_", " ")) for c in cons)))
+    return out
+
+
 def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     out: dict[str, Any] = {}
     if scores.available:
@@ -1034,6 +1059,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
     ctx = {"content": _content(secs["bank"], num),
            "rows": _rows_accounted(data, num),     # numbered in document order
            "processes": _processes(secs["bank"], secs["item_analysis"], num),
+           "overall": overall_definitions(secs["scores"], secs["bank"], Translator("en")),
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
@@ -1246,6 +1272,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     else:
         ctx["predicts_na"] = lk.reason if not lk.available else NOT_AVAILABLE
     ctx.update(_scores_facts(secs["scores"], secs["policy"], t))
+    ctx["overall"] = overall_definitions(secs["scores"], secs["bank"], t)
     ctx.update(_brief_districts(secs["policy"], num, t))
     return ctx
 
@@ -1387,6 +1414,9 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
         return {**out, "cards_na": sc.reason, "schools": []}
     tab = sc["table"]
     out["band_ranges"] = _band_ranges(sc["bands"], t)
+    out["overall"] = [t("\"Overall\" is the unweighted mean of the practice scores above it; "
+                        "the item bank defines no overall score of its own.")] if \
+        overall_definitions(sc, secs["bank"], t) else []
     names = _construct_labels(secs["bank"], t.lang)
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)

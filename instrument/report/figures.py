@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from typing import Callable, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -145,36 +148,71 @@ def reliability_vs_k(icc: pd.DataFrame, targets: Sequence[tuple[float, str]] = (
         return _uri(fig)
 
 
-def invariance_delta(ladders: Mapping[str, pd.DataFrame],
-                     cutoffs: Mapping[str, tuple[float, str]] = {}) -> str | None:
-    """Δ-fit (ΔCFI, ΔRMSEA) per invariance step and form; dashed lines at the rule thresholds."""
+def _wrap_step(step: str, width: int = 11) -> str:
+    """An invariance step name broken at spaces onto lines of at most ``width`` characters."""
+    return textwrap.fill(str(step), width=width, break_long_words=False)
+
+
+def invariance_delta_figure(ladders: Mapping[str, pd.DataFrame],
+                            cutoffs: Mapping[str, tuple[float, str]] = {}) -> plt.Figure | None:
+    """The figure behind `invariance_delta` (kept open so tests can measure its layout).
+
+    One panel per Δ-fit index, one bar (with a dot at its value, so a change of 0 stays
+    visible) per step and ladder; steps without a Δ (the configural baseline) get no bar. Step
+    names are wrapped and rotated so that no two tick labels overlap; one legend (ladders and
+    the dashed limit lines) sits under the panels, clear of the bars and the labels.
+    """
     keys = [k for k in ("cfi.delta", "rmsea.delta")
             if any(k in t.columns for t in ladders.values())]
     if not keys:
         return None
+    steps: list[str] = []
+    for t in ladders.values():
+        steps += [s for s in t["step"] if s not in steps]
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.9), squeeze=False)
+        width = 0.8 / max(len(ladders), 1)
         for ax, key in zip(axes[0], keys):
-            width = 0.8 / max(len(ladders), 1)
-            steps: list[str] = []
-            for t in ladders.values():
-                steps += [s for s in t["step"] if s not in steps]
             for i, (lab, t) in enumerate(ladders.items()):
                 if key not in t.columns:
                     continue
-                x = [steps.index(s) + (i - (len(ladders) - 1) / 2) * width for s in t["step"]]
-                v = pd.to_numeric(t[key], errors="coerce").fillna(0.0).to_numpy(float)
-                ax.bar(x, v, width=width, label=lab, color=(ACCENT, ACCENT2, GREY)[i % 3])
+                v = pd.to_numeric(t[key], errors="coerce").to_numpy(float)
+                x = np.array([steps.index(s) + (i - (len(ladders) - 1) / 2) * width
+                              for s in t["step"]])
+                ok = ~np.isnan(v)
+                colour = (ACCENT, ACCENT2, GREY)[i % 3]
+                ax.bar(x[ok], v[ok], width=width, label=lab, color=colour)
+                ax.plot(x[ok], v[ok], "o", ms=3, color=colour)
             if key in cutoffs:
-                thr, src = cutoffs[key]
-                ax.axhline(thr, color=INK, lw=0.8, ls="--", label=f"{thr:+g} ({src})")
+                ax.axhline(cutoffs[key][0], color=INK, lw=0.8, ls="--")
             ax.axhline(0, color=GREY, lw=0.6)
-            ax.set_xticks(range(len(steps)), steps, rotation=20)
+            ax.set_xticks(range(len(steps)), [_wrap_step(s) for s in steps], rotation=35,
+                          ha="right", rotation_mode="anchor", fontsize=MIN_PT)
+            ax.tick_params(axis="y", labelsize=MIN_PT)
+            ax.set_xlim(-0.6, len(steps) - 0.4)
             ax.set_title("Δ" + key.split(".")[0].upper() + " against the previous step")
-        for ax in axes[0]:
-            ax.legend(fontsize=MIN_PT, frameon=False, loc="best")
-        fig.tight_layout()
-        return _uri(fig)
+        handles = [Patch(color=(ACCENT, ACCENT2, GREY)[i % 3], label=lab)
+                   for i, lab in enumerate(ladders)]
+        shown = [k for k in keys if k in cutoffs]
+        if shown:
+            srcs = ", ".join(dict.fromkeys(cutoffs[k][1] for k in shown))
+            handles.append(Line2D([], [], color=INK, lw=0.8, ls="--", label="limit: " + "; ".join(
+                f"Δ{k.split('.')[0].upper()} {cutoffs[k][0]:+g}" for k in shown) + f" ({srcs})"))
+        rows = math.ceil(len(handles) / 2)
+        fig.legend(handles=handles, loc="lower center", ncols=2, frameon=False,
+                   fontsize=MIN_PT, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.07 * rows + 0.02, 1, 1))
+        return fig
+
+
+def invariance_delta(ladders: Mapping[str, pd.DataFrame],
+                     cutoffs: Mapping[str, tuple[float, str]] = {}) -> str | None:
+    """Δ-fit (ΔCFI, ΔRMSEA) per invariance step and form; dashed lines at the rule thresholds."""
+    f = invariance_delta_figure(ladders, cutoffs)
+    if f is None:
+        return None
+    with plt.rc_context(_RC):
+        return _uri(f)
 
 
 def forest_plot(coef: pd.DataFrame) -> str | None:

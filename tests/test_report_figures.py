@@ -1,0 +1,79 @@
+"""Report figures are legible: no two labels overlap and no text is smaller than MIN_PT."""
+from __future__ import annotations
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from instrument.report import figures as F
+
+STEPS = ["configural", "thresholds", "metric", "scalar", "scalar (partial)", "strict"]
+
+
+def _ladder(cfi: list, rmsea: list) -> pd.DataFrame:
+    return pd.DataFrame({"step": STEPS, "cfi.delta": cfi, "rmsea.delta": rmsea})
+
+
+@pytest.fixture
+def delta_figure():
+    ladders = {"family by language": _ladder([None, 0.0, -0.001, -0.006, 0.0, -0.0003],
+                                             [None, -0.0003, 0.003, 0.0085, -0.0001, 0.0005]),
+               "teacher by grade_band": _ladder([None, 0.0, 0.0, 0.0, None, 0.0],
+                                                [None, 0.0, 0.0, 0.0, None, 0.0])}
+    fig = F.invariance_delta_figure(ladders, {"cfi.delta": (-0.01, "Chen (2007)"),
+                                              "rmsea.delta": (0.015, "Chen (2007)")})
+    fig.canvas.draw()
+    yield fig
+    plt.close(fig)
+
+
+def _ink(fig, artists) -> dict:
+    """Pixels each artist paints: drawn alone (the others in ``artists`` hidden) against the
+    figure with all of them hidden. Rotated labels are compared by their glyphs, not their
+    axis-aligned boxes."""
+    for a in artists:
+        a.set_visible(False)
+    fig.canvas.draw()
+    base = np.asarray(fig.canvas.buffer_rgba()).copy()
+    out = {}
+    for a in artists:
+        a.set_visible(True)
+        fig.canvas.draw()
+        out[a] = (np.asarray(fig.canvas.buffer_rgba()) != base).any(axis=2)
+        a.set_visible(False)
+    for a in artists:
+        a.set_visible(True)
+    return out
+
+
+def _name(a) -> str:
+    return a.get_text() if hasattr(a, "get_text") else type(a).__name__
+
+
+def test_invariance_delta_tick_labels_do_not_overlap(delta_figure):
+    labels = [t for ax in delta_figure.axes for t in ax.get_xticklabels() if t.get_text()]
+    assert [t.get_text().replace("\n", " ") for t in labels] == STEPS * 2
+    assert all(t.get_fontsize() >= F.MIN_PT for t in labels)
+    ink = _ink(delta_figure, labels + list(delta_figure.legends))
+    for a, b in itertools.combinations(ink, 2):
+        assert not (ink[a] & ink[b]).any(), f"{_name(a)!r} and {_name(b)!r} overlap"
+
+
+def test_invariance_delta_legend_clear_of_axes_and_labels(delta_figure):
+    r = delta_figure.canvas.get_renderer()
+    (legend,) = delta_figure.legends
+    box = legend.get_window_extent(r)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:2] == ["family by language", "teacher by grade_band"]
+    assert "ΔCFI -0.01" in labels[2] and "ΔRMSEA +0.015" in labels[2]
+    for ax in delta_figure.axes:
+        assert not box.overlaps(ax.get_window_extent(r)), "legend covers a panel"
+
+
+def test_invariance_delta_draws_no_bar_for_the_baseline(delta_figure):
+    ax = delta_figure.axes[0]
+    # 5 steps with a delta for the first ladder, 4 for the second (its partial step is absent)
+    assert len(ax.patches) == 5 + 4

@@ -2,8 +2,11 @@
 
 A plan (``analyses/*.yaml``) is read as YAML 1.2 with line numbers (`instrument.bank.yamlio`, so
 ``No``/``Yes``/``on``/``off`` stay text) and validated against `AnalysisPlan`, a pydantic v2
-model that forbids unknown keys at every level. Each problem becomes one line
-``file:line: key.path: what was expected`` and all of them are raised together as `PlanError`.
+model that forbids unknown keys at every level; its ``simulation`` section is the population
+model `Simulation` (`PopulationPlanSchema` is the same plan with ``simulation`` required, for
+`instrument.population`). Each problem becomes one line ``file:line: key.path: what was
+expected`` (`instrument.bank.yamlio.schema_problems`) and all of them are raised together as
+`PlanError`.
 
 Sections
 --------
@@ -12,8 +15,8 @@ Sections
 ``bank``
     The item bank folder or manifest, relative to the plan file's folder (default: shipped bank).
 ``simulation``
-    The population model of simulated data (`instrument.population`, documented key by key in
-    ``analyses/default.yaml``).
+    The population model of simulated data (`Simulation`, documented key by key in
+    ``analyses/default.yaml``; drawn by `instrument.simulate`).
 ``data``
     Fielded files instead of a simulation: one entry per form of the bank with ``files`` (one file
     or a list, stacked) and the ingest mapping (``columns``, ``ignore``, ``defaults``, ``sheet``,
@@ -28,11 +31,12 @@ Sections
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
-from instrument.bank.yamlio import LineDict, LineList, read_yaml
+from instrument.bank.yamlio import Expect, fail_at, plain, read_yaml, schema_problems
 
 ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 MISSING_METHODS = ("listwise", "pairwise", "fiml")
@@ -146,6 +150,209 @@ class DataSection(BaseModel):
         return dict(self.__pydantic_extra__)
 
 
+# --------------------------------------------------------------------------------------------
+# The population model (``simulation:``)
+# --------------------------------------------------------------------------------------------
+
+OUTCOMES = ("attendance", "chronic_absence", "ela_proficiency", "math_proficiency")
+GRADE_BANDS = ("elementary", "middle", "high")
+MAR_VARIABLES = ("years_at_school",)
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, le=1)]
+OpenShare = Annotated[float, Field(gt=0, lt=1)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]       # a variance share below 1 (ICC)
+Correlation = Annotated[float, Field(gt=-1, lt=1)]
+Effect = Annotated[float, Field(ge=-1, le=1)]
+
+
+def _sum_to_one(v: dict[str, float]) -> dict[str, float]:
+    if abs(sum(v.values()) - 1.0) > 1e-6:
+        raise ValueError(f"expected shares summing to 1; got {sum(v.values()):g}")
+    return v
+
+
+def _probabilities_by_k(v: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Key k (the number of categories) holds k probabilities > 0 summing to 1."""
+    fail_at(((k,), f"expected a list of {k} probabilities > 0 summing to 1; got {p!r}", p)
+            for k, p in v.items()
+            if len(p) != int(k) or any(x <= 0 for x in p) or abs(sum(p) - 1) > 1e-6)
+    return v
+
+
+def _construct_pair(v: dict[str, float]) -> dict[str, float]:
+    fail_at(((k,), "expected a key 'construct_a~construct_b'", k) for k in v if k.count("~") != 1)
+    return v
+
+
+class Schools(_Strict):
+    """``simulation.schools``: the sample of schools and their covariates."""
+
+    class Enrollment(_Strict):
+        class ByBand(_Strict):
+            elementary: Positive
+            middle: Positive
+            high: Positive
+
+        mean: ByBand
+        cv: NonNegative
+
+    class Poverty(_Strict):
+        mean: OpenShare
+        sd_logit: NonNegative
+        district_share: Fraction
+
+    class ElShare(_Strict):
+        mean: OpenShare
+        sd_logit: NonNegative
+        poverty_correlation: Correlation
+
+    n: int = Field(ge=2)
+    districts: int = Field(ge=1)
+    district_concentration: Optional[Positive] = None
+    grade_band: Annotated[dict[Literal[GRADE_BANDS], Share],  # type: ignore[valid-type]
+                          Field(min_length=1), AfterValidator(_sum_to_one)]
+    locale: Annotated[dict[str, Share], Field(min_length=1), AfterValidator(_sum_to_one)]
+    enrollment: Enrollment
+    poverty: Poverty
+    el_share: ElShare
+    engagement_poverty_correlation: Correlation
+    engagement_district_share: Optional[Fraction] = None
+
+    @field_validator("districts")
+    @classmethod
+    def _at_most_schools(cls, v: int, info: ValidationInfo) -> int:
+        n = info.data.get("n")
+        if n is not None and v > n:
+            raise ValueError(f"expected <= schools.n ({n}); got {v}")
+        return v
+
+
+class FormPopulation(_Strict):
+    """``simulation.forms.<form>``: respondents, clustering, measurement model, DIF, missingness."""
+
+    class Respondents(_Strict):
+        mean: Positive
+        dispersion: Positive
+
+    class ResponseRate(_Strict):
+        mean: OpenShare
+        concentration: Positive
+
+    class SpanishShare(_Strict):
+        base: Share
+        per_el_share: NonNegative
+
+    class PerConstruct(_Strict):
+        """``default`` for every construct, construct ids for the exceptions."""
+
+        model_config = ConfigDict(extra="allow")
+        __pydantic_extra__: dict[str, Fraction]
+        default: Fraction
+
+    class FactorCorrelation(_Strict):
+        default: Correlation
+        pairs: Optional[Annotated[dict[str, Correlation], AfterValidator(_construct_pair)]] = None
+
+    class Loadings(_Strict):
+        low: OpenShare
+        high: OpenShare
+
+        @model_validator(mode="after")
+        def _ordered(self) -> "FormPopulation.Loadings":
+            if self.low > self.high:
+                raise ValueError(f"expected low <= high; got low {self.low:g}, high "
+                                 f"{self.high:g}")
+            return self
+
+    class ItemOverride(_Strict):
+        loading: Optional[OpenShare] = None
+        difficulty: Optional[Number] = None
+
+    class Dif(_Strict):
+        item: str
+        threshold_shift: Optional[Number] = None
+        loading_diff: Optional[Effect] = None
+
+    class Missing(_Strict):
+        class Mar(_Strict):
+            variable: Literal[MAR_VARIABLES]  # type: ignore[valid-type]
+            below: Number
+            extra: Fraction
+
+        mcar: Fraction
+        mar: Optional[Mar] = None
+
+    respondents: Respondents
+    response_rate: ResponseRate
+    spanish_share: SpanishShare
+    icc: PerConstruct
+    school_general: Fraction
+    factor_correlation: FactorCorrelation
+    loadings: Loadings
+    difficulty_sd: NonNegative
+    category_probabilities: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[1-9][0-9]*$"),
+                       Expect("the number of categories as key (quoted, e.g. \"4\")")],
+             list[Share]], Field(min_length=1),
+        AfterValidator(_probabilities_by_k)]
+    items: Optional[dict[str, ItemOverride]] = None
+    dif: Optional[list[Dif]] = None
+    missing: Missing
+    years_at_school_mean: NonNegative
+
+
+class OutcomePopulation(_Strict):
+    """``simulation.outcomes.<outcome>``: prior rate, its change and the change's causes."""
+
+    class Effects(_Strict):
+        engagement: Effect
+        poverty: Effect
+
+    prior_mean: Share
+    prior_poverty: Number
+    prior_sd: NonNegative
+    change_mean: Effect
+    change_sd: NonNegative
+    effects: Effects
+
+
+class Years(_Strict):
+    """``simulation.years``: several survey years with true school change (absent: one year)."""
+
+    class ChangeEffects(_Strict):
+        attendance: Optional[Effect] = None
+        chronic_absence: Optional[Effect] = None
+        ela_proficiency: Optional[Effect] = None
+        math_proficiency: Optional[Effect] = None
+
+    n: int = Field(ge=1)
+    first: Optional[int] = Field(None, ge=1900, le=2200)
+    change_sd: NonNegative
+    change_engagement_effect: Optional[ChangeEffects] = None
+
+
+class Simulation(_Strict):
+    """``simulation:``: the population model of simulated data (``analyses/default.yaml``)."""
+
+    class Forms(_Strict):
+        teacher: FormPopulation
+        family: FormPopulation
+
+    class Outcomes(_Strict):
+        attendance: OutcomePopulation
+        chronic_absence: OutcomePopulation
+        ela_proficiency: OutcomePopulation
+        math_proficiency: OutcomePopulation
+
+    schools: Schools
+    forms: Forms
+    outcomes: Outcomes
+    years: Optional[Years] = None
+
+
 class AnalysisPlan(_Strict):
     """A whole analysis plan (see the module docstring for the sections)."""
 
@@ -153,7 +360,7 @@ class AnalysisPlan(_Strict):
     description: Optional[str] = None
     seed: Optional[int] = Field(None, ge=0)
     bank: Optional[str] = None
-    simulation: Optional[dict[str, Any]] = None
+    simulation: Optional[Simulation] = None
     data: Optional[DataSection] = None
     analysis: AnalysisSettings = AnalysisSettings()
     stages: dict[Literal[OPTIONAL_STAGES], bool] = {}   # type: ignore[valid-type]
@@ -166,99 +373,10 @@ class AnalysisPlan(_Strict):
         return self
 
 
-# --------------------------------------------------------------------------------------------
-# Errors with file:line
-# --------------------------------------------------------------------------------------------
+class PopulationPlanSchema(AnalysisPlan):
+    """A plan to simulate from: an `AnalysisPlan` whose ``simulation`` section is required."""
 
-def _line_of(root: Any, loc: tuple) -> tuple[int | None, list[str]]:
-    """The line of the deepest key of ``loc`` found in ``root``, and the key path as text."""
-    line = getattr(root, "line", None) or None
-    node, path = root, []
-    for part in loc:
-        if isinstance(node, LineDict) and part in node:
-            line = node.line_of(part) or line
-            node = node[part]
-            path.append(str(part))
-        elif isinstance(node, LineList) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.line_of(part) or line
-            node = node[part]
-            path.append(f"[{part}]")
-        elif isinstance(part, int):
-            path.append(f"[{part}]")
-        elif isinstance(part, str) and not part[:1].isupper() and "[" not in part:
-            path.append(part)       # a key that is absent (missing) or a validator's name
-    return line, path
-
-
-def _model_at(loc: tuple) -> Any:
-    """The pydantic model whose key ``loc[-1]`` is (walking `AnalysisPlan`'s fields), or None."""
-    import typing
-
-    model: Any = AnalysisPlan
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        f = model.model_fields.get(part)
-        if f is None:
-            model = (FormData if model is DataSection else None)
-            continue
-        ann = f.annotation
-        for _ in range(3):      # Optional[...], list[...]
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-            if isinstance(ann, type) and issubclass(ann, BaseModel) or not args:
-                break
-            ann = args[-1]
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return model
-
-
-def _expected(err: Mapping[str, Any], loc: tuple = ()) -> str:
-    """What pydantic's error means, said as 'what was expected; got what'."""
-    import difflib
-
-    t, got, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if t == "extra_forbidden":
-        model = _model_at(loc)
-        keys = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(str(loc[-1]), keys, n=1) if loc else []
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return (f"unknown key{hint}; expected one of {keys}" if keys
-                else "unknown key; expected only the keys the schema declares")
-    if t == "missing":
-        return "required key missing"
-    if t == "literal_error":
-        return f"expected one of {ctx.get('expected', '')}; got {got!r}"
-    if t in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number; got {got!r}"
-    if t in ("string_type",):
-        return f"expected text; got {got!r}"
-    if t in ("bool_type", "bool_parsing"):
-        return f"expected true or false; got {got!r}"
-    if t in ("float_type", "float_parsing"):
-        return f"expected a number; got {got!r}"
-    if t in ("list_type",):
-        return f"expected a list; got {type(got).__name__}"
-    if t in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping of key: value; got {type(got).__name__}"
-    if t in ("greater_than_equal", "greater_than", "too_short"):
-        return f"expected {err['msg'].lower().replace('input should be ', '')}; got {got!r}"
-    if t == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return f"{err['msg']}; got {got!r}"
-
-
-def errors_as_lines(exc: ValidationError, root: Any, file: str, prefix: tuple = ()) -> list[str]:
-    """Each pydantic error as ``file:line: key.path: what was expected``."""
-    out = []
-    for err in exc.errors():
-        loc = prefix + tuple(err["loc"])
-        line, path = _line_of(root, loc)
-        key = ".".join(path).replace(".[", "[") or "(top level)"
-        where = f"{file}:{line}" if line else file
-        out.append((line or 0, f"{where}: {key}: {_expected(err, loc)}"))
-    return list(dict.fromkeys(text for _, text in sorted(out, key=lambda x: x[0])))
+    simulation: Simulation
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,8 +393,6 @@ def default_plan_path() -> Path:
 def read_plan(path: str | Path) -> tuple[dict[str, Any], Any]:
     """The plan file as (plain dict, the line-numbered tree); `PlanError` when it is not a
     readable YAML mapping."""
-    from instrument.bank.yamlio import plain
-
     p = Path(path)
     if p.is_dir():
         raise PlanError(f"{p}: is a folder; expected an analysis plan (a YAML file).")
@@ -289,40 +405,19 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], Any]:
     return plain(tree), tree
 
 
-def check_plan(spec: Mapping[str, Any], *, source: str = "<plan>", tree: Any = None
-               ) -> AnalysisPlan:
-    """Validate a plan mapping against `AnalysisPlan` (and its ``simulation`` section against the
-    population-model schema); `PlanError` lists every problem, one per line."""
-    lines: list[str] = []
+def check_plan(spec: Mapping[str, Any], *, source: str = "<plan>", tree: Any = None,
+               schema: type[AnalysisPlan] = AnalysisPlan) -> AnalysisPlan:
+    """Validate a plan mapping against ``schema`` (`AnalysisPlan`, or `PopulationPlanSchema`
+    when the plan must simulate); `PlanError` lists every problem, one per line, each with the
+    file line found in ``tree`` (the tree `read_plan` returned; none for a mapping)."""
+    if not isinstance(spec, Mapping):
+        raise PlanError(f"{source}: (top level): expected a mapping of plan sections; got "
+                        f"{type(spec).__name__}")
     try:
-        plan = AnalysisPlan.model_validate(dict(spec))
+        return schema.model_validate(dict(spec))
     except ValidationError as exc:
-        lines = errors_as_lines(exc, tree if tree is not None else spec, source)
-        plan = None
-    sim = spec.get("simulation")
-    if isinstance(sim, Mapping) and spec.get("data") is None:
-        from instrument.population import PlanError as PopulationPlanError, check_plan as sim_check
-
-        try:
-            sim_check(spec, source=source)
-        except PopulationPlanError as exc:
-            lines.extend(_population_lines(str(exc), tree, source))
-    if lines:
-        raise PlanError("\n".join(lines))
-    return plan
-
-
-def _population_lines(message: str, tree: Any, source: str) -> list[str]:
-    """The population checker's ``key.path: expected`` lines with the file line added."""
-    out = []
-    for raw in message.splitlines()[1:] or [message]:
-        text = raw.strip().removeprefix("- ")
-        key = text.split(":", 1)[0]
-        parts = tuple(int(p) if p.isdigit() else p for p in key.replace("[", ".").replace("]", "")
-                      .split(".") if p)
-        line, _ = _line_of(tree, parts) if tree is not None else (None, [])
-        out.append(f"{source}:{line}: {text}" if line else f"{source}: {text}")
-    return out
+        problems = schema_problems(exc, tree if tree is not None else spec, source, schema)
+        raise PlanError("\n".join(map(str, problems))) from None
 
 
 def load_plan(plan: str | Path | None = None) -> dict[str, Any]:

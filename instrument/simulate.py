@@ -57,7 +57,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from instrument.population import OUTCOMES, PopulationPlan, load_plan
+from instrument.plans import OUTCOMES
+from instrument.population import PopulationPlan, load_plan
 from instrument.responses import ResponseSet, normalize_dtypes
 from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
 

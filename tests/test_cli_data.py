@@ -38,7 +38,13 @@ def test_simulate_bad_plan_message(tmp_path):
     p.write_text("simulation: {schools: {n: 1}}\n")
     res = CliRunner().invoke(main, ["simulate", str(p), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
-    assert "p.yaml: plan does not follow the schema" in res.output
+    missing = ["districts", "grade_band", "locale", "enrollment", "poverty", "el_share",
+               "engagement_poverty_correlation"]
+    assert res.output.splitlines() == [
+        f"Error: {p}:1: simulation.schools.n: expected a whole number >= 2; got 1",
+        *(f"{p}:1: simulation.schools.{k}: required key missing" for k in missing),
+        f"{p}:1: simulation.forms: required key missing",
+        f"{p}:1: simulation.outcomes: required key missing"]
 
 
 def test_ingest_and_scores(tmp_path):

@@ -56,29 +56,60 @@ class TestPlan:
 
     @pytest.mark.parametrize("mutate, expected", [
         (lambda s: s["simulation"]["schools"].update(foo=1),
-         "simulation.schools.foo: unknown key"),
+         "simulation.schools.foo: unknown key; expected one of ['n', 'districts', "
+         "'district_concentration', 'grade_band', 'locale', 'enrollment', 'poverty', 'el_share', "
+         "'engagement_poverty_correlation', 'engagement_district_share']"),
         (lambda s: s["simulation"]["schools"].pop("n"),
-         "simulation.schools.n: required key is missing"),
+         "simulation.schools.n: required key missing"),
         (lambda s: s["simulation"]["forms"]["teacher"]["loadings"].update(low="high"),
-         "simulation.forms.teacher.loadings.low: expected a number in (0, 1)"),
+         "simulation.forms.teacher.loadings.low: expected a number in (0, 1); got 'high'"),
         (lambda s: s["simulation"]["schools"].update(grade_band={"elementary": 0.5, "high": 0.2}),
-         "simulation.schools.grade_band: expected shares summing to 1"),
+         "simulation.schools.grade_band: expected shares summing to 1; got 0.7"),
+        (lambda s: s["simulation"]["schools"].update(grade_band={"elementary": 0.5, "hi": 0.5}),
+         "simulation.schools.grade_band.hi: expected one of 'elementary', 'middle' or 'high'; "
+         "got 'hi'"),
+        (lambda s: s["simulation"]["schools"].update(districts=13),
+         "simulation.schools.districts: expected <= schools.n (12); got 13"),
         (lambda s: s["simulation"]["forms"]["family"]["icc"].pop("default"),
-         "simulation.forms.family.icc: expected a mapping with a 'default'"),
+         "simulation.forms.family.icc.default: required key missing"),
+        (lambda s: s["simulation"]["forms"]["family"]["icc"].update(leadership=1),
+         "simulation.forms.family.icc.leadership: expected a number in [0, 1); got 1"),
         (lambda s: s["simulation"]["forms"].pop("family"),
-         "simulation.forms.family: required form is missing"),
+         "simulation.forms.family: required key missing"),
         (lambda s: s["simulation"]["forms"]["teacher"]["category_probabilities"].update(
-            {"4": [0.5, 0.5]}), "simulation.forms.teacher.category_probabilities.4: expected a list"),
+            {"4": [0.5, 0.5]}), "simulation.forms.teacher.category_probabilities.4: expected a "
+                                "list of 4 probabilities > 0 summing to 1; got [0.5, 0.5]"),
+        (lambda s: s["simulation"]["forms"]["teacher"]["category_probabilities"].update(
+            {"four": [0.5, 0.5]}), "simulation.forms.teacher.category_probabilities.four: "
+                                   "expected the number of categories as key (quoted, e.g. \"4\"); "
+                                   "got 'four'"),
         (lambda s: s["simulation"]["forms"]["teacher"]["loadings"].update(low=0.9, high=0.5),
-         "simulation.forms.teacher.loadings: expected low <= high"),
-        (lambda s: s.update(seed=-1), "seed: expected a non-negative integer"),
+         "simulation.forms.teacher.loadings: expected low <= high; got low 0.9, high 0.5"),
+        (lambda s: s["simulation"]["forms"]["teacher"]["missing"].update(
+            mar={"variable": "age", "below": 1, "extra": 0.1}),
+         "simulation.forms.teacher.missing.mar.variable: expected one of 'years_at_school'; "
+         "got 'age'"),
+        (lambda s: s["simulation"]["forms"]["teacher"].update(difficulty_sd=float("nan")),
+         "simulation.forms.teacher.difficulty_sd: expected a number >= 0; got nan"),
+        (lambda s: s["simulation"]["schools"].update(n=True),
+         "simulation.schools.n: expected a whole number >= 2; got True"),
+        (lambda s: s.update(seed=-1), "seed: expected a whole number >= 0; got -1"),
     ])
     def test_schema_errors_name_key_path(self, mutate, expected):
         s = tiny_spec()
         mutate(s)
         with pytest.raises(PlanError) as e:
             load_plan(s)
-        assert expected in str(e.value)
+        assert str(e.value) == f"<dict>: {expected}"
+
+    def test_every_problem_is_reported_at_once(self):
+        s = tiny_spec()
+        s["simulation"]["schools"].update(foo=1, n=1)
+        s["simulation"]["forms"]["family"]["icc"].pop("default")
+        with pytest.raises(PlanError) as e:
+            load_plan(s)
+        assert [ln.split(": ")[1] for ln in str(e.value).splitlines()] == [
+            "simulation.schools.n", "simulation.schools.foo", "simulation.forms.family.icc.default"]
 
     def test_yaml_file_errors_name_file(self, tmp_path):
         p = tmp_path / "bad.yaml"
@@ -86,8 +117,12 @@ class TestPlan:
         with pytest.raises(PlanError, match=r"bad\.yaml:\d+: invalid YAML"):
             load_plan(p)
         p.write_text("name: x\nsimulation: {schools: 1}\n")
-        with pytest.raises(PlanError, match=r"bad\.yaml: plan does not follow the schema"):
+        with pytest.raises(PlanError) as e:
             load_plan(p)
+        assert str(e.value).splitlines() == [
+            f"{p}:2: simulation.schools: expected a mapping of key: value; got int",
+            f"{p}:2: simulation.forms: required key missing",
+            f"{p}:2: simulation.outcomes: required key missing"]
 
     def test_bad_plan_and_seed_arguments(self, toy_bank):
         with pytest.raises(TypeError, match=r"plan= must be a YAML path"):

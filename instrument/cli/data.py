@@ -39,7 +39,7 @@ def _fail(exc: Exception) -> None:
 def simulate(plan: str, out_dir: str, seed: int | None) -> None:
     """Simulate a field test from population-model PLAN (a YAML file, or 'default' / 'tiny' /
     'panel'); a plan with simulation.years writes a panel (all years, `year` column)."""
-    from instrument.population import PlanError
+    from instrument.plans import PlanError
     from instrument.simulate import simulate as run
     if Path(plan).is_dir():
         _fail(ValueError(f"{plan}: is a folder; expected a population plan (a YAML file) or "

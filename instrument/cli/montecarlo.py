@@ -95,7 +95,7 @@ def power(plan: str | None, schools: str, respondents: str, reps: int, seed: int
     """Power of a field test per design (schools x respondents per school), simulated from
     PLAN (the shipped default when omitted)."""
     from instrument.montecarlo.power import power as run_power
-    from instrument.population import PlanError
+    from instrument.plans import PlanError
     from instrument.results import to_jsonable
 
     try:

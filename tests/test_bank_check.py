@@ -259,3 +259,22 @@ def test_empty_item_file_is_reported(tmp_path):
     (root / "family.yaml").write_text("", encoding="utf-8")
     msgs = [str(p) for p in ins.check_bank(root)]
     assert f"{root / 'family.yaml'}:1: file is empty; expected a mapping" in "\n".join(msgs)
+
+
+def test_short_form_export_copies_no_and_yes_as_text(tmp_path):
+    """The exported bank is read as YAML 1.2 too: a label ``Yes`` and a note ``No`` stay text."""
+    from instrument.bank.export import add_form
+    from instrument.bank.yamlio import plain, read_yaml
+
+    root = _copy(tmp_path)
+    _edit(root / "bank.yaml", "en: Teacher and staff survey\n", "en: Yes\n")
+    _edit(root / "teacher.yaml", 'notes: "Back-translation matched; no changes."}',
+          "notes: No}")
+    out = add_form(["t_mind_1", "t_mind_2"], base_form="teacher", form_id="ts",
+                   out_dir=tmp_path / "short", source=root)
+    manifest, _ = read_yaml(out / "bank.yaml", "bank.yaml")
+    assert [f["label"]["en"] for f in plain(manifest)["forms"]] == [
+        "Yes", "Family survey", "Yes (short form)"]
+    items, _ = read_yaml(out / "ts.yaml", "ts.yaml")
+    assert [(it["id"], it["translation"]["es"].get("notes")) for it in plain(items)["items"]] == [
+        ("ts_mind_1", "No"), ("ts_mind_2", None)]

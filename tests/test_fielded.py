@@ -252,10 +252,15 @@ def test_plan_data_keys_are_checked_with_their_line(tmp_path):
 
     p = tmp_path / "plan.yaml"
     p.write_text("data:\n  va:\n    files: [a.csv]\n    colums: {sex: gender}\n"
-                 "    encoding: klingon\nstages:\n  irt: no\n")
+                 "    encoding: klingon\n    sheet: [1]\n    defaults: {x: [2]}\n"
+                 "stages:\n  irt: no\n")
     with pytest.raises(PlanError) as e:
         load_plan(p)
     lines = str(e.value).splitlines()
     assert lines[0].startswith(f"{p}:4: data.va.colums: unknown key (did you mean 'columns'?)")
     assert lines[1].startswith(f"{p}:5: data.va.encoding: unknown encoding 'klingon'")
-    assert lines[2] == f"{p}:7: stages.irt: expected true or false; got 'no'"
+    # a value that may be of several kinds is one problem naming them all
+    assert lines[2] == f"{p}:6: data.va.sheet: expected text or a whole number; got [1]"
+    assert lines[3] == f"{p}:7: data.va.defaults.x: expected text or a number; got [2]"
+    assert lines[4] == f"{p}:9: stages.irt: expected true or false; got 'no'"
+    assert len(lines) == 5

@@ -14,8 +14,18 @@ from typing import Sequence
 
 import yaml
 
-from instrument.bank.loader import _resolve
+from instrument.bank.loader import BankError, _resolve
 from instrument.bank.schema import MANIFEST_NAME
+from instrument.bank.yamlio import plain, read_yaml
+
+
+def _read(path: Path) -> dict:
+    """A file of the bank as plain data, read as YAML 1.2 like `instrument.load_bank` reads it
+    (so a text ``No`` or ``Yes`` is copied as text, not turned into a boolean)."""
+    tree, problems = read_yaml(path, str(path))
+    if problems:
+        raise BankError(problems)
+    return plain(tree)
 
 
 def add_form(selected: Sequence[str], *, base_form: str, form_id: str, out_dir: str | Path,
@@ -46,7 +56,7 @@ def add_form(selected: Sequence[str], *, base_form: str, form_id: str, out_dir: 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out}: expected a new or empty folder for the exported bank.")
-    manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
+    manifest = _read(manifest_path)
     forms = manifest["forms"]
     base = next((f for f in forms if f.get("id") == base_form), None)
     if base is None:
@@ -58,7 +68,7 @@ def add_form(selected: Sequence[str], *, base_form: str, form_id: str, out_dir: 
     prefix = f"{form_id}_"
     items_doc = None
     for name in manifest["files"]["items"]:
-        doc = yaml.safe_load((folder / name).read_text(encoding="utf-8"))
+        doc = _read(folder / name)
         if doc.get("form") == base_form:
             items_doc = doc
             break

@@ -283,8 +283,9 @@ _NUMBER_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "fl
                   "less_than_equal"}
 
 
-def _expected(err: Mapping[str, Any], loc: tuple, model: Any) -> str:
-    """What pydantic's error means, said as 'what was expected; got what'."""
+def _expected(err: Mapping[str, Any], loc: tuple, model: Any, member: str | None = None) -> str:
+    """What pydantic's error means, said as 'what was expected; got what' (``member``: the
+    union member the error is about)."""
     t, got, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if t == "expected":
         return str(ctx["text"])
@@ -303,7 +304,7 @@ def _expected(err: Mapping[str, Any], loc: tuple, model: Any) -> str:
     if said and t not in ("value_error",):
         return f"expected {said[0]}; got {got!r}"
     if t in _NUMBER_ERRORS:
-        what = "a whole number" if ann is int else "a number"
+        what = "a whole number" if ann is int or member == "int" else "a number"
         return f"expected {what}{_bounds(meta)}; got {got!r}"
     if t == "literal_error":
         return f"expected one of {ctx.get('expected', '')}; got {got!r}"
@@ -343,15 +344,38 @@ def _line_of(root: Any, loc: tuple) -> tuple[int | None, list[str]]:
     return line, path
 
 
+def _union_member(part: Any) -> bool:
+    """True for the part of an error's location that names the member of a union pydantic tried
+    (``str``, ``int``, ``list[str]``, ``function-after[...]``), not a key of the file."""
+    return isinstance(part, str) and part != "[key]" and (
+        part in ("str", "int", "float", "bool") or "[" in part)
+
+
+def _either(texts: list[str]) -> str:
+    """The expectations of a union's members as one: ``expected text or a whole number; got x``."""
+    parts = [t.removeprefix("expected ").rsplit("; got ", 1) for t in texts]
+    if len(texts) > 1 and all(t.startswith("expected ") and len(p) == 2 for t, p in
+                              zip(texts, parts)) and len({p[1] for p in parts}) == 1:
+        kinds = list(dict.fromkeys(p[0] for p in parts))
+        if "a number" in kinds and "a whole number" in kinds:
+            kinds.remove("a whole number")
+        return f"expected {' or '.join(kinds)}; got {parts[0][1]}"
+    return "; ".join(dict.fromkeys(texts))
+
+
 def schema_problems(exc: ValidationError, root: Any, file: str, model: type[BaseModel]
                     ) -> list[BankProblem]:
     """Each error of validating ``root`` (the tree `read_yaml` returned) against ``model`` as a
-    `BankProblem` ``file:line: key.path: what was expected``, by line, each once."""
-    out: dict[str, BankProblem] = {}
+    `BankProblem` ``file:line: key.path: what was expected``, by line, each once; the errors of
+    the members of one union (a value that may be text or a number) are said as one."""
+    said: dict[tuple, list[str]] = {}
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        members = [p for p in err["loc"] if _union_member(p)]
+        loc = tuple(p for p in err["loc"] if not _union_member(p))
         line, path = _line_of(root, loc)
         key = ".".join(path).replace(".[", "[") or "(top level)"
-        p = BankProblem(file, line, f"{key}: {_expected(err, loc, model)}")
-        out.setdefault(str(p), p)
-    return sorted(out.values(), key=lambda p: p.line or 0)
+        text = _expected(err, loc, model, members[-1] if members else None)
+        said.setdefault((line, key), []).append(text)
+    out = [BankProblem(file, line, f"{key}: {_either(texts)}")
+           for (line, key), texts in said.items()]
+    return sorted(out, key=lambda p: p.line or 0)

@@ -335,7 +335,7 @@ def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CF
     bl = baseline_yuan_bentler_complete(blocks, meanstructure=ms, clusters=clusters)
     fm.update(fit_indices_scaled(chisq, df, bl.chisq, bl.df, scaling_factor=yb.scaling_factor,
                                  baseline_scaling_factor=bl.scaling_factor, n=N,
-                                 ngroups=stats.ngroups))
+                                 ngroups=stats.ngroups, trace_ugamma=yb.trace_UGamma))
     fm.update(_scaling_factors(yb, model))
     new = [w for w in warn2 if w not in base.warnings]
     for w in new:
@@ -429,7 +429,8 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
                                 information_inv=vmlr.information_inv, B0_group=vmlr.B0_group,
                                 nobs=ns, chisq_group=cg)
         byb = baseline_yuan_bentler_fast(pats, h1s, clusters=clusters, h1_traces=traces)
-        sc, bsc = scaled_test(std, yb.scaling_factor), scaled_test(base, byb.scaling_factor)
+        sc = scaled_test(std, yb.scaling_factor, trace_ugamma=yb.trace_UGamma)
+        bsc = scaled_test(base, byb.scaling_factor)
         rob = RobustStat.from_tests(std, sc, base, bsc)
         scaling = _scaling_factors(yb, model)
     # lavaan's FIML-corrected robust CFI/TLI/RMSEA (V6 with the standard test, V3 when scaled)
@@ -437,6 +438,10 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
         fc = fiml_corrected_fast(pats, h1s, [(imp.sigma, imp.mu) for imp in imps], deltas, df,
                                  version="V3" if estimator == "MLR" else "V6", clusters=clusters,
                                  h1_information=A1_em)
+        if fc.get("singular"):
+            warn.append("the robust CFI, TLI and RMSEA (FIML-corrected) could not be computed: "
+                        "the information matrix of the saturated (h1) model is singular; they "
+                        "are NA, as in lavaan")
         rob = RobustStat(xx3=fc["XX3"], df3=fc["df3"], c_hat3=fc["c.hat3"], c_hat=fc["c.hat3"],
                          xx3_scaled=fc["XX3.scaled"], xx3_null=fc["XX3.null"],
                          c_hat_null=fc["c.hat3.null"])

@@ -50,6 +50,7 @@ https://doi.org/10.1111/0081-1750.00078
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -654,7 +655,10 @@ def corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, *, p: int, npatterns:
                           XX3: float, XX3n: float, version: str) -> dict:
     """The trace part of `instrument.sem.estimators.fiml_fast.fiml_corrected_fast`: from
     the per-group weight blocks, the scaling constants ``c.hat3`` of the model and of the
-    baseline, and the corrected statistics (Savalei, 2018, V3 / V6)."""
+    baseline, and the corrected statistics (Savalei, 2018, V3 / V6). Every value is NaN (and
+    ``singular`` True) when the h1-based information ``Delta' Wm Delta`` is singular to machine
+    precision (reciprocal 1-norm condition number below eps, R's ``solve`` rule), where lavaan
+    0.6-14 reports the robust indices as NA ("computation of robust RMSEA failed")."""
     from scipy.linalg import block_diag
 
     Wm, Wc, Wmi = block_diag(*Wm_b), block_diag(*Wc_b), block_diag(*Wmi_b)
@@ -669,9 +673,16 @@ def corrected_from_blocks(Wm_b, Wc_b, Wmi_b, Gam_b, delta, *, p: int, npatterns:
         return float(np.sum(M1 * Gam.T))
 
     D = np.vstack([np.asarray(d) for d in delta])
+    dfn = npatterns * p * (p - 1) // 2
+    E = D.T @ Wm @ D
+    if not 1.0 / np.linalg.cond(E, 1) >= np.finfo(float).eps:
+        # lavaan inverts this information with solve(), which stops when it is singular to
+        # machine precision; lav_fit_*_lavobject then give NA for every robust index
+        nan = math.nan
+        return {"XX3": nan, "df3": nan, "c.hat3": nan, "XX3.scaled": nan, "XX3.null": nan,
+                "df3.null": nan, "c.hat3.null": nan, "singular": True}
     DB = block_diag(*[_baseline_delta(p)] * npatterns)
     k, kb = trace_k(D), trace_k(DB)
-    dfn = npatterns * p * (p - 1) // 2
     c3, c3n = k / df, kb / dfn
     return {"XX3": XX3, "df3": float(df), "c.hat3": c3, "XX3.scaled": XX3 / c3,
             "XX3.null": XX3n, "df3.null": float(dfn), "c.hat3.null": c3n}

@@ -314,14 +314,30 @@ def curvature_term(model, x: np.ndarray, moment_grads: Sequence[np.ndarray],
     return 0.5 * (C + C.T)
 
 
-def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int = 20000,
+# lavaan 0.6-14 lav_mvnorm_missing_h1_estimate_moments: stopping rule (em.h1.tol,
+# em.h1.iter.max) and the ridge of an EM covariance with a tiny eigenvalue
+EM_H1_TOL = 1e-5
+EM_H1_ITER_MAX = 500
+EM_RIDGE_EVTOL = 1e-6
+EM_RIDGE = 1e-8
+
+
+def em_saturated_fast(pat: MissingPatterns, *, tol: float = EM_H1_TOL,
+                      max_iter: int = EM_H1_ITER_MAX,
                       start: tuple[np.ndarray, np.ndarray] | None = None) -> H1Result:
     """EM for the saturated normal model, batched over the patterns of each block; the same
     iteration, start and stopping rule as the plain EM (``em_saturated`` in
-    tests/reference/fiml_slow.py) (max change of a mean or covariance element below ``tol``).
+    tests/reference/fiml_slow.py) (max change of a mean or covariance element below ``tol``,
+    at most ``max_iter`` iterations: lavaan's ``em.h1.tol`` and ``em.h1.iter.max``, so the h1
+    moments and everything computed from them reproduce lavaan's; a smaller ``tol`` gives the
+    exact maximiser).
     The E-step regression of the missing on the observed variables uses the precision matrix
     ``Lam = Sigma^-1`` (``B = -Lam_mm^-1 Lam_mo``, conditional covariance ``Lam_mm^-1``), so
-    each pattern needs only the inverse of its small missing-by-missing block."""
+    each pattern needs only the inverse of its small missing-by-missing block. As lavaan does,
+    an M-step covariance with an eigenvalue below `EM_RIDGE_EVTOL` gets ``EM_RIDGE`` times its
+    largest variance added to the diagonal, so that on degenerate data (few rows, many missing
+    cells) the EM settles where lavaan's does instead of drifting to a singular matrix of
+    unbounded likelihood (lavaan 0.6-14 ``lav_mvnorm_missing_h1_estimate_moments``)."""
     from instrument.sem.estimators.fiml import fiml_loglik
     p, N = pat.p, pat.n
     if start is None:
@@ -377,6 +393,8 @@ def em_saturated_fast(pat: MissingPatterns, *, tol: float = 1e-10, max_iter: int
         mu_new = T1 / N
         sigma_new = T2.reshape(p, p) / N - np.outer(mu_new, mu_new)
         sigma_new = 0.5 * (sigma_new + sigma_new.T)
+        if np.linalg.eigvalsh(sigma_new)[0] < EM_RIDGE_EVTOL:
+            sigma_new[np.diag_indices(p)] += np.max(np.diag(sigma_new)) * EM_RIDGE
         delta = max(np.max(np.abs(mu_new - mu)), np.max(np.abs(sigma_new - sigma)))
         mu, sigma = mu_new, sigma_new
         if delta < tol:

@@ -59,11 +59,16 @@ class TestStat:
 
 
 def scaled_test(standard: TestStat, scaling_factor: float, *, test: str = "yuan.bentler.mplus",
-                shift_parameter: float = 0.0) -> TestStat:
-    """The scaled version of ``standard``: stat / c (+ shift for ``"scaled.shifted"``)."""
+                shift_parameter: float = 0.0, trace_ugamma: float | None = None) -> TestStat:
+    """The scaled version of ``standard``: stat / c (+ shift for ``"scaled.shifted"``).
+
+    ``trace_ugamma`` defaults to ``c df``; pass the test's own trace where ``c`` is NA although
+    the trace exists (a negative Yuan-Bentler trace: lavaan reports the scaling factor as NA and
+    still takes ``rmsea.scaled`` on tr(UΓ) df)."""
     stat = standard.stat / scaling_factor + (shift_parameter if test == "scaled.shifted" else 0.0)
+    tr = scaling_factor * standard.df if trace_ugamma is None else trace_ugamma
     return TestStat(stat, standard.df, test=test, scaling_factor=scaling_factor,
-                    shift_parameter=shift_parameter, trace_ugamma=scaling_factor * standard.df)
+                    shift_parameter=shift_parameter, trace_ugamma=tr)
 
 
 @dataclass(frozen=True)
@@ -202,12 +207,13 @@ def fit_indices(standard: TestStat, baseline: TestStat | None, *, n: float, ngro
 
 def fit_indices_scaled(chisq: float, df: float, baseline_chisq: float, baseline_df: float, *,
                        scaling_factor: float, baseline_scaling_factor: float, n: float,
-                       ngroups: int = 1, test: str = "yuan.bentler.mplus") -> dict:
+                       ngroups: int = 1, test: str = "yuan.bentler.mplus",
+                       trace_ugamma: float | None = None) -> dict:
     """`fit_indices` for complete data with a Satorra-Bentler or Yuan-Bentler scaled test:
     the scaled tests divide the statistics by their scaling factors and the robust indices use
     the unscaled statistics with those factors (`RobustStat.from_tests`)."""
     std, base = TestStat(chisq, df), TestStat(baseline_chisq, baseline_df)
-    sc = scaled_test(std, scaling_factor, test=test)
+    sc = scaled_test(std, scaling_factor, test=test, trace_ugamma=trace_ugamma)
     bsc = scaled_test(base, baseline_scaling_factor, test=test)
     return fit_indices(std, base, n=n, ngroups=ngroups, scaled=sc, baseline_scaled=bsc,
                        robust=RobustStat.from_tests(std, sc, base, bsc))

@@ -49,32 +49,42 @@ def rmsea_ci(x2: float, df: float, n: float, *, ngroups: int = 1, c: float = 1.0
     Notes
     -----
     P is the noncentral chi-square distribution function (``scipy.special.chndtr``, R's
-    ``pchisq`` with ``ncp``). The lower bound solves P(x2; df, lambda) = (1 + level)/2 on
-    [0, x2] (0 when df < 1 or P(x2; df, 0) is already below it); the upper bound solves
-    P(x2; df, lambda) = (1 - level)/2 on [0, max(n, 4 x2)] (0 when df < 1 or the root is not
-    bracketed); each bound is sqrt(c lambda / (n df)) sqrt(G). Roots to 1e-12 (lavaan uses
-    ``uniroot``'s default tolerance).
+    ``pchisq`` with ``ncp``), 0 at x2 <= 0 as in R (scipy's is NaN below 0). The lower bound
+    solves P(x2; df, lambda) = (1 + level)/2 on [0, x2] (0 when df < 1 or P(x2; df, 0) is
+    already below it, which includes every x2 below the df's lower quantile); the upper bound
+    solves P(x2; df, lambda) = (1 - level)/2 on [0, max(n, 4 x2)] (0 when df < 1 or the root is
+    not bracketed); each bound is sqrt(c lambda / (n df)) sqrt(G). Roots to 1e-12 (lavaan uses
+    ``uniroot``'s default tolerance). Where lavaan's ``uniroot`` fails, or the bound is the
+    square root of a negative number (a negative scaling factor ``c``), the bound is NaN, as
+    lavaan 0.6-14 ``lav_fit_rmsea_ci`` gives NA.
     """
     if not _finite(x2, df, n, c):
         return math.nan, math.nan
     upper_p, lower_p = 1.0 - (1.0 - level) / 2.0, (1.0 - level) / 2.0
 
     def f(lam: float, target: float) -> float:
+        if x2 <= 0:
+            return -target
         cdf = special.chndtr(x2, df, lam) if lam > 0 else special.chdtr(df, x2)
         return float(cdf) - target
 
-    k = math.sqrt(ngroups)
+    def bound(hi: float, target: float) -> float:
+        try:
+            lam = optimize.brentq(f, 0.0, hi, args=(target,), xtol=1e-12, rtol=1e-14)
+        except (ValueError, RuntimeError):
+            return math.nan
+        v = c * lam / (n * df)
+        return math.sqrt(ngroups) * math.sqrt(v) if v >= 0 else math.nan
+
     if df < 1 or f(0.0, upper_p) < 0:
         lower = 0.0
     else:
-        lam = optimize.brentq(f, 0.0, x2, args=(upper_p,), xtol=1e-12, rtol=1e-14)
-        lower = k * math.sqrt(c * lam / (n * df))
+        lower = bound(x2, upper_p)
     n_rmsea = max(n, 4.0 * x2)
     if df < 1 or f(n_rmsea, lower_p) > 0 or f(0.0, lower_p) < 0:
         upper = 0.0
     else:
-        lam = optimize.brentq(f, 0.0, n_rmsea, args=(lower_p,), xtol=1e-12, rtol=1e-14)
-        upper = k * math.sqrt(c * lam / (n * df))
+        upper = bound(n_rmsea, lower_p)
     return lower, upper
 
 

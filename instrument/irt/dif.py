@@ -47,11 +47,14 @@ MAX_PURIFICATION = 10
 MIN_ANCHORS = 2       # purification stops rather than match on fewer items than this
 
 
-def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100):
+def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
+         start: tuple[np.ndarray, np.ndarray] | None = None):
     """Proportional-odds logistic regression (MASS ``polr``) by Fisher scoring.
 
     ``y`` holds categories 0..m (all used); ``X`` (n x p) covariates without intercept.
-    Returns ``(zeta, beta, loglik)`` with ``logit P(Y <= k) = zeta_k - X beta``.
+    Returns ``(zeta, beta, loglik)`` with ``logit P(Y <= k) = zeta_k - X beta``. ``start``:
+    starting ``(zeta, beta)``, e.g. a nested model's estimates with zeros for the added
+    coefficients (default: the cumulative logits of the marginal proportions and beta = 0).
     """
     y = np.asarray(y, int)
     X = np.asarray(X, float).reshape(len(y), -1)
@@ -60,30 +63,45 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100):
     cum = np.array([(y <= k).mean() for k in range(m)])
     zeta = np.log(cum / (1 - cum))
     beta = np.zeros(p)
+    if start is not None:
+        zeta, beta = np.array(start[0], float), np.array(start[1], float)
 
-    def terms(zeta, beta):
+    K = m + 1
+    rows = np.arange(n)
+    Yd = np.zeros((n, K))
+    Yd[rows, y] = 1.0
+    Yz = Yd[:, :m] - Yd[:, 1:]        # +1 where y = j, -1 where y = j + 1: the signs of dP_y / d zeta_j
+
+    def probs(zeta, beta):
         eta = X @ beta
         Z = np.column_stack([np.full(n, -np.inf), zeta[None, :] - eta[:, None], np.full(n, np.inf)])
         F = expit(Z)
-        f = F * (1 - F)
-        P = F[:, 1:] - F[:, :-1]                                      # n x K
-        # dP_k / d zeta_j = f_{k+1} [j = k] - f_k [j = k - 1]; dP_k / d beta = -(f_{k+1} - f_k) x
-        K = m + 1
-        dP = np.zeros((n, K, m + p))
-        for k in range(K):
-            if k < m:
-                dP[:, k, k] = f[:, k + 1]
-            if k > 0:
-                dP[:, k, k - 1] = -f[:, k]
-            dP[:, k, m:] = -(f[:, k + 1] - f[:, k])[:, None] * X
-        return P, dP
+        return F[:, 1:] - F[:, :-1], F                                # n x K
 
-    P, dP = terms(zeta, beta)
-    ll = float(np.log(P[np.arange(n), y]).sum())
+    def grad_info(P, F):
+        # dP_k / d zeta_j = f_{k+1} [j = k] - f_k [j = k - 1]; dP_k / d beta = c_k x with
+        # c_k = -(f_{k+1} - f_k); information sum_k dP_k dP_k' / P_k in blocks
+        f = F * (1 - F)
+        fi = f[:, 1:K]                                                # f_1..f_m
+        c = -(f[:, 1:] - f[:, :-1])
+        r = 1 / P[rows, y]
+        g = np.concatenate([(fi * r[:, None] * Yz).sum(axis=0), X.T @ (c[rows, y] * r)])
+        R = 1 / np.clip(P, 1e-300, None)
+        info = np.empty((m + p, m + p))
+        zz = np.diag((fi**2 * (R[:, :m] + R[:, 1:])).sum(axis=0))
+        off = -(fi[:, 1:] * fi[:, :-1] * R[:, 1:m]).sum(axis=0)
+        zz[np.arange(1, m), np.arange(m - 1)] = off
+        zz[np.arange(m - 1), np.arange(1, m)] = off
+        info[:m, :m] = zz
+        info[:m, m:] = (fi * (c[:, :m] * R[:, :m] - c[:, 1:] * R[:, 1:])).T @ X
+        info[m:, :m] = info[:m, m:].T
+        info[m:, m:] = X.T @ ((c**2 * R).sum(axis=1)[:, None] * X)
+        return g, info
+
+    P, F = probs(zeta, beta)
+    ll = float(np.log(P[rows, y]).sum())
     for _ in range(maxit):
-        Py = P[np.arange(n), y]
-        g = (dP[np.arange(n), y] / Py[:, None]).sum(axis=0)
-        info = np.einsum("nkp,nkq->pq", dP / np.clip(P, 1e-300, None)[..., None], dP)
+        g, info = grad_info(P, F)
         try:
             step = np.linalg.solve(info, g)
         except np.linalg.LinAlgError:      # separation: the likelihood has no finite maximum
@@ -92,16 +110,16 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100):
         while True:
             z1, b1 = zeta + t * step[:m], beta + t * step[m:]
             if np.all(np.diff(z1) > 0):
-                P1, dP1 = terms(z1, b1)
-                ll1 = float(np.log(np.clip(P1[np.arange(n), y], 1e-300, None)).sum())
+                P1, F1 = probs(z1, b1)
+                ll1 = float(np.log(np.clip(P1[rows, y], 1e-300, None)).sum())
                 if ll1 >= ll - 1e-12:
                     break
             t /= 2
             if t < 1e-10:
-                z1, b1, P1, dP1, ll1 = zeta, beta, P, dP, ll
+                z1, b1, P1, F1, ll1 = zeta, beta, P, F, ll
                 break
         done = abs(ll1 - ll) < tol and np.max(np.abs(t * step)) < 1e-7
-        zeta, beta, P, dP, ll = z1, b1, P1, dP1, ll1
+        zeta, beta, P, F, ll = z1, b1, P1, F1, ll1
         if done:
             break
     return zeta, beta, ll
@@ -119,10 +137,11 @@ def lr_dif_item(y: np.ndarray, theta: np.ndarray, group: np.ndarray) -> dict[str
     """
     n = len(y)
     g = np.asarray(group, float)
+    # each model starts at the estimates of the model it extends
     ll0 = polr(y, np.zeros((n, 0)))[2]
-    _, b1, ll1 = polr(y, theta[:, None])
-    _, b2, ll2 = polr(y, np.column_stack([theta, g]))
-    _, b3, ll3 = polr(y, np.column_stack([theta, g, theta * g]))
+    z1, b1, ll1 = polr(y, theta[:, None])
+    z2, b2, ll2 = polr(y, np.column_stack([theta, g]), start=(z1, np.append(b1, 0.0)))
+    _, b3, ll3 = polr(y, np.column_stack([theta, g, theta * g]), start=(z2, np.append(b2, 0.0)))
     r1, r2, r3 = (nagelkerke(v, ll0, n) for v in (ll1, ll2, ll3))
     c12, c13, c23 = 2 * (ll2 - ll1), 2 * (ll3 - ll1), 2 * (ll3 - ll2)
     return {"n": n, "ll1": ll1, "ll2": ll2, "ll3": ll3,

@@ -160,8 +160,16 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
     frame = pd.DataFrame(X, columns=items).assign(**{group: code})
     ncat = {it: int(np.nanmax(X[:, j])) for j, it in enumerate(items)}
 
+    fits: dict[tuple, IRTResult] = {}
+
     def fit(anc, start=None):
-        return irt(frame, items, group=group, anchors=list(anc), se=False, tol=tol, start=start)
+        # stage 2 of an anchor set that stage 1 left whole asks for stage 1's fits again (same
+        # anchors, same start): each is fitted once
+        key = (frozenset(anc), None if start is None else id(start))
+        if key not in fits:
+            fits[key] = irt(frame, items, group=group, anchors=list(anc), se=False, tol=tol,
+                            start=start)
+        return fits[key]
 
     stage1: dict[str, tuple[float, int, float]] = {}
     if anchors is None:

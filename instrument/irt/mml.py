@@ -251,6 +251,8 @@ class _MML:
         self.gidx = gidx[first]
         self.wt = self.wt.astype(float)
         self.Y, self.offs = _onehot(x[first], ncat)
+        # each group's patterns and their counts, for the E-step
+        self.by_group = [(self.Y[self.gidx == g], self.wt[self.gidx == g]) for g in range(ngroups)]
         self.mu = np.zeros(ngroups)
         self.sd = np.ones(ngroups)
         self.blocks: list[_Block] = []
@@ -322,27 +324,26 @@ class _MML:
         return w / w.sum(axis=1, keepdims=True)                                # G Q
 
     def estep(self, logP):
-        """Posterior weights times pattern counts (patterns x Q), expected counts per group
-        (G x Q x sumK), log-likelihood."""
-        N = self.Y.shape[0]
+        """Posterior weights times pattern counts summed per group (G x Q), expected counts per
+        group (G x Q x sumK), log-likelihood."""
         Q = self.nodes.size
-        post = np.empty((N, Q))
+        nq = np.empty((self.G, Q))
         counts = np.empty((self.G, Q, self.offs[-1]))
         ll = 0.0
         lprior = np.log(self.prior())
-        for g in range(self.G):
-            rows = self.gidx == g
-            Yg = self.Y[rows]
-            L = Yg @ logP[g].T + lprior[g]
-            mx = L.max(axis=1, keepdims=True)
-            E = np.exp(L - mx)
-            s = E.sum(axis=1, keepdims=True)
-            wt = self.wt[rows]
+        for g, (Yg, wt) in enumerate(self.by_group):
+            W = Yg @ logP[g].T                                  # log joint, then posterior
+            W += lprior[g]
+            mx = W.max(axis=1, keepdims=True)
+            W -= mx
+            np.exp(W, out=W)
+            s = W.sum(axis=1, keepdims=True)
             ll += float(wt @ (np.log(s) + mx)[:, 0])
-            W = E / s * wt[:, None]
-            post[rows] = W
+            W /= s
+            W *= wt[:, None]
+            nq[g] = W.sum(axis=0)
             counts[g] = W.T @ Yg
-        return post, counts, ll
+        return nq, counts, ll
 
     def item_counts(self, counts, b: _Block) -> np.ndarray:
         """Expected counts (instances x Q x m+1) of a block, summed over each instance's groups."""
@@ -389,9 +390,9 @@ class _MML:
             lp = np.where(r > 0, np.log(np.clip(P, 1e-300, None)), 0.0)
         return np.einsum("iqk,iqk->i", r, lp)
 
-    def update_latent(self, post):
+    def update_latent(self, nq):
         for g in range(1, self.G):
-            W = post[self.gidx == g].sum(axis=0)
+            W = nq[g]
             n = W.sum()
             mu = W @ self.nodes / n
             var = W @ (self.nodes - mu) ** 2 / n
@@ -402,7 +403,7 @@ class _MML:
         old = self.get()
         self.set(v)
         logP, _ = self.logprob_table()
-        post, counts, ll = self.estep(logP)
+        nq, counts, ll = self.estep(logP)
         grads = []
         for b in self.blocks:
             r = self.item_counts(counts, b)
@@ -411,7 +412,7 @@ class _MML:
         # latent: d log prior_gq / d(mu, var) with normalised weights
         pr = self.prior()
         for g in range(1, self.G):
-            ng = post[self.gidx == g].sum(axis=0)
+            ng = nq[g]
             z = self.nodes - self.mu[g]
             var = self.sd[g] ** 2
             dmu = z / var
@@ -515,10 +516,10 @@ def _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, 
     ll = -np.inf
     for it_done in range(1, maxit + 1):
         logP, _ = st.logprob_table()
-        post, counts, ll = st.estep(logP)
+        nq, counts, ll = st.estep(logP)
         st.mstep(counts)
         if G > 1:
-            st.update_latent(post)
+            st.update_latent(nq)
         v_new = st.get()
         change = np.max(np.abs(v_new - v))
         v = v_new

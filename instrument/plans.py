@@ -44,8 +44,6 @@ RULE_SETS = ("lrt_dmacs", "chen2007", "cheung_rensvold2002", "rutkowski_svetina2
 #: Stages a plan may switch off (``stages: {irt: false}``); bank, data and reports always run.
 OPTIONAL_STAGES = ("item_analysis", "efa", "cfa", "syntax", "reliability", "invariance",
                    "multilevel", "irt", "irt_dif", "scores", "linker", "policy")
-MAPPING_KEYS = ("columns", "labels", "language_values", "defaults", "ignore", "background",
-                "sheet", "format", "encoding")
 
 
 class PlanError(ValueError):
@@ -88,11 +86,17 @@ class AnalysisSettings(_Strict):
     scoring: Literal["mean", "irt"] = "mean"
 
 
-class FormData(_Strict):
-    """``data: <form>:``: the files of one form and how to read them (an ingest mapping)."""
+class IngestMapping(_Strict):
+    """How to read a fielded file: inline under ``data: <form>:`` in a plan, or a mapping file
+    (`instrument.io.ingest.load_mapping`). Every key is optional; unknown keys are refused.
 
-    files: list[str] = Field(min_length=1)
-    mapping: Optional[str] = None
+    ``columns`` file column -> canonical name; ``labels`` scale id (or ``*``) -> {text label:
+    code}; ``language_values`` file value -> language code; ``defaults`` column -> constant for
+    a column the file lacks; ``ignore`` file columns to skip; ``background`` extra columns kept as
+    text; ``sheet`` the xlsx sheet (name or number); ``format``; ``encoding`` of a CSV (a Python
+    codec name, checked here so a typo is named before any file is read).
+    """
+
     columns: Optional[dict[str, str]] = None
     labels: Optional[dict[str, dict[str, int]]] = None
     language_values: Optional[dict[str, str]] = None
@@ -102,15 +106,6 @@ class FormData(_Strict):
     sheet: Optional[Union[str, int]] = None
     format: Optional[Literal["csv", "qualtrics", "xlsx", "sav", "dta", "parquet"]] = None
     encoding: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, v: Any) -> Any:
-        if isinstance(v, str):          # form: path
-            return {"files": [v]}
-        if isinstance(v, Mapping) and isinstance(v.get("files"), str):
-            return {**v, "files": [v["files"]]}
-        return v
 
     @field_validator("encoding")
     @classmethod
@@ -126,8 +121,26 @@ class FormData(_Strict):
         return v
 
     def ingest_mapping(self) -> dict[str, Any]:
-        """The inline mapping keys that are set (`instrument.io.ingest.load_mapping`'s keys)."""
-        return {k: getattr(self, k) for k in MAPPING_KEYS if getattr(self, k) is not None}
+        """The mapping keys that are set (what `instrument.io.ingest.ingest` reads)."""
+        return {k: getattr(self, k) for k in IngestMapping.model_fields
+                if getattr(self, k) is not None}
+
+
+class FormData(IngestMapping):
+    """``data: <form>:``: the files of one form and how to read them (an ingest mapping inline,
+    or ``mapping:`` a mapping file)."""
+
+    files: list[str] = Field(min_length=1)
+    mapping: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:
+        if isinstance(v, str):          # form: path
+            return {"files": [v]}
+        if isinstance(v, Mapping) and isinstance(v.get("files"), str):
+            return {**v, "files": [v["files"]]}
+        return v
 
 
 class DataSection(BaseModel):

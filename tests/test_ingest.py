@@ -10,7 +10,7 @@ import pyreadstat
 import pytest
 
 import instrument as ins
-from instrument.io import IngestError, ingest, neutralize_cell
+from instrument.io import IngestError, ingest, load_mapping, neutralize_cell
 from instrument.simulate import simulate
 
 
@@ -437,10 +437,27 @@ def test_qualtrics_unmapped_label_and_missing_label(sim, toy_bank, tmp_path):
 def test_mapping_errors(toy_bank, tmp_path, fam):
     p = tmp_path / "f.csv"
     fam.to_csv(p, index=False)
-    with pytest.raises(IngestError, match=r"<mapping>: key 'colums': unknown"):
+    with pytest.raises(IngestError) as e:
         ingest(p, bank=toy_bank, form="family", mapping={"colums": {}})
-    with pytest.raises(IngestError, match=r"key 'labels.agree4': expected a mapping text label"):
+    assert str(e.value) == (
+        "<mapping>: colums: unknown key (did you mean 'columns'?); expected one of ['columns', "
+        "'labels', 'language_values', 'defaults', 'ignore', 'background', 'sheet', 'format', "
+        "'encoding']")
+    with pytest.raises(IngestError) as e:
         ingest(p, bank=toy_bank, form="family", mapping={"labels": {"agree4": {"x": "four"}}})
+    assert str(e.value) == "<mapping>: labels.agree4.x: expected a whole number; got 'four'"
+
+
+def test_mapping_file_is_read_as_yaml_1_2_and_every_problem_has_its_line(tmp_path):
+    m = tmp_path / "map.yaml"
+    m.write_text("labels:\n  agree4: {No: 1, Yes: 2}\n")
+    assert load_mapping(m) == {"labels": {"agree4": {"No": 1, "Yes": 2}}}
+    m.write_text("labels:\n  agree4: {No: 1, Yes: 2}\n  freq5: {x: true}\nignore: q9\n")
+    with pytest.raises(IngestError) as e:
+        load_mapping(m)
+    assert str(e.value).splitlines() == [
+        f"{m}:3: labels.freq5.x: expected a whole number; got True",
+        f"{m}:4: ignore: expected a list; got str"]
 
 
 def test_defaults_and_duration_errors(toy_bank, tmp_path, fam):

@@ -24,11 +24,13 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
+from pydantic import ValidationError
 
+from instrument.bank.yamlio import plain, read_yaml, schema_problems
 from instrument.io.readers import (Formula, IngestError, Source, detect_format, is_blank,
                                    open_source)
 from instrument.io.safe import safe_to_csv
+from instrument.plans import IngestMapping
 from instrument.responses import ResponseSet, normalize_dtypes
 from instrument.results import Table, from_jsonable, to_jsonable
 from instrument.rules import MIN_SECONDS_PER_ITEM, STRAIGHTLINE_MIN_ITEMS, Rule
@@ -74,8 +76,6 @@ def language_values(languages: Iterable[str], extra: Mapping[str, str] | None = 
     return out
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_MAPPING_KEYS = ("columns", "labels", "language_values", "defaults", "ignore", "background",
-                 "sheet", "format", "encoding")
 
 
 def _passes(rule: Rule, x: np.ndarray) -> np.ndarray:
@@ -168,7 +168,8 @@ class IngestResult:
 
 
 def load_mapping(mapping: str | Path | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Read and check a mapping (YAML file or dict).
+    """Read and check a mapping (YAML file or dict) against `instrument.plans.IngestMapping`,
+    the schema a plan's ``data: <form>:`` section uses too; the keys that are set.
 
     Keys: ``columns`` (file column -> canonical name: an item_id, respondent_id, school_id,
     district_id, language, form, duration or a background name), ``labels`` (scale id or "*" ->
@@ -176,45 +177,30 @@ def load_mapping(mapping: str | Path | Mapping[str, Any] | None) -> dict[str, An
     constant for a column the file lacks, e.g. ``language: en``), ``ignore`` (file columns to skip),
     ``background`` (extra background columns to keep as text), ``sheet`` (xlsx sheet), ``format``,
     ``encoding`` (of a CSV; default UTF-8 with or without BOM).
+
+    A file is read as YAML 1.2 (a label ``No`` or ``Yes`` stays text); every problem is one line
+    of the `IngestError`, ``file:line: key.path: what was expected``.
     """
     if mapping is None:
         return {}
-    src = "<mapping>"
+    src, tree = "<mapping>", mapping
     if not isinstance(mapping, Mapping):
-        src = str(mapping)
         p = Path(mapping)
-        if not p.exists():
-            raise IngestError(f"{p}: mapping file not found.")
-        try:
-            mapping = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise IngestError(f"{p}: mapping is not valid YAML ({exc}).") from None
+        src = str(p)
+        if not p.is_file():
+            raise IngestError(f"{p}: mapping file not found; expected a YAML file.")
+        tree, problems = read_yaml(p, src)
+        if problems:
+            raise IngestError("\n".join(map(str, problems)))
+        mapping = plain(tree) if tree is not None else {}
     if not isinstance(mapping, Mapping):
-        raise IngestError(f"{src}: expected a mapping with keys {list(_MAPPING_KEYS)}.")
-    for k in mapping:
-        if k not in _MAPPING_KEYS:
-            raise IngestError(f"{src}: key {k!r}: unknown; expected one of {list(_MAPPING_KEYS)}.")
-    for k in ("columns", "labels", "language_values", "defaults"):
-        if k in mapping and not isinstance(mapping[k], Mapping):
-            raise IngestError(f"{src}: key {k!r}: expected a mapping; got "
-                              f"{type(mapping[k]).__name__}.")
-    for scale, labs in (mapping.get("labels") or {}).items():
-        if not isinstance(labs, Mapping) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in labs.values()):
-            raise IngestError(f"{src}: key 'labels.{scale}': expected a mapping text label -> "
-                              "integer code.")
-    if "encoding" in mapping:
-        import codecs
-        try:
-            codecs.lookup(str(mapping["encoding"]))
-        except LookupError:
-            raise IngestError(f"{src}: key 'encoding': unknown encoding {mapping['encoding']!r}; "
-                              "expected a Python codec name such as utf-8, latin-1 or "
-                              "cp1252.") from None
-    for k in ("ignore", "background"):
-        if k in mapping and not isinstance(mapping[k], list):
-            raise IngestError(f"{src}: key {k!r}: expected a list of column names.")
-    return dict(mapping)
+        raise IngestError(f"{src}:1: (top level): expected a mapping with keys "
+                          f"{list(IngestMapping.model_fields)}; got {type(mapping).__name__}")
+    try:
+        return IngestMapping.model_validate(dict(mapping)).ingest_mapping()
+    except ValidationError as exc:
+        lines = schema_problems(exc, tree, src, IngestMapping)
+        raise IngestError("\n".join(map(str, lines))) from None
 
 
 def _scale_lookup(scale: Any, extra: Mapping[str, int]) -> tuple[dict, set, set]:

@@ -299,6 +299,16 @@ MIN_SCALE_ALPHA = Rule(
     "Internal consistency of a construct's items (Cronbach's alpha, all respondents of a form): "
     "the brief says the items hang together well only when every construct passes.")
 
+MIN_SCALE_OMEGA = Rule(
+    "omega", 0.70, ">=",
+    "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use), "
+    "applied to coefficient omega (McDonald, R. P. (1999). Test Theory: A Unified Treatment. "
+    "Erlbaum) as recommended by Dunn, T. J., Baguley, T., & Brunsden, V. (2014). From alpha to "
+    "omega: A practical solution to the pervasive problem of internal consistency estimation. "
+    "British Journal of Psychology, 105(3), 399-412. https://doi.org/10.1111/bjop.12046",
+    "Reliability of a construct's score from the CFA loadings (omega, all respondents of a form): "
+    "the brief names every construct below it.")
+
 MIN_SCHOOL_RELIABILITY = Rule(
     "reliability.school_mean", 0.70, ">=",
     "Nunnally, J. C. (1978). Psychometric Theory (2nd ed.). McGraw-Hill (.70 for research use); "

@@ -11,6 +11,7 @@ from html import escape as html_escape
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -532,3 +533,221 @@ def test_invariance_tables_verdicts_under_the_table_side_by_side_and_truth():
     assert "side by side" in html and "y1~1" in html
     assert "The search stopped before every step met its rule" in html
     assert "Released against planted DIF" in html and "1 miss(es)" in html
+
+
+def _words(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+class TestTextFromResults:
+    """Sentences that state a result or a definition are built from the results and rules."""
+
+    PAGES = (("technical", "en"), ("brief", "en"), ("brief", "es"), ("cards", "en"),
+             ("cards", "es"))
+
+    def test_no_study_specific_claims(self, results):
+        for kind, lang in self.PAGES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")      # untranslated bank text in Spanish
+                text = _words(render_html(results, kind, lang=lang))
+            for banned in ("Stage 1", "Stage 2", "Bright Spot", "four practices"):
+                assert banned not in text, (kind, lang, banned)
+
+    def test_relations_name_the_linked_outcomes_and_controls(self, results):
+        text = _words(render_html(results, "technical"))
+        outcomes = {d["outcome"] for d in results["linker"]}
+        intro = re.search(r"Do school scores predict ([^?]*)\?", text).group(1)
+        from instrument.report.render import OUTCOME_LABELS
+
+        for o in outcomes:
+            assert OUTCOME_LABELS[o] in intro, (o, intro)
+        assert intro.endswith("over and above poverty and other school characteristics")
+        r = copy.deepcopy(results)
+        for d in r["linker"]:
+            d["controls"] = ["poverty", f"{d['outcome']}_prior"]
+        assert "Comparing schools with poverty and prior results held equal:" in _words(
+            render_html(r, "brief"))
+        assert "over and above poverty and prior results?" in _words(render_html(r, "technical"))
+        for d in r["linker"]:
+            d["controls"] = []
+        assert "over and above" not in _words(render_html(r, "technical"))
+        assert "held equal" not in _words(render_html(r, "brief"))
+
+    def test_card_bands_follow_the_rules(self, results, monkeypatch):
+        from instrument import rules
+
+        text = _words(render_html(results, "cards"))
+        assert "Bands: Very Weak below 20, Weak 20–39, Neutral 40–59, Strong 60–79, " \
+               "Very Strong 80 and above. Because a score" in text
+        monkeypatch.setattr(rules, "SCORE_BAND_CUTS", (25.0, 45.0, 55.0, 75.0))
+        text = _words(render_html(results, "cards"))
+        assert "Very Weak below 25, Weak 25–44, Neutral 45–54, Strong 55–74, " \
+               "Very Strong 75 and above." in text
+        monkeypatch.setattr(rules, "SCORE_BAND_NAMES", ("Low", "Mid", "High"))
+        assert "Bands:" not in _words(render_html(results, "cards"))
+
+
+def _svg_texts(html: str, caption: str) -> list[str]:
+    """Text elements of the SVG figure whose caption contains ``caption``."""
+    import base64
+
+    i = html.index(caption)
+    src = re.search(r"src=['\"]data:image/svg\+xml;base64,([^'\"]+)", html[i:]).group(1)
+    svg = base64.b64decode(src).decode("utf-8")
+    return [_html_unescape(t).strip() for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def _html_unescape(s: str) -> str:
+    from html import unescape
+    return unescape(s)
+
+
+def test_category_legends_use_the_bank_labels(results):
+    r = copy.deepcopy(results)
+    r["bank"]["scales"] = {
+        "agreement": {"codes": [1, 2, 3, 4], "labels": {
+            "en": ["Strongly disagree", "Disagree", "Agree", "Strongly agree"],
+            "es": ["Totalmente en desacuerdo", "En desacuerdo", "De acuerdo",
+                   "Totalmente de acuerdo"]}},
+        "frequency": {"codes": [1, 2, 3, 4, 5], "labels": {
+            "en": ["Never", "Rarely", "Sometimes", "Often", "Always"]}}}
+    html = render_html(r, "technical")
+    agree = _svg_texts(html, "Category use, teacher form, agreement scale")
+    for lab in r["bank"]["scales"]["agreement"]["labels"]["en"]:
+        assert lab in agree, (lab, agree)
+    freq = _svg_texts(html, "Category use, family form, frequency scale")
+    assert {"Never", "Rarely", "Sometimes", "Often", "Always"} <= set(freq)
+    assert not {"1", "2", "3", "4", "5"} & set(agree + freq)  # codes are not the legend
+    assert "frequency scale (codes 1, 2, 3, 4, 5, lowest first)" in html
+    # without scales in the results: one figure per form, legend by code
+    plain = render_html(results, "technical")
+    assert "Category use, teacher form</span>" in plain
+    assert "1 = lowest" in plain
+
+
+def test_category_labels_follow_the_language():
+    from instrument.report.adapters import Section
+    from instrument.report.render import _category_use_by_scale
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "scale": ["yn", "yn"]})
+    bank = Section("bank", True, data={"items": items, "scales": {"yn": {
+        "codes": [1, 2], "labels": {"en": ["No", "Yes"], "es": ["No", "Sí"]}}}})
+    cu = pd.DataFrame({"form": "f", "item_id": ["a", "a", "b"], "category": [1, 2, 1],
+                       "share": [0.4, 0.6, 1.0]})
+    ((form, scale, part, labels),) = _category_use_by_scale(cu, bank, "es")
+    assert (form, scale, len(part), labels) == ("f", "yn", 3, {1: "No", 2: "Sí"})
+    assert _category_use_by_scale(cu, bank, "fr")[0][3] == {1: "No", 2: "Yes"}
+
+
+class TestLanguagesFromTheBank:
+    def _bank_langs(self, results, langs):
+        r = copy.deepcopy(results)
+        r["bank"]["languages"] = langs
+        return r
+
+    def test_english_only_bank_renders_english_and_refuses_spanish(self, results, tmp_path,
+                                                                   monkeypatch):
+        from instrument.report.render import pipeline_stage, report_languages
+
+        r = self._bank_langs(results, ["en"])
+        assert report_languages(r) == (["en"], ["en"])
+        with pytest.raises(ValueError, match=r"^lang='es': the reports of these results can be "
+                                             r"rendered in en \(the bank's languages: en\)\.$"):
+            render_html(r, "brief", lang="es")
+        f = tmp_path / "results.json"
+        f.write_text(json.dumps({"results": r}))
+        res = CliRunner().invoke(main, ["report", str(f), "--kind", "brief", "--lang", "es",
+                                        "--out", str(tmp_path / "o"), "--no-pdf"])
+        assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
+        assert res.output.strip() == ("Error: --lang es: the reports of these results can be "
+                                      "rendered in en (the bank's languages: en).")
+        res = CliRunner().invoke(main, ["report", str(f), "--kind", "all", "--out",
+                                        str(tmp_path / "a"), "--no-pdf"])
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+            "policy_brief.html", "school_cards.html", "technical_report.html"]
+        monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "none"))
+        out = pipeline_stage({"results": from_jsonable(r), "out_dir": tmp_path / "p"})
+        assert not [x for x in out["files"] if "_es" in x]
+
+    def test_a_bank_language_without_a_report_translation_is_named(self, results):
+        from instrument.report.render import report_languages
+
+        r = self._bank_langs(results, ["en", "es", "fr"])
+        assert report_languages(r)[0] == ["en", "es"]
+        with pytest.raises(ValueError, match="no report translation for fr"):
+            render_html(r, "cards", lang="fr")
+        assert "Escuela" in render_html(r, "cards", lang="es")
+
+
+class TestBriefReadsOmegaAndFit:
+    """The brief interprets omega and the CFA fit from the results, with the rules' limits."""
+
+    def _text(self, results, lang="en"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # untranslated bank text in Spanish
+            return _words(render_html(results, "brief", lang=lang))
+
+    def test_omega_range_and_constructs_below_the_rule(self, results):
+        from instrument import rules
+
+        rel = from_jsonable(results["reliability"])
+        om = rel["omega"].astype(float)
+        text = self._text(results)
+        assert (f"ranges from {om.min():.2f} to {om.max():.2f}. Every practice reaches "
+                f"{rules.MIN_SCALE_OMEGA.threshold:.2f}, the usual minimum for research use "
+                "(Nunnally (1978)).") in text
+        r = copy.deepcopy(results)
+        rows = r["reliability"]["data"]
+        col = r["reliability"]["columns"].index("omega")
+        rows[1][col] = 0.61
+        text = self._text(r)
+        assert "Every practice reaches" not in text
+        assert (f"Below {rules.MIN_SCALE_OMEGA.threshold:.2f}, the usual minimum for research use "
+                f"(Nunnally (1978)): Leadership (Teacher survey, 0.61).") in text
+
+    def test_fit_verdict_per_form_from_the_heuristics(self, results, monkeypatch):
+        from instrument import rules
+
+        fm = results["cfa"]["teacher"]["fit_measures"]
+        text = self._text(results)
+        assert "limits (CFI ≥ 0.95, TLI ≥ 0.95, RMSEA ≤ 0.06, SRMR ≤ 0.08; Hu & Bentler (1999))" \
+            in _html_unescape(text)
+        # MLR: the robust indices where the results have them, else the standard ones
+        shown = "; ".join(f"{k.upper()} {fm.get(k + '.robust', fm[k]):.3f}"
+                          for k in ("cfi", "tli", "rmsea", "srmr"))
+        assert f"Teacher survey: the answers follow the intended structure ({shown})." in text
+        monkeypatch.setattr(rules, "FIT_HEURISTICS", (
+            rules.Rule("rmsea", 0.05, "<=", rules.FIT_RMSEA_HU_BENTLER.source),))
+        text = self._text(results)
+        rm = fm.get("rmsea.robust", fm["rmsea"])
+        assert (f"Teacher survey: the answers do not follow the intended structure closely "
+                f"(RMSEA {rm:.3f}, limit ≤ 0.05), so its practice scores should be read with "
+                "caution.") in text
+        es = self._text(results, "es")
+        assert f"(RMSEA {rm:.3f}, límite ≤ 0.05)" in es
+
+
+def test_overall_score_definition_is_printed_from_the_scores(results):
+    from instrument.report.render import _construct_labels
+    from instrument.report.adapters import read_bank
+
+    sc = from_jsonable(results["scores"])
+    labels = _construct_labels(read_bank(results), "en")
+    teacher = [c for c in dict.fromkeys(sc.loc[sc["form"] == "teacher", "construct"])
+               if c != "overall"]
+    assert [c for c in dict.fromkeys(sc.loc[sc["form"] == "family", "construct"])
+            if c != "overall"] == teacher          # same constructs: one sentence for both
+    want = (f"\"Overall\" on the teacher survey and family survey is the unweighted mean of its {len(teacher)} "
+            f"practice scores ({'; '.join(labels.get(c, c) for c in teacher)}), each on its "
+            "items as keyed in the item bank; the bank defines no overall score of its own.")
+    for kind in ("technical", "brief"):
+        assert want in _html_unescape(_words(render_html(results, kind))), kind
+    cards = _html_unescape(_words(render_html(results, "cards")))
+    assert cards.count("\"Overall\" is the unweighted mean of the practice scores above it") \
+        == sc["school_id"].nunique()
+    r = copy.deepcopy(results)
+    col = r["scores"]["columns"].index("construct")
+    r["scores"]["data"] = [row for row in r["scores"]["data"] if row[col] != "overall"]
+    for kind in ("technical", "brief", "cards"):
+        assert "unweighted mean of" not in render_html(r, kind), kind

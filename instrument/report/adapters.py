@@ -21,6 +21,8 @@ Keys read, by section
     and optionally ``text_en``, ``text_es``, ``reverse``, ``scale``, ``translation_notes``.
     ``constructs`` (optional): frame ``construct``, ``label_en``, ``description``.
     ``cognitive_interviews`` (optional): frame ``item_id``, ``round``, ``note`` (and ``form``).
+    ``scales`` (optional): ``{scale id: {"codes": [...], "labels": {language: [...]}}}``, the
+    response scales the items' ``scale`` column names (category legends use these labels).
     The blueprint (items per construct x finding, per form) and the translation status counts are
     counted from ``items``.
 ``results["item_analysis"]`` (response processes)
@@ -247,8 +249,14 @@ def read_bank(results: Mapping[str, Any]) -> Section:
     cog = as_frame(b.get("cognitive_interviews"))
     if cog is not None and _has(cog, ("item_id", "note")):
         cog = None
+    scales = {}
+    for sid, sc in (b.get("scales") or {}).items() if isinstance(b.get("scales"), Mapping) else ():
+        if isinstance(sc, Mapping) and isinstance(sc.get("labels"), Mapping):
+            scales[str(sid)] = {"codes": [int(c) for c in sc.get("codes") or []],
+                                "labels": {str(k): [str(x) for x in v]
+                                           for k, v in sc["labels"].items()}}
     return Section("bank", True, data={
-        "items": items, "blueprint": blueprint, "forms": forms, "translation": translation,
+        "items": items, "blueprint": blueprint, "scales": scales, "forms": forms, "translation": translation,
         "translation_notes": tnotes, "cognitive": cog,
         "constructs": as_frame(b.get("constructs")), "languages": languages,
         "name": str(b.get("name") or ""), "has_findings": has_findings,

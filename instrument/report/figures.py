@@ -72,30 +72,43 @@ def loading_heatmap(loadings: pd.DataFrame, title: str = "") -> str | None:
         return _uri(fig)
 
 
-def category_use_bars(cu: pd.DataFrame, title: str = "") -> str | None:
-    """Stacked horizontal bars: share of answers in each response category, one bar per item."""
+def category_use_bars(cu: pd.DataFrame, title: str = "",
+                      labels: Mapping[int, str] | None = None,
+                      legend_title: str = "category") -> str | None:
+    """Stacked horizontal bars: share of answers in each response category, one bar per item.
+
+    ``labels`` maps each category code to its label (the item bank's response scale, in the
+    report's language): the legend shows the labels, in code order, including categories no one
+    chose; without it the legend shows the codes.
+    """
     if cu is None or not len(cu):
         return None
     wide = cu.pivot_table(index="item_id", columns="category", values="share", aggfunc="first",
                           sort=False).fillna(0.0)
+    wide.columns = [int(c) if float(c).is_integer() else c for c in wide.columns]
+    if labels:
+        wide = wide.reindex(columns=sorted(set(wide.columns) | set(labels)), fill_value=0.0)
     cats = sorted(wide.columns)
+    names = [textwrap.fill(str(labels.get(c, c)) if labels else str(c), 18) for c in cats]
     shades = plt.get_cmap("YlGnBu")(np.linspace(0.15, 0.95, len(cats)))
+    ncols = len(cats) if not labels else min(len(cats), 3)
+    rows = math.ceil(len(cats) / ncols)
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.2 * len(wide)))
         left = np.zeros(len(wide))
         for i, c in enumerate(cats):
             v = wide[c].to_numpy(float)
             ax.barh(range(len(wide)), v, left=left, color=shades[i],
-                    edgecolor="white", linewidth=0.4, label=str(c))
+                    edgecolor="white", linewidth=0.4, label=names[i])
             left += v
         ax.set_yticks(range(len(wide)), wide.index)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of answers")
-        ax.legend(title="category", ncols=len(cats), loc="lower center",
+        ax.legend(title=legend_title, ncols=ncols, loc="lower center",
                   bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=MIN_PT, title_fontsize=MIN_PT)
         if title:
-            ax.set_title(title, pad=28)
+            ax.set_title(title, pad=28 + 14 * rows)
         return _uri(fig)
 
 

@@ -47,13 +47,6 @@ ES: dict[str, str] = {
         "Para los equipos de política estatales y de distrito. Las cifras se toman de los "
         "resultados de una corrida de validación; nada de lo que aparece aquí identifica a una "
         "persona.",
-    "The survey measures how schools partner with families, through four practices that set "
-    "\"Bright Spot\" schools apart and one that cuts across them. Teachers and families answer "
-    "about what actually happens, not about attitudes in general.":
-        "La encuesta mide cómo las escuelas colaboran con las familias a través de cuatro "
-        "prácticas que distinguen a las escuelas \"Bright Spot\" (escuelas ejemplares) y una "
-        "que las atraviesa a todas. Los maestros y las familias responden sobre lo que "
-        "realmente ocurre, no sobre actitudes en general.",
     "Practice": "Práctica", "What strong practice looks like": "Cómo se ve una práctica sólida",
     "Teacher items": "Preguntas para maestros", "Family items": "Preguntas para familias",
     "Answers to the items of each practice hang together well: internal consistency "
@@ -102,10 +95,49 @@ ES: dict[str, str] = {
         "da esta probabilidad para cada resultado; lea el intervalo, no solo la categoría.",
     "How school scores become more reliable with more respondents":
         "Cómo los resultados de una escuela se vuelven más confiables con más respuestas",
-    "Comparing schools with poverty, prior results and other school characteristics held "
-    "equal:":
-        "Al comparar escuelas con el mismo nivel de pobreza, los mismos resultados previos y "
-        "otras características iguales:",
+    "Comparing schools with %(controls)s held equal:":
+        "Al comparar escuelas con los mismos valores de %(controls)s:",
+    "prior results": "resultados previos",
+    "\"Overall\" is the unweighted mean of the practice scores above it; the item bank defines "
+    "no overall score of its own.":
+        "\"General\" es el promedio simple de los resultados por práctica que aparecen arriba; "
+        "el banco de preguntas no define un resultado general propio.",
+    "\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice scores "
+    "(%(names)s), each on its items as keyed in the item bank; the bank defines no overall "
+    "score of its own.":
+        "El resultado \"General\" de la %(form)s es el promedio simple de sus %(n)s resultados "
+        "por práctica (%(names)s), cada uno calculado con sus preguntas según la codificación "
+        "del banco de preguntas; el banco no define un resultado general propio.",
+    "Omega, a reliability estimate from the factor analysis that weighs each item by how well "
+    "it measures its practice, ranges from %(lo)s to %(hi)s.":
+        "Omega, una estimación de la confiabilidad a partir del análisis factorial que pondera "
+        "cada pregunta según qué tan bien mide su práctica, va de %(lo)s a %(hi)s.",
+    "Below %(rule)s, the usual minimum for research use (%(src)s): %(names)s. Scores of these "
+    "practices should be read with caution.":
+        "Por debajo de %(rule)s, el mínimo habitual para uso en investigación (%(src)s): "
+        "%(names)s. Los resultados de estas prácticas deben leerse con cautela.",
+    "Every practice reaches %(rule)s, the usual minimum for research use (%(src)s).":
+        "Todas las prácticas alcanzan %(rule)s, el mínimo habitual para uso en investigación "
+        "(%(src)s).",
+    "Do the answers follow the structure the survey was built on, each item going with its own "
+    "practice? A confirmatory factor analysis checks this against conventional limits "
+    "(%(limits)s; %(src)s), which are rules of thumb rather than tests:":
+        "¿Siguen las respuestas la estructura con la que se construyó la encuesta, con cada "
+        "pregunta asociada a su propia práctica? Un análisis factorial confirmatorio lo "
+        "comprueba frente a límites convencionales (%(limits)s; %(src)s), que son reglas "
+        "prácticas y no pruebas estadísticas:",
+    "%(form)s: the answers follow the intended structure (%(values)s).":
+        "%(form)s: las respuestas siguen la estructura prevista (%(values)s).",
+    "%(form)s: the answers do not follow the intended structure closely (%(fails)s), so its "
+    "practice scores should be read with caution.":
+        "%(form)s: las respuestas no siguen de cerca la estructura prevista (%(fails)s), por lo "
+        "que los resultados de sus prácticas deben leerse con cautela.",
+    "%(index)s %(v)s, limit %(op)s %(limit)s": "%(index)s %(v)s, límite %(op)s %(limit)s",
+    "In simulated data the structure holds by construction: this shows that the analysis "
+    "works, not that the survey's structure holds in real schools.":
+        "En datos simulados la estructura se cumple por construcción: esto muestra que el "
+        "análisis funciona, no que la estructura de la encuesta se cumpla en escuelas reales.",
+    "other school characteristics": "otras características de la escuela", "and": "y",
     "Schools at the 90th percentile of the %(form)s engagement score, compared with schools at "
     "the 10th, had:":
         "Las escuelas en el percentil 90 del resultado de colaboración (%(form)s), comparadas "
@@ -265,17 +297,19 @@ ES: dict[str, str] = {
         "saber si quienes respondieron la representan.",
     "How to read this card": "Cómo leer esta tarjeta",
     "Each score (1–99; 50 is the benchmark average) comes with a 95% interval, the range that "
-    "very likely holds the school's true score. The band names the range the score falls in "
-    "(Very Weak below 20, Weak 20–39, Neutral 40–59, Strong 60–79, Very Strong 80 and above). "
-    "Because a score from a few dozen people is uncertain, the last column gives the chance "
-    "that the school's true score really is in the band shown.":
+    "very likely holds the school's true score. The band names the range the score falls in.":
         "Cada resultado (de 1 a 99; 50 es el promedio de referencia) viene con un intervalo de "
         "95 %, el rango que muy probablemente contiene el verdadero resultado de la escuela. La "
-        "categoría indica el rango en el que cae el resultado (Muy débil por debajo de 20, "
-        "Débil de 20 a 39, Neutral de 40 a 59, Fuerte de 60 a 79, Muy fuerte de 80 en "
-        "adelante). Como un resultado basado en unas decenas de personas es incierto, la última "
-        "columna da la probabilidad de que el verdadero resultado de la escuela esté realmente "
-        "en la categoría indicada.",
+        "categoría indica el rango en el que cae el resultado.",
+    "Bands: %(ranges)s.": "Categorías: %(ranges)s.",
+    "%(band)s below %(x)s": "%(band)s por debajo de %(x)s",
+    "%(band)s %(lo)s–%(hi)s": "%(band)s de %(lo)s a %(hi)s",
+    "%(band)s %(x)s and above": "%(band)s de %(x)s en adelante",
+    "Because a score from a few dozen people is uncertain, the last column gives the chance "
+    "that the school's true score really is in the band shown.":
+        "Como un resultado basado en unas decenas de personas es incierto, la última columna da "
+        "la probabilidad de que el verdadero resultado de la escuela esté realmente en la "
+        "categoría que se muestra.",
     "Across all schools shown, the band is right for about %(acc)s of scores (band accuracy) "
     "and a second survey would give the same band for about %(cons)s (band consistency).":
         "En el conjunto de escuelas que se muestran, la categoría es correcta para cerca del "

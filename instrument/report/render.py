@@ -171,6 +171,27 @@ def _plain_outcome(label: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _plain_controls(controls: Iterable[str], t: Translator) -> str:
+    """The linker's control variables in plain words: poverty, the outcome's prior value ("prior
+    results"), any other control as "other school characteristics"; '' when there is none."""
+    words: list[str] = []
+    for c in controls:
+        w = ("poverty" if c == "poverty" else "prior results" if c.startswith("prior value")
+             or c.endswith("_prior") else "other school characteristics")
+        if w not in words:
+            words.append(w)
+    words = [t(w) for w in words]
+    return (", ".join(words[:-1]) + f" {t('and')} " + words[-1]) if len(words) > 1 else \
+        "".join(words)
+
+
+def _linked_outcomes(c: pd.DataFrame) -> str:
+    """'chronic absenteeism, attendance and ELA proficiency': the outcomes the linker ran."""
+    names = [_plain_outcome(str(o)).lower().replace("ela", "ELA")
+             for o in dict.fromkeys(re.sub(r", [^,]+ form$", "", str(x)) for x in c["outcome"])]
+    return (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else "".join(names)
+
+
 def _rule_sources(rs: Iterable[_rules.Rule]) -> list[str]:
     return list(dict.fromkeys(r.source for r in rs))
 
@@ -202,7 +223,32 @@ def _content(s: Section, num: _Numberer) -> dict:
     return out
 
 
-def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
+def _category_use_by_scale(cu: pd.DataFrame, bank: Section, lang: str = "en"
+                           ) -> list[tuple[str, str, pd.DataFrame, dict[int, str] | None]]:
+    """Category use split by form and by the items' response scale, each part with the
+    scale's category labels (code -> label in ``lang``, English where the bank has no text in
+    ``lang``) from the bank; one part per form with ``None`` labels when the bank gives no
+    scales."""
+    scales = bank.get("scales") if bank.available else None
+    items = bank["items"] if bank.available else None
+    of = ({str(i): str(s) for i, s in zip(items["item_id"], items["scale"])}
+          if scales and items is not None and "scale" in items.columns else {})
+    out = []
+    for form, g in cu.groupby("form", sort=False) if "form" in cu.columns else [("", cu)]:
+        sc = g["item_id"].astype(str).map(of).fillna("")
+        for scale in dict.fromkeys(sc):
+            part = g[sc == scale]
+            spec = scales.get(scale) if scales else None
+            labels = None
+            if spec:
+                text = spec["labels"].get(lang) or next(iter(spec["labels"].values()), [])
+                if len(text) == len(spec["codes"]):
+                    labels = dict(zip(spec["codes"], text))
+            out.append((str(form), scale, part, labels))
+    return out
+
+
+def _processes(bank: Section, ia: Section, num: _Numberer, lang: str = "en") -> dict:
     out: dict[str, Any] = {}
     cog = bank.get("cognitive") if bank.available else None
     if cog is not None and len(cog):
@@ -218,11 +264,17 @@ def _processes(bank: Section, ia: Section, num: _Numberer) -> dict:
     figs = []
     cu = ia["category_use"]
     if cu is not None:
-        for form, g in cu.groupby("form", sort=False):
-            figs.append(num.figure(fig.category_use_bars(g),
-                                   f"Category use, {form} form" if form else "Category use",
-                                   "Share of answers in each response category (1 = lowest).",
-                                   alt=f"Stacked bars of category use per item, {form} form"))
+        for form, scale, g, labels in _category_use_by_scale(cu, bank, lang):
+            what = ", ".join(x for x in (f"{form} form" if form else "",
+                                         f"{scale} scale" if scale else "") if x)
+            figs.append(num.figure(
+                fig.category_use_bars(g, labels=labels,
+                                      legend_title="response" if labels else "category"),
+                "Category use" + (f", {what}" if what else ""),
+                ("Share of answers in each response category, labelled as in the item bank's "
+                 f"{scale} scale (codes {', '.join(str(c) for c in labels)}, lowest first)."
+                 if labels else "Share of answers in each response category (1 = lowest)."),
+                alt=f"Stacked bars of category use per item, {what or 'all items'}"))
     out["figures"] = figs
     st = ia["items"]
     if st is not None and len(st):
@@ -662,13 +714,16 @@ def _relations(s: Section, num: _Numberer) -> dict:
             if k in c.columns and k not in same]
     common = "; ".join(f"{k} {c[k].iloc[0]}" for k in same)
     controls = [x for x in dict.fromkeys(c["controls"]) if x] if "controls" in c.columns else []
+    listed = [x.strip() for cs in controls for x in cs.split(",") if x.strip()]
+    intro = {"outcomes": _linked_outcomes(c),
+             "controls": _plain_controls(dict.fromkeys(listed), Translator("en"))}
     c = c.copy()
     if "form" in keep:
         c["outcome"] = [re.sub(r", [^,]+ form$", "", str(o)) for o in c["outcome"]]
     for k, d in (("df", 1), ("pvalue", 4)):
         if k in c.columns:
             c[k] = [_fmt(v, d) for v in c[k]]
-    out = {"coefficients": num.table(Table(
+    out = {**intro, "coefficients": num.table(Table(
         "Predictive validity: coefficient of the school score", c[keep],
         [(f"All rows: {common}. " if common else "")
          + "One regression per outcome with the school score, the outcome's prior value and "
@@ -700,6 +755,31 @@ def _reason_kinds(reasons: pd.Series) -> list[str]:
     examples = {k: r for r, k in zip(reasons[reasons != ""], kinds)}
     return [f"{k} ({n} results; e.g. {examples[k]})" if examples[k] != k else f"{k} ({n} results)"
             for k, n in counts.items()]
+
+
+def overall_definitions(scores: Section, bank: Section, t: Translator) -> list[str]:
+    """One sentence per form saying what its "overall" score is: the unweighted mean of the
+    form's construct scores (`instrument.scores`), named from the bank; the item bank defines
+    no overall score of its own, so the report states the definition wherever it shows one."""
+    if not scores.available:
+        return []
+    tab = scores["table"]
+    names = _construct_labels(bank, t.lang)
+    same: dict[tuple[str, ...], list[str]] = {}   # forms with the same constructs: one sentence
+    for form, g in tab.groupby("form", sort=False):
+        cons = tuple(str(c) for c in dict.fromkeys(g["construct"]) if str(c) != "overall")
+        if "overall" in set(g["construct"].astype(str)) and cons:
+            same.setdefault(cons, []).append(t(str(form).capitalize() + " survey").lower())
+    out = []
+    for cons, forms in same.items():
+        form = (", ".join(forms[:-1]) + f" {t('and')} " + forms[-1]) if len(forms) > 1 \
+            else forms[0]
+        out.append(t("\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice "
+                     "scores (%(names)s), each on its items as keyed in the item bank; the bank "
+                     "defines no overall score of its own.",
+                     form=form, n=len(cons),
+                     names="; ".join(names.get(c, c.replace("_", " ")) for c in cons)))
+    return out
 
 
 def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
@@ -979,6 +1059,7 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
     ctx = {"content": _content(secs["bank"], num),
            "rows": _rows_accounted(data, num),     # numbered in document order
            "processes": _processes(secs["bank"], secs["item_analysis"], num),
+           "overall": overall_definitions(secs["scores"], secs["bank"], Translator("en")),
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
@@ -1029,6 +1110,62 @@ def _construct_labels(bank: Section, lang: str) -> dict[str, str]:
     return out
 
 
+FIT_INDEX_SUFFIX = {"MLR": ".robust", "WLSMV": ".scaled", "ULSMV": ".scaled"}
+PLAIN_OPS = {">=": "≥", "<=": "≤"}
+
+
+def _brief_omega_and_fit(secs: Mapping[str, Section], t: Translator) -> dict:
+    """Plain-language reading of omega (against `rules.MIN_SCALE_OMEGA`) and of each form's
+    CFA fit (against `rules.FIT_HEURISTICS`, the estimator's scaled or robust indices as in the
+    technical report); keys ``omega`` and ``fit`` (absent when the results lack them)."""
+    out: dict[str, Any] = {}
+    names = _construct_labels(secs["bank"], t.lang)
+    rel = secs["reliability"]
+    if rel.available and "omega" in rel["table"].columns:
+        rt = rel["table"]
+        if "language" in rt.columns:   # omega is estimated on all respondents of a form
+            rt = rt[rt["language"].isin(["all", "", None]) | rt["language"].isna()]
+        om = rt.assign(omega=pd.to_numeric(rt["omega"], errors="coerce")).dropna(subset=["omega"])
+        if len(om):
+            r = _rules.MIN_SCALE_OMEGA
+            below = [f"{names.get(str(x['construct']), str(x['construct']))}"
+                     + (f" ({t(str(x['form']).capitalize() + ' survey')}, {_fmt(x['omega'])})"
+                        if x.get("form") else f" ({_fmt(x['omega'])})")
+                     for x in om.to_dict("records") if not r.passes(float(x["omega"]))]
+            out["omega"] = {"lo": _fmt(om["omega"].min()), "hi": _fmt(om["omega"].max()),
+                            "rule": _fmt(r.threshold), "source": _short_cite(r.source),
+                            "below": "; ".join(below)}
+    cfa = secs["cfa"]
+    if cfa.available:
+        heur = _rules.FIT_HEURISTICS
+        fits = []
+        for form, d in cfa["fits"].items():
+            fm = d["fit_measures"]
+            suffix = FIT_INDEX_SUFFIX.get(str(d.get("estimator") or "").upper(), "")
+            shown, fails = [], []
+            for r in heur:
+                v = _num(fm.get(r.key + suffix if r.key != "srmr" else r.key))
+                v = v if v == v else _num(fm.get(r.key))
+                if v != v:
+                    continue
+                shown.append(f"{r.key.upper()} {_fmt(v, 3)}")
+                if not r.passes(v):
+                    fails.append(t("%(index)s %(v)s, limit %(op)s %(limit)s", index=r.key.upper(),
+                                   v=_fmt(v, 3), op=PLAIN_OPS.get(r.op, r.op),
+                                   limit=f"{r.threshold:g}"))
+            if shown:
+                fits.append({"form": t(str(form).capitalize() + " survey")
+                             if form != "model" else "", "ok": not fails,
+                             "shown": "; ".join(shown), "fails": "; ".join(fails)})
+        if fits:
+            out["fit"] = fits
+            out["fit_limits"] = ", ".join(f"{r.key.upper()} {PLAIN_OPS.get(r.op, r.op)} "
+                                          f"{r.threshold:g}"
+                                          for r in heur)
+            out["fit_source"] = "; ".join(_short_cite(x) for x in _rule_sources(heur))
+    return out
+
+
 def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     num = _Numberer(t)
     ctx: dict[str, Any] = {"sections": BRIEF_SECTIONS}
@@ -1048,7 +1185,6 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                              for c in dict.fromkeys(items["construct"])]
         ctx["forms"] = b["forms"]
         ctx["n_items"] = b["n_items"]
-        ctx["shipped_bank"] = b.get("shipped", True)
         ctx["bank_name"], ctx["n_constructs"] = b.get("name", ""), int(b["n_constructs"])
     else:
         ctx["measures_na"] = b.reason
@@ -1058,6 +1194,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["alpha_range"] = (_fmt(a.min()), _fmt(a.max()))
         ctx["alpha_ok"] = bool(_rules.MIN_SCALE_ALPHA.passes(float(a.min())))
         ctx["alpha_rule"] = _fmt(_rules.MIN_SCALE_ALPHA.threshold)
+    ctx.update(_brief_omega_and_fit(secs, t))
     if ml.available:
         icc = ml["icc"]
         facts = []
@@ -1116,6 +1253,10 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                 "poverty_direction": ("higher" if _num(pv.iloc[0]["contrast_pp"]) > 0
                                       else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
+        c = lk["coefficients"]
+        ctx["controls"] = _plain_controls(dict.fromkeys(
+            x.strip() for cs in (c["controls"] if "controls" in c.columns else [])
+            for x in str(cs).split(",") if x.strip()), t)
         forms = [f for f in dict.fromkeys(e["form"]) if f]
         first = "teacher" if "teacher" in forms else (forms[0] if forms else "")
         ef = e[e["form"] == first] if first else e
@@ -1131,6 +1272,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
     else:
         ctx["predicts_na"] = lk.reason if not lk.available else NOT_AVAILABLE
     ctx.update(_scores_facts(secs["scores"], secs["policy"], t))
+    ctx["overall"] = overall_definitions(secs["scores"], secs["bank"], t)
     ctx.update(_brief_districts(secs["policy"], num, t))
     return ctx
 
@@ -1271,6 +1413,10 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
     if not sc.available:
         return {**out, "cards_na": sc.reason, "schools": []}
     tab = sc["table"]
+    out["band_ranges"] = _band_ranges(sc["bands"], t)
+    out["overall"] = [t("\"Overall\" is the unweighted mean of the practice scores above it; "
+                        "the item bank defines no overall score of its own.")] if \
+        overall_definitions(sc, secs["bank"], t) else []
     names = _construct_labels(secs["bank"], t.lang)
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)
@@ -1339,6 +1485,20 @@ def _plain_reason(code: str, form: str, row: Mapping[str, Any], t: Translator) -
              "answer for the result to represent the school.",
              rate=f"{100 * _num(row.get('response_rate')):.0f}%", who=who,
              min=f"{100 * rule.threshold:.0f}%")
+
+
+def _band_ranges(declared: Sequence[str], t: Translator) -> str:
+    """'Very Weak below 20, Weak 20–39, ..., Very Strong 80 and above' from
+    `rules.SCORE_BAND_CUTS` when the results' bands are `rules.SCORE_BAND_NAMES`; '' otherwise
+    (the cut points of other bands are not known to the report)."""
+    names, cuts = tuple(_rules.SCORE_BAND_NAMES), tuple(_rules.SCORE_BAND_CUTS)
+    if tuple(declared) != names or len(cuts) != len(names) - 1:
+        return ""
+    parts = [t("%(band)s below %(x)s", band=t(names[0]), x=f"{cuts[0]:g}")]
+    parts += [t("%(band)s %(lo)s–%(hi)s", band=t(b), lo=f"{lo:g}", hi=f"{hi - 1:g}")
+              for b, lo, hi in zip(names[1:-1], cuts[:-1], cuts[1:])]
+    parts.append(t("%(band)s %(x)s and above", band=t(names[-1]), x=f"{cuts[-1]:g}"))
+    return ", ".join(parts)
 
 
 def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
@@ -1438,6 +1598,33 @@ def _number_word(n: Any) -> str:
     return words[n] if isinstance(n, int) and 0 <= n < len(words) else str(n if n else "")
 
 
+def report_languages(results: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(languages the brief and the cards can be rendered in, the bank's languages).
+
+    The bank's languages (``results["bank"]["languages"]``, source language first; inferred by
+    `adapters.read_bank` when not recorded) that have a report translation (`LANGUAGES`), with
+    English, the language of the report text, always available. Results without a bank give
+    English only.
+    """
+    if "results" in results and isinstance(results["results"], Mapping):
+        results = results["results"]
+    bank = READERS["bank"](results) if isinstance(results.get("bank"), Mapping) else None
+    langs = list(bank["languages"]) if bank is not None and bank.available else []
+    return ["en", *[x for x in langs if x != "en" and x in LANGUAGES]], langs
+
+
+def check_language(results: Mapping[str, Any], lang: str) -> None:
+    """Raise ValueError (one line) when ``lang`` is not one of `report_languages`."""
+    ok, bank = report_languages(results)
+    if lang not in ok:
+        untranslated = [x for x in bank if x not in LANGUAGES]
+        raise ValueError(f"lang={lang!r}: the reports of these results can be rendered in "
+                         f"{', '.join(ok)} (the bank's languages: "
+                         f"{', '.join(bank) if bank else 'not recorded'}"
+                         + (f"; no report translation for {', '.join(untranslated)}"
+                            if untranslated else "") + ").")
+
+
 def render_html(results: Mapping[str, Any], kind: str = "technical", *,
                 title: str | None = None, label: str | None = None, lang: str = "en") -> str:
     """The HTML text of one report (see `render`)."""
@@ -1446,10 +1633,11 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if lang != "en" and kind not in TRANSLATED_KINDS:
         raise ValueError(f"lang={lang!r}: only {', '.join(TRANSLATED_KINDS)} are translated; "
                          f"the {kind} report is in English (lang='en').")
-    t = Translator(lang)
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a mapping of stage name -> result; got "
                         f"{type(results).__name__}.")
+    check_language(results, lang)
+    t = Translator(lang)
     stages: dict[str, str] = {}
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
@@ -1556,8 +1744,9 @@ def render(results: Mapping[str, Any], kind: str = "technical", out_dir: str | P
 def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
                formats: Sequence[str] = FORMATS, **kw: Any) -> dict[str, list[Path]]:
     """`render` every kind into ``out_dir`` (the brief and the cards in every language of
-    `LANGUAGES`); returns kind -> files written."""
-    return {k: [p for lang in (LANGUAGES if k in TRANSLATED_KINDS else ("en",))
+    `report_languages`); returns kind -> files written."""
+    langs = report_languages(results)[0]
+    return {k: [p for lang in (langs if k in TRANSLATED_KINDS else ("en",))
                 for p in render(results, k, out_dir, formats, lang=lang, **kw)] for k in KINDS}
 
 
@@ -1589,8 +1778,7 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     written: list[Path] = []
-    bank = results.get("bank") if isinstance(results.get("bank"), Mapping) else {}
-    langs = [x for x in LANGUAGES if x in (bank.get("languages") or LANGUAGES)] or ["en"]
+    langs = report_languages(results)[0]
     # the brief and the cards report school scores: where the scores stage stood aside (no
     # schools in the data) only the technical report
     aside = {s.get("name") for s in stages if isinstance(s, Mapping) and s.get("status") == "n/a"}

@@ -137,15 +137,27 @@ class CategoricalModel(Model):
             d = vals[self.scale_rows[g]]
             th = mt["theta"]
             oi = self.ord_idx
+            if not np.all(d[oi] != 0):
+                raise FloatingPointError("a scale parameter (~*~) is 0")
             th[oi, oi] = 1.0 / d[oi] ** 2 - common[oi]
         return mats
 
     def scales(self, x: np.ndarray) -> list[np.ndarray]:
-        """s_g per group: Delta (delta) or diag(Sigma*)^-1/2 (theta)."""
+        """s_g per group: Delta (delta) or diag(Sigma*)^-1/2 (theta).
+
+        Raises
+        ------
+        FloatingPointError
+            A latent response has a non-positive implied variance (theta): the point is outside
+            the parameter space, which the objective treats as infeasible (value +inf).
+        """
         if self.parameterization == "delta":
             vals = self.x_to_partable(x)
             return [vals[r] for r in self.scale_rows]
-        return [1.0 / np.sqrt(np.diag(imp.sigma)) for imp in self.implied(x)]
+        var = [np.diag(imp.sigma) for imp in self.implied(x)]
+        if not all(np.all(v > 0) for v in var):
+            raise FloatingPointError("a latent response has a non-positive implied variance")
+        return [1.0 / np.sqrt(v) for v in var]
 
     def wls_est(self, x: np.ndarray) -> list[np.ndarray]:
         """Model-implied ``[thresholds, correlations]`` per group (lavaan's ``wls.est``)."""

@@ -406,6 +406,88 @@ class Simulation(_Strict):
     years: Optional[Years] = None
 
 
+# --------------------------------------------------------------------------------------------
+# Self-check plans (``analyses/selfcheck/*.yaml``)
+# --------------------------------------------------------------------------------------------
+
+def _ordered_pair(v: list[float]) -> list[float]:
+    """An accepted range [low, high] with low <= high."""
+    if v[0] > v[1]:
+        raise ValueError(f"expected [low, high] with low <= high; got {v}")
+    return v
+
+
+Range = Annotated[list[Share], Field(min_length=2, max_length=2), AfterValidator(_ordered_pair)]
+
+
+class SelfCheckAccept(_Strict):
+    """What result passes: ``relbias_abs_max`` and ``coverage`` (``check: loadings``) or
+    ``type1`` (``check: metric_invariance``), each a bound or a [low, high] range."""
+
+    relbias_abs_max: Optional[Positive] = None
+    coverage: Optional[Range] = None
+    type1: Optional[Range] = None
+
+
+class SelfCheckPlan(_Strict):
+    """A self-check plan: a population with known truth, a Monte Carlo design and the range a
+    correct engine must land in (`instrument.montecarlo.selfcheck`).
+
+    ``check: loadings`` (the default) recovers the loadings from samples of ``n`` rows;
+    ``check: metric_invariance`` tests equal loadings across ``groups`` (name: rows) at level
+    ``alpha``. ``distribution: t`` needs ``df`` (> 2, so the variance is finite);
+    ``distribution: ordinal`` needs the ``thresholds`` every item is cut at (increasing).
+    Loadings and factor correlations are standardized, so strictly inside (-1, 1).
+    """
+
+    name: str
+    check: Literal["loadings", "metric_invariance"] = "loadings"
+    model: str
+    loadings: dict[str, dict[str, Correlation]] = Field(min_length=1)
+    factor_correlations: Optional[dict[
+        Annotated[str, Field(pattern=r"^\s*\w+\s*~~\s*\w+\s*$"),
+                  Expect("a factor pair such as 'f1 ~~ f2'")], Correlation]] = None
+    n: Optional[int] = Field(None, ge=2)
+    groups: Optional[dict[str, Annotated[int, Field(ge=2)]]] = Field(None, min_length=2)
+    reps: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    estimator: Literal[ESTIMATORS]  # type: ignore[valid-type]
+    distribution: Literal["normal", "t", "ordinal"]
+    df: Optional[float] = Field(None, gt=2)
+    thresholds: Optional[list[Number]] = Field(None, min_length=1)
+    alpha: Optional[OpenShare] = None
+    accept: SelfCheckAccept
+
+    @field_validator("thresholds")
+    @classmethod
+    def _increasing(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"expected increasing thresholds; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_of_the_check(self) -> "SelfCheckPlan":
+        needs = {"loadings": ["n", "accept.relbias_abs_max", "accept.coverage"],
+                 "metric_invariance": ["groups", "alpha", "accept.type1"]}[self.check]
+        needs += {"t": ["df"], "ordinal": ["thresholds"]}.get(self.distribution, [])
+        whose = {"df": f"distribution: {self.distribution}",
+                 "thresholds": f"distribution: {self.distribution}"}
+        fail_at([(tuple(key.split(".")), f"required key missing; expected it with "
+                                         f"{whose.get(key, f'check: {self.check}')}", None)
+                 for key in needs if _value_at(self, key) is None]
+                + [(("factor_correlations", pair), "expected a pair of factors of loadings "
+                    f"({', '.join(self.loadings)}); got {pair!r}", pair)
+                   for pair in self.factor_correlations or {}
+                   if any(f.strip() not in self.loadings for f in pair.split("~~"))])
+        return self
+
+
+def _value_at(model: BaseModel, dotted: str) -> Any:
+    for part in dotted.split("."):
+        model = getattr(model, part)
+    return model
+
+
 class AnalysisPlan(_Strict):
     """A whole analysis plan (see the module docstring for the sections)."""
 
@@ -459,10 +541,11 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], Any]:
 
 
 def check_plan(spec: Mapping[str, Any], *, source: str = "<plan>", tree: Any = None,
-               schema: type[AnalysisPlan] = AnalysisPlan) -> AnalysisPlan:
-    """Validate a plan mapping against ``schema`` (`AnalysisPlan`, or `PopulationPlanSchema`
-    when the plan must simulate); `PlanError` lists every problem, one per line, each with the
-    file line found in ``tree`` (the tree `read_plan` returned; none for a mapping)."""
+               schema: type[BaseModel] = AnalysisPlan) -> Any:
+    """Validate a plan mapping against ``schema`` (`AnalysisPlan`; `PopulationPlanSchema` when
+    the plan must simulate; `SelfCheckPlan`); `PlanError` lists every problem, one per line,
+    each with the file line found in ``tree`` (the tree `read_plan` returned; none for a
+    mapping)."""
     if not isinstance(spec, Mapping):
         raise PlanError(f"{source}: (top level): expected a mapping of plan sections; got "
                         f"{type(spec).__name__}")

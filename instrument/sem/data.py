@@ -202,21 +202,29 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
 
 
 def _distinct(part) -> list[list]:
-    """The distinct observed values of each column (at most two: enough to tell a constant)."""
+    """Up to two distinct observed values of each column (enough to tell a constant)."""
     if isinstance(part, pd.DataFrame):
+        cat = [isinstance(t, pd.CategoricalDtype) for t in part.dtypes]
+        if not any(cat):
+            return _distinct(part.to_numpy(dtype=float))
         out = []
-        for c in part.columns:
-            col = part[c].dropna()
-            first = col.iloc[:1].tolist()
-            out.append(first + col[col != first[0]].iloc[:1].tolist() if first else [])
+        for c, is_cat in zip(part.columns, cat):
+            col = part[c]
+            if is_cat:
+                k = col.cat.codes.to_numpy()
+                seen = _distinct(np.where(k < 0, np.nan, k).reshape(-1, 1))[0]
+                out.append([col.cat.categories[int(v)] for v in seen])
+            else:
+                out.append(_distinct(col.to_numpy(dtype=float).reshape(-1, 1))[0])
         return out
-    out = []
-    for j in range(part.shape[1]):
-        col = part[:, j]
-        col = col[~np.isnan(col)]
-        out.append([] if not len(col) else
-                   [col[0]] + ([col[col != col[0]][0]] if np.any(col != col[0]) else []))
-    return out
+    X = np.asarray(part, dtype=float)
+    if X.shape[0] == 0:
+        return [[] for _ in range(X.shape[1])]
+    seen = ~np.isnan(X)
+    lo = np.where(seen, X, np.inf).min(axis=0)
+    hi = np.where(seen, X, -np.inf).max(axis=0)
+    return [[] if not seen[:, j].any() else [lo[j]] if lo[j] == hi[j] else [lo[j], hi[j]]
+            for j in range(X.shape[1])]
 
 
 def _check_groups(parts, ov: Sequence[str], group: str | None, group_labels) -> list[str]:

@@ -166,12 +166,17 @@ class DataSection(BaseModel):
 # --------------------------------------------------------------------------------------------
 # The population model (``simulation:``)
 # --------------------------------------------------------------------------------------------
+# Bounds say what the simulator needs to draw a valid population: shares and probabilities in
+# [0, 1] (summing to 1 where they are a distribution); correlations strictly inside (-1, 1) so
+# correlation matrices stay positive definite; standardized loadings strictly inside (0, 1) so
+# every item keeps unique variance; variance shares (ICC, district shares) below 1 so some
+# variance stays within the cluster; counts and spreads positive.
 
 OUTCOMES = ("attendance", "chronic_absence", "ela_proficiency", "math_proficiency")
 GRADE_BANDS = ("elementary", "middle", "high")
 MAR_VARIABLES = ("years_at_school",)
 
-Number = Annotated[float, Field(allow_inf_nan=False)]
+Number = Annotated[float, Field(allow_inf_nan=False)]             # finite
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -182,6 +187,7 @@ Effect = Annotated[float, Field(ge=-1, le=1)]
 
 
 def _sum_to_one(v: dict[str, float]) -> dict[str, float]:
+    """Shares of a distribution (grade bands, locales) sum to 1."""
     if abs(sum(v.values()) - 1.0) > 1e-6:
         raise ValueError(f"expected shares summing to 1; got {sum(v.values()):g}")
     return v
@@ -196,6 +202,8 @@ def _probabilities_by_k(v: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 def _construct_pair(v: dict[str, float]) -> dict[str, float]:
+    """A pair of constructs is written ``a~b`` (which constructs exist is checked against the bank
+    when simulating)."""
     fail_at(((k,), "expected a key 'construct_a~construct_b'", k) for k in v if k.count("~") != 1)
     return v
 
@@ -204,6 +212,8 @@ class Schools(_Strict):
     """``simulation.schools``: the sample of schools and their covariates."""
 
     class Enrollment(_Strict):
+        """Mean enrollment per grade band and its coefficient of variation."""
+
         class ByBand(_Strict):
             elementary: Positive
             middle: Positive
@@ -213,11 +223,15 @@ class Schools(_Strict):
         cv: NonNegative
 
     class Poverty(_Strict):
+        """Share of students in poverty: mean, spread on the logit scale, district share."""
+
         mean: OpenShare
         sd_logit: NonNegative
         district_share: Fraction
 
     class ElShare(_Strict):
+        """Share of English learners: mean, spread on the logit scale, correlation with poverty."""
+
         mean: OpenShare
         sd_logit: NonNegative
         poverty_correlation: Correlation
@@ -239,7 +253,7 @@ class Schools(_Strict):
     def _at_most_schools(cls, v: int, info: ValidationInfo) -> int:
         n = info.data.get("n")
         if n is not None and v > n:
-            raise ValueError(f"expected <= schools.n ({n}); got {v}")
+            raise ValueError(f"expected <= schools.n ({n}); got {v}")   # each holds a school
         return v
 
 
@@ -247,14 +261,20 @@ class FormPopulation(_Strict):
     """``simulation.forms.<form>``: respondents, clustering, measurement model, DIF, missingness."""
 
     class Respondents(_Strict):
+        """Respondents per school: negative-binomial mean and dispersion."""
+
         mean: Positive
         dispersion: Positive
 
     class ResponseRate(_Strict):
+        """Response rate: beta mean and concentration."""
+
         mean: OpenShare
         concentration: Positive
 
     class SpanishShare(_Strict):
+        """Share answering in Spanish: a base plus a slope on the school's English-learner share."""
+
         base: Share
         per_el_share: NonNegative
 
@@ -266,10 +286,14 @@ class FormPopulation(_Strict):
         default: Fraction
 
     class FactorCorrelation(_Strict):
+        """Correlation of the constructs: a default and named pairs."""
+
         default: Correlation
         pairs: Optional[Annotated[dict[str, Correlation], AfterValidator(_construct_pair)]] = None
 
     class Loadings(_Strict):
+        """Standardized loadings are drawn between low and high."""
+
         low: OpenShare
         high: OpenShare
 
@@ -281,16 +305,24 @@ class FormPopulation(_Strict):
             return self
 
     class ItemOverride(_Strict):
+        """One item's own loading or difficulty."""
+
         loading: Optional[OpenShare] = None
         difficulty: Optional[Number] = None
 
     class Dif(_Strict):
+        """Language DIF planted on one item for Spanish respondents."""
+
         item: str
         threshold_shift: Optional[Number] = None
         loading_diff: Optional[Effect] = None
 
     class Missing(_Strict):
+        """Missing answers: completely at random, and at random given a respondent variable."""
+
         class Mar(_Strict):
+            """Extra missingness below a value of ``variable``."""
+
             variable: Literal[MAR_VARIABLES]  # type: ignore[valid-type]
             below: Number
             extra: Fraction
@@ -321,6 +353,8 @@ class OutcomePopulation(_Strict):
     """``simulation.outcomes.<outcome>``: prior rate, its change and the change's causes."""
 
     class Effects(_Strict):
+        """Effects of engagement and poverty on the change in the outcome."""
+
         engagement: Effect
         poverty: Effect
 
@@ -336,6 +370,8 @@ class Years(_Strict):
     """``simulation.years``: several survey years with true school change (absent: one year)."""
 
     class ChangeEffects(_Strict):
+        """Effect of the change in engagement on each outcome's change."""
+
         attendance: Optional[Effect] = None
         chronic_absence: Optional[Effect] = None
         ela_proficiency: Optional[Effect] = None
@@ -351,10 +387,14 @@ class Simulation(_Strict):
     """``simulation:``: the population model of simulated data (``analyses/default.yaml``)."""
 
     class Forms(_Strict):
+        """Both forms are simulated."""
+
         teacher: FormPopulation
         family: FormPopulation
 
     class Outcomes(_Strict):
+        """Every outcome the linker reads is simulated."""
+
         attendance: OutcomePopulation
         chronic_absence: OutcomePopulation
         ela_proficiency: OutcomePopulation
@@ -364,6 +404,88 @@ class Simulation(_Strict):
     forms: Forms
     outcomes: Outcomes
     years: Optional[Years] = None
+
+
+# --------------------------------------------------------------------------------------------
+# Self-check plans (``analyses/selfcheck/*.yaml``)
+# --------------------------------------------------------------------------------------------
+
+def _ordered_pair(v: list[float]) -> list[float]:
+    """An accepted range [low, high] with low <= high."""
+    if v[0] > v[1]:
+        raise ValueError(f"expected [low, high] with low <= high; got {v}")
+    return v
+
+
+Range = Annotated[list[Share], Field(min_length=2, max_length=2), AfterValidator(_ordered_pair)]
+
+
+class SelfCheckAccept(_Strict):
+    """What result passes: ``relbias_abs_max`` and ``coverage`` (``check: loadings``) or
+    ``type1`` (``check: metric_invariance``), each a bound or a [low, high] range."""
+
+    relbias_abs_max: Optional[Positive] = None
+    coverage: Optional[Range] = None
+    type1: Optional[Range] = None
+
+
+class SelfCheckPlan(_Strict):
+    """A self-check plan: a population with known truth, a Monte Carlo design and the range a
+    correct engine must land in (`instrument.montecarlo.selfcheck`).
+
+    ``check: loadings`` (the default) recovers the loadings from samples of ``n`` rows;
+    ``check: metric_invariance`` tests equal loadings across ``groups`` (name: rows) at level
+    ``alpha``. ``distribution: t`` needs ``df`` (> 2, so the variance is finite);
+    ``distribution: ordinal`` needs the ``thresholds`` every item is cut at (increasing).
+    Loadings and factor correlations are standardized, so strictly inside (-1, 1).
+    """
+
+    name: str
+    check: Literal["loadings", "metric_invariance"] = "loadings"
+    model: str
+    loadings: dict[str, dict[str, Correlation]] = Field(min_length=1)
+    factor_correlations: Optional[dict[
+        Annotated[str, Field(pattern=r"^\s*\w+\s*~~\s*\w+\s*$"),
+                  Expect("a factor pair such as 'f1 ~~ f2'")], Correlation]] = None
+    n: Optional[int] = Field(None, ge=2)
+    groups: Optional[dict[str, Annotated[int, Field(ge=2)]]] = Field(None, min_length=2)
+    reps: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    estimator: Literal[ESTIMATORS]  # type: ignore[valid-type]
+    distribution: Literal["normal", "t", "ordinal"]
+    df: Optional[float] = Field(None, gt=2)
+    thresholds: Optional[list[Number]] = Field(None, min_length=1)
+    alpha: Optional[OpenShare] = None
+    accept: SelfCheckAccept
+
+    @field_validator("thresholds")
+    @classmethod
+    def _increasing(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"expected increasing thresholds; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_of_the_check(self) -> "SelfCheckPlan":
+        needs = {"loadings": ["n", "accept.relbias_abs_max", "accept.coverage"],
+                 "metric_invariance": ["groups", "alpha", "accept.type1"]}[self.check]
+        needs += {"t": ["df"], "ordinal": ["thresholds"]}.get(self.distribution, [])
+        whose = {"df": f"distribution: {self.distribution}",
+                 "thresholds": f"distribution: {self.distribution}"}
+        fail_at([(tuple(key.split(".")), f"required key missing; expected it with "
+                                         f"{whose.get(key, f'check: {self.check}')}", None)
+                 for key in needs if _value_at(self, key) is None]
+                + [(("factor_correlations", pair), "expected a pair of factors of loadings "
+                    f"({', '.join(self.loadings)}); got {pair!r}", pair)
+                   for pair in self.factor_correlations or {}
+                   if any(f.strip() not in self.loadings for f in pair.split("~~"))])
+        return self
+
+
+def _value_at(model: BaseModel, dotted: str) -> Any:
+    for part in dotted.split("."):
+        model = getattr(model, part)
+    return model
 
 
 class AnalysisPlan(_Strict):
@@ -419,10 +541,11 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], Any]:
 
 
 def check_plan(spec: Mapping[str, Any], *, source: str = "<plan>", tree: Any = None,
-               schema: type[AnalysisPlan] = AnalysisPlan) -> AnalysisPlan:
-    """Validate a plan mapping against ``schema`` (`AnalysisPlan`, or `PopulationPlanSchema`
-    when the plan must simulate); `PlanError` lists every problem, one per line, each with the
-    file line found in ``tree`` (the tree `read_plan` returned; none for a mapping)."""
+               schema: type[BaseModel] = AnalysisPlan) -> Any:
+    """Validate a plan mapping against ``schema`` (`AnalysisPlan`; `PopulationPlanSchema` when
+    the plan must simulate; `SelfCheckPlan`); `PlanError` lists every problem, one per line,
+    each with the file line found in ``tree`` (the tree `read_plan` returned; none for a
+    mapping)."""
     if not isinstance(spec, Mapping):
         raise PlanError(f"{source}: (top level): expected a mapping of plan sections; got "
                         f"{type(spec).__name__}")

@@ -66,3 +66,85 @@ def test_listwise_deletion_twolevel_is_one_message_once():
         f"2 of {len(d)} rows (0%) have a missing value on a model variable and were dropped "
         "(missing='listwise', lavaan's default)"]
     assert fit.N == len(d) - 2
+
+
+# ---------------------------------------------------------------------------------------------
+# one set of checks: constant items, n <= p, small groups (lavaan 0.6-14 stops on the first
+# with "some variables have no variance in group g" / "ordered variable(s) has/have only 1
+# level", and warns "small number of observations (nobs < nvar)")
+# ---------------------------------------------------------------------------------------------
+HS6 = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6"
+ITEMS6 = [f"x{i}" for i in range(1, 7)]
+
+
+def hs_ordinal() -> pd.DataFrame:
+    d = HS.copy()
+    for v in ITEMS6:
+        d[v] = pd.cut(d[v], 3, labels=False).astype(int) + 1
+    return d
+
+
+FITS = {"ML": {}, "MLR": {"estimator": "MLR"}, "FIML": {"missing": "fiml"},
+        "WLSMV": {"ordered": ITEMS6}}
+
+
+def _data(kind: str) -> pd.DataFrame:
+    return hs_ordinal() if kind == "WLSMV" else HS.copy()
+
+
+@pytest.mark.parametrize("kind", list(FITS))
+def test_constant_item_is_one_error_for_every_estimator(kind):
+    d = _data(kind)
+    d["x2"] = 2
+    with pytest.raises(ValueError) as err:
+        ins.cfa(HS6, d, **FITS[kind])
+    assert str(err.value) == (
+        "data= variable(s) ['x2'] are constant (every observed value: x2 = 2); expected at "
+        "least two different values (for an ordered item, two categories), as lavaan does: "
+        "drop the item.")
+
+
+@pytest.mark.parametrize("kind", list(FITS))
+def test_item_constant_within_a_group_is_one_error_for_every_estimator(kind):
+    d = _data(kind)
+    d.loc[d["school"] == "Pasteur", "x2"] = 2
+    with pytest.raises(ValueError) as err:
+        ins.cfa(HS6, d, group="school", **FITS[kind])
+    assert str(err.value) == (
+        "data= variable(s) ['x2'] are constant within group 'Pasteur' of 'school' (every "
+        "observed value: x2 = 2); expected at least two different values (for an ordered item, "
+        "two categories) in every group, as lavaan does: drop the item, or drop or merge the "
+        "group.")
+
+
+def test_item_unobserved_in_a_group_is_an_error():
+    d = HS.copy()
+    d.loc[d["school"] == "Pasteur", "x2"] = np.nan
+    with pytest.raises(ValueError, match=r"\['x2'\] have no observed value within group "
+                                         r"'Pasteur' of 'school'"):
+        ins.cfa(HS6, d, group="school", missing="fiml")
+
+
+@pytest.mark.parametrize("kind", ["ML", "WLSMV"])
+def test_small_group_warns_n_le_p_for_every_estimator(kind):
+    d = _data(kind)
+    d = d[d["school"] == "Pasteur"].copy()
+    # a second group of 6 rows (p = 6) in which every item takes every category 1, 2, 3
+    small = pd.DataFrame([[1, 2, 3, 1, 2, 3], [2, 3, 1, 2, 3, 1], [3, 1, 2, 3, 1, 2],
+                          [1, 2, 3, 2, 3, 1], [2, 3, 1, 3, 1, 2], [3, 1, 2, 1, 2, 3]],
+                         columns=ITEMS6)
+    small["school"] = "Small"
+    d = pd.concat([d[ITEMS6 + ["school"]], small], ignore_index=True)
+    if kind == "ML":
+        d[ITEMS6] = d[ITEMS6].astype(float)
+    _, msgs = caught(_try_fit, HS6, d, group="school", **FITS[kind])
+    assert "too few observations in group Small: n = 6 <= number of variables p = 6" in msgs
+
+
+def _try_fit(*a, **kw):
+    """The fit may be refused afterwards (lavaan stops on such data too): only the data
+    step's warning is looked at here."""
+    try:
+        return ins.cfa(*a, **kw)
+    except ValueError:
+        return None

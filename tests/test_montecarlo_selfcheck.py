@@ -13,6 +13,7 @@ import instrument as ins
 from instrument.montecarlo import replication_rng
 from instrument.montecarlo.selfcheck import (MetricInvarianceTest, _population, load_selfcheck,
                                              run_selfcheck)
+from instrument.plans import PlanError
 
 PLANS = Path("instrument/analyses/selfcheck")
 
@@ -86,9 +87,25 @@ def test_loading_recovery_reports_se_over_sd():
 
 def test_bad_plan_is_named(tmp_path):
     p = tmp_path / "x.yaml"
-    p.write_text("name: x\ncheck: nope\n")
-    with pytest.raises(ValueError, match="check: must be one of"):
+    p.write_text("name: x\ncheck: nope\nmodel: f =~ a\nloadings: {f: {a: 0.5}}\nn: 100\n"
+                 "reps: 2\nseed: 1\nestimator: ML\ndistribution: normal\n"
+                 "accept: {relbias_abs_max: 0.02, coverage: [0.93, 0.97]}\n")
+    with pytest.raises(PlanError) as e:
         load_selfcheck(p)
-    p.write_text("name: x\ncheck: metric_invariance\nmodel: f =~ a\n")
-    with pytest.raises(ValueError, match=r"x.yaml: missing key\(s\)"):
+    assert str(e.value) == f"{p}:2: check: expected one of 'loadings' or 'metric_invariance'; " \
+                           "got 'nope'"
+    p.write_text("name: x\ncheck: metric_invariance\nmodel: f =~ a\nloadings: {f: {a: 0.5}}\n"
+                 "factor_correlations: {f ~~ g: 0.2}\ngroups: {g1: 10, g2: 10}\nreps: 2\n"
+                 "seed: 1\nestimator: MLR\ndistribution: t\naccept: {type1: [0.06, 0.04]}\n")
+    with pytest.raises(PlanError) as e:
         load_selfcheck(p)
+    assert str(e.value) == f"{p}:11: accept.type1: expected [low, high] with low <= high; " \
+                           "got [0.06, 0.04]"
+    p.write_text(p.read_text().replace("[0.06, 0.04]", "[0.04, 0.06]"))
+    with pytest.raises(PlanError) as e:
+        load_selfcheck(p)
+    assert str(e.value).splitlines() == [
+        f"{p}:1: alpha: required key missing; expected it with check: metric_invariance",
+        f"{p}:1: df: required key missing; expected it with distribution: t",
+        f"{p}:5: factor_correlations.f ~~ g: expected a pair of factors of loadings (f); got "
+        "'f ~~ g'"]

@@ -751,3 +751,12 @@ def test_overall_score_definition_is_printed_from_the_scores(results):
     r["scores"]["data"] = [row for row in r["scores"]["data"] if row[col] != "overall"]
     for kind in ("technical", "brief", "cards"):
         assert "unweighted mean of" not in render_html(r, kind), kind
+
+
+def test_contrast_figure_names_the_score_it_drew(results):
+    html = render_html(results, "technical")
+    constructs = {d["construct"] for d in results["linker"]}
+    (c,) = constructs
+    texts = _svg_texts(html, f"P10→P90 contrasts: school {c} score and poverty")
+    assert f"school {c} score" in texts and "poverty" in texts
+    assert not [x for x in texts if "engagement" in x]

@@ -212,7 +212,8 @@ class Scale(_Record):
     def _one_per_code(cls, v: dict[str, list[str]], info: ValidationInfo) -> dict:
         langs, codes = _ctx(info).languages, info.data.get("codes")
         fail_at([((lang,), f"labels for unknown language '{lang}'; expected one of "
-                           f"{', '.join(langs)}", lang) for lang in v if langs and lang not in langs]
+                           f"{', '.join(langs)}", lang)
+                 for lang in v if langs and lang not in langs]
                 + [((), f"no {language_name(lang)} labels; expected one label per code in every "
                         f"language ({', '.join(langs)})", v) for lang in langs if lang not in v]
                 + [((lang,), f"{len(labs)} {language_name(lang)} labels for {len(codes)} codes; "

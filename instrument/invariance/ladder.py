@@ -277,7 +277,8 @@ def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group
 
 
 def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int | None) -> None:
-    """Clear errors for a missing group column, a tiny group or an item constant within a group."""
+    """Clear errors for a missing group column or a group too small for the ladder (an item
+    constant within a group is refused by the data step, `instrument.sem.data.select`)."""
     from instrument.sem.syntax import parse_syntax
 
     if group not in data.columns:
@@ -289,11 +290,6 @@ def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int |
     if len(small):
         raise ValueError(f"group(s) {dict(small)} of column {group!r} have fewer than {floor} "
                          f"respondents (at least the number of items + 1 is needed).")
-    for g, sub in data.groupby(group):
-        const = [c for c in items if sub[c].nunique(dropna=True) < 2]
-        if const:
-            raise ValueError(f"item(s) {const} are constant within group {g!r} of {group!r}; "
-                             "the group's covariance matrix is singular. Drop or merge the group.")
 
 
 

@@ -31,28 +31,19 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from instrument.montecarlo.population import MomentPopulation
 from instrument.montecarlo.runner import montecarlo
+from instrument.plans import SelfCheckPlan, check_plan, read_plan
 
 __all__ = ["run_selfcheck", "LoadingRecovery", "MetricInvarianceTest", "load_selfcheck"]
 
-CHECKS = ("loadings", "metric_invariance")
-
-
 def load_selfcheck(path: str | Path) -> dict:
-    """Read a self-check plan (safe YAML loader) and check its keys."""
-    p = Path(path)
-    spec = yaml.safe_load(p.read_text(encoding="utf-8"))
-    check = (spec or {}).get("check", "loadings")
-    if check not in CHECKS:
-        raise ValueError(f"{p}: check: must be one of {list(CHECKS)}; got {check!r}")
-    need = ["name", "model", "loadings", "reps", "seed", "estimator", "distribution", "accept"]
-    need += ["n"] if check == "loadings" else ["groups", "alpha"]
-    missing = [k for k in need if k not in (spec or {})]
-    if missing:
-        raise ValueError(f"{p}: missing key(s) {missing}; expected {need}")
+    """Read a self-check plan as YAML 1.2 and validate it against
+    `instrument.plans.SelfCheckPlan`; `instrument.plans.PlanError` lists every problem as
+    ``file:line: key.path: what was expected``."""
+    spec, tree = read_plan(path)
+    check_plan(spec, source=str(path), tree=tree, schema=SelfCheckPlan)
     return spec
 
 

@@ -255,13 +255,13 @@ def forest_plot(coef: pd.DataFrame) -> str | None:
 
 def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = None,
                    tr: Callable[[str], str] = str) -> str | None:
-    """P10 -> P90 contrasts with 95% CIs: the engagement score against poverty, per outcome
-    (``tr`` translates the axis text)."""
+    """P10 -> P90 contrasts with 95% CIs: the school score against poverty, per outcome
+    (``labels`` names the predictors; ``tr`` translates the axis text)."""
     if effects is None or not len(effects):
         return None
     outcomes = list(dict.fromkeys(effects["outcome"]))
     preds = [p for p in ("score", "poverty") if p in set(effects["predictor"])]
-    labels = labels or {"score": "family engagement score", "poverty": "poverty"}
+    labels = labels or {"score": "school score", "poverty": "poverty"}
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.2, 0.9 + 0.55 * len(outcomes)))
         h = 0.8 / max(len(preds), 1)

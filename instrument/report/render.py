@@ -235,7 +235,7 @@ def _category_use_by_scale(cu: pd.DataFrame, bank: Section, lang: str = "en"
           if scales and items is not None and "scale" in items.columns else {})
     out = []
     for form, g in cu.groupby("form", sort=False) if "form" in cu.columns else [("", cu)]:
-        sc = g["item_id"].astype(str).map(of).fillna("")
+        sc = g["item_id"].astype(str).map(lambda i: of.get(i, ""))
         for scale in dict.fromkeys(sc):
             part = g[sc == scale]
             spec = scales.get(scale) if scales else None
@@ -742,8 +742,12 @@ def _relations(s: Section, num: _Numberer) -> dict:
             "Predicted outcome difference between the 10th and 90th percentile (P10→P90)", e,
             ["contrast_pp: predicted change in percentage points when the predictor moves from "
              "its 10th to its 90th percentile, others fixed; ci: 95% interval."], 2))
-        out["contrast_fig"] = num.figure(fig.contrast_chart(e),
-                                         "P10→P90 contrasts: engagement score and poverty",
+        score = ", ".join(f"{x} score" for x in dict.fromkeys(s["coefficients"]["construct"])
+                          if x) if "construct" in s["coefficients"].columns else ""
+        out["contrast_fig"] = num.figure(fig.contrast_chart(
+            e, {"score": f"school {score or 'score'}", "poverty": "poverty"}),
+                                         f"P10→P90 contrasts: school {score or 'score'} and "
+                                         "poverty",
                                          alt="Bar chart of P10 to P90 contrasts with intervals")
     return out
 

@@ -11,8 +11,10 @@ set of rules and messages applies to ML, MLR, FIML, WLSMV/ULSMV and two-level ML
   and will be ignored"); N is counted after that, for every estimator;
 - a group needs at least 2 clusters with ``cluster=``.
 
-Problems of the kept data that lavaan warns about (constant items, n <= p, a covariance matrix
-that is not positive definite) are named by `data_warnings`, one message each.
+The kept data of each group are checked the same way for every estimator: a model variable with
+fewer than two different observed values (a constant item; an ordered item with one observed
+category) is an error, as in lavaan; n <= p is a warning. A sample covariance matrix that is not
+positive definite is named by `data_warnings`.
 """
 from __future__ import annotations
 
@@ -177,6 +179,12 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         masks = [None]
         group_labels = ["1"]
     blocks = None if X is None else [X if m is None else X[m] for m in masks]
+    if blocks is not None:
+        parts = blocks
+    else:
+        codes = frame[ov]
+        parts = [codes if m is None else codes.loc[m] for m in masks]
+    warn.extend(_check_groups(parts, ov, group, group_labels))
     if cluster is not None:
         cvals = labels_col[cluster][keep]
         clusters = [cvals if m is None else cvals[m] for m in masks]
@@ -191,6 +199,69 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
     return SemData(ov=ov, blocks=blocks, clusters=clusters, group_labels=group_labels,
                    warnings=warn, nobs_dropped=int((~keep).sum()), nobs_empty=nobs_empty,
                    data_hash=data_hash, frame=frame)
+
+
+def _distinct(part) -> list[list]:
+    """Up to two distinct observed values of each column (enough to tell a constant)."""
+    if isinstance(part, pd.DataFrame):
+        cat = [isinstance(t, pd.CategoricalDtype) for t in part.dtypes]
+        if not any(cat):
+            return _distinct(part.to_numpy(dtype=float))
+        out = []
+        for c, is_cat in zip(part.columns, cat):
+            col = part[c]
+            if is_cat:
+                k = col.cat.codes.to_numpy()
+                seen = _distinct(np.where(k < 0, np.nan, k).reshape(-1, 1))[0]
+                out.append([col.cat.categories[int(v)] for v in seen])
+            else:
+                out.append(_distinct(col.to_numpy(dtype=float).reshape(-1, 1))[0])
+        return out
+    X = np.asarray(part, dtype=float)
+    if X.shape[0] == 0:
+        return [[] for _ in range(X.shape[1])]
+    seen = ~np.isnan(X)
+    lo = np.where(seen, X, np.inf).min(axis=0)
+    hi = np.where(seen, X, -np.inf).max(axis=0)
+    return [[] if not seen[:, j].any() else [lo[j]] if lo[j] == hi[j] else [lo[j], hi[j]]
+            for j in range(X.shape[1])]
+
+
+def _check_groups(parts, ov: Sequence[str], group: str | None, group_labels) -> list[str]:
+    """The kept data of each group: every model variable needs two different observed values
+    (an error, as lavaan's "some variables have no variance in group g"; for an ordered item:
+    two observed categories); ``n <= p`` is a warning (lavaan: "small number of observations
+    (nobs < nvar)")."""
+    warn = []
+    p = len(ov)
+    for part, lab in zip(parts, group_labels):
+        where = f" within group {lab!r} of {group!r}" if group is not None else ""
+        seen = _distinct(part)
+        none = [v for v, d in zip(ov, seen) if not d]
+        if none:
+            raise ValueError(f"data= variable(s) {none} have no observed value{where}; expected "
+                             "answers to every model variable"
+                             + (" in every group" if group is not None else "")
+                             + ": drop the item"
+                             + (", or drop or merge the group." if group is not None else "."))
+        const = [(v, d[0]) for v, d in zip(ov, seen) if len(d) == 1]
+        if const:
+            vals = ", ".join(f"{v} = {_fmt(x)}" for v, x in const)
+            raise ValueError(f"data= variable(s) {[v for v, _ in const]} are constant{where} "
+                             f"(every observed value: {vals}); expected at least two different "
+                             "values (for an ordered item, two categories)"
+                             + (" in every group" if group is not None else "")
+                             + ", as lavaan does: drop the item"
+                             + (", or drop or merge the group." if group is not None else "."))
+        n = len(part)
+        if n <= p:
+            gname = f" in group {lab}" if group is not None else ""
+            warn.append(f"too few observations{gname}: n = {n} <= number of variables p = {p}")
+    return warn
+
+
+def _fmt(x) -> str:
+    return f"{x:g}" if isinstance(x, (float, np.floating)) else str(x)
 
 
 def _check_columns(obs: np.ndarray, X: np.ndarray, ov: Sequence[str], num: Sequence[str]) -> None:
@@ -227,19 +298,13 @@ def group_labels_in_order(values, group_order=None) -> list:
 
 
 def data_warnings(stats, labels) -> list[str]:
-    """Problems of the kept data that lavaan warns about, one message each: items with zero
-    variance, n <= p, and a sample covariance matrix that is not positive definite.
+    """A sample covariance matrix that is not positive definite (lavaan warns), one message per
+    group. Constant variables and n <= p are checked by `select`, for every estimator.
 
     ``stats`` is a `instrument.sem.samplestats.SampleStats` (moments per group)."""
     out = []
     for gs, lab in zip(stats.groups, labels):
         gname = f" in group {lab}" if len(stats.groups) > 1 else ""
-        p = gs.cov.shape[0]
-        const = [v for v, s in zip(gs.ov_names, np.diag(gs.cov)) if s <= 0]
-        if const:
-            out.append(f"variable(s) {const} have zero variance{gname}")
-        if gs.n <= p:
-            out.append(f"too few observations{gname}: n = {gs.n} <= number of variables p = {p}")
         ev = np.linalg.eigvalsh(gs.cov)
         if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
             out.append(f"the sample covariance matrix{gname} is not positive definite "

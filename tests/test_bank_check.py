@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import instrument as ins
 from instrument.bank import BankError, BankProblem, shipped_bank_path
 from instrument.cli import main
+from instrument.rules import MIN_ITEMS_PER_CONSTRUCT
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -50,7 +51,7 @@ T_MIND_3 = ("  - id: t_mind_3\n    construct: mindsets\n    finding: family_know
             "    scale: agree4\n    reverse: false\n")
 
 # name: (file, [(old, new)], marker in the broken file, line offset from marker, the exact
-# message; {root} stands for the broken bank's folder)
+# message; {root}, {first} and {previous} are filled in by _break)
 CASES = {
     "bad_yaml": (
         "scales.yaml", [("kind: agreement\n", "kind: agreement: strong\n")],
@@ -60,8 +61,8 @@ CASES = {
     "duplicate_id": (
         "teacher.yaml", [("  - id: t_mind_3\n", "  - id: t_mind_2\n")],
         "- id: t_mind_2", None,
-        "duplicate item id 't_mind_2' (first defined at {root}/teacher.yaml:24); expected every "
-        "item id to be unique across the bank"),
+        "duplicate item id 't_mind_2' (first defined at {root}/teacher.yaml:{first}); expected "
+        "every item id to be unique across the bank"),
     "unknown_scale": (
         "teacher.yaml", [(T_MIND_3, T_MIND_3.replace("agree4", "agree5"))],
         "scale: agree5", 0,
@@ -75,9 +76,8 @@ CASES = {
         "in bank.yaml (en, es)"),
     "too_few_items": (
         "family.yaml", "drop:f_rel_1,f_rel_2,f_rel_3,f_rel_4", "form: family", 0,
-        "construct 'relationships' has 2 items on the family form; expected at least 3 "
-        "(Bollen, K. A. (1989). Structural Equations with Latent Variables. Wiley, p. 244 "
-        "(three-indicator rule))"),
+        "construct 'relationships' has 2 items on the family form; expected at least "
+        f"{MIN_ITEMS_PER_CONSTRUCT.threshold:g} ({MIN_ITEMS_PER_CONSTRUCT.source})"),
     "unknown_form": (
         "family.yaml", [("\nform: family\n", "\nform: parents\n")], "form: parents", 0,
         "form: unknown form 'parents'; expected one of teacher, family (declared in bank.yaml "
@@ -128,8 +128,8 @@ CASES = {
     "duplicate_yaml_key": (
         "constructs.yaml",
         [("  - id: relationships\n", "  - id: relationships\n    id: rapport\n")],
-        "id: rapport", 0, "duplicate key 'id' (first at line 60); expected each key once in a "
-                          "mapping"),
+        "id: rapport", 0, "duplicate key 'id' (first at line {previous}); expected each key once "
+                          "in a mapping"),
     "form_without_items": (
         "bank.yaml", [("items: [teacher.yaml, family.yaml]", "items: [teacher.yaml]")],
         "- id: family", 0,
@@ -152,7 +152,13 @@ def _break(tmp_path: Path, name: str) -> tuple[Path, str, int, str]:
         for old, new in edits:
             _edit(path, old, new)
     line = _line_of(path, marker, offset)
-    return root, str(path), line, message.format(root=root)
+    # {first}: the first line ending with the marker (where a repeated id was first defined);
+    # {previous}: the line above the problem's line
+    first = min(i + 1 for i, text in enumerate(path.read_text(encoding="utf-8").splitlines())
+                if text.rstrip().endswith(marker))
+    for name, value in (("root", root), ("first", first), ("previous", line - 1)):
+        message = message.replace(f"{{{name}}}", str(value))
+    return root, str(path), line, message
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

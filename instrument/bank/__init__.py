@@ -14,7 +14,7 @@ Layout (shipped as package data; the repo-root ``items/`` is a symlink to it)::
 API: ``load_bank(path=None) -> Bank`` (raises `BankError`), ``check_bank(path) ->
 list[BankProblem]``; `Bank` offers ``items_for``, ``model_syntax``, ``recode_reverse``,
 ``n_categories``, ``scale_of``, ``blueprint``, ``summary``, ``show``, ``to_dict``/``from_dict``.
-Field definitions: `instrument.bank.schema`.
+The schema (one pydantic model per file and record): `instrument.bank.schema`.
 """
 from instrument.bank.loader import BankError, check_bank, load_bank, shipped_bank_path
 from instrument.bank.model import Bank, Scale

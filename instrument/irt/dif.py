@@ -297,6 +297,14 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
         raise ValueError(f"criterion= must be one of 'chisq', 'R2'; got {criterion!r}.")
     if purification not in PURIFICATIONS:
         raise ValueError(f"purification= must be one of 'split', 'drop'; got {purification!r}.")
+    from threadpoolctl import threadpool_limits
+    # the regressions' products are small (N x a few): one BLAS thread is fastest
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _dif(data, items, group, reference, criterion, maxit, purification)
+
+
+def _dif(data, items, group, reference, criterion, maxit, purification) -> DIFResult:
+    """The purification rounds and the result of `dif`."""
     items = list(items)
     X, gv, ref, foc = two_group_responses(data, items, group, reference)
     g01 = (gv == foc).astype(float)

@@ -21,7 +21,7 @@ Anchors are purified (Thissen, Steinberg & Wainer 1993; the two-stage use of IRT
   contaminated by a large-DIF item; the repetition returns them to the anchor set.
 
 The last stage 2 G2 is the reported test. Each augmented (compact) model starts the EM at the compact
-(augmented) fit's estimates.
+(augmented) fit's estimates; a model (an anchor set) fitted before is not fitted again.
 
 References
 ----------
@@ -160,12 +160,13 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
     frame = pd.DataFrame(X, columns=items).assign(**{group: code})
     ncat = {it: int(np.nanmax(X[:, j])) for j, it in enumerate(items)}
 
-    fits: dict[tuple, IRTResult] = {}
+    fits: dict[frozenset, IRTResult] = {}
 
     def fit(anc, start=None):
-        # stage 2 of an anchor set that stage 1 left whole asks for stage 1's fits again (same
-        # anchors, same start): each is fitted once
-        key = (frozenset(anc), None if start is None else id(start))
+        # a model (an anchor set) is fitted once: stage 2 and the purification rounds ask for
+        # models fitted before (stage 2 of an anchor set that stage 1 left whole asks for every
+        # stage 1 fit again)
+        key = frozenset(anc)
         if key not in fits:
             fits[key] = irt(frame, items, group=group, anchors=list(anc), se=False, tol=tol,
                             start=start)

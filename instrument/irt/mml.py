@@ -338,17 +338,16 @@ class _MML:
         ll = 0.0
         lprior = np.log(self.prior())
         for g, (Yg, wt) in enumerate(self.by_group):
-            W = Yg @ logP[g].T                                  # log joint, then posterior
-            W += lprior[g]
-            mx = W.max(axis=1, keepdims=True)
-            W -= mx
-            np.exp(W, out=W)
-            s = W.sum(axis=1, keepdims=True)
-            ll += float(wt @ (np.log(s) + mx)[:, 0])
-            W /= s
-            W *= wt[:, None]
-            nq[g] = W.sum(axis=0)
-            counts[g] = W.T @ Yg
+            E = Yg @ logP[g].T                                  # log joint, then its exp
+            E += lprior[g]
+            mx = E.max(axis=1, keepdims=True)
+            E -= mx
+            np.exp(E, out=E)
+            s = E.sum(axis=1)
+            ll += float(wt @ (np.log(s) + mx[:, 0]))
+            c = wt / s                                          # posterior = E * c per row
+            nq[g] = c @ E
+            counts[g] = E.T @ (Yg * c[:, None])
         return nq, counts, ll
 
     def item_counts(self, counts, b: _Block) -> np.ndarray:

@@ -47,6 +47,11 @@ class Rule:
         """Human-readable form, e.g. ``"cfi >= 0.95 (Hu & Bentler, 1999)"``."""
         return f"{self.key} {self.op} {self.threshold:g} ({self.source})"
 
+    def describe_short(self) -> str:
+        """`describe` with an author-year citation, e.g. ``"cfi >= 0.95 (Hu & Bentler (1999))"``,
+        for inline text where the full source is listed elsewhere (a report's rules section)."""
+        return f"{self.key} {self.op} {self.threshold:g} ({self.cite()})"
+
     def cite(self) -> str:
         """The source as an author-year citation, e.g. ``"Hu & Bentler (1999)"`` (`short_cite`)."""
         return short_cite(self.source)

@@ -65,3 +65,17 @@ def test_stage_skips_a_form_with_too_few_in_a_language():
     assert re.fullmatch(r"respondents per language: en \d+, es \d+; DIF needs two groups of at "
                         r"least 200 respondents each \(Scott et al\. \(2009\)\)",
                         out["skipped"]["teacher"]), out["skipped"]["teacher"]
+
+
+def test_notes_cite_short_and_the_rules_section_lists_the_full_sources():
+    from html import unescape
+
+    from instrument import rules
+
+    html = unescape(render_html(_results(), "technical"))
+    note = html[html.index("Item DIF by language, family form"):html.index("Decision rules")]
+    for r in (rules.DIF_ALPHA, rules.DIF_R2_MODERATE, rules.IRT_LR_DIF_ALPHA):
+        assert r.describe_short() in note, r.key
+        assert r.source not in note, r.key           # no full reference inline
+        assert r.describe() in html, r.key           # listed in full under the decision rules
+    assert rules.DIF_ALPHA.describe_short() == "dif.chisq.p >= 0.01 (Choi et al. (2011))"

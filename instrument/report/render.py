@@ -848,7 +848,7 @@ def _district(s: Section, num: _Numberer) -> dict:
             "District results, overall score by form", show,
             ["score: mean of the district's reported school scores (1-99) with its 95% "
              "interval. Suppressed districts show no score"
-             + (f" (rule: {rule.describe()})" if isinstance(rule, _rules.Rule) else "")
+             + (f" (rule: {rule.describe_short()})" if isinstance(rule, _rules.Rule) else "")
              + f"; {n_sup} district x form results are suppressed."], 2))
         figs = []
         for form in dict.fromkeys(ov["form"]):
@@ -946,7 +946,7 @@ def _irt(s: Section, num: _Numberer) -> dict:
                 f"Graded response model per construct, {s['form']} form: items", items,
                 [f"a: slope; rev.: reverse-keyed; info: information summed at the band cut points "
                  f"on the trait scale; S-X2, df, p: Orlando & Thissen (2000) item fit "
-                 f"({_rules.S_X2_ALPHA.describe()}; no p when df < 1); DIF: flagged by ordinal "
+                 f"({_rules.S_X2_ALPHA.describe_short()}; no p when df < 1); DIF: flagged by ordinal "
                  f"logistic regression by language; short form: in the {s['k']}-item short "
                  "form."], 3)),
             "constructs": num.table(Table(
@@ -962,9 +962,9 @@ def _irt(s: Section, num: _Numberer) -> dict:
                 ["1 / (1 + 1 / I(theta)) at the cut points 20, 40, 60, 80 of the 1-99 school "
                  "scale placed on the trait scale (theta = (cut - 50) / 20 * sqrt(ICC1))."], 3)),
             "ld": (num.table(Table("Locally dependent item pairs (Yen's Q3)", ld,
-                                   [_rules.Q3_RELATIVE.describe()], 3))
+                                   [_rules.Q3_RELATIVE.describe_short()], 3))
                    if ld is not None and len(ld) else None),
-            "ld_rule": _rules.Q3_RELATIVE.describe(),
+            "ld_rule": _rules.Q3_RELATIVE.describe_short(),
             **_short_ladder(s.get("ladder") or {}, s["form"], num)}
 
 
@@ -1022,12 +1022,13 @@ def _irt_dif(s: Section, num: _Numberer) -> dict:
                  f"ladder of the {form} form by {s['group']} is in these results"]
         notes.append("OLR: ordinal logistic regression with lordif's iterative purification, "
                      "chi2 (2 df) of model 3 against model 1, dR2 its change in Nagelkerke "
-                     f"pseudo-R2 ({_rules.DIF_ALPHA.describe()}; size "
-                     f"{_rules.DIF_R2_MODERATE.describe()}, {_rules.DIF_R2_LARGE.describe()})")
+                     f"pseudo-R2 ({_rules.DIF_ALPHA.describe_short()}; size "
+                     f"{_rules.DIF_R2_MODERATE.describe_short()}, "
+                     f"{_rules.DIF_R2_LARGE.describe_short()})")
         if "lr_G2" in t.columns:
             notes.append("IRT: likelihood ratio G2 of the two-group graded model with the item "
                          "free against it equal across groups, anchors purified "
-                         f"({_rules.IRT_LR_DIF_ALPHA.describe()})")
+                         f"({_rules.IRT_LR_DIF_ALPHA.describe_short()})")
         if "planted" in t.columns:
             planted = t["planted"].map(lambda v: yes(v) == "yes")
             show["planted"] = [yes(v) for v in planted]
@@ -1076,6 +1077,13 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
     if secs["policy"].available and isinstance(getattr(_rules, "MIN_SCHOOLS_ROLLUP", None),
                                                _rules.Rule):
         quoted.append(_rules.MIN_SCHOOLS_ROLLUP)
+    # rules quoted in short (author-year) form in the IRT and DIF notes: listed here in full
+    if secs["irt"].available:
+        quoted += [_rules.S_X2_ALPHA, _rules.Q3_RELATIVE]
+    if secs["irt_dif"].available:
+        quoted += [_rules.DIF_ALPHA, _rules.DIF_R2_MODERATE, _rules.DIF_R2_LARGE,
+                   _rules.IRT_LR_DIF_ALPHA, _rules.DIF_MIN_GROUP]
+    quoted = list(dict.fromkeys(quoted))
     ctx["rules"] = [r.describe() for r in quoted]
     item_rules = secs["item_analysis"].get("rules") if secs["item_analysis"].available else []
     for r in item_rules or []:

@@ -612,8 +612,11 @@ def stage_irt_dif(ctx: dict) -> Any:
             continue
         counts = data[col].value_counts()
         if len(counts) != 2 or counts.min() < rules.DIF_MIN_GROUP.threshold:
-            out["skipped"][form] = (f"respondents per {col}: {counts.to_dict()}; DIF needs two "
-                                    f"groups, each meeting {rules.DIF_MIN_GROUP.describe()}")
+            r = rules.DIF_MIN_GROUP
+            out["skipped"][form] = (f"respondents per {col}: "
+                                    + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
+                                    + f"; DIF needs two groups of at least {r.threshold:g} "
+                                    f"respondents each ({r.cite()})")
             continue
         ref = str(counts.index[0])            # the larger group is the reference
         foc = str(counts.index[1])

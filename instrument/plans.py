@@ -36,7 +36,8 @@ from typing import Annotated, Any, Literal, Mapping, Optional, Union
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from instrument.bank.yamlio import Expect, fail_at, plain, read_yaml, schema_problems
+from instrument.bank.yamlio import (Expect, Strict, fail_at, plain, read_yaml,
+                                     schema_problems)
 
 ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 MISSING_METHODS = ("listwise", "pairwise", "fiml")
@@ -50,25 +51,21 @@ class PlanError(ValueError):
     """A plan that does not follow the schema: one line per problem, ``file:line: key: expected``."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class InvarianceSpec(_Strict):
+class InvarianceSpec(Strict):
     """One invariance ladder: a form of the bank and a grouping column."""
 
     form: str
     group: str
 
 
-class ShortformSpec(_Strict):
+class ShortformSpec(Strict):
     """IRT short form: the form and the items kept per construct."""
 
     form: str = "teacher"
     items_per_construct: int = Field(3, ge=1)
 
 
-class AnalysisSettings(_Strict):
+class AnalysisSettings(Strict):
     """``analysis:``: settings of the analysis stages (missing keys take the defaults)."""
 
     estimator: Literal["ML", "MLR", "WLSMV", "ULSMV"] = "WLSMV"
@@ -86,7 +83,7 @@ class AnalysisSettings(_Strict):
     scoring: Literal["mean", "irt"] = "mean"
 
 
-class IngestMapping(_Strict):
+class IngestMapping(Strict):
     """How to read a fielded file: inline under ``data: <form>:`` in a plan, or a mapping file
     (`instrument.io.ingest.load_mapping`). Every key is optional; unknown keys are refused.
 
@@ -143,10 +140,10 @@ class FormData(IngestMapping):
         return v
 
 
-class DataSection(BaseModel):
+class DataSection(Strict):
     """``data:``: one `FormData` per form of the bank (any form id), and ``outcomes``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, FormData]
 
     outcomes: Optional[str] = None
@@ -208,13 +205,13 @@ def _construct_pair(v: dict[str, float]) -> dict[str, float]:
     return v
 
 
-class Schools(_Strict):
+class Schools(Strict):
     """``simulation.schools``: the sample of schools and their covariates."""
 
-    class Enrollment(_Strict):
+    class Enrollment(Strict):
         """Mean enrollment per grade band and its coefficient of variation."""
 
-        class ByBand(_Strict):
+        class ByBand(Strict):
             elementary: Positive
             middle: Positive
             high: Positive
@@ -222,14 +219,14 @@ class Schools(_Strict):
         mean: ByBand
         cv: NonNegative
 
-    class Poverty(_Strict):
+    class Poverty(Strict):
         """Share of students in poverty: mean, spread on the logit scale, district share."""
 
         mean: OpenShare
         sd_logit: NonNegative
         district_share: Fraction
 
-    class ElShare(_Strict):
+    class ElShare(Strict):
         """Share of English learners: mean, spread on the logit scale, correlation with poverty."""
 
         mean: OpenShare
@@ -257,41 +254,41 @@ class Schools(_Strict):
         return v
 
 
-class FormPopulation(_Strict):
+class FormPopulation(Strict):
     """``simulation.forms.<form>``: respondents, clustering, measurement model, DIF, missingness."""
 
-    class Respondents(_Strict):
+    class Respondents(Strict):
         """Respondents per school: negative-binomial mean and dispersion."""
 
         mean: Positive
         dispersion: Positive
 
-    class ResponseRate(_Strict):
+    class ResponseRate(Strict):
         """Response rate: beta mean and concentration."""
 
         mean: OpenShare
         concentration: Positive
 
-    class SpanishShare(_Strict):
+    class SpanishShare(Strict):
         """Share answering in Spanish: a base plus a slope on the school's English-learner share."""
 
         base: Share
         per_el_share: NonNegative
 
-    class PerConstruct(_Strict):
+    class PerConstruct(Strict):
         """``default`` for every construct, construct ids for the exceptions."""
 
         model_config = ConfigDict(extra="allow")
         __pydantic_extra__: dict[str, Fraction]
         default: Fraction
 
-    class FactorCorrelation(_Strict):
+    class FactorCorrelation(Strict):
         """Correlation of the constructs: a default and named pairs."""
 
         default: Correlation
         pairs: Optional[Annotated[dict[str, Correlation], AfterValidator(_construct_pair)]] = None
 
-    class Loadings(_Strict):
+    class Loadings(Strict):
         """Standardized loadings are drawn between low and high."""
 
         low: OpenShare
@@ -304,23 +301,23 @@ class FormPopulation(_Strict):
                                  f"{self.high:g}")
             return self
 
-    class ItemOverride(_Strict):
+    class ItemOverride(Strict):
         """One item's own loading or difficulty."""
 
         loading: Optional[OpenShare] = None
         difficulty: Optional[Number] = None
 
-    class Dif(_Strict):
+    class Dif(Strict):
         """Language DIF planted on one item for Spanish respondents."""
 
         item: str
         threshold_shift: Optional[Number] = None
         loading_diff: Optional[Effect] = None
 
-    class Missing(_Strict):
+    class Missing(Strict):
         """Missing answers: completely at random, and at random given a respondent variable."""
 
-        class Mar(_Strict):
+        class Mar(Strict):
             """Extra missingness below a value of ``variable``."""
 
             variable: Literal[MAR_VARIABLES]  # type: ignore[valid-type]
@@ -349,10 +346,10 @@ class FormPopulation(_Strict):
     years_at_school_mean: NonNegative
 
 
-class OutcomePopulation(_Strict):
+class OutcomePopulation(Strict):
     """``simulation.outcomes.<outcome>``: prior rate, its change and the change's causes."""
 
-    class Effects(_Strict):
+    class Effects(Strict):
         """Effects of engagement and poverty on the change in the outcome."""
 
         engagement: Effect
@@ -366,10 +363,10 @@ class OutcomePopulation(_Strict):
     effects: Effects
 
 
-class Years(_Strict):
+class Years(Strict):
     """``simulation.years``: several survey years with true school change (absent: one year)."""
 
-    class ChangeEffects(_Strict):
+    class ChangeEffects(Strict):
         """Effect of the change in engagement on each outcome's change."""
 
         attendance: Optional[Effect] = None
@@ -383,16 +380,16 @@ class Years(_Strict):
     change_engagement_effect: Optional[ChangeEffects] = None
 
 
-class Simulation(_Strict):
+class Simulation(Strict):
     """``simulation:``: the population model of simulated data (``analyses/default.yaml``)."""
 
-    class Forms(_Strict):
+    class Forms(Strict):
         """Both forms are simulated."""
 
         teacher: FormPopulation
         family: FormPopulation
 
-    class Outcomes(_Strict):
+    class Outcomes(Strict):
         """Every outcome the linker reads is simulated."""
 
         attendance: OutcomePopulation
@@ -420,7 +417,7 @@ def _ordered_pair(v: list[float]) -> list[float]:
 Range = Annotated[list[Share], Field(min_length=2, max_length=2), AfterValidator(_ordered_pair)]
 
 
-class SelfCheckAccept(_Strict):
+class SelfCheckAccept(Strict):
     """What result passes: ``relbias_abs_max`` and ``coverage`` (``check: loadings``) or
     ``type1`` (``check: metric_invariance``), each a bound or a [low, high] range."""
 
@@ -429,7 +426,7 @@ class SelfCheckAccept(_Strict):
     type1: Optional[Range] = None
 
 
-class SelfCheckPlan(_Strict):
+class SelfCheckPlan(Strict):
     """A self-check plan: a population with known truth, a Monte Carlo design and the range a
     correct engine must land in (`instrument.montecarlo.selfcheck`).
 
@@ -488,7 +485,7 @@ def _value_at(model: BaseModel, dotted: str) -> Any:
     return model
 
 
-class AnalysisPlan(_Strict):
+class AnalysisPlan(Strict):
     """A whole analysis plan (see the module docstring for the sections)."""
 
     name: Optional[str] = None

@@ -6,6 +6,7 @@ Never write a bare threshold in analysis code: add a named `Rule` here and refer
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -46,8 +47,27 @@ class Rule:
         """Human-readable form, e.g. ``"cfi >= 0.95 (Hu & Bentler, 1999)"``."""
         return f"{self.key} {self.op} {self.threshold:g} ({self.source})"
 
+    def cite(self) -> str:
+        """The source as an author-year citation, e.g. ``"Hu & Bentler (1999)"`` (`short_cite`)."""
+        return short_cite(self.source)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def short_cite(source: str) -> str:
+    """'Chen, F. F. (2007). Sensitivity ...' -> 'Chen (2007)'; two authors 'A & B (year)', three
+    or more 'A et al. (year)'; the source itself when it does not start author-year."""
+    m = re.match(r"\s*([^,(]+?),(.*?)\((\d{4})\)", source)
+    if not m:
+        return source
+    first, rest, year = m.group(1).strip(), m.group(2), m.group(3)
+    if "&" not in rest:
+        return f"{first} ({year})"
+    before, after = rest.split("&", 1)
+    if before.count(".,") > 1:
+        return f"{first} et al. ({year})"
+    return f"{first} & {after.strip().split(',')[0]} ({year})"
 
 
 # --- linker (predictive validity, issue 10) -------------------------------------------------------

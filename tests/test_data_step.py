@@ -125,20 +125,37 @@ def test_item_unobserved_in_a_group_is_an_error():
         ins.cfa(HS6, d, group="school", missing="fiml")
 
 
-@pytest.mark.parametrize("kind", ["ML", "WLSMV"])
-def test_small_group_warns_n_le_p_for_every_estimator(kind):
+def _with_small_group(kind: str) -> pd.DataFrame:
+    """Pasteur's rows and a second group of 6 rows (p = 6) in which every item takes every
+    category 1, 2, 3."""
     d = _data(kind)
     d = d[d["school"] == "Pasteur"].copy()
-    # a second group of 6 rows (p = 6) in which every item takes every category 1, 2, 3
     small = pd.DataFrame([[1, 2, 3, 1, 2, 3], [2, 3, 1, 2, 3, 1], [3, 1, 2, 3, 1, 2],
                           [1, 2, 3, 2, 3, 1], [2, 3, 1, 3, 1, 2], [3, 1, 2, 1, 2, 3]],
                          columns=ITEMS6)
     small["school"] = "Small"
     d = pd.concat([d[ITEMS6 + ["school"]], small], ignore_index=True)
-    if kind == "ML":
+    if kind != "WLSMV":
         d[ITEMS6] = d[ITEMS6].astype(float)
-    _, msgs = caught(_try_fit, HS6, d, group="school", **FITS[kind])
+    return d
+
+
+def test_small_group_warns_n_le_p_with_ordered_items():
+    d = _with_small_group("WLSMV")
+    _, msgs = caught(_try_fit, HS6, d, group="school", **FITS["WLSMV"])
     assert "too few observations in group Small: n = 6 <= number of variables p = 6" in msgs
+
+
+@pytest.mark.parametrize("kind", ["ML", "MLR"])
+def test_small_group_stops_complete_data_ml(kind):
+    # lavaan: "small number of observations (nobs < nvar) in group 2", then "sample covariance
+    # matrix is not positive-definite"
+    d = _with_small_group(kind)
+    with pytest.raises(ValueError, match=r"data= the sample covariance matrix in group Small is "
+                                         r"not positive definite \(smallest eigenvalue .*; n = 6 "
+                                         r"rows for p = 6 variables\); expected more rows than "
+                                         r"variables in every group"):
+        ins.cfa(HS6, d, group="school", **FITS[kind])
 
 
 def _try_fit(*a, **kw):

@@ -32,10 +32,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
-from instrument.bank.yamlio import Expect, fail_at
+from instrument.bank.yamlio import Expect, Strict, fail_at
 
 ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TRANSLATION_STATUSES = ("draft", "reviewed", "back-translated")
@@ -121,13 +121,9 @@ LangText = Annotated[dict[LangCode, Text], AfterValidator(_in_every_language)]
 MissingCodes = Annotated[list[int], AfterValidator(_declared_missing)]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
 # --- bank.yaml ------------------------------------------------------------------------------
 
-class Form(_Record):
+class Form(Strict):
     """One form of the bank (``forms:`` in the manifest)."""
 
     id: Annotated[Id, _declares("forms", "form id")] = Field(
@@ -144,7 +140,7 @@ class Form(_Record):
         return v
 
 
-class Files(_Record):
+class Files(Strict):
     """``files:`` in the manifest: the files that make up the bank, relative to its folder."""
 
     scales: Text = Field(description="the file with response scales")
@@ -160,7 +156,7 @@ class Files(_Record):
         return v
 
 
-class BankManifest(_Record):
+class BankManifest(Strict):
     """``bank.yaml``: name, languages (the first is the source language), forms and files."""
 
     name: Text = Field(description="the name of the bank")
@@ -180,7 +176,7 @@ class BankManifest(_Record):
 
 # --- scales.yaml ----------------------------------------------------------------------------
 
-class MissingCode(_Record):
+class MissingCode(Strict):
     """A missing-data code (e.g. -99 Prefer not to say) and its label in every language."""
 
     code: Annotated[int, _declares("missing", "missing code")] = Field(
@@ -188,7 +184,7 @@ class MissingCode(_Record):
     label: LangText = Field(description="the label in every language")
 
 
-class Scale(_Record):
+class Scale(Strict):
     """A response scale: codes 1..k with one label per code in every language."""
 
     id: Annotated[Id, _declares("scales", "scale id")] = Field(
@@ -230,7 +226,7 @@ class Scale(_Record):
         return v
 
 
-class ScalesFile(_Record):
+class ScalesFile(Strict):
     """``scales.yaml``: the missing-data codes, then the response scales."""
 
     missing_codes: list[MissingCode] = Field([], validate_default=True)
@@ -246,14 +242,14 @@ class ScalesFile(_Record):
 
 # --- constructs.yaml ------------------------------------------------------------------------
 
-class Finding(_Record):
+class Finding(Strict):
     """A Stage 2 finding a construct's items operationalise."""
 
     key: Id = Field(description="the short key items refer to")
     text: Text = Field(description="the finding in a sentence")
 
 
-class Construct(_Record):
+class Construct(Strict):
     """A construct: the latent variable of its items."""
 
     id: Annotated[Id, _declares("constructs", "construct id")] = Field(
@@ -278,7 +274,7 @@ class Construct(_Record):
         return self
 
 
-class ConstructsFile(_Record):
+class ConstructsFile(Strict):
     """``constructs.yaml``: the constructs."""
 
     constructs: list[Construct] = Field(description="the constructs")
@@ -286,7 +282,7 @@ class ConstructsFile(_Record):
 
 # --- teacher.yaml, family.yaml --------------------------------------------------------------
 
-class Translation(_Record):
+class Translation(Strict):
     """The ITC record of one translation of an item."""
 
     status: Literal[TRANSLATION_STATUSES]  # type: ignore[valid-type]
@@ -294,7 +290,7 @@ class Translation(_Record):
     reviewer: Optional[Text] = None
 
 
-class Revision(_Record):
+class Revision(Strict):
     """One change in an item's history."""
 
     version: Optional[int] = None
@@ -303,7 +299,7 @@ class Revision(_Record):
     reason: Optional[Text] = None
 
 
-class CognitiveInterview(_Record):
+class CognitiveInterview(Strict):
     """A round of cognitive interviews: evidence on response processes."""
 
     round: Optional[int] = None
@@ -342,7 +338,7 @@ def _prefixed(iid: str, form: Optional[str], ctx: BankContext, what: str) -> Non
                          f"'{prefix}'")
 
 
-class Item(_Record):
+class Item(Strict):
     """A scale item: its construct, finding, response scale, keying, texts and records."""
 
     id: Id = Field(description="a stable item id, e.g. t_mind_1")
@@ -402,7 +398,7 @@ class Item(_Record):
         return v
 
 
-class ItemsFile(_Record):
+class ItemsFile(Strict):
     """``teacher.yaml``, ``family.yaml``: the scale items of one form."""
 
     form: Id = Field(description="the form these items belong to")
@@ -417,7 +413,7 @@ class ItemsFile(_Record):
 
 # --- background.yaml ------------------------------------------------------------------------
 
-class Option(_Record):
+class Option(Strict):
     """A choice option: its code and its label in every language (``{code: 1, en: .., es: ..}``)."""
 
     model_config = ConfigDict(extra="allow")
@@ -434,7 +430,7 @@ class Option(_Record):
         return self
 
 
-class BackgroundItem(_Record):
+class BackgroundItem(Strict):
     """A background item: asked on a form, not part of any scale."""
 
     id: Id = Field(description="a stable item id, e.g. t_bg_role")
@@ -469,7 +465,7 @@ class BackgroundItem(_Record):
         return v
 
 
-class BackgroundFile(_Record):
+class BackgroundFile(Strict):
     """``background.yaml``: the background items of every form."""
 
     items: list[BackgroundItem] = Field(description="the background items")

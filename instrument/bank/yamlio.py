@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Annotated, Iterable, Mapping, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -189,6 +189,14 @@ def plain(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Schema errors at their lines
 # --------------------------------------------------------------------------------------------
+
+class Strict(BaseModel):
+    """The base of every schema of a YAML file: unknown keys are refused (a typo is never
+    ignored), values are not coerced (``"3"`` is text, ``1`` is not true) and records are
+    frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
 
 class Expect(str):
     """What a declared type expects, in words, for messages (``Annotated[str, ..., Expect("an

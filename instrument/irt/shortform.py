@@ -303,8 +303,9 @@ def _short_ladder(items: pd.DataFrame, recoded: pd.DataFrame, data: pd.DataFrame
     counts = data[group].value_counts() if group in data.columns else pd.Series(dtype=int)
     if len(counts) != 2 or counts.min() < DIF_MIN_GROUP.threshold:
         return {"group": group, "not_tested": f"respondents per {group}: "
-                f"{ {str(k): int(v) for k, v in counts.items()} }; the ladder needs two groups, "
-                f"each meeting {DIF_MIN_GROUP.describe()}"}
+                + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
+                + f"; the ladder needs two groups of at least {DIF_MIN_GROUP.threshold:g} "
+                f"respondents each ({DIF_MIN_GROUP.cite()})"}
     sel = items[items["selected"]]
     model = "\n".join(f"{con} =~ " + " + ".join(g["item"]) for con, g in
                        sel.groupby("construct", sort=False))

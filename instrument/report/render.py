@@ -691,17 +691,8 @@ def _tidy_k(f: pd.DataFrame) -> pd.DataFrame:
 
 
 def _short_cite(source: str) -> str:
-    """'Chen, F. F. (2007). Sensitivity ...' -> 'Chen (2007)'; the source itself otherwise."""
-    m = re.match(r"\s*([^,(]+?),(.*?)\((\d{4})\)", source)
-    if not m:
-        return source
-    first, rest, year = m.group(1).strip(), m.group(2), m.group(3)
-    if "&" not in rest:
-        return f"{first} ({year})"
-    before, after = rest.split("&", 1)
-    if before.count(".,") > 1:
-        return f"{first} et al. ({year})"
-    return f"{first} & {after.strip().split(',')[0]} ({year})"
+    """'Chen, F. F. (2007). Sensitivity ...' -> 'Chen (2007)' (`rules.short_cite`)."""
+    return _rules.short_cite(source)
 
 
 def _relations(s: Section, num: _Numberer) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from instrument.results import Meta
-from instrument.sem.data import prepare
+from instrument.sem.data import prepare, require_pd_covariance
 from instrument.sem.estimators.ml import single_threaded
 from instrument.sem.ml_fit import fit_partable
 from instrument.sem.partable import build_partable, check_group_equal
@@ -213,6 +213,7 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                         std_lv=std_lv, group_equal=tuple(group_equal),
                         group_partial=tuple(group_partial))
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    require_pd_covariance(stats, group_labels)
     options = dict(estimator="ML", group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv),
                    meanstructure=bool(pt.meanstructure), likelihood=likelihood,

@@ -42,7 +42,7 @@ from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
-from instrument.sem.data import data_warnings, prepare
+from instrument.sem.data import data_warnings, prepare, require_pd_covariance
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
@@ -307,6 +307,7 @@ def mlr_vcov_delta(groups: Sequence[RobustGroup], E: np.ndarray):
 # --------------------------------------------------------------------------------------------
 def _fit_mlr_complete(pt, ov, blocks, clusters, *, meta: Meta, warn: list) -> CFAResult:
     stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    require_pd_covariance(stats, pt.group_labels)
     base = fit_partable(pt, stats, likelihood="normal", information="observed", se="none",
                         meta=meta, extra_warnings=warn)
     model = Model.from_partable(pt, stats)

@@ -14,7 +14,8 @@ set of rules and messages applies to ML, MLR, FIML, WLSMV/ULSMV and two-level ML
 The kept data of each group are checked the same way for every estimator: a model variable with
 fewer than two different observed values (a constant item; an ordered item with one observed
 category) is an error, as in lavaan; n <= p is a warning. A sample covariance matrix that is not
-positive definite is named by `data_warnings`.
+positive definite stops complete-data ML (`require_pd_covariance`, as lavaan) and is a warning
+elsewhere (`data_warnings`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from instrument.results import hash_frame, hash_values
 from instrument.sem.partable import model_variables
 from instrument.sem.syntax import SyntaxRow
 
-__all__ = ["SemData", "prepare", "select", "group_labels_in_order", "data_warnings", "MISSING"]
+__all__ = ["SemData", "prepare", "select", "group_labels_in_order", "data_warnings",
+           "require_pd_covariance", "MISSING"]
 
 MISSING = ("listwise", "pairwise", "fiml")
 
@@ -295,6 +297,24 @@ def group_labels_in_order(values, group_order=None) -> list:
         raise ValueError(f"group_order= must list each group once; groups in the data: "
                          f"{appear}; got {group_order}")
     return group_order
+
+
+def require_pd_covariance(stats, labels) -> None:
+    """Complete-data ML (and MLR) needs each group's sample covariance matrix to be positive
+    definite: log|S| enters the discrepancy. lavaan stops ("sample covariance matrix is not
+    positive-definite"); so does this, naming the group, n and p.
+
+    ``stats`` is a `instrument.sem.samplestats.SampleStats` (moments per group)."""
+    for gs, lab in zip(stats.groups, labels):
+        ev = np.linalg.eigvalsh(gs.cov)
+        if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
+            gname = f" in group {lab}" if len(stats.groups) > 1 else ""
+            p = gs.cov.shape[0]
+            raise ValueError(f"data= the sample covariance matrix{gname} is not positive "
+                             f"definite (smallest eigenvalue {ev[0]:.3g}; n = {gs.n} rows for "
+                             f"p = {p} variables); expected more rows than variables"
+                             f"{' in every group' if gname else ''} and no variable that is a "
+                             "linear combination of others, as ML needs (lavaan stops here too).")
 
 
 def data_warnings(stats, labels) -> list[str]:

@@ -18,7 +18,7 @@ import json
 import re
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -389,9 +389,10 @@ def stage_cfa(ctx: dict) -> Any:
         fits[form] = cfa(ctx["bank"].model_syntax(form=form), half, estimator=est,
                          missing=missing, **_ordinal_options(est))
         ctx["cfa_data"][form] = half
-        out[form] = fits[form].to_dict()
         # the two-step sample statistics (thresholds, polychorics and their asymptotic
-        # covariance) are the fit's input, megabytes of it; the fit stays in ctx for later stages
+        # covariance) are the fit's input, megabytes of it: not in the results; the fit with
+        # them stays in ctx for later stages
+        out[form] = replace(fits[form], categorical_stats=None).to_dict()
         out[form].pop("categorical_stats", None)
         items = ctx["bank"].items_for(form)
         out[form]["missing_data"] = {
@@ -1002,22 +1003,27 @@ def relative_paths(obj: Any, base: str | Path) -> Any:
     written relative to it, and a string that is itself an absolute path elsewhere reduced to its
     file name (so the results of two runs into different folders are the same bytes)."""
     b = Path(base)
-    prefixes = sorted({str(b.resolve()) + "/", str(b) + "/"}, key=len, reverse=True)
-    if isinstance(obj, Path):
-        obj = str(obj)
-    if isinstance(obj, str):
-        if obj in (str(b), str(b.resolve())):
-            return "."
-        for p in prefixes:
-            obj = obj.replace(p, "")
-        if obj.startswith("/") and not any(c.isspace() for c in obj):
-            obj = Path(obj).name
+    whole = (str(b), str(b.resolve()))
+    prefixes = sorted({whole[1] + "/", str(b) + "/"}, key=len, reverse=True)
+
+    def rel(obj: Any) -> Any:
+        if isinstance(obj, Path):
+            obj = str(obj)
+        if isinstance(obj, str):
+            if obj in whole:
+                return "."
+            for p in prefixes:
+                obj = obj.replace(p, "")
+            if obj.startswith("/") and not any(c.isspace() for c in obj):
+                obj = Path(obj).name
+            return obj
+        if isinstance(obj, Mapping):
+            return {k: rel(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [rel(v) for v in obj]
         return obj
-    if isinstance(obj, Mapping):
-        return {k: relative_paths(v, base) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [relative_paths(v, base) for v in obj]
-    return obj
+
+    return rel(obj)
 
 
 #: File names `validate` writes in its output folder.

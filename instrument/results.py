@@ -93,8 +93,9 @@ def to_jsonable(obj: Any) -> Any:
         out[~np.isfinite(obj)] = None
         return out.tolist()
     if isinstance(obj, pd.DataFrame):
+        cols = [_column_jsonable(obj.iloc[:, k]) for k in range(obj.shape[1])]
         return {"__frame__": "records", "columns": [str(c) for c in obj.columns],
-                "data": [[to_jsonable(v) for v in row] for row in obj.itertuples(index=False)]}
+                "data": [list(row) for row in zip(*cols)]}
     if isinstance(obj, pd.Series):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, Mapping):
@@ -115,6 +116,20 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_dict") and callable(obj.to_dict):
         return to_jsonable(obj.to_dict())
     return obj
+
+
+def _column_jsonable(col: pd.Series) -> list:
+    """`to_jsonable` of each value of a column: numpy bool, integer and float columns at once
+    (non-finite floats become None), other columns value by value."""
+    kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else ""
+    if kind in "biu" and kind:
+        return col.to_numpy().tolist()
+    if kind == "f":
+        vals = col.to_numpy()
+        out = vals.astype(object)
+        out[~np.isfinite(vals)] = None
+        return out.tolist()
+    return [to_jsonable(v) for v in col]
 
 
 def from_jsonable(obj: Any) -> Any:

@@ -143,6 +143,21 @@ def _onehot(x: np.ndarray, ncat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Y, offs
 
 
+def _patterns(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a non-negative integer matrix in lexicographic order: the index of
+    each one's first occurrence and its count (``np.unique(z, axis=0)``'s). Rows are coded as
+    mixed-radix integers (the first column most significant) when the code fits in 62 bits."""
+    radix = z.max(axis=0).astype(np.int64) + 1
+    if np.sum(np.log2(radix.astype(float))) < 62:
+        code = np.zeros(z.shape[0], np.int64)
+        for j in range(z.shape[1]):
+            code = code * radix[j] + z[:, j]
+        _, first, counts = np.unique(code, return_index=True, return_counts=True)
+    else:
+        _, first, counts = np.unique(z, axis=0, return_index=True, return_counts=True)
+    return first, counts
+
+
 def _start_values(model: str, link: str, x: np.ndarray, m: int) -> tuple[float, np.ndarray]:
     """Start: a = 1 (1.7^-1 for probit), d from the cumulative proportions."""
     obs = x[x >= 0]
@@ -252,8 +267,7 @@ class _MML:
         self.G = ngroups
         self.nodes, self.w0 = quadrature(npts)
         # persons with the same group and responses contribute identically: one row per pattern
-        keys, first, self.wt = np.unique(np.column_stack([gidx, x]), axis=0, return_index=True,
-                                         return_counts=True)
+        first, self.wt = _patterns(np.column_stack([gidx, x + 1]))
         self.gidx = gidx[first]
         self.wt = self.wt.astype(float)
         self.Y, self.offs = _onehot(x[first], ncat)

@@ -1423,6 +1423,7 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
     names = _construct_labels(secs["bank"], t.lang)
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)
+    record = dict(zip(tab.index, tab.to_dict("records")))     # one conversion, not one per group
     schools = []
     for sid, g in tab.groupby("school_id", sort=True):
         forms = []
@@ -1430,7 +1431,8 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
             n = h["n"].astype(float).max()
             rr = h["response_rate"].astype(float).max() if "response_rate" in h else math.nan
             rows = []
-            for i, r in zip(h.index, h.to_dict("records")):
+            for i in h.index:
+                r = record[i]
                 label = names.get(str(r["construct"])) or (
                     t("Overall") if r["construct"] == "overall"
                     else str(r["construct"]).replace("_", " ").capitalize())

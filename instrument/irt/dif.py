@@ -66,40 +66,42 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
     if start is not None:
         zeta, beta = np.array(start[0], float), np.array(start[1], float)
 
+    # arrays are categories x respondents, so that sums over respondents run along rows
     K = m + 1
     rows = np.arange(n)
-    Yd = np.zeros((n, K))
-    Yd[rows, y] = 1.0
-    Yz = Yd[:, :m] - Yd[:, 1:]        # +1 where y = j, -1 where y = j + 1: the signs of dP_y / d zeta_j
+    Yd = np.zeros((K, n))
+    Yd[y, rows] = 1.0
+    Yz = Yd[:m] - Yd[1:]              # +1 where y = j, -1 where y = j + 1: the signs of dP_y / d zeta_j
+    Xt = np.ascontiguousarray(X.T)
 
     def probs(zeta, beta):
-        eta = X @ beta
-        Z = np.column_stack([np.full(n, -np.inf), zeta[None, :] - eta[:, None], np.full(n, np.inf)])
-        F = expit(Z)
-        return F[:, 1:] - F[:, :-1], F                                # n x K
+        F = np.empty((K + 1, n))                                      # P(Y <= k - 1), k = 0..K
+        F[0], F[K] = 0.0, 1.0
+        F[1:K] = expit(zeta[:, None] - (beta @ Xt)[None, :])
+        return F[1:] - F[:-1], F                                      # K x n
 
     def grad_info(P, F):
         # dP_k / d zeta_j = f_{k+1} [j = k] - f_k [j = k - 1]; dP_k / d beta = c_k x with
         # c_k = -(f_{k+1} - f_k); information sum_k dP_k dP_k' / P_k in blocks
         f = F * (1 - F)
-        fi = f[:, 1:K]                                                # f_1..f_m
-        c = -(f[:, 1:] - f[:, :-1])
-        r = 1 / P[rows, y]
-        g = np.concatenate([(fi * r[:, None] * Yz).sum(axis=0), X.T @ (c[rows, y] * r)])
+        fi = f[1:K]                                                   # f_1..f_m
+        c = -(f[1:] - f[:-1])
+        r = 1 / P[y, rows]
+        g = np.concatenate([(fi * r * Yz).sum(axis=1), Xt @ (c[y, rows] * r)])
         R = 1 / np.clip(P, 1e-300, None)
         info = np.empty((m + p, m + p))
-        zz = np.diag((fi**2 * (R[:, :m] + R[:, 1:])).sum(axis=0))
-        off = -(fi[:, 1:] * fi[:, :-1] * R[:, 1:m]).sum(axis=0)
+        zz = np.diag((fi**2 * (R[:m] + R[1:])).sum(axis=1))
+        off = -(fi[1:] * fi[:-1] * R[1:m]).sum(axis=1)
         zz[np.arange(1, m), np.arange(m - 1)] = off
         zz[np.arange(m - 1), np.arange(1, m)] = off
         info[:m, :m] = zz
-        info[:m, m:] = (fi * (c[:, :m] * R[:, :m] - c[:, 1:] * R[:, 1:])).T @ X
+        info[:m, m:] = (fi * (c[:m] * R[:m] - c[1:] * R[1:])) @ X
         info[m:, :m] = info[:m, m:].T
-        info[m:, m:] = X.T @ ((c**2 * R).sum(axis=1)[:, None] * X)
+        info[m:, m:] = (Xt * (c**2 * R).sum(axis=0)) @ X
         return g, info
 
     P, F = probs(zeta, beta)
-    ll = float(np.log(P[rows, y]).sum())
+    ll = float(np.log(P[y, rows]).sum())
     for _ in range(maxit):
         g, info = grad_info(P, F)
         try:
@@ -111,7 +113,7 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
             z1, b1 = zeta + t * step[:m], beta + t * step[m:]
             if np.all(np.diff(z1) > 0):
                 P1, F1 = probs(z1, b1)
-                ll1 = float(np.log(np.clip(P1[rows, y], 1e-300, None)).sum())
+                ll1 = float(np.log(np.clip(P1[y, rows], 1e-300, None)).sum())
                 if ll1 >= ll - 1e-12:
                     break
             t /= 2

@@ -299,10 +299,16 @@ class _MML:
         """Start from a fit of the same items: each instance takes the parameters of its first
         group in ``start`` (shared or group-specific); the latent means and variances too."""
         labels = list(start.groups)
+        par = start.parameters
+        est: dict[tuple, list] = {}
+        for key, e in zip(zip(par["item"], par["group"]), par["est"].to_numpy()):
+            est.setdefault(key, []).append(e)
         for b in self.blocks:
             for k, (i, gs) in enumerate(zip(b.item, b.groups)):
-                a, d = start.item_params(start.items[i], labels[gs[0]])
-                b.a[k], b.d[k] = a, d
+                # start.item_params(item, group): the group's own parameters, else the shared
+                it, g = start.items[i], labels[gs[0]]
+                v = est.get((it, g)) or est.get((it, "all")) or est[(it, labels[0])]
+                b.a[k], b.d[k] = v[0], np.array(v[1:])
         lat = start.latent.set_index("group")
         self.mu = lat["mean"].to_numpy(float).copy()
         self.sd = np.sqrt(lat["var"].to_numpy(float))
@@ -574,7 +580,8 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
         if pd.isna(gvals).any():
             r = int(np.flatnonzero(pd.isna(data[group].to_numpy()))[0])
             raise ValueError(f"row {r + 1}, column {group!r}: expected a group label; got missing.")
-        gidx = np.array([labels.index(v) for v in gvals])
+        pos = {v: j for j, v in enumerate(labels)}
+        gidx = np.array([pos[v] for v in gvals])
     else:
         labels, gidx = ["all"], np.zeros(x.shape[0], int)
     G = len(labels)

@@ -41,6 +41,7 @@ environment. Journal of Statistical Software, 48(6). https://doi.org/10.18637/js
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -218,15 +219,24 @@ class IRTResult:
 
     def item_params(self, item: str, group: str | None = None) -> tuple[float, np.ndarray]:
         """(a, d) of one item (in ``group``, or its shared parameters)."""
-        p = self.parameters[self.parameters["item"] == item]
-        if group is not None and (p["group"] == group).any():
-            p = p[p["group"] == group]
-        elif (p["group"] == "all").any():
-            p = p[p["group"] == "all"]
-        else:
-            p = p[p["group"] == self.groups[0]]
-        est = p["est"].to_numpy()
-        return float(est[0]), est[1:]
+        est = self._estimates
+        v = est.get((item, group)) if group is not None else None
+        if v is None:
+            v = est.get((item, "all"))
+        if v is None:
+            v = est.get((item, self.groups[0]))
+        if v is None:
+            raise KeyError(f"item {item!r} is not in the model.")
+        return float(v[0]), v[1:].copy()
+
+    @cached_property
+    def _estimates(self) -> dict[tuple, np.ndarray]:
+        """``parameters``' estimates by (item, group), in the table's order (a1, d1..dm)."""
+        out: dict[tuple, list] = {}
+        for key, e in zip(zip(self.parameters["item"], self.parameters["group"]),
+                          self.parameters["est"].to_numpy()):
+            out.setdefault(key, []).append(e)
+        return {k: np.array(v) for k, v in out.items()}
 
     def irt_parameters(self) -> pd.DataFrame:
         """Discrimination and difficulties ``item group a b1..bm`` (graded: ``b_h = -d_h / a``;
@@ -299,16 +309,10 @@ class _MML:
         """Start from a fit of the same items: each instance takes the parameters of its first
         group in ``start`` (shared or group-specific); the latent means and variances too."""
         labels = list(start.groups)
-        par = start.parameters
-        est: dict[tuple, list] = {}
-        for key, e in zip(zip(par["item"], par["group"]), par["est"].to_numpy()):
-            est.setdefault(key, []).append(e)
         for b in self.blocks:
             for k, (i, gs) in enumerate(zip(b.item, b.groups)):
-                # start.item_params(item, group): the group's own parameters, else the shared
-                it, g = start.items[i], labels[gs[0]]
-                v = est.get((it, g)) or est.get((it, "all")) or est[(it, labels[0])]
-                b.a[k], b.d[k] = v[0], np.array(v[1:])
+                a, d = start.item_params(start.items[i], labels[gs[0]])
+                b.a[k], b.d[k] = a, d
         lat = start.latent.set_index("group")
         self.mu = lat["mean"].to_numpy(float).copy()
         self.sd = np.sqrt(lat["var"].to_numpy(float))

@@ -701,8 +701,22 @@ def _form_in_scores(form: str, scores: pd.DataFrame) -> None:
         raise ValueError(f"form= must be one of the forms in the scores {have}; got {form!r}.")
 
 
+def default_construct(scores: pd.DataFrame, construct: str | None) -> str:
+    """``construct``, or when None the ``"overall"`` score of ``scores``: present only where the
+    item bank defines an overall score (`instrument.scores.overall_columns`). A bank without one
+    has no default, since any single construct would be an arbitrary choice: the error lists
+    the constructs to choose from."""
+    if construct is not None:
+        return construct
+    have = list(dict.fromkeys(scores["construct"].astype(str)))
+    if "overall" in have:
+        return "overall"
+    raise ValueError("the scores have no overall score (the item bank defines none); expected a "
+                     f"construct named with construct= (--construct): one of {', '.join(have)}.")
+
+
 def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chronic_absence",
-         construct: str = "overall", form: str = "teacher",
+         construct: str | None = None, form: str = "teacher",
          controls: Sequence[str] = DEFAULT_CONTROLS, cluster: str = "district_id",
          weights: str | None = None, change: bool = False, se_type: str = "CR2",
          rates_in: str = "proportion", level: float = 0.95) -> LinkResult:
@@ -719,8 +733,9 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
         Rates are proportions in [0, 1] (declare percentages with ``rates_in="percent"``).
         Chronic absence is the share of students missing >= 10% of enrolled days
         (`instrument.rules.CHRONIC_ABSENCE`).
-    construct : str
-        A construct id or ``"overall"``.
+    construct : str, optional
+        A construct id or ``"overall"``; None: ``"overall"`` when ``scores`` have it, otherwise
+        an error listing the constructs (`default_construct`).
     form : {"teacher", "family"}
     controls : sequence of str
         Columns of ``outcomes``; ``"<outcome>"`` inside a name is replaced by ``outcome``. Text
@@ -788,6 +803,7 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
             raise ValueError(f"weights= must be None or a column name of outcomes; got {weights!r}.")
         needed.append(weights)
     needed = list(dict.fromkeys(needed))
+    construct = default_construct(scores, construct)
     s = _assemble(scores, outcomes, form=form, construct=construct, needed=needed, rates_in=rates_in)
     data = s.data
     notes: list[str] = []

@@ -53,6 +53,9 @@ DEFAULT_ANALYSIS: dict[str, Any] = {
     # respondent scores behind school scores: "mean" (raw scale means) or "irt" (graded-model
     # EAPs, person measurement error carried into the school SE; `instrument.scores`)
     "scoring": "mean",
+    # the school score the linker and policy stages use: a construct id or "overall"; None: the
+    # bank's overall score, and without one those stages stand aside (`linked_construct`)
+    "linked_construct": None,
 }
 
 
@@ -679,8 +682,44 @@ def stage_scores(ctx: dict) -> Any:
     return {"table": ctx["scores"]}
 
 
+def linked_construct(ctx: dict) -> str:
+    """The school score the linker and policy stages use: the plan's
+    ``analysis.linked_construct`` when it names one, else ``"overall"`` when the item bank
+    defines an overall score.
+
+    A bank without an overall score and a plan naming no construct: the stages stand aside
+    with that reason (`StandAside`) instead of running once per construct, because each of them
+    reports one score per form as its headline (the brief's linked outcome, the band
+    classification, the variance components); running every construct would multiply the
+    tests read as confirmatory, and picking one would be an arbitrary choice the plan did not
+    make. The construct-by-construct view stays in `instrument.linker.sensitivity`.
+    """
+    bank = ctx["bank"]
+    c = _analysis(ctx).get("linked_construct")
+    known = list(bank.constructs["construct"]) + (["overall"] if bank.overall else [])
+    if c is None and bank.overall is None:
+        raise StandAside("the item bank defines no overall score and the plan names no "
+                         "construct; expected analysis: {linked_construct: <one of "
+                         + ", ".join(known) + ">}")
+    if c is not None and c not in known:
+        raise ValueError(f"plan analysis.linked_construct: unknown construct {c!r}; expected "
+                         f"one of {', '.join(known)}")
+    return "overall" if c is None else c
+
+
+def _forms_with(scores: pd.DataFrame, forms: Any, construct: str) -> list[str]:
+    """The forms (in ``forms``' order) whose school scores include ``construct``; the stage
+    stands aside when there is none."""
+    have = set(scores.loc[scores["construct"] == construct, "form"].astype(str))
+    out = [f for f in forms if f in have]
+    if not out:
+        raise StandAside(f"no form's school scores include {construct!r}")
+    return out
+
+
 def stage_linker(ctx: dict) -> Any:
-    """Predictive validity: each outcome on each form's overall score (CR2 by district).
+    """Predictive validity: each outcome on each form's `linked_construct` score (CR2 by
+    district).
 
     With a panel (a ``year`` column holding several years) the latest year is linked, and the
     change in practice is linked to the change in each outcome (`instrument.policy.change_link`).
@@ -690,23 +729,25 @@ def stage_linker(ctx: dict) -> Any:
 
     scores, outcomes = ctx["scores"], ctx["outcomes"]
     a = _analysis(ctx)
+    construct = linked_construct(ctx)
+    forms = _forms_with(scores, _forms(ctx), construct)
     out: dict[str, Any] = {"results": [], "sensitivity": [], "change": []}
     years = sorted(scores["year"].unique()) if "year" in scores.columns else []
     if len(years) > 1:
         last = years[-1]
-        for form in _forms(ctx):
+        for form in forms:
             for outcome in a["outcomes"]:
                 out["change"].append(change_link(scores, outcomes, outcome=outcome,
-                                                 form=form).to_dict())
+                                                 construct=construct, form=form).to_dict())
         scores = scores[scores["year"] == last].drop(columns="year")
         if "year" in outcomes.columns:
             outcomes = outcomes[outcomes["year"] == last].drop(columns="year")
     refused = []
-    for form in _forms(ctx):
+    for form in forms:
         for outcome in a["outcomes"]:
             try:
                 out["results"].append(link(scores, outcomes, outcome=outcome,
-                                           form=form).to_dict())
+                                           construct=construct, form=form).to_dict())
             except ValueError as exc:   # a model the data cannot support is refused, not fitted
                 refused.append(f"{form} form, {outcome}: not estimated: {_first_clause(exc)}")
     try:
@@ -725,33 +766,36 @@ def _first_clause(exc: Exception) -> str:
 
 
 def stage_policy(ctx: dict) -> Any:
-    """District rollups, band classification accuracy, teacher–family convergence, 3-level ICCs."""
+    """District rollups, band classification accuracy, teacher–family convergence, 3-level ICCs
+    (the classification and the ICCs of the `linked_construct` score)."""
     from instrument import policy
 
     scores = ctx["scores"]
     outcomes = ctx.get("outcomes")
     weight = "enrollment" if outcomes is not None and "enrollment" in outcomes.columns else None
+    construct = linked_construct(ctx)
     forms = [f for f in ctx["bank"].forms if f in _forms(ctx)]
+    scored = _forms_with(scores, forms, construct)
     out = {"rollup_district": policy.rollup(scores, outcomes, level="district"),
            "rollup_state": policy.rollup(scores, outcomes, level="state", weight=weight),
            "accuracy": policy.scores_accuracy(scores),
            "convergence": (policy.convergence(scores, forms=tuple(forms[:2]))
                            if len(forms) >= 2 else None),
-           "variance_components": {}}
-    vis = scores[(scores["construct"] == "overall") & (scores["form"] == forms[0])
+           "variance_components": {}, "construct": construct}
+    vis = scores[(scores["construct"] == construct) & (scores["form"] == scored[0])
                  & ~scores["suppressed"].astype(bool)]
     acc = policy.classification_accuracy(vis["score"].to_numpy(), _score_se(vis),
                                          school_id=vis["school_id"].tolist())
     out["classification"] = acc.to_dict()
     no_district = []
-    for form in _forms(ctx):
+    for form in scored:
         rs = _respondent_scores(ctx, form)
         rs = rs.merge(_forms(ctx)[form].data[["school_id", "district_id"]].drop_duplicates(),
                       on="school_id", how="left") if "district_id" not in rs else rs
         if rs["district_id"].isna().all():   # a file without a district column
             no_district.append(form)
             continue
-        out["variance_components"][form] = policy.variance_components(rs, "overall").to_dict()
+        out["variance_components"][form] = policy.variance_components(rs, construct).to_dict()
     if no_district:
         out["warnings"] = [f"variance components of the {f} form: not estimated: its data name "
                            "no districts (no district_id column)" for f in no_district]

@@ -81,6 +81,9 @@ class AnalysisSettings(Strict):
     # respondent scores behind school scores: raw scale means, or graded-model EAPs with the
     # person measurement error carried into the school SE (`instrument.scores.school_scores`)
     scoring: Literal["mean", "irt"] = "mean"
+    # the school score the linker and policy stages use: a construct id or "overall" (None: the
+    # bank's overall score; checked against the bank by `instrument.pipeline.linked_construct`)
+    linked_construct: Optional[str] = None
 
 
 class IngestMapping(Strict):

@@ -705,7 +705,7 @@ def change(scores: pd.DataFrame, *, year: str = "year", years: tuple | None = No
 
 
 def change_link(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
-                outcome: str = "chronic_absence", construct: str = "overall",
+                outcome: str = "chronic_absence", construct: str | None = None,
                 form: str = "teacher", years: tuple | None = None, year: str = "year",
                 controls: Sequence[str] = ("poverty", "<outcome>_prior"), **kw):
     """Does improvement in practice predict improvement in outcomes? (`link` on changes.)
@@ -749,8 +749,9 @@ def change_link(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
     """
     import dataclasses
 
-    from instrument.linker import link
+    from instrument.linker import default_construct, link
 
+    construct = default_construct(scores, construct)
     res = change(scores, year=year, years=years)
     y1, y2 = res.years
     bs = res.by_school[(res.by_school["form"] == form) & (res.by_school["construct"] == construct)]

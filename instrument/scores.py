@@ -9,7 +9,7 @@ Nothing in the output identifies a respondent: rows are school x form x construc
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,14 +54,15 @@ def respondent_scores(responses: ResponseSet, *, bank: Any,
     """Scale score of every respondent: mean of the answered reverse-recoded items per construct.
 
     Returns a DataFrame with ``school_id``, ``district_id`` and one column per construct plus
-    ``overall`` (NaN where too few items were answered). Respondent ids are not carried.
+    ``overall`` where the bank defines one for this form (`overall_columns`) (NaN where too few
+    items were answered). Respondent ids are not carried.
 
     Notes
     -----
     score_c = mean of the answered items of construct c after ``bank.recode_reverse``, when the
     share of c's items answered passes `MIN_ITEM_SHARE`; ``overall`` is the unweighted mean of the
-    construct scores when the share of constructs scored passes the same rule (constructs on
-    different response scales are averaged in their own units).
+    keyed scores of the bank's overall constructs when the share of them scored passes the same
+    rule (constructs on different response scales are averaged in their own units).
     """
     form = responses.form
     rec = bank.recode_reverse(responses.item_frame(), form=form)
@@ -76,13 +77,29 @@ def respondent_scores(responses: ResponseSet, *, bank: Any,
         m = np.where(fin, x, 0.0).sum(axis=1) / np.maximum(answered, 1)
         ok = np.array([min_item_share.passes(a / len(cols)) for a in answered])
         out[c] = np.where(ok & (answered > 0), m, np.nan)
-    cs = out[constructs].to_numpy(float)
-    k = np.isfinite(cs).sum(axis=1)
-    ok = np.array([min_item_share.passes(a / len(constructs)) for a in k]) & (k > 0)
-    s = np.where(np.isfinite(cs), cs, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["overall"] = np.where(ok, s / np.maximum(k, 1), np.nan)
+    over = overall_columns(bank, form, constructs)
+    if over:
+        cs = out[over].to_numpy(float)
+        k = np.isfinite(cs).sum(axis=1)
+        ok = np.array([min_item_share.passes(a / len(over)) for a in k]) & (k > 0)
+        s = np.where(np.isfinite(cs), cs, 0.0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["overall"] = np.where(ok, s / np.maximum(k, 1), np.nan)
     return out
+
+
+def overall_columns(bank: Any, form: str, constructs: Sequence[str]) -> list[str]:
+    """The constructs a respondent's ``overall`` score averages on ``form``: the bank's declared
+    overall constructs (`instrument.bank.Bank.overall_constructs`), in the bank's order; empty,
+    so that no overall score is computed, when the bank defines none for the form or when
+    ``constructs`` (those scored) lack one of them (an overall score of a subset would be a
+    different score under the same name).
+
+    The overall score is a mean of keyed construct scores (reverse-keyed items recoded before
+    each construct is scored), so higher means more of every construct it averages.
+    """
+    over = bank.overall_constructs(form)
+    return over if over and set(over) <= set(constructs) else []
 
 
 def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
@@ -104,8 +121,8 @@ def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
     -------
     DataFrame
         ``school_id``, ``district_id``, one column per latent variable of the fit (named as in
-        the model syntax; these are the constructs) and ``overall`` (the unweighted mean of the
-        respondent's factor scores). Respondents with a missing answer on any of the fit's items
+        the model syntax; these are the constructs) and ``overall`` where the bank defines one
+        (`overall_columns`: the unweighted mean of those constructs' factor scores). Respondents with a missing answer on any of the fit's items
         get NaN (lavaan's listwise ``lavPredict``).
 
     Notes
@@ -145,7 +162,9 @@ def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
     lv = list(fit.lv_names)
     for c in lv:
         out[c] = fs[c].to_numpy(float)
-    out["overall"] = out[lv].mean(axis=1, skipna=False)
+    over = overall_columns(bank, responses.form, lv)
+    if over:
+        out["overall"] = out[over].mean(axis=1, skipna=False)
     return out
 
 
@@ -156,9 +175,9 @@ def respondent_irt_scores(responses: ResponseSet, *, bank: Any) -> tuple[pd.Data
     -------
     (scores, se)
         ``scores``: ``school_id``, ``district_id``, one column per construct and ``overall``
-        (the mean of the respondent's construct EAPs); ``se``: the same columns holding each
-        EAP's posterior SD (``overall``: ``sqrt(sum se_c^2) / K``, the constructs' items being
-        disjoint). NaN where the respondent answered none of a construct's items.
+        where the bank defines one (`overall_columns`: the mean of those K construct EAPs);
+        ``se``: the same columns holding each EAP's posterior SD (``overall``:
+        ``sqrt(sum se_c^2) / K``, the constructs' items being disjoint). NaN where the respondent answered none of a construct's items.
 
     Notes
     -----
@@ -182,8 +201,10 @@ def respondent_irt_scores(responses: ResponseSet, *, bank: Any) -> tuple[pd.Data
         sc = fscores(fit, x)
         out[c] = sc["theta"].to_numpy(float)
         err[c] = sc["se"].to_numpy(float)
-    out["overall"] = out[constructs].mean(axis=1, skipna=False)
-    err["overall"] = np.sqrt((err[constructs] ** 2).sum(axis=1, skipna=False)) / len(constructs)
+    over = overall_columns(bank, form, constructs)
+    if over:
+        out["overall"] = out[over].mean(axis=1, skipna=False)
+        err["overall"] = np.sqrt((err[over] ** 2).sum(axis=1, skipna=False)) / len(over)
     return out, err
 
 
@@ -292,7 +313,8 @@ def school_scores(responses: ResponseSet, *, bank: Any, outcomes: pd.DataFrame |
                   icc1: Mapping[str, float] | None = None, fit: Any = None, benchmark: Any = None,
                   min_n: Rule = MIN_N_PRIVACY, min_response_rate: Rule | None = None,
                   min_item_share: Rule = MIN_ITEM_SHARE, scoring: str = "mean") -> pd.DataFrame:
-    """School scores of one form, one row per school x construct (and ``overall``).
+    """School scores of one form, one row per school x construct (and ``overall`` where the bank
+    defines one for the form, `overall_columns`).
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
 """Shared fixtures: a small fake item bank satisfying the narrow seam used by simulate, ingest and
-scores (``bank.items``, ``bank.scales``, ``bank.items_for``, ``bank.recode_reverse``), so these tests
+scores (``bank.items``, ``bank.scales``, ``bank.items_for``, ``bank.recode_reverse``,
+``bank.overall_constructs``), so these tests
 run before the real bank lands and can later be run against it too.
 
 Set ``INSTRUMENT_TEST_BANK=real`` to run the same tests with the shipped bank
@@ -56,6 +57,10 @@ class ToyBank:
         if construct is not None:
             it = it[it["construct"] == construct]
         return it["item_id"].tolist()
+
+    def overall_constructs(self, form):
+        """Like the shipped bank: an overall score of every construct on every form."""
+        return list(CONSTRUCTS) if form in self.forms else []
 
     def recode_reverse(self, df, form=None):
         out = df.copy()

@@ -129,6 +129,7 @@ class _Checker:
             self.background = (f, t, self.validate(S.BackgroundFile, t, f))
         self.unique_ids()
         self.counts(mf, tree)
+        self.overall_constructs(mf, tree)
 
     def unique_ids(self) -> None:
         """Item ids (scale and background items) are unique across the bank's files."""
@@ -177,6 +178,21 @@ class _Checker:
                         f, line, f"construct '{cid}' has {n} item{'s' if n != 1 else ''} on "
                                  f"the {form} form; expected at least {rule.threshold:g} "
                                  f"({rule.source})"))
+
+    def overall_constructs(self, mf: str, tree: Any) -> None:
+        """The constructs of the manifest's ``overall:`` are declared in the constructs file
+        (checked on the manifest's tree, so it is said even when another key of the manifest
+        has a problem)."""
+        ov = tree.get("overall") if isinstance(tree, dict) else None
+        cons = ov.get("constructs") if isinstance(ov, dict) else None
+        if self.constructs is None or not isinstance(cons, list):
+            return
+        for i, cid in enumerate(cons):
+            if isinstance(cid, str) and cid not in self.ctx.constructs:
+                self.problems.append(BankProblem(
+                    mf, cons.line_of(i), f"overall.constructs[{i}]: unknown construct '{cid}'; "
+                    f"expected one of {', '.join(self.ctx.constructs)} (declared in "
+                    f"{tree['files']['constructs']})"))
 
     # ------------------------------------------------------------ build
     def build(self) -> Bank:
@@ -249,6 +265,10 @@ class _Checker:
                                else empty_frame(rev_cols)),
                     cognitive_interviews=(pd.DataFrame(cis, columns=ci_cols) if cis
                                           else empty_frame(ci_cols)),
+                    overall=(None if m.overall is None else
+                             {"label": dict(m.overall.label),
+                              "constructs": tuple(m.overall.constructs),
+                              "forms": tuple(m.overall.forms or (fm.id for fm in m.forms))}),
                     languages=tuple(langs), missing_codes=missing, name=m.name,
                     version=m.version or "", path=str(self.folder))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -123,6 +123,10 @@ class Bank:
         ``item_id``, ``version``, ``date``, ``change``, ``reason``.
     cognitive_interviews : DataFrame
         ``item_id``, ``round``, ``date``, ``language``, ``participants``, ``note``, ``action``.
+    overall : dict or None
+        The bank's overall score (``overall:`` in the manifest, `instrument.bank.schema.Overall`):
+        ``label`` {language: text}, ``constructs`` and ``forms`` (tuples); None when the bank
+        defines none, and then no overall score is computed (`overall_constructs`).
     languages : tuple of str
         Language codes; the first is the source language.
     missing_codes : dict
@@ -140,6 +144,7 @@ class Bank:
     form_info: pd.DataFrame
     revisions: pd.DataFrame
     cognitive_interviews: pd.DataFrame
+    overall: Mapping[str, Any] | None = None
     languages: tuple[str, ...] = ("en", "es")
     missing_codes: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     name: str = ""
@@ -158,6 +163,9 @@ class Bank:
         d["scales"] = {k: v.to_dict() for k, v in self.scales.items()}
         d["missing_codes"] = [{"code": int(c), "label": dict(lab)}
                               for c, lab in self.missing_codes.items()]
+        d["overall"] = None if self.overall is None else {
+            "label": dict(self.overall["label"]), "constructs": list(self.overall["constructs"]),
+            "forms": list(self.overall["forms"])}
         d.update(forms=list(self.forms), languages=list(self.languages), name=self.name,
                  version=self.version, path=self.path)
         return d
@@ -179,6 +187,10 @@ class Bank:
             bg[col] = bg[col].astype("Int64")
         return cls(**frames, scales={k: Scale.from_dict(v) for k, v in d["scales"].items()},
                    forms=tuple(d["forms"]), languages=tuple(d["languages"]),
+                   overall=(None if d.get("overall") is None else
+                            {"label": dict(d["overall"]["label"]),
+                             "constructs": tuple(d["overall"]["constructs"]),
+                             "forms": tuple(d["overall"]["forms"])}),
                    missing_codes={int(m["code"]): dict(m["label"]) for m in d["missing_codes"]},
                    name=d.get("name", ""), version=d.get("version", ""), path=d.get("path", ""))
 
@@ -197,6 +209,13 @@ class Bank:
         for c in constructs:
             _choice("constructs", c, known)
         return list(constructs)
+
+    def overall_constructs(self, form: str) -> list[str]:
+        """The constructs whose keyed scores a ``form``'s overall score averages; empty when the
+        bank defines no overall score or not for this form."""
+        if self.overall is None or form not in self.overall["forms"]:
+            return []
+        return list(self.overall["constructs"])
 
     def items_for(self, form: str, construct: str | None = None) -> list[str]:
         """Item ids of ``form`` (optionally of one ``construct``), in bank order."""

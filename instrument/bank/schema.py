@@ -156,14 +156,53 @@ class Files(Strict):
         return v
 
 
+def _declared_forms(v: Optional[list[str]], info: ValidationInfo) -> Optional[list[str]]:
+    """Forms declared in the manifest's ``forms``, each once."""
+    if v is not None:
+        fail_at([((i,), f"form '{f}' listed twice; expected each form once", f)
+                 for i, f in enumerate(v) if f in v[:i]]
+                + [((i,), f"unknown form '{f}'; expected one of "
+                          f"{', '.join(_ctx(info).forms) or '(no forms declared)'} (declared in "
+                          f"{MANIFEST_NAME} forms)", f)
+                   for i, f in enumerate(v) if f not in _ctx(info).forms and f not in v[:i]])
+    return v
+
+
+class Overall(Strict):
+    """``overall:`` in the manifest: the bank's overall score, when it defines one.
+
+    A respondent's overall score is the unweighted mean of their scores on ``constructs``, each
+    construct score computed on its items as keyed (reverse-keyed items recoded), so a higher
+    overall score means more of what every listed construct measures; constructs on different
+    response scales are averaged in their own units. Forms not in ``forms`` (every form when
+    omitted) get no overall score. Construct ids are checked against the constructs file by
+    `instrument.bank.loader`, which reads that file after the manifest.
+    """
+
+    label: LangText = Field(description="the name of the overall score in every language")
+    constructs: list[Id] = Field(min_length=2, description="the constructs it averages")
+    forms: Optional[Annotated[list[Id], AfterValidator(_declared_forms)]] = Field(
+        None, min_length=1, description="the forms that report it (default: every form)")
+
+    @field_validator("constructs")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        fail_at(((i,), f"construct '{c}' listed twice; expected each construct once", c)
+                for i, c in enumerate(v) if c in v[:i])
+        return v
+
+
 class BankManifest(Strict):
-    """``bank.yaml``: name, languages (the first is the source language), forms and files."""
+    """``bank.yaml``: name, languages (the first is the source language), forms, files and the
+    optional overall score (`Overall`; a bank without ``overall:`` reports construct scores
+    only)."""
 
     name: Text = Field(description="the name of the bank")
     version: Optional[Text] = None
     languages: list[LangCode] = Field(min_length=1, description="language codes, e.g. [en, es]")
     forms: list[Form] = Field(min_length=1, description="the forms (e.g. teacher, family)")
     files: Files = Field(description="the files that make up the bank")
+    overall: Optional[Overall] = None
 
     @field_validator("languages")
     @classmethod

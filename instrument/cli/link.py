@@ -12,7 +12,8 @@ from instrument.cli._common import OUT_FILE, read_data as _read_table, echo_resu
 @click.argument("outcomes", type=click.Path(exists=True, dir_okay=False))
 @click.option("--outcome", default="chronic_absence", show_default=True,
               type=click.Choice(["chronic_absence", "attendance", "ela_proficiency", "math_proficiency"]))
-@click.option("--construct", default="overall", show_default=True, help="Construct id or 'overall'.")
+@click.option("--construct", default=None,
+              help="Construct id or 'overall' [default: overall, when the item bank defines one].")
 @click.option("--form", default="teacher", show_default=True,
               help="Form whose score is linked (a form of the bank, as in SCORES).")
 @click.option("--se-type", default="CR2", show_default=True, type=click.Choice(["CR2", "CR1"]))
@@ -22,8 +23,8 @@ from instrument.cli._common import OUT_FILE, read_data as _read_table, echo_resu
               type=click.Choice(["proportion", "percent"]))
 @click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the full result as JSON here.")
-def link(scores: str, outcomes: str, outcome: str, construct: str, form: str, se_type: str,
-         weights: str | None, change: bool, rates_in: str, json_out: str | None) -> None:
+def link(scores: str, outcomes: str, outcome: str, construct: str | None, form: str,
+         se_type: str, weights: str | None, change: bool, rates_in: str, json_out: str | None) -> None:
     """Regress a school OUTCOME on the school score (cluster-robust by district)."""
     from instrument.linker import link as run_link
 

@@ -42,11 +42,12 @@ def rollup(scores: str, outcomes: str | None, level: str, weight: str | None, ou
 @click.option("--outcome", default="chronic_absence", show_default=True,
               type=click.Choice(["chronic_absence", "attendance", "ela_proficiency",
                                  "math_proficiency"]))
-@click.option("--construct", default="overall", show_default=True)
+@click.option("--construct", default=None,
+              help="Construct id or 'overall' [default: overall, when the item bank defines one].")
 @click.option("--form", default="teacher", show_default=True,
               help="Form whose score is linked (a form of the bank, as in SCORES).")
 def change(scores: str, year_column: str, out: str | None, outcomes: str | None, outcome: str,
-           construct: str, form: str) -> None:
+           construct: str | None, form: str) -> None:
     """Change in school SCORES (long CSV with a year column) between the first and last year."""
     from instrument.policy import change as run_change
 
@@ -65,7 +66,11 @@ def change(scores: str, year_column: str, out: str | None, outcomes: str | None,
 
         if year_column != "year":
             table = table.rename(columns={year_column: "year"})
-        lr = change_link(table, _read(outcomes), outcome=outcome, construct=construct, form=form)
+        try:
+            lr = change_link(table, _read(outcomes), outcome=outcome, construct=construct,
+                             form=form)
+        except ValueError as exc:
+            raise click.ClickException(f"{scores}: {exc}") from None
         click.echo(lr.summary().as_text())
     if out:
         from instrument.io.tables import write_table

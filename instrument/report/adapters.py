@@ -81,8 +81,9 @@ Keys read, by section
     ``form construct accuracy misclassified consistency n_schools``; ``convergence``: frame
     ``construct n_schools r ci.lower ci.upper rel_a rel_b r_corrected`` (teacher vs family school
     scores); ``variance_components``: per form ``{tau_district, tau_school, sigma2,
-    icc_district, icc_school, n_districts, n_schools, n, mean_schools, mean_respondents}``.
-    Suppressed rollup rows have ``score``, ``se`` and the interval blanked here.
+    icc_district, icc_school, n_districts, n_schools, n, mean_schools, mean_respondents}``;
+    ``construct``: the construct of the district figures and the variance components
+    (``"overall"`` when absent). Suppressed rollup rows have ``score``, ``se`` and the interval blanked here.
 ``results["classification"]`` or ``results["policy"]["classification"]`` (consequences)
     a ClassificationAccuracy ``to_dict()``: ``overall`` (``accuracy``, ``consistency``,
     ``n_schools``), ``by_band`` frame.
@@ -260,6 +261,7 @@ def read_bank(results: Mapping[str, Any]) -> Section:
         "translation_notes": tnotes, "cognitive": cog,
         "constructs": as_frame(b.get("constructs")), "languages": languages,
         "name": str(b.get("name") or ""), "has_findings": has_findings,
+        "overall": b.get("overall") if isinstance(b.get("overall"), Mapping) else None,
         "shipped": str(b.get("path") or "shipped bank") == "shipped bank",
         "n_items": len(items), "n_constructs": items["construct"].nunique(),
         "n_findings": items["finding"].nunique()})
@@ -552,7 +554,8 @@ def read_policy(results: Mapping[str, Any]) -> Section:
     if all(x is None for x in (district, state, acc, conv, vcf)):
         return _unavailable("policy", "no district or state results in the policy output")
     return Section("policy", True, data={"district": district, "state": state, "accuracy": acc,
-                                         "convergence": conv, "variance": vcf})
+                                         "convergence": conv, "variance": vcf,
+                                         "construct": str(p.get("construct") or "overall")})
 
 
 def read_classification(results: Mapping[str, Any]) -> Section:

@@ -98,16 +98,13 @@ ES: dict[str, str] = {
     "Comparing schools with %(controls)s held equal:":
         "Al comparar escuelas con los mismos valores de %(controls)s:",
     "prior results": "resultados previos",
-    "\"Overall\" is the unweighted mean of the practice scores above it; the item bank defines "
-    "no overall score of its own.":
-        "\"General\" es el promedio simple de los resultados por práctica que aparecen arriba; "
-        "el banco de preguntas no define un resultado general propio.",
-    "\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice scores "
-    "(%(names)s), each on its items as keyed in the item bank; the bank defines no overall "
-    "score of its own.":
-        "El resultado \"General\" de la %(form)s es el promedio simple de sus %(n)s resultados "
-        "por práctica (%(names)s), cada uno calculado con sus preguntas según la codificación "
-        "del banco de preguntas; el banco no define un resultado general propio.",
+    "\"Overall\" on the %(form)s is the item bank's overall score (%(label)s): the unweighted "
+    "mean of %(n)s practice scores (%(names)s), each on its items as keyed in the item bank, so "
+    "a higher score means more of every practice.":
+        "El resultado \"General\" de la %(form)s es el resultado general del banco de preguntas "
+        "(%(label)s): el promedio simple de %(n)s resultados por práctica (%(names)s), cada uno "
+        "calculado con sus preguntas según la codificación del banco de preguntas, de modo que "
+        "un resultado más alto indica más de cada práctica.",
     "Omega, a reliability estimate from the factor analysis that weighs each item by how well "
     "it measures its practice, ranges from %(lo)s to %(hi)s.":
         "Omega, una estimación de la confiabilidad a partir del análisis factorial que pondera "
@@ -184,6 +181,10 @@ ES: dict[str, str] = {
         "Las diferencias entre escuelas del mismo distrito son mayores que las diferencias "
         "entre distritos, de modo que los distritos pueden aprender de sus propias escuelas "
         "sólidas.",
+    "Teachers' and families' %(construct)s scores for the same school correlate at %(r)s (1 "
+    "would be perfect agreement)":
+        "Los resultados de maestros y familias en %(construct)s de una misma escuela tienen una "
+        "correlación de %(r)s (1 sería un acuerdo perfecto)",
     "Teachers' and families' overall scores for the same school correlate at %(r)s (1 would be "
     "perfect agreement)":
         "Los resultados generales de maestros y familias de una misma escuela tienen una "
@@ -192,6 +193,8 @@ ES: dict[str, str] = {
         ", por lo que las dos encuestas dan visiones relacionadas pero distintas",
     "Districts' overall scores, %(form)s survey":
         "Resultados generales de los distritos, encuesta de %(form)s",
+    "Districts' %(construct)s scores, %(form)s survey":
+        "Resultados de los distritos en %(construct)s, encuesta de %(form)s",
     "Each point is a district's average school score (1-99) with its 95% interval; the dashed "
     "line is the state. Districts with too few reported schools are listed without a score.":
         "Cada punto es el resultado promedio de las escuelas de un distrito (1 a 99) con su "

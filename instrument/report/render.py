@@ -753,28 +753,29 @@ def _reason_kinds(reasons: pd.Series) -> list[str]:
 
 
 def overall_definitions(scores: Section, bank: Section, t: Translator) -> list[str]:
-    """One sentence per form saying what its "overall" score is: the unweighted mean of the
-    form's construct scores (`instrument.scores`), named from the bank; the item bank defines
-    no overall score of its own, so the report states the definition wherever it shows one."""
-    if not scores.available:
+    """The sentence saying what the "overall" score is, for the forms whose scores have one:
+    the item bank's declared overall score (``overall:`` in ``bank.yaml``), the unweighted mean
+    of its constructs' scores, each on its items as keyed (reverse-keyed items recoded), so a
+    higher score means more of every practice it averages (`instrument.scores.overall_columns`);
+    named from the bank. Empty when the bank defines none, and then the report does not mention
+    an overall score."""
+    ov = bank.get("overall") if bank.available else None
+    if not scores.available or not ov:
         return []
     tab = scores["table"]
+    forms = [t(str(f).capitalize() + " survey").lower()
+             for f, g in tab.groupby("form", sort=False) if (g["construct"] == "overall").any()]
+    if not forms:
+        return []
     names = _construct_labels(bank, t.lang)
-    same: dict[tuple[str, ...], list[str]] = {}   # forms with the same constructs: one sentence
-    for form, g in tab.groupby("form", sort=False):
-        cons = tuple(str(c) for c in dict.fromkeys(g["construct"]) if str(c) != "overall")
-        if "overall" in set(g["construct"].astype(str)) and cons:
-            same.setdefault(cons, []).append(t(str(form).capitalize() + " survey").lower())
-    out = []
-    for cons, forms in same.items():
-        form = (", ".join(forms[:-1]) + f" {t('and')} " + forms[-1]) if len(forms) > 1 \
-            else forms[0]
-        out.append(t("\"Overall\" on the %(form)s is the unweighted mean of its %(n)s practice "
-                     "scores (%(names)s), each on its items as keyed in the item bank; the bank "
-                     "defines no overall score of its own.",
-                     form=form, n=len(cons),
-                     names="; ".join(names.get(c, c.replace("_", " ")) for c in cons)))
-    return out
+    cons = [str(c) for c in ov["constructs"]]
+    label = ov["label"].get(t.lang) or next(iter(ov["label"].values()))
+    form = (", ".join(forms[:-1]) + f" {t('and')} " + forms[-1]) if len(forms) > 1 else forms[0]
+    return [t("\"Overall\" on the %(form)s is the item bank's overall score (%(label)s): the "
+              "unweighted mean of %(n)s practice scores (%(names)s), each on its items as keyed "
+              "in the item bank, so a higher score means more of every practice.",
+              form=form, label=label, n=len(cons),
+              names="; ".join(names.get(c, c.replace("_", " ")) for c in cons))]
 
 
 def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
@@ -817,19 +818,23 @@ def _consequences(scores: Section, cls: Section, num: _Numberer) -> dict:
     return out
 
 
-def _overall_rows(f: pd.DataFrame, form: str | None = None) -> pd.DataFrame:
-    sel = f[f["construct"] == "overall"] if (f["construct"] == "overall").any() else f
+def _linked_rows(f: pd.DataFrame, construct: str, form: str | None = None) -> pd.DataFrame:
+    """Rows of the policy stage's construct (``"overall"`` or the plan's linked construct)."""
+    sel = f[f["construct"] == construct]
     if form is not None:
         sel = sel[sel["form"] == form]
     return sel
 
 
-def _district(s: Section, num: _Numberer) -> dict:
-    """District and state rollups, 3-level variance, convergence and accuracy (policy stage)."""
+def _district(s: Section, num: _Numberer, names: Mapping[str, str]) -> dict:
+    """District and state rollups, 3-level variance, convergence and accuracy (policy stage);
+    the district tables, figures and variance are of the stage's one construct (the bank's
+    overall score or the plan's ``linked_construct``), named from the bank."""
     if not s.available:
         return {"na": s.reason}
     out: dict[str, Any] = {}
-    st, di = s["state"], s["district"]
+    st, di, con = s["state"], s["district"], s["construct"]
+    score = "overall" if con == "overall" else names.get(con, con)
     cols = ["form", "construct", "n_schools", "n_respondents", "score", "se", "ci.lower",
             "ci.upper", "sd_schools"]
     if st is not None:
@@ -838,25 +843,25 @@ def _district(s: Section, num: _Numberer) -> dict:
             ["score: mean of the reported schools' 1-99 scores, weighted by enrollment; "
              "ci: 95% interval; sd_schools: spread of school scores."], 2))
     if di is not None:
-        ov = _overall_rows(di)
+        ov = _linked_rows(di, con)
         show = ov[[c for c in ("unit", *cols, "suppressed", "suppression_reason")
                    if c in ov.columns]].rename(columns={"unit": "district"}).copy()
         show["suppressed"] = ["yes" if v else "" for v in show["suppressed"]]
         n_sup = int(ov.groupby("unit")["suppressed"].all().sum())
         rule = getattr(_rules, "MIN_SCHOOLS_ROLLUP", None)
         out["district"] = num.table(Table(
-            "District results, overall score by form", show,
+            f"District results, {score} score by form", show,
             ["score: mean of the district's reported school scores (1-99) with its 95% "
              "interval. Suppressed districts show no score"
              + (f" (rule: {rule.describe_short()})" if isinstance(rule, _rules.Rule) else "")
              + f"; {n_sup} district x form results are suppressed."], 2))
         figs = []
         for form in dict.fromkeys(ov["form"]):
-            state = (float(_overall_rows(st, form)["score"].iloc[0])
-                     if st is not None and len(_overall_rows(st, form)) else None)
+            state = (float(_linked_rows(st, con, form)["score"].iloc[0])
+                     if st is not None and len(_linked_rows(st, con, form)) else None)
             figs.append(num.figure(
-                fig.district_dots(_overall_rows(di, form), state),
-                f"District overall scores, {form} form",
+                fig.district_dots(_linked_rows(di, con, form), state),
+                f"District {score} scores, {form} form",
                 "Points: district score with 95% interval; dashed line: state score. "
                 "Suppressed districts are listed without a score.",
                 alt=f"Dot plot of district scores with intervals, {form} form"))
@@ -864,7 +869,7 @@ def _district(s: Section, num: _Numberer) -> dict:
     vc = s["variance"]
     if vc is not None:
         out["variance"] = num.table(Table(
-            "Variance of the overall score between districts, schools and respondents", vc,
+            f"Variance of the {score} score between districts, schools and respondents", vc,
             ["Three-level random-intercept model (respondents in schools in districts): "
              "tau_district, tau_school, sigma2 are the variance components; icc_district and "
              "icc_school the shares of total variance at each level."], 4))
@@ -1059,7 +1064,8 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
            "structure": _structure(secs, num),
            "relations": _relations(secs["linker"], num),
            "consequences": _consequences(secs["scores"], secs["classification"], num),
-           "district": _district(secs["policy"], num),
+           "district": _district(secs["policy"], num,
+                                 _construct_labels(secs["bank"], "en")),
            "irt": _irt(secs["irt"], num),
            "irt_dif": _irt_dif(secs["irt_dif"], num),
            "montecarlo": montecarlo_section(secs["montecarlo"], num),
@@ -1276,7 +1282,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["predicts_na"] = lk.reason if not lk.available else NOT_AVAILABLE
     ctx.update(_scores_facts(secs["scores"], secs["policy"], t))
     ctx["overall"] = overall_definitions(secs["scores"], secs["bank"], t)
-    ctx.update(_brief_districts(secs["policy"], num, t))
+    ctx.update(_brief_districts(secs["policy"], num, t, _construct_labels(secs["bank"], t.lang)))
     return ctx
 
 
@@ -1361,15 +1367,18 @@ def _plain_ci(lo: float, hi: float, v: float, t: Translator) -> str:
     return t("from %(a)s lower to %(b)s higher", a=_fmt(abs(lo), 1), b=_fmt(abs(hi), 1))
 
 
-def _brief_districts(s: Section, num: _Numberer, t: Translator) -> dict:
-    """Plain-language district and state facts and one chart (overall score, first form)."""
+def _brief_districts(s: Section, num: _Numberer, t: Translator,
+                     names: Mapping[str, str]) -> dict:
+    """Plain-language district and state facts and one chart (first form) of the policy stage's
+    construct (the bank's overall score or the plan's ``linked_construct``)."""
     if not s.available or s["district"] is None:
         return {"districts_na": s.reason if not s.available else NOT_AVAILABLE}
     di, st = s["district"], s["state"]
     out: dict[str, Any] = {}
     forms = list(dict.fromkeys(di["form"]))
     form = "teacher" if "teacher" in forms else forms[0]
-    ov = _overall_rows(di, form)
+    con = s["construct"]
+    ov = _linked_rows(di, con, form)
     shown = ov[~ov["suppressed"]]
     out["d_form"] = form
     out["d_n"] = int(ov["unit"].nunique())
@@ -1378,8 +1387,8 @@ def _brief_districts(s: Section, num: _Numberer, t: Translator) -> dict:
     if len(shown):
         out["d_range"] = (_fmt(shown["score"].min(), 0), _fmt(shown["score"].max(), 0))
     state = None
-    if st is not None and len(_overall_rows(st, form)):
-        r = _overall_rows(st, form).iloc[0]
+    if st is not None and len(_linked_rows(st, con, form)):
+        r = _linked_rows(st, con, form).iloc[0]
         state = _num(r["score"])
         out["state"] = (_fmt(r["score"], 0), _fmt(r["ci.lower"], 0), _fmt(r["ci.upper"], 0))
     vc = s["variance"]
@@ -1389,13 +1398,16 @@ def _brief_districts(s: Section, num: _Numberer, t: Translator) -> dict:
         out["share_school"] = _fmt(100 * _num(r["icc_school"]), 0)
         out["mostly_within"] = _num(r["icc_district"]) < _num(r["icc_school"])
     cv = s["convergence"]
-    if cv is not None and (cv["construct"] == "overall").any():
-        r = cv[cv["construct"] == "overall"].iloc[0]
+    if cv is not None and (cv["construct"] == con).any():
+        r = cv[cv["construct"] == con].iloc[0]
         out["convergence"] = _fmt(r["r"])
+        out["convergence_construct"] = None if con == "overall" else names.get(con, con)
         out["convergence_high"] = _num(r["r"]) >= 0.7
     out["district_fig"] = num.figure(
-        fig.district_dots(ov, state, tr=t), t("Districts' overall scores, %(form)s survey",
-                                        form=t(form)),
+        fig.district_dots(ov, state, tr=t),
+        t("Districts' overall scores, %(form)s survey", form=t(form)) if con == "overall" else
+        t("Districts' %(construct)s scores, %(form)s survey", construct=names.get(con, con),
+          form=t(form)),
         t("Each point is a district's average school score (1-99) with its 95% interval; the "
           "dashed line is the state. Districts with too few reported schools are listed without "
           "a score."),
@@ -1417,9 +1429,7 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
         return {**out, "cards_na": sc.reason, "schools": []}
     tab = sc["table"]
     out["band_ranges"] = _band_ranges(sc["bands"], t)
-    out["overall"] = [t("\"Overall\" is the unweighted mean of the practice scores above it; "
-                        "the item bank defines no overall score of its own.")] if \
-        overall_definitions(sc, secs["bank"], t) else []
+    out["overall"] = overall_definitions(sc, secs["bank"], t)
     names = _construct_labels(secs["bank"], t.lang)
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)

@@ -728,29 +728,33 @@ class TestBriefReadsOmegaAndFit:
         assert f"(RMSEA {rm:.3f}, límite ≤ 0.05)" in es
 
 
-def test_overall_score_definition_is_printed_from_the_scores(results):
+def test_overall_score_definition_is_printed_from_the_bank(results):
+    from instrument.bank import load_bank
     from instrument.report.render import _construct_labels
     from instrument.report.adapters import read_bank
 
-    sc = from_jsonable(results["scores"])
-    labels = _construct_labels(read_bank(results), "en")
-    teacher = [c for c in dict.fromkeys(sc.loc[sc["form"] == "teacher", "construct"])
-               if c != "overall"]
-    assert [c for c in dict.fromkeys(sc.loc[sc["form"] == "family", "construct"])
-            if c != "overall"] == teacher          # same constructs: one sentence for both
-    want = (f"\"Overall\" on the teacher survey and family survey is the unweighted mean of its {len(teacher)} "
-            f"practice scores ({'; '.join(labels.get(c, c) for c in teacher)}), each on its "
-            "items as keyed in the item bank; the bank defines no overall score of its own.")
-    for kind in ("technical", "brief"):
-        assert want in _html_unescape(_words(render_html(results, kind))), kind
-    cards = _html_unescape(_words(render_html(results, "cards")))
-    assert cards.count("\"Overall\" is the unweighted mean of the practice scores above it") \
-        == sc["school_id"].nunique()
     r = copy.deepcopy(results)
-    col = r["scores"]["columns"].index("construct")
-    r["scores"]["data"] = [row for row in r["scores"]["data"] if row[col] != "overall"]
-    for kind in ("technical", "brief", "cards"):
-        assert "unweighted mean of" not in render_html(r, kind), kind
+    r["bank"]["overall"] = load_bank().to_dict()["overall"]
+    sc = from_jsonable(r["scores"])
+    labels = _construct_labels(read_bank(r), "en")
+    cons = r["bank"]["overall"]["constructs"]
+    assert {"teacher", "family"} <= set(sc.loc[sc["construct"] == "overall", "form"])
+    want = ("\"Overall\" on the teacher survey and family survey is the item bank's overall score "
+            "(Overall partnership practice): the unweighted mean of "
+            f"{len(cons)} practice scores ({'; '.join(labels.get(c, c) for c in cons)}), each on "
+            "its items as keyed in the item bank, so a higher score means more of every practice.")
+    for kind in ("technical", "brief"):
+        assert want in _html_unescape(_words(render_html(r, kind))), kind
+    cards = _html_unescape(_words(render_html(r, "cards")))
+    assert cards.count(want) == sc["school_id"].nunique()
+    no_decl = copy.deepcopy(r)
+    no_decl["bank"]["overall"] = None            # a bank that declares none
+    no_rows = copy.deepcopy(r)
+    col = no_rows["scores"]["columns"].index("construct")
+    no_rows["scores"]["data"] = [row for row in no_rows["scores"]["data"] if row[col] != "overall"]
+    for case in (no_decl, no_rows):
+        for kind in ("technical", "brief", "cards"):
+            assert "unweighted mean of" not in render_html(case, kind), kind
 
 
 def test_contrast_figure_names_the_score_it_drew(results):

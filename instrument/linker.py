@@ -999,7 +999,7 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
                  predictors: Sequence[str] = ("poverty", "el_share", "grade_band", "enrollment",
                                               "locale"),
                  top_share: float = BRIGHT_SPOT_TOP_SHARE.threshold,
-                 years: Sequence[Any] | None = None, construct: str = "overall",
+                 years: Sequence[Any] | None = None, construct: str | None = None,
                  form: str = "teacher", n_partners: int = 3,
                  match_exact: Sequence[str] = ("grade_band",),
                  rates_in: str = "proportion") -> BrightSpotResult:
@@ -1019,7 +1019,7 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
     years : sequence, optional
         Years that must all be flagged; default the last two years present (or the only one).
     construct, form : str
-        Which score.
+        Which score (construct None: ``"overall"`` when ``scores`` have it, `default_construct`).
     n_partners : int
         Matched partner schools proposed per Bright Spot.
     match_exact : sequence of str
@@ -1052,6 +1052,7 @@ def bright_spots(scores: pd.DataFrame, outcomes: pd.DataFrame, *,
     predictors, match_exact = tuple(predictors), tuple(match_exact)
     _require(scores, SCORE_COLUMNS, "scores")
     _require(outcomes, [*OUTCOME_COLUMNS, *predictors, *match_exact], "outcomes")
+    construct = default_construct(scores, construct)
     sel = scores[(scores["form"] == form) & (scores["construct"] == construct)].copy()
     if sel.empty:
         raise ValueError(f"scores has no rows for form={form!r}, construct={construct!r}.")

@@ -148,11 +148,15 @@ def scores(responses, form, outcomes, out, mapping, quarantine, exclude, fmt, ba
         _fail(exc)
     safe_to_csv(sc, out)
     click.echo(scores_summary(sc).as_text())
-    scored = int(sc.loc[sc["construct"] == "overall", "n"].sum()) if len(sc) else 0
-    click.echo(f"Rows: read {res.read} = used {res.used} + quarantined {res.quarantined}; "
-               f"{scored} of the {res.used} used respondents have an overall score"
-               + ("." if scored == res.used else
-                  f" ({res.used - scored} answered too few items of a construct to be scored)."))
+    rows = f"Rows: read {res.read} = used {res.used} + quarantined {res.quarantined}"
+    if (sc["construct"] == "overall").any():
+        scored = int(sc.loc[sc["construct"] == "overall", "n"].sum())
+        click.echo(f"{rows}; {scored} of the {res.used} used respondents have an overall score"
+                   + ("." if scored == res.used else
+                      f" ({res.used - scored} answered too few items of a construct to be "
+                      "scored)."))
+    else:       # the item bank defines no overall score: construct scores only
+        click.echo(f"{rows}.")
     sup = suppression_list(sc)
     click.echo(f"{sup['school_id'].nunique()} school(s) with suppressed results "
                f"({len(sup)} rows); reasons are in the suppression_reason column of {Path(out)}.")

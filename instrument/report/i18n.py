@@ -135,6 +135,11 @@ ES: dict[str, str] = {
         "En datos simulados la estructura se cumple por construcción: esto muestra que el "
         "análisis funciona, no que la estructura de la encuesta se cumpla en escuelas reales.",
     "other school characteristics": "otras características de la escuela", "and": "y",
+    "Schools at the 90th percentile of the %(form)s %(score)s score, compared with schools at "
+    "the 10th, had:":
+        "Las escuelas en el percentil 90 del resultado en %(score)s (%(form)s), comparadas con "
+        "las del percentil 10, tuvieron:",
+    "%(form)s %(score)s score": "resultado en %(score)s (%(form)s)",
     "Schools at the 90th percentile of the %(form)s engagement score, compared with schools at "
     "the 10th, had:":
         "Las escuelas en el percentil 90 del resultado de colaboración (%(form)s), comparadas "

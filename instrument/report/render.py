@@ -1263,6 +1263,10 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
                                       else "lower") if len(pv) else ""})
         ctx["predicts"] = lines
         c = lk["coefficients"]
+        con = str(next(iter(c["construct"]), "")) if "construct" in c.columns else ""
+        # the bank's overall score reads as "engagement"; a linked construct by its bank label
+        ctx["score_name"] = None if con in ("", "overall") else \
+            _construct_labels(secs["bank"], t.lang).get(con, con)
         ctx["controls"] = _plain_controls(dict.fromkeys(
             x.strip() for cs in (c["controls"] if "controls" in c.columns else [])
             for x in str(cs).split(",") if x.strip()), t)
@@ -1272,7 +1276,10 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["contrast_fig"] = num.figure(
             fig.contrast_chart(ef.assign(outcome=[t(_plain_outcome(str(o))) for o in
                                                   ef["outcome_name"]]),
-                               labels={"score": t(f"{first} engagement score".strip()),
+                               labels={"score": t(f"{first} engagement score".strip())
+                                       if ctx["score_name"] is None else
+                                       t("%(form)s %(score)s score", form=t(first),
+                                         score=ctx["score_name"]).strip(),
                                        "poverty": t("poverty")}, tr=t),
             t("Difference between schools at the 10th and 90th percentile")
             + (f", {t(first.capitalize() + ' survey').lower()}" if first else ""),

@@ -122,8 +122,8 @@ def respondent_factor_scores(responses: ResponseSet, fit: Any, *, bank: Any,
     DataFrame
         ``school_id``, ``district_id``, one column per latent variable of the fit (named as in
         the model syntax; these are the constructs) and ``overall`` where the bank defines one
-        (`overall_columns`: the unweighted mean of those constructs' factor scores). Respondents with a missing answer on any of the fit's items
-        get NaN (lavaan's listwise ``lavPredict``).
+        (`overall_columns`: the unweighted mean of those constructs' factor scores).
+        Respondents with a missing answer on any of the fit's items get NaN (lavaan's listwise ``lavPredict``).
 
     Notes
     -----
@@ -177,7 +177,8 @@ def respondent_irt_scores(responses: ResponseSet, *, bank: Any) -> tuple[pd.Data
         ``scores``: ``school_id``, ``district_id``, one column per construct and ``overall``
         where the bank defines one (`overall_columns`: the mean of those K construct EAPs);
         ``se``: the same columns holding each EAP's posterior SD (``overall``:
-        ``sqrt(sum se_c^2) / K``, the constructs' items being disjoint). NaN where the respondent answered none of a construct's items.
+        ``sqrt(sum se_c^2) / K``, the constructs' items being disjoint). NaN where the
+        respondent answered none of a construct's items.
 
     Notes
     -----

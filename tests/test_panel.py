@@ -12,7 +12,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument import policy
-from instrument.population import PlanError, load_plan
+from instrument.plans import PlanError
+from instrument.population import load_plan
 from instrument.responses import ResponseSet
 from instrument.results import dumps
 from instrument.scores import (benchmark_table, respondent_factor_scores, respondent_scores,

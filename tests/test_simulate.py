@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 import instrument as ins
-from instrument.population import PlanError, load_plan
+from instrument.plans import PlanError
+from instrument.population import load_plan
 from instrument.results import dumps
 from instrument.scores import _icc1_anova
 from instrument.simulate import (Simulation, Truth, Z90_MINUS_Z10, expected_icc_of_mean,

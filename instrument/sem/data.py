@@ -222,10 +222,9 @@ def _distinct(part) -> list[list]:
     X = np.asarray(part, dtype=float)
     if X.shape[0] == 0:
         return [[] for _ in range(X.shape[1])]
-    seen = ~np.isnan(X)
-    lo = np.where(seen, X, np.inf).min(axis=0)
-    hi = np.where(seen, X, -np.inf).max(axis=0)
-    return [[] if not seen[:, j].any() else [lo[j]] if lo[j] == hi[j] else [lo[j], hi[j]]
+    lo = np.fmin.reduce(X, axis=0)      # fmin/fmax skip NaN; NaN only for a column of NaN
+    hi = np.fmax.reduce(X, axis=0)
+    return [[] if np.isnan(lo[j]) else [lo[j]] if lo[j] == hi[j] else [lo[j], hi[j]]
             for j in range(X.shape[1])]
 
 

@@ -65,8 +65,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
         information: str = "expected", se: str | None = None, missing: str | None = None,
         ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
-        group_order: Sequence | None = None, parameterization: str = "delta"
-        ) -> CFAResult | TwoLevelResult:
+        group_order: Sequence | None = None, parameterization: str = "delta",
+        id_cat: str | None = None) -> CFAResult | TwoLevelResult:
     """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
 
     Parameters
@@ -108,6 +108,16 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
+    id_cat : {None, "Wu.Estabrook.2016"}
+        Only with ordered indicators and groups: how the latent responses are identified across
+        groups. None (default) is lavaan's own rule (``group_equal=["thresholds"]`` frees the
+        scales and latent means in groups 2..G). "Wu.Estabrook.2016" is Wu & Estabrook's (2016)
+        identification as semTools writes it (``measEq.syntax(ID.fac = "std.lv", ID.cat =
+        "Wu.Estabrook.2016", parameterization = "theta")``; needs ``std_lv=True``,
+        ``parameterization="theta"`` and a model of ``=~`` lines): which intercepts, residual
+        variances, latent means and variances are free in groups 2..G follows from which sets
+        are in `group_equal` (see `instrument.sem.partable.build_partable`). The ordinal
+        invariance ladder fits every rung this way.
     cluster : str, optional
         Cluster column: cluster-robust SEs and test (with ``estimator="MLR"``), or the level-2
         unit of a two-level model (syntax with ``level: 1`` / ``level: 2`` blocks, fitted by
@@ -149,7 +159,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                              "cluster= (the column of level-2 units)")
         other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
                  "ordered": ordered not in (None, False), "missing": missing not in
-                 (None, "listwise"), "group_equal": bool(group_equal)}
+                 (None, "listwise"), "group_equal": bool(group_equal),
+                 "id_cat": id_cat is not None}
         bad = [k for k, v in other.items() if v]
         if bad:
             raise NotImplementedError(f"two-level models are fitted by ML with listwise deletion "
@@ -183,7 +194,10 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                            group_equal=group_equal, group_partial=group_partial, std_lv=std_lv,
                            parameterization=parameterization, missing=missing,
                            se="robust.sem" if se in (None, "standard", "robust.sem") else se,
-                           group_order=group_order, why="; ".join(why))
+                           group_order=group_order, why="; ".join(why), id_cat=id_cat)
+    if id_cat is not None:
+        raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered= (or "
+                         "drop id_cat= to treat the items as continuous).")
     estimator = "ML" if estimator is None else estimator
     missing = "listwise" if missing is None else missing
     se = "standard" if se is None else se

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -142,6 +143,35 @@ def from_jsonable(obj: Any) -> Any:
     if isinstance(obj, list):
         return [from_jsonable(v) for v in obj]
     return obj
+
+
+def _restore(hint: Any, value: Any) -> Any:
+    """`from_jsonable` of one dataclass field, back to its declared type: `Meta` from its dict,
+    tuples from lists, float arrays (JSON null -> NaN) from nested lists."""
+    if hint is Meta:
+        return Meta.from_dict(value or {})
+    value = from_jsonable(value)
+    if hint is np.ndarray:
+        return np.array(value, dtype=float)
+    if (typing.get_origin(hint) or hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class JSONResult:
+    """``to_dict()``/``from_dict()`` for a result dataclass whose fields are numbers, strings,
+    tuples, float arrays, DataFrames, mappings and a `Meta`: every field by `to_jsonable`, and back
+    by `from_jsonable` to the field's declared type (fields absent from the dict take their
+    defaults)."""
+
+    def to_dict(self) -> dict:
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _restore(hints[f.name], d[f.name]) for f in fields(cls)
+                      if f.name in d})
 
 
 def dumps(obj: Any, **kw: Any) -> str:

@@ -121,24 +121,40 @@ GROUP_EQUAL = {"configural": (), "thresholds": ("thresholds",),
                "residuals": ("thresholds", "loadings", "intercepts", "residuals")}
 
 
-def _canon(text: str) -> set:
-    from instrument.sem.estimators.categorical import merge_rows
-    from instrument.sem.syntax import parse_syntax
+def _equality_classes(frame: pd.DataFrame) -> list:
+    """The free rows of a table grouped by the parameter they share (label, else plabel)."""
+    lab = np.where(frame["label"] != "", frame["label"], frame["plabel"])
+    out: dict = {}
+    for i, (free, name) in enumerate(zip(frame["free"], lab)):
+        if free > 0:
+            out.setdefault(name, []).append(i)
+    return sorted(map(tuple, out.values()))
 
-    def norm(v):
-        if v is None:
-            return None
-        return tuple("NA" if (isinstance(a, float) and np.isnan(a)) else a for a in v)
-    return {(r.lhs, r.op, r.rhs, norm(r.fixed), norm(r.label))
-            for r in merge_rows(parse_syntax(text))}
+
+def assert_table_is_semtools(model: str, data: pd.DataFrame, items: list, lav: Path,
+                             group_equal=(), group_partial=()):
+    """The table `build_partable` writes with id_cat="Wu.Estabrook.2016" is the one lavaan's
+    syntax gives for semTools' measEq.syntax output ``lav``: the same rows in the same order,
+    the same free/fixed rows and fixed values, the same equalities."""
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    from instrument.sem.estimators.categorical import merge_rows
+    from instrument.sem.partable import build_partable
+    from instrument.sem.syntax import parse_syntax
+    nlev = {v: int(data[v].nunique()) for v in items}
+    common = dict(ngroups=2, meanstructure=True, ordered=tuple(items), nlevels=nlev)
+    ref = build_partable(merge_rows(parse_syntax(lav.read_text())), parameterization="theta",
+                         **common).frame
+    ours = build_partable(model, group_equal=group_equal, group_partial=group_partial,
+                          **ORDINAL_LADDER_OPTIONS, **common).frame
+    cols = ["lhs", "op", "rhs", "group", "free", "ustart"]
+    pd.testing.assert_frame_equal(ours[cols], ref[cols])
+    assert _equality_classes(ours) == _equality_classes(ref)
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_wu_estabrook_syntax_equals_semtools(step):
-    from instrument.invariance import count_thresholds, wu_estabrook_syntax
-    nth = count_thresholds(bfi(), ITEMS)
-    ours = wu_estabrook_syntax(MODEL, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
-    assert _canon(ours) == _canon((FIX / f"j_syntax_{step}.lav").read_text())
+def test_wu_estabrook_table_equals_semtools(step):
+    assert_table_is_semtools(MODEL, bfi(), ITEMS, FIX / f"j_syntax_{step}.lav",
+                             group_equal=GROUP_EQUAL[step])
 
 
 @lru_cache(maxsize=None)
@@ -315,21 +331,59 @@ def bfi_binary() -> pd.DataFrame:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_binary_items(step):
-    from instrument.invariance import (count_thresholds, fit_ordinal_step,
-                                               wu_estabrook_syntax)
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
     model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
     items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
-    nth = count_thresholds(bfi_binary(), items)
-    assert nth["A1"] == 1 and nth["A2"] == 2
-    ours = wu_estabrook_syntax(model, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
-    assert _canon(ours) == _canon((FIX / f"we_binary_{step}.lav").read_text())
+    assert bfi_binary()["A1"].nunique() == 2 and bfi_binary()["A2"].nunique() == 3
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_binary_{step}.lav",
+                             group_equal=GROUP_EQUAL[step])
     r = json.loads((FIX / "we_binary_refs.json").read_text())[step]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_ordinal_step(model, bfi_binary(), group="sex", group_equal=GROUP_EQUAL[step],
-                               group_order=["male", "female"])
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=GROUP_EQUAL[step],
+                  group_order=["male", "female"], ordered=True, **ORDINAL_LADDER_OPTIONS)
     for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
         assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{step} {k}")
+
+
+@pytest.mark.parametrize("case", ["thresholds", "intercepts", "residuals"])
+def test_wu_estabrook_group_partial(case):
+    """Released thresholds, intercepts, loadings and residual variances (group_partial) change
+    which latent-response parameters are free in group 2 as semTools' rules do: one equal
+    threshold frees the intercept, two (or one and an equal intercept) the residual variance
+    (we_partial_<case>.lav, fitted by lavaan in we_partial_refs.json)."""
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
+    items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
+    r = json.loads((FIX / "we_partial_refs.json").read_text())[case]
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_partial_{case}.lav",
+                             group_equal=r["group_equal"], group_partial=r["group_partial"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=r["group_equal"],
+                  group_partial=r["group_partial"], group_order=["male", "female"],
+                  ordered=True, **ORDINAL_LADDER_OPTIONS)
+    for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"id_cat": "Millsap.Tein.2004"}, "id_cat= must be one of 'Wu.Estabrook.2016'"),
+    ({"id_cat": "Wu.Estabrook.2016", "std_lv": True}, "parameterization='theta'"),
+    ({"id_cat": "Wu.Estabrook.2016", "parameterization": "theta"}, "std_lv=True"),
+])
+def test_id_cat_refusals(options, message):
+    with pytest.raises(ValueError, match=message) as e:
+        cfa(MODEL, bfi(), group="sex", ordered=True, group_equal=["thresholds"], **options)
+    assert "\n" not in str(e.value)
+
+
+def test_id_cat_needs_ordered_items_and_a_measurement_model():
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    with pytest.raises(ValueError, match="give ordered="):
+        cfa(MODEL, bfi(), group="sex", **ORDINAL_LADDER_OPTIONS)
+    with pytest.raises(ValueError, match="may only hold '=~' lines"):
+        cfa(MODEL + "\nA1 ~~ A2", bfi(), group="sex", ordered=True, **ORDINAL_LADDER_OPTIONS)
 
 
 def test_fast_traces_equal_dense_formula():

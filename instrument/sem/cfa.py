@@ -93,6 +93,7 @@ class CFAOptions:
     parameterization: str = "delta"
     h1: str = "em"
     baseline: bool = True
+    id_cat: str | None = None
     why: str = ""
 
 
@@ -102,8 +103,8 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
               likelihood: str = "normal", information: str = "expected", se: str | None = None,
               missing: str | None = None, ordered: Sequence[str] | bool | None = None,
               cluster: str | None = None, group_order: Sequence | None = None,
-              parameterization: str = "delta", h1: str = "em", baseline: bool = True
-              ) -> CFAOptions:
+              parameterization: str = "delta", id_cat: str | None = None, h1: str = "em",
+              baseline: bool = True) -> CFAOptions:
     """Check every option of `cfa` once and fill in lavaan's defaults (see `cfa`)."""
     if not isinstance(std_lv, (bool, np.bool_)):
         raise TypeError(f"std_lv= must be True or False; got {std_lv!r}")
@@ -119,7 +120,8 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
             raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
         other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
                  "ordered": ordered not in (None, False), "missing": missing not in
-                 (None, "listwise"), "group_equal": bool(group_equal)}
+                 (None, "listwise"), "group_equal": bool(group_equal),
+                 "id_cat": id_cat is not None}
         bad = [k for k, v in other.items() if v]
         if bad:
             raise NotImplementedError(f"two-level models are fitted by ML with listwise deletion "
@@ -172,7 +174,10 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
             raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
                              f"got {se!r}.")
         return CFAOptions("ordinal", estimator, missing, ordered=ordered, se=se,
-                          parameterization=parameterization, why=why, **common)
+                          parameterization=parameterization, id_cat=id_cat, why=why, **common)
+    if id_cat is not None:
+        raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered= (or "
+                         "drop id_cat= to treat the items as continuous).")
     estimator = "ML" if estimator is None else estimator
     missing = "listwise" if missing is None else missing
     se = "standard" if se is None else se
@@ -182,14 +187,12 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
     _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
     if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        # lavaan: MLR and FIML use the observed information; their SEs are the standard ones
         if likelihood != "normal":
             raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
                              f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
         if se != "standard":
             raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
                              f"missing={missing!r}; use se='standard'.")
-        information = "observed"
     if cluster is not None and estimator != "MLR":
         raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
                          "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
@@ -238,7 +241,7 @@ def _fit_ordinal(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
     return cfa_ordinal(model, data, ordered=o.ordered, estimator=o.estimator, group=o.group,
                        group_equal=o.group_equal, group_partial=o.group_partial,
                        std_lv=o.std_lv, parameterization=o.parameterization, missing=o.missing,
-                       se=o.se, group_order=o.group_order, why=o.why)
+                       se=o.se, group_order=o.group_order, why=o.why, id_cat=o.id_cat)
 
 
 def _fit_twolevel(model: str, data: pd.DataFrame, o: CFAOptions) -> TwoLevelResult:
@@ -269,7 +272,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
              information: str = "expected", se: str | None = None, missing: str | None = None,
              ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
              group_order: Sequence | None = None, parameterization: str = "delta",
-             h1: str = "em", baseline: bool = True) -> CFAResult | TwoLevelResult:
+             id_cat: str | None = None, h1: str = "em", baseline: bool = True
+             ) -> CFAResult | TwoLevelResult:
     """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
 
     Parameters
@@ -311,6 +315,16 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
+    id_cat : {None, "Wu.Estabrook.2016"}
+        Only with ordered indicators and groups: how the latent responses are identified across
+        groups. None (default) is lavaan's own rule (``group_equal=["thresholds"]`` frees the
+        scales and latent means in groups 2..G). "Wu.Estabrook.2016" is Wu & Estabrook's (2016)
+        identification as semTools writes it (``measEq.syntax(ID.fac = "std.lv", ID.cat =
+        "Wu.Estabrook.2016", parameterization = "theta")``; needs ``std_lv=True``,
+        ``parameterization="theta"`` and a model of ``=~`` lines): which intercepts, residual
+        variances, latent means and variances are free in groups 2..G follows from which sets
+        are in `group_equal` (see `instrument.sem.partable.build_partable`). The ordinal
+        invariance ladder fits every rung this way.
     cluster : str, optional
         Cluster column: cluster-robust SEs and test (with ``estimator="MLR"``), or the level-2
         unit of a two-level model (syntax with ``level: 1`` / ``level: 2`` blocks, fitted by
@@ -357,7 +371,7 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
                   group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
                   likelihood=likelihood, information=information, se=se, missing=missing,
                   ordered=ordered, cluster=cluster, group_order=group_order,
-                  parameterization=parameterization, h1=h1, baseline=baseline)
+                  parameterization=parameterization, id_cat=id_cat, h1=h1, baseline=baseline)
     return ESTIMATORS[(o.kind, o.estimator, o.missing)](model, data, o)
 
 

@@ -45,7 +45,7 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                 group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
                 std_lv: bool = False, parameterization: str = "delta",
                 missing: str = "pairwise", se: str = "robust.sem",
-                group_order: Sequence | None = None, why: str = ""):
+                group_order: Sequence | None = None, why: str = "", id_cat: str | None = None):
     """CFA with ordered indicators by WLSMV (lavaan ``cfa(..., ordered=, estimator="WLSMV")``).
 
     Parameters
@@ -68,6 +68,9 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
         pairwise: thresholds from each item's observed values, each polychoric correlation from
         the rows complete on its pair (lavaan ``missing = "pairwise"``); listwise: complete rows.
     se : {"robust.sem", "none"}
+    id_cat : {None, "Wu.Estabrook.2016"}
+        Identification across groups: lavaan's (None) or Wu & Estabrook's (2016), see
+        `instrument.sem.partable.build_partable`.
 
     Returns
     -------
@@ -114,13 +117,14 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                         group_equal=tuple(group_equal), group_partial=tuple(group_partial),
                         ordered=tuple(ov),
                         nlevels=dict(zip(cstats.groups[0].ov_names, cstats.groups[0].nlevels)),
-                        parameterization=parameterization)
+                        parameterization=parameterization, id_cat=id_cat)
     options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,
                    parameterization=parameterization, ordered=list(ordered), missing=missing,
                    se=se, test="scaled.shifted",
                    estimator_internal="DWLS" if estimator == "WLSMV" else "ULS",
                    group_labels=list(pt.group_labels), nobs_dropped=d.nobs_dropped,
+                   **({} if id_cat is None else {"id_cat": id_cat}),
                    nobs_dropped_empty=d.nobs_empty,
                    why=why or (f"estimator {estimator} with {parameterization} parameterization "
                                f"and {missing} missing-data handling, as requested"))

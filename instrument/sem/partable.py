@@ -4,7 +4,9 @@
 ``id lhs op rhs user block group free ustart exo label plabel start est se`` and lavaan's
 defaults for `cfa()`: marker variables (or ``std_lv``), auto.var, auto.cov.lv.x, free
 intercepts, latent means fixed at 0 (freed in groups 2..G when intercepts are equal), and
-group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them.
+group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them. Ordered indicators get
+thresholds and scales, identified across groups by lavaan's rules or, with ``id_cat=``, by
+Wu & Estabrook's (2016) as semTools writes them; both express equalities by the same labels.
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from instrument.sem.constraints import check_statement_labels
 from instrument.sem.syntax import SyntaxRow, parse_syntax
 
 __all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal",
-           "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
+           "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS", "ID_CAT"]
 
 GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
                      "lv.variances", "lv.covariances", "regressions", "thresholds")
+# identifications of ordered indicators across groups besides lavaan's default (semTools'
+# measEq.syntax ``ID.cat`` names)
+ID_CAT = ("Wu.Estabrook.2016",)
 PARTABLE_COLUMNS = ("id", "lhs", "op", "rhs", "user", "block", "group", "free", "ustart", "exo",
                     "label", "plabel", "start", "est", "se")
 
@@ -178,7 +183,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                    std_lv: bool = False, group_equal: Sequence[str] = (),
                    group_partial: Sequence[str] = (), ordered: Sequence[str] = (),
                    nlevels: Mapping[str, int] | None = None, parameterization: str = "delta",
-                   auto_cov_lv: bool = True) -> ParTable:
+                   auto_cov_lv: bool = True, id_cat: str | None = None) -> ParTable:
     """Build lavaan's parameter table for a CFA from parsed syntax.
 
     Parameters
@@ -207,6 +212,9 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     parameterization : {"delta", "theta"}
         With `nlevels`: whether the scales (delta) or the residual variances (theta) identify
         the latent responses in groups 2..G.
+    id_cat : {None, "Wu.Estabrook.2016"}
+        With `nlevels`: None is lavaan's identification of ordered indicators across groups;
+        "Wu.Estabrook.2016" is Wu & Estabrook's (2016), as semTools writes it (see Notes).
 
     Returns
     -------
@@ -229,10 +237,33 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     from the model; theta: 1) and, with the delta parameterization, the scale ``x ~*~ x`` fixed
     at 1 (free in groups 2..G when thresholds are held equal, lavaan's rule; latent means are
     then free in groups 2..G as well). Rows the user wrote are kept as written.
+
+    With ``id_cat="Wu.Estabrook.2016"`` (theta parameterization, ``std_lv``, a model of ``=~``
+    lines only) the latent responses are identified by Wu & Estabrook's (2016) rules instead:
+    intercepts fixed at 0 and residual variances at 1 in group 1; in groups 2..G an item's
+    intercept is free once one of its thresholds is held equal, its residual variance once two
+    are (or one and the intercept), each fixed again (0, 1) when ``"intercepts"`` /
+    ``"residuals"`` are in `group_equal` (unless the item's ``x~1`` / ``x~~x`` is in
+    `group_partial`; a threshold in `group_partial` does not count as equal). Latent means are
+    free in groups 2..G only with equal intercepts, latent variances only with equal loadings.
+    The rows are ordered as semTools writes them (loadings,
+    thresholds, intercepts, residual variances, latent means, variances and covariances per group,
+    then the scales); the table is the one lavaan builds from semTools 0.5-6
+    ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016", parameterization = "theta")``,
+    with the equalities written as ``.pN.`` labels as `group_equal` writes them everywhere.
+
+    References
+    ----------
+    Wu, H., & Estabrook, R. (2016). Identification of confirmatory factor analysis models of
+    different levels of invariance for ordered categorical outcomes. Psychometrika, 81(4),
+    1014-1045. https://doi.org/10.1007/s11336-016-9506-0
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
     group_equal, group_partial = check_group_equal(group_equal, group_partial)
+    if id_cat is not None:
+        _check_id_cat(id_cat, rows, nlevels=nlevels, std_lv=std_lv,
+                      parameterization=parameterization)
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
     if ngroups > 1 or any(r.op == "~1" for r in rows):
@@ -355,13 +386,50 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     if nlevels is None:
         return pt
     return _with_ordinal_rows(pt, rows, ordered, nlevels, parameterization, group_equal,
-                              group_partial)
+                              group_partial, id_cat)
+
+
+def _check_id_cat(id_cat: str, rows: Sequence[SyntaxRow], *, nlevels, std_lv: bool,
+                  parameterization: str) -> None:
+    """One-line errors for an ``id_cat`` the table cannot build."""
+    if id_cat not in ID_CAT:
+        raise ValueError(f"id_cat= must be one of {', '.join(map(repr, ID_CAT))} (or None for "
+                         f"lavaan's identification); got {id_cat!r}.")
+    if nlevels is None:
+        raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered=.")
+    if parameterization != "theta" or not std_lv:
+        raise ValueError(f"id_cat={id_cat!r} is implemented with parameterization='theta' and "
+                         f"std_lv=True (semTools ID.fac='std.lv'); got "
+                         f"parameterization={parameterization!r}, std_lv={std_lv}.")
+    other = sorted({f"{r.lhs} {r.op} {r.rhs}".strip() for r in rows if r.op != "=~"})
+    if other:
+        raise ValueError(f"with id_cat={id_cat!r} the model may only hold '=~' lines (the rest "
+                         f"is written by the identification rules); got {other[:3]}.")
+
+
+# Row order of a Wu & Estabrook table within a group (semTools' measEq.syntax order).
+_WE_ORDER = {"loading": 0, "threshold": 1, "intercept": 2, "residual": 3, "mean": 4,
+             "variance": 5, "covariance": 6}
+
+
+def _we_rank(op: str, lhs: str, rhs: str, lvs: set) -> int:
+    if op == "=~":
+        return _WE_ORDER["loading"]
+    if op == "|":
+        return _WE_ORDER["threshold"]
+    if op == "~1":
+        return _WE_ORDER["mean" if lhs in lvs else "intercept"]
+    if lhs in lvs:
+        return _WE_ORDER["variance" if lhs == rhs else "covariance"]
+    return _WE_ORDER["residual"]
 
 
 def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Sequence[str],
                        nlevels: Mapping[str, int], parameterization: str,
-                       group_equal: Sequence[str], group_partial: Sequence[str]) -> ParTable:
-    """``base`` plus lavaan's rows for ordered indicators (see `build_partable`, Notes)."""
+                       group_equal: Sequence[str], group_partial: Sequence[str],
+                       id_cat: str | None = None) -> ParTable:
+    """``base`` plus the rows of ordered indicators, identified by lavaan's rules or by
+    `id_cat`'s (see `build_partable`, Notes)."""
     ordered = list(ordered)
     f = base.frame
     recs = f.to_dict("records")
@@ -384,6 +452,20 @@ def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Seque
         return recs[-1]
 
     nlev = dict(nlevels)
+    we = id_cat == "Wu.Estabrook.2016"
+    if we:
+        # which latent-response parameters the equal thresholds identify in groups 2..G: one
+        # equal threshold the intercept; two, or one with the intercept held equal, the
+        # residual variance (Wu & Estabrook, 2016; semTools 0.5-6 measEq.syntax's rules)
+        n_equal = {v: sum(th_equal and (v, "|", f"t{t}") not in partial for t in range(1, nlev[v]))
+                   for v in ordered}
+        nu_equal = {v: "intercepts" in group_equal and (v, "~1", "") not in partial
+                    for v in ordered}
+        res_equal = {v: "residuals" in group_equal and (v, "~~", v) not in partial
+                     for v in ordered}
+        free_nu = {v: n_equal[v] >= 1 and not nu_equal[v] for v in ordered}
+        free_theta = {v: (n_equal[v] >= 2 or (n_equal[v] >= 1 and nu_equal[v]))
+                      and not res_equal[v] for v in ordered}
     for g in range(1, G + 1):
         for v in base.ov_names:
             if v not in ordered:
@@ -402,21 +484,33 @@ def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Seque
             if v not in ordered:
                 continue
             if (v, "~~", v, g) not in have:
-                add(v, "~~", v, g, False, 1.0)
+                add(v, "~~", v, g, we and g > 1 and free_theta[v], 1.0)
             if (v, "~1", "", g) not in have:
-                add(v, "~1", "", g, False, 0.0)
+                add(v, "~1", "", g, we and g > 1 and free_nu[v], 0.0)
             if (v, "~*~", v, g) not in have:
                 # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
                 add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
     # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
     # intercepts do: free in groups 2..G (unless "means" are held equal too)
-    if th_equal and "means" not in group_equal:
+    if th_equal and "means" not in group_equal and not we:
         lvs = set(base.lv_names)
         user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
         for rec in recs:
             if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
                     and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
                 rec["free"], rec["ustart"] = 1, math.nan
+    if we:
+        # semTools' row order; labels that name a row by its plabel follow the row
+        lvs = set(base.lv_names)
+        order = sorted(range(len(recs)), key=lambda k: (
+            recs[k]["op"] == "~*~", recs[k]["group"],
+            _we_rank(recs[k]["op"], recs[k]["lhs"], recs[k]["rhs"], lvs)))
+        new_plabel = {recs[k]["plabel"]: f".p{i + 1}." for i, k in enumerate(order)
+                      if recs[k]["plabel"]}
+        recs = [recs[k] for k in order]
+        for rec in recs:
+            rec["label"] = new_plabel.get(rec["label"], rec["label"])
+            rec["plabel"] = ""
     frame = pd.DataFrame(recs)
     frame["id"] = np.arange(1, len(frame) + 1)
     frame["plabel"] = [f".p{k}." for k in frame["id"]]
@@ -439,4 +533,6 @@ def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Seque
     frame = frame[list(PARTABLE_COLUMNS)]
     opts = dict(base.options)
     opts.update(ordered=ordered, parameterization=parameterization)
+    if id_cat is not None:
+        opts["id_cat"] = id_cat
     return replace(base, frame=frame.reset_index(drop=True), options=opts)

@@ -342,20 +342,18 @@ def _numeric_margin(y: np.ndarray) -> tuple[float, float]:
     return mu, float(np.mean((y[ok] - mu) ** 2))
 
 
-def _uvord_scores(codes: np.ndarray, th: np.ndarray, K: int) -> np.ndarray:
-    """Case-wise scores of the probit log-likelihood w.r.t. the thresholds (rows, K-1); rows
-    with a missing value (code -1) score 0."""
+def _uvord_table(th: np.ndarray, K: int) -> np.ndarray:
+    """Scores of the probit log-likelihood w.r.t. the thresholds for each category (K, K-1):
+    row ``c`` is the case-wise score of a row answering category ``c``, ``phi(t_c) / pi_c`` in
+    column ``c`` (for ``c < K-1``) and ``-phi(t_{c-1}) / pi_c`` in column ``c-1`` (for ``c > 0``),
+    with ``pi_c = Phi(t_c) - Phi(t_{c-1})`` (lavaan ``lav_uvord_scores``)."""
     dens = np.exp(-0.5 * th * th) / np.sqrt(2 * np.pi)
     pi = np.diff(np.concatenate([[0.0], ndtr(th), [1.0]]))
-    sc = np.zeros((len(codes), K - 1))
-    obs = codes >= 0
-    c = codes[obs]
-    rows = np.flatnonzero(obs)
-    up = c < K - 1
-    sc[rows[up], c[up]] += dens[c[up]] / pi[c[up]]
-    lo = c > 0
-    sc[rows[lo], c[lo] - 1] -= dens[c[lo] - 1] / pi[c[lo]]
-    return sc
+    tab = np.zeros((K, K - 1))
+    c = np.arange(K - 1)
+    tab[c, c] = dens / pi[:-1]
+    tab[c + 1, c] = -(dens / pi[1:])
+    return tab
 
 
 def _uvreg_scores(v: _Var) -> tuple[np.ndarray, np.ndarray]:
@@ -509,6 +507,15 @@ def _onehot(codes: np.ndarray, K: int) -> np.ndarray:
     return out
 
 
+def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+    """``out[rows] = table[idx]`` for valid indices, written in place when `rows` is a run of
+    consecutive rows (``mode="clip"`` skips the bounds check, the indices being in range)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        np.take(table, idx, out=out[rows[0]:rows[-1] + 1], mode="clip")
+    else:
+        out[rows] = np.take(table, idx, mode="clip")
+
+
 def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dict[str, Any]:
     """Step 2 (correlations) and step 3 (their joint asymptotic covariance) for one group.
 
@@ -637,13 +644,14 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         A2 = np.einsum("pka,pak->pk", D2, wgt[:, :, :-1]) - np.einsum("pka,pak->pk", D2,
                                                                         wgt[:, :, 1:])
         # case-wise correlation scores: a lookup of each row's cell in its pair's table; a
-        # missing value points at an extra zero cell (lavaan: NA scores count as 0)
-        flat = np.concatenate([sc_rho_cell.reshape(len(oo), -1), np.zeros((len(oo), 1))], 1)
+        # missing value is category Kmax, whose row and column of the table are zero (lavaan: NA
+        # scores count as 0)
+        Kp = Kmax + 1
+        cor_tab = np.zeros((len(oo), Kp, Kp))
+        cor_tab[:, :Kmax, :Kmax] = sc_rho_cell
         jj = np.array([j for _, j, _i in oo])
         ii = np.array([i for _, _j, i in oo])
         qq = np.array([q for q, _j, _i in oo])
-        codes = np.stack([vars_[k].codes if vars_[k].kind == "ordered"
-                          else np.zeros(n, np.int64) for k in range(p)], axis=1)
         for m, (q, j, i) in enumerate(oo):
             vj, vi = vars_[j], vars_[i]
             A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
@@ -679,21 +687,44 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             Hmat[off + q, var_col[kn]] = rho / (2 * np.sqrt(VAR[kn]))
             Hmat[off + q, off + q] = np.sqrt(VAR[kn])
 
-    INNER = np.zeros((ncol, ncol))
+    # S is built transposed (one row per score column) so that every lookup gathers whole
+    # rows; ordinal threshold scores are functions of the row's category too (`_uvord_table`)
+    Kp = Kmax + 1
+    codes_t = np.full((p, n), Kmax, dtype=np.intp)   # category Kmax = missing
+    for k in ord_idx:
+        c = vars_[k].codes
+        codes_t[k] = np.where(c >= 0, c, Kmax)
+    th_var = np.array([k for k in ord_idx for _ in range(vars_[k].ncat - 1)], dtype=np.intp)
+    th_col = np.array([vars_[k].th_start + t for k in ord_idx for t in range(vars_[k].ncat - 1)],
+                      dtype=np.intp)
+    th_tab = np.zeros((len(th_col), Kp))
+    m = 0
+    for k in ord_idx:
+        v = vars_[k]
+        th_tab[m:m + v.ncat - 1, :v.ncat] = _uvord_table(v.th, v.ncat).T
+        m += v.ncat - 1
+    th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    if oo:
+        cor_off = (np.arange(len(oo)) * (Kp * Kp))[:, None]
+        codes_kp = codes_t * Kp
+        cor_rows = off + qq
+    INNER = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
-        S = np.zeros((rows.stop - rows.start, ncol))
-        for v in vars_:
-            if v.kind == "ordered":
-                S[:, v.th_start:v.th_start + v.ncat - 1] = _uvord_scores(v.codes[rows], v.th,
-                                                                          v.ncat)
+        St = np.empty((ncol, rows.stop - rows.start))
+        if len(th_col):
+            idx = codes_t[th_var, rows]
+            idx += th_off
+            _take_rows(th_tab.ravel(), idx, St, th_col)
         for col, vec in dense.items():
-            S[:, col] = vec[rows]
+            St[col] = vec[rows]
         if oo:
-            cj, ci = codes[rows][:, jj], codes[rows][:, ii]
-            cell = np.where((cj >= 0) & (ci >= 0), cj * Kmax + ci, Kmax * Kmax)
-            S[:, off + qq] = flat[np.arange(len(oo))[None, :], cell]
-        INNER += S.T @ S
+            idx = codes_kp[jj, rows]
+            idx += codes_t[ii, rows]
+            idx += cor_off
+            _take_rows(cor_tab.ravel(), idx, St, cor_rows)
+        block = St @ St.T
+        INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols
     A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
     for k, v in enumerate(vars_):

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_vcov_robust
+from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.polychoric import CategoricalSampleStats
@@ -339,11 +339,12 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     x0 = start_values(model, cstats)
     x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
     deltas = model.wls_delta(x)
+    gwd = gamma_wd(deltas, cstats if weight == "DWLS" else _uls_stats(cstats))
     vcov_x = None
     if se != "none":
         try:
             if weight == "DWLS":
-                vcov_x = dwls_vcov_robust(deltas, cstats)
+                vcov_x = dwls_vcov_robust(deltas, cstats, gamma_wd=gwd)
             else:
                 vcov_x = _uls_vcov_robust(deltas, cstats)
         except np.linalg.LinAlgError:
@@ -353,7 +354,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     chisq = obj.N * F
     nstat = sum(len(g.wls_obs) for g in cstats.groups)
     df = nstat - model.nx
-    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight)
+    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd)
     # ----- table
     f = pt.frame
     vals = model.x_to_partable(x)
@@ -366,10 +367,11 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                 if r >= 0:
                     vals[r] = sc[i]
     if parameterization == "delta":
+        free = f["free"].to_numpy()
         for g, mt in enumerate(mats):
             for i in model.ord_idx:
                 r = model.theta_rows[g][i]
-                if r >= 0 and f["free"].iat[r] == 0:
+                if r >= 0 and free[r] == 0:
                     vals[r] = mt["theta"][i, i]
     for g, mt in enumerate(mats):
         gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
@@ -382,21 +384,20 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                         "definite")
     se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
-    sds = [np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)]
+    sds = np.array([np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)])
     ovi = {v: i for i, v in enumerate(model.ov_names)}
     ops = f["op"].to_numpy()
-    for r in range(len(f)):
-        if ops[r] == "|":
-            g = int(f["group"].iat[r]) - 1
-            slv[r] = vals[r]
-            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]]
-        elif ops[r] == "~*~":
-            slv[r], sall[r] = vals[r], 1.0      # lavaan: the standardized scale is 1
-        elif (ops[r] == "~~" and f["lhs"].iat[r] == f["rhs"].iat[r]
-              and f["lhs"].iat[r] in ovi):
-            g = int(f["group"].iat[r]) - 1
-            slv[r] = vals[r]
-            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
+    lhs, rhs = f["lhs"].to_numpy(), f["rhs"].to_numpy()
+    grp = f["group"].to_numpy().astype(int) - 1
+    lhs_i = np.array([ovi.get(v, -1) for v in lhs], int)
+    th = np.flatnonzero(ops == "|")
+    slv[th] = vals[th]
+    sall[th] = vals[th] / sds[grp[th], lhs_i[th]]
+    sc = np.flatnonzero(ops == "~*~")
+    slv[sc], sall[sc] = vals[sc], 1.0       # lavaan: the standardized scale is 1
+    ov_var = np.flatnonzero((ops == "~~") & (lhs == rhs) & (lhs_i >= 0))
+    slv[ov_var] = vals[ov_var]
+    sall[ov_var] = vals[ov_var] / sds[grp[ov_var], lhs_i[ov_var]] ** 2
     est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
                             vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
@@ -442,10 +443,10 @@ def _uls_stats(cstats):
         missing=cstats.missing, group_var=cstats.group_var)
 
 
-def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
+def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted(chisq, df, deltas, st) if df > 0 else None
+    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd) if df > 0 else None
     bl = _baseline_fast(st)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
@@ -685,7 +686,7 @@ def _catml_robust(model, x, cstats, deltas, st):
         XX3 += gs.n * (np.linalg.slogdet(P)[1] + np.sum(gs.cor * Pi) - ldR - p)
         XXb += -gs.n * ldR
         idx = model.corr_vech[g]
-        Vb.append(fg[g] * moment_weight(P, False, model.vr, model.vc)[np.ix_(idx, idx)])
+        Vb.append(fg[g] * moment_weight(P, False, model.vr[idx], model.vc[idx]))
         Wb.append(fg[g] * W_all[g][nth:])
         Gb.append(gs.NACOV[nth:, nth:] / fg[g])
         Db.append(deltas[g][nth:])
@@ -725,13 +726,17 @@ def _baseline_fast(stats) -> dict:
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.groups]
     tot = sum(nfree)
-    deltas, off = [], 0
+    deltas, gwd, off = [], [], 0
     for g, nf in zip(stats.groups, nfree):
         D = np.zeros((len(g.wls_obs), tot))
         D[:nf, off:off + nf] = np.eye(nf)
+        # NACOV W Delta: the threshold columns of NACOV, weighted
+        Y = np.zeros((len(g.wls_obs), tot))
+        Y[:, off:off + nf] = g.NACOV[:, :nf] * np.diag(g.WLS_V)[:nf]
         off += nf
         deltas.append(D)
+        gwd.append(Y)
     df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
-    ss = scaled_shifted(0.0, df, deltas, stats)
+    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

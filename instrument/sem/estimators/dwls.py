@@ -16,7 +16,7 @@ import numpy as np
 
 from instrument.sem.polychoric import CategoricalSampleStats
 
-__all__ = ["dwls_information", "dwls_vcov_robust"]
+__all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd"]
 
 
 def _check(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> list[np.ndarray]:
@@ -65,7 +65,16 @@ def dwls_information(delta: Sequence[np.ndarray], stats: CategoricalSampleStats)
     return sum(f * (Dg.T * np.diag(g.WLS_V)) @ Dg for f, Dg, g in zip(fg, D, stats.groups))
 
 
-def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> np.ndarray:
+def gamma_wd(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> list[np.ndarray]:
+    """Per group ``NACOV_g @ WLS_V_g @ Delta_g`` (moments x parameters), the one product with the
+    moment-sized NACOV that the robust covariance (`dwls_vcov_robust`) and the scaled-shifted test
+    (`instrument.sem.test.scaled_shifted.scaled_shifted`) share."""
+    return [g.NACOV @ (np.diag(g.WLS_V)[:, None] * np.asarray(D, float))
+            for D, g in zip(delta, stats.groups)]
+
+
+def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats, *,
+                     gamma_wd: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Robust covariance matrix of the WLSMV estimates (lavaan ``se = "robust.sem"``).
 
     Parameters
@@ -73,6 +82,8 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats)
     delta : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
     stats : CategoricalSampleStats
+    gamma_wd : sequence of ndarray, optional
+        `gamma_wd` of the same arguments, when the caller already has it.
 
     Returns
     -------
@@ -98,7 +109,7 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats)
     fg = _fg(stats)
     E_inv = np.linalg.inv(dwls_information(D, stats))
     meat = np.zeros_like(E_inv)
-    for f, Dg, g in zip(fg, D, stats.groups):
+    for m, (f, Dg, g) in enumerate(zip(fg, D, stats.groups)):
         WD = np.diag(g.WLS_V)[:, None] * Dg
-        meat += f * WD.T @ g.NACOV @ WD
+        meat += f * WD.T @ (g.NACOV @ WD if gamma_wd is None else gamma_wd[m])
     return E_inv @ meat @ E_inv / (stats.ntotal - stats.ngroups)

@@ -7,7 +7,7 @@ from scipy.stats import chi2
 __all__ = ["scaled_shifted"]
 
 
-def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
+def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> dict:
     """Scaled-shifted (WLSMV) test statistic, as lavaan's ``test = "scaled.shifted"``.
 
     Parameters
@@ -20,6 +20,9 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
         Per group, ``d wls_est / d x`` at the estimates.
     stats : CategoricalSampleStats
         ``WLS_V`` (the identity for ULS), ``NACOV`` and ``n`` per group.
+    gamma_wd : sequence of ndarray, optional
+        Per group, ``NACOV_g @ WLS_V_g @ Delta_g`` when the caller already has it
+        (`instrument.sem.estimators.dwls.gamma_wd`).
 
     Returns
     -------
@@ -34,7 +37,7 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
     ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
     ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
     (the dense ``U = V - V Delta E^-1 Delta' V`` of lavaan, never formed; the group weights f_g
-    cancel). ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
+    cancel), with ``tr(A_g^2) = w' (Gamma_g o Gamma_g) w`` for ``W_g = diag(w)``. ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
     ``chisq.scaled = a chisq + b``; lavaan reports ``1/a`` as the scaling factor (lavaan 0.6-14
     ``lav_test_satorra_bentler``, method "original", ``ug2.old.approach = FALSE``). The dense
     restatement is ``tests/reference/dwls.py``.
@@ -51,13 +54,12 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
     H = np.zeros((k, k))
     K = np.zeros((k, k))
     trA = trA2 = 0.0
-    for f, D, g in zip(fg, deltas, stats.groups):
+    for m, (f, D, g) in enumerate(zip(fg, deltas, stats.groups)):
         w = np.diag(g.WLS_V)
         B = w[:, None] * D
-        Y = g.NACOV @ B
-        A = w[:, None] * g.NACOV
-        trA += float(np.trace(A))
-        trA2 += float(np.sum(A * A.T))
+        Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]
+        trA += float(w @ np.diag(g.NACOV))
+        trA2 += float(w @ ((g.NACOV * g.NACOV) @ w))
         E += f * (D.T @ B)
         H += f * (B.T @ Y)
         K += f * (Y.T @ (w[:, None] * Y))

@@ -137,12 +137,11 @@ def assert_table_is_semtools(model: str, data: pd.DataFrame, items: list, lav: P
     syntax gives for semTools' measEq.syntax output ``lav``: the same rows in the same order,
     the same free/fixed rows and fixed values, the same equalities."""
     from instrument.invariance import ORDINAL_LADDER_OPTIONS
-    from instrument.sem.estimators.categorical import merge_rows
     from instrument.sem.partable import build_partable
     from instrument.sem.syntax import parse_syntax
     nlev = {v: int(data[v].nunique()) for v in items}
     common = dict(ngroups=2, meanstructure=True, ordered=tuple(items), nlevels=nlev)
-    ref = build_partable(merge_rows(parse_syntax(lav.read_text())), parameterization="theta",
+    ref = build_partable(parse_syntax(lav.read_text()), parameterization="theta",
                          **common).frame
     ours = build_partable(model, group_equal=group_equal, group_partial=group_partial,
                           **ORDINAL_LADDER_OPTIONS, **common).frame
@@ -439,3 +438,16 @@ def test_intercept_dif_is_found_at_the_scalar_step_and_released_by_score_test():
         part = res.partial("scalar")
     assert list(part.releases["parameter"]) == ["y6~1"]
     assert part.table.set_index("step").loc["scalar (partial)", "holds"]
+
+
+def test_repeated_elements_merge_within_a_statement_only():
+    """lavaan merges the modifiers of an element repeated within one statement (semTools writes
+    ``c(NA, NA)*x + c(l, l)*x``) for every estimator, and refuses one repeated in another
+    statement ("duplicate model element")."""
+    from instrument.sem.partable import build_partable
+    pt = build_partable("f =~ NA*x1 + a*x1 + x2 + x3\nf ~~ 1*f")
+    f = pt.frame
+    x1 = f[(f.op == "=~") & (f.rhs == "x1")]
+    assert len(x1) == 1 and x1["free"].iat[0] > 0 and x1["label"].iat[0] == "a"
+    with pytest.raises(ValueError, match=r"line 2: f =~ x1 is given twice \(first on line 1\)"):
+        build_partable("f =~ x1 + x2 + x3\nf =~ a*x1")

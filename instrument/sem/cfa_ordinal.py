@@ -11,7 +11,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.sem.estimators.categorical import fit_categorical, merge_rows
+from instrument.sem.estimators.categorical import fit_categorical
 from instrument.sem.polychoric import sample_stats_ordinal
 from instrument.sem.partable import build_partable, model_variables
 from instrument.results import Meta
@@ -51,8 +51,9 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     Parameters
     ----------
     model : str
-        lavaan syntax; thresholds may be written ``x | t1 + t2`` (with labels/values) and
-        repeated statements are merged as lavaan does (``measEq.syntax`` output works).
+        lavaan syntax; thresholds may be written ``x | t1 + t2`` (with labels/values); an
+        element repeated within a statement has its modifiers merged as lavaan does
+        (``measEq.syntax`` output works, `instrument.sem.partable.merge_repeated`).
     data : pandas.DataFrame
         Integer-coded (or ordered Categorical) items, NaN = missing.
     ordered : sequence of str or True
@@ -93,7 +94,7 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
-    rows = merge_rows(parse_syntax(model))
+    rows = parse_syntax(model)
     ov, _ = model_variables(rows)
     if ordered is True:
         ordered = list(ov)

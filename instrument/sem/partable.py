@@ -20,7 +20,7 @@ import pandas as pd
 from instrument.sem.constraints import check_statement_labels
 from instrument.sem.syntax import SyntaxRow, parse_syntax
 
-__all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal",
+__all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal", "merge_repeated",
            "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS", "ID_CAT"]
 
 GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
@@ -136,6 +136,33 @@ def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
             if v not in lvset and v not in ovs:
                 ovs.append(v)
     return ovs, lvs
+
+
+def merge_repeated(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
+    """Merge an ``lhs op rhs`` element repeated within one statement (lavaan merges the
+    modifiers: semTools' ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1`` frees the loading with one term and
+    labels it with the other); an element repeated in another statement is an error, as in
+    lavaan ("duplicate model element")."""
+    out: list[SyntaxRow] = []
+    pos: dict[tuple, int] = {}
+    for r in rows:
+        key = (r.lhs, r.op, r.rhs)
+        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
+            key = (r.rhs, r.op, r.lhs)
+        if r.op in ("==", ":=") or key not in pos:
+            if r.op not in ("==", ":="):
+                pos[key] = len(out)
+            out.append(r)
+            continue
+        old = out[pos[key]]
+        if old.line != r.line:
+            raise ValueError(f"model syntax line {r.line}: {r.lhs} {r.op} {r.rhs} is given "
+                             f"twice (first on line {old.line}); expected each element once, "
+                             "or its modifiers in one statement")
+        out[pos[key]] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
+                                label=r.label if r.label is not None else old.label,
+                                start=r.start if r.start is not None else old.start)
+    return out
 
 
 def _per_group(vals: tuple | None, ngroups: int, row: SyntaxRow, what: str) -> list:
@@ -273,7 +300,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     statements = [r for r in rows if r.op in ("==", ":=")]
     constraints = tuple((r.lhs, r.rhs) for r in statements if r.op == "==")
     defined = tuple((r.lhs, r.rhs) for r in statements if r.op == ":=")
-    rows = [r for r in rows if r.op not in ("==", ":=")]
+    rows = merge_repeated([r for r in rows if r.op not in ("==", ":=")])
     ovs, lvs = model_variables(rows)
     lvset = set(lvs)
     if ov_names is not None:

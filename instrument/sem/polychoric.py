@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
-from instrument.sem.bvnorm import dbivnorm, pbivnorm
+from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
 from instrument.results import Table, dumps, from_jsonable, to_jsonable
 
 __all__ = [
@@ -158,7 +158,7 @@ def _cell_quantities(rho: np.ndarray, g1: np.ndarray, g2: np.ndarray, *, derivs:
     Y = np.broadcast_to(t2[:, None, :], (P, n1 - 2, n2 - 2))
     R = np.broadcast_to(rho[:, None, None], (P, n1 - 2, n2 - 2))
     BI = np.zeros((P, n1, n2))
-    BI[:, 1:-1, 1:-1] = pbivnorm(X, Y, R)
+    BI[:, 1:-1, 1:-1] = pbivnorm_grid(t1, t2, rho)
     BI[:, -1, 1:-1] = ndtr(t2)
     BI[:, 1:-1, -1] = ndtr(t1)
     BI[:, -1, -1] = 1.0
@@ -198,35 +198,36 @@ def _pc_loglik(rho, freq, g1, g2):
 
 
 def _maximise_1d(fgh, rho0: np.ndarray, lower: float, upper: float, *, max_iter: int = 100,
-                 tol: float = 1e-13, max_step: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised safeguarded Newton ascent on a box; returns (rho, converged).
+                 tol: float = 1e-13, max_step: float = 0.2):
+    """Vectorised safeguarded Newton ascent on a box; returns (rho, converged, f, g, h), the last
+    three the objective, gradient and Hessian at the returned rho.
 
-    Steps are capped at `max_step` and halved until the objective does not decrease.
+    ``fgh(r, idx)`` evaluates the problems ``idx`` (an index array) at ``r`` (``len(idx)``
+    values); problems are independent, so converged ones are not evaluated again. Steps are
+    capped at `max_step` and halved until the objective does not decrease.
     """
     rho = np.clip(rho0.astype(float), lower, upper)
-    f, g, h = fgh(rho)
+    f, g, h = fgh(rho, np.arange(len(rho)))
     done = np.zeros(rho.shape, bool)
     for _ in range(max_iter):
-        active = ~done
-        if not active.any():
+        act = np.flatnonzero(~done)
+        if not len(act):
             break
-        step = np.where(h < 0, -g / np.where(h < 0, h, -1.0), np.sign(g) * 0.1)
-        step = np.where(active, np.clip(step, -max_step, max_step), 0.0)
+        ra, fa, ga, ha = rho[act], f[act], g[act], h[act]
+        step = np.where(ha < 0, -ga / np.where(ha < 0, ha, -1.0), np.sign(ga) * 0.1)
+        step = np.clip(step, -max_step, max_step)
         for _half in range(60):
-            new = np.clip(rho + step, lower, upper)
-            fn, gn, hn = fgh(new)
-            worse = active & (fn < f - 1e-12 * np.abs(f)) & (np.abs(new - rho) > 0)
+            new = np.clip(ra + step, lower, upper)
+            fn, gn, hn = fgh(new, act)
+            worse = (fn < fa - 1e-12 * np.abs(fa)) & (np.abs(new - ra) > 0)
             if not worse.any():
                 break
             step = np.where(worse, step / 2.0, step)
-        moved = np.abs(new - rho)
-        rho = np.where(active, new, rho)
-        f = np.where(active, fn, f)
-        g = np.where(active, gn, g)
-        h = np.where(active, hn, h)
-        at_bound = ((rho <= lower) & (g < 0)) | ((rho >= upper) & (g > 0))
-        done |= active & ((moved < tol) | at_bound)
-    return rho, done
+        moved = np.abs(new - ra)
+        rho[act], f[act], g[act], h[act] = new, fn, gn, hn
+        at_bound = ((new <= lower) & (gn < 0)) | ((new >= upper) & (gn > 0))
+        done[act] = (moved < tol) | at_bound
+    return rho, done, f, g, h
 
 
 def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
@@ -268,12 +269,11 @@ def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
     g1, g2 = _grid(np.asarray(th1, float)), _grid(np.asarray(th2, float))
     rho0 = np.zeros(P) if start is None else np.asarray(start, float)
     rho0 = np.where(np.abs(rho0) >= 1, 0.0, rho0)
-    fgh = lambda r: _pc_loglik(r, freq, g1, g2)
-    rho, ok = _maximise_1d(fgh, rho0, -_RHO_BOUND, _RHO_BOUND)
+    fgh = lambda r, idx: _pc_loglik(r, freq[idx], g1[idx], g2[idx])
+    rho, ok, f_hat, _g, h_hat = _maximise_1d(fgh, rho0, -_RHO_BOUND, _RHO_BOUND)
     # guard against a spurious stationary point where floored cell probabilities make the
     # likelihood flat (near +-1): for tables whose curvature vanished, compare with a coarse
     # grid and restart from its best point
-    f_hat, _g, h_hat = fgh(rho)
     n_tab = freq.sum(axis=(1, 2))
     flat = np.abs(h_hat) < 1e-6 * np.maximum(n_tab, 1.0)
     if flat.any():
@@ -284,9 +284,10 @@ def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
         better = f_grid.max(axis=1) > f_hat[sub] + 1e-9 * np.abs(f_hat[sub])
         if better.any():
             idx = sub[better]
-            r2, ok2 = _maximise_1d(lambda r: _pc_loglik(r, freq[idx], g1[idx], g2[idx]),
+            r2, ok2 = _maximise_1d(lambda r, i: _pc_loglik(r, freq[idx[i]], g1[idx[i]],
+                                                           g2[idx[i]]),
                                    grid[np.argmax(f_grid[better], axis=1)], -_RHO_BOUND,
-                                   _RHO_BOUND, max_step=0.05)
+                                   _RHO_BOUND, max_step=0.05)[:2]
             rho[idx], ok[idx] = r2, ok2
     if not ok.all():
         bad = np.flatnonzero(~ok)

@@ -34,34 +34,10 @@ from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
 from instrument.sem.test.scaled_shifted import scaled_shifted
 
-__all__ = ["merge_rows", "CategoricalModel", "DWLSObjective",
+__all__ = ["CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("delta", "theta")
-
-
-def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
-    """Merge repeated ``lhs op rhs`` statements (lavaan merges their modifiers).
-
-    semTools' ``measEq.syntax`` writes ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1``: one term frees the
-    loading, the other labels it. lavaan keeps one parameter with both modifiers.
-    """
-    out: list[SyntaxRow] = []
-    pos: dict[tuple, int] = {}
-    for r in rows:
-        key = (r.lhs, r.op, r.rhs)
-        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
-            key = (r.rhs, r.op, r.lhs)
-        if key in pos and r.op not in ("==", ":="):
-            k = pos[key]
-            old = out[k]
-            out[k] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
-                             label=r.label if r.label is not None else old.label,
-                             start=r.start if r.start is not None else old.start)
-        else:
-            pos[key] = len(out)
-            out.append(r)
-    return out
 
 
 class CategoricalModel(Model):

@@ -180,6 +180,20 @@ def test_invariance_ladder_ordinal_matches_lavaan():
     assert res.meta.options["lrt_method"] == "satorra.2000"
 
 
+def test_ladder_thresholds_rung_score_tests_match_lavTestScore():
+    """lavTestScore() of the case-j thresholds step (j_score_tests.json) from the ladder's own
+    fit, whose equalities the parameter table wrote (.pN. labels in place of semTools' names)."""
+    from instrument.invariance import score_test_equality
+    r = json.loads((FIX / "j_score_tests.json").read_text())
+    st = score_test_equality(ladder().fits["thresholds"])
+    assert_allclose(st.attrs["total"]["X2"], r["test"][0]["X2"], rtol=RTOL_CHISQ)
+    u = pd.DataFrame(r["uni"])
+    u["parameter"] = u["rhs_name"].str.replace(".g2", "", regex=False)
+    m = st.merge(u, on="parameter", suffixes=("", "_ref"))
+    assert len(m) == len(u) == 75
+    assert_allclose(m["X2"], m["X2_ref"], rtol=1e-4, atol=1e-5)
+
+
 def test_invariance_ordinal_verdicts_and_caveat():
     res = ladder()
     t = res.table.set_index("step")

@@ -1,6 +1,7 @@
 """`cfa()` for ordered indicators (estimator WLSMV or ULSMV): the data step.
 
-`instrument.sem.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
+The entry of `instrument.sem.cfa.ESTIMATORS` for ordered indicators (``ordered=`` given or the
+estimator WLSMV/ULSMV); `instrument.sem.cfa.cfa` validates the options before it calls here.
 The rows are selected by the engine's one data step (`instrument.sem.data.prepare`): with
 ``missing="pairwise"`` only rows whose every item is missing are removed before N is counted.
 """
@@ -10,9 +11,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.sem.estimators.categorical import PARAMETERIZATIONS, fit_categorical
+from instrument.sem.estimators.categorical import fit_categorical
 from instrument.sem.polychoric import sample_stats_ordinal
-from instrument.sem.partable import build_partable, check_group_equal, model_variables
+from instrument.sem.partable import build_partable, model_variables
 from instrument.results import Meta
 from instrument.sem.data import prepare
 from instrument.sem.syntax import parse_syntax
@@ -20,7 +21,6 @@ from instrument.sem.syntax import parse_syntax
 __all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
 
 ORDINAL_ESTIMATORS = ("WLSMV", "ULSMV")
-_MISSING = ("pairwise", "listwise")
 # two-step sample statistics of recent calls, keyed by a hash of the data actually used (an
 # invariance ladder refits the same data several times); a few entries only
 _STATS_CACHE: dict = {}
@@ -92,24 +92,6 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
     Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
     """
-    if estimator not in ORDINAL_ESTIMATORS:
-        raise ValueError(f"estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
-                         f"got {estimator!r}.")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization= must be one of 'delta', 'theta'; "
-                         f"got {parameterization!r}.")
-    if missing == "fiml":
-        raise ValueError("missing='fiml' is not available with ordered indicators: use "
-                         "estimator='WLSMV' with missing='pairwise' (the default), or treat the "
-                         "items as continuous with estimator='ML'/'MLR' and missing='fiml' "
-                         "(drop ordered=).")
-    if missing not in _MISSING:
-        raise ValueError(f"missing= must be one of 'pairwise', 'listwise' with ordered "
-                         f"indicators; got {missing!r}.")
-    if se not in ("robust.sem", "none"):
-        raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
-                         f"got {se!r}.")
-    group_equal, group_partial = check_group_equal(group_equal, group_partial)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
     rows = parse_syntax(model)

@@ -98,13 +98,13 @@ def _check_information(E: np.ndarray, warn: list) -> None:
 def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
                group: str | None = None, group_equal: Sequence[str] = (),
                group_partial: Sequence[str] = (), std_lv: bool = False,
-               meanstructure: bool | None = None, likelihood: str = "normal",
-               information: str = "observed", se: str = "standard", missing: str = "listwise",
-               ordered: Sequence[str] | None = None, cluster: str | None = None,
-               group_order: Sequence | None = None) -> CFAResult:
+               meanstructure: bool | None = None, missing: str = "listwise",
+               cluster: str | None = None, group_order: Sequence | None = None) -> CFAResult:
     """CFA by robust ML (MLR), FIML for missing data, or with cluster-robust inference.
 
-    Called by `instrument.sem.cfa.cfa` (same options); use that function.
+    The entry of `instrument.sem.cfa.ESTIMATORS` for MLR, FIML and ``cluster=``: call it through
+    `instrument.sem.cfa.cfa`, which validates the options (likelihood "normal", se "standard",
+    ``cluster=`` only with MLR, no ordered indicators).
 
     Parameters
     ----------
@@ -117,9 +117,8 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     cluster : str, optional
         Column of cluster labels (single-level model): cluster-robust standard errors and test
         (lavaan ``cluster = ``, ``se = "robust.cluster"``); needs ``estimator = "MLR"``.
-    information : ignored
-        MLR and FIML always use the observed information (lavaan's default for both,
-        ``h1.information = "structured"``).
+    MLR and FIML always use the observed information (lavaan's default for both,
+    ``h1.information = "structured"``).
     Other parameters as `instrument.sem.cfa.cfa`.
 
     Returns
@@ -154,21 +153,6 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     estimation with missing data. Psychological Methods, 28(2), 263-283.
     https://doi.org/10.1037/met0000445
     """
-    if estimator not in ("ML", "MLR"):
-        raise NotImplementedError(f"estimator={estimator!r} with missing={missing!r} / cluster= "
-                                  "is not implemented (ML and MLR only)")
-    if ordered:
-        raise NotImplementedError("ordered= (categorical indicators) is not implemented yet")
-    if likelihood != "normal":
-        raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
-                         f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
-    if se != "standard":
-        raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
-                         f"missing={missing!r}; use se='standard'.")
-    if cluster is not None and estimator != "MLR":
-        raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
-                         "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
-                         f"estimator={estimator!r}.")
     rows = parse_syntax(model)
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "

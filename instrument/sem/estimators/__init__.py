@@ -1,7 +1,24 @@
-"""Estimation: sample statistics, the LISREL model derived from the parameter table, objectives
-and information matrices, and the generic optimiser.
+"""Estimation: the objectives, their information matrices and the one optimiser.
 
-How other estimators plug in (MLR/FIML, DWLS/WLSMV):
+Layout (lavaan's ``lav_model`` / ``lav_optim`` stages):
+
+* ``ml.py``: the ML objective (`ml.MLObjective`), expected/observed information, the
+  normal-theory weight and Gamma, and the engine's one optimiser `ml.optimize` (Fisher scoring
+  with a structured secant correction and step halving; `ml.optimize_reporting` turns
+  non-convergence into the result's warning, the one convergence report of every estimator).
+* ``mlr.py``: casewise scores and the Huber-White sandwich pieces of MLR.
+* ``fiml.py`` / ``fiml_fast.py``: the FIML objective on missing-data patterns, the EM
+  saturated model and the FIML-corrected robust indices.
+* ``dwls.py`` / ``categorical.py``: DWLS/ULS for ordered indicators (thresholds, polychorics).
+* The two-level ML objective (`instrument.sem.twolevel.TwoLevelObjective`, with its expected
+  information `instrument.sem.twolevel.twolevel_expected_information`) lives beside its
+  likelihood and result type in ``instrument/sem/twolevel.py``.
+
+Which estimator runs is looked up in one registry, `instrument.sem.cfa.ESTIMATORS` (data kind,
+estimator, missing -> fitting function), after `instrument.sem.cfa.cfa` has validated the
+options once.
+
+The protocol every objective implements:
 
 * ``Model.from_partable(pt)`` gives the model; ``model.nx`` unique free parameters x
   (``theta_free = model.K @ x``), ``model.implied(x)`` per-group Sigma/mu, and

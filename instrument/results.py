@@ -66,10 +66,12 @@ def hash_frame(df: pd.DataFrame) -> str:
 def hash_values(columns, values: np.ndarray, index: pd.Index, labels=()) -> str:
     """`hash_frame` of an all-numeric frame given as its column names, its float values
     (n, k) and its index, for callers that already hold the values as an array; ``labels``
-    (arrays of group or cluster labels, named last in ``columns``) are hashed after them."""
+    (arrays of group or cluster labels, named last in ``columns``) are hashed after them. The
+    values are hashed column by column (the layout pandas hands out, so usually without a
+    copy)."""
     h = hashlib.sha256()
     h.update(",".join(map(str, columns)).encode())
-    h.update(np.ascontiguousarray(values, dtype=float))
+    h.update(np.asfortranarray(values, dtype=float).T)
     h.update(pd.util.hash_pandas_object(index).values.tobytes())
     for lab in labels:
         h.update(pd.util.hash_array(np.asarray(lab, dtype=object)).tobytes())

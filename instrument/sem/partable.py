@@ -439,11 +439,11 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             if r["free"] == 0 or orig_label[i] or orig_label[j]:
                 continue
             r["label"] = rj["label"] = rj["plabel"]
-    frame = pd.DataFrame(recs)
-    frame["free"] = np.where(frame["free"] > 0, np.cumsum(frame["free"] > 0), 0)
-    frame["est"] = np.nan
-    frame["se"] = np.nan
-    frame = frame[list(PARTABLE_COLUMNS)]
+    is_free = np.array([r["free"] for r in recs]) > 0
+    nan = np.full(len(recs), np.nan)
+    computed = {"free": np.where(is_free, np.cumsum(is_free), 0), "est": nan, "se": nan.copy()}
+    frame = pd.DataFrame({c: computed[c] if c in computed else [r[c] for r in recs]
+                          for c in PARTABLE_COLUMNS})
     if statements:
         check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
     options = {"std_lv": std_lv, "group_equal": list(group_equal),

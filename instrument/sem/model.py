@@ -197,7 +197,8 @@ class Model:
         lvi = {v: i for i, v in enumerate(self.lv_names)}
         self.specs = [_GroupSpec(self.p, self.m) for _ in range(self.ngroups)]
         self.has_beta = False
-        for r, (lhs, op, rhs, g) in enumerate(zip(f["lhs"], f["op"], f["rhs"], f["group"])):
+        cols = (f[c].to_numpy().tolist() for c in ("lhs", "op", "rhs", "group"))
+        for r, (lhs, op, rhs, g) in enumerate(zip(*cols)):
             s = self.specs[int(g) - 1]
             if op == "=~":
                 if rhs in lvi:

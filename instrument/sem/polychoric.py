@@ -500,12 +500,17 @@ def _pair_index(p: int) -> list[tuple[int, int]]:
     return [(j, i) for j in range(p - 1) for i in range(j + 1, p)]
 
 
-def _onehot(codes: np.ndarray, K: int) -> np.ndarray:
-    N = len(codes)
-    out = np.zeros((N, K))
-    ok = codes >= 0
-    out[np.flatnonzero(ok), codes[ok]] = 1.0
-    return out
+def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
+    """All two-way frequency tables at once: ``H'H`` for the one-hot coding H (n x len(codes) K;
+    code -1 = missing, no column). Counts are exact in single precision below 2**24 rows, so
+    the product runs in float32 when n is smaller."""
+    n = len(codes[0]) if codes else 0
+    dt = np.float32 if n < 2 ** 24 else np.float64
+    H = np.zeros((n, len(codes) * K), dtype=dt)
+    for m, c in enumerate(codes):
+        ok = c >= 0
+        H[np.flatnonzero(ok), m * K + c[ok]] = 1.0
+    return (H.T @ H).astype(float)
 
 
 def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
@@ -547,9 +552,8 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     Kmax = max([vars_[k].ncat for k in ord_idx], default=2)
     oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in ord_idx and i in ord_idx]
     if oo:
-        H = np.concatenate([_onehot(vars_[k].codes, Kmax) for k in ord_idx], axis=1)
         pos = {k: m for m, k in enumerate(ord_idx)}
-        CT = H.T @ H
+        CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
         freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
                          for _, j, i in oo])
         th_pad = {k: np.concatenate([vars_[k].th, np.full(Kmax - vars_[k].ncat, _BIG)])
@@ -709,6 +713,10 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         cor_off = (np.arange(len(oo)) * (Kp * Kp))[:, None]
         codes_kp = codes_t * Kp
         cor_rows = off + qq
+        # pairs sharing their first variable are consecutive: gather them together, a few
+        # rows at a time, so that the index arrays stay in cache
+        starts = np.flatnonzero(np.diff(jj, prepend=-1))
+        cor_groups = [(jj[a], a, b) for a, b in zip(starts, np.append(starts[1:], len(jj)))]
     INNER = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
@@ -719,11 +727,11 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             _take_rows(th_tab.ravel(), idx, St, th_col)
         for col, vec in dense.items():
             St[col] = vec[rows]
-        if oo:
-            idx = codes_kp[jj, rows]
-            idx += codes_t[ii, rows]
-            idx += cor_off
-            _take_rows(cor_tab.ravel(), idx, St, cor_rows)
+        for j, a, b in cor_groups if oo else ():
+            idx = codes_t[ii[a:b], rows]
+            idx += codes_kp[j, rows]
+            idx += cor_off[a:b]
+            _take_rows(cor_tab.ravel(), idx, St, cor_rows[a:b])
         block = St @ St.T
         INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols

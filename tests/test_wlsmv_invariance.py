@@ -191,6 +191,7 @@ def test_ladder_thresholds_rung_score_tests_match_lavTestScore():
     u["parameter"] = u["rhs_name"].str.replace(".g2", "", regex=False)
     m = st.merge(u, on="parameter", suffixes=("", "_ref"))
     assert len(m) == len(u) == 75
+    assert (m["lhs"] == m["lhs_ref"]).all() and (m["rhs"] == m["rhs_ref"]).all()
     assert_allclose(m["X2"], m["X2_ref"], rtol=1e-4, atol=1e-5)
 
 
@@ -313,6 +314,34 @@ def test_lavaan_default_multigroup_delta(step):
         assert len(ours) == 1, row
         assert (ours["se"].iloc[0] > 0) == (row["se"] > 0), row
         assert_allclose(ours["est"].iloc[0], row["est"], atol=1e-4, err_msg=str(row))
+
+
+@pytest.mark.parametrize("case", ["single_delta", "groups_delta_thresholds_loadings",
+                                  "groups_theta_thresholds"])
+def test_ordinal_partable_is_lavaans(case):
+    """The table of ordered indicators is lavaan's row for row (order, plabels, fixed values,
+    free rows: thresholds after the user's rows, scales after the latent covariances; with
+    equal thresholds the scales (delta) or residual variances (theta) free in group 2), and
+    the fit matches (partable_order_refs.json)."""
+    ref = json.loads((FIX / "partable_order_refs.json").read_text())
+    r = ref[case]
+    lav = pd.DataFrame(r["partable"])
+    ge = r["group_equal"]
+    ge = [] if ge == "" else [ge] if isinstance(ge, str) else ge
+    groups = {} if case.startswith("single") else {"group": "sex",
+                                                   "group_order": ["male", "female"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(ref["meta"]["model"], bfi(), ordered=ref["meta"]["ordered"], group_equal=ge,
+                  parameterization=r["parameterization"], **groups)
+    ours = fit.partable
+    cols = ["lhs", "op", "rhs", "user", "group", "plabel"]
+    pd.testing.assert_frame_equal(ours[cols].reset_index(drop=True),
+                                  lav[cols].fillna("").reset_index(drop=True), check_dtype=False)
+    assert_allclose(ours["ustart"].to_numpy(float), lav["ustart"].to_numpy(float))
+    assert ((ours["free"] > 0).to_numpy() == (lav["free"] > 0).to_numpy()).all()
+    for k, v in r["fit_measures"].items():
+        assert_allclose(fit.fit_measures[k], v, rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
 
 
 def test_score_tests_match_lavTestScore():

@@ -117,7 +117,7 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                         ov_names=list(data.columns), meanstructure=True, std_lv=std_lv,
                         group_equal=tuple(group_equal), group_partial=tuple(group_partial),
                         ordered=tuple(ov),
-                        nlevels=dict(zip(cstats.groups[0].ov_names, cstats.groups[0].nlevels)),
+                        nlevels=dict(zip(cstats.ordinal[0].ov_names, cstats.ordinal[0].nlevels)),
                         parameterization=parameterization, id_cat=id_cat)
     options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,

@@ -29,8 +29,7 @@ import pandas as pd
 
 from instrument.sem.result import CFAResult
 from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
-                                      fiml_mlr_vcov, missing_patterns, missing_summary,
-                                      srmr_bentler)
+                                            fiml_mlr_vcov, missing_summary, srmr_bentler)
 from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
                                            curvature_term, em_saturated_fast, fast_delta_fn,
                                            h1_information_observed_fast,
@@ -43,7 +42,7 @@ from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solut
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
 from instrument.sem.data import data_warnings, prepare, require_pd_covariance
-from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.samplestats import GroupStats, SampleStats, missing_patterns
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
 from instrument.sem.partable import build_partable
@@ -362,12 +361,13 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
         if not h.converged:
             warn.append(f"the EM algorithm for the saturated (h1) model did not converge"
                         f"{' in group ' + lab if len(h1s) > 1 else ''}")
-    stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov))
-                         for p, h in zip(pats, h1s)])
+    stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov), lab, patterns=p, h1=h)
+                         for p, h, lab in zip(pats, h1s, pt.group_labels)], missing="fiml")
     warn = list(warn) + data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     delta_fn = fast_delta_fn(model)
-    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
+    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn,
+                                            [g.patterns for g in stats.groups]))
     x0 = model.start_x(stats)
     x, converged, iters = optimize_reporting(_FIMLScoring(obj, model, stats), x0, warn,
                                              max_iter=1000)

@@ -258,12 +258,14 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     variances are fixed at 1 unless ``"loadings"`` is in `group_equal`; then they are free in
     groups 2..G.
 
-    With ordered indicators (`nlevels`) every ordered indicator gets, per group: thresholds
-    ``x | t1 .. t(K-1)`` (free; labelled equal across groups with ``group_equal="thresholds"``),
-    its intercept ``x ~ 1`` fixed at 0, its residual variance ``x ~~ x`` fixed (delta: computed
-    from the model; theta: 1) and, with the delta parameterization, the scale ``x ~*~ x`` fixed
-    at 1 (free in groups 2..G when thresholds are held equal, lavaan's rule; latent means are
-    then free in groups 2..G as well). Rows the user wrote are kept as written.
+    With ordered indicators (`nlevels`; mean structure on) every ordered indicator gets, per
+    group: thresholds ``x | t1 .. t(K-1)`` after the user's rows (free; labelled equal across
+    groups with ``group_equal="thresholds"`` like any other type), its residual variance
+    ``x ~~ x`` fixed (delta: computed from the model; theta: 1), the scale ``x ~*~ x`` fixed at
+    1 after the latent covariances, and its intercept ``x ~ 1`` fixed at 0. With thresholds held
+    equal, lavaan frees in groups 2..G the scales (delta) or the residual variances (theta) and
+    the latent means. Rows the user wrote are kept as written. Order, plabels, fixed values and
+    free rows are lavaan 0.6-14's.
 
     With ``id_cat="Wu.Estabrook.2016"`` (theta parameterization, ``std_lv``, a model of ``=~``
     lines only) the latent responses are identified by Wu & Estabrook's (2016) rules instead:
@@ -316,6 +318,16 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         if r.op == "=~" and r.lhs not in marker_of:
             marker_of[r.lhs] = r.rhs
 
+    ordinal = nlevels is not None
+    ordset = set(ordered)
+    if ordinal:
+        meanstructure = True
+        nlev = dict(nlevels)
+        th_equal = "thresholds" in group_equal
+        partial = {_partial_key(s) for s in group_partial}
+        we = id_cat == "Wu.Estabrook.2016"
+        free_nu, free_theta = _wu_estabrook_free(ovs, ordset, nlev, group_equal, partial) \
+            if we else ({}, {})
     recs: list[dict] = []
 
     def add(lhs, op, rhs, user, g, free, ustart, label="", start=math.nan):
@@ -348,9 +360,21 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             else:
                 free, ustart = True, math.nan
             add(r.lhs, r.op, r.rhs, 1, g, free, ustart, label, math.nan if start is None else start)
+        if ordinal:
+            for v in ovs:
+                if v in ordset:
+                    for t in range(1, nlev[v]):
+                        if (v, "|", f"t{t}") not in have:
+                            add(v, "|", f"t{t}", 0, g, True, math.nan)
         for v in ovs:
-            if (v, "~~", v) not in have and v not in ordered:
+            if (v, "~~", v) not in have and v not in ordset:
                 add(v, "~~", v, 0, g, True, math.nan)
+            elif (v, "~~", v) not in have and ordinal:
+                # theta: 1, free in groups 2..G with equal thresholds (lavaan's rule) or by
+                # id_cat's rules; delta: computed from the model
+                free = free_theta.get(v, False) if we else (parameterization == "theta"
+                                                             and th_equal)
+                add(v, "~~", v, 0, g, g > 0 and free, 1.0)
         # std.lv with equal loadings: latent variances stay 1 in group 1 only (lavaan 0.6)
         free_lv_var = not std_lv or (g > 0 and "loadings" in group_equal)
         for f in lvs:
@@ -366,14 +390,29 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                         a, b = blockset[i], blockset[j]
                         if (a, "~~", b) not in have and (b, "~~", a) not in have:
                             add(a, "~~", b, 0, g, True, math.nan)
+        if ordinal:
+            for v in ovs:
+                if v in ordset and (v, "~*~", v) not in have:
+                    # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free;
+                    # delta: free in groups 2..G with equal thresholds (lavaan's rule)
+                    add(v, "~*~", v, 0, g, parameterization == "delta" and g > 0 and th_equal, 1.0)
         if meanstructure:
             for v in ovs:
-                if (v, "~1", "") not in have and v not in ordered:
+                if (v, "~1", "") not in have and v not in ordset:
                     add(v, "~1", "", 0, g, True, math.nan)
-            free_means = (g > 0 and "intercepts" in group_equal and "means" not in group_equal)
+                elif (v, "~1", "") not in have and ordinal:
+                    add(v, "~1", "", 0, g, g > 0 and free_nu.get(v, False), 0.0)
+            # latent means: free in groups 2..G once intercepts are equal, and with ordered
+            # indicators (lavaan's rule, not id_cat's) once thresholds are equal
+            identified = "intercepts" in group_equal or (ordinal and th_equal and not we)
+            free_means = g > 0 and identified and "means" not in group_equal
             for f in lvs:
                 if (f, "~1", "") not in have:
                     add(f, "~1", "", 0, g, free_means, 0.0)
+    if ordinal and we:
+        # the order of semTools' syntax: per group loadings, thresholds, intercepts, residual
+        # variances, latent means, variances, covariances, then (lavaan's) the scales
+        recs.sort(key=lambda r: (r["group"], _we_rank(r["op"], r["lhs"], r["rhs"], lvset)))
     for k, rec in enumerate(recs):
         rec["id"] = k + 1
         rec["plabel"] = f".p{k + 1}."
@@ -407,13 +446,14 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                           for c in PARTABLE_COLUMNS})
     if statements:
         check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
-    pt = ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
-                  constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
-                                "group_partial": list(group_partial)}, defined)
-    if nlevels is None:
-        return pt
-    return _with_ordinal_rows(pt, rows, ordered, nlevels, parameterization, group_equal,
-                              group_partial, id_cat)
+    options = {"std_lv": std_lv, "group_equal": list(group_equal),
+               "group_partial": list(group_partial)}
+    if ordinal:
+        options.update(ordered=list(ordered), parameterization=parameterization)
+        if id_cat is not None:
+            options["id_cat"] = id_cat
+    return ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
+                    constraints, options, defined)
 
 
 def _check_id_cat(id_cat: str, rows: Sequence[SyntaxRow], *, nlevels, std_lv: bool,
@@ -434,12 +474,15 @@ def _check_id_cat(id_cat: str, rows: Sequence[SyntaxRow], *, nlevels, std_lv: bo
                          f"is written by the identification rules); got {other[:3]}.")
 
 
-# Row order of a Wu & Estabrook table within a group (semTools' measEq.syntax order).
+# Row order of a Wu & Estabrook table within a group (semTools' measEq.syntax order; lavaan
+# adds the scales after the rows of the syntax).
 _WE_ORDER = {"loading": 0, "threshold": 1, "intercept": 2, "residual": 3, "mean": 4,
-             "variance": 5, "covariance": 6}
+             "variance": 5, "covariance": 6, "scale": 7}
 
 
 def _we_rank(op: str, lhs: str, rhs: str, lvs: set) -> int:
+    if op == "~*~":
+        return _WE_ORDER["scale"]
     if op == "=~":
         return _WE_ORDER["loading"]
     if op == "|":
@@ -451,115 +494,21 @@ def _we_rank(op: str, lhs: str, rhs: str, lvs: set) -> int:
     return _WE_ORDER["residual"]
 
 
-def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Sequence[str],
-                       nlevels: Mapping[str, int], parameterization: str,
-                       group_equal: Sequence[str], group_partial: Sequence[str],
-                       id_cat: str | None = None) -> ParTable:
-    """``base`` plus the rows of ordered indicators, identified by lavaan's rules or by
-    `id_cat`'s (see `build_partable`, Notes)."""
-    ordered = list(ordered)
-    f = base.frame
-    recs = f.to_dict("records")
-    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
-    partial = set()
-    for s in group_partial:
-        for op in ("=~", "~~", "~1", "|", "~*~"):
-            if op in s:
-                a, b = s.split(op, 1)
-                partial.add((a.strip(), op, b.strip()))
-                break
-    G = base.ngroups
-    th_equal = "thresholds" in group_equal
-    first_th: dict[tuple, dict] = {}
-
-    def add(lhs, op, rhs, g, free, ustart, label=""):
-        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
-                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
-                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
-        return recs[-1]
-
-    nlev = dict(nlevels)
-    we = id_cat == "Wu.Estabrook.2016"
-    if we:
-        # which latent-response parameters the equal thresholds identify in groups 2..G: one
-        # equal threshold the intercept; two, or one with the intercept held equal, the
-        # residual variance (Wu & Estabrook, 2016; semTools 0.5-6 measEq.syntax's rules)
-        n_equal = {v: sum(th_equal and (v, "|", f"t{t}") not in partial for t in range(1, nlev[v]))
-                   for v in ordered}
-        nu_equal = {v: "intercepts" in group_equal and (v, "~1", "") not in partial
-                    for v in ordered}
-        res_equal = {v: "residuals" in group_equal and (v, "~~", v) not in partial
-                     for v in ordered}
-        free_nu = {v: n_equal[v] >= 1 and not nu_equal[v] for v in ordered}
-        free_theta = {v: (n_equal[v] >= 2 or (n_equal[v] >= 1 and nu_equal[v]))
-                      and not res_equal[v] for v in ordered}
-    for g in range(1, G + 1):
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            for t in range(1, nlev[v]):
-                key = (v, "|", f"t{t}", g)
-                if key in have:
-                    continue
-                rec = add(v, "|", f"t{t}", g, True, math.nan)
-                if g == 1:
-                    first_th[key[:3]] = rec
-                elif th_equal and key[:3] not in partial and key[:3] in first_th:
-                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
-                    rec["_eq"] = key[:3]
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            if (v, "~~", v, g) not in have:
-                add(v, "~~", v, g, we and g > 1 and free_theta[v], 1.0)
-            if (v, "~1", "", g) not in have:
-                add(v, "~1", "", g, we and g > 1 and free_nu[v], 0.0)
-            if (v, "~*~", v, g) not in have:
-                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
-                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
-    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
-    # intercepts do: free in groups 2..G (unless "means" are held equal too)
-    if th_equal and "means" not in group_equal and not we:
-        lvs = set(base.lv_names)
-        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
-        for rec in recs:
-            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
-                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
-                rec["free"], rec["ustart"] = 1, math.nan
-    if we:
-        # semTools' row order; labels that name a row by its plabel follow the row
-        lvs = set(base.lv_names)
-        order = sorted(range(len(recs)), key=lambda k: (
-            recs[k]["op"] == "~*~", recs[k]["group"],
-            _we_rank(recs[k]["op"], recs[k]["lhs"], recs[k]["rhs"], lvs)))
-        new_plabel = {recs[k]["plabel"]: f".p{i + 1}." for i, k in enumerate(order)
-                      if recs[k]["plabel"]}
-        recs = [recs[k] for k in order]
-        for rec in recs:
-            rec["label"] = new_plabel.get(rec["label"], rec["label"])
-            rec["plabel"] = ""
-    frame = pd.DataFrame(recs)
-    frame["id"] = np.arange(1, len(frame) + 1)
-    frame["plabel"] = [f".p{k}." for k in frame["id"]]
-    if "_eq" in frame.columns:
-        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
-                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
-        eq = frame["_eq"].to_numpy()
-        labels = frame["label"].to_numpy(object).copy()
-        for k, e in enumerate(eq):
-            if isinstance(e, tuple):
-                labels[k] = firstrow[e]
-                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
-                if not labels[first_idx]:
-                    labels[first_idx] = firstrow[e]
-        frame["label"] = labels
-        frame = frame.drop(columns="_eq")
-    frame["label"] = frame["label"].fillna("")
-    fr = frame["free"].to_numpy() > 0
-    frame["free"] = np.where(fr, np.cumsum(fr), 0)
-    frame = frame[list(PARTABLE_COLUMNS)]
-    opts = dict(base.options)
-    opts.update(ordered=ordered, parameterization=parameterization)
-    if id_cat is not None:
-        opts["id_cat"] = id_cat
-    return replace(base, frame=frame.reset_index(drop=True), options=opts)
+def _wu_estabrook_free(ovs: Sequence[str], ordset: set, nlev: Mapping[str, int],
+                       group_equal: Sequence[str], partial: set) -> tuple[dict, dict]:
+    """Which ordered items have their latent-response intercept / residual variance free in
+    groups 2..G under Wu & Estabrook (2016): one equal threshold identifies the intercept; two,
+    or one with the intercept held equal, the residual variance; each is fixed again when it is
+    held equal itself (semTools 0.5-6 measEq.syntax's rules). A threshold, intercept or residual
+    variance in `group_partial` does not count as equal."""
+    free_nu, free_theta = {}, {}
+    for v in ovs:
+        if v not in ordset:
+            continue
+        n_equal = sum("thresholds" in group_equal and (v, "|", f"t{t}") not in partial
+                      for t in range(1, nlev[v]))
+        nu_equal = "intercepts" in group_equal and (v, "~1", "") not in partial
+        res_equal = "residuals" in group_equal and (v, "~~", v) not in partial
+        free_nu[v] = n_equal >= 1 and not nu_equal
+        free_theta[v] = (n_equal >= 2 or (n_equal >= 1 and nu_equal)) and not res_equal
+    return free_nu, free_theta

@@ -3,7 +3,8 @@ correlations and their asymptotic covariance matrix (NACOV), as lavaan 0.6-14 co
 ``estimator = "WLSMV"``.
 
 This is the data side of WLSMV: everything a DWLS objective needs and nothing that depends on a
-model. Per group it returns a frozen `SampleStatsOrdinal` holding
+model. It returns the engine's `instrument.sem.samplestats.SampleStats` whose groups carry, as
+their ``ordinal`` part, a frozen `SampleStatsOrdinal` holding
 
 * ``wls_obs`` -- the moment vector ``s`` in lavaan's order (``lavInspect(fit, "wls.obs")``):
   for each variable in ``ov_names`` order its thresholds ``x|t1, x|t2, ...`` (for a continuous
@@ -38,11 +39,10 @@ from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
 from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
-from instrument.results import Table, dumps, from_jsonable, to_jsonable
+from instrument.results import Table
+from instrument.sem.samplestats import GroupStats, SampleStats, SampleStatsOrdinal
 
 __all__ = [
-    "SampleStatsOrdinal",
-    "CategoricalSampleStats",
     "sample_stats_ordinal",
     "thresholds",
     "polychoric",
@@ -776,195 +776,6 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 # results
 # --------------------------------------------------------------------------------------------
 
-def _json_equal(a: Any, b: object) -> bool:
-    """``a == b`` for result types compared through their JSON forms (NotImplemented for
-    another type)."""
-    if type(b) is not type(a):
-        return NotImplemented
-    return dumps(a.to_dict()) == dumps(b.to_dict())
-
-
-def _arr(x) -> np.ndarray:
-    return np.asarray(x, dtype=float)
-
-
-@dataclass(frozen=True, eq=False)
-class SampleStatsOrdinal:
-    """Two-step sample statistics of one group for WLSMV (lavaan's ``lavSampleStats`` slots).
-
-    Attributes
-    ----------
-    group : str or None
-        Group label (None for a single-group analysis).
-    n : int
-        Number of rows used (lavaan's ``nobs``): after listwise deletion, or all rows of the group
-        with ``missing="pairwise"``.
-    ov_names : tuple of str
-        Variables in the order used for every vector and matrix below.
-    ov_types : tuple of str
-        ``"ordered"`` or ``"numeric"`` per variable.
-    nlevels : tuple of int
-        Number of (observed) categories per variable, 0 for numeric ones.
-    levels : tuple of tuple
-        The observed category values in order (empty for numeric variables).
-    th : ndarray
-        lavaan's ``th``: thresholds of every ordered variable in order; for a numeric variable its
-        mean (so ``wls_obs`` holds ``-th`` there).
-    th_names : tuple of str
-        ``x|t1, x|t2, ...`` (``x`` for a numeric variable).
-    th_idx : tuple of int
-        lavaan's ``th.idx``: 1-based variable number of each threshold, 0 for numeric means.
-    cor : ndarray (p, p)
-        Polychoric / polyserial / Pearson correlation matrix.
-    cov : ndarray (p, p)
-        ``cor`` rescaled by the standard deviations of the numeric variables (lavaan's ``cov``).
-    mean : ndarray (p,)
-        0 for ordered variables, the sample mean for numeric ones.
-    var : ndarray (p,)
-        1 for ordered variables, the ML (divisor n) variance for numeric ones.
-    wls_obs : ndarray (m,)
-        The moment vector ``s`` (see the module docstring for its order).
-    wls_obs_names : tuple of str
-        lavaan's names of ``wls_obs`` (``A1|t1``, ``C1~1``, ``C1~~C1``, ``A1~~A2``, ...).
-    NACOV : ndarray (m, m)
-        ``lavInspect(fit, "gamma")``: ``n`` times the asymptotic covariance of ``wls_obs``.
-    WLS_V : ndarray (m, m)
-        DWLS weight ``diag(1 / diag(NACOV))`` (``lavInspect(fit, "wls.v")``).
-    zero_cell_tables : tuple of (str, str)
-        Pairs of ordered variables whose bivariate table has an empty cell.
-    warnings : tuple of str
-    """
-
-    group: str | None
-    n: int
-    ov_names: tuple[str, ...]
-    ov_types: tuple[str, ...]
-    nlevels: tuple[int, ...]
-    levels: tuple[tuple, ...]
-    th: np.ndarray
-    th_names: tuple[str, ...]
-    th_idx: tuple[int, ...]
-    cor: np.ndarray
-    cov: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    wls_obs: np.ndarray
-    wls_obs_names: tuple[str, ...]
-    NACOV: np.ndarray | None
-    WLS_V: np.ndarray | None
-    zero_cell_tables: tuple[tuple[str, str], ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when the JSON forms are equal (arrays compared element by element)."""
-        return _json_equal(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @property
-    def WLS_VD(self) -> np.ndarray | None:
-        """Diagonal of `WLS_V` (lavaan's ``WLS.VD``)."""
-        return None if self.WLS_V is None else np.diag(self.WLS_V).copy()
-
-    @property
-    def WLS_W_full(self) -> np.ndarray | None:
-        """Full WLS weight matrix ``NACOV^-1`` (estimator ``"WLS"``)."""
-        return None if self.NACOV is None else np.linalg.inv(self.NACOV)
-
-    @property
-    def ACOV(self) -> np.ndarray | None:
-        """Finite-sample covariance of ``wls_obs``: ``NACOV / n``."""
-        return None if self.NACOV is None else self.NACOV / self.n
-
-    @property
-    def nth(self) -> int:
-        return len(self.th)
-
-    def thresholds_frame(self) -> pd.DataFrame:
-        """Thresholds as a DataFrame with columns ``lhs op rhs est`` (``x | t1``)."""
-        rows = [(nm.split("|")[0], "|", nm.split("|")[1], float(t))
-                for nm, t in zip(self.th_names, self.th) if "|" in nm]
-        return pd.DataFrame(rows, columns=["lhs", "op", "rhs", "est"])
-
-    def cor_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.cor, index=list(self.ov_names), columns=list(self.ov_names))
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        return to_jsonable(d)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SampleStatsOrdinal":
-        d = from_jsonable(dict(d))
-        mats = {"th", "cor", "cov", "mean", "var", "wls_obs", "NACOV", "WLS_V"}
-        kw = {}
-        for k in cls.__dataclass_fields__:
-            v = d.get(k)
-            if k in mats:
-                kw[k] = None if v is None else _arr(v)
-            elif k in ("ov_names", "ov_types", "th_names", "wls_obs_names", "warnings"):
-                kw[k] = tuple(v)
-            elif k in ("nlevels", "th_idx"):
-                kw[k] = tuple(int(x) for x in v)
-            elif k == "levels":
-                kw[k] = tuple(tuple(x) for x in v)
-            elif k == "zero_cell_tables":
-                kw[k] = tuple(tuple(x) for x in v)
-            else:
-                kw[k] = v
-        return cls(**kw)
-
-    def summary(self) -> Table:
-        frame = pd.DataFrame({"name": list(self.wls_obs_names), "est": self.wls_obs})
-        if self.NACOV is not None:
-            frame["se"] = np.sqrt(np.diag(self.NACOV) / self.n)
-        title = "Sample thresholds and correlations (two-step)"
-        if self.group is not None:
-            title += f", group {self.group}"
-        return Table(title, frame, notes=(f"n = {self.n}",) + tuple(self.warnings), digits=4)
-
-
-@dataclass(frozen=True, eq=False)
-class CategoricalSampleStats:
-    """Per-group `SampleStatsOrdinal` plus the totals (like the engine's ``SampleStats``)."""
-
-    groups: tuple[SampleStatsOrdinal, ...]
-    missing: str = "listwise"
-    group_var: str | None = None
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when the JSON forms are equal."""
-        return _json_equal(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @property
-    def ngroups(self) -> int:
-        return len(self.groups)
-
-    @property
-    def ntotal(self) -> int:
-        return int(sum(g.n for g in self.groups))
-
-    @property
-    def group_labels(self) -> tuple:
-        return tuple(g.group for g in self.groups)
-
-    def to_dict(self) -> dict:
-        return {"groups": [g.to_dict() for g in self.groups], "missing": self.missing,
-                "group_var": self.group_var}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CategoricalSampleStats":
-        return cls(groups=tuple(SampleStatsOrdinal.from_dict(g) for g in d["groups"]),
-                   missing=d.get("missing", "listwise"), group_var=d.get("group_var"))
-
-    def summary(self) -> Table:
-        rows = [(g.group, g.n, len(g.ov_names), g.nth, len(g.wls_obs)) for g in self.groups]
-        return Table("Categorical sample statistics",
-                     pd.DataFrame(rows, columns=["group", "n", "nvar", "nth", "nstat"]))
-
-
 # --------------------------------------------------------------------------------------------
 # public entry points
 # --------------------------------------------------------------------------------------------
@@ -977,7 +788,7 @@ def _check_missing(missing: str) -> None:
 def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None = None,
                          ordered: Sequence[str] | bool | None = True, group: str | None = None,
                          group_order: Sequence | None = None, missing: str = "listwise",
-                         nacov: bool = True) -> CategoricalSampleStats:
+                         nacov: bool = True) -> SampleStats:
     """Thresholds, polychoric correlations and NACOV per group, as lavaan's WLSMV sample stats.
 
     Parameters
@@ -1002,8 +813,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
 
     Returns
     -------
-    CategoricalSampleStats
-        ``.groups`` holds one `SampleStatsOrdinal` per group.
+    SampleStats
+        One `GroupStats` per group with the two-step statistics as its ``ordinal`` part
+        (`SampleStatsOrdinal`; ``.ordinal`` gives them all).
 
     Notes
     -----
@@ -1132,7 +944,8 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
                 vars_.append(_Var(nm, "numeric", None, 0, y, np.array([mu]), var))
         res = _muthen1984(vars_, n, compute_nacov=nacov)
         out.append(_assemble(lab, n, vars_, res, names, enc))
-    return CategoricalSampleStats(groups=tuple(out), missing=missing, group_var=group)
+    return SampleStats(groups=tuple(GroupStats.from_ordinal(o) for o in out), missing=missing,
+                       group_var=group)
 
 
 def _assemble(lab, n, vars_, res, names, enc) -> SampleStatsOrdinal:
@@ -1204,7 +1017,7 @@ def polychoric(data: pd.DataFrame, *, ordered: Sequence[str] | bool | None = Tru
     >>> # polychoric(bfi[items])
     """
     ss = sample_stats_ordinal(data, ordered=ordered, missing=missing, nacov=False)
-    return ss.groups[0].cor_frame()
+    return ss.ordinal[0].cor_frame()
 
 
 def ordinal_alpha(df_items: pd.DataFrame, *, missing: str = "listwise") -> float:
@@ -1240,17 +1053,18 @@ def ordinal_alpha(df_items: pd.DataFrame, *, missing: str = "listwise") -> float
     return float(k * rbar / (1.0 + (k - 1) * rbar))
 
 
-def dwls_fx(stats: "CategoricalSampleStats", wls_est: Sequence[np.ndarray], *,
+def dwls_fx(stats: SampleStats, wls_est: Sequence[np.ndarray], *,
             weight: str = "DWLS") -> dict[str, Any]:
     """lavaan's DWLS (or WLS) fit function and chi-square for given model-implied moments.
 
     Parameters
     ----------
-    stats : CategoricalSampleStats
+    stats : SampleStats
+        With an ordinal part in every group.
         From `sample_stats_ordinal`.
     wls_est : sequence of ndarray
         Per group, the model-implied moment vector ``sigma_g(theta)`` in the order of
-        ``stats.groups[g].wls_obs`` (lavaan's ``lavInspect(fit, "wls.est")``).
+        ``stats.ordinal[g].wls_obs`` (lavaan's ``lavInspect(fit, "wls.est")``).
     weight : {"DWLS", "WLS"}
         ``WLS_V`` (diagonal) or the full ``NACOV^-1``.
 
@@ -1271,7 +1085,7 @@ def dwls_fx(stats: "CategoricalSampleStats", wls_est: Sequence[np.ndarray], *,
         raise ValueError(f"wls_est= has {len(wls_est)} groups; the sample statistics have "
                          f"{stats.ngroups}.")
     F, fxg = [], []
-    for g, est in zip(stats.groups, wls_est):
+    for g, est in zip(stats.ordinal, wls_est):
         est = np.asarray(est, float)
         if est.shape != g.wls_obs.shape:
             raise ValueError(f"wls_est= for group {g.group!r} has length {est.size}; expected "

@@ -33,11 +33,11 @@ from scipy import stats as _st
 
 from instrument.sem.estimators.ml import gradient_jacobian, moment_weight, optimize, optimize_reporting
 from instrument.sem.model import Model, vech_indices
-from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.samplestats import ClusterStats, GroupStats, SampleStats, cluster_stats_from
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
-from instrument.sem.data import SemData, data_warnings, select
+from instrument.sem.data import data_warnings, select
 from instrument.sem.syntax import ModelSyntaxError, parse_syntax, split_levels
 
 __all__ = ["fit_twolevel", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
@@ -48,51 +48,6 @@ _LOG2PI = math.log(2.0 * math.pi)
 
 
 # ---------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class ClusterStats:
-    """Sufficient statistics of clustered data for the two-level normal likelihood.
-
-    Attributes
-    ----------
-    ov_names : tuple of str
-    N, J : int
-        Number of level-1 units (teachers) and clusters (schools).
-    W : ndarray (p, p)
-        Pooled within sums of squares and cross-products sum_j sum_i (y_ij - ybar_j)(..)'.
-    sizes : ndarray (K,)
-        The distinct cluster sizes n_k.
-    counts : ndarray (K,)
-        Number of clusters m_k of each size.
-    means : ndarray (K, p)
-        Mean over clusters of size n_k of the cluster means.
-    covs : ndarray (K, p, p)
-        Covariance (divisor m_k) of those cluster means.
-    grand_mean : ndarray (p,)
-    """
-
-    ov_names: tuple
-    N: int
-    J: int
-    W: np.ndarray
-    sizes: np.ndarray
-    counts: np.ndarray
-    means: np.ndarray
-    covs: np.ndarray
-    grand_mean: np.ndarray
-    cluster_means: np.ndarray
-    cluster_sizes: np.ndarray
-    YY: np.ndarray
-
-    @property
-    def p(self) -> int:
-        return len(self.ov_names)
-
-    @property
-    def S_PW(self) -> np.ndarray:
-        """Pooled within covariance W / (N - J)."""
-        return self.W / (self.N - self.J)
-
-
 def cluster_stats(df: pd.DataFrame, variables: Sequence[str], cluster: str) -> ClusterStats:
     """Within SSCP and per-cluster-size moments of the cluster means (listwise complete rows).
 
@@ -112,30 +67,6 @@ def cluster_stats(df: pd.DataFrame, variables: Sequence[str], cluster: str) -> C
     if not isinstance(cluster, str) or not cluster:
         raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
     return cluster_stats_from(select(df, variables, cluster=cluster, missing="listwise"))
-
-
-def cluster_stats_from(d: SemData) -> ClusterStats:
-    """`ClusterStats` of the single group of a data step with ``cluster=``."""
-    Y = d.blocks[0]
-    _, inv = np.unique(d.clusters[0], return_inverse=True)
-    nj = np.bincount(inv)
-    J, N = len(nj), len(Y)
-    variables = d.ov
-    cm = np.vstack([np.bincount(inv, weights=Y[:, v]) for v in range(Y.shape[1])]).T / nj[:, None]
-    R = Y - cm[inv]
-    W = R.T @ R
-    sizes, sinv, counts = np.unique(nj, return_inverse=True, return_counts=True)
-    p = len(variables)
-    means = np.zeros((len(sizes), p))
-    covs = np.zeros((len(sizes), p, p))
-    for k in range(len(sizes)):
-        M = cm[sinv == k]
-        means[k] = M.mean(axis=0)
-        D = M - means[k]
-        covs[k] = D.T @ D / len(M)
-    return ClusterStats(tuple(variables), int(N), int(J), W, sizes.astype(float),
-                        counts.astype(float), means, covs, Y.mean(axis=0), cm, nj.astype(float),
-                        Y.T @ Y)
 
 
 # ---------------------------------------------------------------------------------- likelihood
@@ -707,9 +638,9 @@ def fit_twolevel(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     ov = list(pt_w.ov_names)
     p = len(ov)
     d = select(data, ov, cluster=cluster, missing="listwise")
-    cs = cluster_stats_from(d)
-    warns = list(d.warnings) + data_warnings(
-        SampleStats([GroupStats.from_data(d.blocks[0], ov)]), ["1"])
+    stats = SampleStats([GroupStats.from_data(d.blocks[0], ov, cluster=cluster_stats_from(d))])
+    cs = stats.groups[0].cluster
+    warns = list(d.warnings) + data_warnings(stats, ["1"])
     st = _CFAStructure(pt_w, pt_b, ov)
     obj = TwoLevelObjective(st, cs)
     x, conv, iters = optimize_reporting(obj, st.start(cs), warns)

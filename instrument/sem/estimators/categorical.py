@@ -24,7 +24,6 @@ from scipy import stats as _st
 from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
-from instrument.sem.polychoric import CategoricalSampleStats
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import in_lavaan_order
@@ -44,15 +43,15 @@ class CategoricalModel(Model):
     """`Model` plus thresholds and scale factors, with lavaan's WLS moment vector.
 
     Public additions: `wls_est(x)` and `wls_delta(x)` (per group, in the order of
-    ``CategoricalSampleStats.groups[g].wls_obs``), `parameterization`.
+    ``SampleStats.ordinal[g].wls_obs``), `parameterization`.
     """
 
-    def __init__(self, pt: ParTable, cstats: CategoricalSampleStats, parameterization: str):
+    def __init__(self, pt: ParTable, cstats: SampleStats, parameterization: str):
         super().__init__(pt, pt.ngroups, pt.ov_names, pt.lv_names, True)
         self.parameterization = parameterization
         ordered = set(pt.options.get("ordered", ()))
         ovi = {v: i for i, v in enumerate(self.ov_names)}
-        for gs in cstats.groups:
+        for gs in cstats.ordinal:
             if tuple(gs.ov_names) != tuple(self.ov_names):
                 raise ValueError("the sample statistics must use the model's observed "
                                  f"variables in order {self.ov_names}; got {gs.ov_names}")
@@ -71,7 +70,7 @@ class CategoricalModel(Model):
         self.scale_rows = []
         self.theta_rows = []
         rowkey = {(lhs[r], op[r], rhs[r], int(grp[r])): r for r in range(len(f))}
-        for g, gs in enumerate(cstats.groups, start=1):
+        for g, gs in enumerate(cstats.ordinal, start=1):
             th_r, th_v = [], []
             for nm, idx in zip(gs.th_names, gs.th_idx):
                 v, t = nm.split("|")
@@ -203,15 +202,15 @@ class DWLSObjective:
     ``fx = sum_g (n_g / N) fx_g`` and ``chisq = 2 N fx = sum_g (n_g - 1) F_g = (N - G) F``.
     """
 
-    def __init__(self, model: CategoricalModel, cstats: CategoricalSampleStats,
+    def __init__(self, model: CategoricalModel, cstats: SampleStats,
                  weight: str = "DWLS"):
         self.model, self.cstats = model, cstats
-        n = np.array([g.n for g in cstats.groups], float)
+        n = np.array([g.n for g in cstats.ordinal], float)
         self.N = float(n.sum()) - len(n)
         self.w = (n - 1) / self.N
-        self.obs = [g.wls_obs for g in cstats.groups]
+        self.obs = [g.wls_obs for g in cstats.ordinal]
         self.V = [np.diag(g.WLS_V).copy() if weight == "DWLS" else np.ones(len(g.wls_obs))
-                  for g in cstats.groups]
+                  for g in cstats.ordinal]
 
     def group_values(self, x):
         return np.array([float(v @ (o - e) ** 2)
@@ -241,14 +240,14 @@ class DWLSObjective:
         return self.gradient_and_information(x)[1]
 
 
-def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.ndarray:
+def start_values(model: CategoricalModel, cstats: SampleStats) -> np.ndarray:
     """Engine starting values on the polychoric matrix, sample thresholds, scales 1."""
     ss = SampleStats([GroupStats(g.n, g.cor, np.zeros(len(g.ov_names)), None,
-                                 tuple(g.ov_names)) for g in cstats.groups])
+                                 tuple(g.ov_names)) for g in cstats.ordinal])
     x0 = model.start_x(ss)
     f = model.pt.frame
     user_start = f["start"].to_numpy(float)
-    for g, gs in enumerate(cstats.groups):
+    for g, gs in enumerate(cstats.ordinal):
         for r, t in zip(model.th_rows[g], gs.th):
             c = model.row_xcol[r]
             if c >= 0 and np.isnan(user_start[r]):
@@ -287,7 +286,7 @@ def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.
     return x0
 
 
-def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
+def fit_categorical(pt: ParTable, cstats: SampleStats, *,
                     parameterization: str = "delta", estimator: str = "WLSMV",
                     se: str = "robust.sem", meta=None, extra_warnings: Sequence[str] = (),
                     max_iter: int = 500):
@@ -310,7 +309,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     from instrument.results import Meta
 
     warn = list(extra_warnings)
-    for gs in cstats.groups:
+    for gs in cstats.ordinal:
         warn.extend(gs.warnings)
     model = CategoricalModel(pt, cstats, parameterization)
     weight = "DWLS" if estimator == "WLSMV" else "ULS"
@@ -331,7 +330,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     # ----- fit
     F = obj.value(x)
     chisq = obj.N * F
-    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    nstat = sum(len(g.wls_obs) for g in cstats.ordinal)
     df = nstat - model.nx
     fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd)
     # ----- table
@@ -382,7 +381,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied, sample = [], []
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         R = np.eye(model.p)
         ij = model.corr_ij[g]
         R[ij[:, 0], ij[:, 1]] = e[len(gs.th):]
@@ -408,18 +407,18 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
 
 def _uls_vcov_robust(deltas, cstats):
     """robust.sem covariance with the identity weight (ULSMV)."""
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     fg = n / n.sum()
     E = sum(f * D.T @ D for f, D in zip(fg, deltas))
     Ei = np.linalg.inv(E)
-    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.groups))
+    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.ordinal))
     return Ei @ meat @ Ei / (cstats.ntotal - cstats.ngroups)
 
 
 def _uls_stats(cstats):
-    return CategoricalSampleStats(
-        groups=tuple(replace(g, WLS_V=np.eye(len(g.wls_obs))) for g in cstats.groups),
-        missing=cstats.missing, group_var=cstats.group_var)
+    return replace(cstats, groups=tuple(
+        replace(g, ordinal=replace(g.ordinal, WLS_V=np.eye(len(g.ordinal.wls_obs))))
+        for g in cstats.groups))
 
 
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
@@ -448,7 +447,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     # residuals and their count; rmr = srmr_bentler here, all on the correlation metric)
     p = model.p
     fam = {k: [] for k in ("sr", "srm", "cr", "crm", "gfi")}
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         res = gs.wls_obs[nth:] - e[nth:]
         rt = gs.wls_obs[:nth] - e[:nth]
@@ -457,15 +456,15 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
         fam["srm"].append(math.sqrt((r2 + t2) / (p * (p + 1) / 2 + nth)))
         fam["cr"].append(math.sqrt(r2 / (p * (p - 1) / 2)))
         fam["crm"].append(math.sqrt((r2 + t2) / (p * (p - 1) / 2 + nth)))
-        v = np.diag(st.groups[g].WLS_V)
+        v = np.diag(st.ordinal[g].WLS_V)
         d = gs.wls_obs - e
         fam["gfi"].append(1.0 - float(d @ (v * d)) / float(gs.wls_obs @ (v * gs.wls_obs)))
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     wts = n / n.sum()
     agg = {k: float(wts @ np.array(v)) for k, v in fam.items()}
     sr = fam["sr"]
     srmr = agg["sr"]
-    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    nstat = sum(len(g.wls_obs) for g in cstats.ordinal)
     fm.update({"rmr": agg["srm"], "rmr_nomean": srmr, "srmr": srmr,
                "srmr_bentler": agg["srm"], "srmr_bentler_nomean": srmr,
                "crmr": agg["crm"], "crmr_nomean": agg["cr"],
@@ -487,7 +486,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
 def _baseline_chisq(cstats, weight):
     """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly)."""
     tot = 0.0
-    for g in cstats.groups:
+    for g in cstats.ordinal:
         r = g.wls_obs[g.nth:]
         v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
         tot += (g.n - 1) * float(v @ r ** 2)
@@ -579,9 +578,9 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     D1a, D0a = np.vstack(D1), np.vstack(D0)
     H = np.linalg.pinv(D1a) @ D0a
     A = _orth_complement(H).T
-    n = np.array([g.n for g in cst.groups], float)
+    n = np.array([g.n for g in cst.ordinal], float)
     fg = n / n.sum()
-    Wd = [np.diag(g.WLS_V) for g in cst.groups]
+    Wd = [np.diag(g.WLS_V) for g in cst.ordinal]
     P = sum(f * (D.T * w) @ D for f, D, w in zip(fg, D1, Wd))
     Pi = np.linalg.inv(P)
     APA = A @ Pi @ A.T
@@ -591,7 +590,7 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     # tr1 = sum_g f_g tr(W Gamma W D Q D') = tr(Q M), tr2 = tr((U Gamma_f)^2) = tr((Q M)^2)
     # with M = sum_g f_g (W_g D_g)' Gamma_g (W_g D_g): parameter-sized algebra
     M = np.zeros_like(Q)
-    for f, D, w, g in zip(fg, D1, Wd, cst.groups):
+    for f, D, w, g in zip(fg, D1, Wd, cst.ordinal):
         WD = w[:, None] * D
         M += f * (WD.T @ (g.NACOV @ WD))
     QM = Q @ M
@@ -642,19 +641,19 @@ def _catml_robust(model, x, cstats, deltas, st):
     """
     from instrument.sem.estimators.ml import moment_weight
 
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     fg = n / n.sum()
-    for g in cstats.groups:
+    for g in cstats.ordinal:
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
-    W_all = [np.diag(g.WLS_V) for g in st.groups]
+    W_all = [np.diag(g.WLS_V) for g in st.ordinal]
     E = sum(f * (D.T * w) @ D for f, D, w in zip(fg, deltas, W_all))
     Einv = np.linalg.inv(E)
     p = model.p
     XX3 = 0.0
     XXb = 0.0
     Vb, Wb, Gb, Db = [], [], [], []
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         P = np.eye(p)
         ij = model.corr_ij[g]
@@ -703,10 +702,10 @@ def _catml_robust(model, x, cstats, deltas, st):
 def _baseline_fast(stats) -> dict:
     """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
-    nfree = [g.nth for g in stats.groups]
+    nfree = [g.nth for g in stats.ordinal]
     tot = sum(nfree)
     deltas, gwd, off = [], [], 0
-    for g, nf in zip(stats.groups, nfree):
+    for g, nf in zip(stats.ordinal, nfree):
         D = np.zeros((len(g.wls_obs), tot))
         D[:nf, off:off + nf] = np.eye(nf)
         # NACOV W Delta: the threshold columns of NACOV, weighted
@@ -715,7 +714,7 @@ def _baseline_fast(stats) -> dict:
         off += nf
         deltas.append(D)
         gwd.append(Y)
-    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
+    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.ordinal, nfree)))
     ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

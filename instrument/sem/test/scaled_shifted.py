@@ -18,7 +18,7 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> di
         Model degrees of freedom.
     deltas : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
-    stats : CategoricalSampleStats
+    stats : SampleStats
         ``WLS_V`` (the identity for ULS), ``NACOV`` and ``n`` per group.
     gamma_wd : sequence of ndarray, optional
         Per group, ``NACOV_g @ WLS_V_g @ Delta_g`` when the caller already has it
@@ -47,14 +47,14 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> di
     Asparouhov, T., & Muthen, B. (2010). Simple second order chi-square correction. Technical
     appendix, Mplus.
     """
-    n = np.array([g.n for g in stats.groups], float)
+    n = np.array([g.n for g in stats.ordinal], float)
     fg = n / n.sum()
     k = deltas[0].shape[1]
     E = np.zeros((k, k))
     H = np.zeros((k, k))
     K = np.zeros((k, k))
     trA = trA2 = 0.0
-    for m, (f, D, g) in enumerate(zip(fg, deltas, stats.groups)):
+    for m, (f, D, g) in enumerate(zip(fg, deltas, stats.ordinal)):
         w = np.diag(g.WLS_V)
         B = w[:, None] * D
         Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]

@@ -178,11 +178,13 @@ class CategoricalModel(Model):
             cols = colmap[self.th_rows[g]]
             ok = cols >= 0
             dtau[np.flatnonzero(ok), cols[ok]] = 1.0
-            Dth = s[iv][:, None] * (dtau - Dmu[iv]) + (tau - imp.mu[iv])[:, None] * ds[iv]
             i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
-            sig = imp.sigma[i, j]
-            Dr = ((s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
-                  + sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j]))
+            Dth = s[iv][:, None] * (dtau - Dmu[iv])
+            Dr = (s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
+            if ds.any():        # scales that are parameters (free, or functions of x)
+                Dth += (tau - imp.mu[iv])[:, None] * ds[iv]
+                sig = imp.sigma[i, j]
+                Dr += sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j])
             out.append(np.vstack([Dth, Dr]))
         return out
 
@@ -227,7 +229,8 @@ class DWLSObjective:
                                  self.model.wls_delta(x)):
             VD = v[:, None] * D
             g -= 2.0 * w * (VD.T @ (o - e))
-            info += w * (D.T @ VD)
+            X = np.sqrt(v)[:, None] * D       # D' V D as X'X (a symmetric rank-k product)
+            info += w * (X.T @ X)
         return g, 0.5 * (info + info.T)
 
     def gradient(self, x):

@@ -31,7 +31,7 @@ from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scale
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
-from instrument.sem.test.scaled_shifted import scaled_shifted
+from instrument.sem.test.scaled_shifted import scaled_shifted, wgamma_traces
 
 __all__ = ["CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -424,8 +424,9 @@ def _uls_stats(cstats):
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd) if df > 0 else None
-    bl = _baseline_fast(st)
+    traces = wgamma_traces(st)
+    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd, traces=traces) if df > 0 else None
+    bl = _baseline_fast(st, traces)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
@@ -710,7 +711,7 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
 # fast traces (k x k algebra instead of dense moment-sized products)
 # ------------------------------------------------------------------------------------------
 
-def _baseline_fast(stats) -> dict:
+def _baseline_fast(stats, traces=None) -> dict:
     """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.ordinal]
@@ -726,6 +727,6 @@ def _baseline_fast(stats) -> dict:
         deltas.append(D)
         gwd.append(Y)
     df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.ordinal, nfree)))
-    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd)
+    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd, traces=traces)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

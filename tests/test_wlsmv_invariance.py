@@ -291,6 +291,24 @@ def test_cli_cfa_ordered():
     assert "lavaan-compatible WLSMV" in r.output and "chisq.scaled" in r.output
 
 
+def test_cli_cfa_wu_estabrook_rung(tmp_path):
+    """One rung of the ordinal ladder from the command line (--id-cat) gives case j's fit."""
+    from click.testing import CliRunner
+    from instrument.cli import main
+    out = tmp_path / "fit.json"
+    r = CliRunner().invoke(main, ["cfa", MODEL, str(FIX / "bfi_complete25.csv"), "--ordered",
+                                  "all", "--group", "gender", "--equal", "thresholds,loadings",
+                                  "--std-lv", "--parameterization", "theta", "--id-cat",
+                                  "Wu.Estabrook.2016", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    fm = json.loads(out.read_text())["fit_measures"]
+    for k in ("npar", "df", "chisq", "chisq.scaled"):
+        assert_allclose(fm[k], ref()["fit"]["loadings"][k], rtol=RTOL_CHISQ, err_msg=k)
+    r = CliRunner().invoke(main, ["cfa", MODEL, str(FIX / "bfi_complete25.csv"), "--group",
+                                  "gender", "--id-cat", "Wu.Estabrook.2016"])
+    assert r.exit_code != 0 and "give --ordered" in r.output
+
+
 # ---------------------------------------------------------------------------------------------
 # lavaan's own multiple-group identification (marker, delta): cfa(group=, group_equal=)
 # ---------------------------------------------------------------------------------------------

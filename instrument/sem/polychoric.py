@@ -752,9 +752,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
     W11 = A11_inv @ I11 @ A11_inv.T
     CI11 = C @ I11
-    W21 = CI11 @ A11_inv.T + (A22_inv[:, None] * I21) @ A11_inv.T
-    DI21C = (A22_inv[:, None] * I21) @ C.T
-    W22 = CI11 @ C.T + DI21C + DI21C.T + A22_inv[:, None] * I22 * A22_inv[None, :]
+    DI21 = A22_inv[:, None] * I21
+    W21 = (CI11 + DI21) @ A11_inv.T
+    # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
+    W22 = (0.5 * CI11 + DI21) @ C.T
+    W22 += W22.T
+    W22 += A22_inv[:, None] * I22 * A22_inv[None, :]
     W = np.empty_like(INNER)
     W[:n11, :n11] = W11
     W[off:, :n11] = W21

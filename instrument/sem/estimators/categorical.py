@@ -31,7 +31,7 @@ from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scale
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
-from instrument.sem.test.scaled_shifted import scaled_shifted
+from instrument.sem.test.scaled_shifted import scaled_shifted, wgamma_traces
 
 __all__ = ["CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -424,8 +424,9 @@ def _uls_stats(cstats):
 def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd) if df > 0 else None
-    bl = _baseline_fast(st)
+    traces = wgamma_traces(st)
+    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd, traces=traces) if df > 0 else None
+    bl = _baseline_fast(st, traces)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
@@ -435,7 +436,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
         shift_parameter=ss["chisq.shift.parameters"], trace_ugamma=ss["trace.UGamma"])
     bsc = scaled_test(base, bl["baseline.chisq.scaling.factor"], test="scaled.shifted",
                       shift_parameter=bl["baseline.chisq.shift.parameters"])
-    rob = _catml_robust(model, x, cstats, deltas, st) if df > 0 else None
+    rob = _catml_robust(model, x, cstats, deltas, st, gwd) if df > 0 else None
     if rob is not None:
         XX3, df3, c3, XXb, _, cb = rob
         rob = RobustStat(xx3=XX3, df3=df3, c_hat3=c3, c_hat=c3, xx3_scaled=XX3 / c3,
@@ -614,7 +615,7 @@ def group_chisq_wls(fit) -> list[float]:
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
 
 
-def _catml_robust(model, x, cstats, deltas, st):
+def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
 
     Returns ``(XX3, df3, c3, XX3_null, df3_null, c3_null)`` or None when a polychoric matrix is
@@ -652,7 +653,7 @@ def _catml_robust(model, x, cstats, deltas, st):
     p = model.p
     XX3 = 0.0
     XXb = 0.0
-    Vb, Wb, Gb, Db = [], [], [], []
+    Vb, Wb, Gb, Db, GWb, VDb = [], [], [], [], [], []
     for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         P = np.eye(p)
@@ -668,16 +669,27 @@ def _catml_robust(model, x, cstats, deltas, st):
         Wb.append(fg[g] * W_all[g][nth:])
         Gb.append(gs.NACOV[nth:, nth:] / fg[g])
         Db.append(deltas[g][nth:])
+        # Gamma W Delta over the correlation rows: the caller's NACOV W Delta less the
+        # threshold rows' share (f_g cancels)
+        WD = W_all[g][:, None] * deltas[g]
+        GWb.append(gwd[g][nth:] - gs.NACOV[nth:, :nth] @ WD[:nth] if gwd is not None
+                   else Gb[-1] @ (Wb[-1][:, None] * Db[-1]))
+        # V Delta column t is f_g (P^-1 M_t P^-1) at the correlation elements, M_t the
+        # symmetric matrix holding column t of Delta (the ML weight of a correlation
+        # element (a,b) is (s_ac s_bd + s_ad s_bc) with s = P^-1)
+        Mt = np.zeros((Db[-1].shape[1], p, p))
+        ci, cj = ij[:, 0], ij[:, 1]
+        Mt[:, ci, cj] = Db[-1].T
+        Mt[:, cj, ci] = Db[-1].T
+        VDb.append(fg[g] * (Pi @ Mt @ Pi)[:, ci, cj].T)
     # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
     # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
     k = Einv.shape[0]
     trVG = 0.0
     S1, S2, S3 = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
-    for Vg, wg, Gg, Dg in zip(Vb, Wb, Gb, Db):
+    for Vg, wg, Gg, Dg, GWD, VD in zip(Vb, Wb, Gb, Db, GWb, VDb):
         trVG += float(np.sum(Vg * Gg.T))
         WD = wg[:, None] * Dg
-        GWD = Gg @ WD
-        VD = Vg @ Dg
         S1 += GWD.T @ VD
         S2 += Dg.T @ VD
         S3 += WD.T @ GWD
@@ -699,7 +711,7 @@ def _catml_robust(model, x, cstats, deltas, st):
 # fast traces (k x k algebra instead of dense moment-sized products)
 # ------------------------------------------------------------------------------------------
 
-def _baseline_fast(stats) -> dict:
+def _baseline_fast(stats, traces=None) -> dict:
     """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
     nfree = [g.nth for g in stats.ordinal]
@@ -715,6 +727,6 @@ def _baseline_fast(stats) -> dict:
         deltas.append(D)
         gwd.append(Y)
     df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.ordinal, nfree)))
-    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd)
+    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd, traces=traces)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

@@ -4,10 +4,21 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
-__all__ = ["scaled_shifted"]
+__all__ = ["scaled_shifted", "wgamma_traces"]
 
 
-def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> dict:
+def wgamma_traces(stats) -> list[tuple[float, float]]:
+    """Per group ``(tr(W Gamma), tr((W Gamma)^2))`` for ``W = WLS_V`` diagonal: ``w' diag(Gamma)``
+    and ``w' (Gamma o Gamma) w``; they do not depend on the model."""
+    out = []
+    for g in stats.ordinal:
+        w = np.diag(g.WLS_V)
+        out.append((float(w @ np.diag(g.NACOV)), float(w @ ((g.NACOV * g.NACOV) @ w))))
+    return out
+
+
+def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
+                   traces=None) -> dict:
     """Scaled-shifted (WLSMV) test statistic, as lavaan's ``test = "scaled.shifted"``.
 
     Parameters
@@ -23,6 +34,8 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> di
     gamma_wd : sequence of ndarray, optional
         Per group, ``NACOV_g @ WLS_V_g @ Delta_g`` when the caller already has it
         (`instrument.sem.estimators.dwls.gamma_wd`).
+    traces : sequence of (float, float), optional
+        `wgamma_traces` of `stats`, when the caller already has them.
 
     Returns
     -------
@@ -53,16 +66,18 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None) -> di
     E = np.zeros((k, k))
     H = np.zeros((k, k))
     K = np.zeros((k, k))
-    trA = trA2 = 0.0
+    traces = wgamma_traces(stats) if traces is None else traces
+    trA = sum(t[0] for t in traces)
+    trA2 = sum(t[1] for t in traces)
     for m, (f, D, g) in enumerate(zip(fg, deltas, stats.ordinal)):
         w = np.diag(g.WLS_V)
         B = w[:, None] * D
         Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]
-        trA += float(w @ np.diag(g.NACOV))
-        trA2 += float(w @ ((g.NACOV * g.NACOV) @ w))
-        E += f * (D.T @ B)
+        sw = np.sqrt(w)[:, None]
+        X, Z = sw * D, sw * Y            # symmetric products as X'X and Z'Z
+        E += f * (X.T @ X)
         H += f * (B.T @ Y)
-        K += f * (Y.T @ (w[:, None] * Y))
+        K += f * (Z.T @ Z)
     Ei = np.linalg.inv(E)
     EH = Ei @ H
     tr1 = trA - float(np.trace(EH))

@@ -132,19 +132,18 @@ def _equality_classes(frame: pd.DataFrame) -> list:
 
 
 def assert_table_is_semtools(model: str, data: pd.DataFrame, items: list, lav: Path,
-                             group_equal=(), group_partial=()):
+                             group_equal=(), group_partial=(), parameterization="theta"):
     """The table `build_partable` writes with id_cat="Wu.Estabrook.2016" is the one lavaan's
     syntax gives for semTools' measEq.syntax output ``lav``: the same rows in the same order,
     the same free/fixed rows and fixed values, the same equalities."""
-    from instrument.invariance import ORDINAL_LADDER_OPTIONS
     from instrument.sem.partable import build_partable
     from instrument.sem.syntax import parse_syntax
     nlev = {v: int(data[v].nunique()) for v in items}
-    common = dict(ngroups=2, meanstructure=True, ordered=tuple(items), nlevels=nlev)
-    ref = build_partable(parse_syntax(lav.read_text()), parameterization="theta",
-                         **common).frame
+    common = dict(ngroups=2, meanstructure=True, ordered=tuple(items), nlevels=nlev,
+                  parameterization=parameterization)
+    ref = build_partable(parse_syntax(lav.read_text()), **common).frame
     ours = build_partable(model, group_equal=group_equal, group_partial=group_partial,
-                          **ORDINAL_LADDER_OPTIONS, **common).frame
+                          std_lv=True, id_cat="Wu.Estabrook.2016", **common).frame
     cols = ["lhs", "op", "rhs", "group", "free", "ustart"]
     pd.testing.assert_frame_equal(ours[cols], ref[cols])
     assert _equality_classes(ours) == _equality_classes(ref)
@@ -427,14 +426,38 @@ def test_wu_estabrook_group_partial(case):
         assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
 
 
+@pytest.mark.parametrize("case", ["configural", "thresholds", "loadings", "intercepts",
+                                  "intercepts_partial"])
+def test_wu_estabrook_delta(case):
+    """The delta parameterization: the scales take the residual variances' place in groups
+    2..G (semTools measEq.syntax with parameterization = "delta"; we_delta_refs.json)."""
+    model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
+    items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
+    r = json.loads((FIX / "we_delta_refs.json").read_text())[case]
+    ge = [] if r["group_equal"] == "" else [r["group_equal"]] if isinstance(
+        r["group_equal"], str) else r["group_equal"]
+    gp = [] if r["group_partial"] == "" else r["group_partial"]
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_delta_{case}.lav",
+                             group_equal=ge, group_partial=gp, parameterization="delta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=ge, group_partial=gp,
+                  group_order=["male", "female"], ordered=True, std_lv=True,
+                  id_cat="Wu.Estabrook.2016")
+    for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
+
+
 @pytest.mark.parametrize("options, message", [
     ({"id_cat": "Millsap.Tein.2004"}, "id_cat= must be one of 'Wu.Estabrook.2016'"),
-    ({"id_cat": "Wu.Estabrook.2016", "std_lv": True}, "parameterization='theta'"),
     ({"id_cat": "Wu.Estabrook.2016", "parameterization": "theta"}, "std_lv=True"),
+    ({"id_cat": "Wu.Estabrook.2016", "std_lv": True, "group_equal": ["residuals"]},
+     "residual variances are not parameters"),
 ])
 def test_id_cat_refusals(options, message):
+    options = {"group_equal": ["thresholds"], **options}
     with pytest.raises(ValueError, match=message) as e:
-        cfa(MODEL, bfi(), group="sex", ordered=True, group_equal=["thresholds"], **options)
+        cfa(MODEL, bfi(), group="sex", ordered=True, **options)
     assert "\n" not in str(e.value)
 
 
@@ -512,3 +535,8 @@ def test_repeated_elements_merge_within_a_statement_only():
     assert len(x1) == 1 and x1["free"].iat[0] > 0 and x1["label"].iat[0] == "a"
     with pytest.raises(ValueError, match=r"line 2: f =~ x1 is given twice \(first on line 1\)"):
         build_partable("f =~ x1 + x2 + x3\nf =~ a*x1")
+
+
+def test_scales_only_for_ordered_indicators():
+    with pytest.raises(ValueError, match=r"line 2: A1 ~\*~ A1 is a scale"):
+        cfa("A =~ A1 + A2 + A3\nA1 ~*~ 1*A1", bfi())

@@ -33,8 +33,7 @@ from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, 
               show_default=True, help="Ordinal items only.")
 @click.option("--id-cat", "id_cat", type=click.Choice(["Wu.Estabrook.2016"]), default=None,
               help="Ordinal items with groups: Wu & Estabrook (2016) identification as semTools' "
-              "measEq.syntax writes it (needs --std-lv and --parameterization theta); default: "
-              "lavaan's.")
+              "measEq.syntax writes it (needs --std-lv); default: lavaan's.")
 @click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
               help="Default listwise, lavaan's (a warning gives the count dropped); pairwise: "
               "polychorics from each pair's rows (--ordered, as Mplus); fiml: full-information "

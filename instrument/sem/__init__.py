@@ -2,7 +2,8 @@
 
 syntax (parse) -> partable (parameter table; thresholds and scales of ordered indicators) -> data
 (the one data step of every estimator: columns, groups, clusters, missing rows, N) ->
-samplestats (moments, polychorics, missing-data patterns) -> model (LISREL matrices from the
+samplestats (one `SampleStats`: moments per group, with optional parts for polychorics,
+missing-data patterns and two-level cluster statistics) -> model (LISREL matrices from the
 table) -> estimators (objective, gradient, information; the optimiser) -> test (Yuan-Bentler,
 Satorra-Bentler, scaled-shifted) -> fit (fit measures) -> result (`CFAResult`). `cfa` validates
 the options once and runs the stages with the estimator it looks up in `cfa.ESTIMATORS` (ML,

@@ -318,13 +318,13 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     id_cat : {None, "Wu.Estabrook.2016"}
         Only with ordered indicators and groups: how the latent responses are identified across
         groups. None (default) is lavaan's own rule (``group_equal=["thresholds"]`` frees the
-        scales and latent means in groups 2..G). "Wu.Estabrook.2016" is Wu & Estabrook's (2016)
-        identification as semTools writes it (``measEq.syntax(ID.fac = "std.lv", ID.cat =
-        "Wu.Estabrook.2016", parameterization = "theta")``; needs ``std_lv=True``,
-        ``parameterization="theta"`` and a model of ``=~`` lines): which intercepts, residual
-        variances, latent means and variances are free in groups 2..G follows from which sets
-        are in `group_equal` (see `instrument.sem.partable.build_partable`). The ordinal
-        invariance ladder fits every rung this way.
+        scales (delta) or residual variances (theta) and the latent means in groups 2..G).
+        "Wu.Estabrook.2016" is Wu & Estabrook's (2016) identification as semTools writes it
+        (``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016")``; needs
+        ``std_lv=True`` and a model of ``=~`` lines): which intercepts, residual variances or
+        scales, latent means and variances are free in groups 2..G follows from which sets are
+        in `group_equal` and `group_partial` (see `instrument.sem.partable.build_partable`). The
+        ordinal invariance ladder fits every rung this way, with ``parameterization="theta"``.
     cluster : str, optional
         Cluster column: cluster-robust SEs and test (with ``estimator="MLR"``), or the level-2
         unit of a two-level model (syntax with ``level: 1`` / ``level: 2`` blocks, fitted by

@@ -267,18 +267,18 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     the latent means. Rows the user wrote are kept as written. Order, plabels, fixed values and
     free rows are lavaan 0.6-14's.
 
-    With ``id_cat="Wu.Estabrook.2016"`` (theta parameterization, ``std_lv``, a model of ``=~``
-    lines only) the latent responses are identified by Wu & Estabrook's (2016) rules instead:
-    intercepts fixed at 0 and residual variances at 1 in group 1; in groups 2..G an item's
-    intercept is free once one of its thresholds is held equal, its residual variance once two
-    are (or one and the intercept), each fixed again (0, 1) when ``"intercepts"`` /
-    ``"residuals"`` are in `group_equal` (unless the item's ``x~1`` / ``x~~x`` is in
-    `group_partial`; a threshold in `group_partial` does not count as equal). Latent means are
+    With ``id_cat="Wu.Estabrook.2016"`` (``std_lv``, a model of ``=~`` lines only) the latent
+    responses are identified by Wu & Estabrook's (2016) rules instead: intercepts fixed at 0
+    and residual variances (theta) or scales (delta) at 1 in group 1; in groups 2..G an item's
+    intercept is free once one of its thresholds is held equal, its residual variance (scale)
+    once two are (or one and the intercept), each fixed again (0, 1) when ``"intercepts"`` /
+    ``"residuals"`` (theta only) are in `group_equal` (unless the item's ``x~1`` / ``x~~x`` is
+    in `group_partial`; a threshold in `group_partial` does not count as equal). Latent means are
     free in groups 2..G only with equal intercepts, latent variances only with equal loadings.
-    The rows are ordered as semTools writes them (loadings,
-    thresholds, intercepts, residual variances, latent means, variances and covariances per group,
-    then the scales); the table is the one lavaan builds from semTools 0.5-6
-    ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016", parameterization = "theta")``,
+    The rows are ordered as semTools writes them (per group loadings, thresholds, intercepts,
+    residual variances or scales, latent means, variances and covariances, then the rows lavaan
+    adds); the table is the one lavaan builds from semTools 0.5-6
+    ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016", parameterization = ...)``,
     with the equalities written as ``.pN.`` labels as `group_equal` writes them everywhere.
 
     References
@@ -292,7 +292,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     group_equal, group_partial = check_group_equal(group_equal, group_partial)
     if id_cat is not None:
         _check_id_cat(id_cat, rows, nlevels=nlevels, std_lv=std_lv,
-                      parameterization=parameterization)
+                      parameterization=parameterization, group_equal=group_equal)
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
     if ngroups > 1 or any(r.op == "~1" for r in rows):
@@ -303,6 +303,10 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     constraints = tuple((r.lhs, r.rhs) for r in statements if r.op == "==")
     defined = tuple((r.lhs, r.rhs) for r in statements if r.op == ":=")
     rows = merge_repeated([r for r in rows if r.op not in ("==", ":=")])
+    for r in rows:
+        if r.op == "~*~" and (nlevels is None or r.lhs != r.rhs or r.lhs not in set(ordered)):
+            raise ValueError(f"model syntax line {r.line}: {r.lhs} ~*~ {r.rhs} is a scale, which "
+                             "only an ordered indicator has (x ~*~ x, with ordered=)")
     ovs, lvs = model_variables(rows)
     lvset = set(lvs)
     if ov_names is not None:
@@ -326,8 +330,12 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         th_equal = "thresholds" in group_equal
         partial = {_partial_key(s) for s in group_partial}
         we = id_cat == "Wu.Estabrook.2016"
-        free_nu, free_theta = _wu_estabrook_free(ovs, ordset, nlev, group_equal, partial) \
+        free_nu, free_var = _wu_estabrook_free(ovs, ordset, nlev, group_equal, partial) \
             if we else ({}, {})
+        # the parameter that identifies a latent response's variance in groups 2..G: the
+        # residual variance (theta) or the scale (delta); free with equal thresholds (lavaan)
+        # or by id_cat's rules
+        var_free = {v: free_var[v] if we else th_equal for v in ovs if v in ordset}
     recs: list[dict] = []
 
     def add(lhs, op, rhs, user, g, free, ustart, label="", start=math.nan):
@@ -370,11 +378,9 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             if (v, "~~", v) not in have and v not in ordset:
                 add(v, "~~", v, 0, g, True, math.nan)
             elif (v, "~~", v) not in have and ordinal:
-                # theta: 1, free in groups 2..G with equal thresholds (lavaan's rule) or by
-                # id_cat's rules; delta: computed from the model
-                free = free_theta.get(v, False) if we else (parameterization == "theta"
-                                                             and th_equal)
-                add(v, "~~", v, 0, g, g > 0 and free, 1.0)
+                # theta: 1 (free as var_free says); delta: computed from the model
+                add(v, "~~", v, 0, g, g > 0 and parameterization == "theta" and var_free[v],
+                    1.0)
         # std.lv with equal loadings: latent variances stay 1 in group 1 only (lavaan 0.6)
         free_lv_var = not std_lv or (g > 0 and "loadings" in group_equal)
         for f in lvs:
@@ -393,9 +399,10 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         if ordinal:
             for v in ovs:
                 if v in ordset and (v, "~*~", v) not in have:
-                    # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free;
-                    # delta: free in groups 2..G with equal thresholds (lavaan's rule)
-                    add(v, "~*~", v, 0, g, parameterization == "delta" and g > 0 and th_equal, 1.0)
+                    # delta: 1 (free as var_free says); theta: reported (computed as
+                    # diag(Sigma*)^-1/2), never free
+                    add(v, "~*~", v, 0, g, g > 0 and parameterization == "delta" and var_free[v],
+                        1.0)
         if meanstructure:
             for v in ovs:
                 if (v, "~1", "") not in have and v not in ordset:
@@ -411,8 +418,10 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                     add(f, "~1", "", 0, g, free_means, 0.0)
     if ordinal and we:
         # the order of semTools' syntax: per group loadings, thresholds, intercepts, residual
-        # variances, latent means, variances, covariances, then (lavaan's) the scales
-        recs.sort(key=lambda r: (r["group"], _we_rank(r["op"], r["lhs"], r["rhs"], lvset)))
+        # variances (theta) or scales (delta), latent means, variances, covariances, then the
+        # rows lavaan adds (scales, theta; residual variances, delta)
+        order = _WE_ORDER[parameterization]
+        recs.sort(key=lambda r: (r["group"], order[_we_kind(r["op"], r["lhs"], r["rhs"], lvset)]))
     for k, rec in enumerate(recs):
         rec["id"] = k + 1
         rec["plabel"] = f".p{k + 1}."
@@ -457,51 +466,57 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
 
 
 def _check_id_cat(id_cat: str, rows: Sequence[SyntaxRow], *, nlevels, std_lv: bool,
-                  parameterization: str) -> None:
+                  parameterization: str, group_equal: Sequence[str]) -> None:
     """One-line errors for an ``id_cat`` the table cannot build."""
     if id_cat not in ID_CAT:
         raise ValueError(f"id_cat= must be one of {', '.join(map(repr, ID_CAT))} (or None for "
                          f"lavaan's identification); got {id_cat!r}.")
     if nlevels is None:
         raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered=.")
-    if parameterization != "theta" or not std_lv:
-        raise ValueError(f"id_cat={id_cat!r} is implemented with parameterization='theta' and "
-                         f"std_lv=True (semTools ID.fac='std.lv'); got "
-                         f"parameterization={parameterization!r}, std_lv={std_lv}.")
+    if not std_lv:
+        raise ValueError(f"id_cat={id_cat!r} identifies the factors by std_lv=True (semTools "
+                         "ID.fac='std.lv'); got std_lv=False.")
+    if parameterization == "delta" and "residuals" in group_equal:
+        raise ValueError(f"with id_cat={id_cat!r} and parameterization='delta' the residual "
+                         "variances are not parameters, so group_equal='residuals' cannot hold "
+                         "them equal (semTools refuses it too); use parameterization='theta'.")
     other = sorted({f"{r.lhs} {r.op} {r.rhs}".strip() for r in rows if r.op != "=~"})
     if other:
         raise ValueError(f"with id_cat={id_cat!r} the model may only hold '=~' lines (the rest "
                          f"is written by the identification rules); got {other[:3]}.")
 
 
-# Row order of a Wu & Estabrook table within a group (semTools' measEq.syntax order; lavaan
-# adds the scales after the rows of the syntax).
-_WE_ORDER = {"loading": 0, "threshold": 1, "intercept": 2, "residual": 3, "mean": 4,
-             "variance": 5, "covariance": 6, "scale": 7}
+# Row order of a Wu & Estabrook table within a group, by parameterization: semTools'
+# measEq.syntax order, then the rows lavaan adds to that syntax.
+_WE_ORDER = {p: {k: i for i, k in enumerate(("loading", "threshold", "intercept", var, "mean",
+                                              "variance", "covariance", added))}
+             for p, var, added in (("theta", "residual", "scale"),
+                                   ("delta", "scale", "residual"))}
 
 
-def _we_rank(op: str, lhs: str, rhs: str, lvs: set) -> int:
+def _we_kind(op: str, lhs: str, rhs: str, lvs: set) -> str:
     if op == "~*~":
-        return _WE_ORDER["scale"]
+        return "scale"
     if op == "=~":
-        return _WE_ORDER["loading"]
+        return "loading"
     if op == "|":
-        return _WE_ORDER["threshold"]
+        return "threshold"
     if op == "~1":
-        return _WE_ORDER["mean" if lhs in lvs else "intercept"]
+        return "mean" if lhs in lvs else "intercept"
     if lhs in lvs:
-        return _WE_ORDER["variance" if lhs == rhs else "covariance"]
-    return _WE_ORDER["residual"]
+        return "variance" if lhs == rhs else "covariance"
+    return "residual"
 
 
 def _wu_estabrook_free(ovs: Sequence[str], ordset: set, nlev: Mapping[str, int],
                        group_equal: Sequence[str], partial: set) -> tuple[dict, dict]:
-    """Which ordered items have their latent-response intercept / residual variance free in
-    groups 2..G under Wu & Estabrook (2016): one equal threshold identifies the intercept; two,
-    or one with the intercept held equal, the residual variance; each is fixed again when it is
-    held equal itself (semTools 0.5-6 measEq.syntax's rules). A threshold, intercept or residual
-    variance in `group_partial` does not count as equal."""
-    free_nu, free_theta = {}, {}
+    """Which ordered items have their latent-response intercept / variance parameter (residual
+    variance, theta; scale, delta) free in groups 2..G under Wu & Estabrook (2016): one equal
+    threshold identifies the intercept; two, or one with the intercept held equal, the variance;
+    each is fixed again when it is held equal itself (``"intercepts"``, ``"residuals"``;
+    semTools 0.5-6 measEq.syntax's rules). A threshold, intercept or residual variance
+    (``x~~x``) in `group_partial` does not count as equal."""
+    free_nu, free_var = {}, {}
     for v in ovs:
         if v not in ordset:
             continue
@@ -510,5 +525,5 @@ def _wu_estabrook_free(ovs: Sequence[str], ordset: set, nlev: Mapping[str, int],
         nu_equal = "intercepts" in group_equal and (v, "~1", "") not in partial
         res_equal = "residuals" in group_equal and (v, "~~", v) not in partial
         free_nu[v] = n_equal >= 1 and not nu_equal
-        free_theta[v] = (n_equal >= 2 or (n_equal >= 1 and nu_equal)) and not res_equal
-    return free_nu, free_theta
+        free_var[v] = (n_equal >= 2 or (n_equal >= 1 and nu_equal)) and not res_equal
+    return free_nu, free_var

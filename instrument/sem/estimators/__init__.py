@@ -34,6 +34,10 @@ The protocol every objective implements:
   (vcov = inverse / N).
 * ``weighted_delta``, ``moment_weight`` and ``gamma_nt`` are the normal-theory weight and
   asymptotic covariance of the sample moments (for sandwich estimators).
-* ``SampleStats`` holds per-group n, cov (divisor N), mean and optionally the raw rows
-  (``GroupStats.from_data(x, names, keep_data=True)``) for casewise estimators.
+* Every estimator receives the one `instrument.sem.samplestats.SampleStats`: per group n, cov
+  (divisor N), mean, optionally the raw rows (``GroupStats.from_data(x, names,
+  keep_data=True)``) for casewise estimators, and the optional parts ``ordinal`` (DWLS/ULS:
+  ``SampleStats.ordinal``), ``patterns`` and ``h1`` (FIML) and ``cluster`` (two-level ML). The
+  ML and DWLS objectives take the `SampleStats`; the FIML and two-level objectives take the
+  part their likelihood is a function of (the groups' ``patterns``, the ``cluster`` part).
 """

@@ -539,11 +539,12 @@ def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
     dt = np.float32 if n < 2 ** 24 else np.float64
-    H = np.zeros((n, len(codes) * K), dtype=dt)
-    for m, c in enumerate(codes):
-        ok = c >= 0
-        H[np.flatnonzero(ok), m * K + c[ok]] = 1.0
-    return (H.T @ H).astype(float)
+    C = np.array(codes, dtype=np.intp).reshape(len(codes), n)
+    # H' (one row per variable and category) set through one flat index
+    flat = (C + (np.arange(len(codes)) * K)[:, None]) * n + np.arange(n)
+    Ht = np.zeros((len(codes) * K, n), dtype=dt)
+    Ht.ravel()[flat[C >= 0]] = 1.0
+    return (Ht @ Ht.T).astype(float)
 
 
 def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:

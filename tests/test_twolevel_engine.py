@@ -8,8 +8,9 @@ from numpy.testing import assert_allclose
 from instrument import cfa, twolevel_cfa
 from instrument.sem.cfa import ESTIMATORS, _validate
 from instrument.sem.estimators.ml import optimize
-from instrument.sem.twolevel import (TwoLevelObjective, _Saturated, cluster_stats,
-                                     twolevel_expected_information)
+from instrument.sem.estimators.twolevel import (TwoLevelObjective, _Saturated,
+                                                twolevel_expected_information)
+from instrument.sem.twolevel import cluster_stats
 
 LEVELS = "level: 1\n fw =~ a + b + c\nlevel: 2\n fb =~ a + b + c\n"
 

@@ -29,8 +29,8 @@ from instrument.reliability import (alpha, bootstrap_ci, omega,  # noqa: E402
 from instrument.reliability_ordinal import omega_categorical  # noqa: E402
 from instrument.responses import ResponseSet  # noqa: E402
 from instrument.scores import school_scores  # noqa: E402
-from instrument.sem.cfa import cfa  # noqa: E402
-from instrument.sem.twolevel import twolevel_cfa, twolevel_reliability  # noqa: E402
+from instrument.sem.cfa import cfa, twolevel_cfa  # noqa: E402
+from instrument.sem.twolevel import twolevel_reliability  # noqa: E402
 from instrument.simulate import Simulation, simulate  # noqa: E402
 
 __all__ = [

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, from_jsonable, hash_frame, to_jsonable
 
 __all__ = ["EFAResult", "efa", "kmo", "bartlett", "parallel_analysis", "ParallelResult"]
 
@@ -442,7 +442,7 @@ def _smc_values(R: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ParallelResult:
+class ParallelResult(JSONResult):
     """Horn's parallel analysis (psych ``fa.parallel(fa = "fa")``).
 
     Attributes
@@ -465,14 +465,6 @@ class ParallelResult:
     quant: float
     n_obs: int
     meta: Meta = field(default_factory=Meta)
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ParallelResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         diag = "SMCs" if self.meta.options.get("smc") else "1-factor minres communalities"

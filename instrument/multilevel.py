@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, from_jsonable, hash_frame, to_jsonable
 from instrument.rules import SCHOOL_MEAN_RELIABILITY, SCHOOL_MEAN_RELIABILITY_HIGH, Rule
 
 #: Said wherever a REML ICC(1) of exactly 0 (tau00 at its lower bound) is shown.
@@ -115,7 +115,7 @@ def _fit_random_intercept(a: Mapping[str, Any], reml: bool) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class ICCResult:
+class ICCResult(JSONResult):
     """Intraclass correlations of one variable with respondents nested in clusters.
 
     Attributes
@@ -175,14 +175,6 @@ class ICCResult:
     icc2_sb: float
     reliability_rb: float
     meta: Meta = field(default_factory=Meta)
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ICCResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def to_row(self) -> dict[str, Any]:
         """The numbers as one flat record (for `icc_table`)."""
@@ -323,7 +315,7 @@ def min_cluster_size(icc1: float, target: float | Rule) -> int | None:
 
 
 @dataclass(frozen=True)
-class SplitHalfResult:
+class SplitHalfResult(JSONResult):
     """Within-school split-half reliability of school means.
 
     Attributes
@@ -350,14 +342,6 @@ class SplitHalfResult:
     sd: float
     seed: int
     meta: Meta = field(default_factory=Meta)
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SplitHalfResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         f = pd.DataFrame({"quantity": ["r between half-school means", "Spearman-Brown 2r/(1+r)",

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, hash_frame
 
 __all__ = ["AlphaResult", "alpha", "alpha_from_matrix", "feldt_ci", "reliability", "reverse_items", "omega",
            "omega_from_estimates", "lisrel_from_estimates", "bootstrap_ci"]
@@ -178,7 +178,7 @@ def _smc(R: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class AlphaResult:
+class AlphaResult(JSONResult):
     """Cronbach's alpha with psych ``alpha()`` companions.
 
     Attributes
@@ -223,16 +223,6 @@ class AlphaResult:
     alpha_drop: pd.DataFrame
     use: str = "pairwise"
     meta: Meta = field(default_factory=Meta)
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AlphaResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        kw["feldt_ci"] = tuple(kw["feldt_ci"])
-        kw["duhachek_ci"] = tuple(kw["duhachek_ci"])
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         items = self.item_stats[["item", "n", "mean", "sd", "raw.r", "r.drop"]].merge(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -65,10 +66,12 @@ def hash_frame(df: pd.DataFrame) -> str:
 def hash_values(columns, values: np.ndarray, index: pd.Index, labels=()) -> str:
     """`hash_frame` of an all-numeric frame given as its column names, its float values
     (n, k) and its index, for callers that already hold the values as an array; ``labels``
-    (arrays of group or cluster labels, named last in ``columns``) are hashed after them."""
+    (arrays of group or cluster labels, named last in ``columns``) are hashed after them. The
+    values are hashed column by column (the layout pandas hands out, so usually without a
+    copy)."""
     h = hashlib.sha256()
     h.update(",".join(map(str, columns)).encode())
-    h.update(np.ascontiguousarray(values, dtype=float))
+    h.update(np.asfortranarray(values, dtype=float).T)
     h.update(pd.util.hash_pandas_object(index).values.tobytes())
     for lab in labels:
         h.update(pd.util.hash_array(np.asarray(lab, dtype=object)).tobytes())
@@ -142,6 +145,35 @@ def from_jsonable(obj: Any) -> Any:
     if isinstance(obj, list):
         return [from_jsonable(v) for v in obj]
     return obj
+
+
+def _restore(hint: Any, value: Any) -> Any:
+    """`from_jsonable` of one dataclass field, back to its declared type: `Meta` from its dict,
+    tuples from lists, float arrays (JSON null -> NaN) from nested lists."""
+    if hint is Meta:
+        return Meta.from_dict(value or {})
+    value = from_jsonable(value)
+    if hint is np.ndarray:
+        return np.array(value, dtype=float)
+    if (typing.get_origin(hint) or hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class JSONResult:
+    """``to_dict()``/``from_dict()`` for a result dataclass whose fields are numbers, strings,
+    tuples, float arrays, DataFrames, mappings and a `Meta`: every field by `to_jsonable`, and back
+    by `from_jsonable` to the field's declared type (fields absent from the dict take their
+    defaults)."""
+
+    def to_dict(self) -> dict:
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _restore(hints[f.name], d[f.name]) for f in fields(cls)
+                      if f.name in d})
 
 
 def dumps(obj: Any, **kw: Any) -> str:

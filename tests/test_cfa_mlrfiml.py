@@ -20,7 +20,8 @@ from numpy.testing import assert_allclose
 
 from instrument.sem.cfa import cfa
 from instrument.sem.result import CFAResult
-from instrument.sem.estimators.fiml import (fiml_h1_information_observed, missing_patterns)
+from instrument.sem.estimators.fiml import fiml_h1_information_observed
+from instrument.sem.samplestats import missing_patterns
 from tests.reference.fiml_slow import (em_saturated, fiml_corrected)
 from instrument.sem.estimators.fiml_fast import fiml_corrected_fast, h1_information_observed_fast
 from instrument.sem.test.satorra_bentler import satorra_bentler_2001

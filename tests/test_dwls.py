@@ -35,7 +35,7 @@ class CheckDwls:
         cls.stats = sample_stats_ordinal(BFI_AC, ov_names=AC, **cls.kw)
         dl = cls.rob["delta"]
         dl = list(dl.values()) if isinstance(dl, dict) else dl
-        assert [d["rownames"] for d in dl] == [list(g.wls_obs_names) for g in cls.stats.groups]
+        assert [d["rownames"] for d in dl] == [list(g.wls_obs_names) for g in cls.stats.ordinal]
         cls.delta = [np.array(d["values"], float) for d in dl]
         est = [np.array([g["wls_est"][k] for k in g["wls_obs_names"]]) for g in cls.ref["groups"]]
         cls.chisq = dwls_fx(cls.stats, est)["chisq"]

@@ -15,7 +15,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import instrument as ins
-from instrument.sem.estimators.fiml import missing_patterns
+from instrument.sem.samplestats import missing_patterns
 from instrument.sem.estimators.fiml_fast import em_saturated_fast, fiml_corrected_fast
 from instrument.sem.fit.rmsea import rmsea_ci
 

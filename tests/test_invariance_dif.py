@@ -66,7 +66,8 @@ def test_add_mode_score_test_approximates_refit():
     """Under Wu-Estabrook the scalar step fixes intercepts at 0; the score test of freeing one
     (the extended table) is asymptotically the unscaled DWLS chi-square difference of the
     refit with that intercept free."""
-    from instrument.invariance import fit_ordinal_step
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    from instrument.sem.cfa import cfa
     from test_wlsmv_invariance import DIF_MODEL, _uniform_shift_data
 
     d = _uniform_shift_data()
@@ -79,8 +80,8 @@ def test_add_mode_score_test_approximates_refit():
         top = t.iloc[0]
         assert top["item"] == "y6" and top["parameters"] == "y6~1"
         eq = ("thresholds", "loadings", "intercepts")
-        free = fit_ordinal_step(DIF_MODEL, d, group="language", group_equal=eq,
-                                group_partial=["y6~1"], group_order=res.group_labels)
+        free = cfa(DIF_MODEL, d, group="language", group_equal=eq, group_partial=["y6~1"],
+                   group_order=res.group_labels, ordered=True, **ORDINAL_LADDER_OPTIONS)
     diff = res.fits["scalar"].fit_measures["chisq"] - free.fit_measures["chisq"]
     assert_allclose(top["X2"], diff, rtol=0.1)
     # the other items of y6's factor absorb part of the shift through the latent mean until y6

@@ -16,8 +16,8 @@ from scipy import integrate
 from scipy.stats import norm
 
 from instrument.sem.bvnorm import dbivnorm, pbivnorm
+from instrument.sem.samplestats import SampleStats
 from instrument.sem.polychoric import (
-    CategoricalSampleStats,
     SampleStatsOrdinal,
     dwls_fx,
     ordinal_alpha,
@@ -94,15 +94,15 @@ class TestBivariateNormal:
 # ------------------------------------------------------------------------------------------------
 
 class CheckSampleStats:
-    """Subclasses set ``ours`` (CategoricalSampleStats) and ``ref`` (a case of make_refs.R)."""
+    """Subclasses set ``ours`` (SampleStats) and ``ref`` (a case of make_refs.R)."""
 
-    ours: CategoricalSampleStats
+    ours: SampleStats
     ref: dict
     rtol_nacov = RTOL_NACOV
 
     def _pairs(self):
         assert self.ours.ngroups == len(self.ref["groups"])
-        return zip(self.ours.groups, self.ref["groups"])
+        return zip(self.ours.ordinal, self.ref["groups"])
 
     def test_n(self):
         for g, r in self._pairs():
@@ -141,16 +141,16 @@ class CheckSampleStats:
             assert np.count_nonzero(g.WLS_V - np.diag(np.diag(g.WLS_V))) == 0
 
     def test_round_trip(self):
-        back = CategoricalSampleStats.from_dict(json.loads(json.dumps(self.ours.to_dict())))
+        back = SampleStats.from_dict(json.loads(json.dumps(self.ours.to_dict())))
         assert back == self.ours
-        for a, b in zip(self.ours.groups, back.groups):
+        for a, b in zip(self.ours.ordinal, back.ordinal):
             assert a.wls_obs_names == b.wls_obs_names and a.levels == b.levels
             assert_allclose(a.NACOV, b.NACOV, rtol=0, atol=0)
             assert_allclose(a.wls_obs, b.wls_obs, rtol=0, atol=0)
 
     def test_summary(self):
-        text = self.ours.groups[0].summary().as_text()
-        assert self.ours.groups[0].wls_obs_names[-1] in text
+        text = self.ours.ordinal[0].summary().as_text()
+        assert self.ours.ordinal[0].wls_obs_names[-1] in text
         assert isinstance(self.ours.summary(), Table)
 
 
@@ -168,7 +168,7 @@ class TestCompleteCases(CheckSampleStats):
         assert_allclose(out["fx"], self.ref["fx"], rtol=RTOL_CHISQ)
 
     def test_full_wls_weight(self):
-        g = self.ours.groups[0]
+        g = self.ours.ordinal[0]
         assert_allclose(g.WLS_W_full @ g.NACOV, np.eye(len(g.wls_obs)), atol=1e-9)
 
 
@@ -195,7 +195,7 @@ class TestPairwiseMissing(CheckSampleStats):
         cls.ref = REFS["ac_pairwise"]
 
     def test_uses_all_rows(self):
-        assert self.ours.groups[0].n == len(BFI) > len(BFI_AC)
+        assert self.ours.ordinal[0].n == len(BFI) > len(BFI_AC)
 
 
 class TestEdgeCases(CheckSampleStats):
@@ -207,19 +207,19 @@ class TestEdgeCases(CheckSampleStats):
         cls.ref = REFS["edge"]
 
     def test_levels(self):
-        g = self.ours.groups[0]
+        g = self.ours.ordinal[0]
         assert g.levels[0] == (1, 2, 4, 5, 6)  # code 3 never observed: dropped, as lavaan
         assert g.nlevels == (5, 3, 2, 2, 6)
 
     def test_zero_cell_tables(self):
-        zc = set(self.ours.groups[0].zero_cell_tables)
+        zc = set(self.ours.ordinal[0].zero_cell_tables)
         assert ("e3", "e4") in zc and ("e1", "e5") in zc
 
     def test_categorical_dtype_with_unused_level(self):
         df = EDGE.copy()
         df["e1"] = pd.Categorical(df["e1"], categories=[1, 2, 3, 4, 5, 6], ordered=True)
-        g = sample_stats_ordinal(df, nacov=False).groups[0]
-        assert_allclose(g.wls_obs, self.ours.groups[0].wls_obs, rtol=0, atol=1e-12)
+        g = sample_stats_ordinal(df, nacov=False).ordinal[0]
+        assert_allclose(g.wls_obs, self.ours.ordinal[0].wls_obs, rtol=0, atol=1e-12)
 
 
 class TestMixed(CheckSampleStats):
@@ -232,7 +232,7 @@ class TestMixed(CheckSampleStats):
         cls.ref = REFS["mixed"]
 
     def test_mean(self):
-        g, r = self.ours.groups[0], self.ref["groups"][0]
+        g, r = self.ours.ordinal[0], self.ref["groups"][0]
         assert_allclose(g.mean, list(r["mean"].values()), rtol=1e-12)
 
 
@@ -259,7 +259,7 @@ class TestBfi25:
         items = cls.ref["cor"]["rownames"]
         cls.items = items
         cls.data = BFI.dropna(subset=items)[items]
-        cls.ours = sample_stats_ordinal(cls.data, nacov=False).groups[0]
+        cls.ours = sample_stats_ordinal(cls.data, nacov=False).ordinal[0]
 
     def test_n(self):
         assert self.ours.n == self.ref["n"] == 2436
@@ -319,7 +319,7 @@ def test_polychoric_pairs_recovers_simulated_correlation():
 def test_two_by_two_closed_form():
     """Both thresholds 0: lavaan returns -cos(2 pi n11 / n)."""
     df = pd.DataFrame({"x": [0] * 30 + [1] * 30, "y": [0] * 20 + [1] * 10 + [0] * 10 + [1] * 20})
-    g = sample_stats_ordinal(df, nacov=False).groups[0]
+    g = sample_stats_ordinal(df, nacov=False).ordinal[0]
     assert_allclose(g.cor[0, 1], -np.cos(2 * np.pi * 20 / 60), atol=1e-15)
 
 
@@ -339,10 +339,10 @@ def test_category_empty_in_one_group():
 def test_category_removed_by_listwise_deletion_is_dropped():
     df = EDGE.copy()
     df.loc[df.e1 == 6, "e5"] = np.nan  # lavaan stops here; we analyse the complete rows
-    g = sample_stats_ordinal(df, ov_names=["e1", "e2", "e5"], nacov=False).groups[0]
+    g = sample_stats_ordinal(df, ov_names=["e1", "e2", "e5"], nacov=False).ordinal[0]
     assert g.levels[0] == (1, 2, 4, 5)
     ref = sample_stats_ordinal(df.dropna(subset=["e5"]).assign(e1=lambda d: d.e1),
-                               ov_names=["e1", "e2", "e5"], nacov=False).groups[0]
+                               ov_names=["e1", "e2", "e5"], nacov=False).ordinal[0]
     assert_allclose(g.wls_obs, ref.wls_obs, atol=0)
 
 
@@ -359,20 +359,20 @@ def test_text_column_rejected():
         sample_stats_ordinal(df)
     df["e1"] = pd.Categorical(df["e1"], categories=["never", "rarely", "sometimes", "often",
                                                     "very", "always"], ordered=True)
-    g = sample_stats_ordinal(df, nacov=False).groups[0]
+    g = sample_stats_ordinal(df, nacov=False).ordinal[0]
     assert g.levels[0] == ("never", "rarely", "often", "very", "always")
-    assert_allclose(g.th[:4], sample_stats_ordinal(EDGE, nacov=False).groups[0].th[:4], atol=0)
+    assert_allclose(g.th[:4], sample_stats_ordinal(EDGE, nacov=False).ordinal[0].th[:4], atol=0)
 
 
 def test_single_string_ordered_and_group_in_ov_names():
-    g = sample_stats_ordinal(BFI_AC, ov_names=["A1", "age"], ordered="A1", nacov=False).groups[0]
+    g = sample_stats_ordinal(BFI_AC, ov_names=["A1", "age"], ordered="A1", nacov=False).ordinal[0]
     assert g.ov_types == ("ordered", "numeric")
     with pytest.raises(ValueError, match="also listed in ov_names"):
         sample_stats_ordinal(BFI_AC, ov_names=["A1", "gender"], group="gender")
 
 
 def test_sample_stats_object_is_frozen():
-    g = sample_stats_ordinal(EDGE, nacov=False).groups[0]
+    g = sample_stats_ordinal(EDGE, nacov=False).ordinal[0]
     assert isinstance(g, SampleStatsOrdinal)
     with pytest.raises(AttributeError):
         g.n = 3
@@ -386,7 +386,7 @@ class TestSim40:
     def setup_class(cls):
         cls.ref = REFS["sim40"]
         df = pd.read_csv(FIX / "sim_5f40i_n5000_ordinal5.csv")
-        cls.ours = sample_stats_ordinal(df, ov_names=[f"y{i}" for i in range(1, 41)]).groups[0]
+        cls.ours = sample_stats_ordinal(df, ov_names=[f"y{i}" for i in range(1, 41)]).ordinal[0]
 
     def test_wls_obs(self):
         assert list(self.ours.wls_obs_names) == self.ref["wls_obs_names"]
@@ -403,13 +403,13 @@ class TestSim40:
 
 def test_row_blocks_do_not_change_nacov(monkeypatch):
     import instrument.sem.polychoric as pc
-    full = sample_stats_ordinal(EDGE).groups[0].NACOV
+    full = sample_stats_ordinal(EDGE).ordinal[0].NACOV
     monkeypatch.setattr(pc, "_ROW_BLOCK", 37)
-    assert_allclose(sample_stats_ordinal(EDGE).groups[0].NACOV, full, rtol=1e-12, atol=1e-14)
+    assert_allclose(sample_stats_ordinal(EDGE).ordinal[0].NACOV, full, rtol=1e-12, atol=1e-14)
 
 
 def test_full_wls_weight_matches_lavaan_wls():
     """estimator = "WLS": lavaan's wls.v is the inverse of NACOV."""
     ref = _mat(REFS["edge"]["wls_v_full_WLS"])
-    ours = sample_stats_ordinal(EDGE).groups[0].WLS_W_full
+    ours = sample_stats_ordinal(EDGE).ordinal[0].WLS_W_full
     assert_allclose(ours, ref, rtol=1e-5, atol=1e-7 * np.abs(ref).max())

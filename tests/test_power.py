@@ -102,3 +102,51 @@ def test_cli_power_and_report_section(tmp_path, small_power):
     assert "McNeish" in html
     empty = render_html({})
     assert "Monte Carlo studies" in empty and "instrument dfi" in empty
+
+
+def test_power_uses_the_plans_bank_and_its_linked_construct(tmp_path):
+    """A plan whose bank declares no overall score: power refuses to guess a score and names the
+    constructs; with ``construct=`` the ICC, gates and linker use that construct's scores."""
+    import shutil
+
+    import yaml
+
+    from instrument.bank import shipped_bank_path
+    from instrument.population import load_plan
+    bank = tmp_path / "bank"
+    shutil.copytree(shipped_bank_path(), bank)
+    p = bank / "bank.yaml"
+    head, sep, _ = p.read_text().partition("\noverall:\n")
+    assert sep
+    p.write_text(head + "\n")
+    spec = dict(load_plan("tiny").spec, bank="bank")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert PlanPopulation(str(plan)).bank().overall is None
+    with pytest.raises(ValueError, match="no overall score; expected construct=.*mindsets"):
+        power(str(plan), schools=[12], respondents=[12], reps=1, estimator="ML", dif=False)
+    with pytest.raises(ValueError, match="'nope' is not a construct"):
+        power(str(plan), schools=[12], respondents=[12], reps=1, construct="nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = power(str(plan), schools=[12], respondents=[12], reps=1, seed=5, estimator="ML",
+                    dif=False, missing="listwise", construct="communication",
+                    scheduler="inprocess")
+    assert res.table["reps"].iloc[0] == 1
+    assert res.replications["status"].iloc[0] == "ok"
+    assert np.isfinite(res.replications["icc2"].iloc[0])
+
+
+def test_dif_form_is_where_the_plan_plants_dif():
+    from instrument.montecarlo.power import _dif_form
+    from instrument.population import check_plan, load_plan
+    spec = load_plan("tiny").spec
+    assert _dif_form(load_plan("tiny")) == "family"
+    moved = dict(spec, simulation=dict(spec["simulation"], forms={
+        "teacher": dict(spec["simulation"]["forms"]["teacher"],
+                        dif=spec["simulation"]["forms"]["family"]["dif"]),
+        "family": dict(spec["simulation"]["forms"]["family"], dif=[])}))
+    assert _dif_form(check_plan(moved)) == "teacher"
+    none = dict(spec, simulation=dict(spec["simulation"], forms={
+        f: dict(fs, dif=[]) for f, fs in spec["simulation"]["forms"].items()}))
+    assert _dif_form(check_plan(none)) is None

@@ -123,7 +123,9 @@ def test_brief_plain_numbers_from_results(run):
     eff = from_jsonable(link["effects"]).set_index("predictor")
     sc, pv = eff.loc["score", "contrast_pp"], eff.loc["poverty", "contrast_pp"]
     text = re.sub(r"\s+", " ", b)
-    assert f"90th percentile of the {link['form']} engagement score, compared with" in text
+    # the shipped bank's overall score, named by its label
+    assert (f"90th percentile of the {link['form']} overall partnership practice score, "
+            "compared with") in text
     assert (f"{abs(sc):.1f} percentage points {'lower' if sc < 0 else 'higher'} chronic "
             f"absenteeism") in text
     assert (f"the same comparison gives {abs(pv):.1f} points "

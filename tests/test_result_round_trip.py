@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from numpy.testing import assert_allclose
 
 import instrument as ins
 from instrument.sem.estimators.categorical import group_chisq_wls, satorra2000_diff
-from instrument.results import dumps
+from instrument.results import JSONResult, Meta, dumps
 
 FIX = Path(__file__).parent / "fixtures"
 HS_MODEL = ("visual =~ x1 + a*x2 + b*x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9\n"
@@ -96,3 +97,27 @@ def test_wlsmv_difference_test_from_round_tripped_fits():
     for k in ("chisq.diff", "pvalue", "a", "b"):
         assert d_back[k] == d_orig[k]
     assert np.isfinite(d_orig["chisq.diff"]) and d_orig["chisq.diff"] >= 0
+
+
+@dataclass(frozen=True)
+class _Declared(JSONResult):
+    items: tuple[str, ...]
+    theta: np.ndarray
+    table: pd.DataFrame
+    note: str = "none"
+    meta: Meta = field(default_factory=Meta)
+
+
+def test_json_result_restores_declared_field_types():
+    """`JSONResult`: tuples, float arrays (null -> NaN), DataFrames and `Meta` come back as
+    declared after JSON; a field absent from the dict takes its default."""
+    r = _Declared(("a", "b"), np.array([[1.0, np.nan], [0.5, 2.0]]),
+                  pd.DataFrame({"x": [1.5, np.nan]}), meta=Meta(options={"k": 1}, seed=3))
+    back = _Declared.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.items == ("a", "b") and isinstance(back.items, tuple)
+    assert_allclose(back.theta, r.theta)          # NaN in the same place
+    pd.testing.assert_frame_equal(back.table, r.table)
+    assert back.meta == r.meta and back.note == "none"
+    d = r.to_dict()
+    del d["note"], d["meta"]
+    assert _Declared.from_dict(d).note == "none" and _Declared.from_dict(d).meta.seed is None

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.sem.estimators.fiml import FIMLObjective, missing_patterns
+from instrument.sem.estimators.fiml import FIMLObjective
+from instrument.sem.samplestats import missing_patterns
 from tests.reference.robust_adapters import FIMLFit, MLRFit, fiml_fit, mlr_fit
 from tests.reference.tiny_cfa import TinyCFA, memo, ref_rows
 

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, fiml_baseline,
+from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline,
                                             fiml_loglik, fiml_mlr_vcov, fiml_moment_gradient,
-                                            fiml_scores, missing_patterns, missing_summary,
+                                            fiml_scores, missing_summary,
                                             srmr_bentler, MissingSummary)
+from instrument.sem.samplestats import H1Result, missing_patterns
 from tests.reference.fiml_slow import (em_saturated, fiml_baseline_yuan_bentler,
                                        fiml_corrected, fiml_h1_trace)
 from instrument.sem.estimators.fiml_fast import observed_information_fast

@@ -121,24 +121,38 @@ GROUP_EQUAL = {"configural": (), "thresholds": ("thresholds",),
                "residuals": ("thresholds", "loadings", "intercepts", "residuals")}
 
 
-def _canon(text: str) -> set:
-    from instrument.sem.estimators.categorical import merge_rows
-    from instrument.sem.syntax import parse_syntax
+def _equality_classes(frame: pd.DataFrame) -> list:
+    """The free rows of a table grouped by the parameter they share (label, else plabel)."""
+    lab = np.where(frame["label"] != "", frame["label"], frame["plabel"])
+    out: dict = {}
+    for i, (free, name) in enumerate(zip(frame["free"], lab)):
+        if free > 0:
+            out.setdefault(name, []).append(i)
+    return sorted(map(tuple, out.values()))
 
-    def norm(v):
-        if v is None:
-            return None
-        return tuple("NA" if (isinstance(a, float) and np.isnan(a)) else a for a in v)
-    return {(r.lhs, r.op, r.rhs, norm(r.fixed), norm(r.label))
-            for r in merge_rows(parse_syntax(text))}
+
+def assert_table_is_semtools(model: str, data: pd.DataFrame, items: list, lav: Path,
+                             group_equal=(), group_partial=(), parameterization="theta"):
+    """The table `build_partable` writes with id_cat="Wu.Estabrook.2016" is the one lavaan's
+    syntax gives for semTools' measEq.syntax output ``lav``: the same rows in the same order,
+    the same free/fixed rows and fixed values, the same equalities."""
+    from instrument.sem.partable import build_partable
+    from instrument.sem.syntax import parse_syntax
+    nlev = {v: int(data[v].nunique()) for v in items}
+    common = dict(ngroups=2, meanstructure=True, ordered=tuple(items), nlevels=nlev,
+                  parameterization=parameterization)
+    ref = build_partable(parse_syntax(lav.read_text()), **common).frame
+    ours = build_partable(model, group_equal=group_equal, group_partial=group_partial,
+                          std_lv=True, id_cat="Wu.Estabrook.2016", **common).frame
+    cols = ["lhs", "op", "rhs", "group", "free", "ustart"]
+    pd.testing.assert_frame_equal(ours[cols], ref[cols])
+    assert _equality_classes(ours) == _equality_classes(ref)
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_wu_estabrook_syntax_equals_semtools(step):
-    from instrument.invariance import count_thresholds, wu_estabrook_syntax
-    nth = count_thresholds(bfi(), ITEMS)
-    ours = wu_estabrook_syntax(MODEL, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
-    assert _canon(ours) == _canon((FIX / f"j_syntax_{step}.lav").read_text())
+def test_wu_estabrook_table_equals_semtools(step):
+    assert_table_is_semtools(MODEL, bfi(), ITEMS, FIX / f"j_syntax_{step}.lav",
+                             group_equal=GROUP_EQUAL[step])
 
 
 @lru_cache(maxsize=None)
@@ -163,6 +177,21 @@ def test_invariance_ladder_ordinal_matches_lavaan():
         assert_allclose(row["chisq.diff"], r["Chisq diff"], rtol=RTOL_CHISQ)
         assert row["df.diff"] == r["Df diff"]
     assert res.meta.options["lrt_method"] == "satorra.2000"
+
+
+def test_ladder_thresholds_rung_score_tests_match_lavTestScore():
+    """lavTestScore() of the case-j thresholds step (j_score_tests.json) from the ladder's own
+    fit, whose equalities the parameter table wrote (.pN. labels in place of semTools' names)."""
+    from instrument.invariance import score_test_equality
+    r = json.loads((FIX / "j_score_tests.json").read_text())
+    st = score_test_equality(ladder().fits["thresholds"])
+    assert_allclose(st.attrs["total"]["X2"], r["test"][0]["X2"], rtol=RTOL_CHISQ)
+    u = pd.DataFrame(r["uni"])
+    u["parameter"] = u["rhs_name"].str.replace(".g2", "", regex=False)
+    m = st.merge(u, on="parameter", suffixes=("", "_ref"))
+    assert len(m) == len(u) == 75
+    assert (m["lhs"] == m["lhs_ref"]).all() and (m["rhs"] == m["rhs_ref"]).all()
+    assert_allclose(m["X2"], m["X2_ref"], rtol=1e-4, atol=1e-5)
 
 
 def test_invariance_ordinal_verdicts_and_caveat():
@@ -261,6 +290,24 @@ def test_cli_cfa_ordered():
     assert "lavaan-compatible WLSMV" in r.output and "chisq.scaled" in r.output
 
 
+def test_cli_cfa_wu_estabrook_rung(tmp_path):
+    """One rung of the ordinal ladder from the command line (--id-cat) gives case j's fit."""
+    from click.testing import CliRunner
+    from instrument.cli import main
+    out = tmp_path / "fit.json"
+    r = CliRunner().invoke(main, ["cfa", MODEL, str(FIX / "bfi_complete25.csv"), "--ordered",
+                                  "all", "--group", "gender", "--equal", "thresholds,loadings",
+                                  "--std-lv", "--parameterization", "theta", "--id-cat",
+                                  "Wu.Estabrook.2016", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    fm = json.loads(out.read_text())["fit_measures"]
+    for k in ("npar", "df", "chisq", "chisq.scaled"):
+        assert_allclose(fm[k], ref()["fit"]["loadings"][k], rtol=RTOL_CHISQ, err_msg=k)
+    r = CliRunner().invoke(main, ["cfa", MODEL, str(FIX / "bfi_complete25.csv"), "--group",
+                                  "gender", "--id-cat", "Wu.Estabrook.2016"])
+    assert r.exit_code != 0 and "give --ordered" in r.output
+
+
 # ---------------------------------------------------------------------------------------------
 # lavaan's own multiple-group identification (marker, delta): cfa(group=, group_equal=)
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +331,34 @@ def test_lavaan_default_multigroup_delta(step):
         assert len(ours) == 1, row
         assert (ours["se"].iloc[0] > 0) == (row["se"] > 0), row
         assert_allclose(ours["est"].iloc[0], row["est"], atol=1e-4, err_msg=str(row))
+
+
+@pytest.mark.parametrize("case", ["single_delta", "groups_delta_thresholds_loadings",
+                                  "groups_theta_thresholds"])
+def test_ordinal_partable_is_lavaans(case):
+    """The table of ordered indicators is lavaan's row for row (order, plabels, fixed values,
+    free rows: thresholds after the user's rows, scales after the latent covariances; with
+    equal thresholds the scales (delta) or residual variances (theta) free in group 2), and
+    the fit matches (partable_order_refs.json)."""
+    ref = json.loads((FIX / "partable_order_refs.json").read_text())
+    r = ref[case]
+    lav = pd.DataFrame(r["partable"])
+    ge = r["group_equal"]
+    ge = [] if ge == "" else [ge] if isinstance(ge, str) else ge
+    groups = {} if case.startswith("single") else {"group": "sex",
+                                                   "group_order": ["male", "female"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(ref["meta"]["model"], bfi(), ordered=ref["meta"]["ordered"], group_equal=ge,
+                  parameterization=r["parameterization"], **groups)
+    ours = fit.partable
+    cols = ["lhs", "op", "rhs", "user", "group", "plabel"]
+    pd.testing.assert_frame_equal(ours[cols].reset_index(drop=True),
+                                  lav[cols].fillna("").reset_index(drop=True), check_dtype=False)
+    assert_allclose(ours["ustart"].to_numpy(float), lav["ustart"].to_numpy(float))
+    assert ((ours["free"] > 0).to_numpy() == (lav["free"] > 0).to_numpy()).all()
+    for k, v in r["fit_measures"].items():
+        assert_allclose(fit.fit_measures[k], v, rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
 
 
 def test_score_tests_match_lavTestScore():
@@ -315,21 +390,83 @@ def bfi_binary() -> pd.DataFrame:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_wu_estabrook_binary_items(step):
-    from instrument.invariance import (count_thresholds, fit_ordinal_step,
-                                               wu_estabrook_syntax)
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
     model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
     items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
-    nth = count_thresholds(bfi_binary(), items)
-    assert nth["A1"] == 1 and nth["A2"] == 2
-    ours = wu_estabrook_syntax(model, nth, ngroups=2, group_equal=GROUP_EQUAL[step])
-    assert _canon(ours) == _canon((FIX / f"we_binary_{step}.lav").read_text())
+    assert bfi_binary()["A1"].nunique() == 2 and bfi_binary()["A2"].nunique() == 3
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_binary_{step}.lav",
+                             group_equal=GROUP_EQUAL[step])
     r = json.loads((FIX / "we_binary_refs.json").read_text())[step]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_ordinal_step(model, bfi_binary(), group="sex", group_equal=GROUP_EQUAL[step],
-                               group_order=["male", "female"])
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=GROUP_EQUAL[step],
+                  group_order=["male", "female"], ordered=True, **ORDINAL_LADDER_OPTIONS)
     for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
         assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{step} {k}")
+
+
+@pytest.mark.parametrize("case", ["thresholds", "intercepts", "residuals"])
+def test_wu_estabrook_group_partial(case):
+    """Released thresholds, intercepts, loadings and residual variances (group_partial) change
+    which latent-response parameters are free in group 2 as semTools' rules do: one equal
+    threshold frees the intercept, two (or one and an equal intercept) the residual variance
+    (we_partial_<case>.lav, fitted by lavaan in we_partial_refs.json)."""
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
+    items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
+    r = json.loads((FIX / "we_partial_refs.json").read_text())[case]
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_partial_{case}.lav",
+                             group_equal=r["group_equal"], group_partial=r["group_partial"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=r["group_equal"],
+                  group_partial=r["group_partial"], group_order=["male", "female"],
+                  ordered=True, **ORDINAL_LADDER_OPTIONS)
+    for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
+
+
+@pytest.mark.parametrize("case", ["configural", "thresholds", "loadings", "intercepts",
+                                  "intercepts_partial"])
+def test_wu_estabrook_delta(case):
+    """The delta parameterization: the scales take the residual variances' place in groups
+    2..G (semTools measEq.syntax with parameterization = "delta"; we_delta_refs.json)."""
+    model = "A =~ A1 + A2 + A3 + A4 + A5\nN =~ N1 + N2 + N3 + N4 + N5"
+    items = [f"{a}{i}" for a in "AN" for i in range(1, 6)]
+    r = json.loads((FIX / "we_delta_refs.json").read_text())[case]
+    ge = [] if r["group_equal"] == "" else [r["group_equal"]] if isinstance(
+        r["group_equal"], str) else r["group_equal"]
+    gp = [] if r["group_partial"] == "" else r["group_partial"]
+    assert_table_is_semtools(model, bfi_binary(), items, FIX / f"we_delta_{case}.lav",
+                             group_equal=ge, group_partial=gp, parameterization="delta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cfa(model, bfi_binary(), group="sex", group_equal=ge, group_partial=gp,
+                  group_order=["male", "female"], ordered=True, std_lv=True,
+                  id_cat="Wu.Estabrook.2016")
+    for k in ("npar", "chisq", "df", "chisq.scaled", "cfi.scaled", "rmsea.scaled"):
+        assert_allclose(fit.fit_measures[k], r[k], rtol=RTOL_CHISQ, err_msg=f"{case} {k}")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"id_cat": "Millsap.Tein.2004"}, "id_cat= must be one of 'Wu.Estabrook.2016'"),
+    ({"id_cat": "Wu.Estabrook.2016", "parameterization": "theta"}, "std_lv=True"),
+    ({"id_cat": "Wu.Estabrook.2016", "std_lv": True, "group_equal": ["residuals"]},
+     "residual variances are not parameters"),
+])
+def test_id_cat_refusals(options, message):
+    options = {"group_equal": ["thresholds"], **options}
+    with pytest.raises(ValueError, match=message) as e:
+        cfa(MODEL, bfi(), group="sex", ordered=True, **options)
+    assert "\n" not in str(e.value)
+
+
+def test_id_cat_needs_ordered_items_and_a_measurement_model():
+    from instrument.invariance import ORDINAL_LADDER_OPTIONS
+    with pytest.raises(ValueError, match="give ordered="):
+        cfa(MODEL, bfi(), group="sex", **ORDINAL_LADDER_OPTIONS)
+    with pytest.raises(ValueError, match="may only hold '=~' lines"):
+        cfa(MODEL + "\nA1 ~~ A2", bfi(), group="sex", ordered=True, **ORDINAL_LADDER_OPTIONS)
 
 
 def test_fast_traces_equal_dense_formula():
@@ -385,3 +522,21 @@ def test_intercept_dif_is_found_at_the_scalar_step_and_released_by_score_test():
         part = res.partial("scalar")
     assert list(part.releases["parameter"]) == ["y6~1"]
     assert part.table.set_index("step").loc["scalar (partial)", "holds"]
+
+
+def test_repeated_elements_merge_within_a_statement_only():
+    """lavaan merges the modifiers of an element repeated within one statement (semTools writes
+    ``c(NA, NA)*x + c(l, l)*x``) for every estimator, and refuses one repeated in another
+    statement ("duplicate model element")."""
+    from instrument.sem.partable import build_partable
+    pt = build_partable("f =~ NA*x1 + a*x1 + x2 + x3\nf ~~ 1*f")
+    f = pt.frame
+    x1 = f[(f.op == "=~") & (f.rhs == "x1")]
+    assert len(x1) == 1 and x1["free"].iat[0] > 0 and x1["label"].iat[0] == "a"
+    with pytest.raises(ValueError, match=r"line 2: f =~ x1 is given twice \(first on line 1\)"):
+        build_partable("f =~ x1 + x2 + x3\nf =~ a*x1")
+
+
+def test_scales_only_for_ordered_indicators():
+    with pytest.raises(ValueError, match=r"line 2: A1 ~\*~ A1 is a scale"):
+        cfa("A =~ A1 + A2 + A3\nA1 ~*~ 1*A1", bfi())

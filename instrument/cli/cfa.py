@@ -1,6 +1,6 @@
 """`instrument cfa MODEL DATA [--estimator ML|MLR|WLSMV|ULSMV] [--ordered all|I1,I2]
 [--missing listwise|pairwise|fiml] [--group COL] [--equal loadings,intercepts] [--std-lv]
-[--cluster COL] [--json OUT]`."""
+[--parameterization delta|theta] [--id-cat Wu.Estabrook.2016] [--cluster COL] [--json OUT]`."""
 from __future__ import annotations
 
 import sys
@@ -31,6 +31,9 @@ from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, 
               "with --ordered. MLR: robust (Huber-White) SEs and Yuan-Bentler scaled test.")
 @click.option("--parameterization", type=click.Choice(["delta", "theta"]), default="delta",
               show_default=True, help="Ordinal items only.")
+@click.option("--id-cat", "id_cat", type=click.Choice(["Wu.Estabrook.2016"]), default=None,
+              help="Ordinal items with groups: Wu & Estabrook (2016) identification as semTools' "
+              "measEq.syntax writes it (needs --std-lv); default: lavaan's.")
 @click.option("--missing", type=click.Choice(["listwise", "pairwise", "fiml"]), default=None,
               help="Default listwise, lavaan's (a warning gives the count dropped); pairwise: "
               "polychorics from each pair's rows (--ordered, as Mplus); fiml: full-information "
@@ -41,8 +44,8 @@ from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, 
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
         meanstructure: bool, likelihood: str, information: str, json_out: str | None,
-        ordered: str, estimator: str | None, parameterization: str, missing: str | None,
-        cluster: str | None) -> None:
+        ordered: str, estimator: str | None, parameterization: str, id_cat: str | None,
+        missing: str | None, cluster: str | None) -> None:
     """Fit a CFA by ML, MLR, WLSMV or ULSMV (lavaan 0.6-14 numbers). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
@@ -57,8 +60,10 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
         if ordv is not None or estimator in ("WLSMV", "ULSMV"):
             fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
                           std_lv=std_lv, ordered=ordv, estimator=estimator,
-                          parameterization=parameterization, missing=missing)
+                          parameterization=parameterization, id_cat=id_cat, missing=missing)
         else:
+            if id_cat is not None:
+                raise ValueError("--id-cat identifies ordered indicators; give --ordered.")
             fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
                           std_lv=std_lv, meanstructure=True if meanstructure else None,
                           likelihood=likelihood, information=information,

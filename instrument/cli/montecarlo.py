@@ -78,6 +78,8 @@ def _merge_into(results_path: str, key: str, payload: dict) -> None:
 @click.option("--form", default="teacher", show_default=True)
 @click.option("--estimator", default=None, type=click.Choice(["ML", "MLR", "WLSMV"]),
               help="CFA estimator (default: the plan's analysis.estimator, else WLSMV).")
+@click.option("--construct", default=None,
+              help="School score of the gates and the linker (default: the bank's overall score).")
 @click.option("--no-dif", is_flag=True, help="Skip the language DIF study (the slowest part).")
 @click.option("--missing", default=None, type=click.Choice(["listwise", "pairwise", "fiml"]),
               help="Missing-data method (default: validate's, pairwise for WLSMV, fiml for ML/MLR).")
@@ -90,7 +92,7 @@ def _merge_into(results_path: str, key: str, payload: dict) -> None:
 @click.option("--into", "into", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Add the result to this results.json (key 'power') for `instrument report`.")
 def power(plan: str | None, schools: str, respondents: str, reps: int, seed: int, form: str,
-          estimator: str | None, no_dif: bool, missing: str | None, scheduler: str, workers: int | None,
+          estimator: str | None, construct: str | None, no_dif: bool, missing: str | None, scheduler: str, workers: int | None,
           study_dir: str | None, json_out: str | None, into: str | None) -> None:
     """Power of a field test per design (schools x respondents per school), simulated from
     PLAN (the shipped default when omitted)."""
@@ -106,7 +108,7 @@ def power(plan: str | None, schools: str, respondents: str, reps: int, seed: int
                                    f"({e})") from e
     try:
         res = run_power(plan, schools=s, respondents=r, reps=reps, seed=seed, form=form,
-                        estimator=estimator, dif=not no_dif, missing=missing,
+                        estimator=estimator, dif=not no_dif, construct=construct, missing=missing,
                         scheduler=_scheduler(scheduler),
                         workers=workers, path=study_dir)
     except (PlanError, ValueError) as e:

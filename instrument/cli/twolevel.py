@@ -20,7 +20,8 @@ def twolevel(model: str, data: str, cluster: str, h1: str, json_out: str | None)
     """Two-level CFA by exact ML (lavaan's level: 1 / level: 2 syntax) and the school-level
     reliability of each between factor. MODEL is a syntax file or string; DATA a CSV file."""
     from instrument.sem.syntax import ModelSyntaxError
-    from instrument.sem.twolevel import twolevel_cfa, twolevel_reliability
+    from instrument.sem.cfa import twolevel_cfa
+    from instrument.sem.twolevel import twolevel_reliability
 
     text = model_text(model)
     df = read_data(data)

@@ -8,7 +8,8 @@ ladder
     or the ordinal ladder with a thresholds step), one table with fit, lavaan's ``lavTestLRT`` and
     a verdict per step; `InvarianceResult` with ``partial()`` and ``latent_means()``.
 ordinal
-    Wu & Estabrook (2016) identification for ordered items (semTools ``measEq.syntax``).
+    The ordinal rungs and their `cfa` options: Wu & Estabrook (2016) identification for ordered
+    items (semTools ``measEq.syntax``), built by the parameter table like every equality.
 verdicts
     The rule sets: Δ-fit cut-offs and ``lrt_dmacs`` (scaled Δχ² and dMACS).
 lrt
@@ -29,9 +30,8 @@ from instrument.invariance.dif import (STEP_KIND, ReleaseTests, compare_with_tru
                                        release_tests)
 from instrument.invariance.ladder import InvarianceResult, invariance, latent_mean_differences
 from instrument.invariance.lrt import group_chisq, lrt_table
-from instrument.invariance.ordinal import (ORDINAL_STEP_NOTES, ORDINAL_STEPS,
-                                           collapse_empty_categories, count_thresholds,
-                                           fit_ordinal_step, wu_estabrook_syntax)
+from instrument.invariance.ordinal import (ORDINAL_LADDER_OPTIONS, ORDINAL_STEP_NOTES,
+                                           ORDINAL_STEPS, collapse_empty_categories)
 from instrument.invariance.score import score_information, score_test_equality
 from instrument.invariance.steps import DEFAULT_STEPS, RELEASE_COLUMNS, STEP_EQUAL
 from instrument.invariance.verdicts import (RULE_SETS, rules_for, short_citation, verdict,
@@ -41,8 +41,7 @@ __all__ = [
     "invariance", "InvarianceResult", "latent_mean_differences", "STEP_EQUAL", "DEFAULT_STEPS",
     "RELEASE_COLUMNS", "lrt_table", "group_chisq", "score_test_equality", "score_information",
     "RULE_SETS", "rules_for", "short_citation", "verdict", "verdict_dmacs",
-    "ORDINAL_STEPS", "ORDINAL_STEP_NOTES", "wu_estabrook_syntax", "fit_ordinal_step",
-    "count_thresholds", "collapse_empty_categories",
+    "ORDINAL_STEPS", "ORDINAL_STEP_NOTES", "ORDINAL_LADDER_OPTIONS", "collapse_empty_categories",
     "dmacs_continuous", "dmacs_ordinal", "expected_score", "item_sds", "item_effect_sizes",
     "ReleaseTests", "release_tests", "item_of", "constraint_type", "compare_with_truth",
     "STEP_KIND",

@@ -1,9 +1,11 @@
 """The invariance ladder: nested multi-group CFAs judged step by step, and latent-mean comparisons.
 
 The ladder fits configural → metric (loadings) → scalar (intercepts) → strict (residuals) and,
-optionally, equal latent variances, covariances and means, each with lavaan's identification
-(`instrument.sem.cfa.cfa` with ``group_equal``). One table holds every step: fit measures, lavaan's
-``lavTestLRT`` difference test, Δ-fit and a verdict that names the rule it applied.
+optionally, equal latent variances, covariances and means, each one `instrument.sem.cfa.cfa` fit
+with ``group_equal`` / ``group_partial`` (lavaan's identification; ordered items: the ordinal rungs
+with Wu & Estabrook's, `instrument.invariance.ordinal`). One table holds every step: fit
+measures, lavaan's ``lavTestLRT`` difference test, Δ-fit and a verdict that names the rule it
+applied.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from instrument.invariance.dif import item_sds
 from instrument.invariance.lrt import FitMemo
 from instrument.invariance.ordinal import ORDINAL_STEPS
 from instrument.invariance.partial import partial_search
-from instrument.invariance.steps import (DEFAULT_STEPS, STEP_EQUAL, assemble, equal_for,
+from instrument.invariance.steps import (DEFAULT_STEPS, STEP_EQUAL, assemble,
                                          refit)
 from instrument.invariance.verdicts import RULE_SETS
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
@@ -195,8 +197,6 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
     ``lavTestLRT()`` between adjacent rungs (plain χ² difference for ML, Satorra–Bentler 2001
     for MLR). Latent means are fixed at 0 until intercepts are equal, then free in groups 2..G.
     """
-    from instrument.sem.cfa import cfa
-
     bad = [s for s in steps if s not in STEP_EQUAL]
     if bad:
         raise ValueError(f"steps= must be drawn from {', '.join(map(repr, STEP_EQUAL))}; got {bad}.")
@@ -204,34 +204,33 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
         raise ValueError("steps= must start with 'configural' (the baseline of every comparison).")
     if rule_set not in RULE_SETS:
         raise ValueError(f"rule_set= must be one of {', '.join(map(repr, RULE_SETS))}; got {rule_set!r}.")
-    if ordered is not None and ordered is not False:
-        return _invariance_ordinal(model, data, group=group, steps=steps, estimator=estimator,
-                                   rule_set=rule_set, group_order=group_order,
-                                   group_partial=group_partial, min_group_n=min_group_n,
-                                   ordered=ordered, **cfa_options)
-    if estimator.upper() not in ("ML", "MLR"):
+    ordinal = ordered is not None and ordered is not False
+    if ordinal:
+        estimator, steps = _ordinal_ladder(estimator, steps, cfa_options)
+    elif estimator.upper() not in ("ML", "MLR"):
         raise ValueError(f"estimator= must be one of 'ML', 'MLR' for the invariance ladder; "
                          f"got {estimator!r}.")
+    estimator = estimator.upper()
     _check_groups(data, group, model, min_group_n)
-    names, fits = [], []
-    for step in steps:
-        fit = cfa(model, data, group=group, group_equal=equal_for(steps, step),
-                  group_partial=tuple(group_partial), estimator=estimator.upper(),
-                  group_order=group_order, **cfa_options)
-        names.append(step)
-        fits.append(fit)
-    labels = tuple(str(x) for x in fits[0].meta.options.get("group_labels", ()))
-    sizes = [int(s["n"]) for s in fits[0].sample]
-    meta = Meta(options={"group": group, "steps": list(steps), "estimator": estimator.upper(),
-                         "rule_set": rule_set, "group_partial": list(group_partial),
-                         "group_order": list(labels)})
     call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
-            "estimator": estimator.upper(), "group_order": labels, "cfa_options": cfa_options,
-            "group_partial": tuple(group_partial), "memo": FitMemo()}
+            "estimator": estimator, "group_order": group_order, "cfa_options": cfa_options,
+            "group_partial": tuple(group_partial), "ordered": ordered if ordinal else None,
+            "memo": FitMemo()}
+    names = list(steps)
+    fits = [refit(call, steps, step, group_partial) for step in steps]
+    labels = tuple(str(x) for x in fits[0].meta.options.get("group_labels", ()))
+    call["group_order"] = labels
     call.update(_item_scale(data, fits[0], group, labels))
-    return InvarianceResult(**assemble(names, fits, rule_set=rule_set,
-                                       estimator=estimator.upper(), labels=labels, sizes=sizes,
-                                       meta=meta, call=call))
+    sizes = [int(s["n"]) for s in fits[0].sample]
+    options = {"group": group, "steps": list(steps), "estimator": estimator,
+               "rule_set": rule_set, "group_partial": list(group_partial),
+               "group_order": list(labels)}
+    if ordinal:
+        options.update({"ordered": True, "identification": "Wu.Estabrook.2016 (std.lv, theta)",
+                        "lrt_method": "satorra.2000"})
+    return InvarianceResult(**assemble(names, fits, rule_set=rule_set, estimator=estimator,
+                                       labels=labels, sizes=sizes, meta=Meta(options=options),
+                                       call=call))
 
 
 def _item_scale(data: pd.DataFrame, fit: Any, group: str, labels: Sequence[str]) -> dict:
@@ -240,9 +239,10 @@ def _item_scale(data: pd.DataFrame, fit: Any, group: str, labels: Sequence[str])
     return {"sds": sds, "codes": codes}
 
 
-def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group_order,
-                        group_partial, min_group_n, ordered, **cfa_options) -> InvarianceResult:
-    """The ordinal (WLSMV, Wu-Estabrook) ladder; see `invariance`."""
+def _ordinal_ladder(estimator: str, steps: Sequence[str], cfa_options: Mapping[str, Any]
+                    ) -> tuple[str, tuple[str, ...]]:
+    """The estimator and rungs of an ordinal ladder (WLSMV, Wu & Estabrook identification; the
+    default steps become `ORDINAL_STEPS`), with errors for options that do not apply."""
     if estimator.upper() not in ("ML", "WLSMV"):
         raise ValueError(f"estimator= must be 'WLSMV' for an ordinal ladder (ordered= given); "
                          f"got {estimator!r}.")
@@ -255,25 +255,7 @@ def _invariance_ordinal(model, data, *, group, steps, estimator, rule_set, group
     if unknown:
         raise ValueError(f"option(s) {sorted(unknown)} are not available for the ordinal ladder "
                          "(identification is fixed by Wu & Estabrook's rules)")
-    _check_groups(data, group, model, min_group_n)
-    call = {"model": model, "data": data, "group": group, "steps": tuple(steps),
-            "estimator": "WLSMV", "group_order": group_order, "cfa_options": cfa_options,
-            "group_partial": tuple(group_partial), "ordered": ordered, "memo": FitMemo()}
-    names, fits = [], []
-    for step in steps:
-        names.append(step)
-        fits.append(refit(call, steps, step, group_partial))
-    labels = tuple(str(x) for x in fits[0].meta.options.get("group_labels", ()))
-    call["group_order"] = labels
-    call.update(_item_scale(data, fits[0], group, labels))
-    sizes = [int(s["n"]) for s in fits[0].sample]
-    meta = Meta(options={"group": group, "steps": list(steps), "estimator": "WLSMV",
-                         "rule_set": rule_set, "group_partial": list(group_partial),
-                         "group_order": list(labels), "ordered": True,
-                         "identification": "Wu.Estabrook.2016 (std.lv, theta)",
-                         "lrt_method": "satorra.2000"})
-    return InvarianceResult(**assemble(names, fits, rule_set=rule_set, estimator="WLSMV",
-                                       labels=labels, sizes=sizes, meta=meta, call=call))
+    return "WLSMV", steps
 
 
 def _check_groups(data: pd.DataFrame, group: str, model: str, min_group_n: int | None) -> None:

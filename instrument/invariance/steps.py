@@ -12,7 +12,7 @@ import pandas as pd
 
 from instrument.invariance.dif import STEP_KIND, item_of, release_tests
 from instrument.invariance.lrt import group_chisq, lrt_table
-from instrument.invariance.ordinal import ORDINAL_STEP_NOTES, fit_ordinal_step
+from instrument.invariance.ordinal import ORDINAL_LADDER_OPTIONS, ORDINAL_STEP_NOTES
 from instrument.invariance.verdicts import rules_for, verdict, verdict_dmacs
 from instrument.results import Meta
 
@@ -218,15 +218,14 @@ def assemble(names: list[str], fits: list[Any], *, rule_set: str, estimator: str
 
 
 def refit(call: Mapping[str, Any], steps: Sequence[str], step: str, partial: Sequence[str]) -> Any:
+    """One rung: `cfa` with the step's cumulative ``group_equal`` and the released parameters
+    as ``group_partial``; ordinal ladders add `ORDINAL_LADDER_OPTIONS` (Wu & Estabrook, 2016)."""
     from instrument.sem.cfa import cfa
 
-    if call.get("ordered") is not None and call.get("ordered") is not False:
-        return fit_ordinal_step(call["model"], call["data"], group=call["group"],
-                                group_equal=equal_for(steps, step), group_partial=tuple(partial),
-                                ordered=call["ordered"], group_order=call["group_order"],
-                                **call["cfa_options"])
+    ordinal = call.get("ordered") is not None and call.get("ordered") is not False
+    extra = {"ordered": call["ordered"], **ORDINAL_LADDER_OPTIONS} if ordinal else {}
     return cfa(call["model"], call["data"], group=call["group"], group_equal=equal_for(steps, step),
                group_partial=tuple(partial), estimator=call["estimator"],
-               group_order=call["group_order"], **call["cfa_options"])
+               group_order=call["group_order"], **extra, **call["cfa_options"])
 
 

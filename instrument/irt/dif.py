@@ -40,7 +40,7 @@ from scipy.stats import chi2
 from instrument.irt.data import two_group_responses
 from instrument.irt.mml import irt
 from instrument.irt.scoring import fscores
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, hash_frame
 from instrument.rules import DIF_ALPHA, DIF_R2_LARGE, DIF_R2_LORDIF, DIF_R2_MODERATE
 
 MAX_PURIFICATION = 10
@@ -155,7 +155,7 @@ def lr_dif_item(y: np.ndarray, theta: np.ndarray, group: np.ndarray) -> dict[str
 
 
 @dataclass(frozen=True)
-class DIFResult:
+class DIFResult(JSONResult):
     """Ordinal logistic regression DIF of every item between two groups.
 
     Attributes
@@ -200,17 +200,6 @@ class DIFResult:
     @property
     def flagged(self) -> list[str]:
         return self.table.loc[self.table["flagged"], "item"].tolist()
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DIFResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta" and k in d}
-        kw["items"] = tuple(kw["items"])
-        kw["anchors"] = tuple(kw["anchors"])
-        kw["theta"] = np.asarray([np.nan if v is None else v for v in kw["theta"]], dtype=float)
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         cols = ["item", "chi12", "p12", "chi23", "p23", "chi13", "p13", "R2_13", "magnitude", "flagged"]

@@ -46,7 +46,7 @@ from scipy.stats import chi2
 
 from instrument.irt.data import two_group_responses
 from instrument.irt.mml import IRTResult, irt
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, hash_frame
 from instrument.rules import IRT_LR_DIF_ALPHA
 
 MAX_PURIFICATION = 10
@@ -55,7 +55,7 @@ LR_TOL = 1e-5     # EM stopping tolerance of the nested fits (G2 within 1e-6 of 
 
 
 @dataclass(frozen=True)
-class LRDIFResult:
+class LRDIFResult(JSONResult):
     """IRT likelihood-ratio DIF of every item between two groups.
 
     Attributes
@@ -94,16 +94,6 @@ class LRDIFResult:
     @property
     def flagged(self) -> list[str]:
         return self.table.loc[self.table["flagged"], "item"].tolist()
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LRDIFResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        kw["items"] = tuple(kw["items"])
-        kw["anchors"] = tuple(kw["anchors"])
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         return Table(f"DIF by IRT likelihood ratio: {self.group} ({self.focal} vs "

@@ -42,14 +42,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr
 
 from instrument.irt.data import response_matrix
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, hash_frame
 
 MML_MODELS = ("graded", "gpcm")
 LINKS = ("logit", "probit")
@@ -177,7 +177,7 @@ def _start_values(model: str, link: str, x: np.ndarray, m: int) -> tuple[float, 
 
 # --- result ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class IRTResult:
+class IRTResult(JSONResult):
     """A unidimensional IRT model fitted by MML.
 
     Attributes
@@ -247,17 +247,6 @@ class IRTResult:
             b = -d / a if self.model == "graded" else -np.diff(np.concatenate(([0.0], d))) / a
             rows.append({"item": it, "group": g, "a": a, **{f"b{h + 1}": v for h, v in enumerate(b)}})
         return pd.DataFrame(rows)
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "IRTResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        kw["items"] = tuple(kw["items"])
-        kw["groups"] = tuple(kw["groups"])
-        kw["vcov"] = np.asarray(kw["vcov"], dtype=float)
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         label = {"graded": "graded response", "gpcm": "generalized partial credit"}[self.model]

@@ -33,14 +33,13 @@ Psychometrika, 54(3), 427-450. https://doi.org/10.1007/BF02294627
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
 from instrument.irt.data import ItemData, prepare
-from instrument.results import Meta, Table, from_jsonable, hash_frame, to_jsonable
+from instrument.results import JSONResult, Meta, Table, hash_frame
 
 RASCH_MODELS = ("pcm", "rsm")
 
@@ -194,7 +193,7 @@ def _newton(d: ItemData, design: _Design, tol: float = 1e-10, maxit: int = 100):
 
 # --- results ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RaschResult:
+class RaschResult(JSONResult):
     """A Rasch partial-credit or rating-scale model fitted by CML.
 
     Attributes
@@ -277,16 +276,6 @@ class RaschResult:
         est = T @ beta
         se = np.sqrt(np.maximum(np.diag(T @ self.vcov_beta @ T.T), 0.0))
         return pd.DataFrame({"name": names, "est": est, "se": se})
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RaschResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta"}
-        kw["items"] = tuple(kw["items"])
-        kw["vcov_beta"] = np.asarray(kw["vcov_beta"], dtype=float)
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         label = {"pcm": "partial credit", "rsm": "rating scale"}[self.model]

@@ -38,7 +38,7 @@ from instrument.irt.dif import dif as run_dif
 from instrument.irt.itemfit import q3, s_x2
 from instrument.irt.mml import irt
 from instrument.irt.scoring import fscores, information, item_information
-from instrument.results import Meta, Table, from_jsonable, to_jsonable
+from instrument.results import JSONResult, Meta, Table
 from instrument.rules import DIF_MIN_GROUP, SCORE_BAND_CUTS, SHORTFORM_REVERSE_SHARE
 
 SCALE_MEAN, SCALE_SD = 50.0, 20.0     # the 1-99 school scale of SCORE_SCALE_SOURCE
@@ -68,7 +68,7 @@ def _alpha(x: pd.DataFrame) -> float:
 
 
 @dataclass(frozen=True)
-class ShortFormResult:
+class ShortFormResult(JSONResult):
     """A short form chosen by `shortform`, its checks and its cost in precision.
 
     Attributes
@@ -131,14 +131,6 @@ class ShortFormResult:
                         note=f"Chosen by instrument.irt.shortform: {self.k} items per construct "
                              "with the most graded-model information at the band cut points "
                              "under the blueprint constraints.")
-
-    def to_dict(self) -> dict:
-        return {k: to_jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ShortFormResult":
-        kw = {k: from_jsonable(d[k]) for k in cls.__dataclass_fields__ if k != "meta" and k in d}
-        return cls(**kw, meta=Meta.from_dict(d.get("meta", {})))
 
     def summary(self) -> Table:
         cols = ["construct", "n_full", "n_short", "covered", "findings", "rel_full", "rel_short",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -178,12 +179,22 @@ class PlanPopulation:
         object.__setattr__(self, "plan", state["plan"])
         object.__setattr__(self, "overrides", state["overrides"])
 
+    def bank_path(self) -> str | None:
+        """The plan's item bank (``bank:``, relative to the plan file's folder, as
+        `instrument validate` reads it), or None for the shipped bank."""
+        where = self.spec().spec.get("bank")
+        if not where:
+            return None
+        base = Path(self.spec().path).parent if self.spec().path != "<dict>" else Path.cwd()
+        return str(base / where)
+
     def bank(self) -> Any:
-        """The shipped item bank, loaded once per population object (and per process)."""
+        """The plan's item bank (`bank_path`), loaded once per population object (and per
+        process)."""
         cached = self.__dict__.get("_bank")
         if cached is None:
             from instrument.bank import load_bank
-            cached = load_bank()
+            cached = load_bank(self.bank_path())
             object.__setattr__(self, "_bank", cached)
         return cached
 

@@ -15,9 +15,10 @@ ML/MLR), so no respondent is dropped listwise.
 * DIF (optional): the invariance ladder of the DIF form by language with partial invariance
   (`instrument.invariance` then ``.partial()``); an item is flagged when a constraint on it is
   released. Power: share of planted DIF items flagged; false alarms: share of the other items;
-* school scores: ICC(2) of the overall score and the share of schools passing the reporting
-  gates (`instrument.school_scores`);
-* predictive validity: the linker's P10->P90 contrast of the overall score for the outcome
+* school scores: ICC(2) of the linked score (the item bank's overall score, or the construct
+  named by ``construct=``) and the share of schools passing the reporting gates
+  (`instrument.school_scores`);
+* predictive validity: the linker's P10->P90 contrast of that score for the outcome
   (`instrument.link`, CR2 by district): power (95% CI excludes 0) and CI width; a replication
   in which too few schools pass the gates to fit the linker counts as not detecting the effect
   (``link.estimable`` false).
@@ -58,6 +59,10 @@ class FieldTestAnalysis:
         Form whose language DIF is tested (None: no DIF analysis).
     outcome : str
         Outcome of the linker.
+    construct : str
+        The school score of the ICC, the gates and the linker (``"overall"`` or a construct).
+    bank : str, optional
+        The item bank's folder or manifest (None: the shipped bank).
     missing : {"listwise", "pairwise", "fiml"}, optional
         Missing-data method of the CFA and the DIF ladder; None: `instrument validate`'s method
         for the estimator (`instrument.pipeline.missing_method`).
@@ -65,9 +70,11 @@ class FieldTestAnalysis:
 
     def __init__(self, form: str = "teacher", *, estimator: str = "WLSMV",
                  dif_form: str | None = "family", dif_group: str = "language",
-                 outcome: str = "chronic_absence", missing: str | None = None):
+                 outcome: str = "chronic_absence", construct: str = "overall",
+                 bank: str | None = None, missing: str | None = None):
         self.form, self.estimator, self.missing = form, estimator, missing
         self.dif_form, self.dif_group, self.outcome = dif_form, dif_group, outcome
+        self.construct, self.bank_path = construct, bank
         self._bank = None
 
     def __getstate__(self):
@@ -79,12 +86,13 @@ class FieldTestAnalysis:
     def describe(self) -> dict:
         return {"analysis": "field test", "form": self.form, "estimator": self.estimator,
                 "missing": self._missing()["missing"],
-                "dif_form": self.dif_form, "dif_group": self.dif_group, "outcome": self.outcome}
+                "dif_form": self.dif_form, "dif_group": self.dif_group, "outcome": self.outcome,
+                "construct": self.construct}
 
     def __call__(self, sim: Any) -> dict:
         if self._bank is None:                    # loaded once per process, not pickled
             from instrument.bank import load_bank
-            self._bank = load_bank()
+            self._bank = load_bank(self.bank_path)
         bank = self._bank
         rec: dict = {}
         rec.update(self._cfa(sim, bank))
@@ -136,14 +144,15 @@ class FieldTestAnalysis:
         constructs = list(dict.fromkeys(bank.items.loc[bank.items["form"] == self.form,
                                                        "construct"])) + ["overall"]
         iccs = {c: icc(rs, c, "school_id") for c in constructs if c in rs.columns}
-        ic = iccs["overall"]
+        ic = iccs[self.construct]
         sc = school_scores(sim.responses(self.form), bank=bank, outcomes=sim.outcomes,
                            icc1={c: float(r.icc1) for c, r in iccs.items()})
-        ov = sc[(sc["construct"] == "overall")]
+        ov = sc[(sc["construct"] == self.construct)]
         out = {"icc2": float(ic.icc2),
                "gates.pass": float((~ov["suppressed"].astype(bool)).mean())}
         try:
-            lk = link(sc, sim.outcomes, outcome=self.outcome, form=self.form)
+            lk = link(sc, sim.outcomes, outcome=self.outcome, form=self.form,
+                      construct=self.construct)
         except ValueError:
             # too few reported schools to estimate the model: the design detects nothing
             return {**out, "link.estimable": False, "link.significant": False}
@@ -279,10 +288,17 @@ def _recommend(table: pd.DataFrame, spec: Any, form: str, dif: bool) -> dict:
     return out
 
 
+def _dif_form(spec: Any) -> str | None:
+    """The first form in which the plan plants DIF (``simulation.forms.<form>.dif``), or None."""
+    planted = [f for f, fs in spec.simulation["forms"].items() if fs.get("dif")]
+    return planted[0] if planted else None
+
+
 def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
           respondents: Sequence[float] = (8, 15, 25), reps: int = 500, seed: int = 1,
           form: str = "teacher", estimator: str | None = None, dif: bool = True,
-          outcome: str = "chronic_absence", missing: str | None = None, scheduler: Any = None,
+          outcome: str = "chronic_absence", construct: str | None = None,
+          missing: str | None = None, scheduler: Any = None,
           workers: int | None = None, path: str | None = None,
           progress: bool | None = None) -> PowerResult:
     """Power, precision and error rates of a field test over a grid of designs.
@@ -300,7 +316,11 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
     estimator : str, optional
         CFA estimator (the plan's ``analysis.estimator``, else WLSMV).
     dif : bool
-        Test language DIF on the family form (the plan's planted DIF) in every replication.
+        Test language DIF in every replication, on the first form in which the plan plants DIF
+        (``simulation.forms.<form>.dif``); a plan that plants none has no DIF analysis.
+    construct : str, optional
+        The school score behind the ICC, the gates and the linker: the item bank's overall
+        score when the bank declares one, else a construct that must be named.
     missing : {"listwise", "pairwise", "fiml"}, optional
         Missing-data method (None: `instrument validate`'s for the estimator).
     scheduler, workers, path, progress
@@ -316,8 +336,18 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
     if form not in spec.simulation["forms"]:
         raise ValueError(f"form={form!r} is not a form of plan {spec.path}; expected one of "
                          f"{sorted(spec.simulation['forms'])}")
-    analysis = FieldTestAnalysis(form, estimator=est, dif_form="family" if dif else None,
-                                 outcome=outcome, missing=missing)
+    bank = base.bank()
+    known = list(bank.constructs["construct"]) + (["overall"] if bank.overall else [])
+    if construct is None and bank.overall is None:
+        raise ValueError("the item bank defines no overall score; expected construct= (--construct) "
+                         "naming one of " + ", ".join(known))
+    construct = "overall" if construct is None else construct
+    if construct not in known:
+        raise ValueError(f"construct={construct!r} is not a construct of the item bank; expected "
+                         f"one of {', '.join(known)}")
+    dif_form = _dif_form(spec) if dif else None
+    analysis = FieldTestAnalysis(form, estimator=est, dif_form=dif_form, outcome=outcome,
+                                 construct=construct, bank=base.bank_path(), missing=missing)
     rows, frames = [], []
     k = 0
     for s in schools:
@@ -335,7 +365,7 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
             frames.append(d)
             k += 1
     table = pd.DataFrame(rows)
-    recommended = _recommend(table, spec, form, dif)
+    recommended = _recommend(table, spec, form, dif_form is not None)
     return PowerResult(table=table, replications=pd.concat(frames, ignore_index=True),
                        recommended=recommended, form=form, estimator=est, plan=spec.name,
                        meta=Meta(options={"plan": spec.path, "schools": list(map(int, schools)),

@@ -140,10 +140,6 @@ ES: dict[str, str] = {
         "Las escuelas en el percentil 90 del resultado en %(score)s (%(form)s), comparadas con "
         "las del percentil 10, tuvieron:",
     "%(form)s %(score)s score": "resultado en %(score)s (%(form)s)",
-    "Schools at the 90th percentile of the %(form)s engagement score, compared with schools at "
-    "the 10th, had:":
-        "Las escuelas en el percentil 90 del resultado de colaboración (%(form)s), comparadas "
-        "con las del percentil 10, tuvieron:",
     "%(v)s percentage points %(dir)s %(name)s (95%% interval %(ci)s)":
         "%(name)s %(v)s puntos porcentuales %(dir)s (intervalo de 95 %%: %(ci)s)",
     "; for poverty, the same comparison gives %(v)s points %(dir)s":
@@ -269,9 +265,7 @@ ES: dict[str, str] = {
     "reliability of the school mean": "confiabilidad del promedio de la escuela",
     "change in outcome from 10th to 90th percentile (percentage points, 95% CI)":
         "cambio en el resultado del percentil 10 al 90 (puntos porcentuales, IC de 95 %)",
-    "teacher engagement score": "resultado de colaboración (maestros)",
-    "family engagement score": "resultado de colaboración (familias)",
-    "engagement score": "resultado de colaboración", "poverty": "pobreza",
+    "poverty": "pobreza",
     "Chronic absenteeism": "Ausentismo crónico", "Attendance": "Asistencia",
     "Math proficiency": "Competencia en matemáticas",
     "Change in chronic absenteeism": "Cambio en el ausentismo crónico",

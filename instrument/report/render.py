@@ -1120,6 +1120,16 @@ def _construct_labels(bank: Section, lang: str) -> dict[str, str]:
     return out
 
 
+def _linked_score_name(bank: Section, construct: str, lang: str) -> str:
+    """How the brief names the score the linker used, in ``lang``: the bank's overall-score label
+    for ``"overall"`` (lower-cased to read inside a sentence), else the construct's bank label."""
+    if construct == "overall":
+        ov = bank.get("overall") if bank.available else None
+        label = (ov["label"].get(lang) or next(iter(ov["label"].values()))) if ov else "overall"
+        return label[:1].lower() + label[1:]
+    return _construct_labels(bank, lang).get(construct, construct)
+
+
 FIT_INDEX_SUFFIX = {"MLR": ".robust", "WLSMV": ".scaled", "ULSMV": ".scaled"}
 PLAIN_OPS = {">=": "≥", "<=": "≤"}
 
@@ -1265,9 +1275,7 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["predicts"] = lines
         c = lk["coefficients"]
         con = str(next(iter(c["construct"]), "")) if "construct" in c.columns else ""
-        # the bank's overall score reads as "engagement"; a linked construct by its bank label
-        ctx["score_name"] = None if con in ("", "overall") else \
-            _construct_labels(secs["bank"], t.lang).get(con, con)
+        ctx["score_name"] = _linked_score_name(secs["bank"], con, t.lang)
         ctx["controls"] = _plain_controls(dict.fromkeys(
             x.strip() for cs in (c["controls"] if "controls" in c.columns else [])
             for x in str(cs).split(",") if x.strip()), t)
@@ -1277,10 +1285,8 @@ def _brief(secs: Mapping[str, Section], t: Translator) -> dict:
         ctx["contrast_fig"] = num.figure(
             fig.contrast_chart(ef.assign(outcome=[t(_plain_outcome(str(o))) for o in
                                                   ef["outcome_name"]]),
-                               labels={"score": t(f"{first} engagement score".strip())
-                                       if ctx["score_name"] is None else
-                                       t("%(form)s %(score)s score", form=t(first),
-                                         score=ctx["score_name"]).strip(),
+                               labels={"score": t("%(form)s %(score)s score", form=t(first),
+                                                  score=ctx["score_name"]).strip(),
                                        "poverty": t("poverty")}, tr=t),
             t("Difference between schools at the 10th and 90th percentile")
             + (f", {t(first.capitalize() + ' survey').lower()}" if first else ""),

@@ -1,9 +1,12 @@
 """The structural-equation engine, one module per lavaan stage.
 
 syntax (parse) -> partable (parameter table; thresholds and scales of ordered indicators) -> data
-(the one data step of every estimator: columns, groups, clusters, missing rows, N) -> samplestats
-(moments, polychorics, missing-data patterns) -> model (LISREL matrices from the table) -> estimators (objective, gradient, information;
-the optimiser) -> test (Yuan-Bentler, Satorra-Bentler, scaled-shifted) -> fit (fit measures) ->
-result (`CFAResult`). `cfa` runs the stages; `twolevel` fits two-level models; `refit` refits a
-built ML model to new data sets (Monte Carlo replications).
+(the one data step of every estimator: columns, groups, clusters, missing rows, N) ->
+samplestats (one `SampleStats`: moments per group, with optional parts for polychorics,
+missing-data patterns and two-level cluster statistics) -> model (LISREL matrices from the
+table) -> estimators (objective, gradient, information; the optimiser) -> test (Yuan-Bentler,
+Satorra-Bentler, scaled-shifted) -> fit (fit measures) -> result (`CFAResult`). `cfa` validates
+the options once and runs the stages with the estimator it looks up in `cfa.ESTIMATORS` (ML,
+MLR/FIML, WLSMV/ULSMV, two-level ML in `twolevel`); `refit` refits a built ML model to new data
+sets (Monte Carlo replications).
 """

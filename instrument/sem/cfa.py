@@ -1,33 +1,41 @@
-"""`cfa()`: confirmatory factor analysis by maximum likelihood, matching lavaan 0.6-14.
+"""`cfa()`: confirmatory factor analysis, matching lavaan 0.6-14.
 
-Flow (lavaan's): syntax -> parameter table -> sample statistics -> model matrices ->
-Fisher scoring -> standard errors -> fit measures -> `CFAResult` (plain data).
+Flow (lavaan's): options (validated once, `_validate`) -> the estimator chosen from `ESTIMATORS`
+(by data kind, estimator and missing-data method) -> syntax -> parameter table -> sample
+statistics -> model matrices -> the engine's optimiser -> standard errors -> test -> fit
+measures -> result (plain data).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from instrument.results import Meta
+from instrument.sem.cfa_ordinal import ORDINAL_ESTIMATORS, cfa_ordinal
+from instrument.sem.cfa_robust import cfa_robust
 from instrument.sem.data import prepare, require_pd_covariance
+from instrument.sem.estimators.categorical import PARAMETERIZATIONS
 from instrument.sem.estimators.ml import single_threaded
 from instrument.sem.ml_fit import fit_partable
 from instrument.sem.partable import build_partable, check_group_equal
 from instrument.sem.result import CFAResult
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.syntax import has_levels, parse_syntax
-from instrument.sem.twolevel import TwoLevelResult, twolevel_cfa
+from instrument.sem.twolevel import H1_METHODS, TwoLevelResult, fit_twolevel
 
-__all__ = ["cfa"]
+__all__ = ["cfa", "twolevel_cfa", "ESTIMATORS", "CFAOptions"]
 
 _ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 _LIKELIHOODS = ("normal", "wishart")
 _INFORMATION = ("expected", "observed")
 _SE = ("standard", "none")
 _MISSING = ("listwise", "fiml")
+_MISSING_ORDINAL = ("pairwise", "listwise")
+_SE_ORDINAL = ("robust.sem", "none")
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -58,15 +66,214 @@ def _refuse_unidentified(fit: Any) -> Any:
     return fit
 
 
+@dataclass(frozen=True)
+class CFAOptions:
+    """The options of one `cfa` call after validation, with lavaan's defaults filled in.
+
+    ``kind`` is the data kind that, with ``estimator`` and ``missing``, selects the fitting
+    function from `ESTIMATORS`: "continuous", "clustered" (single-level model with
+    ``cluster=``: cluster-robust inference), "ordinal" (``ordered=``) or "twolevel"
+    (``level:`` blocks in the syntax). ``why`` explains a default that was chosen for the user.
+    """
+
+    kind: str
+    estimator: str
+    missing: str
+    group: str | None = None
+    group_equal: tuple = ()
+    group_partial: tuple = ()
+    std_lv: bool = False
+    meanstructure: bool | None = None
+    likelihood: str = "normal"
+    information: str = "expected"
+    se: str = "standard"
+    ordered: Sequence[str] | bool | None = None
+    cluster: str | None = None
+    group_order: Sequence | None = None
+    parameterization: str = "delta"
+    h1: str = "em"
+    baseline: bool = True
+    id_cat: str | None = None
+    why: str = ""
+
+
+def _validate(model: str, *, estimator: str | None = None, group: str | None = None,
+              group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
+              std_lv: bool = False, meanstructure: bool | None = None,
+              likelihood: str = "normal", information: str = "expected", se: str | None = None,
+              missing: str | None = None, ordered: Sequence[str] | bool | None = None,
+              cluster: str | None = None, group_order: Sequence | None = None,
+              parameterization: str = "delta", id_cat: str | None = None, h1: str = "em",
+              baseline: bool = True) -> CFAOptions:
+    """Check every option of `cfa` once and fill in lavaan's defaults (see `cfa`)."""
+    if not isinstance(std_lv, (bool, np.bool_)):
+        raise TypeError(f"std_lv= must be True or False; got {std_lv!r}")
+    if not isinstance(baseline, (bool, np.bool_)):
+        raise TypeError(f"baseline= must be True or False; got {baseline!r}")
+    _choice("h1", h1, H1_METHODS)
+    if has_levels(model):
+        # lavaan: a model with level: blocks is a two-level model, fitted with cluster=
+        if cluster is None:
+            raise ValueError("a model with 'level:' blocks is a two-level model and needs "
+                             "cluster= (the column of level-2 units)")
+        if not isinstance(cluster, str) or not cluster:
+            raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
+        other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
+                 "ordered": ordered not in (None, False), "missing": missing not in
+                 (None, "listwise"), "group_equal": bool(group_equal),
+                 "id_cat": id_cat is not None}
+        bad = [k for k, v in other.items() if v]
+        if bad:
+            raise NotImplementedError(f"two-level models are fitted by ML with listwise deletion "
+                                      f"and one group; {', '.join(bad)}= is not implemented")
+        return CFAOptions("twolevel", "ML", "listwise", std_lv=bool(std_lv), cluster=cluster,
+                          information="observed", h1=h1, baseline=bool(baseline))
+    if h1 != "em" or not baseline:
+        raise NotImplementedError("h1= and baseline= apply to two-level models ('level:' "
+                                  "blocks) only")
+    is_ordered = ordered is not None and ordered is not False
+    ordinal = is_ordered or estimator in ORDINAL_ESTIMATORS
+    group_equal, group_partial = check_group_equal(group_equal, group_partial, ordinal=ordinal)
+    common = dict(group=group, group_equal=group_equal, group_partial=group_partial,
+                  std_lv=bool(std_lv), group_order=group_order)
+    if is_ordered and estimator in ("ML", "MLR"):
+        raise ValueError(f"estimator={estimator!r} treats items as continuous and cannot be "
+                         "combined with ordered=; use estimator='WLSMV' (or drop ordered= to "
+                         "analyse the items as continuous).")
+    if ordinal:
+        if not is_ordered:
+            raise ValueError(f"estimator={estimator!r} needs ordered= (the ordinal items, or "
+                             "True for all); continuous WLSMV is not implemented.")
+        why = ""
+        if estimator is None:
+            estimator = "WLSMV"
+            why = ("ordered= was given without estimator=, so WLSMV (lavaan's default for "
+                   "ordered indicators) was used")
+        missing = "listwise" if missing is None else missing
+        if cluster is not None:
+            raise NotImplementedError("cluster= is not implemented")
+        if likelihood != "normal" or information != "expected":
+            raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
+                             "the DWLS/ULS expected information with robust.sem standard errors.")
+        se = "robust.sem" if se in (None, "standard", "robust.sem") else se
+        if estimator not in ORDINAL_ESTIMATORS:
+            raise ValueError(f"estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
+                             f"got {estimator!r}.")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization= must be one of 'delta', 'theta'; "
+                             f"got {parameterization!r}.")
+        if missing == "fiml":
+            raise ValueError("missing='fiml' is not available with ordered indicators: use "
+                             "estimator='WLSMV' with missing='pairwise' (the default), or treat "
+                             "the items as continuous with estimator='ML'/'MLR' and "
+                             "missing='fiml' (drop ordered=).")
+        if missing not in _MISSING_ORDINAL:
+            raise ValueError(f"missing= must be one of 'pairwise', 'listwise' with ordered "
+                             f"indicators; got {missing!r}.")
+        if se not in _SE_ORDINAL:
+            raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
+                             f"got {se!r}.")
+        return CFAOptions("ordinal", estimator, missing, ordered=ordered, se=se,
+                          parameterization=parameterization, id_cat=id_cat, why=why, **common)
+    if id_cat is not None:
+        raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered= (or "
+                         "drop id_cat= to treat the items as continuous).")
+    estimator = "ML" if estimator is None else estimator
+    missing = "listwise" if missing is None else missing
+    se = "standard" if se is None else se
+    _choice("estimator", estimator, _ESTIMATORS)
+    _choice("likelihood", likelihood, _LIKELIHOODS)
+    _choice("information", information, _INFORMATION)
+    _choice("se", se, _SE)
+    _choice("missing", missing, _MISSING)
+    if estimator == "MLR" or missing == "fiml" or cluster is not None:
+        if likelihood != "normal":
+            raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
+                             f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
+        if se != "standard":
+            raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
+                             f"missing={missing!r}; use se='standard'.")
+    if cluster is not None and estimator != "MLR":
+        raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
+                         "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
+                         f"estimator={estimator!r}.")
+    return CFAOptions("clustered" if cluster is not None else "continuous", estimator, missing,
+                      meanstructure=meanstructure, likelihood=likelihood,
+                      information=information, se=se, cluster=cluster, **common)
+
+
+def _fit_ml(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
+    """Complete-data ML (listwise): the data step, the parameter table, the moments and
+    `instrument.sem.ml_fit.fit_partable`."""
+    rows = parse_syntax(model)
+    if any(r.op == "|" for r in rows):
+        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
+                                  "engine does not estimate")
+    d = prepare(rows, data, group=o.group, group_order=o.group_order, missing=o.missing,
+                keeps="missing='fiml'")
+    ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
+    ngroups = len(blocks)
+    meanstructure = ngroups > 1 if o.meanstructure is None else o.meanstructure
+    pt = build_partable(rows, ngroups=ngroups, group_labels=group_labels,
+                        ov_names=list(data.columns), meanstructure=bool(meanstructure),
+                        std_lv=o.std_lv, group_equal=o.group_equal,
+                        group_partial=o.group_partial)
+    stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    require_pd_covariance(stats, group_labels)
+    options = dict(estimator="ML", group=o.group, model=model, group_equal=list(o.group_equal),
+                   group_partial=list(o.group_partial), std_lv=o.std_lv,
+                   meanstructure=bool(pt.meanstructure), likelihood=o.likelihood,
+                   information=o.information, se=o.se, missing=o.missing,
+                   group_labels=group_labels, nobs_dropped_listwise=d.nobs_dropped)
+    meta = Meta(options=options, data_hash=d.data_hash)
+    return fit_partable(pt, stats, likelihood=o.likelihood, information=o.information, se=o.se,
+                        meta=meta, extra_warnings=d.warnings)
+
+
+def _fit_robust(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
+    return cfa_robust(model, data, estimator=o.estimator, group=o.group,
+                      group_equal=o.group_equal, group_partial=o.group_partial, std_lv=o.std_lv,
+                      meanstructure=o.meanstructure, missing=o.missing, cluster=o.cluster,
+                      group_order=o.group_order)
+
+
+def _fit_ordinal(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
+    return cfa_ordinal(model, data, ordered=o.ordered, estimator=o.estimator, group=o.group,
+                       group_equal=o.group_equal, group_partial=o.group_partial,
+                       std_lv=o.std_lv, parameterization=o.parameterization, missing=o.missing,
+                       se=o.se, group_order=o.group_order, why=o.why, id_cat=o.id_cat)
+
+
+def _fit_twolevel(model: str, data: pd.DataFrame, o: CFAOptions) -> TwoLevelResult:
+    return fit_twolevel(model, data, cluster=o.cluster, std_lv=o.std_lv, h1=o.h1,
+                        baseline=o.baseline)
+
+
+#: The estimator registry: (data kind, estimator, missing) -> fitting function
+#: ``f(model, data, options: CFAOptions)``; `cfa` validates the options and looks the fit up here.
+ESTIMATORS: dict[tuple[str, str, str], Callable[[str, pd.DataFrame, CFAOptions], Any]] = {
+    ("continuous", "ML", "listwise"): _fit_ml,                # ML (lavaan's default)
+    ("continuous", "ML", "fiml"): _fit_robust,                # FIML (lavaan missing = "ml")
+    ("continuous", "MLR", "listwise"): _fit_robust,           # Huber-White SEs, Yuan-Bentler test
+    ("continuous", "MLR", "fiml"): _fit_robust,
+    ("clustered", "MLR", "listwise"): _fit_robust,            # se = "robust.cluster"
+    ("clustered", "MLR", "fiml"): _fit_robust,
+    **{("ordinal", e, m): _fit_ordinal                        # DWLS / ULS, two-step
+       for e in ORDINAL_ESTIMATORS for m in _MISSING_ORDINAL},
+    ("twolevel", "ML", "listwise"): _fit_twolevel,            # exact two-level ML
+}
+
+
 @single_threaded
 def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
-        group: str | None = None,
-        group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
-        std_lv: bool = False, meanstructure: bool | None = None, likelihood: str = "normal",
-        information: str = "expected", se: str | None = None, missing: str | None = None,
-        ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
-        group_order: Sequence | None = None, parameterization: str = "delta"
-        ) -> CFAResult | TwoLevelResult:
+             group: str | None = None, group_equal: Sequence[str] = (),
+             group_partial: Sequence[str] = (), std_lv: bool = False,
+             meanstructure: bool | None = None, likelihood: str = "normal",
+             information: str = "expected", se: str | None = None, missing: str | None = None,
+             ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
+             group_order: Sequence | None = None, parameterization: str = "delta",
+             id_cat: str | None = None, h1: str = "em", baseline: bool = True
+             ) -> CFAResult | TwoLevelResult:
     """Fit a confirmatory factor model by maximum likelihood (lavaan's ``cfa()``).
 
     Parameters
@@ -108,12 +315,28 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         (default estimator "WLSMV", missing "pairwise", ``se="robust.sem"``; see there).
     parameterization : {"delta", "theta"}
         Only with ordered indicators.
+    id_cat : {None, "Wu.Estabrook.2016"}
+        Only with ordered indicators and groups: how the latent responses are identified across
+        groups. None (default) is lavaan's own rule (``group_equal=["thresholds"]`` frees the
+        scales (delta) or residual variances (theta) and the latent means in groups 2..G).
+        "Wu.Estabrook.2016" is Wu & Estabrook's (2016) identification as semTools writes it
+        (``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016")``; needs
+        ``std_lv=True`` and a model of ``=~`` lines): which intercepts, residual variances or
+        scales, latent means and variances are free in groups 2..G follows from which sets are
+        in `group_equal` and `group_partial` (see `instrument.sem.partable.build_partable`). The
+        ordinal invariance ladder fits every rung this way, with ``parameterization="theta"``.
     cluster : str, optional
         Cluster column: cluster-robust SEs and test (with ``estimator="MLR"``), or the level-2
         unit of a two-level model (syntax with ``level: 1`` / ``level: 2`` blocks, fitted by
-        `instrument.sem.twolevel.twolevel_cfa`, as lavaan does).
+        exact two-level ML, `instrument.sem.twolevel.fit_twolevel`, as lavaan does).
     group_order : sequence, optional
         Order of the groups (default: order of first appearance in the data, lavaan's rule).
+    h1 : {"em", "exact"}
+        Two-level models only: the saturated model by lavaan 0.6-14's EM (default, so the
+        test and SRMR equal lavaan's) or maximised exactly (see
+        `instrument.sem.twolevel.fit_twolevel`).
+    baseline : bool
+        Two-level models only: fit the baseline model for CFI/TLI (default True).
 
     Returns
     -------
@@ -125,6 +348,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
 
     Notes
     -----
+    The options are validated once (`CFAOptions`) and the fit is looked up in `ESTIMATORS` by
+    data kind (continuous, clustered, ordinal, two-level), estimator and missing-data method.
     F_ML = sum_g (n_g/N)[log|Sigma_g| + tr(S_g Sigma_g^-1) - log|S_g| - p + (m_g - mu_g)'
     Sigma_g^-1 (m_g - mu_g)], S with divisor N; chisq = N F_ML. Minimised by Fisher scoring to a
     gradient below 1e-9. Standard errors from the inverse expected information divided by N
@@ -142,88 +367,24 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     >>> fit = cfa("visual =~ x1 + x2 + x3", hs)                  # doctest: +SKIP
     >>> # In R: cfa("visual =~ x1 + x2 + x3", data = hs)
     """
-    if has_levels(model):
-        # lavaan: a model with level: blocks is a two-level model, fitted with cluster=
-        if cluster is None:
-            raise ValueError("a model with 'level:' blocks is a two-level model and needs "
-                             "cluster= (the column of level-2 units)")
-        other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
-                 "ordered": ordered not in (None, False), "missing": missing not in
-                 (None, "listwise"), "group_equal": bool(group_equal)}
-        bad = [k for k, v in other.items() if v]
-        if bad:
-            raise NotImplementedError(f"two-level models are fitted by ML with listwise deletion "
-                                      f"and one group; {', '.join(bad)}= is not implemented")
-        return twolevel_cfa(model, data, cluster=cluster, std_lv=std_lv)
-    ordinal = (ordered is not None and ordered is not False) or estimator in ("WLSMV", "ULSMV")
-    group_equal, group_partial = check_group_equal(group_equal, group_partial, ordinal=ordinal)
-    # --- ordered indicators (WLSMV/ULSMV, instrument.sem.cfa_ordinal): defaults that never collide
-    if ordered is not None and ordered is not False and estimator in ("ML", "MLR"):
-        raise ValueError(f"estimator={estimator!r} treats items as continuous and cannot be "
-                         "combined with ordered=; use estimator='WLSMV' (or drop ordered= to "
-                         "analyse the items as continuous).")
-    if ordinal:
-        from instrument.sem.cfa_ordinal import cfa_ordinal
-        if ordered is None or ordered is False:
-            raise ValueError(f"estimator={estimator!r} needs ordered= (the ordinal items, or "
-                             "True for all); continuous WLSMV is not implemented.")
-        why = []
-        if estimator is None:
-            estimator = "WLSMV"
-            why.append("ordered= was given without estimator=, so WLSMV (lavaan's default for "
-                       "ordered indicators) was used")
-        if missing is None:
-            missing = "listwise"
-        if cluster is not None:
-            raise NotImplementedError("cluster= is not implemented")
-        if likelihood != "normal" or information != "expected":
-            raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
-                             "the DWLS/ULS expected information with robust.sem standard errors.")
-        return cfa_ordinal(model, data, ordered=ordered, estimator=estimator, group=group,
-                           group_equal=group_equal, group_partial=group_partial, std_lv=std_lv,
-                           parameterization=parameterization, missing=missing,
-                           se="robust.sem" if se in (None, "standard", "robust.sem") else se,
-                           group_order=group_order, why="; ".join(why))
-    estimator = "ML" if estimator is None else estimator
-    missing = "listwise" if missing is None else missing
-    se = "standard" if se is None else se
-    _choice("estimator", estimator, _ESTIMATORS)
-    _choice("likelihood", likelihood, _LIKELIHOODS)
-    _choice("information", information, _INFORMATION)
-    _choice("se", se, _SE)
-    _choice("missing", missing, _MISSING)
-    if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        from instrument.sem.cfa_robust import cfa_robust  # MLR / FIML / cluster=
-        return cfa_robust(model, data, estimator=estimator, group=group, group_equal=group_equal,
-                          group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
-                          likelihood=likelihood, information=information, se=se, missing=missing,
-                          ordered=ordered, cluster=cluster, group_order=group_order)
-    rows = parse_syntax(model)
-    if any(r.op == "|" for r in rows):
-        raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
-                                  "engine does not estimate")
-    d = prepare(rows, data, group=group, group_order=group_order, missing=missing,
-                keeps="missing='fiml'")
-    ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
-    ngroups = len(blocks)
-    if meanstructure is None:
-        meanstructure = ngroups > 1
-    pt = build_partable(rows, ngroups=ngroups, group_labels=group_labels,
-                        ov_names=list(data.columns), meanstructure=bool(meanstructure),
-                        std_lv=std_lv, group_equal=tuple(group_equal),
-                        group_partial=tuple(group_partial))
-    stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
-    require_pd_covariance(stats, group_labels)
-    options = dict(estimator="ML", group=group, model=model, group_equal=list(group_equal),
-                   group_partial=list(group_partial), std_lv=bool(std_lv),
-                   meanstructure=bool(pt.meanstructure), likelihood=likelihood,
-                   information=information, se=se, missing=missing,
-                   group_labels=group_labels, nobs_dropped_listwise=d.nobs_dropped)
-    meta = Meta(options=options, data_hash=d.data_hash)
-    return fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
-                        meta=meta, extra_warnings=d.warnings)
+    o = _validate(model, estimator=estimator, group=group, group_equal=group_equal,
+                  group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
+                  likelihood=likelihood, information=information, se=se, missing=missing,
+                  ordered=ordered, cluster=cluster, group_order=group_order,
+                  parameterization=parameterization, id_cat=id_cat, h1=h1, baseline=baseline)
+    return ESTIMATORS[(o.kind, o.estimator, o.missing)](model, data, o)
 
 
 @functools.wraps(_fit_cfa)
 def cfa(model: str, data: pd.DataFrame, **options: Any) -> CFAResult | TwoLevelResult:
     return _refuse_unidentified(_fit_cfa(model, data, **options))
+
+
+def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool = False,
+                 h1: str = "em", baseline: bool = True) -> TwoLevelResult:
+    """`cfa` of a model with ``level: 1`` / ``level: 2`` blocks (an alias; see `cfa` and
+    `instrument.sem.twolevel.fit_twolevel` for the estimator)."""
+    if not has_levels(model):
+        raise ValueError("twolevel_cfa() needs a model with 'level: 1' and 'level: 2' blocks; "
+                         "use cfa() for a single-level model")
+    return cfa(model, data, cluster=cluster, std_lv=std_lv, h1=h1, baseline=baseline)

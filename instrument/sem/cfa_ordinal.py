@@ -1,6 +1,7 @@
 """`cfa()` for ordered indicators (estimator WLSMV or ULSMV): the data step.
 
-`instrument.sem.cfa.cfa` dispatches here when ``ordered=`` is given or the estimator is WLSMV/ULSMV.
+The entry of `instrument.sem.cfa.ESTIMATORS` for ordered indicators (``ordered=`` given or the
+estimator WLSMV/ULSMV); `instrument.sem.cfa.cfa` validates the options before it calls here.
 The rows are selected by the engine's one data step (`instrument.sem.data.prepare`): with
 ``missing="pairwise"`` only rows whose every item is missing are removed before N is counted.
 """
@@ -10,10 +11,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from instrument.sem.estimators.categorical import (PARAMETERIZATIONS,
-                                             fit_categorical, merge_rows)
+from instrument.sem.estimators.categorical import fit_categorical
 from instrument.sem.polychoric import sample_stats_ordinal
-from instrument.sem.partable import build_partable, check_group_equal, model_variables
+from instrument.sem.partable import build_partable, model_variables
 from instrument.results import Meta
 from instrument.sem.data import prepare
 from instrument.sem.syntax import parse_syntax
@@ -21,7 +21,6 @@ from instrument.sem.syntax import parse_syntax
 __all__ = ["cfa_ordinal", "ORDINAL_ESTIMATORS"]
 
 ORDINAL_ESTIMATORS = ("WLSMV", "ULSMV")
-_MISSING = ("pairwise", "listwise")
 # two-step sample statistics of recent calls, keyed by a hash of the data actually used (an
 # invariance ladder refits the same data several times); a few entries only
 _STATS_CACHE: dict = {}
@@ -46,14 +45,15 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                 group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
                 std_lv: bool = False, parameterization: str = "delta",
                 missing: str = "pairwise", se: str = "robust.sem",
-                group_order: Sequence | None = None, why: str = ""):
+                group_order: Sequence | None = None, why: str = "", id_cat: str | None = None):
     """CFA with ordered indicators by WLSMV (lavaan ``cfa(..., ordered=, estimator="WLSMV")``).
 
     Parameters
     ----------
     model : str
-        lavaan syntax; thresholds may be written ``x | t1 + t2`` (with labels/values) and
-        repeated statements are merged as lavaan does (``measEq.syntax`` output works).
+        lavaan syntax; thresholds may be written ``x | t1 + t2`` (with labels/values); an
+        element repeated within a statement has its modifiers merged as lavaan does
+        (``measEq.syntax`` output works, `instrument.sem.partable.merge_repeated`).
     data : pandas.DataFrame
         Integer-coded (or ordered Categorical) items, NaN = missing.
     ordered : sequence of str or True
@@ -69,6 +69,9 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
         pairwise: thresholds from each item's observed values, each polychoric correlation from
         the rows complete on its pair (lavaan ``missing = "pairwise"``); listwise: complete rows.
     se : {"robust.sem", "none"}
+    id_cat : {None, "Wu.Estabrook.2016"}
+        Identification across groups: lavaan's (None) or Wu & Estabrook's (2016), see
+        `instrument.sem.partable.build_partable`.
 
     Returns
     -------
@@ -89,27 +92,9 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
     Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
     Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
     """
-    if estimator not in ORDINAL_ESTIMATORS:
-        raise ValueError(f"estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
-                         f"got {estimator!r}.")
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization= must be one of 'delta', 'theta'; "
-                         f"got {parameterization!r}.")
-    if missing == "fiml":
-        raise ValueError("missing='fiml' is not available with ordered indicators: use "
-                         "estimator='WLSMV' with missing='pairwise' (the default), or treat the "
-                         "items as continuous with estimator='ML'/'MLR' and missing='fiml' "
-                         "(drop ordered=).")
-    if missing not in _MISSING:
-        raise ValueError(f"missing= must be one of 'pairwise', 'listwise' with ordered "
-                         f"indicators; got {missing!r}.")
-    if se not in ("robust.sem", "none"):
-        raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
-                         f"got {se!r}.")
-    group_equal, group_partial = check_group_equal(group_equal, group_partial)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}")
-    rows = merge_rows(parse_syntax(model))
+    rows = parse_syntax(model)
     ov, _ = model_variables(rows)
     if ordered is True:
         ordered = list(ov)
@@ -132,14 +117,15 @@ def cfa_ordinal(model: str, data: pd.DataFrame, *, ordered: Sequence[str] | bool
                         ov_names=list(data.columns), meanstructure=True, std_lv=std_lv,
                         group_equal=tuple(group_equal), group_partial=tuple(group_partial),
                         ordered=tuple(ov),
-                        nlevels=dict(zip(cstats.groups[0].ov_names, cstats.groups[0].nlevels)),
-                        parameterization=parameterization)
+                        nlevels=dict(zip(cstats.ordinal[0].ov_names, cstats.ordinal[0].nlevels)),
+                        parameterization=parameterization, id_cat=id_cat)
     options = dict(estimator=estimator, group=group, model=model, group_equal=list(group_equal),
                    group_partial=list(group_partial), std_lv=bool(std_lv), meanstructure=True,
                    parameterization=parameterization, ordered=list(ordered), missing=missing,
                    se=se, test="scaled.shifted",
                    estimator_internal="DWLS" if estimator == "WLSMV" else "ULS",
                    group_labels=list(pt.group_labels), nobs_dropped=d.nobs_dropped,
+                   **({} if id_cat is None else {"id_cat": id_cat}),
                    nobs_dropped_empty=d.nobs_empty,
                    why=why or (f"estimator {estimator} with {parameterization} parameterization "
                                f"and {missing} missing-data handling, as requested"))

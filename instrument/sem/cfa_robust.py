@@ -29,8 +29,7 @@ import pandas as pd
 
 from instrument.sem.result import CFAResult
 from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline, fiml_loglik,
-                                      fiml_mlr_vcov, missing_patterns, missing_summary,
-                                      srmr_bentler)
+                                            fiml_mlr_vcov, missing_summary, srmr_bentler)
 from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_yuan_bentler_fast,
                                            curvature_term, em_saturated_fast, fast_delta_fn,
                                            h1_information_observed_fast,
@@ -43,7 +42,7 @@ from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solut
                                  standardized)
 from instrument.sem.ml_fit import fit_partable
 from instrument.sem.data import data_warnings, prepare, require_pd_covariance
-from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.samplestats import GroupStats, SampleStats, missing_patterns
 from instrument.sem.fit.measures import (RobustStat, TestStat, fit_indices, fit_indices_scaled,
                                          information_criteria, scaled_test)
 from instrument.sem.partable import build_partable
@@ -98,13 +97,13 @@ def _check_information(E: np.ndarray, warn: list) -> None:
 def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
                group: str | None = None, group_equal: Sequence[str] = (),
                group_partial: Sequence[str] = (), std_lv: bool = False,
-               meanstructure: bool | None = None, likelihood: str = "normal",
-               information: str = "observed", se: str = "standard", missing: str = "listwise",
-               ordered: Sequence[str] | None = None, cluster: str | None = None,
-               group_order: Sequence | None = None) -> CFAResult:
+               meanstructure: bool | None = None, missing: str = "listwise",
+               cluster: str | None = None, group_order: Sequence | None = None) -> CFAResult:
     """CFA by robust ML (MLR), FIML for missing data, or with cluster-robust inference.
 
-    Called by `instrument.sem.cfa.cfa` (same options); use that function.
+    The entry of `instrument.sem.cfa.ESTIMATORS` for MLR, FIML and ``cluster=``: call it through
+    `instrument.sem.cfa.cfa`, which validates the options (likelihood "normal", se "standard",
+    ``cluster=`` only with MLR, no ordered indicators).
 
     Parameters
     ----------
@@ -117,9 +116,8 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     cluster : str, optional
         Column of cluster labels (single-level model): cluster-robust standard errors and test
         (lavaan ``cluster = ``, ``se = "robust.cluster"``); needs ``estimator = "MLR"``.
-    information : ignored
-        MLR and FIML always use the observed information (lavaan's default for both,
-        ``h1.information = "structured"``).
+    MLR and FIML always use the observed information (lavaan's default for both,
+    ``h1.information = "structured"``).
     Other parameters as `instrument.sem.cfa.cfa`.
 
     Returns
@@ -154,21 +152,6 @@ def cfa_robust(model: str, data: pd.DataFrame, *, estimator: str = "MLR",
     estimation with missing data. Psychological Methods, 28(2), 263-283.
     https://doi.org/10.1037/met0000445
     """
-    if estimator not in ("ML", "MLR"):
-        raise NotImplementedError(f"estimator={estimator!r} with missing={missing!r} / cluster= "
-                                  "is not implemented (ML and MLR only)")
-    if ordered:
-        raise NotImplementedError("ordered= (categorical indicators) is not implemented yet")
-    if likelihood != "normal":
-        raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
-                         f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
-    if se != "standard":
-        raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
-                         f"missing={missing!r}; use se='standard'.")
-    if cluster is not None and estimator != "MLR":
-        raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
-                         "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
-                         f"estimator={estimator!r}.")
     rows = parse_syntax(model)
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
@@ -378,12 +361,13 @@ def _fit_fiml(pt, ov, blocks, clusters, *, estimator: str, meta: Meta, warn: lis
         if not h.converged:
             warn.append(f"the EM algorithm for the saturated (h1) model did not converge"
                         f"{' in group ' + lab if len(h1s) > 1 else ''}")
-    stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov))
-                         for p, h in zip(pats, h1s)])
+    stats = SampleStats([GroupStats(p.n, h.cov, h.mean, None, tuple(ov), lab, patterns=p, h1=h)
+                         for p, h, lab in zip(pats, h1s, pt.group_labels)], missing="fiml")
     warn = list(warn) + data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     delta_fn = fast_delta_fn(model)
-    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn, pats))
+    obj = FIMLObjectiveCached(FIMLObjective(model.implied, delta_fn,
+                                            [g.patterns for g in stats.groups]))
     x0 = model.start_x(stats)
     x, converged, iters = optimize_reporting(_FIMLScoring(obj, model, stats), x0, warn,
                                              max_iter=1000)

@@ -124,27 +124,29 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         raise ValueError(f"observed variable(s) {absent} of the model are not columns of "
                          f"the data (columns: {list(data.columns)})")
     ordered = set(ordered)
-    dtypes = data.dtypes
+    unique = data.columns.is_unique
+    dtypes = dict(zip(data.columns, data.dtypes)) if unique else data.dtypes
     non_num = [v for v in ov if v not in ordered and not pd.api.types.is_numeric_dtype(dtypes[v])]
     if non_num:
         raise ValueError(f"column(s) {non_num} must be numeric")
     extra = [c for c in (group, cluster) if c is not None]
-    sub = data[ov + extra]
-    labels_col = {c: sub[c].to_numpy() for c in extra}
+    sub = data[ov + extra] if ordered or not unique else None
+    labels_col = {c: data[c].to_numpy() if sub is None else sub[c].to_numpy() for c in extra}
     if ordered:
         obs = sub[ov].notna().to_numpy()
         num = [v for v in ov if pd.api.types.is_numeric_dtype(dtypes[v])]
         X = sub[num].to_numpy(dtype=float) if num else np.zeros((len(sub), 0))
     else:
-        X = sub[ov].to_numpy(dtype=float) if extra else sub.to_numpy(dtype=float)
+        X = (sub[ov] if sub is not None else
+             data.take(data.columns.get_indexer(ov), axis=1)).to_numpy(dtype=float)
         num = ov
         obs = ~np.isnan(X)
     # provenance, from the values already read
     data_hash = (hash_frame(sub) if ordered else
-                 hash_values(ov + extra, X, sub.index, [labels_col[c] for c in extra]))
+                 hash_values(ov + extra, X, data.index, [labels_col[c] for c in extra]))
     _check_columns(obs, X, ov, num)
     warn: list[str] = []
-    keep = np.ones(len(sub), bool)
+    keep = np.ones(len(data), bool)
     if extra:
         keep = np.logical_and.reduce([pd.notna(labels_col[c]) for c in extra])
         if (~keep).any():

@@ -197,7 +197,8 @@ class Model:
         lvi = {v: i for i, v in enumerate(self.lv_names)}
         self.specs = [_GroupSpec(self.p, self.m) for _ in range(self.ngroups)]
         self.has_beta = False
-        for r, (lhs, op, rhs, g) in enumerate(zip(f["lhs"], f["op"], f["rhs"], f["group"])):
+        cols = (f[c].to_numpy().tolist() for c in ("lhs", "op", "rhs", "group"))
+        for r, (lhs, op, rhs, g) in enumerate(zip(*cols)):
             s = self.specs[int(g) - 1]
             if op == "=~":
                 if rhs in lvi:
@@ -392,8 +393,29 @@ class Model:
                 D[:, self.group_cols[g]] = Dc
                 out.append(D)
             else:
-                out.append(Dc @ self.group_K[g])
+                cols = self._k_selection()[g]
+                if cols is None:
+                    out.append(Dc @ self.group_K[g])
+                else:       # K only selects: place the columns (the same values as Dc K)
+                    D = np.zeros((Dc.shape[0], self.nx))
+                    D[:, cols] = Dc
+                    out.append(D)
         return out
+
+    def _k_selection(self) -> list:
+        """Per group, the x column of each of the group's free rows when every row of
+        ``group_K[g]`` is a unit vector and no two share a column (None otherwise); cached
+        until K changes."""
+        if getattr(self, "_ksel_of", None) is not self.group_K:
+            sel = []
+            for K in self.group_K:
+                ok = (K.size and np.all((K == 0.0) | (K == 1.0))
+                      and np.all(K.sum(axis=1) == 1.0))
+                cols = K.argmax(axis=1) if ok else None
+                sel.append(cols if cols is not None and len(np.unique(cols)) == len(cols)
+                           else None)
+            self._ksel, self._ksel_of = sel, self.group_K
+        return self._ksel
 
     def delta_compact(self, x: np.ndarray) -> list[np.ndarray]:
         """Jacobian of the moment vector per group with respect to x.

@@ -4,7 +4,9 @@
 ``id lhs op rhs user block group free ustart exo label plabel start est se`` and lavaan's
 defaults for `cfa()`: marker variables (or ``std_lv``), auto.var, auto.cov.lv.x, free
 intercepts, latent means fixed at 0 (freed in groups 2..G when intercepts are equal), and
-group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them.
+group-equality labels ``.pN.`` exactly as lavaan 0.6-14 writes them. Ordered indicators get
+thresholds and scales, identified across groups by lavaan's rules or, with ``id_cat=``, by
+Wu & Estabrook's (2016) as semTools writes them; both express equalities by the same labels.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ import pandas as pd
 from instrument.sem.constraints import check_statement_labels
 from instrument.sem.syntax import SyntaxRow, parse_syntax
 
-__all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal",
-           "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS"]
+__all__ = ["ParTable", "build_partable", "model_variables", "check_group_equal", "merge_repeated",
+           "GROUP_EQUAL_TYPES", "PARTABLE_COLUMNS", "ID_CAT"]
 
 GROUP_EQUAL_TYPES = ("loadings", "intercepts", "means", "residuals", "residual.covariances",
                      "lv.variances", "lv.covariances", "regressions", "thresholds")
+# identifications of ordered indicators across groups besides lavaan's default (semTools'
+# measEq.syntax ``ID.cat`` names)
+ID_CAT = ("Wu.Estabrook.2016",)
 PARTABLE_COLUMNS = ("id", "lhs", "op", "rhs", "user", "block", "group", "free", "ustart", "exo",
                     "label", "plabel", "start", "est", "se")
 
@@ -133,6 +138,33 @@ def model_variables(rows: Sequence[SyntaxRow]) -> tuple[list, list]:
     return ovs, lvs
 
 
+def merge_repeated(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
+    """Merge an ``lhs op rhs`` element repeated within one statement (lavaan merges the
+    modifiers: semTools' ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1`` frees the loading with one term and
+    labels it with the other); an element repeated in another statement is an error, as in
+    lavaan ("duplicate model element")."""
+    out: list[SyntaxRow] = []
+    pos: dict[tuple, int] = {}
+    for r in rows:
+        key = (r.lhs, r.op, r.rhs)
+        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
+            key = (r.rhs, r.op, r.lhs)
+        if r.op in ("==", ":=") or key not in pos:
+            if r.op not in ("==", ":="):
+                pos[key] = len(out)
+            out.append(r)
+            continue
+        old = out[pos[key]]
+        if old.line != r.line:
+            raise ValueError(f"model syntax line {r.line}: {r.lhs} {r.op} {r.rhs} is given "
+                             f"twice (first on line {old.line}); expected each element once, "
+                             "or its modifiers in one statement")
+        out[pos[key]] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
+                                label=r.label if r.label is not None else old.label,
+                                start=r.start if r.start is not None else old.start)
+    return out
+
+
 def _per_group(vals: tuple | None, ngroups: int, row: SyntaxRow, what: str) -> list:
     if vals is None:
         return [None] * ngroups
@@ -178,7 +210,7 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                    std_lv: bool = False, group_equal: Sequence[str] = (),
                    group_partial: Sequence[str] = (), ordered: Sequence[str] = (),
                    nlevels: Mapping[str, int] | None = None, parameterization: str = "delta",
-                   auto_cov_lv: bool = True) -> ParTable:
+                   auto_cov_lv: bool = True, id_cat: str | None = None) -> ParTable:
     """Build lavaan's parameter table for a CFA from parsed syntax.
 
     Parameters
@@ -207,6 +239,9 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     parameterization : {"delta", "theta"}
         With `nlevels`: whether the scales (delta) or the residual variances (theta) identify
         the latent responses in groups 2..G.
+    id_cat : {None, "Wu.Estabrook.2016"}
+        With `nlevels`: None is lavaan's identification of ordered indicators across groups;
+        "Wu.Estabrook.2016" is Wu & Estabrook's (2016), as semTools writes it (see Notes).
 
     Returns
     -------
@@ -223,16 +258,41 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     variances are fixed at 1 unless ``"loadings"`` is in `group_equal`; then they are free in
     groups 2..G.
 
-    With ordered indicators (`nlevels`) every ordered indicator gets, per group: thresholds
-    ``x | t1 .. t(K-1)`` (free; labelled equal across groups with ``group_equal="thresholds"``),
-    its intercept ``x ~ 1`` fixed at 0, its residual variance ``x ~~ x`` fixed (delta: computed
-    from the model; theta: 1) and, with the delta parameterization, the scale ``x ~*~ x`` fixed
-    at 1 (free in groups 2..G when thresholds are held equal, lavaan's rule; latent means are
-    then free in groups 2..G as well). Rows the user wrote are kept as written.
+    With ordered indicators (`nlevels`; mean structure on) every ordered indicator gets, per
+    group: thresholds ``x | t1 .. t(K-1)`` after the user's rows (free; labelled equal across
+    groups with ``group_equal="thresholds"`` like any other type), its residual variance
+    ``x ~~ x`` fixed (delta: computed from the model; theta: 1), the scale ``x ~*~ x`` fixed at
+    1 after the latent covariances, and its intercept ``x ~ 1`` fixed at 0. With thresholds held
+    equal, lavaan frees in groups 2..G the scales (delta) or the residual variances (theta) and
+    the latent means. Rows the user wrote are kept as written. Order, plabels, fixed values and
+    free rows are lavaan 0.6-14's.
+
+    With ``id_cat="Wu.Estabrook.2016"`` (``std_lv``, a model of ``=~`` lines only) the latent
+    responses are identified by Wu & Estabrook's (2016) rules instead: intercepts fixed at 0
+    and residual variances (theta) or scales (delta) at 1 in group 1; in groups 2..G an item's
+    intercept is free once one of its thresholds is held equal, its residual variance (scale)
+    once two are (or one and the intercept), each fixed again (0, 1) when ``"intercepts"`` /
+    ``"residuals"`` (theta only) are in `group_equal` (unless the item's ``x~1`` / ``x~~x`` is
+    in `group_partial`; a threshold in `group_partial` does not count as equal). Latent means are
+    free in groups 2..G only with equal intercepts, latent variances only with equal loadings.
+    The rows are ordered as semTools writes them (per group loadings, thresholds, intercepts,
+    residual variances or scales, latent means, variances and covariances, then the rows lavaan
+    adds); the table is the one lavaan builds from semTools 0.5-6
+    ``measEq.syntax(ID.fac = "std.lv", ID.cat = "Wu.Estabrook.2016", parameterization = ...)``,
+    with the equalities written as ``.pN.`` labels as `group_equal` writes them everywhere.
+
+    References
+    ----------
+    Wu, H., & Estabrook, R. (2016). Identification of confirmatory factor analysis models of
+    different levels of invariance for ordered categorical outcomes. Psychometrika, 81(4),
+    1014-1045. https://doi.org/10.1007/s11336-016-9506-0
     """
     if isinstance(rows, str):
         rows = parse_syntax(rows)
     group_equal, group_partial = check_group_equal(group_equal, group_partial)
+    if id_cat is not None:
+        _check_id_cat(id_cat, rows, nlevels=nlevels, std_lv=std_lv,
+                      parameterization=parameterization, group_equal=group_equal)
     if ngroups < 1:
         raise ValueError(f"ngroups= must be >= 1; got {ngroups}")
     if ngroups > 1 or any(r.op == "~1" for r in rows):
@@ -242,7 +302,11 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
     statements = [r for r in rows if r.op in ("==", ":=")]
     constraints = tuple((r.lhs, r.rhs) for r in statements if r.op == "==")
     defined = tuple((r.lhs, r.rhs) for r in statements if r.op == ":=")
-    rows = [r for r in rows if r.op not in ("==", ":=")]
+    rows = merge_repeated([r for r in rows if r.op not in ("==", ":=")])
+    for r in rows:
+        if r.op == "~*~" and (nlevels is None or r.lhs != r.rhs or r.lhs not in set(ordered)):
+            raise ValueError(f"model syntax line {r.line}: {r.lhs} ~*~ {r.rhs} is a scale, which "
+                             "only an ordered indicator has (x ~*~ x, with ordered=)")
     ovs, lvs = model_variables(rows)
     lvset = set(lvs)
     if ov_names is not None:
@@ -258,6 +322,20 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
         if r.op == "=~" and r.lhs not in marker_of:
             marker_of[r.lhs] = r.rhs
 
+    ordinal = nlevels is not None
+    ordset = set(ordered)
+    if ordinal:
+        meanstructure = True
+        nlev = dict(nlevels)
+        th_equal = "thresholds" in group_equal
+        partial = {_partial_key(s) for s in group_partial}
+        we = id_cat == "Wu.Estabrook.2016"
+        free_nu, free_var = _wu_estabrook_free(ovs, ordset, nlev, group_equal, partial) \
+            if we else ({}, {})
+        # the parameter that identifies a latent response's variance in groups 2..G: the
+        # residual variance (theta) or the scale (delta); free with equal thresholds (lavaan)
+        # or by id_cat's rules
+        var_free = {v: free_var[v] if we else th_equal for v in ovs if v in ordset}
     recs: list[dict] = []
 
     def add(lhs, op, rhs, user, g, free, ustart, label="", start=math.nan):
@@ -290,9 +368,19 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             else:
                 free, ustart = True, math.nan
             add(r.lhs, r.op, r.rhs, 1, g, free, ustart, label, math.nan if start is None else start)
+        if ordinal:
+            for v in ovs:
+                if v in ordset:
+                    for t in range(1, nlev[v]):
+                        if (v, "|", f"t{t}") not in have:
+                            add(v, "|", f"t{t}", 0, g, True, math.nan)
         for v in ovs:
-            if (v, "~~", v) not in have and v not in ordered:
+            if (v, "~~", v) not in have and v not in ordset:
                 add(v, "~~", v, 0, g, True, math.nan)
+            elif (v, "~~", v) not in have and ordinal:
+                # theta: 1 (free as var_free says); delta: computed from the model
+                add(v, "~~", v, 0, g, g > 0 and parameterization == "theta" and var_free[v],
+                    1.0)
         # std.lv with equal loadings: latent variances stay 1 in group 1 only (lavaan 0.6)
         free_lv_var = not std_lv or (g > 0 and "loadings" in group_equal)
         for f in lvs:
@@ -308,14 +396,32 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
                         a, b = blockset[i], blockset[j]
                         if (a, "~~", b) not in have and (b, "~~", a) not in have:
                             add(a, "~~", b, 0, g, True, math.nan)
+        if ordinal:
+            for v in ovs:
+                if v in ordset and (v, "~*~", v) not in have:
+                    # delta: 1 (free as var_free says); theta: reported (computed as
+                    # diag(Sigma*)^-1/2), never free
+                    add(v, "~*~", v, 0, g, g > 0 and parameterization == "delta" and var_free[v],
+                        1.0)
         if meanstructure:
             for v in ovs:
-                if (v, "~1", "") not in have and v not in ordered:
+                if (v, "~1", "") not in have and v not in ordset:
                     add(v, "~1", "", 0, g, True, math.nan)
-            free_means = (g > 0 and "intercepts" in group_equal and "means" not in group_equal)
+                elif (v, "~1", "") not in have and ordinal:
+                    add(v, "~1", "", 0, g, g > 0 and free_nu.get(v, False), 0.0)
+            # latent means: free in groups 2..G once intercepts are equal, and with ordered
+            # indicators (lavaan's rule, not id_cat's) once thresholds are equal
+            identified = "intercepts" in group_equal or (ordinal and th_equal and not we)
+            free_means = g > 0 and identified and "means" not in group_equal
             for f in lvs:
                 if (f, "~1", "") not in have:
                     add(f, "~1", "", 0, g, free_means, 0.0)
+    if ordinal and we:
+        # the order of semTools' syntax: per group loadings, thresholds, intercepts, residual
+        # variances (theta) or scales (delta), latent means, variances, covariances, then the
+        # rows lavaan adds (scales, theta; residual variances, delta)
+        order = _WE_ORDER[parameterization]
+        recs.sort(key=lambda r: (r["group"], order[_we_kind(r["op"], r["lhs"], r["rhs"], lvset)]))
     for k, rec in enumerate(recs):
         rec["id"] = k + 1
         rec["plabel"] = f".p{k + 1}."
@@ -342,101 +448,82 @@ def build_partable(rows: Sequence[SyntaxRow] | str, *, ngroups: int = 1,
             if r["free"] == 0 or orig_label[i] or orig_label[j]:
                 continue
             r["label"] = rj["label"] = rj["plabel"]
-    frame = pd.DataFrame(recs)
-    frame["free"] = np.where(frame["free"] > 0, np.cumsum(frame["free"] > 0), 0)
-    frame["est"] = np.nan
-    frame["se"] = np.nan
-    frame = frame[list(PARTABLE_COLUMNS)]
+    is_free = np.array([r["free"] for r in recs]) > 0
+    nan = np.full(len(recs), np.nan)
+    computed = {"free": np.where(is_free, np.cumsum(is_free), 0), "est": nan, "se": nan.copy()}
+    frame = pd.DataFrame({c: computed[c] if c in computed else [r[c] for r in recs]
+                          for c in PARTABLE_COLUMNS})
     if statements:
         check_statement_labels(statements, set(frame["label"]) | set(frame["plabel"]))
-    pt = ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
-                  constraints, {"std_lv": std_lv, "group_equal": list(group_equal),
-                                "group_partial": list(group_partial)}, defined)
+    options = {"std_lv": std_lv, "group_equal": list(group_equal),
+               "group_partial": list(group_partial)}
+    if ordinal:
+        options.update(ordered=list(ordered), parameterization=parameterization)
+        if id_cat is not None:
+            options["id_cat"] = id_cat
+    return ParTable(frame, tuple(ovs), tuple(lvs), ngroups, group_labels, bool(meanstructure),
+                    constraints, options, defined)
+
+
+def _check_id_cat(id_cat: str, rows: Sequence[SyntaxRow], *, nlevels, std_lv: bool,
+                  parameterization: str, group_equal: Sequence[str]) -> None:
+    """One-line errors for an ``id_cat`` the table cannot build."""
+    if id_cat not in ID_CAT:
+        raise ValueError(f"id_cat= must be one of {', '.join(map(repr, ID_CAT))} (or None for "
+                         f"lavaan's identification); got {id_cat!r}.")
     if nlevels is None:
-        return pt
-    return _with_ordinal_rows(pt, rows, ordered, nlevels, parameterization, group_equal,
-                              group_partial)
+        raise ValueError(f"id_cat={id_cat!r} identifies ordered indicators; give ordered=.")
+    if not std_lv:
+        raise ValueError(f"id_cat={id_cat!r} identifies the factors by std_lv=True (semTools "
+                         "ID.fac='std.lv'); got std_lv=False.")
+    if parameterization == "delta" and "residuals" in group_equal:
+        raise ValueError(f"with id_cat={id_cat!r} and parameterization='delta' the residual "
+                         "variances are not parameters, so group_equal='residuals' cannot hold "
+                         "them equal (semTools refuses it too); use parameterization='theta'.")
+    other = sorted({f"{r.lhs} {r.op} {r.rhs}".strip() for r in rows if r.op != "=~"})
+    if other:
+        raise ValueError(f"with id_cat={id_cat!r} the model may only hold '=~' lines (the rest "
+                         f"is written by the identification rules); got {other[:3]}.")
 
 
-def _with_ordinal_rows(base: ParTable, rows: Sequence[SyntaxRow], ordered: Sequence[str],
-                       nlevels: Mapping[str, int], parameterization: str,
-                       group_equal: Sequence[str], group_partial: Sequence[str]) -> ParTable:
-    """``base`` plus lavaan's rows for ordered indicators (see `build_partable`, Notes)."""
-    ordered = list(ordered)
-    f = base.frame
-    recs = f.to_dict("records")
-    have = {(r["lhs"], r["op"], r["rhs"], r["group"]) for r in recs}
-    partial = set()
-    for s in group_partial:
-        for op in ("=~", "~~", "~1", "|", "~*~"):
-            if op in s:
-                a, b = s.split(op, 1)
-                partial.add((a.strip(), op, b.strip()))
-                break
-    G = base.ngroups
-    th_equal = "thresholds" in group_equal
-    first_th: dict[tuple, dict] = {}
+# Row order of a Wu & Estabrook table within a group, by parameterization: semTools'
+# measEq.syntax order, then the rows lavaan adds to that syntax.
+_WE_ORDER = {p: {k: i for i, k in enumerate(("loading", "threshold", "intercept", var, "mean",
+                                              "variance", "covariance", added))}
+             for p, var, added in (("theta", "residual", "scale"),
+                                   ("delta", "scale", "residual"))}
 
-    def add(lhs, op, rhs, g, free, ustart, label=""):
-        recs.append(dict(id=0, lhs=lhs, op=op, rhs=rhs, user=0, block=g, group=g,
-                         free=1 if free else 0, ustart=math.nan if free else ustart, exo=0,
-                         label=label, plabel="", start=math.nan, est=math.nan, se=math.nan))
-        return recs[-1]
 
-    nlev = dict(nlevels)
-    for g in range(1, G + 1):
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            for t in range(1, nlev[v]):
-                key = (v, "|", f"t{t}", g)
-                if key in have:
-                    continue
-                rec = add(v, "|", f"t{t}", g, True, math.nan)
-                if g == 1:
-                    first_th[key[:3]] = rec
-                elif th_equal and key[:3] not in partial and key[:3] in first_th:
-                    rec["label"] = first_th[key[:3]]["plabel"] or "__th__"  # set below
-                    rec["_eq"] = key[:3]
-        for v in base.ov_names:
-            if v not in ordered:
-                continue
-            if (v, "~~", v, g) not in have:
-                add(v, "~~", v, g, False, 1.0)
-            if (v, "~1", "", g) not in have:
-                add(v, "~1", "", g, False, 0.0)
-            if (v, "~*~", v, g) not in have:
-                # theta: the scale is reported (computed as diag(Sigma*)^-1/2), never free
-                add(v, "~*~", v, g, parameterization == "delta" and g > 1 and th_equal, 1.0)
-    # lavaan: with ordered indicators, equal thresholds identify the latent means like equal
-    # intercepts do: free in groups 2..G (unless "means" are held equal too)
-    if th_equal and "means" not in group_equal:
-        lvs = set(base.lv_names)
-        user_fixed = {(r.lhs, r.op) for r in rows if r.op == "~1" and r.lhs in lvs}
-        for rec in recs:
-            if (rec["op"] == "~1" and rec["lhs"] in lvs and rec["group"] > 1 and rec["user"] == 0
-                    and (rec["lhs"], "~1") not in user_fixed and rec["free"] == 0):
-                rec["free"], rec["ustart"] = 1, math.nan
-    frame = pd.DataFrame(recs)
-    frame["id"] = np.arange(1, len(frame) + 1)
-    frame["plabel"] = [f".p{k}." for k in frame["id"]]
-    if "_eq" in frame.columns:
-        firstrow = {(r["lhs"], r["op"], r["rhs"]): r["plabel"]
-                    for r in frame.to_dict("records") if r["group"] == 1 and r["op"] == "|"}
-        eq = frame["_eq"].to_numpy()
-        labels = frame["label"].to_numpy(object).copy()
-        for k, e in enumerate(eq):
-            if isinstance(e, tuple):
-                labels[k] = firstrow[e]
-                first_idx = int(np.flatnonzero((frame["plabel"] == firstrow[e]).to_numpy())[0])
-                if not labels[first_idx]:
-                    labels[first_idx] = firstrow[e]
-        frame["label"] = labels
-        frame = frame.drop(columns="_eq")
-    frame["label"] = frame["label"].fillna("")
-    fr = frame["free"].to_numpy() > 0
-    frame["free"] = np.where(fr, np.cumsum(fr), 0)
-    frame = frame[list(PARTABLE_COLUMNS)]
-    opts = dict(base.options)
-    opts.update(ordered=ordered, parameterization=parameterization)
-    return replace(base, frame=frame.reset_index(drop=True), options=opts)
+def _we_kind(op: str, lhs: str, rhs: str, lvs: set) -> str:
+    if op == "~*~":
+        return "scale"
+    if op == "=~":
+        return "loading"
+    if op == "|":
+        return "threshold"
+    if op == "~1":
+        return "mean" if lhs in lvs else "intercept"
+    if lhs in lvs:
+        return "variance" if lhs == rhs else "covariance"
+    return "residual"
+
+
+def _wu_estabrook_free(ovs: Sequence[str], ordset: set, nlev: Mapping[str, int],
+                       group_equal: Sequence[str], partial: set) -> tuple[dict, dict]:
+    """Which ordered items have their latent-response intercept / variance parameter (residual
+    variance, theta; scale, delta) free in groups 2..G under Wu & Estabrook (2016): one equal
+    threshold identifies the intercept; two, or one with the intercept held equal, the variance;
+    each is fixed again when it is held equal itself (``"intercepts"``, ``"residuals"``;
+    semTools 0.5-6 measEq.syntax's rules). A threshold, intercept or residual variance
+    (``x~~x``) in `group_partial` does not count as equal."""
+    free_nu, free_var = {}, {}
+    for v in ovs:
+        if v not in ordset:
+            continue
+        n_equal = sum("thresholds" in group_equal and (v, "|", f"t{t}") not in partial
+                      for t in range(1, nlev[v]))
+        nu_equal = "intercepts" in group_equal and (v, "~1", "") not in partial
+        res_equal = "residuals" in group_equal and (v, "~~", v) not in partial
+        free_nu[v] = n_equal >= 1 and not nu_equal
+        free_var[v] = (n_equal >= 2 or (n_equal >= 1 and nu_equal)) and not res_equal
+    return free_nu, free_var

@@ -3,7 +3,8 @@ correlations and their asymptotic covariance matrix (NACOV), as lavaan 0.6-14 co
 ``estimator = "WLSMV"``.
 
 This is the data side of WLSMV: everything a DWLS objective needs and nothing that depends on a
-model. Per group it returns a frozen `SampleStatsOrdinal` holding
+model. It returns the engine's `instrument.sem.samplestats.SampleStats` whose groups carry, as
+their ``ordinal`` part, a frozen `SampleStatsOrdinal` holding
 
 * ``wls_obs`` -- the moment vector ``s`` in lavaan's order (``lavInspect(fit, "wls.obs")``):
   for each variable in ``ov_names`` order its thresholds ``x|t1, x|t2, ...`` (for a continuous
@@ -37,12 +38,11 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
-from instrument.sem.bvnorm import dbivnorm, pbivnorm
-from instrument.results import Table, dumps, from_jsonable, to_jsonable
+from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
+from instrument.results import Table
+from instrument.sem.samplestats import GroupStats, SampleStats, SampleStatsOrdinal
 
 __all__ = [
-    "SampleStatsOrdinal",
-    "CategoricalSampleStats",
     "sample_stats_ordinal",
     "thresholds",
     "polychoric",
@@ -158,7 +158,7 @@ def _cell_quantities(rho: np.ndarray, g1: np.ndarray, g2: np.ndarray, *, derivs:
     Y = np.broadcast_to(t2[:, None, :], (P, n1 - 2, n2 - 2))
     R = np.broadcast_to(rho[:, None, None], (P, n1 - 2, n2 - 2))
     BI = np.zeros((P, n1, n2))
-    BI[:, 1:-1, 1:-1] = pbivnorm(X, Y, R)
+    BI[:, 1:-1, 1:-1] = pbivnorm_grid(t1, t2, rho)
     BI[:, -1, 1:-1] = ndtr(t2)
     BI[:, 1:-1, -1] = ndtr(t1)
     BI[:, -1, -1] = 1.0
@@ -198,35 +198,36 @@ def _pc_loglik(rho, freq, g1, g2):
 
 
 def _maximise_1d(fgh, rho0: np.ndarray, lower: float, upper: float, *, max_iter: int = 100,
-                 tol: float = 1e-13, max_step: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised safeguarded Newton ascent on a box; returns (rho, converged).
+                 tol: float = 1e-13, max_step: float = 0.2):
+    """Vectorised safeguarded Newton ascent on a box; returns (rho, converged, f, g, h), the last
+    three the objective, gradient and Hessian at the returned rho.
 
-    Steps are capped at `max_step` and halved until the objective does not decrease.
+    ``fgh(r, idx)`` evaluates the problems ``idx`` (an index array) at ``r`` (``len(idx)``
+    values); problems are independent, so converged ones are not evaluated again. Steps are
+    capped at `max_step` and halved until the objective does not decrease.
     """
     rho = np.clip(rho0.astype(float), lower, upper)
-    f, g, h = fgh(rho)
+    f, g, h = fgh(rho, np.arange(len(rho)))
     done = np.zeros(rho.shape, bool)
     for _ in range(max_iter):
-        active = ~done
-        if not active.any():
+        act = np.flatnonzero(~done)
+        if not len(act):
             break
-        step = np.where(h < 0, -g / np.where(h < 0, h, -1.0), np.sign(g) * 0.1)
-        step = np.where(active, np.clip(step, -max_step, max_step), 0.0)
+        ra, fa, ga, ha = rho[act], f[act], g[act], h[act]
+        step = np.where(ha < 0, -ga / np.where(ha < 0, ha, -1.0), np.sign(ga) * 0.1)
+        step = np.clip(step, -max_step, max_step)
         for _half in range(60):
-            new = np.clip(rho + step, lower, upper)
-            fn, gn, hn = fgh(new)
-            worse = active & (fn < f - 1e-12 * np.abs(f)) & (np.abs(new - rho) > 0)
+            new = np.clip(ra + step, lower, upper)
+            fn, gn, hn = fgh(new, act)
+            worse = (fn < fa - 1e-12 * np.abs(fa)) & (np.abs(new - ra) > 0)
             if not worse.any():
                 break
             step = np.where(worse, step / 2.0, step)
-        moved = np.abs(new - rho)
-        rho = np.where(active, new, rho)
-        f = np.where(active, fn, f)
-        g = np.where(active, gn, g)
-        h = np.where(active, hn, h)
-        at_bound = ((rho <= lower) & (g < 0)) | ((rho >= upper) & (g > 0))
-        done |= active & ((moved < tol) | at_bound)
-    return rho, done
+        moved = np.abs(new - ra)
+        rho[act], f[act], g[act], h[act] = new, fn, gn, hn
+        at_bound = ((new <= lower) & (gn < 0)) | ((new >= upper) & (gn > 0))
+        done[act] = (moved < tol) | at_bound
+    return rho, done, f, g, h
 
 
 def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
@@ -268,12 +269,11 @@ def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
     g1, g2 = _grid(np.asarray(th1, float)), _grid(np.asarray(th2, float))
     rho0 = np.zeros(P) if start is None else np.asarray(start, float)
     rho0 = np.where(np.abs(rho0) >= 1, 0.0, rho0)
-    fgh = lambda r: _pc_loglik(r, freq, g1, g2)
-    rho, ok = _maximise_1d(fgh, rho0, -_RHO_BOUND, _RHO_BOUND)
+    fgh = lambda r, idx: _pc_loglik(r, freq[idx], g1[idx], g2[idx])
+    rho, ok, f_hat, _g, h_hat = _maximise_1d(fgh, rho0, -_RHO_BOUND, _RHO_BOUND)
     # guard against a spurious stationary point where floored cell probabilities make the
     # likelihood flat (near +-1): for tables whose curvature vanished, compare with a coarse
     # grid and restart from its best point
-    f_hat, _g, h_hat = fgh(rho)
     n_tab = freq.sum(axis=(1, 2))
     flat = np.abs(h_hat) < 1e-6 * np.maximum(n_tab, 1.0)
     if flat.any():
@@ -284,9 +284,10 @@ def polychoric_pairs(freq: np.ndarray, th1: np.ndarray, th2: np.ndarray, *,
         better = f_grid.max(axis=1) > f_hat[sub] + 1e-9 * np.abs(f_hat[sub])
         if better.any():
             idx = sub[better]
-            r2, ok2 = _maximise_1d(lambda r: _pc_loglik(r, freq[idx], g1[idx], g2[idx]),
+            r2, ok2 = _maximise_1d(lambda r, i: _pc_loglik(r, freq[idx[i]], g1[idx[i]],
+                                                           g2[idx[i]]),
                                    grid[np.argmax(f_grid[better], axis=1)], -_RHO_BOUND,
-                                   _RHO_BOUND, max_step=0.05)
+                                   _RHO_BOUND, max_step=0.05)[:2]
             rho[idx], ok[idx] = r2, ok2
     if not ok.all():
         bad = np.flatnonzero(~ok)
@@ -342,20 +343,18 @@ def _numeric_margin(y: np.ndarray) -> tuple[float, float]:
     return mu, float(np.mean((y[ok] - mu) ** 2))
 
 
-def _uvord_scores(codes: np.ndarray, th: np.ndarray, K: int) -> np.ndarray:
-    """Case-wise scores of the probit log-likelihood w.r.t. the thresholds (rows, K-1); rows
-    with a missing value (code -1) score 0."""
+def _uvord_table(th: np.ndarray, K: int) -> np.ndarray:
+    """Scores of the probit log-likelihood w.r.t. the thresholds for each category (K, K-1):
+    row ``c`` is the case-wise score of a row answering category ``c``, ``phi(t_c) / pi_c`` in
+    column ``c`` (for ``c < K-1``) and ``-phi(t_{c-1}) / pi_c`` in column ``c-1`` (for ``c > 0``),
+    with ``pi_c = Phi(t_c) - Phi(t_{c-1})`` (lavaan ``lav_uvord_scores``)."""
     dens = np.exp(-0.5 * th * th) / np.sqrt(2 * np.pi)
     pi = np.diff(np.concatenate([[0.0], ndtr(th), [1.0]]))
-    sc = np.zeros((len(codes), K - 1))
-    obs = codes >= 0
-    c = codes[obs]
-    rows = np.flatnonzero(obs)
-    up = c < K - 1
-    sc[rows[up], c[up]] += dens[c[up]] / pi[c[up]]
-    lo = c > 0
-    sc[rows[lo], c[lo] - 1] -= dens[c[lo] - 1] / pi[c[lo]]
-    return sc
+    tab = np.zeros((K, K - 1))
+    c = np.arange(K - 1)
+    tab[c, c] = dens / pi[:-1]
+    tab[c + 1, c] = -(dens / pi[1:])
+    return tab
 
 
 def _uvreg_scores(v: _Var) -> tuple[np.ndarray, np.ndarray]:
@@ -501,12 +500,26 @@ def _pair_index(p: int) -> list[tuple[int, int]]:
     return [(j, i) for j in range(p - 1) for i in range(j + 1, p)]
 
 
-def _onehot(codes: np.ndarray, K: int) -> np.ndarray:
-    N = len(codes)
-    out = np.zeros((N, K))
-    ok = codes >= 0
-    out[np.flatnonzero(ok), codes[ok]] = 1.0
-    return out
+def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
+    """All two-way frequency tables at once: ``H'H`` for the one-hot coding H (n x len(codes) K;
+    code -1 = missing, no column). Counts are exact in single precision below 2**24 rows, so
+    the product runs in float32 when n is smaller."""
+    n = len(codes[0]) if codes else 0
+    dt = np.float32 if n < 2 ** 24 else np.float64
+    H = np.zeros((n, len(codes) * K), dtype=dt)
+    for m, c in enumerate(codes):
+        ok = c >= 0
+        H[np.flatnonzero(ok), m * K + c[ok]] = 1.0
+    return (H.T @ H).astype(float)
+
+
+def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+    """``out[rows] = table[idx]`` for valid indices, written in place when `rows` is a run of
+    consecutive rows (``mode="clip"`` skips the bounds check, the indices being in range)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        np.take(table, idx, out=out[rows[0]:rows[-1] + 1], mode="clip")
+    else:
+        out[rows] = np.take(table, idx, mode="clip")
 
 
 def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dict[str, Any]:
@@ -539,9 +552,8 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     Kmax = max([vars_[k].ncat for k in ord_idx], default=2)
     oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in ord_idx and i in ord_idx]
     if oo:
-        H = np.concatenate([_onehot(vars_[k].codes, Kmax) for k in ord_idx], axis=1)
         pos = {k: m for m, k in enumerate(ord_idx)}
-        CT = H.T @ H
+        CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
         freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
                          for _, j, i in oo])
         th_pad = {k: np.concatenate([vars_[k].th, np.full(Kmax - vars_[k].ncat, _BIG)])
@@ -637,13 +649,14 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         A2 = np.einsum("pka,pak->pk", D2, wgt[:, :, :-1]) - np.einsum("pka,pak->pk", D2,
                                                                         wgt[:, :, 1:])
         # case-wise correlation scores: a lookup of each row's cell in its pair's table; a
-        # missing value points at an extra zero cell (lavaan: NA scores count as 0)
-        flat = np.concatenate([sc_rho_cell.reshape(len(oo), -1), np.zeros((len(oo), 1))], 1)
+        # missing value is category Kmax, whose row and column of the table are zero (lavaan: NA
+        # scores count as 0)
+        Kp = Kmax + 1
+        cor_tab = np.zeros((len(oo), Kp, Kp))
+        cor_tab[:, :Kmax, :Kmax] = sc_rho_cell
         jj = np.array([j for _, j, _i in oo])
         ii = np.array([i for _, _j, i in oo])
         qq = np.array([q for q, _j, _i in oo])
-        codes = np.stack([vars_[k].codes if vars_[k].kind == "ordered"
-                          else np.zeros(n, np.int64) for k in range(p)], axis=1)
         for m, (q, j, i) in enumerate(oo):
             vj, vi = vars_[j], vars_[i]
             A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
@@ -679,21 +692,48 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             Hmat[off + q, var_col[kn]] = rho / (2 * np.sqrt(VAR[kn]))
             Hmat[off + q, off + q] = np.sqrt(VAR[kn])
 
-    INNER = np.zeros((ncol, ncol))
+    # S is built transposed (one row per score column) so that every lookup gathers whole
+    # rows; ordinal threshold scores are functions of the row's category too (`_uvord_table`)
+    Kp = Kmax + 1
+    codes_t = np.full((p, n), Kmax, dtype=np.intp)   # category Kmax = missing
+    for k in ord_idx:
+        c = vars_[k].codes
+        codes_t[k] = np.where(c >= 0, c, Kmax)
+    th_var = np.array([k for k in ord_idx for _ in range(vars_[k].ncat - 1)], dtype=np.intp)
+    th_col = np.array([vars_[k].th_start + t for k in ord_idx for t in range(vars_[k].ncat - 1)],
+                      dtype=np.intp)
+    th_tab = np.zeros((len(th_col), Kp))
+    m = 0
+    for k in ord_idx:
+        v = vars_[k]
+        th_tab[m:m + v.ncat - 1, :v.ncat] = _uvord_table(v.th, v.ncat).T
+        m += v.ncat - 1
+    th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    if oo:
+        cor_off = (np.arange(len(oo)) * (Kp * Kp))[:, None]
+        codes_kp = codes_t * Kp
+        cor_rows = off + qq
+        # pairs sharing their first variable are consecutive: gather them together, a few
+        # rows at a time, so that the index arrays stay in cache
+        starts = np.flatnonzero(np.diff(jj, prepend=-1))
+        cor_groups = [(jj[a], a, b) for a, b in zip(starts, np.append(starts[1:], len(jj)))]
+    INNER = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
-        S = np.zeros((rows.stop - rows.start, ncol))
-        for v in vars_:
-            if v.kind == "ordered":
-                S[:, v.th_start:v.th_start + v.ncat - 1] = _uvord_scores(v.codes[rows], v.th,
-                                                                          v.ncat)
+        St = np.empty((ncol, rows.stop - rows.start))
+        if len(th_col):
+            idx = codes_t[th_var, rows]
+            idx += th_off
+            _take_rows(th_tab.ravel(), idx, St, th_col)
         for col, vec in dense.items():
-            S[:, col] = vec[rows]
-        if oo:
-            cj, ci = codes[rows][:, jj], codes[rows][:, ii]
-            cell = np.where((cj >= 0) & (ci >= 0), cj * Kmax + ci, Kmax * Kmax)
-            S[:, off + qq] = flat[np.arange(len(oo))[None, :], cell]
-        INNER += S.T @ S
+            St[col] = vec[rows]
+        for j, a, b in cor_groups if oo else ():
+            idx = codes_t[ii[a:b], rows]
+            idx += codes_kp[j, rows]
+            idx += cor_off[a:b]
+            _take_rows(cor_tab.ravel(), idx, St, cor_rows[a:b])
+        block = St @ St.T
+        INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols
     A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
     for k, v in enumerate(vars_):
@@ -712,9 +752,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
     W11 = A11_inv @ I11 @ A11_inv.T
     CI11 = C @ I11
-    W21 = CI11 @ A11_inv.T + (A22_inv[:, None] * I21) @ A11_inv.T
-    DI21C = (A22_inv[:, None] * I21) @ C.T
-    W22 = CI11 @ C.T + DI21C + DI21C.T + A22_inv[:, None] * I22 * A22_inv[None, :]
+    DI21 = A22_inv[:, None] * I21
+    W21 = (CI11 + DI21) @ A11_inv.T
+    # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
+    W22 = (0.5 * CI11 + DI21) @ C.T
+    W22 += W22.T
+    W22 += A22_inv[:, None] * I22 * A22_inv[None, :]
     W = np.empty_like(INNER)
     W[:n11, :n11] = W11
     W[off:, :n11] = W21
@@ -733,195 +776,6 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 # results
 # --------------------------------------------------------------------------------------------
 
-def _json_equal(a: Any, b: object) -> bool:
-    """``a == b`` for result types compared through their JSON forms (NotImplemented for
-    another type)."""
-    if type(b) is not type(a):
-        return NotImplemented
-    return dumps(a.to_dict()) == dumps(b.to_dict())
-
-
-def _arr(x) -> np.ndarray:
-    return np.asarray(x, dtype=float)
-
-
-@dataclass(frozen=True, eq=False)
-class SampleStatsOrdinal:
-    """Two-step sample statistics of one group for WLSMV (lavaan's ``lavSampleStats`` slots).
-
-    Attributes
-    ----------
-    group : str or None
-        Group label (None for a single-group analysis).
-    n : int
-        Number of rows used (lavaan's ``nobs``): after listwise deletion, or all rows of the group
-        with ``missing="pairwise"``.
-    ov_names : tuple of str
-        Variables in the order used for every vector and matrix below.
-    ov_types : tuple of str
-        ``"ordered"`` or ``"numeric"`` per variable.
-    nlevels : tuple of int
-        Number of (observed) categories per variable, 0 for numeric ones.
-    levels : tuple of tuple
-        The observed category values in order (empty for numeric variables).
-    th : ndarray
-        lavaan's ``th``: thresholds of every ordered variable in order; for a numeric variable its
-        mean (so ``wls_obs`` holds ``-th`` there).
-    th_names : tuple of str
-        ``x|t1, x|t2, ...`` (``x`` for a numeric variable).
-    th_idx : tuple of int
-        lavaan's ``th.idx``: 1-based variable number of each threshold, 0 for numeric means.
-    cor : ndarray (p, p)
-        Polychoric / polyserial / Pearson correlation matrix.
-    cov : ndarray (p, p)
-        ``cor`` rescaled by the standard deviations of the numeric variables (lavaan's ``cov``).
-    mean : ndarray (p,)
-        0 for ordered variables, the sample mean for numeric ones.
-    var : ndarray (p,)
-        1 for ordered variables, the ML (divisor n) variance for numeric ones.
-    wls_obs : ndarray (m,)
-        The moment vector ``s`` (see the module docstring for its order).
-    wls_obs_names : tuple of str
-        lavaan's names of ``wls_obs`` (``A1|t1``, ``C1~1``, ``C1~~C1``, ``A1~~A2``, ...).
-    NACOV : ndarray (m, m)
-        ``lavInspect(fit, "gamma")``: ``n`` times the asymptotic covariance of ``wls_obs``.
-    WLS_V : ndarray (m, m)
-        DWLS weight ``diag(1 / diag(NACOV))`` (``lavInspect(fit, "wls.v")``).
-    zero_cell_tables : tuple of (str, str)
-        Pairs of ordered variables whose bivariate table has an empty cell.
-    warnings : tuple of str
-    """
-
-    group: str | None
-    n: int
-    ov_names: tuple[str, ...]
-    ov_types: tuple[str, ...]
-    nlevels: tuple[int, ...]
-    levels: tuple[tuple, ...]
-    th: np.ndarray
-    th_names: tuple[str, ...]
-    th_idx: tuple[int, ...]
-    cor: np.ndarray
-    cov: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-    wls_obs: np.ndarray
-    wls_obs_names: tuple[str, ...]
-    NACOV: np.ndarray | None
-    WLS_V: np.ndarray | None
-    zero_cell_tables: tuple[tuple[str, str], ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when the JSON forms are equal (arrays compared element by element)."""
-        return _json_equal(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @property
-    def WLS_VD(self) -> np.ndarray | None:
-        """Diagonal of `WLS_V` (lavaan's ``WLS.VD``)."""
-        return None if self.WLS_V is None else np.diag(self.WLS_V).copy()
-
-    @property
-    def WLS_W_full(self) -> np.ndarray | None:
-        """Full WLS weight matrix ``NACOV^-1`` (estimator ``"WLS"``)."""
-        return None if self.NACOV is None else np.linalg.inv(self.NACOV)
-
-    @property
-    def ACOV(self) -> np.ndarray | None:
-        """Finite-sample covariance of ``wls_obs``: ``NACOV / n``."""
-        return None if self.NACOV is None else self.NACOV / self.n
-
-    @property
-    def nth(self) -> int:
-        return len(self.th)
-
-    def thresholds_frame(self) -> pd.DataFrame:
-        """Thresholds as a DataFrame with columns ``lhs op rhs est`` (``x | t1``)."""
-        rows = [(nm.split("|")[0], "|", nm.split("|")[1], float(t))
-                for nm, t in zip(self.th_names, self.th) if "|" in nm]
-        return pd.DataFrame(rows, columns=["lhs", "op", "rhs", "est"])
-
-    def cor_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.cor, index=list(self.ov_names), columns=list(self.ov_names))
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        return to_jsonable(d)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SampleStatsOrdinal":
-        d = from_jsonable(dict(d))
-        mats = {"th", "cor", "cov", "mean", "var", "wls_obs", "NACOV", "WLS_V"}
-        kw = {}
-        for k in cls.__dataclass_fields__:
-            v = d.get(k)
-            if k in mats:
-                kw[k] = None if v is None else _arr(v)
-            elif k in ("ov_names", "ov_types", "th_names", "wls_obs_names", "warnings"):
-                kw[k] = tuple(v)
-            elif k in ("nlevels", "th_idx"):
-                kw[k] = tuple(int(x) for x in v)
-            elif k == "levels":
-                kw[k] = tuple(tuple(x) for x in v)
-            elif k == "zero_cell_tables":
-                kw[k] = tuple(tuple(x) for x in v)
-            else:
-                kw[k] = v
-        return cls(**kw)
-
-    def summary(self) -> Table:
-        frame = pd.DataFrame({"name": list(self.wls_obs_names), "est": self.wls_obs})
-        if self.NACOV is not None:
-            frame["se"] = np.sqrt(np.diag(self.NACOV) / self.n)
-        title = "Sample thresholds and correlations (two-step)"
-        if self.group is not None:
-            title += f", group {self.group}"
-        return Table(title, frame, notes=(f"n = {self.n}",) + tuple(self.warnings), digits=4)
-
-
-@dataclass(frozen=True, eq=False)
-class CategoricalSampleStats:
-    """Per-group `SampleStatsOrdinal` plus the totals (like the engine's ``SampleStats``)."""
-
-    groups: tuple[SampleStatsOrdinal, ...]
-    missing: str = "listwise"
-    group_var: str | None = None
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when the JSON forms are equal."""
-        return _json_equal(self, other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    @property
-    def ngroups(self) -> int:
-        return len(self.groups)
-
-    @property
-    def ntotal(self) -> int:
-        return int(sum(g.n for g in self.groups))
-
-    @property
-    def group_labels(self) -> tuple:
-        return tuple(g.group for g in self.groups)
-
-    def to_dict(self) -> dict:
-        return {"groups": [g.to_dict() for g in self.groups], "missing": self.missing,
-                "group_var": self.group_var}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CategoricalSampleStats":
-        return cls(groups=tuple(SampleStatsOrdinal.from_dict(g) for g in d["groups"]),
-                   missing=d.get("missing", "listwise"), group_var=d.get("group_var"))
-
-    def summary(self) -> Table:
-        rows = [(g.group, g.n, len(g.ov_names), g.nth, len(g.wls_obs)) for g in self.groups]
-        return Table("Categorical sample statistics",
-                     pd.DataFrame(rows, columns=["group", "n", "nvar", "nth", "nstat"]))
-
-
 # --------------------------------------------------------------------------------------------
 # public entry points
 # --------------------------------------------------------------------------------------------
@@ -934,7 +788,7 @@ def _check_missing(missing: str) -> None:
 def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None = None,
                          ordered: Sequence[str] | bool | None = True, group: str | None = None,
                          group_order: Sequence | None = None, missing: str = "listwise",
-                         nacov: bool = True) -> CategoricalSampleStats:
+                         nacov: bool = True) -> SampleStats:
     """Thresholds, polychoric correlations and NACOV per group, as lavaan's WLSMV sample stats.
 
     Parameters
@@ -959,8 +813,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
 
     Returns
     -------
-    CategoricalSampleStats
-        ``.groups`` holds one `SampleStatsOrdinal` per group.
+    SampleStats
+        One `GroupStats` per group with the two-step statistics as its ``ordinal`` part
+        (`SampleStatsOrdinal`; ``.ordinal`` gives them all).
 
     Notes
     -----
@@ -1089,7 +944,8 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
                 vars_.append(_Var(nm, "numeric", None, 0, y, np.array([mu]), var))
         res = _muthen1984(vars_, n, compute_nacov=nacov)
         out.append(_assemble(lab, n, vars_, res, names, enc))
-    return CategoricalSampleStats(groups=tuple(out), missing=missing, group_var=group)
+    return SampleStats(groups=tuple(GroupStats.from_ordinal(o) for o in out), missing=missing,
+                       group_var=group)
 
 
 def _assemble(lab, n, vars_, res, names, enc) -> SampleStatsOrdinal:
@@ -1161,7 +1017,7 @@ def polychoric(data: pd.DataFrame, *, ordered: Sequence[str] | bool | None = Tru
     >>> # polychoric(bfi[items])
     """
     ss = sample_stats_ordinal(data, ordered=ordered, missing=missing, nacov=False)
-    return ss.groups[0].cor_frame()
+    return ss.ordinal[0].cor_frame()
 
 
 def ordinal_alpha(df_items: pd.DataFrame, *, missing: str = "listwise") -> float:
@@ -1197,17 +1053,18 @@ def ordinal_alpha(df_items: pd.DataFrame, *, missing: str = "listwise") -> float
     return float(k * rbar / (1.0 + (k - 1) * rbar))
 
 
-def dwls_fx(stats: "CategoricalSampleStats", wls_est: Sequence[np.ndarray], *,
+def dwls_fx(stats: SampleStats, wls_est: Sequence[np.ndarray], *,
             weight: str = "DWLS") -> dict[str, Any]:
     """lavaan's DWLS (or WLS) fit function and chi-square for given model-implied moments.
 
     Parameters
     ----------
-    stats : CategoricalSampleStats
+    stats : SampleStats
+        With an ordinal part in every group.
         From `sample_stats_ordinal`.
     wls_est : sequence of ndarray
         Per group, the model-implied moment vector ``sigma_g(theta)`` in the order of
-        ``stats.groups[g].wls_obs`` (lavaan's ``lavInspect(fit, "wls.est")``).
+        ``stats.ordinal[g].wls_obs`` (lavaan's ``lavInspect(fit, "wls.est")``).
     weight : {"DWLS", "WLS"}
         ``WLS_V`` (diagonal) or the full ``NACOV^-1``.
 
@@ -1228,7 +1085,7 @@ def dwls_fx(stats: "CategoricalSampleStats", wls_est: Sequence[np.ndarray], *,
         raise ValueError(f"wls_est= has {len(wls_est)} groups; the sample statistics have "
                          f"{stats.ngroups}.")
     F, fxg = [], []
-    for g, est in zip(stats.groups, wls_est):
+    for g, est in zip(stats.ordinal, wls_est):
         est = np.asarray(est, float)
         if est.shape != g.wls_obs.shape:
             raise ValueError(f"wls_est= for group {g.group!r} has length {est.size}; expected "

@@ -39,9 +39,9 @@ def estimates_frame(frame: pd.DataFrame, est: np.ndarray, se: np.ndarray, std_lv
         z[free] = est[free] / se[free]
     q = _st.norm.ppf(0.975)
     return pd.DataFrame({
-        "lhs": frame["lhs"].to_numpy(), "op": frame["op"].to_numpy(),
-        "rhs": frame["rhs"].to_numpy(), "group": frame["group"].to_numpy(),
-        "label": frame["label"].to_numpy(), "est": est, "se": se, "z": z,
+        "lhs": frame["lhs"].array, "op": frame["op"].array,
+        "rhs": frame["rhs"].array, "group": frame["group"].to_numpy(),
+        "label": frame["label"].array, "est": est, "se": se, "z": z,
         "pvalue": 2.0 * _st.norm.sf(np.abs(z)), "ci.lower": est - q * se,
         "ci.upper": est + q * se, "std.lv": std_lv, "std.all": std_all})
 
@@ -110,7 +110,8 @@ def standardized(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lvi = {v: i for i, v in enumerate(model.lv_names)}
     slv = np.full(len(f), np.nan)
     sall = np.full(len(f), np.nan)
-    for r, (lhs, op, rhs, g) in enumerate(zip(f["lhs"], f["op"], f["rhs"], f["group"])):
+    cols = (f[c].to_numpy().tolist() for c in ("lhs", "op", "rhs", "group"))
+    for r, (lhs, op, rhs, g) in enumerate(zip(*cols)):
         s = sds[int(g) - 1]
         v = vals[r]
         if op == "=~":

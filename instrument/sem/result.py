@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
+from instrument.sem.samplestats import SampleStats
 
 __all__ = ["CFAResult"]
 
@@ -57,7 +58,7 @@ class CFAResult:
     constraints, defined : tuple
         The ``==`` constraints as (lhs, rhs) and the ``:=`` parameters as (name, expression)
         (their estimates are the group-0 rows of `estimates`).
-    categorical_stats : CategoricalSampleStats or None
+    categorical_stats : SampleStats or None
         WLSMV/ULSMV fits: the sample thresholds, polychoric correlations, their asymptotic
         covariance and weight per group (what difference and score tests refit against).
     srmr_group : tuple of float
@@ -122,8 +123,7 @@ class CFAResult:
         fm = {k: (np.nan if v is None else v) for k, v in d["fit_measures"].items()}
         cstats = None
         if d.get("categorical_stats") is not None:
-            from instrument.sem.polychoric import CategoricalSampleStats
-            cstats = CategoricalSampleStats.from_dict(d["categorical_stats"])
+            cstats = SampleStats.from_dict(d["categorical_stats"])
         return cls(partable=frame(d["partable"]), fit_measures=fm, estimates=frame(d["estimates"]),
                    converged=bool(d["converged"]), iterations=int(d["iterations"]),
                    warnings=tuple(d["warnings"]), meta=Meta.from_dict(d["meta"]),

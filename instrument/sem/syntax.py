@@ -1,7 +1,8 @@
 """lavaan model syntax -> flat rows (``lhs op rhs`` + modifiers), with no defaults added.
 
 Supported operators: ``=~`` (loadings), ``~~`` (variances/covariances), ``~`` (regressions;
-``y ~ 1`` is an intercept and becomes op ``~1``), ``|`` (thresholds ``x | t1 + t2``), ``==``
+``y ~ 1`` is an intercept and becomes op ``~1``), ``|`` (thresholds ``x | t1 + t2``), ``~*~``
+(scales of ordered indicators, ``x ~*~ c(1, NA)*x``), ``==``
 (equality constraints between expressions of labels, ``a == b``, ``c == 1.2*d``) and ``:=``
 (defined parameters, ``ab := a*b``; see `instrument.sem.constraints`). Modifiers before ``*``: a number (fixed value), ``NA`` (free),
 a label (``a*x2``), ``c(...)`` vectors with one entry per group (``c(a, b)*x2``, ``c(1, NA)*x1``),
@@ -19,7 +20,7 @@ from instrument.sem.constraints import ConstraintError, parse_expression
 
 __all__ = ["SyntaxRow", "ModelSyntaxError", "parse_syntax", "has_levels", "split_levels"]
 
-_OPS = ("=~", "~~", "==", ":=", "<", ">", "~", "|")
+_OPS = ("=~", "~*~", "~~", "==", ":=", "<", ">", "~", "|")
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 

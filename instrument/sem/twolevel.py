@@ -8,9 +8,12 @@ The functions here fit that model by exact ML (not the MUML approximation of
 `instrument.multilevel.muml_covariances`), report lavaan's two-level fit measures and the
 school-level (between) reliability of each construct.
 
-Public API: `twolevel_cfa`, `TwoLevelResult`, `twolevel_reliability`,
-`TwoLevelReliability`, `cluster_stats`, `ClusterStats`,
-`twolevel_loglik`, `saturated_em`, `twolevel_information`.
+Public API: `fit_twolevel` (the two-level entry of the estimator registry
+`instrument.sem.cfa.ESTIMATORS`; users call ``cfa(model, data, cluster=)``), `TwoLevelResult`,
+`twolevel_reliability`, `TwoLevelReliability`, `cluster_stats`, `ClusterStats`,
+`twolevel_loglik`, `twolevel_expected_information`, `TwoLevelObjective` (the objective in the
+protocol of the engine's optimiser `instrument.sem.estimators.ml.optimize`), `saturated_em`,
+`twolevel_information`.
 
 Agreement with lavaan 0.6-14 (tests/test_twolevel.py): logl, h1 logl (EM replicated),
 chisq, baseline chisq to ~1e-8 relative; CFI/TLI/RMSEA/SRMR within 1e-6; estimates within
@@ -28,68 +31,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.sem.estimators.ml import gradient_jacobian
+from instrument.sem.estimators.ml import gradient_jacobian, moment_weight, optimize, optimize_reporting
 from instrument.sem.model import Model, vech_indices
-from instrument.sem.samplestats import GroupStats, SampleStats
+from instrument.sem.samplestats import ClusterStats, GroupStats, SampleStats, cluster_stats_from
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
-from instrument.sem.data import SemData, data_warnings, select
+from instrument.sem.data import data_warnings, select
 from instrument.sem.syntax import ModelSyntaxError, parse_syntax, split_levels
 
-__all__ = ["twolevel_cfa", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
-           "cluster_stats", "ClusterStats", "twolevel_loglik", "saturated_em",
-           "twolevel_information"]
+__all__ = ["fit_twolevel", "TwoLevelResult", "twolevel_reliability", "TwoLevelReliability",
+           "cluster_stats", "ClusterStats", "twolevel_loglik", "twolevel_expected_information",
+           "TwoLevelObjective", "saturated_em", "twolevel_information", "H1_METHODS"]
 
 _LOG2PI = math.log(2.0 * math.pi)
 
 
 # ---------------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class ClusterStats:
-    """Sufficient statistics of clustered data for the two-level normal likelihood.
-
-    Attributes
-    ----------
-    ov_names : tuple of str
-    N, J : int
-        Number of level-1 units (teachers) and clusters (schools).
-    W : ndarray (p, p)
-        Pooled within sums of squares and cross-products sum_j sum_i (y_ij - ybar_j)(..)'.
-    sizes : ndarray (K,)
-        The distinct cluster sizes n_k.
-    counts : ndarray (K,)
-        Number of clusters m_k of each size.
-    means : ndarray (K, p)
-        Mean over clusters of size n_k of the cluster means.
-    covs : ndarray (K, p, p)
-        Covariance (divisor m_k) of those cluster means.
-    grand_mean : ndarray (p,)
-    """
-
-    ov_names: tuple
-    N: int
-    J: int
-    W: np.ndarray
-    sizes: np.ndarray
-    counts: np.ndarray
-    means: np.ndarray
-    covs: np.ndarray
-    grand_mean: np.ndarray
-    cluster_means: np.ndarray
-    cluster_sizes: np.ndarray
-    YY: np.ndarray
-
-    @property
-    def p(self) -> int:
-        return len(self.ov_names)
-
-    @property
-    def S_PW(self) -> np.ndarray:
-        """Pooled within covariance W / (N - J)."""
-        return self.W / (self.N - self.J)
-
-
 def cluster_stats(df: pd.DataFrame, variables: Sequence[str], cluster: str) -> ClusterStats:
     """Within SSCP and per-cluster-size moments of the cluster means (listwise complete rows).
 
@@ -109,30 +67,6 @@ def cluster_stats(df: pd.DataFrame, variables: Sequence[str], cluster: str) -> C
     if not isinstance(cluster, str) or not cluster:
         raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
     return cluster_stats_from(select(df, variables, cluster=cluster, missing="listwise"))
-
-
-def cluster_stats_from(d: SemData) -> ClusterStats:
-    """`ClusterStats` of the single group of a data step with ``cluster=``."""
-    Y = d.blocks[0]
-    _, inv = np.unique(d.clusters[0], return_inverse=True)
-    nj = np.bincount(inv)
-    J, N = len(nj), len(Y)
-    variables = d.ov
-    cm = np.vstack([np.bincount(inv, weights=Y[:, v]) for v in range(Y.shape[1])]).T / nj[:, None]
-    R = Y - cm[inv]
-    W = R.T @ R
-    sizes, sinv, counts = np.unique(nj, return_inverse=True, return_counts=True)
-    p = len(variables)
-    means = np.zeros((len(sizes), p))
-    covs = np.zeros((len(sizes), p, p))
-    for k in range(len(sizes)):
-        M = cm[sinv == k]
-        means[k] = M.mean(axis=0)
-        D = M - means[k]
-        covs[k] = D.T @ D / len(M)
-    return ClusterStats(tuple(variables), int(N), int(J), W, sizes.astype(float),
-                        counts.astype(float), means, covs, Y.mean(axis=0), cm, nj.astype(float),
-                        Y.T @ Y)
 
 
 # ---------------------------------------------------------------------------------- likelihood
@@ -354,7 +288,7 @@ def saturated_em(cs: ClusterStats, *, tol: float = 1e-4, max_iter: int = 5000
     E(v_j v_j'))] / N - mu_W mu_W', with mu = mu_W + mu_B. The stopping rule is lavaan's
     (``lav_mvnorm_cluster_em_sat``), so the h1 log-likelihood -- and with it chisq, the
     baseline chisq and SRMR -- equal lavaan's to rounding rather than to the EM tolerance;
-    `_maximize` on `_Saturated` gives the exact maximum instead.
+    the engine's optimiser on `_Saturated` gives the exact maximum instead.
 
     References
     ----------
@@ -395,57 +329,88 @@ def saturated_em(cs: ClusterStats, *, tol: float = 1e-4, max_iter: int = 5000
     return SW, SB, mw + mb, float(fx), it
 
 
-# ---------------------------------------------------------------------------------- optimiser
-def _objective(struct, cs, x, grad=True):
-    SW, SB, mu = struct.moments(x)
-    if grad:
-        ll, g = twolevel_loglik(cs, SW, SB, mu, gradient=True)
+# ---------------------------------------------------------------------------------- objective
+def twolevel_expected_information(cs: ClusterStats, sigma_w: np.ndarray, sigma_b: np.ndarray
+                                  ) -> np.ndarray:
+    """Expected (Fisher) information of `twolevel_loglik` for [vech(Sigma_W), vech(Sigma_B), mu].
+
+    Notes
+    -----
+    In a random-intercept model the pooled within SSCP W is Wishart(Sigma_W, N - J) and
+    independent of the cluster means ybar_j ~ N(mu, Omega_j), Omega_j = Sigma_B + Sigma_W / n_j.
+    With M(S) = blockdiag(S^-1, 1/2 D'(S^-1 (x) S^-1) D) the normal-theory weight of
+    [mean, vech(cov)] (`instrument.sem.estimators.ml.moment_weight`) and C(S) its covariance
+    block, and dOmega_j = dSigma_B + dSigma_W / n_j,
+
+        I_WW = (N - J) C(Sigma_W) + sum_j C(Omega_j) / n_j^2,  I_WB = sum_j C(Omega_j) / n_j,
+        I_BB = sum_j C(Omega_j),  I_mumu = sum_j Omega_j^-1,
+
+    summed once per distinct cluster size (m_k clusters of size n_k). It is positive definite
+    wherever the likelihood is finite, so Fisher scoring on it is a descent method.
+
+    References
+    ----------
+    Muthen, B. O. (1990). Mean and covariance structure analysis of hierarchical data. UCLA
+    Statistics Series, 62.
+    """
+    p = cs.p
+    vr, vc = vech_indices(p)
+    ps = len(vr)
+    info = np.zeros((2 * ps + p, 2 * ps + p))
+    W, B, M = slice(0, ps), slice(ps, 2 * ps), slice(2 * ps, 2 * ps + p)
+    info[W, W] = (cs.N - cs.J) * moment_weight(sigma_w, False, vr, vc)
+    for n, m in zip(cs.sizes, cs.counts):
+        Om = sigma_b + sigma_w / n
+        Wt = moment_weight(Om, True, vr, vc)
+        C = m * Wt[p:, p:]
+        info[W, W] += C / n ** 2
+        info[W, B] += C / n
+        info[B, B] += C
+        info[M, M] += m * Wt[:p, :p]
+    info[B, W] = info[W, B].T
+    return info
+
+
+class TwoLevelObjective:
+    """-logl / N of a two-level structure, in the protocol of
+    `instrument.sem.estimators.ml.optimize`.
+
+    ``structure`` maps the parameters x to (Sigma_W, Sigma_B, mu) (``moments(x)``) and gives
+    their Jacobian (``jacobian(x)``, rows [vech Sigma_W, vech Sigma_B, mu]); ``value``,
+    ``gradient`` and ``expected_information`` (E[Hessian]/2 of the value:
+    J' I J / (2N) with I from `twolevel_expected_information`) are per level-1 unit, so the
+    optimiser's gradient tolerance 1e-9 is max |d logl / dx| < 1e-9 N.
+    """
+
+    def __init__(self, structure, cs: ClusterStats):
+        self.structure, self.cs = structure, cs
+
+    def value(self, x: np.ndarray) -> float:
+        ll = twolevel_loglik(self.cs, *self.structure.moments(x))
+        return -ll / self.cs.N if np.isfinite(ll) else np.inf
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        _, g = twolevel_loglik(self.cs, *self.structure.moments(x), gradient=True)
         if g is None:
-            return np.inf, None
-        return -ll, -(struct.jacobian(x).T @ g)
-    return -twolevel_loglik(cs, SW, SB, mu)
+            raise FloatingPointError("the two-level likelihood is not finite")
+        return -(self.structure.jacobian(x).T @ g) / self.cs.N
 
+    def gradient_and_information(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        SW, SB, mu = self.structure.moments(x)
+        _, g = twolevel_loglik(self.cs, SW, SB, mu, gradient=True)
+        if g is None:
+            raise FloatingPointError("the two-level likelihood is not finite")
+        Jm = self.structure.jacobian(x)
+        info = Jm.T @ twolevel_expected_information(self.cs, SW, SB) @ Jm
+        return -(Jm.T @ g) / self.cs.N, info / (2.0 * self.cs.N)
 
-def _hessian(struct, cs, x, h=1e-6):
-    """Hessian of -logl by central differences of the analytic gradient."""
-    return gradient_jacobian(lambda xx: _objective(struct, cs, xx)[1], x, h=h, richardson=False)
+    def expected_information(self, x: np.ndarray) -> np.ndarray:
+        return self.gradient_and_information(x)[1]
 
-
-def _maximize(struct, cs, x0, *, max_iter=200, gtol=1e-9):
-    """Damped Newton (numeric Hessian of the analytic gradient) with a Levenberg ridge."""
-    x = np.asarray(x0, float).copy()
-    f, g = _objective(struct, cs, x)
-    if not np.isfinite(f):
-        raise FloatingPointError("the two-level likelihood is not finite at the starting values")
-    it, converged = 0, False
-    for it in range(1, max_iter + 1):
-        if np.max(np.abs(g)) < gtol * cs.N:
-            converged = True
-            break
-        H = _hessian(struct, cs, x)
-        lam = 0.0
-        for _ in range(60):
-            try:
-                np.linalg.cholesky(H + lam * np.eye(len(x)))
-                break
-            except np.linalg.LinAlgError:
-                lam = max(2 * lam, 1e-6 * np.abs(np.diag(H)).max())
-        step = np.linalg.solve(H + lam * np.eye(len(x)), g)
-        a = 1.0
-        for _ in range(50):
-            xn = x - a * step
-            fn, gn = _objective(struct, cs, xn)
-            if np.isfinite(fn) and fn <= f + 1e-12 * abs(f):
-                break
-            a *= 0.5
-        else:
-            break
-        small = abs(f - fn) < 1e-15 * abs(f)
-        x, f, g = xn, fn, gn
-        if small and np.max(np.abs(g)) < 1e-6 * cs.N:
-            converged = True
-            break
-    return x, -f, it, converged
+    def observed_information(self, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+        """Hessian of -logl (total, not per unit): central differences of the analytic
+        gradient, lavaan 0.6-14's ``information = "observed"`` for two-level data."""
+        return self.cs.N * gradient_jacobian(self.gradient, x, h=h, richardson=False)
 
 
 # ---------------------------------------------------------------------------------- result
@@ -587,12 +552,16 @@ def _srmr_level(S: np.ndarray, sigma: np.ndarray) -> float:
     return float(np.sqrt(np.mean(R[vr, vc] ** 2)))
 
 
-_H1_METHODS = ("em", "exact")
+#: how the saturated two-level model is fitted: lavaan 0.6-14's EM, or maximised exactly
+H1_METHODS = ("em", "exact")
 
 
-def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool = False,
+def fit_twolevel(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool = False,
                  h1: str = "em", baseline: bool = True) -> TwoLevelResult:
     """Fit a two-level CFA by full-information ML (lavaan ``cfa(model, data, cluster=)``).
+
+    The two-level entry of the estimator registry (`instrument.sem.cfa`): call it through
+    ``cfa(model, data, cluster=...)`` (or its alias ``twolevel_cfa``), which validates the options.
 
     Parameters
     ----------
@@ -619,7 +588,7 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
         How the saturated two-level model is fitted. ``"em"`` (default) follows lavaan
         0.6-14 (`saturated_em`: EM from identity matrices, stopped when logl gains < 1e-4), so
         chisq, baseline.chisq, CFI/TLI/RMSEA and SRMR equal lavaan's. ``"exact"`` maximises
-        the h1 likelihood to convergence (Newton); lavaan's EM stops short of that maximum, so
+        the h1 likelihood to convergence (the engine's optimiser); lavaan's EM stops short of that maximum, so
         its chisq is then larger (here by ~5e-4, chisq relative 3e-6) and SRMR differs by ~1e-4.
     baseline : bool
         Fit the baseline (independence at both levels, free means) for CFI/TLI.
@@ -630,9 +599,10 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
 
     Notes
     -----
-    The log-likelihood is `twolevel_loglik`; the estimates maximise it by Newton steps on the
-    analytic gradient (Hessian by central differences of that gradient) with step halving.
-    SEs are sqrt(diag(H^-1)) with H the observed information (Hessian of -logl), lavaan 0.6-14's
+    The log-likelihood is `twolevel_loglik`; the estimates maximise it with the engine's
+    optimiser (`instrument.sem.estimators.ml.optimize`: Fisher scoring on the analytic gradient
+    and the expected information `twolevel_expected_information`, with the structured secant
+    correction and step halving, to max |d logl/dx| < 1e-9 N; one convergence report). SEs are sqrt(diag(H^-1)) with H the observed information (Hessian of -logl), lavaan 0.6-14's
     default for two-level data (``information = "observed"``). The test compares the model with
     the saturated two-level model (Sigma_W, Sigma_B, mu unrestricted; h1, fitted by the same
     optimiser): chisq = 2 (logl_h1 - logl), df = p(p+1) + p - npar. CFI/TLI use the
@@ -650,14 +620,6 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     Rosseel, Y. (2012). lavaan: An R package for structural equation modeling. Journal of
     Statistical Software, 48(2), 1-36. https://doi.org/10.18637/jss.v048.i02
     """
-    if not isinstance(cluster, str) or not cluster:
-        raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data= must be a pandas DataFrame; got {type(data).__name__}")
-    if not isinstance(std_lv, bool):
-        raise TypeError(f"std_lv= must be True or False; got {std_lv!r}")
-    if h1 not in _H1_METHODS:
-        raise ValueError(f"h1= must be one of {', '.join(map(repr, _H1_METHODS))}; got {h1!r}")
     wtext, btext = split_levels(model)
     pt_w = _level_partable(wtext, 1, list(data.columns), std_lv)
     pt_b = _level_partable(btext, 2, list(data.columns), std_lv)
@@ -676,18 +638,21 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     ov = list(pt_w.ov_names)
     p = len(ov)
     d = select(data, ov, cluster=cluster, missing="listwise")
-    cs = cluster_stats_from(d)
+    stats = SampleStats([GroupStats.from_data(d.blocks[0], ov, cluster=cluster_stats_from(d))])
+    cs = stats.groups[0].cluster
+    warns = list(d.warnings) + data_warnings(stats, ["1"])
     st = _CFAStructure(pt_w, pt_b, ov)
-    x, logl, iters, conv = _maximize(st, cs, st.start(cs))
-    H = _hessian(st, cs, x)
+    obj = TwoLevelObjective(st, cs)
+    x, conv, iters = optimize_reporting(obj, st.start(cs), warns)
+    logl = twolevel_loglik(cs, *st.moments(x))
     try:
-        V = np.linalg.inv(H)
+        V = np.linalg.inv(obj.observed_information(x))
     except np.linalg.LinAlgError:
-        V = np.full_like(H, np.nan)
+        V = np.full((st.nx, st.nx), np.nan)
     se_x = np.sqrt(np.where(np.diag(V) > 0, np.diag(V), np.nan))
     sat = _Saturated(p)
     if h1 == "exact":
-        xs, logl1, _, conv1 = _maximize(sat, cs, sat.start(cs))
+        xs, logl1, conv1 = _maximum(sat, cs, warns, "saturated (h1)")
         HW, HB, hmu = sat.moments(xs)
     else:
         HW, HB, hmu, logl1, _ = saturated_em(cs)
@@ -695,10 +660,6 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     npar = st.nx
     df = sat.nx - npar
     chisq = max(2.0 * (logl1 - logl), 0.0)
-    warns = list(d.warnings) + data_warnings(
-        SampleStats([GroupStats.from_data(d.blocks[0], ov)]), ["1"])
-    if not conv:
-        warns.append("the optimiser did not converge; estimates are not the ML solution.")
     if 2.0 * (logl1 - logl) < 0:
         warns.append("the saturated model's EM (lavaan's rule: stop when logl gains < 1e-4) ends "
                      "below the fitted model's log-likelihood, so chisq is set to 0 as lavaan "
@@ -706,7 +667,7 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     base = None
     if baseline:
         bmod = _Saturated(p, diagonal=True)
-        _, loglb, _, _ = _maximize(bmod, cs, bmod.start(cs))
+        _, loglb, _ = _maximum(bmod, cs, warns, "baseline")
         base = TestStat(max(2.0 * (logl1 - loglb), 0.0), sat.nx - bmod.nx)
     fm: dict[str, float] = {"npar": npar, "fmin": -logl / cs.N - p / 2 * _LOG2PI}
     fm.update(fit_indices(TestStat(chisq, df), base, n=cs.N, ngroups=1,
@@ -740,6 +701,16 @@ def twolevel_cfa(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
                   data_hash=d.data_hash))
 
 
+def _maximum(struct, cs: ClusterStats, warns: list, what: str) -> tuple[np.ndarray, float, bool]:
+    """Maximise the two-level likelihood of an auxiliary structure (h1, baseline) with the
+    engine's optimiser; non-convergence is reported in ``warns`` under ``what``."""
+    res = optimize(TwoLevelObjective(struct, cs), struct.start(cs))
+    if not res.converged:
+        warns.append(f"the {what} model did not converge ({res.message or 'unknown reason'}; "
+                     f"max |gradient| = {res.grad_max:.3g})")
+    return res.x, twolevel_loglik(cs, *struct.moments(res.x)), res.converged
+
+
 def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
                          estimates: pd.DataFrame, std_lv: bool = False) -> pd.DataFrame:
     """Observed information (Hessian of -logl) of a two-level CFA at given parameter values.
@@ -747,7 +718,7 @@ def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
     Parameters
     ----------
     model, data, cluster, std_lv
-        As `twolevel_cfa`.
+        As `fit_twolevel`.
     estimates : DataFrame
         Columns ``lhs op rhs level est`` (e.g. lavaan's ``parameterEstimates``) holding a
         value for every free parameter.
@@ -777,7 +748,7 @@ def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
                 raise ValueError(f"estimates= has no row for {r.lhs} {r.op} {r.rhs} at level {lev}")
             x.append(key[k])
             names.append(f"{r.lhs}{r.op}{r.rhs}@{lev}")
-    H = _hessian(st, cs, np.array(x))
+    H = TwoLevelObjective(st, cs).observed_information(np.array(x))
     return pd.DataFrame(H, index=names, columns=names)
 
 

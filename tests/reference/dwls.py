@@ -10,13 +10,14 @@ import numpy as np
 from scipy.stats import chi2
 
 from instrument.sem.estimators.dwls import _check, _fg, dwls_information
-from instrument.sem.polychoric import CategoricalSampleStats, dwls_fx
+from instrument.sem.polychoric import dwls_fx
+from instrument.sem.samplestats import SampleStats
 
 __all__ = ["dwls_scaled_shifted", "dwls_baseline"]
 
 
 def dwls_scaled_shifted(chisq: float, df: int, delta: Sequence[np.ndarray],
-                        stats: CategoricalSampleStats) -> dict[str, float]:
+                        stats: SampleStats) -> dict[str, float]:
     """Scaled-shifted (WLSMV) test statistic, as lavaan's ``test = "scaled.shifted"``.
 
     Parameters
@@ -27,7 +28,7 @@ def dwls_scaled_shifted(chisq: float, df: int, delta: Sequence[np.ndarray],
         Model degrees of freedom.
     delta : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
-    stats : CategoricalSampleStats
+    stats : SampleStats
 
     Returns
     -------
@@ -51,12 +52,12 @@ def dwls_scaled_shifted(chisq: float, df: int, delta: Sequence[np.ndarray],
     """
     D = _check(delta, stats)
     fg = _fg(stats)
-    m = [len(g.wls_obs) for g in stats.groups]
+    m = [len(g.wls_obs) for g in stats.ordinal]
     tot = sum(m)
     V = np.zeros((tot, tot))
     G = np.zeros((tot, tot))
     start = 0
-    for f, g, k in zip(fg, stats.groups, m):
+    for f, g, k in zip(fg, stats.ordinal, m):
         sl = slice(start, start + k)
         V[sl, sl] = f * g.WLS_V
         G[sl, sl] = g.NACOV / f
@@ -76,12 +77,12 @@ def dwls_scaled_shifted(chisq: float, df: int, delta: Sequence[np.ndarray],
             "pvalue.scaled": float(chi2.sf(stat, df))}
 
 
-def dwls_baseline(stats: CategoricalSampleStats) -> dict[str, float]:
+def dwls_baseline(stats: SampleStats) -> dict[str, float]:
     """The WLSMV baseline (independence) model's test, computed from the sample statistics alone.
 
     Parameters
     ----------
-    stats : CategoricalSampleStats
+    stats : SampleStats
 
     Returns
     -------
@@ -102,11 +103,11 @@ def dwls_baseline(stats: CategoricalSampleStats) -> dict[str, float]:
     """
     # free in the baseline: thresholds (and -means) plus the variances of numeric variables,
     # which come first in wls_obs; the p(p-1)/2 correlations follow
-    nfree = [g.nth + sum(t == "numeric" for t in g.ov_types) for g in stats.groups]
-    ncorr = [len(g.wls_obs) - k for g, k in zip(stats.groups, nfree)]
+    nfree = [g.nth + sum(t == "numeric" for t in g.ov_types) for g in stats.ordinal]
+    ncorr = [len(g.wls_obs) - k for g, k in zip(stats.ordinal, nfree)]
     tot_free = sum(nfree)
     delta, est, off = [], [], 0
-    for g, k, nf in zip(stats.groups, ncorr, nfree):
+    for g, k, nf in zip(stats.ordinal, ncorr, nfree):
         D = np.zeros((len(g.wls_obs), tot_free))
         D[:nf, off:off + nf] = np.eye(nf)
         off += nf

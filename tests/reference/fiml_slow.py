@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from instrument.sem.estimators.fiml import (H1Result, MissingPatterns, _block_inv,
+from instrument.sem.samplestats import H1Result, MissingPatterns
+from instrument.sem.estimators.fiml import (_block_inv,
                                             _h1_expected_ms, _ml_discrepancy, fiml_loglik,
                                             corrected_from_blocks, fiml_baseline,
                                             fiml_h1_information_firstorder,

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from instrument.results import Table, to_jsonable
-from instrument.sem.estimators.fiml import (FIMLObjective, H1Result, fiml_baseline,
+from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline,
                                             fiml_h1_information_firstorder,
                                             fiml_h1_information_observed, fiml_mlr_vcov,
-                                            missing_patterns, srmr_bentler)
+                                            srmr_bentler)
+from instrument.sem.samplestats import H1Result, missing_patterns
 from tests.reference.fiml_slow import (em_saturated, fiml_baseline_yuan_bentler,
                                        fiml_corrected, fiml_h1_trace)
 from instrument.sem.estimators.mlr import MLRVcov, RobustGroup, mlr_vcov

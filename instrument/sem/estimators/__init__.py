@@ -1,7 +1,24 @@
-"""Estimation: sample statistics, the LISREL model derived from the parameter table, objectives
-and information matrices, and the generic optimiser.
+"""Estimation: the objectives, their information matrices and the one optimiser.
 
-How other estimators plug in (MLR/FIML, DWLS/WLSMV):
+Layout (lavaan's ``lav_model`` / ``lav_optim`` stages):
+
+* ``ml.py``: the ML objective (`ml.MLObjective`), expected/observed information, the
+  normal-theory weight and Gamma, and the engine's one optimiser `ml.optimize` (Fisher scoring
+  with a structured secant correction and step halving; `ml.optimize_reporting` turns
+  non-convergence into the result's warning, the one convergence report of every estimator).
+* ``mlr.py``: casewise scores and the Huber-White sandwich pieces of MLR.
+* ``fiml.py`` / ``fiml_fast.py``: the FIML objective on missing-data patterns, the EM
+  saturated model and the FIML-corrected robust indices.
+* ``dwls.py`` / ``categorical.py``: DWLS/ULS for ordered indicators (thresholds, polychorics).
+* The two-level ML objective (`instrument.sem.twolevel.TwoLevelObjective`, with its expected
+  information `instrument.sem.twolevel.twolevel_expected_information`) lives beside its
+  likelihood and result type in ``instrument/sem/twolevel.py``.
+
+Which estimator runs is looked up in one registry, `instrument.sem.cfa.ESTIMATORS` (data kind,
+estimator, missing -> fitting function), after `instrument.sem.cfa.cfa` has validated the
+options once.
+
+The protocol every objective implements:
 
 * ``Model.from_partable(pt)`` gives the model; ``model.nx`` unique free parameters x
   (``theta_free = model.K @ x``), ``model.implied(x)`` per-group Sigma/mu, and
@@ -17,6 +34,10 @@ How other estimators plug in (MLR/FIML, DWLS/WLSMV):
   (vcov = inverse / N).
 * ``weighted_delta``, ``moment_weight`` and ``gamma_nt`` are the normal-theory weight and
   asymptotic covariance of the sample moments (for sandwich estimators).
-* ``SampleStats`` holds per-group n, cov (divisor N), mean and optionally the raw rows
-  (``GroupStats.from_data(x, names, keep_data=True)``) for casewise estimators.
+* Every estimator receives the one `instrument.sem.samplestats.SampleStats`: per group n, cov
+  (divisor N), mean, optionally the raw rows (``GroupStats.from_data(x, names,
+  keep_data=True)``) for casewise estimators, and the optional parts ``ordinal`` (DWLS/ULS:
+  ``SampleStats.ordinal``), ``patterns`` and ``h1`` (FIML) and ``cluster`` (two-level ML). The
+  ML and DWLS objectives take the `SampleStats`; the FIML and two-level objectives take the
+  part their likelihood is a function of (the groups' ``patterns``, the ``cluster`` part).
 """

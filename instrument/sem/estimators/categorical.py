@@ -21,10 +21,9 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_vcov_robust
+from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
-from instrument.sem.polychoric import CategoricalSampleStats
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import in_lavaan_order
@@ -32,51 +31,27 @@ from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scale
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
 from instrument.sem.syntax import SyntaxRow
-from instrument.sem.test.scaled_shifted import scaled_shifted
+from instrument.sem.test.scaled_shifted import scaled_shifted, wgamma_traces
 
-__all__ = ["merge_rows", "CategoricalModel", "DWLSObjective",
+__all__ = ["CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("delta", "theta")
-
-
-def merge_rows(rows: Sequence[SyntaxRow]) -> list[SyntaxRow]:
-    """Merge repeated ``lhs op rhs`` statements (lavaan merges their modifiers).
-
-    semTools' ``measEq.syntax`` writes ``A =~ c(NA, NA)*A1 + c(l1, l2)*A1``: one term frees the
-    loading, the other labels it. lavaan keeps one parameter with both modifiers.
-    """
-    out: list[SyntaxRow] = []
-    pos: dict[tuple, int] = {}
-    for r in rows:
-        key = (r.lhs, r.op, r.rhs)
-        if r.op == "~~" and (r.rhs, r.op, r.lhs) in pos:
-            key = (r.rhs, r.op, r.lhs)
-        if key in pos and r.op not in ("==", ":="):
-            k = pos[key]
-            old = out[k]
-            out[k] = replace(old, fixed=r.fixed if r.fixed is not None else old.fixed,
-                             label=r.label if r.label is not None else old.label,
-                             start=r.start if r.start is not None else old.start)
-        else:
-            pos[key] = len(out)
-            out.append(r)
-    return out
 
 
 class CategoricalModel(Model):
     """`Model` plus thresholds and scale factors, with lavaan's WLS moment vector.
 
     Public additions: `wls_est(x)` and `wls_delta(x)` (per group, in the order of
-    ``CategoricalSampleStats.groups[g].wls_obs``), `parameterization`.
+    ``SampleStats.ordinal[g].wls_obs``), `parameterization`.
     """
 
-    def __init__(self, pt: ParTable, cstats: CategoricalSampleStats, parameterization: str):
+    def __init__(self, pt: ParTable, cstats: SampleStats, parameterization: str):
         super().__init__(pt, pt.ngroups, pt.ov_names, pt.lv_names, True)
         self.parameterization = parameterization
         ordered = set(pt.options.get("ordered", ()))
         ovi = {v: i for i, v in enumerate(self.ov_names)}
-        for gs in cstats.groups:
+        for gs in cstats.ordinal:
             if tuple(gs.ov_names) != tuple(self.ov_names):
                 raise ValueError("the sample statistics must use the model's observed "
                                  f"variables in order {self.ov_names}; got {gs.ov_names}")
@@ -95,7 +70,7 @@ class CategoricalModel(Model):
         self.scale_rows = []
         self.theta_rows = []
         rowkey = {(lhs[r], op[r], rhs[r], int(grp[r])): r for r in range(len(f))}
-        for g, gs in enumerate(cstats.groups, start=1):
+        for g, gs in enumerate(cstats.ordinal, start=1):
             th_r, th_v = [], []
             for nm, idx in zip(gs.th_names, gs.th_idx):
                 v, t = nm.split("|")
@@ -203,11 +178,13 @@ class CategoricalModel(Model):
             cols = colmap[self.th_rows[g]]
             ok = cols >= 0
             dtau[np.flatnonzero(ok), cols[ok]] = 1.0
-            Dth = s[iv][:, None] * (dtau - Dmu[iv]) + (tau - imp.mu[iv])[:, None] * ds[iv]
             i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
-            sig = imp.sigma[i, j]
-            Dr = ((s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
-                  + sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j]))
+            Dth = s[iv][:, None] * (dtau - Dmu[iv])
+            Dr = (s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
+            if ds.any():        # scales that are parameters (free, or functions of x)
+                Dth += (tau - imp.mu[iv])[:, None] * ds[iv]
+                sig = imp.sigma[i, j]
+                Dr += sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j])
             out.append(np.vstack([Dth, Dr]))
         return out
 
@@ -225,15 +202,15 @@ class DWLSObjective:
     ``fx = sum_g (n_g / N) fx_g`` and ``chisq = 2 N fx = sum_g (n_g - 1) F_g = (N - G) F``.
     """
 
-    def __init__(self, model: CategoricalModel, cstats: CategoricalSampleStats,
+    def __init__(self, model: CategoricalModel, cstats: SampleStats,
                  weight: str = "DWLS"):
         self.model, self.cstats = model, cstats
-        n = np.array([g.n for g in cstats.groups], float)
+        n = np.array([g.n for g in cstats.ordinal], float)
         self.N = float(n.sum()) - len(n)
         self.w = (n - 1) / self.N
-        self.obs = [g.wls_obs for g in cstats.groups]
+        self.obs = [g.wls_obs for g in cstats.ordinal]
         self.V = [np.diag(g.WLS_V).copy() if weight == "DWLS" else np.ones(len(g.wls_obs))
-                  for g in cstats.groups]
+                  for g in cstats.ordinal]
 
     def group_values(self, x):
         return np.array([float(v @ (o - e) ** 2)
@@ -252,7 +229,8 @@ class DWLSObjective:
                                  self.model.wls_delta(x)):
             VD = v[:, None] * D
             g -= 2.0 * w * (VD.T @ (o - e))
-            info += w * (D.T @ VD)
+            X = np.sqrt(v)[:, None] * D       # D' V D as X'X (a symmetric rank-k product)
+            info += w * (X.T @ X)
         return g, 0.5 * (info + info.T)
 
     def gradient(self, x):
@@ -262,14 +240,14 @@ class DWLSObjective:
         return self.gradient_and_information(x)[1]
 
 
-def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.ndarray:
+def start_values(model: CategoricalModel, cstats: SampleStats) -> np.ndarray:
     """Engine starting values on the polychoric matrix, sample thresholds, scales 1."""
     ss = SampleStats([GroupStats(g.n, g.cor, np.zeros(len(g.ov_names)), None,
-                                 tuple(g.ov_names)) for g in cstats.groups])
+                                 tuple(g.ov_names)) for g in cstats.ordinal])
     x0 = model.start_x(ss)
     f = model.pt.frame
     user_start = f["start"].to_numpy(float)
-    for g, gs in enumerate(cstats.groups):
+    for g, gs in enumerate(cstats.ordinal):
         for r, t in zip(model.th_rows[g], gs.th):
             c = model.row_xcol[r]
             if c >= 0 and np.isnan(user_start[r]):
@@ -308,7 +286,7 @@ def start_values(model: CategoricalModel, cstats: CategoricalSampleStats) -> np.
     return x0
 
 
-def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
+def fit_categorical(pt: ParTable, cstats: SampleStats, *,
                     parameterization: str = "delta", estimator: str = "WLSMV",
                     se: str = "robust.sem", meta=None, extra_warnings: Sequence[str] = (),
                     max_iter: int = 500):
@@ -331,7 +309,7 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     from instrument.results import Meta
 
     warn = list(extra_warnings)
-    for gs in cstats.groups:
+    for gs in cstats.ordinal:
         warn.extend(gs.warnings)
     model = CategoricalModel(pt, cstats, parameterization)
     weight = "DWLS" if estimator == "WLSMV" else "ULS"
@@ -339,11 +317,12 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     x0 = start_values(model, cstats)
     x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
     deltas = model.wls_delta(x)
+    gwd = gamma_wd(deltas, cstats if weight == "DWLS" else _uls_stats(cstats))
     vcov_x = None
     if se != "none":
         try:
             if weight == "DWLS":
-                vcov_x = dwls_vcov_robust(deltas, cstats)
+                vcov_x = dwls_vcov_robust(deltas, cstats, gamma_wd=gwd)
             else:
                 vcov_x = _uls_vcov_robust(deltas, cstats)
         except np.linalg.LinAlgError:
@@ -351,9 +330,9 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
     # ----- fit
     F = obj.value(x)
     chisq = obj.N * F
-    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    nstat = sum(len(g.wls_obs) for g in cstats.ordinal)
     df = nstat - model.nx
-    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight)
+    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd)
     # ----- table
     f = pt.frame
     vals = model.x_to_partable(x)
@@ -366,10 +345,11 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                 if r >= 0:
                     vals[r] = sc[i]
     if parameterization == "delta":
+        free = f["free"].to_numpy()
         for g, mt in enumerate(mats):
             for i in model.ord_idx:
                 r = model.theta_rows[g][i]
-                if r >= 0 and f["free"].iat[r] == 0:
+                if r >= 0 and free[r] == 0:
                     vals[r] = mt["theta"][i, i]
     for g, mt in enumerate(mats):
         gname = f" in group {pt.group_labels[g]}" if pt.ngroups > 1 else ""
@@ -382,27 +362,26 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
                         "definite")
     se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
-    sds = [np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)]
+    sds = np.array([np.sqrt(np.diag(imp.sigma)) for imp in model.implied(x)])
     ovi = {v: i for i, v in enumerate(model.ov_names)}
     ops = f["op"].to_numpy()
-    for r in range(len(f)):
-        if ops[r] == "|":
-            g = int(f["group"].iat[r]) - 1
-            slv[r] = vals[r]
-            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]]
-        elif ops[r] == "~*~":
-            slv[r], sall[r] = vals[r], 1.0      # lavaan: the standardized scale is 1
-        elif (ops[r] == "~~" and f["lhs"].iat[r] == f["rhs"].iat[r]
-              and f["lhs"].iat[r] in ovi):
-            g = int(f["group"].iat[r]) - 1
-            slv[r] = vals[r]
-            sall[r] = vals[r] / sds[g][ovi[f["lhs"].iat[r]]] ** 2
+    lhs, rhs = f["lhs"].to_numpy(), f["rhs"].to_numpy()
+    grp = f["group"].to_numpy().astype(int) - 1
+    lhs_i = np.array([ovi.get(v, -1) for v in lhs], int)
+    th = np.flatnonzero(ops == "|")
+    slv[th] = vals[th]
+    sall[th] = vals[th] / sds[grp[th], lhs_i[th]]
+    sc = np.flatnonzero(ops == "~*~")
+    slv[sc], sall[sc] = vals[sc], 1.0       # lavaan: the standardized scale is 1
+    ov_var = np.flatnonzero((ops == "~~") & (lhs == rhs) & (lhs_i >= 0))
+    slv[ov_var] = vals[ov_var]
+    sall[ov_var] = vals[ov_var] / sds[grp[ov_var], lhs_i[ov_var]] ** 2
     est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
                             vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
     vc = model.vcov_frame(vcov_x)
     implied, sample = [], []
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         R = np.eye(model.p)
         ij = model.corr_ij[g]
         R[ij[:, 0], ij[:, 1]] = e[len(gs.th):]
@@ -428,25 +407,26 @@ def fit_categorical(pt: ParTable, cstats: CategoricalSampleStats, *,
 
 def _uls_vcov_robust(deltas, cstats):
     """robust.sem covariance with the identity weight (ULSMV)."""
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     fg = n / n.sum()
     E = sum(f * D.T @ D for f, D in zip(fg, deltas))
     Ei = np.linalg.inv(E)
-    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.groups))
+    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.ordinal))
     return Ei @ meat @ Ei / (cstats.ntotal - cstats.ngroups)
 
 
 def _uls_stats(cstats):
-    return CategoricalSampleStats(
-        groups=tuple(replace(g, WLS_V=np.eye(len(g.wls_obs))) for g in cstats.groups),
-        missing=cstats.missing, group_var=cstats.group_var)
+    return replace(cstats, groups=tuple(
+        replace(g, ordinal=replace(g.ordinal, WLS_V=np.eye(len(g.ordinal.wls_obs))))
+        for g in cstats.groups))
 
 
-def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
+def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     N, G = cstats.ntotal, cstats.ngroups
     st = cstats if weight == "DWLS" else _uls_stats(cstats)
-    ss = scaled_shifted(chisq, df, deltas, st) if df > 0 else None
-    bl = _baseline_fast(st)
+    traces = wgamma_traces(st)
+    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd, traces=traces) if df > 0 else None
+    bl = _baseline_fast(st, traces)
     df_b = bl["baseline.df"]
     chisq_b = _baseline_chisq(cstats, weight)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
@@ -456,7 +436,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
         shift_parameter=ss["chisq.shift.parameters"], trace_ugamma=ss["trace.UGamma"])
     bsc = scaled_test(base, bl["baseline.chisq.scaling.factor"], test="scaled.shifted",
                       shift_parameter=bl["baseline.chisq.shift.parameters"])
-    rob = _catml_robust(model, x, cstats, deltas, st) if df > 0 else None
+    rob = _catml_robust(model, x, cstats, deltas, st, gwd) if df > 0 else None
     if rob is not None:
         XX3, df3, c3, XXb, _, cb = rob
         rob = RobustStat(xx3=XX3, df3=df3, c_hat3=c3, c_hat=c3, xx3_scaled=XX3 / c3,
@@ -468,7 +448,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
     # residuals and their count; rmr = srmr_bentler here, all on the correlation metric)
     p = model.p
     fam = {k: [] for k in ("sr", "srm", "cr", "crm", "gfi")}
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         res = gs.wls_obs[nth:] - e[nth:]
         rt = gs.wls_obs[:nth] - e[:nth]
@@ -477,15 +457,15 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
         fam["srm"].append(math.sqrt((r2 + t2) / (p * (p + 1) / 2 + nth)))
         fam["cr"].append(math.sqrt(r2 / (p * (p - 1) / 2)))
         fam["crm"].append(math.sqrt((r2 + t2) / (p * (p - 1) / 2 + nth)))
-        v = np.diag(st.groups[g].WLS_V)
+        v = np.diag(st.ordinal[g].WLS_V)
         d = gs.wls_obs - e
         fam["gfi"].append(1.0 - float(d @ (v * d)) / float(gs.wls_obs @ (v * gs.wls_obs)))
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     wts = n / n.sum()
     agg = {k: float(wts @ np.array(v)) for k, v in fam.items()}
     sr = fam["sr"]
     srmr = agg["sr"]
-    nstat = sum(len(g.wls_obs) for g in cstats.groups)
+    nstat = sum(len(g.wls_obs) for g in cstats.ordinal)
     fm.update({"rmr": agg["srm"], "rmr_nomean": srmr, "srmr": srmr,
                "srmr_bentler": agg["srm"], "srmr_bentler_nomean": srmr,
                "crmr": agg["crm"], "crmr_nomean": agg["cr"],
@@ -507,7 +487,7 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight):
 def _baseline_chisq(cstats, weight):
     """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly)."""
     tot = 0.0
-    for g in cstats.groups:
+    for g in cstats.ordinal:
         r = g.wls_obs[g.nth:]
         v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
         tot += (g.n - 1) * float(v @ r ** 2)
@@ -599,9 +579,9 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     D1a, D0a = np.vstack(D1), np.vstack(D0)
     H = np.linalg.pinv(D1a) @ D0a
     A = _orth_complement(H).T
-    n = np.array([g.n for g in cst.groups], float)
+    n = np.array([g.n for g in cst.ordinal], float)
     fg = n / n.sum()
-    Wd = [np.diag(g.WLS_V) for g in cst.groups]
+    Wd = [np.diag(g.WLS_V) for g in cst.ordinal]
     P = sum(f * (D.T * w) @ D for f, D, w in zip(fg, D1, Wd))
     Pi = np.linalg.inv(P)
     APA = A @ Pi @ A.T
@@ -611,7 +591,7 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     # tr1 = sum_g f_g tr(W Gamma W D Q D') = tr(Q M), tr2 = tr((U Gamma_f)^2) = tr((Q M)^2)
     # with M = sum_g f_g (W_g D_g)' Gamma_g (W_g D_g): parameter-sized algebra
     M = np.zeros_like(Q)
-    for f, D, w, g in zip(fg, D1, Wd, cst.groups):
+    for f, D, w, g in zip(fg, D1, Wd, cst.ordinal):
         WD = w[:, None] * D
         M += f * (WD.T @ (g.NACOV @ WD))
     QM = Q @ M
@@ -635,7 +615,7 @@ def group_chisq_wls(fit) -> list[float]:
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
 
 
-def _catml_robust(model, x, cstats, deltas, st):
+def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
 
     Returns ``(XX3, df3, c3, XX3_null, df3_null, c3_null)`` or None when a polychoric matrix is
@@ -662,19 +642,19 @@ def _catml_robust(model, x, cstats, deltas, st):
     """
     from instrument.sem.estimators.ml import moment_weight
 
-    n = np.array([g.n for g in cstats.groups], float)
+    n = np.array([g.n for g in cstats.ordinal], float)
     fg = n / n.sum()
-    for g in cstats.groups:
+    for g in cstats.ordinal:
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
-    W_all = [np.diag(g.WLS_V) for g in st.groups]
+    W_all = [np.diag(g.WLS_V) for g in st.ordinal]
     E = sum(f * (D.T * w) @ D for f, D, w in zip(fg, deltas, W_all))
     Einv = np.linalg.inv(E)
     p = model.p
     XX3 = 0.0
     XXb = 0.0
-    Vb, Wb, Gb, Db = [], [], [], []
-    for g, (gs, e) in enumerate(zip(cstats.groups, model.wls_est(x))):
+    Vb, Wb, Gb, Db, GWb, VDb = [], [], [], [], [], []
+    for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         P = np.eye(p)
         ij = model.corr_ij[g]
@@ -685,20 +665,31 @@ def _catml_robust(model, x, cstats, deltas, st):
         XX3 += gs.n * (np.linalg.slogdet(P)[1] + np.sum(gs.cor * Pi) - ldR - p)
         XXb += -gs.n * ldR
         idx = model.corr_vech[g]
-        Vb.append(fg[g] * moment_weight(P, False, model.vr, model.vc)[np.ix_(idx, idx)])
+        Vb.append(fg[g] * moment_weight(P, False, model.vr[idx], model.vc[idx]))
         Wb.append(fg[g] * W_all[g][nth:])
         Gb.append(gs.NACOV[nth:, nth:] / fg[g])
         Db.append(deltas[g][nth:])
+        # Gamma W Delta over the correlation rows: the caller's NACOV W Delta less the
+        # threshold rows' share (f_g cancels)
+        WD = W_all[g][:, None] * deltas[g]
+        GWb.append(gwd[g][nth:] - gs.NACOV[nth:, :nth] @ WD[:nth] if gwd is not None
+                   else Gb[-1] @ (Wb[-1][:, None] * Db[-1]))
+        # V Delta column t is f_g (P^-1 M_t P^-1) at the correlation elements, M_t the
+        # symmetric matrix holding column t of Delta (the ML weight of a correlation
+        # element (a,b) is (s_ac s_bd + s_ad s_bc) with s = P^-1)
+        Mt = np.zeros((Db[-1].shape[1], p, p))
+        ci, cj = ij[:, 0], ij[:, 1]
+        Mt[:, ci, cj] = Db[-1].T
+        Mt[:, cj, ci] = Db[-1].T
+        VDb.append(fg[g] * (Pi @ Mt @ Pi)[:, ci, cj].T)
     # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
     # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
     k = Einv.shape[0]
     trVG = 0.0
     S1, S2, S3 = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
-    for Vg, wg, Gg, Dg in zip(Vb, Wb, Gb, Db):
+    for Vg, wg, Gg, Dg, GWD, VD in zip(Vb, Wb, Gb, Db, GWb, VDb):
         trVG += float(np.sum(Vg * Gg.T))
         WD = wg[:, None] * Dg
-        GWD = Gg @ WD
-        VD = Vg @ Dg
         S1 += GWD.T @ VD
         S2 += Dg.T @ VD
         S3 += WD.T @ GWD
@@ -720,18 +711,22 @@ def _catml_robust(model, x, cstats, deltas, st):
 # fast traces (k x k algebra instead of dense moment-sized products)
 # ------------------------------------------------------------------------------------------
 
-def _baseline_fast(stats) -> dict:
+def _baseline_fast(stats, traces=None) -> dict:
     """The baseline's scaling and shift via `scaled_shifted`
     (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
-    nfree = [g.nth for g in stats.groups]
+    nfree = [g.nth for g in stats.ordinal]
     tot = sum(nfree)
-    deltas, off = [], 0
-    for g, nf in zip(stats.groups, nfree):
+    deltas, gwd, off = [], [], 0
+    for g, nf in zip(stats.ordinal, nfree):
         D = np.zeros((len(g.wls_obs), tot))
         D[:nf, off:off + nf] = np.eye(nf)
+        # NACOV W Delta: the threshold columns of NACOV, weighted
+        Y = np.zeros((len(g.wls_obs), tot))
+        Y[:, off:off + nf] = g.NACOV[:, :nf] * np.diag(g.WLS_V)[:nf]
         off += nf
         deltas.append(D)
-    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.groups, nfree)))
-    ss = scaled_shifted(0.0, df, deltas, stats)
+        gwd.append(Y)
+    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.ordinal, nfree)))
+    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd, traces=traces)
     return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
             "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

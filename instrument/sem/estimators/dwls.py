@@ -4,7 +4,7 @@ estimates, given the model Jacobian Delta.
 A WLSMV estimator needs, besides the DWLS fit function (`instrument.sem.polychoric.dwls_fx`),
 formulas that only combine the model Jacobian ``Delta_g = d sigma_g / d x`` (rows in the
 order of ``wls_obs``, columns the optimiser's free parameters) with the sample statistics
-(`CategoricalSampleStats`: ``WLS_V``, ``NACOV``, ``n``). They live here so the estimator only has
+(`SampleStats`: ``WLS_V``, ``NACOV``, ``n``). They live here so the estimator only has
 to supply Delta; the tests feed lavaan's own Delta (``lavInspect(fit, "delta")``) and reproduce
 lavaan's standard errors. The scaled-shifted test is `instrument.sem.test.scaled_shifted`.
 """
@@ -14,17 +14,17 @@ from typing import Sequence
 
 import numpy as np
 
-from instrument.sem.polychoric import CategoricalSampleStats
+from instrument.sem.samplestats import SampleStats
 
-__all__ = ["dwls_information", "dwls_vcov_robust"]
+__all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd"]
 
 
-def _check(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> list[np.ndarray]:
+def _check(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:
     if len(delta) != stats.ngroups:
         raise ValueError(f"delta= has {len(delta)} groups; the sample statistics have "
                          f"{stats.ngroups}.")
     out = []
-    for D, g in zip(delta, stats.groups):
+    for D, g in zip(delta, stats.ordinal):
         D = np.asarray(D, float)
         if D.ndim != 2 or D.shape[0] != len(g.wls_obs):
             raise ValueError(f"delta= for group {g.group!r} must have {len(g.wls_obs)} rows (one "
@@ -37,19 +37,19 @@ def _check(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> list[n
     return out
 
 
-def _fg(stats: CategoricalSampleStats) -> np.ndarray:
-    n = np.array([g.n for g in stats.groups], float)
+def _fg(stats: SampleStats) -> np.ndarray:
+    n = np.array([g.n for g in stats.ordinal], float)
     return n / n.sum()
 
 
-def dwls_information(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> np.ndarray:
+def dwls_information(delta: Sequence[np.ndarray], stats: SampleStats) -> np.ndarray:
     """Expected information of the DWLS estimator (unit-N scale).
 
     Parameters
     ----------
     delta : sequence of ndarray
         Per group, ``d wls_est / d x`` (``len(wls_obs)`` x ``nx``).
-    stats : CategoricalSampleStats
+    stats : SampleStats
 
     Returns
     -------
@@ -62,17 +62,28 @@ def dwls_information(delta: Sequence[np.ndarray], stats: CategoricalSampleStats)
     """
     D = _check(delta, stats)
     fg = _fg(stats)
-    return sum(f * (Dg.T * np.diag(g.WLS_V)) @ Dg for f, Dg, g in zip(fg, D, stats.groups))
+    return sum(f * (Dg.T * np.diag(g.WLS_V)) @ Dg for f, Dg, g in zip(fg, D, stats.ordinal))
 
 
-def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats) -> np.ndarray:
+def gamma_wd(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:
+    """Per group ``NACOV_g @ WLS_V_g @ Delta_g`` (moments x parameters), the one product with the
+    moment-sized NACOV that the robust covariance (`dwls_vcov_robust`) and the scaled-shifted test
+    (`instrument.sem.test.scaled_shifted.scaled_shifted`) share."""
+    return [g.NACOV @ (np.diag(g.WLS_V)[:, None] * np.asarray(D, float))
+            for D, g in zip(delta, stats.ordinal)]
+
+
+def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
+                     gamma_wd: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Robust covariance matrix of the WLSMV estimates (lavaan ``se = "robust.sem"``).
 
     Parameters
     ----------
     delta : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
-    stats : CategoricalSampleStats
+    stats : SampleStats
+    gamma_wd : sequence of ndarray, optional
+        `gamma_wd` of the same arguments, when the caller already has it.
 
     Returns
     -------
@@ -98,7 +109,7 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: CategoricalSampleStats)
     fg = _fg(stats)
     E_inv = np.linalg.inv(dwls_information(D, stats))
     meat = np.zeros_like(E_inv)
-    for f, Dg, g in zip(fg, D, stats.groups):
+    for m, (f, Dg, g) in enumerate(zip(fg, D, stats.ordinal)):
         WD = np.diag(g.WLS_V)[:, None] * Dg
-        meat += f * WD.T @ g.NACOV @ WD
+        meat += f * WD.T @ (g.NACOV @ WD if gamma_wd is None else gamma_wd[m])
     return E_inv @ meat @ E_inv / (stats.ntotal - stats.ngroups)

@@ -1,7 +1,8 @@
 """Full-information maximum likelihood (lavaan ``missing = "ml"``/``"fiml"``) on plain arrays.
 
-The data of a group are grouped by missing-data pattern once (`missing_patterns`); every
-computation then works per pattern on sufficient statistics (pattern means and covariances), and
+The data of a group are grouped by missing-data pattern once
+(`instrument.sem.samplestats.missing_patterns`, the ``patterns`` part of the group's sample
+statistics); every computation then works per pattern on sufficient statistics (pattern means and covariances), and
 patterns with the same number of observed variables are stacked and handled by batched linear
 algebra, so nothing loops over respondents.
 
@@ -32,7 +33,8 @@ errors use the observed information (``information = "observed"``, Hessian of ``
 Rows with no observed value are dropped, as lavaan does (it warns).
 
 Use in the engine (`instrument.sem.cfa_robust`; FIML always has a meanstructure): the data of
-each group are grouped by pattern once (`missing_patterns`), `FIMLObjective` (value and gradient
+each group are grouped by pattern once (the ``patterns`` part of
+`instrument.sem.samplestats.GroupStats`), `FIMLObjective` (value and gradient
 of ``-logl/N``) is minimised by the engine's optimiser (`instrument.sem.estimators.ml`), the
 saturated model comes from the EM of `instrument.sem.estimators.fiml_fast`, and `fiml_mlr_vcov`
 gives the robust covariance with ``estimator="MLR"``.
@@ -51,19 +53,18 @@ https://doi.org/10.1111/0081-1750.00078
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from instrument.sem.samplestats import MissingPatterns, PatternBlock
 from instrument.sem.estimators.mlr import (_cluster_sum, _sym_inv, huber_white_vcov, vech,
                                           vech_indices, vech_weights)
 
-__all__ = ["PatternBlock", "MissingPatterns", "missing_patterns", "fiml_loglik",
-           "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
-           "fiml_h1_information_firstorder", "fiml_h1_information_expected", "H1Result",
-           "fiml_baseline", "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "missing_summary",
+__all__ = ["fiml_loglik", "fiml_moment_gradient", "fiml_scores", "fiml_h1_information_observed",
+           "fiml_h1_information_firstorder", "fiml_h1_information_expected", "fiml_baseline", "srmr_bentler", "FIMLObjective", "fiml_mlr_vcov", "missing_summary",
            "MissingSummary"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
@@ -73,117 +74,6 @@ _CHUNK_ELEMENTS = 2_000_000   # batch size bound (elements) for stacked per-patt
 # --------------------------------------------------------------------------------------------
 # patterns
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PatternBlock:
-    """Patterns sharing the same number of observed variables ``q`` (stacked for batching).
-
-    Attributes
-    ----------
-    obs : (K, q) int, observed-variable indices of each pattern (sorted).
-    n : (K,) int, rows per pattern.
-    mean : (K, q) pattern means.  cov : (K, q, q) pattern covariances (divisor n_k).
-    rows : (m,) int, positions (in the group's retained rows) of the rows of this block.
-    row_pattern : (m,) int, the block-local pattern of each row.
-    xo : (m, q) the observed values of those rows.
-    """
-
-    obs: np.ndarray
-    n: np.ndarray
-    mean: np.ndarray
-    cov: np.ndarray
-    rows: np.ndarray
-    row_pattern: np.ndarray
-    xo: np.ndarray
-
-    @property
-    def q(self) -> int:
-        return int(self.obs.shape[1])
-
-
-@dataclass(frozen=True)
-class MissingPatterns:
-    """One group's data organised by missing-data pattern (`missing_patterns`).
-
-    Attributes
-    ----------
-    p : number of variables.  n : number of retained rows (at least one observed value).
-    n_empty : rows dropped because every value was missing.
-    masks : (K, p) bool, observed-variable mask of each pattern; counts : (K,) rows per pattern.
-    blocks : tuple of PatternBlock, grouped by number of observed variables.
-    kept : (n,) int, positions of the retained rows in the input.
-    """
-
-    p: int
-    n: int
-    n_empty: int
-    masks: np.ndarray
-    counts: np.ndarray
-    blocks: tuple
-    kept: np.ndarray
-    _X: np.ndarray = field(repr=False, default=None)
-
-    @property
-    def npatterns(self) -> int:
-        return int(self.masks.shape[0])
-
-    def available_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Available-case means and variances (divisor n_j) of each variable."""
-        X = self._X
-        return np.nanmean(X, axis=0), np.nanvar(X, axis=0)
-
-
-def missing_patterns(X: np.ndarray) -> MissingPatterns:
-    """Group the rows of ``X`` (NaN = missing) by missing-data pattern.
-
-    Returns
-    -------
-    MissingPatterns
-        Patterns ordered by first appearance; rows without any observed value are dropped
-        (``n_empty``), as lavaan does.
-    """
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2:
-        raise ValueError(f"missing_patterns: X must be a 2-d array (n x p); got shape {X.shape}.")
-    if np.isinf(X).any():
-        raise ValueError("missing_patterns: X contains infinite values; use NaN for missing.")
-    obs = ~np.isnan(X)
-    keep = obs.any(axis=1)
-    kept = np.flatnonzero(keep)
-    Xk, Ok = X[keep], obs[keep]
-    n, p = Xk.shape
-    if n == 0:
-        raise ValueError("missing_patterns: every row is empty (all values missing).")
-    masks, first, inv, counts = np.unique(Ok, axis=0, return_index=True, return_inverse=True,
-                                          return_counts=True)
-    inv = inv.ravel()
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    masks, counts, inv = masks[order], counts[order], rank[inv]
-    q_of = masks.sum(axis=1)
-    blocks = []
-    for q in np.unique(q_of)[::-1]:
-        pids = np.flatnonzero(q_of == q)
-        local = np.full(masks.shape[0], -1)
-        local[pids] = np.arange(pids.size)
-        obs_idx = np.stack([np.flatnonzero(masks[k]) for k in pids])
-        rows = np.flatnonzero(np.isin(inv, pids))
-        rp = local[inv[rows]]
-        xo = np.take_along_axis(Xk[rows], obs_idx[rp], axis=1)
-        nk = counts[pids]
-        sums = np.zeros((pids.size, q))
-        np.add.at(sums, rp, xo)
-        mean = sums / nk[:, None]
-        dev = xo - mean[rp]
-        cov = np.zeros((pids.size, q, q))
-        np.add.at(cov, rp, dev[:, :, None] * dev[:, None, :])
-        cov /= nk[:, None, None]
-        blocks.append(PatternBlock(obs=obs_idx, n=nk, mean=mean, cov=cov, rows=rows,
-                                   row_pattern=rp, xo=xo))
-    return MissingPatterns(p=p, n=n, n_empty=int((~keep).sum()), masks=masks, counts=counts,
-                           blocks=tuple(blocks), kept=kept, _X=Xk)
-
-
 def _block_inv(sigma: np.ndarray, b: PatternBlock) -> tuple[np.ndarray, np.ndarray]:
     """Stacked inverses and log-determinants of ``sigma_oo`` for the patterns of a block."""
     so = sigma[b.obs[:, :, None], b.obs[:, None, :]]
@@ -353,35 +243,6 @@ def fiml_h1_information_observed(pat: MissingPatterns, sigma: np.ndarray, mu: np
 # --------------------------------------------------------------------------------------------
 # saturated model (EM) and baseline
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class H1Result:
-    """EM estimates of the saturated model: ``cov`` (p x p), ``mean`` (p,), ``logl``
-    (lavaan ``unrestricted.logl``), ``iterations``, ``converged``."""
-
-    cov: np.ndarray
-    mean: np.ndarray
-    logl: float
-    iterations: int
-    converged: bool
-
-    def to_dict(self) -> dict:
-        from instrument.results import to_jsonable
-        return to_jsonable({"cov": self.cov, "mean": self.mean, "logl": self.logl,
-                            "iterations": self.iterations, "converged": self.converged})
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "H1Result":
-        return cls(cov=np.asarray(d["cov"], float), mean=np.asarray(d["mean"], float),
-                   logl=float(d["logl"]), iterations=int(d["iterations"]),
-                   converged=bool(d["converged"]))
-
-    def summary(self):
-        from instrument.results import Table
-        return Table("Saturated (h1) model by EM",
-                     pd.DataFrame({"statistic": ["logl", "iterations"],
-                                   "value": [self.logl, float(self.iterations)]}), digits=4)
-
-
 def fiml_baseline(pat: MissingPatterns) -> dict:
     """FIML independence model: free means and variances, zero covariances.
 
@@ -434,7 +295,7 @@ class FIMLObjective:
         ``x -> list of (p + p*, nx)`` Jacobians of ``[mu, vech(sigma)]`` (FIML always has a
         meanstructure).
     patterns : sequence of MissingPatterns
-        One per group (`missing_patterns`).
+        One per group (`instrument.sem.samplestats.missing_patterns`).
 
     Notes
     -----

@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from instrument.sem.estimators.fiml import (H1Result, MissingPatterns, _baseline_delta,
+from instrument.sem.samplestats import H1Result, MissingPatterns
+from instrument.sem.estimators.fiml import (_baseline_delta,
                                             _h1_expected_ms, _ml_discrepancy,
                                             corrected_from_blocks, fiml_baseline,
                                             fiml_h1_information_firstorder)

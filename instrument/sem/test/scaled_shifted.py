@@ -4,10 +4,21 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
-__all__ = ["scaled_shifted"]
+__all__ = ["scaled_shifted", "wgamma_traces"]
 
 
-def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
+def wgamma_traces(stats) -> list[tuple[float, float]]:
+    """Per group ``(tr(W Gamma), tr((W Gamma)^2))`` for ``W = WLS_V`` diagonal: ``w' diag(Gamma)``
+    and ``w' (Gamma o Gamma) w``; they do not depend on the model."""
+    out = []
+    for g in stats.ordinal:
+        w = np.diag(g.WLS_V)
+        out.append((float(w @ np.diag(g.NACOV)), float(w @ ((g.NACOV * g.NACOV) @ w))))
+    return out
+
+
+def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
+                   traces=None) -> dict:
     """Scaled-shifted (WLSMV) test statistic, as lavaan's ``test = "scaled.shifted"``.
 
     Parameters
@@ -18,8 +29,13 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
         Model degrees of freedom.
     deltas : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
-    stats : CategoricalSampleStats
+    stats : SampleStats
         ``WLS_V`` (the identity for ULS), ``NACOV`` and ``n`` per group.
+    gamma_wd : sequence of ndarray, optional
+        Per group, ``NACOV_g @ WLS_V_g @ Delta_g`` when the caller already has it
+        (`instrument.sem.estimators.dwls.gamma_wd`).
+    traces : sequence of (float, float), optional
+        `wgamma_traces` of `stats`, when the caller already has them.
 
     Returns
     -------
@@ -34,7 +50,7 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
     ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
     ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
     (the dense ``U = V - V Delta E^-1 Delta' V`` of lavaan, never formed; the group weights f_g
-    cancel). ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
+    cancel), with ``tr(A_g^2) = w' (Gamma_g o Gamma_g) w`` for ``W_g = diag(w)``. ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
     ``chisq.scaled = a chisq + b``; lavaan reports ``1/a`` as the scaling factor (lavaan 0.6-14
     ``lav_test_satorra_bentler``, method "original", ``ug2.old.approach = FALSE``). The dense
     restatement is ``tests/reference/dwls.py``.
@@ -44,23 +60,24 @@ def scaled_shifted(chisq: float, df: int, deltas, stats) -> dict:
     Asparouhov, T., & Muthen, B. (2010). Simple second order chi-square correction. Technical
     appendix, Mplus.
     """
-    n = np.array([g.n for g in stats.groups], float)
+    n = np.array([g.n for g in stats.ordinal], float)
     fg = n / n.sum()
     k = deltas[0].shape[1]
     E = np.zeros((k, k))
     H = np.zeros((k, k))
     K = np.zeros((k, k))
-    trA = trA2 = 0.0
-    for f, D, g in zip(fg, deltas, stats.groups):
+    traces = wgamma_traces(stats) if traces is None else traces
+    trA = sum(t[0] for t in traces)
+    trA2 = sum(t[1] for t in traces)
+    for m, (f, D, g) in enumerate(zip(fg, deltas, stats.ordinal)):
         w = np.diag(g.WLS_V)
         B = w[:, None] * D
-        Y = g.NACOV @ B
-        A = w[:, None] * g.NACOV
-        trA += float(np.trace(A))
-        trA2 += float(np.sum(A * A.T))
-        E += f * (D.T @ B)
+        Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]
+        sw = np.sqrt(w)[:, None]
+        X, Z = sw * D, sw * Y            # symmetric products as X'X and Z'Z
+        E += f * (X.T @ X)
         H += f * (B.T @ Y)
-        K += f * (Y.T @ (w[:, None] * Y))
+        K += f * (Z.T @ Z)
     Ei = np.linalg.inv(E)
     EH = Ei @ H
     tr1 = trA - float(np.trace(EH))

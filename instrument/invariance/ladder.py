@@ -23,6 +23,7 @@ from instrument.invariance.steps import (DEFAULT_STEPS, STEP_EQUAL, assemble,
                                          refit)
 from instrument.invariance.verdicts import RULE_SETS
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
+from instrument.sem.estimators.ml import single_threaded, single_threaded_blas
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ class InvarianceResult:
         compared with the accepted previous step (``compared.with``); ``releases`` lists each
         release (round, step, item, parameter, X2, df, pvalue, dmacs).
         """
-        return InvarianceResult(**partial_search(self, step, max_release=max_release,
-                                                 rule_set=rule_set or self.rule_set))
+        with single_threaded_blas():
+            return InvarianceResult(**partial_search(self, step, max_release=max_release,
+                                                     rule_set=rule_set or self.rule_set))
 
     def latent_means(self, step: str | None = None) -> pd.DataFrame:
         """Latent mean and variance comparisons from the (partial) scalar model.
@@ -150,6 +152,7 @@ class InvarianceResult:
 
 
 
+@single_threaded
 def invariance(model: str, data: pd.DataFrame, *, group: str,
                steps: Sequence[str] = DEFAULT_STEPS, estimator: str = "ML",
                rule_set: str = "lrt_dmacs", group_order: Sequence[Any] | None = None,
@@ -196,6 +199,8 @@ def invariance(model: str, data: pd.DataFrame, *, group: str,
     Matches lavaan 0.6-14: ``cfa(model, data, group=, group.equal=)`` per rung and
     ``lavTestLRT()`` between adjacent rungs (plain χ² difference for ML, Satorra–Bentler 2001
     for MLR). Latent means are fixed at 0 until intercepts are equal, then free in groups 2..G.
+    The fits, tests and verdicts run with single-threaded BLAS, as `cfa` does (small matrices;
+    threads only oversubscribe a shared machine).
     """
     bad = [s for s in steps if s not in STEP_EQUAL]
     if bad:

@@ -7,6 +7,7 @@ missing-data patterns and two-level cluster statistics) -> model (LISREL matrice
 table) -> estimators (objective, gradient, information; the optimiser) -> test (Yuan-Bentler,
 Satorra-Bentler, scaled-shifted) -> fit (fit measures) -> result (`CFAResult`). `cfa` validates
 the options once and runs the stages with the estimator it looks up in `cfa.ESTIMATORS` (ML,
-MLR/FIML, WLSMV/ULSMV, two-level ML in `twolevel`); `refit` refits a built ML model to new data
+MLR/FIML, WLSMV/ULSMV, two-level ML: `twolevel` fits it, `estimators.twolevel` holds its
+likelihood); `refit` refits a built ML model to new data
 sets (Monte Carlo replications).
 """

@@ -133,16 +133,17 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
     sub = data[ov + extra] if ordered or not unique else None
     labels_col = {c: data[c].to_numpy() if sub is None else sub[c].to_numpy() for c in extra}
     if ordered:
-        obs = sub[ov].notna().to_numpy()
         num = [v for v in ov if pd.api.types.is_numeric_dtype(dtypes[v])]
         X = sub[num].to_numpy(dtype=float) if num else np.zeros((len(sub), 0))
+        all_num = len(num) == len(ov)      # integer-coded items: X holds them all
+        obs = ~np.isnan(X) if all_num else sub[ov].notna().to_numpy()
     else:
         X = (sub[ov] if sub is not None else
              data.take(data.columns.get_indexer(ov), axis=1)).to_numpy(dtype=float)
         num = ov
         obs = ~np.isnan(X)
     # provenance, from the values already read
-    data_hash = (hash_frame(sub) if ordered else
+    data_hash = (hash_frame(sub) if ordered and not all_num else
                  hash_values(ov + extra, X, data.index, [labels_col[c] for c in extra]))
     _check_columns(obs, X, ov, num)
     warn: list[str] = []
@@ -168,12 +169,12 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
     nobs_empty = int((keep & empty).sum())
     keep &= ok
     frame = None
+    if not keep.all():
+        X = X[keep]
     if ordered:
         frame = sub[ov + ([group] if group is not None else [])]
         frame = frame.loc[keep] if not keep.all() else frame
-        X = None
-    elif not keep.all():
-        X = X[keep]
+        X = X if all_num else None          # only for the checks below
     if group is not None:
         gvals = labels_col[group][keep]
         labels = group_labels_in_order(gvals, group_order)
@@ -189,6 +190,8 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
         codes = frame[ov]
         parts = [codes if m is None else codes.loc[m] for m in masks]
     warn.extend(_check_groups(parts, ov, group, group_labels))
+    if ordered:
+        blocks = None
     if cluster is not None:
         cvals = labels_col[cluster][keep]
         clusters = [cvals if m is None else cvals[m] for m in masks]

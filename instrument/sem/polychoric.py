@@ -83,12 +83,45 @@ def _encode_ordinal(col: pd.Series) -> tuple[np.ndarray, tuple]:
         codes = np.where(raw >= 0, remap[np.maximum(raw, 0)], -1)
         return codes.astype(np.int64), tuple(cats[i] for i in used)
     values = col.to_numpy()
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
+        coded = _encode_small_integers(values)
+        if coded is not None:
+            return coded
     miss = pd.isna(col).to_numpy()
     levels = np.unique(values[~miss]) if (~miss).any() else np.array([])
     codes = np.full(len(values), -1, dtype=np.int64)
     if len(levels):
         codes[~miss] = np.searchsorted(levels, values[~miss])
     return codes, tuple(lv.item() if hasattr(lv, "item") else lv for lv in levels)
+
+
+_SMALL_RANGE = 1024   # integer codes spanning fewer values are encoded by counting
+
+
+def _encode_small_integers(values: np.ndarray) -> tuple[np.ndarray, tuple] | None:
+    """`_encode_ordinal` of a numeric array whose observed values are integers spanning fewer
+    than `_SMALL_RANGE` values (survey codes), by counting instead of sorting: the same codes
+    and levels as ``np.unique``/``searchsorted``; None for other data."""
+    miss = np.isnan(values) if values.dtype.kind == "f" else None
+    obs = values[~miss] if miss is not None and miss.any() else values
+    if not len(obs):
+        return None
+    lo, hi = obs.min(), obs.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)) or float(hi) - float(lo) >= _SMALL_RANGE:
+        return None
+    off = obs - lo
+    k = off.astype(np.intp)
+    if values.dtype.kind == "f" and not np.array_equal(k, off):
+        return None
+    present = np.bincount(k, minlength=int(hi - lo) + 1) > 0
+    remap = np.cumsum(present) - 1
+    codes = np.full(len(values), -1, dtype=np.int64)
+    if miss is not None and miss.any():
+        codes[~miss] = remap[k]
+    else:
+        codes[:] = remap[k]
+    levels = (lo + np.flatnonzero(present)).astype(values.dtype)
+    return codes, tuple(lv.item() for lv in levels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,11 +539,12 @@ def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
     dt = np.float32 if n < 2 ** 24 else np.float64
-    H = np.zeros((n, len(codes) * K), dtype=dt)
-    for m, c in enumerate(codes):
-        ok = c >= 0
-        H[np.flatnonzero(ok), m * K + c[ok]] = 1.0
-    return (H.T @ H).astype(float)
+    C = np.array(codes, dtype=np.intp).reshape(len(codes), n)
+    # H' (one row per variable and category) set through one flat index
+    flat = (C + (np.arange(len(codes)) * K)[:, None]) * n + np.arange(n)
+    Ht = np.zeros((len(codes) * K, n), dtype=dt)
+    Ht.ravel()[flat[C >= 0]] = 1.0
+    return (Ht @ Ht.T).astype(float)
 
 
 def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:

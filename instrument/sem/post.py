@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
+from instrument.sem.fit.dist import Z975, norm_sf
 from instrument.sem.estimators.ml import gamma_nt, moment_weight
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
@@ -37,12 +37,12 @@ def estimates_frame(frame: pd.DataFrame, est: np.ndarray, se: np.ndarray, std_lv
     free = frame["free"].to_numpy() > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         z[free] = est[free] / se[free]
-    q = _st.norm.ppf(0.975)
+    q = Z975
     return pd.DataFrame({
         "lhs": frame["lhs"].array, "op": frame["op"].array,
         "rhs": frame["rhs"].array, "group": frame["group"].to_numpy(),
         "label": frame["label"].array, "est": est, "se": se, "z": z,
-        "pvalue": 2.0 * _st.norm.sf(np.abs(z)), "ci.lower": est - q * se,
+        "pvalue": 2.0 * norm_sf(np.abs(z)), "ci.lower": est - q * se,
         "ci.upper": est + q * se, "std.lv": std_lv, "std.all": std_all})
 
 

@@ -82,7 +82,7 @@ class CFAResult:
     srmr_group: tuple = ()
     missing_data: tuple = ()   # FIML: per group {patterns, items, coverage, npatterns, n_empty}
     defined: tuple = ()
-    categorical_stats: Any = None
+    categorical_stats: SampleStats | None = None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:

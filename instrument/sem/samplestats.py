@@ -311,7 +311,6 @@ class H1Result:
     converged: bool
 
     def to_dict(self) -> dict:
-        from instrument.results import to_jsonable
         return to_jsonable({"cov": self.cov, "mean": self.mean, "logl": self.logl,
                             "iterations": self.iterations, "converged": self.converged})
 
@@ -321,8 +320,7 @@ class H1Result:
                    logl=float(d["logl"]), iterations=int(d["iterations"]),
                    converged=bool(d["converged"]))
 
-    def summary(self):
-        from instrument.results import Table
+    def summary(self) -> Table:
         return Table("Saturated (h1) model by EM",
                      pd.DataFrame({"statistic": ["logl", "iterations"],
                                    "value": [self.logl, float(self.iterations)]}), digits=4)

@@ -10,9 +10,9 @@ Layout (lavaan's ``lav_model`` / ``lav_optim`` stages):
 * ``fiml.py`` / ``fiml_fast.py``: the FIML objective on missing-data patterns, the EM
   saturated model and the FIML-corrected robust indices.
 * ``dwls.py`` / ``categorical.py``: DWLS/ULS for ordered indicators (thresholds, polychorics).
-* The two-level ML objective (`instrument.sem.twolevel.TwoLevelObjective`, with its expected
-  information `instrument.sem.twolevel.twolevel_expected_information`) lives beside its
-  likelihood and result type in ``instrument/sem/twolevel.py``.
+* ``twolevel.py``: two-level ML (``level:`` models) -- the likelihood with its analytic gradient,
+  the expected information, lavaan's EM for the saturated model and `twolevel.TwoLevelObjective`;
+  the fit, result type and reliability are in `instrument.sem.twolevel`.
 
 Which estimator runs is looked up in one registry, `instrument.sem.cfa.ESTIMATORS` (data kind,
 estimator, missing -> fitting function), after `instrument.sem.cfa.cfa` has validated the

@@ -648,7 +648,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
     W_all = [np.diag(g.WLS_V) for g in st.ordinal]
-    E = sum(f * (D.T * w) @ D for f, D, w in zip(fg, deltas, W_all))
+    X = [np.sqrt(w)[:, None] * D for D, w in zip(deltas, W_all)]
+    E = sum(f * (Xg.T @ Xg) for f, Xg in zip(fg, X))
     Einv = np.linalg.inv(E)
     p = model.p
     XX3 = 0.0

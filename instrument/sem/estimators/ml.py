@@ -65,7 +65,8 @@ def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,
     """
     Si = np.linalg.inv(sigma)
     w = np.where(vr == vc, 1.0, 2.0)
-    T = Si[vr][:, vr] * Si[vc][:, vc] + Si[vr][:, vc] * Si[vc][:, vr]
+    R, C = Si[vr], Si[vc]
+    T = R.take(vr, axis=1) * C.take(vc, axis=1) + R.take(vc, axis=1) * C.take(vr, axis=1)
     Wc = T * np.outer(w, w) / 4.0
     if not meanstructure:
         return Wc
@@ -81,7 +82,8 @@ def gamma_nt(sigma: np.ndarray, meanstructure: bool, vr, vc) -> np.ndarray:
     """Normal-theory asymptotic covariance of ``[mean, vech(S)]`` (inverse of `moment_weight`):
     Gamma[(ab),(cd)] = s_ac s_bd + s_ad s_bc, mean block Sigma."""
     S = sigma
-    G = S[vr][:, vr] * S[vc][:, vc] + S[vr][:, vc] * S[vc][:, vr]
+    R, C = S[vr], S[vc]
+    G = R.take(vr, axis=1) * C.take(vc, axis=1) + R.take(vc, axis=1) * C.take(vr, axis=1)
     if not meanstructure:
         return G
     p, ps = S.shape[0], len(vr)

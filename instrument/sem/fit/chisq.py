@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from instrument.sem.fit.dist import chi2_sf
 
 __all__ = ["chisq_pvalue", "baseline_chisq"]
 
@@ -11,7 +11,7 @@ def chisq_pvalue(chisq: float, df: float) -> float:
     """Upper-tail p value of the chi-square test; NaN when df == 0 (lavaan reports NA)."""
     if df <= 0:
         return float("nan") if df < 0 else float("nan")
-    return float(stats.chi2.sf(chisq, df))
+    return chi2_sf(chisq, df)
 
 
 def baseline_chisq(covs, ns, *, n_divisor: float | None = None) -> float:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+
+from instrument.sem.fit.dist import chi2_ppf
 
 __all__ = ["rmr_group", "crmr_group", "srmr_mplus_group", "hoelter_cn", "gfi_group", "agfi",
            "pgfi", "mfi", "ecvi"]
@@ -60,7 +61,7 @@ def hoelter_cn(chisq: float, df: float, n: float, *, alpha: float = 0.05) -> flo
         return 1.0
     if chisq <= 0:
         return math.inf
-    return float(stats.chi2.ppf(1 - alpha, df) / (chisq / n) + 1.0)
+    return float(chi2_ppf(1 - alpha, df) / (chisq / n) + 1.0)
 
 
 def gfi_group(S, sigma, mean=None, mu=None) -> tuple[float, float]:

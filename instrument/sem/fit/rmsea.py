@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import math
 
-from scipy import optimize, special, stats
+from scipy import optimize, special
+
+from instrument.sem.fit.dist import ncx2_cdf, ncx2_sf
 
 __all__ = ["rmsea", "rmsea_ci", "rmsea_pvalue", "rmsea_notclose_pvalue"]
 
@@ -98,7 +100,7 @@ def rmsea_pvalue(x2: float, df: float, n: float, *, ngroups: int = 1, c: float =
     NaN when df = 0."""
     if not _finite(x2, df, n, c) or not df > 0:
         return math.nan
-    return float(stats.ncx2.sf(x2, df, _ncp(df, n, ngroups, c, h0)))
+    return ncx2_sf(x2, df, _ncp(df, n, ngroups, c, h0))
 
 
 def rmsea_notclose_pvalue(x2: float, df: float, n: float, *, ngroups: int = 1, c: float = 1.0,
@@ -107,4 +109,4 @@ def rmsea_notclose_pvalue(x2: float, df: float, n: float, *, ngroups: int = 1, c
     1996); NaN when df = 0."""
     if not _finite(x2, df, n, c) or not df > 0:
         return math.nan
-    return float(stats.ncx2.cdf(x2, df, _ncp(df, n, ngroups, c, h0)))
+    return ncx2_cdf(x2, df, _ncp(df, n, ngroups, c, h0))

@@ -193,6 +193,7 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
         if se != "standard":
             raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
                              f"missing={missing!r}; use se='standard'.")
+        information = "observed"     # lavaan's information for MLR and FIML, whatever was given
     if cluster is not None and estimator != "MLR":
         raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
                          "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
@@ -301,7 +302,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     likelihood : {"normal", "wishart"}
         "wishart" uses the N - 1 covariance and N - G in chi-square and RMSEA.
     information : {"expected", "observed"}
-        Information matrix for standard errors.
+        Information matrix for standard errors of ML fits; MLR, FIML and two-level fits use the
+        observed information (lavaan's default for them).
     se : {"standard", "none"}
     missing : {"listwise", "pairwise", "fiml"}, optional
         Default "listwise" (rows with a missing model variable or group are dropped), lavaan's

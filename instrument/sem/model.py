@@ -154,6 +154,7 @@ class Model:
         """Set K, k0 and the x bookkeeping from the constraints, nonlinear ones linearised at
         the table ``values`` (`instrument.sem.constraints.linear_reduction`)."""
         ncls = self._K0.shape[1]
+        self._k_version = getattr(self, "_k_version", 0) + 1      # invalidates `implied`
         if self._general:
             cval = np.zeros(ncls)
             cval[self._cls] = np.asarray(values, float)[self.free_rows]
@@ -362,15 +363,23 @@ class Model:
         return np.linalg.inv(np.eye(B.shape[0]) - B) if B.any() else np.eye(B.shape[0])
 
     def implied(self, x: np.ndarray) -> list[Implied]:
-        """Implied moments per group: Sigma = L B Psi B' L' + Theta, mu = nu + L B alpha."""
-        out = []
-        for mats in self.matrices(x):
-            L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
-            M = L @ Bi
-            sigma = M @ mats["psi"] @ M.T + mats["theta"]
-            mu = mats["nu"] + M @ mats["alpha"] if self.meanstructure else None
-            out.append(Implied(sigma, mu))
-        return out
+        """Implied moments per group: Sigma = L B Psi B' L' + Theta, mu = nu + L B alpha.
+
+        The optimiser asks for the same x several times (objective, gradient, information):
+        the moments of the last x are kept (keyed by x and the current K) and handed out as
+        copies."""
+        key = (np.asarray(x, float).tobytes(), self._k_version)
+        hit = getattr(self, "_implied_last", None)
+        if hit is None or hit[0] != key:
+            out = []
+            for mats in self.matrices(x):
+                L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
+                M = L @ Bi
+                sigma = M @ mats["psi"] @ M.T + mats["theta"]
+                mu = mats["nu"] + M @ mats["alpha"] if self.meanstructure else None
+                out.append(Implied(sigma, mu))
+            hit = self._implied_last = (key, out)
+        return [Implied(i.sigma.copy(), None if i.mu is None else i.mu.copy()) for i in hit[1]]
 
     def lv_cov(self, x: np.ndarray) -> list[np.ndarray]:
         """Model-implied covariance of the latent variables per group: B Psi B'."""

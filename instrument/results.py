@@ -123,7 +123,8 @@ def to_jsonable(obj: Any) -> Any:
 
 def _column_jsonable(col: pd.Series) -> list:
     """`to_jsonable` of each value of a column: numpy bool, integer and float columns at once
-    (non-finite floats become None), other columns value by value."""
+    (non-finite floats become None), string columns at once (missing becomes None), other
+    columns value by value (strings as they are)."""
     kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else ""
     if kind in "biu" and kind:
         return col.to_numpy().tolist()
@@ -132,6 +133,10 @@ def _column_jsonable(col: pd.Series) -> list:
         out = vals.astype(object)
         out[~np.isfinite(vals)] = None
         return out.tolist()
+    if isinstance(col.dtype, pd.StringDtype):
+        return col.to_numpy(dtype=object, na_value=None).tolist()
+    if kind == "O":
+        return [v if type(v) is str else to_jsonable(v) for v in col.to_numpy()]
     return [to_jsonable(v) for v in col]
 
 

@@ -121,3 +121,22 @@ def test_json_result_restores_declared_field_types():
     d = r.to_dict()
     del d["note"], d["meta"]
     assert _Declared.from_dict(d).note == "none" and _Declared.from_dict(d).meta.seed is None
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", "string[python]", object])
+def test_frame_columns_serialise_like_their_values(dtype):
+    """A DataFrame's columns, converted at once, give what converting each value gives: strings
+    as they are, every missing value None, objects of other types converted one by one."""
+    from instrument.results import from_jsonable, to_jsonable
+
+    text = pd.Series(["a", None, "ü", np.nan, ""], dtype=dtype)
+    mixed = pd.Series(["x", 1.5, np.float64(np.inf), np.int64(3), [1.0, np.nan]], dtype=object)
+    df = pd.DataFrame({"text": text, "mixed": mixed, "n": np.arange(5)})
+    out = to_jsonable(df)
+    assert out["columns"] == ["text", "mixed", "n"]
+    assert out["data"] == [[to_jsonable(a), to_jsonable(b), int(c)]
+                           for a, b, c in zip(text, mixed, df["n"])]
+    assert [r[0] for r in out["data"]] == ["a", None, "ü", None, ""]
+    assert [r[1] for r in out["data"]] == ["x", 1.5, None, 3, [1.0, None]]
+    assert from_jsonable(json.loads(json.dumps(out)))["text"].isna().tolist() == [
+        False, True, False, True, False]

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -21,6 +22,11 @@ HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 INSTALL_HINT = ("PDF output needs a headless Chromium. On Debian/Ubuntu install it with "
                 "`apt-get install -y chromium`, or set INSTRUMENT_CHROMIUM to a Chromium/Chrome "
                 "binary; or render HTML only (`--no-pdf`, formats=('html',)).")
+
+
+#: Chromium processes `Printer` runs at once: one per core of a 2-core machine (each print keeps
+#: one renderer busy; more at once only share the same cores).
+PRINT_WORKERS = 2
 
 
 class PdfUnavailable(RuntimeError):
@@ -70,6 +76,36 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float =
                              f"(exit {proc.returncode}):\n{tail}")
     pdf_path.write_bytes(reproducible(pdf_path.read_bytes()))
     return pdf_path
+
+
+class Printer:
+    """Prints HTML files to PDF in the background, at most ``workers`` Chromium processes at once.
+
+    `submit` starts a print (`html_to_pdf`) as soon as a worker is free and returns at once, so
+    the caller can write the next HTML file while Chromium prints; each print runs in its own
+    Chromium process, so two prints use two cores. `Future.result` gives the PDF's path or raises
+    `PdfUnavailable`. Use as a context manager: leaving the block waits for every print.
+    """
+
+    def __init__(self, workers: int = PRINT_WORKERS, *, timeout: float = 600) -> None:
+        if workers < 1:
+            raise ValueError(f"workers= must be at least 1; got {workers}.")
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chromium-print")
+
+    def submit(self, html_path: str | Path, pdf_path: str | Path) -> Future:
+        """Print ``html_path`` to ``pdf_path`` when a worker is free; the Future holds the path."""
+        return self._pool.submit(html_to_pdf, html_path, pdf_path, timeout=self.timeout)
+
+    def close(self) -> None:
+        """Wait for every print submitted."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "Printer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 _NODE_ID = re.compile(rb"\(node([0-9]{8})\)")

@@ -8,6 +8,7 @@ a section whose results are missing says "not available in this run".
 """
 from __future__ import annotations
 
+import contextlib
 import html as _html
 import json
 import math
@@ -1612,6 +1613,9 @@ TITLES = {"technical": "Technical report: validity evidence for the school-famil
           "cards": "School score cards"}
 #: Reports rendered in each language by `render_all` (the technical report is English only).
 TRANSLATED_KINDS = ("brief", "cards")
+#: The order `pipeline_stage` writes the reports in, longest Chromium print first (the cards have
+#: a page per school), so the prints that run in the background finish together.
+PRINT_ORDER = ("cards", "technical", "brief")
 
 
 #: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
@@ -1787,7 +1791,7 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
     made, ``note`` says why one was not).
     """
-    from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, find_chromium
+    from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, Printer, find_chromium
     from instrument.results import to_jsonable
 
     results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
@@ -1805,26 +1809,36 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
             stages = []
     payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
-    written: list[Path] = []
     langs = report_languages(results)[0]
     # the brief and the cards report school scores: where the scores stage stood aside (no
     # schools in the data) only the technical report
     aside = {s.get("name") for s in stages if isinstance(s, Mapping) and s.get("status") == "n/a"}
     kinds = [k for k in KINDS if k == "technical" or "scores" not in aside]
+    docs = [(kind, lang) for kind in kinds
+            for lang in (langs if kind in TRANSLATED_KINDS else ("en",))]
+    htmls: dict[tuple[str, str], Path] = {}
+    prints: dict[tuple[str, str], Any] = {}
     global _PREPARED
     _PREPARED = {}
     try:
-        for kind in kinds:
-            for lang in (langs if kind in TRANSLATED_KINDS else ("en",)):
-                try:
-                    written += render(payload, kind, out, ("html", "pdf") if pdf else ("html",),
-                                      lang=lang)
-                except PdfUnavailable as exc:   # the HTML is written before the PDF is printed
-                    stem = FILE_STEMS[kind] + ("" if lang == "en" else f"_{lang}")
-                    written.append(out / f"{stem}.html")
-                    notes.append(f"No PDF of {stem}: {exc}")
+        # Chromium prints each HTML file in the background (two at once) while the next one is
+        # written; the longest prints (the cards, a page per school) are started first
+        with Printer() if pdf else contextlib.nullcontext() as printer:
+            for doc in sorted(docs, key=lambda d: PRINT_ORDER.index(d[0])):
+                kind, lang = doc
+                htmls[doc] = render(payload, kind, out, ("html",), lang=lang)[0]
+                if printer is not None:
+                    prints[doc] = printer.submit(htmls[doc], htmls[doc].with_suffix(".pdf"))
     finally:
         _PREPARED = None
+    written: list[Path] = []
+    for doc in docs:
+        written.append(htmls[doc])
+        if doc in prints:
+            try:
+                written.append(prints[doc].result())
+            except PdfUnavailable as exc:
+                notes.append(f"No PDF of {htmls[doc].stem}: {exc}")
     base = Path(ctx.get("out_dir", ".")).resolve()
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],

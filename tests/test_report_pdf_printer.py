@@ -1,0 +1,125 @@
+"""Background PDF printing: `instrument.report.pdf.Printer` and the reports stage that uses it.
+
+A stand-in "Chromium" (a shell script set through INSTRUMENT_CHROMIUM) writes a small PDF after a
+short pause and logs how many prints were running when it started, so the tests check what the
+printer promises without the real browser: prints overlap, never more than ``workers`` at once,
+every PDF is made, a failed print is reported for its own document only, and the reports stage
+lists its files in the same order as before (the technical report, the briefs, the cards).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from instrument.report.pdf import PdfUnavailable, Printer
+from instrument.report.render import pipeline_stage
+from instrument.results import from_jsonable
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "results_example.json"
+
+# Prints --print-to-pdf=PATH after 0.4 s; "running/" holds one file per print under way and
+# "log" one line per print with the number running when it started. A page whose name holds
+# "fail" makes it exit 1 without a PDF.
+FAKE = r"""#!/bin/sh
+dir="$(dirname "$0")"
+out=""
+for a in "$@"; do case "$a" in --print-to-pdf=*) out="${a#--print-to-pdf=}";; esac; done
+last=""; for a in "$@"; do last="$a"; done
+case "${last##*/}" in *fail*) echo "cannot print" >&2; exit 1;; esac
+mkdir -p "$dir/running"
+touch "$dir/running/$$"
+ls "$dir/running" | wc -l >> "$dir/log"
+sleep 0.4
+printf '%%PDF-1.4 fake\n' > "$out"
+rm -f "$dir/running/$$"
+"""
+
+
+@pytest.fixture
+def fake_chromium(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "chromium"
+    d.mkdir()
+    exe = d / "chromium"
+    exe.write_text(FAKE)
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(exe))
+    return d
+
+
+def _pages(tmp_path: Path, names: list[str]) -> list[Path]:
+    pages = []
+    for n in names:
+        p = tmp_path / f"{n}.html"
+        p.write_text("<!DOCTYPE html><p>page</p>")
+        pages.append(p)
+    return pages
+
+
+def _running_at_start(fake: Path) -> list[int]:
+    return [int(x) for x in (fake / "log").read_text().split()]
+
+
+def test_prints_run_two_at_once_and_no_more(tmp_path, fake_chromium):
+    pages = _pages(tmp_path, ["a", "b", "c", "d", "e"])
+    with Printer(workers=2) as printer:
+        futures = [printer.submit(p, p.with_suffix(".pdf")) for p in pages]
+    assert [f.result() for f in futures] == [p.with_suffix(".pdf").resolve() for p in pages]
+    assert all(p.with_suffix(".pdf").read_bytes().startswith(b"%PDF-") for p in pages)
+    counts = _running_at_start(fake_chromium)
+    assert len(counts) == 5
+    assert max(counts) == 2          # two prints overlapped, and never three
+    assert not os.listdir(fake_chromium / "running")
+
+
+def test_one_worker_prints_one_at_a_time(tmp_path, fake_chromium):
+    pages = _pages(tmp_path, ["a", "b", "c"])
+    with Printer(workers=1) as printer:
+        for p in pages:
+            printer.submit(p, p.with_suffix(".pdf"))
+    assert _running_at_start(fake_chromium) == [1, 1, 1]
+
+
+def test_a_failed_print_is_its_own_error(tmp_path, fake_chromium):
+    pages = _pages(tmp_path, ["good", "fail", "fine"])
+    with Printer() as printer:
+        futures = [printer.submit(p, p.with_suffix(".pdf")) for p in pages]
+    assert futures[0].result().name == "good.pdf"
+    with pytest.raises(PdfUnavailable, match=r"failed to print fail\.html \(exit 1\)"):
+        futures[1].result()
+    assert futures[2].result().name == "fine.pdf"
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError, match="workers= must be at least 1; got 0"):
+        Printer(workers=0)
+
+
+def test_reports_stage_prints_every_report_in_the_background(tmp_path, fake_chromium):
+    results = from_jsonable(json.loads(FIXTURE.read_text())["results"])
+    out = pipeline_stage({"results": results, "out_dir": tmp_path / "run"})
+    assert out["pdf"] is True and out["note"] == "" and out["pdf_files"] == 5
+    stems = ["technical_report", "policy_brief", "policy_brief_es", "school_cards",
+             "school_cards_es"]
+    assert out["files"] == [f"reports/{s}.{ext}" for s in stems for ext in ("html", "pdf")]
+    assert len(_running_at_start(fake_chromium)) == 5
+
+
+def test_reports_stage_names_the_report_whose_print_failed(tmp_path, monkeypatch,
+                                                           fake_chromium):
+    results = from_jsonable(json.loads(FIXTURE.read_text())["results"])
+    # the Spanish cards' page fails to print; every other PDF is made
+    render_mod = importlib.import_module("instrument.report.render")
+    stems = dict(render_mod.FILE_STEMS)
+    monkeypatch.setitem(render_mod.FILE_STEMS, "cards", stems["cards"] + "_fail")
+    out = pipeline_stage({"results": results, "out_dir": tmp_path / "run"})
+    assert out["pdf"] is False and out["pdf_files"] == 3
+    assert "No PDF of school_cards_fail: " in out["note"]
+    assert "No PDF of school_cards_fail_es: " in out["note"]
+    assert "reports/technical_report.pdf" in out["files"]
+    assert "reports/school_cards_fail.html" in out["files"]
+    assert "reports/school_cards_fail.pdf" not in out["files"]

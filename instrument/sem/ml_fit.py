@@ -74,7 +74,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
     warn.extend(solution_warnings(model, x, pt.group_labels))
-    fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood)
+    fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood, objective=obj)
     est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
                             vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
@@ -96,7 +96,8 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
 
 
 def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
-                         likelihood: str = "normal") -> tuple[dict, list]:
+                         likelihood: str = "normal",
+                         objective: MLObjective | None = None) -> tuple[dict, list]:
     """lavaan's ``fitMeasures()`` for an ML fit (names in `instrument.sem.fit.FIT_MEASURE_NAMES`).
 
     Returns
@@ -109,9 +110,10 @@ def compute_fit_measures(model: Model, x: np.ndarray, stats: SampleStats, *,
     chisq = N F (N - G with wishart); df = G p*(+p) - npar; npar counts unique free parameters
     (equality constraints removed). Baseline: independence model (free variances and means).
     logl uses the divisor-N moments; AIC/BIC/SABIC from logl and npar; RMSEA/CFI/TLI/SRMR per
-    `instrument.sem.fit`.
+    `instrument.sem.fit`. ``objective``: the fit's `MLObjective` (of the same model, data and
+    likelihood), when the caller has it.
     """
-    obj = MLObjective(model, stats, likelihood)
+    obj = MLObjective(model, stats, likelihood) if objective is None else objective
     G = stats.ngroups
     p = model.p
     nx = model.nx

@@ -25,13 +25,10 @@ _LAMBDA, _THETA, _PSI, _BETA, _NU, _ALPHA = range(6)
 
 
 def vech_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of lavaan's ``lav_matrix_vech`` (lower triangle, column by column)."""
-    r, c = [], []
-    for j in range(p):
-        for i in range(j, p):
-            r.append(i)
-            c.append(j)
-    return np.array(r, dtype=int), np.array(c, dtype=int)
+    """Row and column indices of lavaan's ``lav_matrix_vech`` (lower triangle, column by column):
+    the upper triangle row by row, transposed."""
+    c, r = np.triu_indices(p)
+    return r.astype(int), c.astype(int)
 
 
 @dataclass(frozen=True)

@@ -654,7 +654,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     p = model.p
     XX3 = 0.0
     XXb = 0.0
-    Vb, Wb, Gb, Db, GWb, VDb = [], [], [], [], [], []
+    Wb, Db, GWb, VDb = [], [], [], []
+    trVG = trG = 0.0
     for g, (gs, e) in enumerate(zip(cstats.ordinal, model.wls_est(x))):
         nth = len(gs.th)
         P = np.eye(p)
@@ -666,15 +667,19 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         XX3 += gs.n * (np.linalg.slogdet(P)[1] + np.sum(gs.cor * Pi) - ldR - p)
         XXb += -gs.n * ldR
         idx = model.corr_vech[g]
-        Vb.append(fg[g] * moment_weight(P, False, model.vr[idx], model.vc[idx]))
+        # V_g = f_g T_g (T the ML weight at P) and Gamma_g = NACOV_g / f_g over the correlation
+        # rows: f_g cancels in tr(V Gamma) and in Gamma W Delta
+        T = moment_weight(P, False, model.vr[idx], model.vc[idx])
+        Gcc = gs.NACOV[nth:, nth:]
+        trVG += float(np.einsum("ij,ij->", T, Gcc))        # both symmetric
+        trG += float(np.trace(Gcc)) / fg[g]
         Wb.append(fg[g] * W_all[g][nth:])
-        Gb.append(gs.NACOV[nth:, nth:] / fg[g])
         Db.append(deltas[g][nth:])
         # Gamma W Delta over the correlation rows: the caller's NACOV W Delta less the
-        # threshold rows' share (f_g cancels)
+        # threshold rows' share
         WD = W_all[g][:, None] * deltas[g]
         GWb.append(gwd[g][nth:] - gs.NACOV[nth:, :nth] @ WD[:nth] if gwd is not None
-                   else Gb[-1] @ (Wb[-1][:, None] * Db[-1]))
+                   else Gcc @ WD[nth:])
         # V Delta column t is f_g (P^-1 M_t P^-1) at the correlation elements, M_t the
         # symmetric matrix holding column t of Delta (the ML weight of a correlation
         # element (a,b) is (s_ac s_bd + s_ad s_bc) with s = P^-1)
@@ -686,10 +691,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
     # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
     k = Einv.shape[0]
-    trVG = 0.0
     S1, S2, S3 = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
-    for Vg, wg, Gg, Dg, GWD, VD in zip(Vb, Wb, Gb, Db, GWb, VDb):
-        trVG += float(np.sum(Vg * Gg.T))
+    for wg, Dg, GWD, VD in zip(Wb, Db, GWb, VDb):
         WD = wg[:, None] * Dg
         S1 += GWD.T @ VD
         S2 += Dg.T @ VD
@@ -705,7 +708,7 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         return None
     df3 = G * p * (p - 1) // 2 - (model.nx - len(drop))
     dfb = G * p * (p - 1) // 2
-    return XX3, df3, ks / df3, XXb, dfb, float(sum(np.trace(Gg) for Gg in Gb)) / dfb
+    return XX3, df3, ks / df3, XXb, dfb, trG / dfb
 
 
 # ------------------------------------------------------------------------------------------

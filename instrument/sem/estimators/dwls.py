@@ -62,7 +62,8 @@ def dwls_information(delta: Sequence[np.ndarray], stats: SampleStats) -> np.ndar
     """
     D = _check(delta, stats)
     fg = _fg(stats)
-    return sum(f * (Dg.T * np.diag(g.WLS_V)) @ Dg for f, Dg, g in zip(fg, D, stats.ordinal))
+    X = [np.sqrt(np.diag(g.WLS_V))[:, None] * Dg for Dg, g in zip(D, stats.ordinal)]
+    return sum(f * (Xg.T @ Xg) for f, Xg in zip(fg, X))      # symmetric rank-k products
 
 
 def gamma_wd(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:

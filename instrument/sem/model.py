@@ -575,8 +575,12 @@ class Model:
             lam, psi, lv_ind = {}, {}, {}
             comm = np.zeros(self.p)
             inds = []
+            ind_of: dict = {}     # the group's loading rows of each factor, in table order
+            for r in rows_g.tolist():
+                if op_a[r] == "=~" and rhs_a[r] in ovi:
+                    ind_of.setdefault(lhs_a[r], []).append(r)
             for lv in self.lv_names:
-                ind = [r for r in rows_g if op_a[r] == "=~" and lhs_a[r] == lv and rhs_a[r] in ovi]
+                ind = ind_of.get(lv, [])
                 if ind:
                     inds.append((lv, ind, [ovi[rhs_a[r]] for r in ind]))
             loadings = _first_factor_loadings(S, [idx for _, _, idx in inds])

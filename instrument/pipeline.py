@@ -67,9 +67,10 @@ class StageOutcome:
     `instrument.results.collect_warnings`), "n/a" (it stood aside: the data lack what it needs,
     or the plan switched it off; ``message`` says which), "failed", or "skipped" (a stage it
     needs failed); ``warnings`` lists them;
-    ``seconds`` is the wall time and ``cpu_seconds`` this process's CPU time (both written to
-    the run log, not to ``results.json``; a report's PDF printing by Chromium runs in a child
-    process and is not counted).
+    ``seconds`` is the wall time and ``cpu_seconds`` the CPU time of the process that ran it
+    (this one, or the child of a `BACKGROUND_STAGES` stage; both written to the run log, not to
+    ``results.json``; a report's PDF printing by Chromium runs in child processes and is not
+    counted).
     """
 
     name: str
@@ -995,44 +996,153 @@ def _stand_aside_reason(ctx: dict, name: str, run: ValidationRun, needs: tuple[s
     return None
 
 
+#: Stages `validate` runs in a forked child process while the stages after them run, where the
+#: platform can fork: each needs only the data, only reads ``ctx``, and no other stage needs it.
+#: Its result comes back as JSON-able data and is recorded in its place in the stage order (the
+#: same results and run log as in one process). They are the two longest fitting stages, so on
+#: two cores they overlap each other and the rest.
+BACKGROUND_STAGES = ("invariance", "irt_dif")
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _execute(name: str, fn: Stage, ctx: dict, out: Path) -> dict[str, Any]:
+    """Run one stage: its JSON-able result, or why it stood aside or failed, with its times."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        result = relative_paths(to_jsonable(fn(ctx)), out)
+        return {"status": "ok", "result": result, "warnings": collect_warnings(result),
+                "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+    except StandAside as exc:
+        return {"status": "n/a", "message": str(exc), "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # a failed stage is recorded; the others still run
+        return {"status": "failed", "seconds": time.perf_counter() - t0,
+                "message": relative_paths(f"{type(exc).__name__}: {exc}", out),
+                "traceback": traceback.format_exc()}
+
+
+def _execute_in_child(conn: Any, name: str, fn: Stage, ctx: dict, out: Path) -> None:
+    """`_execute` in a forked child; the record goes back through ``conn``."""
+    try:
+        with single_threaded_blas():
+            rec = _execute(name, fn, ctx, out)
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent is told
+        rec = {"status": "failed", "seconds": 0.0, "traceback": traceback.format_exc(),
+               "message": f"{type(exc).__name__}: {exc}"}
+    conn.send(rec)
+    conn.close()
+
+
+def _record(run: ValidationRun, name: str, rec: dict[str, Any], tag: str, done: set[str],
+            say: Callable[[str], None]) -> None:
+    """Enter a stage's record (from `_execute`) in ``run``, in the stage order."""
+    out, secs = run.out_dir, rec["seconds"]
+    if rec["status"] == "ok":
+        run.results[name] = rec["result"]
+        done.add(name)
+        warns = rec["warnings"]
+        outcome = StageOutcome(name, "warning" if warns else "ok", seconds=secs,
+                               warnings=warns, cpu_seconds=rec["cpu_seconds"])
+        say(f"{tag} done in {secs:.1f} s" + (f" with {len(warns)} warning(s)" if warns else ""))
+    elif rec["status"] == "n/a":
+        outcome = StageOutcome(name, "n/a", rec["message"], secs)
+        say(f"{tag} stands aside: {rec['message']}")
+    else:
+        outcome = StageOutcome(name, "failed", rec["message"], secs)
+        say(f"{tag} FAILED after {secs:.1f} s: {rec['message']}")
+        (out / "errors").mkdir(exist_ok=True)
+        (out / "errors" / f"{name}.txt").write_text(rec["traceback"])
+    run.stages.append(outcome)
+    order = {n: i for i, (n, _, _) in enumerate(STAGES)}
+    run.stages.sort(key=lambda s: order.get(s.name, len(order)))
+
+
 def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[str], None]) -> None:
+    import multiprocessing
+
     out = run.out_dir
     start = time.perf_counter()
-    for i, (name, fn, needs) in enumerate(STAGES, 1):
-        tag = f"[{i:2d}/{len(STAGES)}] {name:<14}"
-        aside = _stand_aside_reason(ctx, name, run, needs) if "data" in done else None
-        if aside:
-            run.stages.append(StageOutcome(name, "n/a", aside))
-            say(f"{tag} stands aside: {aside}")
-            continue
-        missing = [n for n in needs if n not in done]
-        if missing:
-            run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
-            say(f"{tag} skipped: needs {', '.join(missing)}")
-            continue
-        if name == "reports":
-            _write(run, ctx)
-        say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
-        t0, c0 = time.perf_counter(), time.process_time()
+    tags = {name: f"[{i:2d}/{len(STAGES)}] {name:<14}" for i, (name, _, _) in enumerate(STAGES, 1)}
+    background = [st for st in STAGES if st[0] in BACKGROUND_STAGES] if _can_fork() else []
+    running: dict[str, tuple[Any, Any]] = {}     # stage -> (child process, its end of the pipe)
+    waiting: list[str] = []                      # run in the background, its turn has passed
+    after: dict[str, Any] = {}   # such a stage -> the result it follows in one process's order
+
+    def launch() -> None:
+        for name, fn, needs in background:
+            if name in running or any(s.name == name for s in run.stages) or \
+                    not all(n in done for n in needs) or \
+                    _stand_aside_reason(ctx, name, run, needs):
+                continue
+            receive, send = multiprocessing.Pipe(duplex=False)
+            child = multiprocessing.get_context("fork").Process(
+                target=_execute_in_child, args=(send, name, fn, ctx, out), daemon=True)
+            child.start()
+            send.close()
+            running[name] = (child, receive)
+            say(f"{tags[name]} running in the background ... ({_doing(name)}; "
+                f"{time.perf_counter() - start:.0f} s elapsed)")
+
+    def collect(name: str) -> None:
+        child, receive = running.pop(name)
         try:
-            run.results[name] = relative_paths(to_jsonable(fn(ctx)), out)
-            done.add(name)
-            warns = collect_warnings(run.results[name])
-            run.stages.append(StageOutcome(name, "warning" if warns else "ok",
-                                           seconds=time.perf_counter() - t0, warnings=warns,
-                                           cpu_seconds=time.process_time() - c0))
-            say(f"{tag} done in {time.perf_counter() - t0:.1f} s"
-                + (f" with {len(warns)} warning(s)" if warns else ""))
-        except StandAside as exc:
-            run.stages.append(StageOutcome(name, "n/a", str(exc), time.perf_counter() - t0))
-            say(f"{tag} stands aside: {exc}")
-        except Exception as exc:  # a failed stage is recorded; the others still run
-            run.stages.append(StageOutcome(name, "failed", relative_paths(
-                f"{type(exc).__name__}: {exc}", out), time.perf_counter() - t0))
-            say(f"{tag} FAILED after {time.perf_counter() - t0:.1f} s: "
-                f"{type(exc).__name__}: {exc}")
-            (out / "errors").mkdir(exist_ok=True)
-            (out / "errors" / f"{name}.txt").write_text(traceback.format_exc())
+            rec = receive.recv()
+        except EOFError:
+            rec = {"status": "failed", "seconds": 0.0, "traceback": "",
+                   "message": f"the stage's process ended without a result "
+                              f"(exit code {child.exitcode})"}
+        child.join()
+        receive.close()
+        if name in waiting:
+            waiting.remove(name)
+        _record(run, name, rec, tags[name], done, say)
+        if name in after:       # its result moved to where one process would have put it
+            keys = [k for k in run.results if k not in after]
+            order = [k for k in after if after[k] is None and k in run.results]
+            for k in keys:
+                order += [k] + [b for b in after if after[b] == k and b in run.results]
+            for k in [k for k in order]:
+                run.results[k] = run.results.pop(k)
+
+    try:
+        for name, fn, needs in STAGES:
+            tag = tags[name]
+            for n in [n for n in waiting if n in needs or name == "reports"]:
+                collect(n)
+            if name in running:
+                if running[name][1].poll():
+                    collect(name)
+                else:              # recorded when it ends; the next stages go on meanwhile
+                    waiting.append(name)
+                    after[name] = next((k for k in reversed(run.results) if k not in after),
+                                       None)
+                continue
+            aside = _stand_aside_reason(ctx, name, run, needs) if "data" in done else None
+            if aside:
+                run.stages.append(StageOutcome(name, "n/a", aside))
+                say(f"{tag} stands aside: {aside}")
+                continue
+            missing = [n for n in needs if n not in done]
+            if missing:
+                run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
+                say(f"{tag} skipped: needs {', '.join(missing)}")
+                continue
+            if name == "reports":
+                _write(run, ctx)
+            say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
+            _record(run, name, _execute(name, fn, ctx, out), tag, done, say)
+            launch()
+        for n in list(waiting):
+            collect(n)
+    finally:
+        for child, receive in running.values():   # interrupted: no child outlives the run
+            child.terminate()
+            child.join()
+            receive.close()
 
 
 def _doing(name: str) -> str:

@@ -39,6 +39,11 @@ def test_every_stage_runs(run):
     assert all(s["status"] in ("ok", "warning") for s in payload["stages"]), payload["stages"]
     assert all(bool(s["warnings"]) == (s["status"] == "warning") for s in payload["stages"])
     assert set(STAGES) <= set(payload["results"])
+    # the table stars the stages run in a separate process and says what the total is
+    table = res.output.split("  stage ", 1)[1]
+    assert re.findall(r"^  (\w+)\s+\S+\s+[\d.]+\*", table, re.M) == ["invariance", "irt_dif"]
+    assert re.search(r"^  total\s+15/15 ok\s+[\d.]+\n  \(total: time elapsed; \* ran in a "
+                     r"separate process", table, re.M), table
 
 
 def test_reports_written(run):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -17,22 +18,25 @@ def validate(plan: str | None, out_dir: str) -> None:
 
     Exits 0 when every stage ran or stood aside for a stated reason (status n/a: the data lack
     what it needs, or the plan switched it off), 1 when a stage failed."""
-    from instrument.pipeline import validate as run_validate
+    from instrument.pipeline import BACKGROUND_STAGES, _can_fork, validate as run_validate
 
+    t0 = time.perf_counter()
     try:
         run = run_validate(plan, out_dir, progress=click.echo)
     except ValueError as e:  # an unreadable plan
         raise click.ClickException(str(e)) from e
     click.echo("")
+    elapsed = time.perf_counter() - t0
     click.echo(f"  {'stage':<15} {'status':<8} {'seconds':>8}")
     for s in run.stages:
         extra = f"  {s.message}" if s.message else ""
-        click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:8.1f}{extra}")
+        mark = "*" if (s.name in BACKGROUND_STAGES and s.status != "n/a" and _can_fork()) else " "
+        click.echo(f"  {s.name:<15} {s.status:<8} {s.seconds:8.1f}{mark}{extra}")
     n_ok = sum(s.status in ("ok", "warning") for s in run.stages)
     n_na = sum(s.status == "n/a" for s in run.stages)
-    click.echo(f"  {'total':<15} {f'{n_ok}/{len(run.stages)} ok':<8} "
-               f"{sum(s.seconds for s in run.stages):8.1f}"
+    click.echo(f"  {'total':<15} {f'{n_ok}/{len(run.stages)} ok':<8} {elapsed:8.1f}"
                + (f"  ({n_na} stood aside: n/a, with the reason)" if n_na else ""))
+    click.echo("  (total: time elapsed; * ran in a separate process beside the other stages)")
     if run.warnings:
         click.echo(f"{len(run.warnings)} warning(s); the reports show each beside its table:",
                    err=True)

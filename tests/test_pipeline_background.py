@@ -1,0 +1,99 @@
+"""Stages run in the background by `validate` (`instrument.pipeline.BACKGROUND_STAGES`).
+
+A stand-in list of stages (small functions) goes through the real stage loop: a background stage
+runs in another process while the stages after it run, and is recorded in its place in the stage
+order with its result, its warnings, its stand-aside reason or its failure (with the error file),
+exactly as the same stage run in this process. That the real stages give the same bytes either
+way is checked on the tiny plan in tests/test_robustness.py.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from instrument import pipeline
+from instrument.pipeline import StandAside, ValidationRun
+
+pytestmark = pytest.mark.skipif(not pipeline._can_fork(), reason="no fork on this platform")
+
+
+def _data(ctx):
+    ctx["value"] = 21
+    return {"rows": 3}
+
+
+def _slow(ctx):
+    time.sleep(0.5)              # still running when its turn comes: recorded later
+    return {"pid": os.getpid(), "double": ctx["value"] * 2, "warnings": ["slow: a warning"]}
+
+
+def _fails(ctx):
+    raise ValueError(f"bad value {ctx['value']}")
+
+
+def _aside(ctx):
+    raise StandAside("nothing to compare")
+
+
+def _after(ctx):
+    return {"pid": os.getpid()}
+
+
+def _needs_slow(ctx):
+    return {"seen": list(ctx["results"])}
+
+
+STAGES = [("bank", lambda ctx: {}, ()), ("data", _data, ("bank",)),
+          ("slow", _slow, ("data",)), ("fails", _fails, ("data",)),
+          ("aside", _aside, ("data",)), ("after", _after, ("data",)),
+          ("needs_slow", _needs_slow, ("slow",))]
+
+
+def _run(tmp_path: Path, monkeypatch, background: tuple[str, ...]) -> tuple[ValidationRun, list]:
+    monkeypatch.setattr(pipeline, "STAGES", STAGES)
+    monkeypatch.setattr(pipeline, "BACKGROUND_STAGES", background)
+    tmp_path.mkdir()
+    run = ValidationRun(out_dir=tmp_path)
+    ctx = {"plan": {}, "out_dir": tmp_path, "results": run.results}
+    lines: list[str] = []
+    pipeline._run_stages(run, ctx, set(), lines.append)
+    return run, lines
+
+
+def test_background_stages_are_recorded_as_in_one_process(tmp_path, monkeypatch):
+    bg, lines = _run(tmp_path / "bg", monkeypatch, ("slow", "fails", "aside"))
+    one, _ = _run(tmp_path / "one", monkeypatch, ())
+    for run in (bg, one):
+        assert [(s.name, s.status) for s in run.stages] == [
+            ("bank", "ok"), ("data", "ok"), ("slow", "warning"), ("fails", "failed"),
+            ("aside", "n/a"), ("after", "ok"), ("needs_slow", "ok")]
+        assert list(run.results) == ["bank", "data", "slow", "after", "needs_slow"]
+        assert run.results["slow"]["double"] == 42                    # read ctx as it was
+        assert run.stages[2].warnings == ["slow: a warning"]
+        assert run.stages[3].message == "ValueError: bad value 21"
+        assert "ValueError: bad value 21" in (run.out_dir / "errors" / "fails.txt").read_text()
+        assert run.stages[4].message == "nothing to compare"
+        # a stage that needs a background stage waits for it, and sees its result
+        assert run.results["needs_slow"]["seen"] == ["bank", "data", "slow", "after"]
+    assert bg.results["slow"]["pid"] != os.getpid()                   # another process
+    assert bg.results["after"]["pid"] == os.getpid()
+    assert one.results["slow"]["pid"] == os.getpid()
+    assert any("slow" in x and "running in the background" in x for x in lines)
+    # the stage after the slow one was recorded before the slow one ended
+    assert [x.split("]")[1].split()[0] for x in lines if " done in " in x].index("after") < \
+        [x.split("]")[1].split()[0] for x in lines if " done in " in x].index("slow")
+    assert [s.to_dict() for s in bg.stages] == [s.to_dict() for s in one.stages]
+
+
+def test_a_background_stage_switched_off_is_not_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "STAGES", STAGES[:3])
+    monkeypatch.setattr(pipeline, "BACKGROUND_STAGES", ("slow",))
+    run = ValidationRun(out_dir=tmp_path)
+    ctx = {"plan": {"stages": {"slow": False}}, "out_dir": tmp_path, "results": run.results}
+    lines: list[str] = []
+    pipeline._run_stages(run, ctx, set(), lines.append)
+    assert [(s.name, s.status) for s in run.stages][-1] == ("slow", "n/a")
+    assert not any("background" in x for x in lines)

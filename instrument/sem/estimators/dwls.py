@@ -28,10 +28,15 @@ def sparse_if_sparse(M: np.ndarray):
     """``M`` as a CSR array when at most `SPARSE_DENSITY` of it is nonzero, else ``M``; either
     multiplies dense arrays with ``@`` (a sparse product returns a dense array)."""
     M = np.asarray(M, float)
-    r, c = np.nonzero(M)
-    if M.ndim != 2 or len(r) > SPARSE_DENSITY * M.size:
+    if M.ndim != 2:
         return M
-    return sparse.csr_array((M[r, c], (r, c)), shape=M.shape)
+    nz = M != 0
+    idx = np.flatnonzero(nz)                 # row-major positions of the nonzeros
+    if len(idx) > SPARSE_DENSITY * M.size:
+        return M
+    indptr = np.zeros(M.shape[0] + 1, dtype=np.int64)
+    np.cumsum(nz.sum(axis=1), out=indptr[1:])
+    return sparse.csr_array((M.ravel()[idx], idx % M.shape[1], indptr), shape=M.shape)
 
 
 def gram(X: np.ndarray) -> np.ndarray:

@@ -584,16 +584,22 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     # ---- ordinal-ordinal pairs: frequencies from one one-hot cross product -------------------
     Kmax = max([vars_[k].ncat for k in ord_idx], default=2)
-    oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in ord_idx and i in ord_idx]
+    is_ord = set(ord_idx)
+    oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in is_ord and i in is_ord]
+    jj = np.array([j for _, j, _i in oo], dtype=np.intp)
+    ii = np.array([i for _, _j, i in oo], dtype=np.intp)
+    qq = np.array([q for q, _j, _i in oo], dtype=np.intp)
+    ncat = np.array([v.ncat for v in vars_])
+    th_start = np.array([v.th_start for v in vars_])
     if oo:
         pos = {k: m for m, k in enumerate(ord_idx)}
         CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
         freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
                          for _, j, i in oo])
-        th_pad = {k: np.concatenate([vars_[k].th, np.full(Kmax - vars_[k].ncat, _BIG)])
-                  for k in ord_idx}
-        T1 = np.stack([th_pad[j] for _, j, _i in oo])
-        T2 = np.stack([th_pad[i] for _, _j, i in oo])
+        th_pad = np.full((p, Kmax - 1), _BIG)
+        for k in ord_idx:
+            th_pad[k, :vars_[k].ncat - 1] = vars_[k].th
+        T1, T2 = th_pad[jj], th_pad[ii]
         # lavaan's start: Pearson correlation of the codes on complete pairs
         a = np.arange(Kmax, dtype=float)
         tot = freq.sum(axis=(1, 2))
@@ -606,8 +612,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         start = np.where(ok, cov / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         rho = np.full(len(oo), np.nan)
         fit_freq = freq.copy()
-        n1 = np.array([vars_[j].ncat for _, j, _i in oo])
-        n2 = np.array([vars_[i].ncat for _, _j, i in oo])
+        n1, n2 = ncat[jj], ncat[ii]
         inside = (np.arange(Kmax)[None, :, None] < n1[:, None, None]) & \
                  (np.arange(Kmax)[None, None, :] < n2[:, None, None])
         has_zero = np.any((freq == 0) & inside, axis=(1, 2))
@@ -624,8 +629,8 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         todo = np.isnan(rho)
         if todo.any():
             rho[todo] = polychoric_pairs(fit_freq[todo], T1[todo], T2[todo], start=start[todo])
-        for m, (q, j, i) in enumerate(oo):
-            COR[i, j] = COR[j, i] = rho[m]
+        COR[ii, jj] = rho
+        COR[jj, ii] = rho
 
     # ---- pairs involving numeric variables ----------------------------------------------------
     for q, (j, i) in enumerate(pairs):
@@ -638,10 +643,9 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         else:
             continue
         COR[i, j] = COR[j, i] = r
-    for j, i in pairs:
-        if abs(COR[i, j]) > 0.99:
-            warn.append(f"correlation between variables {vars_[i].name} and {vars_[j].name} "
-                        "is (nearly) 1.0")
+    for j, i in zip(*np.nonzero(np.abs(np.tril(COR, -1).T) > 0.99)):   # pairs order (j < i)
+        warn.append(f"correlation between variables {vars_[i].name} and {vars_[j].name} "
+                    "is (nearly) 1.0")
 
     out: dict[str, Any] = {"COR": COR, "warnings": warn, "zero_cell_tables": zero_cells,
                            "nth": nth, "num_idx": num_idx, "pairs": pairs}
@@ -662,7 +666,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     A21 = np.zeros((pstar, nth + nvar_cols))
 
     if oo:
-        rho_oo = np.array([COR[i, j] for _, j, i in oo])
+        rho_oo = COR[ii, jj]
         g1, g2 = _grid(T1), _grid(T2)
         PI, phi, _ = _cell_quantities(rho_oo, g1, g2, derivs=1)
         good = PI > _SQRT_EPS
@@ -688,13 +692,11 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         Kp = Kmax + 1
         cor_tab = np.zeros((len(oo), Kp, Kp))
         cor_tab[:, :Kmax, :Kmax] = sc_rho_cell
-        jj = np.array([j for _, j, _i in oo])
-        ii = np.array([i for _, _j, i in oo])
-        qq = np.array([q for q, _j, _i in oo])
-        for m, (q, j, i) in enumerate(oo):
-            vj, vi = vars_[j], vars_[i]
-            A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
-            A21[q, vi.th_start:vi.th_start + vi.ncat - 1] = A2[m, :vi.ncat - 1]
+        # A21: each pair's A1 (A2) in the threshold columns of its first (second) variable
+        t = np.arange(Kmax - 1)
+        for A, v in ((A1, jj), (A2, ii)):
+            m, k = np.nonzero(t[None, :] < (ncat[v] - 1)[:, None])
+            A21[qq[m], th_start[v][m] + k] = A[m, k]
 
     Hmat = None
     if num_idx:

@@ -39,6 +39,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
 from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
+from instrument.sem.linalg import sparse_if_sparse
 from instrument.results import Table
 from instrument.sem.samplestats import GroupStats, SampleStats, SampleStatsOrdinal
 
@@ -784,14 +785,19 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     A22_inv = 1.0 / a22
     # W = B^-1 INNER B^-T with B^-1 = [[A11^-1, 0], [C, diag(A22^-1)]], C = -A22^-1 A21 A11^-1,
     # multiplied out block by block (cheaper than two dense products)
-    C = -(A22_inv[:, None] * A21) @ A11_inv
+    # A11^-1 is block diagonal and a row of A21 (so of C) touches the thresholds of two
+    # variables: their products run as sparse products (X A' computed as (A X')')
+    A11s = sparse_if_sparse(A11_inv)
+    C = sparse_if_sparse(-(A22_inv[:, None] * A21)) @ A11s
+    C = C.toarray() if hasattr(C, "toarray") else C
+    Cs = sparse_if_sparse(C)
     I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
-    W11 = A11_inv @ I11 @ A11_inv.T
-    CI11 = C @ I11
+    W11 = A11s @ (A11s @ I11).T          # I11 symmetric
+    CI11 = Cs @ I11
     DI21 = A22_inv[:, None] * I21
-    W21 = (CI11 + DI21) @ A11_inv.T
+    W21 = (A11s @ (CI11 + DI21).T).T
     # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
-    W22 = (0.5 * CI11 + DI21) @ C.T
+    W22 = (Cs @ (0.5 * CI11 + DI21).T).T
     W22 += W22.T
     W22 += A22_inv[:, None] * I22 * A22_inv[None, :]
     W = np.empty_like(INNER)

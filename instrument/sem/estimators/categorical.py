@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd, gram, sparse_if_sparse
+from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized

@@ -13,39 +13,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import sparse
 
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.samplestats import SampleStats
 
-__all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd", "sparse_if_sparse", "gram"]
-
-# A Jacobian Delta of a factor model is mostly zeros (a correlation depends on two loadings
-# and a factor covariance): below this share of nonzeros its products run as sparse products.
-SPARSE_DENSITY = 0.05
-
-
-def sparse_if_sparse(M: np.ndarray):
-    """``M`` as a CSR array when at most `SPARSE_DENSITY` of it is nonzero, else ``M``; either
-    multiplies dense arrays with ``@`` (a sparse product returns a dense array)."""
-    M = np.asarray(M, float)
-    if M.ndim != 2:
-        return M
-    nz = M != 0
-    idx = np.flatnonzero(nz)                 # row-major positions of the nonzeros
-    if len(idx) > SPARSE_DENSITY * M.size:
-        return M
-    indptr = np.zeros(M.shape[0] + 1, dtype=np.int64)
-    np.cumsum(nz.sum(axis=1), out=indptr[1:])
-    return sparse.csr_array((M.ravel()[idx], idx % M.shape[1], indptr), shape=M.shape)
-
-
-def gram(X: np.ndarray) -> np.ndarray:
-    """``X' X`` as a dense array (a sparse product when X is mostly zeros, else a symmetric
-    rank-k product)."""
-    Xs = sparse_if_sparse(X)
-    if Xs is X or not sparse.issparse(Xs):
-        return X.T @ X
-    return (Xs.T @ Xs).toarray()
+__all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd"]
 
 
 def _check(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:

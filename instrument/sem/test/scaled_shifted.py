@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instrument.sem.estimators.dwls import gram, sparse_if_sparse
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.fit.dist import chi2_sf
 
 __all__ = ["scaled_shifted", "wgamma_traces"]

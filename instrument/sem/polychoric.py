@@ -773,11 +773,16 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols
     A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
+    blocks: dict[int, list] = {}    # variables' index sets, by size (inverted as one batch)
     for k, v in enumerate(vars_):
         idx = list(range(v.th_start, v.th_start + ((v.ncat - 1) if v.kind == "ordered" else 1)))
         if v.kind == "numeric":
             idx.append(var_col[k])
-        A11_inv[np.ix_(idx, idx)] = np.linalg.inv(INNER[np.ix_(idx, idx)])
+        blocks.setdefault(len(idx), []).append(idx)
+    for idx in blocks.values():
+        ix = np.array(idx)                                  # (variables, size)
+        r, c = ix[:, :, None], ix[:, None, :]
+        A11_inv[r, c] = np.linalg.inv(INNER[r, c])
     a22 = np.diag(INNER)[off:]
     if np.any(a22 == 0):
         raise ValueError("cannot compute NACOV: a correlation has all-zero case-wise scores "

@@ -804,7 +804,9 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
     W22 = (Cs @ (0.5 * CI11 + DI21).T).T
     W22 += W22.T
-    W22 += A22_inv[:, None] * I22 * A22_inv[None, :]
+    T22 = I22 * A22_inv[None, :]
+    T22 *= A22_inv[:, None]
+    W22 += T22
     W = np.empty_like(INNER)
     W[:n11, :n11] = W11
     W[off:, :n11] = W21

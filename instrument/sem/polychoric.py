@@ -39,6 +39,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
 from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
+from instrument.sem.linalg import sparse_if_sparse
 from instrument.results import Table
 from instrument.sem.samplestats import GroupStats, SampleStats, SampleStatsOrdinal
 
@@ -584,16 +585,22 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     # ---- ordinal-ordinal pairs: frequencies from one one-hot cross product -------------------
     Kmax = max([vars_[k].ncat for k in ord_idx], default=2)
-    oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in ord_idx and i in ord_idx]
+    is_ord = set(ord_idx)
+    oo = [(q, j, i) for q, (j, i) in enumerate(pairs) if j in is_ord and i in is_ord]
+    jj = np.array([j for _, j, _i in oo], dtype=np.intp)
+    ii = np.array([i for _, _j, i in oo], dtype=np.intp)
+    qq = np.array([q for q, _j, _i in oo], dtype=np.intp)
+    ncat = np.array([v.ncat for v in vars_])
+    th_start = np.array([v.th_start for v in vars_])
     if oo:
         pos = {k: m for m, k in enumerate(ord_idx)}
         CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
         freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
                          for _, j, i in oo])
-        th_pad = {k: np.concatenate([vars_[k].th, np.full(Kmax - vars_[k].ncat, _BIG)])
-                  for k in ord_idx}
-        T1 = np.stack([th_pad[j] for _, j, _i in oo])
-        T2 = np.stack([th_pad[i] for _, _j, i in oo])
+        th_pad = np.full((p, Kmax - 1), _BIG)
+        for k in ord_idx:
+            th_pad[k, :vars_[k].ncat - 1] = vars_[k].th
+        T1, T2 = th_pad[jj], th_pad[ii]
         # lavaan's start: Pearson correlation of the codes on complete pairs
         a = np.arange(Kmax, dtype=float)
         tot = freq.sum(axis=(1, 2))
@@ -606,8 +613,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         start = np.where(ok, cov / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         rho = np.full(len(oo), np.nan)
         fit_freq = freq.copy()
-        n1 = np.array([vars_[j].ncat for _, j, _i in oo])
-        n2 = np.array([vars_[i].ncat for _, _j, i in oo])
+        n1, n2 = ncat[jj], ncat[ii]
         inside = (np.arange(Kmax)[None, :, None] < n1[:, None, None]) & \
                  (np.arange(Kmax)[None, None, :] < n2[:, None, None])
         has_zero = np.any((freq == 0) & inside, axis=(1, 2))
@@ -624,8 +630,8 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         todo = np.isnan(rho)
         if todo.any():
             rho[todo] = polychoric_pairs(fit_freq[todo], T1[todo], T2[todo], start=start[todo])
-        for m, (q, j, i) in enumerate(oo):
-            COR[i, j] = COR[j, i] = rho[m]
+        COR[ii, jj] = rho
+        COR[jj, ii] = rho
 
     # ---- pairs involving numeric variables ----------------------------------------------------
     for q, (j, i) in enumerate(pairs):
@@ -638,10 +644,9 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         else:
             continue
         COR[i, j] = COR[j, i] = r
-    for j, i in pairs:
-        if abs(COR[i, j]) > 0.99:
-            warn.append(f"correlation between variables {vars_[i].name} and {vars_[j].name} "
-                        "is (nearly) 1.0")
+    for j, i in zip(*np.nonzero(np.abs(np.tril(COR, -1).T) > 0.99)):   # pairs order (j < i)
+        warn.append(f"correlation between variables {vars_[i].name} and {vars_[j].name} "
+                    "is (nearly) 1.0")
 
     out: dict[str, Any] = {"COR": COR, "warnings": warn, "zero_cell_tables": zero_cells,
                            "nth": nth, "num_idx": num_idx, "pairs": pairs}
@@ -662,7 +667,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     A21 = np.zeros((pstar, nth + nvar_cols))
 
     if oo:
-        rho_oo = np.array([COR[i, j] for _, j, i in oo])
+        rho_oo = COR[ii, jj]
         g1, g2 = _grid(T1), _grid(T2)
         PI, phi, _ = _cell_quantities(rho_oo, g1, g2, derivs=1)
         good = PI > _SQRT_EPS
@@ -688,13 +693,11 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         Kp = Kmax + 1
         cor_tab = np.zeros((len(oo), Kp, Kp))
         cor_tab[:, :Kmax, :Kmax] = sc_rho_cell
-        jj = np.array([j for _, j, _i in oo])
-        ii = np.array([i for _, _j, i in oo])
-        qq = np.array([q for q, _j, _i in oo])
-        for m, (q, j, i) in enumerate(oo):
-            vj, vi = vars_[j], vars_[i]
-            A21[q, vj.th_start:vj.th_start + vj.ncat - 1] = A1[m, :vj.ncat - 1]
-            A21[q, vi.th_start:vi.th_start + vi.ncat - 1] = A2[m, :vi.ncat - 1]
+        # A21: each pair's A1 (A2) in the threshold columns of its first (second) variable
+        t = np.arange(Kmax - 1)
+        for A, v in ((A1, jj), (A2, ii)):
+            m, k = np.nonzero(t[None, :] < (ncat[v] - 1)[:, None])
+            A21[qq[m], th_start[v][m] + k] = A[m, k]
 
     Hmat = None
     if num_idx:
@@ -770,11 +773,16 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols
     A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
+    blocks: dict[int, list] = {}    # variables' index sets, by size (inverted as one batch)
     for k, v in enumerate(vars_):
         idx = list(range(v.th_start, v.th_start + ((v.ncat - 1) if v.kind == "ordered" else 1)))
         if v.kind == "numeric":
             idx.append(var_col[k])
-        A11_inv[np.ix_(idx, idx)] = np.linalg.inv(INNER[np.ix_(idx, idx)])
+        blocks.setdefault(len(idx), []).append(idx)
+    for idx in blocks.values():
+        ix = np.array(idx)                                  # (variables, size)
+        r, c = ix[:, :, None], ix[:, None, :]
+        A11_inv[r, c] = np.linalg.inv(INNER[r, c])
     a22 = np.diag(INNER)[off:]
     if np.any(a22 == 0):
         raise ValueError("cannot compute NACOV: a correlation has all-zero case-wise scores "
@@ -782,16 +790,23 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     A22_inv = 1.0 / a22
     # W = B^-1 INNER B^-T with B^-1 = [[A11^-1, 0], [C, diag(A22^-1)]], C = -A22^-1 A21 A11^-1,
     # multiplied out block by block (cheaper than two dense products)
-    C = -(A22_inv[:, None] * A21) @ A11_inv
+    # A11^-1 is block diagonal and a row of A21 (so of C) touches the thresholds of two
+    # variables: their products run as sparse products (X A' computed as (A X')')
+    A11s = sparse_if_sparse(A11_inv)
+    C = sparse_if_sparse(-(A22_inv[:, None] * A21)) @ A11s
+    C = C.toarray() if hasattr(C, "toarray") else C
+    Cs = sparse_if_sparse(C)
     I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
-    W11 = A11_inv @ I11 @ A11_inv.T
-    CI11 = C @ I11
+    W11 = A11s @ (A11s @ I11).T          # I11 symmetric
+    CI11 = Cs @ I11
     DI21 = A22_inv[:, None] * I21
-    W21 = (CI11 + DI21) @ A11_inv.T
+    W21 = (A11s @ (CI11 + DI21).T).T
     # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
-    W22 = (0.5 * CI11 + DI21) @ C.T
+    W22 = (Cs @ (0.5 * CI11 + DI21).T).T
     W22 += W22.T
-    W22 += A22_inv[:, None] * I22 * A22_inv[None, :]
+    T22 = I22 * A22_inv[None, :]
+    T22 *= A22_inv[:, None]
+    W22 += T22
     W = np.empty_like(INNER)
     W[:n11, :n11] = W11
     W[off:, :n11] = W21

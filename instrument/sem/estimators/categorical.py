@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats as _st
 
 from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.estimators.ml import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
@@ -229,8 +230,7 @@ class DWLSObjective:
                                  self.model.wls_delta(x)):
             VD = v[:, None] * D
             g -= 2.0 * w * (VD.T @ (o - e))
-            X = np.sqrt(v)[:, None] * D       # D' V D as X'X (a symmetric rank-k product)
-            info += w * (X.T @ X)
+            info += w * gram(np.sqrt(v)[:, None] * D)        # D' V D
         return g, 0.5 * (info + info.T)
 
     def gradient(self, x):
@@ -648,8 +648,7 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
     W_all = [np.diag(g.WLS_V) for g in st.ordinal]
-    X = [np.sqrt(w)[:, None] * D for D, w in zip(deltas, W_all)]
-    E = sum(f * (Xg.T @ Xg) for f, Xg in zip(fg, X))
+    E = sum(f * gram(np.sqrt(w)[:, None] * D) for f, D, w in zip(fg, deltas, W_all))
     Einv = np.linalg.inv(E)
     p = model.p
     XX3 = 0.0
@@ -678,8 +677,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         # Gamma W Delta over the correlation rows: the caller's NACOV W Delta less the
         # threshold rows' share
         WD = W_all[g][:, None] * deltas[g]
-        GWb.append(gwd[g][nth:] - gs.NACOV[nth:, :nth] @ WD[:nth] if gwd is not None
-                   else Gcc @ WD[nth:])
+        GWb.append(gwd[g][nth:] - (sparse_if_sparse(WD[:nth]).T @ gs.NACOV[:nth, nth:]).T
+                   if gwd is not None else Gcc @ WD[nth:])
         # V Delta column t is f_g (P^-1 M_t P^-1) at the correlation elements, M_t the
         # symmetric matrix holding column t of Delta (the ML weight of a correlation
         # element (a,b) is (s_ac s_bd + s_ad s_bc) with s = P^-1)
@@ -695,8 +694,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     for wg, Dg, GWD, VD in zip(Wb, Db, GWb, VDb):
         WD = wg[:, None] * Dg
         S1 += GWD.T @ VD
-        S2 += Dg.T @ VD
-        S3 += WD.T @ GWD
+        S2 += sparse_if_sparse(Dg).T @ VD
+        S3 += sparse_if_sparse(WD).T @ GWD
     ks = trVG - 2.0 * float(np.sum(Einv * S1.T)) + float(np.sum((Einv @ S2) * (Einv @ S3).T))
     G = cstats.ngroups
     # the catML model drops the thresholds and the intercepts/means (lavaan removes "|" and "~1")

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.samplestats import SampleStats
 
 __all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd"]
@@ -63,15 +64,19 @@ def dwls_information(delta: Sequence[np.ndarray], stats: SampleStats) -> np.ndar
     D = _check(delta, stats)
     fg = _fg(stats)
     X = [np.sqrt(np.diag(g.WLS_V))[:, None] * Dg for Dg, g in zip(D, stats.ordinal)]
-    return sum(f * (Xg.T @ Xg) for f, Xg in zip(fg, X))      # symmetric rank-k products
+    return sum(f * gram(Xg) for f, Xg in zip(fg, X))
 
 
 def gamma_wd(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:
     """Per group ``NACOV_g @ WLS_V_g @ Delta_g`` (moments x parameters), the one product with the
     moment-sized NACOV that the robust covariance (`dwls_vcov_robust`) and the scaled-shifted test
     (`instrument.sem.test.scaled_shifted.scaled_shifted`) share."""
-    return [g.NACOV @ (np.diag(g.WLS_V)[:, None] * np.asarray(D, float))
-            for D, g in zip(delta, stats.ordinal)]
+    out = []
+    for D, g in zip(delta, stats.ordinal):
+        WD = sparse_if_sparse(np.diag(g.WLS_V)[:, None] * np.asarray(D, float))
+        # NACOV symmetric: NACOV WD = (WD' NACOV)', a sparse product when WD is mostly zeros
+        out.append(g.NACOV @ WD if isinstance(WD, np.ndarray) else (WD.T @ g.NACOV).T)
+    return out
 
 
 def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
@@ -112,5 +117,6 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
     meat = np.zeros_like(E_inv)
     for m, (f, Dg, g) in enumerate(zip(fg, D, stats.ordinal)):
         WD = np.diag(g.WLS_V)[:, None] * Dg
-        meat += f * WD.T @ (g.NACOV @ WD if gamma_wd is None else gamma_wd[m])
+        Y = g.NACOV @ WD if gamma_wd is None else gamma_wd[m]
+        meat += f * (sparse_if_sparse(WD).T @ Y)
     return E_inv @ meat @ E_inv / (stats.ntotal - stats.ngroups)

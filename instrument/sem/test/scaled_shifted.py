@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.fit.dist import chi2_sf
 
 __all__ = ["scaled_shifted", "wgamma_traces"]
@@ -75,9 +76,9 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
         B = w[:, None] * D
         Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]
         sw = np.sqrt(w)[:, None]
-        X, Z = sw * D, sw * Y            # symmetric products as X'X and Z'Z
-        E += f * (X.T @ X)
-        H += f * (B.T @ Y)
+        Z = sw * Y
+        E += f * gram(sw * D)
+        H += f * (sparse_if_sparse(B).T @ Y)
         K += f * (Z.T @ Z)
     Ei = np.linalg.inv(E)
     EH = Ei @ H

@@ -929,8 +929,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
             rows = np.flatnonzero(df[group].isna().to_numpy())[:5].tolist()
             raise ValueError(f"group column {group!r} has missing values (rows {rows}).")
     if missing == "listwise":
-        keep = df[names].notna().all(axis=1)
-        df = df.loc[keep]
+        keep = df[names].notna().to_numpy().all(axis=1)
+        if not keep.all():
+            df = df.loc[keep]
 
     # levels are determined on the whole data set (lavaan's ov.levels), codes per variable
     enc: dict[str, tuple[np.ndarray, tuple]] = {}

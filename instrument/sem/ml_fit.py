@@ -55,7 +55,8 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     if se != "none":
         try:
             if information == "expected":
-                info = expected_information(model, x, stats, likelihood=likelihood)
+                # the expected information at x (the optimiser's last evaluation, kept)
+                info = obj.gradient_and_information(x)[1]
             else:
                 info = hessian_information(obj, x)
             ev = np.linalg.eigvalsh(info)

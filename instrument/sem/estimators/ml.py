@@ -209,6 +209,10 @@ class MLObjective:
         g_mu' dmu/dx_t (R and g_mu of `_moment_parts`).
         """
         mdl = self.model
+        key = (np.asarray(x, float).tobytes(), wrt, getattr(mdl, "_k_version", 0))
+        last = getattr(self, "_gi_last", None)
+        if last is not None and last[0] == key:
+            return last[1].copy(), last[2].copy()
         k = mdl.nx if wrt == "x" else len(mdl.free_rows)
         g = np.zeros(k)
         info = np.zeros((k, k))
@@ -229,7 +233,9 @@ class MLObjective:
             else:
                 g[cols] += w * gc
                 info[np.ix_(cols, cols)] += w * Ic
-        return g, 0.5 * (info + info.T)
+        info = 0.5 * (info + info.T)
+        self._gi_last = (key, g.copy(), info.copy())     # the fit's SEs ask again at the optimum
+        return g, info
 
     def expected_information(self, x: np.ndarray, deltas: list | None = None) -> np.ndarray:
         """Unit expected information sum_g w_g Delta_g' W_g Delta_g (E[Hessian of F] / 2)."""

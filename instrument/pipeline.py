@@ -996,18 +996,21 @@ def _stand_aside_reason(ctx: dict, name: str, run: ValidationRun, needs: tuple[s
     return None
 
 
-#: Stages `validate` runs in a forked child process while the stages after them run, where the
-#: platform can fork: each needs only the data, only reads ``ctx``, and no other stage needs it.
-#: Its result comes back as JSON-able data and is recorded in its place in the stage order (the
-#: same results and run log as in one process). They are the two longest fitting stages, so on
-#: two cores they overlap each other and the rest.
+#: Stages `validate` runs in a forked child process while the stages after them run, on Linux
+#: (`_can_fork`; elsewhere every stage runs in this process): each needs only the data, only
+#: reads ``ctx``, and no other stage needs it. Its result comes back as JSON-able data and is
+#: recorded in its place in the stage order (the same results and run log as in one process).
+#: They are the two longest fitting stages, so on two cores they overlap each other and the rest.
 BACKGROUND_STAGES = ("invariance", "irt_dif")
 
 
 def _can_fork() -> bool:
+    """Linux only: forking is the platform's default way to start a process there (on macOS it
+    is unsafe with the system frameworks, and Windows has none)."""
     import multiprocessing
+    import sys
 
-    return "fork" in multiprocessing.get_all_start_methods()
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _execute(name: str, fn: Stage, ctx: dict, out: Path) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import pytest
 from instrument import pipeline
 from instrument.pipeline import StandAside, ValidationRun
 
-pytestmark = pytest.mark.skipif(not pipeline._can_fork(), reason="no fork on this platform")
+pytestmark = pytest.mark.skipif(not pipeline._can_fork(),
+                                reason="background stages run on Linux only")
 
 
 def _data(ctx):

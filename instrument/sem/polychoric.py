@@ -125,6 +125,44 @@ def _encode_small_integers(values: np.ndarray) -> tuple[np.ndarray, tuple] | Non
     return codes, tuple(lv.item() for lv in levels)
 
 
+def _encode_small_integers_2d(values: np.ndarray) -> list:
+    """`_encode_small_integers` of each column of ``values`` (n, k), done for all columns at once
+    when every column qualifies (else column by column, falling back to `_encode_ordinal`)."""
+    n, k = values.shape
+    isf = values.dtype.kind == "f"
+    miss = np.isnan(values) if isf else np.zeros(values.shape, bool)
+    has = ~miss.all(axis=0)
+    ok = bool(has.all()) and n > 0
+    if ok:
+        with np.errstate(invalid="ignore"):
+            lo = np.nanmin(values, axis=0) if isf else values.min(axis=0)
+            hi = np.nanmax(values, axis=0) if isf else values.max(axis=0)
+        ok = bool(np.all(np.isfinite(lo) & np.isfinite(hi))) and \
+            bool(np.all(hi.astype(float) - lo.astype(float) < _SMALL_RANGE))
+    if ok:
+        off = np.where(miss, 0, values - lo)
+        kk = off.astype(np.intp)
+        ok = not isf or bool(np.array_equal(kk, off))
+    if not ok:
+        out = []
+        for j in range(k):
+            col = values[:, j]
+            got = _encode_small_integers(col)
+            out.append(got if got is not None else _encode_ordinal(pd.Series(col)))
+        return out
+    span = int((hi - lo).max()) + 1
+    flat = kk + (np.arange(k) * span)[None, :]
+    counts = np.bincount(flat[~miss], minlength=k * span).reshape(k, span)
+    present = counts > 0
+    remap = (np.cumsum(present, axis=1) - 1).ravel()
+    codes = np.where(miss, -1, remap[flat]).astype(np.int64)
+    out = []
+    for j in range(k):
+        levels = (lo[j] + np.flatnonzero(present[j])).astype(values.dtype)
+        out.append((np.ascontiguousarray(codes[:, j]), tuple(lv.item() for lv in levels)))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # thresholds
 # --------------------------------------------------------------------------------------------
@@ -934,17 +972,27 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
 
     # levels are determined on the whole data set (lavaan's ov.levels), codes per variable
     enc: dict[str, tuple[np.ndarray, tuple]] = {}
+    ord_names = [nm for nm in names if nm in ord_set]
+    dtypes = dict(zip(df.columns, df.dtypes)) if df.columns.is_unique else {}
+    kinds = {dtypes.get(nm) for nm in ord_names}
+    if len(kinds) == 1 and isinstance(next(iter(kinds)), np.dtype) and \
+            next(iter(kinds)).kind in "iuf":
+        # integer-coded items of one dtype (survey data): all columns encoded at once
+        enc.update(zip(ord_names, _encode_small_integers_2d(df[ord_names].to_numpy())))
     for nm in names:
         if nm in ord_set:
-            col = df[nm]
-            if not (isinstance(col.dtype, pd.CategoricalDtype)
-                    or pd.api.types.is_numeric_dtype(col)):
+            col = df[nm] if nm not in enc else None
+            if col is None:
+                codes, lv = enc[nm]
+            elif not (isinstance(col.dtype, pd.CategoricalDtype)
+                      or pd.api.types.is_numeric_dtype(col)):
                 bad = col.dropna()
                 raise ValueError(
                     f"ordered column {nm!r} holds text (e.g. {bad.iloc[0]!r} in row "
                     f"{bad.index[0]!r}); expected integer codes or an ordered pandas Categorical "
                     "whose categories are in response order.")
-            codes, lv = _encode_ordinal(col)
+            else:
+                codes, lv = _encode_ordinal(col)
             if len(lv) < 2:
                 raise ValueError(f"ordered variable {nm!r} has {len(lv)} observed category; "
                                  "need at least 2.")

@@ -402,6 +402,8 @@ class Model:
                 cols = self._k_selection()[g]
                 if cols is None:
                     out.append(Dc @ self.group_K[g])
+                elif len(cols) == self.nx and np.array_equal(cols, np.arange(self.nx)):
+                    out.append(Dc)      # K is the identity
                 else:       # K only selects: place the columns (the same values as Dc K)
                     D = np.zeros((Dc.shape[0], self.nx))
                     D[:, cols] = Dc

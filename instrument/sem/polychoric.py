@@ -188,9 +188,8 @@ def _cell_quantities(rho: np.ndarray, g1: np.ndarray, g2: np.ndarray, *, derivs:
     P, n1 = g1.shape
     n2 = g2.shape[1]
     t1, t2 = g1[:, 1:-1], g2[:, 1:-1]
-    X = np.broadcast_to(t1[:, :, None], (P, n1 - 2, n2 - 2))
-    Y = np.broadcast_to(t2[:, None, :], (P, n1 - 2, n2 - 2))
-    R = np.broadcast_to(rho[:, None, None], (P, n1 - 2, n2 - 2))
+    # corners (P, n1-2, n2-2) by broadcasting: per-table and per-margin terms computed once
+    X, Y, R = t1[:, :, None], t2[:, None, :], rho[:, None, None]
     BI = np.zeros((P, n1, n2))
     BI[:, 1:-1, 1:-1] = pbivnorm_grid(t1, t2, rho)
     BI[:, -1, 1:-1] = ndtr(t2)
@@ -929,8 +928,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
             rows = np.flatnonzero(df[group].isna().to_numpy())[:5].tolist()
             raise ValueError(f"group column {group!r} has missing values (rows {rows}).")
     if missing == "listwise":
-        keep = df[names].notna().all(axis=1)
-        df = df.loc[keep]
+        keep = df[names].notna().to_numpy().all(axis=1)
+        if not keep.all():
+            df = df.loc[keep]
 
     # levels are determined on the whole data set (lavaan's ov.levels), codes per variable
     enc: dict[str, tuple[np.ndarray, tuple]] = {}

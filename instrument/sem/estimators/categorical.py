@@ -679,14 +679,8 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         WD = W_all[g][:, None] * deltas[g]
         GWb.append(gwd[g][nth:] - (sparse_if_sparse(WD[:nth]).T @ gs.NACOV[:nth, nth:]).T
                    if gwd is not None else Gcc @ WD[nth:])
-        # V Delta column t is f_g (P^-1 M_t P^-1) at the correlation elements, M_t the
-        # symmetric matrix holding column t of Delta (the ML weight of a correlation
-        # element (a,b) is (s_ac s_bd + s_ad s_bc) with s = P^-1)
-        Mt = np.zeros((Db[-1].shape[1], p, p))
-        ci, cj = ij[:, 0], ij[:, 1]
-        Mt[:, ci, cj] = Db[-1].T
-        Mt[:, cj, ci] = Db[-1].T
-        VDb.append(fg[g] * (Pi @ Mt @ Pi)[:, ci, cj].T)
+        # V Delta = f_g T Delta (T symmetric; Delta mostly zeros)
+        VDb.append(fg[g] * (sparse_if_sparse(Db[-1]).T @ T).T)
     # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
     # tr(V Gamma) - 2 tr(E^-1 Dl' W Gamma V Dl) + tr(E^-1 Dl' V Dl E^-1 Dl' W Gamma W Dl)
     k = Einv.shape[0]

@@ -1084,7 +1084,12 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
             receive, send = multiprocessing.Pipe(duplex=False)
             child = multiprocessing.get_context("fork").Process(
                 target=_execute_in_child, args=(send, name, fn, ctx, out), daemon=True)
-            child.start()
+            try:
+                child.start()
+            except OSError:         # no process to be had (memory, limits): it runs in its turn
+                send.close()
+                receive.close()
+                continue
             send.close()
             running[name] = (child, receive)
             say(f"{tags[name]} running in the background ... ({_doing(name)}; "

@@ -98,3 +98,16 @@ def test_a_background_stage_switched_off_is_not_started(tmp_path, monkeypatch):
     pipeline._run_stages(run, ctx, set(), lines.append)
     assert [(s.name, s.status) for s in run.stages][-1] == ("slow", "n/a")
     assert not any("background" in x for x in lines)
+
+
+def test_a_stage_whose_process_cannot_start_runs_in_its_turn(tmp_path, monkeypatch):
+    import multiprocessing.context
+
+    def refuse(self):
+        raise OSError("Cannot allocate memory")
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", refuse)
+    run, lines = _run(tmp_path / "run", monkeypatch, ("slow",))
+    assert run.results["slow"]["pid"] == os.getpid()
+    assert [(s.name, s.status) for s in run.stages][:3] == [
+        ("bank", "ok"), ("data", "ok"), ("slow", "warning")]
+    assert not any("background" in x for x in lines)

@@ -134,8 +134,9 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
     labels_col = {c: data[c].to_numpy() if sub is None else sub[c].to_numpy() for c in extra}
     if ordered:
         num = [v for v in ov if pd.api.types.is_numeric_dtype(dtypes[v])]
-        X = sub[num].to_numpy(dtype=float) if num else np.zeros((len(sub), 0))
         all_num = len(num) == len(ov)      # integer-coded items: X holds them all
+        X = ((sub if all_num and not extra else sub[num]).to_numpy(dtype=float) if num
+             else np.zeros((len(sub), 0)))
         obs = ~np.isnan(X) if all_num else sub[ov].notna().to_numpy()
     else:
         X = (sub[ov] if sub is not None else
@@ -172,7 +173,7 @@ def select(data: pd.DataFrame, ov: Sequence[str], *, group: str | None = None,
     if not keep.all():
         X = X[keep]
     if ordered:
-        frame = sub[ov + ([group] if group is not None else [])]
+        frame = sub if not extra else sub[ov + ([group] if group is not None else [])]
         frame = frame.loc[keep] if not keep.all() else frame
         X = X if all_num else None          # only for the checks below
     if group is not None:

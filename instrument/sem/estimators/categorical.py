@@ -180,13 +180,15 @@ class CategoricalModel(Model):
             ok = cols >= 0
             dtau[np.flatnonzero(ok), cols[ok]] = 1.0
             i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
-            Dth = s[iv][:, None] * (dtau - Dmu[iv])
-            Dr = (s[i] * s[j])[:, None] * Dsig[self.corr_vech[g]]
+            D_g = np.empty((len(tau) + len(i), ncol))       # [thresholds; correlations]
+            Dth, Dr = D_g[:len(tau)], D_g[len(tau):]
+            np.multiply(s[iv][:, None], dtau - Dmu[iv], out=Dth)
+            np.multiply((s[i] * s[j])[:, None], Dsig[self.corr_vech[g]], out=Dr)
             if ds.any():        # scales that are parameters (free, or functions of x)
                 Dth += (tau - imp.mu[iv])[:, None] * ds[iv]
                 sig = imp.sigma[i, j]
                 Dr += sig[:, None] * (s[j][:, None] * ds[i] + s[i][:, None] * ds[j])
-            out.append(np.vstack([Dth, Dr]))
+            out.append(D_g)
         return out
 
     def _vech_diag(self, i: int) -> int:

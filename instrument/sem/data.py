@@ -311,7 +311,7 @@ def require_pd_covariance(stats, labels) -> None:
 
     ``stats`` is a `instrument.sem.samplestats.SampleStats` (moments per group)."""
     for gs, lab in zip(stats.groups, labels):
-        ev = np.linalg.eigvalsh(gs.cov)
+        ev = gs.cov_eigenvalues
         if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
             gname = f" in group {lab}" if len(stats.groups) > 1 else ""
             p = gs.cov.shape[0]
@@ -330,7 +330,7 @@ def data_warnings(stats, labels) -> list[str]:
     out = []
     for gs, lab in zip(stats.groups, labels):
         gname = f" in group {lab}" if len(stats.groups) > 1 else ""
-        ev = np.linalg.eigvalsh(gs.cov)
+        ev = gs.cov_eigenvalues
         if ev[0] <= 1e-10 * max(ev[-1], 1e-300):
             out.append(f"the sample covariance matrix{gname} is not positive definite "
                        f"(smallest eigenvalue {ev[0]:.3g})")

@@ -65,14 +65,13 @@ class Model:
         self.lv_names = tuple(lv_names)
         self.meanstructure = bool(meanstructure)
         self.p, self.m = len(self.ov_names), len(self.lv_names)
-        f = pt.frame
-        self.nrows = len(f)
-        self.free_rows = np.flatnonzero(f["free"].to_numpy() > 0)   # table rows that are free
-        self.fixed_values = np.where(f["free"].to_numpy() > 0, 0.0,
-                                     np.nan_to_num(f["ustart"].to_numpy(float)))
+        self.nrows = len(pt.frame)
+        free = pt.col("free") > 0
+        self.free_rows = np.flatnonzero(free)   # table rows that are free
+        self.fixed_values = np.where(free, 0.0, np.nan_to_num(pt.col("ustart").astype(float)))
         self.vr, self.vc = vech_indices(self.p)
-        self._build_K(f)
-        self._build_specs(f)
+        self._build_K(pt)
+        self._build_specs(pt)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -82,7 +81,7 @@ class Model:
             raise ValueError(f"the table has {pt.ngroups} groups, the data {sample_stats.ngroups}")
         return cls(pt, pt.ngroups, pt.ov_names, pt.lv_names, pt.meanstructure)
 
-    def _build_K(self, f):
+    def _build_K(self, pt: ParTable):
         """The map from x to the free table rows, ``theta_free = K x + k0``.
 
         Rows sharing a label (or a plain ``label1 == label2`` constraint, or ``.pN.`` labels)
@@ -90,8 +89,8 @@ class Model:
         `instrument.sem.constraints.linear_reduction`. ``x_col`` gives the x column of every free
         row that equals one element of x (-1 for rows eliminated by a constraint) and
         ``x_rows`` the first such row of each x (its name)."""
-        labels, plabels = f["label"].to_numpy(), f["plabel"].to_numpy()
-        free_arr = f["free"].to_numpy() > 0
+        labels, plabels = pt.col("label"), pt.col("plabel")
+        free_arr = pt.col("free") > 0
         parent: dict = {}
 
         def find(a):
@@ -102,7 +101,7 @@ class Model:
         # every name a constraint may use: labels and plabels, each to the key of its class
         key_of_name: dict = {}
         fixed_values: dict = {}
-        for r in range(len(f)):
+        for r in range(self.nrows):
             key = ("L", labels[r]) if labels[r] else ("R", r)
             for name in (labels[r], plabels[r]):
                 if not name:
@@ -134,13 +133,13 @@ class Model:
         self.nonlinear = any(not is_linear(a, b) for a, b in self._general)
         self.k_onehot = not general
         self._pivots = None
-        est = f["est"].to_numpy(float)
-        start = f["start"].to_numpy(float)
+        est = pt.col("est").astype(float)
+        start = pt.col("start").astype(float)
         point = np.where(np.isfinite(est), est, np.where(np.isfinite(start), start, 1.0))
-        self._reduce(np.where(f["free"].to_numpy() > 0, point, self.fixed_values))
+        self._reduce(np.where(free_arr, point, self.fixed_values))
         # defined parameters (:=): every label and plabel names one row
         label_rows = {}
-        for r in range(len(f)):
+        for r in range(self.nrows):
             for name in (labels[r], plabels[r]):
                 if name:
                     label_rows.setdefault(name, r)
@@ -190,12 +189,12 @@ class Model:
             gap = max(gap, abs(a.evaluate(env) - b.evaluate(env)))
         return gap
 
-    def _build_specs(self, f):
+    def _build_specs(self, pt: ParTable):
         ovi = {v: i for i, v in enumerate(self.ov_names)}
         lvi = {v: i for i, v in enumerate(self.lv_names)}
         self.specs = [_GroupSpec(self.p, self.m) for _ in range(self.ngroups)]
         self.has_beta = False
-        cols = (f[c].to_numpy().tolist() for c in ("lhs", "op", "rhs", "group"))
+        cols = (pt.col(c).tolist() for c in ("lhs", "op", "rhs", "group"))
         for r, (lhs, op, rhs, g) in enumerate(zip(*cols)):
             s = self.specs[int(g) - 1]
             if op == "=~":
@@ -308,8 +307,7 @@ class Model:
     def x_names(self) -> list[str]:
         """Name of each unique free parameter: ``lhs op rhs`` of its first table row, with
         ``.gK`` for groups K > 1 (the row and column names of `CFAResult.vcov`)."""
-        f = self.pt.frame
-        lhs, op, rhs, grp = (f[c].to_numpy() for c in ("lhs", "op", "rhs", "group"))
+        lhs, op, rhs, grp = (self.pt.col(c) for c in ("lhs", "op", "rhs", "group"))
         return [f"{lhs[r]}{op[r]}{rhs[r]}" + (f".g{grp[r]}" if grp[r] > 1 else "")
                 for r in self.x_rows]
 
@@ -563,12 +561,12 @@ class Model:
 
         Only the starting point differs from lavaan's ("simple"/fabin); the ML solution does not.
         """
-        f = self.pt.frame
+        pt = self.pt
         vals = self.fixed_values.copy()
-        user_start = f["start"].to_numpy(float)
-        lhs_a, op_a, rhs_a = f["lhs"].to_numpy(), f["op"].to_numpy(), f["rhs"].to_numpy()
-        grp_a, free_a = f["group"].to_numpy(), f["free"].to_numpy()
-        ust_a = f["ustart"].to_numpy(float)
+        user_start = pt.col("start").astype(float)
+        lhs_a, op_a, rhs_a = pt.col("lhs"), pt.col("op"), pt.col("rhs")
+        grp_a, free_a = pt.col("group"), pt.col("free")
+        ust_a = pt.col("ustart").astype(float)
         ovi = {v: i for i, v in enumerate(self.ov_names)}
         lvi = {v: i for i, v in enumerate(self.lv_names)}
         for g, gs in enumerate(stats.groups):

@@ -81,6 +81,17 @@ class ParTable:
     options: dict = field(default_factory=dict)
     defined: tuple = ()
 
+    def col(self, name: str) -> np.ndarray:
+        """Column ``name`` of `frame` as a NumPy array (strings as an object array), converted
+        once per table: the model, its starting values, standardized solution and estimates
+        table read the same columns, and pandas' string arrays convert on every access. The
+        table is never modified in place (`with_values` returns a new one)."""
+        cache = self.__dict__.setdefault("_columns", {})
+        a = cache.get(name)
+        if a is None:
+            a = cache[name] = self.frame[name].to_numpy()
+        return a
+
     def with_values(self, est: np.ndarray | None = None, se: np.ndarray | None = None,
                     start: np.ndarray | None = None) -> "ParTable":
         """Return a copy with the ``est`` / ``se`` / ``start`` columns replaced."""

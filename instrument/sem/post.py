@@ -110,7 +110,7 @@ def standardized(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lvi = {v: i for i, v in enumerate(model.lv_names)}
     slv = np.full(len(f), np.nan)
     sall = np.full(len(f), np.nan)
-    cols = (f[c].to_numpy().tolist() for c in ("lhs", "op", "rhs", "group"))
+    cols = (model.pt.col(c).tolist() for c in ("lhs", "op", "rhs", "group"))
     for r, (lhs, op, rhs, g) in enumerate(zip(*cols)):
         s = sds[int(g) - 1]
         v = vals[r]
@@ -156,8 +156,8 @@ def r2(model: Model, x: np.ndarray) -> list[dict]:
     latent variables (lavaan ``lavInspect(fit, "r2")``)."""
     out = []
     endo = set()
-    f = model.pt.frame
-    for lhs, op, rhs in zip(f["lhs"], f["op"], f["rhs"]):
+    pt = model.pt
+    for lhs, op, rhs in zip(pt.col("lhs").tolist(), pt.col("op").tolist(), pt.col("rhs").tolist()):
         if op == "~" and lhs in model.lv_names:
             endo.add(lhs)
         if op == "=~" and rhs in model.lv_names:

@@ -21,6 +21,8 @@ not written.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -439,6 +441,12 @@ class GroupStats:
     patterns: MissingPatterns | None = None
     h1: H1Result | None = None
     cluster: ClusterStats | None = None
+
+    @functools.cached_property
+    def cov_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues of ``cov``, ascending (computed once: the positive-definiteness checks of
+        the data step and the ML objective's log|S| share them)."""
+        return np.linalg.eigvalsh(self.cov)
 
     @classmethod
     def from_data(cls, x: np.ndarray, ov_names, *, keep_data: bool = False,

@@ -117,16 +117,17 @@ class MLObjective:
         if likelihood == "wishart":
             self.n = np.array([g.n - 1 for g in stats.groups], float)
             self.S = [g.cov * g.n / (g.n - 1) for g in stats.groups]
+            evs = [g.cov_eigenvalues * g.n / (g.n - 1) for g in stats.groups]
         else:
             self.n = np.array([g.n for g in stats.groups], float)
             self.S = [g.cov for g in stats.groups]
+            evs = [g.cov_eigenvalues for g in stats.groups]
         self.N = float(self.n.sum())
         self.w = self.n / self.N
         self.means = [g.mean for g in stats.groups]
         self.logdetS = []
         self.sample_pd = True
-        for S in self.S:
-            ev = np.linalg.eigvalsh(S)
+        for ev in evs:
             if ev[0] <= 1e-12 * max(ev[-1], 1e-300):
                 # not positive definite: F is only defined up to the constant log|S|;
                 # optimise with 0 in its place (the chi-square is then undefined)

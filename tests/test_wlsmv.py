@@ -193,6 +193,20 @@ def test_bad_parameterization():
         cfa("A =~ A1 + A2 + A3", d, ordered=True, parameterization="Theta")
 
 
+@pytest.mark.parametrize("opts, msg", [
+    ({"missing": "pair"}, "missing= must be one of 'pairwise', 'listwise' with ordered indicators; "
+                          "got 'pair'."),
+    ({"se": "robust"}, "se= must be one of 'robust.sem', 'none' with ordered indicators; got "
+                       "'robust'."),
+    ({"estimator": "DWLS"}, "estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
+                            "got 'DWLS'.")])
+def test_ordinal_options_refused_in_one_line(opts, msg):
+    d = data("bfi_complete25.csv")
+    with pytest.raises(ValueError) as e:
+        cfa("A =~ A1 + A2 + A3", d, ordered=True, **opts)
+    assert str(e.value) == msg
+
+
 def test_listwise_is_lavaans_default_and_warns_with_counts():
     d = data("bfi_complete25.csv")[["A1", "A2", "A3", "A4"]].copy()
     d.iloc[:40, 0] = np.nan

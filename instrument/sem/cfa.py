@@ -38,10 +38,12 @@ _MISSING_ORDINAL = ("pairwise", "listwise")
 _SE_ORDINAL = ("robust.sem", "none")
 
 
-def _choice(name: str, value, allowed) -> None:
+def _choice(name: str, value, allowed, where: str = "") -> None:
+    """Refuse ``value`` unless it is one of ``allowed`` (``where``: the condition, e.g. "with
+    ordered indicators", appended to the message)."""
     if value not in allowed:
-        raise ValueError(f"{name}= must be one of {', '.join(repr(a) for a in allowed)}; "
-                         f"got {value!r}.")
+        raise ValueError(f"{name}= must be one of {', '.join(repr(a) for a in allowed)}"
+                         f"{' ' + where if where else ''}; got {value!r}.")
 
 
 def _refuse_unidentified(fit: Any) -> Any:
@@ -156,23 +158,15 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
             raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
                              "the DWLS/ULS expected information with robust.sem standard errors.")
         se = "robust.sem" if se in (None, "standard", "robust.sem") else se
-        if estimator not in ORDINAL_ESTIMATORS:
-            raise ValueError(f"estimator= must be one of 'WLSMV', 'ULSMV' for ordered indicators; "
-                             f"got {estimator!r}.")
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"parameterization= must be one of 'delta', 'theta'; "
-                             f"got {parameterization!r}.")
+        _choice("estimator", estimator, ORDINAL_ESTIMATORS, "for ordered indicators")
+        _choice("parameterization", parameterization, PARAMETERIZATIONS)
         if missing == "fiml":
             raise ValueError("missing='fiml' is not available with ordered indicators: use "
                              "estimator='WLSMV' with missing='pairwise' (the default), or treat "
                              "the items as continuous with estimator='ML'/'MLR' and "
                              "missing='fiml' (drop ordered=).")
-        if missing not in _MISSING_ORDINAL:
-            raise ValueError(f"missing= must be one of 'pairwise', 'listwise' with ordered "
-                             f"indicators; got {missing!r}.")
-        if se not in _SE_ORDINAL:
-            raise ValueError(f"se= must be one of 'robust.sem', 'none' with ordered indicators; "
-                             f"got {se!r}.")
+        _choice("missing", missing, _MISSING_ORDINAL, "with ordered indicators")
+        _choice("se", se, _SE_ORDINAL, "with ordered indicators")
         return CFAOptions("ordinal", estimator, missing, ordered=ordered, se=se,
                           parameterization=parameterization, id_cat=id_cat, why=why, **common)
     if id_cat is not None:

@@ -23,7 +23,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from instrument.sem.estimators.fiml import FIMLObjective, fiml_loglik, missing_patterns  # noqa: E402
+from instrument.sem.estimators.fiml import (FIMLObjective, fiml_loglik,  # noqa: E402
+                                            fiml_moment_gradient)
+from instrument.sem.samplestats import missing_patterns  # noqa: E402
 from tests.reference.fiml_slow import em_saturated  # noqa: E402
 from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information,  # noqa: E402
                                      h1_information_firstorder, mlr_vcov, mvnorm_scores,

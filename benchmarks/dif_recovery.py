@@ -28,7 +28,7 @@ def one(plan: str, seed: int) -> dict:
     """One replication: the family-by-language ladder's truth comparison and its CPU time."""
     from instrument import pipeline
     from instrument.bank import load_bank
-    from instrument.sem.estimators.ml import single_threaded_blas
+    from instrument.sem.optim import single_threaded_blas
     from instrument.simulate import simulate
 
     path = ROOT / "analyses" / f"{plan}.yaml"

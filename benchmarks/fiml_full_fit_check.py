@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_robust import semopy_rows  # noqa: E402
 
-from instrument.sem.estimators.fiml import (FIMLObjective, fiml_loglik)  # noqa: E402
+from instrument.sem.estimators.fiml import FIMLObjective, fiml_loglik  # noqa: E402
+from instrument.sem.samplestats import missing_patterns  # noqa: E402
 from tests.reference.fiml_slow import em_saturated  # noqa: E402
 from tests.reference.tiny_cfa import TinyCFA  # noqa: E402
 

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     from instrument import pipeline
     from instrument.invariance import collapse_empty_categories, invariance
-    from instrument.sem.estimators.ml import single_threaded_blas
+    from instrument.sem.optim import single_threaded_blas
     from instrument.simulate import simulate
     from instrument.bank import load_bank
 

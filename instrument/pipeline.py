@@ -27,7 +27,7 @@ import pandas as pd
 
 from instrument import rules
 from instrument.results import collect_warnings, to_jsonable
-from instrument.sem.estimators.ml import single_threaded_blas
+from instrument.sem.optim import single_threaded_blas
 
 # Analysis settings a plan may override under its ``analysis:`` key (defaults here).
 DEFAULT_ANALYSIS: dict[str, Any] = {

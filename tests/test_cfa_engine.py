@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,8 @@ from numpy.testing import assert_allclose
 from cfa_helpers import FIX, HS_MODEL, RTOL_CHISQ, data, quiet, ref
 from instrument import cfa
 from instrument.sem.result import CFAResult
-from instrument.sem.estimators.ml import (MLObjective, expected_information, observed_information,
-                                    optimize)
+from instrument.sem.estimators.ml import MLObjective, expected_information, observed_information
+from instrument.sem.optim import optimize
 from instrument.sem.model import Model, vech_indices
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import FIT_MEASURE_NAMES, check_names
@@ -376,8 +375,7 @@ def test_listwise_deletion_is_noted():
     (HS_MODEL, {"ngroups": 2, "group_equal": ("loadings", "intercepts")}),
 ])
 def test_factored_weight_equals_generic(model, kw):
-    from instrument.sem.estimators.ml import (MLObjective, factored_information,
-                                              weighted_delta)
+    from instrument.sem.estimators.ml import MLObjective, factored_information, weighted_delta
     m, st, x = _setup(model, **kw)
     dmu = m.delta_mean(x) if m.meanstructure else [None] * len(m.group_K)
     for Dc, (fa, fb), imp, Dm in zip(m.delta_compact(x), m.delta_factors(x), m.implied(x), dmu):

@@ -4,7 +4,6 @@ file, row or column and what was expected, or the rows add up)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -7,7 +7,7 @@ from numpy.testing import assert_allclose
 
 from instrument import cfa, twolevel_cfa
 from instrument.sem.cfa import ESTIMATORS, _validate
-from instrument.sem.estimators.ml import optimize
+from instrument.sem.optim import optimize
 from instrument.sem.estimators.twolevel import (TwoLevelObjective, _Saturated,
                                                 twolevel_expected_information)
 from instrument.sem.twolevel import cluster_stats

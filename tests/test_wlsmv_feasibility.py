@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import instrument as ins
 from instrument.invariance import collapse_empty_categories

@@ -23,7 +23,7 @@ from instrument.invariance.steps import (DEFAULT_STEPS, STEP_EQUAL, assemble,
                                          refit)
 from instrument.invariance.verdicts import RULE_SETS
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
-from instrument.sem.estimators.ml import single_threaded, single_threaded_blas
+from instrument.sem.optim import single_threaded, single_threaded_blas
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from instrument.sem.cfa_ordinal import ORDINAL_ESTIMATORS, cfa_ordinal
 from instrument.sem.cfa_robust import cfa_robust
 from instrument.sem.data import prepare, require_pd_covariance
 from instrument.sem.estimators.categorical import PARAMETERIZATIONS
-from instrument.sem.estimators.ml import single_threaded
+from instrument.sem.optim import single_threaded
 from instrument.sem.ml_fit import fit_partable
 from instrument.sem.partable import build_partable, check_group_equal
 from instrument.sem.result import CFAResult

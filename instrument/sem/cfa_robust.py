@@ -11,7 +11,7 @@ inference, matching lavaan 0.6-14.
   (`instrument.sem.fit.measures.fit_indices`).
 * **FIML** (lavaan ``missing = "ml"``): the FIML objective
   (`instrument.sem.estimators.fiml.FIMLObjective`) minimised by the engine's Fisher-scoring
-  optimiser (`instrument.sem.estimators.ml.optimize`), observed-information standard errors, the
+  optimiser (`instrument.sem.optim.optimize`), observed-information standard errors, the
   saturated model by EM for ``chisq``, ``unrestricted.logl`` and SRMR, the FIML baseline, lavaan's
   FIML-corrected robust CFI/TLI/RMSEA (Zhang & Savalei) and a missing-data summary.
 * **cluster=** (single-level model): cluster-robust first-order information (scores summed
@@ -35,7 +35,8 @@ from instrument.sem.estimators.fiml_fast import (FIMLObjectiveCached, baseline_y
                                            h1_information_observed_fast,
                                            fiml_corrected_fast, h1_trace_fast,
                                            observed_information_fast)
-from instrument.sem.estimators.ml import MLObjective, optimize_reporting, weighted_delta
+from instrument.sem.estimators.ml import MLObjective, weighted_delta
+from instrument.sem.optim import optimize_reporting
 from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, vech_indices
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,

@@ -8,11 +8,11 @@ from typing import Sequence
 import numpy as np
 
 from instrument.results import Meta
-from instrument.sem.estimators.ml import (MLObjective, expected_information, hessian_information,
-                                          optimize_reporting, single_threaded_blas)
+from instrument.sem.estimators.ml import MLObjective
 from instrument.sem.fit import chisq as _chisq, in_lavaan_order, info as _info
 from instrument.sem.fit import other as _other, srmr as _srmr
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
+from instrument.sem.optim import hessian_information, optimize_reporting, single_threaded_blas
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.partable import ParTable
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,

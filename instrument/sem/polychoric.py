@@ -31,16 +31,15 @@ covariance of the estimates, scaled-shifted test, baseline model) is in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
 
-from instrument.sem.bvnorm import dbivnorm, pbivnorm, pbivnorm_grid
+from instrument.sem.bvnorm import dbivnorm, pbivnorm_grid
 from instrument.sem.linalg import sparse_if_sparse
-from instrument.results import Table
 from instrument.sem.samplestats import GroupStats, SampleStats, SampleStatsOrdinal
 
 __all__ = [

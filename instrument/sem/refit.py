@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.sem.estimators.ml import (MLObjective, expected_information, optimize,
-                                    single_threaded_blas)
+from instrument.sem.estimators.ml import MLObjective, expected_information
+from instrument.sem.optim import optimize, single_threaded_blas
 from instrument.sem.model import Model
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.fit import cfi as _cfi

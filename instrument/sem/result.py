@@ -238,7 +238,7 @@ class CFAResult:
         self._no_categorical("standardized_solution")
         model, x, _ = self._rebuilt()
         vcx = self.vcov.drop(columns=["name"]).to_numpy(float)
-        from instrument.sem.estimators.ml import single_threaded_blas
+        from instrument.sem.optim import single_threaded_blas
         with single_threaded_blas():
             est, se = standardized_se(model, x, vcx, type=type)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -256,7 +256,7 @@ class CFAResult:
         (lavaan ``modindices()``: columns ``lhs op rhs group mi epc sepc.lv sepc.all sepc.nox``).
         """
         from instrument.sem.post import modindices
-        from instrument.sem.estimators.ml import single_threaded_blas
+        from instrument.sem.optim import single_threaded_blas
         self._no_categorical("modindices")
         model, x, stats = self._rebuilt()
         with single_threaded_blas():

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from instrument.sem.estimators.ml import optimize, optimize_reporting
+from instrument.sem.optim import optimize, optimize_reporting
 from instrument.sem.estimators.twolevel import (TwoLevelObjective, _CFAStructure, _Saturated,
                                                 saturated_em, twolevel_loglik)
 from instrument.sem.model import vech_indices
@@ -256,7 +256,7 @@ def fit_twolevel(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
     Notes
     -----
     The log-likelihood is `twolevel_loglik`; the estimates maximise it with the engine's
-    optimiser (`instrument.sem.estimators.ml.optimize`: Fisher scoring on the analytic gradient
+    optimiser (`instrument.sem.optim.optimize`: Fisher scoring on the analytic gradient
     and the expected information `twolevel_expected_information`, with the structured secant
     correction and step halving, to max |d logl/dx| < 1e-9 N; one convergence report). SEs are sqrt(diag(H^-1)) with H the observed information (Hessian of -logl), lavaan 0.6-14's
     default for two-level data (``information = "observed"``). The test compares the model with

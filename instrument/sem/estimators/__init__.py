@@ -1,11 +1,12 @@
-"""Estimation: the objectives, their information matrices and the one optimiser.
+"""Estimation: the objectives and their information (minimised by `instrument.sem.optim`).
 
 Layout (lavaan's ``lav_model`` / ``lav_optim`` stages):
 
 * ``ml.py``: the ML objective (`ml.MLObjective`), expected/observed information, the
-  normal-theory weight and Gamma, and the engine's one optimiser `ml.optimize` (Fisher scoring
-  with a structured secant correction and step halving; `ml.optimize_reporting` turns
-  non-convergence into the result's warning, the one convergence report of every estimator).
+  normal-theory weight and Gamma. The engine's one optimiser is `instrument.sem.optim.optimize`
+  (Fisher scoring with a structured secant correction and step halving;
+  `instrument.sem.optim.optimize_reporting` turns non-convergence into the result's warning, the
+  one convergence report of every estimator).
 * ``mlr.py``: casewise scores and the Huber-White sandwich pieces of MLR.
 * ``fiml.py`` / ``fiml_fast.py``: the FIML objective on missing-data patterns, the EM
   saturated model and the FIML-corrected robust indices.

@@ -23,7 +23,7 @@ from scipy import stats as _st
 
 from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
 from instrument.sem.linalg import gram, sparse_if_sparse
-from instrument.sem.estimators.ml import optimize_reporting
+from instrument.sem.optim import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.post import estimates_frame, fitted_partable, row_se, standardized
 from instrument.sem.samplestats import GroupStats, SampleStats
@@ -31,7 +31,6 @@ from instrument.sem.fit import in_lavaan_order
 from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
-from instrument.sem.syntax import SyntaxRow
 from instrument.sem.test.scaled_shifted import scaled_shifted, wgamma_traces
 
 __all__ = ["CategoricalModel", "DWLSObjective",

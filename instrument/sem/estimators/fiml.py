@@ -35,7 +35,7 @@ Rows with no observed value are dropped, as lavaan does (it warns).
 Use in the engine (`instrument.sem.cfa_robust`; FIML always has a meanstructure): the data of
 each group are grouped by pattern once (the ``patterns`` part of
 `instrument.sem.samplestats.GroupStats`), `FIMLObjective` (value and gradient
-of ``-logl/N``) is minimised by the engine's optimiser (`instrument.sem.estimators.ml`), the
+of ``-logl/N``) is minimised by the engine's optimiser (`instrument.sem.optim`), the
 saturated model comes from the EM of `instrument.sem.estimators.fiml_fast`, and `fiml_mlr_vcov`
 gives the robust covariance with ``estimator="MLR"``.
 

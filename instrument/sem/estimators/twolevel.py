@@ -7,7 +7,7 @@ E(y) = mu_B(theta_B) (the ``level: 2`` model, which carries the intercepts). Eve
 function of the ``cluster`` part of the sample statistics
 (`instrument.sem.samplestats.ClusterStats`): `twolevel_loglik` (with its analytic gradient),
 `twolevel_expected_information`, `saturated_em` (lavaan 0.6-14's EM for h1) and
-`TwoLevelObjective`, which `instrument.sem.estimators.ml.optimize` minimises for the model
+`TwoLevelObjective`, which `instrument.sem.optim.optimize` minimises for the model
 (`_CFAStructure`: a within and a between CFA on one parameter vector), the exact saturated model
 and the baseline (`_Saturated`). The fit, its result type and the reliability coefficients are in
 `instrument.sem.twolevel`.
@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from instrument.sem.estimators.ml import gradient_jacobian, moment_weight
+from instrument.sem.estimators.ml import moment_weight
+from instrument.sem.optim import gradient_jacobian
 from instrument.sem.model import Model, vech_indices
 from instrument.sem.partable import ParTable
 from instrument.sem.samplestats import ClusterStats, GroupStats, SampleStats
@@ -334,7 +335,7 @@ def twolevel_expected_information(cs: ClusterStats, sigma_w: np.ndarray, sigma_b
 
 class TwoLevelObjective:
     """-logl / N of a two-level structure, in the protocol of
-    `instrument.sem.estimators.ml.optimize`.
+    `instrument.sem.optim.optimize`.
 
     ``structure`` maps the parameters x to (Sigma_W, Sigma_B, mu) (``moments(x)``) and gives
     their Jacobian (``jacobian(x)``, rows [vech Sigma_W, vech Sigma_B, mu]); ``value``,

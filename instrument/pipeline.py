@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from instrument import rules
+from instrument.plans import plan_dir
 from instrument.results import collect_warnings, to_jsonable
 from instrument.sem.optim import single_threaded_blas
 
@@ -181,7 +182,7 @@ def _respondent_scores(ctx: dict, form: str) -> pd.DataFrame:
 
 def _plan_dir(ctx: dict) -> Path:
     """The folder that a plan's relative paths (bank, data files, mappings) are relative to."""
-    return Path(ctx["plan_path"]).parent if ctx.get("plan_path") else Path.cwd()
+    return plan_dir(ctx.get("plan_path"))
 
 
 def stage_bank(ctx: dict) -> Any:
@@ -697,7 +698,7 @@ def linked_construct(ctx: dict) -> str:
     """
     bank = ctx["bank"]
     c = _analysis(ctx).get("linked_construct")
-    known = list(bank.constructs["construct"]) + (["overall"] if bank.overall else [])
+    known = bank.score_names()
     if c is None and bank.overall is None:
         raise StandAside("the item bank defines no overall score and the plan names no "
                          "construct; expected analysis: {linked_construct: <one of "
@@ -1013,7 +1014,7 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _execute(name: str, fn: Stage, ctx: dict, out: Path) -> dict[str, Any]:
+def _execute(fn: Stage, ctx: dict, out: Path) -> dict[str, Any]:
     """Run one stage: its JSON-able result, or why it stood aside or failed, with its times."""
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -1032,7 +1033,7 @@ def _execute_in_child(conn: Any, name: str, fn: Stage, ctx: dict, out: Path) -> 
     """`_execute` in a forked child; the record goes back through ``conn``."""
     try:
         with single_threaded_blas():
-            rec = _execute(name, fn, ctx, out)
+            rec = _execute(fn, ctx, out)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent is told
         rec = {"status": "failed", "seconds": 0.0, "traceback": traceback.format_exc(),
                "message": f"{type(exc).__name__}: {exc}"}
@@ -1142,7 +1143,7 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
             if name == "reports":
                 _write(run, ctx)
             say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
-            _record(run, name, _execute(name, fn, ctx, out), tag, done, say)
+            _record(run, name, _execute(fn, ctx, out), tag, done, say)
             launch()
         for n in list(waiting):
             collect(n)

@@ -518,6 +518,13 @@ class PopulationPlanSchema(AnalysisPlan):
 # Loading
 # --------------------------------------------------------------------------------------------
 
+def plan_dir(plan_path: str | Path | None) -> Path:
+    """The folder a plan's relative paths (bank, data files, mappings) are relative to: the plan
+    file's folder, or the working directory for a plan given as a mapping (``None`` or
+    ``"<dict>"``)."""
+    return Path(plan_path).parent if plan_path and str(plan_path) != "<dict>" else Path.cwd()
+
+
 def default_plan_path() -> Path:
     """The shipped default analysis plan (package data)."""
     from importlib.resources import files

@@ -210,6 +210,11 @@ class Bank:
             _choice("constructs", c, known)
         return list(constructs)
 
+    def score_names(self) -> list[str]:
+        """The school scores a one-score analysis (linker, policy, power) may use: every
+        construct, then ``"overall"`` when the bank declares an overall score."""
+        return list(self.constructs["construct"]) + (["overall"] if self.overall else [])
+
     def overall_constructs(self, form: str) -> list[str]:
         """The constructs whose keyed scores a ``form``'s overall score averages; empty when the
         bank defines no overall score or not for this form."""

@@ -42,6 +42,7 @@ from instrument.irt.mml import irt
 from instrument.irt.scoring import fscores
 from instrument.results import JSONResult, Meta, Table, hash_frame
 from instrument.rules import DIF_ALPHA, DIF_R2_LARGE, DIF_R2_LORDIF, DIF_R2_MODERATE
+from instrument.sem.optim import single_threaded
 
 MAX_PURIFICATION = 10
 MIN_ANCHORS = 2       # purification stops rather than match on fewer items than this
@@ -251,6 +252,8 @@ def _matching_theta(frame: pd.DataFrame, items: list[str], flagged: list[str], g
     return fscores(fit, X)["theta"].to_numpy(), used
 
 
+# the regressions' products are small (N x a few): one BLAS thread is fastest
+@single_threaded
 def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any | None = None,
         criterion: str = "chisq", maxit: int = MAX_PURIFICATION,
         purification: str = "split") -> DIFResult:
@@ -288,14 +291,6 @@ def dif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: Any 
         raise ValueError(f"criterion= must be one of 'chisq', 'R2'; got {criterion!r}.")
     if purification not in PURIFICATIONS:
         raise ValueError(f"purification= must be one of 'split', 'drop'; got {purification!r}.")
-    from threadpoolctl import threadpool_limits
-    # the regressions' products are small (N x a few): one BLAS thread is fastest
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _dif(data, items, group, reference, criterion, maxit, purification)
-
-
-def _dif(data, items, group, reference, criterion, maxit, purification) -> DIFResult:
-    """The purification rounds and the result of `dif`."""
     items = list(items)
     X, gv, ref, foc = two_group_responses(data, items, group, reference)
     g01 = (gv == foc).astype(float)

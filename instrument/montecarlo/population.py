@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -185,8 +184,8 @@ class PlanPopulation:
         where = self.spec().spec.get("bank")
         if not where:
             return None
-        base = Path(self.spec().path).parent if self.spec().path != "<dict>" else Path.cwd()
-        return str(base / where)
+        from instrument.plans import plan_dir
+        return str(plan_dir(self.spec().path) / where)
 
     def bank(self) -> Any:
         """The plan's item bank (`bank_path`), loaded once per population object (and per

@@ -337,7 +337,7 @@ def power(plan: Any = None, *, schools: Sequence[int] = (100, 200, 400),
         raise ValueError(f"form={form!r} is not a form of plan {spec.path}; expected one of "
                          f"{sorted(spec.simulation['forms'])}")
     bank = base.bank()
-    known = list(bank.constructs["construct"]) + (["overall"] if bank.overall else [])
+    known = bank.score_names()
     if construct is None and bank.overall is None:
         raise ValueError("the item bank defines no overall score; expected construct= (--construct) "
                          "naming one of " + ", ".join(known))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
+from instrument.sem.fit.dist import Z975, norm_sf
 from instrument.sem.samplestats import SampleStats
 from instrument.sem.partable import ParTable
 from instrument.sem.constraints import (DefinedParameters, is_linear, linear_reduction,
@@ -291,11 +291,11 @@ class Model:
                         dr[k] = self.K[freepos[r]]
                 J = Jr @ dr
                 se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, vcov_x, J), 0, None))
-            q = _st.norm.ppf(0.975)
+            q = Z975
             for (name, expr), e, s in zip(self.pt.defined, est, se):
                 z = e / s if s > 0 else np.nan
                 recs.append(dict(lhs=name, op=":=", rhs=expr, group=0, label=name, est=e, se=s,
-                                 z=z, pvalue=2.0 * _st.norm.sf(abs(z)) if s > 0 else np.nan,
+                                 z=z, pvalue=2.0 * norm_sf(abs(z)) if s > 0 else np.nan,
                                  **{"ci.lower": e - q * s, "ci.upper": e + q * s}))
         cols = ["lhs", "op", "rhs", "group", "label", "est", "se", "z", "pvalue", "ci.lower",
                 "ci.upper", "std.lv", "std.all"]

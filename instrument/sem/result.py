@@ -232,7 +232,7 @@ class CFAResult:
         ----------
         type : {"std.all", "std.lv"}
         """
-        from scipy import stats as st
+        from instrument.sem.fit.dist import Z975, norm_sf
 
         from instrument.sem.post import standardized_se
         self._no_categorical("standardized_solution")
@@ -243,12 +243,12 @@ class CFAResult:
             est, se = standardized_se(model, x, vcx, type=type)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(se > 0, est / se, np.nan)
-        q = st.norm.ppf(0.975)
+        q = Z975
         p = self.partable
         return pd.DataFrame({"lhs": p["lhs"].to_numpy(), "op": p["op"].to_numpy(),
                              "rhs": p["rhs"].to_numpy(), "group": p["group"].to_numpy(),
                              "est.std": est, "se": se, "z": z,
-                             "pvalue": 2 * st.norm.sf(np.abs(z)),
+                             "pvalue": 2 * norm_sf(np.abs(z)),
                              "ci.lower": est - q * se, "ci.upper": est + q * se})
 
     def modindices(self, *, sort: bool = True, minimum_value: float = 0.0) -> pd.DataFrame:

@@ -28,13 +28,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from instrument.sem.optim import optimize, optimize_reporting
 from instrument.sem.estimators.twolevel import (TwoLevelObjective, _CFAStructure, _Saturated,
                                                 saturated_em, twolevel_loglik)
 from instrument.sem.model import vech_indices
 from instrument.sem.samplestats import ClusterStats, GroupStats, SampleStats, cluster_stats_from
+from instrument.sem.fit.dist import Z975, norm_sf
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
 from instrument.sem.partable import ParTable, build_partable
 from instrument.results import Meta, Table, from_jsonable, to_jsonable
@@ -409,7 +409,7 @@ def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,
 
 
 def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
-    z975 = _st.norm.ppf(0.975)
+    z975 = Z975
     xw, xb = st.split(x)
     sew, seb = st.split(se_x)
     recs = []
@@ -427,7 +427,7 @@ def _estimates(st: _CFAStructure, pt_w, pt_b, x, se_x) -> pd.DataFrame:
             est, se = float(vals[r]), float(ses[r])
             free = row.free > 0
             z = est / se if free and se > 0 else math.nan
-            pv = 2 * _st.norm.sf(abs(z)) if free and se > 0 else math.nan
+            pv = 2 * norm_sf(abs(z)) if free and se > 0 else math.nan
 
             def sd(v):
                 return sd_ov[ovi[v]] if v in ovi else sd_lv[lvi[v]]

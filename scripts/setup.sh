@@ -1,0 +1,34 @@
+# Sourced by scripts/test and scripts/validate: the shared setup steps.
+#
+#   install_chromium WHAT   when chromium is missing and we are root with apt-get (CI, a fresh
+#                           container), install Debian's package; WHAT says what it is for.
+#   make_venv EXTRAS        create .venv and install the package with EXTRAS ("" or "[test]").
+#
+# A package index can cut a download short (IncompleteRead); pip does not retry a broken body,
+# so each pip install is tried up to three times before the script gives up.
+
+install_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for $1 (apt-get)..."
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "Could not install chromium: $1 will be missing."
+  fi
+}
+
+pip_install() {
+  local attempt
+  for attempt in 1 2 3; do
+    if .venv/bin/python -m pip install --quiet --retries 10 "$@"; then
+      return 0
+    fi
+    echo "pip install $* failed (attempt $attempt of 3)" >&2
+    sleep $((attempt * 5))
+  done
+  return 1
+}
+
+make_venv() {
+  python3 -m venv .venv
+  pip_install --upgrade pip
+  pip_install -e ".$1"
+}

@@ -31,7 +31,8 @@ from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information, 
                                      h1_information_firstorder, mlr_vcov, mvnorm_scores,
                                      observed_information)
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete,  # noqa: E402
-                                              h1_trace_complete, yuan_bentler_mplus_complete)
+                                              h1_trace_complete)
+from tests.reference.robust_adapters import yuan_bentler_mplus_complete  # noqa: E402
 from tests.reference.tiny_cfa import TinyCFA  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "sim_5f40i_n5000_continuous.csv"

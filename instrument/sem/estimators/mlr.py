@@ -29,9 +29,10 @@ product, as lavaan does.
 
 Use in the engine
 -----------------
-`instrument.sem.cfa_robust` fits ML as usual, then takes the sandwich of the model's Jacobian
-(`mlr_vcov` through ``mlr_vcov_delta``; SEs of the table rows are ``K V K'``) and the
-Yuan-Bentler (Mplus) test (`instrument.sem.test.yuan_bentler`). ``cluster=`` needs a
+`instrument.sem.ml_fit.fit_partable` fits ML as usual, then takes the sandwich of the model's
+Jacobian (`instrument.sem.vcov.sandwich`, which equals `mlr_vcov` from projected scores; SEs of
+the table rows are ``K V K'``) and the Yuan-Bentler (Mplus) test
+(`instrument.sem.test.yuan_bentler`). ``cluster=`` needs a
 meanstructure (lavaan frees the intercepts), as with lavaan.
 
 References

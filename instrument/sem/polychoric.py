@@ -59,8 +59,7 @@ _BIG = 50.0          # stands in for +-Inf thresholds in padded grids: Phi(50) =
 _RHO_BOUND = 0.999   # lavaan's nlminb box for polychoric and Pearson correlations
 _RHO_BOUND_PS = 0.995  # ... and for polyserial correlations
 _ZERO_ADD_2X2 = 0.5  # lavaan's zero.add[1] (2 x 2 tables); zero.add[2] = 0 for larger tables
-_SCORE_BLOCK_BYTES = 64 * 2 ** 20  # case-wise scores held at once (bounds memory for large N)
-_ROW_BLOCK: int | None = None      # rows per block of scores; None: as many as fit the bytes above
+_ROW_BLOCK = 4096    # rows per block of case-wise scores (bounds memory for large N)
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,12 +576,9 @@ def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
     dt = np.float32 if n < 2 ** 24 else np.float64
-    C = np.array(codes, dtype=np.intp).reshape(len(codes), n)
-    # H' (one row per variable and category) set through one flat index
-    flat = (C + (np.arange(len(codes)) * K)[:, None]) * n + np.arange(n)
-    Ht = np.zeros((len(codes) * K, n), dtype=dt)
-    Ht.ravel()[flat[C >= 0]] = 1.0
-    return (Ht @ Ht.T).astype(float)
+    C = np.stack(codes, axis=1) if codes else np.zeros((0, 0), dtype=np.intp)
+    H = (C[:, :, None] == np.arange(K)).astype(dt).reshape(n, len(codes) * K)
+    return (H.T @ H).astype(float)
 
 
 def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
@@ -852,19 +848,22 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     # G is built transposed (one row per column of G) so that every lookup gathers whole rows,
     # in blocks of rows (bounding memory for large N); W = G'G accumulated block by block
-    block_rows = _ROW_BLOCK or max(1, _SCORE_BLOCK_BYTES // (8 * ncol))
     th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    KK = Kp * Kp
     if oo:
-        cor_off = (np.arange(len(oo)) * (Kp * Kp))[:, None]
         codes_kp = codes_t * Kp
         cor_rows = off + qq
-        # pairs sharing their first variable are consecutive: gather them together, a few
-        # rows at a time, so that the index arrays stay in cache
-        starts = np.flatnonzero(np.diff(jj, prepend=-1))
-        cor_groups = [(jj[a], a, b) for a, b in zip(starts, np.append(starts[1:], len(jj)))]
+        # runs of ordinal pairs (j, i0), (j, i0 + 1), ... (consecutive in the tables and in G):
+        # pair m of a run starting at m0 has table offset (m0 - i0) KK + i KK, so its index
+        # c_j Kp + c_i + m KK is a per-variable term (c_i + i KK) plus a per-run row
+        # vector, one addition for the whole run
+        brk = np.flatnonzero((np.diff(jj) != 0) | (np.diff(ii) != 1) | (np.diff(qq) != 1)) + 1
+        starts = np.concatenate([[0], brk])
+        runs = [(jj[a], ii[a], a, b) for a, b in zip(starts, np.append(brk, len(jj)))]
+        i_off = (np.arange(p) * KK)[:, None]
     W = None
-    for start in range(0, n, block_rows):
-        rows = slice(start, min(n, start + block_rows))
+    for start in range(0, n, _ROW_BLOCK):
+        rows = slice(start, min(n, start + _ROW_BLOCK))
         Gt = np.empty((ncol, rows.stop - rows.start))
         if len(th_col):
             idx = codes_t[th_var, rows]
@@ -872,11 +871,11 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             _take_rows(th_tab_g.ravel(), idx, Gt, th_col)
         for col, vec in dense.items():
             Gt[col] = vec[rows]
-        for j, a, b in cor_groups if oo else ():
-            idx = codes_t[ii[a:b], rows]
-            idx += codes_kp[j, rows]
-            idx += cor_off[a:b]
-            _take_rows(cor_tab.ravel(), idx, Gt, cor_rows[a:b])
+        if oo:
+            ci = codes_t[:, rows] + i_off
+        for j, i0, a, b in runs if oo else ():
+            idx = ci[i0:i0 + b - a] + (codes_kp[j, rows] + (a - i0) * KK)
+            np.take(cor_tab.ravel(), idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
         block = Gt @ Gt.T
         W = block if W is None else W + block
     if Hmat is not None:
@@ -1102,7 +1101,8 @@ def _assemble(lab, n, vars_, res, names, enc) -> SampleStatsOrdinal:
     obs_names += [f"{vars_[j].name}~~{vars_[i].name}" for j, i in res["pairs"]]
     NACOV = WLS_V = None
     if "ACOV" in res:
-        NACOV = res["ACOV"] * n
+        NACOV = res["ACOV"]
+        NACOV *= n                  # in place: ACOV is not used again
         d = np.diag(NACOV)
         if not np.all(np.isfinite(d)):
             raise ValueError("diagonal of NACOV contains non-finite values.")

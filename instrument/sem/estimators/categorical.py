@@ -230,9 +230,10 @@ class DWLSObjective:
         info = np.zeros((self.model.nx, self.model.nx))
         for w, v, o, e, D in zip(self.w, self.V, self.obs, self.model.wls_est(x),
                                  self.model.wls_delta(x)):
-            VD = v[:, None] * D
-            g -= 2.0 * w * (VD.T @ (o - e))
-            info += w * gram(np.sqrt(v)[:, None] * D)        # D' V D
+            sv = np.sqrt(v)
+            X = sparse_if_sparse(sv[:, None] * D)             # V^1/2 D
+            g -= 2.0 * w * (X.T @ (sv * (o - e)))            # D' V (o - e)
+            info += w * gram(X)                              # D' V D
         return g, 0.5 * (info + info.T)
 
     def gradient(self, x):

@@ -201,7 +201,7 @@ def sandwich(st: MLFitState) -> MLRVcov:
     ``B0_g = (S_g Delta_g)'(S_g Delta_g) / n_g`` from the casewise scores projected on the
     parameters first; with clusters the projected scores are summed within clusters and
     multiplied by ``sqrt(C/(C-1))`` (lavaan ``se = "robust.huber.white"`` /
-    ``"robust.cluster"``; equals `instrument.sem.estimators.mlr.mlr_vcov` given ``E``).
+    ``"robust.cluster"``; equals the score-matrix version in ``tests/reference/mlr_slow.py``).
 
     Without a mean structure the scores are taken at the sample means, as lavaan does.
     """

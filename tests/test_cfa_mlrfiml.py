@@ -578,8 +578,8 @@ def test_parameter_space_mlr_pieces_equal_reference_implementation():
     sandwich from the full score matrix) and against the numerical Hessian of the objective."""
     from instrument.sem.estimators.fiml_fast import fast_delta_fn
     from instrument.sem.estimators.ml import MLObjective
-    from instrument.sem.estimators.mlr import RobustGroup, mlr_vcov
-    from instrument.sem.estimators.mlr import observed_information as obs_ref
+    from tests.reference.mlr_slow import RobustGroup, mlr_vcov
+    from tests.reference.mlr_slow import observed_information as obs_ref
     from instrument.sem.model import Model
     from instrument.sem.optim import hessian_information
     from instrument.sem.samplestats import GroupStats, SampleStats

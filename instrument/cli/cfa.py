@@ -68,6 +68,8 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
     ge, gp = split_list(equal), split_list(partial)
     ordv = True if ordered.strip().lower() == "all" else (list(split_list(ordered)) or None)
     try:
+        if id_cat is not None and ordv is None:
+            raise ValueError("--id-cat identifies ordered indicators; give --ordered.")
         fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp, std_lv=std_lv,
                       meanstructure=True if meanstructure else None, likelihood=likelihood,
                       information=information, se=se, test=test, ordered=ordv,

@@ -17,10 +17,8 @@ and sandwich are `instrument.sem.estimators.fiml_fast`'s (they run over missing-
 
 References
 ----------
-Huber, P. J. (1967). The behavior of maximum likelihood estimates under nonstandard conditions.
-Proceedings of the Fifth Berkeley Symposium, 1, 221-233.
-White, H. (1982). Maximum likelihood estimation of misspecified models. Econometrica, 50(1), 1-25.
-https://doi.org/10.2307/1912526
+Huber (1967) and White (1982) for the sandwich (full references in
+`instrument.sem.estimators.mlr`);
 Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and covariance
 structure analysis with nonnormal missing data. Sociological Methodology, 30(1), 165-200.
 https://doi.org/10.1111/0081-1750.00078
@@ -201,7 +199,7 @@ def sandwich(st: MLFitState) -> MLRVcov:
     ``B0_g = (S_g Delta_g)'(S_g Delta_g) / n_g`` from the casewise scores projected on the
     parameters first; with clusters the projected scores are summed within clusters and
     multiplied by ``sqrt(C/(C-1))`` (lavaan ``se = "robust.huber.white"`` /
-    ``"robust.cluster"``; equals `instrument.sem.estimators.mlr.mlr_vcov` given ``E``).
+    ``"robust.cluster"``; equals the score-matrix version in ``tests/reference/mlr_slow.py``).
 
     Without a mean structure the scores are taken at the sample means, as lavaan does.
     """

@@ -27,11 +27,12 @@ from instrument.sem.estimators.fiml import (FIMLObjective, fiml_loglik,  # noqa:
                                             fiml_moment_gradient)
 from instrument.sem.samplestats import missing_patterns  # noqa: E402
 from tests.reference.fiml_slow import em_saturated  # noqa: E402
-from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information,  # noqa: E402
-                                     h1_information_firstorder, mlr_vcov, mvnorm_scores,
-                                     observed_information)
+from instrument.sem.estimators.mlr import h1_information_firstorder, mvnorm_scores  # noqa: E402
+from tests.reference.mlr_slow import (RobustGroup, firstorder_information,  # noqa: E402
+                                      mlr_vcov, observed_information)
 from instrument.sem.test.yuan_bentler import (baseline_yuan_bentler_complete,  # noqa: E402
-                                              h1_trace_complete, yuan_bentler_mplus_complete)
+                                              h1_trace_complete)
+from tests.reference.robust_adapters import yuan_bentler_mplus_complete  # noqa: E402
 from tests.reference.tiny_cfa import TinyCFA  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "sim_5f40i_n5000_continuous.csv"

@@ -100,6 +100,21 @@ def fit(key: str) -> CFAResult:
         "cluster_mlr_fiml": (HS_MODEL, lambda: data("sim_cluster_mcar8.csv"),
                              dict(cluster="school", estimator="MLR", missing="fiml")),
     }
+    hs = lambda: data("HolzingerSwineford1939.csv")  # noqa: E731
+    specs.update({                          # se= and test= apart from the estimator
+        "ml_robust_se": (HS_MODEL, hs, dict(se="robust.huber.white")),
+        "ml_robust_se_expected": (HS_MODEL, hs, dict(se="robust.huber.white",
+                                                     information="expected")),
+        "ml_yb_test": (HS_MODEL, hs, dict(test="yuan.bentler.mplus")),
+        "mlr_se_standard": (HS_MODEL, hs, dict(estimator="MLR", se="standard")),
+        "mlr_se_standard_2g_metric": (HS_MODEL, hs, dict(estimator="MLR", se="standard",
+                                                         group="school",
+                                                         group_equal=("loadings",))),
+        "fiml_robust_se": (HS_MODEL, lambda: data("hs_mcar8.csv"),
+                           dict(missing="fiml", se="robust.huber.white")),
+        "fiml_mlr_se_standard": (HS_MODEL, lambda: data("hs_mcar8.csv"),
+                                 dict(missing="fiml", estimator="MLR", se="standard")),
+    })
     for step, ge in (("configural", ()), ("metric", ("loadings",)),
                      ("scalar", ("loadings", "intercepts"))):
         specs[f"hs_mlr_{step}"] = (HS_MODEL, lambda: data("HolzingerSwineford1939.csv"),
@@ -308,6 +323,97 @@ class TestClusterMLRFIML(CheckLavaanFit):
                if r["free"] > 0]
 
 
+# ------------------------------------------------------------- se= and test= by name
+def _se_test_ref(key: str) -> tuple[dict, list]:
+    f = ref("se_test_refs.json")["fits"][key]
+    return f["fit_measures"], [r for r in f["partable"] if r["free"] > 0]
+
+
+class TestMLRobustSE(CheckLavaanFit):
+    """ML with se = "robust.huber.white": lavaan switches to the observed information, so the
+    SEs are MLR's while the test stays the standard one (no scaled measures)."""
+
+    key = "ml_robust_se"
+    ref_fm, ref_par = _se_test_ref("ml_robust_se")
+
+    def test_no_scaled_test(self):
+        assert "chisq.scaled" not in self.ours.fit_measures
+        assert self.ours.meta.options["information"] == "observed"
+
+    def test_se_equal_mlr(self):
+        assert_allclose(self.ours.estimates["se"], fit("hs_mlr").estimates["se"], rtol=1e-10)
+
+
+class TestMLRobustSEExpected(CheckLavaanFit):
+    key = "ml_robust_se_expected"
+    ref_fm, ref_par = _se_test_ref("ml_robust_se_expected")
+
+
+class TestMLYuanBentlerTest(CheckLavaanFit):
+    """ML with test = "yuan.bentler.mplus": standard SEs, the scaled test with the expected
+    information (chisq.scaled 81.92, not MLR's 87.13)."""
+
+    key = "ml_yb_test"
+    names = MLR_NAMES
+    ref_fm, ref_par = _se_test_ref("ml_yb_test")
+
+
+class TestMLRStandardSE(CheckLavaanFit):
+    key = "mlr_se_standard"
+    names = MLR_NAMES
+    ref_fm, ref_par = _se_test_ref("mlr_se_standard")
+
+
+class TestMLRStandardSETwoGroupMetric(CheckLavaanFit):
+    key = "mlr_se_standard_2g_metric"
+    names = MLR_NAMES
+    ref_fm, ref_par = _se_test_ref("mlr_se_standard_2g_metric")
+
+
+class TestFIMLRobustSE(CheckLavaanFit):
+    sensitive = FIML_CORRECTED
+    key = "fiml_robust_se"
+    atol_est = ATOL_EST_FIML
+    ref_fm, ref_par = _se_test_ref("fiml_robust_se")
+
+
+class TestFIMLMLRStandardSE(CheckLavaanFit):
+    sensitive = FIML_CORRECTED
+    key = "fiml_mlr_se_standard"
+    atol_est = ATOL_EST_FIML
+    names = MLR_NAMES
+    ref_fm, ref_par = _se_test_ref("fiml_mlr_se_standard")
+
+
+def test_se_and_test_options_are_checked():
+    hs = data("HolzingerSwineford1939.csv")
+    with pytest.raises(ValueError, match="se= must be one of"):
+        cfa(HS_MODEL, hs, se="robust.sem")
+    with pytest.raises(ValueError, match="test= must be one of"):
+        cfa(HS_MODEL, hs, test="satorra.bentler")
+    with pytest.raises(ValueError, match="needs cluster="):
+        cfa(HS_MODEL, hs, se="robust.cluster")
+    with pytest.raises(ValueError, match="estimator='ML', se='robust.huber.white'"):
+        cfa(HS_MODEL, hs, estimator="MLR", test="standard")
+    with pytest.raises(ValueError, match="likelihood='wishart' cannot be combined"):
+        cfa(HS_MODEL, hs, likelihood="wishart", se="robust.huber.white")
+    with pytest.raises(ValueError, match="scaled-shifted"):
+        cfa(HS_MODEL, hs.round(), ordered=True, test="yuan.bentler.mplus")
+
+
+def test_ml_with_robust_se_and_yb_test_is_mlr():
+    """lavaan: estimator = "MLR" is ML with se = "robust.huber.white" and
+    test = "yuan.bentler.mplus" (and so the observed information)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = cfa(HS_MODEL, data("HolzingerSwineford1939.csv"), se="robust.huber.white",
+                test="yuan.bentler.mplus")
+    b = fit("hs_mlr")
+    assert_allclose(a.estimates["se"], b.estimates["se"], rtol=1e-12)
+    for k in MLR_NAMES:
+        assert_allclose(a.fit_measures[k], b.fit_measures[k], rtol=1e-12, err_msg=k)
+
+
 # ------------------------------------------------------------------------------------ FIML
 class TestBfiFIML(CheckLavaanFit):
     """bfi, all 2800 rows, missing = "fiml" (lavaan missing = "ml"), refs case c."""
@@ -467,17 +573,19 @@ def test_cli_estimator_missing_cluster(tmp_path):
 
 
 def test_parameter_space_mlr_pieces_equal_reference_implementation():
-    """observed_information_delta / mlr_vcov_delta / curvature_term (fast paths used by cfa())
+    """The registry's observed information and sandwich (instrument.sem.vcov, used by cfa())
     against instrument.sem.estimators.mlr (observed information with Richardson curvature,
-    sandwich)."""
-    from instrument.sem.cfa_robust import mlr_vcov_delta, observed_information_delta
-    from instrument.sem.estimators.fiml_fast import curvature_term, fast_delta_fn
-    from instrument.sem.estimators.mlr import RobustGroup, ml_moment_gradient, mlr_vcov
-    from instrument.sem.estimators.mlr import observed_information as obs_ref
+    sandwich from the full score matrix) and against the numerical Hessian of the objective."""
+    from instrument.sem.estimators.fiml_fast import fast_delta_fn
+    from instrument.sem.estimators.ml import MLObjective
+    from tests.reference.mlr_slow import RobustGroup, mlr_vcov
+    from tests.reference.mlr_slow import observed_information as obs_ref
     from instrument.sem.model import Model
+    from instrument.sem.optim import hessian_information
     from instrument.sem.samplestats import GroupStats, SampleStats
     from instrument.sem.partable import build_partable
     from instrument.sem.syntax import parse_syntax
+    from instrument.sem.vcov import MLFitState, observed_information, sandwich
     hs = data("HolzingerSwineford1939.csv")
     ov = [f"x{i}" for i in range(1, 10)]
     blocks = [hs.loc[hs["school"] == s, ov].to_numpy(float) for s in ("Pasteur", "Grant-White")]
@@ -485,19 +593,19 @@ def test_parameter_space_mlr_pieces_equal_reference_implementation():
                         group_labels=["Pasteur", "Grant-White"], ov_names=list(hs.columns),
                         meanstructure=True, std_lv=False, group_equal=("loadings",),
                         group_partial=())
-    st = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    st = SampleStats([GroupStats.from_data(b, ov, keep_data=True) for b in blocks])
     m = Model.from_partable(pt, st)
     x = m.start_x(st) + 0.02                      # away from the optimum: curvature matters
     cl = [np.arange(len(b)) % 7 for b in blocks]
+    obj = MLObjective(m, st)
+    state = MLFitState(m, x, st, obj, information="observed", clusters=cl)
     groups = [RobustGroup(b, imp.sigma, imp.mu, D, cluster=c)
               for b, imp, D, c in zip(blocks, m.implied(x), m.delta(x), cl)]
-    w = [g.n / 301 for g in groups]
-    grads = [ml_moment_gradient(g.sigma, g.mu, *g.moments()[::-1]) for g in groups]
-    E = observed_information_delta(groups) + curvature_term(m, x, grads, w)
+    E = observed_information(state)
     E_ref = obs_ref(groups, delta_fn=fast_delta_fn(m), x=x)
     assert_allclose(E, E_ref, rtol=1e-7, atol=1e-9)
-    assert_allclose(observed_information_delta(groups), obs_ref(groups), rtol=1e-10, atol=1e-13)
-    v, v_ref = mlr_vcov_delta(groups, E_ref), mlr_vcov(groups, information=E_ref)
+    assert_allclose(E, hessian_information(obj, x), rtol=1e-6, atol=1e-8)
+    v, v_ref = sandwich(state), mlr_vcov(groups, information=E)
     assert_allclose(v.vcov, v_ref.vcov, rtol=1e-10, atol=1e-15)
     for a, b in zip(v.B0_group, v_ref.B0_group):
         assert_allclose(a, b, rtol=1e-10, atol=1e-14)

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from instrument.sem.estimators.mlr import (MLRVcov, RobustGroup, gamma_adf, h1_information_firstorder,
-                                     h1_information_observed, mlr_vcov, vech, vech_indices)
+from instrument.sem.estimators.mlr import (MLRVcov, h1_information_firstorder,
+                                           h1_information_observed, vech, vech_indices)
+from tests.reference.mlr_slow import RobustGroup, gamma_adf, mlr_vcov
 from instrument.sem.fit.measures import fit_indices_scaled
-from instrument.sem.test.yuan_bentler import (YuanBentlerResult, baseline_yuan_bentler_complete,
-                                              yuan_bentler_mplus_complete)
+from instrument.sem.test.yuan_bentler import YuanBentlerResult, baseline_yuan_bentler_complete
+from tests.reference.robust_adapters import yuan_bentler_mplus_complete
 from tests.reference.tiny_cfa import TinyCFA, ref_rows
 
 FIX = Path(__file__).parent / "fixtures" / "robust"

@@ -126,8 +126,8 @@ def test_sb2010_c10_from_m10_ingredients():
     """M10 = the configural model (M1) at the metric model's (M0) estimates, HS by school."""
     import pandas as pd
 
-    from instrument.sem.estimators.mlr import (RobustGroup, firstorder_information,
-                                               observed_information)
+    from tests.reference.mlr_slow import (RobustGroup, firstorder_information,
+                                          observed_information)
     from tests.reference.lrt import satorra_bentler_2010_c10
     from instrument.sem.test.yuan_bentler import h1_trace_complete
     from tests.reference.tiny_cfa import TinyCFA, ref_rows

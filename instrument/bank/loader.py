@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from instrument.bank import schema as S
-from instrument.bank.model import Bank, Scale, empty_frame
+from instrument.bank.model import Bank, Scale, empty_frame, overall_record
 from instrument.bank.schema import MANIFEST_NAME
 from instrument.bank.yamlio import BankProblem, plain, read_yaml, schema_problems
 from instrument.rules import MIN_ITEMS_PER_CONSTRUCT
@@ -266,9 +266,8 @@ class _Checker:
                     cognitive_interviews=(pd.DataFrame(cis, columns=ci_cols) if cis
                                           else empty_frame(ci_cols)),
                     overall=(None if m.overall is None else
-                             {"label": dict(m.overall.label),
-                              "constructs": tuple(m.overall.constructs),
-                              "forms": tuple(m.overall.forms or (fm.id for fm in m.forms))}),
+                             overall_record(m.overall.label, m.overall.constructs,
+                                            m.overall.forms or [fm.id for fm in m.forms])),
                     languages=tuple(langs), missing_codes=missing, name=m.name,
                     version=m.version or "", path=str(self.folder))
 

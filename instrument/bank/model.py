@@ -92,6 +92,13 @@ def _choice(name: str, value, allowed: Sequence) -> None:
         raise ValueError(f"{name}= must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
 
 
+def overall_record(label: Mapping[str, str], constructs: Sequence[str],
+                   forms: Sequence[str]) -> dict:
+    """`Bank.overall` from its parts: the label per language, the constructs it averages and
+    the forms it is scored on (tuples, so that two banks compare equal after a JSON trip)."""
+    return {"label": dict(label), "constructs": tuple(constructs), "forms": tuple(forms)}
+
+
 @dataclass(frozen=True, eq=False)
 class Bank:
     """The item bank: constructs, scales, scale items, background items and forms.
@@ -188,9 +195,7 @@ class Bank:
         return cls(**frames, scales={k: Scale.from_dict(v) for k, v in d["scales"].items()},
                    forms=tuple(d["forms"]), languages=tuple(d["languages"]),
                    overall=(None if d.get("overall") is None else
-                            {"label": dict(d["overall"]["label"]),
-                             "constructs": tuple(d["overall"]["constructs"]),
-                             "forms": tuple(d["overall"]["forms"])}),
+                            overall_record(**d["overall"])),
                    missing_codes={int(m["code"]): dict(m["label"]) for m in d["missing_codes"]},
                    name=d.get("name", ""), version=d.get("version", ""), path=d.get("path", ""))
 

@@ -1,6 +1,8 @@
 """`instrument cfa MODEL DATA [--estimator ML|MLR|WLSMV|ULSMV] [--ordered all|I1,I2]
 [--missing listwise|pairwise|fiml] [--group COL] [--equal loadings,intercepts] [--std-lv]
-[--parameterization delta|theta] [--id-cat Wu.Estabrook.2016] [--cluster COL] [--json OUT]`."""
+[--parameterization delta|theta] [--id-cat Wu.Estabrook.2016] [--cluster COL]
+[--information expected|observed] [--se standard|robust.huber.white|robust.cluster|none]
+[--test standard|yuan.bentler.mplus] [--json OUT]`."""
 from __future__ import annotations
 
 import sys
@@ -22,8 +24,16 @@ from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, 
 @click.option("--meanstructure", is_flag=True, help="Model the means (always on with groups).")
 @click.option("--likelihood", type=click.Choice(["normal", "wishart"]), default="normal",
               show_default=True)
-@click.option("--information", type=click.Choice(["expected", "observed"]), default="expected",
-              show_default=True)
+@click.option("--information", type=click.Choice(["expected", "observed"]), default=None,
+              help="Default: observed with robust SEs (MLR) and with fiml, else expected "
+              "(lavaan's rule).")
+@click.option("--se", default=None,
+              type=click.Choice(["standard", "robust.huber.white", "robust.cluster", "none"]),
+              help="Standard errors (lavaan se=); default: standard, or the estimator's own "
+              "(MLR: robust.huber.white).")
+@click.option("--test", default=None, type=click.Choice(["standard", "yuan.bentler.mplus"]),
+              help="Model test (lavaan test=); default: standard, or the estimator's own "
+              "(MLR: yuan.bentler.mplus).")
 @click.option("--ordered", default="", help="Ordinal items: comma-separated names or 'all' "
               "(fits by WLSMV unless --estimator says otherwise).")
 @click.option("--estimator", default=None,
@@ -43,9 +53,10 @@ from instrument.cli._common import OUT_FILE, model_text, read_data, split_list, 
 @click.option("--json", "json_out", default=None, type=OUT_FILE,
               help="Write the full result as JSON to this file.")
 def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_lv: bool,
-        meanstructure: bool, likelihood: str, information: str, json_out: str | None,
-        ordered: str, estimator: str | None, parameterization: str, id_cat: str | None,
-        missing: str | None, cluster: str | None) -> None:
+        meanstructure: bool, likelihood: str, information: str | None, se: str | None,
+        test: str | None, json_out: str | None, ordered: str, estimator: str | None,
+        parameterization: str, id_cat: str | None, missing: str | None,
+        cluster: str | None) -> None:
     """Fit a CFA by ML, MLR, WLSMV or ULSMV (lavaan 0.6-14 numbers). MODEL is a syntax file or a syntax string;
     DATA is a CSV file."""
 
@@ -57,17 +68,13 @@ def cfa(model: str, data: str, group: str | None, equal: str, partial: str, std_
     ge, gp = split_list(equal), split_list(partial)
     ordv = True if ordered.strip().lower() == "all" else (list(split_list(ordered)) or None)
     try:
-        if ordv is not None or estimator in ("WLSMV", "ULSMV"):
-            fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
-                          std_lv=std_lv, ordered=ordv, estimator=estimator,
-                          parameterization=parameterization, id_cat=id_cat, missing=missing)
-        else:
-            if id_cat is not None:
-                raise ValueError("--id-cat identifies ordered indicators; give --ordered.")
-            fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp,
-                          std_lv=std_lv, meanstructure=True if meanstructure else None,
-                          likelihood=likelihood, information=information,
-                          estimator=estimator, missing=missing, cluster=cluster)
+        if id_cat is not None and ordv is None:
+            raise ValueError("--id-cat identifies ordered indicators; give --ordered.")
+        fit = run_cfa(text, df, group=group, group_equal=ge, group_partial=gp, std_lv=std_lv,
+                      meanstructure=True if meanstructure else None, likelihood=likelihood,
+                      information=information, se=se, test=test, ordered=ordv,
+                      estimator=estimator, parameterization=parameterization, id_cat=id_cat,
+                      missing=missing, cluster=cluster)
     except (ModelSyntaxError, ValueError, NotImplementedError) as e:
         raise click.ClickException(str(e)) from e
     echo_result(fit.summary().as_text(), fit.to_dict(), json_out)

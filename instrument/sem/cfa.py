@@ -16,7 +16,7 @@ import pandas as pd
 
 from instrument.results import Meta
 from instrument.sem.cfa_ordinal import ORDINAL_ESTIMATORS, cfa_ordinal
-from instrument.sem.cfa_robust import cfa_robust
+from instrument.sem.cfa_fiml import cfa_fiml
 from instrument.sem.data import prepare, require_pd_covariance
 from instrument.sem.estimators.categorical import PARAMETERIZATIONS
 from instrument.sem.optim import single_threaded
@@ -25,14 +25,16 @@ from instrument.sem.partable import build_partable, check_group_equal
 from instrument.sem.result import CFAResult
 from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.syntax import has_levels, parse_syntax
+from instrument.sem.test import TESTS
 from instrument.sem.twolevel import H1_METHODS, TwoLevelResult, fit_twolevel
+from instrument.sem.vcov import ROBUST_SE
 
 __all__ = ["cfa", "twolevel_cfa", "ESTIMATORS", "CFAOptions"]
 
 _ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 _LIKELIHOODS = ("normal", "wishart")
 _INFORMATION = ("expected", "observed")
-_SE = ("standard", "none")
+_SE = ("standard", "robust.huber.white", "robust.cluster", "none")
 _MISSING = ("listwise", "fiml")
 _MISSING_ORDINAL = ("pairwise", "listwise")
 _SE_ORDINAL = ("robust.sem", "none")
@@ -89,6 +91,7 @@ class CFAOptions:
     likelihood: str = "normal"
     information: str = "expected"
     se: str = "standard"
+    test: str = "standard"
     ordered: Sequence[str] | bool | None = None
     cluster: str | None = None
     group_order: Sequence | None = None
@@ -102,7 +105,8 @@ class CFAOptions:
 def _validate(model: str, *, estimator: str | None = None, group: str | None = None,
               group_equal: Sequence[str] = (), group_partial: Sequence[str] = (),
               std_lv: bool = False, meanstructure: bool | None = None,
-              likelihood: str = "normal", information: str = "expected", se: str | None = None,
+              likelihood: str = "normal", information: str | None = None,
+              se: str | None = None, test: str | None = None,
               missing: str | None = None, ordered: Sequence[str] | bool | None = None,
               cluster: str | None = None, group_order: Sequence | None = None,
               parameterization: str = "delta", id_cat: str | None = None, h1: str = "em",
@@ -121,6 +125,7 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
         if not isinstance(cluster, str) or not cluster:
             raise ValueError(f"cluster= must be the name of the cluster column; got {cluster!r}")
         other = {"estimator": estimator not in (None, "ML"), "group": group is not None,
+                 "se": se is not None, "test": test is not None,
                  "ordered": ordered not in (None, False), "missing": missing not in
                  (None, "listwise"), "group_equal": bool(group_equal),
                  "id_cat": id_cat is not None}
@@ -154,9 +159,12 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
         missing = "listwise" if missing is None else missing
         if cluster is not None:
             raise NotImplementedError("cluster= is not implemented")
-        if likelihood != "normal" or information != "expected":
+        if likelihood != "normal" or information not in (None, "expected"):
             raise ValueError("likelihood= and information= apply to ML fits; WLSMV/ULSMV use "
                              "the DWLS/ULS expected information with robust.sem standard errors.")
+        if test not in (None, "scaled.shifted"):
+            raise ValueError(f"test={test!r} is not available with ordered indicators: "
+                             f"{estimator} uses the scaled-shifted test (test='scaled.shifted').")
         se = "robust.sem" if se in (None, "standard", "robust.sem") else se
         _choice("estimator", estimator, ORDINAL_ESTIMATORS, "for ordered indicators")
         _choice("parameterization", parameterization, PARAMETERIZATIONS)
@@ -174,62 +182,87 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
                          "drop id_cat= to treat the items as continuous).")
     estimator = "ML" if estimator is None else estimator
     missing = "listwise" if missing is None else missing
-    se = "standard" if se is None else se
     _choice("estimator", estimator, _ESTIMATORS)
     _choice("likelihood", likelihood, _LIKELIHOODS)
-    _choice("information", information, _INFORMATION)
-    _choice("se", se, _SE)
     _choice("missing", missing, _MISSING)
-    if estimator == "MLR" or missing == "fiml" or cluster is not None:
-        if likelihood != "normal":
-            raise ValueError(f"likelihood={likelihood!r} cannot be combined with estimator="
-                             f"{estimator!r}, missing={missing!r}; use likelihood='normal'.")
-        if se != "standard":
-            raise ValueError(f"se={se!r} cannot be combined with estimator={estimator!r}, "
-                             f"missing={missing!r}; use se='standard'.")
-        information = "observed"     # lavaan's information for MLR and FIML, whatever was given
+    # lavaan's option rules (lav_options_set): MLR means se = "robust.huber.white" (or
+    # "robust.cluster" with cluster=) and test = "yuan.bentler.mplus" unless given; a robust se
+    # and FIML take the observed information unless information= is given
+    robust = estimator == "MLR"
+    if se is None:
+        se = ("robust.cluster" if cluster is not None else "robust.huber.white") if robust \
+            else "standard"
+    elif se == "robust.huber.white" and cluster is not None:
+        se = "robust.cluster"
+    test = ("yuan.bentler.mplus" if robust else "standard") if test is None else test
+    _choice("se", se, _SE)
+    _choice("test", test, tuple(TESTS))
+    if information is None:
+        information = "observed" if se in ROBUST_SE or missing == "fiml" else "expected"
+    _choice("information", information, _INFORMATION)
+    if robust and test == "standard":
+        raise ValueError("estimator='MLR' is ML with the Yuan-Bentler test; for robust standard "
+                         "errors with the standard test use estimator='ML', "
+                         "se='robust.huber.white'.")
     if cluster is not None and estimator != "MLR":
         raise ValueError("cluster= needs estimator='MLR' (cluster-robust standard errors and "
                          "Yuan-Bentler test, lavaan's se='robust.cluster'); got "
                          f"estimator={estimator!r}.")
+    if cluster is not None and se not in ("robust.cluster", "none"):
+        raise ValueError(f"se={se!r} ignores cluster=; use se='robust.cluster' (the default "
+                         "with cluster=).")
+    if se == "robust.cluster" and cluster is None:
+        raise ValueError("se='robust.cluster' needs cluster= (the column of clusters).")
+    if likelihood != "normal" and (se in ROBUST_SE or test != "standard" or missing == "fiml"):
+        raise ValueError(f"likelihood={likelihood!r} cannot be combined with se={se!r}, "
+                         f"test={test!r}, missing={missing!r}; use likelihood='normal'.")
+    if missing == "fiml" and information != "observed":
+        raise NotImplementedError("missing='fiml' uses the observed information (lavaan's "
+                                  "default); information='expected' is not implemented with it.")
     return CFAOptions("clustered" if cluster is not None else "continuous", estimator, missing,
                       meanstructure=meanstructure, likelihood=likelihood,
-                      information=information, se=se, cluster=cluster, **common)
+                      information=information, se=se, test=test, cluster=cluster, **common)
 
 
 def _fit_ml(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
-    """Complete-data ML (listwise): the data step, the parameter table, the moments and
-    `instrument.sem.ml_fit.fit_partable`."""
+    """Complete-data ML (listwise): the data step, the parameter table, the moments (with the raw
+    rows when a sandwich or a scaled test needs them) and `instrument.sem.ml_fit.fit_partable`,
+    which looks up ``information=``, ``se=`` and ``test=`` in the vcov and test registries."""
     rows = parse_syntax(model)
     if any(r.op == "|" for r in rows):
         raise NotImplementedError("thresholds (x | t1) need ordered indicators, which the ML "
                                   "engine does not estimate")
-    d = prepare(rows, data, group=o.group, group_order=o.group_order, missing=o.missing,
-                keeps="missing='fiml'")
+    d = prepare(rows, data, group=o.group, group_order=o.group_order, cluster=o.cluster,
+                missing=o.missing, keeps="missing='fiml'")
     ov, blocks, group_labels = d.ov, d.blocks, d.group_labels
     ngroups = len(blocks)
-    meanstructure = ngroups > 1 if o.meanstructure is None else o.meanstructure
+    # lavaan: a mean structure with groups, and with cluster= (lav_options_set)
+    meanstructure = ((ngroups > 1 or o.cluster is not None) if o.meanstructure is None
+                     else o.meanstructure)
     pt = build_partable(rows, ngroups=ngroups, group_labels=group_labels,
                         ov_names=list(data.columns), meanstructure=bool(meanstructure),
                         std_lv=o.std_lv, group_equal=o.group_equal,
                         group_partial=o.group_partial)
-    stats = SampleStats([GroupStats.from_data(b, ov) for b in blocks])
+    casewise = o.se in ROBUST_SE or o.test != "standard"
+    stats = SampleStats([GroupStats.from_data(b, ov, keep_data=casewise) for b in blocks])
     require_pd_covariance(stats, group_labels)
-    options = dict(estimator="ML", group=o.group, model=model, group_equal=list(o.group_equal),
-                   group_partial=list(o.group_partial), std_lv=o.std_lv,
-                   meanstructure=bool(pt.meanstructure), likelihood=o.likelihood,
-                   information=o.information, se=o.se, missing=o.missing,
-                   group_labels=group_labels, nobs_dropped_listwise=d.nobs_dropped)
+    options = dict(estimator=o.estimator, group=o.group, model=model,
+                   group_equal=list(o.group_equal), group_partial=list(o.group_partial),
+                   std_lv=o.std_lv, meanstructure=bool(pt.meanstructure),
+                   likelihood=o.likelihood, information=o.information, se=o.se, test=o.test,
+                   missing=o.missing, group_labels=group_labels,
+                   nobs_dropped_listwise=d.nobs_dropped)
+    if casewise:
+        options.update(h1_information="structured", cluster=o.cluster)
     meta = Meta(options=options, data_hash=d.data_hash)
     return fit_partable(pt, stats, likelihood=o.likelihood, information=o.information, se=o.se,
-                        meta=meta, extra_warnings=d.warnings)
+                        test=o.test, clusters=d.clusters, meta=meta, extra_warnings=d.warnings)
 
 
-def _fit_robust(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
-    return cfa_robust(model, data, estimator=o.estimator, group=o.group,
-                      group_equal=o.group_equal, group_partial=o.group_partial, std_lv=o.std_lv,
-                      meanstructure=o.meanstructure, missing=o.missing, cluster=o.cluster,
-                      group_order=o.group_order)
+def _fit_fiml(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
+    return cfa_fiml(model, data, group=o.group, group_equal=o.group_equal,
+                    group_partial=o.group_partial, std_lv=o.std_lv, se=o.se, test=o.test,
+                    cluster=o.cluster, group_order=o.group_order, estimator=o.estimator)
 
 
 def _fit_ordinal(model: str, data: pd.DataFrame, o: CFAOptions) -> CFAResult:
@@ -248,11 +281,11 @@ def _fit_twolevel(model: str, data: pd.DataFrame, o: CFAOptions) -> TwoLevelResu
 #: ``f(model, data, options: CFAOptions)``; `cfa` validates the options and looks the fit up here.
 ESTIMATORS: dict[tuple[str, str, str], Callable[[str, pd.DataFrame, CFAOptions], Any]] = {
     ("continuous", "ML", "listwise"): _fit_ml,                # ML (lavaan's default)
-    ("continuous", "ML", "fiml"): _fit_robust,                # FIML (lavaan missing = "ml")
-    ("continuous", "MLR", "listwise"): _fit_robust,           # Huber-White SEs, Yuan-Bentler test
-    ("continuous", "MLR", "fiml"): _fit_robust,
-    ("clustered", "MLR", "listwise"): _fit_robust,            # se = "robust.cluster"
-    ("clustered", "MLR", "fiml"): _fit_robust,
+    ("continuous", "ML", "fiml"): _fit_fiml,                  # FIML (lavaan missing = "ml")
+    ("continuous", "MLR", "listwise"): _fit_ml,               # Huber-White SEs, Yuan-Bentler test
+    ("continuous", "MLR", "fiml"): _fit_fiml,
+    ("clustered", "MLR", "listwise"): _fit_ml,                # se = "robust.cluster"
+    ("clustered", "MLR", "fiml"): _fit_fiml,
     **{("ordinal", e, m): _fit_ordinal                        # DWLS / ULS, two-step
        for e in ORDINAL_ESTIMATORS for m in _MISSING_ORDINAL},
     ("twolevel", "ML", "listwise"): _fit_twolevel,            # exact two-level ML
@@ -264,7 +297,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
              group: str | None = None, group_equal: Sequence[str] = (),
              group_partial: Sequence[str] = (), std_lv: bool = False,
              meanstructure: bool | None = None, likelihood: str = "normal",
-             information: str = "expected", se: str | None = None, missing: str | None = None,
+             information: str | None = None, se: str | None = None, test: str | None = None,
+             missing: str | None = None,
              ordered: Sequence[str] | bool | None = None, cluster: str | None = None,
              group_order: Sequence | None = None, parameterization: str = "delta",
              id_cat: str | None = None, h1: str = "em", baseline: bool = True
@@ -281,7 +315,7 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         Default "ML", or "WLSMV" when `ordered` is given (ordered items with "ML"/"MLR" is an
         error: drop ordered= to treat them as continuous). "WLSMV"/"ULSMV" need `ordered`.
         "MLR": robust (Huber-White) SEs and the Yuan-Bentler scaled test (see
-        `instrument.sem.cfa_robust`).
+        `instrument.sem.cfa_fiml`).
     group : str, optional
         Column defining groups (multiple-group CFA; mean structure switched on).
     group_equal : sequence of str
@@ -295,16 +329,28 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
         Model the means (default: True with groups, else False).
     likelihood : {"normal", "wishart"}
         "wishart" uses the N - 1 covariance and N - G in chi-square and RMSEA.
-    information : {"expected", "observed"}
-        Information matrix for standard errors of ML fits; MLR, FIML and two-level fits use the
-        observed information (lavaan's default for them).
-    se : {"standard", "none"}
+    information : {"expected", "observed"}, optional
+        Information matrix behind the standard errors (and a scaled test), looked up in
+        `instrument.sem.vcov.INFORMATION`. Default as lavaan: "observed" with a robust ``se``
+        (so with MLR) and with FIML, else "expected". Two-level fits use the observed one.
+    se : {"standard", "robust.huber.white", "robust.cluster", "none"}, optional
+        Standard errors, looked up in `instrument.sem.vcov.VCOV`: from the inverse information,
+        its Huber-White sandwich, the sandwich with scores summed within ``cluster=`` clusters,
+        or none. Default "standard"; MLR's is "robust.huber.white" ("robust.cluster" with
+        ``cluster=``); ordered indicators always use "robust.sem".
+    test : {"standard", "yuan.bentler.mplus"}, optional
+        Model test, looked up in `instrument.sem.test.TESTS`: the likelihood-ratio chi-square,
+        or with it the Yuan-Bentler (Mplus) scaled test and lavaan's ``*.scaled`` and
+        ``*.robust`` measures. Default "standard"; MLR's is "yuan.bentler.mplus"; ordered
+        indicators use "scaled.shifted". As in lavaan, ``estimator="ML", se="robust.huber.white",
+        test="yuan.bentler.mplus"`` is MLR, and MLR with ``se="standard"`` keeps its scaled
+        test (with the expected information).
     missing : {"listwise", "pairwise", "fiml"}, optional
         Default "listwise" (rows with a missing model variable or group are dropped), lavaan's
         default for every estimator; a warning gives the count whenever rows are dropped.
         "pairwise" (ordered items): each polychoric correlation from the rows complete on its
         pair, as Mplus does for WLSMV. "fiml": full information ML (lavaan ``missing = "ml"``,
-        see `instrument.sem.cfa_robust`); with ordered items it is an error that names the
+        see `instrument.sem.cfa_fiml`); with ordered items it is an error that names the
         alternatives.
     ordered : sequence of str or True, optional
         Ordered (ordinal) indicators: the fit is done by `instrument.sem.cfa_ordinal.cfa_ordinal`
@@ -365,7 +411,8 @@ def _fit_cfa(model: str, data: pd.DataFrame, *, estimator: str | None = None,
     """
     o = _validate(model, estimator=estimator, group=group, group_equal=group_equal,
                   group_partial=group_partial, std_lv=std_lv, meanstructure=meanstructure,
-                  likelihood=likelihood, information=information, se=se, missing=missing,
+                  likelihood=likelihood, information=information, se=se, test=test,
+                  missing=missing,
                   ordered=ordered, cluster=cluster, group_order=group_order,
                   parameterization=parameterization, id_cat=id_cat, h1=h1, baseline=baseline)
     return ESTIMATORS[(o.kind, o.estimator, o.missing)](model, data, o)

@@ -27,10 +27,10 @@ def sparse_if_sparse(M: np.ndarray):
     return sparse.csr_array((M.ravel()[idx], idx % M.shape[1], indptr), shape=M.shape)
 
 
-def gram(X: np.ndarray) -> np.ndarray:
-    """``X' X`` as a dense array (a sparse product when X is mostly zeros, else a symmetric
-    rank-k product)."""
-    Xs = sparse_if_sparse(X)
+def gram(X) -> np.ndarray:
+    """``X' X`` as a dense array (a sparse product when X is sparse or mostly zeros, else a
+    symmetric rank-k product)."""
+    Xs = X if sparse.issparse(X) else sparse_if_sparse(X)
     if not sparse.issparse(Xs):
         return Xs.T @ Xs
     return (Xs.T @ Xs).toarray()

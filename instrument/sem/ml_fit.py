@@ -12,7 +12,7 @@ from instrument.sem.estimators.ml import MLObjective
 from instrument.sem.fit import chisq as _chisq, in_lavaan_order, info as _info
 from instrument.sem.fit import other as _other, srmr as _srmr
 from instrument.sem.fit.measures import TestStat, fit_indices, information_criteria
-from instrument.sem.optim import hessian_information, optimize_reporting, single_threaded_blas
+from instrument.sem.optim import optimize_reporting, single_threaded_blas
 from instrument.sem.model import Model, with_defined_rows
 from instrument.sem.partable import ParTable
 from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solution_warnings,
@@ -20,62 +20,60 @@ from instrument.sem.post import (estimates_frame, fitted_partable, row_se, solut
 from instrument.sem.result import CFAResult
 from instrument.sem.data import data_warnings
 from instrument.sem.samplestats import SampleStats
+from instrument.sem.test import TESTS
+from instrument.sem.vcov import VCOV, MLFitState
 
 __all__ = ["fit_partable", "compute_fit_measures"]
 
 
 def fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
-                 information: str = "expected", se: str = "standard",
+                 information: str = "expected", se: str = "standard", test: str = "standard",
+                 clusters: Sequence[np.ndarray | None] | None = None,
                  meta: Meta | None = None, extra_warnings: Sequence[str] = (),
                  x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
     """Fit a prepared parameter table to sample statistics by ML and assemble the result.
 
     This is `cfa()` after the data step; invariance and other modules call it with tables they
-    built themselves. BLAS runs single-threaded while fitting.
+    built themselves. The stages after the optimiser are looked up by name: the information
+    matrix in `instrument.sem.vcov.INFORMATION` (``information=``), the covariance of the
+    estimates in `instrument.sem.vcov.VCOV` (``se=``) and the test in
+    `instrument.sem.test.TESTS` (``test=``). A sandwich (``se = "robust.huber.white"`` or
+    ``"robust.cluster"``, with ``clusters=`` per group) and the Yuan-Bentler test need the raw
+    rows in ``stats`` (``GroupStats.from_data(..., keep_data=True)``). BLAS runs single-threaded
+    while fitting.
     """
     with single_threaded_blas():
         return _fit_partable(pt, stats, likelihood=likelihood, information=information, se=se,
-                             meta=meta, extra_warnings=extra_warnings, x0=x0,
-                             max_iter=max_iter)
+                             test=test, clusters=clusters, meta=meta,
+                             extra_warnings=extra_warnings, x0=x0, max_iter=max_iter)
 
 
-def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal",
-                 information: str = "expected", se: str = "standard",
-                 meta: Meta | None = None, extra_warnings: Sequence[str] = (),
-                 x0: np.ndarray | None = None, max_iter: int = 500) -> CFAResult:
+def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str, information: str,
+                  se: str, test: str, clusters, meta: Meta | None,
+                  extra_warnings: Sequence[str], x0: np.ndarray | None,
+                  max_iter: int) -> CFAResult:
     warn = list(extra_warnings) + data_warnings(stats, pt.group_labels)
     model = Model.from_partable(pt, stats)
     obj = MLObjective(model, stats, likelihood)
     if x0 is None:
         x0 = model.start_x(stats)
     x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
-    # standard errors
-    N_eff = obj.N
+    state = MLFitState(model, x, stats, obj, information=information, clusters=clusters,
+                       warnings=warn)
     vcov_x = None
-    if se != "none":
-        try:
-            if information == "expected":
-                # the expected information at x (the optimiser's last evaluation, kept)
-                info = obj.gradient_and_information(x)[1]
-            else:
-                info = hessian_information(obj, x)
-            ev = np.linalg.eigvalsh(info)
-            if ev[0] <= 1e-10 * max(abs(ev[-1]), 1e-300):
-                warn.append("the information matrix is singular (smallest eigenvalue "
-                            f"{ev[0]:.3g}): the model may not be identified; standard errors "
-                            "are not reliable")
-                vcov_x = np.linalg.pinv(info) / N_eff
-            else:
-                vcov_x = np.linalg.inv(info) / N_eff
-        except np.linalg.LinAlgError:
-            warn.append("could not compute standard errors: the information matrix could not "
-                        "be inverted")
+    try:
+        vcov_x = VCOV[se](state)
+    except np.linalg.LinAlgError:
+        warn.append("could not compute standard errors: the information matrix could not "
+                    "be inverted")
     vals = model.x_to_partable(x)
     f = pt.frame
     se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
     warn.extend(solution_warnings(model, x, pt.group_labels))
     fm, srmr_groups = compute_fit_measures(model, x, stats, likelihood=likelihood, objective=obj)
+    if test != "standard" and obj.sample_pd:
+        fm = in_lavaan_order({**fm, **TESTS[test](state, fm)})
     est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x,
                             vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
@@ -84,7 +82,7 @@ def _fit_partable(pt: ParTable, stats: SampleStats, *, likelihood: str = "normal
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
     if meta is None:
         meta = Meta(options=dict(estimator="ML", likelihood=likelihood, information=information,
-                                 se=se, meanstructure=pt.meanstructure,
+                                 se=se, test=test, meanstructure=pt.meanstructure,
                                  group_labels=list(pt.group_labels)))
     for w in warn:
         _warnings.warn(w, stacklevel=3)

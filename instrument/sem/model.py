@@ -411,8 +411,8 @@ class Model:
     def _k_selection(self) -> list:
         """Per group, the x column of each of the group's free rows when every row of
         ``group_K[g]`` is a unit vector and no two share a column (None otherwise); cached
-        until K changes."""
-        if getattr(self, "_ksel_of", None) is not self.group_K:
+        until K changes (``_k_version``, as `implied`)."""
+        if getattr(self, "_ksel_version", None) != self._k_version:
             sel = []
             for K in self.group_K:
                 ok = (K.size and np.all((K == 0.0) | (K == 1.0))
@@ -420,7 +420,7 @@ class Model:
                 cols = K.argmax(axis=1) if ok else None
                 sel.append(cols if cols is not None and len(np.unique(cols)) == len(cols)
                            else None)
-            self._ksel, self._ksel_of = sel, self.group_K
+            self._ksel, self._ksel_version = sel, self._k_version
         return self._ksel
 
     def delta_compact(self, x: np.ndarray) -> list[np.ndarray]:

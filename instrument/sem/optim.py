@@ -239,16 +239,17 @@ def _scoring(objective, x0: np.ndarray, *, max_iter: int, gtol: float, xtol: flo
     return OptimResult(x, float(f), it, converged, gmax, message)
 
 
-def optimize_reporting(objective, x0: np.ndarray, warnings: list, *, max_iter: int = 500
-                       ) -> tuple[np.ndarray, bool, int]:
+def optimize_reporting(objective, x0: np.ndarray, warnings: list, *, max_iter: int = 500,
+                       what: str = "model") -> tuple[np.ndarray, bool, int]:
     """`optimize`, with non-convergence (or a numerical failure) appended to ``warnings``
-    instead of raised; returns ``(x, converged, iterations)`` (``x0`` after a failure)."""
+    instead of raised, naming ``what`` was fitted ("model", "baseline model", ...); returns
+    ``(x, converged, iterations)`` (``x0`` after a failure)."""
     try:
         res = optimize(objective, x0, max_iter=max_iter)
     except (FloatingPointError, np.linalg.LinAlgError) as e:
-        warnings.append(f"the model did not converge: {e}")
+        warnings.append(f"the {what} did not converge: {e}")
         return x0, False, 0
     if not res.converged:
-        warnings.append(f"the model did not converge ({res.message or 'unknown reason'}; "
+        warnings.append(f"the {what} did not converge ({res.message or 'unknown reason'}; "
                         f"max |gradient| = {res.grad_max:.3g})")
     return res.x, res.converged, res.iterations

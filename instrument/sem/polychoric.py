@@ -576,12 +576,9 @@ def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
     dt = np.float32 if n < 2 ** 24 else np.float64
-    C = np.array(codes, dtype=np.intp).reshape(len(codes), n)
-    # H' (one row per variable and category) set through one flat index
-    flat = (C + (np.arange(len(codes)) * K)[:, None]) * n + np.arange(n)
-    Ht = np.zeros((len(codes) * K, n), dtype=dt)
-    Ht.ravel()[flat[C >= 0]] = 1.0
-    return (Ht @ Ht.T).astype(float)
+    C = np.stack(codes, axis=1) if codes else np.zeros((0, 0), dtype=np.intp)
+    H = (C[:, :, None] == np.arange(K)).astype(dt).reshape(n, len(codes) * K)
+    return (H.T @ H).astype(float)
 
 
 def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
@@ -692,7 +689,7 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     # ---- case-wise scores ----------------------------------------------------------------------
     # Columns of the n x ncol score matrix S: thresholds (means), numeric variances, correlations.
     # S is never held whole: columns from numeric variables are kept as vectors (`dense`), the
-    # ordinal ones are rebuilt per block of rows, and INNER = S'S is accumulated block by block.
+    # ordinal ones as tables by category (`th_tab`, `cor_tab`).
     nvar_cols = len(num_idx)
     off = nth + nvar_cols
     ncol = off + pstar
@@ -765,50 +762,54 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             Hmat[off + q, var_col[kn]] = rho / (2 * np.sqrt(VAR[kn]))
             Hmat[off + q, off + q] = np.sqrt(VAR[kn])
 
-    # S is built transposed (one row per score column) so that every lookup gathers whole
-    # rows; ordinal threshold scores are functions of the row's category too (`_uvord_table`)
-    Kp = Kmax + 1
-    codes_t = np.full((p, n), Kmax, dtype=np.intp)   # category Kmax = missing
+    # ---- B^-1 folded into the scores ------------------------------------------------------------
+    # ACOV = B^-1 (S'S) B^-T with B = [[A11, 0], [A21, diag(A22)]]: A11 the threshold (mean,
+    # variance) block of S'S, block diagonal per variable, A22 the diagonal of its correlation
+    # block and A21 the threshold derivatives of the correlation scores (above). ACOV is the
+    # cross product G'G of G = S B^-T, B^-1 = [[A11^-1, 0], [C, diag(A22^-1)]] with
+    # C = -diag(A22^-1) A21 A11^-1: a threshold column of G mixes its variable's threshold
+    # scores and a correlation column q = (j, i) is A22_q^-1 s_q plus C's mix of the threshold
+    # scores of j and of i, so the columns of G are, like those of S, functions of a row's
+    # category (ordinal) and are looked up in transformed tables. A11 and A22 come from the
+    # frequency tables (sum over rows = sum over cells weighted by the counts).
+    Kp = Kmax + 1                                    # category Kmax = missing (scores 0)
+    codes_t = np.full((p, n), Kmax, dtype=np.intp)
     for k in ord_idx:
         c = vars_[k].codes
         codes_t[k] = np.where(c >= 0, c, Kmax)
     th_var = np.array([k for k in ord_idx for _ in range(vars_[k].ncat - 1)], dtype=np.intp)
     th_col = np.array([vars_[k].th_start + t for k in ord_idx for t in range(vars_[k].ncat - 1)],
                       dtype=np.intp)
-    th_tab = np.zeros((len(th_col), Kp))
+    th_tab = np.zeros((len(th_col), Kp))           # S's threshold columns by category
     m = 0
     for k in ord_idx:
         v = vars_[k]
         th_tab[m:m + v.ncat - 1, :v.ncat] = _uvord_table(v.th, v.ncat).T
         m += v.ncat - 1
-    th_off = (np.arange(len(th_col)) * Kp)[:, None]
-    if oo:
-        cor_off = (np.arange(len(oo)) * (Kp * Kp))[:, None]
-        codes_kp = codes_t * Kp
-        cor_rows = off + qq
-        # pairs sharing their first variable are consecutive: gather them together, a few
-        # rows at a time, so that the index arrays stay in cache
-        starts = np.flatnonzero(np.diff(jj, prepend=-1))
-        cor_groups = [(jj[a], a, b) for a, b in zip(starts, np.append(starts[1:], len(jj)))]
-    INNER = None
-    for start in range(0, n, _ROW_BLOCK):
-        rows = slice(start, min(n, start + _ROW_BLOCK))
-        St = np.empty((ncol, rows.stop - rows.start))
-        if len(th_col):
-            idx = codes_t[th_var, rows]
-            idx += th_off
-            _take_rows(th_tab.ravel(), idx, St, th_col)
-        for col, vec in dense.items():
-            St[col] = vec[rows]
-        for j, a, b in cor_groups if oo else ():
-            idx = codes_t[ii[a:b], rows]
-            idx += codes_kp[j, rows]
-            idx += cor_off[a:b]
-            _take_rows(cor_tab.ravel(), idx, St, cor_rows[a:b])
-        block = St @ St.T
-        INNER = block if INNER is None else INNER + block
     n11 = nth + nvar_cols
-    A11_inv = np.zeros((n11, n11))  # A11 is block diagonal: invert per variable
+    A11 = np.zeros((n11, n11))
+    # category counts per ordinal variable (one bincount over variable-offset codes)
+    cnt = np.bincount((codes_t[ord_idx] + (np.arange(len(ord_idx)) * Kp)[:, None]).ravel(),
+                      minlength=len(ord_idx) * Kp).reshape(len(ord_idx), Kp)
+    for m, k in enumerate(ord_idx):
+        r = np.flatnonzero(th_var == k)
+        T = th_tab[r]
+        A11[th_col[r][:, None], th_col[r][None, :]] = (T * cnt[m]) @ T.T
+    for k in num_idx:
+        ix = np.array([vars_[k].th_start, var_col[k]])
+        X = np.stack([dense[c] for c in ix])
+        A11[ix[:, None], ix[None, :]] = X @ X.T
+    a22 = np.zeros(pstar)
+    if oo:
+        a22[qq] = np.einsum("pab,pab->p", freq, sc_rho_cell * sc_rho_cell)
+    nonoo = [q for q, (j, i) in enumerate(pairs) if not (j in is_ord and i in is_ord)]
+    for q in nonoo:
+        a22[q] = dense[off + q] @ dense[off + q]
+    if np.any(a22 == 0):
+        raise ValueError("cannot compute NACOV: a correlation has all-zero case-wise scores "
+                         "(no complete pairs?)")
+    A22_inv = 1.0 / a22
+    A11_inv = np.zeros((n11, n11))  # block diagonal: inverted per variable
     blocks: dict[int, list] = {}    # variables' index sets, by size (inverted as one batch)
     for k, v in enumerate(vars_):
         idx = list(range(v.th_start, v.th_start + ((v.ncat - 1) if v.kind == "ordered" else 1)))
@@ -818,36 +819,65 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     for idx in blocks.values():
         ix = np.array(idx)                                  # (variables, size)
         r, c = ix[:, :, None], ix[:, None, :]
-        A11_inv[r, c] = np.linalg.inv(INNER[r, c])
-    a22 = np.diag(INNER)[off:]
-    if np.any(a22 == 0):
-        raise ValueError("cannot compute NACOV: a correlation has all-zero case-wise scores "
-                         "(no complete pairs?)")
-    A22_inv = 1.0 / a22
-    # W = B^-1 INNER B^-T with B^-1 = [[A11^-1, 0], [C, diag(A22^-1)]], C = -A22^-1 A21 A11^-1,
-    # multiplied out block by block (cheaper than two dense products)
-    # A11^-1 is block diagonal and a row of A21 (so of C) touches the thresholds of two
-    # variables: their products run as sparse products (X A' computed as (A X')')
-    A11s = sparse_if_sparse(A11_inv)
-    C = sparse_if_sparse(-(A22_inv[:, None] * A21)) @ A11s
-    C = C.toarray() if hasattr(C, "toarray") else C
-    Cs = sparse_if_sparse(C)
-    I11, I21, I22 = INNER[:n11, :n11], INNER[off:, :n11], INNER[off:, off:]
-    W11 = A11s @ (A11s @ I11).T          # I11 symmetric
-    CI11 = Cs @ I11
-    DI21 = A22_inv[:, None] * I21
-    W21 = (A11s @ (CI11 + DI21).T).T
-    # C I11 C' + D I21 C' + C I12 D = M C' + (M C')' with M = C I11 / 2 + D I21 (I11 symmetric)
-    W22 = (Cs @ (0.5 * CI11 + DI21).T).T
-    W22 += W22.T
-    T22 = I22 * A22_inv[None, :]
-    T22 *= A22_inv[:, None]
-    W22 += T22
-    W = np.empty_like(INNER)
-    W[:n11, :n11] = W11
-    W[off:, :n11] = W21
-    W[:n11, off:] = W21.T
-    W[off:, off:] = W22
+        A11_inv[r, c] = np.linalg.inv(A11[r, c])
+    # C is mostly zeros (a row touches the thresholds of two variables): a sparse product
+    C = sparse_if_sparse(-(A22_inv[:, None] * A21)) @ sparse_if_sparse(A11_inv)
+    C = C.toarray() if hasattr(C, "toarray") else np.asarray(C)
+    # G's columns of the pairs with a numeric variable: vectors (S's columns combined)
+    for q in nonoo:
+        col = A22_inv[q] * dense[off + q]
+        for t in np.flatnonzero(C[q]):
+            if t in dense:
+                col += C[q, t] * dense[t]
+            else:
+                r = int(np.flatnonzero(th_col == t)[0])
+                col += C[q, t] * th_tab[r][codes_t[th_var[r]]]
+        dense[off + q] = col
+    for k in num_idx:
+        ix = [vars_[k].th_start, var_col[k]]
+        X = A11_inv[np.ix_(ix, ix)] @ np.stack([dense[c] for c in ix])
+        dense[ix[0]], dense[ix[1]] = X[0], X[1]
+    # transformed tables: thresholds A11^-1 per variable; ordinal pairs A22^-1 s_q plus the
+    # threshold mixes of j (a function of the row's category of j) and of i
+    th_tab_g = A11_inv[np.ix_(th_col, th_col)] @ th_tab
+    if oo:
+        Cth = C[qq][:, th_col]
+        U_j = (Cth * (th_var[None, :] == jj[:, None])) @ th_tab       # (P, Kp)
+        U_i = (Cth * (th_var[None, :] == ii[:, None])) @ th_tab
+        cor_tab = A22_inv[qq][:, None, None] * cor_tab + U_j[:, :, None] + U_i[:, None, :]
+
+    # G is built transposed (one row per column of G) so that every lookup gathers whole rows,
+    # in blocks of rows (bounding memory for large N); W = G'G accumulated block by block
+    th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    KK = Kp * Kp
+    if oo:
+        codes_kp = codes_t * Kp
+        cor_rows = off + qq
+        # runs of ordinal pairs (j, i0), (j, i0 + 1), ... (consecutive in the tables and in G):
+        # pair m of a run starting at m0 has table offset (m0 - i0) KK + i KK, so its index
+        # c_j Kp + c_i + m KK is a per-variable term (c_i + i KK) plus a per-run row
+        # vector, one addition for the whole run
+        brk = np.flatnonzero((np.diff(jj) != 0) | (np.diff(ii) != 1) | (np.diff(qq) != 1)) + 1
+        starts = np.concatenate([[0], brk])
+        runs = [(jj[a], ii[a], a, b) for a, b in zip(starts, np.append(brk, len(jj)))]
+        i_off = (np.arange(p) * KK)[:, None]
+    W = None
+    for start in range(0, n, _ROW_BLOCK):
+        rows = slice(start, min(n, start + _ROW_BLOCK))
+        Gt = np.empty((ncol, rows.stop - rows.start))
+        if len(th_col):
+            idx = codes_t[th_var, rows]
+            idx += th_off
+            _take_rows(th_tab_g.ravel(), idx, Gt, th_col)
+        for col, vec in dense.items():
+            Gt[col] = vec[rows]
+        if oo:
+            ci = codes_t[:, rows] + i_off
+        for j, i0, a, b in runs if oo else ():
+            idx = ci[i0:i0 + b - a] + (codes_kp[j, rows] + (a - i0) * KK)
+            np.take(cor_tab.ravel(), idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
+        block = Gt @ Gt.T
+        W = block if W is None else W + block
     if Hmat is not None:
         W = Hmat @ W @ Hmat.T
         flip = np.array([vars_[k].th_start for k in num_idx])
@@ -920,6 +950,9 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
     of the estimates is ``B^-1 INNER B^-T`` with ``B = [[A11, 0], [A21, A22]]``; continuous pairs
     are carried to the covariance metric by the delta method and the signs of the numeric "thresholds"
     (``-mean``) flipped. ``NACOV = n B^-1 INNER B^-T``; ``WLS_V = diag(1/diag(NACOV))``.
+    ``B^-1 INNER B^-T`` is formed as the cross product ``G'G`` of ``G = S B^-T``, whose ordinal
+    columns are table lookups of a row's categories like those of ``S``; A11 and A22 are sums
+    over the frequency tables.
 
     References
     ----------
@@ -1068,7 +1101,8 @@ def _assemble(lab, n, vars_, res, names, enc) -> SampleStatsOrdinal:
     obs_names += [f"{vars_[j].name}~~{vars_[i].name}" for j, i in res["pairs"]]
     NACOV = WLS_V = None
     if "ACOV" in res:
-        NACOV = res["ACOV"] * n
+        NACOV = res["ACOV"]
+        NACOV *= n                  # in place: ACOV is not used again
         d = np.diag(NACOV)
         if not np.all(np.isfinite(d)):
             raise ValueError("diagonal of NACOV contains non-finite values.")

@@ -348,7 +348,8 @@ class CFAResult:
         notes = [f"Estimator {opts.get('estimator', 'ML')} ({opts.get('likelihood', 'normal')} "
                  f"likelihood{', missing = fiml' if opts.get('missing') == 'fiml' else ''}), "
                  f"{'converged' if self.converged else 'NOT converged'} after {self.iterations} "
-                 f"iterations; N = {n}; information = {opts.get('information', 'expected')}."]
+                 f"iterations; N = {n}; information = {opts.get('information', 'expected')}, "
+                 f"se = {opts.get('se', 'standard')}, test = {opts.get('test', 'standard')}."]
         if str(opts.get("estimator", "ML")).upper() in ("WLSMV", "ULSMV"):
             notes = [f"Estimator {opts['estimator']} ({opts.get('parameterization')} "
                      f"parameterization, missing = {opts.get('missing')}, se = robust.sem, test = "

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from instrument.sem.optim import optimize, optimize_reporting
+from instrument.sem.optim import optimize_reporting
 from instrument.sem.estimators.twolevel import (TwoLevelObjective, _CFAStructure, _Saturated,
                                                 saturated_em, twolevel_loglik)
 from instrument.sem.model import vech_indices
@@ -360,11 +360,9 @@ def fit_twolevel(model: str, data: pd.DataFrame, *, cluster: str, std_lv: bool =
 def _maximum(struct, cs: ClusterStats, warns: list, what: str) -> tuple[np.ndarray, float, bool]:
     """Maximise the two-level likelihood of an auxiliary structure (h1, baseline) with the
     engine's optimiser; non-convergence is reported in ``warns`` under ``what``."""
-    res = optimize(TwoLevelObjective(struct, cs), struct.start(cs))
-    if not res.converged:
-        warns.append(f"the {what} model did not converge ({res.message or 'unknown reason'}; "
-                     f"max |gradient| = {res.grad_max:.3g})")
-    return res.x, twolevel_loglik(cs, *struct.moments(res.x)), res.converged
+    x, converged, _ = optimize_reporting(TwoLevelObjective(struct, cs), struct.start(cs), warns,
+                                         what=f"{what} model")
+    return x, twolevel_loglik(cs, *struct.moments(x)), converged
 
 
 def twolevel_information(model: str, data: pd.DataFrame, *, cluster: str,

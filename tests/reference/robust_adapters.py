@@ -22,11 +22,25 @@ from instrument.sem.estimators.fiml import (FIMLObjective, fiml_baseline,
 from instrument.sem.samplestats import H1Result, missing_patterns
 from tests.reference.fiml_slow import (em_saturated, fiml_baseline_yuan_bentler,
                                        fiml_corrected, fiml_h1_trace)
-from instrument.sem.estimators.mlr import MLRVcov, RobustGroup, mlr_vcov
+from instrument.sem.estimators.mlr import MLRVcov
+from tests.reference.mlr_slow import RobustGroup, mlr_vcov
 from instrument.sem.fit import cfi as fcfi, rmsea as frmsea
 from instrument.sem.fit.measures import fit_indices_scaled
 from instrument.sem.test.yuan_bentler import (YuanBentlerResult, baseline_yuan_bentler_complete,
                                               h1_trace_complete, yuan_bentler_mplus)
+
+
+def yuan_bentler_mplus_complete(groups: Sequence[RobustGroup], chisq: float, df: int, *,
+                                mlr: MLRVcov, chisq_group: Sequence[float] | None = None
+                                ) -> YuanBentlerResult:
+    """The Yuan-Bentler test for complete data from `RobustGroup` s and an `MLRVcov` (which
+    holds ``E^-1`` and ``B0_group``); the engine's route is
+    `instrument.sem.test.yuan_bentler.yuan_bentler_fit_measures`."""
+    traces, ndat = zip(*(h1_trace_complete(g.data, meanstructure=g.meanstructure,
+                                           cluster=g.cluster) for g in groups))
+    return yuan_bentler_mplus(chisq, df, h1_traces=traces, h1_ndat=ndat,
+                              information_inv=mlr.information_inv, B0_group=mlr.B0_group,
+                              nobs=[g.n for g in groups], chisq_group=chisq_group)
 
 
 def _implied_pairs(model, x) -> list[tuple[np.ndarray, np.ndarray | None]]:

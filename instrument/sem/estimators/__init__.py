@@ -30,9 +30,10 @@ The protocol every objective implements:
   halving; an optional ``gradient_and_information(x)`` gives both at once (ML: from the rank-2
   factors of Delta, `ml.factored_information`, without forming Delta; ``wrt="free"`` releases
   equality constraints for score tests).
-* ``expected_information(model, x, stats)``, ``observed_information(model, x, stats)`` and
-  ``hessian_information(objective, x)`` give information matrices per observation
-  (vcov = inverse / N).
+* ``expected_information(model, x, stats)`` and ``hessian_information(objective, x)`` give
+  information matrices per observation. The standard errors of ML fits are chosen by name in
+  `instrument.sem.vcov` (``INFORMATION``: expected or observed, ``VCOV``: standard, Huber-White,
+  cluster-robust) and their tests in `instrument.sem.test` (``TESTS``).
 * ``weighted_delta``, ``moment_weight`` and ``gamma_nt`` are the normal-theory weight and
   asymptotic covariance of the sample moments (for sandwich estimators).
 * Every estimator receives the one `instrument.sem.samplestats.SampleStats`: per group n, cov

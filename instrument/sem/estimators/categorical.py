@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as _st
 
-from instrument.sem.estimators.dwls import dwls_vcov_robust, gamma_wd
+from instrument.sem.estimators.dwls import dwls_sandwich, dwls_vcov_robust
 from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.optim import optimize_reporting
 from instrument.sem.model import Model, with_defined_rows
@@ -31,7 +31,8 @@ from instrument.sem.fit import in_lavaan_order
 from instrument.sem.fit.measures import RobustStat, TestStat, fit_indices, scaled_test
 from instrument.sem.fit import other as _other
 from instrument.sem.partable import PARTABLE_COLUMNS, ParTable
-from instrument.sem.test.scaled_shifted import scaled_shifted, wgamma_traces
+from instrument.sem.test.scaled_shifted import (scaled_shifted, scaled_shifted_baseline,
+                                                wgamma_traces)
 
 __all__ = ["CategoricalModel", "DWLSObjective",
            "fit_categorical", "PARAMETERIZATIONS"]
@@ -229,9 +230,10 @@ class DWLSObjective:
         info = np.zeros((self.model.nx, self.model.nx))
         for w, v, o, e, D in zip(self.w, self.V, self.obs, self.model.wls_est(x),
                                  self.model.wls_delta(x)):
-            VD = v[:, None] * D
-            g -= 2.0 * w * (VD.T @ (o - e))
-            info += w * gram(np.sqrt(v)[:, None] * D)        # D' V D
+            sv = np.sqrt(v)
+            X = sparse_if_sparse(sv[:, None] * D)             # V^1/2 D
+            g -= 2.0 * w * (X.T @ (sv * (o - e)))            # D' V (o - e)
+            info += w * gram(X)                              # D' V D
         return g, 0.5 * (info + info.T)
 
     def gradient(self, x):
@@ -318,22 +320,24 @@ def fit_categorical(pt: ParTable, cstats: SampleStats, *,
     x0 = start_values(model, cstats)
     x, converged, iters = optimize_reporting(obj, x0, warn, max_iter=max_iter)
     deltas = model.wls_delta(x)
-    gwd = gamma_wd(deltas, cstats if weight == "DWLS" else _uls_stats(cstats))
+    # the sample statistics with the estimator's weight: WLS_V (DWLS) or the identity (ULS)
+    st = cstats if weight == "DWLS" else _uls_stats(cstats)
+    try:
+        sandwich = dwls_sandwich(deltas, st)
+    except np.linalg.LinAlgError:
+        sandwich = None
     vcov_x = None
     if se != "none":
-        try:
-            if weight == "DWLS":
-                vcov_x = dwls_vcov_robust(deltas, cstats, gamma_wd=gwd)
-            else:
-                vcov_x = _uls_vcov_robust(deltas, cstats)
-        except np.linalg.LinAlgError:
+        if sandwich is None:
             warn.append("could not compute standard errors: the information matrix is singular")
+        else:
+            vcov_x = dwls_vcov_robust(deltas, st, sandwich=sandwich)
     # ----- fit
     F = obj.value(x)
     chisq = obj.N * F
     nstat = sum(len(g.wls_obs) for g in cstats.ordinal)
     df = nstat - model.nx
-    fm = _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd)
+    fm = _fit_measures(model, x, cstats, st, chisq, df, deltas, sandwich)
     # ----- table
     f = pt.frame
     vals = model.x_to_partable(x)
@@ -406,38 +410,32 @@ def fit_categorical(pt: ParTable, cstats: SampleStats, *,
     return out
 
 
-def _uls_vcov_robust(deltas, cstats):
-    """robust.sem covariance with the identity weight (ULSMV)."""
-    n = np.array([g.n for g in cstats.ordinal], float)
-    fg = n / n.sum()
-    E = sum(f * D.T @ D for f, D in zip(fg, deltas))
-    Ei = np.linalg.inv(E)
-    meat = sum(f * D.T @ g.NACOV @ D for f, D, g in zip(fg, deltas, cstats.ordinal))
-    return Ei @ meat @ Ei / (cstats.ntotal - cstats.ngroups)
-
-
 def _uls_stats(cstats):
+    """`cstats` with the ULS weight: ``WLS_V`` the identity."""
     return replace(cstats, groups=tuple(
         replace(g, ordinal=replace(g.ordinal, WLS_V=np.eye(len(g.ordinal.wls_obs))))
         for g in cstats.groups))
 
 
-def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
+def _fit_measures(model, x, cstats, st, chisq, df, deltas, sandwich):
+    """Fit measures of a DWLS/ULS fit; `st` is `cstats` with the estimator's weight and
+    `sandwich` its `dwls_sandwich` at the estimates (None when E is singular)."""
     N, G = cstats.ntotal, cstats.ngroups
-    st = cstats if weight == "DWLS" else _uls_stats(cstats)
     traces = wgamma_traces(st)
-    ss = scaled_shifted(chisq, df, deltas, st, gamma_wd=gwd, traces=traces) if df > 0 else None
-    bl = _baseline_fast(st, traces)
-    df_b = bl["baseline.df"]
-    chisq_b = _baseline_chisq(cstats, weight)
+    ok = df > 0 and sandwich is not None
+    ss = scaled_shifted(chisq, df, deltas, st, sandwich=sandwich, traces=traces) if ok else None
+    # lavaan's baseline: thresholds free in every group, correlations 0 (they fit exactly)
+    df_b = sum(len(g.wls_obs) - g.nth for g in st.ordinal)
+    chisq_b = _baseline_chisq(st)
+    bl = scaled_shifted_baseline(chisq_b, df_b, traces)
     nr = N - G          # lavaan: N - G for the RMSEA of DWLS / ULS
     std, base = TestStat(chisq, df), TestStat(chisq_b, df_b)
     sc = None if ss is None else TestStat(
         ss["chisq.scaled"], df, test="scaled.shifted", scaling_factor=ss["chisq.scaling.factor"],
         shift_parameter=ss["chisq.shift.parameters"], trace_ugamma=ss["trace.UGamma"])
-    bsc = scaled_test(base, bl["baseline.chisq.scaling.factor"], test="scaled.shifted",
-                      shift_parameter=bl["baseline.chisq.shift.parameters"])
-    rob = _catml_robust(model, x, cstats, deltas, st, gwd) if df > 0 else None
+    bsc = scaled_test(base, bl["chisq.scaling.factor"], test="scaled.shifted",
+                      shift_parameter=bl["chisq.shift.parameters"])
+    rob = _catml_robust(model, x, cstats, deltas, st, sandwich) if ok else None
     if rob is not None:
         XX3, df3, c3, XXb, _, cb = rob
         rob = RobustStat(xx3=XX3, df3=df3, c_hat3=c3, c_hat=c3, xx3_scaled=XX3 / c3,
@@ -485,13 +483,13 @@ def _fit_measures(model, x, cstats, chisq, df, deltas, weight, gwd=None):
     return out
 
 
-def _baseline_chisq(cstats, weight):
-    """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly)."""
+def _baseline_chisq(st):
+    """Baseline chisq = sum_g (n_g - 1) sum_{i<j} v_ij r_ij^2 (thresholds fit exactly; v the
+    weights of `st`)."""
     tot = 0.0
-    for g in cstats.ordinal:
+    for g in st.ordinal:
         r = g.wls_obs[g.nth:]
-        v = np.diag(g.WLS_V)[g.nth:] if weight == "DWLS" else np.ones(len(r))
-        tot += (g.n - 1) * float(v @ r ** 2)
+        tot += (g.n - 1) * float(np.diag(g.WLS_V)[g.nth:] @ r ** 2)
     return tot
 
 
@@ -616,7 +614,7 @@ def group_chisq_wls(fit) -> list[float]:
     return [float((g.n - 1) * F) for g, F in zip(st["cstats"].groups, Fg)]
 
 
-def _catml_robust(model, x, cstats, deltas, st, gwd=None):
+def _catml_robust(model, x, cstats, deltas, st, sandwich):
     """Ingredients of lavaan's robust CFI/TLI/RMSEA for categorical data (Savalei, 2021).
 
     Returns ``(XX3, df3, c3, XX3_null, df3_null, c3_null)`` or None when a polychoric matrix is
@@ -649,8 +647,7 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
     W_all = [np.diag(g.WLS_V) for g in st.ordinal]
-    E = sum(f * gram(np.sqrt(w)[:, None] * D) for f, D, w in zip(fg, deltas, W_all))
-    Einv = np.linalg.inv(E)
+    Einv, gwd = sandwich.E_inv, sandwich.gamma_wd
     p = model.p
     XX3 = 0.0
     XXb = 0.0
@@ -678,8 +675,7 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
         # Gamma W Delta over the correlation rows: the caller's NACOV W Delta less the
         # threshold rows' share
         WD = W_all[g][:, None] * deltas[g]
-        GWb.append(gwd[g][nth:] - (sparse_if_sparse(WD[:nth]).T @ gs.NACOV[:nth, nth:]).T
-                   if gwd is not None else Gcc @ WD[nth:])
+        GWb.append(gwd[g][nth:] - (sparse_if_sparse(WD[:nth]).T @ gs.NACOV[:nth, nth:]).T)
         # V Delta = f_g T Delta (T symmetric; Delta mostly zeros)
         VDb.append(fg[g] * (sparse_if_sparse(Db[-1]).T @ T).T)
     # ks = tr(A' V A Gamma), A = I - Dl E^-1 Dl' W, with parameter-sized algebra:
@@ -703,28 +699,3 @@ def _catml_robust(model, x, cstats, deltas, st, gwd=None):
     df3 = G * p * (p - 1) // 2 - (model.nx - len(drop))
     dfb = G * p * (p - 1) // 2
     return XX3, df3, ks / df3, XXb, dfb, trG / dfb
-
-
-# ------------------------------------------------------------------------------------------
-# fast traces (k x k algebra instead of dense moment-sized products)
-# ------------------------------------------------------------------------------------------
-
-def _baseline_fast(stats, traces=None) -> dict:
-    """The baseline's scaling and shift via `scaled_shifted`
-    (thresholds free, correlations 0: Delta is the identity on each group's threshold rows)."""
-    nfree = [g.nth for g in stats.ordinal]
-    tot = sum(nfree)
-    deltas, gwd, off = [], [], 0
-    for g, nf in zip(stats.ordinal, nfree):
-        D = np.zeros((len(g.wls_obs), tot))
-        D[:nf, off:off + nf] = np.eye(nf)
-        # NACOV W Delta: the threshold columns of NACOV, weighted
-        Y = np.zeros((len(g.wls_obs), tot))
-        Y[:, off:off + nf] = g.NACOV[:, :nf] * np.diag(g.WLS_V)[:nf]
-        off += nf
-        deltas.append(D)
-        gwd.append(Y)
-    df = int(sum(len(g.wls_obs) - nf for g, nf in zip(stats.ordinal, nfree)))
-    ss = scaled_shifted(0.0, df, deltas, stats, gamma_wd=gwd, traces=traces)
-    return {"baseline.df": df, "baseline.chisq.scaling.factor": ss["chisq.scaling.factor"],
-            "baseline.chisq.shift.parameters": ss["chisq.shift.parameters"]}

@@ -10,6 +10,7 @@ lavaan's standard errors. The scaled-shifted test is `instrument.sem.test.scaled
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from instrument.sem.linalg import gram, sparse_if_sparse
 from instrument.sem.samplestats import SampleStats
 
-__all__ = ["dwls_information", "dwls_vcov_robust", "gamma_wd"]
+__all__ = ["DWLSSandwich", "dwls_information", "dwls_sandwich", "dwls_vcov_robust"]
 
 
 def _check(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:
@@ -67,20 +68,54 @@ def dwls_information(delta: Sequence[np.ndarray], stats: SampleStats) -> np.ndar
     return sum(f * gram(Xg) for f, Xg in zip(fg, X))
 
 
-def gamma_wd(delta: Sequence[np.ndarray], stats: SampleStats) -> list[np.ndarray]:
-    """Per group ``NACOV_g @ WLS_V_g @ Delta_g`` (moments x parameters), the one product with the
-    moment-sized NACOV that the robust covariance (`dwls_vcov_robust`) and the scaled-shifted test
-    (`instrument.sem.test.scaled_shifted.scaled_shifted`) share."""
-    out = []
-    for D, g in zip(delta, stats.ordinal):
-        WD = sparse_if_sparse(np.diag(g.WLS_V)[:, None] * np.asarray(D, float))
-        # NACOV symmetric: NACOV WD = (WD' NACOV)', a sparse product when WD is mostly zeros
-        out.append(g.NACOV @ WD if isinstance(WD, np.ndarray) else (WD.T @ g.NACOV).T)
-    return out
+@dataclass(frozen=True)
+class DWLSSandwich:
+    """The products of the robust WLSMV algebra that involve the moment-sized NACOV, formed once
+    per fit (`dwls_sandwich`) and shared by the robust covariance (`dwls_vcov_robust`), the
+    scaled-shifted test (`instrument.sem.test.scaled_shifted.scaled_shifted`) and the robust
+    fit indices.
+
+    Attributes
+    ----------
+    E : ndarray (nx, nx)
+        ``sum_g f_g Delta_g' W_g Delta_g`` (`dwls_information`), ``f_g = n_g / N``.
+    E_inv : ndarray (nx, nx)
+        Its inverse.
+    gamma_wd : tuple of ndarray
+        Per group ``Gamma_g W_g Delta_g`` (moments x parameters), ``Gamma_g = NACOV_g``.
+    meat : ndarray (nx, nx)
+        ``sum_g f_g (W_g Delta_g)' Gamma_g W_g Delta_g``.
+    """
+    E: np.ndarray
+    E_inv: np.ndarray
+    gamma_wd: tuple
+    meat: np.ndarray
+
+
+def dwls_sandwich(delta: Sequence[np.ndarray], stats: SampleStats) -> DWLSSandwich:
+    """`DWLSSandwich` of Delta (per group, ``d wls_est / d x`` at the estimates) with the weights
+    ``W_g = WLS_V_g`` (diagonal) and ``Gamma_g = NACOV_g`` of `stats`.
+
+    Notes
+    -----
+    ``W_g Delta_g`` is mostly zeros (a correlation depends on two loadings and a factor
+    covariance), so ``Gamma_g W_g Delta_g = ((W_g Delta_g)' Gamma_g)'`` (Gamma symmetric) runs as
+    a sparse product, as do the parameter-sized products with it.
+    """
+    D = _check(delta, stats)
+    fg = _fg(stats)
+    E = dwls_information(D, stats)
+    gwd, meat = [], np.zeros_like(E)
+    for f, Dg, g in zip(fg, D, stats.ordinal):
+        WD = sparse_if_sparse(np.diag(g.WLS_V)[:, None] * Dg)
+        Y = g.NACOV @ WD if isinstance(WD, np.ndarray) else (WD.T @ g.NACOV).T
+        gwd.append(Y)
+        meat += f * (WD.T @ Y)
+    return DWLSSandwich(E=E, E_inv=np.linalg.inv(E), gamma_wd=tuple(gwd), meat=meat)
 
 
 def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
-                     gamma_wd: Sequence[np.ndarray] | None = None) -> np.ndarray:
+                     sandwich: DWLSSandwich | None = None) -> np.ndarray:
     """Robust covariance matrix of the WLSMV estimates (lavaan ``se = "robust.sem"``).
 
     Parameters
@@ -88,8 +123,9 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
     delta : sequence of ndarray
         Per group, ``d wls_est / d x`` at the estimates.
     stats : SampleStats
-    gamma_wd : sequence of ndarray, optional
-        `gamma_wd` of the same arguments, when the caller already has it.
+        ``WLS_V`` (the identity for ULSMV), ``NACOV`` and ``n`` per group.
+    sandwich : DWLSSandwich, optional
+        `dwls_sandwich` of the same arguments, when the caller already has it.
 
     Returns
     -------
@@ -111,12 +147,5 @@ def dwls_vcov_robust(delta: Sequence[np.ndarray], stats: SampleStats, *,
     squares and quadratic estimating equations in latent variable modeling with categorical and
     continuous outcomes. Unpublished technical report.
     """
-    D = _check(delta, stats)
-    fg = _fg(stats)
-    E_inv = np.linalg.inv(dwls_information(D, stats))
-    meat = np.zeros_like(E_inv)
-    for m, (f, Dg, g) in enumerate(zip(fg, D, stats.ordinal)):
-        WD = np.diag(g.WLS_V)[:, None] * Dg
-        Y = g.NACOV @ WD if gamma_wd is None else gamma_wd[m]
-        meat += f * (sparse_if_sparse(WD).T @ Y)
-    return E_inv @ meat @ E_inv / (stats.ntotal - stats.ngroups)
+    sw = dwls_sandwich(delta, stats) if sandwich is None else sandwich
+    return sw.E_inv @ sw.meat @ sw.E_inv / (stats.ntotal - stats.ngroups)

@@ -32,7 +32,7 @@ For pattern k with observed variables o, n_k rows, pattern mean ``ybar_k`` and c
 errors use the observed information (``information = "observed"``, Hessian of ``-logl/N``).
 Rows with no observed value are dropped, as lavaan does (it warns).
 
-Use in the engine (`instrument.sem.cfa_robust`; FIML always has a meanstructure): the data of
+Use in the engine (`instrument.sem.cfa_fiml`; FIML always has a meanstructure): the data of
 each group are grouped by pattern once (the ``patterns`` part of
 `instrument.sem.samplestats.GroupStats`), `FIMLObjective` (value and gradient
 of ``-logl/N``) is minimised by the engine's optimiser (`instrument.sem.optim`), the

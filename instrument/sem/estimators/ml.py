@@ -8,10 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from instrument.sem.model import Model
-from instrument.sem.optim import hessian_information
 from instrument.sem.samplestats import SampleStats
 
-__all__ = ["MLObjective", "expected_information", "observed_information",
+__all__ = ["MLObjective", "expected_information",
            "factored_information", "weighted_delta", "gamma_nt", "moment_weight"]
 
 
@@ -294,10 +293,3 @@ def expected_information(model: Model, x: np.ndarray, stats: SampleStats, *,
     for wg, D, imp in zip(w, deltas, model.implied(x)):
         info += wg * (D.T @ weighted_delta(model, imp.sigma, D))
     return 0.5 * (info + info.T)
-
-
-def observed_information(model: Model, x: np.ndarray, stats: SampleStats, *,
-                         likelihood: str = "normal") -> np.ndarray:
-    """Observed information per observation of the ML discrepancy (half its Hessian); see
-    `hessian_information`, which works for any objective with a ``gradient``."""
-    return hessian_information(MLObjective(model, stats, likelihood), x)

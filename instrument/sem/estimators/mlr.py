@@ -29,9 +29,10 @@ product, as lavaan does.
 
 Use in the engine
 -----------------
-`instrument.sem.cfa_robust` fits ML as usual, then takes the sandwich of the model's Jacobian
-(`mlr_vcov` through ``mlr_vcov_delta``; SEs of the table rows are ``K V K'``) and the
-Yuan-Bentler (Mplus) test (`instrument.sem.test.yuan_bentler`). ``cluster=`` needs a
+`instrument.sem.ml_fit.fit_partable` fits ML as usual, then takes the sandwich of the model's
+Jacobian (`instrument.sem.vcov.sandwich`, from scores projected on the parameters; SEs of
+the table rows are ``K V K'``) and the Yuan-Bentler (Mplus) test
+(`instrument.sem.test.yuan_bentler`). ``cluster=`` needs a
 meanstructure (lavaan frees the intercepts), as with lavaan.
 
 References
@@ -53,10 +54,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "vech_indices", "vech", "vech_weights", "RobustGroup", "mvnorm_scores",
+    "vech_indices", "vech", "vech_weights", "mvnorm_scores",
     "h1_information_firstorder", "h1_information_observed", "h1_information_expected",
-    "ml_moment_gradient", "observed_information", "firstorder_information", "gamma_adf",
-    "huber_white_vcov", "MLRVcov", "mlr_vcov", "sample_moments",
+    "ml_moment_gradient", "huber_white_vcov", "MLRVcov", "sample_moments",
 ]
 
 
@@ -117,45 +117,6 @@ def _sym_inv(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # per-group input
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RobustGroup:
-    """One group's data and model quantities for the MLR computations.
-
-    Attributes
-    ----------
-    data : ndarray (n, p)
-        Complete data of the group (rows = respondents).
-    sigma : ndarray (p, p)
-        Model-implied covariance matrix at the estimates.
-    mu : ndarray (p,) or None
-        Model-implied means; ``None`` when the model has no meanstructure (then the saturated
-        sample means are used, as lavaan does).
-    delta : ndarray (p* (+p), nx) or None
-        Jacobian of ``m = [mu, vech(sigma)]`` w.r.t. the free parameters (mean rows only with a
-        meanstructure).
-    cluster : ndarray (n,) or None
-        Cluster labels for cluster-robust first-order information (lavaan ``cluster=``).
-    """
-
-    data: np.ndarray
-    sigma: np.ndarray
-    mu: np.ndarray | None = None
-    delta: np.ndarray | None = None
-    cluster: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return int(np.asarray(self.data).shape[0])
-
-    @property
-    def meanstructure(self) -> bool:
-        return self.mu is not None
-
-    def moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sample mean and N-divisor covariance of ``data``."""
-        return sample_moments(self.data)
-
-
 # --------------------------------------------------------------------------------------------
 # h1 (saturated-model) quantities
 # --------------------------------------------------------------------------------------------
@@ -309,24 +270,6 @@ def ml_moment_gradient(sigma: np.ndarray, mu: np.ndarray | None, sample_cov: np.
     return gs
 
 
-def gamma_adf(X: np.ndarray, *, meanstructure: bool = False) -> np.ndarray:
-    """Asymptotic (ADF) covariance of ``sqrt(N)[ybar, vech(S)]`` with divisor N.
-
-    The covariance matrix of the casewise vectors ``[x_i - ybar, vech((x_i - ybar)(x_i - ybar)')]``
-    (lavaan ``lavInspect(fit, "gamma")``, ``lav_samplestats_Gamma``); equals
-    ``A1^-1 B1 A1^-1`` of the unstructured h1 matrices for complete data.
-    """
-    X = np.asarray(X, dtype=float)
-    n, p = X.shape
-    Xc = X - X.mean(axis=0)
-    r, c = vech_indices(p)
-    Z = Xc[:, r] * Xc[:, c]
-    Z = Z - Z.mean(axis=0)
-    if meanstructure:
-        Z = np.concatenate([Xc, Z], axis=1)
-    return Z.T @ Z / n
-
-
 # --------------------------------------------------------------------------------------------
 # model (h0) information and the sandwich
 # --------------------------------------------------------------------------------------------
@@ -353,79 +296,6 @@ def _richardson_curvature(delta_fn: Callable[[np.ndarray], Sequence[np.ndarray]]
     return 0.5 * (out + out.T)
 
 
-def observed_information(groups: Sequence[RobustGroup], *,
-                         delta_fn: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None,
-                         x: np.ndarray | None = None, h: float = 1e-6) -> np.ndarray:
-    """Unit observed information: the Hessian of ``-logl/N`` w.r.t. the free parameters.
-
-    Parameters
-    ----------
-    groups : sequence of RobustGroup
-        Each with ``delta`` at the estimates.
-    delta_fn, x : optional
-        ``delta_fn(x) -> list of per-group Jacobians``; when given, the second-derivative term
-        ``sum_k (d f / d m_k) d^2 m_k / dx dx'`` is added by 4-point differences of ``delta_fn``
-        around ``x`` (step ``h``, lavaan's default 1e-6). Without it, only the
-        ``Delta' A1 Delta`` term is returned (exact when the implied moments are linear in x, e.g.
-        the independence model; an approximation otherwise).
-
-    Returns
-    -------
-    ndarray (nx, nx)
-
-    Notes
-    -----
-    ``H = sum_g (n_g/N) [Delta_g' A1obs_g Delta_g + sum_k g_gk d^2 m_gk/dx dx']`` with ``A1obs``
-    the structured observed h1 information (`h1_information_observed`) and ``g`` the moment
-    gradient (`ml_moment_gradient`). This is what lavaan computes numerically in
-    ``lav_model_hessian`` for ``information = "observed"``.
-    """
-    ntot = sum(g.n for g in groups)
-    H = 0.0
-    grads, wts = [], []
-    for g in groups:
-        ybar, S = g.moments()
-        A = h1_information_observed(g.sigma, g.mu, S, ybar, meanstructure=g.meanstructure)
-        fg = g.n / ntot
-        H = H + fg * (g.delta.T @ A @ g.delta)
-        grads.append(ml_moment_gradient(g.sigma, g.mu, S, ybar, meanstructure=g.meanstructure))
-        wts.append(fg)
-    if delta_fn is not None:
-        if x is None:
-            raise ValueError("observed_information: delta_fn= needs x= (the estimates).")
-        H = H + _richardson_curvature(delta_fn, x, grads, wts, h)
-    return 0.5 * (H + H.T)
-
-
-def firstorder_information(groups: Sequence[RobustGroup], *,
-                           structured: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Model first-order information ``B0 = sum_g (n_g/N) Delta_g' B1_g Delta_g``.
-
-    Returns
-    -------
-    B0 : ndarray (nx, nx)
-        The group-weighted total (lavaan ``lav_model_information_firstorder``).
-    B0_group : list of ndarray
-        Unweighted per-group ``Delta_g' B1_g Delta_g`` (lavaan's ``attr(, "B0.group")``).
-    """
-    ntot = sum(g.n for g in groups)
-    B0 = 0.0
-    per = []
-    for g in groups:
-        ybar, S = g.moments()
-        if structured:
-            mu = g.mu if g.meanstructure else ybar
-            sig = g.sigma
-        else:
-            mu, sig = ybar, S
-        B1 = h1_information_firstorder(g.data, sig, mu, meanstructure=g.meanstructure,
-                                       cluster=g.cluster)
-        b = g.delta.T @ B1 @ g.delta
-        per.append(b)
-        B0 = B0 + (g.n / ntot) * b
-    return B0, per
-
-
 def huber_white_vcov(E_inv: np.ndarray, B0: np.ndarray, ntotal: int) -> np.ndarray:
     """Sandwich ``E^-1 B0 E^-1 / N`` (lavaan ``se = "robust.huber.white"``)."""
     V = E_inv @ B0 @ E_inv / ntotal
@@ -434,7 +304,8 @@ def huber_white_vcov(E_inv: np.ndarray, B0: np.ndarray, ntotal: int) -> np.ndarr
 
 @dataclass(frozen=True)
 class MLRVcov:
-    """Result of `mlr_vcov`.
+    """A Huber-White covariance and its pieces (`instrument.sem.vcov.sandwich`,
+    `instrument.sem.estimators.fiml.fiml_mlr_vcov`).
 
     Attributes
     ----------
@@ -480,55 +351,3 @@ class MLRVcov:
         names = list(names) if names is not None else [f"x{i + 1}" for i in range(self.se.size)]
         return Table("Huber-White (MLR) standard errors",
                      pd.DataFrame({"parameter": names, "se": self.se}), digits=4)
-
-
-def mlr_vcov(groups: Sequence[RobustGroup], *,
-             delta_fn: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None,
-             x: np.ndarray | None = None, information: np.ndarray | None = None,
-             h: float = 1e-6) -> MLRVcov:
-    """Huber-White (MLR) covariance matrix of the free parameters, lavaan's definition.
-
-    Parameters
-    ----------
-    groups : sequence of RobustGroup
-        Per group data, implied moments at the estimates, ``delta`` and optional ``cluster``.
-    delta_fn, x : optional
-        See `observed_information`; needed for an exact observed information when the implied
-        moments are non-linear in x (any CFA with free loadings).
-    information : ndarray, optional
-        A precomputed unit observed information (e.g. the engine's analytic Hessian); when given,
-        ``delta_fn`` is not used.
-
-    Returns
-    -------
-    MLRVcov
-
-    Notes
-    -----
-    ``vcov = E^-1 B0 E^-1 / N`` (see the module docstring). With equality constraints, pass the
-    Jacobians w.r.t. the unique parameters (``Delta K``): the result equals lavaan's augmented
-    inverse for linear equality constraints.
-
-    References
-    ----------
-    Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and covariance
-    structure analysis with nonnormal missing data. Sociological Methodology, 30(1), 165-200.
-    https://doi.org/10.1111/0081-1750.00078
-    """
-    if not groups:
-        raise ValueError("mlr_vcov: groups= must contain at least one group.")
-    for i, g in enumerate(groups):
-        if g.delta is None:
-            raise ValueError(f"mlr_vcov: group {i + 1} has no delta (Jacobian d m / d x').")
-        if np.isnan(np.asarray(g.data, dtype=float)).any():
-            raise ValueError(f"mlr_vcov: group {i + 1} data contain NaN; use "
-                             "instrument.sem.estimators.fiml.fiml_mlr_vcov for missing data.")
-    ntot = sum(g.n for g in groups)
-    E = information if information is not None else observed_information(
-        groups, delta_fn=delta_fn, x=x, h=h)
-    E_inv = np.linalg.inv(E)
-    E_inv = 0.5 * (E_inv + E_inv.T)
-    B0, per = firstorder_information(groups, structured=True)
-    V = huber_white_vcov(E_inv, B0, ntot)
-    return MLRVcov(vcov=V, se=np.sqrt(np.clip(np.diag(V), 0, None)), information=E,
-                   information_inv=E_inv, B0=B0, B0_group=tuple(per), ntotal=ntot)

@@ -3,23 +3,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from instrument.sem.linalg import gram, sparse_if_sparse
+from instrument.sem.estimators.dwls import dwls_sandwich
 from instrument.sem.fit.dist import chi2_sf
 
-__all__ = ["scaled_shifted", "wgamma_traces"]
+__all__ = ["scaled_shifted", "scaled_shifted_baseline", "shifted_from_traces",
+           "wgamma_traces"]
 
 
-def wgamma_traces(stats) -> list[tuple[float, float]]:
-    """Per group ``(tr(W Gamma), tr((W Gamma)^2))`` for ``W = WLS_V`` diagonal: ``w' diag(Gamma)``
-    and ``w' (Gamma o Gamma) w``; they do not depend on the model."""
+def wgamma_traces(stats) -> list[tuple[float, float, float, float]]:
+    """Per group ``(tr(W Gamma), tr((W Gamma)^2))`` for ``W = WLS_V`` diagonal, ``w' diag(Gamma)``
+    and ``w' (Gamma o Gamma) w``, followed by the same two over the correlation block (the rows
+    and columns after the group's ``nth`` thresholds); none depends on the model."""
     out = []
     for g in stats.ordinal:
-        w = np.diag(g.WLS_V)
-        out.append((float(w @ np.diag(g.NACOV)), float(w @ ((g.NACOV * g.NACOV) @ w))))
+        w, G, t = np.diag(g.WLS_V), g.NACOV, g.nth
+        R = G * G
+        wc = w[t:]
+        rw_c = R[t:, t:] @ wc
+        tr2_c = float(wc @ rw_c)
+        tr2 = tr2_c + float(w[:t] @ (R[:t] @ w)) + float(w[:t] @ R[:t, t:] @ wc)
+        d = np.diag(G)
+        out.append((float(w @ d), tr2, float(wc @ d[t:]), tr2_c))
     return out
 
 
-def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
+def scaled_shifted_baseline(chisq: float, df: int, traces) -> dict:
+    """The scaled-shifted test of lavaan's baseline model for categorical data (thresholds free
+    in every group, correlations fixed at 0), from `wgamma_traces`.
+
+    Notes
+    -----
+    The baseline's Delta is the identity on each group's threshold rows and 0 on its
+    correlation rows, so ``U Gamma`` of `scaled_shifted` reduces to ``W_cc Gamma_cc`` per group
+    (cc: the correlation block; W diagonal): ``tr(U Gamma) = sum_g tr(W_cc Gamma_cc)`` and
+    ``tr((U Gamma)^2) = sum_g w_c' (Gamma_cc o Gamma_cc) w_c``.
+    """
+    return shifted_from_traces(chisq, df, sum(t[2] for t in traces), sum(t[3] for t in traces))
+
+
+def scaled_shifted(chisq: float, df: int, deltas, stats, *, sandwich=None,
                    traces=None) -> dict:
     """Scaled-shifted (WLSMV) test statistic, as lavaan's ``test = "scaled.shifted"``.
 
@@ -33,9 +55,9 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
         Per group, ``d wls_est / d x`` at the estimates.
     stats : SampleStats
         ``WLS_V`` (the identity for ULS), ``NACOV`` and ``n`` per group.
-    gamma_wd : sequence of ndarray, optional
-        Per group, ``NACOV_g @ WLS_V_g @ Delta_g`` when the caller already has it
-        (`instrument.sem.estimators.dwls.gamma_wd`).
+    sandwich : DWLSSandwich, optional
+        `instrument.sem.estimators.dwls.dwls_sandwich` of `deltas` and `stats`, when the caller
+        already has it.
     traces : sequence of (float, float), optional
         `wgamma_traces` of `stats`, when the caller already has them.
 
@@ -52,7 +74,9 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
     ``tr(U Gamma) = sum_g tr(A_g) - tr(E^-1 H)`` and
     ``tr((U Gamma)^2) = sum_g tr(A_g^2) - 2 tr(E^-1 K) + tr((E^-1 H)^2)``
     (the dense ``U = V - V Delta E^-1 Delta' V`` of lavaan, never formed; the group weights f_g
-    cancel), with ``tr(A_g^2) = w' (Gamma_g o Gamma_g) w`` for ``W_g = diag(w)``. ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
+    cancel), with ``tr(A_g^2) = w' (Gamma_g o Gamma_g) w`` for ``W_g = diag(w)``; E, E^-1, Y_g
+    and H (the sandwich's meat) are `instrument.sem.estimators.dwls.DWLSSandwich`.
+    ``a = sqrt(df / tr((U Gamma)^2))``, ``b = df - a tr(U Gamma)``,
     ``chisq.scaled = a chisq + b``; lavaan reports ``1/a`` as the scaling factor (lavaan 0.6-14
     ``lav_test_satorra_bentler``, method "original", ``ug2.old.approach = FALSE``). The dense
     restatement is ``tests/reference/dwls.py``.
@@ -62,28 +86,26 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, gamma_wd=None,
     Asparouhov, T., & Muthen, B. (2010). Simple second order chi-square correction. Technical
     appendix, Mplus.
     """
+    sw = dwls_sandwich(deltas, stats) if sandwich is None else sandwich
     n = np.array([g.n for g in stats.ordinal], float)
     fg = n / n.sum()
-    k = deltas[0].shape[1]
-    E = np.zeros((k, k))
-    H = np.zeros((k, k))
-    K = np.zeros((k, k))
     traces = wgamma_traces(stats) if traces is None else traces
     trA = sum(t[0] for t in traces)
     trA2 = sum(t[1] for t in traces)
-    for m, (f, D, g) in enumerate(zip(fg, deltas, stats.ordinal)):
-        w = np.diag(g.WLS_V)
-        B = w[:, None] * D
-        Y = g.NACOV @ B if gamma_wd is None else gamma_wd[m]
-        sw = np.sqrt(w)[:, None]
-        Z = sw * Y
-        E += f * gram(sw * D)
-        H += f * (sparse_if_sparse(B).T @ Y)
+    K = np.zeros_like(sw.E)
+    for f, g, Y in zip(fg, stats.ordinal, sw.gamma_wd):
+        Z = np.sqrt(np.diag(g.WLS_V))[:, None] * Y
         K += f * (Z.T @ Z)
-    Ei = np.linalg.inv(E)
-    EH = Ei @ H
-    tr1 = trA - float(np.trace(EH))
-    tr2 = trA2 - 2.0 * float(np.sum(Ei * K.T)) + float(np.sum(EH * EH.T))
+    EH = sw.E_inv @ sw.meat
+    return shifted_from_traces(chisq, df, trA - float(np.trace(EH)),
+                               trA2 - 2.0 * float(np.sum(sw.E_inv * K.T))
+                               + float(np.sum(EH * EH.T)))
+
+
+def shifted_from_traces(chisq: float, df: int, tr1: float, tr2: float) -> dict:
+    """The scaled-shifted statistic from ``tr1 = tr(U Gamma)`` and ``tr2 = tr((U Gamma)^2)``:
+    ``a = sqrt(df / tr2)``, ``b = df - a tr1``, ``chisq.scaled = a chisq + b`` (see
+    `scaled_shifted`)."""
     a = np.sqrt(df / tr2)
     b = df - a * tr1
     stat = a * chisq + b

@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from instrument.sem.estimators.mlr import (RobustGroup, _cluster_sum, _sym_inv,
+from instrument.sem.estimators.mlr import (_cluster_sum, _sym_inv,
                                           h1_information_firstorder, h1_information_observed,
                                           sample_moments)
 
 __all__ = ["YuanBentlerResult", "h1_trace_complete", "yuan_bentler_mplus",
-           "yuan_bentler_mplus_complete", "baseline_chisq_complete",
+           "yuan_bentler_fit_measures", "scaling_factors", "baseline_chisq_complete",
            "baseline_yuan_bentler_complete"]
 
 
@@ -164,16 +164,44 @@ def yuan_bentler_mplus(chisq: float, df: int, *, h1_traces: Sequence[float],
                              scaling_factor_h0=sf_h0, chisq_group=cg)
 
 
-def yuan_bentler_mplus_complete(groups: Sequence[RobustGroup], chisq: float, df: int, *,
-                                mlr, chisq_group: Sequence[float] | None = None
-                                ) -> YuanBentlerResult:
-    """Convenience: the Yuan-Bentler test for complete data from `RobustGroup` s and an
-    `instrument.sem.estimators.mlr.MLRVcov` (which holds ``E^-1`` and ``B0_group``)."""
-    traces, ndat = zip(*(h1_trace_complete(g.data, meanstructure=g.meanstructure,
-                                           cluster=g.cluster) for g in groups))
-    return yuan_bentler_mplus(chisq, df, h1_traces=traces, h1_ndat=ndat,
-                              information_inv=mlr.information_inv, B0_group=mlr.B0_group,
-                              nobs=[g.n for g in groups], chisq_group=chisq_group)
+def scaling_factors(yb: YuanBentlerResult, nx: int, nfree_rows: int) -> dict:
+    """``scaling.factor.h1`` and ``scaling.factor.h0`` of a Yuan-Bentler (Mplus) test; lavaan
+    divides the h0 trace by the number of free table rows (``nfree_rows``; equality-constrained
+    ones counted separately), where `yuan_bentler_mplus` divided by the ``nx`` unique ones."""
+    return {"scaling.factor.h1": yb.scaling_factor_h1,
+            "scaling.factor.h0": yb.scaling_factor_h0 * nx / nfree_rows}
+
+
+def yuan_bentler_fit_measures(st, fm: dict) -> dict:
+    """The fit measures that ``test = "yuan.bentler.mplus"`` adds to a complete-data ML fit
+    (lavaan's ``*.scaled`` and ``*.robust`` measures, the scaling factors), from a
+    `instrument.sem.vcov.MLFitState` and the fit's standard measures ``fm``.
+
+    Notes
+    -----
+    ``E^-1`` and ``B0_g`` are those of the state's sandwich, so the test uses the information
+    named by ``information=`` (lavaan: "observed" for MLR, "expected" with ``se = "standard"``).
+    """
+    from instrument.sem.fit.measures import fit_indices_scaled
+    model, stats, obj = st.model, st.stats, st.objective
+    clusters = st.clusters if st.clusters is not None else [None] * stats.ngroups
+    data = [gs.data for gs in stats.groups]
+    ms = model.meanstructure
+    chisq, df = float(fm["chisq"]), int(fm["df"])
+    traces, ndat = zip(*(h1_trace_complete(X, meanstructure=ms, cluster=cl)
+                         for X, cl in zip(data, clusters)))
+    sw = st.sandwich
+    cg = [float(n * F) for n, F in zip(obj.n, obj.group_values(st.x))]
+    yb = yuan_bentler_mplus(chisq, df, h1_traces=traces, h1_ndat=ndat,
+                            information_inv=sw.information_inv, B0_group=sw.B0_group,
+                            nobs=[gs.n for gs in stats.groups], chisq_group=cg)
+    bl = baseline_yuan_bentler_complete(data, meanstructure=ms, clusters=clusters,
+                                        h1_traces=traces)
+    out = fit_indices_scaled(chisq, df, bl.chisq, bl.df, scaling_factor=yb.scaling_factor,
+                             baseline_scaling_factor=bl.scaling_factor, n=stats.ntotal,
+                             ngroups=stats.ngroups, trace_ugamma=yb.trace_UGamma)
+    out.update(scaling_factors(yb, model.nx, len(model.free_rows)))
+    return out
 
 
 def baseline_chisq_complete(data: Sequence[np.ndarray]) -> tuple[float, int, tuple]:

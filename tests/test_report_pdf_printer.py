@@ -1,17 +1,19 @@
 """Background PDF printing: `instrument.report.pdf.Printer` and the reports stage that uses it.
 
-A stand-in "Chromium" (a shell script set through INSTRUMENT_CHROMIUM) writes a small PDF after a
-short pause and logs how many prints were running when it started, so the tests check what the
-printer promises without the real browser: prints overlap, never more than ``workers`` at once,
-every PDF is made, a failed print is reported for its own document only, and the reports stage
-lists its files in the same order as before (the technical report, the briefs, the cards).
+A stand-in "Chromium" (a Python script set through INSTRUMENT_CHROMIUM) answers the DevTools
+protocol on its pipe (file descriptors 3 and 4) as the browser does, prints a small PDF after a
+short pause and logs how many prints were running when each started, so the tests check what
+the printer promises without the real browser: one browser for every print, prints overlap,
+never more than ``workers`` at once, every PDF is made, a failed print is reported for its own
+document only, and the reports stage lists its files in the same order as before (the technical
+report, the briefs, the cards).
 """
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,21 +24,57 @@ from instrument.results import from_jsonable
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report" / "results_example.json"
 
-# Prints --print-to-pdf=PATH after 0.4 s; "running/" holds one file per print under way and
-# "log" one line per print with the number running when it started. A page whose name holds
-# "fail" makes it exit 1 without a PDF.
-FAKE = r"""#!/bin/sh
-dir="$(dirname "$0")"
-out=""
-for a in "$@"; do case "$a" in --print-to-pdf=*) out="${a#--print-to-pdf=}";; esac; done
-last=""; for a in "$@"; do last="$a"; done
-case "${last##*/}" in *fail*) echo "cannot print" >&2; exit 1;; esac
-mkdir -p "$dir/running"
-touch "$dir/running/$$"
-ls "$dir/running" | wc -l >> "$dir/log"
-sleep 0.4
-printf '%%PDF-1.4 fake\n' > "$out"
-rm -f "$dir/running/$$"
+# Answers each command on fd 3 (NUL-ended JSON) on fd 4; Page.printToPDF answers after 0.4 s in
+# a thread of its own, and "log" gets one line per print with the number running when it
+# started, "starts" one line per browser started. A page whose name holds "fail" gets an error.
+FAKE = r"""#!{python}
+import base64, json, os, sys, threading, time
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "starts"), "a") as fh:
+    fh.write("1\n")
+lock, running, pages = threading.Lock(), [0], {{}}
+def send(msg):
+    with lock:
+        os.write(4, json.dumps(msg).encode() + b"\0")
+def print_pdf(m):
+    with lock:
+        running[0] += 1
+        with open(os.path.join(here, "log"), "a") as fh:
+            fh.write(f"{{running[0]}}\n")
+    time.sleep(0.4)
+    with lock:
+        running[0] -= 1
+    if "fail" in pages[m["sessionId"]].rsplit("/", 1)[-1]:
+        send({{"id": m["id"], "error": {{"code": -32000, "message": "cannot print"}}}})
+    else:
+        send({{"id": m["id"], "result": {{"data": base64.b64encode(b"%PDF-1.4 fake\n").decode()}}}})
+buf, n = b"", 0
+while True:
+    chunk = os.read(3, 65536)
+    if not chunk:
+        break
+    buf += chunk
+    while b"\0" in buf:
+        raw, buf = buf.split(b"\0", 1)
+        m = json.loads(raw)
+        method, n = m["method"], n + 1
+        if method == "Page.printToPDF":
+            threading.Thread(target=print_pdf, args=(m,)).start()
+            continue
+        result = {{}}
+        if method == "Target.createBrowserContext":
+            result = {{"browserContextId": f"c{{n}}"}}
+        elif method == "Target.createTarget":
+            result = {{"targetId": f"t{{n}}"}}
+        elif method == "Target.attachToTarget":
+            result = {{"sessionId": f"s{{n}}"}}
+        elif method == "Page.navigate":
+            pages[m["sessionId"]] = m["params"]["url"]
+        send({{"id": m["id"], "result": result}})
+        if method == "Page.navigate":
+            send({{"method": "Page.loadEventFired", "params": {{}}, "sessionId": m["sessionId"]}})
+        if method == "Browser.close":
+            sys.exit(0)
 """
 
 
@@ -45,7 +83,7 @@ def fake_chromium(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "chromium"
     d.mkdir()
     exe = d / "chromium"
-    exe.write_text(FAKE)
+    exe.write_text(FAKE.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(exe))
     return d
@@ -64,6 +102,10 @@ def _running_at_start(fake: Path) -> list[int]:
     return [int(x) for x in (fake / "log").read_text().split()]
 
 
+def _browsers_started(fake: Path) -> int:
+    return len((fake / "starts").read_text().split())
+
+
 def test_prints_run_two_at_once_and_no_more(tmp_path, fake_chromium):
     pages = _pages(tmp_path, ["a", "b", "c", "d", "e"])
     with Printer(workers=2) as printer:
@@ -73,7 +115,7 @@ def test_prints_run_two_at_once_and_no_more(tmp_path, fake_chromium):
     counts = _running_at_start(fake_chromium)
     assert len(counts) == 5
     assert max(counts) == 2          # two prints overlapped, and never three
-    assert not os.listdir(fake_chromium / "running")
+    assert _browsers_started(fake_chromium) == 1
 
 
 def test_one_worker_prints_one_at_a_time(tmp_path, fake_chromium):
@@ -89,7 +131,8 @@ def test_a_failed_print_is_its_own_error(tmp_path, fake_chromium):
     with Printer() as printer:
         futures = [printer.submit(p, p.with_suffix(".pdf")) for p in pages]
     assert futures[0].result().name == "good.pdf"
-    with pytest.raises(PdfUnavailable, match=r"failed to print fail\.html \(exit 1\)"):
+    with pytest.raises(PdfUnavailable, match=r"failed to print fail\.html: Page\.printToPDF: "
+                                             r"cannot print"):
         futures[1].result()
     assert futures[2].result().name == "fine.pdf"
 
@@ -107,6 +150,7 @@ def test_reports_stage_prints_every_report_in_the_background(tmp_path, fake_chro
              "school_cards_es"]
     assert out["files"] == [f"reports/{s}.{ext}" for s in stems for ext in ("html", "pdf")]
     assert len(_running_at_start(fake_chromium)) == 5
+    assert _browsers_started(fake_chromium) == 1
 
 
 def test_reports_stage_names_the_report_whose_print_failed(tmp_path, monkeypatch,

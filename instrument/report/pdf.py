@@ -1,19 +1,30 @@
-"""HTML -> PDF through headless Chromium (``--print-to-pdf``).
+"""HTML -> PDF through headless Chromium, driven over the DevTools protocol.
 
 Chromium is the one external tool the reports use (Debian: ``apt-get install -y chromium``); it
-also runs the browser check in the tests. It honours the CSS ``@page`` size and margins and
-``break-before: page``, which the score cards use for one page per school. Set
-``INSTRUMENT_CHROMIUM`` to a browser binary to use another one.
+also runs the browser check in the tests. One browser process prints every document of a run
+(`Printer`): it is started with ``--remote-debugging-pipe`` and sent DevTools protocol commands
+(https://chromedevtools.github.io/devtools-protocol/, one JSON message per command, each ended by
+a NUL byte, on file descriptors 3 and 4), and each document is opened in a browser context of
+its own (its own renderer process, so two prints use two cores) and printed with
+``Page.printToPDF``: the CSS ``@page`` size and margins, ``break-before: page`` (one page per
+school on the score cards), no header or footer, a tagged (accessible) PDF, as
+``--print-to-pdf`` prints. Set ``INSTRUMENT_CHROMIUM`` to a browser binary to use another one.
 """
 from __future__ import annotations
 
+import base64
+import fcntl
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -22,10 +33,15 @@ HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 INSTALL_HINT = ("PDF output needs a headless Chromium. On Debian/Ubuntu install it with "
                 "`apt-get install -y chromium`, or set INSTRUMENT_CHROMIUM to a Chromium/Chrome "
                 "binary; or render HTML only (`--no-pdf`, formats=('html',)).")
+#: ``Page.printToPDF`` options: the page size and margins of the CSS ``@page`` rule, backgrounds
+#: only where the CSS asks for them (``print-color-adjust: exact``), no header or footer, and a
+#: tagged PDF (its structure tree lets screen readers read the tables and headings).
+PRINT_OPTIONS = {"preferCSSPageSize": True, "printBackground": False,
+                 "displayHeaderFooter": False, "generateTaggedPDF": True}
 
 
-#: Chromium processes `Printer` runs at once: one per core of a 2-core machine (each print keeps
-#: one renderer busy; more at once only share the same cores).
+#: Documents `Printer` prints at once: one per core of a 2-core machine (each print keeps one
+#: renderer process busy; more at once only share the same cores).
 PRINT_WORKERS = 2
 
 
@@ -45,6 +61,175 @@ def find_chromium() -> str | None:
     return None
 
 
+def _chromium() -> str:
+    exe = find_chromium()
+    if exe is None:
+        where = os.environ.get("INSTRUMENT_CHROMIUM")
+        raise PdfUnavailable((f"INSTRUMENT_CHROMIUM={where!r} is not an executable file. "
+                              if where else "No Chromium found on PATH "
+                              f"(looked for {', '.join(CANDIDATES)}). ") + INSTALL_HINT)
+    return exe
+
+
+class _Browser:
+    """One headless Chromium and its DevTools pipe: `call` sends a command and waits for its
+    answer, `event` waits for an event of one page; a thread reads every message and hands each
+    to whoever waits for it, so several threads can print at once."""
+
+    def __init__(self, exe: str, timeout: float) -> None:
+        self.timeout = timeout
+        self._dir = tempfile.mkdtemp(prefix="instrument-chromium-")
+        self._stderr = open(os.path.join(self._dir, "stderr.txt"), "w+b")  # noqa: SIM115
+        to_chrome, from_chrome = os.pipe(), os.pipe()
+        # above 4, so that placing them on 3 and 4 in the child cannot overwrite one another
+        c_in, c_out = (fcntl.fcntl(to_chrome[0], fcntl.F_DUPFD, 10),
+                       fcntl.fcntl(from_chrome[1], fcntl.F_DUPFD, 10))
+        for fd in (to_chrome[0], from_chrome[1]):
+            os.close(fd)
+
+        def on_3_and_4() -> None:
+            os.dup2(c_in, 3)
+            os.dup2(c_out, 4)
+        try:
+            self.proc = subprocess.Popen(
+                [exe, *HEADLESS_FLAGS, f"--user-data-dir={os.path.join(self._dir, 'profile')}",
+                 "--remote-debugging-pipe"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=self._stderr, pass_fds=(3, 4), preexec_fn=on_3_and_4)  # noqa: PLW1509
+        except OSError as exc:
+            for fd in (c_in, c_out, to_chrome[1], from_chrome[0]):
+                os.close(fd)
+            self._cleanup()
+            raise PdfUnavailable(f"Could not run {exe}: {exc}. " + INSTALL_HINT) from exc
+        os.close(c_in)
+        os.close(c_out)
+        self._out, self._in = to_chrome[1], from_chrome[0]
+        self._lock = threading.Lock()
+        self._next = 0
+        self._waiting: dict[Any, Future] = {}   # command id or (event, session) -> its Future
+        self._ended = False
+        self._reader = threading.Thread(target=self._read, name="chromium-devtools", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        parts: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(self._in, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            while (end := chunk.find(b"\0")) >= 0:
+                parts.append(chunk[:end])
+                msg, parts, chunk = json.loads(b"".join(parts)), [], chunk[end + 1:]
+                key = msg["id"] if "id" in msg else (msg.get("method"), msg.get("sessionId"))
+                with self._lock:
+                    waiter = self._waiting.pop(key, None)
+                if waiter is not None:
+                    waiter.set_result(msg)
+            parts.append(chunk)
+        with self._lock:
+            self._ended = True
+            waiters, self._waiting = list(self._waiting.values()), {}
+        for w in waiters:
+            w.set_exception(PdfUnavailable(self._why_ended()))
+
+    def _why_ended(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stderr.seek(0)
+        tail = "\n".join(self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-5:])
+        return f"Chromium ended (exit {code})" + (f":\n{tail}" if tail else ".")
+
+    def _wait(self, key: Any, send: bytes | None = None) -> Future:
+        f: Future = Future()
+        with self._lock:
+            if self._ended:
+                raise PdfUnavailable(self._why_ended())
+            self._waiting[key] = f
+            if send is not None:
+                try:
+                    _write_all(self._out, send)
+                except OSError:     # the browser has gone; the reader says why
+                    pass
+        return f
+
+    def _result(self, f: Future, what: str) -> dict:
+        try:
+            return f.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise PdfUnavailable(f"Chromium did not finish {what} within {self.timeout:g} s.") \
+                from None
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict:
+        """Send one command; its result, or PdfUnavailable with Chromium's error message."""
+        with self._lock:
+            self._next += 1
+            n = self._next
+        msg = {"id": n, "method": method, "params": params}
+        if session is not None:
+            msg["sessionId"] = session
+        answer = self._result(self._wait(n, json.dumps(msg).encode() + b"\0"), method)
+        if "error" in answer:
+            raise PdfUnavailable(f"{method}: {answer['error'].get('message', answer['error'])}")
+        return answer.get("result", {})
+
+    def event(self, method: str, session: str) -> Future:
+        """A Future set when page ``session`` sends event ``method`` (ask before acting)."""
+        return self._wait((method, session))
+
+    def print_pdf(self, html_path: Path) -> bytes:
+        """The PDF Chromium prints of ``html_path``, opened in a browser context of its own."""
+        context = self.call("Target.createBrowserContext")["browserContextId"]
+        try:
+            target = self.call("Target.createTarget", url="about:blank",
+                               browserContextId=context)["targetId"]
+            page = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self.call("Page.enable", page)
+            loaded = self.event("Page.loadEventFired", page)
+            nav = self.call("Page.navigate", page, url=html_path.as_uri())
+            if nav.get("errorText"):
+                raise PdfUnavailable(f"Chromium could not open {html_path.name}: "
+                                     f"{nav['errorText']}")
+            self._result(loaded, f"loading {html_path.name}")
+            data = self.call("Page.printToPDF", page, **PRINT_OPTIONS)["data"]
+        finally:
+            try:
+                self.call("Target.disposeBrowserContext", browserContextId=context)
+            except PdfUnavailable:
+                pass
+        return base64.b64decode(data)
+
+    def close(self) -> None:
+        """Close the browser and remove its profile folder."""
+        if not self._ended:
+            try:
+                self.call("Browser.close")
+            except PdfUnavailable:
+                pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        os.close(self._out)
+        os.close(self._in)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._stderr.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float = 600) -> Path:
     """Print ``html_path`` to ``pdf_path`` with headless Chromium; returns ``pdf_path``.
 
@@ -53,38 +238,18 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float =
     PdfUnavailable
         When no Chromium is found, or it fails or times out (the message says why).
     """
-    exe = find_chromium()
-    if exe is None:
-        where = os.environ.get("INSTRUMENT_CHROMIUM")
-        raise PdfUnavailable((f"INSTRUMENT_CHROMIUM={where!r} is not an executable file. "
-                              if where else "No Chromium found on PATH "
-                              f"(looked for {', '.join(CANDIDATES)}). ") + INSTALL_HINT)
-    html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path).resolve()
-    with tempfile.TemporaryDirectory(prefix="instrument-chromium-") as profile:
-        cmd = [exe, *HEADLESS_FLAGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               f"--print-to-pdf={pdf_path}", html_path.as_uri()]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise PdfUnavailable(f"Chromium did not finish printing {html_path.name} within "
-                                 f"{timeout:g} s.") from exc
-        except OSError as exc:
-            raise PdfUnavailable(f"Could not run {exe}: {exc}. " + INSTALL_HINT) from exc
-    if proc.returncode != 0 or not pdf_path.is_file() or pdf_path.stat().st_size == 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise PdfUnavailable(f"Chromium failed to print {html_path.name} "
-                             f"(exit {proc.returncode}):\n{tail}")
-    pdf_path.write_bytes(reproducible(pdf_path.read_bytes()))
-    return pdf_path
+    with Printer(1, timeout=timeout) as printer:
+        return printer.submit(html_path, pdf_path).result()
 
 
 class Printer:
-    """Prints HTML files to PDF in the background, at most ``workers`` Chromium processes at once.
+    """Prints HTML files to PDF in the background, at most ``workers`` documents at once, all in
+    one Chromium started at the first `submit`.
 
-    `submit` starts a print (`html_to_pdf`) as soon as a worker is free and returns at once, so
-    the caller can write the next HTML file while Chromium prints; each print runs in its own
-    Chromium process, so two prints use two cores. `Future.result` gives the PDF's path or raises
-    `PdfUnavailable`. Use as a context manager: leaving the block waits for every print.
+    `submit` starts a print as soon as a worker is free and returns at once, so the caller can
+    write the next HTML file while Chromium prints. `Future.result` gives the PDF's path (its
+    bytes made reproducible, `reproducible`) or raises `PdfUnavailable`. Use as a context
+    manager: leaving the block waits for every print and closes the browser.
     """
 
     def __init__(self, workers: int = PRINT_WORKERS, *, timeout: float = 600) -> None:
@@ -92,14 +257,41 @@ class Printer:
             raise ValueError(f"workers= must be at least 1; got {workers}.")
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chromium-print")
+        self._lock = threading.Lock()
+        self._browser: _Browser | PdfUnavailable | None = None
+
+    def _get_browser(self) -> _Browser:
+        with self._lock:
+            if self._browser is None:
+                try:
+                    self._browser = _Browser(_chromium(), self.timeout)
+                except PdfUnavailable as exc:
+                    self._browser = exc
+            if isinstance(self._browser, PdfUnavailable):
+                raise self._browser
+            return self._browser
+
+    def _print(self, html_path: Path, pdf_path: Path) -> Path:
+        try:
+            pdf = self._get_browser().print_pdf(html_path)
+        except PdfUnavailable as exc:
+            raise PdfUnavailable(f"Chromium failed to print {html_path.name}: {exc}") from None
+        if not pdf.startswith(b"%PDF-"):
+            raise PdfUnavailable(f"Chromium failed to print {html_path.name}: not a PDF.")
+        pdf_path.write_bytes(reproducible(pdf))
+        return pdf_path
 
     def submit(self, html_path: str | Path, pdf_path: str | Path) -> Future:
         """Print ``html_path`` to ``pdf_path`` when a worker is free; the Future holds the path."""
-        return self._pool.submit(html_to_pdf, html_path, pdf_path, timeout=self.timeout)
+        return self._pool.submit(self._print, Path(html_path).resolve(),
+                                 Path(pdf_path).resolve())
 
     def close(self) -> None:
-        """Wait for every print submitted."""
+        """Wait for every print submitted, then close the browser."""
         self._pool.shutdown(wait=True)
+        if isinstance(self._browser, _Browser):
+            self._browser.close()
+        self._browser = None
 
     def __enter__(self) -> "Printer":
         return self

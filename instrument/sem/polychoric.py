@@ -126,20 +126,25 @@ def _encode_small_integers(values: np.ndarray) -> tuple[np.ndarray, tuple] | Non
 
 def _encode_small_integers_2d(values: np.ndarray) -> list:
     """`_encode_small_integers` of each column of ``values`` (n, k), done for all columns at once
-    when every column qualifies (else column by column, falling back to `_encode_ordinal`)."""
+    when every column qualifies (else column by column, falling back to `_encode_ordinal`).
+    The work runs on the transpose (k, n), so each column's codes come out contiguous."""
     n, k = values.shape
+    vt = values.T                      # a C-ordered view for pandas' column blocks
     isf = values.dtype.kind == "f"
-    miss = np.isnan(values) if isf else np.zeros(values.shape, bool)
-    has = ~miss.all(axis=0)
+    miss = np.isnan(vt) if isf else None
+    any_miss = miss is not None and bool(miss.any())
+    has = ~miss.all(axis=1) if any_miss else np.ones(k, bool)
     ok = bool(has.all()) and n > 0
     if ok:
         with np.errstate(invalid="ignore"):
-            lo = np.nanmin(values, axis=0) if isf else values.min(axis=0)
-            hi = np.nanmax(values, axis=0) if isf else values.max(axis=0)
+            lo = np.nanmin(vt, axis=1) if any_miss else vt.min(axis=1)
+            hi = np.nanmax(vt, axis=1) if any_miss else vt.max(axis=1)
         ok = bool(np.all(np.isfinite(lo) & np.isfinite(hi))) and \
             bool(np.all(hi.astype(float) - lo.astype(float) < _SMALL_RANGE))
     if ok:
-        off = np.where(miss, 0, values - lo)
+        off = vt - lo[:, None]
+        if any_miss:
+            off[miss] = 0
         kk = off.astype(np.intp)
         ok = not isf or bool(np.array_equal(kk, off))
     if not ok:
@@ -150,15 +155,18 @@ def _encode_small_integers_2d(values: np.ndarray) -> list:
             out.append(got if got is not None else _encode_ordinal(pd.Series(col)))
         return out
     span = int((hi - lo).max()) + 1
-    flat = kk + (np.arange(k) * span)[None, :]
-    counts = np.bincount(flat[~miss], minlength=k * span).reshape(k, span)
+    kk += (np.arange(k) * span)[:, None]
+    counts = np.bincount(kk[~miss] if any_miss else kk.ravel(),
+                         minlength=k * span).reshape(k, span)
     present = counts > 0
     remap = (np.cumsum(present, axis=1) - 1).ravel()
-    codes = np.where(miss, -1, remap[flat]).astype(np.int64)
+    codes = remap[kk]
+    if any_miss:
+        codes[miss] = -1
     out = []
     for j in range(k):
         levels = (lo[j] + np.flatnonzero(present[j])).astype(values.dtype)
-        out.append((np.ascontiguousarray(codes[:, j]), tuple(lv.item() for lv in levels)))
+        out.append((codes[j], tuple(lv.item() for lv in levels)))
     return out
 
 
@@ -572,12 +580,19 @@ def _pair_index(p: int) -> list[tuple[int, int]]:
 
 def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     """All two-way frequency tables at once: ``H'H`` for the one-hot coding H (n x len(codes) K;
-    code -1 = missing, no column). Counts are exact in single precision below 2**24 rows, so
-    the product runs in float32 when n is smaller."""
+    code -1 = missing, no column), H written by one scatter of ones. Counts are exact in single
+    precision below 2**24 rows, so the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
+    k = len(codes)
     dt = np.float32 if n < 2 ** 24 else np.float64
-    C = np.stack(codes, axis=1) if codes else np.zeros((0, 0), dtype=np.intp)
-    H = (C[:, :, None] == np.arange(K)).astype(dt).reshape(n, len(codes) * K)
+    H = np.zeros(n * k * K, dtype=dt)
+    row0 = np.arange(n) * (k * K)               # flat position of each row's first column
+    for m, c in enumerate(codes):
+        pos = row0 + c
+        pos += m * K
+        obs = c >= 0
+        H[pos if obs.all() else pos[obs]] = 1.0
+    H = H.reshape(n, k * K)
     return (H.T @ H).astype(float)
 
 

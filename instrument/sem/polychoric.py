@@ -596,15 +596,6 @@ def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     return (H.T @ H).astype(float)
 
 
-def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-    """``out[rows] = table[idx]`` for valid indices, written in place when `rows` is a run of
-    consecutive rows (``mode="clip"`` skips the bounds check, the indices being in range)."""
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-        np.take(table, idx, out=out[rows[0]:rows[-1] + 1], mode="clip")
-    else:
-        out[rows] = np.take(table, idx, mode="clip")
-
-
 def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dict[str, Any]:
     """Step 2 (correlations) and step 3 (their joint asymptotic covariance) for one group.
 
@@ -863,7 +854,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     # G is built transposed (one row per column of G) so that every lookup gathers whole rows,
     # in blocks of rows (bounding memory for large N); W = G'G accumulated block by block
-    th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    # each ordinal variable's threshold columns: consecutive in G and in th_tab_g
+    th_blocks = []
+    m = 0
+    for k in ord_idx:
+        th_blocks.append((k, m, vars_[k].th_start, vars_[k].ncat - 1))
+        m += vars_[k].ncat - 1
     KK = Kp * Kp
     if oo:
         codes_kp = codes_t * Kp
@@ -876,21 +872,24 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         starts = np.concatenate([[0], brk])
         runs = [(jj[a], ii[a], a, b) for a, b in zip(starts, np.append(brk, len(jj)))]
         i_off = (np.arange(p) * KK)[:, None]
+        ct = cor_tab.ravel()
+        # one index buffer for every run (no allocation per run)
+        idx_buf = np.empty(max(b - a for _j, _i, a, b in runs) * min(n, _ROW_BLOCK), np.intp)
     W = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
         Gt = np.empty((ncol, rows.stop - rows.start))
-        if len(th_col):
-            idx = codes_t[th_var, rows]
-            idx += th_off
-            _take_rows(th_tab_g.ravel(), idx, Gt, th_col)
+        for k, m, c0, nt in th_blocks:
+            np.take(th_tab_g[m:m + nt], codes_t[k, rows], axis=1, out=Gt[c0:c0 + nt],
+                    mode="clip")
         for col, vec in dense.items():
             Gt[col] = vec[rows]
         if oo:
             ci = codes_t[:, rows] + i_off
         for j, i0, a, b in runs if oo else ():
-            idx = ci[i0:i0 + b - a] + (codes_kp[j, rows] + (a - i0) * KK)
-            np.take(cor_tab.ravel(), idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
+            idx = idx_buf[:(b - a) * (rows.stop - rows.start)].reshape(b - a, -1)
+            np.add(ci[i0:i0 + b - a], codes_kp[j, rows] + (a - i0) * KK, out=idx)
+            np.take(ct, idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
         block = Gt @ Gt.T
         W = block if W is None else W + block
     if Hmat is not None:

@@ -609,3 +609,23 @@ def test_parameter_space_mlr_pieces_equal_reference_implementation():
     assert_allclose(v.vcov, v_ref.vcov, rtol=1e-10, atol=1e-15)
     for a, b in zip(v.B0_group, v_ref.B0_group):
         assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_lrt_of_ml_fits_with_the_yb_test_is_satorra_bentler_2001():
+    """lavTestLRT's default difference test follows the fits' test: with
+    test = "yuan.bentler.mplus" it is Satorra-Bentler (2001), as for MLR (lavaan reference)."""
+    from instrument.invariance.lrt import lrt_table
+    r = ref("se_test_refs.json")["fits"]["ml_yb_lrt"]
+    hs = data("HolzingerSwineford1939.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [cfa(HS_MODEL, hs, group="school", group_equal=ge, test="yuan.bentler.mplus")
+                for ge in ((), ("loadings",))]
+    row = lrt_table(fits, ["configural", "metric"]).iloc[1]
+    assert row["Df diff"] == r["df_diff"]
+    # not the plain difference of the chi-squares (the standard test's 'Chisq diff')
+    assert abs(row["Chisq diff"] - (fits[1].fit_measures["chisq"]
+                                    - fits[0].fit_measures["chisq"])) > 0.1
+    # cd = (r0 c0 - r1 c1)/(r0 - r1) amplifies the 1e-6 agreement of c about 7-fold
+    assert_allclose(row["Chisq diff"], r["chisq_diff"], rtol=RTOL_SENSITIVE)
+    assert_allclose(row["Pr(>Chisq)"], r["pvalue"], rtol=RTOL_SENSITIVE)

@@ -147,6 +147,25 @@ def test_pdf_structure_node_ids_are_renumbered():
         b"/ID (node00000001)>> /Headers [(node00000001)] /ID (node00000002)")
 
 
+def test_pdf_id_name_tree_follows_the_new_ids():
+    from instrument.report.pdf import reproducible
+
+    # two prints of one page: the same elements (objects 60, 64, 160) in the same order, with
+    # node ids allocated differently, so the name tree (sorted by the old ids) lists them in
+    # another order
+    def pdf(i60: int, i64: int, i160: int) -> bytes:
+        ids = sorted([(i60, b"60 0 R"), (i64, b"64 0 R"), (i160, b"160 0 R")])
+        names = b" ".join(b"(node%08d) %s" % (i, ref) for i, ref in ids)
+        return (b"60 0 obj <</ID (node%08d)>> 64 0 obj <</ID (node%08d)>> 160 0 obj <</ID "
+                b"(node%08d)>>\n1063 0 obj\n<</Limits [(node%08d) (node%08d)]\n/Names [%s]>>"
+                % (i60, i64, i160, ids[0][0], ids[-1][0], names))
+    a, b = pdf(5, 7, 9), pdf(12, 3, 40)
+    assert len(reproducible(b)) == len(b)
+    assert reproducible(a) == reproducible(b)
+    assert b"/Limits [(node00000001) (node00000003)]\n/Names [(node00000001) 60 0 R " \
+           b"(node00000002) 64 0 R (node00000003) 160 0 R]" in reproducible(b)
+
+
 # --------------------------------------------------------------------------------------------
 # One ingest contract: every row read is used or quarantined with its reason and file line
 # --------------------------------------------------------------------------------------------

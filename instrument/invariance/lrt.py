@@ -38,8 +38,9 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
     fits : sequence of CFAResult
     names : model names, one per fit
     method : {"standard", "satorra.bentler.2001", "satorra.2000"}, optional
-        Default: "satorra.bentler.2001" when the fits carry a ``chisq.scaling.factor`` from
-        MLR, "satorra.2000" (scaled-shifted) for WLSMV, "standard" for ML.
+        Default, as lavaan's: "satorra.2000" for the scaled-shifted test (WLSMV, ULSMV),
+        "satorra.bentler.2001" for a Yuan-Bentler scaled test (MLR, or ML with
+        ``test="yuan.bentler.mplus"``), else "standard".
 
     Returns
     -------
@@ -52,10 +53,8 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
         (a partial-invariance search) computes it once.
     """
     fm = [f.fit_measures for f in fits]
-    est = _estimator(fits[0])
     if method is None:
-        method = {"MLR": "satorra.bentler.2001", "WLSMV": "satorra.2000",
-                  "ULSMV": "satorra.2000"}.get(est, "standard")
+        method = _default_method(fits[0])
     if method not in ("standard", "satorra.bentler.2001", "satorra.2000"):
         raise ValueError(f"method= must be one of 'standard', 'satorra.bentler.2001', "
                          f"'satorra.2000'; got {method!r}.")
@@ -89,6 +88,16 @@ def lrt_table(fits: Sequence[Any], names: Sequence[str], *, method: str | None =
 
 def _estimator(fit: Any) -> str:
     return str(fit.meta.options.get("estimator", "ML")).upper()
+
+
+def _default_method(fit: Any) -> str:
+    """lavaan's ``lavTestLRT(method = "default")``: the difference test that goes with the fit's
+    own test."""
+    if _estimator(fit) in ("WLSMV", "ULSMV"):
+        return "satorra.2000"
+    if _estimator(fit) == "MLR" or fit.meta.options.get("test") == "yuan.bentler.mplus":
+        return "satorra.bentler.2001"
+    return "standard"
 
 
 def _ngroups(fit: Any) -> int:

@@ -19,7 +19,10 @@ Keys read, by section
 ``results["bank"]`` (test content; response processes)
     ``items``: frame with ``item_id``, ``construct``, ``form``, ``finding``, ``translation_status``
     and optionally ``text_en``, ``text_es``, ``reverse``, ``scale``, ``translation_notes``.
-    ``constructs`` (optional): frame ``construct``, ``label_en``, ``description``.
+    ``constructs`` (optional): frame ``construct``, ``label_en`` (and ``label_<lang>`` per
+    translation), ``description``; ``overall`` (optional): ``{"label": {lang: ...},
+    "constructs": [...]}``, the bank's overall score. The section holds each language's construct
+    labels (``labels``) and overall-score label (``overall_label``), read once.
     ``cognitive_interviews`` (optional): frame ``item_id``, ``round``, ``note`` (and ``form``).
     ``scales`` (optional): ``{scale id: {"codes": [...], "labels": {language: [...]}}}``, the
     response scales the items' ``scale`` column names (category legends use these labels).
@@ -256,15 +259,41 @@ def read_bank(results: Mapping[str, Any]) -> Section:
             scales[str(sid)] = {"codes": [int(c) for c in sc.get("codes") or []],
                                 "labels": {str(k): [str(x) for x in v]
                                            for k, v in sc["labels"].items()}}
+    constructs = as_frame(b.get("constructs"))
+    overall = b.get("overall") if isinstance(b.get("overall"), Mapping) else None
     return Section("bank", True, data={
         "items": items, "blueprint": blueprint, "scales": scales, "forms": forms, "translation": translation,
         "translation_notes": tnotes, "cognitive": cog,
-        "constructs": as_frame(b.get("constructs")), "languages": languages,
+        "constructs": constructs, "languages": languages,
+        "labels": {lang: _construct_labels(constructs, lang)
+                   for lang in dict.fromkeys(["en", *languages])},
+        "overall_label": _overall_labels(overall, ["en", *languages]),
         "name": str(b.get("name") or ""), "has_findings": has_findings,
-        "overall": b.get("overall") if isinstance(b.get("overall"), Mapping) else None,
+        "overall": overall,
         "shipped": str(b.get("path") or "shipped bank") == "shipped bank",
         "n_items": len(items), "n_constructs": items["construct"].nunique(),
         "n_findings": items["finding"].nunique()})
+
+
+def _construct_labels(constructs: pd.DataFrame | None, lang: str) -> dict[str, str]:
+    """Construct id -> its label in ``lang`` (``label_<lang>``; ``label_en`` when the bank has
+    no translation of it)."""
+    out: dict[str, str] = {}
+    for r in constructs.to_dict("records") if constructs is not None else ():
+        label = r.get(f"label_{lang}") or r.get("label_en")
+        if label and label == label:
+            out[str(r["construct"])] = str(label)
+    return out
+
+
+def _overall_labels(overall: Mapping[str, Any] | None, langs: list[str]) -> dict[str, str]:
+    """Language -> the label of the bank's overall score (its first label when the bank has
+    none in that language); empty when the bank declares no overall score."""
+    labels = overall.get("label") if overall else None
+    if not isinstance(labels, Mapping) or not labels:
+        return {}
+    first = str(next(iter(labels.values())))
+    return {lang: str(labels.get(lang) or first) for lang in dict.fromkeys(langs)}
 
 
 def read_item_analysis(results: Mapping[str, Any]) -> Section:

@@ -303,18 +303,34 @@ class Printer:
 _NODE_ID = re.compile(rb"\(node([0-9]{8})\)")
 
 
+#: A leaf of the structure tree's ID name tree: its key range and its (id, element) pairs.
+_ID_LEAF = re.compile(rb"/Limits \[\(node[0-9]{8}\) \(node[0-9]{8}\)\]\s*/Names \["
+                      rb"((?:\s*\(node[0-9]{8}\) [0-9]+ [0-9]+ R)*)\s*\]")
+_ID_PAIR = re.compile(rb"\(node([0-9]{8})\) ([0-9]+ [0-9]+ R)")
+
+
 def reproducible(pdf: bytes) -> bytes:
     """The PDF with what varies between two prints of one HTML file made fixed: the dates
     (`fixed_dates`) and the DOM node ids Chromium writes into the tagged-PDF structure tree
     (``/ID (node00000067)``, allocated differently from run to run), renumbered in order of
-    first appearance. Every replacement has the same length, so the cross-reference offsets
-    stay valid."""
+    first appearance, with the ID name tree's pairs put back in the order of the new ids (a name
+    tree is sorted by key, PDF 32000-1:2008, 7.9.6). Every replacement has the same length, so
+    the cross-reference offsets stay valid."""
     ids: dict[bytes, bytes] = {}
 
     def renumber(m: re.Match) -> bytes:
         new = ids.setdefault(m.group(1), b"%08d" % (len(ids) + 1))
         return b"(node" + new + b")"
-    return _NODE_ID.sub(renumber, fixed_dates(pdf))
+
+    def sort_leaf(m: re.Match) -> bytes:
+        pairs = sorted(_ID_PAIR.findall(m.group(1)))
+        if not pairs:
+            return m.group(0)
+        names = b" ".join(b"(node" + k + b") " + ref for k, ref in pairs)
+        leaf = (b"/Limits [(node" + pairs[0][0] + b") (node" + pairs[-1][0] + b")]\n/Names ["
+                + names + b"]")
+        return leaf if len(leaf) == len(m.group(0)) else m.group(0)
+    return _ID_LEAF.sub(sort_leaf, _NODE_ID.sub(renumber, fixed_dates(pdf)))
 
 
 _PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:[0-9]{14}(Z|[+-][0-9]{2}'[0-9]{2}'?)?\)")

@@ -761,7 +761,8 @@ def overall_definitions(scores: Section, bank: Section, t: Translator) -> list[s
     named from the bank. Empty when the bank defines none, and then the report does not mention
     an overall score."""
     ov = bank.get("overall") if bank.available else None
-    if not scores.available or not ov:
+    label = _overall_label(bank, t.lang)
+    if not scores.available or not ov or label is None:
         return []
     tab = scores["table"]
     forms = [t(str(f).capitalize() + " survey").lower()
@@ -770,7 +771,6 @@ def overall_definitions(scores: Section, bank: Section, t: Translator) -> list[s
         return []
     names = _construct_labels(bank, t.lang)
     cons = [str(c) for c in ov["constructs"]]
-    label = ov["label"].get(t.lang) or next(iter(ov["label"].values()))
     form = (", ".join(forms[:-1]) + f" {t('and')} " + forms[-1]) if len(forms) > 1 else forms[0]
     return [t("\"Overall\" on the %(form)s is the item bank's overall score (%(label)s): the "
               "unweighted mean of %(n)s practice scores (%(names)s), each on its items as keyed "
@@ -1108,24 +1108,24 @@ def _technical(secs: Mapping[str, Section], stages: Mapping[str, str],
 # Policy brief
 # --------------------------------------------------------------------------------------------
 def _construct_labels(bank: Section, lang: str) -> dict[str, str]:
-    """Construct id -> its label in ``lang`` from the bank (English when not translated)."""
-    cons = bank.get("constructs") if bank.available else None
-    if cons is None:
-        return {}
-    out = {}
-    for r in cons.to_dict("records"):
-        label = r.get(f"label_{lang}") or r.get("label_en")
-        if label and label == label:
-            out[str(r["construct"])] = str(label)
-    return out
+    """Construct id -> its label in ``lang`` from the bank (English when not translated), as
+    `adapters.read_bank` reads them."""
+    labels = bank.get("labels") if bank.available else None
+    return (labels.get(lang) or labels.get("en") or {}) if labels else {}
+
+
+def _overall_label(bank: Section, lang: str) -> str | None:
+    """The label of the bank's overall score in ``lang`` (its first label when not translated),
+    or None when the bank declares no overall score."""
+    labels = bank.get("overall_label") if bank.available else None
+    return (labels.get(lang) or next(iter(labels.values()))) if labels else None
 
 
 def _linked_score_name(bank: Section, construct: str, lang: str) -> str:
     """How the brief names the score the linker used, in ``lang``: the bank's overall-score label
     for ``"overall"`` (lower-cased to read inside a sentence), else the construct's bank label."""
     if construct == "overall":
-        ov = bank.get("overall") if bank.available else None
-        label = (ov["label"].get(lang) or next(iter(ov["label"].values()))) if ov else "overall"
+        label = _overall_label(bank, lang) or "overall"
         return label[:1].lower() + label[1:]
     return _construct_labels(bank, lang).get(construct, construct)
 
@@ -1640,14 +1640,23 @@ def report_languages(results: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """
     if "results" in results and isinstance(results["results"], Mapping):
         results = results["results"]
-    bank = READERS["bank"](results) if isinstance(results.get("bank"), Mapping) else None
+    return _languages(READERS["bank"](results) if isinstance(results.get("bank"), Mapping)
+                      else None)
+
+
+def _languages(bank: Section | None) -> tuple[list[str], list[str]]:
+    """`report_languages` from the bank's section (None when the results have no bank)."""
     langs = list(bank["languages"]) if bank is not None and bank.available else []
     return ["en", *[x for x in langs if x != "en" and x in LANGUAGES]], langs
 
 
 def check_language(results: Mapping[str, Any], lang: str) -> None:
     """Raise ValueError (one line) when ``lang`` is not one of `report_languages`."""
-    ok, bank = report_languages(results)
+    _check_language(report_languages(results), lang)
+
+
+def _check_language(languages: tuple[list[str], list[str]], lang: str) -> None:
+    ok, bank = languages
     if lang not in ok:
         untranslated = [x for x in bank if x not in LANGUAGES]
         raise ValueError(f"lang={lang!r}: the reports of these results can be rendered in "
@@ -1668,8 +1677,6 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if not isinstance(results, Mapping):
         raise TypeError(f"results must be a mapping of stage name -> result; got "
                         f"{type(results).__name__}.")
-    check_language(results, lang)
-    t = Translator(lang)
     stages: dict[str, str] = {}
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
@@ -1684,6 +1691,8 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
         if _PREPARED is not None:
             _PREPARED[id(results)] = (results, banned, clean, stage_warnings)
     secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
+    _check_language(_languages(secs["bank"]), lang)
+    t = Translator(lang)
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None
     ctx = {"technical": lambda: _technical(secs, stages, clean.get("data")),
            "brief": lambda: _brief(secs, t), "cards": lambda: _cards(secs, t)}[kind]()

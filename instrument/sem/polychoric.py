@@ -632,10 +632,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     ncat = np.array([v.ncat for v in vars_])
     th_start = np.array([v.th_start for v in vars_])
     if oo:
-        pos = {k: m for m, k in enumerate(ord_idx)}
         CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
-        freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
-                         for _, j, i in oo])
+        nord = len(ord_idx)
+        blocks = CT.reshape(nord, Kmax, nord, Kmax).transpose(0, 2, 1, 3)   # [j, i, a, b]
+        posv = np.full(p, -1, dtype=np.intp)
+        posv[ord_idx] = np.arange(nord)
+        freq = blocks[posv[jj], posv[ii]]
         th_pad = np.full((p, Kmax - 1), _BIG)
         for k in ord_idx:
             th_pad[k, :vars_[k].ncat - 1] = vars_[k].th
@@ -1011,10 +1013,12 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
         if df[group].isna().any():
             rows = np.flatnonzero(df[group].isna().to_numpy())[:5].tolist()
             raise ValueError(f"group column {group!r} has missing values (rows {rows}).")
+    sub = df[names]
     if missing == "listwise":
-        keep = df[names].notna().to_numpy().all(axis=1)
+        keep = sub.notna().to_numpy().all(axis=1)
         if not keep.all():
             df = df.loc[keep]
+            sub = df[names]
 
     # levels are determined on the whole data set (lavaan's ov.levels), codes per variable
     enc: dict[str, tuple[np.ndarray, tuple]] = {}
@@ -1024,7 +1028,8 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
     if len(kinds) == 1 and isinstance(next(iter(kinds)), np.dtype) and \
             next(iter(kinds)).kind in "iuf":
         # integer-coded items of one dtype (survey data): all columns encoded at once
-        enc.update(zip(ord_names, _encode_small_integers_2d(df[ord_names].to_numpy())))
+        items = sub if len(ord_names) == len(names) else sub[ord_names]
+        enc.update(zip(ord_names, _encode_small_integers_2d(items.to_numpy())))
     for nm in names:
         if nm in ord_set:
             col = df[nm] if nm not in enc else None

@@ -182,7 +182,11 @@ def pbivnorm_grid(x: np.ndarray, y: np.ndarray, rho: np.ndarray) -> np.ndarray:
         hs = (0.5 * (hm * hm + km * km))[..., None]
         asr = 0.5 * np.arcsin(rho[m])
         sn = np.sin(asr[:, None] * xn[None, :])[:, None, None, :]
-        terms = np.exp((sn * hk - hs) / (1.0 - sn * sn)).reshape(-1, len(xn)) @ w
+        e = sn * hk                   # exp((sn hk - hs) / (1 - sn^2)), in place
+        e -= hs
+        e /= 1.0 - sn * sn
+        np.exp(e, out=e)
+        terms = e.reshape(-1, len(xn)) @ w
         out[m] = terms.reshape(len(m), A, B) * asr[:, None, None] / _TWO_PI + base[m]
     m = np.flatnonzero(ar >= 0.925)
     if len(m):

@@ -249,8 +249,19 @@ class Model:
                         jj[sel] if len(sel) else np.zeros(0, int))
             self.group_free.append(d)
             self.group_cols.append(np.array(glob, dtype=int))
+        self.lambda_nonzeros = [self._lambda_nonzeros(*d[_LAMBDA]) for d in self.group_free]
         # K restricted to each group's columns
         self.group_K = [self.K[c] for c in self.group_cols]
+
+    def _lambda_nonzeros(self, cols: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple:
+        """Where ``d vech(Sigma) / d lambda`` is not structurally zero, for `delta_compact`:
+        ``d sigma_rc / d lambda_ij = [r=i] G_cj + [c=i] G_rj`` is ``G_oj`` (o the other index of
+        (r, c)) when exactly one of r, c is i and ``2 G_ij`` when both are. Returns (vech row,
+        local column, o, j, factor 1 or 2), one entry per nonzero."""
+        vr, vc = self.vr, self.vc
+        r, t = np.nonzero((vr[:, None] == i[None, :]) | (vc[:, None] == i[None, :]))
+        other = np.where(vr[r] == i[t], vc[r], vr[r])
+        return r, cols[t], other, j[t], np.where(vr[r] == vc[r], 2.0, 1.0)
 
     # ------------------------------------------------------------------ parameters
     def x_to_partable(self, x: np.ndarray) -> np.ndarray:
@@ -453,17 +464,17 @@ class Model:
         p = self.p
         off = p if self.meanstructure else 0
         out = []
-        for mats, gf, gc in zip(self.matrices(x), self.group_free, self.group_cols):
+        for mats, gf, gc, lnz in zip(self.matrices(x), self.group_free, self.group_cols,
+                                     self.lambda_nonzeros):
             D = np.zeros((off + ps, len(gc)))
             L, Bi = mats["lambda_"], self._ibinv(mats["beta"])
             M = L @ Bi
             A = Bi @ mats["psi"] @ Bi.T
             G = L @ A
             a = Bi @ mats["alpha"]
-            cols, i, j = gf[_LAMBDA]
-            if len(cols):
-                D[off:, cols] = ((vr[:, None] == i[None, :]) * G[vc][:, j]
-                                 + (vc[:, None] == i[None, :]) * G[vr][:, j])
+            rows, cols, o, j, fac = lnz          # the lambda columns' nonzeros only
+            if len(rows):
+                D[off + rows, cols] = G[o, j] * fac
             cols, k, l = gf[_PSI]
             if len(cols):
                 t = M[vr][:, k] * M[vc][:, l]

@@ -126,20 +126,25 @@ def _encode_small_integers(values: np.ndarray) -> tuple[np.ndarray, tuple] | Non
 
 def _encode_small_integers_2d(values: np.ndarray) -> list:
     """`_encode_small_integers` of each column of ``values`` (n, k), done for all columns at once
-    when every column qualifies (else column by column, falling back to `_encode_ordinal`)."""
+    when every column qualifies (else column by column, falling back to `_encode_ordinal`).
+    The work runs on the transpose (k, n), so each column's codes come out contiguous."""
     n, k = values.shape
+    vt = values.T                      # a C-ordered view for pandas' column blocks
     isf = values.dtype.kind == "f"
-    miss = np.isnan(values) if isf else np.zeros(values.shape, bool)
-    has = ~miss.all(axis=0)
+    miss = np.isnan(vt) if isf else None
+    any_miss = miss is not None and bool(miss.any())
+    has = ~miss.all(axis=1) if any_miss else np.ones(k, bool)
     ok = bool(has.all()) and n > 0
     if ok:
         with np.errstate(invalid="ignore"):
-            lo = np.nanmin(values, axis=0) if isf else values.min(axis=0)
-            hi = np.nanmax(values, axis=0) if isf else values.max(axis=0)
+            lo = np.nanmin(vt, axis=1) if any_miss else vt.min(axis=1)
+            hi = np.nanmax(vt, axis=1) if any_miss else vt.max(axis=1)
         ok = bool(np.all(np.isfinite(lo) & np.isfinite(hi))) and \
             bool(np.all(hi.astype(float) - lo.astype(float) < _SMALL_RANGE))
     if ok:
-        off = np.where(miss, 0, values - lo)
+        off = vt - lo[:, None]
+        if any_miss:
+            off[miss] = 0
         kk = off.astype(np.intp)
         ok = not isf or bool(np.array_equal(kk, off))
     if not ok:
@@ -150,15 +155,18 @@ def _encode_small_integers_2d(values: np.ndarray) -> list:
             out.append(got if got is not None else _encode_ordinal(pd.Series(col)))
         return out
     span = int((hi - lo).max()) + 1
-    flat = kk + (np.arange(k) * span)[None, :]
-    counts = np.bincount(flat[~miss], minlength=k * span).reshape(k, span)
+    kk += (np.arange(k) * span)[:, None]
+    counts = np.bincount(kk[~miss] if any_miss else kk.ravel(),
+                         minlength=k * span).reshape(k, span)
     present = counts > 0
     remap = (np.cumsum(present, axis=1) - 1).ravel()
-    codes = np.where(miss, -1, remap[flat]).astype(np.int64)
+    codes = remap[kk]
+    if any_miss:
+        codes[miss] = -1
     out = []
     for j in range(k):
         levels = (lo[j] + np.flatnonzero(present[j])).astype(values.dtype)
-        out.append((np.ascontiguousarray(codes[:, j]), tuple(lv.item() for lv in levels)))
+        out.append((codes[j], tuple(lv.item() for lv in levels)))
     return out
 
 
@@ -572,22 +580,20 @@ def _pair_index(p: int) -> list[tuple[int, int]]:
 
 def _cross_tables(codes: list[np.ndarray], K: int) -> np.ndarray:
     """All two-way frequency tables at once: ``H'H`` for the one-hot coding H (n x len(codes) K;
-    code -1 = missing, no column). Counts are exact in single precision below 2**24 rows, so
-    the product runs in float32 when n is smaller."""
+    code -1 = missing, no column), H written by one scatter of ones. Counts are exact in single
+    precision below 2**24 rows, so the product runs in float32 when n is smaller."""
     n = len(codes[0]) if codes else 0
+    k = len(codes)
     dt = np.float32 if n < 2 ** 24 else np.float64
-    C = np.stack(codes, axis=1) if codes else np.zeros((0, 0), dtype=np.intp)
-    H = (C[:, :, None] == np.arange(K)).astype(dt).reshape(n, len(codes) * K)
+    H = np.zeros(n * k * K, dtype=dt)
+    row0 = np.arange(n) * (k * K)               # flat position of each row's first column
+    for m, c in enumerate(codes):
+        pos = row0 + c
+        pos += m * K
+        obs = c >= 0
+        H[pos if obs.all() else pos[obs]] = 1.0
+    H = H.reshape(n, k * K)
     return (H.T @ H).astype(float)
-
-
-def _take_rows(table: np.ndarray, idx: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-    """``out[rows] = table[idx]`` for valid indices, written in place when `rows` is a run of
-    consecutive rows (``mode="clip"`` skips the bounds check, the indices being in range)."""
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-        np.take(table, idx, out=out[rows[0]:rows[-1] + 1], mode="clip")
-    else:
-        out[rows] = np.take(table, idx, mode="clip")
 
 
 def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dict[str, Any]:
@@ -626,10 +632,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
     ncat = np.array([v.ncat for v in vars_])
     th_start = np.array([v.th_start for v in vars_])
     if oo:
-        pos = {k: m for m, k in enumerate(ord_idx)}
         CT = _cross_tables([vars_[k].codes for k in ord_idx], Kmax)
-        freq = np.stack([CT[pos[j] * Kmax:(pos[j] + 1) * Kmax, pos[i] * Kmax:(pos[i] + 1) * Kmax]
-                         for _, j, i in oo])
+        nord = len(ord_idx)
+        blocks = CT.reshape(nord, Kmax, nord, Kmax).transpose(0, 2, 1, 3)   # [j, i, a, b]
+        posv = np.full(p, -1, dtype=np.intp)
+        posv[ord_idx] = np.arange(nord)
+        freq = blocks[posv[jj], posv[ii]]
         th_pad = np.full((p, Kmax - 1), _BIG)
         for k in ord_idx:
             th_pad[k, :vars_[k].ncat - 1] = vars_[k].th
@@ -848,7 +856,12 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
 
     # G is built transposed (one row per column of G) so that every lookup gathers whole rows,
     # in blocks of rows (bounding memory for large N); W = G'G accumulated block by block
-    th_off = (np.arange(len(th_col)) * Kp)[:, None]
+    # each ordinal variable's threshold columns: consecutive in G and in th_tab_g
+    th_blocks = []
+    m = 0
+    for k in ord_idx:
+        th_blocks.append((k, m, vars_[k].th_start, vars_[k].ncat - 1))
+        m += vars_[k].ncat - 1
     KK = Kp * Kp
     if oo:
         codes_kp = codes_t * Kp
@@ -861,21 +874,24 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         starts = np.concatenate([[0], brk])
         runs = [(jj[a], ii[a], a, b) for a, b in zip(starts, np.append(brk, len(jj)))]
         i_off = (np.arange(p) * KK)[:, None]
+        ct = cor_tab.ravel()
+        # one index buffer for every run (no allocation per run)
+        idx_buf = np.empty(max(b - a for _j, _i, a, b in runs) * min(n, _ROW_BLOCK), np.intp)
     W = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
         Gt = np.empty((ncol, rows.stop - rows.start))
-        if len(th_col):
-            idx = codes_t[th_var, rows]
-            idx += th_off
-            _take_rows(th_tab_g.ravel(), idx, Gt, th_col)
+        for k, m, c0, nt in th_blocks:
+            np.take(th_tab_g[m:m + nt], codes_t[k, rows], axis=1, out=Gt[c0:c0 + nt],
+                    mode="clip")
         for col, vec in dense.items():
             Gt[col] = vec[rows]
         if oo:
             ci = codes_t[:, rows] + i_off
         for j, i0, a, b in runs if oo else ():
-            idx = ci[i0:i0 + b - a] + (codes_kp[j, rows] + (a - i0) * KK)
-            np.take(cor_tab.ravel(), idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
+            idx = idx_buf[:(b - a) * (rows.stop - rows.start)].reshape(b - a, -1)
+            np.add(ci[i0:i0 + b - a], codes_kp[j, rows] + (a - i0) * KK, out=idx)
+            np.take(ct, idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
         block = Gt @ Gt.T
         W = block if W is None else W + block
     if Hmat is not None:
@@ -997,10 +1013,12 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
         if df[group].isna().any():
             rows = np.flatnonzero(df[group].isna().to_numpy())[:5].tolist()
             raise ValueError(f"group column {group!r} has missing values (rows {rows}).")
+    sub = df[names]
     if missing == "listwise":
-        keep = df[names].notna().to_numpy().all(axis=1)
+        keep = sub.notna().to_numpy().all(axis=1)
         if not keep.all():
             df = df.loc[keep]
+            sub = df[names]
 
     # levels are determined on the whole data set (lavaan's ov.levels), codes per variable
     enc: dict[str, tuple[np.ndarray, tuple]] = {}
@@ -1010,7 +1028,8 @@ def sample_stats_ordinal(data: pd.DataFrame, *, ov_names: Sequence[str] | None =
     if len(kinds) == 1 and isinstance(next(iter(kinds)), np.dtype) and \
             next(iter(kinds)).kind in "iuf":
         # integer-coded items of one dtype (survey data): all columns encoded at once
-        enc.update(zip(ord_names, _encode_small_integers_2d(df[ord_names].to_numpy())))
+        items = sub if len(ord_names) == len(names) else sub[ord_names]
+        enc.update(zip(ord_names, _encode_small_integers_2d(items.to_numpy())))
     for nm in names:
         if nm in ord_set:
             col = df[nm] if nm not in enc else None

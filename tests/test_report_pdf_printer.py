@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -135,6 +137,16 @@ def test_a_failed_print_is_its_own_error(tmp_path, fake_chromium):
                                              r"cannot print"):
         futures[1].result()
     assert futures[2].result().name == "fine.pdf"
+
+
+def test_report_command_prints_a_pdf(tmp_path, fake_chromium):
+    # in its own process, as from a shell: the browser's pipe goes on its file descriptors 3
+    # and 4 whatever this process holds there
+    res = subprocess.run([sys.executable, "-m", "instrument", "report", str(FIXTURE), "--kind",
+                          "brief", "--lang", "en", "--out", str(tmp_path / "r"), "--pdf"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "r" / "policy_brief.pdf").read_bytes().startswith(b"%PDF-"), res.stdout
 
 
 def test_workers_must_be_positive():

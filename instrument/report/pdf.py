@@ -81,7 +81,9 @@ class _Browser:
         self._dir = tempfile.mkdtemp(prefix="instrument-chromium-")
         self._stderr = open(os.path.join(self._dir, "stderr.txt"), "w+b")  # noqa: SIM115
         to_chrome, from_chrome = os.pipe(), os.pipe()
-        # above 4, so that placing them on 3 and 4 in the child cannot overwrite one another
+        # above 4, so that placing them on 3 and 4 in the child cannot overwrite one another;
+        # the child keeps only what dup2 makes inheritable there (Python opens every file
+        # descriptor non-inheritable), whether or not 3 and 4 are open here
         c_in, c_out = (fcntl.fcntl(to_chrome[0], fcntl.F_DUPFD, 10),
                        fcntl.fcntl(from_chrome[1], fcntl.F_DUPFD, 10))
         for fd in (to_chrome[0], from_chrome[1]):
@@ -94,7 +96,7 @@ class _Browser:
             self.proc = subprocess.Popen(
                 [exe, *HEADLESS_FLAGS, f"--user-data-dir={os.path.join(self._dir, 'profile')}",
                  "--remote-debugging-pipe"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self._stderr, pass_fds=(3, 4), preexec_fn=on_3_and_4)  # noqa: PLW1509
+                stderr=self._stderr, close_fds=False, preexec_fn=on_3_and_4)  # noqa: PLW1509
         except OSError as exc:
             for fd in (c_in, c_out, to_chrome[1], from_chrome[0]):
                 os.close(fd)

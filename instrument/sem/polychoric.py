@@ -878,9 +878,13 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
         # one index buffer for every run (no allocation per run)
         idx_buf = np.empty(max(b - a for _j, _i, a, b in runs) * min(n, _ROW_BLOCK), np.intp)
     W = None
+    # one buffer for every block of G and one for the blocks' products (fresh memory of this
+    # size costs page faults; the arithmetic is unchanged)
+    Gt_buf = np.empty(ncol * min(n, _ROW_BLOCK))
+    prod = None
     for start in range(0, n, _ROW_BLOCK):
         rows = slice(start, min(n, start + _ROW_BLOCK))
-        Gt = np.empty((ncol, rows.stop - rows.start))
+        Gt = Gt_buf[:ncol * (rows.stop - rows.start)].reshape(ncol, -1)
         for k, m, c0, nt in th_blocks:
             np.take(th_tab_g[m:m + nt], codes_t[k, rows], axis=1, out=Gt[c0:c0 + nt],
                     mode="clip")
@@ -892,8 +896,11 @@ def _muthen1984(vars_: list[_Var], n: int, *, compute_nacov: bool = True) -> dic
             idx = idx_buf[:(b - a) * (rows.stop - rows.start)].reshape(b - a, -1)
             np.add(ci[i0:i0 + b - a], codes_kp[j, rows] + (a - i0) * KK, out=idx)
             np.take(ct, idx, out=Gt[cor_rows[a]:cor_rows[a] + b - a], mode="clip")
-        block = Gt @ Gt.T
-        W = block if W is None else W + block
+        if W is None:
+            W = Gt @ Gt.T
+        else:
+            prod = np.matmul(Gt, Gt.T, out=prod)
+            W += prod
     if Hmat is not None:
         W = Hmat @ W @ Hmat.T
         flip = np.array([vars_[k].th_start for k in num_idx])

@@ -182,8 +182,10 @@ class CategoricalModel(Model):
             i, j = self.corr_ij[g][:, 0], self.corr_ij[g][:, 1]
             D_g = np.empty((len(tau) + len(i), ncol))       # [thresholds; correlations]
             Dth, Dr = D_g[:len(tau)], D_g[len(tau):]
-            np.multiply(s[iv][:, None], dtau - Dmu[iv], out=Dth)
-            np.multiply((s[i] * s[j])[:, None], Dsig[self.corr_vech[g]], out=Dr)
+            np.subtract(dtau, Dmu[iv], out=Dth)
+            Dth *= s[iv][:, None]
+            np.take(Dsig, self.corr_vech[g], axis=0, out=Dr)
+            Dr *= (s[i] * s[j])[:, None]
             if ds.any():        # scales that are parameters (free, or functions of x)
                 Dth += (tau - imp.mu[iv])[:, None] * ds[iv]
                 sig = imp.sigma[i, j]
@@ -231,7 +233,8 @@ class DWLSObjective:
         for w, v, o, e, D in zip(self.w, self.V, self.obs, self.model.wls_est(x),
                                  self.model.wls_delta(x)):
             sv = np.sqrt(v)
-            X = sparse_if_sparse(sv[:, None] * D)             # V^1/2 D
+            D *= sv[:, None]                                  # V^1/2 D (D is a fresh array)
+            X = sparse_if_sparse(D)
             g -= 2.0 * w * (X.T @ (sv * (o - e)))            # D' V (o - e)
             info += w * gram(X)                              # D' V D
         return g, 0.5 * (info + info.T)

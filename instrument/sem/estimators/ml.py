@@ -23,12 +23,22 @@ def moment_weight(sigma: np.ndarray, meanstructure: bool, vr: np.ndarray,
     W = blockdiag(Sigma^-1, 1/2 D'(Sigma^-1 (x) Sigma^-1) D) (lavaan's
     ``lav_model_h1_information_expected`` for ML); element (ab, cd) of the covariance block is
     (s_ac s_bd + s_ad s_bc) w_ab w_cd / 4 with s = Sigma^-1 and w = 2 off the diagonal, 1 on it.
+    The factors h = w / 2 (1 or 1/2, exact scalings) are carried by the gathered rows: h_ab by
+    the rows of s at (a, b), h_cd by choosing between s and s / 2 in the column gathers.
     """
     Si = np.linalg.inv(sigma)
-    w = np.where(vr == vc, 1.0, 2.0)
-    R, C = Si[vr], Si[vc]
-    T = R.take(vr, axis=1) * C.take(vc, axis=1) + R.take(vc, axis=1) * C.take(vr, axis=1)
-    Wc = T * np.outer(w, w) / 4.0
+    p = sigma.shape[0]
+    diag = vr == vc
+    R = Si[vr] * np.where(diag, 0.5, 1.0)[:, None]
+    Cv = Si[vc]
+    Cx = np.concatenate([0.5 * Cv, Cv], axis=1)     # column j: s_cj / 2, column p + j: s_cj
+    half = np.where(diag, 0, p)
+    Wc = R.take(vr, axis=1)
+    U = Cx.take(vc + half, axis=1)
+    Wc *= U
+    R.take(vc, axis=1, out=U)
+    U *= Cx.take(vr + half, axis=1)
+    Wc += U
     if not meanstructure:
         return Wc
     p = sigma.shape[0]

@@ -246,7 +246,8 @@ def html_to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float =
 
 class Printer:
     """Prints HTML files to PDF in the background, at most ``workers`` documents at once, all in
-    one Chromium started at the first `submit`.
+    one Chromium, started in the background when the printer is (so it starts while the caller
+    writes the first HTML file).
 
     `submit` starts a print as soon as a worker is free and returns at once, so the caller can
     write the next HTML file while Chromium prints. `Future.result` gives the PDF's path (its
@@ -261,6 +262,13 @@ class Printer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chromium-print")
         self._lock = threading.Lock()
         self._browser: _Browser | PdfUnavailable | None = None
+        self._pool.submit(self._start)
+
+    def _start(self) -> None:
+        try:
+            self._get_browser()
+        except PdfUnavailable:   # said by every print
+            pass
 
     def _get_browser(self) -> _Browser:
         with self._lock:

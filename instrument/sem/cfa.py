@@ -27,14 +27,13 @@ from instrument.sem.samplestats import GroupStats, SampleStats
 from instrument.sem.syntax import has_levels, parse_syntax
 from instrument.sem.test import TESTS
 from instrument.sem.twolevel import H1_METHODS, TwoLevelResult, fit_twolevel
-from instrument.sem.vcov import ROBUST_SE
+from instrument.sem.vcov import ROBUST_SE, VCOV
 
 __all__ = ["cfa", "twolevel_cfa", "ESTIMATORS", "CFAOptions"]
 
 _ESTIMATORS = ("ML", "MLR", "WLSMV", "ULSMV")
 _LIKELIHOODS = ("normal", "wishart")
 _INFORMATION = ("expected", "observed")
-_SE = ("standard", "robust.huber.white", "robust.cluster", "none")
 _MISSING = ("listwise", "fiml")
 _MISSING_ORDINAL = ("pairwise", "listwise")
 _SE_ORDINAL = ("robust.sem", "none")
@@ -195,7 +194,7 @@ def _validate(model: str, *, estimator: str | None = None, group: str | None = N
     elif se == "robust.huber.white" and cluster is not None:
         se = "robust.cluster"
     test = ("yuan.bentler.mplus" if robust else "standard") if test is None else test
-    _choice("se", se, _SE)
+    _choice("se", se, tuple(VCOV))
     _choice("test", test, tuple(TESTS))
     if information is None:
         information = "observed" if se in ROBUST_SE or missing == "fiml" else "expected"

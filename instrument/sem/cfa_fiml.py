@@ -18,7 +18,6 @@ pieces because every quantity is a sum over missing-data patterns.
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings as _warnings
 from typing import Sequence
 
@@ -49,22 +48,6 @@ from instrument.sem.test.yuan_bentler import scaling_factors, yuan_bentler_mplus
 from instrument.sem.vcov import ROBUST_SE, invert_information
 
 __all__ = ["cfa_fiml"]
-
-
-def _estimates_with_vcov(res: CFAResult, model: Model, vcov_x: np.ndarray) -> dict:
-    """The estimates table, partable se and vcov frame of ``res`` with a new vcov of x."""
-    se_rows = row_se(model, vcov_x, len(res.partable))
-    e = res.estimates.iloc[:len(res.partable)]
-    vals = e["est"].to_numpy(float)
-    est = estimates_frame(res.partable, vals, se_rows, e["std.lv"].to_numpy(float),
-                          e["std.all"].to_numpy(float))
-    est = with_defined_rows(est, model, model.partable_to_x(vals), vcov_x)
-    ptf = res.partable.copy()
-    ptf["se"] = se_rows
-    names = list(res.vcov["name"])
-    vc = pd.DataFrame(vcov_x, columns=names)
-    vc.insert(0, "name", names)
-    return dict(estimates=est, partable=ptf, vcov=vc)
 
 
 def cfa_fiml(model: str, data: pd.DataFrame, *, group: str | None = None,
@@ -245,14 +228,15 @@ def _fit_fiml(pt, ov, blocks, clusters, *, se: str, test: str, meta: Meta,
                "srmr_bentler_nomean": float(np.dot(ns, srn) / N)})
     fm.update(scaling)
     # ---- assemble
+    if vcov_x is None:
+        vcov_x = np.full((nx, nx), np.nan)
     f = pt.frame
     vals = model.x_to_partable(x)
     se_rows = row_se(model, vcov_x, len(f))
     slv, sall = standardized(model, x)
     warn.extend(solution_warnings(model, x, pt.group_labels))
-    est = estimates_frame(f, vals, se_rows, slv, sall)
+    est = with_defined_rows(estimates_frame(f, vals, se_rows, slv, sall), model, x, vcov_x)
     ptf = fitted_partable(f, vals, se_rows, model.x_to_partable(x0))
-    vc0 = pd.DataFrame({"name": model.x_names()})
     implied = [dict(cov=imp.sigma, mean=imp.mu) for imp in imps]
     sample = [dict(n=gs.n, cov=gs.cov, mean=gs.mean) for gs in stats.groups]
     md = []
@@ -261,15 +245,11 @@ def _fit_fiml(pt, ov, blocks, clusters, *, se: str, test: str, meta: Meta,
         cov = s.coverage.reset_index(names="variable")
         md.append({"patterns": s.patterns, "items": s.items, "coverage": cov,
                    "npatterns": int(pat.npatterns), "n_empty": int(pat.n_empty)})
-    base = CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
-                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
-                     sample=sample, vcov=vc0, ov_names=tuple(pt.ov_names),
-                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
-                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
-                     srmr_group=tuple(sr),
-                     missing_data=tuple(md))
     for w in warn:
         _warnings.warn(w, stacklevel=4)
-    if vcov_x is None:
-        vcov_x = np.full((nx, nx), np.nan)
-    return dataclasses.replace(base, **_estimates_with_vcov(base, model, vcov_x))
+    return CFAResult(partable=ptf, fit_measures=fm, estimates=est, converged=bool(converged),
+                     iterations=int(iters), warnings=tuple(warn), meta=meta, implied=implied,
+                     sample=sample, vcov=model.vcov_frame(vcov_x), ov_names=tuple(pt.ov_names),
+                     lv_names=tuple(pt.lv_names), group_labels=tuple(pt.group_labels),
+                     constraints=tuple(pt.constraints), defined=tuple(pt.defined),
+                     srmr_group=tuple(sr), missing_data=tuple(md))

@@ -34,7 +34,7 @@ import numpy as np
 from instrument.sem.estimators.fiml_fast import curvature_term
 from instrument.sem.estimators.ml import MLObjective
 from instrument.sem.estimators.mlr import (MLRVcov, _cluster_sum, huber_white_vcov,
-                                           ml_moment_gradient, vech_indices, vech_weights)
+                                           ml_moment_gradient, mvnorm_scores, vech_indices)
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 
@@ -169,28 +169,15 @@ def invert_information(E: np.ndarray, warnings: list) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def _projected_scores(X: np.ndarray, sigma: np.ndarray, mu: np.ndarray, delta: np.ndarray,
                       meanstructure: bool, chunk: int = 256) -> np.ndarray:
-    """Casewise scores times Delta, ``mvnorm_scores(X, sigma, mu) @ delta`` (n x nx), built in
-    row chunks so that the (n x p*) score matrix is never held at once."""
+    """Casewise scores times Delta, ``mvnorm_scores(X, sigma, mu) @ delta`` (n x nx), in row
+    chunks so that the (n x p*) score matrix is never held at once."""
     X = np.asarray(X, dtype=float)
-    n, p = X.shape
-    r, c = vech_indices(p)
-    w = vech_weights(p)
     P = np.linalg.inv(sigma)
     P = 0.5 * (P + P.T)
-    Pv = P[r, c]
-    off = p if meanstructure else 0
-    Dm, Dc = delta[:off], delta[off:]
-    Z = (X - mu) @ P
-    out = np.empty((n, delta.shape[1]))
-    for i in range(0, n, chunk):
-        Zc = Z[i:i + chunk]
-        sc = Zc[:, r] * Zc[:, c]
-        sc -= Pv
-        sc *= w
-        o = sc @ Dc
-        if off:
-            o += Zc @ Dm
-        out[i:i + chunk] = o
+    out = np.empty((X.shape[0], delta.shape[1]))
+    for i in range(0, X.shape[0], chunk):
+        out[i:i + chunk] = mvnorm_scores(X[i:i + chunk], sigma, mu, meanstructure=meanstructure,
+                                         sigma_inv=P) @ delta
     return out
 
 

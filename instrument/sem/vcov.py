@@ -32,9 +32,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from instrument.sem.estimators.fiml_fast import curvature_term
-from instrument.sem.estimators.ml import MLObjective
+from instrument.sem.estimators.ml import MLObjective, _unvech
 from instrument.sem.estimators.mlr import (MLRVcov, _cluster_sum, huber_white_vcov,
-                                           ml_moment_gradient, mvnorm_scores, vech_indices)
+                                           ml_moment_gradient, mvnorm_scores)
 from instrument.sem.model import Model
 from instrument.sem.samplestats import SampleStats
 
@@ -87,15 +87,6 @@ class MLFitState:
 # --------------------------------------------------------------------------------------------
 # information
 # --------------------------------------------------------------------------------------------
-def _unvech_cols(D: np.ndarray, p: int) -> np.ndarray:
-    """Columns of D (vech of symmetric matrices, lavaan order) -> (k, p, p)."""
-    r, c = vech_indices(p)
-    out = np.zeros((D.shape[1], p, p))
-    out[:, r, c] = D.T
-    out[:, c, r] = D.T
-    return out
-
-
 def _expected_information(st: MLFitState) -> np.ndarray:
     """``sum_g w_g Delta_g' W_g Delta_g``, the objective's expected information (lavaan
     ``information = "expected"``)."""
@@ -126,7 +117,7 @@ def observed_information(st: MLFitState) -> np.ndarray:
         d = ybar - imp.mu if ms else np.zeros(p)
         Q = P @ (S + np.outer(d, d)) @ P
         D = np.asarray(D)
-        dS = _unvech_cols(D[off:], p)
+        dS = _unvech(D[off:], p, model.vr, model.vc)
         PdS = P @ dS
         PA = PdS.reshape(D.shape[1], -1)
         QA = (Q @ dS).reshape(D.shape[1], -1)

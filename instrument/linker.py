@@ -358,11 +358,11 @@ class ClusterFit:
 def cluster_fit(y: np.ndarray, X: np.ndarray, cluster: np.ndarray, *, names: Sequence[str],
                 weights: np.ndarray | None = None, se_type: str = "CR2") -> ClusterFit:
     """OLS/WLS (statsmodels) with CR1 (statsmodels) or CR2 (`cr2_vcov`) covariance by cluster."""
-    import statsmodels.api as sm
+    from statsmodels.regression.linear_model import OLS, WLS
 
     _, codes = np.unique(cluster, return_inverse=True)
     J = int(codes.max() + 1)
-    model = sm.OLS(y, X) if weights is None else sm.WLS(y, X, weights=weights)
+    model = OLS(y, X) if weights is None else WLS(y, X, weights=weights)
     if se_type == "CR1":
         res = model.fit(cov_type="cluster", cov_kwds={"groups": codes})
         vcov = np.asarray(res.cov_params())

@@ -1170,6 +1170,11 @@ def relative_paths(obj: Any, base: str | Path) -> Any:
     prefixes = sorted({whole[1] + "/", str(b) + "/"}, key=len, reverse=True)
 
     def rel(obj: Any) -> Any:
+        t = type(obj)
+        if t is float or t is int or t is bool or obj is None:
+            return obj
+        if t is dict:
+            return {k: rel(v) for k, v in obj.items()}
         if isinstance(obj, Path):
             obj = str(obj)
         if isinstance(obj, str):

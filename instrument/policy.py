@@ -165,7 +165,7 @@ def variance_components(df: pd.DataFrame, value: str, *, school: str = "school_i
     ----------
     Raudenbush, S. W., & Bryk, A. S. (2002). *Hierarchical linear models* (2nd ed.), ch. 8. Sage.
     """
-    import statsmodels.formula.api as smf
+    from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
 
     _check_columns(df, [value, school, district], "variance_components data")
     d = df[[value, school, district]].dropna()
@@ -174,20 +174,28 @@ def variance_components(df: pd.DataFrame, value: str, *, school: str = "school_i
         bad = list(nested[nested > 1].index[:5])
         raise ValueError(f"school ids {bad} appear in more than one district; school ids must be "
                          "unique across districts for a nested decomposition.")
-    d = d.rename(columns={value: "y", school: "school", district: "district"})
-    d["school"] = d["school"].astype(str)
-    model = smf.mixedlm("y ~ 1", d, groups="district", re_formula="1",
-                        vc_formula={"school": "0 + C(school)"})
+    # the design lme4's formula gives: an intercept, a random intercept per district and, within
+    # each district, one variance-component column per school (MixedLM's exog_vc)
+    y = d[value].to_numpy(float)
+    ones = np.ones((len(d), 1))
+    # each district's school indicators, in MixedLM's group order (sorted labels) and row order
+    groups = d[district].to_numpy()
+    by_district = {g: pd.get_dummies(rows[school].astype(str))
+                   for g, rows in d.groupby(district, sort=False)}
+    labels = sorted(by_district)
+    vc = VCSpec(["school"], [[list(by_district[g].columns) for g in labels]],
+                [[by_district[g].to_numpy(float) for g in labels]])
+    model = MixedLM(y, ones, groups=groups, exog_re=ones, exog_vc=vc)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = model.fit(reml=True, method=["lbfgs", "powell"])
     converged = bool(fit.converged) and not any("converge" in str(w.message).lower() for w in caught)
     if not converged:
         warnings.warn(f"variance_components({value!r}): the REML fit did not converge.", stacklevel=2)
-    n_schools = d["school"].nunique()
-    n_districts = d["district"].nunique()
+    n_schools = d[school].nunique()
+    n_districts = d[district].nunique()
     return VarianceComponents(
-        value=value, tau_district=float(fit.cov_re.iloc[0, 0]), tau_school=float(fit.vcomp[0]),
+        value=value, tau_district=float(np.asarray(fit.cov_re)[0, 0]), tau_school=float(fit.vcomp[0]),
         sigma2=float(fit.scale), n=len(d), n_schools=n_schools, n_districts=n_districts,
         mean_respondents=len(d) / n_schools, mean_schools=n_schools / n_districts,
         converged=converged)

@@ -95,6 +95,10 @@ def to_jsonable(obj: Any) -> Any:
         out = obj.astype(object)
         out[~np.isfinite(obj)] = None
         return out.tolist()
+    if t is dict:
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, pd.DataFrame):
         cols = [_column_jsonable(obj.iloc[:, k]) for k in range(obj.shape[1])]
         return {"__frame__": "records", "columns": [str(c) for c in obj.columns],

@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument.irt import fscores, information, irt, item_information
-from instrument.irt.mml import _MML
+from instrument.irt.mml import _MML, _responses
 from instrument.irt.simulate import simulate_responses
 
 FIX = Path(__file__).parent / "fixtures"
@@ -43,8 +43,7 @@ def graded(science):
 
 
 def _loglik_and_score(fit, df, values):
-    x = df[list(fit.items)].to_numpy() - 1
-    st = _MML(fit.model, fit.link, x, x.max(axis=0), np.zeros(len(x), int), 1,
+    st = _MML(fit.model, fit.link, _responses(df, fit.items, None).pats, 1,
               np.ones(len(fit.items), bool), 61)
     return st.score(np.asarray(values, float))
 
@@ -160,3 +159,31 @@ def test_bad_options_are_named(science):
         irt(science, model="gpcm", link="probit")
     with pytest.raises(ValueError, match="anchors="):
         irt(science, anchors=["nope"])
+
+
+def test_estep_equals_the_direct_sum_over_nodes():
+    """The E-step's product of half-pattern tables equals the direct computation from each
+    pattern's summed log-probabilities, also for patterns whose two halves' likelihoods do not
+    overlap (hard items answered right, easy items wrong: recomputed from the logs)."""
+    codes = (np.arange(1024)[:, None] >> np.arange(10)[::-1]) & 1       # every 10-item pattern
+    df = pd.DataFrame(np.vstack([codes, codes[:300]]), columns=[f"i{j}" for j in range(10)])
+    resp = _responses(df, list(df.columns), None)
+    assert len(resp.pats.halves[0][0][2]) == 1024 and resp.pats.halves[0][0][0].shape[0] == 32
+    st = _MML("graded", "logit", resp.pats, 1, np.ones(10, bool), 61)
+    st.set(np.column_stack([np.full(10, 10.0),
+                            np.r_[np.full(5, -50.0), np.full(5, 50.0)]]).ravel())
+    nq, counts, ll = st.estep(st.logprob_table())
+    x = codes
+    logP = st.logprob_table()[0]                                         # Q x sum K
+    L = sum(logP[:, 2 * j + x[:, j]].T for j in range(10)) + np.log(st.prior()[0])
+    mx = L.max(axis=1, keepdims=True)
+    post = np.exp(L - mx)
+    s = post.sum(axis=1)
+    wt = np.bincount(np.arange(1324) % 1024).astype(float)
+    assert np.exp(L[int("1111100000", 2)]).sum() < 1e-200                 # the halves' overlap
+    assert_allclose(ll, wt @ (np.log(s) + mx[:, 0]), rtol=1e-13)
+    post *= (wt / s)[:, None]
+    onehot = np.zeros((1024, 20))
+    onehot[np.arange(1024)[:, None], 2 * np.arange(10) + x] = 1.0
+    assert_allclose(nq[0], post.sum(axis=0), rtol=1e-12, atol=1e-300)
+    assert_allclose(counts[0], post.T @ onehot, rtol=1e-10, atol=1e-12)

@@ -45,7 +45,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from instrument.irt.data import two_group_responses
-from instrument.irt.mml import IRTResult, irt
+from instrument.irt.mml import EM_MAXIT, QUADPTS, IRTResult, _estimate, _responses
 from instrument.results import JSONResult, Meta, Table, hash_frame
 from instrument.rules import IRT_LR_DIF_ALPHA
 
@@ -150,6 +150,7 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
     frame = pd.DataFrame(X, columns=items).assign(**{group: code})
     ncat = {it: int(np.nanmax(X[:, j])) for j, it in enumerate(items)}
 
+    resp = _responses(frame, items, group)
     fits: dict[frozenset, IRTResult] = {}
 
     def fit(anc, start=None):
@@ -158,8 +159,8 @@ def lrdif(data: pd.DataFrame, items: Sequence[str], *, group: str, reference: An
         # stage 1 fit again)
         key = frozenset(anc)
         if key not in fits:
-            fits[key] = irt(frame, items, group=group, anchors=list(anc), se=False, tol=tol,
-                            start=start)
+            fits[key] = _estimate(resp, "graded", "logit", list(anc), QUADPTS, tol, EM_MAXIT,
+                                  se=False, start=start)
         return fits[key]
 
     stage1: dict[str, tuple[float, int, float]] = {}

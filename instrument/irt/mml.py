@@ -13,6 +13,11 @@ IRT difficulties are ``b_h = -d_h / a`` (graded; mirt's ``IRTpars = TRUE``).
 Estimation is Bock & Aitkin's (1981) EM with fixed quadrature (61 equally spaced nodes on
 [-6, 6] with normal weights, mirt's defaults for one factor). The M-step takes Fisher-scoring steps
 per item with the analytic gradient and information of the expected complete-data log-likelihood.
+The E-step sums over the distinct (group, response pattern) rows. Given theta the responses are
+independent, so a pattern's likelihood at the nodes is the product of its likelihoods on a leading
+and a trailing half of the items; with few items and many persons the distinct halves are far
+fewer than the patterns, and the marginal likelihoods and posterior counts come from matrix
+products of the two halves' tables (`_MML.estep`).
 The EM steps are accelerated by squared extrapolation (SQUAREM, Varadhan & Roland 2008; mirt
 accelerates its EM too), with the plain EM stopping rule: one EM step changes no parameter by
 ``tol`` or more.
@@ -50,11 +55,13 @@ from scipy.special import expit, ndtr
 
 from instrument.irt.data import response_matrix
 from instrument.results import JSONResult, Meta, Table, hash_frame
+from instrument.sem.optim import single_threaded_blas
 
 MML_MODELS = ("graded", "gpcm")
 LINKS = ("logit", "probit")
 QUADPTS = 61          # mirt's default for one factor
 THETA_LIM = 6.0       # mirt's theta_lim = c(-6, 6)
+EM_MAXIT = 2000       # EM steps before a fit is reported as not converged
 
 
 def quadrature(npts: int = QUADPTS, lim: float = THETA_LIM) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +132,17 @@ def category_probs(model: str, link: str, a: np.ndarray, d: np.ndarray, theta: n
 # --- data layout -------------------------------------------------------------------------------------
 @dataclass
 class _Block:
-    """Item instances sharing a number of categories: which item, which groups use it."""
+    """Item instances sharing a number of categories: which item, which groups use it, and the
+    category probabilities (with their derivatives) at the current parameters once computed."""
 
     m: int
     item: np.ndarray                 # item index of each instance
     groups: list[np.ndarray]         # groups each instance applies to
     a: np.ndarray
     d: np.ndarray
+    member: np.ndarray               # instances x G: 1 where the instance applies to the group
+    cols: np.ndarray                 # instances x (m + 1): the item's columns of the one-hot coding
+    probs: tuple | None = None       # category_probs(..., derivs=True) at (a, d), or None
 
 
 def _onehot(x: np.ndarray, ncat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,19 +155,60 @@ def _onehot(x: np.ndarray, ncat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Y, offs
 
 
-def _patterns(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct rows of a non-negative integer matrix in lexicographic order: the index of
-    each one's first occurrence and its count (``np.unique(z, axis=0)``'s). Rows are coded as
-    mixed-radix integers (the first column most significant) when the code fits in 62 bits."""
-    radix = z.max(axis=0).astype(np.int64) + 1
+    each one's first occurrence, the distinct row of each row, and the counts
+    (``np.unique(z, axis=0)``'s). Rows are coded as mixed-radix integers (the first column most
+    significant) when the code fits in 62 bits."""
+    radix = z.max(axis=0, initial=0).astype(np.int64) + 1
     if np.sum(np.log2(radix.astype(float))) < 62:
         code = np.zeros(z.shape[0], np.int64)
         for j in range(z.shape[1]):
             code = code * radix[j] + z[:, j]
-        _, first, counts = np.unique(code, return_index=True, return_counts=True)
+        _, first, inv, counts = np.unique(code, return_index=True, return_inverse=True,
+                                          return_counts=True)
     else:
-        _, first, counts = np.unique(z, axis=0, return_index=True, return_counts=True)
-    return first, counts
+        _, first, inv, counts = np.unique(z, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return first, inv.ravel(), counts
+
+
+class _Patterns:
+    """The responses of one fit as the E-step reads them.
+
+    Persons with the same group and responses contribute identically, so the E-step runs over the
+    distinct (group, response pattern) rows with their counts ``wt``, sorted by group and then by
+    the items' codes; ``rows[g]`` is group g's slice.
+
+    A pattern's likelihood at the nodes is the product of its likelihoods on a leading and a
+    trailing half of the items, and with few items and many persons a group has far fewer distinct
+    halves than patterns. ``halves[g]`` holds, for the leading and the trailing half, the one-hot
+    coding of the group's distinct halves (rows), their columns of the stacked categories and each
+    pattern's half. The items are split in the middle when the two tables' product has at most
+    `_SPLIT` times as many cells as the group has patterns; otherwise the leading half is all
+    the items and the trailing half is empty (one distinct half, no columns).
+    """
+
+    def __init__(self, x: np.ndarray, ncat: np.ndarray, gidx: np.ndarray, ngroups: int):
+        self.x, self.ncat, self.gidx = x, ncat, gidx
+        first, _, wt = _distinct(np.column_stack([gidx, x + 1]))
+        px, pg = x[first], gidx[first]
+        self.wt = wt.astype(float)
+        Y, self.offs = _onehot(px, ncat)
+        bounds = np.searchsorted(pg, np.arange(ngroups + 1))     # pg is sorted: groups are runs
+        self.rows = [slice(bounds[g], bounds[g + 1]) for g in range(ngroups)]
+        I = x.shape[1]
+        self.halves = []
+        for rows in self.rows:
+            z = px[rows] + 1
+            h = (I + 1) // 2
+            split = [_distinct(z[:, :h])[:2], _distinct(z[:, h:])[:2]]
+            if split[0][0].size * split[1][0].size > _SPLIT * z.shape[0]:
+                h = I
+                split = [(np.arange(z.shape[0]), np.arange(z.shape[0])), _distinct(z[:, I:])[:2]]
+            self.halves.append([(Y[rows][f, self.offs[lo]:self.offs[hi]],
+                                 slice(self.offs[lo], self.offs[hi]), inv)
+                                for (f, inv), (lo, hi) in zip(split, ((0, h), (h, I)))])
 
 
 def _start_values(model: str, link: str, x: np.ndarray, m: int) -> tuple[float, np.ndarray]:
@@ -257,23 +309,36 @@ class IRTResult(JSONResult):
 
 
 # --- the estimator -----------------------------------------------------------------------------------
+# The E-step's tables of exponentiated log-likelihoods (each row's maximum 1) keep no entry below
+# _FLUSH, so that no product of two entries is subnormal (subnormal arithmetic is two orders of
+# magnitude slower); a pattern whose product of halves sums below _UNDERFLOW is recomputed from the
+# logs, so what the flush drops (at most Q * _FLUSH) is below 1e-48 of any sum kept. The items are
+# split in halves when the halves' product table has at most _SPLIT cells per pattern (its matrix
+# products then cost less than the exponentials of the patterns' own rows).
+_FLUSH = 1e-150
+_UNDERFLOW = 1e-100
+_SPLIT = 32
+
+
+def _expected_loglik(r: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Expected complete-data log-likelihood of each item instance: sum over nodes and categories
+    of the expected counts times log P (instances x Q x m+1 arrays)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = np.where(r > 0, np.log(np.clip(P, 1e-300, None)), 0.0)
+    return np.einsum("iqk,iqk->i", r, lp)
+
+
 class _MML:
     """State of one MML fit: blocks of item instances, groups, quadrature."""
 
-    def __init__(self, model, link, x, ncat, gidx, ngroups, anchors_mask, npts, start=None):
+    def __init__(self, model, link, pats: _Patterns, ngroups, anchors_mask, npts, start=None):
         self.model, self.link = model, link
-        self.x, self.ncat = x, ncat
+        self.pats = pats
         self.G = ngroups
         self.nodes, self.w0 = quadrature(npts)
-        # persons with the same group and responses contribute identically: one row per pattern
-        first, self.wt = _patterns(np.column_stack([gidx, x + 1]))
-        self.gidx = gidx[first]
-        self.wt = self.wt.astype(float)
-        self.Y, self.offs = _onehot(x[first], ncat)
-        # each group's patterns and their counts, for the E-step
-        self.by_group = [(self.Y[self.gidx == g], self.wt[self.gidx == g]) for g in range(ngroups)]
         self.mu = np.zeros(ngroups)
         self.sd = np.ones(ngroups)
+        ncat, offs = pats.ncat, pats.offs
         self.blocks: list[_Block] = []
         for m in sorted(set(ncat.tolist())):
             items, groups = [], []
@@ -285,14 +350,25 @@ class _MML:
                     for g in range(ngroups):
                         items.append(i)
                         groups.append(np.array([g]))
+            member = np.zeros((len(items), ngroups))
+            for k, gs in enumerate(groups):
+                member[k, gs] = 1.0
+            cols = offs[np.array(items)][:, None] + np.arange(m + 1)
             a = np.empty(len(items))
             d = np.empty((len(items), m))
-            for k, (i, gs) in enumerate(zip(items, groups)):
-                sel = np.isin(gidx, gs)
-                a[k], d[k] = _start_values(model, link, x[sel, i], m)
-            self.blocks.append(_Block(m, np.array(items), groups, a, d))
+            if start is None:
+                for k, (i, gs) in enumerate(zip(items, groups)):
+                    sel = np.isin(pats.gidx, gs)
+                    a[k], d[k] = _start_values(model, link, pats.x[sel, i], m)
+            self.blocks.append(_Block(m, np.array(items), groups, a, d, member, cols))
         if start is not None:
             self._warm(start)
+        # where each block's log-probabilities go in the per-group table (group, column) and
+        # where they come from (instance, category)
+        self._dest = []
+        for b in self.blocks:
+            k, g, c = np.nonzero(b.member[:, :, None] * np.ones(b.m + 1))
+            self._dest.append((g, b.cols[k, c], k, c))
 
     def _warm(self, start: "IRTResult") -> None:
         """Start from a fit of the same items: each instance takes the parameters of its first
@@ -306,7 +382,7 @@ class _MML:
         self.mu = lat["mean"].to_numpy(float).copy()
         self.sd = np.sqrt(lat["var"].to_numpy(float))
 
-    # parameters as one vector: item blocks, then (mu_g, log? no: var_g) for g >= 1
+    # parameters as one vector: item blocks, then (mu_g, var_g) for g >= 1
     def get(self) -> np.ndarray:
         parts = [np.column_stack([b.a, b.d]).ravel() for b in self.blocks]
         parts.append(np.column_stack([self.mu[1:], self.sd[1:] ** 2]).ravel())
@@ -318,24 +394,26 @@ class _MML:
             n = b.a.size * (b.m + 1)
             arr = v[k:k + n].reshape(b.a.size, b.m + 1)
             b.a, b.d = arr[:, 0].copy(), arr[:, 1:].copy()
+            b.probs = None
             k += n
         lat = v[k:].reshape(-1, 2)
         self.mu[1:] = lat[:, 0]
         self.sd[1:] = np.sqrt(np.maximum(lat[:, 1], 1e-8))
 
-    def logprob_table(self, derivs=False):
-        """Per group: log P of every item category at the nodes (Q x sum K)."""
-        Q = self.nodes.size
-        logP = np.full((self.G, Q, self.offs[-1]), 0.0)
-        store = []
-        for b in self.blocks:
-            out = category_probs(self.model, self.link, b.a, b.d, self.nodes, derivs)
-            P = out[0] if derivs else out
-            store.append(out)
-            lp = np.log(np.clip(P, 1e-300, None))
-            for k, (i, gs) in enumerate(zip(b.item, b.groups)):
-                logP[np.ix_(gs, np.arange(Q), np.arange(self.offs[i], self.offs[i + 1]))] = lp[k]
-        return logP, store
+    def probs(self, b: _Block) -> tuple:
+        """(P, dP, dtheta) of a block at its current parameters (`category_probs` with
+        derivatives), computed once per parameter value."""
+        if b.probs is None:
+            b.probs = category_probs(self.model, self.link, b.a, b.d, self.nodes, True)
+        return b.probs
+
+    def logprob_table(self) -> np.ndarray:
+        """Per group: log P of every item category at the nodes (G x Q x sum K)."""
+        logP = np.empty((self.G, self.nodes.size, self.pats.offs[-1]))
+        for b, (g, col, k, c) in zip(self.blocks, self._dest):
+            lp = np.log(np.clip(self.probs(b)[0], 1e-300, None))
+            logP[g, :, col] = lp[k, :, c]
+        return logP
 
     def prior(self) -> np.ndarray:
         z = (self.nodes[None, :] - self.mu[:, None]) / self.sd[:, None]
@@ -344,35 +422,66 @@ class _MML:
 
     def estep(self, logP):
         """Posterior weights times pattern counts summed per group (G x Q), expected counts per
-        group (G x Q x sumK), log-likelihood."""
+        group (G x Q x sumK), log-likelihood.
+
+        Per group, with the halves of `_Patterns`: ``TA`` (distinct leading halves x Q) holds
+        exp(sum of the half's log P + log prior - row maximum ``mA``), ``TB`` the same for the
+        trailing halves without the prior. Pattern p = (a, b) has joint ``TA[a] * TB[b]`` at the
+        nodes, so with ``S = TA TB'`` its marginal likelihood is ``S[a, b] exp(mA[a] + mB[b])``.
+        With ``C[a, b]`` = count / ``S[a, b]`` of each pattern, the posterior counts summed over
+        the patterns sharing a leading half are ``TA * (C TB)`` and over those sharing a
+        trailing half ``TB * (C' TA)``: the expected counts of the half's categories follow from
+        its one-hot coding, and no (patterns x Q) array is formed. A pattern whose halves'
+        rows barely overlap (``S`` below `_UNDERFLOW`) is computed from the summed logs instead.
+        """
+        pats = self.pats
         Q = self.nodes.size
         nq = np.empty((self.G, Q))
-        counts = np.empty((self.G, Q, self.offs[-1]))
+        counts = np.empty((self.G, Q, pats.offs[-1]))
         ll = 0.0
         lprior = np.log(self.prior())
-        for g, (Yg, wt) in enumerate(self.by_group):
-            E = Yg @ logP[g].T                                  # log joint, then its exp
-            E += lprior[g]
-            mx = E.max(axis=1, keepdims=True)
-            E -= mx
-            np.exp(E, out=E)
-            s = E.sum(axis=1)
-            ll += float(wt @ (np.log(s) + mx[:, 0]))
-            c = wt / s                                          # posterior = E * c per row
-            nq[g] = c @ E
-            counts[g] = E.T @ (Yg * c[:, None])
+        for g, rows in enumerate(pats.rows):
+            tables = []
+            for j, (Yh, cols, _) in enumerate(pats.halves[g]):
+                L = Yh @ logP[g][:, cols].T
+                if j == 0:
+                    L += lprior[g]
+                mx = L.max(axis=1)
+                T = np.exp(L - mx[:, None])
+                T[T < _FLUSH] = 0.0
+                tables.append((L, mx, T))
+            (YA, cA, iA), (YB, cB, iB) = pats.halves[g]
+            (LA, mA, TA), (LB, mB, TB) = tables
+            wt = pats.wt[rows]
+            s = (TA @ TB.T)[iA, iB]
+            scale = mA[iA] + mB[iB]
+            low = s < _UNDERFLOW
+            C = np.zeros((TA.shape[0], TB.shape[0]))
+            C[iA, iB] = np.where(low, 0.0, wt / s)
+            RA = TA * (C @ TB)
+            nq[g] = RA.sum(axis=0)
+            counts[g][:, cA] = RA.T @ YA
+            counts[g][:, cB] = (TB * (C.T @ TA)).T @ YB
+            if low.any():
+                L = LA[iA[low]] + LB[iB[low]]
+                mx = L.max(axis=1)
+                E = np.exp(L - mx[:, None])
+                s[low], scale[low] = E.sum(axis=1), mx
+                E *= (wt[low] / s[low])[:, None]
+                nq[g] += E.sum(axis=0)
+                counts[g][:, cA] += E.T @ YA[iA[low]]
+                counts[g][:, cB] += E.T @ YB[iB[low]]
+            ll += float(wt @ (np.log(s) + scale))
         return nq, counts, ll
 
     def item_counts(self, counts, b: _Block) -> np.ndarray:
         """Expected counts (instances x Q x m+1) of a block, summed over each instance's groups."""
-        r = np.empty((b.a.size, self.nodes.size, b.m + 1))
-        for k, (i, gs) in enumerate(zip(b.item, b.groups)):
-            r[k] = counts[gs][:, :, self.offs[i]:self.offs[i + 1]].sum(axis=0)
-        return r
+        return np.einsum("kg,gqkc->kqc", b.member, counts[:, :, b.cols])
 
-    def block_grad_info(self, b: _Block, r: np.ndarray, store=None):
-        P, dP, _ = store if store is not None else category_probs(
-            self.model, self.link, b.a, b.d, self.nodes, True)
+    def block_grad_info(self, b: _Block, r: np.ndarray):
+        """Gradient and information (Fisher scoring) of the expected complete-data
+        log-likelihood of a block's instances at their current parameters."""
+        P, dP, _ = self.probs(b)
         Pc = np.clip(P, 1e-300, None)
         g = np.einsum("iqk,iqkp->ip", r / Pc, dP)
         Nq = r.sum(axis=2)
@@ -380,33 +489,30 @@ class _MML:
         return g, info
 
     def mstep(self, counts, nsteps=2):
+        """``nsteps`` Fisher-scoring steps per block, each halved (per instance) until the
+        expected complete-data log-likelihood does not fall and graded intercepts stay ordered."""
         for b in self.blocks:
             r = self.item_counts(counts, b)
+            obj0 = _expected_loglik(r, self.probs(b)[0])
             for _ in range(nsteps):
                 g, info = self.block_grad_info(b, r)
                 step = np.linalg.solve(info + 1e-10 * np.eye(b.m + 1), g[..., None])[..., 0]
-                obj0 = self._obj(b, r, b.a, b.d)
                 t = np.ones(b.a.size)
                 for _h in range(30):
                     a1 = b.a + t * step[:, 0]
                     d1 = b.d + t[:, None] * step[:, 1:]
-                    obj1 = self._obj(b, r, a1, d1)
+                    trial = category_probs(self.model, self.link, a1, d1, self.nodes, True)
+                    obj1 = _expected_loglik(r, trial[0])
                     bad = ~(obj1 >= obj0 - 1e-12) | ~self._valid(d1)
                     if not bad.any():
                         break
                     t = np.where(bad, t / 2, t)
-                b.a, b.d = a1, d1
+                b.a, b.d, b.probs, obj0 = a1, d1, trial, obj1
 
     def _valid(self, d):
         if self.model != "graded":
             return np.ones(d.shape[0], bool)
         return np.all(np.diff(d, axis=1) < 0, axis=1)
-
-    def _obj(self, b, r, a, d):
-        P = category_probs(self.model, self.link, a, d, self.nodes)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lp = np.where(r > 0, np.log(np.clip(P, 1e-300, None)), 0.0)
-        return np.einsum("iqk,iqk->i", r, lp)
 
     def update_latent(self, nq):
         for g in range(1, self.G):
@@ -420,12 +526,10 @@ class _MML:
         """Marginal log-likelihood and its gradient at ``v`` (Fisher's identity)."""
         old = self.get()
         self.set(v)
-        logP, _ = self.logprob_table()
-        nq, counts, ll = self.estep(logP)
+        nq, counts, ll = self.estep(self.logprob_table())
         grads = []
         for b in self.blocks:
-            r = self.item_counts(counts, b)
-            g, _ = self.block_grad_info(b, r)
+            g, _ = self.block_grad_info(b, self.item_counts(counts, b))
             grads.append(g.ravel())
         # latent: d log prior_gq / d(mu, var) with normalised weights
         pr = self.prior()
@@ -441,8 +545,7 @@ class _MML:
 
     def em_step(self) -> float:
         """One EM update of the parameters; returns the log-likelihood before it."""
-        logP, _ = self.logprob_table()
-        nq, counts, ll = self.estep(logP)
+        nq, counts, ll = self.estep(self.logprob_table())
         self.mstep(counts)
         if self.G > 1:
             self.update_latent(nq)
@@ -512,7 +615,7 @@ def _squarem(st: _MML, tol: float, maxit: int) -> tuple[bool, int]:
 
 def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = "graded",
         link: str = "logit", group: str | None = None, anchors: Sequence[str] | None = None,
-        quadpts: int = QUADPTS, tol: float = 1e-6, maxit: int = 2000, se: bool = True,
+        quadpts: int = QUADPTS, tol: float = 1e-6, maxit: int = EM_MAXIT, se: bool = True,
         start: IRTResult | None = None) -> IRTResult:
     """Fit a unidimensional graded response or generalized partial credit model by MML (EM).
 
@@ -554,6 +657,26 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
         raise ValueError("link='probit' is defined for model='graded' only.")
     if items is None:
         items = [c for c in data.columns if c != group]
+    return _estimate(_responses(data, items, group), model, link, anchors, quadpts, tol, maxit,
+                     se, start)
+
+
+@dataclass(frozen=True)
+class _Responses:
+    """The checked responses of `irt`: item names, their values and codes, the groups' labels
+    and the distinct patterns the E-step reads (`_Patterns`)."""
+
+    items: list[str]
+    X: np.ndarray                    # values of the persons with a response (NaN missing)
+    labels: list
+    group: str | None
+    pats: _Patterns
+    data_hash: str
+
+
+def _responses(data: pd.DataFrame, items: Sequence[str], group: str | None) -> _Responses:
+    """Check and code the responses of `irt`: categories 0..m from the lowest observed, every
+    category used, a label for every person when ``group`` is given."""
     items, X = response_matrix(data, list(items))
     keep = ~np.all(np.isnan(X), axis=1)
     X = X[keep]
@@ -577,6 +700,17 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
         gidx = np.array([pos[v] for v in gvals])
     else:
         labels, gidx = ["all"], np.zeros(x.shape[0], int)
+    return _Responses(items=items, X=X, labels=labels, group=group,
+                      pats=_Patterns(x, ncat, gidx, len(labels)),
+                      data_hash=hash_frame(pd.DataFrame(X, columns=items)))
+
+
+def _estimate(resp: _Responses, model: str, link: str, anchors: Sequence[str] | None,
+              quadpts: int, tol: float, maxit: int, se: bool,
+              start: IRTResult | None = None) -> IRTResult:
+    """EM iterations, observed-information SEs and the result of `irt` for checked responses
+    (a likelihood-ratio test fits several models to one `_responses`)."""
+    items, labels = resp.items, resp.labels
     G = len(labels)
     anchors = list(items) if anchors is None else list(anchors)
     bad = [a for a in anchors if a not in items]
@@ -588,35 +722,27 @@ def irt(data: pd.DataFrame, items: Sequence[str] | None = None, *, model: str = 
     if start is not None and (tuple(start.items) != tuple(items)
                               or tuple(start.groups) != tuple(map(str, labels))):
         raise ValueError("start= must be a fit of the same items and groups.")
-    from threadpoolctl import threadpool_limits
-    # the products are small (N x sum K x Q): one BLAS thread is fastest, above all on a busy machine
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts,
-                    tol, maxit, se, start)
-
-
-def _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, quadpts, tol,
-         maxit, se, start=None) -> IRTResult:
-    """EM iterations, observed-information SEs and the result of `irt`."""
-    st = _MML(model, link, x, ncat, gidx, G, mask, quadpts, start)
-    converged, it_done = _squarem(st, tol, maxit)
-    v = st.get()
-    logP, _ = st.logprob_table()
-    _, _, ll = st.estep(logP)
-    npar = v.size
-    if se:
-        H = np.empty((npar, npar))
-        for j in range(npar):
-            h = 1e-5 * max(1.0, abs(v[j]))
-            e = np.zeros(npar)
-            e[j] = h
-            H[:, j] = (st.score(v + e)[1] - st.score(v - e)[1]) / (2 * h)
-        H = 0.5 * (H + H.T)
-        vcov = np.linalg.inv(-H)
-        ses = np.sqrt(np.maximum(np.diag(vcov), 0.0))
-    else:
-        vcov = np.full((npar, npar), np.nan)
-        ses = np.full(npar, np.nan)
+    # the products are small (patterns x sum K x Q): one BLAS thread is fastest, above all on a
+    # busy machine
+    with single_threaded_blas():
+        st = _MML(model, link, resp.pats, G, mask, quadpts, start)
+        converged, it_done = _squarem(st, tol, maxit)
+        v = st.get()
+        _, _, ll = st.estep(st.logprob_table())
+        npar = v.size
+        if se:
+            H = np.empty((npar, npar))
+            for j in range(npar):
+                h = 1e-5 * max(1.0, abs(v[j]))
+                e = np.zeros(npar)
+                e[j] = h
+                H[:, j] = (st.score(v + e)[1] - st.score(v - e)[1]) / (2 * h)
+            H = 0.5 * (H + H.T)
+            vcov = np.linalg.inv(-H)
+            ses = np.sqrt(np.maximum(np.diag(vcov), 0.0))
+        else:
+            vcov = np.full((npar, npar), np.nan)
+            ses = np.full(npar, np.nan)
     rows = []
     k = 0
     for b in st.blocks:
@@ -633,10 +759,10 @@ def _fit(model, link, x, X, ncat, gidx, G, mask, labels, items, anchors, group, 
     perm = np.concatenate([perm, np.arange(perm.size, npar)])
     vcov = vcov[np.ix_(perm, perm)]
     latent = pd.DataFrame({"group": labels, "mean": st.mu, "var": st.sd**2})
-    meta = Meta(options={"model": model, "link": link, "group": group, "anchors": anchors,
+    meta = Meta(options={"model": model, "link": link, "group": resp.group, "anchors": anchors,
                          "quadpts": quadpts, "tol": tol, "estimator": "MML-EM"},
-                data_hash=hash_frame(pd.DataFrame(X, columns=items)))
+                data_hash=resp.data_hash)
     return IRTResult(model=model, link=link, items=tuple(items), groups=tuple(map(str, labels)),
                      parameters=params, latent=latent, loglik=float(ll), npar=int(npar),
-                     n=int(x.shape[0]), iterations=int(it_done), converged=converged,
+                     n=int(resp.X.shape[0]), iterations=int(it_done), converged=converged,
                      vcov=vcov, meta=meta)

@@ -284,7 +284,7 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     out = Path(ctx["out_dir"]) / "syntax"
     files = {}
     for form, fit in ctx.get("cfa_fits", {}).items():
-        opts = (fit.to_dict().get("meta") or {}).get("options", {})
+        opts = fit.meta.options or {}
         est = str(opts.get("estimator") or "ML")
         model = opts.get("model") or ctx["bank"].model_syntax(form=form)
         ordered = opts.get("ordered") or []

@@ -48,20 +48,22 @@ MAX_PURIFICATION = 10
 MIN_ANCHORS = 2       # purification stops rather than match on fewer items than this
 
 
-def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
-         start: tuple[np.ndarray, np.ndarray] | None = None):
+def polr(y: np.ndarray, X: np.ndarray, *, weights: np.ndarray | None = None, tol: float = 1e-10,
+         maxit: int = 100, start: tuple[np.ndarray, np.ndarray] | None = None):
     """Proportional-odds logistic regression (MASS ``polr``) by Fisher scoring.
 
-    ``y`` holds categories 0..m (all used); ``X`` (n x p) covariates without intercept.
-    Returns ``(zeta, beta, loglik)`` with ``logit P(Y <= k) = zeta_k - X beta``. ``start``:
-    starting ``(zeta, beta)``, e.g. a nested model's estimates with zeros for the added
-    coefficients (default: the cumulative logits of the marginal proportions and beta = 0).
+    ``y`` holds categories 0..m (all used); ``X`` (n x p) covariates without intercept;
+    ``weights``: case weights (frequencies; default 1). Returns ``(zeta, beta, loglik)`` with
+    ``logit P(Y <= k) = zeta_k - X beta``. ``start``: starting ``(zeta, beta)``, e.g. a nested
+    model's estimates with zeros for the added coefficients (default: the cumulative logits of the
+    marginal proportions and beta = 0).
     """
     y = np.asarray(y, int)
     X = np.asarray(X, float).reshape(len(y), -1)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     m = int(y.max())
     n, p = X.shape
-    cum = np.array([(y <= k).mean() for k in range(m)])
+    cum = np.cumsum(np.bincount(y, weights=w, minlength=m + 1))[:m] / w.sum()
     zeta = np.log(cum / (1 - cum))
     beta = np.zeros(p)
     if start is not None:
@@ -81,15 +83,18 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
         F[1:K] = expit(zeta[:, None] - (beta @ Xt)[None, :])
         return F[1:] - F[:-1], F                                      # K x n
 
+    def loglik(P):
+        return float(w @ np.log(np.clip(P[y, rows], 1e-300, None)))
+
     def grad_info(P, F):
         # dP_k / d zeta_j = f_{k+1} [j = k] - f_k [j = k - 1]; dP_k / d beta = c_k x with
-        # c_k = -(f_{k+1} - f_k); information sum_k dP_k dP_k' / P_k in blocks
+        # c_k = -(f_{k+1} - f_k); information sum_k w dP_k dP_k' / P_k in blocks
         f = F * (1 - F)
         fi = f[1:K]                                                   # f_1..f_m
         c = -(f[1:] - f[:-1])
-        r = 1 / P[y, rows]
+        r = w / P[y, rows]
         g = np.concatenate([(fi * r * Yz).sum(axis=1), Xt @ (c[y, rows] * r)])
-        R = 1 / np.clip(P, 1e-300, None)
+        R = w / np.clip(P, 1e-300, None)
         info = np.empty((m + p, m + p))
         zz = np.diag((fi**2 * (R[:m] + R[1:])).sum(axis=1))
         off = -(fi[1:] * fi[:-1] * R[1:m]).sum(axis=1)
@@ -102,7 +107,7 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
         return g, info
 
     P, F = probs(zeta, beta)
-    ll = float(np.log(P[y, rows]).sum())
+    ll = loglik(P)
     for _ in range(maxit):
         g, info = grad_info(P, F)
         try:
@@ -114,7 +119,7 @@ def polr(y: np.ndarray, X: np.ndarray, *, tol: float = 1e-10, maxit: int = 100,
             z1, b1 = zeta + t * step[:m], beta + t * step[m:]
             if np.all(np.diff(z1) > 0):
                 P1, F1 = probs(z1, b1)
-                ll1 = float(np.log(np.clip(P1[y, rows], 1e-300, None)).sum())
+                ll1 = loglik(P1)
                 if ll1 >= ll - 1e-12:
                     break
             t /= 2
@@ -137,14 +142,21 @@ def lr_dif_item(y: np.ndarray, theta: np.ndarray, group: np.ndarray) -> dict[str
     """The three ordinal logistic models of one item, their chi-squares and pseudo-R2s.
 
     ``group`` is coded 0/1 (reference/focal). Rows with missing y are dropped by the caller.
+    Persons with the same (y, theta, group) enter the regressions once, weighted by their number
+    (the same likelihood); the intercept-only model's maximum is the multinomial one,
+    ``sum_k n_k log(n_k / n)``.
     """
     n = len(y)
-    g = np.asarray(group, float)
+    rows, w = np.unique(np.column_stack([y, theta, group]).astype(float), axis=0,
+                        return_counts=True)
+    y, theta, g = rows[:, 0].astype(int), rows[:, 1], rows[:, 2]
+    nk = np.bincount(y, weights=w)
+    ll0 = float(nk @ np.log(nk / n))
     # each model starts at the estimates of the model it extends
-    ll0 = polr(y, np.zeros((n, 0)))[2]
-    z1, b1, ll1 = polr(y, theta[:, None])
-    z2, b2, ll2 = polr(y, np.column_stack([theta, g]), start=(z1, np.append(b1, 0.0)))
-    _, b3, ll3 = polr(y, np.column_stack([theta, g, theta * g]), start=(z2, np.append(b2, 0.0)))
+    z1, b1, ll1 = polr(y, theta[:, None], weights=w)
+    z2, b2, ll2 = polr(y, np.column_stack([theta, g]), weights=w, start=(z1, np.append(b1, 0.0)))
+    _, b3, ll3 = polr(y, np.column_stack([theta, g, theta * g]), weights=w,
+                      start=(z2, np.append(b2, 0.0)))
     r1, r2, r3 = (nagelkerke(v, ll0, n) for v in (ll1, ll2, ll3))
     c12, c13, c23 = 2 * (ll2 - ll1), 2 * (ll3 - ll1), 2 * (ll3 - ll2)
     return {"n": n, "ll1": ll1, "ll2": ll2, "ll3": ll3,

@@ -323,9 +323,7 @@ _SPLIT = 32
 def _expected_loglik(r: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Expected complete-data log-likelihood of each item instance: sum over nodes and categories
     of the expected counts times log P (instances x Q x m+1 arrays)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = np.where(r > 0, np.log(np.clip(P, 1e-300, None)), 0.0)
-    return np.einsum("iqk,iqk->i", r, lp)
+    return np.einsum("iqk,iqk->i", r, np.log(np.clip(P, 1e-300, None)))
 
 
 class _MML:
@@ -483,9 +481,11 @@ class _MML:
         log-likelihood of a block's instances at their current parameters."""
         P, dP, _ = self.probs(b)
         Pc = np.clip(P, 1e-300, None)
-        g = np.einsum("iqk,iqkp->ip", r / Pc, dP)
-        Nq = r.sum(axis=2)
-        info = np.einsum("iq,iqkp,iqkr->ipr", Nq, dP / Pc[..., None], dP)
+        I, Q, K, p = dP.shape
+        D = dP.reshape(I, Q * K, p)
+        g = ((r / Pc).reshape(I, 1, Q * K) @ D)[:, 0]
+        # sum over nodes of N_q sum_k dP_k dP_k' / P_k, N_q the node's expected count
+        info = np.swapaxes(D * (r.sum(axis=2)[:, :, None] / Pc).reshape(I, Q * K, 1), 1, 2) @ D
         return g, info
 
     def mstep(self, counts, nsteps=2):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from instrument.irt.data import response_matrix
-from instrument.irt.mml import IRTResult, category_probs, quadrature
+from instrument.irt.mml import IRTResult, _distinct, category_probs, quadrature
 
 SCORE_METHODS = ("EAP", "MAP")
 
@@ -64,6 +64,9 @@ def fscores(fit: IRTResult, data: pd.DataFrame, *, method: str = "EAP", group: s
     items = list(fit.items)
     _, X = response_matrix(data, items)
     x = np.where(np.isnan(X), -1, X).astype(int)
+    # persons with the same responses have the same score: each distinct pattern is scored once
+    first, inv, _ = _distinct(x + 1)
+    x = x[first]
     g = fit.groups[0] if group is None else group
     lat = fit.latent.set_index("group").loc[g]
     mu, var = float(lat["mean"]), float(lat["var"])
@@ -97,8 +100,8 @@ def fscores(fit: IRTResult, data: pd.DataFrame, *, method: str = "EAP", group: s
             if np.max(np.abs(step)) < 1e-10:
                 break
         se = 1.0 / np.sqrt(info)
-    th = np.where(none, np.nan, th)
-    se = np.where(none, np.nan, se)
+    th = np.where(none, np.nan, th)[inv]
+    se = np.where(none, np.nan, se)[inv]
     return pd.DataFrame({"theta": th, "se": se}, index=data.index)
 
 

@@ -4,8 +4,9 @@ A stand-in "Chromium" (a Python script set through INSTRUMENT_CHROMIUM) answers 
 protocol on its pipe (file descriptors 3 and 4) as the browser does, prints a small PDF after a
 short pause and logs how many prints were running when each started, so the tests check what
 the printer promises without the real browser: one browser for every print, prints overlap,
-never more than ``workers`` at once, every PDF is made, a failed print is reported for its own
-document only, and the reports stage lists its files in the same order as before (the technical
+never more than ``workers`` at once, one page per worker (with the screen-hiding script sent
+before its first document), every PDF is made, a failed print is reported for its own document
+only and closes its page, and the reports stage lists its files in the same order as before (the technical
 report, the briefs, the cards).
 """
 from __future__ import annotations
@@ -60,6 +61,8 @@ while True:
         raw, buf = buf.split(b"\0", 1)
         m = json.loads(raw)
         method, n = m["method"], n + 1
+        with open(os.path.join(here, "methods"), "a") as fh:
+            fh.write(method + "\n")
         if method == "Page.printToPDF":
             threading.Thread(target=print_pdf, args=(m,)).start()
             continue
@@ -118,6 +121,36 @@ def test_prints_run_two_at_once_and_no_more(tmp_path, fake_chromium):
     assert len(counts) == 5
     assert max(counts) == 2          # two prints overlapped, and never three
     assert _browsers_started(fake_chromium) == 1
+
+
+def _methods(fake: Path) -> list[str]:
+    return (fake / "methods").read_text().split()
+
+
+def test_each_worker_prints_in_one_page_that_is_not_rendered_on_screen(tmp_path,
+                                                                        fake_chromium):
+    pages = _pages(tmp_path, ["a", "b", "c", "d", "e"])
+    with Printer(workers=2) as printer:
+        for p in pages:
+            printer.submit(p, p.with_suffix(".pdf"))
+    methods = _methods(fake_chromium)
+    assert methods.count("Page.navigate") == 5
+    opened = methods.count("Target.createBrowserContext")
+    assert 1 <= opened <= 2
+    assert methods.count("Target.disposeBrowserContext") == opened
+    assert methods.count("Page.addScriptToEvaluateOnNewDocument") == opened
+    # the script is sent before the page opens its first document
+    assert methods.index("Page.addScriptToEvaluateOnNewDocument") < methods.index("Page.navigate")
+
+
+def test_a_failed_print_closes_its_page(tmp_path, fake_chromium):
+    pages = _pages(tmp_path, ["fail", "good"])
+    with Printer(workers=1) as printer:
+        futures = [printer.submit(p, p.with_suffix(".pdf")) for p in pages]
+    assert futures[1].result().name == "good.pdf"
+    methods = _methods(fake_chromium)
+    assert methods.count("Target.createBrowserContext") == 2
+    assert methods.count("Target.disposeBrowserContext") == 2
 
 
 def test_one_worker_prints_one_at_a_time(tmp_path, fake_chromium):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 import textwrap
 from typing import Callable, Mapping, Sequence
 
@@ -17,6 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_mixed import MixedModeRenderer  # noqa: E402
+from matplotlib.backends.backend_svg import RendererSVG  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,11 +41,46 @@ def band_colours(bands: Sequence[str]) -> dict[str, str]:
     return {b: BAND_COLOURS[i] for b, i in zip(bands, idx)}
 
 
+_SVG_ROOT = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*" viewBox="[^"]*"')
+
+
+def _svg(fig: plt.Figure) -> str:
+    """The figure as SVG text, cropped to its tight bounding box (the drawn artists, padded by
+    ``savefig.pad_inches``), as ``savefig(bbox_inches="tight")`` crops it, but drawn once:
+    ``savefig`` draws the figure twice for that (once to find the box, once to write), this
+    draws it at its own size and crops with the SVG's ``viewBox``, ``width`` and ``height``
+    (the box is measured with the renderer that drew, so its text extents are cached)."""
+    dpi = fig.dpi
+    buf = io.StringIO()
+    try:
+        fig.dpi = 72    # as savefig's SVG backend does: 1 figure unit = 1 pt
+        w, h = fig.get_size_inches()
+        renderer = MixedModeRenderer(fig, w, h, dpi, RendererSVG(
+            w * 72, h * 72, buf, image_dpi=dpi, metadata={"Date": None}))
+        fig.draw(renderer)
+        box = fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"])
+        renderer.finalize()
+    finally:
+        fig.dpi = dpi
+    x0, y0, bw, bh = (_short_float(v * 72) for v in (box.x0, h - box.y1, box.width, box.height))
+    svg, n = _SVG_ROOT.subn(rf'<svg\1 width="{bw}pt" height="{bh}pt" viewBox="{x0} {y0} {bw} {bh}"',
+                            buf.getvalue(), count=1)
+    if n != 1:
+        raise RuntimeError("matplotlib wrote an SVG root element without width, height and "
+                           "viewBox; cannot crop the figure.")
+    return svg
+
+
+def _short_float(v: float) -> str:
+    return f"{v:.6f}".rstrip("0").rstrip(".")
+
+
 def _uri(fig: plt.Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    try:
+        svg = _svg(fig)
+    finally:
+        plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
 def loading_heatmap(loadings: pd.DataFrame, title: str = "") -> str | None:

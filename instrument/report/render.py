@@ -1448,14 +1448,23 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
     colours = fig.band_colours(_band_order(tab, sc["bands"]))
     codes = _codes(tab)
     record = dict(zip(tab.index, tab.to_dict("records")))     # one conversion, not one per group
+    has_rate, has_name = "response_rate" in tab, "school_name" in tab
     schools = []
-    for sid, g in tab.groupby("school_id", sort=True):
+    # the rows of each school (in school id order), then of each of its forms (in the order
+    # they come), grouped over the records rather than by a pandas groupby per school
+    for sid, labels in tab.groupby("school_id", sort=True).groups.items():
+        by_form: dict[Any, list] = {}
+        for i in labels:
+            form = record[i]["form"]
+            if form is not None and form == form:
+                by_form.setdefault(form, []).append(i)
         forms = []
-        for form, h in g.groupby("form", sort=False):
-            n = h["n"].astype(float).max()
-            rr = h["response_rate"].astype(float).max() if "response_rate" in h else math.nan
+        for form, h_index in by_form.items():
+            n = _max_float(record[i]["n"] for i in h_index)
+            rr = (_max_float(record[i]["response_rate"] for i in h_index) if has_rate
+                  else math.nan)
             rows = []
-            for i in h.index:
+            for i in h_index:
                 r = record[i]
                 label = names.get(str(r["construct"])) or (
                     t("Overall") if r["construct"] == "overall"
@@ -1481,19 +1490,27 @@ def _cards(secs: Mapping[str, Section], t: Translator) -> dict:
                 rows.append(row)
             rows.sort(key=lambda x: x["construct"] == "overall")
             all_supp = all(r["suppressed"] for r in rows)
-            privacy = any("privacy" in codes[i].split("; ") for i in h.index)
+            privacy = any("privacy" in codes[i].split("; ") for i in h_index)
             forms.append({"form": form, "n": _fmt(n, 0), "show_count": not privacy,
                           "rate": f"{100 * rr:.0f}%" if rr == rr else None,
                           "suppressed": all_supp,
                           "reason": rows[0]["reason"] if all_supp and rows else "",
                           "rows": rows})
-        d0 = g["district_id"].iloc[0]
+        first = record[labels[0]]
+        d0 = first["district_id"]
         schools.append({"school_id": sid, "district_id": "" if d0 is None or pd.isna(d0)
                         or str(d0).strip().casefold() in ("nan", "none", "na", ".")
                         else str(d0),
-                        "name": str(g["school_name"].iloc[0]) if "school_name" in g else "",
+                        "name": str(first["school_name"]) if has_name else "",
                         "forms": forms})
     return {**out, "schools": schools}
+
+
+def _max_float(values: Any) -> float:
+    """The largest of ``values`` as floats, missing ones (None, NaN) left out; NaN if none."""
+    xs = [float(v) for v in values if v is not None]
+    xs = [x for x in xs if x == x]
+    return max(xs) if xs else math.nan
 
 
 def _plain_reason(code: str, form: str, row: Mapping[str, Any], t: Translator) -> str:
@@ -1619,8 +1636,9 @@ PRINT_ORDER = ("cards", "technical", "brief")
 
 
 #: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
-#: scrubbed copy and its warnings, computed once (keyed by the mapping's identity, which is held).
-_PREPARED: dict[int, tuple] | None = None
+#: scrubbed copy, its warnings and its sections (`adapters.read_all`; the renderers only read
+#: them), computed once (keyed by the mapping's identity, which is held, and the stage messages).
+_PREPARED: dict[tuple, tuple] | None = None
 
 
 def _number_word(n: Any) -> str:
@@ -1681,16 +1699,17 @@ def render_html(results: Mapping[str, Any], kind: str = "technical", *,
     if "results" in results and isinstance(results["results"], Mapping) and "stages" in results:
         stages = stage_messages(results)
         results = results["results"]
-    hit = _PREPARED.get(id(results)) if _PREPARED is not None else None
+    key = (id(results), tuple(sorted(stages.items())))
+    hit = _PREPARED.get(key) if _PREPARED is not None else None
     if hit is not None and hit[0] is results:
-        banned, clean, stage_warnings = hit[1:]
+        banned, clean, stage_warnings, secs = hit[1:]
     else:
         banned = sorted(_id_values(results, set()))
         clean = scrub(results)
         stage_warnings = {k: collect_warnings(v) for k, v in clean.items() if k in READERS}
+        secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
         if _PREPARED is not None:
-            _PREPARED[id(results)] = (results, banned, clean, stage_warnings)
-    secs = {**read_all(clean, stages), "montecarlo": read_montecarlo(clean)}
+            _PREPARED[key] = (results, banned, clean, stage_warnings, secs)
     _check_language(_languages(secs["bank"]), lang)
     t = Translator(lang)
     fixture = clean.get("_fixture") if isinstance(clean.get("_fixture"), str) else None

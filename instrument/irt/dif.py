@@ -147,9 +147,12 @@ def lr_dif_item(y: np.ndarray, theta: np.ndarray, group: np.ndarray) -> dict[str
     ``sum_k n_k log(n_k / n)``.
     """
     n = len(y)
-    rows, w = np.unique(np.column_stack([y, theta, group]).astype(float), axis=0,
-                        return_counts=True)
-    y, theta, g = rows[:, 0].astype(int), rows[:, 1], rows[:, 2]
+    y = np.asarray(y, int)
+    _, ti = np.unique(theta, return_inverse=True)
+    _, gi = np.unique(group, return_inverse=True)
+    _, first, w = np.unique((ti * (gi.max() + 1) + gi) * (y.max() + 1) + y, return_index=True,
+                            return_counts=True)
+    y, theta, g = y[first], np.asarray(theta, float)[first], np.asarray(group, float)[first]
     nk = np.bincount(y, weights=w)
     ll0 = float(nk @ np.log(nk / n))
     # each model starts at the estimates of the model it extends

@@ -96,22 +96,24 @@ def category_probs(model: str, link: str, a: np.ndarray, d: np.ndarray, theta: n
         else:
             F, U = ndtr(eta), ndtr(-eta)
             f = np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi)
-        ones = np.ones((I, Q, 1))
-        zeros = np.zeros((I, Q, 1))
-        Ps = np.concatenate([ones, F, zeros], axis=2)                            # I Q m+2
-        Us = np.concatenate([zeros, U, ones], axis=2)                            # 1 - Ps
+        Ps = np.empty((I, Q, m + 2))                                             # P(X >= k)
+        Ps[..., 0], Ps[..., 1:-1], Ps[..., -1] = 1.0, F, 0.0
+        Us = np.empty((I, Q, m + 2))                                             # 1 - Ps
+        Us[..., 0], Us[..., 1:-1], Us[..., -1] = 0.0, U, 1.0
         # P(X = k) from whichever tail keeps precision: upper tails where P(X >= k) > 1/2
         P = np.where(Ps[:, :, :-1] > 0.5, Us[:, :, 1:] - Us[:, :, :-1], Ps[:, :, :-1] - Ps[:, :, 1:])
         if not derivs:
             return P
-        dPs = np.zeros((I, Q, m + 2, m + 1))
-        dPs[:, :, 1:m + 1, 0] = f * theta[None, :, None]
-        idx = np.arange(m)
-        dPs[:, :, 1 + idx, 1 + idx] = f
-        dP = dPs[:, :, :-1, :] - dPs[:, :, 1:, :]
-        fs = np.concatenate([zeros, f, zeros], axis=2) * a[:, None, None]
-        dth = fs[:, :, :-1] - fs[:, :, 1:]
-        return P, dP, dth
+        # dP(X = k) = dP(X >= k) - dP(X >= k + 1); d P(X >= h) / d(a, d_h) = f_h (theta, 1)
+        fs = np.zeros((I, Q, m + 2))
+        fs[..., 1:-1] = f
+        df = fs[:, :, :-1] - fs[:, :, 1:]                                        # f_k - f_{k+1}
+        dP = np.zeros((I, Q, m + 1, m + 1))
+        dP[..., 0] = df * theta[None, :, None]
+        h = np.arange(1, m + 1)
+        dP[:, :, h, h] = f
+        dP[:, :, h - 1, h] = -f
+        return P, dP, df * a[:, None, None]
     k = np.arange(m + 1, dtype=float)
     z = a[:, None, None] * theta[None, :, None] * k[None, None, :]
     z = z + np.concatenate([np.zeros((I, 1)), d], axis=1)[:, None, :]
@@ -376,9 +378,8 @@ class _MML:
             for k, (i, gs) in enumerate(zip(b.item, b.groups)):
                 a, d = start.item_params(start.items[i], labels[gs[0]])
                 b.a[k], b.d[k] = a, d
-        lat = start.latent.set_index("group")
-        self.mu = lat["mean"].to_numpy(float).copy()
-        self.sd = np.sqrt(lat["var"].to_numpy(float))
+        self.mu = start.latent["mean"].to_numpy(float).copy()       # rows in the groups' order
+        self.sd = np.sqrt(start.latent["var"].to_numpy(float))
 
     # parameters as one vector: item blocks, then (mu_g, var_g) for g >= 1
     def get(self) -> np.ndarray:
@@ -743,7 +744,7 @@ def _estimate(resp: _Responses, model: str, link: str, anchors: Sequence[str] | 
         else:
             vcov = np.full((npar, npar), np.nan)
             ses = np.full(npar, np.nan)
-    rows = []
+    rows, item_of = [], []
     k = 0
     for b in st.blocks:
         for j, (i, gs) in enumerate(zip(b.item, b.groups)):
@@ -751,11 +752,10 @@ def _estimate(resp: _Responses, model: str, link: str, anchors: Sequence[str] | 
             pars = [("a1", b.a[j])] + [(f"d{h + 1}", b.d[j, h]) for h in range(b.m)]
             for name, val in pars:
                 rows.append((items[i], glab, name, float(val), float(ses[k])))
+                item_of.append(i)
                 k += 1
-    params = pd.DataFrame(rows, columns=["item", "group", "par", "est", "se"])
-    order = {it: n for n, it in enumerate(items)}
-    perm = np.argsort(params["item"].map(order).to_numpy(), kind="stable")
-    params = params.iloc[perm].reset_index(drop=True)
+    perm = np.argsort(item_of, kind="stable")                   # the table in the items' order
+    params = pd.DataFrame([rows[j] for j in perm], columns=["item", "group", "par", "est", "se"])
     perm = np.concatenate([perm, np.arange(perm.size, npar)])
     vcov = vcov[np.ix_(perm, perm)]
     latent = pd.DataFrame({"group": labels, "mean": st.mu, "var": st.sd**2})

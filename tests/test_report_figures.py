@@ -1,7 +1,9 @@
 """Report figures are legible: no two labels overlap and no text is smaller than MIN_PT."""
 from __future__ import annotations
 
+import io
 import itertools
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -77,3 +79,28 @@ def test_invariance_delta_draws_no_bar_for_the_baseline(delta_figure):
     ax = delta_figure.axes[0]
     # 5 steps with a delta for the first ladder, 4 for the second (its partial step is absent)
     assert len(ax.patches) == 5 + 4
+
+
+def test_svg_is_cropped_as_savefig_tight_crops_it():
+    # a label sticking out left of the figure, so the tight box is not the figure's own
+    def make():
+        fig, ax = plt.subplots(figsize=(3.0, 2.0))
+        ax.barh(["a rather long category label", "b"], [1, 2])
+        ax.set_title("title")
+        return fig
+    fig = make()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    fig = make()
+    ours = F._svg(fig)
+    plt.close(fig)
+    root = r'<svg[^>]* width="([0-9.]+)pt" height="([0-9.]+)pt" viewBox="([^"]*)"'
+    w0, h0, _ = re.search(root, buf.getvalue()).groups()
+    w1, h1, box = re.search(root, ours).groups()
+    assert float(w1) == pytest.approx(float(w0), abs=0.01)
+    assert float(h1) == pytest.approx(float(h0), abs=0.01)
+    x0, y0, bw, bh = (float(v) for v in box.split())
+    assert x0 < 0                      # the label's extent, left of the figure, is kept
+    assert (bw, bh) == pytest.approx((float(w1), float(h1)))
+    assert ours.count("<svg") == 1 and "a rather long category label" in ours

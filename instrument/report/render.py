@@ -9,6 +9,7 @@ a section whose results are missing says "not available in this run".
 from __future__ import annotations
 
 import contextlib
+import functools
 import html as _html
 import json
 import math
@@ -1558,7 +1559,10 @@ def _band_order(t: pd.DataFrame, declared: Sequence[str]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def _env() -> Environment:
+    """The templates' environment, made once (Jinja compiles each template once per
+    environment)."""
     env = Environment(loader=PackageLoader("instrument.report", "templates"),
                       autoescape=select_autoescape(("html", "xml"), default=True),
                       trim_blocks=True, lstrip_blocks=True)
@@ -1601,7 +1605,8 @@ def _id_values(obj: Any, out: set[str]) -> set[str]:
                 out.update(str(x) for x in obj[c].dropna())
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            _id_values(v, out)
+            if isinstance(v, (Mapping, pd.DataFrame, list, tuple)):   # scalars hold no key
+                _id_values(v, out)
     return out
 
 

@@ -192,3 +192,10 @@ def test_estep_equals_the_direct_sum_over_nodes(split, monkeypatch):
     onehot[np.arange(1024)[:, None], 2 * np.arange(10) + x] = 1.0
     assert_allclose(nq[0], post.sum(axis=0), rtol=1e-12, atol=1e-300)
     assert_allclose(counts[0], post.T @ onehot, rtol=1e-10, atol=1e-12)
+
+
+def test_scores_refuse_a_category_the_model_does_not_have(graded, science):
+    bad = (science - 1).astype(float)
+    bad.iloc[4, 3] = 4.0
+    with pytest.raises(ValueError, match=r"row 5, column 'Benefit': expected a category 0\.\.3 "):
+        fscores(graded, bad)

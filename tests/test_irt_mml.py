@@ -9,6 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from instrument.irt import fscores, information, irt, item_information
+from instrument.irt import mml
 from instrument.irt.mml import _MML, _responses
 from instrument.irt.simulate import simulate_responses
 
@@ -161,14 +162,18 @@ def test_bad_options_are_named(science):
         irt(science, anchors=["nope"])
 
 
-def test_estep_equals_the_direct_sum_over_nodes():
-    """The E-step's product of half-pattern tables equals the direct computation from each
-    pattern's summed log-probabilities, also for patterns whose two halves' likelihoods do not
-    overlap (hard items answered right, easy items wrong: recomputed from the logs)."""
+@pytest.mark.parametrize("split", [True, False])
+def test_estep_equals_the_direct_sum_over_nodes(split, monkeypatch):
+    """The E-step equals the direct computation from each pattern's summed log-probabilities,
+    with the items split in halves (also for patterns whose two halves' likelihoods do not
+    overlap: hard items answered right, easy items wrong, recomputed from the logs) and not."""
+    if not split:
+        monkeypatch.setattr(mml, "_SPLIT", 0)
     codes = (np.arange(1024)[:, None] >> np.arange(10)[::-1]) & 1       # every 10-item pattern
     df = pd.DataFrame(np.vstack([codes, codes[:300]]), columns=[f"i{j}" for j in range(10)])
     resp = _responses(df, list(df.columns), None)
-    assert len(resp.pats.halves[0][0][2]) == 1024 and resp.pats.halves[0][0][0].shape[0] == 32
+    (YA, _, iA), (YB, _, _) = resp.pats.halves[0]
+    assert len(iA) == 1024 and (YA.shape[0], YB.shape[0]) == ((32, 32) if split else (1024, 1))
     st = _MML("graded", "logit", resp.pats, 1, np.ones(10, bool), 61)
     st.set(np.column_stack([np.full(10, 10.0),
                             np.r_[np.full(5, -50.0), np.full(5, 50.0)]]).ravel())
@@ -187,3 +192,10 @@ def test_estep_equals_the_direct_sum_over_nodes():
     onehot[np.arange(1024)[:, None], 2 * np.arange(10) + x] = 1.0
     assert_allclose(nq[0], post.sum(axis=0), rtol=1e-12, atol=1e-300)
     assert_allclose(counts[0], post.T @ onehot, rtol=1e-10, atol=1e-12)
+
+
+def test_scores_refuse_a_category_the_model_does_not_have(graded, science):
+    bad = (science - 1).astype(float)
+    bad.iloc[4, 3] = 4.0
+    with pytest.raises(ValueError, match=r"row 5, column 'Benefit': expected a category 0\.\.3 "):
+        fscores(graded, bad)

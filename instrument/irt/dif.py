@@ -24,6 +24,8 @@ Defense.
 Choi, S. W., Gibbons, L. E., & Crane, P. K. (2011). lordif: An R package for detecting differential
 item functioning using iterative hybrid ordinal logistic regression/item response theory and Monte
 Carlo simulations. Journal of Statistical Software, 39(8), 1-30. https://doi.org/10.18637/jss.v039.i08
+Pratt, J. W. (1981). Concavity of the log likelihood. Journal of the American Statistical
+Association, 76(373), 103-106. https://doi.org/10.1080/01621459.1981.10477613
 Nagelkerke, N. J. D. (1991). A note on a general definition of the coefficient of determination.
 Biometrika, 78(3), 691-692. https://doi.org/10.1093/biomet/78.3.691
 """
@@ -50,13 +52,20 @@ MIN_ANCHORS = 2       # purification stops rather than match on fewer items than
 
 def polr(y: np.ndarray, X: np.ndarray, *, weights: np.ndarray | None = None, tol: float = 1e-10,
          maxit: int = 100, start: tuple[np.ndarray, np.ndarray] | None = None):
-    """Proportional-odds logistic regression (MASS ``polr``) by Fisher scoring.
+    """Proportional-odds logistic regression (MASS ``polr``'s model) by Newton-Raphson.
 
     ``y`` holds categories 0..m (all used); ``X`` (n x p) covariates without intercept;
     ``weights``: case weights (frequencies; default 1). Returns ``(zeta, beta, loglik)`` with
     ``logit P(Y <= k) = zeta_k - X beta``. ``start``: starting ``(zeta, beta)``, e.g. a nested
     model's estimates with zeros for the added coefficients (default: the cumulative logits of the
     marginal proportions and beta = 0).
+
+    The log-likelihood ``sum_i w_i log(F(u_i) - F(l_i))``, ``u_i = zeta_{y_i} - eta_i``,
+    ``l_i = zeta_{y_i - 1} - eta_i`` (``zeta_{-1} = -inf``, ``zeta_m = +inf``), ``eta = X beta``,
+    F logistic, is concave (Pratt 1981). Newton-Raphson steps with its analytic Hessian (the
+    method of ``rms::lrm``, which lordif uses), halved until the log-likelihood does not fall
+    and the cut-points stay increasing; stops when the log-likelihood changes by less than
+    ``tol`` and no coefficient by 1e-7.
     """
     y = np.asarray(y, int)
     X = np.asarray(X, float).reshape(len(y), -1)
@@ -68,69 +77,68 @@ def polr(y: np.ndarray, X: np.ndarray, *, weights: np.ndarray | None = None, tol
     beta = np.zeros(p)
     if start is not None:
         zeta, beta = np.array(start[0], float), np.array(start[1], float)
+    up, lo = y < m, y > 0                        # rows with a finite upper / lower cut-point
+    yu, yl = np.minimum(y, m - 1), np.maximum(y - 1, 0)
 
-    # arrays are categories x respondents, so that sums over respondents run along rows
-    K = m + 1
-    rows = np.arange(n)
-    Yd = np.zeros((K, n))
-    Yd[y, rows] = 1.0
-    Yz = Yd[:m] - Yd[1:]              # +1 where y = j, -1 where y = j + 1: the signs of dP_y / d zeta_j
-    Xt = np.ascontiguousarray(X.T)
+    def cdf(zeta, beta):
+        eta = X @ beta
+        Fu = np.where(up, expit(zeta[yu] - eta), 1.0)
+        Fl = np.where(lo, expit(zeta[yl] - eta), 0.0)
+        return Fu, Fl, float(w @ np.log(np.clip(Fu - Fl, 1e-300, None)))
 
-    def probs(zeta, beta):
-        F = np.empty((K + 1, n))                                      # P(Y <= k - 1), k = 0..K
-        F[0], F[K] = 0.0, 1.0
-        F[1:K] = expit(zeta[:, None] - (beta @ Xt)[None, :])
-        return F[1:] - F[:-1], F                                      # K x n
+    def grad_hess(Fu, Fl):
+        P = np.clip(Fu - Fl, 1e-300, None)
+        fu, fl = Fu * (1 - Fu), Fl * (1 - Fl)     # densities; 0 at an infinite cut-point
+        gu, gl = fu / P, fl / P                  # d log P / du and -d log P / dl
+        huu = fu * (1 - 2 * Fu) / P - gu**2      # second derivatives of log P in (u, l)
+        hll = -fl * (1 - 2 * Fl) / P - gl**2
+        hul = gu * gl
+        g = np.concatenate([np.bincount(yu, w * gu, m) - np.bincount(yl, w * gl, m),
+                            -(X.T @ (w * (gu - gl)))])
+        H = np.empty((m + p, m + p))
+        Hzz = np.diag(np.bincount(yu, w * huu, m) + np.bincount(yl, w * hll, m))
+        off = np.bincount(yl, w * hul, m)[:m - 1]          # (zeta_k+1, zeta_k) of rows y = k + 1
+        Hzz[np.arange(1, m), np.arange(m - 1)] = off
+        Hzz[np.arange(m - 1), np.arange(1, m)] = off
+        H[:m, :m] = Hzz
+        # d u / d beta = d l / d beta = -x
+        H[:m, m:] = -(_row_sums(yu, (w * (huu + hul))[:, None] * X, m)
+                      + _row_sums(yl, (w * (hul + hll))[:, None] * X, m))
+        H[m:, :m] = H[:m, m:].T
+        H[m:, m:] = (X.T * (w * (huu + 2 * hul + hll))) @ X
+        return g, H
 
-    def loglik(P):
-        return float(w @ np.log(np.clip(P[y, rows], 1e-300, None)))
-
-    def grad_info(P, F):
-        # dP_k / d zeta_j = f_{k+1} [j = k] - f_k [j = k - 1]; dP_k / d beta = c_k x with
-        # c_k = -(f_{k+1} - f_k); information sum_k w dP_k dP_k' / P_k in blocks
-        f = F * (1 - F)
-        fi = f[1:K]                                                   # f_1..f_m
-        c = -(f[1:] - f[:-1])
-        r = w / P[y, rows]
-        g = np.concatenate([(fi * r * Yz).sum(axis=1), Xt @ (c[y, rows] * r)])
-        R = w / np.clip(P, 1e-300, None)
-        info = np.empty((m + p, m + p))
-        zz = np.diag((fi**2 * (R[:m] + R[1:])).sum(axis=1))
-        off = -(fi[1:] * fi[:-1] * R[1:m]).sum(axis=1)
-        zz[np.arange(1, m), np.arange(m - 1)] = off
-        zz[np.arange(m - 1), np.arange(1, m)] = off
-        info[:m, :m] = zz
-        info[:m, m:] = (fi * (c[:m] * R[:m] - c[1:] * R[1:])) @ X
-        info[m:, :m] = info[:m, m:].T
-        info[m:, m:] = (Xt * (c**2 * R).sum(axis=0)) @ X
-        return g, info
-
-    P, F = probs(zeta, beta)
-    ll = loglik(P)
+    Fu, Fl, ll = cdf(zeta, beta)
     for _ in range(maxit):
-        g, info = grad_info(P, F)
+        g, H = grad_hess(Fu, Fl)
         try:
-            step = np.linalg.solve(info, g)
+            step = np.linalg.solve(-H, g)
         except np.linalg.LinAlgError:      # separation: the likelihood has no finite maximum
-            step = np.linalg.lstsq(info, g, rcond=None)[0]
+            step = np.linalg.lstsq(-H, g, rcond=None)[0]
         t = 1.0
         while True:
             z1, b1 = zeta + t * step[:m], beta + t * step[m:]
             if np.all(np.diff(z1) > 0):
-                P1, F1 = probs(z1, b1)
-                ll1 = loglik(P1)
+                Fu1, Fl1, ll1 = cdf(z1, b1)
                 if ll1 >= ll - 1e-12:
                     break
             t /= 2
             if t < 1e-10:
-                z1, b1, P1, F1, ll1 = zeta, beta, P, F, ll
+                z1, b1, Fu1, Fl1, ll1 = zeta, beta, Fu, Fl, ll
                 break
         done = abs(ll1 - ll) < tol and np.max(np.abs(t * step)) < 1e-7
-        zeta, beta, P, F, ll = z1, b1, P1, F1, ll1
+        zeta, beta, Fu, Fl, ll = z1, b1, Fu1, Fl1, ll1
         if done:
             break
     return zeta, beta, ll
+
+
+def _row_sums(idx: np.ndarray, A: np.ndarray, k: int) -> np.ndarray:
+    """Sums of the rows of ``A`` by group ``idx`` (0..k-1): k x A.shape[1]."""
+    out = np.zeros((k, A.shape[1]))
+    for j in range(A.shape[1]):
+        out[:, j] = np.bincount(idx, A[:, j], k)
+    return out
 
 
 def nagelkerke(ll: float, ll0: float, n: int) -> float:

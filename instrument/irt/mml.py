@@ -325,7 +325,7 @@ _SPLIT = 32
 def _expected_loglik(r: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Expected complete-data log-likelihood of each item instance: sum over nodes and categories
     of the expected counts times log P (instances x Q x m+1 arrays)."""
-    return np.einsum("iqk,iqk->i", r, np.log(np.clip(P, 1e-300, None)))
+    return np.einsum("iqk,iqk->i", r, np.log(np.maximum(P, 1e-300)))
 
 
 class _MML:
@@ -410,7 +410,7 @@ class _MML:
         """Per group: log P of every item category at the nodes (G x Q x sum K)."""
         logP = np.empty((self.G, self.nodes.size, self.pats.offs[-1]))
         for b, (g, col, k, c) in zip(self.blocks, self._dest):
-            lp = np.log(np.clip(self.probs(b)[0], 1e-300, None))
+            lp = np.log(np.maximum(self.probs(b)[0], 1e-300))
             logP[g, :, col] = lp[k, :, c]
         return logP
 
@@ -481,7 +481,7 @@ class _MML:
         """Gradient and information (Fisher scoring) of the expected complete-data
         log-likelihood of a block's instances at their current parameters."""
         P, dP, _ = self.probs(b)
-        Pc = np.clip(P, 1e-300, None)
+        Pc = np.maximum(P, 1e-300)
         I, Q, K, p = dP.shape
         D = dP.reshape(I, Q * K, p)
         g = ((r / Pc).reshape(I, 1, Q * K) @ D)[:, 0]
@@ -495,9 +495,11 @@ class _MML:
         for b in self.blocks:
             r = self.item_counts(counts, b)
             obj0 = _expected_loglik(r, self.probs(b)[0])
+            diag = np.arange(b.m + 1)
             for _ in range(nsteps):
                 g, info = self.block_grad_info(b, r)
-                step = np.linalg.solve(info + 1e-10 * np.eye(b.m + 1), g[..., None])[..., 0]
+                info[:, diag, diag] += 1e-10
+                step = np.linalg.solve(info, g[..., None])[..., 0]
                 t = np.ones(b.a.size)
                 for _h in range(30):
                     a1 = b.a + t * step[:, 0]
@@ -513,7 +515,7 @@ class _MML:
     def _valid(self, d):
         if self.model != "graded":
             return np.ones(d.shape[0], bool)
-        return np.all(np.diff(d, axis=1) < 0, axis=1)
+        return (d[:, 1:] < d[:, :-1]).all(axis=1)
 
     def update_latent(self, nq):
         for g in range(1, self.G):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from instrument.irt.data import response_matrix
-from instrument.irt.mml import IRTResult, _distinct, category_probs, quadrature
+from instrument.irt.mml import IRTResult, _distinct, _onehot, category_probs, quadrature
 
 SCORE_METHODS = ("EAP", "MAP")
 
@@ -27,14 +27,14 @@ def _item_arrays(fit: IRTResult, items: Sequence[str], group: str | None):
 
 def _loglik_grid(fit: IRTResult, x: np.ndarray, items: Sequence[str], theta: np.ndarray,
                  group: str | None) -> np.ndarray:
-    """log P(responses | theta) for each person (rows) at each theta (columns)."""
-    L = np.zeros((x.shape[0], theta.size))
-    for j, (a, d) in enumerate(_item_arrays(fit, items, group)):
+    """log P(responses | theta) for each person (rows) at each theta (columns): the one-hot
+    coding of the responses times the items' stacked log-probabilities."""
+    lp = []
+    for a, d in _item_arrays(fit, items, group):
         P = category_probs(fit.model, fit.link, np.array([a]), d[None, :], theta)[0]   # Q x K
-        lp = np.log(np.clip(P, 1e-300, None))
-        ok = x[:, j] >= 0
-        L[ok] += lp[:, x[ok, j]].T
-    return L
+        lp.append(np.log(np.clip(P, 1e-300, None)))
+    Y, _ = _onehot(x, np.array([p.shape[1] - 1 for p in lp]))
+    return Y @ np.hstack(lp).T
 
 
 def fscores(fit: IRTResult, data: pd.DataFrame, *, method: str = "EAP", group: str | None = None,
@@ -64,6 +64,11 @@ def fscores(fit: IRTResult, data: pd.DataFrame, *, method: str = "EAP", group: s
     items = list(fit.items)
     _, X = response_matrix(data, items)
     x = np.where(np.isnan(X), -1, X).astype(int)
+    top = np.array([fit.item_params(it, group)[1].size for it in items])
+    if np.any(x > top):
+        r, j = np.argwhere(x > top)[0]
+        raise ValueError(f"row {r + 1}, column {items[j]!r}: expected a category 0..{top[j]} of "
+                         f"the fitted model; got {x[r, j]}.")
     # persons with the same responses have the same score: each distinct pattern is scored once
     first, inv, _ = _distinct(x + 1)
     x = x[first]

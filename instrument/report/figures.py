@@ -315,7 +315,9 @@ def contrast_chart(effects: pd.DataFrame, labels: Mapping[str, str] | None = Non
         ax.invert_yaxis()
         ax.set_xlabel(tr("change in outcome from 10th to 90th percentile (percentage points, "
                          "95% CI)"))
-        ax.legend(frameon=False, fontsize=MIN_PT, loc="best")
+        # above the axes in one row: inside them it covers the bars of the first outcome
+        ax.legend(frameon=False, fontsize=MIN_PT, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=len(preds))
         return _uri(fig)
 
 

@@ -603,6 +603,7 @@ def stage_irt_dif(ctx: dict) -> Any:
     language with fewer than `rules.DIF_MIN_GROUP` respondents. With simulated data each row says
     whether DIF was planted in the item (``planted``).
     """
+    from instrument.irt.data import group_sizes_gate
     from instrument.irt.dif import dif
     from instrument.irt.lrdif import lrdif
 
@@ -616,12 +617,9 @@ def stage_irt_dif(ctx: dict) -> Any:
             out["skipped"][form] = f"no {col!r} column"
             continue
         counts = data[col].value_counts()
-        if len(counts) != 2 or counts.min() < rules.DIF_MIN_GROUP.threshold:
-            r = rules.DIF_MIN_GROUP
-            out["skipped"][form] = (f"respondents per {col}: "
-                                    + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
-                                    + f"; DIF needs two groups of at least {r.threshold:g} "
-                                    f"respondents each ({r.cite()})")
+        reason = group_sizes_gate(counts, col)
+        if reason:
+            out["skipped"][form] = reason
             continue
         ref = str(counts.index[0])            # the larger group is the reference
         foc = str(counts.index[1])

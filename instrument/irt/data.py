@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from instrument.rules import DIF_MIN_GROUP
+
 
 @dataclass(frozen=True)
 class ItemData:
@@ -124,3 +126,14 @@ def two_group_responses(data: pd.DataFrame, items: list[str], group: str, refere
         raise ValueError(f"reference= {ref!r} is not a value of column {group!r} ({labels}).")
     foc = labels[1] if labels[0] == ref else labels[0]
     return X, gv, ref, foc
+
+
+def group_sizes_gate(counts: pd.Series, group: str, what: str = "DIF") -> str | None:
+    """Why ``what`` cannot compare the groups of ``group`` whose respondent counts are
+    ``counts`` (not exactly two groups, or one with fewer than `DIF_MIN_GROUP` respondents), or
+    None when it can."""
+    if len(counts) == 2 and counts.min() >= DIF_MIN_GROUP.threshold:
+        return None
+    return (f"respondents per {group}: " + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
+            + f"; {what} needs two groups of at least {DIF_MIN_GROUP.threshold:g} respondents "
+            f"each ({DIF_MIN_GROUP.cite()})")

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from instrument.irt.data import group_sizes_gate
 from instrument.irt.dif import dif as run_dif
 from instrument.irt.itemfit import q3, s_x2
 from instrument.irt.mml import irt
@@ -221,7 +222,7 @@ def shortform(responses: Any, *, bank: Any, k: int = 3, language_column: str = "
             ld_rows.append({"construct": con, "item1": p["item1"], "item2": p["item2"],
                             "q3": p["q3"], "q3_minus_mean": p["q3_minus_mean"]})
         langs = data[language_column].value_counts()
-        dif_tested = len(langs) == 2 and langs.min() >= DIF_MIN_GROUP.threshold
+        dif_tested = group_sizes_gate(langs, language_column) is None
         flagged: set[str] = set()
         if dif_tested:
             res = run_dif(x.assign(**{language_column: data[language_column].to_numpy()}), its,
@@ -293,11 +294,9 @@ def _short_ladder(items: pd.DataFrame, recoded: pd.DataFrame, data: pd.DataFrame
     from instrument.invariance import invariance
 
     counts = data[group].value_counts() if group in data.columns else pd.Series(dtype=int)
-    if len(counts) != 2 or counts.min() < DIF_MIN_GROUP.threshold:
-        return {"group": group, "not_tested": f"respondents per {group}: "
-                + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
-                + f"; the ladder needs two groups of at least {DIF_MIN_GROUP.threshold:g} "
-                f"respondents each ({DIF_MIN_GROUP.cite()})"}
+    reason = group_sizes_gate(counts, group, "the ladder")
+    if reason:
+        return {"group": group, "not_tested": reason}
     sel = items[items["selected"]]
     model = "\n".join(f"{con} =~ " + " + ".join(g["item"]) for con, g in
                        sel.groupby("construct", sort=False))

@@ -168,7 +168,7 @@ def _fit_fiml(pt, ov, blocks, clusters, *, se: str, test: str, meta: Meta,
         E = observed_information_fast(obj, x, model=model)
         E_inv = invert_information(E, warn)
         if se in ROBUST_SE or test == "yuan.bentler.mplus":
-            vmlr = fiml_mlr_vcov(obj, x, information=E, clusters=clusters)
+            vmlr = fiml_mlr_vcov(obj, x, information=E, information_inv=E_inv, clusters=clusters)
         if se in ROBUST_SE:
             vcov_x = vmlr.vcov
         elif se == "standard":

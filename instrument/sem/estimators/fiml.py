@@ -384,18 +384,23 @@ class FIMLObjective:
 
 
 def fiml_mlr_vcov(objective: FIMLObjective, x, *, information: np.ndarray | None = None,
+                  information_inv: np.ndarray | None = None,
                   clusters: Sequence[np.ndarray | None] | None = None):
     """MLR with FIML: ``E^-1 B0 E^-1 / N`` with ``B0`` from the FIML casewise scores.
 
     ``B0 = sum_g (n_g/N) Delta_g' B1_g Delta_g`` with ``B1_g`` = `fiml_h1_information_firstorder`
-    at the implied moments (structured), ``E`` the observed information. Returns an
+    at the implied moments (structured), ``E`` the observed information (computed when not
+    given) and ``E^-1`` its inverse (computed and symmetrised when not given). Returns an
     `instrument.sem.estimators.mlr.MLRVcov`.
     """
     from instrument.sem.estimators.mlr import MLRVcov
     x = np.asarray(x, dtype=float)
     E = objective.observed_information(x) if information is None else information
-    E_inv = np.linalg.inv(E)
-    E_inv = 0.5 * (E_inv + E_inv.T)
+    if information_inv is None:
+        E_inv = np.linalg.inv(E)
+        E_inv = 0.5 * (E_inv + E_inv.T)
+    else:
+        E_inv = information_inv
     clusters = list(clusters) if clusters is not None else [None] * len(objective.patterns)
     N = objective.ntotal
     B0, per = 0.0, []

@@ -214,7 +214,7 @@ class DWLSObjective:
         self.N = float(n.sum()) - len(n)
         self.w = (n - 1) / self.N
         self.obs = [g.wls_obs for g in cstats.ordinal]
-        self.V = [np.diag(g.WLS_V).copy() if weight == "DWLS" else np.ones(len(g.wls_obs))
+        self.V = [g.WLS_VD if weight == "DWLS" else np.ones(len(g.wls_obs))
                   for g in cstats.ordinal]
 
     def group_values(self, x):
@@ -492,7 +492,7 @@ def _baseline_chisq(st):
     tot = 0.0
     for g in st.ordinal:
         r = g.wls_obs[g.nth:]
-        tot += (g.n - 1) * float(np.diag(g.WLS_V)[g.nth:] @ r ** 2)
+        tot += (g.n - 1) * float(g.WLS_VD[g.nth:] @ r ** 2)
     return tot
 
 
@@ -583,7 +583,7 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     A = _orth_complement(H).T
     n = np.array([g.n for g in cst.ordinal], float)
     fg = n / n.sum()
-    Wd = [np.diag(g.WLS_V) for g in cst.ordinal]
+    Wd = [g.WLS_VD for g in cst.ordinal]
     P = sum(f * (D.T * w) @ D for f, D, w in zip(fg, D1, Wd))
     Pi = np.linalg.inv(P)
     APA = A @ Pi @ A.T
@@ -649,7 +649,7 @@ def _catml_robust(model, x, cstats, deltas, st, sandwich):
     for g in cstats.ordinal:
         if np.linalg.eigvalsh(g.cor)[0] < np.sqrt(np.finfo(float).eps):
             return None
-    W_all = [np.diag(g.WLS_V) for g in st.ordinal]
+    W_all = [g.WLS_VD for g in st.ordinal]
     Einv, gwd = sandwich.E_inv, sandwich.gamma_wd
     p = model.p
     XX3 = 0.0

@@ -64,7 +64,7 @@ def dwls_information(delta: Sequence[np.ndarray], stats: SampleStats) -> np.ndar
     """
     D = _check(delta, stats)
     fg = _fg(stats)
-    X = [np.sqrt(np.diag(g.WLS_V))[:, None] * Dg for Dg, g in zip(D, stats.ordinal)]
+    X = [np.sqrt(g.WLS_VD)[:, None] * Dg for Dg, g in zip(D, stats.ordinal)]
     return sum(f * gram(Xg) for f, Xg in zip(fg, X))
 
 
@@ -107,7 +107,7 @@ def dwls_sandwich(delta: Sequence[np.ndarray], stats: SampleStats) -> DWLSSandwi
     E = dwls_information(D, stats)
     gwd, meat = [], np.zeros_like(E)
     for f, Dg, g in zip(fg, D, stats.ordinal):
-        WD = sparse_if_sparse(np.diag(g.WLS_V)[:, None] * Dg)
+        WD = sparse_if_sparse(g.WLS_VD[:, None] * Dg)
         Y = g.NACOV @ WD if isinstance(WD, np.ndarray) else (WD.T @ g.NACOV).T
         gwd.append(Y)
         meat += f * (WD.T @ Y)

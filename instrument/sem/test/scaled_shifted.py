@@ -16,7 +16,7 @@ def wgamma_traces(stats) -> list[tuple[float, float, float, float]]:
     and columns after the group's ``nth`` thresholds); none depends on the model."""
     out = []
     for g in stats.ordinal:
-        w, G, t = np.diag(g.WLS_V), g.NACOV, g.nth
+        w, G, t = g.WLS_VD, g.NACOV, g.nth
         R = G * G
         wc = w[t:]
         rw_c = R[t:, t:] @ wc
@@ -94,7 +94,7 @@ def scaled_shifted(chisq: float, df: int, deltas, stats, *, sandwich=None,
     trA2 = sum(t[1] for t in traces)
     K = np.zeros_like(sw.E)
     for f, g, Y in zip(fg, stats.ordinal, sw.gamma_wd):
-        Z = np.sqrt(np.diag(g.WLS_V))[:, None] * Y
+        Z = np.sqrt(g.WLS_VD)[:, None] * Y
         K += f * (Z.T @ Z)
     EH = sw.E_inv @ sw.meat
     return shifted_from_traces(chisq, df, trA - float(np.trace(EH)),

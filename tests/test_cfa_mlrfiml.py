@@ -385,22 +385,6 @@ class TestFIMLMLRStandardSE(CheckLavaanFit):
     ref_fm, ref_par = _se_test_ref("fiml_mlr_se_standard")
 
 
-def test_se_and_test_options_are_checked():
-    hs = data("HolzingerSwineford1939.csv")
-    with pytest.raises(ValueError, match="se= must be one of"):
-        cfa(HS_MODEL, hs, se="robust.sem")
-    with pytest.raises(ValueError, match="test= must be one of"):
-        cfa(HS_MODEL, hs, test="satorra.bentler")
-    with pytest.raises(ValueError, match="needs cluster="):
-        cfa(HS_MODEL, hs, se="robust.cluster")
-    with pytest.raises(ValueError, match="estimator='ML', se='robust.huber.white'"):
-        cfa(HS_MODEL, hs, estimator="MLR", test="standard")
-    with pytest.raises(ValueError, match="likelihood='wishart' cannot be combined"):
-        cfa(HS_MODEL, hs, likelihood="wishart", se="robust.huber.white")
-    with pytest.raises(ValueError, match="scaled-shifted"):
-        cfa(HS_MODEL, hs.round(), ordered=True, test="yuan.bentler.mplus")
-
-
 def test_ml_with_robust_se_and_yb_test_is_mlr():
     """lavaan: estimator = "MLR" is ML with se = "robust.huber.white" and
     test = "yuan.bentler.mplus" (and so the observed information)."""
@@ -515,21 +499,31 @@ def test_fast_h1_information_and_corrected_equal_reference_implementation():
 
 
 # ------------------------------------------------------------------------ options, errors
-def test_bad_options_give_clear_errors():
+# each case: cfa() options, the error it must raise, and the data (HS unless a change is needed)
+BAD_OPTIONS = [
+    ({"se": "robust.sem"}, "se= must be one of", None),
+    ({"test": "satorra.bentler"}, "test= must be one of", None),
+    ({"se": "robust.cluster"}, "needs cluster=", None),
+    ({"estimator": "MLR", "test": "standard"}, "estimator='ML', se='robust.huber.white'", None),
+    ({"likelihood": "wishart", "se": "robust.huber.white"},
+     "likelihood='wishart' cannot be combined", None),
+    ({"ordered": True, "test": "yuan.bentler.mplus"}, "scaled-shifted", lambda d: d.round()),
+    ({"cluster": "school"}, "cluster= needs estimator='MLR'", None),
+    ({"estimator": "MLR", "cluster": "nope"}, "cluster='nope' is not a column", None),
+    ({"estimator": "MLR", "likelihood": "wishart"}, "likelihood='wishart' cannot be combined",
+     None),
+    ({"missing": "ml"}, "missing= must be one of", None),
+    ({"estimator": "WLSMV", "missing": "fiml"}, "needs ordered=", None),
+    ({"estimator": "MLR", "cluster": "one"}, "at least 2 clusters", lambda d: d.assign(one=1)),
+]
+
+
+@pytest.mark.parametrize("options, message, prepare", BAD_OPTIONS,
+                         ids=[m for _, m, _ in BAD_OPTIONS])
+def test_bad_options_give_clear_errors(options, message, prepare):
     hs = data("HolzingerSwineford1939.csv")
-    with pytest.raises(ValueError, match="cluster= needs estimator='MLR'"):
-        cfa(HS_MODEL, hs, cluster="school")
-    with pytest.raises(ValueError, match="cluster='nope' is not a column"):
-        cfa(HS_MODEL, hs, estimator="MLR", cluster="nope")
-    with pytest.raises(ValueError, match="likelihood='wishart' cannot be combined"):
-        cfa(HS_MODEL, hs, estimator="MLR", likelihood="wishart")
-    with pytest.raises(ValueError, match="missing= must be one of"):
-        cfa(HS_MODEL, hs, missing="ml")
-    with pytest.raises(ValueError, match="needs ordered="):
-        cfa(HS_MODEL, hs, estimator="WLSMV", missing="fiml")
-    one = hs.assign(one=1)
-    with pytest.raises(ValueError, match="at least 2 clusters"):
-        cfa(HS_MODEL, one, estimator="MLR", cluster="one")
+    with pytest.raises(ValueError, match=message):
+        cfa(HS_MODEL, hs if prepare is None else prepare(hs), **options)
 
 
 def test_fiml_drops_empty_rows_with_a_warning():

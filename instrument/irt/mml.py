@@ -335,7 +335,7 @@ class _MML:
         self.model, self.link = model, link
         self.pats = pats
         self.G = ngroups
-        self.nodes, self.w0 = quadrature(npts)
+        self.nodes, _ = quadrature(npts)     # the prior is renormalised per group (`prior`)
         self.mu = np.zeros(ngroups)
         self.sd = np.ones(ngroups)
         ncat, offs = pats.ncat, pats.offs

@@ -1,18 +1,23 @@
 # Sourced by scripts/test and scripts/validate: the shared setup steps.
 #
-#   install_chromium WHAT   when chromium is missing and we are root with apt-get (CI, a fresh
-#                           container), install Debian's package; WHAT says what it is for.
+#   install_chromium WHAT   when Chromium's headless shell is missing and we are root with apt-get
+#                           (CI, a fresh container), install Debian's chromium-headless-shell (the
+#                           lighter print engine; the full chromium when the shell has no package
+#                           here and no chromium is installed); WHAT says what it is for.
 #   make_venv EXTRAS        create .venv and install the package with EXTRAS ("" or "[test]").
 #
 # A package index can cut a download short (IncompleteRead); pip does not retry a broken body,
 # so each pip install is tried up to three times before the script gives up.
 
 install_chromium() {
-  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's chromium for $1 (apt-get)..."
-    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || echo "Could not install chromium: $1 will be missing."
-  fi
+  command -v chromium-headless-shell >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 || return 0
+  echo "Installing Debian's chromium-headless-shell for $1 (apt-get)..."
+  apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null && return 0
+  command -v chromium >/dev/null 2>&1 && return 0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    || echo "Could not install chromium: $1 will be missing."
 }
 
 pip_install() {

@@ -996,11 +996,13 @@ def _stand_aside_reason(ctx: dict, name: str, run: ValidationRun, needs: tuple[s
 
 
 #: Stages `validate` runs in a forked child process while the stages after them run, on Linux
-#: (`_can_fork`; elsewhere every stage runs in this process): each needs only the data, only
-#: reads ``ctx``, and no other stage needs it. Its result comes back as JSON-able data and is
-#: recorded in its place in the stage order (the same results and run log as in one process).
-#: They are the two longest fitting stages, so on two cores they overlap each other and the rest.
-BACKGROUND_STAGES = ("invariance", "irt_dif")
+#: (`_can_fork`; elsewhere every stage runs in this process): each starts once the stages it
+#: needs are done (the data; the scores for the linker), only reads ``ctx``, and no stage but the
+#: reports needs it. Its result comes back as JSON-able data and is recorded in its place in the
+#: stage order (the same results and run log as in one process). The two longest fitting stages
+#: overlap each other and the rest; the linker overlaps the policy stage, which would otherwise
+#: run alone on one of two cores.
+BACKGROUND_STAGES = ("invariance", "irt_dif", "linker")
 
 
 def _can_fork() -> bool:

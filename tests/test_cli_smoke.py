@@ -41,7 +41,8 @@ def test_every_stage_runs(run):
     assert set(STAGES) <= set(payload["results"])
     # the table stars the stages run in a separate process and says what the total is
     table = res.output.split("  stage ", 1)[1]
-    assert re.findall(r"^  (\w+)\s+\S+\s+[\d.]+\*", table, re.M) == ["invariance", "irt_dif"]
+    assert re.findall(r"^  (\w+)\s+\S+\s+[\d.]+\*", table, re.M) == ["invariance", "irt_dif",
+                                                                     "linker"]
     assert re.search(r"^  total\s+15/15 ok\s+[\d.]+\n  \(total: time elapsed; \* ran in a "
                      r"separate process", table, re.M), table
 

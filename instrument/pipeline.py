@@ -1117,10 +1117,19 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
             for k in [k for k in order]:
                 run.results[k] = run.results.pop(k)
 
+    def stage_records(wait: bool) -> list[dict]:
+        """The reports stage's view of the run: the stage records so far; with ``wait``, after
+        the stages still running in the background are recorded and results.json is written."""
+        if wait:
+            for n in list(waiting):
+                collect(n)
+            _write(run, ctx)
+        return [s.to_dict() for s in run.stages]
+
     try:
         for name, fn, needs in STAGES:
             tag = tags[name]
-            for n in [n for n in waiting if n in needs or name == "reports"]:
+            for n in [n for n in waiting if n in needs]:
                 collect(n)
             if name in running:
                 if running[name][1].poll():
@@ -1140,10 +1149,12 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
                 run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
                 say(f"{tag} skipped: needs {', '.join(missing)}")
                 continue
-            if name == "reports":
-                _write(run, ctx)
+            if name == "reports":   # it waits for the background stages when it needs them
+                ctx.update(stage_records=stage_records, running_stages=tuple(waiting))
             say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
             _record(run, name, _execute(fn, ctx, out), tag, done, say)
+            ctx.pop("stage_records", None)
+            ctx.pop("running_stages", None)
             launch()
         for n in list(waiting):
             collect(n)

@@ -56,6 +56,18 @@ def test_reports_written(run):
     assert re.search(rf"PDF reports made: {made}\b", res.output), res.output[-500:]
 
 
+def test_cards_are_those_the_final_results_give(run, tmp_path):
+    """validate writes the score cards before the background stages are recorded: they are the
+    cards the final results.json renders, byte for byte."""
+    from instrument.report import load_results, render
+
+    res, out = run
+    payload = load_results(out / "results.json")
+    for lang, name in (("en", "school_cards.html"), ("es", "school_cards_es.html")):
+        (again,) = render(payload, "cards", tmp_path / lang, ("html",), lang=lang)
+        assert again.read_text() == (out / "reports" / name).read_text()
+
+
 def test_validate_says_when_no_pdf_is_made(tmp_path, monkeypatch):
     """Without Chromium the reports are HTML only and validate says so and why."""
     monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(tmp_path / "none"))

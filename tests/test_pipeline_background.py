@@ -8,6 +8,7 @@ way is checked on the tiny plan in tests/test_robustness.py.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -111,3 +112,34 @@ def test_a_stage_whose_process_cannot_start_runs_in_its_turn(tmp_path, monkeypat
     assert [(s.name, s.status) for s in run.stages][:3] == [
         ("bank", "ok"), ("data", "ok"), ("slow", "warning")]
     assert not any("background" in x for x in lines)
+
+
+def test_the_reports_stage_waits_for_background_stages_when_it_asks(tmp_path, monkeypatch):
+    """The reports stage starts while a background stage still runs: ``stage_records(False)``
+    gives the records so far, ``stage_records(True)`` waits for the stage, records it and writes
+    results.json first."""
+    seen = {}
+
+    def _reports(ctx):
+        seen["running"] = ctx["running_stages"]
+        seen["early"] = [s["name"] for s in ctx["stage_records"](False)]
+        seen["late"] = [s["name"] for s in ctx["stage_records"](True)]
+        seen["written"] = [s["name"] for s in json.loads(
+            (ctx["out_dir"] / "results.json").read_text())["stages"]]
+        return {"results": sorted(ctx["results"])}
+
+    stages = [("bank", lambda ctx: {}, ()), ("data", _data, ("bank",)),
+              ("slow", _slow, ("data",)), ("after", _after, ("data",)),
+              ("reports", _reports, ())]
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    monkeypatch.setattr(pipeline, "BACKGROUND_STAGES", ("slow",))
+    monkeypatch.setattr(pipeline, "_write", lambda run, ctx: (run.out_dir / "results.json")
+                        .write_text(json.dumps({"stages": [s.to_dict() for s in run.stages]})))
+    run = ValidationRun(out_dir=tmp_path)
+    ctx = {"plan": {}, "out_dir": tmp_path, "results": run.results}
+    pipeline._run_stages(run, ctx, set(), lambda s: None)
+    assert seen["running"] == ("slow",)
+    assert seen["early"] == ["bank", "data", "after"]        # the slow stage is still running
+    assert seen["late"] == seen["written"] == ["bank", "data", "slow", "after"]
+    assert run.results["reports"]["results"] == ["after", "bank", "data", "slow"]
+    assert "stage_records" not in ctx and "running_stages" not in ctx

@@ -1638,6 +1638,10 @@ TRANSLATED_KINDS = ("brief", "cards")
 #: The order `pipeline_stage` writes the reports in, longest Chromium print first (the cards have
 #: a page per school), so the prints that run in the background finish together.
 PRINT_ORDER = ("cards", "technical", "brief")
+#: The stages whose results the score cards read (`_cards`, the provenance line, the report
+#: languages): `pipeline_stage` writes the cards once these are in, before the stages still
+#: running in the background have finished.
+CARD_INPUTS = ("bank", "data", "scores", "policy")
 
 
 #: While `pipeline_stage` renders every report of one results mapping: its identifier values, its
@@ -1823,24 +1827,34 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "pdf_files": int,
     "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
     made, ``note`` says why one was not).
+
+    The stage records (each stage's status, so that a section whose stage failed names the
+    failure) come from ``ctx["stage_records"]`` when `validate` passes it: ``stage_records(wait)``
+    returns the records so far, and with ``wait=True`` first waits for the stages still running
+    in the background (``ctx["running_stages"]``) and writes ``results.json``. The score cards
+    read only the `CARD_INPUTS` stages, so when none of those is still running they are written
+    and sent to the printer first, and the other reports after the wait. Without
+    ``stage_records`` the records are read from the ``results.json`` in the output folder.
     """
     from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, Printer, find_chromium
     from instrument.results import to_jsonable
 
-    results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
-               if k != "reports"}
-    out = Path(ctx.get("out_dir", ".")) / "reports"
+    out_dir = Path(ctx.get("out_dir", "."))
+    records = ctx.get("stage_records")
+
+    def snapshot(stages: list) -> tuple[dict, Mapping[str, Any]]:
+        results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
+                   if k != "reports"}
+        return results, ({"results": results, "stages": stages} if stages else results)
+
+    if records is None:
+        stages, pending = _stages_written(out_dir / "results.json"), False
+    else:   # wait now only if the cards read a stage still running
+        pending = not set(ctx.get("running_stages", ())) & set(CARD_INPUTS)
+        stages = records(not pending)
+    results, payload = snapshot(stages)
+    out = out_dir / "reports"
     pdf = find_chromium() is not None
-    # `validate` writes results.json (with each stage's status) just before this stage: pass the
-    # stages along so a section whose stage failed names the failure.
-    stages = []
-    results_file = Path(ctx.get("out_dir", ".")) / "results.json"
-    if results_file.exists():
-        try:
-            stages = json.loads(results_file.read_text(encoding="utf-8")).get("stages") or []
-        except (ValueError, OSError):
-            stages = []
-    payload = {"results": results, "stages": stages} if stages else results
     notes = [] if pdf else ["No PDF: " + INSTALL_HINT]
     langs = report_languages(results)[0]
     # the brief and the cards report school scores: where the scores stage stood aside (no
@@ -1859,9 +1873,14 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
         with Printer() if pdf else contextlib.nullcontext() as printer:
             for doc in sorted(docs, key=lambda d: PRINT_ORDER.index(d[0])):
                 kind, lang = doc
+                if pending and kind != "cards":
+                    _, payload = snapshot(records(True))
+                    pending = False
                 htmls[doc] = render(payload, kind, out, ("html",), lang=lang)[0]
                 if printer is not None:
                     prints[doc] = printer.submit(htmls[doc], htmls[doc].with_suffix(".pdf"))
+            if pending:
+                records(True)
     finally:
         _PREPARED = None
     written: list[Path] = []
@@ -1872,10 +1891,20 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
                 written.append(prints[doc].result())
             except PdfUnavailable as exc:
                 notes.append(f"No PDF of {htmls[doc].stem}: {exc}")
-    base = Path(ctx.get("out_dir", ".")).resolve()
+    base = out_dir.resolve()
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],
             "pdf": pdf and not notes, "pdf_files": len(made), "note": " ".join(notes)}
+
+
+def _stages_written(results_file: Path) -> list:
+    """The ``stages`` list of a ``results.json`` (empty when there is none or it cannot be read)."""
+    if not results_file.exists():
+        return []
+    try:
+        return json.loads(results_file.read_text(encoding="utf-8")).get("stages") or []
+    except (ValueError, OSError):
+        return []
 
 
 def load_results(path: str | Path) -> Mapping[str, Any]:

@@ -6,8 +6,9 @@ log records) and the CPU seconds of child processes that finished in the stage
 (``resource.getrusage(RUSAGE_CHILDREN)``: the Chromium processes that print the PDFs and those
 of their own children they wait for), the CPU seconds of every descendant process sampled from
 /proc every 0.25 s (Chromium's renderers are not waited for, so only the sampling sees them), then
-the totals, the time to import the package, and the 1-minute load average
-before and after (the machine is shared: read the times beside the load). A script, never a test.
+the totals, the time to import the package, the 1-minute load average before and after, and a
+speed probe before and after (`speed_probe`: a virtual machine's speed changes from minute to
+minute, at the same load; read the times beside the load and the probe). A script, never a test.
 
     python benchmarks/validate_timing.py [PLAN] [--out DIR] [--json FILE]
 """
@@ -74,6 +75,22 @@ class DescendantCPU:
         self._thread.join()
 
 
+def speed_probe() -> float:
+    """CPU seconds of a fixed single-threaded workload (a Python loop of 3 million steps and 20
+    inversions of a 300 x 300 matrix): about 1.0 s on the 2-core machine at its usual speed;
+    more when the machine runs slower."""
+    import numpy as np
+
+    c0 = time.process_time()
+    s = 0
+    for i in range(3_000_000):
+        s += i * i
+    a = np.random.default_rng(1).standard_normal((300, 300))
+    for _ in range(20):
+        np.linalg.inv(a @ a.T + np.eye(300))
+    return time.process_time() - c0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=None, help="analysis plan (default: shipped)")
@@ -86,6 +103,8 @@ def main() -> None:
     from instrument.pipeline import validate   # what `instrument validate` imports first
     import_wall, import_cpu = time.perf_counter() - w0, time.process_time() - c0
 
+    probe0 = speed_probe()
+    w0, c0 = time.perf_counter() - import_wall, time.process_time() - import_cpu
     marks: dict[str, tuple[float, float]] = {}   # children CPU when each stage started
     children: dict[str, tuple[float, float]] = {}
 
@@ -109,6 +128,7 @@ def main() -> None:
         pdfs = run.results.get("reports", {}).get("pdf_files")
     sampled = desc.seconds()
     load1 = os.getloadavg()[0]
+    probe1 = speed_probe()
 
     rows = [{"stage": s.name, "status": s.status, "wall": s.seconds, "cpu": s.cpu_seconds,
              "children_cpu": children.get(s.name, (0.0, 0.0))[0],
@@ -121,13 +141,15 @@ def main() -> None:
     print(f"{'total':<15}{'':<9}{wall:8.2f}{cpu:8.2f}{kids:10.2f}{sampled:9.2f}")
     print(f"CPU of this process and its children: {cpu + kids:.2f} s (getrusage), "
           f"{cpu + sampled:.2f} s (with the sampled descendants); PDFs made: {pdfs}")
-    print(f"load average (1 min) before {load0:.2f}, after {load1:.2f}; {os.cpu_count()} cores")
+    print(f"load average (1 min) before {load0:.2f}, after {load1:.2f}; {os.cpu_count()} cores; "
+          f"speed probe before {probe0:.2f} s, after {probe1:.2f} s (about 1.0 at usual speed)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"stages": rows, "import": {"wall": import_wall, "cpu": import_cpu},
                        "total": {"wall": wall, "cpu": cpu, "children_cpu": kids,
                                  "descendants_cpu": sampled},
-                       "load": [load0, load1], "pdf_files": pdfs}, fh, indent=1)
+                       "load": [load0, load1], "speed_probe": [probe0, probe1],
+                       "pdf_files": pdfs}, fh, indent=1)
 
 
 if __name__ == "__main__":

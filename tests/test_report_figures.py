@@ -104,3 +104,27 @@ def test_svg_is_cropped_as_savefig_tight_crops_it():
     assert x0 < 0                      # the label's extent, left of the figure, is kept
     assert (bw, bh) == pytest.approx((float(w1), float(h1)))
     assert ours.count("<svg") == 1 and "a rather long category label" in ours
+
+
+def test_category_use_bars_stack_each_items_shares(monkeypatch):
+    """One bar per item, top to bottom in the table's order, its segments the categories' shares
+    stacked from 0 to 1; the legend names every category of the scale, chosen or not."""
+    cu = pd.DataFrame({"item_id": ["a", "a", "a", "b", "b"], "category": [1, 2, 4, 1, 4],
+                       "share": [0.2, 0.5, 0.3, 0.6, 0.4]})
+    drawn = {}
+    monkeypatch.setattr(F, "_uri", lambda fig: drawn.setdefault("fig", fig) and "uri")
+    F.category_use_bars(cu, labels={1: "no", 2: "rarely", 3: "often", 4: "always"})
+    ax = drawn["fig"].axes[0]
+    spans = {}
+    for coll, cat in zip(ax.collections, (1, 2, 3, 4)):
+        for row, path in enumerate(coll.get_paths()):
+            x, y = path.vertices[:, 0], path.vertices[:, 1]
+            spans[row, cat] = (round(x.min(), 9), round(x.max(), 9), y.mean())
+    assert [spans[0, c][:2] for c in (1, 2, 3, 4)] == [(0, 0.2), (0.2, 0.7), (0.7, 0.7), (0.7, 1)]
+    assert [spans[1, c][:2] for c in (1, 2, 3, 4)] == [(0, 0.6), (0.6, 0.6), (0.6, 0.6), (0.6, 1)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    lo, hi = sorted(ax.get_ylim())
+    assert lo < spans[0, 1][2] < spans[1, 1][2] < hi and ax.yaxis_inverted()   # a above b
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no", "rarely", "often",
+                                                                   "always"]
+    plt.close(drawn["fig"])

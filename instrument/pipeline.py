@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -1117,12 +1117,13 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
             for k in [k for k in order]:
                 run.results[k] = run.results.pop(k)
 
-    def stage_records(wait: bool) -> list[dict]:
-        """The reports stage's view of the run: the stage records so far; with ``wait``, after
-        the stages still running in the background are recorded and results.json is written."""
-        if wait:
-            for n in list(waiting):
-                collect(n)
+    def stage_records(needs: Sequence[str] | None = None) -> list[dict]:
+        """The reports stage's view of the run: the stage records, once the stages of ``needs``
+        still running in the background are recorded; with None, every stage, and results.json
+        is written."""
+        for n in [n for n in waiting if needs is None or n in needs]:
+            collect(n)
+        if needs is None:
             _write(run, ctx)
         return [s.to_dict() for s in run.stages]
 
@@ -1150,11 +1151,10 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
                 say(f"{tag} skipped: needs {', '.join(missing)}")
                 continue
             if name == "reports":   # it waits for the background stages when it needs them
-                ctx.update(stage_records=stage_records, running_stages=tuple(waiting))
+                ctx["stage_records"] = stage_records
             say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
             _record(run, name, _execute(fn, ctx, out), tag, done, say)
             ctx.pop("stage_records", None)
-            ctx.pop("running_stages", None)
             launch()
         for n in list(waiting):
             collect(n)

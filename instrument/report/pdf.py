@@ -4,8 +4,9 @@ Chromium is the one external tool the reports use; it also runs the browser chec
 Its headless shell (Debian: ``apt-get install -y chromium-headless-shell``) is looked for first:
 the same Blink and Skia print code without the desktop browser's services, so a run's PDFs cost
 about a third less CPU (most of it the browser's start and its helper processes) and look the
-same; the full browser (``chromium``) is used when the shell is not installed. One browser process prints every document of a run
-(`Printer`): it is started with ``--remote-debugging-pipe`` and sent DevTools protocol commands
+same; the full browser (``chromium``) is used when the shell is not installed. One browser
+process prints every document of a run (`Printer`): it is started with
+``--remote-debugging-pipe`` and sent DevTools protocol commands
 (https://chromedevtools.github.io/devtools-protocol/, one JSON message per command, each ended by
 a NUL byte, on file descriptors 3 and 4). Each print worker has one page of its own, in a browser
 context of its own (its own renderer process, so two prints use two cores), and opens its
@@ -41,7 +42,8 @@ HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-extensions", "--disable-dev-shm-usage")
 INSTALL_HINT = ("PDF output needs a headless Chromium. On Debian install it with "
                 "`apt-get install -y chromium-headless-shell` (or `chromium`), or set "
-                "INSTRUMENT_CHROMIUM to a Chromium/Chrome binary; or render HTML only (`--no-pdf`, formats=('html',)).")
+                "INSTRUMENT_CHROMIUM to a Chromium/Chrome binary; or render HTML only "
+                "(`--no-pdf`, formats=('html',)).")
 #: ``Page.printToPDF`` options: the page size and margins of the CSS ``@page`` rule, backgrounds
 #: only where the CSS asks for them (``print-color-adjust: exact``), no header or footer, and a
 #: tagged PDF (its structure tree lets screen readers read the tables and headings).

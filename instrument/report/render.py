@@ -1829,29 +1829,25 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     made, ``note`` says why one was not).
 
     The stage records (each stage's status, so that a section whose stage failed names the
-    failure) come from ``ctx["stage_records"]`` when `validate` passes it: ``stage_records(wait)``
-    returns the records so far, and with ``wait=True`` first waits for the stages still running
-    in the background (``ctx["running_stages"]``) and writes ``results.json``. The score cards
-    read only the `CARD_INPUTS` stages, so when none of those is still running they are written
-    and sent to the printer first, and the other reports after the wait. Without
-    ``stage_records`` the records are read from the ``results.json`` in the output folder.
+    failure) come from ``ctx["stage_records"]``, which `validate` passes: ``stage_records(needs)``
+    returns them once the stages of ``needs`` still running in the background have finished
+    (every stage, and ``results.json`` written, when ``needs`` is None). The score cards read
+    only the `CARD_INPUTS` stages, so they are written and sent to the printer first, and the
+    other reports after every stage has finished. Without ``stage_records`` there are no
+    records.
     """
     from instrument.report.pdf import INSTALL_HINT, PdfUnavailable, Printer, find_chromium
     from instrument.results import to_jsonable
 
     out_dir = Path(ctx.get("out_dir", "."))
-    records = ctx.get("stage_records")
+    records = ctx.get("stage_records") or (lambda needs=None: [])
 
     def snapshot(stages: list) -> tuple[dict, Mapping[str, Any]]:
         results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
                    if k != "reports"}
         return results, ({"results": results, "stages": stages} if stages else results)
 
-    if records is None:
-        stages, pending = _stages_written(out_dir / "results.json"), False
-    else:   # wait now only if the cards read a stage still running
-        pending = not set(ctx.get("running_stages", ())) & set(CARD_INPUTS)
-        stages = records(not pending)
+    stages = records(CARD_INPUTS)
     results, payload = snapshot(stages)
     out = out_dir / "reports"
     pdf = find_chromium() is not None
@@ -1865,6 +1861,7 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
             for lang in (langs if kind in TRANSLATED_KINDS else ("en",))]
     htmls: dict[tuple[str, str], Path] = {}
     prints: dict[tuple[str, str], Any] = {}
+    complete: list | None = None    # every stage's record, once asked for
     global _PREPARED
     _PREPARED = {}
     try:
@@ -1873,14 +1870,15 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
         with Printer() if pdf else contextlib.nullcontext() as printer:
             for doc in sorted(docs, key=lambda d: PRINT_ORDER.index(d[0])):
                 kind, lang = doc
-                if pending and kind != "cards":
-                    _, payload = snapshot(records(True))
-                    pending = False
+                if complete is None and kind != "cards":
+                    complete = records(None)
+                    if complete != stages:      # stages recorded since: the results grew
+                        _, payload = snapshot(complete)
                 htmls[doc] = render(payload, kind, out, ("html",), lang=lang)[0]
                 if printer is not None:
                     prints[doc] = printer.submit(htmls[doc], htmls[doc].with_suffix(".pdf"))
-            if pending:
-                records(True)
+            if complete is None:
+                records(None)
     finally:
         _PREPARED = None
     written: list[Path] = []
@@ -1895,16 +1893,6 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     made = [p for p in written if p.suffix == ".pdf"]
     return {"files": [p.resolve().relative_to(base).as_posix() for p in written],
             "pdf": pdf and not notes, "pdf_files": len(made), "note": " ".join(notes)}
-
-
-def _stages_written(results_file: Path) -> list:
-    """The ``stages`` list of a ``results.json`` (empty when there is none or it cannot be read)."""
-    if not results_file.exists():
-        return []
-    try:
-        return json.loads(results_file.read_text(encoding="utf-8")).get("stages") or []
-    except (ValueError, OSError):
-        return []
 
 
 def load_results(path: str | Path) -> Mapping[str, Any]:

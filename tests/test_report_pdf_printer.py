@@ -4,8 +4,8 @@ A stand-in "Chromium" (a Python script set through INSTRUMENT_CHROMIUM) answers 
 protocol on its pipe (file descriptors 3 and 4) as the browser does, prints a small PDF after a
 short pause and logs how many prints were running when each started, so the tests check what
 the printer promises without the real browser: one browser for every print, prints overlap,
-never more than ``workers`` at once, one page per worker (with the screen-hiding script sent
-before its first document), every PDF is made, a failed print is reported for its own document
+never more than ``workers`` at once, one page per worker, each document opened as a hidden copy
+beside it that leaves it unrendered on screen (removed after printing), every PDF is made, a failed print is reported for its own document
 only and closes its page, and the reports stage lists its files in the same order as before (the technical
 report, the briefs, the cards).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from instrument.report.pdf import PdfUnavailable, Printer
+from instrument.report.pdf import SCREEN_UNRENDERED, PdfUnavailable, Printer
 from instrument.report.render import pipeline_stage
 from instrument.results import from_jsonable
 
@@ -32,6 +32,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "report" / "results_example.json"
 # started, "starts" one line per browser started. A page whose name holds "fail" gets an error.
 FAKE = r"""#!{python}
 import base64, json, os, sys, threading, time
+SCREEN = {screen!r}
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "starts"), "a") as fh:
     fh.write("1\n")
@@ -74,7 +75,11 @@ while True:
         elif method == "Target.attachToTarget":
             result = {{"sessionId": f"s{{n}}"}}
         elif method == "Page.navigate":
-            pages[m["sessionId"]] = m["params"]["url"]
+            pages[m["sessionId"]] = url = m["params"]["url"]
+            with open(url[len("file://"):], "rb") as doc, \
+                    open(os.path.join(here, "opened"), "a") as fh:
+                fh.write(f"{{url.rsplit('/', 2)[-2]}} {{url.rsplit('/', 1)[-1]}} "
+                         f"{{SCREEN in doc.read()}}\n")
         send({{"id": m["id"], "result": result}})
         if method == "Page.navigate":
             send({{"method": "Page.loadEventFired", "params": {{}}, "sessionId": m["sessionId"]}})
@@ -88,7 +93,7 @@ def fake_chromium(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "chromium"
     d.mkdir()
     exe = d / "chromium"
-    exe.write_text(FAKE.format(python=sys.executable))
+    exe.write_text(FAKE.format(python=sys.executable, screen=SCREEN_UNRENDERED))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(exe))
     return d
@@ -127,8 +132,8 @@ def _methods(fake: Path) -> list[str]:
     return (fake / "methods").read_text().split()
 
 
-def test_each_worker_prints_in_one_page_that_is_not_rendered_on_screen(tmp_path,
-                                                                        fake_chromium):
+def test_each_worker_prints_in_one_page_a_copy_not_rendered_on_screen(tmp_path,
+                                                                     fake_chromium):
     pages = _pages(tmp_path, ["a", "b", "c", "d", "e"])
     with Printer(workers=2) as printer:
         for p in pages:
@@ -138,9 +143,44 @@ def test_each_worker_prints_in_one_page_that_is_not_rendered_on_screen(tmp_path,
     opened = methods.count("Target.createBrowserContext")
     assert 1 <= opened <= 2
     assert methods.count("Target.disposeBrowserContext") == opened
-    assert methods.count("Page.addScriptToEvaluateOnNewDocument") == opened
-    # the script is sent before the page opens its first document
-    assert methods.index("Page.addScriptToEvaluateOnNewDocument") < methods.index("Page.navigate")
+    # each document was opened as a hidden copy in its own folder, with the screen rule in it
+    docs = sorted(line.split() for line in (fake_chromium / "opened").read_text().splitlines())
+    assert [d[0] for d in docs] == [tmp_path.name] * 5
+    assert [d[1].split(".")[1] for d in docs] == ["a", "b", "c", "d", "e"]
+    assert all(d[1].startswith(".") and d[1].endswith(".print.html") for d in docs)
+    assert all(d[2] == "True" for d in docs)
+    # and the copies are gone
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == \
+        sorted([p.name for p in pages] + [p.with_suffix(".pdf").name for p in pages])
+
+
+def test_a_folder_that_takes_no_copy_prints_the_file_itself(tmp_path, fake_chromium,
+                                                             monkeypatch):
+    from instrument.report import pdf
+
+    def no_copy(path):
+        raise PermissionError(path)
+    monkeypatch.setattr(pdf, "_printable_copy", no_copy)
+    (page,) = _pages(tmp_path, ["a"])
+    with Printer(workers=1) as printer:
+        assert printer.submit(page, page.with_suffix(".pdf")).result().name == "a.pdf"
+    assert (fake_chromium / "opened").read_text().split() == [tmp_path.name, "a.html", "False"]
+
+
+@pytest.mark.parametrize("html, expected", [
+    (b"<!DOCTYPE html><html><head><title>t</title></head><body>x</body></html>",
+     b"<!DOCTYPE html><html><head><title>t</title>" + SCREEN_UNRENDERED
+     + b"</head><body>x</body></html>"),
+    (b"<!doctype html>\n<HEAD><meta charset=utf-8></HEAD >x",
+     b"<!doctype html>\n<HEAD><meta charset=utf-8>" + SCREEN_UNRENDERED + b"</HEAD >x"),
+    (b"\xef\xbb\xbf<!DOCTYPE html><p>page</p>",
+     b"\xef\xbb\xbf<!DOCTYPE html>" + SCREEN_UNRENDERED + b"<p>page</p>"),
+    (b"<p>page</p>", SCREEN_UNRENDERED + b"<p>page</p>"),
+])
+def test_the_screen_rule_goes_in_the_head(html, expected):
+    from instrument.report.pdf import unrendered_on_screen
+
+    assert unrendered_on_screen(html) == expected
 
 
 def test_a_failed_print_closes_its_page(tmp_path, fake_chromium):

@@ -180,3 +180,20 @@ def test_spanish_reports_have_every_translation(run):
         warnings.simplefilter("error")
         for kind in ("brief", "cards"):
             render(run[1], kind, run[0] / "again", formats=("html",), lang="es")
+
+
+@pytest.mark.parametrize("stem", ["policy_brief", "school_cards"])
+def test_the_copy_chromium_prints_gives_the_pdf_of_the_file_itself(run, stem, tmp_path,
+                                                                    monkeypatch):
+    """Chromium prints a hidden copy of each report that is left unrendered on screen: the PDF
+    is byte for byte the one printed from the file itself, and no copy is left behind."""
+    from instrument.report import pdf
+
+    reports = run[0] / "reports"
+    assert not [p.name for p in reports.iterdir() if p.name.startswith(".")]
+
+    def no_copy(path):
+        raise PermissionError(path)
+    monkeypatch.setattr(pdf, "_printable_copy", no_copy)
+    plain = pdf.html_to_pdf(reports / f"{stem}.html", tmp_path / f"{stem}.pdf")
+    assert plain.read_bytes() == (reports / f"{stem}.pdf").read_bytes()

@@ -13,9 +13,9 @@ context of its own (its own renderer process, so two prints use two cores), and 
 documents there one after another (a new page costs the browser more than a document: about
 0.6 s of CPU); each is printed with ``Page.printToPDF``: the CSS ``@page`` size and margins,
 ``break-before: page`` (one page per school on the score cards), no header or footer, a tagged
-(accessible) PDF, as ``--print-to-pdf`` prints. The printer's pages do not render the documents
-on screen (`SCREEN_UNRENDERED`). Set ``INSTRUMENT_CHROMIUM`` to a browser binary to use another
-one.
+(accessible) PDF, as ``--print-to-pdf`` prints. Chromium prints a copy of each file that leaves
+the document unrendered on screen (`unrendered_on_screen`). Set ``INSTRUMENT_CHROMIUM`` to a
+browser binary to use another one.
 """
 from __future__ import annotations
 
@@ -51,15 +51,26 @@ PRINT_OPTIONS = {"preferCSSPageSize": True, "printBackground": False,
                  "displayHeaderFooter": False, "generateTaggedPDF": True}
 
 
-#: Run in the printer's pages before each document is parsed: a style sheet that leaves the
-#: document unrendered on screen (``@media screen``). Chromium lays a page out for the screen
-#: while it loads it (several times, as parsing proceeds) and again after printing, besides the
-#: print layout itself; a document of hundreds of pages then costs a third more to print. Print
-#: media is unaffected, so the PDF is the same, byte for byte, structure tree included; the HTML
-#: files themselves are not changed.
-SCREEN_UNRENDERED = ("const sheet = new CSSStyleSheet();"
-                     " sheet.replaceSync('@media screen { html { display: none !important; } }');"
-                     " document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];")
+#: Put in the head of the copy of each document that Chromium prints: the document is left
+#: unrendered on screen. Otherwise Chromium lays the whole document out for the screen while it
+#: loads it (several times, as parsing proceeds), and again after printing, when it restores the
+#: screen view, besides the print layouts themselves. Print media is unaffected, so the PDF is the
+#: same, byte for byte, structure tree included. The rule has to be in the document itself: a
+#: style sheet adopted by a script the page runs on each new document applies only once the
+#: document has a script context, which the headless shell creates after parsing.
+SCREEN_UNRENDERED = b"<style>@media screen { html { display: none !important; } }</style>"
+
+_HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
+_DOCTYPE = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def unrendered_on_screen(html: bytes) -> bytes:
+    """``html`` with `SCREEN_UNRENDERED` at the end of its head (after the doctype when it has no
+    ``</head>``): the document Chromium prints."""
+    m = _HEAD_END.search(html) or _DOCTYPE.match(html)
+    at = (m.start() if m.re is _HEAD_END else m.end()) if m else 0
+    return html[:at] + SCREEN_UNRENDERED + html[at:]
+
 
 #: Documents `Printer` prints at once: one per core of a 2-core machine (each print keeps one
 #: renderer process busy; more at once only share the same cores).
@@ -231,8 +242,7 @@ class _Browser:
 
 class _Page:
     """One page of the browser, in a browser context of its own (so a renderer process of its
-    own), with `SCREEN_UNRENDERED` run before every document: `print_pdf` opens a document in it
-    and prints it; `close` removes the context."""
+    own): `print_pdf` opens a document in it and prints it; `close` removes the context."""
 
     def __init__(self, browser: _Browser) -> None:
         self.browser = browser
@@ -243,20 +253,34 @@ class _Page:
             self.session = browser.call("Target.attachToTarget", targetId=target,
                                         flatten=True)["sessionId"]
             browser.call("Page.enable", self.session)
-            browser.call("Page.addScriptToEvaluateOnNewDocument", self.session,
-                         source=SCREEN_UNRENDERED)
         except PdfUnavailable:
             self.close()
             raise
 
     def print_pdf(self, html_path: Path) -> bytes:
-        """The PDF Chromium prints of ``html_path``, opened in this page."""
+        """The PDF Chromium prints of ``html_path``, opened in this page.
+
+        Chromium opens a copy, `unrendered_on_screen`, written beside the file (a hidden file
+        in the same folder, so that relative links resolve as in the original) and removed after
+        printing; where the folder takes no new file, the file itself (the same PDF, printed
+        more slowly)."""
+        try:
+            copy = _printable_copy(html_path)
+        except OSError:
+            copy = None
+        try:
+            return self._print(copy or html_path, html_path.name)
+        finally:
+            if copy is not None:
+                copy.unlink(missing_ok=True)
+
+    def _print(self, path: Path, name: str) -> bytes:
         b = self.browser
         loaded = b.event("Page.loadEventFired", self.session)
-        nav = b.call("Page.navigate", self.session, url=html_path.as_uri())
+        nav = b.call("Page.navigate", self.session, url=path.as_uri())
         if nav.get("errorText"):
-            raise PdfUnavailable(f"Chromium could not open {html_path.name}: {nav['errorText']}")
-        b._result(loaded, f"loading {html_path.name}")
+            raise PdfUnavailable(f"Chromium could not open {name}: {nav['errorText']}")
+        b._result(loaded, f"loading {name}")
         data = b.call("Page.printToPDF", self.session, **PRINT_OPTIONS)["data"]
         return base64.b64decode(data)
 
@@ -266,6 +290,21 @@ class _Page:
             self.browser.call("Target.disposeBrowserContext", browserContextId=self.context)
         except PdfUnavailable:
             pass
+
+
+def _printable_copy(html_path: Path) -> Path:
+    """Write `unrendered_on_screen` of ``html_path`` to a new hidden file in its folder."""
+    html = unrendered_on_screen(html_path.read_bytes())
+    fd, name = tempfile.mkstemp(prefix=f".{html_path.stem}.", suffix=".print.html",
+                                dir=html_path.parent)
+    try:
+        _write_all(fd, html)
+    except OSError:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    os.close(fd)
+    return Path(name)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -2,7 +2,7 @@
 
 The flow (DESIGN.md): bank → simulate or ingest → item analysis → EFA on a random half and CFA on
 the other → reliability → invariance → school aggregation (ICC) → school scores → linker →
-policy views → reports. Each stage is a function of the shared context ``ctx`` that returns plain,
+IRT and item-level DIF → policy views → reports. Each stage is a function of the shared context ``ctx`` that returns plain,
 JSON-able results; live objects that later stages need (the bank, response sets, fits) are kept in
 ``ctx``. A stage that fails is recorded with its error and the later stages that do not need it
 still run; `ValidationRun.ok` is False and the CLI exits non-zero.
@@ -828,10 +828,10 @@ STAGES: list[tuple[str, Stage, tuple[str, ...]]] = [
     ("reliability", stage_reliability, ("data",)),
     ("invariance", stage_invariance, ("data",)),
     ("multilevel", stage_multilevel, ("data",)),
-    ("irt", stage_irt, ("data",)),
-    ("irt_dif", stage_irt_dif, ("data",)),
     ("scores", stage_scores, ("data",)),
     ("linker", stage_linker, ("scores",)),
+    ("irt", stage_irt, ("data",)),
+    ("irt_dif", stage_irt_dif, ("data",)),
     ("policy", stage_policy, ("scores",)),
     ("reports", stage_reports, ()),
 ]

@@ -141,3 +141,36 @@ def test_the_reports_stage_waits_for_background_stages_when_it_asks(tmp_path, mo
     assert seen["late"] == seen["written"] == ["bank", "data", "slow", "after"]
     assert run.results["reports"]["results"] == ["after", "bank", "data", "slow"]
     assert "stage_records" not in ctx
+
+
+def test_the_stage_loop_freezes_its_heap_and_restores_the_collector(tmp_path, monkeypatch):
+    """The stages run with the objects that exist at the start frozen and a higher collection
+    threshold; afterwards the collector is as it was (also after an error), and objects frozen by
+    the calling program stay frozen."""
+    import gc
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    kept = [[] for _ in range(10)]              # gc-tracked objects alive at the start
+    with pipeline._long_lived_heap() as freeze:
+        assert gc.get_threshold()[0] == pipeline.GC_THRESHOLD
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        more = [[] for _ in range(10)]
+        count = gc.get_freeze_count()
+        freeze()                                # as before a fork
+        assert gc.get_freeze_count() >= count + len(more)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+    with pytest.raises(RuntimeError), pipeline._long_lived_heap():
+        raise RuntimeError("a stage loop that fails")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+    # a whole stage loop with a background stage leaves it as it was
+    _run(tmp_path / "run", monkeypatch, ("slow",))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+    # objects the calling program froze stay frozen
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        with pipeline._long_lived_heap() as freeze:
+            freeze()
+        assert gc.get_freeze_count() == count
+    finally:
+        gc.unfreeze()

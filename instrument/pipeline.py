@@ -1,11 +1,12 @@
 """`validate`: run an analysis plan end to end and write every result under one folder.
 
 The flow (DESIGN.md): bank → simulate or ingest → item analysis → EFA on a random half and CFA on
-the other → reliability → invariance → school aggregation (ICC) → school scores → linker →
-IRT and item-level DIF → policy views → reports. Each stage is a function of the shared context ``ctx`` that returns plain,
-JSON-able results; live objects that later stages need (the bank, response sets, fits) are kept in
-``ctx``. A stage that fails is recorded with its error and the later stages that do not need it
-still run; `ValidationRun.ok` is False and the CLI exits non-zero.
+the other → reliability → invariance → school aggregation (ICC) → school scores → linker → IRT
+and item-level DIF → policy views → reports. Each stage is a function of the shared context
+``ctx`` that returns plain, JSON-able results; live objects that later stages need (the bank,
+response sets, fits) are kept in ``ctx``. A stage that fails is recorded with its error and the
+later stages that do not need it still run; `ValidationRun.ok` is False and the CLI exits
+non-zero.
 
 Stages also declare what the data must hold (`REQUIREMENTS`: schools, outcomes, groups for an
 invariance ladder, the short form's form). When it is absent, or the plan switches the stage off
@@ -1110,8 +1111,6 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
     running: dict[str, tuple[Any, Any]] = {}     # stage -> (child process, its end of the pipe)
     waiting: list[str] = []                      # run in the background, its turn has passed
     after: dict[str, Any] = {}   # such a stage -> the result it follows in one process's order
-    heap = contextlib.ExitStack()
-    freeze = heap.enter_context(_long_lived_heap())
 
     def launch() -> None:
         for name, fn, needs in background:
@@ -1165,43 +1164,44 @@ def _run_stages(run: ValidationRun, ctx: dict, done: set[str], say: Callable[[st
             _write(run, ctx)
         return [s.to_dict() for s in run.stages]
 
-    try:
-        for name, fn, needs in STAGES:
-            tag = tags[name]
-            for n in [n for n in waiting if n in needs]:
+    with _long_lived_heap() as freeze:
+        try:
+            for name, fn, needs in STAGES:
+                tag = tags[name]
+                for n in [n for n in waiting if n in needs]:
+                    collect(n)
+                if name in running:
+                    if running[name][1].poll():
+                        collect(name)
+                    else:              # recorded when it ends; the next stages go on meanwhile
+                        waiting.append(name)
+                        after[name] = next((k for k in reversed(run.results) if k not in after),
+                                           None)
+                    continue
+                aside = _stand_aside_reason(ctx, name, run, needs) if "data" in done else None
+                if aside:
+                    run.stages.append(StageOutcome(name, "n/a", aside))
+                    say(f"{tag} stands aside: {aside}")
+                    continue
+                missing = [n for n in needs if n not in done]
+                if missing:
+                    run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
+                    say(f"{tag} skipped: needs {', '.join(missing)}")
+                    continue
+                if name == "reports":   # it waits for the background stages when it needs them
+                    ctx["stage_records"] = stage_records
+                say(f"{tag} running ... ({_doing(name)}; "
+                    f"{time.perf_counter() - start:.0f} s elapsed)")
+                _record(run, name, _execute(fn, ctx, out), tag, done, say)
+                ctx.pop("stage_records", None)
+                launch()
+            for n in list(waiting):
                 collect(n)
-            if name in running:
-                if running[name][1].poll():
-                    collect(name)
-                else:              # recorded when it ends; the next stages go on meanwhile
-                    waiting.append(name)
-                    after[name] = next((k for k in reversed(run.results) if k not in after),
-                                       None)
-                continue
-            aside = _stand_aside_reason(ctx, name, run, needs) if "data" in done else None
-            if aside:
-                run.stages.append(StageOutcome(name, "n/a", aside))
-                say(f"{tag} stands aside: {aside}")
-                continue
-            missing = [n for n in needs if n not in done]
-            if missing:
-                run.stages.append(StageOutcome(name, "skipped", f"needs {', '.join(missing)}"))
-                say(f"{tag} skipped: needs {', '.join(missing)}")
-                continue
-            if name == "reports":   # it waits for the background stages when it needs them
-                ctx["stage_records"] = stage_records
-            say(f"{tag} running ... ({_doing(name)}; {time.perf_counter() - start:.0f} s elapsed)")
-            _record(run, name, _execute(fn, ctx, out), tag, done, say)
-            ctx.pop("stage_records", None)
-            launch()
-        for n in list(waiting):
-            collect(n)
-    finally:
-        for child, receive in running.values():   # interrupted: no child outlives the run
-            child.terminate()
-            child.join()
-            receive.close()
-        heap.close()
+        finally:
+            for child, receive in running.values():   # interrupted: no child outlives the run
+                child.terminate()
+                child.join()
+                receive.close()
 
 
 def _doing(name: str) -> str:

@@ -300,10 +300,10 @@ def _printable_copy(html_path: Path) -> Path:
     try:
         _write_all(fd, html)
     except OSError:
-        os.close(fd)
         os.unlink(name)
         raise
-    os.close(fd)
+    finally:
+        os.close(fd)
     return Path(name)
 
 

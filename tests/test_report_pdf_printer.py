@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from instrument.report.pdf import SCREEN_UNRENDERED, PdfUnavailable, Printer
+from instrument.report.pdf import PRINTED_ONLY, PdfUnavailable, Printer
 from instrument.report.render import pipeline_stage
 from instrument.results import from_jsonable
 
@@ -74,6 +74,9 @@ while True:
             result = {{"targetId": f"t{{n}}"}}
         elif method == "Target.attachToTarget":
             result = {{"sessionId": f"s{{n}}"}}
+        elif method == "Emulation.setDeviceMetricsOverride":
+            with open(os.path.join(here, "windows"), "a") as fh:
+                fh.write(f"{{m['sessionId']}} {{m['params']['width']}}\n")
         elif method == "Page.navigate":
             pages[m["sessionId"]] = url = m["params"]["url"]
             with open(url[len("file://"):], "rb") as doc, \
@@ -93,7 +96,7 @@ def fake_chromium(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "chromium"
     d.mkdir()
     exe = d / "chromium"
-    exe.write_text(FAKE.format(python=sys.executable, screen=SCREEN_UNRENDERED))
+    exe.write_text(FAKE.format(python=sys.executable, screen=PRINTED_ONLY))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("INSTRUMENT_CHROMIUM", str(exe))
     return d
@@ -132,8 +135,10 @@ def _methods(fake: Path) -> list[str]:
     return (fake / "methods").read_text().split()
 
 
-def test_each_worker_prints_in_one_page_a_copy_not_rendered_on_screen(tmp_path,
-                                                                     fake_chromium):
+def test_each_worker_prints_in_one_narrow_page_a_copy_rendered_only_in_print(tmp_path,
+                                                                            fake_chromium):
+    from instrument.report.pdf import HIDDEN_BELOW_PX
+
     pages = _pages(tmp_path, ["a", "b", "c", "d", "e"])
     with Printer(workers=2) as printer:
         for p in pages:
@@ -143,7 +148,12 @@ def test_each_worker_prints_in_one_page_a_copy_not_rendered_on_screen(tmp_path,
     opened = methods.count("Target.createBrowserContext")
     assert 1 <= opened <= 2
     assert methods.count("Target.disposeBrowserContext") == opened
-    # each document was opened as a hidden copy in its own folder, with the screen rule in it
+    # each page's window is narrower than the width below which the print-only rule hides the
+    # document
+    windows = [line.split() for line in (fake_chromium / "windows").read_text().splitlines()]
+    assert len({w[0] for w in windows}) == len(windows) == opened
+    assert all(0 < int(w[1]) <= HIDDEN_BELOW_PX for w in windows)
+    # each document was opened as a hidden copy in its own folder, with the print-only rule in it
     docs = sorted(line.split() for line in (fake_chromium / "opened").read_text().splitlines())
     assert [d[0] for d in docs] == [tmp_path.name] * 5
     assert [d[1].split(".")[1] for d in docs] == ["a", "b", "c", "d", "e"]
@@ -169,18 +179,18 @@ def test_a_folder_that_takes_no_copy_prints_the_file_itself(tmp_path, fake_chrom
 
 @pytest.mark.parametrize("html, expected", [
     (b"<!DOCTYPE html><html><head><title>t</title></head><body>x</body></html>",
-     b"<!DOCTYPE html><html><head><title>t</title>" + SCREEN_UNRENDERED
+     b"<!DOCTYPE html><html><head><title>t</title>" + PRINTED_ONLY
      + b"</head><body>x</body></html>"),
     (b"<!doctype html>\n<HEAD><meta charset=utf-8></HEAD >x",
-     b"<!doctype html>\n<HEAD><meta charset=utf-8>" + SCREEN_UNRENDERED + b"</HEAD >x"),
+     b"<!doctype html>\n<HEAD><meta charset=utf-8>" + PRINTED_ONLY + b"</HEAD >x"),
     (b"\xef\xbb\xbf<!DOCTYPE html><p>page</p>",
-     b"\xef\xbb\xbf<!DOCTYPE html>" + SCREEN_UNRENDERED + b"<p>page</p>"),
-    (b"<p>page</p>", SCREEN_UNRENDERED + b"<p>page</p>"),
+     b"\xef\xbb\xbf<!DOCTYPE html>" + PRINTED_ONLY + b"<p>page</p>"),
+    (b"<p>page</p>", PRINTED_ONLY + b"<p>page</p>"),
 ])
-def test_the_screen_rule_goes_in_the_head(html, expected):
-    from instrument.report.pdf import unrendered_on_screen
+def test_the_print_only_rule_goes_in_the_head(html, expected):
+    from instrument.report.pdf import printed_only
 
-    assert unrendered_on_screen(html) == expected
+    assert printed_only(html) == expected
 
 
 def test_a_failed_print_closes_its_page(tmp_path, fake_chromium):

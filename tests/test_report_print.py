@@ -182,11 +182,12 @@ def test_spanish_reports_have_every_translation(run):
             render(run[1], kind, run[0] / "again", formats=("html",), lang="es")
 
 
-@pytest.mark.parametrize("stem", ["policy_brief", "school_cards"])
+@pytest.mark.parametrize("stem", ["policy_brief", "school_cards", "technical_report"])
 def test_the_copy_chromium_prints_gives_the_pdf_of_the_file_itself(run, stem, tmp_path,
                                                                     monkeypatch):
-    """Chromium prints a hidden copy of each report that is left unrendered on screen: the PDF
-    is byte for byte the one printed from the file itself, and no copy is left behind."""
+    """Chromium prints, in a narrow window, a hidden copy of each report that is rendered only
+    in print pages: the PDF is byte for byte the one printed from the file itself in a window of
+    Chromium's default size, and no copy is left behind."""
     from instrument.report import pdf
 
     reports = run[0] / "reports"
@@ -195,5 +196,6 @@ def test_the_copy_chromium_prints_gives_the_pdf_of_the_file_itself(run, stem, tm
     def no_copy(path):
         raise PermissionError(path)
     monkeypatch.setattr(pdf, "_printable_copy", no_copy)
+    monkeypatch.setattr(pdf, "PRINT_WINDOW_PX", None)
     plain = pdf.html_to_pdf(reports / f"{stem}.html", tmp_path / f"{stem}.pdf")
     assert plain.read_bytes() == (reports / f"{stem}.pdf").read_bytes()

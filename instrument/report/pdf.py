@@ -14,8 +14,8 @@ documents there one after another (a new page costs the browser more than a docu
 0.6 s of CPU); each is printed with ``Page.printToPDF``: the CSS ``@page`` size and margins,
 ``break-before: page`` (one page per school on the score cards), no header or footer, a tagged
 (accessible) PDF, as ``--print-to-pdf`` prints. Chromium prints a copy of each file that leaves
-the document unrendered on screen (`unrendered_on_screen`). Set ``INSTRUMENT_CHROMIUM`` to a
-browser binary to use another one.
+the document unrendered except in the pages it prints (`printed_only`). Set
+``INSTRUMENT_CHROMIUM`` to a browser binary to use another one.
 """
 from __future__ import annotations
 
@@ -51,25 +51,33 @@ PRINT_OPTIONS = {"preferCSSPageSize": True, "printBackground": False,
                  "displayHeaderFooter": False, "generateTaggedPDF": True}
 
 
-#: Put in the head of the copy of each document that Chromium prints: the document is left
-#: unrendered on screen. Otherwise Chromium lays the whole document out for the screen while it
-#: loads it (several times, as parsing proceeds), and again after printing, when it restores the
-#: screen view, besides the print layouts themselves. Print media is unaffected, so the PDF is the
-#: same, byte for byte, structure tree included. The rule has to be in the document itself: a
-#: style sheet adopted by a script the page runs on each new document applies only once the
-#: document has a script context, which the headless shell creates after parsing.
-SCREEN_UNRENDERED = b"<style>@media screen { html { display: none !important; } }</style>"
+#: Put in the head of the copy of each document that Chromium prints: the document is rendered
+#: only in the pages it is printed on. Chromium lays a document out in full several times
+#: besides the print layout itself: for the screen while it loads it (as parsing proceeds) and
+#: again after printing, when it restores the screen view; and once with print media at the
+#: size of the page's window, not paginated, just before the print layout (a DevTools trace of
+#: a print shows both print layouts). The rule hides the document on screen and, in print
+#: media, in any viewport at most `HIDDEN_BELOW_PX` wide; each print page's window is
+#: `PRINT_WINDOW_PX` wide, while the page area of a printed page (Letter less its margins: 695
+#: px) is far wider. The PDF is the same, byte for byte, structure tree included. The rule has
+#: to be in the document itself: a style sheet adopted by a script the page runs on each new
+#: document applies only once the document has a script context, which the headless shell
+#: creates after parsing.
+HIDDEN_BELOW_PX = 32
+PRINT_WINDOW_PX = 16
+PRINTED_ONLY = (b"<style>@media screen, print and (max-width: %dpx) "
+                b"{ html { display: none !important; } }</style>" % HIDDEN_BELOW_PX)
 
 _HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<!doctype[^>]*>", re.IGNORECASE)
 
 
-def unrendered_on_screen(html: bytes) -> bytes:
-    """``html`` with `SCREEN_UNRENDERED` at the end of its head (after the doctype when it has no
+def printed_only(html: bytes) -> bytes:
+    """``html`` with `PRINTED_ONLY` at the end of its head (after the doctype when it has no
     ``</head>``): the document Chromium prints."""
     m = _HEAD_END.search(html) or _DOCTYPE.match(html)
     at = (m.start() if m.re is _HEAD_END else m.end()) if m else 0
-    return html[:at] + SCREEN_UNRENDERED + html[at:]
+    return html[:at] + PRINTED_ONLY + html[at:]
 
 
 #: Documents `Printer` prints at once: one per core of a 2-core machine (each print keeps one
@@ -242,7 +250,9 @@ class _Browser:
 
 class _Page:
     """One page of the browser, in a browser context of its own (so a renderer process of its
-    own): `print_pdf` opens a document in it and prints it; `close` removes the context."""
+    own), with a window `PRINT_WINDOW_PX` wide (the viewport set with
+    ``Emulation.setDeviceMetricsOverride``; none when it is None): `print_pdf` opens a document
+    in it and prints it; `close` removes the context."""
 
     def __init__(self, browser: _Browser) -> None:
         self.browser = browser
@@ -253,6 +263,10 @@ class _Page:
             self.session = browser.call("Target.attachToTarget", targetId=target,
                                         flatten=True)["sessionId"]
             browser.call("Page.enable", self.session)
+            if PRINT_WINDOW_PX:
+                browser.call("Emulation.setDeviceMetricsOverride", self.session,
+                             width=PRINT_WINDOW_PX, height=PRINT_WINDOW_PX, deviceScaleFactor=1,
+                             mobile=False)
         except PdfUnavailable:
             self.close()
             raise
@@ -260,7 +274,7 @@ class _Page:
     def print_pdf(self, html_path: Path) -> bytes:
         """The PDF Chromium prints of ``html_path``, opened in this page.
 
-        Chromium opens a copy, `unrendered_on_screen`, written beside the file (a hidden file
+        Chromium opens a copy, `printed_only`, written beside the file (a hidden file
         in the same folder, so that relative links resolve as in the original) and removed after
         printing; where the folder takes no new file, the file itself (the same PDF, printed
         more slowly)."""
@@ -293,8 +307,8 @@ class _Page:
 
 
 def _printable_copy(html_path: Path) -> Path:
-    """Write `unrendered_on_screen` of ``html_path`` to a new hidden file in its folder."""
-    html = unrendered_on_screen(html_path.read_bytes())
+    """Write `printed_only` of ``html_path`` to a new hidden file in its folder."""
+    html = printed_only(html_path.read_bytes())
     fd, name = tempfile.mkstemp(prefix=f".{html_path.stem}.", suffix=".print.html",
                                 dir=html_path.parent)
     try:

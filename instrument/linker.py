@@ -51,6 +51,7 @@ Econometrics, vol. 5, ch. 59, eq. (3.5)-(3.6). https://doi.org/10.1016/S1573-441
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -169,21 +170,27 @@ def check_rates(outcomes: pd.DataFrame, columns: Sequence[str] | None = None, *,
     hi = 1.0 if rates_in == "proportion" else 100.0
     looks_prop: list[str] = []
     for c in cols:
-        v = pd.to_numeric(out[c], errors="coerce")
-        nonnum = out[c].notna() & v.isna()
+        raw = out[c]
+        v = pd.to_numeric(raw, errors="coerce")
+        x = v.to_numpy(float, na_value=np.nan)
+        nonnum = np.isnan(x) & ~pd.isna(raw.to_numpy())
         if nonnum.any():
             raise ValueError(f"outcomes column {c!r} has non-numeric values at school_id(s) "
                              f"{_ids(out.loc[nonnum, 'school_id'])}.")
-        bad = v.notna() & ((v < 0) | (v > hi))
+        bad = (x < 0) | (x > hi)            # False where missing
         if bad.any():
             hint = (" If rates are stored as percentages, pass rates_in='percent'."
-                    if rates_in == "proportion" and (v[bad] <= 100).all() else "")
+                    if rates_in == "proportion" and (x[bad] <= 100).all() else "")
             raise ValueError(f"outcomes column {c!r} must be a {rates_in} in [0, {hi:g}]; "
                              f"school_id(s) {_ids(out.loc[bad, 'school_id'])} have "
                              f"{_ids(v[bad].tolist())}.{hint}")
-        out[c] = v / 100.0 if rates_in == "percent" else v
-        if rates_in == "percent" and v.notna().any() and v.max() <= 1 and v.max() > 0:
-            looks_prop.append(c)
+        if rates_in == "percent":
+            out[c] = v / 100.0
+            top = np.nanmax(x) if not np.isnan(x).all() else np.nan
+            if 0 < top <= 1:
+                looks_prop.append(c)
+        elif v.dtype != raw.dtype:          # numbers read as text
+            out[c] = v
     if looks_prop:
         raise ValueError(f"rates_in='percent' was declared but outcomes column(s) {looks_prop} "
                          "are all <= 1, as proportions would be; store every rate on one scale "
@@ -696,7 +703,7 @@ def _disattenuate(fit: ClusterFit, data: pd.DataFrame, controls_X: np.ndarray,
 
 def _form_in_scores(form: str, scores: pd.DataFrame) -> None:
     """``form`` must be one of the forms the scores hold (the forms are the bank's)."""
-    have = sorted(set(scores["form"].astype(str))) if "form" in scores.columns else []
+    have = sorted(scores["form"].astype(str).unique()) if "form" in scores.columns else []
     if form not in have:
         raise ValueError(f"form= must be one of the forms in the scores {have}; got {form!r}.")
 
@@ -785,6 +792,51 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
     >>> res = link(scores, outcomes, outcome="chronic_absence")  # doctest: +SKIP
     >>> # In R: coef_test(lm(...), vcov = "CR2", cluster = d$district_id, test = "Satterthwaite")
     """
+    m = _fit_link(scores, outcomes, outcome=outcome, construct=construct, form=form,
+                  controls=controls, cluster=cluster, weights=weights, change=change,
+                  se_type=se_type, rates_in=rates_in, level=level)
+    fit, data = m.fit, m.sample.data
+    eff = _effects_table(fit, data, m.y, ["score", "poverty"], level)
+    bands = _bands_table(fit, data, level)
+    vcov = pd.DataFrame(fit.vcov, columns=list(fit.names))
+    vcov.insert(0, "term", list(fit.names))
+    opts = {"outcome": outcome, "construct": m.construct, "form": form, "controls": list(m.ctrl),
+            "cluster": cluster, "weights": weights, "change": change, "se_type": se_type,
+            "rates_in": rates_in, "level": level}
+    return LinkResult(outcome=outcome, construct=m.construct, form=form, change=bool(change),
+                      se_type=se_type, controls=m.ctrl, weights=weights,
+                      coefficients=m.coefficients,
+                      vcov=vcov, effects=eff, bands=bands, disattenuation=m.disattenuation,
+                      sample=m.sample.accounting, nobs=fit.nobs, n_clusters=fit.n_clusters,
+                      r_squared=fit.r_squared, notes=m.notes,
+                      meta=Meta(options=opts,
+                                data_hash=hash_frame(data[["school_id", "score", *m.needed]])))
+
+
+#: `link`'s options that `sensitivity` passes on.
+_LINK_OPTIONS = ("cluster", "weights", "change", "se_type", "rates_in", "level")
+
+
+@dataclass(frozen=True)
+class _LinkFit:
+    """What `link` and `sensitivity` share: the analysis sample, the cluster-robust fit, its
+    coefficient table and the reliability correction of the score's coefficient."""
+    sample: _Sample
+    fit: ClusterFit
+    y: np.ndarray
+    construct: str
+    ctrl: tuple[str, ...]
+    needed: list[str]
+    coefficients: pd.DataFrame
+    disattenuation: dict
+    notes: tuple[str, ...]
+
+
+def _fit_link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str,
+              construct: str | None, form: str, controls: Sequence[str], cluster: str,
+              weights: str | None, change: bool, se_type: str, rates_in: str,
+              level: float) -> _LinkFit:
+    """Check `link`'s arguments, assemble the sample and fit the regression (see `link`)."""
     _choice("outcome", outcome, OUTCOMES)
     _form_in_scores(form, scores)
     _choice("se_type", se_type, SE_TYPES)
@@ -838,26 +890,14 @@ def link(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chroni
         notes.append(f"Only {J} clusters: CR1 standard errors may be too small "
                      f"({FEW_CLUSTERS_CR1.describe()}).")
     coefs = _coef_table(fit, level)
-    eff = _effects_table(fit, data, y, ["score", "poverty"], level)
-    bands = _bands_table(fit, data, level)
     srow = coefs.set_index("term").loc["score"]
     dis = _disattenuate(fit, data, X[:, [i for i, n in enumerate(names) if n != "score"]],
                         (float(srow["ci.lower"]), float(srow["ci.upper"])))
     if not (np.isfinite(dis["reliability_residualised"]) and dis["reliability_residualised"] > 0):
         notes.append("No reliability correction: the reliability of the residualised score is "
                      "unavailable or not positive.")
-    vcov = pd.DataFrame(fit.vcov, columns=list(names))
-    vcov.insert(0, "term", list(names))
-    opts = {"outcome": outcome, "construct": construct, "form": form, "controls": list(ctrl),
-            "cluster": cluster, "weights": weights, "change": change, "se_type": se_type,
-            "rates_in": rates_in, "level": level}
-    return LinkResult(outcome=outcome, construct=construct, form=form, change=bool(change),
-                      se_type=se_type, controls=tuple(ctrl), weights=weights, coefficients=coefs,
-                      vcov=vcov, effects=eff, bands=bands, disattenuation=dis, sample=s.accounting,
-                      nobs=fit.nobs, n_clusters=fit.n_clusters, r_squared=fit.r_squared,
-                      notes=tuple(notes),
-                      meta=Meta(options=opts,
-                                data_hash=hash_frame(data[["school_id", "score", *needed]])))
+    return _LinkFit(sample=s, fit=fit, y=y, construct=construct, ctrl=tuple(ctrl),
+                    needed=needed, coefficients=coefs, disattenuation=dis, notes=tuple(notes))
 
 
 def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = "chronic_absence",
@@ -886,21 +926,30 @@ def sensitivity(scores: pd.DataFrame, outcomes: pd.DataFrame, *, outcome: str = 
     if constructs is None:
         cs = sorted(set(scores["construct"].astype(str)) - {"overall"})
         constructs = (["overall"] if "overall" in set(scores["construct"]) else []) + cs
+    unknown = sorted(set(kw) - set(_LINK_OPTIONS))
+    if unknown:
+        raise TypeError(f"sensitivity() got unexpected keyword argument(s) {unknown}; "
+                        f"expected some of {list(_LINK_OPTIONS)}.")
+    defaults = inspect.signature(link).parameters
+    opts = {k: kw.get(k, defaults[k].default) for k in _LINK_OPTIONS}
     rows = []
     for f in forms:
         for c in constructs:
             for label, ctrl in (("yes", tuple(controls)), ("none", ())):
-                r = link(scores, outcomes, outcome=outcome, form=f, construct=c, controls=ctrl, **kw)
-                sc, e = r.score, r.effects.set_index("predictor").loc["score"]
-                rows.append({"form": f, "construct": c, "controls": label, "nobs": r.nobs,
+                m = _fit_link(scores, outcomes, outcome=outcome, form=f, construct=c,
+                              controls=ctrl, **opts)
+                sc = m.coefficients.set_index("term").loc["score"]
+                e = _effects_table(m.fit, m.sample.data, m.y, ["score"], opts["level"]).iloc[0]
+                rows.append({"form": f, "construct": c, "controls": label, "nobs": m.fit.nobs,
                              "est": sc["est"], "se": sc["se"], "df": sc["df"],
                              "pvalue": sc["pvalue"], "ci.lower": sc["ci.lower"],
                              "ci.upper": sc["ci.upper"], "b_per_sd": e["b_per_sd"],
                              "beta_std": e["beta_std"], "contrast_pp": e["contrast_pp"],
                              "ci.lower_pp": e["ci.lower_pp"], "ci.upper_pp": e["ci.upper_pp"],
-                             "reliability": r.disattenuation["reliability"],
-                             "reliability_residualised": r.disattenuation["reliability_residualised"],
-                             "est_corrected": r.disattenuation["est_corrected"]})
+                             "reliability": m.disattenuation["reliability"],
+                             "reliability_residualised":
+                                 m.disattenuation["reliability_residualised"],
+                             "est_corrected": m.disattenuation["est_corrected"]})
     return pd.DataFrame(rows)
 
 

@@ -562,7 +562,8 @@ def stage_multilevel(ctx: dict) -> Any:
     for form in _forms(ctx):
         scores = _respondent_scores(ctx, form)
         ctx["icc1"][form] = {}
-        for construct in [c for c in scores.columns if c in (*_scales(ctx, form), "overall")]:
+        named = {*_scales(ctx, form), "overall"}
+        for construct in [c for c in scores.columns if c in named]:
             r = icc(scores, construct, "school_id")
             ctx["icc1"][form][construct] = float(r.icc1)
             icc_rows.append({"form": form, "construct": construct, "icc1": float(r.icc1),

@@ -15,8 +15,8 @@ from scipy import stats
 import instrument as ins
 from instrument.cli import main
 from instrument.linker import (
-    RATE_COLUMNS, BrightSpotResult, LinkResult, bright_spots, check_rates, chronic_absence_rate, cluster_fit,
-    design_matrix, link, sensitivity, simulate_bright_spot_data, simulate_link_data,
+    DEFAULT_CONTROLS, RATE_COLUMNS, BrightSpotResult, LinkResult, bright_spots, check_rates,
+    chronic_absence_rate, cluster_fit, design_matrix, link, sensitivity, simulate_bright_spot_data, simulate_link_data,
 )
 from instrument.results import Table, dumps
 from instrument.rules import BRIGHT_SPOT_TOP_SHARE, CHRONIC_ABSENCE
@@ -284,6 +284,27 @@ def test_sensitivity_rows_and_consistency():
                     one.score[["est", "se", "df"]].to_numpy(float), rtol=1e-12)
     full = sensitivity(s, o)
     assert len(full) == 2 * 6 * 2 and full["construct"].iloc[0] == "overall"
+
+
+@pytest.mark.parametrize("kw", [{}, {"se_type": "CR1", "level": 0.9}])
+def test_sensitivity_rows_are_links(kw):
+    """Each row holds what `link` reports for that form, construct and control set, with the
+    options passed on."""
+    s, o = simulate_link_data(120, 12, -0.001, seed=8)
+    tab = sensitivity(s, o, constructs=["overall", "leadership"], **kw)
+    for row in tab.to_dict("records"):
+        r = link(s, o, form=row["form"], construct=row["construct"],
+                 controls=() if row["controls"] == "none" else DEFAULT_CONTROLS, **kw)
+        e = r.effects.set_index("predictor").loc["score"]
+        expected = {"nobs": r.nobs, **{k: r.score[k] for k in
+                                      ("est", "se", "df", "pvalue", "ci.lower", "ci.upper")},
+                    **{k: e[k] for k in ("b_per_sd", "beta_std", "contrast_pp", "ci.lower_pp",
+                                         "ci.upper_pp")},
+                    **{k: r.disattenuation[k] for k in ("reliability", "reliability_residualised",
+                                                        "est_corrected")}}
+        assert_allclose([row[k] for k in expected], list(expected.values()), rtol=1e-12)
+    with pytest.raises(TypeError, match="sex_type"):
+        sensitivity(s, o, sex_type="CR1")
 
 
 # --------------------------------------------------------------------------------------------

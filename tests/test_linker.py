@@ -16,7 +16,8 @@ import instrument as ins
 from instrument.cli import main
 from instrument.linker import (
     DEFAULT_CONTROLS, RATE_COLUMNS, BrightSpotResult, LinkResult, bright_spots, check_rates,
-    chronic_absence_rate, cluster_fit, design_matrix, link, sensitivity, simulate_bright_spot_data, simulate_link_data,
+    chronic_absence_rate, cluster_fit, design_matrix, link, sensitivity, simulate_bright_spot_data,
+    simulate_link_data,
 )
 from instrument.results import Table, dumps
 from instrument.rules import BRIGHT_SPOT_TOP_SHARE, CHRONIC_ABSENCE

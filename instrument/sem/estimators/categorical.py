@@ -15,10 +15,12 @@ variances *computed* as ``1/Delta_i^2 - diag(Lambda B Psi B' Lambda')_i``) or
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
+from scipy import linalg as _la
 from scipy import stats as _st
 
 from instrument.sem.estimators.dwls import dwls_sandwich, dwls_vcov_robust
@@ -500,9 +502,23 @@ def _baseline_chisq(st):
 # nested-model difference test (lavaan lavTestLRT for WLSMV fits: method "satorra.2000")
 # ------------------------------------------------------------------------------------------
 
+_MODEL_STATES: dict[int, dict] = {}      # id(result) -> its model_state, while the result lives
+
+
 def model_state(fit) -> dict:
     """The fitted model of a WLSMV/ULSMV result, rebuilt from its table and sample statistics:
-    ``model`` (CategoricalModel), ``x``, ``cstats`` and ``weight`` ("DWLS" or "ULS")."""
+    ``model`` (CategoricalModel), ``x``, ``cstats`` and ``weight`` ("DWLS" or "ULS").
+
+    Built once per result and kept while the result lives (difference tests, group χ² and
+    score tests all ask for it); callers read it and never change it."""
+    state = _MODEL_STATES.get(id(fit))
+    if state is None:
+        state = _MODEL_STATES[id(fit)] = _rebuild_state(fit)
+        weakref.finalize(fit, _MODEL_STATES.pop, id(fit), None)
+    return state
+
+
+def _rebuild_state(fit) -> dict:
     cstats = fit.categorical_stats
     if cstats is None:
         raise ValueError("this result carries no categorical sample statistics (it is not a "
@@ -579,7 +595,8 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     D1 = s1["model"].wls_delta(s1["x"])
     D0 = s0["model"].wls_delta(s0["x"])
     D1a, D0a = np.vstack(D1), np.vstack(D0)
-    H = np.linalg.pinv(D1a) @ D0a
+    # H = D1^+ D0: the minimum-norm least-squares solution (what the pseudo-inverse gives)
+    H = _la.lstsq(D1a, D0a, lapack_driver="gelsy", check_finite=False)[0]
     A = _orth_complement(H).T
     n = np.array([g.n for g in cst.ordinal], float)
     fg = n / n.sum()

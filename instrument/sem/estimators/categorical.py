@@ -561,8 +561,8 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     Notes
     -----
     With Delta_1 (Delta_0) the stacked Jacobians of the H1 (H0) model at its estimates,
-    ``A`` the orthogonal complement of ``H = Delta_1^+ Delta_0`` (the restrictions, lavaan's
-    ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g`` (f_g = n_g/N) and
+    ``A`` the orthogonal complement of ``H = (Delta_1' Delta_1)^-1 Delta_1' Delta_0`` (the
+    restrictions, lavaan's ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g`` (f_g = n_g/N) and
     ``Q = P^-1 A' (A P^-1 A')^+ A P^-1``:
     ``tr1 = sum_g f_g tr(W_g Gamma_g W_g Delta_1g Q Delta_1g')``,
     ``tr2 = tr((V Delta_1 Q Delta_1' V Gamma_f)^2)`` with ``V = bdiag(W_g)`` and
@@ -595,8 +595,12 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     D1 = s1["model"].wls_delta(s1["x"])
     D0 = s0["model"].wls_delta(s0["x"])
     D1a, D0a = np.vstack(D1), np.vstack(D0)
-    # H = D1^+ D0: the minimum-norm least-squares solution (what the pseudo-inverse gives)
-    H = _la.lstsq(D1a, D0a, lapack_driver="gelsy", check_finite=False)[0]
+    # lavaan's H = (D1'D1)^-1 D1'D0 (least squares through the normal equations); a D1 of less
+    # than full column rank: the minimum-norm least-squares solution
+    try:
+        H = _la.solve(D1a.T @ D1a, D1a.T @ D0a, assume_a="pos", check_finite=False)
+    except _la.LinAlgError:
+        H = _la.lstsq(D1a, D0a, lapack_driver="gelsy", check_finite=False)[0]
     A = _orth_complement(H).T
     n = np.array([g.n for g in cst.ordinal], float)
     fg = n / n.sum()

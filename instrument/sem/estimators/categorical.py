@@ -562,8 +562,8 @@ def satorra2000_diff(fit_h1, fit_h0) -> dict:
     -----
     With Delta_1 (Delta_0) the stacked Jacobians of the H1 (H0) model at its estimates,
     ``A`` the orthogonal complement of ``H = (Delta_1' Delta_1)^-1 Delta_1' Delta_0`` (the
-    restrictions, lavaan's ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g`` (f_g = n_g/N) and
-    ``Q = P^-1 A' (A P^-1 A')^+ A P^-1``:
+    restrictions, lavaan's ``A.method = "delta"``), ``P = sum_g f_g Delta_1g' W_g Delta_1g``
+    (f_g = n_g/N) and ``Q = P^-1 A' (A P^-1 A')^+ A P^-1``:
     ``tr1 = sum_g f_g tr(W_g Gamma_g W_g Delta_1g Q Delta_1g')``,
     ``tr2 = tr((V Delta_1 Q Delta_1' V Gamma_f)^2)`` with ``V = bdiag(W_g)`` and
     ``Gamma_f = bdiag(f_g Gamma_g)``; ``a = sqrt(m / tr2)``, ``b = m - a tr1`` and

@@ -803,7 +803,6 @@ def stage_policy(ctx: dict) -> Any:
     if no_district:
         out["warnings"] = [f"variance components of the {f} form: not estimated: its data name "
                            "no districts (no district_id column)" for f in no_district]
-    ctx["results"]["classification"] = out["classification"]
     return out
 
 

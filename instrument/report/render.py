@@ -1823,8 +1823,8 @@ def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
 def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results.
 
-    Converts ``ctx["results"]`` with `instrument.results.to_jsonable` (so stage outputs may be
-    result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
+    Converts each stage's result in ``ctx["results"]`` once with `instrument.results.to_jsonable`
+    (so stage outputs may be result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
     PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "pdf_files": int,
     "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
     made, ``note`` says why one was not).
@@ -1843,9 +1843,15 @@ def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     out_dir = Path(ctx.get("out_dir", "."))
     records = ctx.get("stage_records") or (lambda needs=None: [])
 
+    converted: dict[str, Any] = {}      # each stage's result, converted once
+
     def snapshot(stages: list) -> tuple[dict, Mapping[str, Any]]:
-        results = {k: v for k, v in to_jsonable(dict(ctx.get("results", {}))).items()
-                   if k != "reports"}
+        results = {}
+        for k, v in dict(ctx.get("results", {})).items():
+            if k != "reports":
+                if k not in converted:
+                    converted[k] = to_jsonable(v)
+                results[k] = converted[k]
         return results, ({"results": results, "stages": stages} if stages else results)
 
     stages = records(CARD_INPUTS)

@@ -99,6 +99,23 @@ def test_wlsmv_difference_test_from_round_tripped_fits():
     assert np.isfinite(d_orig["chisq.diff"]) and d_orig["chisq.diff"] >= 0
 
 
+def test_wlsmv_model_state_is_built_once_per_result_and_dropped_with_it():
+    import gc
+
+    from instrument.sem.estimators import categorical as cat
+
+    fit = _fit("WLSMV")
+    first = cat.model_state(fit)
+    assert cat.model_state(fit) is first
+    other = type(fit).from_dict(json.loads(dumps(fit.to_dict())))   # an equal result of its own
+    assert cat.model_state(other) is not first
+    assert_allclose(cat.model_state(other)["x"], first["x"])
+    key = id(fit)
+    del fit
+    gc.collect()
+    assert key not in cat._MODEL_STATES
+
+
 @dataclass(frozen=True)
 class _Declared(JSONResult):
     items: tuple[str, ...]

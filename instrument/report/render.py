@@ -1823,9 +1823,10 @@ def render_all(results: Mapping[str, Any], out_dir: str | Path = "reports",
 def pipeline_stage(ctx: Mapping[str, Any]) -> dict:
     """The ``reports`` stage of `instrument.pipeline.validate`: every report from the results.
 
-    Converts each stage's result in ``ctx["results"]`` once with `instrument.results.to_jsonable`
-    (so stage outputs may be result objects or dicts), renders the three kinds into ``ctx["out_dir"] / "reports"``, with
-    PDFs when Chromium is found, and returns ``{"files": [...], "pdf": bool, "pdf_files": int,
+    Converts each stage's result in ``ctx["results"]`` once with
+    `instrument.results.to_jsonable` (so stage outputs may be result objects or dicts), renders
+    the three kinds into ``ctx["out_dir"] / "reports"``, with PDFs when Chromium is found, and
+    returns ``{"files": [...], "pdf": bool, "pdf_files": int,
     "note": str}`` (files relative to the output folder; ``pdf`` is True when every PDF was
     made, ``note`` says why one was not).
 

@@ -513,8 +513,12 @@ def model_state(fit) -> dict:
     score tests all ask for it); callers read it and never change it."""
     state = _MODEL_STATES.get(id(fit))
     if state is None:
-        state = _MODEL_STATES[id(fit)] = _rebuild_state(fit)
-        weakref.finalize(fit, _MODEL_STATES.pop, id(fit), None)
+        state = _rebuild_state(fit)
+        try:
+            weakref.finalize(fit, _MODEL_STATES.pop, id(fit), None)
+        except TypeError:           # an object without weak references is not kept
+            return state
+        _MODEL_STATES[id(fit)] = state
     return state
 
 

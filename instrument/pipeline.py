@@ -1253,10 +1253,11 @@ def _write(run: ValidationRun, ctx: dict) -> None:
     run log ``run_log.json`` (wall times, absolute paths, software versions)."""
     import platform
 
-    payload = {"plan": {k: v for k, v in ctx["plan"].items() if k != "simulation"},
-               "stages": [s.to_dict() for s in run.stages], "results": run.results}
-    (run.out_dir / RESULTS_FILE).write_text(json.dumps(to_jsonable(payload), indent=1,
-                                                       sort_keys=True))
+    # each stage's result is JSON-able already (`_execute` converted it)
+    payload = {**to_jsonable({"plan": {k: v for k, v in ctx["plan"].items() if k != "simulation"},
+                              "stages": [s.to_dict() for s in run.stages]}),
+               "results": run.results}
+    (run.out_dir / RESULTS_FILE).write_text(json.dumps(payload, indent=1, sort_keys=True))
     plan_path = ctx.get("plan_path")
     log = {"out_dir": str(run.out_dir.resolve()),
            "plan": str(Path(plan_path).resolve()) if plan_path else "shipped default plan",

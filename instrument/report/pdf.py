@@ -64,7 +64,7 @@ PRINT_OPTIONS = {"preferCSSPageSize": True, "printBackground": False,
 #: document applies only once the document has a script context, which the headless shell
 #: creates after parsing.
 HIDDEN_BELOW_PX = 32
-PRINT_WINDOW_PX = 16
+PRINT_WINDOW_PX = HIDDEN_BELOW_PX // 2
 PRINTED_ONLY = (b"<style>@media screen, print and (max-width: %dpx) "
                 b"{ html { display: none !important; } }</style>" % HIDDEN_BELOW_PX)
 
